@@ -1,0 +1,59 @@
+/**
+ * The executor seam (BuildKit's executor.go in spirit): plain data in, one small interface.
+ * The caller mounts the root filesystem; the executor isolates and runs one process tree in it.
+ */
+export interface ExtraMount {
+  type: 'bind' | 'tmpfs';
+  source?: string; // host path for bind
+  target: string; // path inside the container
+  readonly?: boolean;
+  options?: string[];
+}
+
+export interface Limits {
+  memory?: number; // bytes
+  cpuShares?: number;
+  cpuQuota?: number; // microseconds per period
+  cpuPeriod?: number; // microseconds, default 100000
+  pids?: number;
+}
+
+export interface RunSpec {
+  /** A mounted, writable root filesystem. */
+  rootfs: string;
+  argv: string[];
+  /** 'K=V' entries; PATH gets Docker's default when absent. */
+  env: string[];
+  cwd: string;
+  /** name, uid, name:group or uid:gid; resolved through rootfs /etc/passwd and /etc/group. */
+  user?: string;
+  hostname?: string;
+  mounts?: ExtraMount[];
+  network?: 'none' | 'host';
+  limits?: Limits;
+}
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+  /** Written to the process's stdin, then closed. Default: no stdin. */
+  stdin?: Buffer;
+}
+
+export interface RunResult {
+  exitCode: number;
+  signal?: string;
+  oomKilled: boolean;
+  usage: { cpuUserMicros?: number; cpuSystemMicros?: number; maxMemoryBytes?: number; wallMs: number };
+}
+
+export interface Executor {
+  readonly name: string; // 'builtin' | 'runc' | 'crun'
+  /**
+   * Runs spec.argv isolated in spec.rootfs. Resolves with the exit status (non-zero is not an
+   * error here). Rejects with VlabError: E_RUN_ABORTED when the signal fired (the whole container
+   * is killed first), E_EXEC_SETUP when the container could not be created. Always cleans up its
+   * cgroups, mounts and temp dirs, whether it resolves or rejects.
+   */
+  run(spec: RunSpec, opts?: RunOptions): Promise<RunResult>;
+}

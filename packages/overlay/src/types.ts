@@ -1,0 +1,49 @@
+/**
+ * The seam of @vlab/overlay, in containerd's Snapshotter shape.
+ *
+ * Active snapshots (from `prepare`) are writable and can never be parents; committed snapshots
+ * (from `commit`) are immutable and are what children stack on. Keys and names share one key space.
+ * Mounts are returned as data: a caller mounts them (`mountAll` in mount.ts), hands them to an OCI
+ * runtime, or prints them.
+ */
+export interface Mount {
+  type: string; // 'overlay' | 'bind'
+  source: string;
+  options: string[];
+}
+
+export type SnapshotKind = 'active' | 'view' | 'committed';
+
+export interface SnapshotInfo {
+  key: string;
+  kind: SnapshotKind;
+  parent?: string;
+  labels: Record<string, string>;
+  created: string; // ISO time
+}
+
+export interface Usage {
+  size: number; // bytes
+  inodes: number;
+}
+
+/** How a directory records deletions: overlay char-device whiteouts, or by really deleting (native). */
+export type WhiteoutMode = 'overlay' | 'oci';
+
+export interface Snapshotter {
+  readonly driver: 'overlay' | 'native';
+  /** Where `apply()` should unpack into for an active snapshot, and with which whiteout mode. */
+  writableDir(key: string): Promise<{ dir: string; whiteouts: WhiteoutMode }>;
+  /** New writable snapshot on top of committed `parent`. Throws E_SNAPSHOT_EXISTS if key exists. */
+  prepare(key: string, parent?: string, labels?: Record<string, string>): Promise<Mount[]>;
+  /** New read-only snapshot on top of committed `parent`. */
+  view(key: string, parent?: string, labels?: Record<string, string>): Promise<Mount[]>;
+  /** Turn active snapshot `key` into committed `name`; atomic (metadata renamed into place). */
+  commit(name: string, key: string, labels?: Record<string, string>): Promise<void>;
+  mounts(key: string): Promise<Mount[]>;
+  /** Refused with E_SNAPSHOT_IN_USE while a child exists. Idempotent for a missing key. */
+  remove(key: string): Promise<void>;
+  usage(key: string): Promise<Usage>;
+  stat(key: string): Promise<SnapshotInfo | undefined>;
+  walk(): Promise<SnapshotInfo[]>;
+}
