@@ -1,0 +1,2 @@
+#!/bin/sh
+cat /greeting.txt /app/message.txt

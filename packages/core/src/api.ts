@@ -1,0 +1,150 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { VlabError } from '@vlab/errors';
+import { parse, resolveGlobalArgs, selectTarget, type Dockerfile } from '@vlab/dockerfile';
+import { createSnapshotter, type Snapshotter } from '@vlab/overlay';
+import { Store } from './store/store.ts';
+import { defaultStoreRoot } from './store/paths.ts';
+import { BuildCache } from './cache/cache.ts';
+import { FileHashCache } from './context/hash-cache.ts';
+import { BuildContext } from './context/context.ts';
+import { createExecutor } from './exec/index.ts';
+import type { Executor } from './exec/types.ts';
+import { solve } from './solve/solver.ts';
+import { LayerManager } from './solve/layers.ts';
+import type { BuildEvent } from './solve/events.ts';
+import type { ImageConfig, Manifest } from './image/types.ts';
+import { MEDIA } from './image/types.ts';
+import { hostPlatform, platformString } from './image/platform.ts';
+import { predefinedArgs } from './image/args.ts';
+import { exportImage, type OutputSpec } from './export/export.ts';
+
+export interface BuildOptions {
+  /** Build context directory. */
+  context: string;
+  /** Dockerfile path (default `<context>/Dockerfile`) or `{ text }` for an in-memory one. */
+  dockerfile?: string | { text: string; path?: string };
+  tags?: string[];
+  buildArgs?: Record<string, string>;
+  target?: string;
+  noCache?: boolean;
+  /** Stage names (or indexes) whose steps are never taken from the cache. */
+  noCacheFilter?: string[];
+  output?: OutputSpec[];
+  signal?: AbortSignal;
+  onEvent?: (e: BuildEvent) => void;
+  /** Store root (default: $VLAB_ROOT, /var/lib/vlab as root, else $XDG_DATA_HOME/vlab). */
+  root?: string;
+  /** Seconds since the epoch: fixed timestamps and clamped mtimes for reproducible digests. */
+  sourceDateEpoch?: number;
+  /** id → host file, for RUN --mount=type=secret. */
+  secrets?: Record<string, string>;
+  network?: 'none' | 'host';
+  executor?: 'auto' | 'builtin' | 'oci';
+  snapshotter?: 'auto' | 'overlay' | 'native';
+}
+
+export interface BuildResult {
+  /** Config digest (docker's image id). */
+  imageId: string;
+  /** Manifest digest. */
+  digest: string;
+  manifest: Manifest;
+  config: ImageConfig;
+}
+
+/** Opened store parts, shared by build() and the image commands. */
+export interface Engine {
+  store: Store;
+  snapshots: Snapshotter;
+  layers: LayerManager;
+  cache: BuildCache;
+}
+
+export async function openEngine(root = defaultStoreRoot(), snapshotter: BuildOptions['snapshotter'] = 'auto'): Promise<Engine> {
+  const store = await Store.open(root);
+  const snapshots = await createSnapshotter(store.path('snapshots'), { driver: snapshotter });
+  return { store, snapshots, layers: new LayerManager(store, snapshots), cache: new BuildCache(store.path('cache')) };
+}
+
+/** Build an image from a Dockerfile and a context: what `vbuild build` does. */
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const started = Date.now();
+  const emit = opts.onEvent ?? (() => undefined);
+  const contextDir = path.resolve(opts.context);
+  const { df, dockerfilePath } = await loadDockerfile(contextDir, opts.dockerfile);
+  for (const w of df.warnings) emit({ type: 'warning', message: w.message, location: { file: dockerfilePath, ...w.range.start }, time: Date.now() });
+  const target = selectTarget(df, opts.target);
+  const engine = await openEngine(opts.root, opts.snapshotter);
+  const hashes = await FileHashCache.load(engine.store.path('cache', 'filehash.json'));
+  const context = await BuildContext.open(contextDir, hashes, opts.dockerfile && typeof opts.dockerfile === 'string' ? path.resolve(opts.dockerfile) : undefined);
+  const platform = hostPlatform();
+  const predefined = predefinedArgs(platform);
+  const buildArgs = opts.buildArgs ?? {};
+  const globalArgs = resolveGlobalArgs(df, buildArgs, predefined);
+  let executor: Promise<Executor> | undefined;
+  emit({ type: 'build-start', stages: df.stages.length, steps: df.stages.reduce((n, s) => n + s.instructions.length + 1, 0), time: Date.now() });
+
+  const sde = opts.sourceDateEpoch ?? envEpoch();
+  const state = await solve(
+    {
+      df,
+      dockerfilePath,
+      store: engine.store,
+      cache: engine.cache,
+      layers: engine.layers,
+      context,
+      executor: () => (executor ??= createExecutor({ kind: opts.executor ?? 'auto' })),
+      emit,
+      signal: opts.signal,
+      buildArgs,
+      globalArgs,
+      predefinedArgs: predefined,
+      platform,
+      noCache: opts.noCache ?? false,
+      noCacheFilter: new Set(opts.noCacheFilter ?? []),
+      sourceDateEpoch: sde,
+      secrets: opts.secrets ?? {},
+      network: opts.network,
+    },
+    target,
+  ).finally(() => hashes.save().catch(() => undefined));
+
+  const config: ImageConfig = {
+    ...state.config,
+    created: state.created,
+    architecture: platform.architecture,
+    os: platform.os,
+    rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffId) },
+  };
+  const stored = await engine.store.putImage(
+    config,
+    state.layers.map((l) => ({ mediaType: l.mediaType || MEDIA.layer, digest: l.digest, size: l.size })),
+  );
+  for (const t of opts.tags ?? []) await engine.store.tag(t, stored.manifestDigest);
+  for (const out of opts.output ?? []) await exportImage(engine.store, stored, out, opts.tags?.[0]);
+  emit({ type: 'build-done', imageId: stored.configDigest, digest: stored.manifestDigest, durationMs: Date.now() - started, time: Date.now() });
+  return { imageId: stored.configDigest, digest: stored.manifestDigest, manifest: stored.manifest, config };
+}
+
+async function loadDockerfile(contextDir: string, spec: BuildOptions['dockerfile']): Promise<{ df: Dockerfile; dockerfilePath: string }> {
+  if (spec && typeof spec === 'object') {
+    const p = spec.path ?? 'Dockerfile';
+    return { df: parse(spec.text, { file: p }), dockerfilePath: p };
+  }
+  const file = spec ? path.resolve(spec) : path.join(contextDir, 'Dockerfile');
+  const text = await fsp.readFile(file, 'utf8').catch((e) => {
+    throw new VlabError('E_DOCKERFILE_NOT_FOUND', `cannot read Dockerfile ${file}: ${(e as Error).message}`, { cause: e });
+  });
+  return { df: parse(text, { file }), dockerfilePath: file };
+}
+
+function envEpoch(): number | undefined {
+  const v = process.env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new VlabError('E_BAD_ARG', `SOURCE_DATE_EPOCH must be a non-negative integer, got "${v}"`);
+  return n;
+}
+
+export { platformString };

@@ -1,0 +1,90 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { ImageConfig, LayerRef } from '../image/types.ts';
+import { writeAtomic } from '../store/store.ts';
+
+/** What a step produced: the whole image state after it, so a hit needs nothing else. */
+export interface CacheRecord {
+  key: string;
+  layers: LayerRef[];
+  config: ImageConfig;
+  created: string;
+}
+
+/**
+ * The inputs a step was last built from at one place of one Dockerfile, so a miss can say which
+ * input changed (instruction, build arg, file, or the step before it).
+ */
+export interface StepInputs {
+  parentKey: string;
+  instruction: string;
+  args: Record<string, string>;
+  files: Record<string, string>;
+}
+
+/**
+ * Build cache: key → record (one JSON file each, written atomically), and per-location inputs for
+ * miss reasons. Keys are digests (DESIGN.md: `cacheKey()` runs before any work).
+ */
+export class BuildCache {
+  constructor(private readonly dir: string) {}
+
+  private file(kind: 'records' | 'inputs', key: string): string {
+    return path.join(this.dir, kind, key.replace(/^sha256:/, ''));
+  }
+
+  async get(key: string): Promise<CacheRecord | undefined> {
+    const text = await fsp.readFile(this.file('records', key), 'utf8').catch(() => undefined);
+    if (!text) return undefined;
+    try {
+      return JSON.parse(text) as CacheRecord;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async put(rec: CacheRecord): Promise<void> {
+    const f = this.file('records', rec.key);
+    await fsp.mkdir(path.dirname(f), { recursive: true });
+    await writeAtomic(f, JSON.stringify(rec));
+  }
+
+  async remove(key: string): Promise<void> {
+    await fsp.rm(this.file('records', key), { force: true });
+  }
+
+  async keys(): Promise<string[]> {
+    const names = await fsp.readdir(path.join(this.dir, 'records')).catch(() => [] as string[]);
+    return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}`);
+  }
+
+  async lastInputs(slot: string): Promise<StepInputs | undefined> {
+    const text = await fsp.readFile(this.file('inputs', slot), 'utf8').catch(() => undefined);
+    return text ? (JSON.parse(text) as StepInputs) : undefined;
+  }
+
+  async saveInputs(slot: string, inputs: StepInputs): Promise<void> {
+    const f = this.file('inputs', slot);
+    await fsp.mkdir(path.dirname(f), { recursive: true });
+    await writeAtomic(f, JSON.stringify(inputs));
+  }
+}
+
+/** Human reason for a miss, comparing with what this Dockerfile location was last built from. */
+export function missReason(prev: StepInputs | undefined, now: StepInputs): string {
+  if (!prev) return 'not built before';
+  if (prev.instruction !== now.instruction) return 'instruction changed';
+  for (const k of new Set([...Object.keys(prev.args), ...Object.keys(now.args)])) {
+    if (prev.args[k] !== now.args[k]) return `build arg ${k} changed`;
+  }
+  const changed: string[] = [];
+  for (const k of new Set([...Object.keys(prev.files), ...Object.keys(now.files)])) {
+    if (prev.files[k] !== now.files[k]) changed.push(k);
+  }
+  if (changed.length) {
+    const shown = changed.sort().slice(0, 3).join(', ');
+    return `file${changed.length > 1 ? 's' : ''} changed: ${shown}${changed.length > 3 ? ` (+${changed.length - 3} more)` : ''}`;
+  }
+  if (prev.parentKey !== now.parentKey) return 'previous step changed';
+  return 'cache record missing (pruned or --no-cache)';
+}

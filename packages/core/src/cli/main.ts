@@ -1,0 +1,153 @@
+import path from 'node:path';
+import { VlabError } from '@vlab/errors';
+import { build, openEngine } from '../api.ts';
+import { importRootfs } from '../image/import.ts';
+import { exportImage, parseOutput } from '../export/export.ts';
+import { defaultStoreRoot } from '../store/paths.ts';
+import { Store } from '../store/store.ts';
+import { keyValues, parseFlags } from './args.ts';
+import { createRenderer, type ProgressMode } from './progress.ts';
+
+const USAGE = `vbuild — build OCI images from Dockerfiles
+
+Usage:
+  vbuild [build] [-f Dockerfile] [-t name[:tag]]... [--build-arg K=V]... [--target S]
+                 [--no-cache] [--no-cache-filter S] [--progress auto|tty|plain|json]
+                 [--output type=oci|docker,dest=PATH] [--network none|host] [--secret id=I,src=F] CONTEXT
+  vbuild import ROOTFS.tar NAME[:TAG]      make a one-layer base image from a rootfs tarball
+  vbuild images                            list images in the store
+  vbuild tag SOURCE TARGET                 add a name to an image
+  vbuild rmi NAME                          remove a name
+  vbuild save -o FILE [--format oci|docker] NAME
+  vbuild inspect NAME                      print the image config
+
+Store: $VLAB_ROOT, else /var/lib/vlab as root (--root overrides).`;
+
+async function main(argv: string[]): Promise<number> {
+  const cmd = argv[0];
+  const known = ['build', 'import', 'images', 'tag', 'rmi', 'save', 'inspect', 'help', '--help', '-h'];
+  if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    process.stdout.write(`${USAGE}\n`);
+    return cmd ? 0 : 1;
+  }
+  const rest = known.includes(cmd) ? argv.slice(1) : argv;
+  switch (known.includes(cmd) ? cmd : 'build') {
+    case 'build':
+      return cmdBuild(rest);
+    case 'import': {
+      const { flags, positional } = parseFlags(rest, { root: { type: 'string' } });
+      if (positional.length !== 2) throw new VlabError('E_BAD_ARG', 'usage: vbuild import ROOTFS.tar NAME[:TAG]');
+      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
+      const img = await importRootfs(store, positional[0]!, positional[1]!);
+      process.stdout.write(`${img.configDigest}\n`);
+      return 0;
+    }
+    case 'images': {
+      const { flags } = parseFlags(rest, { root: { type: 'string' } });
+      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
+      process.stdout.write(`${'REPOSITORY:TAG'.padEnd(40)} IMAGE ID       SIZE\n`);
+      for (const { ref } of await store.listImages()) {
+        const img = (await store.resolve(ref))!;
+        const size = img.manifest.layers.reduce((n, l) => n + l.size, 0);
+        process.stdout.write(`${ref.padEnd(40)} ${img.configDigest.slice(7, 19)}   ${(size / 1e6).toFixed(1)}MB\n`);
+      }
+      return 0;
+    }
+    case 'tag': {
+      const { flags, positional } = parseFlags(rest, { root: { type: 'string' } });
+      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
+      const img = await store.resolve(positional[0] ?? '');
+      if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${positional[0]}`);
+      await store.tag(positional[1] ?? '', img.manifestDigest);
+      return 0;
+    }
+    case 'rmi': {
+      const { flags, positional } = parseFlags(rest, { root: { type: 'string' } });
+      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
+      for (const ref of positional) {
+        if (!(await store.untag(ref))) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref}`);
+        process.stdout.write(`Untagged: ${ref}\n`);
+      }
+      return 0;
+    }
+    case 'inspect': {
+      const { flags, positional } = parseFlags(rest, { root: { type: 'string' } });
+      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
+      const img = await store.resolve(positional[0] ?? '');
+      if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${positional[0]}`);
+      process.stdout.write(`${JSON.stringify({ Id: img.configDigest, Digest: img.manifestDigest, ...img.config }, null, 2)}\n`);
+      return 0;
+    }
+    case 'save': {
+      const { flags, positional } = parseFlags(rest, { root: { type: 'string' }, output: { alias: 'o', type: 'string' }, format: { type: 'string' } });
+      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
+      const img = await store.resolve(positional[0] ?? '');
+      if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${positional[0]}`);
+      if (!flags.output) throw new VlabError('E_BAD_ARG', 'save needs -o FILE');
+      await exportImage(store, img, { type: flags.format === 'oci' ? 'oci' : 'docker', dest: flags.output as string }, positional[0]);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+async function cmdBuild(argv: string[]): Promise<number> {
+  const { flags, positional } = parseFlags(argv, {
+    file: { alias: 'f', type: 'string' },
+    tag: { alias: 't', type: 'array' },
+    'build-arg': { type: 'array' },
+    target: { type: 'string' },
+    'no-cache': { type: 'boolean' },
+    'no-cache-filter': { type: 'array' },
+    progress: { type: 'string' },
+    output: { alias: 'o', type: 'array' },
+    network: { type: 'string' },
+    secret: { type: 'array' },
+    root: { type: 'string' },
+    quiet: { alias: 'q', type: 'boolean' },
+  });
+  if (positional.length !== 1) throw new VlabError('E_BAD_ARG', `"vbuild build" requires exactly 1 argument (the context)\n\n${USAGE}`);
+  const progress = ((flags.quiet ? 'quiet' : flags.progress) ?? 'auto') as ProgressMode;
+  if (!['auto', 'tty', 'plain', 'json', 'quiet'].includes(progress)) throw new VlabError('E_BAD_ARG', `--progress must be auto, tty, plain or json`);
+  const network = flags.network as string | undefined;
+  if (network !== undefined && network !== 'none' && network !== 'host') throw new VlabError('E_BAD_ARG', '--network must be none or host');
+  const secrets: Record<string, string> = {};
+  for (const s of (flags.secret as string[]) ?? []) {
+    const kv = keyValues(s.split(','));
+    if (!kv.id || !(kv.src || kv.source)) throw new VlabError('E_BAD_ARG', `--secret ${s}: expected id=ID,src=FILE`);
+    secrets[kv.id] = path.resolve(kv.src ?? kv.source!);
+  }
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort());
+  process.once('SIGTERM', () => ac.abort());
+  const res = await build({
+    context: positional[0]!,
+    dockerfile: flags.file as string | undefined,
+    tags: flags.tag as string[] | undefined,
+    buildArgs: keyValues(flags['build-arg'] as string[] | undefined),
+    target: flags.target as string | undefined,
+    noCache: Boolean(flags['no-cache']),
+    noCacheFilter: flags['no-cache-filter'] as string[] | undefined,
+    output: ((flags.output as string[]) ?? []).map(parseOutput),
+    network: network as 'none' | 'host' | undefined,
+    secrets,
+    root: flags.root as string | undefined,
+    signal: ac.signal,
+    onEvent: createRenderer(progress),
+  });
+  if (progress === 'quiet') process.stdout.write(`${res.imageId}\n`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof VlabError) {
+      const loc = e.location ? `${e.location.file ?? 'Dockerfile'}:${e.location.line}:${e.location.column}: ` : '';
+      process.stderr.write(`ERROR: ${loc}${e.message} [${e.code}]\n`);
+    } else {
+      process.stderr.write(`ERROR: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+    }
+    process.exit(1);
+  },
+);

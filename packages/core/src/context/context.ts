@@ -1,0 +1,163 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import fg from 'fast-glob';
+import { VlabError } from '@vlab/errors';
+import { loadIgnore, type IgnoreMatcher } from './ignore.ts';
+import type { FileHashCache } from './hash-cache.ts';
+
+export interface ContextEntry {
+  /** Path relative to the context root, '/'-separated, no leading './'. */
+  rel: string;
+  abs: string;
+  type: 'file' | 'dir' | 'symlink';
+  stats: fs.BigIntStats;
+}
+
+export interface SourceSelection {
+  /** The source pattern as written (after expansion). */
+  pattern: string;
+  /** Top-level matches: a file, a symlink or a directory (whose subtree is copied). */
+  roots: ContextEntry[];
+}
+
+/**
+ * The build context: a directory walked once with fast-glob, filtered by .dockerignore. COPY
+ * sources are resolved against it; anything outside the root is refused (E_CONTEXT_ESCAPE).
+ */
+export class BuildContext {
+  private entries?: Map<string, ContextEntry>;
+
+  private constructor(
+    readonly root: string,
+    readonly ignore: IgnoreMatcher,
+    private readonly hashes: FileHashCache,
+  ) {}
+
+  static async open(root: string, hashes: FileHashCache, dockerfilePath?: string): Promise<BuildContext> {
+    const abs = path.resolve(root);
+    const st = await fsp.stat(abs).catch(() => undefined);
+    if (!st?.isDirectory()) throw new VlabError('E_CONTEXT', `build context ${root} is not a directory`);
+    return new BuildContext(abs, await loadIgnore(abs, dockerfilePath), hashes);
+  }
+
+  /** All entries not excluded by .dockerignore (walked on first use). */
+  async walk(): Promise<Map<string, ContextEntry>> {
+    if (this.entries) return this.entries;
+    const found = await fg('**', { cwd: this.root, dot: true, onlyFiles: false, followSymbolicLinks: false, markDirectories: false });
+    found.sort();
+    const entries = new Map<string, ContextEntry>();
+    await Promise.all(
+      found.map(async (rel) => {
+        if (this.ignore.ignores(rel)) return;
+        const abs = path.join(this.root, rel);
+        const stats = await fsp.lstat(abs, { bigint: true });
+        const type = stats.isDirectory() ? 'dir' : stats.isSymbolicLink() ? 'symlink' : stats.isFile() ? 'file' : undefined;
+        if (type) entries.set(rel, { rel, abs, type, stats });
+      }),
+    );
+    this.entries = new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    return this.entries;
+  }
+
+  /**
+   * Resolve a COPY/ADD source (path or glob with * ? [..]) to entries. A leading '/' is the
+   * context root; '..' that leaves the root is refused.
+   */
+  async select(pattern: string): Promise<SourceSelection> {
+    const clean = path.posix.normalize(`/${pattern}`).slice(1).replace(/\/$/, '');
+    if (path.posix.normalize(pattern).startsWith('../') || path.posix.normalize(pattern) === '..') {
+      throw new VlabError('E_CONTEXT_ESCAPE', `COPY source "${pattern}" is outside the build context`);
+    }
+    const entries = await this.walk();
+    const roots: ContextEntry[] = [];
+    if (clean === '' || clean === '.') {
+      const st = await fsp.lstat(this.root, { bigint: true });
+      roots.push({ rel: '', abs: this.root, type: 'dir', stats: st });
+    } else if (/[*?[]/.test(clean)) {
+      const re = globToRegExp(clean);
+      for (const e of entries.values()) if (re.test(e.rel)) roots.push(e);
+    } else {
+      const e = entries.get(clean);
+      if (e) roots.push(await this.followTopLevel(e));
+    }
+    if (roots.length === 0) {
+      throw new VlabError('E_COPY_SOURCE', `COPY source "${pattern}" not found in build context (or excluded by .dockerignore)`);
+    }
+    return { pattern, roots };
+  }
+
+  /** Entries under a directory root, in sorted order (excluding the root itself). */
+  async subtree(root: ContextEntry): Promise<ContextEntry[]> {
+    const entries = await this.walk();
+    if (root.rel === '') return [...entries.values()];
+    const prefix = `${root.rel}/`;
+    const out: ContextEntry[] = [];
+    for (const e of entries.values()) if (e.rel.startsWith(prefix)) out.push(e);
+    return out;
+  }
+
+  /**
+   * Checksum of what a selection would copy: paths, types, modes, owners, link targets and file
+   * content. Content hashes come from the (path,size,mtime,inode) cache, so a hit reads nothing.
+   */
+  async checksum(selections: SourceSelection[], exclude: string[] = []): Promise<{ digest: string; files: Record<string, string> }> {
+    const files: Record<string, string> = {};
+    const excluded = exclude.map((p) => globToRegExp(p.replace(/^\/+/, '')));
+    for (const sel of selections) {
+      for (const root of sel.roots) {
+        const list = root.type === 'dir' ? [root, ...(await this.subtree(root))] : [root];
+        await Promise.all(
+          list.map(async (e) => {
+            if (excluded.some((re) => re.test(e.rel))) return;
+            const meta = `${e.type}:${Number(e.stats.mode) & 0o7777}`;
+            let content = '';
+            if (e.type === 'file') content = await this.hashes.hash(e.abs, e.stats);
+            else if (e.type === 'symlink') content = await fsp.readlink(e.abs);
+            files[e.rel || '.'] = `${meta}:${content}`;
+          }),
+        );
+      }
+    }
+    const h = createHash('sha256');
+    for (const k of Object.keys(files).sort()) h.update(`${k}\0${files[k]}\0`);
+    return { digest: `sha256:${h.digest('hex')}`, files };
+  }
+
+  /** A top-level source that is a symlink is followed (as docker does), but must stay inside. */
+  private async followTopLevel(e: ContextEntry): Promise<ContextEntry> {
+    if (e.type !== 'symlink') return e;
+    const real = await fsp.realpath(e.abs).catch(() => undefined);
+    const rootReal = await fsp.realpath(this.root);
+    if (!real || (real !== rootReal && !real.startsWith(`${rootReal}/`))) {
+      throw new VlabError('E_CONTEXT_ESCAPE', `COPY source "${e.rel}" is a symlink that leaves the build context`);
+    }
+    const rel = path.relative(rootReal, real);
+    const target = (await this.walk()).get(rel);
+    if (!target) throw new VlabError('E_COPY_SOURCE', `COPY source "${e.rel}" points to "${rel}", which is excluded or missing`);
+    return { ...target, rel: e.rel };
+  }
+}
+
+/** Go filepath.Match semantics: `*` and `?` never cross '/', `[...]` classes; `**` is not special. */
+export function globToRegExp(pattern: string): RegExp {
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else if (c === '[') {
+      const end = pattern.indexOf(']', i + 1);
+      if (end < 0) re += '\\[';
+      else {
+        let cls = pattern.slice(i + 1, end);
+        if (cls.startsWith('^') || cls.startsWith('!')) cls = `^${cls.slice(1)}`;
+        re += `[${cls.replace(/\\/g, '\\\\')}]`;
+        i = end;
+      }
+    } else if (c === '\\' && i + 1 < pattern.length) re += `\\${pattern[++i]}`;
+    else re += c.replace(/[.+^${}()|\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}

@@ -1,0 +1,34 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+
+/** A file in an image archive: inline bytes or a file streamed from disk. */
+export type ArchiveEntry = { name: string; data: Buffer } | { name: string; file: string; size: number };
+
+/** Write entries to a tar file, streaming file contents (no blob is held in memory). */
+export async function writeArchive(dest: string, entries: ArchiveEntry[]): Promise<void> {
+  const pack = tar.pack();
+  const tmp = `${dest}.tmp-${process.pid}`;
+  const done = pipeline(pack, fs.createWriteStream(tmp));
+  const dirs = new Set<string>();
+  for (const e of entries) {
+    const parts = e.name.split('/').slice(0, -1);
+    for (let i = 1; i <= parts.length; i++) {
+      const d = parts.slice(0, i).join('/');
+      if (!dirs.has(d)) {
+        dirs.add(d);
+        await new Promise<void>((res, rej) => pack.entry({ name: `${d}/`, type: 'directory', mode: 0o755, mtime: new Date(0) }, (err) => (err ? rej(err) : res())));
+      }
+    }
+    if ('data' in e) {
+      await new Promise<void>((res, rej) => pack.entry({ name: e.name, size: e.data.length, mode: 0o644, mtime: new Date(0) }, e.data, (err) => (err ? rej(err) : res())));
+    } else {
+      const sink = pack.entry({ name: e.name, size: e.size, mode: 0o644, mtime: new Date(0) });
+      await pipeline(fs.createReadStream(e.file), sink);
+    }
+  }
+  pack.finalize();
+  await done;
+  await fsp.rename(tmp, dest);
+}

@@ -1,0 +1,37 @@
+import fs from 'node:fs';
+import { createGunzip } from 'node:zlib';
+import { PassThrough, type Readable } from 'node:stream';
+import { VlabError } from '@vlab/errors';
+import type { Store, StoredImage } from '../store/store.ts';
+import { MEDIA, type ImageConfig } from './types.ts';
+import { hostPlatform } from './platform.ts';
+
+/** Like `docker import`: a rootfs tarball (plain or gzip) becomes a one-layer image, tagged `ref`. */
+export async function importRootfs(store: Store, tarPath: string, ref: string, opts: { created?: string; comment?: string } = {}): Promise<StoredImage> {
+  const src = await openMaybeGzip(tarPath);
+  const layer = await store.blobs.put(src);
+  const created = opts.created ?? new Date().toISOString();
+  const config: ImageConfig = {
+    created,
+    ...hostPlatform(),
+    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] },
+    rootfs: { type: 'layers', diff_ids: [layer.digest] },
+    history: [{ created, created_by: `vbuild import ${tarPath.split('/').pop()}`, comment: opts.comment ?? 'imported from a rootfs tarball' }],
+  };
+  const img = await store.putImage(config, [{ mediaType: MEDIA.layer, digest: layer.digest, size: layer.size }]);
+  await store.tag(ref, img.manifestDigest);
+  return { ...img, ref };
+}
+
+/** A file stream, gunzipped when it starts with the gzip magic bytes. */
+export async function openMaybeGzip(file: string): Promise<Readable> {
+  const fh = await fs.promises.open(file, 'r').catch((e) => {
+    throw new VlabError('E_IMPORT', `cannot open ${file}: ${(e as Error).message}`, { cause: e });
+  });
+  const head = Buffer.alloc(2);
+  await fh.read(head, 0, 2, 0);
+  await fh.close();
+  const raw = fs.createReadStream(file);
+  if (head[0] === 0x1f && head[1] === 0x8b) return raw.pipe(createGunzip()).pipe(new PassThrough());
+  return raw;
+}

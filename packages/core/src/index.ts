@@ -1,0 +1,9 @@
+/** @vlab/image: build OCI images from Dockerfiles. */
+export { build, openEngine, type BuildOptions, type BuildResult, type Engine } from './api.ts';
+export type { BuildEvent, StepRef } from './solve/events.ts';
+export { Store } from './store/store.ts';
+export { defaultStoreRoot } from './store/paths.ts';
+export { importRootfs } from './image/import.ts';
+export { exportImage, parseOutput, type OutputSpec } from './export/export.ts';
+export type { ImageConfig, Manifest, Descriptor } from './image/types.ts';
+export { VlabError, isVlabError } from '@vlab/errors';

@@ -1,0 +1,41 @@
+import type { Dockerfile } from '@vlab/dockerfile';
+import type { BuildCache } from '../cache/cache.ts';
+import type { BuildContext } from '../context/context.ts';
+import type { Executor } from '../exec/types.ts';
+import type { ImageConfig, LayerRef } from '../image/types.ts';
+import type { Store } from '../store/store.ts';
+import type { EventSink } from './events.ts';
+import type { LayerManager } from './layers.ts';
+
+/** The image state after a step: everything a child step or the exporter needs. */
+export interface StageState {
+  key: string;
+  layers: LayerRef[];
+  config: ImageConfig;
+  /** Time of the newest step that made the state (cache-stable, for reproducible digests). */
+  created: string;
+}
+
+/** Everything one build shares; built once in api.ts, read by the solver and the ops. */
+export interface BuildSession {
+  df: Dockerfile;
+  dockerfilePath: string;
+  store: Store;
+  cache: BuildCache;
+  layers: LayerManager;
+  context: BuildContext;
+  executor: () => Promise<Executor>;
+  emit: EventSink;
+  signal?: AbortSignal;
+  buildArgs: Record<string, string>;
+  globalArgs: Record<string, string>;
+  predefinedArgs: Record<string, string>;
+  platform: { os: string; architecture: string; variant?: string };
+  noCache: boolean;
+  noCacheFilter: Set<string>;
+  sourceDateEpoch?: number;
+  secrets: Record<string, string>;
+  network?: 'none' | 'host';
+  /** Final state of each stage, by index, once requested (stages run at most once). */
+  stageResult: (index: number) => Promise<StageState>;
+}

@@ -1,0 +1,157 @@
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { VlabError } from '@vlab/errors';
+import { findStage, type CopyInstruction, type Stage } from '@vlab/dockerfile';
+import type { ContainerConfig, LayerRef } from '../image/types.ts';
+import type { BuildSession } from './context.ts';
+import { globToRegExp, type SourceSelection } from '../context/context.ts';
+import { destIsDirectory, parseChmod, walkHostTree, type CopyItem, type CopyPlan, type Owner } from './ops/copy.ts';
+import { resolveInRoot } from '../fsutil/in-root.ts';
+import { resolveUser } from '../exec/index.ts';
+import { resolveImage, layersOf } from './base.ts';
+
+type FromSource = { key: string; layers: LayerRef[] };
+
+/** Where COPY --from points: an earlier stage (by name or index) or an image. */
+async function fromSource(s: BuildSession, stage: Stage, from: string): Promise<FromSource> {
+  const ref = findStage(s.df, from);
+  if (ref) {
+    if (ref.index === stage.index) throw new VlabError('E_COPY_FROM', `COPY --from=${from} refers to its own stage`);
+    const st = await s.stageResult(ref.index);
+    return { key: st.key, layers: st.layers };
+  }
+  const img = await resolveImage(s.store, from);
+  return { key: img.manifestDigest, layers: layersOf(img) };
+}
+
+/** The cache input of a COPY/ADD: a checksum of exactly what it would copy. No file is read twice. */
+export async function copyCacheInput(s: BuildSession, stage: Stage, inst: CopyInstruction): Promise<{ digest: string; files: Record<string, string> }> {
+  const h = createHash('sha256');
+  if (inst.heredocs.length) {
+    for (const d of inst.heredocs) h.update(`${d.name}\0${d.content}\0`);
+    return { digest: `sha256:${h.digest('hex')}`, files: {} };
+  }
+  if (inst.from) {
+    const src = await fromSource(s, stage, inst.from);
+    h.update(JSON.stringify([src.key, inst.sources, inst.exclude]));
+    return { digest: `sha256:${h.digest('hex')}`, files: { [`--from=${inst.from}`]: src.key } };
+  }
+  const sels = await selectAll(s, inst);
+  return s.context.checksum(sels, inst.exclude);
+}
+
+async function selectAll(s: BuildSession, inst: CopyInstruction): Promise<SourceSelection[]> {
+  for (const src of inst.sources) {
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(src)) {
+      throw new VlabError('E_UNSUPPORTED', `${inst.kind} of a URL (${src}) is not supported yet`);
+    }
+  }
+  return Promise.all(inst.sources.map((p) => s.context.select(p)));
+}
+
+/** Work out the copy plan inside the mounted rootfs and hand it to `copy`. */
+export async function planCopy(
+  s: BuildSession,
+  inst: CopyInstruction,
+  config: ContainerConfig,
+  rootfs: string,
+  copy: (plan: CopyPlan, owner: Owner | undefined, chmod: number | undefined) => Promise<void>,
+): Promise<void> {
+  const dest = path.posix.resolve(config.WorkingDir || '/', inst.dest) + (inst.dest.endsWith('/') ? '/' : '');
+  const owner = inst.chown ? await resolveUser(rootfs, inst.chown) : undefined;
+  const chmod = parseChmod(inst);
+  const excluded = inst.exclude.map((p) => globToRegExp(p.replace(/^\/+/, '')));
+
+  if (inst.heredocs.length) {
+    const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-heredoc-'));
+    try {
+      const items: CopyItem[] = [];
+      for (const d of inst.heredocs) {
+        const f = path.join(tmp, d.name);
+        await fsp.writeFile(f, d.content, { mode: 0o644 });
+        items.push({ src: f, rel: d.name, stats: await fsp.lstat(f) });
+      }
+      const destIsDir = await destIsDirectory(rootfs, dest, items.length, false, inst);
+      await copy({ dest: stripSlash(dest), destIsDir, items }, owner, chmod);
+    } finally {
+      await fsp.rm(tmp, { recursive: true, force: true });
+    }
+    return;
+  }
+
+  if (inst.from) {
+    const src = await fromSource(s, { index: -1 } as Stage, inst.from);
+    await s.layers.withView(src.layers, async (view) => {
+      const roots: { host: string; name: string }[] = [];
+      for (const p of inst.sources) roots.push(...(await matchInRoot(view, p, inst)));
+      const wildcard = inst.sources.some((p) => /[*?[]/.test(p));
+      const destIsDir = await destIsDirectory(rootfs, dest, roots.length, wildcard, inst);
+      for (const r of roots) {
+        const items = await walkHostTree(r.host, excluded);
+        const top = items[0]!;
+        const plan: CopyPlan = top.stats.isDirectory()
+          ? { dest: stripSlash(dest), destIsDir: true, items: items.slice(1) }
+          : { dest: destIsDir ? stripSlash(dest) : dest, destIsDir, items: [{ ...top, rel: r.name }] };
+        await copy(plan, owner, chmod);
+      }
+    });
+    return;
+  }
+
+  const sels = await selectAll(s, inst);
+  const count = sels.reduce((n, sel) => n + sel.roots.length, 0);
+  const wildcard = inst.sources.some((p) => /[*?[]/.test(p));
+  const destIsDir = await destIsDirectory(rootfs, dest, count, wildcard, inst);
+  for (const sel of sels) {
+    for (const root of sel.roots) {
+      if (root.type === 'dir') {
+        const sub = await s.context.subtree(root);
+        const prefix = root.rel ? `${root.rel}/` : '';
+        const items = sub
+          .filter((e) => !excluded.some((re) => re.test(e.rel)))
+          .map((e) => ({ src: e.abs, rel: e.rel.slice(prefix.length), stats: statsOf(e.stats) }));
+        await copy({ dest: stripSlash(dest), destIsDir: true, items }, owner, chmod);
+      } else {
+        if (excluded.some((re) => re.test(root.rel))) continue;
+        const item = { src: root.abs, rel: path.posix.basename(root.rel), stats: await fsp.lstat(root.abs) };
+        await copy({ dest: destIsDir ? stripSlash(dest) : dest, destIsDir, items: [item] }, owner, chmod);
+      }
+    }
+  }
+}
+
+/** Sources of COPY --from: a path (or a last-component wildcard) resolved inside the other stage's root. */
+async function matchInRoot(root: string, pattern: string, inst: CopyInstruction): Promise<{ host: string; name: string }[]> {
+  const clean = path.posix.normalize(`/${pattern}`);
+  const dir = path.posix.dirname(clean);
+  const base = path.posix.basename(clean);
+  if (!/[*?[]/.test(clean)) {
+    const host = await resolveInRoot(root, clean);
+    if (!(await fsp.lstat(host).catch(() => undefined))) throw new VlabError('E_COPY_SOURCE', `${inst.kind} --from=${inst.from}: ${pattern} not found`);
+    return [{ host, name: base || '/' }];
+  }
+  if (/[*?[]/.test(dir)) throw new VlabError('E_UNSUPPORTED', `${inst.kind} --from: wildcards are supported in the last path component only (${pattern})`);
+  const hostDir = await resolveInRoot(root, dir);
+  const re = globToRegExp(base);
+  const names = (await fsp.readdir(hostDir).catch(() => [] as string[])).filter((n) => re.test(n)).sort();
+  if (!names.length) throw new VlabError('E_COPY_SOURCE', `${inst.kind} --from=${inst.from}: no match for ${pattern}`);
+  return names.map((n) => ({ host: path.join(hostDir, n), name: n }));
+}
+
+function stripSlash(p: string): string {
+  return p.length > 1 ? p.replace(/\/+$/, '') : p;
+}
+
+/** BigInt stats → number stats for the copier (sizes in a build context fit in a double). */
+function statsOf(st: import('node:fs').BigIntStats): import('node:fs').Stats {
+  return {
+    mode: Number(st.mode),
+    atime: new Date(Number(st.atimeMs)),
+    mtime: new Date(Number(st.mtimeMs)),
+    isDirectory: () => st.isDirectory(),
+    isSymbolicLink: () => st.isSymbolicLink(),
+    isFile: () => st.isFile(),
+  } as import('node:fs').Stats;
+}

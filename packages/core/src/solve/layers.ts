@@ -1,0 +1,130 @@
+import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { apply, diff, mountAll, unmountAll, writeLayer, type Snapshotter } from '@vlab/overlay';
+import { VlabError } from '@vlab/errors';
+import type { Store } from '../store/store.ts';
+import { MEDIA, type LayerRef } from '../image/types.ts';
+import { chainIds } from './keys.ts';
+
+/** An empty tar is two 512-byte zero blocks: a step that changed nothing adds no layer (BuildKit). */
+const EMPTY_TAR_SIZE = 1024;
+
+/**
+ * Layers ↔ snapshots. Committed snapshots are named by ChainID, so a layer stack is unpacked once
+ * and reused as overlay lowerdirs by every image that shares it.
+ */
+export class LayerManager {
+  constructor(
+    readonly store: Store,
+    readonly snapshots: Snapshotter,
+  ) {}
+
+  /** Make sure the snapshot for `layers` exists (unpacking missing ones); its key, or undefined for no layers. */
+  async ensureSnapshot(layers: LayerRef[]): Promise<string | undefined> {
+    const chain = chainIds(layers.map((l) => l.diffId));
+    let first = chain.length;
+    while (first > 0 && !(await this.snapshots.stat(chain[first - 1]!))) first--;
+    for (let i = first; i < chain.length; i++) {
+      const active = `extract-${randomBytes(8).toString('hex')}`;
+      await this.snapshots.prepare(active, i > 0 ? chain[i - 1] : undefined);
+      try {
+        const { dir, whiteouts } = await this.snapshots.writableDir(active);
+        const res = await apply(this.store.blobs.open(layers[i]!.digest), dir, { whiteouts });
+        if (res.diffId !== layers[i]!.diffId) {
+          throw new VlabError('E_LAYER_DIGEST', `layer ${layers[i]!.digest} unpacked to diffID ${res.diffId}, expected ${layers[i]!.diffId}`);
+        }
+        await this.commitOrDrop(chain[i]!, active);
+      } catch (e) {
+        await this.snapshots.remove(active).catch(() => undefined);
+        throw e;
+      }
+    }
+    return chain[chain.length - 1];
+  }
+
+  /**
+   * Run `work` with a writable snapshot on top of `layers` mounted at a temp dir; then turn what it
+   * changed into a layer blob (one pass: diff → tar → hash → blob) and commit the snapshot.
+   * Returns the new layer, or undefined when nothing changed.
+   */
+  async withWritableSnapshot(
+    layers: LayerRef[],
+    work: (rootfs: string) => Promise<void>,
+    opts: { sourceDateEpoch?: number } = {},
+  ): Promise<LayerRef | undefined> {
+    const parent = await this.ensureSnapshot(layers);
+    const active = `step-${randomBytes(8).toString('hex')}`;
+    const mounts = await this.snapshots.prepare(active, parent);
+    const target = this.store.path('tmp', `mnt-${active}`);
+    try {
+      await fsp.mkdir(target, { recursive: true });
+      await mountAll(mounts, target);
+      try {
+        await work(target);
+      } finally {
+        await unmountAll(target);
+      }
+      const blob = await this.store.blobs.create();
+      let written;
+      try {
+        written = await writeLayer(diff(this.snapshots, active, opts) as never, blob.stream);
+      } catch (e) {
+        await blob.abort();
+        throw e;
+      }
+      const stored = await blob.commit(written.diffId);
+      if (stored.size <= EMPTY_TAR_SIZE) {
+        await this.snapshots.remove(active);
+        return undefined;
+      }
+      const layer: LayerRef = { digest: stored.digest, diffId: written.diffId, size: stored.size, mediaType: MEDIA.layer };
+      const chain = chainIds([...layers.map((l) => l.diffId), layer.diffId]);
+      await this.commitOrDrop(chain[chain.length - 1]!, active);
+      return layer;
+    } catch (e) {
+      await this.snapshots.remove(active).catch(() => undefined);
+      throw e;
+    } finally {
+      await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Read-only access to the tree of `layers` (for COPY --from); mounted for the callback's duration. */
+  async withView<T>(layers: LayerRef[], work: (rootfs: string) => Promise<T>): Promise<T> {
+    const parent = await this.ensureSnapshot(layers);
+    const key = `view-${randomBytes(8).toString('hex')}`;
+    const mounts = await this.snapshots.view(key, parent);
+    const target = this.store.path('tmp', `mnt-${key}`);
+    try {
+      await fsp.mkdir(target, { recursive: true });
+      await mountAll(mounts, target);
+      try {
+        return await work(target);
+      } finally {
+        await unmountAll(target);
+      }
+    } finally {
+      await this.snapshots.remove(key).catch(() => undefined);
+      await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Two builds may make the same chain at once: the second one's copy is dropped. */
+  private async commitOrDrop(name: string, active: string): Promise<void> {
+    if (await this.snapshots.stat(name)) {
+      await this.snapshots.remove(active);
+      return;
+    }
+    try {
+      await this.snapshots.commit(name, active);
+    } catch (e) {
+      if (await this.snapshots.stat(name)) await this.snapshots.remove(active);
+      else throw e;
+    }
+  }
+}
+
+export function tmpName(prefix: string): string {
+  return path.join(prefix, randomBytes(6).toString('hex'));
+}

@@ -1,0 +1,122 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { VlabError } from '@vlab/errors';
+import type { RunInstruction } from '@vlab/dockerfile';
+import type { Executor, ExtraMount, Limits } from '../../exec/types.ts';
+import type { ContainerConfig } from '../../image/types.ts';
+import { shellOf } from './meta.ts';
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * argv for a RUN: exec form as written; shell form through SHELL. Heredocs in shell form are handed
+ * to the shell with their bodies (it implements <<-, quoting and expansion itself); a RUN that is
+ * only a heredoc runs the body, through its `#!` interpreter when it has one (BuildKit).
+ */
+export function runArgv(inst: RunInstruction, config: ContainerConfig): { argv: string[]; stdin?: Buffer } {
+  const shell = shellOf(config);
+  if (inst.form === 'exec') return { argv: inst.command };
+  const cmd = inst.command.join(' ');
+  if (inst.heredocs.length === 0) return { argv: [...shell, cmd] };
+  const only = inst.heredocs.length === 1 && /^\s*\d*<<-?\s*["']?[^\s]+["']?\s*$/.test(cmd);
+  if (only) {
+    const body = inst.heredocs[0]!.content;
+    const shebang = /^#!(.*)\n/.exec(body);
+    if (shebang) {
+      const interp = shebang[1]!.trim().split(/\s+/);
+      return { argv: [...interp, '/dev/stdin'], stdin: Buffer.from(body) };
+    }
+    return { argv: [...shell, body] };
+  }
+  const bodies = inst.heredocs.map((h) => `${h.content}${h.content.endsWith('\n') ? '' : '\n'}${h.name}`).join('\n');
+  return { argv: [...shell, `${cmd}\n${bodies}`] };
+}
+
+/** Mounts for `RUN --mount=…`: cache dirs persist under the store, tmpfs is fresh, bind is read-only. */
+export async function runMounts(
+  inst: RunInstruction,
+  resolve: { cacheRoot: string; contextDir: string; stageRoot?: (from: string) => string | undefined; secrets?: Record<string, string> },
+): Promise<ExtraMount[]> {
+  const out: ExtraMount[] = [];
+  for (const m of inst.mounts) {
+    const target = m.target ?? '';
+    if (m.type === 'tmpfs') {
+      out.push({ type: 'tmpfs', target, options: m.size ? [`size=${m.size}`] : [] });
+    } else if (m.type === 'cache') {
+      const id = m.id ?? target;
+      const dir = path.join(resolve.cacheRoot, createHash('sha256').update(id).digest('hex').slice(0, 32));
+      await fsp.mkdir(dir, { recursive: true });
+      out.push({ type: 'bind', source: dir, target, readonly: m.readonly ?? false });
+    } else if (m.type === 'bind') {
+      const base = m.from ? resolve.stageRoot?.(m.from) : resolve.contextDir;
+      if (!base) throw new VlabError('E_RUN_MOUNT', `RUN --mount=type=bind,from=${m.from}: unknown stage or image`);
+      const src = path.join(base, path.posix.normalize(`/${m.source ?? ''}`));
+      out.push({ type: 'bind', source: src, target, readonly: m.readonly ?? true });
+    } else if (m.type === 'secret') {
+      const id = m.id ?? path.posix.basename(target);
+      const file = resolve.secrets?.[id];
+      if (!file) {
+        if (m.required) throw new VlabError('E_SECRET_MISSING', `secret "${id}" is required but was not provided (--secret id=${id},src=…)`);
+        continue;
+      }
+      out.push({ type: 'bind', source: file, target: target || `/run/secrets/${id}`, readonly: true });
+    } else {
+      throw new VlabError('E_UNSUPPORTED', `RUN --mount=type=${m.type} is not supported`);
+    }
+  }
+  return out;
+}
+
+export interface RunStepInput {
+  executor: Executor;
+  rootfs: string;
+  inst: RunInstruction;
+  config: ContainerConfig;
+  env: Record<string, string>;
+  mounts: ExtraMount[];
+  limits?: Limits;
+  signal?: AbortSignal;
+  onOutput: (stream: 'stdout' | 'stderr', data: string) => void;
+}
+
+/** Run one RUN step in an isolated container; failure → E_RUN_FAILED / E_RUN_OOM with the output tail. */
+export async function runStep(i: RunStepInput): Promise<void> {
+  const { argv, stdin } = runArgv(i.inst, i.config);
+  const env = { ...i.env };
+  env.PATH ??= DEFAULT_PATH;
+  const tail: string[] = [];
+  const res = await i.executor.run(
+    {
+      rootfs: i.rootfs,
+      argv,
+      env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      cwd: i.config.WorkingDir || '/',
+      user: i.config.User || undefined,
+      hostname: 'buildkitsandbox',
+      network: i.inst.network === 'host' ? 'host' : 'none',
+      mounts: i.mounts,
+      limits: i.limits,
+    },
+    {
+      signal: i.signal,
+      stdin,
+      onOutput: (stream, chunk) => {
+        const text = chunk.toString();
+        tail.push(...text.split('\n').filter(Boolean));
+        if (tail.length > 20) tail.splice(0, tail.length - 20);
+        i.onOutput(stream, text);
+      },
+    },
+  );
+  const cmd = argv.join(' ');
+  if (res.oomKilled) {
+    throw new VlabError('E_RUN_OOM', `RUN ${cmd} was killed: out of memory${i.limits?.memory ? ` (limit ${i.limits.memory} bytes)` : ''}`, { details: { tail } });
+  }
+  if (res.exitCode !== 0) {
+    const last = tail.slice(-5).map((l) => `  ${l}`).join('\n');
+    throw new VlabError('E_RUN_FAILED', `RUN ${cmd} failed with exit code ${res.exitCode}${res.signal ? ` (${res.signal})` : ''}${last ? `:\n${last}` : ''}`, {
+      details: { exitCode: res.exitCode, tail },
+    });
+  }
+}

@@ -1,0 +1,153 @@
+import { VlabError } from '@vlab/errors';
+import { parseInstructionText, resolveStageBase, StageScope, type Instruction, type Stage } from '@vlab/dockerfile';
+import type { BuildSession, StageState } from './context.ts';
+import type { StepRef } from './events.ts';
+import { baseState, epochOr } from './base.ts';
+import { missReason, type StepInputs } from '../cache/cache.ts';
+import { applyMeta, createdBy, envToRecord, META_KINDS, resolveWorkdir, shellOf } from './ops/meta.ts';
+import { stepKey, normalize } from './keys.ts';
+import { platformString } from '../image/platform.ts';
+import { mkdirInRoot } from '../fsutil/in-root.ts';
+import { runStep, runMounts } from './ops/run.ts';
+import { planCopy, copyCacheInput } from './copy-step.ts';
+import { copyInto } from './ops/copy.ts';
+import type { LayerRef } from '../image/types.ts';
+
+/** What a layer-producing step needs: its cache inputs, and the work to do on a miss. */
+interface LayerStep {
+  args: Record<string, string>;
+  content?: string;
+  files?: Record<string, string>;
+  work: (rootfs: string) => Promise<void>;
+}
+
+/** Build one stage: FROM, ONBUILD triggers of the base, then each instruction in order. */
+export async function buildStage(s: BuildSession, stage: Stage): Promise<StageState> {
+  const { image } = resolveStageBase(s.df, stage, s.globalArgs);
+  let state = await baseState(s, stage, image);
+  state = { ...state, config: { ...state.config, config: { ...state.config.config } } };
+  const scope = new StageScope({
+    globalArgs: s.globalArgs,
+    buildArgs: s.buildArgs,
+    baseEnv: envToRecord(state.config.config.Env),
+    escape: s.df.escape,
+    predefined: s.predefinedArgs,
+  });
+  const triggers = (state.config.config.OnBuild ?? []).map((t) => parseInstructionText(t, { escape: s.df.escape }));
+  state.config.config.OnBuild = null;
+  const steps: Instruction[] = [...triggers, ...stage.instructions];
+  const flags = { cmdSet: false };
+  const label = stage.name ?? String(stage.index);
+  for (let i = 0; i < steps.length; i++) {
+    if (s.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
+    const raw = steps[i]!;
+    const ref: StepRef = {
+      id: `${stage.index}:${i + 1}`,
+      name: `[${label} ${i + 1}/${steps.length}] ${oneLine(raw.original)}`,
+      stage: label,
+      location: { file: s.dockerfilePath, line: raw.range.start.line, column: raw.range.start.column },
+    };
+    try {
+      state = await buildStep(s, stage, scope, state, raw, ref, flags);
+    } catch (e) {
+      const err = e instanceof VlabError ? e : new VlabError('E_STEP', (e as Error).message, { cause: e });
+      s.emit({ type: 'step-error', ...ref, code: err.code, message: err.message, time: Date.now() });
+      if (e instanceof VlabError && e.location) throw e;
+      throw new VlabError(err.code, `${ref.name}: ${err.message}`, { location: ref.location, cause: e, details: err.details });
+    }
+  }
+  return state;
+}
+
+async function buildStep(
+  s: BuildSession,
+  stage: Stage,
+  scope: StageScope,
+  state: StageState,
+  raw: Instruction,
+  ref: StepRef,
+  flags: { cmdSet: boolean },
+): Promise<StageState> {
+  const started = Date.now();
+  s.emit({ type: 'step-start', ...ref, time: started });
+  const { instruction: inst, usedArgs } = scope.evaluate(raw);
+  const platform = platformString(s.platform);
+
+  if (META_KINDS.has(inst.kind)) {
+    const config = applyMeta(state.config, inst, flags);
+    if (inst.kind !== 'ARG') {
+      config.history = [...config.history, { created: state.created, created_by: createdBy(inst, shellOf(config.config)), empty_layer: true }];
+    }
+    const key = stepKey({ parent: state.key, instruction: inst, args: usedArgs, platform });
+    s.emit({ type: 'step-done', ...ref, cached: true, durationMs: Date.now() - started, time: Date.now() });
+    return { ...state, key, config };
+  }
+
+  let config = state.config;
+  let step: LayerStep;
+  if (inst.kind === 'WORKDIR') {
+    const dir = resolveWorkdir(config.config.WorkingDir, inst.path);
+    config = { ...config, config: { ...config.config, WorkingDir: dir } };
+    step = { args: usedArgs, work: async (root) => void (await mkdirInRoot(root, dir)) };
+  } else if (inst.kind === 'RUN') {
+    const env = { ...scope.runEnv() };
+    step = {
+      args: usedArgs,
+      work: async (rootfs) => {
+        const mounts = await runMounts(inst, { cacheRoot: s.store.path('cache-mounts'), contextDir: s.context.root, secrets: s.secrets });
+        await runStep({
+          executor: await s.executor(),
+          rootfs,
+          inst: s.network === 'host' && !inst.network ? { ...inst, network: 'host' } : inst,
+          config: config.config,
+          env,
+          mounts,
+          signal: s.signal,
+          onOutput: (stream, data) => s.emit({ type: 'step-log', ...ref, stream, data, time: Date.now() }),
+        });
+      },
+    };
+  } else if (inst.kind === 'COPY' || inst.kind === 'ADD') {
+    const input = await copyCacheInput(s, stage, inst);
+    step = {
+      args: usedArgs,
+      content: input.digest,
+      files: input.files,
+      work: async (rootfs) => {
+        await planCopy(s, inst, config.config, rootfs, async (plan, owner, chmod) => copyInto(rootfs, plan, { owner, chmod }));
+      },
+    };
+  } else {
+    throw new VlabError('E_UNSUPPORTED', `${inst.kind} is not supported inside a stage`);
+  }
+
+  const key = stepKey({ parent: state.key, instruction: inst, args: step.args, content: step.content, platform });
+  const inputs: StepInputs = { parentKey: state.key, instruction: normalize(inst), args: step.args, files: step.files ?? {} };
+  const slot = stepKey({ parent: s.dockerfilePath, instruction: `${stage.index}:${ref.id}`, args: {}, platform });
+  const history = (created: string, layer: LayerRef | undefined) => [
+    ...config.history,
+    { created, created_by: createdBy(inst, shellOf(config.config)), ...(layer ? {} : { empty_layer: true }) },
+  ];
+
+  const bypass = s.noCache || (stage.name !== undefined && s.noCacheFilter.has(stage.name)) || s.noCacheFilter.has(String(stage.index));
+  const hit = bypass ? undefined : await s.cache.get(key);
+  if (hit) {
+    s.emit({ type: 'step-cached', ...ref, time: Date.now() });
+    s.emit({ type: 'step-done', ...ref, cached: true, durationMs: Date.now() - started, time: Date.now() });
+    const layer = hit.layers.length > state.layers.length ? hit.layers[hit.layers.length - 1] : undefined;
+    return { key, layers: hit.layers, created: hit.created, config: { ...config, history: history(hit.created, layer) } };
+  }
+  s.emit({ type: 'step-miss', ...ref, reason: bypass ? 'cache disabled (--no-cache)' : missReason(await s.cache.lastInputs(slot), inputs), time: Date.now() });
+  const layer = await s.layers.withWritableSnapshot(state.layers, step.work, { sourceDateEpoch: s.sourceDateEpoch });
+  const created = epochOr(s, new Date());
+  const layers = layer ? [...state.layers, layer] : state.layers;
+  await s.cache.put({ key, layers, config, created });
+  await s.cache.saveInputs(slot, inputs);
+  s.emit({ type: 'step-done', ...ref, cached: false, durationMs: Date.now() - started, time: Date.now() });
+  return { key, layers, created, config: { ...config, history: history(created, layer) } };
+}
+
+function oneLine(text: string): string {
+  const t = text.replace(/\s*\\\r?\n\s*/g, ' ').replace(/\s+/g, ' ').trim();
+  return t.length > 80 ? `${t.slice(0, 77)}...` : t;
+}

@@ -1,0 +1,188 @@
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Readable, Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { VlabError } from '@vlab/errors';
+
+export type Digest = `sha256:${string}`;
+
+export function sha256(data: string | Buffer): Digest {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
+
+export function assertDigest(d: string): asserts d is Digest {
+  if (!DIGEST_RE.test(d)) throw new VlabError('E_BAD_DIGEST', `not a sha256 digest: ${d}`);
+}
+
+/**
+ * Content-addressed blobs under `<root>/blobs/sha256/<hex>`. Writes go to a temp file in the same
+ * directory, are hashed while streaming, fsynced and renamed into place: a reader never sees half
+ * a blob, and a killed writer leaves only a `.tmp-*` file that `cleanTemp()` removes.
+ */
+export class BlobStore {
+  readonly dir: string;
+  constructor(root: string) {
+    this.dir = path.join(root, 'blobs', 'sha256');
+  }
+
+  path(digest: string): string {
+    assertDigest(digest);
+    return path.join(this.dir, digest.slice('sha256:'.length));
+  }
+
+  async has(digest: string): Promise<boolean> {
+    return fsp.access(this.path(digest)).then(() => true, () => false);
+  }
+
+  async size(digest: string): Promise<number> {
+    return (await fsp.stat(this.path(digest))).size;
+  }
+
+  async readJson<T>(digest: string): Promise<T> {
+    try {
+      return JSON.parse(await fsp.readFile(this.path(digest), 'utf8')) as T;
+    } catch (e) {
+      throw new VlabError('E_BLOB_MISSING', `blob ${digest} is missing or unreadable`, { cause: e });
+    }
+  }
+
+  open(digest: string): Readable {
+    return fs.createReadStream(this.path(digest));
+  }
+
+  /** Write bytes; returns their digest. Idempotent for identical content. */
+  async putBytes(data: Buffer | string): Promise<{ digest: Digest; size: number }> {
+    return this.put(Readable.from([Buffer.from(data)]));
+  }
+
+  async putJson(value: unknown): Promise<{ digest: Digest; size: number; bytes: Buffer }> {
+    const bytes = Buffer.from(JSON.stringify(value));
+    const r = await this.putBytes(bytes);
+    return { ...r, bytes };
+  }
+
+  /**
+   * Stream `source` into the store. When `expected` is given the digest must match, else the temp
+   * file is dropped and E_DIGEST_MISMATCH thrown.
+   */
+  async put(source: Readable, expected?: string): Promise<{ digest: Digest; size: number }> {
+    const tmp = await this.tempPath();
+    const { write, result } = this.hashingWriter(tmp);
+    try {
+      await pipeline(source, write);
+      const { digest, size } = result();
+      if (expected && expected !== digest) {
+        throw new VlabError('E_DIGEST_MISMATCH', `content digest ${digest} does not match expected ${expected}`);
+      }
+      await this.commitTemp(tmp, digest);
+      return { digest, size };
+    } finally {
+      await fsp.rm(tmp, { force: true });
+    }
+  }
+
+  /** A writable temp blob: write to `stream`, then `commit()` (verifies, renames) or `abort()`. */
+  async create(): Promise<{ stream: Writable; commit(expected?: string): Promise<{ digest: Digest; size: number }>; abort(): Promise<void> }> {
+    const tmp = await this.tempPath();
+    const { write, result } = this.hashingWriter(tmp);
+    const finished = new Promise<void>((resolve, reject) => {
+      write.on('finish', () => resolve());
+      write.on('error', reject);
+    });
+    return {
+      stream: write,
+      commit: async (expected?: string) => {
+        try {
+          await finished;
+          const { digest, size } = result();
+          if (expected && expected !== digest) {
+            throw new VlabError('E_DIGEST_MISMATCH', `content digest ${digest} does not match expected ${expected}`);
+          }
+          await this.commitTemp(tmp, digest);
+          return { digest, size };
+        } finally {
+          await fsp.rm(tmp, { force: true });
+        }
+      },
+      abort: async () => {
+        write.destroy();
+        await fsp.rm(tmp, { force: true });
+      },
+    };
+  }
+
+  async remove(digest: string): Promise<void> {
+    await fsp.rm(this.path(digest), { force: true });
+  }
+
+  async list(): Promise<Digest[]> {
+    const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
+    return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}` as Digest);
+  }
+
+  /** Remove temp files left by killed writers (older than a minute, so live writers are spared). */
+  async cleanTemp(): Promise<void> {
+    const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
+    const cutoff = Date.now() - 60_000;
+    for (const n of names.filter((x) => x.startsWith('.tmp-'))) {
+      const st = await fsp.stat(path.join(this.dir, n)).catch(() => undefined);
+      if (st && st.mtimeMs < cutoff) await fsp.rm(path.join(this.dir, n), { force: true });
+    }
+  }
+
+  private async tempPath(): Promise<string> {
+    await fsp.mkdir(this.dir, { recursive: true });
+    return path.join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  }
+
+  private hashingWriter(tmp: string): { write: Writable; result: () => { digest: Digest; size: number } } {
+    const hash = createHash('sha256');
+    let size = 0;
+    const file = fs.createWriteStream(tmp, { flags: 'wx' });
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        size += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    tap.pipe(file);
+    // The writer finishes when the file is flushed, not when the tap is.
+    const write = new Writable({
+      write(chunk, enc, cb) {
+        if (!tap.write(chunk, enc)) tap.once('drain', cb);
+        else cb();
+      },
+      final(cb) {
+        file.once('close', () => cb());
+        file.once('error', cb);
+        tap.end();
+      },
+      destroy(err, cb) {
+        tap.destroy();
+        file.destroy();
+        cb(err);
+      },
+    });
+    file.on('error', (e) => write.destroy(e));
+    let digest: Digest | undefined;
+    return {
+      write,
+      result: () => {
+        digest ??= `sha256:${hash.digest('hex')}`;
+        return { digest, size };
+      },
+    };
+  }
+
+  private async commitTemp(tmp: string, digest: Digest): Promise<void> {
+    const fh = await fsp.open(tmp, 'r');
+    await fh.sync();
+    await fh.close();
+    await fsp.rename(tmp, this.path(digest));
+  }
+}

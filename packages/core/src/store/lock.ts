@@ -1,0 +1,46 @@
+import fs from 'node:fs/promises';
+import { VlabError } from '@vlab/errors';
+
+/**
+ * A cross-process lock file (O_EXCL create). The file holds the owner's pid so a lock left by a
+ * killed process is recognised as stale and taken over instead of blocking forever.
+ */
+export async function withLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
+  const started = Date.now();
+  let delay = 2;
+  for (;;) {
+    try {
+      const fh = await fs.open(lockPath, 'wx');
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if (await isStale(lockPath)) {
+        await fs.rm(lockPath, { force: true });
+        continue;
+      }
+      if (Date.now() - started > timeoutMs) {
+        throw new VlabError('E_LOCK_TIMEOUT', `timed out waiting for lock ${lockPath}`);
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 100);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await fs.rm(lockPath, { force: true });
+  }
+}
+
+async function isStale(lockPath: string): Promise<boolean> {
+  const pid = Number(await fs.readFile(lockPath, 'utf8').catch(() => ''));
+  if (!pid) return false; // being written right now
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}

@@ -1,0 +1,51 @@
+import { VlabError } from '@vlab/errors';
+
+/**
+ * Image references as users type them: `name[:tag]` or `name@sha256:…`. Local names are stored in
+ * index.json as `org.opencontainers.image.ref.name` = `name:tag` (tag defaults to `latest`).
+ */
+export interface ParsedRef {
+  name: string;
+  tag?: string;
+  digest?: string;
+}
+
+const NAME_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+const TAG_RE = /^[\w][\w.-]{0,127}$/;
+
+export function parseRef(ref: string): ParsedRef {
+  let rest = ref;
+  let digest: string | undefined;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+  }
+  let tag: string | undefined;
+  const lastColon = rest.lastIndexOf(':');
+  if (lastColon > rest.lastIndexOf('/')) {
+    tag = rest.slice(lastColon + 1);
+    rest = rest.slice(0, lastColon);
+  }
+  if (!NAME_RE.test(rest)) throw new VlabError('E_BAD_REF', `invalid image reference "${ref}": name must be lowercase letters, digits and separators`);
+  if (tag !== undefined && !TAG_RE.test(tag)) throw new VlabError('E_BAD_REF', `invalid tag in "${ref}"`);
+  if (digest !== undefined && !/^sha256:[a-f0-9]{64}$/.test(digest)) throw new VlabError('E_BAD_REF', `invalid digest in "${ref}"`);
+  return { name: rest, tag, digest };
+}
+
+/** `name:tag` with the default tag filled in; the key under which the index stores a ref. */
+export function normalizeRef(ref: string): string {
+  const p = parseRef(ref);
+  if (p.digest) return `${p.name}@${p.digest}`;
+  return `${p.name}:${p.tag ?? 'latest'}`;
+}
+
+/** Docker Hub style short names: `library/busybox` and `docker.io/library/busybox` match `busybox`. */
+export function refCandidates(ref: string): string[] {
+  const n = normalizeRef(ref);
+  const out = [n];
+  for (const prefix of ['docker.io/library/', 'docker.io/', 'library/']) {
+    if (n.startsWith(prefix)) out.push(n.slice(prefix.length));
+  }
+  return out;
+}

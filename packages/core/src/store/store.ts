@@ -1,0 +1,161 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { VlabError } from '@vlab/errors';
+import type { Descriptor, ImageConfig, ImageIndex, Manifest } from '../image/types.ts';
+import { MEDIA, REF_NAME } from '../image/types.ts';
+import { BlobStore, type Digest } from './blobs.ts';
+import { withLock } from './lock.ts';
+import { normalizeRef, refCandidates } from './refs.ts';
+
+export interface StoredImage {
+  ref?: string;
+  manifestDigest: string;
+  manifest: Manifest;
+  configDigest: string;
+  config: ImageConfig;
+}
+
+/**
+ * The local image store: an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256`) under
+ * `root`, which skopeo and umoci read as `oci:<root>:<name:tag>`. index.json is only rewritten under
+ * the store lock, by writing a temp file and renaming it, so concurrent builds and readers are safe.
+ */
+export class Store {
+  readonly root: string;
+  readonly blobs: BlobStore;
+
+  private constructor(root: string) {
+    this.root = root;
+    this.blobs = new BlobStore(root);
+  }
+
+  static async open(root: string): Promise<Store> {
+    const s = new Store(root);
+    try {
+      await fsp.mkdir(s.blobs.dir, { recursive: true });
+      await fsp.mkdir(s.path('tmp'), { recursive: true });
+    } catch (e) {
+      throw new VlabError('E_STORE', `cannot create store at ${root}: ${(e as Error).message}`, { cause: e });
+    }
+    const layout = s.path('oci-layout');
+    if (!(await exists(layout))) await writeAtomic(layout, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    if (!(await exists(s.path('index.json')))) {
+      await s.updateIndex((idx) => idx);
+    }
+    await s.blobs.cleanTemp();
+    return s;
+  }
+
+  path(...parts: string[]): string {
+    return path.join(this.root, ...parts);
+  }
+
+  async readIndex(): Promise<ImageIndex> {
+    try {
+      return JSON.parse(await fsp.readFile(this.path('index.json'), 'utf8')) as ImageIndex;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { schemaVersion: 2, mediaType: MEDIA.index, manifests: [] };
+      throw new VlabError('E_STORE', `index.json of ${this.root} is unreadable`, { cause: e });
+    }
+  }
+
+  /** Read-modify-write index.json under the store lock. */
+  async updateIndex(fn: (idx: ImageIndex) => ImageIndex | Promise<ImageIndex>): Promise<void> {
+    await withLock(this.path('index.lock'), async () => {
+      const next = await fn(await this.readIndex());
+      await writeAtomic(this.path('index.json'), JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests: next.manifests }, null, 2));
+    });
+  }
+
+  /** Writes config and manifest blobs; layers must already be stored. */
+  async putImage(config: ImageConfig, layers: Descriptor[]): Promise<StoredImage> {
+    for (const l of layers) {
+      if (!(await this.blobs.has(l.digest))) throw new VlabError('E_BLOB_MISSING', `layer ${l.digest} is not in the store`);
+    }
+    const cfg = await this.blobs.putJson(config);
+    const manifest: Manifest = {
+      schemaVersion: 2,
+      mediaType: MEDIA.manifest,
+      config: { mediaType: MEDIA.config, digest: cfg.digest, size: cfg.size },
+      layers,
+    };
+    const man = await this.blobs.putJson(manifest);
+    return { manifestDigest: man.digest, manifest, configDigest: cfg.digest, config };
+  }
+
+  /** Point `ref` (name[:tag]) at a manifest; replaces an earlier image of the same name. */
+  async tag(ref: string, manifestDigest: string): Promise<void> {
+    const name = normalizeRef(ref);
+    const size = await this.blobs.size(manifestDigest);
+    await this.updateIndex((idx) => {
+      const manifests = idx.manifests.filter((d) => d.annotations?.[REF_NAME] !== name);
+      manifests.push({ mediaType: MEDIA.manifest, digest: manifestDigest, size, annotations: { [REF_NAME]: name } });
+      return { ...idx, manifests };
+    });
+  }
+
+  async untag(ref: string): Promise<boolean> {
+    const name = normalizeRef(ref);
+    let found = false;
+    await this.updateIndex((idx) => {
+      const manifests = idx.manifests.filter((d) => {
+        const hit = d.annotations?.[REF_NAME] === name;
+        found ||= hit;
+        return !hit;
+      });
+      return { ...idx, manifests };
+    });
+    return found;
+  }
+
+  async listImages(): Promise<{ ref: string; digest: string }[]> {
+    const idx = await this.readIndex();
+    return idx.manifests.filter((d) => d.annotations?.[REF_NAME]).map((d) => ({ ref: d.annotations![REF_NAME]!, digest: d.digest }));
+  }
+
+  /** Resolve `name[:tag]`, `name@digest`, a manifest digest or a unique config-digest prefix (image id). */
+  async resolve(ref: string): Promise<StoredImage | undefined> {
+    const idx = await this.readIndex();
+    let desc: Descriptor | undefined;
+    if (/^sha256:[a-f0-9]{64}$/.test(ref) && (await this.blobs.has(ref))) {
+      desc = { mediaType: MEDIA.manifest, digest: ref, size: 0 };
+    } else {
+      let names: string[];
+      try {
+        names = refCandidates(ref);
+      } catch {
+        names = [];
+      }
+      desc = idx.manifests.find((d) => names.includes(d.annotations?.[REF_NAME] ?? ''));
+      if (!desc && /^(sha256:)?[a-f0-9]{6,64}$/.test(ref)) desc = await this.findByImageId(idx, ref.replace(/^sha256:/, ''));
+    }
+    if (!desc) return undefined;
+    return this.loadManifest(desc.digest, desc.annotations?.[REF_NAME]);
+  }
+
+  async loadManifest(manifestDigest: string, ref?: string): Promise<StoredImage> {
+    const manifest = await this.blobs.readJson<Manifest>(manifestDigest);
+    const config = await this.blobs.readJson<ImageConfig>(manifest.config.digest);
+    return { ref, manifestDigest, manifest, configDigest: manifest.config.digest, config };
+  }
+
+  private async findByImageId(idx: ImageIndex, prefix: string): Promise<Descriptor | undefined> {
+    for (const d of idx.manifests) {
+      const m = await this.blobs.readJson<Manifest>(d.digest).catch(() => undefined);
+      if (m?.config.digest.slice(7).startsWith(prefix)) return d;
+    }
+    return undefined;
+  }
+}
+
+export async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  await fsp.writeFile(tmp, data);
+  await fsp.rename(tmp, file);
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fsp.access(p).then(() => true, () => false);
+}
+
+export type { Digest };

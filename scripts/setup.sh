@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what @vlab/image needs on a fresh Debian machine with Node 20 and npm (idempotent):
+# pnpm, the workspace's packages, and the Debian tools the builder and its tests use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v busybox >/dev/null || [ -x /bin/busybox ] || need_apt+=(busybox-static)
+for tool in crun runc umoci skopeo mksquashfs getfattr; do
+  command -v "$tool" >/dev/null || case "$tool" in
+    mksquashfs) need_apt+=(squashfs-tools) ;;
+    getfattr) need_apt+=(attr) ;;
+    *) need_apt+=("$tool") ;;
+  esac
+done
+[ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages (${need_apt[*]}); run as root or: sudo apt-get install ${need_apt[*]}" >&2
+  fi
+fi
+
+command -v pnpm >/dev/null || npm install -g pnpm@9.15.9 >/dev/null 2>&1
+pnpm install --frozen-lockfile --reporter=silent
