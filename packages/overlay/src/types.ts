@@ -30,6 +30,11 @@ export interface Usage {
 /** How a directory records deletions: overlay char-device whiteouts, or by really deleting (native). */
 export type WhiteoutMode = 'overlay' | 'oci';
 
+/** Where `diff()` finds what changed: an overlay upper dir alone, or a tree to compare with its parent's. */
+export type DiffSourceInfo =
+  | { kind: 'upper'; upper: string }
+  | { kind: 'compare'; dir: string; base?: string };
+
 export interface Snapshotter {
   readonly driver: 'overlay' | 'native';
   /** Where `apply()` should unpack into for an active snapshot, and with which whiteout mode. */
@@ -46,4 +51,6 @@ export interface Snapshotter {
   usage(key: string): Promise<Usage>;
   stat(key: string): Promise<SnapshotInfo | undefined>;
   walk(): Promise<SnapshotInfo[]>;
+  /** For `diff()`: what to read for active snapshot `key`. E_SNAPSHOT_KIND unless active. */
+  diffSource(key: string): Promise<DiffSourceInfo>;
 }

@@ -1,0 +1,125 @@
+/**
+ * What both drivers share: key bookkeeping, parent rules and errors, in containerd's semantics.
+ * A driver supplies only how a snapshot's directories are made and which mounts describe it.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { VlabError } from '@vlab/errors';
+import type { Mount, Snapshotter, SnapshotInfo, SnapshotKind, Usage, WhiteoutMode, DiffSourceInfo } from './types.ts';
+import { MetaStore, type Record_ } from './store.ts';
+
+export abstract class BaseSnapshotter implements Snapshotter {
+  abstract readonly driver: 'overlay' | 'native';
+  constructor(protected store: MetaStore) {}
+
+  /** Create the on-disk dirs of a new snapshot `id` (parent chain given as ids, nearest first). */
+  protected abstract createDirs(id: string, kind: SnapshotKind, parentIds: string[]): Promise<void>;
+  /** Mounts describing snapshot `id` with parent chain `parentIds` (nearest first). */
+  protected abstract mountsOf(id: string, kind: SnapshotKind, parentIds: string[]): Mount[];
+  abstract writableDir(key: string): Promise<{ dir: string; whiteouts: WhiteoutMode }>;
+  abstract diffSource(key: string): Promise<DiffSourceInfo>;
+
+  fsDir(id: string): string {
+    return path.join(this.store.dirOf(id), 'fs');
+  }
+
+  protected need(key: string): Record_ {
+    const r = this.store.get(key);
+    if (!r) throw new VlabError('E_SNAPSHOT_NOT_FOUND', `snapshot ${key} not found`, { details: { key } });
+    return r;
+  }
+
+  protected parentIds(parent: string | undefined): string[] {
+    return this.store.chain(parent).map((k) => this.store.get(k)!.id);
+  }
+
+  private async create(kind: SnapshotKind, key: string, parent: string | undefined, labels: Record<string, string> = {}): Promise<Mount[]> {
+    if (!key) throw new VlabError('E_SNAPSHOT_KEY', 'snapshot key must not be empty');
+    return this.store.update(async (snaps) => {
+      if (this.store.get(key)) throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${key} already exists`, { details: { key } });
+      if (parent) {
+        const p = this.need(parent);
+        if (p.kind !== 'committed') {
+          throw new VlabError('E_SNAPSHOT_KIND', `parent ${parent} is ${p.kind}; only committed snapshots can be parents`, { details: { parent } });
+        }
+      }
+      const id = this.store.allocId();
+      const pids = this.parentIds(parent);
+      // dirs first, metadata after: a crash in between leaves an unnamed dir that open() removes
+      await fs.rm(this.store.dirOf(id), { recursive: true, force: true });
+      await fs.mkdir(this.store.dirOf(id), { recursive: true, mode: 0o700 });
+      await this.createDirs(id, kind, pids);
+      snaps[key] = { id, kind, parent: parent || undefined, labels: { ...labels }, created: new Date().toISOString() };
+      return this.mountsOf(id, kind, pids);
+    });
+  }
+
+  prepare(key: string, parent?: string, labels?: Record<string, string>): Promise<Mount[]> {
+    return this.create('active', key, parent, labels);
+  }
+
+  view(key: string, parent?: string, labels?: Record<string, string>): Promise<Mount[]> {
+    return this.create('view', key, parent, labels);
+  }
+
+  async commit(name: string, key: string, labels?: Record<string, string>): Promise<void> {
+    await this.store.update(async (snaps) => {
+      const r = this.need(key);
+      if (r.kind !== 'active') throw new VlabError('E_SNAPSHOT_KIND', `cannot commit ${key}: it is ${r.kind}, not active`, { details: { key } });
+      if (this.store.get(name)) throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${name} already exists`, { details: { key: name } });
+      delete snaps[key];
+      snaps[name] = { ...r, kind: 'committed', labels: { ...r.labels, ...labels }, created: new Date().toISOString() };
+    });
+    // the work dir is of no use to a committed snapshot (best effort, after the metadata)
+    await fs.rm(path.join(this.store.dirOf(this.store.get(name)!.id), 'work'), { recursive: true, force: true }).catch(() => {});
+  }
+
+  async mounts(key: string): Promise<Mount[]> {
+    const r = this.need(key);
+    if (r.kind === 'committed') {
+      // containerd gives a read-only view of a committed snapshot's own content
+      return [{ type: 'bind', source: this.fsDir(r.id), options: ['ro', 'rbind'] }];
+    }
+    return this.mountsOf(r.id, r.kind, this.parentIds(r.parent));
+  }
+
+  async remove(key: string): Promise<void> {
+    const id = await this.store.update((snaps) => {
+      const r = this.store.get(key);
+      if (!r) return undefined;
+      if (this.store.hasChildren(key)) throw new VlabError('E_SNAPSHOT_IN_USE', `snapshot ${key} has children; remove them first`, { details: { key } });
+      delete snaps[key];
+      return r.id;
+    });
+    // metadata first, then the dir: a crash in between leaves an orphan that open() removes
+    if (id) await fs.rm(this.store.dirOf(id), { recursive: true, force: true });
+  }
+
+  /** Bytes (allocated blocks) and inodes of the snapshot's own content (not its parents'). */
+  async usage(key: string): Promise<Usage> {
+    const r = this.need(key);
+    const u: Usage = { size: 0, inodes: 0 };
+    const seen = new Set<number>();
+    const walk = async (d: string): Promise<void> => {
+      for (const e of await fs.readdir(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        const st = await fs.lstat(p);
+        if (seen.has(st.ino)) continue;
+        seen.add(st.ino);
+        u.inodes++;
+        u.size += st.blocks * 512;
+        if (e.isDirectory()) await walk(p);
+      }
+    };
+    await walk(this.fsDir(r.id)).catch((e) => { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; });
+    return u;
+  }
+
+  async stat(key: string): Promise<SnapshotInfo | undefined> {
+    return this.store.info(key);
+  }
+
+  async walk(): Promise<SnapshotInfo[]> {
+    return this.store.all();
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * @vlab/overlay — snapshots (containerd's Snapshotter shape) on overlayfs or plain copies, and
+ * OCI layers out of them (`diff`) and into them (`apply`).
+ */
+import { PassThrough, type Readable } from 'node:stream';
+import type { Snapshotter } from './types.ts';
+import { diffSource, type DiffOptions } from './layer/diff.ts';
+
+export * from './types.ts';
+export { createSnapshotter, probeOverlay, type SnapshotterOptions } from './snapshotter.ts';
+export { mountAll, unmountAll, isMounted, overlayMountArgs } from './mount.ts';
+export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
+export { writeLayer, hashingStream, hasZstd, type Compression, type LayerWritten } from './layer/digest.ts';
+export { diffSource, type DiffOptions } from './layer/diff.ts';
+export { UnionView } from './union-view.ts';
+export { snapshotterSuite, type TestApi } from './testsuite.ts';
+export { isRealRoot } from './sys.ts';
+
+/**
+ * OCI layer tar of what changed in active snapshot `key` (overlay: the upper dir only; native:
+ * compared with the parent). Sorted entries, whiteouts converted, mtimes clamped to
+ * `sourceDateEpoch`. Errors (E_SNAPSHOT_NOT_FOUND, E_SNAPSHOT_KIND…) surface on the stream.
+ */
+export function diff(s: Snapshotter, key: string, opts: DiffOptions = {}): Readable {
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  s.diffSource(key).then(
+    (src) => {
+      const r = diffSource(src, opts);
+      r.on('error', (e) => out.destroy(e));
+      r.pipe(out);
+    },
+    (e: Error) => out.destroy(e),
+  );
+  return out;
+}

@@ -1,0 +1,184 @@
+/**
+ * Turn what changed in a snapshot into an OCI layer tar stream.
+ *
+ * - 'upper' source (overlay driver): walk the upper dir only — cost follows the change, not the
+ *   lower layers. char 0/0 → `.wh.<name>`; opaque dir xattr → `.wh..wh..opq` after the dir entry.
+ * - 'compare' source (native driver): compare the snapshot tree with its parent's tree.
+ * Entries are emitted depth-first with names sorted, metadata read from lstat, uname/gname empty,
+ * mtimes truncated to seconds and clamped to `sourceDateEpoch`: equal trees give equal bytes.
+ * Files copied up but unchanged still appear (as Docker does).
+ */
+import { promises as fs, createReadStream, type Stats } from 'node:fs';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { VlabError } from '@vlab/errors';
+import { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './tar-format.ts';
+import { readXattrsTree, type XattrMap } from '../sys.ts';
+import type { DiffSourceInfo } from '../types.ts';
+
+export type DiffSource = DiffSourceInfo;
+
+export interface DiffOptions {
+  sourceDateEpoch?: number;
+}
+
+const OPAQUE = ['trusted.overlay.opaque', 'user.overlay.opaque'];
+const UNSUPPORTED = /^(trusted|user)\.overlay\.(redirect|metacopy)$/;
+/** xattrs never carried in a layer: overlay's own bookkeeping and host security labels. */
+const SKIP_XATTR = /^((trusted|user)\.overlay\.|security\.selinux$)/;
+
+function sortNames(names: string[]): string[] {
+  return names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+}
+
+function typeOf(st: Stats): EntryType | undefined {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isCharacterDevice()) return 'char';
+  if (st.isBlockDevice()) return 'block';
+  if (st.isFIFO()) return 'fifo';
+  return undefined; // sockets are not archived
+}
+
+const major = (rdev: number) => ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
+const minor = (rdev: number) => (rdev & 0xff) | ((rdev >>> 12) & ~0xff & 0xfffff);
+const isWhiteout = (st: Stats) => st.isCharacterDevice() && st.rdev === 0;
+
+class Emitter {
+  private links = new Map<string, string>();
+  constructor(private xattrs: XattrMap, private epoch?: number) {}
+
+  mtime(st: Stats): number {
+    const t = Math.floor(st.mtimeMs / 1000);
+    return this.epoch !== undefined && t > this.epoch ? this.epoch : t;
+  }
+
+  async *entry(abs: string, rel: string, st: Stats): AsyncGenerator<Buffer> {
+    const type = typeOf(st);
+    if (!type) return;
+    const xa = new Map<string, Buffer>();
+    for (const [k, v] of this.xattrs.get(abs) ?? []) if (!SKIP_XATTR.test(k)) xa.set(k, v);
+    const h: TarEntry = {
+      name: type === 'dir' ? `${rel}/` : rel, type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid,
+      size: type === 'file' ? st.size : 0, mtime: this.mtime(st), xattrs: xa,
+      linkname: type === 'symlink' ? await fs.readlink(abs) : '',
+      devmajor: type === 'char' || type === 'block' ? major(st.rdev) : 0,
+      devminor: type === 'char' || type === 'block' ? minor(st.rdev) : 0,
+    };
+    if (type !== 'dir' && st.nlink > 1) {
+      const id = `${st.dev}:${st.ino}`;
+      const first = this.links.get(id);
+      if (first !== undefined) { yield encodeHeader({ ...h, type: 'link', linkname: first, size: 0 }); return; }
+      this.links.set(id, rel);
+    }
+    yield encodeHeader(h);
+    if (type !== 'file' || h.size === 0) return;
+    let n = 0;
+    for await (const c of createReadStream(abs, { highWaterMark: 1 << 20 })) {
+      const b = c as Buffer;
+      const take = Math.min(b.length, h.size - n);
+      if (take > 0) yield take === b.length ? b : b.subarray(0, take);
+      n += take;
+    }
+    if (n !== h.size) throw new VlabError('E_DIFF_CHANGED', `${rel} changed size while being archived`, { details: { path: rel } });
+    const pad = padding(h.size);
+    if (pad) yield Buffer.alloc(pad);
+  }
+
+  /** Whiteout markers carry no metadata of their own: mode 0, owner 0, mtime 0 (byte-stable). */
+  whiteout(rel: string): Buffer {
+    return encodeHeader({ name: rel, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map() });
+  }
+}
+
+const join = (rel: string, name: string) => (rel ? `${rel}/${name}` : name);
+const wh = (rel: string, name: string) => join(rel, `.wh.${name}`);
+
+async function* walkUpper(e: Emitter, xattrs: XattrMap, root: string, rel: string): AsyncGenerator<Buffer> {
+  const dir = rel ? path.join(root, rel) : root;
+  for (const name of sortNames(await fs.readdir(dir))) {
+    const abs = path.join(dir, name);
+    const r = join(rel, name);
+    const st = await fs.lstat(abs);
+    const xa = xattrs.get(abs);
+    if (xa) for (const k of xa.keys()) {
+      if (UNSUPPORTED.test(k)) throw new VlabError('E_DIFF_UNSUPPORTED', `${r} carries ${k}: overlay redirect_dir/metacopy uppers cannot be diffed from the upper alone`);
+    }
+    if (isWhiteout(st)) { yield e.whiteout(wh(rel, name)); continue; }
+    yield* e.entry(abs, r, st);
+    if (st.isDirectory()) {
+      if (xa && OPAQUE.some((k) => xa.get(k)?.toString() === 'y')) yield e.whiteout(join(r, '.wh..wh..opq'));
+      yield* walkUpper(e, xattrs, root, r);
+    }
+  }
+}
+
+async function lstatOrUndef(p: string): Promise<Stats | undefined> {
+  try { return await fs.lstat(p); } catch (err) { if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; throw err; }
+}
+
+function sameXattrs(a?: Map<string, Buffer>, b?: Map<string, Buffer>): boolean {
+  const fa = [...(a ?? [])].filter(([k]) => !SKIP_XATTR.test(k));
+  const fb = [...(b ?? [])].filter(([k]) => !SKIP_XATTR.test(k));
+  return fa.length === fb.length && fa.every(([k, v]) => b?.get(k)?.equals(v));
+}
+
+type Change = { rel: string; kind: 'entry' | 'whiteout' | 'tree'; st: Stats };
+
+/** Changes of `dir` against `base`, depth-first in sorted order, parents of changes included. */
+async function compare(dir: string, base: string | undefined, xd: XattrMap, xb: XattrMap, rel: string): Promise<Change[]> {
+  const out: Change[] = [];
+  const d = rel ? path.join(dir, rel) : dir;
+  const b = base === undefined ? undefined : rel ? path.join(base, rel) : base;
+  const names = new Set(await fs.readdir(d));
+  const bnames = b ? await fs.readdir(b).catch(() => [] as string[]) : [];
+  for (const n of bnames) names.add(n);
+  for (const name of sortNames([...names])) {
+    const r = join(rel, name);
+    const sa = await lstatOrUndef(path.join(d, name));
+    const sb = b ? await lstatOrUndef(path.join(b, name)) : undefined;
+    if (!sa) { out.push({ rel: join(rel, `.wh.${name}`), kind: 'whiteout', st: sb! }); continue; }
+    if (!sb || typeOf(sa) !== typeOf(sb)) { out.push({ rel: r, kind: 'tree', st: sa }); continue; }
+    const changed =
+      sa.mode !== sb.mode || sa.uid !== sb.uid || sa.gid !== sb.gid || sa.rdev !== sb.rdev ||
+      (!sa.isDirectory() && (sa.size !== sb.size || sa.mtimeMs !== sb.mtimeMs)) ||
+      (sa.isDirectory() && Math.floor(sa.mtimeMs / 1000) !== Math.floor(sb.mtimeMs / 1000)) ||
+      (sa.isSymbolicLink() && (await fs.readlink(path.join(d, name))) !== (await fs.readlink(path.join(b!, name)))) ||
+      !sameXattrs(xd.get(path.join(d, name)), xb.get(path.join(b!, name)));
+    const sub = sa.isDirectory() ? await compare(dir, base, xd, xb, r) : [];
+    if (changed || sub.length) out.push({ rel: r, kind: 'entry', st: sa }, ...sub);
+  }
+  return out;
+}
+
+async function* walkAll(e: Emitter, root: string, rel: string): AsyncGenerator<Buffer> {
+  const dir = path.join(root, rel);
+  for (const name of sortNames(await fs.readdir(dir))) {
+    const st = await fs.lstat(path.join(dir, name));
+    yield* e.entry(path.join(dir, name), join(rel, name), st);
+    if (st.isDirectory()) yield* walkAll(e, root, join(rel, name));
+  }
+}
+
+async function* generate(src: DiffSource, opts: DiffOptions): AsyncGenerator<Buffer> {
+  if (src.kind === 'upper') {
+    const xattrs = await readXattrsTree(src.upper);
+    yield* walkUpper(new Emitter(xattrs, opts.sourceDateEpoch), xattrs, src.upper, '');
+  } else {
+    const xd = await readXattrsTree(src.dir);
+    const xb = src.base ? await readXattrsTree(src.base) : new Map();
+    const e = new Emitter(xd, opts.sourceDateEpoch);
+    for (const c of await compare(src.dir, src.base, xd, xb, '')) {
+      if (c.kind === 'whiteout') { yield e.whiteout(c.rel); continue; }
+      yield* e.entry(path.join(src.dir, c.rel), c.rel, c.st);
+      if (c.kind === 'tree' && c.st.isDirectory()) yield* walkAll(e, src.dir, c.rel);
+    }
+  }
+  yield END_OF_ARCHIVE;
+}
+
+/** Layer tar of `src` as a stream (back-pressure respected; files are streamed, never buffered whole). */
+export function diffSource(src: DiffSource, opts: DiffOptions = {}): Readable {
+  return Readable.from(generate(src, opts), { objectMode: false, highWaterMark: 1 << 20 });
+}

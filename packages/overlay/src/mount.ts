@@ -1,0 +1,84 @@
+/**
+ * The only module that mounts. Mounts arrive as data (`{ type, source, options }`).
+ *
+ * Deep overlay stacks: mount(2) takes at most one page of option data, so when `lowerdir=` is too
+ * long we run `mount` with its working directory at the lowerdirs' common parent and pass them as
+ * short relative paths (what Docker's overlay2 does with its `l/` links). With our short snapshot
+ * ids that is ~6 bytes a layer: 500 layers (overlay's own limit) fit.
+ */
+import { promises as fs, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { VlabError } from '@vlab/errors';
+import type { Mount } from './types.ts';
+import { run } from './sys.ts';
+
+const PAGE = 4096;
+
+function commonParent(dirs: string[]): string {
+  let parts = path.dirname(dirs[0]).split('/');
+  for (const d of dirs.slice(1)) {
+    const q = d.split('/');
+    let i = 0;
+    while (i < parts.length && parts[i] === q[i]) i++;
+    parts = parts.slice(0, i);
+  }
+  return parts.join('/') || '/';
+}
+
+/** Options as passed to mount(8), and the cwd to run it in (relative lowerdirs). */
+export function overlayMountArgs(m: Mount): { options: string; cwd?: string } {
+  let options = m.options.join(',');
+  if (options.length < PAGE - 1) return { options };
+  const lower = m.options.find((o) => o.startsWith('lowerdir='));
+  if (!lower) return { options };
+  const dirs = lower.slice('lowerdir='.length).split(':');
+  const cwd = commonParent(dirs);
+  const rel = dirs.map((d) => path.relative(cwd, d));
+  options = m.options.map((o) => (o === lower ? `lowerdir=${rel.join(':')}` : o)).join(',');
+  if (options.length >= PAGE - 1) {
+    throw new VlabError('E_MOUNT', `overlay mount options are ${options.length} bytes even with relative lowerdirs (limit ${PAGE - 1})`, { details: { layers: dirs.length } });
+  }
+  return { options, cwd };
+}
+
+/** Mount `mounts` in order onto `target` (created if missing). Throws E_MOUNT. */
+export async function mountAll(mounts: Mount[], target: string): Promise<void> {
+  await fs.mkdir(target, { recursive: true });
+  for (const m of mounts) {
+    let r;
+    if (m.type === 'bind') {
+      const ro = m.options.includes('ro');
+      const flag = m.options.includes('rbind') ? '--rbind' : '--bind';
+      r = await run('mount', [flag, m.source, target]);
+      if (r.code === 0 && ro) r = await run('mount', ['-o', 'remount,bind,ro', target]);
+    } else {
+      const { options, cwd } = overlayMountArgs(m);
+      r = await run('mount', ['-t', m.type, m.source, '-o', options, target], { cwd });
+    }
+    if (r.code !== 0) {
+      throw new VlabError('E_MOUNT', `mounting ${m.type} on ${target} failed: ${r.stderr.trim()}`, { details: { mount: m, target } });
+    }
+  }
+}
+
+function unescapeMountinfo(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Whether `target` is a mount point (per /proc/self/mountinfo). */
+export function isMounted(target: string): boolean {
+  const t = path.resolve(target);
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => unescapeMountinfo(l.split(' ')[4] ?? '') === t);
+}
+
+/** Unmount everything stacked on `target`. Idempotent: a target that is not mounted is fine. */
+export async function unmountAll(target: string): Promise<void> {
+  const t = await fs.realpath(target).catch(() => path.resolve(target));
+  for (let i = 0; i < 64 && isMounted(t); i++) {
+    const r = await run('umount', [t]);
+    if (r.code !== 0) {
+      const lazy = await run('umount', ['-l', t]);
+      if (lazy.code !== 0) throw new VlabError('E_MOUNT', `unmounting ${t} failed: ${r.stderr.trim()}`, { details: { target: t } });
+    }
+  }
+}

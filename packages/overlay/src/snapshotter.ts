@@ -1,0 +1,60 @@
+/** `createSnapshotter`: open a store root with the overlay or native driver (auto: probe). */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { debuglog } from 'node:util';
+import { VlabError } from '@vlab/errors';
+import type { Snapshotter } from './types.ts';
+import { MetaStore } from './store.ts';
+import { OverlaySnapshotter, overlayBaseOptions } from './overlay-driver.ts';
+import { NativeSnapshotter } from './native-driver.ts';
+import { mountAll, unmountAll } from './mount.ts';
+import { isRealRoot } from './sys.ts';
+
+const log = debuglog('vlab');
+
+export interface SnapshotterOptions {
+  driver?: 'auto' | 'overlay' | 'native';
+}
+
+/**
+ * Can this process mount overlay here, and with which xattr namespace? Tries a real two-layer
+ * overlay mount in `<root>/probe` with a whiteout; real root uses trusted.*, others `userxattr`.
+ */
+export async function probeOverlay(root: string): Promise<{ ok: boolean; userxattr: boolean; reason?: string }> {
+  const userxattr = !isRealRoot();
+  const d = path.join(root, `probe-${process.pid}`);
+  await fs.rm(d, { recursive: true, force: true });
+  try {
+    for (const s of ['l1', 'l2', 'u', 'w', 'm']) await fs.mkdir(path.join(d, s), { recursive: true });
+    await fs.writeFile(path.join(d, 'l1', 'f'), 'x');
+    try {
+      await mountAll([{ type: 'overlay', source: 'overlay', options: [...overlayBaseOptions(userxattr), `workdir=${d}/w`, `upperdir=${d}/u`, `lowerdir=${d}/l2:${d}/l1`] }], path.join(d, 'm'));
+    } catch (e) {
+      return { ok: false, userxattr, reason: (e as Error).message };
+    }
+    try {
+      await fs.rm(path.join(d, 'm', 'f')); // must leave a 0/0 whiteout in the upper
+      const st = await fs.lstat(path.join(d, 'u', 'f'));
+      if (!st.isCharacterDevice()) return { ok: false, userxattr, reason: 'no whiteout created' };
+    } finally {
+      await unmountAll(path.join(d, 'm'));
+    }
+    return { ok: true, userxattr };
+  } finally {
+    await fs.rm(d, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+export async function createSnapshotter(root: string, opts: SnapshotterOptions = {}): Promise<Snapshotter> {
+  await fs.mkdir(root, { recursive: true, mode: 0o700 });
+  const store = new MetaStore(await fs.realpath(root));
+  await store.open();
+  const want = opts.driver ?? 'auto';
+  if (want === 'native') return new NativeSnapshotter(store);
+  const p = await probeOverlay(store.root);
+  log('overlay probe: %o', p);
+  if (p.ok) return new OverlaySnapshotter(store, { userxattr: p.userxattr });
+  if (want === 'overlay') throw new VlabError('E_DRIVER', `overlay driver unavailable here: ${p.reason}`, { details: { ...p } });
+  return new NativeSnapshotter(store);
+}
+

@@ -1,0 +1,3 @@
+export class UnionView {
+  constructor(readonly layers: string[]) {}
+}
