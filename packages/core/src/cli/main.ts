@@ -2,6 +2,7 @@ import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { build, openEngine } from '../api.ts';
 import { importRootfs } from '../image/import.ts';
+import { loadArchive } from '../image/load.ts';
 import { exportImage, parseOutput } from '../export/export.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { Store } from '../store/store.ts';
@@ -19,13 +20,14 @@ Usage:
   vbuild tag SOURCE TARGET                 add a name to an image
   vbuild rmi NAME                          remove a name
   vbuild save -o FILE [--format oci|docker] NAME
+  vbuild load -i FILE [NAME[:TAG]]         load a docker-archive or OCI archive (docker save / skopeo copy)
   vbuild inspect NAME                      print the image config
 
 Store: $VLAB_ROOT, else /var/lib/vlab as root (--root overrides).`;
 
 async function main(argv: string[]): Promise<number> {
   const cmd = argv[0];
-  const known = ['build', 'import', 'images', 'tag', 'rmi', 'save', 'inspect', 'help', '--help', '-h'];
+  const known = ['build', 'import', 'load', 'images', 'tag', 'rmi', 'save', 'inspect', 'help', '--help', '-h'];
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
     process.stdout.write(`${USAGE}\n`);
     return cmd ? 0 : 1;
@@ -68,6 +70,16 @@ async function main(argv: string[]): Promise<number> {
         if (!(await store.untag(ref))) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref}`);
         process.stdout.write(`Untagged: ${ref}\n`);
       }
+      return 0;
+    }
+    case 'load': {
+      const { flags, positional } = parseFlags(rest, { root: { type: 'string' }, input: { alias: 'i', type: 'string' } });
+      if (!flags.input) throw new VlabError('E_BAD_ARG', 'usage: vbuild load -i FILE [NAME[:TAG]]');
+      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
+      const img = await loadArchive(store, flags.input as string);
+      const name = positional[0];
+      if (name) await store.tag(name, img.manifestDigest);
+      process.stdout.write(`Loaded image ${name ?? img.manifestDigest} (${img.configDigest})\n`);
       return 0;
     }
     case 'inspect': {

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import type { Store, StoredImage } from '../store/store.ts';
 import { MEDIA, REF_NAME } from '../image/types.ts';
-import { writeArchive, type ArchiveEntry } from './archive.ts';
+import { writeArchive, type ArchiveEntry } from '../archive/tar.ts';
 import { normalizeRef } from '../store/refs.ts';
 
 /** `--output type=oci|docker|tar,dest=…`: oci = OCI layout dir (or .tar archive), docker = docker-archive, tar = rootfs is not done here. */

@@ -10,7 +10,9 @@ import { hostPlatform } from './platform.ts';
 export async function importRootfs(store: Store, tarPath: string, ref: string, opts: { created?: string; comment?: string } = {}): Promise<StoredImage> {
   const src = await openMaybeGzip(tarPath);
   const layer = await store.blobs.put(src);
-  const created = opts.created ?? new Date().toISOString();
+  // SOURCE_DATE_EPOCH makes the base reproducible too (same tar → same image digest).
+  const sde = process.env.SOURCE_DATE_EPOCH;
+  const created = opts.created ?? (sde ? new Date(Number(sde) * 1000).toISOString() : new Date().toISOString());
   const config: ImageConfig = {
     created,
     ...hostPlatform(),

@@ -5,6 +5,7 @@ import type { Store, StoredImage } from '../store/store.ts';
 import type { BuildSession, StageState } from './context.ts';
 import { stepKey } from './keys.ts';
 import { platformString } from '../image/platform.ts';
+import { loadExternal } from '../image/load.ts';
 
 /** The state a stage starts from: scratch, an earlier stage, or an image in the store. */
 export async function baseState(s: BuildSession, stage: Stage, image: string): Promise<StageState> {
@@ -24,7 +25,7 @@ export async function baseState(s: BuildSession, stage: Stage, image: string): P
 }
 
 export async function resolveImage(store: Store, image: string): Promise<StoredImage> {
-  const stored = await store.resolve(image);
+  const stored = (await loadExternal(store, image)) ?? (await store.resolve(image));
   if (!stored) {
     throw new VlabError('E_IMAGE_NOT_FOUND', `image "${image}" is not in the local store (${store.root}); import one with "vbuild import rootfs.tar ${image}" or load it with "vbuild load"`);
   }

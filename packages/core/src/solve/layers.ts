@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
-import path from 'node:path';
 import { apply, diff, mountAll, unmountAll, writeLayer, type Snapshotter } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
 import type { Store } from '../store/store.ts';
 import { MEDIA, type LayerRef } from '../image/types.ts';
 import { chainIds } from './keys.ts';
+import { layerStream } from '../image/load.ts';
 
 /** An empty tar is two 512-byte zero blocks: a step that changed nothing adds no layer (BuildKit). */
 const EMPTY_TAR_SIZE = 1024;
@@ -30,7 +30,7 @@ export class LayerManager {
       await this.snapshots.prepare(active, i > 0 ? chain[i - 1] : undefined);
       try {
         const { dir, whiteouts } = await this.snapshots.writableDir(active);
-        const res = await apply(this.store.blobs.open(layers[i]!.digest), dir, { whiteouts });
+        const res = await apply(layerStream(this.store.blobs.open(layers[i]!.digest), layers[i]!.mediaType), dir, { whiteouts });
         if (res.diffId !== layers[i]!.diffId) {
           throw new VlabError('E_LAYER_DIGEST', `layer ${layers[i]!.digest} unpacked to diffID ${res.diffId}, expected ${layers[i]!.diffId}`);
         }
@@ -123,8 +123,4 @@ export class LayerManager {
       else throw e;
     }
   }
-}
-
-export function tmpName(prefix: string): string {
-  return path.join(prefix, randomBytes(6).toString('hex'));
 }

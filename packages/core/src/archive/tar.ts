@@ -32,3 +32,41 @@ export async function writeArchive(dest: string, entries: ArchiveEntry[]): Promi
   await done;
   await fsp.rename(tmp, dest);
 }
+
+/**
+ * Read a tar archive entry by entry (streaming). `onEntry` consumes each file's stream; entries it
+ * does not want must still be drained, which this does for it.
+ */
+export async function readArchive(file: string, onEntry: (name: string, size: number, stream: import('node:stream').Readable) => Promise<void>): Promise<void> {
+  const extract = tar.extract();
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on('entry', (header, source, next) => {
+      const stream = source as unknown as import('node:stream').Readable;
+      let called = false;
+      const finish = () => {
+        if (!called) {
+          called = true;
+          next();
+        }
+      };
+      const name = header.name.replace(/^\.\//, '');
+      const work = header.type === 'file' ? onEntry(name, header.size ?? 0, stream) : Promise.resolve();
+      work.then(
+        () => {
+          stream.on('end', finish);
+          stream.resume();
+          if (stream.readableEnded) finish();
+        },
+        (e) => {
+          stream.resume();
+          reject(e);
+          extract.destroy(e);
+        },
+      );
+    });
+    extract.on('finish', resolve);
+    extract.on('error', reject);
+  });
+  fs.createReadStream(file).pipe(extract);
+  await done;
+}
