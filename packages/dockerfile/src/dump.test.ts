@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { readdirSync, readFileSync } from 'node:fs';
+import { VlabError } from '@vlab/errors';
+import { dump, goQuote } from './dump.ts';
+
+const base = new URL('../../../../shared/corpus/buildkit/parser/', import.meta.url);
+const cases = readdirSync(new URL('testfiles/', base)).sort();
+const negative = readdirSync(new URL('testfiles-negative/', base)).sort();
+const read = (p: string) => readFileSync(new URL(p, base), 'utf8');
+
+describe('BuildKit parser fixtures: dump() equals result', () => {
+  it('finds all 33 cases', () => expect(cases.length).toBe(33));
+  it.each(cases)('%s', (name) => {
+    const want = read(`testfiles/${name}/result`).replace(/\r\n/g, '\n');
+    expect(dump(read(`testfiles/${name}/Dockerfile`))).toBe(want);
+  });
+});
+
+describe('BuildKit negative parser fixtures fail with typed errors', () => {
+  it('finds all 4 cases', () => expect(negative.length).toBe(4));
+  it.each(negative)('%s', (name) => {
+    const text = read(`testfiles-negative/${name}/Dockerfile`);
+    let err: unknown;
+    try {
+      dump(text);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(VlabError);
+    expect((err as VlabError).code).toBe('E_PARSE');
+    expect((err as VlabError).location?.line).toBeGreaterThan(0);
+  });
+});
+
+describe('goQuote', () => {
+  it.each([
+    ['a"b\\c', '"a\\"b\\\\c"'],
+    ['tab\there', '"tab\\there"'],
+    ['\x01', '"\\x01"'],
+    ['한국어', '"한국어"'],
+  ])('%j', (s, want) => expect(goQuote(s)).toBe(want));
+});
