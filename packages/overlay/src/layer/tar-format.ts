@@ -91,7 +91,7 @@ export function encodeHeader(h: TarEntry): Buffer {
   const base = h.name.replace(/\/$/, '').split('/').pop() ?? '';
   const paxName = Buffer.from(`PaxHeaders.0/${base}`.slice(0, 100).replace(/[^\x20-\x7e]/g, '_'));
   const paxHead = ustar(paxName, { ...h, mode: 0o644, type: 'file', linkname: '' }, 'x', body.length);
-  return Buffer.concat([paxHead, body, Buffer.alloc(padding(body.length))]);
+  return Buffer.concat([paxHead, body, Buffer.alloc(padding(body.length)), main]);
 }
 
 export function padding(size: number): number {
