@@ -22,6 +22,8 @@ export interface ApplyOptions extends ReadLimits {
   whiteouts: WhiteoutMode;
   /** Opaque-directory xattr for 'overlay' whiteouts; default trusted.overlay.opaque as real root, user.overlay.opaque otherwise. */
   opaqueXattr?: string;
+  /** Create char/block devices (default: only as real root); refused with E_LAYER_UNSAFE otherwise. */
+  allowDevices?: boolean;
 }
 
 const WH = '.wh.';
@@ -119,7 +121,7 @@ class Applier {
     const parentParts = parts.slice(0, -1);
     const rel = parts.join('/');
     if (base.startsWith(WH)) return this.whiteout(parentParts, base, h);
-    if ((h.type === 'char' || h.type === 'block') && !this.root) unsafe('device nodes need root', h.name);
+    if ((h.type === 'char' || h.type === 'block') && !(this.opts.allowDevices ?? this.root)) unsafe('device nodes are not allowed here (not root)', h.name);
     const parent = await this.resolveDir(parentParts, h.name);
     const abs = path.join(parent, base);
     this.created.add(rel);
