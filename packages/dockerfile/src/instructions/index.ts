@@ -12,20 +12,23 @@ import { buildCommand, buildShell } from './cmd.ts';
 import { buildExpose, buildMaintainer, buildStopSignal, buildUser, buildVolume, buildWorkdir } from './simple.ts';
 import { buildHealthcheck } from './healthcheck.ts';
 
+/** Levenshtein distance with two rows (callers keep the words short). */
 function distance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
     for (let j = 1; j <= b.length; j++) {
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
     }
+    prev = cur;
   }
-  return d[a.length][b.length];
+  return prev[b.length];
 }
 
 /** The keyword closest to `word`, when it is plausibly a typo. */
 export function suggestKeyword(word: string): Keyword | undefined {
   const w = word.toUpperCase();
+  if (w.length > 16) return undefined; // no keyword is longer than 11 characters
   let best: Keyword | undefined;
   let bestD = Infinity;
   for (const k of KEYWORDS) {

@@ -362,9 +362,12 @@ function wrap<T>(word: string, fn: () => T): T {
     return fn();
   } catch (e) {
     if (e instanceof VlabError) {
-      throw new VlabError(e.code, `failed to process "${word}": ${e.message}`, { cause: e });
+      const shown = word.length > 80 ? word.slice(0, 80) + '…' : word;
+      throw new VlabError(e.code, `failed to process "${shown}": ${e.message}`, { cause: e });
     }
-    throw new VlabError('E_EXPAND', `failed to process "${word}": ${String(e)}`, { cause: e });
+    // RangeError: a word nested deeply enough (`${a:-${a:-…`) to exhaust the stack.
+    const why = e instanceof RangeError ? 'substitutions nested too deeply' : String(e);
+    throw new VlabError('E_EXPAND', `failed to process "${word.length > 80 ? word.slice(0, 80) + '…' : word}": ${why}`, { cause: e });
   }
 }
 

@@ -3,6 +3,8 @@
  * `*` any run (greedy or shortest), `?` one character, `[...]` a bracket expression
  * (`[!...]` negated), the escape character quotes the next character, everything else literal.
  */
+import { VlabError } from '@vlab/errors';
+
 export interface PatternOptions {
   greedy: boolean;
   anchored: boolean;
@@ -38,5 +40,9 @@ export function shellPatternToRegex(pattern: string, opts: PatternOptions): RegE
       i = end;
     } else out += c.replace(META, '\\$&');
   }
-  return new RegExp(out, 'su' + (opts.global ? 'g' : ''));
+  try {
+    return new RegExp(out, 'su' + (opts.global ? 'g' : ''));
+  } catch (e) {
+    throw new VlabError('E_EXPAND', `invalid pattern (${pattern}) in substitution: ${(e as Error).message}`, { cause: e });
+  }
 }

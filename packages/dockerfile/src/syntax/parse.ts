@@ -96,8 +96,9 @@ const isBlank = (l: string) => /^[ \t\r\f\v]*$/.test(l);
 
 /** `(^|[^esc])esc[ \t]*$` → the line without the escape, and whether it continues. */
 function trimContinuation(line: string, escape: string): { text: string; continues: boolean } {
-  const m = /[ \t]*$/.exec(line)!;
-  const body = line.slice(0, m.index);
+  let end = line.length; // scan from the end: a regex here would be quadratic on long blank runs
+  while (end > 0 && (line[end - 1] === ' ' || line[end - 1] === '\t')) end--;
+  const body = line.slice(0, end);
   if (!body.endsWith(escape)) return { text: line, continues: false };
   const before = body.slice(0, -1);
   if (before.endsWith(escape)) return { text: line, continues: false };
