@@ -57,3 +57,11 @@ export interface Executor {
    */
   run(spec: RunSpec, opts?: RunOptions): Promise<RunResult>;
 }
+
+/** Where an executor keeps its per-run state (tests point these at private places). */
+export interface ExecutorOptions {
+  /** Parent of per-run cgroups, relative to each hierarchy's root. Default `vlab`. */
+  cgroupParent?: string;
+  /** Parent of per-run temp dirs (bundles, /etc files). Default os.tmpdir(). */
+  tmpDir?: string;
+}

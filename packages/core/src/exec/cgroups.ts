@@ -1,0 +1,307 @@
+/**
+ * Cgroup layout detection and per-run cgroups (v1, v2 and hybrid).
+ *
+ * A `Cgroup` is a set of directories, one per hierarchy we use, that all share one relative path
+ * (e.g. `vlab/3f2a…`). The built-in executor creates it, writes the limits and puts its trampoline
+ * in it; the OCI executor only uses it to read usage and to clean up behind the runtime.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { VlabError } from '@vlab/errors';
+import type { Limits } from './types.ts';
+
+export type CgroupVersion = 'v1' | 'v2' | 'hybrid';
+
+export interface CgroupLayout {
+  version: CgroupVersion;
+  /** Controllers usable for limits: v1 controllers on v1/hybrid, the v2 root's on pure v2. */
+  controllers: string[];
+  /** v1 controller name → mount point (co-mounted controllers share one). */
+  v1: Record<string, string>;
+  /** cgroup2 mount point, if any (on hybrid: the `unified` hierarchy, usually without controllers). */
+  unified?: string;
+}
+
+/** The parent of every per-run cgroup, relative to each hierarchy's root. */
+export const CGROUP_PARENT = 'vlab';
+
+let cached: Promise<CgroupLayout> | undefined;
+
+/** Reads /proc/self/mountinfo once: which hierarchies are mounted and with which controllers. */
+export function detectCgroupLayout(): Promise<CgroupLayout> {
+  cached ??= readLayout();
+  return cached;
+}
+
+export async function detectCgroups(): Promise<{ version: CgroupVersion; controllers: string[] }> {
+  const { version, controllers } = await detectCgroupLayout();
+  return { version, controllers };
+}
+
+async function readLayout(): Promise<CgroupLayout> {
+  const text = await fs.readFile('/proc/self/mountinfo', 'utf8');
+  const v1: Record<string, string> = {};
+  let unified: string | undefined;
+  for (const line of text.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!post) continue;
+    const mountPoint = unescapeMount(pre.split(' ')[4]);
+    const [fstype, , superOpts = ''] = post.split(' ');
+    if (fstype === 'cgroup2') unified ??= mountPoint;
+    if (fstype !== 'cgroup') continue;
+    for (const opt of superOpts.split(',')) {
+      if (KNOWN_V1.has(opt)) v1[opt] ??= mountPoint;
+    }
+  }
+  const hasV1 = Object.keys(v1).length > 0;
+  if (!hasV1 && !unified) {
+    throw new VlabError('E_EXEC_SETUP', 'no cgroup filesystem is mounted (looked in /proc/self/mountinfo)');
+  }
+  if (!hasV1) {
+    const ctrls = (await readText(path.join(unified!, 'cgroup.controllers'))) ?? '';
+    return { version: 'v2', controllers: ctrls.split(/\s+/).filter(Boolean), v1, unified };
+  }
+  return { version: unified ? 'hybrid' : 'v1', controllers: Object.keys(v1).sort(), v1, unified };
+}
+
+const KNOWN_V1 = new Set(['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'freezer', 'blkio', 'devices']);
+/** v1 hierarchies a build container joins: limits (memory, cpu, pids) and accounting (cpuacct). */
+const V1_JOIN = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer'];
+
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+async function readText(file: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+export interface CgroupStats {
+  oomKills: number;
+  maxMemoryBytes?: number;
+  cpuUserMicros?: number;
+  cpuSystemMicros?: number;
+}
+
+export class Cgroup {
+  private constructor(
+    readonly layout: CgroupLayout,
+    /** Relative path shared by all hierarchies, e.g. `vlab/<id>`. */
+    readonly rel: string,
+    /** Directories: v1 controller → dir, and `unified` → dir on pure v2. */
+    readonly dirs: Record<string, string>,
+  ) {}
+
+  /** The handle of an existing (or runtime-managed) cgroup path; nothing is created. */
+  static at(layout: CgroupLayout, rel: string): Cgroup {
+    const dirs: Record<string, string> = {};
+    if (layout.version === 'v2') dirs.unified = path.join(layout.unified!, rel);
+    else for (const c of V1_JOIN) if (layout.v1[c]) dirs[c] = path.join(layout.v1[c], rel);
+    return new Cgroup(layout, rel, dirs);
+  }
+
+  /**
+   * Creates the cgroup in every hierarchy and writes the limits. Throws E_EXEC_SETUP (after
+   * removing what it made) when a limit cannot be applied. Not idempotent: `rel` must be new.
+   */
+  static async create(layout: CgroupLayout, rel: string, limits: Limits = {}): Promise<Cgroup> {
+    const cg = Cgroup.at(layout, rel);
+    try {
+      if (layout.version === 'v2') await enableV2Controllers(layout.unified!, path.dirname(rel));
+      for (const dir of cg.uniqueDirs()) await fs.mkdir(dir, { recursive: true });
+      await cg.writeLimits(limits);
+      return cg;
+    } catch (e) {
+      await cg.destroy().catch(() => {});
+      throw new VlabError('E_EXEC_SETUP', `cannot set up cgroup ${rel}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** Files a process writes its pid to, to join this cgroup in every hierarchy. */
+  procsFiles(): string[] {
+    return this.uniqueDirs().map((d) => path.join(d, 'cgroup.procs'));
+  }
+
+  private uniqueDirs(): string[] {
+    return [...new Set(Object.values(this.dirs))];
+  }
+
+  private async writeLimits(l: Limits): Promise<void> {
+    const d = this.dirs;
+    const period = l.cpuPeriod ?? 100_000;
+    if (this.layout.version === 'v2') {
+      const u = d.unified;
+      if (l.memory !== undefined) {
+        await write(u, 'memory.max', String(l.memory));
+        await write(u, 'memory.swap.max', '0', true);
+      }
+      if (l.cpuQuota !== undefined) await write(u, 'cpu.max', `${l.cpuQuota} ${period}`);
+      if (l.cpuShares !== undefined) await write(u, 'cpu.weight', String(sharesToWeight(l.cpuShares)));
+      if (l.pids !== undefined) await write(u, 'pids.max', String(l.pids));
+      return;
+    }
+    if (l.memory !== undefined) {
+      need(d.memory, 'memory');
+      await write(d.memory, 'memory.limit_in_bytes', String(l.memory));
+      // No swap beyond the limit (memsw exists only with swap accounting).
+      await write(d.memory, 'memory.memsw.limit_in_bytes', String(l.memory), true);
+    }
+    if (l.cpuQuota !== undefined) {
+      need(d.cpu, 'cpu');
+      await write(d.cpu, 'cpu.cfs_period_us', String(period));
+      await write(d.cpu, 'cpu.cfs_quota_us', String(l.cpuQuota));
+    }
+    if (l.cpuShares !== undefined) await write(need(d.cpu, 'cpu'), 'cpu.shares', String(l.cpuShares));
+    if (l.pids !== undefined) await write(need(d.pids, 'pids'), 'pids.max', String(l.pids));
+  }
+
+  /** Live pids in the cgroup (all hierarchies). */
+  async pids(): Promise<number[]> {
+    const out = new Set<number>();
+    for (const f of this.procsFiles()) {
+      const t = await readText(f);
+      for (const p of (t ?? '').split('\n')) if (p) out.add(Number(p));
+    }
+    return [...out];
+  }
+
+  /** OOM kills, peak memory and cpu time; missing files leave fields undefined. */
+  async stats(): Promise<CgroupStats> {
+    const d = this.dirs;
+    if (this.layout.version === 'v2') {
+      const events = kv(await readText(path.join(d.unified, 'memory.events')));
+      const cpu = kv(await readText(path.join(d.unified, 'cpu.stat')));
+      return {
+        oomKills: events.oom_kill ?? 0,
+        maxMemoryBytes: num(await readText(path.join(d.unified, 'memory.peak'))),
+        cpuUserMicros: cpu.user_usec,
+        cpuSystemMicros: cpu.system_usec,
+      };
+    }
+    const oom = d.memory ? kv(await readText(path.join(d.memory, 'memory.oom_control'))) : {};
+    const acct = d.cpuacct;
+    const user = acct ? num(await readText(path.join(acct, 'cpuacct.usage_user'))) : undefined;
+    const sys = acct ? num(await readText(path.join(acct, 'cpuacct.usage_sys'))) : undefined;
+    return {
+      oomKills: oom.oom_kill ?? 0,
+      maxMemoryBytes: d.memory ? num(await readText(path.join(d.memory, 'memory.max_usage_in_bytes'))) : undefined,
+      cpuUserMicros: user === undefined ? undefined : Math.round(user / 1000),
+      cpuSystemMicros: sys === undefined ? undefined : Math.round(sys / 1000),
+    };
+  }
+
+  /** SIGKILLs every process in the cgroup until none is left (or `timeoutMs` passes). */
+  async killAll(timeoutMs = 5000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const pids = await this.pids();
+      if (pids.length === 0) return true;
+      for (const p of pids) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+      if (Date.now() > deadline) return false;
+      await sleep(10);
+    }
+  }
+
+  /**
+   * Kills what is left and removes the directories (children first, EBUSY retried while the
+   * kernel finishes tearing processes down). Idempotent; never throws for a missing cgroup.
+   */
+  async destroy(): Promise<void> {
+    await this.killAll();
+    const errors: unknown[] = [];
+    for (const dir of this.uniqueDirs()) {
+      try {
+        await rmdirTree(dir);
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (errors.length) {
+      throw new VlabError('E_EXEC_CLEANUP', `cannot remove cgroup ${this.rel}`, { cause: errors[0] });
+    }
+  }
+}
+
+/** rmdir a cgroup and any sub-cgroups a runtime left in it, deepest first. */
+async function rmdirTree(dir: string): Promise<void> {
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await fs.readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  for (const ent of entries) if (ent.isDirectory()) await rmdirTree(path.join(dir, ent.name));
+  for (let i = 0; ; i++) {
+    try {
+      await fs.rmdir(dir);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || i >= 200) throw e;
+      await sleep(10);
+    }
+  }
+}
+
+/** On pure v2 a controller must be enabled in every ancestor's subtree_control. */
+async function enableV2Controllers(root: string, parentRel: string): Promise<void> {
+  const want = ['memory', 'cpu', 'pids'];
+  let dir = root;
+  for (const part of ['', ...parentRel.split('/').filter((p) => p && p !== '.')]) {
+    dir = path.join(dir, part);
+    await fs.mkdir(dir, { recursive: true });
+    const avail = ((await readText(path.join(dir, 'cgroup.controllers'))) ?? '').split(/\s+/);
+    const enable = want.filter((c) => avail.includes(c)).map((c) => `+${c}`);
+    if (enable.length) await write(dir, 'cgroup.subtree_control', enable.join(' '), true);
+  }
+}
+
+function need(dir: string | undefined, ctrl: string): string {
+  if (!dir) throw new Error(`cgroup controller ${ctrl} is not mounted`);
+  return dir;
+}
+
+async function write(dir: string, file: string, value: string, optional = false): Promise<void> {
+  try {
+    await fs.writeFile(path.join(dir, file), value);
+  } catch (e) {
+    if (optional) return;
+    throw new Error(`writing ${value} to ${file}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+function kv(text: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of (text ?? '').split('\n')) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k && v !== undefined) out[k] = Number(v);
+  }
+  return out;
+}
+
+function num(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text.trim());
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** Docker's conversion of v1 cpu.shares (2..262144) to v2 cpu.weight (1..10000). */
+export function sharesToWeight(shares: number): number {
+  return Math.max(1, Math.min(10000, 1 + Math.floor(((shares - 2) * 9999) / 262142)));
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,49 @@
+/**
+ * exec/: run one process tree isolated in a mounted snapshot. `createExecutor()` picks the
+ * implementation; both pass the same isolation suite (testing/suite.ts).
+ */
+import { VlabError } from '@vlab/errors';
+import type { Executor, ExecutorOptions } from './types.ts';
+import { BuiltinExecutor } from './builtin.ts';
+import { OciRuntimeExecutor, findRuntime, type RuntimeName } from './oci-runtime.ts';
+import { detectCgroupLayout } from './cgroups.ts';
+
+export * from './types.ts';
+export { detectCgroups } from './cgroups.ts';
+export { resolveUser } from './user.ts';
+export { BuiltinExecutor } from './builtin.ts';
+export { OciRuntimeExecutor } from './oci-runtime.ts';
+
+export interface CreateExecutorOptions extends ExecutorOptions {
+  /** auto (default): an OCI runtime when one is installed and works with the cgroup layout, else builtin. */
+  kind?: 'auto' | 'builtin' | 'oci';
+  /** Force a runtime; default: runc on v1/hybrid cgroups, crun on pure v2 (either as fallback). */
+  runtime?: RuntimeName;
+}
+
+export async function createExecutor(opts: CreateExecutorOptions = {}): Promise<Executor> {
+  const kind = opts.kind ?? 'auto';
+  if (kind === 'builtin') return BuiltinExecutor.create(opts);
+  const runtime = await pickRuntime(opts.runtime);
+  if (runtime) return OciRuntimeExecutor.create(runtime.name, runtime.path, opts);
+  if (kind === 'oci') {
+    throw new VlabError('E_EXEC_UNAVAILABLE', `no usable OCI runtime (${opts.runtime ?? 'runc or crun'}) found`);
+  }
+  return BuiltinExecutor.create(opts);
+}
+
+/**
+ * crun refuses cgroup limits on a hybrid layout (v1 controllers + a v2 `unified` mount), runc
+ * accepts them; on pure v2 crun is the faster one.
+ */
+async function pickRuntime(forced?: RuntimeName): Promise<{ name: RuntimeName; path: string } | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const { version } = await detectCgroupLayout();
+  const order: RuntimeName[] = forced ? [forced] : version === 'v2' ? ['crun', 'runc'] : ['runc', 'crun'];
+  for (const name of order) {
+    if (name === 'crun' && version === 'hybrid' && !forced) continue;
+    const p = await findRuntime(name);
+    if (p) return { name, path: p };
+  }
+  return undefined;
+}

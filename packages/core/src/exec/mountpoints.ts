@@ -1,0 +1,102 @@
+/**
+ * Mountpoints inside the snapshot, created for a run and removed after it, so that the layer diff
+ * only shows what the process wrote (Docker and BuildKit do the same for /proc, /dev, /etc/hosts…).
+ *
+ * Rules:
+ * - Only missing path components are created (directories; the last one an empty file when the
+ *   mount source is a file). Existing entries are never touched.
+ * - Afterwards each created entry is removed, deepest first, but only if it is still an empty
+ *   directory / empty regular file: if the process wrote into it, it is the process's output.
+ * - Creating an entry changes its parent directory's mtime (and, on overlayfs, copies the parent
+ *   up); we put the parent's atime/mtime back to the nanosecond, so a metadata-comparing diff sees
+ *   it unchanged.
+ * - Paths are resolved in-root (symlinks cannot point us outside the rootfs).
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { resolveInRoot } from './rootpath.ts';
+
+const run = promisify(execFile);
+
+export interface MountpointRequest {
+  /** Path inside the container. */
+  target: string;
+  kind: 'dir' | 'file';
+}
+
+export interface CreatedMountpoints {
+  /** Created host paths, in creation order. */
+  created: { path: string; kind: 'dir' | 'file' }[];
+  /** Existing directories whose times we must restore: host path → [atime, mtime] as "sec.nsec". */
+  parents: Map<string, [string, string]>;
+  /** Resolved host path of every request, in request order. */
+  resolved: string[];
+}
+
+export async function createMountpoints(rootfs: string, reqs: MountpointRequest[]): Promise<CreatedMountpoints> {
+  const out: CreatedMountpoints = { created: [], parents: new Map(), resolved: [] };
+  const root = path.resolve(rootfs);
+  try {
+    for (const req of reqs) {
+      const host = await resolveInRoot(root, req.target);
+      out.resolved.push(host);
+      const rel = path.relative(root, host);
+      if (rel === '') continue;
+      let cur = root;
+      const parts = rel.split(path.sep);
+      for (let i = 0; i < parts.length; i++) {
+        const next = path.join(cur, parts[i]);
+        const last = i === parts.length - 1;
+        const exists = await fs.lstat(next).then(
+          () => true,
+          () => false,
+        );
+        if (!exists) {
+          if (!out.parents.has(cur) && !out.created.some((c) => c.path === cur)) {
+            out.parents.set(cur, await times(cur));
+          }
+          try {
+            if (last && req.kind === 'file') await fs.writeFile(next, '', { flag: 'wx', mode: 0o644 });
+            else await fs.mkdir(next, { mode: 0o755 });
+            out.created.push({ path: next, kind: last ? req.kind : 'dir' });
+          } catch (e) {
+            // Someone else made it meanwhile: not ours to remove.
+            if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          }
+        }
+        cur = next;
+      }
+    }
+    return out;
+  } catch (e) {
+    await removeMountpoints(out).catch(() => {});
+    throw e;
+  }
+}
+
+/** Removes what `createMountpoints` made if still empty, and restores parent times. Idempotent. */
+export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
+  for (const entry of [...c.created].reverse()) {
+    try {
+      const st = await fs.lstat(entry.path);
+      if (entry.kind === 'dir' && st.isDirectory()) await fs.rmdir(entry.path);
+      else if (entry.kind === 'file' && st.isFile() && st.size === 0) await fs.unlink(entry.path);
+    } catch {
+      /* not empty (the process wrote into it), busy or already gone: keep */
+    }
+  }
+  c.created.length = 0;
+  for (const [dir, [atime, mtime]] of c.parents) {
+    await run('touch', ['-c', '-h', '-a', '-d', `@${atime}`, dir]).catch(() => {});
+    await run('touch', ['-c', '-h', '-m', '-d', `@${mtime}`, dir]).catch(() => {});
+  }
+  c.parents.clear();
+}
+
+async function times(p: string): Promise<[string, string]> {
+  const st = await fs.lstat(p, { bigint: true });
+  const fmt = (ns: bigint) => `${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
+  return [fmt(st.atimeNs), fmt(st.mtimeNs)];
+}

@@ -1,0 +1,114 @@
+/**
+ * The OCI-runtime executor: writes a bundle (config.json from oci-spec.ts, rootfs = the mounted
+ * snapshot) and runs it in the foreground with `runc run` / `crun run`, stdio piped through.
+ *
+ * Usage and OOM: the runtime removes the container's cgroup when the container is deleted, so the
+ * counters must be read before that. runc: `run --keep` leaves the stopped container (and its
+ * cgroup) for us to read, then we `delete` it. crun has no --keep: its container cgroup is
+ * created under a parent cgroup we own, and on v2 the parent's memory.events / cpu.stat are
+ * hierarchical. (On v1 the oom_kill counter is not hierarchical: crun on v1 reports oomKilled
+ * only as "SIGKILL with a memory limit set" — see README.)
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { VlabError } from '@vlab/errors';
+import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
+import { prepareRun } from './prepare.ts';
+import { buildOciConfig } from './oci-spec.ts';
+import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
+import { abortedError, killUntil, spawnStreaming, wallResult } from './process.ts';
+
+const execFileP = promisify(execFile);
+
+export type RuntimeName = 'runc' | 'crun';
+
+/** State dir of the runtime (`--root`): ours, so `list` only shows vlab containers. */
+export const RUNTIME_STATE_ROOT = '/run/vlab';
+
+export async function findRuntime(name: RuntimeName): Promise<string | undefined> {
+  for (const d of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
+    const p = path.join(d, name);
+    if (await fs.access(p, fs.constants.X_OK).then(() => true, () => false)) return p;
+  }
+  return undefined;
+}
+
+export class OciRuntimeExecutor implements Executor {
+  private constructor(
+    readonly name: RuntimeName,
+    private readonly bin: string,
+    private readonly stateRoot: string,
+    private readonly opts: ExecutorOptions,
+  ) {}
+
+  static async create(name: RuntimeName, bin?: string, opts: ExecutorOptions = {}): Promise<OciRuntimeExecutor> {
+    const p = bin ?? (await findRuntime(name));
+    if (!p) throw new VlabError('E_EXEC_UNAVAILABLE', `${name} is not installed`);
+    const stateRoot = path.join(RUNTIME_STATE_ROOT, name);
+    await fs.mkdir(stateRoot, { recursive: true, mode: 0o700 });
+    return new OciRuntimeExecutor(name, p, stateRoot, opts);
+  }
+
+  async run(spec: RunSpec, opts: RunOptions = {}): Promise<RunResult> {
+    if (opts.signal?.aborted) throw abortedError(opts.signal.reason);
+    const startedAt = Date.now();
+    const prep = await prepareRun(spec, this.opts.tmpDir);
+    const layout = await detectCgroupLayout();
+    const id = `vlab-${prep.id}`;
+    const parentRel = `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`;
+    // runc: the container cgroup is ours to read (--keep); crun: a child of a parent we own.
+    const ctrRel = this.name === 'runc' ? parentRel : `${parentRel}/c`;
+    const ctr = Cgroup.at(layout, ctrRel);
+    const parent = Cgroup.at(layout, parentRel);
+    let created = false;
+    try {
+      if (this.name === 'crun') await Cgroup.create(layout, parentRel, {});
+      const config = buildOciConfig(prep, '/' + ctrRel, spec.limits);
+      await fs.writeFile(path.join(prep.dir, 'config.json'), JSON.stringify(config, null, 1));
+      const args = ['--root', this.stateRoot, 'run', '--bundle', prep.dir];
+      if (this.name === 'runc') args.push('--keep');
+      args.push(id);
+      created = true;
+      const child = spawnStreaming(this.bin, args, opts);
+      let aborted = false;
+      const onAbort = () => {
+        aborted = true;
+        // The container process is the runtime's child, not ours: kill it through its cgroup
+        // (which also catches everything it forked) and the runtime, until `run` returns.
+        void killUntil(child.exited, async () => {
+          await ctr.killAll(0);
+          await this.runtime(['kill', id, 'KILL']).catch(() => {});
+        }, 50);
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      if (opts.signal?.aborted) onAbort(); // fired while we were preparing
+      let exit;
+      try {
+        exit = await child.exited;
+      } finally {
+        opts.signal?.removeEventListener('abort', onAbort);
+      }
+      if (aborted) throw abortedError(opts.signal?.reason);
+      await ctr.killAll();
+      const stats: CgroupStats = await (this.name === 'runc' ? ctr : parent).stats();
+      if (this.name === 'crun' && layout.version !== 'v2' && spec.limits?.memory !== undefined && exit.code === 137) {
+        stats.oomKills = Math.max(stats.oomKills, 1);
+      }
+      return wallResult(exit, startedAt, stats);
+    } finally {
+      if (created) {
+        await ctr.killAll().catch(() => {});
+        await this.runtime(['delete', '--force', id]).catch(() => {});
+      }
+      await ctr.destroy().catch(() => {});
+      await parent.destroy().catch(() => {});
+      await prep.cleanup();
+    }
+  }
+
+  private async runtime(args: string[]): Promise<void> {
+    await execFileP(this.bin, ['--root', this.stateRoot, ...args], { timeout: 10_000 });
+  }
+}

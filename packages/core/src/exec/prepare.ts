@@ -1,0 +1,145 @@
+/**
+ * What both executors do before and after a run: validate the spec, resolve the user, complete
+ * the env, write /etc/hosts, /etc/resolv.conf and /etc/hostname into a private temp dir, create
+ * the mountpoints the run needs inside the rootfs (and remove them afterwards, see
+ * mountpoints.ts). Everything here is undone by `cleanup()`, which never throws.
+ */
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { VlabError } from '@vlab/errors';
+import type { ExtraMount, RunSpec } from './types.ts';
+import { resolveUser, type ResolvedUser } from './user.ts';
+import { resolveInRoot } from './rootpath.ts';
+import { createMountpoints, removeMountpoints, type MountpointRequest } from './mountpoints.ts';
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export const DEFAULT_HOSTNAME = 'vlab-build';
+/** Temp dirs of runs start with this, under os.tmpdir() (tests look for leftovers by it). */
+export const TMP_PREFIX = 'vlab-exec-';
+
+/** A mount with its target already resolved to a host path inside the rootfs. */
+export interface PreparedMount extends ExtraMount {
+  /** Host path of the target (in-root resolved, exists). */
+  hostTarget: string;
+}
+
+export interface PreparedRun {
+  id: string;
+  /** Private temp dir of this run (bundle dir for OCI runtimes). */
+  dir: string;
+  rootfs: string;
+  argv: string[];
+  env: string[];
+  cwd: string;
+  user: ResolvedUser;
+  hostname: string;
+  network: 'none' | 'host';
+  /** /etc/hosts, /etc/resolv.conf, /etc/hostname binds, then the spec's mounts, in mount order. */
+  mounts: PreparedMount[];
+  cleanup(): Promise<void>;
+}
+
+/** Filesystems the runtime mounts itself at these container paths (dirs made in the rootfs). */
+const SYSTEM_DIRS = ['/proc', '/dev', '/sys'];
+
+export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<PreparedRun> {
+  if (!spec.argv?.length) throw new VlabError('E_EXEC_SETUP', 'nothing to run: argv is empty');
+  const rootfs = path.resolve(spec.rootfs);
+  const st = await fs.stat(rootfs).catch(() => undefined);
+  if (!st?.isDirectory()) throw new VlabError('E_EXEC_SETUP', `rootfs ${spec.rootfs} is not a directory`);
+  const cwd = spec.cwd || '/';
+  if (!cwd.startsWith('/')) throw new VlabError('E_EXEC_SETUP', `working directory ${cwd} is not absolute`);
+  const user = await resolveUser(rootfs, spec.user ?? '');
+  const hostname = spec.hostname || DEFAULT_HOSTNAME;
+  const network = spec.network ?? 'none';
+
+  const id = randomBytes(8).toString('hex');
+  const dir = await fs.mkdtemp(path.join(tmpDir, TMP_PREFIX));
+  let created: Awaited<ReturnType<typeof createMountpoints>> | undefined;
+  const cleanup = async () => {
+    if (created) await removeMountpoints(created).catch(() => {});
+    await fs.rm(dir, { recursive: true, force: true }).catch(() => {});
+  };
+  try {
+    const etc = await writeEtcFiles(dir, hostname, network);
+    const extra: ExtraMount[] = [
+      ...etc.map(([target, source]) => ({ type: 'bind' as const, source, target })),
+      ...(spec.mounts ?? []),
+    ];
+    const reqs: MountpointRequest[] = SYSTEM_DIRS.map((target) => ({ target, kind: 'dir' as const }));
+    for (const m of extra) {
+      if (!m.target.startsWith('/')) throw new VlabError('E_EXEC_SETUP', `mount target ${m.target} is not absolute`);
+      if (m.type === 'bind') {
+        const src = await fs.stat(m.source ?? '').catch(() => undefined);
+        if (!src) throw new VlabError('E_EXEC_SETUP', `mount source ${m.source} does not exist`);
+        reqs.push({ target: m.target, kind: src.isDirectory() ? 'dir' : 'file' });
+      } else reqs.push({ target: m.target, kind: 'dir' });
+    }
+    // Skip targets that live on a filesystem the runtime mounts (/dev/…, /proc/…, /sys/…).
+    const inRoot = reqs.filter((r, i) => i < SYSTEM_DIRS.length || !SYSTEM_DIRS.some((s) => r.target.startsWith(s + '/')));
+    created = await createMountpoints(rootfs, inRoot);
+    const mounts: PreparedMount[] = [];
+    for (const m of extra) mounts.push({ ...m, hostTarget: await resolveInRoot(rootfs, m.target) });
+    // The working directory is created like BuildKit does, and kept (it is part of the step).
+    const hostCwd = await resolveInRoot(rootfs, cwd);
+    await fs.mkdir(hostCwd, { recursive: true, mode: 0o755 });
+    return {
+      id,
+      dir,
+      rootfs,
+      argv: spec.argv,
+      env: completeEnv(spec.env ?? [], user),
+      cwd,
+      user,
+      hostname,
+      network,
+      mounts,
+      cleanup,
+    };
+  } catch (e) {
+    await cleanup();
+    if (e instanceof VlabError) throw e;
+    throw new VlabError('E_EXEC_SETUP', `cannot prepare the build container: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** PATH and HOME get Docker's defaults when absent; entries without `=` are dropped. */
+export function completeEnv(env: string[], user: ResolvedUser): string[] {
+  const out = env.filter((e) => e.includes('='));
+  const has = (k: string) => out.some((e) => e.startsWith(k + '='));
+  if (!has('PATH')) out.push(`PATH=${DEFAULT_PATH}`);
+  if (!has('HOME')) out.push(`HOME=${user.home ?? '/'}`);
+  return out;
+}
+
+async function writeEtcFiles(dir: string, hostname: string, network: 'none' | 'host'): Promise<[string, string][]> {
+  const hosts = [
+    `127.0.0.1\tlocalhost ${hostname}`,
+    '::1\tlocalhost ip6-localhost ip6-loopback',
+    '',
+  ].join('\n');
+  const resolv = await hostResolvConf(network);
+  const files: [string, string, string][] = [
+    ['/etc/hosts', 'hosts', hosts],
+    ['/etc/resolv.conf', 'resolv.conf', resolv],
+    ['/etc/hostname', 'hostname', hostname + '\n'],
+  ];
+  const out: [string, string][] = [];
+  for (const [target, name, content] of files) {
+    const file = path.join(dir, name);
+    await fs.writeFile(file, content, { mode: 0o644 });
+    out.push([target, file]);
+  }
+  return out;
+}
+
+/** The host's resolv.conf; without host networking, loopback resolvers are useless and dropped. */
+async function hostResolvConf(network: 'none' | 'host'): Promise<string> {
+  const text = await fs.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+  if (network === 'host') return text;
+  const lines = text.split('\n').filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l));
+  if (!lines.some((l) => /^\s*nameserver\s/.test(l))) lines.push('nameserver 8.8.8.8', 'nameserver 8.8.4.4');
+  return lines.join('\n').trimEnd() + '\n';
+}

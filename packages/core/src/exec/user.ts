@@ -1,0 +1,84 @@
+/**
+ * `USER` resolution against the image, Docker's rules: `name`, `uid`, `name:group`, `uid:gid`
+ * (and mixes). Names must exist in the image's /etc/passwd or /etc/group (E_USER_NOT_FOUND);
+ * numeric ids need not. A uid found in /etc/passwd gives the primary gid and home; supplementary
+ * groups are the /etc/group entries that list the user's name.
+ */
+import { VlabError } from '@vlab/errors';
+import { readInRoot } from './rootpath.ts';
+
+export interface ResolvedUser {
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  home?: string;
+}
+
+interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+interface GroupEntry {
+  name: string;
+  gid: number;
+  members: string[];
+}
+
+const isId = (s: string) => /^\d+$/.test(s);
+
+export async function resolveUser(rootfs: string, user: string): Promise<ResolvedUser> {
+  const spec = (user ?? '').trim();
+  if (spec === '') return { uid: 0, gid: 0, additionalGids: [], home: '/root' };
+  const [u, g] = spec.split(':', 2) as [string, string | undefined];
+  const passwd = parsePasswd((await readInRoot(rootfs, '/etc/passwd')) ?? '');
+  const groups = parseGroup((await readInRoot(rootfs, '/etc/group')) ?? '');
+
+  const entry = isId(u) ? passwd.find((p) => p.uid === Number(u)) : passwd.find((p) => p.name === u);
+  if (!entry && !isId(u)) {
+    throw new VlabError('E_USER_NOT_FOUND', `unable to find user ${u}: no matching entries in passwd file`, {
+      details: { user: spec },
+    });
+  }
+  const uid = entry ? entry.uid : Number(u);
+  let gid = entry ? entry.gid : 0;
+  if (g !== undefined && g !== '') {
+    if (isId(g)) gid = Number(g);
+    else {
+      const grp = groups.find((x) => x.name === g);
+      if (!grp) {
+        throw new VlabError('E_USER_NOT_FOUND', `unable to find group ${g}: no matching entries in group file`, {
+          details: { user: spec },
+        });
+      }
+      gid = grp.gid;
+    }
+  }
+  const additionalGids = entry
+    ? [...new Set(groups.filter((x) => x.members.includes(entry.name) && x.gid !== gid).map((x) => x.gid))]
+    : [];
+  return { uid, gid, additionalGids, home: entry?.home || (uid === 0 ? '/root' : '/') };
+}
+
+function parsePasswd(text: string): PasswdEntry[] {
+  const out: PasswdEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const f = line.split(':');
+    if (f.length < 4 || !isId(f[2]) || !isId(f[3])) continue;
+    out.push({ name: f[0], uid: Number(f[2]), gid: Number(f[3]), home: f[5] ?? '' });
+  }
+  return out;
+}
+
+function parseGroup(text: string): GroupEntry[] {
+  const out: GroupEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const f = line.split(':');
+    if (f.length < 3 || !isId(f[2])) continue;
+    out.push({ name: f[0], gid: Number(f[2]), members: (f[3] ?? '').split(',').filter(Boolean) });
+  }
+  return out;
+}
