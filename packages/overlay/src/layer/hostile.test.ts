@@ -18,8 +18,8 @@ type E = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link' | 'cha
 async function pack(entries: E[]): Promise<Buffer> {
   const p = tarStream.pack();
   const parts: Buffer[] = [];
-  p.on('data', (c: Buffer) => parts.push(c));
-  const done = new Promise((r) => p.on('end', r));
+  p.on('data', (c: unknown) => { parts.push(c as Buffer); });
+  const done = new Promise<void>((r) => { p.on('end', () => r()); });
   for (const e of entries) {
     await new Promise<void>((res, rej) => p.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname, mode: 0o644, pax: e.pax, devmajor: 1, devminor: 3 }, e.data ?? '', (err) => (err ? rej(err) : res())));
   }
