@@ -54,6 +54,7 @@ export function check(input: Dockerfile | string): Warning[] {
   for (const g of df.globalArgs) for (const a of g.args) globalNames.add(a.key);
 
   const seen = new Map<string, number>();
+  const stageEnv = new Map<string, Set<string>>();
   for (const stage of df.stages) {
     const from = stage.from;
     const words = from.original.trim().split(/\s+/);
@@ -82,7 +83,10 @@ export function check(input: Dockerfile | string): Warning[] {
       }
     }
 
-    const defined = new Set<string>(PROXY_ARGS);
+    // ENV is inherited from a parent stage (`FROM build`); ARGs are not.
+    const parent = stageEnv.get(stage.base.toLowerCase());
+    const defined = new Set<string>([...PROXY_ARGS, ...(parent ?? [])]);
+    const envNames = new Set<string>(parent ?? []);
     let cmds = 0;
     let entrypoints = 0;
     for (const inst of stage.instructions) {
@@ -92,7 +96,12 @@ export function check(input: Dockerfile | string): Warning[] {
         }
       }
       if (inst.kind === 'ARG') for (const a of inst.args) defined.add(a.key);
-      if (inst.kind === 'ENV') for (const p of inst.pairs) defined.add(p.key);
+      if (inst.kind === 'ENV') {
+        for (const p of inst.pairs) {
+          defined.add(p.key);
+          envNames.add(p.key);
+        }
+      }
       if ((inst.kind === 'ENV' || inst.kind === 'LABEL') && !(inst.original.trim().split(/\s+/)[1] ?? '').includes('=')) {
         warn('LegacyKeyValueFormat', `"${inst.kind} key=value" should be used instead of legacy "${inst.kind} key value" format`, inst.range);
       }
@@ -109,6 +118,7 @@ export function check(input: Dockerfile | string): Warning[] {
         warn('MultipleInstructionsDisallowed', 'Multiple ENTRYPOINT instructions should not be used in the same stage because only the last one will be used', inst.range);
       }
     }
+    if (stage.name !== undefined) stageEnv.set(stage.name, envNames);
   }
   return out.sort((a, b) => a.range.start.line - b.range.start.line);
 }
