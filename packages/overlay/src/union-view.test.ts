@@ -1,0 +1,97 @@
+/**
+ * Property: for random layer stacks made through real overlay mounts (so the layer dirs hold the
+ * kernel's own whiteouts and opaque markers), UnionView shows exactly what a real overlay mount
+ * of the same stack shows.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import fc from 'fast-check';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createSnapshotter, mountAll, unmountAll, UnionView, type Snapshotter } from './index.ts';
+import { opArb, perform } from './testing/ops.ts';
+
+type Seen = Record<string, { type: string; mode: number; uid: number; size?: number; data?: string; link?: string; names?: string[] }>;
+
+async function viaFs(root: string): Promise<Seen> {
+  const out: Seen = {};
+  const walk = async (rel: string) => {
+    const names = (await fs.readdir(path.join(root, rel))).sort();
+    out[rel || '.'] = { ...(out[rel || '.'] ?? { type: 'dir', mode: 0, uid: 0 }), names };
+    for (const n of names) {
+      const r = rel ? `${rel}/${n}` : n;
+      const st = await fs.lstat(path.join(root, r));
+      const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other';
+      out[r] = { type, mode: st.mode & 0o7777, uid: st.uid };
+      if (type === 'file') Object.assign(out[r], { size: st.size, data: (await fs.readFile(path.join(root, r))).toString('hex') });
+      if (type === 'symlink') out[r].link = await fs.readlink(path.join(root, r));
+      if (type === 'dir') await walk(r);
+    }
+  };
+  await walk('');
+  return out;
+}
+
+async function viaUnion(u: UnionView): Promise<Seen> {
+  const out: Seen = {};
+  const walk = async (rel: string) => {
+    const names = await u.readdir(rel);
+    out[rel || '.'] = { ...(out[rel || '.'] ?? { type: 'dir', mode: 0, uid: 0 }), names };
+    for (const n of names) {
+      const r = rel ? `${rel}/${n}` : n;
+      const st = await u.stat(r);
+      const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other';
+      out[r] = { type, mode: st.mode & 0o7777, uid: st.uid };
+      if (type === 'file') Object.assign(out[r], { size: st.size, data: (await u.readFile(r)).toString('hex') });
+      if (type === 'symlink') out[r].link = await u.readlink(r);
+      if (type === 'dir') await walk(r);
+    }
+  };
+  await walk('');
+  return out;
+}
+
+describe('UnionView matches a real overlay mount', () => {
+  let tmp: string;
+  let s: Snapshotter;
+  const mounted: string[] = [];
+  beforeAll(async () => {
+    tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-union-'));
+    s = await createSnapshotter(path.join(tmp, 'root'), { driver: 'overlay' });
+  });
+  afterAll(async () => {
+    for (const m of mounted) await unmountAll(m).catch(() => {});
+    await fs.rm(tmp, { recursive: true, force: true });
+  });
+
+  it('on random layer stacks', { timeout: 300_000 }, async () => {
+    let n = 0;
+    await fc.assert(fc.asyncProperty(fc.array(fc.array(opArb, { minLength: 1, maxLength: 15 }), { minLength: 1, maxLength: 4 }), async (layers) => {
+      const id = n++;
+      let parent: string | undefined;
+      const dirs: string[] = [];
+      for (const [i, ops] of layers.entries()) {
+        await s.prepare(`p${id}-${i}`, parent);
+        const t = path.join(tmp, `w${id}-${i}`);
+        mounted.push(t);
+        await mountAll(await s.mounts(`p${id}-${i}`), t);
+        await perform(t, ops.filter((o) => o.op !== 'special' && o.op !== 'xattr'));
+        await unmountAll(t);
+        dirs.push((await s.writableDir(`p${id}-${i}`)).dir);
+        await s.commit(`L${id}-${i}`, `p${id}-${i}`);
+        parent = `L${id}-${i}`;
+      }
+      await s.view(`v${id}`, parent);
+      const t = path.join(tmp, `v${id}`);
+      mounted.push(t);
+      await mountAll(await s.mounts(`v${id}`), t);
+      const real = await viaFs(t);
+      await unmountAll(t);
+      const view = await viaUnion(new UnionView(dirs));
+      // the root's own metadata is the mount's, not the layers'
+      real['.'] = { ...real['.'], mode: 0, uid: 0 };
+      view['.'] = { ...view['.'], mode: 0, uid: 0 };
+      expect(view).toEqual(real);
+    }), { numRuns: 30 });
+  });
+});
