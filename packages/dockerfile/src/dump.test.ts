@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { VlabError } from '@vlab/errors';
 import { dump, goQuote } from './dump.ts';
+import { parse } from './parse.ts';
 
 const base = new URL('../../../../shared/corpus/buildkit/parser/', import.meta.url);
 const cases = readdirSync(new URL('testfiles/', base)).sort();
@@ -20,15 +21,17 @@ describe('BuildKit negative parser fixtures fail with typed errors', () => {
   it('finds all 4 cases', () => expect(negative.length).toBe(4));
   it.each(negative)('%s', (name) => {
     const text = read(`testfiles-negative/${name}/Dockerfile`);
-    let err: unknown;
-    try {
-      dump(text);
-    } catch (e) {
-      err = e;
+    for (const fn of [dump, parse]) {
+      let err: unknown;
+      try {
+        fn(text);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(VlabError);
+      expect((err as VlabError).code).toBe('E_PARSE');
+      expect((err as VlabError).location?.line).toBeGreaterThan(0);
     }
-    expect(err).toBeInstanceOf(VlabError);
-    expect((err as VlabError).code).toBe('E_PARSE');
-    expect((err as VlabError).location?.line).toBeGreaterThan(0);
   });
 });
 

@@ -36,14 +36,15 @@ export function resolveGlobalArgs(
   for (const inst of df.globalArgs) {
     for (const a of inst.args) {
       if (own(buildArgs, a.key)) scope[a.key] = buildArgs[a.key];
-      else if (a.value !== undefined) scope[a.key] = expandAt(a.value, scope, df.escape, inst.range.start);
-      else if (!own(scope, a.key)) continue;
+      else if (a.value !== undefined) scope[a.key] = expandAt(a.value, scope, df.escape, { file: df.file, ...inst.range.start });
     }
   }
   return scope;
 }
 
-function expandAt(word: string, env: Record<string, string> | ((n: string) => string | undefined), escape: string, at: { line: number; column: number }, opts: LexOptions = {}): string {
+type At = { file?: string; line: number; column: number };
+
+function expandAt(word: string, env: Record<string, string> | ((n: string) => string | undefined), escape: string, at: At, opts: LexOptions = {}): string {
   try {
     return processWord(word, env, { escape, ...opts });
   } catch (e) {
@@ -54,10 +55,10 @@ function expandAt(word: string, env: Record<string, string> | ((n: string) => st
 
 /** The FROM line of a stage with the global ARGs substituted. */
 export function resolveStageBase(df: Dockerfile, stage: Stage, globalArgs: Record<string, string>): { image: string; platform?: string } {
-  const at = stage.from.range.start;
+  const at = { file: df.file, ...stage.from.range.start };
   const image = expandAt(stage.base, globalArgs, df.escape, at);
   if (image.trim() === '') {
-    throw new VlabError('E_EXPAND', `base name (${stage.base}) should not be blank`, { location: at });
+    throw new VlabError('E_EXPAND', `base name (${stage.base}) should not be blank: set the ARG it uses with a default or --build-arg`, { location: at });
   }
   const out: { image: string; platform?: string } = { image };
   if (stage.platform !== undefined) out.platform = expandAt(stage.platform, globalArgs, df.escape, at);
@@ -92,6 +93,8 @@ export interface StageScopeOptions {
   baseEnv: Record<string, string>;
   escape?: string;
   predefined?: Record<string, string>;
+  /** Dockerfile name for error locations. */
+  file?: string;
 }
 
 export class StageScope {
@@ -125,7 +128,7 @@ export class StageScope {
       if (v !== undefined) used[name] = v;
       return v;
     };
-    const at = inst.range.start;
+    const at = { file: this.opts.file, ...inst.range.start };
     const word = (w: string, opts: LexOptions = {}) => expandAt(w, lookup, this.escape, at, opts);
     const words = (w: string) => {
       try {
