@@ -17,7 +17,9 @@
  * All mounts live in the run's private mount namespace: they vanish with its last process, so the
  * host never sees them and there is nothing to unmount after an abort.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
@@ -26,7 +28,7 @@ import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './c
 import { DEFAULT_CAPS, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS } from './defaults.ts';
 import { abortedError, killUntil, spawnStreaming, wallResult } from './process.ts';
 
-const TOOLS = ['sh', 'unshare', 'setpriv', 'mount', 'mknod', 'env'] as const;
+const TOOLS = ['sh', 'unshare', 'setpriv', 'mount', 'mknod', 'env', 'cp'] as const;
 type Tools = Record<(typeof TOOLS)[number], string> & { ip?: string };
 
 /** Finds the host tools the built-in executor needs; E_EXEC_UNAVAILABLE when one is missing. */
@@ -51,8 +53,10 @@ export async function findBuiltinTools(): Promise<Tools> {
 
 export class BuiltinExecutor implements Executor {
   readonly name = 'builtin';
+  private readonly hostKinds = new Map<string, 'dir' | 'file' | undefined>();
   constructor(
     private readonly tools: Tools,
+    private readonly devTemplate: string,
     private readonly opts: ExecutorOptions = {},
   ) {}
 
@@ -60,7 +64,21 @@ export class BuiltinExecutor implements Executor {
     if (process.getuid?.() !== 0) {
       throw new VlabError('E_EXEC_UNAVAILABLE', 'the built-in executor needs root (rootless mode is not implemented)');
     }
-    return new BuiltinExecutor(await findBuiltinTools(), opts);
+    const tools = await findBuiltinTools();
+    return new BuiltinExecutor(tools, await ensureDevTemplate(tools), opts);
+  }
+
+  private hostKind(p: string): 'dir' | 'file' | undefined {
+    if (!this.hostKinds.has(p)) {
+      let kind: 'dir' | 'file' | undefined;
+      try {
+        kind = statSync(p).isDirectory() ? 'dir' : 'file';
+      } catch {
+        kind = undefined;
+      }
+      this.hostKinds.set(p, kind);
+    }
+    return this.hostKinds.get(p);
   }
 
   async run(spec: RunSpec, opts: RunOptions = {}): Promise<RunResult> {
@@ -79,7 +97,12 @@ export class BuiltinExecutor implements Executor {
       // So a shell writes its own pid into every cgroup.procs and only then execs the container:
       // everything the container ever forks is born inside the limits.
       const trampoline = `s=$1; shift; for f do echo $$ > "$f" || exit 125; done; exec ${q(t.unshare)} ${unshareArgs.join(' ')} ${q(t.sh)} -c "$s"`;
-      const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setupScript(prep, t), ...cg.procsFiles()], opts);
+      const tables = fstabs(prep, (p) => this.hostKind(p));
+      const files = { early: path.join(prep.dir, 'fstab.early'), late: path.join(prep.dir, 'fstab.late') };
+      await fs.writeFile(files.early, tables.early);
+      await fs.writeFile(files.late, tables.late);
+      const setup = setupScript(prep, t, this.devTemplate, files);
+      const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setup, ...cg.procsFiles()], opts);
       const cgroup = cg;
       let aborted = false;
       const onAbort = () => {
@@ -110,40 +133,18 @@ export class BuiltinExecutor implements Executor {
   }
 }
 
-/** The setup run as pid 1 inside the new namespaces, still on the host's root. */
-export function setupScript(p: PreparedRun, t: Tools): string {
+/**
+ * The setup run as pid 1 inside the new namespaces, still on the host's root. Process starts are
+ * the cost here (~10 ms each on a small VM), so mounts are batched: `mount -a -T <fstab>` mounts a
+ * whole generated table in one process, and /dev is filled by one `cp -a` of a template.
+ */
+export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files: { early: string; late: string }): string {
   const R = p.rootfs;
-  const r = (sub: string) => q(path.join(R, sub));
   const L: string[] = ['set -e'];
-  L.push(`${q(t.mount)} --bind ${q(R)} ${q(R)}`);
-  L.push(`${q(t.mount)} -t proc -o nosuid,noexec,nodev proc ${r('/proc')}`);
-  L.push(`echo ${q(p.hostname)} > ${r('/proc/sys/kernel/hostname')}`);
-  L.push(`${q(t.mount)} -t tmpfs -o nosuid,strictatime,mode=755,size=65536k tmpfs ${r('/dev')}`);
-  const devs: [string, number, number][] = [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]];
-  for (const [n, maj, min] of devs) L.push(`${q(t.mknod)} -m 666 ${r('/dev/' + n)} c ${maj} ${min}`);
-  L.push(`cd ${r('/dev')} && ln -s /proc/self/fd fd && ln -s /proc/self/fd/0 stdin && ln -s /proc/self/fd/1 stdout && ln -s /proc/self/fd/2 stderr && ln -s pts/ptmx ptmx && mkdir pts shm mqueue && cd /`);
-  L.push(`${q(t.mount)} -t devpts -o nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5 devpts ${r('/dev/pts')}`);
-  L.push(`${q(t.mount)} -t tmpfs -o nosuid,noexec,nodev,mode=1777,size=65536k shm ${r('/dev/shm')}`);
-  L.push(`${q(t.mount)} -t mqueue -o nosuid,noexec,nodev mqueue ${r('/dev/mqueue')}`);
-  L.push(`${q(t.mount)} -t sysfs -o ro,nosuid,noexec,nodev sysfs ${r('/sys')}`);
-  for (const m of p.mounts) {
-    const dst = q(m.hostTarget);
-    if (m.type === 'tmpfs') {
-      const o = ['nosuid', 'nodev', ...(m.options ?? []), ...(m.readonly ? ['ro'] : [])];
-      L.push(`${q(t.mount)} -t tmpfs -o ${q(o.join(','))} tmpfs ${dst}`);
-    } else {
-      L.push(`${q(t.mount)} --rbind ${q(m.source!)} ${dst}`);
-      if (m.readonly) L.push(`${q(t.mount)} -o remount,bind,ro ${dst}`);
-    }
-  }
-  for (const m of MASKED_PATHS) {
-    const h = r(m);
-    L.push(`if [ -d ${h} ]; then ${q(t.mount)} -t tmpfs -o ro,nosuid,nodev,noexec tmpfs ${h}; elif [ -e ${h} ]; then ${q(t.mount)} --bind /dev/null ${h}; fi`);
-  }
-  for (const m of READONLY_PATHS) {
-    const h = r(m);
-    L.push(`if [ -e ${h} ]; then ${q(t.mount)} --bind ${h} ${h} && ${q(t.mount)} -o remount,bind,ro ${h}; fi`);
-  }
+  L.push(`${q(t.mount)} -a -T ${q(files.early)}`);
+  L.push(`echo ${q(p.hostname)} > ${q(path.join(R, '/proc/sys/kernel/hostname'))}`);
+  L.push(`${q(t.cp)} -a ${q(devTemplate + '/.')} ${q(path.join(R, '/dev'))}`);
+  L.push(`${q(t.mount)} -a -T ${q(files.late)}`);
   if (p.network !== 'host' && t.ip) L.push(`${q(t.ip)} link set lo up`);
   L.push(`ulimit -n ${NOFILE_LIMIT}`);
   L.push(`cd ${q(R)}`, `${q(t.mount)} --move . /`);
@@ -163,6 +164,68 @@ export function setupScript(p: PreparedRun, t: Tools): string {
   const enter = [t.unshare, '--root=.', `--wd=${p.cwd}`, '--setuid', String(u.uid), '--', ...p.argv];
   L.push(['exec', t.env, '-i', ...p.env, ...priv, ...enter].map((a, i) => (i === 0 ? a : q(a))).join(' '));
   return L.join('\n');
+}
+
+type FstabLine = [source: string, target: string, type: string, options: string];
+
+/** The two mount tables: before /dev is filled (root, /proc, /dev) and after (everything else). */
+export function fstabs(p: PreparedRun, hostHas: (containerPath: string) => 'dir' | 'file' | undefined): { early: string; late: string } {
+  const R = p.rootfs;
+  const r = (sub: string) => path.join(R, sub);
+  const early: FstabLine[] = [
+    [R, R, 'none', 'bind'],
+    ['proc', r('/proc'), 'proc', 'nosuid,noexec,nodev'],
+    ['tmpfs', r('/dev'), 'tmpfs', 'nosuid,strictatime,mode=755,size=65536k'],
+  ];
+  const late: FstabLine[] = [
+    ['devpts', r('/dev/pts'), 'devpts', 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5'],
+    ['shm', r('/dev/shm'), 'tmpfs', 'nosuid,noexec,nodev,mode=1777,size=65536k'],
+    ['mqueue', r('/dev/mqueue'), 'mqueue', 'nosuid,noexec,nodev'],
+    ['sysfs', r('/sys'), 'sysfs', 'ro,nosuid,noexec,nodev'],
+  ];
+  for (const m of p.mounts) {
+    if (m.type === 'tmpfs') {
+      const o = ['nosuid', 'nodev', ...(m.options ?? []), ...(m.readonly ? ['ro'] : [])];
+      late.push(['tmpfs', m.hostTarget, 'tmpfs', o.join(',')]);
+    } else {
+      late.push([m.source!, m.hostTarget, 'none', ['rbind', ...(m.readonly ? ['ro'] : [])].join(',')]);
+    }
+  }
+  // /proc and /sys show the host kernel's entries, so the host tells which of these exist.
+  for (const m of MASKED_PATHS) {
+    const kind = hostHas(m);
+    if (kind === 'dir') late.push(['tmpfs', r(m), 'tmpfs', 'ro,nosuid,nodev,noexec,size=0']);
+    if (kind === 'file') late.push(['/dev/null', r(m), 'none', 'bind']);
+  }
+  for (const m of READONLY_PATHS) if (hostHas(m)) late.push([r(m), r(m), 'none', 'bind,ro']);
+  const fmt = (lines: FstabLine[]) => lines.map((l) => l.map(fstabEscape).join(' ') + ' 0 0\n').join('');
+  return { early: fmt(early), late: fmt(late) };
+}
+
+function fstabEscape(s: string): string {
+  return s.replace(/[\\ \t\n]/g, (c) => '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'));
+}
+
+/** Where the /dev template lives (device nodes, std links, empty pts/shm/mqueue dirs). */
+export const DEV_TEMPLATE = '/run/vlab/dev-template';
+
+/** Makes the /dev template once (atomically: built aside, then renamed into place). */
+async function ensureDevTemplate(t: Tools): Promise<string> {
+  if (await fs.access(path.join(DEV_TEMPLATE, 'ptmx')).then(() => true, () => false)) return DEV_TEMPLATE;
+  await fs.mkdir(path.dirname(DEV_TEMPLATE), { recursive: true });
+  const tmp = await fs.mkdtemp(DEV_TEMPLATE + '.');
+  try {
+    const devs: [string, number, number][] = [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]];
+    for (const [n, maj, min] of devs) await promisify(execFile)(t.mknod, ['-m', '666', path.join(tmp, n), 'c', String(maj), String(min)]);
+    const links: [string, string][] = [['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2'], ['ptmx', 'pts/ptmx'], ['core', '/proc/kcore']];
+    for (const [n, target] of links) await fs.symlink(target, path.join(tmp, n));
+    for (const d of ['pts', 'shm', 'mqueue']) await fs.mkdir(path.join(tmp, d));
+    await fs.chmod(tmp, 0o755);
+    await fs.rename(tmp, DEV_TEMPLATE).catch(() => {}); // lost a race: the other one is as good
+  } finally {
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+  return DEV_TEMPLATE;
 }
 
 /** POSIX shell single-quoting. */

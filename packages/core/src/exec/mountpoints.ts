@@ -8,8 +8,8 @@
  * - Afterwards each created entry is removed, deepest first, but only if it is still an empty
  *   directory / empty regular file: if the process wrote into it, it is the process's output.
  * - Creating an entry changes its parent directory's mtime (and, on overlayfs, copies the parent
- *   up); we put the parent's atime/mtime back to the nanosecond, so a metadata-comparing diff sees
- *   it unchanged.
+ *   up); we put the parent's mtime back to the nanosecond, so a metadata-comparing diff sees it
+ *   unchanged (ctime cannot be restored; atime is left alone, it is not part of a layer).
  * - Paths are resolved in-root (symlinks cannot point us outside the rootfs).
  */
 import { promises as fs } from 'node:fs';
@@ -88,10 +88,11 @@ export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
     }
   }
   c.created.length = 0;
-  for (const [dir, [atime, mtime]] of c.parents) {
-    await run('touch', ['-c', '-h', '-a', '-d', `@${atime}`, dir]).catch(() => {});
-    await run('touch', ['-c', '-h', '-m', '-d', `@${mtime}`, dir]).catch(() => {});
-  }
+  // mtime only, to the nanosecond (Node's utimes goes through a double: ~µs), one `touch` for
+  // all parents with the same mtime. atime is not part of a layer.
+  const byTime = new Map<string, string[]>();
+  for (const [dir, [, mtime]] of c.parents) byTime.set(mtime, [...(byTime.get(mtime) ?? []), dir]);
+  await Promise.all([...byTime].map(([mtime, dirs]) => run('touch', ['-c', '-h', '-m', '-d', `@${mtime}`, ...dirs]).catch(() => {})));
   c.parents.clear();
 }
 

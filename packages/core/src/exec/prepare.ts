@@ -59,8 +59,10 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
   const dir = await fs.mkdtemp(path.join(tmpDir, TMP_PREFIX));
   let created: Awaited<ReturnType<typeof createMountpoints>> | undefined;
   const cleanup = async () => {
-    if (created) await removeMountpoints(created).catch(() => {});
-    await fs.rm(dir, { recursive: true, force: true }).catch(() => {});
+    await Promise.all([
+      created ? removeMountpoints(created).catch(() => {}) : undefined,
+      fs.rm(dir, { recursive: true, force: true }).catch(() => {}),
+    ]);
   };
   try {
     const etc = await writeEtcFiles(dir, hostname, network);
