@@ -16,5 +16,6 @@ export {
   resolveGlobalArgs, resolveStageBase, selectTarget, findStage, StageScope, PROXY_ARGS, PLATFORM_ARGS,
   type StageScopeOptions,
 } from './scope.ts';
+export { planRunHeredoc, type RunHeredocPlan } from './instructions/run-heredoc.ts';
 export { check } from './check.ts';
 export { dump } from './dump.ts';

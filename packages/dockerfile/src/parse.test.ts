@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { VlabError } from '@vlab/errors';
-import { parse, parseInstructionText } from './index.ts';
+import { parse, parseInstructionText, planRunHeredoc } from './index.ts';
 import type { CopyInstruction, HealthcheckInstruction, OnbuildInstruction, RunInstruction } from './index.ts';
 
 function err(fn: () => unknown): VlabError {
@@ -73,6 +73,18 @@ describe('parse: heredocs', () => {
     expect(run.command).toEqual(["<<EOF 3<<-'END' cat"]);
     expect(run.range.end.line).toBe(6);
     expect(df.stages[0].instructions[1].kind).toBe('USER');
+  });
+
+  it('planRunHeredoc: script, shebang file, or reassembled line', () => {
+    const runs = parse(
+      'FROM a\nRUN <<EOF\necho a\nEOF\nRUN <<EOF\n#!/usr/bin/python3\nprint(1)\nEOF\nRUN python3 <<EOF > out\nprint(2)\nEOF\nRUN echo hi\n',
+    ).stages[0].instructions as RunInstruction[];
+    expect(runs.map(planRunHeredoc)).toEqual([
+      { kind: 'script', script: 'echo a\n' },
+      { kind: 'file', heredoc: { name: 'EOF', content: '#!/usr/bin/python3\nprint(1)\n', expand: true, chomp: false } },
+      { kind: 'script', script: 'python3 <<EOF > out\nprint(2)\nEOF' },
+      { kind: 'none' },
+    ]);
   });
 
   it('COPY <<EOF /dst', () => {

@@ -31,13 +31,20 @@ export type EnvLookup = Record<string, string> | ((name: string) => string | und
 
 const EOF = '';
 
-function isSpace(ch: string): boolean {
+// ASCII fast paths; Unicode classes (Go's unicode.IsSpace/IsDigit/IsLetter) beyond.
+export function isSpace(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 0x80) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
   return /^\s$/u.test(ch);
 }
 function isDigit(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 0x80) return c >= 0x30 && c <= 0x39;
   return /^\p{Nd}$/u.test(ch);
 }
 function isNameChar(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 0x80) return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f;
   return /^[\p{L}\p{Nd}_]$/u.test(ch);
 }
 function isSpecialParam(ch: string): boolean {

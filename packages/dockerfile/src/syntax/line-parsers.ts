@@ -4,6 +4,7 @@
  * HEALTHCHECK form, and the leading `--flag` words of every instruction.
  */
 import { VlabError } from '@vlab/errors';
+import { isSpace } from '../shell/lex.ts';
 
 /** One argument of a node: a string, or (ONBUILD only) a nested instruction. */
 export type NodeArg = string | { node: true; line: string };
@@ -12,9 +13,7 @@ export class LineError extends Error {}
 
 const WS = /[\t\v\f\r ]+/;
 
-export function isSpace(ch: string): boolean {
-  return /^\s$/u.test(ch);
-}
+export { isSpace };
 
 /** Leading `--flag` words (quotes removed, `\` escapes), up to the first non-flag word or `--`. */
 export function extractBuilderFlags(line: string): { rest: string; flags: string[] } {
