@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { buildOciConfig } from './oci-spec.ts';
+import type { PreparedRun } from './prepare.ts';
+
+const prep = (over: Partial<PreparedRun> = {}): PreparedRun => ({
+  id: 'x',
+  dir: '/b',
+  rootfs: '/r',
+  argv: ['sh', '-c', 'true'],
+  env: ['PATH=/bin'],
+  cwd: '/w',
+  user: { uid: 0, gid: 0, additionalGids: [] },
+  hostname: 'h',
+  network: 'none',
+  mounts: [{ type: 'bind', source: '/b/hosts', target: '/etc/hosts', hostTarget: '/r/etc/hosts' }],
+  cleanup: async () => {},
+  ...over,
+});
+
+describe('buildOciConfig', () => {
+  it('namespaces, docker caps, masked/readonly paths, limits, no_new_privs', () => {
+    const c = buildOciConfig(prep(), '/vlab/x', { memory: 1 << 26, cpuQuota: 50_000, pids: 64 }) as any;
+    expect(c.linux.namespaces.map((n: any) => n.type).sort()).toEqual(['ipc', 'mount', 'network', 'pid', 'uts']);
+    expect(c.process.capabilities.bounding).toHaveLength(14);
+    expect(c.process.capabilities.effective).toContain('CAP_CHOWN');
+    expect(c.process.capabilities.bounding).not.toContain('CAP_SYS_ADMIN');
+    expect(c.process.noNewPrivileges).toBe(true);
+    expect(c.linux.maskedPaths).toContain('/proc/kcore');
+    expect(c.linux.readonlyPaths).toContain('/proc/sys');
+    expect(c.linux.resources.memory).toEqual({ limit: 1 << 26, swap: 1 << 26 });
+    expect(c.linux.resources.cpu).toEqual({ quota: 50_000, period: 100_000 });
+    expect(c.linux.resources.pids).toEqual({ limit: 64 });
+    expect(c.linux.cgroupsPath).toBe('/vlab/x');
+    expect(c.mounts.map((m: any) => m.destination)).toEqual([
+      '/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/etc/hosts',
+    ]);
+    expect(c.mounts.at(-1).options).toEqual(['rbind', 'rprivate', 'rw']);
+  });
+
+  it('host network keeps the host netns; non-root users get no effective caps', () => {
+    const c = buildOciConfig(prep({ network: 'host', user: { uid: 1000, gid: 1000, additionalGids: [10] } }), '/v') as any;
+    expect(c.linux.namespaces.map((n: any) => n.type)).not.toContain('network');
+    expect(c.process.user).toEqual({ uid: 1000, gid: 1000, additionalGids: [10] });
+    expect(c.process.capabilities.effective).toEqual([]);
+    expect(c.linux.resources).toEqual({ devices: [{ allow: false, access: 'rwm' }] });
+  });
+});

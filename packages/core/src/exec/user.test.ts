@@ -1,0 +1,45 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { resolveUser } from './user.ts';
+
+describe('resolveUser', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-user-'));
+    await fs.mkdir(path.join(root, 'etc'));
+    await fs.writeFile(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nbuilder:x:1000:1000::/home/b:/bin/sh\n');
+    await fs.writeFile(path.join(root, 'etc/group'), 'root:x:0:\nbuilder:x:1000:\nwheel:x:10:builder,other\naudio:x:29:builder\n');
+  });
+  afterAll(() => fs.rm(root, { recursive: true, force: true }));
+
+  it.each([
+    ['', { uid: 0, gid: 0, additionalGids: [], home: '/root' }],
+    ['root', { uid: 0, gid: 0, additionalGids: [], home: '/root' }],
+    ['builder', { uid: 1000, gid: 1000, additionalGids: [10, 29], home: '/home/b' }],
+    ['1000', { uid: 1000, gid: 1000, additionalGids: [10, 29], home: '/home/b' }],
+    ['builder:wheel', { uid: 1000, gid: 10, additionalGids: [29], home: '/home/b' }],
+    ['1000:1000', { uid: 1000, gid: 1000, additionalGids: [10, 29], home: '/home/b' }],
+    ['4242', { uid: 4242, gid: 0, additionalGids: [], home: '/' }],
+    ['4242:77', { uid: 4242, gid: 77, additionalGids: [], home: '/' }],
+  ])('%s', async (spec, want) => {
+    expect(await resolveUser(root, spec)).toEqual(want);
+  });
+
+  it('unknown names are E_USER_NOT_FOUND', async () => {
+    await expect(resolveUser(root, 'nobody')).rejects.toMatchObject({ code: 'E_USER_NOT_FOUND' });
+    await expect(resolveUser(root, 'builder:nogroup')).rejects.toMatchObject({ code: 'E_USER_NOT_FOUND' });
+  });
+
+  it('an /etc/passwd symlink cannot point out of the rootfs', async () => {
+    const evil = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-user-evil-'));
+    try {
+      await fs.mkdir(path.join(evil, 'etc'));
+      await fs.symlink('/etc/shadow', path.join(evil, 'etc/passwd'));
+      await expect(resolveUser(evil, 'root')).rejects.toMatchObject({ code: 'E_USER_NOT_FOUND' });
+    } finally {
+      await fs.rm(evil, { recursive: true, force: true });
+    }
+  });
+});
