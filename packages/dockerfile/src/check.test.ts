@@ -44,4 +44,9 @@ describe('check()', () => {
       { rule: 'NoEmptyContinuation', message: 'Empty continuation line found in: RUN a   b', range: { start: { line: 2, column: 1 }, end: { line: 4, column: 4 } } },
     ]);
   });
+
+  it('honours # check=skip=…', () => {
+    expect(rules('# check=skip=JSONArgsRecommended,MaintainerDeprecated\nFROM a\nCMD x\nMAINTAINER m\nFROM b AS X\n')).toEqual(['5:StageNameCasing']);
+    expect(check('# check=skip=all\nFROM a\nCMD x\n')).toEqual([]);
+  });
 });

@@ -120,5 +120,13 @@ export function check(input: Dockerfile | string): Warning[] {
     }
     if (stage.name !== undefined) stageEnv.set(stage.name, envNames);
   }
-  return out.sort((a, b) => a.range.start.line - b.range.start.line);
+  // `# check=skip=Rule1,Rule2` (or `skip=all`) disables rules, like BuildKit's check directive.
+  const skip = new Set<string>();
+  for (const part of (df.directives.check ?? '').split(';')) {
+    const [k, v] = part.split('=', 2).map((x) => x.trim());
+    if (k === 'skip' && v) for (const r of v.split(',')) skip.add(r.trim());
+  }
+  return out
+    .filter((w) => !skip.has('all') && !skip.has(w.rule))
+    .sort((a, b) => a.range.start.line - b.range.start.line);
 }
