@@ -26,3 +26,5 @@ fi
 
 command -v pnpm >/dev/null || npm install -g pnpm@9.15.9 >/dev/null 2>&1
 pnpm install --frozen-lockfile --reporter=silent
+# One-file CLI bundle for fast starts (bin/vbuild.js falls back to the sources when it is stale).
+pnpm --filter @vlab/image bundle

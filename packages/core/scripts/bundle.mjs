@@ -1,0 +1,17 @@
+// Bundles the vbuild CLI into one ESM file (dist/vbuild.mjs): a cold start then loads one file
+// instead of transpiling ~80 TypeScript modules through tsx (about 1.2 s → 0.4 s here).
+import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+
+const here = (p) => fileURLToPath(new URL(p, import.meta.url));
+await build({
+  entryPoints: [here('../src/cli/main.ts')],
+  outfile: here('../dist/vbuild.mjs'),
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  // CommonJS dependencies (dockerfile-ast, fast-glob) call require(); give the ESM bundle one.
+  banner: { js: "import { createRequire as __vlabRequire } from 'node:module'; const require = __vlabRequire(import.meta.url);" },
+  logLevel: 'warning',
+});
