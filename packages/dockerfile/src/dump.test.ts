@@ -17,6 +17,31 @@ describe('BuildKit parser fixtures: dump() equals result', () => {
   });
 });
 
+// Fixtures of BuildKit's *syntax* layer that its instruction layer (and our typed parse) rejects:
+// unknown flags, HEALTHCHECK without/with an unknown type, instructions before FROM.
+const TYPED_REJECTS: Record<string, string> = {
+  flags: 'E_BAD_FLAG',
+  health: 'E_PARSE',
+  'jeztah-invalid-json-json-inside-string': 'E_PARSE',
+  'jeztah-invalid-json-json-inside-string-double': 'E_PARSE',
+  'jeztah-invalid-json-single-quotes': 'E_PARSE',
+  'jeztah-invalid-json-unterminated-bracket': 'E_PARSE',
+  'jeztah-invalid-json-unterminated-string': 'E_PARSE',
+  json: 'E_PARSE',
+};
+
+describe('BuildKit parser fixtures through the typed parse()', () => {
+  it.each(cases)('%s', (name) => {
+    const text = read(`testfiles/${name}/Dockerfile`);
+    const want = TYPED_REJECTS[name];
+    if (want === undefined) {
+      expect(parse(text).stages.length).toBeGreaterThan(0);
+    } else {
+      expect(() => parse(text)).toThrow(expect.objectContaining({ code: want }));
+    }
+  });
+});
+
 describe('BuildKit negative parser fixtures fail with typed errors', () => {
   it('finds all 4 cases', () => expect(negative.length).toBe(4));
   it.each(negative)('%s', (name) => {
