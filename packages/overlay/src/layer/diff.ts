@@ -8,7 +8,7 @@
  * mtimes truncated to seconds and clamped to `sourceDateEpoch`: equal trees give equal bytes.
  * Files copied up but unchanged still appear (as Docker does).
  */
-import { promises as fs, createReadStream, type Stats } from 'node:fs';
+import { createReadStream, lstatSync, readdirSync, readlinkSync, openSync, readSync, closeSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { VlabError } from '@vlab/errors';
@@ -22,6 +22,10 @@ export interface DiffOptions {
   sourceDateEpoch?: number;
 }
 
+const SMALL = 256 * 1024;
+const BATCH = 64;
+/** Let the event loop run between batches of synchronous metadata calls. */
+const breathe = () => new Promise<void>((r) => setImmediate(r));
 const OPAQUE = ['trusted.overlay.opaque', 'user.overlay.opaque'];
 const UNSUPPORTED = /^(trusted|user)\.overlay\.(redirect|metacopy)$/;
 /** xattrs never carried in a layer: overlay's own bookkeeping and host security labels. */
@@ -62,7 +66,7 @@ class Emitter {
     const h: TarEntry = {
       name: type === 'dir' ? `${rel}/` : rel, type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid,
       size: type === 'file' ? st.size : 0, mtime: this.mtime(st), xattrs: xa,
-      linkname: type === 'symlink' ? await fs.readlink(abs) : '',
+      linkname: type === 'symlink' ? readlinkSync(abs) : '',
       devmajor: type === 'char' || type === 'block' ? major(st.rdev) : 0,
       devminor: type === 'char' || type === 'block' ? minor(st.rdev) : 0,
     };
@@ -75,11 +79,29 @@ class Emitter {
     yield encodeHeader(h);
     if (type !== 'file' || h.size === 0) return;
     let n = 0;
-    for await (const c of createReadStream(abs, { highWaterMark: 1 << 20 })) {
-      const b = c as Buffer;
-      const take = Math.min(b.length, h.size - n);
-      if (take > 0) yield take === b.length ? b : b.subarray(0, take);
-      n += take;
+    if (h.size <= SMALL) {
+      // small files: one synchronous read into an exact buffer. Per-file async calls cost a
+      // thread-pool round trip each (4 per file); walkers yield to the event loop every BATCH.
+      const fd = openSync(abs, 'r');
+      try {
+        const b = Buffer.allocUnsafe(h.size + padding(h.size));
+        while (n < h.size) {
+          const got = readSync(fd, b, n, h.size - n, n);
+          if (!got) break;
+          n += got;
+        }
+        b.fill(0, h.size);
+        if (n === h.size) { yield b; return; }
+      } finally {
+        closeSync(fd);
+      }
+    } else {
+      for await (const c of createReadStream(abs, { highWaterMark: 1 << 20 })) {
+        const b = c as Buffer;
+        const take = Math.min(b.length, h.size - n);
+        if (take > 0) yield take === b.length ? b : b.subarray(0, take);
+        n += take;
+      }
     }
     if (n !== h.size) throw new VlabError('E_DIFF_CHANGED', `${rel} changed size while being archived`, { details: { path: rel } });
     const pad = padding(h.size);
@@ -97,10 +119,12 @@ const wh = (rel: string, name: string) => join(rel, `.wh.${name}`);
 
 async function* walkUpper(e: Emitter, xattrs: XattrMap, root: string, rel: string): AsyncGenerator<Buffer> {
   const dir = rel ? path.join(root, rel) : root;
-  for (const name of sortNames(await fs.readdir(dir))) {
+  let i = 0;
+  for (const name of sortNames(readdirSync(dir))) {
+    if (++i % BATCH === 0) await breathe();
     const abs = path.join(dir, name);
     const r = join(rel, name);
-    const st = await fs.lstat(abs);
+    const st = lstatSync(abs);
     const xa = xattrs.get(abs);
     if (xa) for (const k of xa.keys()) {
       if (UNSUPPORTED.test(k)) throw new VlabError('E_DIFF_UNSUPPORTED', `${r} carries ${k}: overlay redirect_dir/metacopy uppers cannot be diffed from the upper alone`);
@@ -114,8 +138,8 @@ async function* walkUpper(e: Emitter, xattrs: XattrMap, root: string, rel: strin
   }
 }
 
-async function lstatOrUndef(p: string): Promise<Stats | undefined> {
-  try { return await fs.lstat(p); } catch (err) { if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; throw err; }
+function lstatOrUndef(p: string): Stats | undefined {
+  try { return lstatSync(p); } catch (err) { if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; throw err; }
 }
 
 function sameXattrs(a?: Map<string, Buffer>, b?: Map<string, Buffer>): boolean {
@@ -131,20 +155,22 @@ async function compare(dir: string, base: string | undefined, xd: XattrMap, xb: 
   const out: Change[] = [];
   const d = rel ? path.join(dir, rel) : dir;
   const b = base === undefined ? undefined : rel ? path.join(base, rel) : base;
-  const names = new Set(await fs.readdir(d));
-  const bnames = b ? await fs.readdir(b).catch(() => [] as string[]) : [];
+  const names = new Set(readdirSync(d));
+  let bnames: string[] = [];
+  try { if (b) bnames = readdirSync(b); } catch { /* not a dir in base */ }
   for (const n of bnames) names.add(n);
   for (const name of sortNames([...names])) {
     const r = join(rel, name);
-    const sa = await lstatOrUndef(path.join(d, name));
-    const sb = b ? await lstatOrUndef(path.join(b, name)) : undefined;
+    if (out.length % BATCH === BATCH - 1) await breathe();
+    const sa = lstatOrUndef(path.join(d, name));
+    const sb = b ? lstatOrUndef(path.join(b, name)) : undefined;
     if (!sa) { out.push({ rel: join(rel, `.wh.${name}`), kind: 'whiteout', st: sb! }); continue; }
     if (!sb || typeOf(sa) !== typeOf(sb)) { out.push({ rel: r, kind: 'tree', st: sa }); continue; }
     const changed =
       sa.mode !== sb.mode || sa.uid !== sb.uid || sa.gid !== sb.gid || sa.rdev !== sb.rdev ||
       (!sa.isDirectory() && (sa.size !== sb.size || sa.mtimeMs !== sb.mtimeMs)) ||
       (sa.isDirectory() && Math.floor(sa.mtimeMs / 1000) !== Math.floor(sb.mtimeMs / 1000)) ||
-      (sa.isSymbolicLink() && (await fs.readlink(path.join(d, name))) !== (await fs.readlink(path.join(b!, name)))) ||
+      (sa.isSymbolicLink() && readlinkSync(path.join(d, name)) !== readlinkSync(path.join(b!, name))) ||
       !sameXattrs(xd.get(path.join(d, name)), xb.get(path.join(b!, name)));
     const sub = sa.isDirectory() ? await compare(dir, base, xd, xb, r) : [];
     if (changed || sub.length) out.push({ rel: r, kind: 'entry', st: sa }, ...sub);
@@ -154,8 +180,10 @@ async function compare(dir: string, base: string | undefined, xd: XattrMap, xb: 
 
 async function* walkAll(e: Emitter, root: string, rel: string): AsyncGenerator<Buffer> {
   const dir = path.join(root, rel);
-  for (const name of sortNames(await fs.readdir(dir))) {
-    const st = await fs.lstat(path.join(dir, name));
+  let i = 0;
+  for (const name of sortNames(readdirSync(dir))) {
+    if (++i % BATCH === 0) await breathe();
+    const st = lstatSync(path.join(dir, name));
     yield* e.entry(path.join(dir, name), join(rel, name), st);
     if (st.isDirectory()) yield* walkAll(e, root, join(rel, name));
   }
@@ -178,7 +206,20 @@ async function* generate(src: DiffSource, opts: DiffOptions): AsyncGenerator<Buf
   yield END_OF_ARCHIVE;
 }
 
+/** Join small chunks (headers, small files) so the stream moves ~256 KiB at a time. */
+async function* coalesce(src: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let len = 0;
+  for await (const b of src) {
+    if (b.length >= 1 << 16 && !len) { yield b; continue; }
+    parts.push(b);
+    len += b.length;
+    if (len >= 1 << 18) { yield Buffer.concat(parts, len); parts = []; len = 0; }
+  }
+  if (len) yield Buffer.concat(parts, len);
+}
+
 /** Layer tar of `src` as a stream (back-pressure respected; files are streamed, never buffered whole). */
 export function diffSource(src: DiffSource, opts: DiffOptions = {}): Readable {
-  return Readable.from(generate(src, opts), { objectMode: false, highWaterMark: 1 << 20 });
+  return Readable.from(coalesce(generate(src, opts)), { objectMode: false, highWaterMark: 1 << 20 });
 }
