@@ -18,6 +18,7 @@ import { MEDIA } from './image/types.ts';
 import { hostPlatform, platformString } from './image/platform.ts';
 import { predefinedArgs } from './image/args.ts';
 import { exportImage, type OutputSpec } from './export/export.ts';
+import type { Download } from './solve/ops/add.ts';
 
 export interface BuildOptions {
   /** Build context directory. */
@@ -86,6 +87,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   emit({ type: 'build-start', stages: df.stages.length, steps: df.stages.reduce((n, s) => n + s.instructions.length + 1, 0), time: Date.now() });
 
   const sde = opts.sourceDateEpoch ?? envEpoch();
+  const session = { downloads: new Map<string, Promise<Download>>() };
   const state = await solve(
     {
       df,
@@ -106,9 +108,13 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       sourceDateEpoch: sde,
       secrets: opts.secrets ?? {},
       network: opts.network,
+      downloads: session.downloads,
     },
     target,
-  ).finally(() => hashes.save().catch(() => undefined));
+  ).finally(async () => {
+    await hashes.save().catch(() => undefined);
+    await cleanupDownloads(session.downloads);
+  });
 
   const config: ImageConfig = {
     ...state.config,
@@ -137,6 +143,13 @@ async function loadDockerfile(contextDir: string, spec: BuildOptions['dockerfile
     throw new VlabError('E_DOCKERFILE_NOT_FOUND', `cannot read Dockerfile ${file}: ${(e as Error).message}`, { cause: e });
   });
   return { df: parse(text, { file }), dockerfilePath: file };
+}
+
+async function cleanupDownloads(downloads: Map<string, Promise<Download>>): Promise<void> {
+  for (const p of downloads.values()) {
+    const d = await p.catch(() => undefined);
+    if (d) await fsp.rm(path.dirname(d.file), { recursive: true, force: true });
+  }
 }
 
 function envEpoch(): number | undefined {

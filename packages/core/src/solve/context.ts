@@ -36,6 +36,8 @@ export interface BuildSession {
   sourceDateEpoch?: number;
   secrets: Record<string, string>;
   network?: 'none' | 'host';
+  /** ADD URL downloads, fetched at most once per build. */
+  downloads: Map<string, Promise<import('./ops/add.ts').Download>>;
   /** Final state of each stage, by index, once requested (stages run at most once). */
   stageResult: (index: number) => Promise<StageState>;
 }

@@ -8,7 +8,8 @@ import type { ContainerConfig, LayerRef } from '../image/types.ts';
 import type { BuildSession } from './context.ts';
 import { globToRegExp, type SourceSelection } from '../context/context.ts';
 import { destIsDirectory, parseChmod, walkHostTree, type CopyItem, type CopyPlan, type Owner } from './ops/copy.ts';
-import { resolveInRoot } from '../fsutil/in-root.ts';
+import { mkdirInRoot, resolveInRoot } from '../fsutil/in-root.ts';
+import { archiveKind, download, extractArchive, URL_RE, type Download } from './ops/add.ts';
 import { resolveUser } from '../exec/index.ts';
 import { resolveImage, layersOf } from './base.ts';
 
@@ -38,17 +39,34 @@ export async function copyCacheInput(s: BuildSession, stage: Stage, inst: CopyIn
     h.update(JSON.stringify([src.key, inst.sources, inst.exclude]));
     return { digest: `sha256:${h.digest('hex')}`, files: { [`--from=${inst.from}`]: src.key } };
   }
+  const urls = urlSources(inst);
   const sels = await selectAll(s, inst);
-  return s.context.checksum(sels, inst.exclude);
+  const local = await s.context.checksum(sels, inst.exclude);
+  if (!urls.length) return local;
+  // With --checksum a cache hit needs no network; without, the content decides (as BuildKit).
+  const files = { ...local.files };
+  for (const u of urls) files[u] = inst.checksum ?? (await fetchOnce(s, u, inst)).digest;
+  h.update(JSON.stringify([local.digest, files]));
+  return { digest: `sha256:${h.digest('hex')}`, files };
+}
+
+function urlSources(inst: CopyInstruction): string[] {
+  const urls = inst.sources.filter((p) => URL_RE.test(p));
+  if (urls.length && inst.kind === 'COPY') throw new VlabError('E_COPY_SOURCE', `COPY cannot fetch URLs (${urls[0]}); use ADD`);
+  return urls;
+}
+
+function fetchOnce(s: BuildSession, url: string, inst: CopyInstruction): Promise<Download> {
+  let p = s.downloads.get(url);
+  if (!p) {
+    p = download(url, inst.checksum, s.signal);
+    s.downloads.set(url, p);
+  }
+  return p;
 }
 
 async function selectAll(s: BuildSession, inst: CopyInstruction): Promise<SourceSelection[]> {
-  for (const src of inst.sources) {
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(src)) {
-      throw new VlabError('E_UNSUPPORTED', `${inst.kind} of a URL (${src}) is not supported yet`);
-    }
-  }
-  return Promise.all(inst.sources.map((p) => s.context.select(p)));
+  return Promise.all(inst.sources.filter((p) => !URL_RE.test(p)).map((p) => s.context.select(p)));
 }
 
 /** Work out the copy plan inside the mounted rootfs and hand it to `copy`. */
@@ -101,21 +119,46 @@ export async function planCopy(
   }
 
   const sels = await selectAll(s, inst);
-  const count = sels.reduce((n, sel) => n + sel.roots.length, 0);
+  const urls = urlSources(inst);
+  const count = sels.reduce((n, sel) => n + sel.roots.length, 0) + urls.length;
   const wildcard = inst.sources.some((p) => /[*?[]/.test(p));
   const destIsDir = await destIsDirectory(rootfs, dest, count, wildcard, inst);
+  for (const u of urls) {
+    const d = await fetchOnce(s, u, inst);
+    const st = await fsp.lstat(d.file);
+    const stats = Object.assign(st, { mode: (st.mode & ~0o7777) | 0o600, mtime: d.mtime ?? st.mtime });
+    await copy({ dest: destIsDir ? stripSlash(dest) : dest, destIsDir, items: [{ src: d.file, rel: d.name, stats }] }, owner, chmod);
+  }
   for (const sel of sels) {
     for (const root of sel.roots) {
+      if (inst.kind === 'ADD' && root.type === 'file' && inst.unpack !== false) {
+        const kind = await archiveKind(root.abs);
+        if (kind) {
+          await extractArchive(root.abs, kind, await mkdirInRoot(rootfs, stripSlash(dest)));
+          continue;
+        }
+      }
       if (root.type === 'dir') {
         const sub = await s.context.subtree(root);
-        const prefix = root.rel ? `${root.rel}/` : '';
+        const prefix = inst.parents || !root.rel ? '' : `${root.rel}/`;
+        if (inst.parents && root.rel) {
+          // --parents keeps the source's path: its parent dirs are recreated under dest.
+          const chain = root.rel.split('/').map((_, i, a) => a.slice(0, i + 1).join('/'));
+          const parentItems = await Promise.all(chain.map(async (rel) => ({ src: path.join(s.context.root, rel), rel, stats: await fsp.lstat(path.join(s.context.root, rel)) })));
+          await copy({ dest: stripSlash(dest), destIsDir: true, items: parentItems }, owner, chmod);
+        }
         const items = sub
           .filter((e) => !excluded.some((re) => re.test(e.rel)))
           .map((e) => ({ src: e.abs, rel: e.rel.slice(prefix.length), stats: statsOf(e.stats) }));
         await copy({ dest: stripSlash(dest), destIsDir: true, items }, owner, chmod);
       } else {
         if (excluded.some((re) => re.test(root.rel))) continue;
-        const item = { src: root.abs, rel: path.posix.basename(root.rel), stats: await fsp.lstat(root.abs) };
+        const item = { src: root.abs, rel: inst.parents ? root.rel : path.posix.basename(root.rel), stats: await fsp.lstat(root.abs) };
+        if (inst.parents) {
+          await mkdirInRoot(rootfs, path.posix.join(stripSlash(dest), path.posix.dirname(root.rel)), owner);
+          await copy({ dest: stripSlash(dest), destIsDir: true, items: [item] }, owner, chmod);
+          continue;
+        }
         await copy({ dest: destIsDir ? stripSlash(dest) : dest, destIsDir, items: [item] }, owner, chmod);
       }
     }
