@@ -15,7 +15,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { VlabError } from '@vlab/errors';
 import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
-import { prepareRun } from './prepare.ts';
+import { prepareRun, TMP_PREFIX } from './prepare.ts';
 import { buildOciConfig } from './oci-spec.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
 import { abortedError, killUntil, spawnStreaming, wallResult } from './process.ts';
@@ -48,7 +48,25 @@ export class OciRuntimeExecutor implements Executor {
     if (!p) throw new VlabError('E_EXEC_UNAVAILABLE', `${name} is not installed`);
     const stateRoot = path.join(RUNTIME_STATE_ROOT, name);
     await fs.mkdir(stateRoot, { recursive: true, mode: 0o700 });
-    return new OciRuntimeExecutor(name, p, stateRoot, opts);
+    const ex = new OciRuntimeExecutor(name, p, stateRoot, opts);
+    await ex.sweep().catch(() => {});
+    return ex;
+  }
+
+  /**
+   * Runs whose node process died between the container's exit and `delete` (runc --keep) leave a
+   * stopped container, its cgroups and bundle: remove those older than a minute (younger ones may
+   * belong to a live executor in another process that is reading their stats).
+   */
+  private async sweep(): Promise<void> {
+    const { stdout } = await execFileP(this.bin, ['--root', this.stateRoot, 'list', '--format', 'json'], { timeout: 10_000 });
+    const list = (JSON.parse(stdout || '[]') ?? []) as { id: string; status: string; bundle: string; created: string }[];
+    for (const c of list) {
+      if (!c.id.startsWith('vlab-') || c.status !== 'stopped') continue;
+      if (Date.now() - Date.parse(c.created) < 60_000) continue;
+      await this.runtime(['delete', '--force', c.id]).catch(() => {});
+      if (path.basename(c.bundle).startsWith(TMP_PREFIX)) await fs.rm(c.bundle, { recursive: true, force: true });
+    }
   }
 
   async run(spec: RunSpec, opts: RunOptions = {}): Promise<RunResult> {
