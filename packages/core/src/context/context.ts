@@ -4,7 +4,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import fg from 'fast-glob';
 import { VlabError } from '@vlab/errors';
-import { loadIgnore, type IgnoreMatcher } from './ignore.ts';
+import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import type { FileHashCache } from './hash-cache.ts';
 
 export interface ContextEntry {
@@ -104,13 +104,13 @@ export class BuildContext {
    */
   async checksum(selections: SourceSelection[], exclude: string[] = []): Promise<{ digest: string; files: Record<string, string> }> {
     const files: Record<string, string> = {};
-    const excluded = exclude.map((p) => globToRegExp(p.replace(/^\/+/, '')));
+    const excluded = excluder(exclude);
     for (const sel of selections) {
       for (const root of sel.roots) {
         const list = root.type === 'dir' ? [root, ...(await this.subtree(root))] : [root];
         await Promise.all(
           list.map(async (e) => {
-            if (excluded.some((re) => re.test(e.rel))) return;
+            if (e !== root && excluded(relativeTo(root.rel, e.rel))) return;
             const meta = `${e.type}:${Number(e.stats.mode) & 0o7777}`;
             let content = '';
             if (e.type === 'file') content = await this.hashes.hash(e.abs, e.stats);
@@ -138,6 +138,20 @@ export class BuildContext {
     if (!target) throw new VlabError('E_COPY_SOURCE', `COPY source "${e.rel}" points to "${rel}", which is excluded or missing`);
     return { ...target, rel: e.rel };
   }
+}
+
+/**
+ * `COPY --exclude` patterns: dockerignore syntax (`**`, `!`), matched against paths relative to
+ * the source being copied (BuildKit's rule), so `--exclude=*.log dir/` drops `dir/a.log`.
+ */
+export function excluder(patterns: string[]): (relToSource: string) => boolean {
+  if (!patterns.length) return () => false;
+  const m = compileIgnore(patterns.join('\n'));
+  return (rel) => m.ignores(rel);
+}
+
+export function relativeTo(rootRel: string, rel: string): string {
+  return rootRel && rel.startsWith(`${rootRel}/`) ? rel.slice(rootRel.length + 1) : rel;
 }
 
 /** Go filepath.Match semantics: `*` and `?` never cross '/', `[...]` classes; `**` is not special. */

@@ -6,7 +6,7 @@ import { VlabError } from '@vlab/errors';
 import { findStage, type CopyInstruction, type Stage } from '@vlab/dockerfile';
 import type { ContainerConfig, LayerRef } from '../image/types.ts';
 import type { BuildSession } from './context.ts';
-import { globToRegExp, type SourceSelection } from '../context/context.ts';
+import { excluder, globToRegExp, relativeTo, type SourceSelection } from '../context/context.ts';
 import { destIsDirectory, parseChmod, walkHostTree, type CopyItem, type CopyPlan, type Owner } from './ops/copy.ts';
 import { mkdirInRoot, resolveInRoot } from '../fsutil/in-root.ts';
 import { archiveKind, download, extractArchive, URL_RE, type Download } from './ops/add.ts';
@@ -80,7 +80,7 @@ export async function planCopy(
   const dest = path.posix.resolve(config.WorkingDir || '/', inst.dest) + (inst.dest.endsWith('/') ? '/' : '');
   const owner = inst.chown ? await resolveUser(rootfs, inst.chown) : undefined;
   const chmod = parseChmod(inst);
-  const excluded = inst.exclude.map((p) => globToRegExp(p.replace(/^\/+/, '')));
+  const excluded = excluder(inst.exclude);
 
   if (inst.heredocs.length) {
     const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-heredoc-'));
@@ -148,11 +148,11 @@ export async function planCopy(
           await copy({ dest: stripSlash(dest), destIsDir: true, items: parentItems }, owner, chmod);
         }
         const items = sub
-          .filter((e) => !excluded.some((re) => re.test(e.rel)))
+          .filter((e) => !excluded(relativeTo(root.rel, e.rel)))
           .map((e) => ({ src: e.abs, rel: e.rel.slice(prefix.length), stats: statsOf(e.stats) }));
         await copy({ dest: stripSlash(dest), destIsDir: true, items }, owner, chmod);
       } else {
-        if (excluded.some((re) => re.test(root.rel))) continue;
+        if (excluded(path.posix.basename(root.rel))) continue;
         const item = { src: root.abs, rel: inst.parents ? root.rel : path.posix.basename(root.rel), stats: await fsp.lstat(root.abs) };
         if (inst.parents) {
           await mkdirInRoot(rootfs, path.posix.join(stripSlash(dest), path.posix.dirname(root.rel)), owner);

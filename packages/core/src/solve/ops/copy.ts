@@ -93,11 +93,11 @@ async function finish(host: string, st: fs.Stats, owner: Owner, chmod: number | 
 }
 
 /** Items under a host directory (for COPY --from a stage), sorted, root first. */
-export async function walkHostTree(dir: string, exclude: RegExp[] = []): Promise<CopyItem[]> {
+export async function walkHostTree(dir: string, excluded: (rel: string) => boolean = () => false): Promise<CopyItem[]> {
   const out: CopyItem[] = [];
   const visit = async (abs: string, rel: string): Promise<void> => {
     const stats = await fsp.lstat(abs);
-    if (rel && exclude.some((re) => re.test(rel))) return;
+    if (rel && excluded(rel)) return;
     out.push({ src: abs, rel, stats });
     if (stats.isDirectory()) {
       for (const name of (await fsp.readdir(abs)).sort()) await visit(path.join(abs, name), rel ? `${rel}/${name}` : name);

@@ -2,7 +2,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
-import type { RunInstruction } from '@vlab/dockerfile';
+import { planRunHeredoc, type RunInstruction } from '@vlab/dockerfile';
 import type { Executor, ExtraMount, Limits } from '../../exec/types.ts';
 import type { ContainerConfig } from '../../image/types.ts';
 import { shellOf } from './meta.ts';
@@ -10,27 +10,19 @@ import { shellOf } from './meta.ts';
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
- * argv for a RUN: exec form as written; shell form through SHELL. Heredocs in shell form are handed
- * to the shell with their bodies (it implements <<-, quoting and expansion itself); a RUN that is
- * only a heredoc runs the body, through its `#!` interpreter when it has one (BuildKit).
+ * argv for a RUN: exec form as written; shell form through SHELL. For heredocs the parser's
+ * `planRunHeredoc` says what BuildKit runs; a `#!` body is fed to its interpreter on stdin
+ * (`/dev/stdin`), which needs no temp file inside the snapshot (it would show in the layer).
  */
 export function runArgv(inst: RunInstruction, config: ContainerConfig): { argv: string[]; stdin?: Buffer } {
   const shell = shellOf(config);
   if (inst.form === 'exec') return { argv: inst.command };
-  const cmd = inst.command.join(' ');
-  if (inst.heredocs.length === 0) return { argv: [...shell, cmd] };
-  const only = inst.heredocs.length === 1 && /^\s*\d*<<-?\s*["']?[^\s]+["']?\s*$/.test(cmd);
-  if (only) {
-    const body = inst.heredocs[0]!.content;
-    const shebang = /^#!(.*)\n/.exec(body);
-    if (shebang) {
-      const interp = shebang[1]!.trim().split(/\s+/);
-      return { argv: [...interp, '/dev/stdin'], stdin: Buffer.from(body) };
-    }
-    return { argv: [...shell, body] };
-  }
-  const bodies = inst.heredocs.map((h) => `${h.content}${h.content.endsWith('\n') ? '' : '\n'}${h.name}`).join('\n');
-  return { argv: [...shell, `${cmd}\n${bodies}`] };
+  const plan = planRunHeredoc(inst);
+  if (plan.kind === 'none') return { argv: [...shell, inst.command.join(' ')] };
+  if (plan.kind === 'script') return { argv: [...shell, plan.script] };
+  const body = plan.heredoc.content;
+  const interp = body.slice(2, body.indexOf('\n') < 0 ? body.length : body.indexOf('\n')).trim().split(/\s+/);
+  return { argv: [...interp, '/dev/stdin'], stdin: Buffer.from(body) };
 }
 
 /** Mounts for `RUN --mount=…`: cache dirs persist under the store, tmpfs is fresh, bind is read-only. */
