@@ -16,7 +16,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { resolveInRoot } from './rootpath.ts';
+import { resolveInRoot } from '../fsutil/in-root.ts';
 
 const run = promisify(execFile);
 

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
 import type { ExtraMount, RunSpec } from './types.ts';
 import { resolveUser, type ResolvedUser } from './user.ts';
-import { resolveInRoot } from './rootpath.ts';
+import { resolveInRoot } from '../fsutil/in-root.ts';
 import { createMountpoints, removeMountpoints, type MountpointRequest } from './mountpoints.ts';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

@@ -5,7 +5,7 @@
  * groups are the /etc/group entries that list the user's name.
  */
 import { VlabError } from '@vlab/errors';
-import { readInRoot } from './rootpath.ts';
+import { readInRoot } from '../fsutil/in-root.ts';
 
 export interface ResolvedUser {
   uid: number;

@@ -10,6 +10,7 @@ import { VlabError } from '@vlab/errors';
  * the host. The last component is not followed when `followLast` is false.
  */
 export async function resolveInRoot(root: string, p: string, followLast = true): Promise<string> {
+  root = path.resolve(root);
   const parts = path.posix.normalize(`/${p}`).split('/').filter(Boolean);
   const done: string[] = [];
   let hops = 0;
@@ -53,4 +54,13 @@ export async function mkdirInRoot(root: string, p: string, owner?: { uid: number
     }
   }
   return host;
+}
+
+/** Read a container file (in-root resolution); undefined when missing. */
+export async function readInRoot(root: string, p: string): Promise<string | undefined> {
+  try {
+    return await fsp.readFile(await resolveInRoot(root, p), 'utf8');
+  } catch {
+    return undefined;
+  }
 }
