@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createSnapshotter, mountAll, unmountAll, UnionView, type Snapshotter } from './index.ts';
+import { createWriteStream } from 'node:fs';
+import { createSnapshotter, mountAll, unmountAll, UnionView, diff, writeLayer, type Snapshotter } from './index.ts';
 import { opArb, perform } from './testing/ops.ts';
 
 type Seen = Record<string, { type: string; mode: number; uid: number; size?: number; data?: string; link?: string; names?: string[] }>;
@@ -64,12 +65,13 @@ describe('UnionView matches a real overlay mount', () => {
     await fs.rm(tmp, { recursive: true, force: true });
   });
 
-  it('on random layer stacks', { timeout: 300_000 }, async () => {
+  it('on random layer stacks, read from the layer dirs and from their diff tars', { timeout: 300_000 }, async () => {
     let n = 0;
     await fc.assert(fc.asyncProperty(fc.array(fc.array(opArb, { minLength: 1, maxLength: 15 }), { minLength: 1, maxLength: 4 }), async (layers) => {
       const id = n++;
       let parent: string | undefined;
       const dirs: string[] = [];
+      const tars: string[] = [];
       for (const [i, ops] of layers.entries()) {
         await s.prepare(`p${id}-${i}`, parent);
         const t = path.join(tmp, `w${id}-${i}`);
@@ -78,6 +80,8 @@ describe('UnionView matches a real overlay mount', () => {
         await perform(t, ops.filter((o) => o.op !== 'special' && o.op !== 'xattr'));
         await unmountAll(t);
         dirs.push((await s.writableDir(`p${id}-${i}`)).dir);
+        tars.push(path.join(tmp, `t${id}-${i}.tar`));
+        await writeLayer(diff(s, `p${id}-${i}`), createWriteStream(tars[tars.length - 1]));
         await s.commit(`L${id}-${i}`, `p${id}-${i}`);
         parent = `L${id}-${i}`;
       }
@@ -88,10 +92,13 @@ describe('UnionView matches a real overlay mount', () => {
       const real = await viaFs(t);
       await unmountAll(t);
       const view = await viaUnion(new UnionView(dirs));
+      const fromTars = await viaUnion(new UnionView(tars));
       // the root's own metadata is the mount's, not the layers'
       real['.'] = { ...real['.'], mode: 0, uid: 0 };
       view['.'] = { ...view['.'], mode: 0, uid: 0 };
+      fromTars['.'] = { ...fromTars['.'], mode: 0, uid: 0 };
       expect(view).toEqual(real);
+      expect(fromTars).toEqual(real);
     }), { numRuns: 30 });
   });
 });

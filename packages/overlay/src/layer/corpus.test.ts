@@ -52,9 +52,10 @@ describe.skipIf(!existsSync(dir))('go-containerregistry image tarballs', () => {
       await apply(Readable.from([l]), d, { whiteouts: 'overlay' });
       dirs.push(d);
     }
-    const u = new UnionView(dirs);
+    const tars: string[] = [];
+    for (const [i, l] of layers.entries()) { tars.push(path.join(tmp, `l${i}.tar`)); await fs.writeFile(tars[i], l); }
     const seen: Record<string, string> = {};
-    const seenU: Record<string, string> = {};
+    let seenU: Record<string, string> = {};
     const walk = async (rel: string) => {
       for (const n of (await fs.readdir(path.join(flat, rel))).sort()) {
         const r = rel ? `${rel}/${n}` : n;
@@ -63,6 +64,7 @@ describe.skipIf(!existsSync(dir))('go-containerregistry image tarballs', () => {
         if (st.isDirectory()) await walk(r);
       }
     };
+    let u = new UnionView(dirs);
     const walkU = async (rel: string) => {
       for (const n of await u.readdir(rel)) {
         const r = rel ? `${rel}/${n}` : n;
@@ -74,6 +76,10 @@ describe.skipIf(!existsSync(dir))('go-containerregistry image tarballs', () => {
     await walk('');
     await walkU('');
     expect(seen).toEqual(want);
+    expect(seenU).toEqual(want);
+    u = new UnionView(tars); // the same stack read straight from the layer tars
+    seenU = {};
+    await walkU('');
     expect(seenU).toEqual(want);
   });
 });

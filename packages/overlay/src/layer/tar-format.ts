@@ -159,6 +159,7 @@ export class ByteReader {
   private chunks: Buffer[] = [];
   private have = 0;
   private done = false;
+  private pulled = 0;
   private it: AsyncIterator<Buffer | string>;
   constructor(src: AsyncIterable<Buffer | string>, private onBytes: (b: Buffer) => void) {
     this.it = src[Symbol.asyncIterator]();
@@ -170,9 +171,14 @@ export class ByteReader {
       const b = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
       if (!b.length) continue;
       this.onBytes(b);
+      this.pulled += b.length;
       this.chunks.push(b);
       this.have += b.length;
     }
+  }
+  /** Offset in the input of the next byte to be returned. */
+  get position(): number {
+    return this.pulled - this.have;
   }
   /** Exactly n bytes, or fewer at end of input. */
   async read(n: number): Promise<Buffer> {

@@ -1,0 +1,127 @@
+/**
+ * The layers a UnionView reads: a directory (overlay or OCI whiteouts), or an uncompressed layer
+ * tar indexed once in memory (headers and data offsets only; content read from the file on demand).
+ */
+import { promises as fs, createReadStream, type Stats } from 'node:fs';
+import * as path from 'node:path';
+import { readXattrsTree } from './sys.ts';
+import { ByteReader, readTar, type TarEntry } from './layer/tar-format.ts';
+import { cleanPath } from './layer/apply.ts';
+
+/** What UnionView.stat returns: the fields of fs.Stats it can know for both kinds of layer. */
+export interface UnionStat {
+  mode: number; uid: number; gid: number; size: number; mtimeMs: number; rdev: number;
+  isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean;
+  isCharacterDevice(): boolean; isBlockDevice(): boolean; isFIFO(): boolean;
+}
+
+export interface Layer {
+  lstat(rel: string): Promise<UnionStat | undefined>;
+  readdir(rel: string): Promise<string[]>;
+  readlink(rel: string): Promise<string>;
+  readFile(rel: string): Promise<Buffer>;
+  opaque(rel: string): Promise<boolean>;
+}
+
+export class DirLayer implements Layer {
+  private opq?: Set<string>;
+  constructor(readonly root: string) {}
+  private abs(rel: string) { return rel ? path.join(this.root, rel) : this.root; }
+  async lstat(rel: string): Promise<Stats | undefined> {
+    try { return await fs.lstat(this.abs(rel)); } catch (e) {
+      const c = (e as NodeJS.ErrnoException).code;
+      if (c === 'ENOENT' || c === 'ENOTDIR') return undefined;
+      throw e;
+    }
+  }
+  readdir(rel: string) { return fs.readdir(this.abs(rel)); }
+  readlink(rel: string) { return fs.readlink(this.abs(rel)); }
+  readFile(rel: string) { return fs.readFile(this.abs(rel)); }
+  /** Overlay's opaque xattr (trusted. or user.), read for the whole layer in one getfattr. */
+  async opaque(rel: string): Promise<boolean> {
+    if (!this.opq) {
+      this.opq = new Set();
+      const x = await readXattrsTree(this.root, '^(trusted|user)\\.overlay\\.opaque$');
+      for (const [p, m] of x) for (const v of m.values()) if (v.toString() === 'y') this.opq.add(path.relative(this.root, p));
+    }
+    return this.opq.has(rel);
+  }
+}
+
+type Indexed = TarEntry & { offset: number };
+
+function statOf(h: TarEntry): UnionStat {
+  const fmt = { file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, link: 0o100000 }[h.type];
+  return {
+    mode: fmt | h.mode, uid: h.uid, gid: h.gid, size: h.size, mtimeMs: h.mtime * 1000,
+    rdev: h.devmajor * 256 + h.devminor,
+    isFile: () => h.type === 'file' || h.type === 'link', isDirectory: () => h.type === 'dir',
+    isSymbolicLink: () => h.type === 'symlink', isCharacterDevice: () => h.type === 'char',
+    isBlockDevice: () => h.type === 'block', isFIFO: () => h.type === 'fifo',
+  };
+}
+
+export class TarLayer implements Layer {
+  private index?: Promise<{ entries: Map<string, Indexed>; children: Map<string, Set<string>> }>;
+  constructor(readonly file: string) {}
+
+  private load() {
+    this.index ??= (async () => {
+      const entries = new Map<string, Indexed>();
+      const children = new Map<string, Set<string>>([['', new Set()]]);
+      const addDir = (rel: string) => {
+        if (!children.has(rel)) children.set(rel, new Set());
+        if (!entries.has(rel) && rel) entries.set(rel, { name: rel, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map(), offset: 0 });
+      };
+      const r = new ByteReader(createReadStream(this.file), () => {});
+      for await (const e of readTar(r)) {
+        const parts = cleanPath(e.header.name);
+        if (!parts.length) continue;
+        for (let i = 1; i < parts.length; i++) {
+          const d = parts.slice(0, i).join('/');
+          addDir(d);
+          children.get(parts.slice(0, i - 1).join('/'))!.add(parts[i - 1]);
+        }
+        const rel = parts.join('/');
+        children.get(parts.slice(0, -1).join('/'))!.add(parts[parts.length - 1]);
+        entries.set(rel, { ...e.header, offset: r.position });
+        if (e.header.type === 'dir') addDir(rel);
+      }
+      return { entries, children };
+    })();
+    return this.index;
+  }
+
+  async lstat(rel: string): Promise<UnionStat | undefined> {
+    if (!rel) return statOf({ name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map() });
+    const e = (await this.load()).entries.get(rel);
+    if (!e) return undefined;
+    if (e.type === 'link') return this.lstat(cleanPath(e.linkname).join('/'));
+    return statOf(e);
+  }
+  async readdir(rel: string) { return [...((await this.load()).children.get(rel) ?? [])]; }
+  async readlink(rel: string) { return (await this.load()).entries.get(rel)!.linkname; }
+  async readFile(rel: string): Promise<Buffer> {
+    const e = (await this.load()).entries.get(rel)!;
+    if (e.type === 'link') return this.readFile(cleanPath(e.linkname).join('/'));
+    const fh = await fs.open(this.file, 'r');
+    try {
+      const b = Buffer.alloc(e.size);
+      let n = 0;
+      while (n < e.size) {
+        const { bytesRead } = await fh.read(b, n, e.size - n, e.offset + n);
+        if (!bytesRead) break;
+        n += bytesRead;
+      }
+      return b;
+    } finally {
+      await fh.close();
+    }
+  }
+  async opaque(rel: string) { return (await this.load()).entries.has(rel ? `${rel}/.wh..wh..opq` : '.wh..wh..opq'); }
+}
+
+/** A layer path: a directory, or a file taken as an uncompressed layer tar. */
+export async function openLayer(p: string): Promise<Layer> {
+  return (await fs.stat(p)).isDirectory() ? new DirLayer(p) : new TarLayer(p);
+}
