@@ -1,0 +1,41 @@
+/**
+ * Peak RSS of our builder on copy-big as the file grows (BENCH_SCALE_GIB=1,2,4): cold builds in a
+ * fresh store each, the file generated under bench/.data/ctx/scale and removed afterwards.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { genBig } from '../cases.ts';
+import { median } from './measure.ts';
+import { bytes, render, secs } from './table.ts';
+import { VlabApi } from '../peers/vlab.ts';
+import type { BenchEnv } from '../peers/types.ts';
+
+export async function scaleRows(env: BenchEnv, list: string, runs: number): Promise<string> {
+  const rows: string[][] = [];
+  const dir = path.join(env.dataDir, 'ctx', 'scale');
+  const peer = new VlabApi();
+  await peer.setup(env);
+  try {
+    for (const gib of list.split(',').map(Number)) {
+      await fs.rm(dir, { recursive: true, force: true });
+      await fs.mkdir(dir, { recursive: true });
+      await fs.writeFile(path.join(dir, 'Dockerfile'), 'FROM busybox:latest\nCOPY big.bin /big.bin\n');
+      env.log(`scale: generating ${gib} GiB`);
+      await genBig(path.join(dir, 'big.bin'), Math.round(gib * 2 ** 30));
+      const walls: number[] = [];
+      const rss: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        await peer.reset();
+        const r = await peer.build(dir, 'bench-scale:latest');
+        if (!r.ok) throw new Error(`scale ${gib} GiB: ${r.error}`);
+        walls.push(r.wall);
+        rss.push(r.rss ?? 0);
+      }
+      rows.push([`${gib} GiB`, secs(median(walls)), bytes(Math.max(...rss)), `${((gib * 1024) / median(walls)).toFixed(0)} MiB/s`]);
+    }
+  } finally {
+    await peer.teardown();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+  return render(['file', 'cold s', 'peak RSS', 'throughput'], rows);
+}

@@ -1,0 +1,195 @@
+/**
+ * `pnpm bench [--quick]`: builds every case with @vlab/image and each peer, measures the machine's
+ * floor in the same run, prints one table of times and ratios, the targets (met / not met) and
+ * which peers ran or failed. Env: BENCH_CASES=hello,steps20  BENCH_RUNS=3  BENCH_PEERS=vlab,buildkit
+ * BENCH_SCALE_GIB=1,4 (copy-big peak RSS vs size, ours only)  BENCH_DROP_CACHES=1.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CASES, prepareContext, selectCases, sizes, type Case } from './cases.ts';
+import { makeBases } from './lib/bases.ts';
+import { measureFloors } from './lib/floor.ts';
+import { dropCaches, duBytes, median } from './lib/measure.ts';
+import { bytes, ratio, render, secs, stat } from './lib/table.ts';
+import { evaluate, type Cell, type Results } from './lib/targets.ts';
+import { scaleRows } from './lib/scale.ts';
+import { makePeers } from './peers/index.ts';
+import type { BenchEnv, Peer } from './peers/types.ts';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dataDir = path.join(repo, 'bench', '.data');
+const quick = process.argv.includes('--quick');
+const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
+const cases = selectCases();
+const s = sizes(quick);
+const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
+const started = Date.now();
+
+await fs.mkdir(dataDir, { recursive: true });
+const bases = await makeBases(repo, dataDir, s, log);
+const env: BenchEnv = { repo, dataDir, bases, log };
+const ctx = new Map<string, string>();
+for (const c of cases) ctx.set(c.name, await prepareContext(dataDir, c, s));
+const has = (n: string) => ctx.has(n);
+
+log('floor');
+const floors = await measureFloors(
+  {
+    dataDir,
+    busyboxRootfsTar: bases.rootfsTar.busybox,
+    smallDir: has('copy-small') ? path.join(ctx.get('copy-small')!, 'data') : undefined,
+    bigFile: has('copy-big') ? path.join(ctx.get('copy-big')!, 'big.bin') : undefined,
+    oneFile: has('edit') ? path.join(ctx.get('edit')!, 'data/d00/f00007.txt') : undefined,
+  },
+  runs,
+);
+
+const peers = makePeers(process.env.BENCH_PEERS);
+const results: Results = new Map();
+const peerStatus: [string, string][] = [];
+let editN = Date.now() % 100000;
+
+for (const peer of peers) {
+  const cells = new Map<string, Cell>();
+  results.set(peer.name, cells);
+  log(`${peer.name}: setup`);
+  try {
+    await peer.setup(env);
+  } catch (e) {
+    peerStatus.push([peer.name, `FAILED at setup: ${(e as Error).message.slice(0, 300)}`]);
+    await peer.teardown().catch(() => undefined);
+    continue;
+  }
+  let failures = 0;
+  for (const c of cases) {
+    try {
+      await runCase(peer, c, cells);
+    } catch (e) {
+      failures++;
+      for (const ph of c.phases) if (!cells.get(`${c.name}/${ph}`)?.stat) cells.set(`${c.name}/${ph}`, { error: (e as Error).message.slice(0, 300) });
+    }
+  }
+  peerStatus.push([peer.name, failures ? `ran; ${failures} case(s) failed (see table)` : 'ran']);
+  log(`${peer.name}: teardown`);
+  await peer.teardown().catch((e) => log(`${peer.name} teardown: ${(e as Error).message}`));
+}
+
+async function runCase(peer: Peer, c: Case, cells: Map<string, Cell>): Promise<void> {
+  const dir = ctx.get(c.name)!;
+  const tag = `bench-${c.name}:latest`;
+  const acc = new Map<string, { wall: number[]; rss: number[]; store: number[]; ran?: number; cached?: number }>();
+  const record = async (phase: string, fn: () => ReturnType<Peer['build']>) => {
+    const before = duBytes(...peer.storeDirs());
+    const r = await fn();
+    if (!r.ok) throw new Error(`${phase}: ${r.error ?? 'failed'}`);
+    const a = acc.get(phase) ?? { wall: [], rss: [], store: [] };
+    a.wall.push(r.wall);
+    if (r.rss) a.rss.push(r.rss);
+    a.store.push(duBytes(...peer.storeDirs()) - before);
+    a.ran = r.ran;
+    a.cached = r.cached;
+    acc.set(phase, a);
+    log(`${peer.name} ${c.name}/${phase}: ${secs(r.wall)}s ran ${r.ran ?? '?'} cached ${r.cached ?? '?'}`);
+  };
+  try {
+    if (c.phases.includes('edit')) {
+      await peer.reset();
+      await c.edit!(dir, editN++);
+      const first = await peer.build(dir, tag); // untimed: fills the cache
+      if (!first.ok) throw new Error(`edit (initial build): ${first.error}`);
+      for (let i = 0; i < runs; i++) {
+        await c.edit!(dir, editN++);
+        await record('edit', () => peer.build(dir, tag));
+      }
+    } else {
+      for (let i = 0; i < runs; i++) {
+        await peer.reset();
+        await dropCaches();
+        await record('cold', () => peer.build(dir, tag));
+        await record('cached', () => peer.build(dir, tag));
+      }
+    }
+  } finally {
+    for (const [phase, a] of acc) {
+      cells.set(`${c.name}/${phase}`, {
+        stat: { median: median(a.wall), min: Math.min(...a.wall), max: Math.max(...a.wall) },
+        rss: a.rss.length ? Math.max(...a.rss) : undefined,
+        storeBytes: median(a.store),
+        ran: a.ran,
+        cached: a.cached,
+      });
+    }
+  }
+}
+
+const scale = process.env.BENCH_SCALE_GIB ? await scaleRows(env, process.env.BENCH_SCALE_GIB, runs) : undefined;
+
+// ---- output ----
+const names = peers.map((p) => p.name);
+const rowKeys = cases.flatMap((c) => c.phases.map((ph) => `${c.name}/${ph}`));
+const floorOf = (key: string) => {
+  const c = CASES.find((x) => x.name === key.split('/')[0])!;
+  if (key.endsWith('/cached')) return 'node -e 0';
+  return c.floor.map((f) => `${f.times > 1 ? `${f.times}×` : ''}${f.name}`).join(' / ');
+};
+const floorVal = (key: string) => {
+  const c = CASES.find((x) => x.name === key.split('/')[0])!;
+  const list = key.endsWith('/cached') ? [{ name: 'node -e 0', times: 1 }] : c.floor;
+  return list
+    .map((f) => {
+      const st = floors.get(f.name);
+      return st && 'median' in st ? secs(st.median * f.times) : 'err';
+    })
+    .join(' / ');
+};
+const bkOf = (key: string) => results.get('buildkit')?.get(key)?.stat?.median;
+const timeRows = rowKeys.map((key) => [
+  key,
+  ...names.map((n) => {
+    const cell = results.get(n)?.get(key);
+    if (!cell) return peerStatus.find((p) => p[0] === n)?.[1].startsWith('FAILED') ? 'failed' : '–';
+    if (!cell.stat) return `ERR`;
+    const bk = bkOf(key);
+    return n === 'buildkit' || !bk ? stat(cell.stat) : `${stat(cell.stat)} ${ratio(cell.stat.median / bk)}`;
+  }),
+  `${floorVal(key)} (${floorOf(key)})`,
+]);
+const detailRows = rowKeys.map((key) => [
+  key,
+  ...names.map((n) => {
+    const cell = results.get(n)?.get(key);
+    if (!cell?.stat) return '–';
+    const steps = cell.ran !== undefined ? ` r${cell.ran}/c${cell.cached}` : '';
+    return `${bytes(cell.rss)} ${bytes(cell.storeBytes)}${steps}`;
+  }),
+]);
+const errors = [...results].flatMap(([n, m]) => [...m].filter(([, c]) => c.error).map(([k, c]) => `- ${n} ${k}: ${c.error}`));
+const floorRows = [...floors].map(([n, st]) => [n, 'median' in st ? stat(st) : `error: ${st.error}`]);
+const targetRows = evaluate(results, floors, names).map((t) => [t.target, t.value, t.verdict]);
+
+const out = [
+  `## @vlab/image bench — ${new Date().toISOString()} — ${quick ? 'quick' : 'full'} — ${runs} run(s)`,
+  `sizes: copy-small ${s.smallFiles} files, copy-big ${bytes(s.bigBytes)}, big base +${s.baseFiles} files (synthetic, imported by vbuild)`,
+  '',
+  '### Wall time, seconds: median (min–max), and ratio to BuildKit',
+  render(['case/phase', ...names, 'floor'], timeRows),
+  '',
+  '### Peak RSS of the builder, store bytes written (median), steps ran/cached (last run)',
+  render(['case/phase', ...names], detailRows),
+  '',
+  '### Floor (same run)',
+  render(['floor', 'seconds: median (min–max)'], floorRows),
+  '',
+  '### Targets (ours = vlab, the API in a warm worker)',
+  render(['target', 'value', 'verdict'], targetRows),
+  '',
+  '### Builders',
+  render(['builder', 'status'], peerStatus),
+  ...(errors.length ? ['', '### Errors', ...errors] : []),
+  ...(scale ? ['', '### copy-big peak RSS vs file size (vlab, cold)', scale] : []),
+  '',
+  `total bench time ${((Date.now() - started) / 60000).toFixed(1)} min`,
+].join('\n');
+process.stdout.write(`${out}\n`);
+await fs.writeFile(path.join(dataDir, 'latest.md'), `${out}\n`);
