@@ -8,7 +8,8 @@
  * xattrs (incl. the opaque marker) by one `setfattr --restore`. So a layer costs two processes at
  * most, whatever its size.
  */
-import { promises as fs, createWriteStream } from 'node:fs';
+import * as fsync from 'node:fs';
+import { promises as fs, createWriteStream, constants as C } from 'node:fs';
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
@@ -44,8 +45,13 @@ export function cleanPath(name: string): string[] {
   return parts;
 }
 
-async function lstatOrUndef(p: string) {
-  try { return await fs.lstat(p); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined; throw e; }
+// Metadata calls are synchronous: each async fs call is a thread-pool round trip, and a layer
+// is thousands of tiny operations. apply() yields to the event loop every BATCH entries.
+const BATCH = 64;
+const SMALL = 256 * 1024;
+
+function lstatOrUndef(p: string) {
+  try { return fsync.lstatSync(p); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined; throw e; }
 }
 
 class Applier {
@@ -65,16 +71,16 @@ class Applier {
    * the way is followed only if its target stays inside the root (absolute targets are taken
    * relative to the root, as in a chroot); one that leads out is refused.
    */
-  private async resolveDir(parts: string[], name: string, hops = 0): Promise<string> {
+  private resolveDir(parts: string[], name: string, hops = 0): string {
     let cur = this.dir;
     for (let i = 0; i < parts.length; i++) {
       const p = path.join(cur, parts[i]);
-      const st = await lstatOrUndef(p);
-      if (!st) { await fs.mkdir(p, { mode: 0o755 }); cur = p; continue; }
+      const st = lstatOrUndef(p);
+      if (!st) { fsync.mkdirSync(p, { mode: 0o755 }); cur = p; continue; }
       if (st.isDirectory()) { cur = p; continue; }
       if (st.isSymbolicLink()) {
         if (hops > 40) unsafe('too many symlinks', name);
-        const target = await fs.readlink(p);
+        const target = fsync.readlinkSync(p);
         const base = target.startsWith('/') ? [] : path.relative(this.dir, cur).split('/').filter(Boolean);
         const joined: string[] = [...base];
         for (const c of target.split('/')) {
@@ -85,25 +91,25 @@ class Applier {
         return this.resolveDir([...joined, ...parts.slice(i + 1)], name, hops + 1);
       }
       // a non-directory where a directory is needed: replace it (OCI: remove, then create)
-      await fs.rm(p, { force: true });
-      await fs.mkdir(p, { mode: 0o755 });
+      fsync.rmSync(p, { force: true });
+      fsync.mkdirSync(p, { mode: 0o755 });
       cur = p;
     }
     return cur;
   }
 
-  private async clear(abs: string, keepDir: boolean): Promise<void> {
-    const st = await lstatOrUndef(abs);
+  private clear(abs: string, keepDir: boolean): void {
+    const st = lstatOrUndef(abs);
     if (!st) return;
     if (st.isDirectory() && keepDir) return;
     this.dirs.delete(abs);
-    await fs.rm(abs, { recursive: true, force: true });
+    fsync.rmSync(abs, { recursive: true, force: true });
   }
 
-  private async meta(abs: string, h: TarEntry, symlink = false): Promise<void> {
-    if (this.root) await fs.lchown(abs, h.uid, h.gid);
-    if (!symlink) await fs.chmod(abs, h.mode & 0o7777);
-    await fs.lutimes(abs, h.mtime, h.mtime);
+  private meta(abs: string, h: TarEntry, symlink = false): void {
+    if (this.root) fsync.lchownSync(abs, h.uid, h.gid);
+    if (!symlink) fsync.chmodSync(abs, h.mode & 0o7777); // after chown, which clears setuid
+    fsync.lutimesSync(abs, h.mtime, h.mtime);
   }
 
   private collectXattrs(abs: string, h: TarEntry): void {
@@ -122,31 +128,44 @@ class Applier {
     const rel = parts.join('/');
     if (base.startsWith(WH)) return this.whiteout(parentParts, base, h);
     if ((h.type === 'char' || h.type === 'block') && !(this.opts.allowDevices ?? this.root)) unsafe('device nodes are not allowed here (not root)', h.name);
-    const parent = await this.resolveDir(parentParts, h.name);
+    const parent = this.resolveDir(parentParts, h.name);
     const abs = path.join(parent, base);
     this.created.add(rel);
     switch (h.type) {
       case 'dir': {
-        await this.clear(abs, true);
-        if (!(await lstatOrUndef(abs))) await fs.mkdir(abs, { mode: 0o700 });
+        this.clear(abs, true);
+        if (!lstatOrUndef(abs)) fsync.mkdirSync(abs, { mode: 0o700 });
         this.dirs.set(abs, h);
         this.collectXattrs(abs, h);
         return;
       }
       case 'file': {
-        await this.clear(abs, false);
-        const ws = createWriteStream(abs, { flags: 'wx', mode: 0o600 }); // O_EXCL: never follows a symlink
-        for await (const chunk of body()) if (!ws.write(chunk)) await once(ws, 'drain');
-        ws.end();
-        await once(ws, 'close');
-        await this.meta(abs, h);
+        this.clear(abs, false);
+        if (h.size <= SMALL) {
+          const parts: Buffer[] = [];
+          for await (const chunk of body()) parts.push(chunk);
+          // O_EXCL: never follows a symlink planted at the target
+          const fd = fsync.openSync(abs, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+          try {
+            const data = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+            for (let off = 0; off < data.length;) off += fsync.writeSync(fd, data, off);
+          } finally {
+            fsync.closeSync(fd);
+          }
+        } else {
+          const ws = createWriteStream(abs, { flags: 'wx', mode: 0o600 });
+          for await (const chunk of body()) if (!ws.write(chunk)) await once(ws, 'drain');
+          ws.end();
+          await once(ws, 'close');
+        }
+        this.meta(abs, h);
         this.collectXattrs(abs, h);
         return;
       }
       case 'symlink': {
-        await this.clear(abs, false);
-        await fs.symlink(h.linkname, abs);
-        await this.meta(abs, h, true);
+        this.clear(abs, false);
+        fsync.symlinkSync(h.linkname, abs);
+        this.meta(abs, h, true);
         this.collectXattrs(abs, h);
         return;
       }
@@ -154,18 +173,18 @@ class Applier {
         const tparts = cleanPath(h.linkname);
         if (!tparts.length) unsafe('hard link to the root', h.name);
         const trel = tparts.join('/');
-        await this.clear(abs, false);
+        this.clear(abs, false);
         if (this.specialSet.has(trel)) { this.addSpecial(rel, h, abs); return; }
-        const tparent = await this.resolveDir(tparts.slice(0, -1), h.name);
+        const tparent = this.resolveDir(tparts.slice(0, -1), h.name);
         const tabs = path.join(tparent, tparts[tparts.length - 1]);
-        const st = await lstatOrUndef(tabs);
+        const st = lstatOrUndef(tabs);
         if (!st) throw new VlabError('E_LAYER_INVALID', `hard link ${h.name} to missing ${h.linkname}`, { details: { name: h.name } });
         if (st.isDirectory()) unsafe('hard link to a directory', h.name);
-        await fs.link(tabs, abs);
+        fsync.linkSync(tabs, abs);
         return;
       }
       default: // char, block, fifo
-        await this.clear(abs, false);
+        this.clear(abs, false);
         this.addSpecial(rel, h, abs);
         this.collectXattrs(abs, h);
     }
@@ -183,14 +202,14 @@ class Applier {
 
   private async whiteout(parentParts: string[], base: string, h: TarEntry): Promise<void> {
     if (h.type !== 'file' && h.type !== 'link') unsafe('whiteout that is not a regular file', h.name);
-    const parent = await this.resolveDir(parentParts, h.name);
+    const parent = this.resolveDir(parentParts, h.name);
     const prel = parentParts.join('/');
     if (base === OPQ) {
       if (this.opts.whiteouts === 'overlay') {
         this.xattrs.push({ path: parent, name: this.opaque, value: Buffer.from('y') });
       } else {
-        for (const n of await fs.readdir(parent)) {
-          if (!this.created.has(prel ? `${prel}/${n}` : n)) await fs.rm(path.join(parent, n), { recursive: true, force: true });
+        for (const n of fsync.readdirSync(parent)) {
+          if (!this.created.has(prel ? `${prel}/${n}` : n)) fsync.rmSync(path.join(parent, n), { recursive: true, force: true });
         }
       }
       return;
@@ -200,7 +219,7 @@ class Applier {
     const rel = prel ? `${prel}/${name}` : name;
     if (this.created.has(rel)) return; // whiteouts only hide lower layers
     const abs = path.join(parent, name);
-    await this.clear(abs, false);
+    this.clear(abs, false);
     if (this.opts.whiteouts === 'overlay') {
       this.addSpecial(rel, { ...h, type: 'char', devmajor: 0, devminor: 0, mode: 0, size: 0 }, abs);
     }
@@ -218,7 +237,7 @@ class Applier {
     await writeXattrs(this.xattrs);
     // directories last, deepest first, so writing children did not disturb their mtimes/modes
     const dirs = [...this.dirs].sort((a, b) => b[0].length - a[0].length);
-    for (const [abs, h] of dirs) await this.meta(abs, h);
+    for (const [abs, h] of dirs) this.meta(abs, h);
   }
 }
 
@@ -233,7 +252,11 @@ export async function apply(tar: Readable | NodeJS.ReadableStream, dir: string, 
   const reader = new ByteReader(tar as AsyncIterable<Buffer>, (b) => { h.update(b); size += b.length; });
   const root = await fs.realpath(dir);
   const a = new Applier(root, opts);
-  for await (const e of readTar(reader, opts)) await a.entry(e.header, e.body);
+  let n = 0;
+  for await (const e of readTar(reader, opts)) {
+    await a.entry(e.header, e.body);
+    if (++n % BATCH === 0) await new Promise<void>((res) => setImmediate(res));
+  }
   await reader.drain();
   await a.finish();
   return { diffId: `sha256:${h.digest('hex')}`, size };
