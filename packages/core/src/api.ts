@@ -128,7 +128,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     state.layers.map((l) => ({ mediaType: l.mediaType || MEDIA.layer, digest: l.digest, size: l.size })),
   );
   for (const t of opts.tags ?? []) await engine.store.tag(t, stored.manifestDigest);
-  for (const out of opts.output ?? []) await exportImage(engine.store, stored, out, opts.tags?.[0]);
+  for (const out of opts.output ?? []) await exportImage(engine.store, stored, out, opts.tags?.[0], (_img, work) => engine.layers.withView(state.layers, work));
   emit({ type: 'build-done', imageId: stored.configDigest, digest: stored.manifestDigest, durationMs: Date.now() - started, time: Date.now() });
   return { imageId: stored.configDigest, digest: stored.manifestDigest, manifest: stored.manifest, config };
 }

@@ -7,24 +7,51 @@ import type { Store, StoredImage } from '../store/store.ts';
 import { MEDIA, REF_NAME } from '../image/types.ts';
 import { writeArchive, type ArchiveEntry } from '../archive/tar.ts';
 import { normalizeRef } from '../store/refs.ts';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 
-/** `--output type=oci|docker|tar,dest=…`: oci = OCI layout dir (or .tar archive), docker = docker-archive, tar = rootfs is not done here. */
+const execFileP = promisify(execFile);
+
+/**
+ * `--output type=…,dest=…`: `oci` = OCI layout dir (or an OCI archive when dest ends in .tar),
+ * `docker` = docker-archive (`docker load`), `tar` = the image's filesystem as one tarball,
+ * `local` = the filesystem copied into a directory.
+ */
 export interface OutputSpec {
-  type: 'oci' | 'docker';
+  type: 'oci' | 'docker' | 'tar' | 'local';
   dest: string;
 }
+
+const OUTPUT_TYPES = ['oci', 'docker', 'tar', 'local'];
 
 export function parseOutput(spec: string): OutputSpec {
   const kv = Object.fromEntries(spec.split(',').map((p) => p.split('=', 2) as [string, string]));
   const type = kv.type;
-  if (type !== 'oci' && type !== 'docker') {
-    throw new VlabError('E_BAD_ARG', `--output type=${type ?? ''} is not supported (use type=oci or type=docker)`);
+  if (!type || !OUTPUT_TYPES.includes(type)) {
+    throw new VlabError('E_BAD_ARG', `--output type=${type ?? ''} is not supported (use one of: ${OUTPUT_TYPES.join(', ')})`);
   }
   if (!kv.dest) throw new VlabError('E_BAD_ARG', `--output ${spec}: dest=… is required`);
-  return { type, dest: kv.dest };
+  return { type: type as OutputSpec['type'], dest: kv.dest };
 }
 
-export async function exportImage(store: Store, img: StoredImage, out: OutputSpec, ref?: string): Promise<void> {
+/** Mounts the image's filesystem read-only for a callback (tar/local outputs need a tree). */
+export type WithRootfs = <T>(img: StoredImage, work: (rootfs: string) => Promise<T>) => Promise<T>;
+
+export async function exportImage(store: Store, img: StoredImage, out: OutputSpec, ref?: string, withRootfs?: WithRootfs): Promise<void> {
+  if (out.type === 'tar' || out.type === 'local') {
+    if (!withRootfs) throw new VlabError('E_UNSUPPORTED', `--output type=${out.type} needs the snapshotter`);
+    await withRootfs(img, async (rootfs) => {
+      if (out.type === 'local') {
+        await fsp.mkdir(out.dest, { recursive: true });
+        await execFileP('cp', ['-a', `${rootfs}/.`, out.dest]);
+      } else {
+        const tmp = `${out.dest}.tmp-${process.pid}`;
+        await execFileP('tar', ['--numeric-owner', '--xattrs', '--sort=name', '-C', rootfs, '-cf', tmp, '.']);
+        await fsp.rename(tmp, out.dest);
+      }
+    });
+    return;
+  }
   if (out.type === 'oci') {
     if (out.dest.endsWith('.tar')) await writeArchive(out.dest, await ociLayoutEntries(store, img, ref));
     else await writeOciDir(store, img, out.dest, ref);

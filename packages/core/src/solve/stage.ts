@@ -37,7 +37,7 @@ export async function buildStage(s: BuildSession, stage: Stage): Promise<StageSt
   state.config.config.OnBuild = null;
   const steps: Instruction[] = [...triggers, ...stage.instructions];
   const flags = { cmdSet: false };
-  const label = stage.name ?? String(stage.index);
+  const label = stage.name ?? `stage-${stage.index}`;
   for (let i = 0; i < steps.length; i++) {
     if (s.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
     const raw = steps[i]!;
