@@ -3,7 +3,7 @@
  * `node --import tsx bench/overlay.ts` (as root: it mounts overlayfs). Data in bench/.data/,
  * deleted at the end.
  *
- * Rows: `diff` of a 20,000-file upper and of one 1 GiB file, each beside the floor/peer
+ * Rows: `diff` of a 20,000-file upper (and `apply` of that layer beside `tar -x`) and of one 1 GiB file, each beside the floor/peer
  * `tar -c | sha256sum` of the same dir in the same run; peak RSS of the 1 GiB diff (measured in a
  * child process so nothing else counts); mount time of 1, 50 and 200 layers.
  */
@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { createSnapshotter, diff, writeLayer, mountAll, unmountAll, type Snapshotter } from '../packages/overlay/src/index.ts';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { createSnapshotter, diff, writeLayer, apply, mountAll, unmountAll, type Snapshotter } from '../packages/overlay/src/index.ts';
 
 const data = fileURLToPath(new URL('./.data/overlay', import.meta.url));
 const nullSink = () => new Writable({ write(_c, _e, cb) { cb(); }, highWaterMark: 1 << 20 });
@@ -58,6 +59,22 @@ async function main() {
   const ta = timeTar(small);
   rows.push(['diff 20,000 x 4 KiB', fmt(a.bytes / a.secs / 2 ** 20), fmt(files / a.secs, 0), fmt(a.secs, 2)]);
   rows.push(['  tar -c | sha256sum (same dir)', fmt(a.bytes / ta / 2 ** 20), fmt(files / ta, 0), fmt(ta, 2)]);
+  // and back: apply that layer into an empty dir, beside GNU tar -x of the same file
+  const layerFile = path.join(data, 'small.tar');
+  await writeLayer(diff(s, 'small'), createWriteStream(layerFile));
+  await fs.mkdir(path.join(data, 'apply'));
+  await fs.mkdir(path.join(data, 'untar'));
+  let t0 = process.hrtime.bigint();
+  await apply(createReadStream(layerFile), path.join(data, 'apply'), { whiteouts: 'overlay' });
+  const ap = Number(process.hrtime.bigint() - t0) / 1e9;
+  t0 = process.hrtime.bigint();
+  spawnSync('tar', ['-xpf', layerFile, '-C', path.join(data, 'untar')]);
+  const ux = Number(process.hrtime.bigint() - t0) / 1e9;
+  rows.push(['apply 20,000 x 4 KiB layer', fmt(a.bytes / ap / 2 ** 20), fmt(files / ap, 0), fmt(ap, 2)]);
+  rows.push(['  tar -xpf (same layer)', fmt(a.bytes / ux / 2 ** 20), fmt(files / ux, 0), fmt(ux, 2)]);
+  await fs.rm(path.join(data, 'apply'), { recursive: true });
+  await fs.rm(path.join(data, 'untar'), { recursive: true });
+  await fs.rm(layerFile);
 
   // one 1 GiB file
   await s.prepare('big');
@@ -115,6 +132,7 @@ if (process.argv[2] === '--child') {
     await main();
   } finally {
     await unmountAll(path.join(data, 'mnt')).catch(() => {});
-    await fs.rm(path.dirname(data), { recursive: true, force: true });
+    await fs.rm(data, { recursive: true, force: true }); // only our folder: other benches share bench/.data
+    await fs.rmdir(path.dirname(data)).catch(() => {}); // and .data itself only if now empty
   }
 }
