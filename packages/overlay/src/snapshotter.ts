@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 /** `createSnapshotter`: open a store root with the overlay or native driver (auto: probe). */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -22,7 +23,8 @@ export interface SnapshotterOptions {
  */
 export async function probeOverlay(root: string): Promise<{ ok: boolean; userxattr: boolean; reason?: string }> {
   const userxattr = !isRealRoot();
-  const d = path.join(root, `probe-${process.pid}`);
+  // Unique per call: two snapshotters opened at once in one process must not share the dir.
+  const d = path.join(root, `probe-${process.pid}-${randomBytes(4).toString('hex')}`);
   await fs.rm(d, { recursive: true, force: true });
   try {
     for (const s of ['l1', 'l2', 'u', 'w', 'm']) await fs.mkdir(path.join(d, s), { recursive: true });
@@ -45,13 +47,18 @@ export async function probeOverlay(root: string): Promise<{ ok: boolean; userxat
   }
 }
 
+/** One probe per root per process: the answer does not change while we run. */
+const probes = new Map<string, ReturnType<typeof probeOverlay>>();
+
 export async function createSnapshotter(root: string, opts: SnapshotterOptions = {}): Promise<Snapshotter> {
   await fs.mkdir(root, { recursive: true, mode: 0o700 });
   const store = new MetaStore(await fs.realpath(root));
   await store.open();
   const want = opts.driver ?? 'auto';
   if (want === 'native') return new NativeSnapshotter(store);
-  const p = await probeOverlay(store.root);
+  let probe = probes.get(store.root);
+  if (!probe) probes.set(store.root, (probe = probeOverlay(store.root)));
+  const p = await probe;
   log('overlay probe: %o', p);
   if (p.ok) return new OverlaySnapshotter(store, { userxattr: p.userxattr });
   if (want === 'overlay') throw new VlabError('E_DRIVER', `overlay driver unavailable here: ${p.reason}`, { details: { ...p } });
