@@ -129,7 +129,15 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   );
   for (const t of opts.tags ?? []) await engine.store.tag(t, stored.manifestDigest);
   for (const out of opts.output ?? []) await exportImage(engine.store, stored, out, opts.tags?.[0], (_img, work) => engine.layers.withView(state.layers, work));
-  emit({ type: 'build-done', imageId: stored.configDigest, digest: stored.manifestDigest, durationMs: Date.now() - started, time: Date.now() });
+  emit({
+    type: 'build-done',
+    imageId: stored.configDigest,
+    digest: stored.manifestDigest,
+    durationMs: Date.now() - started,
+    time: Date.now(),
+    contextFilesHashed: hashes.misses,
+    contextHashHits: hashes.hits,
+  });
   return { imageId: stored.configDigest, digest: stored.manifestDigest, manifest: stored.manifest, config };
 }
 

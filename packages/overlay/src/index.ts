@@ -15,6 +15,7 @@ export { diffSource, type DiffOptions } from './layer/diff.ts';
 export { UnionView } from './union-view.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';
 export { isRealRoot } from './sys.ts';
+export { withFileLock } from './lock.ts';
 
 /**
  * OCI layer tar of what changed in active snapshot `key` (overlay: the upper dir only; native:

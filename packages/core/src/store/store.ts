@@ -4,7 +4,7 @@ import { VlabError } from '@vlab/errors';
 import type { Descriptor, ImageConfig, ImageIndex, Manifest } from '../image/types.ts';
 import { MEDIA, REF_NAME } from '../image/types.ts';
 import { BlobStore, type Digest } from './blobs.ts';
-import { withLock } from './lock.ts';
+import { withFileLock } from '@vlab/overlay';
 import { normalizeRef, refCandidates } from './refs.ts';
 
 export interface StoredImage {
@@ -61,7 +61,7 @@ export class Store {
 
   /** Read-modify-write index.json under the store lock. */
   async updateIndex(fn: (idx: ImageIndex) => ImageIndex | Promise<ImageIndex>): Promise<void> {
-    await withLock(this.path('index.lock'), async () => {
+    await withFileLock(this.path('index.lock'), async () => {
       const next = await fn(await this.readIndex());
       await writeAtomic(this.path('index.json'), JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests: next.manifests }, null, 2));
     });

@@ -5,7 +5,7 @@ import { VlabError } from '@vlab/errors';
  * A cross-process lock file (O_EXCL create). The file holds the owner's pid so a lock left by a
  * killed process is recognised as stale and taken over instead of blocking forever.
  */
-export async function withLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
+export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
   const started = Date.now();
   let delay = 2;
   for (;;) {

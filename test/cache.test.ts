@@ -1,0 +1,80 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { build, type BuildEvent } from '@vlab/image';
+import { buildWithEvents, cachedSteps, freshStore, makeContext, missedSteps, removeStore } from './helpers.ts';
+
+let root: string;
+beforeAll(async () => {
+  root = await freshStore();
+});
+afterAll(async () => {
+  await removeStore(root);
+});
+
+const done = (events: BuildEvent[]) => events.find((e) => e.type === 'build-done') as Extract<BuildEvent, { type: 'build-done' }>;
+
+describe('build cache', () => {
+  it('an unchanged context is not read again: file hashes come from the (path,size,mtime,inode) cache', async () => {
+    const files: Record<string, string> = { Dockerfile: 'FROM busybox\nCOPY data/ /data/\n' };
+    for (let i = 0; i < 50; i++) files[`data/f${i}.txt`] = `file ${i}`;
+    const ctx = await makeContext(files);
+    const first = await buildWithEvents({ context: ctx, root });
+    expect(done(first.events).contextFilesHashed).toBe(50);
+    const second = await buildWithEvents({ context: ctx, root });
+    expect(done(second.events).contextFilesHashed).toBe(0);
+    expect(done(second.events).contextHashHits).toBe(50);
+    expect(cachedSteps(second.events)).toHaveLength(1);
+    // Same content, new mtime: hashed again, and still a cache hit (content decides).
+    const f = path.join(ctx, 'data/f1.txt');
+    await fsp.utimes(f, new Date(), new Date(Date.now() + 5000));
+    const third = await buildWithEvents({ context: ctx, root });
+    expect(done(third.events).contextFilesHashed).toBe(1);
+    expect(cachedSteps(third.events)).toHaveLength(1);
+    await fsp.rm(ctx, { recursive: true });
+  });
+
+  it('a cached step mounts nothing and starts no container', async () => {
+    const ctx = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo x > /x\n' });
+    await build({ context: ctx, root });
+    const before = await fsp.readdir(path.join(root, 'tmp'));
+    const { events } = await buildWithEvents({ context: ctx, root, executor: 'oci', snapshotter: 'overlay' });
+    expect(cachedSteps(events)).toHaveLength(1);
+    expect(events.some((e) => e.type === 'step-log')).toBe(false);
+    expect(await fsp.readdir(path.join(root, 'tmp'))).toEqual(before);
+    await fsp.rm(ctx, { recursive: true });
+  });
+
+  it('--no-cache-filter rebuilds only the named stage', async () => {
+    const ctx = await makeContext({ Dockerfile: 'FROM busybox AS a\nRUN echo a > /a\nFROM busybox AS b\nCOPY --from=a /a /a\nRUN echo b > /b\n' });
+    await build({ context: ctx, root });
+    const { events } = await buildWithEvents({ context: ctx, root, noCacheFilter: ['b'] });
+    expect(missedSteps(events).map((m) => m.name)).toEqual([expect.stringContaining('[b 1/2] COPY'), expect.stringContaining('[b 2/2] RUN')]);
+    expect(cachedSteps(events)).toEqual([expect.stringContaining('[a 1/1] RUN')]);
+    await fsp.rm(ctx, { recursive: true });
+  });
+
+  it('moving a line or adding a comment keeps the cache; changing an instruction says so', async () => {
+    const ctx = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo one > /one\n' });
+    await build({ context: ctx, root });
+    await fsp.writeFile(path.join(ctx, 'Dockerfile'), '# a comment\nFROM busybox\n\nRUN echo one > /one\n');
+    expect(missedSteps((await buildWithEvents({ context: ctx, root })).events)).toEqual([]);
+    await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN echo two > /one\n');
+    const missed = missedSteps((await buildWithEvents({ context: ctx, root })).events);
+    expect(missed).toHaveLength(1);
+    expect(missed[0]!.reason).toMatch(/instruction changed|not built before/);
+    await fsp.rm(ctx, { recursive: true });
+  });
+
+  it('two builds on one store at once both succeed and share layers', async () => {
+    const a = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo same > /same\nRUN echo a > /a\n' });
+    const b = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo same > /same\nRUN echo b > /b\n' });
+    const [ra, rb] = await Promise.all([build({ context: a, root, tags: ['par-a'] }), build({ context: b, root, tags: ['par-b'] })]);
+    expect(ra.manifest.layers[1]!.digest).toBe(rb.manifest.layers[1]!.digest);
+    expect(ra.manifest.layers[2]!.digest).not.toBe(rb.manifest.layers[2]!.digest);
+    const blobs = await fsp.readdir(path.join(root, 'blobs/sha256'));
+    expect(blobs.filter((n) => n.startsWith('.tmp'))).toEqual([]);
+    await fsp.rm(a, { recursive: true });
+    await fsp.rm(b, { recursive: true });
+  });
+});
