@@ -42,6 +42,7 @@ async function ok(argv: string[]): Promise<void> {
 export async function measureFloors(inp: FloorInputs, runs: number): Promise<Floors> {
   const out: Floors = new Map();
   const dir = path.join(inp.dataDir, 'floor');
+  await spawnCollect(['umount', path.join(dir, 'ovl', 'merged')]); // left over from an interrupted run
   await fs.rm(dir, { recursive: true, force: true });
   const rootfs = path.join(dir, 'rootfs');
   await fs.mkdir(rootfs, { recursive: true });

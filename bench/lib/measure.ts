@@ -55,19 +55,22 @@ export async function timed(argv: string[], opts: RunOpts = {}): Promise<RunResu
 
 export function spawnCollect(argv: string[], opts: RunOpts = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     const cap = (s: string, d: Buffer) => (s.length > 200_000 ? s : s + d.toString());
-    child.stdout.on('data', (d: Buffer) => (stdout = cap(stdout, d)));
-    child.stderr.on('data', (d: Buffer) => (stderr = cap(stderr, d)));
+    child.stdout!.on('data', (d: Buffer) => (stdout = cap(stdout, d)));
+    child.stderr!.on('data', (d: Buffer) => (stderr = cap(stderr, d)));
     const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : undefined;
     child.on('error', reject);
     child.on('close', (code, sig) => {
       if (timer) clearTimeout(timer);
       resolve({ code: code ?? (sig ? 128 : 1), stdout, stderr });
     });
-    child.stdin.end(opts.input ?? '');
+    if (opts.input !== undefined) {
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(opts.input);
+    }
   });
 }
 

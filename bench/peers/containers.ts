@@ -50,7 +50,7 @@ export class ContainersPeer implements Peer {
   async build(context: string, tag: string): Promise<BuildOutcome> {
     const args = this.tool === 'buildah' ? ['bud', '--layers', '--isolation', this.isolation] : ['build', '--layers'];
     if (this.isolation === 'oci' && this.tool === 'buildah') args.push('--runtime', '/usr/sbin/runc');
-    args.push('--pull-never', '--network', 'none', '-t', `${tag}-${this.name}`, '-f', path.join(context, 'Dockerfile'), context);
+    args.push('--pull-never', ...(this.isolation === 'chroot' ? [] : ['--network', 'none']), '-t', `${tag}-${this.name}`, '-f', path.join(context, 'Dockerfile'), context);
     if (this.tool === 'podman') args.splice(args.indexOf('--pull-never'), 1, '--pull=never');
     const r = await timed([`/usr/bin/${this.tool}`, ...this.global(), ...args]);
     const out = r.stdout + r.stderr;

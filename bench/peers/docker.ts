@@ -24,6 +24,8 @@ class Daemon {
     if (!(await exists('/usr/sbin/dockerd'))) throw new Error('dockerd not installed (apt-get install docker.io)');
     this.dataRoot = path.join(env.dataDir, 'docker', 'root');
     const execRoot = '/run/vlab-bench-docker';
+    // A fresh data root each bench run: no stale cache, no half-deleted layers from an earlier run.
+    await fs.rm(this.dataRoot, { recursive: true, force: true });
     await fs.mkdir(this.dataRoot, { recursive: true });
     const logFile = path.join(env.dataDir, 'docker', 'dockerd.log');
     const out = openSync(logFile, 'w');
