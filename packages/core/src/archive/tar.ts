@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 
 /** A file in an image archive: inline bytes or a file streamed from disk. */
@@ -34,39 +35,17 @@ export async function writeArchive(dest: string, entries: ArchiveEntry[]): Promi
 }
 
 /**
- * Read a tar archive entry by entry (streaming). `onEntry` consumes each file's stream; entries it
- * does not want must still be drained, which this does for it.
+ * Read a tar archive entry by entry (streaming). `onEntry` consumes each regular file's stream;
+ * whatever it leaves unread is drained here before the next entry.
  */
-export async function readArchive(file: string, onEntry: (name: string, size: number, stream: import('node:stream').Readable) => Promise<void>): Promise<void> {
+export async function readArchive(file: string, onEntry: (name: string, size: number, stream: Readable) => Promise<void>): Promise<void> {
   const extract = tar.extract();
-  const done = new Promise<void>((resolve, reject) => {
-    extract.on('entry', (header, source, next) => {
-      const stream = source as unknown as import('node:stream').Readable;
-      let called = false;
-      const finish = () => {
-        if (!called) {
-          called = true;
-          next();
-        }
-      };
-      const name = header.name.replace(/^\.\//, '');
-      const work = header.type === 'file' ? onEntry(name, header.size ?? 0, stream) : Promise.resolve();
-      work.then(
-        () => {
-          stream.on('end', finish);
-          stream.resume();
-          if (stream.readableEnded) finish();
-        },
-        (e) => {
-          stream.resume();
-          reject(e);
-          extract.destroy(e);
-        },
-      );
-    });
-    extract.on('finish', resolve);
-    extract.on('error', reject);
-  });
-  fs.createReadStream(file).pipe(extract);
-  await done;
+  fs.createReadStream(file).on('error', (e) => extract.destroy(e)).pipe(extract);
+  for await (const entry of extract) {
+    const stream = entry as unknown as Readable;
+    if (entry.header.type === 'file') await onEntry(entry.header.name.replace(/^\.\//, ''), entry.header.size ?? 0, stream);
+    for await (const _ of stream) {
+      // drain
+    }
+  }
 }

@@ -151,9 +151,23 @@ async function cmdBuild(argv: string[]): Promise<number> {
   return 0;
 }
 
+// If the event loop empties while a command is still pending, a promise was never settled: say
+// so instead of exiting 0 as if it had worked.
+let finished = false;
+process.on('beforeExit', () => {
+  if (!finished) {
+    process.stderr.write('ERROR: internal error: the command stopped before finishing [E_INTERNAL]\n');
+    process.exit(70);
+  }
+});
+
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    finished = true;
+    process.exit(code);
+  },
   (e: unknown) => {
+    finished = true;
     if (e instanceof VlabError) {
       const loc = e.location ? `${e.location.file ?? 'Dockerfile'}:${e.location.line}:${e.location.column}: ` : '';
       process.stderr.write(`ERROR: ${loc}${e.message} [${e.code}]\n`);
