@@ -1,0 +1,93 @@
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BuildContext, globToRegExp } from './context.ts';
+import { compileIgnore } from './ignore.ts';
+import { FileHashCache } from './hash-cache.ts';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-ctxunit-'));
+});
+afterEach(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+async function write(files: string[]): Promise<void> {
+  for (const f of files) {
+    await fsp.mkdir(path.dirname(path.join(dir, f)), { recursive: true });
+    await fsp.writeFile(path.join(dir, f), f);
+  }
+}
+
+describe('.dockerignore (Docker pattern rules)', () => {
+  // Each row: patterns, path, ignored? — cases from Docker's docs and moby's fileutils tests.
+  it.each([
+    ['*.md', 'README.md', true],
+    ['*.md', 'docs/README.md', false], // `*` does not cross directories
+    ['**/*.md', 'docs/deep/README.md', true],
+    ['/build', 'build/out.o', true], // leading '/' is the context root; a dir excludes its subtree
+    ['build/', 'build/out.o', true],
+    ['temp?', 'temp1', true],
+    ['temp?', 'temp12', false],
+    ['*\n!keep.md', 'keep.md', false], // `!` exception re-includes
+    ['docs\n!docs/keep.txt', 'docs/keep.txt', false],
+    ['docs\n!docs/keep.txt', 'docs/drop.txt', true],
+    ['!x\nx', 'x', true], // the last matching line wins
+    ['# comment\n\n  a.txt  ', 'a.txt', true],
+    ['**', 'any/thing', true],
+  ])('%j ignores %s → %s', (patterns, p, ignored) => {
+    expect(compileIgnore(patterns).ignores(p)).toBe(ignored);
+  });
+
+  it('the walk honours it, and <Dockerfile>.dockerignore wins over .dockerignore', async () => {
+    await write(['a.txt', 'b.log', 'sub/c.log', 'keep/k.log', 'df/Dockerfile']);
+    await fsp.writeFile(path.join(dir, '.dockerignore'), '*.log\n');
+    await fsp.writeFile(path.join(dir, 'df/Dockerfile.dockerignore'), '**/*.log\n!keep/k.log\n');
+    const plain = await BuildContext.open(dir, new FileHashCache());
+    expect([...(await plain.walk()).keys()]).toEqual(expect.arrayContaining(['a.txt', 'sub/c.log']));
+    expect((await plain.walk()).has('b.log')).toBe(false);
+    const own = await BuildContext.open(dir, new FileHashCache(), path.join(dir, 'df/Dockerfile'));
+    const keys = [...(await own.walk()).keys()];
+    expect(keys).toContain('keep/k.log');
+    expect(keys).not.toContain('sub/c.log');
+    expect(keys).not.toContain('b.log');
+  });
+});
+
+describe('COPY sources', () => {
+  it('globs follow Go filepath.Match: * and ? stay within a path segment', () => {
+    expect(globToRegExp('*.txt').test('a.txt')).toBe(true);
+    expect(globToRegExp('*.txt').test('d/a.txt')).toBe(false);
+    expect(globToRegExp('d/[ab].txt').test('d/b.txt')).toBe(true);
+    expect(globToRegExp('d/[!ab].txt').test('d/b.txt')).toBe(false);
+  });
+
+  it('refuses .. and symlinks that leave the context', async () => {
+    await write(['in.txt']);
+    await fsp.symlink('/etc', path.join(dir, 'out'));
+    await fsp.symlink('in.txt', path.join(dir, 'ok'));
+    const ctx = await BuildContext.open(dir, new FileHashCache());
+    await expect(ctx.select('../x')).rejects.toMatchObject({ code: 'E_CONTEXT_ESCAPE' });
+    await expect(ctx.select('out')).rejects.toMatchObject({ code: 'E_CONTEXT_ESCAPE' });
+    expect((await ctx.select('ok')).roots[0]!.type).toBe('file');
+    expect((await ctx.select('/in.txt')).roots[0]!.rel).toBe('in.txt');
+  });
+
+  it('the checksum changes with content and mode, not with mtime alone', async () => {
+    await write(['d/a', 'd/b']);
+    const sum = async () => {
+      const ctx = await BuildContext.open(dir, new FileHashCache());
+      return (await ctx.checksum([await ctx.select('d')])).digest;
+    };
+    const s0 = await sum();
+    await fsp.utimes(path.join(dir, 'd/a'), new Date(0), new Date(0));
+    expect(await sum()).toBe(s0);
+    await fsp.chmod(path.join(dir, 'd/a'), 0o755);
+    const s1 = await sum();
+    expect(s1).not.toBe(s0);
+    await fsp.writeFile(path.join(dir, 'd/b'), 'changed');
+    expect(await sum()).not.toBe(s1);
+  });
+});
