@@ -78,3 +78,25 @@ describe('build cache', () => {
     await fsp.rm(b, { recursive: true });
   });
 });
+
+describe('prune', () => {
+  it('rmi + prune --all frees an image\'s own layers and snapshots, keeps tagged ones', async () => {
+    const { openEngine, prune, Store } = await import('@vlab/image');
+    const ctx = await makeContext({ Dockerfile: 'FROM busybox\nRUN head -c 300000 /dev/urandom > /big\n' });
+    const res = await build({ context: ctx, root, tags: ['doomed:1'] });
+    const engine = await openEngine(root);
+    const own = res.manifest.layers.at(-1)!.digest;
+    expect(await engine.store.blobs.has(own)).toBe(true);
+    // Tagged or cached: nothing of it goes.
+    expect((await prune(engine.store, engine.cache, engine.snapshots)).blobsRemoved).toBe(0);
+    await (await Store.open(root)).untag('doomed:1');
+    const r = await prune(engine.store, engine.cache, engine.snapshots, { all: true });
+    expect(await engine.store.blobs.has(own)).toBe(false);
+    expect(r.bytesFreed).toBeGreaterThan(300000);
+    expect(r.snapshotsRemoved).toBeGreaterThan(0);
+    // The base is still whole: a new build on it works.
+    const again = await build({ context: ctx, root, tags: ['doomed:2'] });
+    expect(again.manifest.layers.length).toBe(res.manifest.layers.length);
+    await fsp.rm(ctx, { recursive: true });
+  });
+});

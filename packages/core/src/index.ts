@@ -2,6 +2,7 @@
 export { build, openEngine, type BuildOptions, type BuildResult, type Engine } from './api.ts';
 export type { BuildEvent, StepRef } from './solve/events.ts';
 export { Store } from './store/store.ts';
+export { prune, type PruneResult } from './store/gc.ts';
 export { defaultStoreRoot } from './store/paths.ts';
 export { importRootfs } from './image/import.ts';
 export { exportImage, parseOutput, type OutputSpec } from './export/export.ts';

@@ -6,6 +6,7 @@ import { loadArchive } from '../image/load.ts';
 import { exportImage, parseOutput } from '../export/export.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { Store } from '../store/store.ts';
+import { prune } from '../store/gc.ts';
 import { keyValues, parseFlags } from './args.ts';
 import { createRenderer, type ProgressMode } from './progress.ts';
 
@@ -22,12 +23,13 @@ Usage:
   vbuild save -o FILE [--format oci|docker] NAME
   vbuild load -i FILE [NAME[:TAG]]         load a docker-archive or OCI archive (docker save / skopeo copy)
   vbuild inspect NAME                      print the image config
+  vbuild prune [--all]                     delete blobs and snapshots no tag (or, without --all, no cache entry) reaches
 
 Store: $VLAB_ROOT, else /var/lib/vlab as root (--root overrides).`;
 
 async function main(argv: string[]): Promise<number> {
   const cmd = argv[0];
-  const known = ['build', 'import', 'load', 'images', 'tag', 'rmi', 'save', 'inspect', 'help', '--help', '-h'];
+  const known = ['build', 'import', 'load', 'prune', 'images', 'tag', 'rmi', 'save', 'inspect', 'help', '--help', '-h'];
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
     process.stdout.write(`${USAGE}\n`);
     return cmd ? 0 : 1;
@@ -80,6 +82,13 @@ async function main(argv: string[]): Promise<number> {
       const name = positional[0];
       if (name) await store.tag(name, img.manifestDigest);
       process.stdout.write(`Loaded image ${name ?? img.manifestDigest} (${img.configDigest})\n`);
+      return 0;
+    }
+    case 'prune': {
+      const { flags } = parseFlags(rest, { root: { type: 'string' }, all: { alias: 'a', type: 'boolean' } });
+      const engine = await openEngine((flags.root as string) ?? defaultStoreRoot());
+      const r = await prune(engine.store, engine.cache, engine.snapshots, { all: Boolean(flags.all) });
+      process.stdout.write(`Deleted ${r.blobsRemoved} blobs, ${r.snapshotsRemoved} snapshots, ${r.cacheRecordsRemoved} cache records; reclaimed ${(r.bytesFreed / 1e6).toFixed(1)}MB\n`);
       return 0;
     }
     case 'inspect': {

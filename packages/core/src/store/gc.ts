@@ -1,0 +1,69 @@
+import type { Snapshotter } from '@vlab/overlay';
+import type { BuildCache } from '../cache/cache.ts';
+import type { LayerRef, Manifest } from '../image/types.ts';
+import { chainIds } from '../solve/keys.ts';
+import type { Store } from './store.ts';
+
+export interface PruneResult {
+  blobsRemoved: number;
+  bytesFreed: number;
+  snapshotsRemoved: number;
+  cacheRecordsRemoved: number;
+}
+
+/**
+ * Garbage collection: keep what a tag or (unless `all`) a build-cache record reaches — manifests,
+ * configs, layers and the snapshots of their layer chains — and delete the rest. With `all` the
+ * build cache is dropped first, so `rmi` + `prune --all` frees an image's intermediate layers.
+ * Runs under the index lock, so a concurrent tag cannot lose its blobs mid-way.
+ */
+export async function prune(store: Store, cache: BuildCache, snapshots: Snapshotter, opts: { all?: boolean } = {}): Promise<PruneResult> {
+  const res: PruneResult = { blobsRemoved: 0, bytesFreed: 0, snapshotsRemoved: 0, cacheRecordsRemoved: 0 };
+  if (opts.all) {
+    for (const k of await cache.keys()) {
+      await cache.remove(k);
+      res.cacheRecordsRemoved++;
+    }
+  }
+  await store.updateIndex(async (idx) => {
+    const keepBlobs = new Set<string>();
+    const keepChains = new Set<string>();
+    const keepLayers = (layers: { digest: string; diffId: string }[]) => {
+      for (const l of layers) keepBlobs.add(l.digest);
+      for (const c of chainIds(layers.map((l) => l.diffId))) keepChains.add(c);
+    };
+    for (const d of idx.manifests) {
+      keepBlobs.add(d.digest);
+      const m = await store.blobs.readJson<Manifest>(d.digest).catch(() => undefined);
+      if (!m) continue;
+      keepBlobs.add(m.config.digest);
+      const cfg = await store.blobs.readJson<{ rootfs: { diff_ids: string[] } }>(m.config.digest).catch(() => undefined);
+      keepLayers(m.layers.map((l, i) => ({ digest: l.digest, diffId: cfg?.rootfs.diff_ids[i] ?? l.digest })));
+    }
+    for (const k of await cache.keys()) {
+      const rec = await cache.get(k);
+      if (rec) keepLayers(rec.layers as LayerRef[]);
+    }
+    for (const b of await store.blobs.list()) {
+      if (keepBlobs.has(b)) continue;
+      res.bytesFreed += await store.blobs.size(b).catch(() => 0);
+      await store.blobs.remove(b);
+      res.blobsRemoved++;
+    }
+    // Committed snapshots no kept chain names; leaves first (a parent is refused while a child lives).
+    let progress = true;
+    while (progress) {
+      progress = false;
+      const all = await snapshots.walk();
+      const parents = new Set(all.map((s) => s.parent).filter(Boolean));
+      for (const s of all) {
+        if (s.kind !== 'committed' || keepChains.has(s.key) || parents.has(s.key)) continue;
+        await snapshots.remove(s.key);
+        res.snapshotsRemoved++;
+        progress = true;
+      }
+    }
+    return idx;
+  });
+  return res;
+}
