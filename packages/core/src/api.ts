@@ -57,15 +57,16 @@ export interface BuildResult {
 /** Opened store parts, shared by build() and the image commands. */
 export interface Engine {
   store: Store;
-  snapshots: Snapshotter;
+  /** Opened on first use (probing overlay costs a mount). */
+  snapshots: () => Promise<Snapshotter>;
   layers: LayerManager;
   cache: BuildCache;
 }
 
 export async function openEngine(root = defaultStoreRoot(), snapshotter: BuildOptions['snapshotter'] = 'auto'): Promise<Engine> {
   const store = await Store.open(root);
-  const snapshots = await createSnapshotter(store.path('snapshots'), { driver: snapshotter });
-  return { store, snapshots, layers: new LayerManager(store, snapshots), cache: new BuildCache(store.path('cache')) };
+  const layers = new LayerManager(store, () => createSnapshotter(store.path('snapshots'), { driver: snapshotter }));
+  return { store, snapshots: () => layers.snapshots(), layers, cache: new BuildCache(store.path('cache')) };
 }
 
 /** Build an image from a Dockerfile and a context: what `vbuild build` does. */

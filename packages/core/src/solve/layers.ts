@@ -15,28 +15,36 @@ const EMPTY_TAR_SIZE = 1024;
  * and reused as overlay lowerdirs by every image that shares it.
  */
 export class LayerManager {
+  private opened?: Promise<Snapshotter>;
+
+  /** The snapshotter is opened on first use: a fully cached build never probes or mounts. */
   constructor(
     readonly store: Store,
-    readonly snapshots: Snapshotter,
+    private readonly openSnapshotter: () => Promise<Snapshotter>,
   ) {}
+
+  snapshots(): Promise<Snapshotter> {
+    return (this.opened ??= this.openSnapshotter());
+  }
 
   /** Make sure the snapshot for `layers` exists (unpacking missing ones); its key, or undefined for no layers. */
   async ensureSnapshot(layers: LayerRef[]): Promise<string | undefined> {
+    const snaps = await this.snapshots();
     const chain = chainIds(layers.map((l) => l.diffId));
     let first = chain.length;
-    while (first > 0 && !(await this.snapshots.stat(chain[first - 1]!))) first--;
+    while (first > 0 && !(await snaps.stat(chain[first - 1]!))) first--;
     for (let i = first; i < chain.length; i++) {
       const active = `extract-${randomBytes(8).toString('hex')}`;
-      await this.snapshots.prepare(active, i > 0 ? chain[i - 1] : undefined);
+      await snaps.prepare(active, i > 0 ? chain[i - 1] : undefined);
       try {
-        const { dir, whiteouts } = await this.snapshots.writableDir(active);
+        const { dir, whiteouts } = await snaps.writableDir(active);
         const res = await apply(layerStream(this.store.blobs.open(layers[i]!.digest), layers[i]!.mediaType), dir, { whiteouts });
         if (res.diffId !== layers[i]!.diffId) {
           throw new VlabError('E_LAYER_DIGEST', `layer ${layers[i]!.digest} unpacked to diffID ${res.diffId}, expected ${layers[i]!.diffId}`);
         }
         await this.commitOrDrop(chain[i]!, active);
       } catch (e) {
-        await this.snapshots.remove(active).catch(() => undefined);
+        await snaps.remove(active).catch(() => undefined);
         throw e;
       }
     }
@@ -53,9 +61,10 @@ export class LayerManager {
     work: (rootfs: string) => Promise<void>,
     opts: { sourceDateEpoch?: number } = {},
   ): Promise<LayerRef | undefined> {
+    const snaps = await this.snapshots();
     const parent = await this.ensureSnapshot(layers);
     const active = `step-${randomBytes(8).toString('hex')}`;
-    const mounts = await this.snapshots.prepare(active, parent);
+    const mounts = await snaps.prepare(active, parent);
     const target = this.store.path('tmp', `mnt-${active}`);
     try {
       await fsp.mkdir(target, { recursive: true });
@@ -68,14 +77,14 @@ export class LayerManager {
       const blob = await this.store.blobs.create();
       let written;
       try {
-        written = await writeLayer(diff(this.snapshots, active, opts) as never, blob.stream);
+        written = await writeLayer(diff(snaps, active, opts) as never, blob.stream);
       } catch (e) {
         await blob.abort();
         throw e;
       }
       const stored = await blob.commit(written.diffId);
       if (stored.size <= EMPTY_TAR_SIZE) {
-        await this.snapshots.remove(active);
+        await snaps.remove(active);
         return undefined;
       }
       const layer: LayerRef = { digest: stored.digest, diffId: written.diffId, size: stored.size, mediaType: MEDIA.layer };
@@ -83,7 +92,7 @@ export class LayerManager {
       await this.commitOrDrop(chain[chain.length - 1]!, active);
       return layer;
     } catch (e) {
-      await this.snapshots.remove(active).catch(() => undefined);
+      await snaps.remove(active).catch(() => undefined);
       throw e;
     } finally {
       await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
@@ -92,9 +101,10 @@ export class LayerManager {
 
   /** Read-only access to the tree of `layers` (for COPY --from); mounted for the callback's duration. */
   async withView<T>(layers: LayerRef[], work: (rootfs: string) => Promise<T>): Promise<T> {
+    const snaps = await this.snapshots();
     const parent = await this.ensureSnapshot(layers);
     const key = `view-${randomBytes(8).toString('hex')}`;
-    const mounts = await this.snapshots.view(key, parent);
+    const mounts = await snaps.view(key, parent);
     const target = this.store.path('tmp', `mnt-${key}`);
     try {
       await fsp.mkdir(target, { recursive: true });
@@ -105,21 +115,22 @@ export class LayerManager {
         await unmountAll(target);
       }
     } finally {
-      await this.snapshots.remove(key).catch(() => undefined);
+      await snaps.remove(key).catch(() => undefined);
       await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
     }
   }
 
   /** Two builds may make the same chain at once: the second one's copy is dropped. */
   private async commitOrDrop(name: string, active: string): Promise<void> {
-    if (await this.snapshots.stat(name)) {
-      await this.snapshots.remove(active);
+    const snaps = await this.snapshots();
+    if (await snaps.stat(name)) {
+      await snaps.remove(active);
       return;
     }
     try {
-      await this.snapshots.commit(name, active);
+      await snaps.commit(name, active);
     } catch (e) {
-      if (await this.snapshots.stat(name)) await this.snapshots.remove(active);
+      if (await snaps.stat(name)) await snaps.remove(active);
       else throw e;
     }
   }

@@ -17,7 +17,7 @@ export interface PruneResult {
  * build cache is dropped first, so `rmi` + `prune --all` frees an image's intermediate layers.
  * Runs under the index lock, so a concurrent tag cannot lose its blobs mid-way.
  */
-export async function prune(store: Store, cache: BuildCache, snapshots: Snapshotter, opts: { all?: boolean } = {}): Promise<PruneResult> {
+export async function prune(store: Store, cache: BuildCache, snapshots: () => Promise<Snapshotter>, opts: { all?: boolean } = {}): Promise<PruneResult> {
   const res: PruneResult = { blobsRemoved: 0, bytesFreed: 0, snapshotsRemoved: 0, cacheRecordsRemoved: 0 };
   if (opts.all) {
     for (const k of await cache.keys()) {
@@ -54,11 +54,12 @@ export async function prune(store: Store, cache: BuildCache, snapshots: Snapshot
     let progress = true;
     while (progress) {
       progress = false;
-      const all = await snapshots.walk();
+      const snaps = await snapshots();
+      const all = await snaps.walk();
       const parents = new Set(all.map((s) => s.parent).filter(Boolean));
       for (const s of all) {
         if (s.kind !== 'committed' || keepChains.has(s.key) || parents.has(s.key)) continue;
-        await snapshots.remove(s.key);
+        await snaps.remove(s.key);
         res.snapshotsRemoved++;
         progress = true;
       }
