@@ -7,12 +7,14 @@ import { VlabError } from '@vlab/errors';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import type { FileHashCache } from './hash-cache.ts';
 
+const HASH_BATCH = 32;
+
 export interface ContextEntry {
   /** Path relative to the context root, '/'-separated, no leading './'. */
   rel: string;
   abs: string;
   type: 'file' | 'dir' | 'symlink';
-  stats: fs.BigIntStats;
+  stats: fs.Stats;
 }
 
 export interface SourceSelection {
@@ -45,18 +47,16 @@ export class BuildContext {
   /** All entries not excluded by .dockerignore (walked on first use). */
   async walk(): Promise<Map<string, ContextEntry>> {
     if (this.entries) return this.entries;
-    const found = await fg('**', { cwd: this.root, dot: true, onlyFiles: false, followSymbolicLinks: false, markDirectories: false });
-    found.sort();
+    // fast-glob lstat()s every entry itself (stats: true): one syscall per entry, no second pass.
+    const found = await fg('**', { cwd: this.root, dot: true, onlyFiles: false, followSymbolicLinks: false, markDirectories: false, stats: true });
     const entries = new Map<string, ContextEntry>();
-    await Promise.all(
-      found.map(async (rel) => {
-        if (this.ignore.ignores(rel)) return;
-        const abs = path.join(this.root, rel);
-        const stats = await fsp.lstat(abs, { bigint: true });
-        const type = stats.isDirectory() ? 'dir' : stats.isSymbolicLink() ? 'symlink' : stats.isFile() ? 'file' : undefined;
-        if (type) entries.set(rel, { rel, abs, type, stats });
-      }),
-    );
+    for (const f of found) {
+      const rel = f.path;
+      if (this.ignore.ignores(rel) || !f.stats) continue;
+      const stats = f.stats;
+      const type = stats.isDirectory() ? 'dir' : stats.isSymbolicLink() ? 'symlink' : stats.isFile() ? 'file' : undefined;
+      if (type) entries.set(rel, { rel, abs: path.join(this.root, rel), type, stats });
+    }
     this.entries = new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
     return this.entries;
   }
@@ -73,7 +73,7 @@ export class BuildContext {
     const entries = await this.walk();
     const roots: ContextEntry[] = [];
     if (clean === '' || clean === '.') {
-      const st = await fsp.lstat(this.root, { bigint: true });
+      const st = await fsp.lstat(this.root);
       roots.push({ rel: '', abs: this.root, type: 'dir', stats: st });
     } else if (/[*?[]/.test(clean)) {
       const re = globToRegExp(clean);
@@ -108,16 +108,19 @@ export class BuildContext {
     for (const sel of selections) {
       for (const root of sel.roots) {
         const list = root.type === 'dir' ? [root, ...(await this.subtree(root))] : [root];
-        await Promise.all(
-          list.map(async (e) => {
-            if (e !== root && excluded(relativeTo(root.rel, e.rel))) return;
-            const meta = `${e.type}:${Number(e.stats.mode) & 0o7777}`;
-            let content = '';
-            if (e.type === 'file') content = await this.hashes.hash(e.abs, e.stats);
-            else if (e.type === 'symlink') content = await fsp.readlink(e.abs);
-            files[e.rel || '.'] = `${meta}:${content}`;
-          }),
-        );
+        // Bounded parallelism: enough to overlap reads, few enough to stay far from EMFILE.
+        for (let i = 0; i < list.length; i += HASH_BATCH) {
+          await Promise.all(
+            list.slice(i, i + HASH_BATCH).map(async (e) => {
+              if (e !== root && excluded(relativeTo(root.rel, e.rel))) return;
+              const meta = `${e.type}:${e.stats.mode & 0o7777}`;
+              let content = '';
+              if (e.type === 'file') content = await this.hashes.hash(e.abs, e.stats);
+              else if (e.type === 'symlink') content = await fsp.readlink(e.abs);
+              files[e.rel || '.'] = `${meta}:${content}`;
+            }),
+          );
+        }
       }
     }
     const h = createHash('sha256');

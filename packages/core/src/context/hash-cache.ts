@@ -5,9 +5,26 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 
+/** Files up to this size are read in one call; larger ones are streamed (never whole in memory). */
+const SMALL_FILE = 1 << 20;
+
+async function hashStream(file: string): Promise<string> {
+  const h = createHash('sha256');
+  await pipeline(
+    fs.createReadStream(file, { highWaterMark: 1 << 20 }),
+    new Writable({
+      write(chunk, _e, cb) {
+        h.update(chunk);
+        cb();
+      },
+    }),
+  );
+  return h.digest('hex');
+}
+
 interface Entry {
   size: number;
-  mtimeNs: string;
+  mtimeMs: number;
   ino: number;
   hash: string;
 }
@@ -37,26 +54,15 @@ export class FileHashCache {
     return c;
   }
 
-  async hash(absPath: string, st: fs.BigIntStats): Promise<string> {
+  async hash(absPath: string, st: fs.Stats): Promise<string> {
     const prev = this.entries.get(absPath);
-    const mtimeNs = st.mtimeNs.toString();
-    if (prev && prev.size === Number(st.size) && prev.mtimeNs === mtimeNs && prev.ino === Number(st.ino)) {
+    if (prev && prev.size === st.size && prev.mtimeMs === st.mtimeMs && prev.ino === st.ino) {
       this.hits++;
       return prev.hash;
     }
     this.misses++;
-    const h = createHash('sha256');
-    await pipeline(
-      fs.createReadStream(absPath),
-      new Writable({
-        write(chunk, _e, cb) {
-          h.update(chunk);
-          cb();
-        },
-      }),
-    );
-    const hash = h.digest('hex');
-    this.entries.set(absPath, { size: Number(st.size), mtimeNs, ino: Number(st.ino), hash });
+    const hash = st.size <= SMALL_FILE ? createHash('sha256').update(await fsp.readFile(absPath)).digest('hex') : await hashStream(absPath);
+    this.entries.set(absPath, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, hash });
     this.dirty = true;
     return hash;
   }

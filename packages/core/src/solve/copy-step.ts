@@ -149,7 +149,7 @@ export async function planCopy(
         }
         const items = sub
           .filter((e) => !excluded(relativeTo(root.rel, e.rel)))
-          .map((e) => ({ src: e.abs, rel: e.rel.slice(prefix.length), stats: statsOf(e.stats) }));
+          .map((e) => ({ src: e.abs, rel: e.rel.slice(prefix.length), stats: e.stats }));
         await copy({ dest: stripSlash(dest), destIsDir: true, items }, owner, chmod);
       } else {
         if (excluded(path.posix.basename(root.rel))) continue;
@@ -185,16 +185,4 @@ async function matchInRoot(root: string, pattern: string, inst: CopyInstruction)
 
 function stripSlash(p: string): string {
   return p.length > 1 ? p.replace(/\/+$/, '') : p;
-}
-
-/** BigInt stats → number stats for the copier (sizes in a build context fit in a double). */
-function statsOf(st: import('node:fs').BigIntStats): import('node:fs').Stats {
-  return {
-    mode: Number(st.mode),
-    atime: new Date(Number(st.atimeMs)),
-    mtime: new Date(Number(st.mtimeMs)),
-    isDirectory: () => st.isDirectory(),
-    isSymbolicLink: () => st.isSymbolicLink(),
-    isFile: () => st.isFile(),
-  } as import('node:fs').Stats;
 }
