@@ -23,6 +23,12 @@ export abstract class BaseSnapshotter implements Snapshotter {
     return path.join(this.store.dirOf(id), 'fs');
   }
 
+  /** `need` after picking up changes other processes made. */
+  protected async fresh(key: string): Promise<Record_> {
+    await this.store.refresh();
+    return this.need(key);
+  }
+
   protected need(key: string): Record_ {
     const r = this.store.get(key);
     if (!r) throw new VlabError('E_SNAPSHOT_NOT_FOUND', `snapshot ${key} not found`, { details: { key } });
@@ -75,6 +81,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
   }
 
   async mounts(key: string): Promise<Mount[]> {
+    await this.store.refresh();
     const r = this.need(key);
     if (r.kind === 'committed') {
       // containerd gives a read-only view of a committed snapshot's own content
@@ -97,6 +104,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
 
   /** Bytes (allocated blocks) and inodes of the snapshot's own content (not its parents'). */
   async usage(key: string): Promise<Usage> {
+    await this.store.refresh();
     const r = this.need(key);
     const u: Usage = { size: 0, inodes: 0 };
     const seen = new Set<number>();
@@ -116,10 +124,12 @@ export abstract class BaseSnapshotter implements Snapshotter {
   }
 
   async stat(key: string): Promise<SnapshotInfo | undefined> {
+    await this.store.refresh();
     return this.store.info(key);
   }
 
   async walk(): Promise<SnapshotInfo[]> {
+    await this.store.refresh();
     return this.store.all();
   }
 }

@@ -36,7 +36,11 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
 
 async function isStale(lockPath: string): Promise<boolean> {
   const pid = Number(await fs.readFile(lockPath, 'utf8').catch(() => ''));
-  if (!pid) return false; // being written right now
+  if (!pid) {
+    // being written right now — or its owner died between create and write
+    const st = await fs.stat(lockPath).catch(() => undefined);
+    return !!st && Date.now() - st.mtimeMs > 10_000;
+  }
   try {
     process.kill(pid, 0);
     return false;

@@ -4,6 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSnapshotter, mountAll, unmountAll, isMounted, overlayMountArgs, type Snapshotter } from './index.ts';
 import { MetaStore } from './store.ts';
+import { run } from './sys.ts';
+import { fileURLToPath } from 'node:url';
 
 describe('mounts', () => {
   let tmp: string;
@@ -57,6 +59,24 @@ describe('mounts', () => {
       expect((await fs.readdir(root)).filter((f) => f.includes('tmp'))).toEqual([]);
       const again = await createSnapshotter(root, { driver: 'native' });
       expect((await again.stat('A'))?.kind).toBe('committed');
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('several processes share one root without losing updates (metadata lock)', { timeout: 120_000 }, async () => {
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-multi-'));
+    try {
+      const script = fileURLToPath(new URL('./testing/concurrent-script.ts', import.meta.url));
+      const rs = await Promise.all(['p', 'q', 'r'].map((tag) => run(process.execPath, ['--import', 'tsx', script, root, tag])));
+      for (const r of rs) expect(r.stderr).toBe('');
+      const s = await createSnapshotter(root, { driver: 'native' });
+      const all = await s.walk();
+      expect(all.length).toBe(45);
+      expect(all.every((i) => i.kind === 'committed')).toBe(true);
+      const m = await s.mounts('q-c14');
+      expect((await fs.readdir(m[0].source)).sort()).toEqual(Array.from({ length: 15 }, (_, i) => `q-${i}`).sort());
+      expect((await fs.readdir(path.join(root, 'snapshots'))).length).toBe(45);
     } finally {
       await fs.rm(root, { recursive: true, force: true });
     }

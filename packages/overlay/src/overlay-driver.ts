@@ -59,13 +59,13 @@ export class OverlaySnapshotter extends BaseSnapshotter {
   }
 
   async writableDir(key: string): Promise<{ dir: string; whiteouts: WhiteoutMode }> {
-    const r = this.need(key);
+    const r = await this.fresh(key);
     if (r.kind !== 'active') throw new VlabError('E_SNAPSHOT_KIND', `snapshot ${key} is ${r.kind}, not active`, { details: { key } });
     return { dir: this.fsDir(r.id), whiteouts: 'overlay' };
   }
 
   async diffSource(key: string): Promise<DiffSourceInfo> {
-    const r = this.need(key);
+    const r = await this.fresh(key);
     if (r.kind !== 'active') throw new VlabError('E_SNAPSHOT_KIND', `cannot diff ${key}: it is ${r.kind}, not active`, { details: { key } });
     return { kind: 'upper', upper: this.fsDir(r.id) };
   }

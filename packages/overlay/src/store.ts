@@ -4,12 +4,16 @@
  * work is ordered around it: created before the metadata names them, deleted after the metadata
  * forgot them; `open()` removes whatever a crash left unnamed. Keys (may be long, e.g.
  * `sha256:<hex>`) map to short numeric ids used on disk.
+ *
+ * Several processes may share a root (two builds on one store): every mutation runs under a
+ * lock file and starts by re-reading the document, and reads reload it when it changed on disk.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
 import type { SnapshotInfo, SnapshotKind } from './types.ts';
+import { withFileLock } from './lock.ts';
 
 export interface Record_ {
   id: string;
@@ -28,6 +32,7 @@ interface Doc {
 export class MetaStore {
   private doc: Doc = { version: 1, nextId: 1, snapshots: {} };
   private queue: Promise<unknown> = Promise.resolve();
+  private stamp = '';
   readonly file: string;
   constructor(readonly root: string) {
     this.file = path.join(root, 'metadata.json');
@@ -37,6 +42,10 @@ export class MetaStore {
     return path.join(this.root, 'snapshots');
   }
 
+  lockFile(): string {
+    return path.join(this.root, 'metadata.lock');
+  }
+
   dirOf(id: string): string {
     return path.join(this.snapshotsDir(), id);
   }
@@ -44,20 +53,36 @@ export class MetaStore {
   /** Load (or create) the store and remove what an interrupted operation left behind. */
   async open(): Promise<void> {
     await fs.mkdir(this.snapshotsDir(), { recursive: true });
+    // under the lock: another process's half-made snapshot is only unnamed while it holds it
+    await withFileLock(this.lockFile(), async () => {
+      await this.refresh();
+      for (const f of await fs.readdir(this.root)) {
+        if (f.startsWith('metadata.json.tmp-')) await fs.rm(path.join(this.root, f), { force: true });
+      }
+      const known = new Set(Object.values(this.doc.snapshots).map((r) => r.id));
+      for (const d of await fs.readdir(this.snapshotsDir())) {
+        if (!known.has(d)) await fs.rm(this.dirOf(d), { recursive: true, force: true });
+      }
+    });
+  }
+
+  /** Re-read the document if another process replaced it. */
+  async refresh(): Promise<void> {
+    let st;
+    try {
+      st = await fs.stat(this.file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      return;
+    }
+    const stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
+    if (stamp === this.stamp) return;
     try {
       this.doc = JSON.parse(await fs.readFile(this.file, 'utf8')) as Doc;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new VlabError('E_SNAPSHOT_METADATA', `cannot read snapshot metadata ${this.file}`, { cause: e });
-      }
+      throw new VlabError('E_SNAPSHOT_METADATA', `cannot read snapshot metadata ${this.file}`, { cause: e });
     }
-    for (const f of await fs.readdir(this.root)) {
-      if (f.startsWith('metadata.json.tmp-')) await fs.rm(path.join(this.root, f), { force: true });
-    }
-    const known = new Set(Object.values(this.doc.snapshots).map((r) => r.id));
-    for (const d of await fs.readdir(this.snapshotsDir())) {
-      if (!known.has(d)) await fs.rm(this.dirOf(d), { recursive: true, force: true });
-    }
+    this.stamp = stamp;
   }
 
   get(key: string): Record_ | undefined {
@@ -96,17 +121,20 @@ export class MetaStore {
 
   /** Serialise mutations (in-process) and persist the document atomically after `fn`. */
   update<T>(fn: (snapshots: Record<string, Record_>) => T | Promise<T>): Promise<T> {
-    const next = this.queue.then(async () => {
-      const before = JSON.stringify(this.doc);
-      try {
-        const r = await fn(this.doc.snapshots);
-        await this.persist();
-        return r;
-      } catch (e) {
-        this.doc = JSON.parse(before) as Doc;
-        throw e;
-      }
-    });
+    const next = this.queue.then(() =>
+      withFileLock(this.lockFile(), async () => {
+        await this.refresh();
+        const before = JSON.stringify(this.doc);
+        try {
+          const r = await fn(this.doc.snapshots);
+          await this.persist();
+          return r;
+        } catch (e) {
+          this.doc = JSON.parse(before) as Doc;
+          throw e;
+        }
+      }),
+    );
     this.queue = next.catch(() => undefined);
     return next;
   }
@@ -121,6 +149,8 @@ export class MetaStore {
       await fh.close();
     }
     await fs.rename(tmp, this.file);
+    const st = await fs.stat(this.file);
+    this.stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
     const dh = await fs.open(this.root, 'r');
     try { await dh.sync(); } finally { await dh.close(); }
   }

@@ -99,6 +99,6 @@ describe('UnionView matches a real overlay mount', () => {
       fromTars['.'] = { ...fromTars['.'], mode: 0, uid: 0 };
       expect(view).toEqual(real);
       expect(fromTars).toEqual(real);
-    }), { numRuns: 30 });
+    }), { numRuns: Number(process.env.UNION_RUNS ?? 30) });
   });
 });
