@@ -9,7 +9,7 @@
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import type { Mount } from './types.ts';
+import type { Mount, Snapshotter } from './types.ts';
 import { run } from './sys.ts';
 
 const PAGE = 4096;
@@ -81,4 +81,9 @@ export async function unmountAll(target: string): Promise<void> {
       if (lazy.code !== 0) throw new VlabError('E_MOUNT', `unmounting ${t} failed: ${r.stderr.trim()}`, { details: { target: t } });
     }
   }
+}
+
+/** Mount snapshot `key` of `s` on `target` (its mounts, as data, through mountAll). */
+export async function mountSnapshot(s: Snapshotter, key: string, target: string): Promise<void> {
+  await mountAll(await s.mounts(key), target);
 }
