@@ -1,4 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { debuglog } from 'node:util';
+
+/** `NODE_DEBUG=vlab` prints the time each phase of a step took. */
+const log = debuglog('vlab');
 import fsp from 'node:fs/promises';
 import { apply, diff, mountAll, unmountAll, writeLayer, type Snapshotter } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
@@ -62,17 +66,27 @@ export class LayerManager {
     opts: { sourceDateEpoch?: number } = {},
   ): Promise<LayerRef | undefined> {
     const snaps = await this.snapshots();
+    let t = performance.now();
+    const phase = (name: string) => {
+      const now = performance.now();
+      log('%s %dms', name, Math.round(now - t));
+      t = now;
+    };
     const parent = await this.ensureSnapshot(layers);
     const active = `step-${randomBytes(8).toString('hex')}`;
     const mounts = await snaps.prepare(active, parent);
+    phase('prepare');
     const target = this.store.path('tmp', `mnt-${active}`);
     try {
       await fsp.mkdir(target, { recursive: true });
       await mountAll(mounts, target);
+      phase('mount');
       try {
         await work(target);
       } finally {
+        phase('work');
         await unmountAll(target);
+        phase('unmount');
       }
       const blob = await this.store.blobs.create();
       let written;
@@ -82,7 +96,9 @@ export class LayerManager {
         await blob.abort();
         throw e;
       }
+      phase('diff');
       const stored = await blob.commit(written.diffId);
+      phase('blob-commit');
       if (stored.size <= EMPTY_TAR_SIZE) {
         await snaps.remove(active);
         return undefined;
@@ -90,6 +106,7 @@ export class LayerManager {
       const layer: LayerRef = { digest: stored.digest, diffId: written.diffId, size: stored.size, mediaType: MEDIA.layer };
       const chain = chainIds([...layers.map((l) => l.diffId), layer.diffId]);
       await this.commitOrDrop(chain[chain.length - 1]!, active);
+      phase('snapshot-commit');
       return layer;
     } catch (e) {
       await snaps.remove(active).catch(() => undefined);
