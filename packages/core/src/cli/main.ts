@@ -27,6 +27,18 @@ Usage:
 
 Store: $VLAB_ROOT, else /var/lib/vlab as root (--root overrides).`;
 
+const ROOT_FLAG = { root: { type: 'string' as const } };
+
+function openStore(flags: Record<string, unknown>): Promise<Store> {
+  return Store.open((flags.root as string) ?? defaultStoreRoot());
+}
+
+async function mustResolve(store: Store, ref: string | undefined) {
+  const img = await store.resolve(ref ?? '');
+  if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref ?? '(none given)'}`);
+  return img;
+}
+
 async function main(argv: string[]): Promise<number> {
   const cmd = argv[0];
   const known = ['build', 'import', 'load', 'prune', 'images', 'tag', 'rmi', 'save', 'inspect', 'help', '--help', '-h'];
@@ -39,16 +51,16 @@ async function main(argv: string[]): Promise<number> {
     case 'build':
       return cmdBuild(rest);
     case 'import': {
-      const { flags, positional } = parseFlags(rest, { root: { type: 'string' } });
+      const { flags, positional } = parseFlags(rest, ROOT_FLAG);
       if (positional.length !== 2) throw new VlabError('E_BAD_ARG', 'usage: vbuild import ROOTFS.tar NAME[:TAG]');
-      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
+      const store = await openStore(flags);
       const img = await importRootfs(store, positional[0]!, positional[1]!);
       process.stdout.write(`${img.configDigest}\n`);
       return 0;
     }
     case 'images': {
-      const { flags } = parseFlags(rest, { root: { type: 'string' } });
-      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
+      const { flags } = parseFlags(rest, ROOT_FLAG);
+      const store = await openStore(flags);
       process.stdout.write(`${'REPOSITORY:TAG'.padEnd(40)} IMAGE ID       SIZE\n`);
       for (const { ref } of await store.listImages()) {
         const img = (await store.resolve(ref))!;
@@ -58,16 +70,15 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'tag': {
-      const { flags, positional } = parseFlags(rest, { root: { type: 'string' } });
-      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
-      const img = await store.resolve(positional[0] ?? '');
-      if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${positional[0]}`);
+      const { flags, positional } = parseFlags(rest, ROOT_FLAG);
+      const store = await openStore(flags);
+      const img = await mustResolve(store, positional[0]);
       await store.tag(positional[1] ?? '', img.manifestDigest);
       return 0;
     }
     case 'rmi': {
-      const { flags, positional } = parseFlags(rest, { root: { type: 'string' } });
-      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
+      const { flags, positional } = parseFlags(rest, ROOT_FLAG);
+      const store = await openStore(flags);
       for (const ref of positional) {
         if (!(await store.untag(ref))) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref}`);
         process.stdout.write(`Untagged: ${ref}\n`);
@@ -75,9 +86,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'load': {
-      const { flags, positional } = parseFlags(rest, { root: { type: 'string' }, input: { alias: 'i', type: 'string' } });
+      const { flags, positional } = parseFlags(rest, { ...ROOT_FLAG, input: { alias: 'i', type: 'string' } });
       if (!flags.input) throw new VlabError('E_BAD_ARG', 'usage: vbuild load -i FILE [NAME[:TAG]]');
-      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
+      const store = await openStore(flags);
       const img = await loadArchive(store, flags.input as string);
       const name = positional[0];
       if (name) await store.tag(name, img.manifestDigest);
@@ -85,25 +96,23 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'prune': {
-      const { flags } = parseFlags(rest, { root: { type: 'string' }, all: { alias: 'a', type: 'boolean' } });
+      const { flags } = parseFlags(rest, { ...ROOT_FLAG, all: { alias: 'a', type: 'boolean' } });
       const engine = await openEngine((flags.root as string) ?? defaultStoreRoot());
       const r = await prune(engine.store, engine.cache, engine.snapshots, { all: Boolean(flags.all) });
       process.stdout.write(`Deleted ${r.blobsRemoved} blobs, ${r.snapshotsRemoved} snapshots, ${r.cacheRecordsRemoved} cache records; reclaimed ${(r.bytesFreed / 1e6).toFixed(1)}MB\n`);
       return 0;
     }
     case 'inspect': {
-      const { flags, positional } = parseFlags(rest, { root: { type: 'string' } });
-      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
-      const img = await store.resolve(positional[0] ?? '');
-      if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${positional[0]}`);
+      const { flags, positional } = parseFlags(rest, ROOT_FLAG);
+      const store = await openStore(flags);
+      const img = await mustResolve(store, positional[0]);
       process.stdout.write(`${JSON.stringify({ Id: img.configDigest, Digest: img.manifestDigest, ...img.config }, null, 2)}\n`);
       return 0;
     }
     case 'save': {
-      const { flags, positional } = parseFlags(rest, { root: { type: 'string' }, output: { alias: 'o', type: 'string' }, format: { type: 'string' } });
-      const store = await Store.open((flags.root as string) ?? defaultStoreRoot());
-      const img = await store.resolve(positional[0] ?? '');
-      if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${positional[0]}`);
+      const { flags, positional } = parseFlags(rest, { ...ROOT_FLAG, output: { alias: 'o', type: 'string' }, format: { type: 'string' } });
+      const store = await openStore(flags);
+      const img = await mustResolve(store, positional[0]);
       if (!flags.output) throw new VlabError('E_BAD_ARG', 'save needs -o FILE');
       await exportImage(store, img, { type: flags.format === 'oci' ? 'oci' : 'docker', dest: flags.output as string }, positional[0]);
       return 0;

@@ -74,19 +74,14 @@ export class BlobStore {
    * file is dropped and E_DIGEST_MISMATCH thrown.
    */
   async put(source: Readable, expected?: string): Promise<{ digest: Digest; size: number }> {
-    const tmp = await this.tempPath();
-    const { write, result } = this.hashingWriter(tmp);
+    const blob = await this.create();
     try {
-      await pipeline(source, write);
-      const { digest, size } = result();
-      if (expected && expected !== digest) {
-        throw new VlabError('E_DIGEST_MISMATCH', `content digest ${digest} does not match expected ${expected}`);
-      }
-      await this.commitTemp(tmp, digest);
-      return { digest, size };
-    } finally {
-      await fsp.rm(tmp, { force: true });
+      await pipeline(source, blob.stream);
+    } catch (e) {
+      await blob.abort();
+      throw e;
     }
+    return blob.commit(expected);
   }
 
   /** A writable temp blob: write to `stream`, then `commit()` (verifies, renames) or `abort()`. */
