@@ -26,7 +26,7 @@ import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from '
 import { prepareRun, type PreparedRun } from './prepare.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
 import { DEFAULT_CAPS, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS } from './defaults.ts';
-import { abortedError, killUntil, spawnStreaming, wallResult } from './process.ts';
+import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult } from './process.ts';
 
 const TOOLS = ['sh', 'unshare', 'setpriv', 'mount', 'mknod', 'env', 'cp'] as const;
 type Tools = Record<(typeof TOOLS)[number], string> & { ip?: string };
@@ -104,25 +104,14 @@ export class BuiltinExecutor implements Executor {
       const setup = setupScript(prep, t, this.devTemplate, files);
       const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setup, ...cg.procsFiles()], opts);
       const cgroup = cg;
-      let aborted = false;
-      const onAbort = () => {
-        aborted = true;
+      const exit = await waitOrAbort(child.exited, opts.signal, () => {
         // SIGKILL to unshare kills pid 1 (--kill-child), which tears down the pid namespace; the
         // cgroup sweep catches anything that raced (e.g. still in the trampoline).
         void killUntil(child.exited, async () => {
           child.kill('SIGKILL');
           await cgroup.killAll(0);
         });
-      };
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      if (opts.signal?.aborted) onAbort(); // fired while we were preparing
-      let exit;
-      try {
-        exit = await child.exited;
-      } finally {
-        opts.signal?.removeEventListener('abort', onAbort);
-      }
-      if (aborted) throw abortedError(opts.signal?.reason);
+      });
       await cg.killAll();
       const stats: CgroupStats = await cg.stats();
       return wallResult(exit, startedAt, stats);

@@ -18,7 +18,7 @@ import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from '
 import { prepareRun, TMP_PREFIX } from './prepare.ts';
 import { buildOciConfig } from './oci-spec.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
-import { abortedError, killUntil, spawnStreaming, wallResult } from './process.ts';
+import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult } from './process.ts';
 
 const execFileP = promisify(execFile);
 
@@ -90,25 +90,14 @@ export class OciRuntimeExecutor implements Executor {
       args.push(id);
       created = true;
       const child = spawnStreaming(this.bin, args, opts);
-      let aborted = false;
-      const onAbort = () => {
-        aborted = true;
+      const exit = await waitOrAbort(child.exited, opts.signal, () => {
         // The container process is the runtime's child, not ours: kill it through its cgroup
         // (which also catches everything it forked) and the runtime, until `run` returns.
         void killUntil(child.exited, async () => {
           await ctr.killAll(0);
           await this.runtime(['kill', id, 'KILL']).catch(() => {});
         }, 50);
-      };
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      if (opts.signal?.aborted) onAbort(); // fired while we were preparing
-      let exit;
-      try {
-        exit = await child.exited;
-      } finally {
-        opts.signal?.removeEventListener('abort', onAbort);
-      }
-      if (aborted) throw abortedError(opts.signal?.reason);
+      });
       await ctr.killAll();
       const stats: CgroupStats = await (this.name === 'runc' ? ctr : parent).stats();
       if (this.name === 'crun' && layout.version !== 'v2' && spec.limits?.memory !== undefined && exit.code === 137) {

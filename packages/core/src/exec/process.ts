@@ -102,3 +102,25 @@ export function wallResult(
     },
   };
 }
+
+/**
+ * Wait for a container's process; when `signal` fires, call `kill` (which must make `exited`
+ * settle) and reject with E_RUN_ABORTED once it has. Shared by both executors.
+ */
+export async function waitOrAbort(exited: Promise<Exit>, signal: AbortSignal | undefined, kill: () => void): Promise<Exit> {
+  let aborted = false;
+  const onAbort = () => {
+    aborted = true;
+    kill();
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  if (signal?.aborted) onAbort(); // fired while the container was being prepared
+  let exit: Exit;
+  try {
+    exit = await exited;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  if (aborted) throw abortedError(signal?.reason);
+  return exit;
+}
