@@ -49,3 +49,34 @@ export async function readArchive(file: string, onEntry: (name: string, size: nu
     }
   }
 }
+
+/** One entry of a layer written straight from files (COPY's fast path). */
+export interface PackEntry {
+  /** Path inside the image, without a leading '/'. */
+  name: string;
+  type: 'file' | 'directory' | 'symlink';
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: Date;
+  size?: number;
+  linkname?: string;
+  /** Host file whose bytes are the entry's content (type 'file'). */
+  source?: string;
+}
+
+/** Write entries as an uncompressed tar to `out`, streaming each file's content (back-pressure kept). */
+export async function packEntries(entries: Iterable<PackEntry>, out: import('node:stream').Writable): Promise<void> {
+  const pack = tar.pack();
+  const done = pipeline(pack, out);
+  for (const e of entries) {
+    const header = { name: e.name, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, size: e.type === 'file' ? e.size : 0, linkname: e.linkname };
+    if (e.type === 'file' && e.source) {
+      await pipeline(fs.createReadStream(e.source), pack.entry(header));
+    } else {
+      await new Promise<void>((res, rej) => pack.entry(header, (err) => (err ? rej(err) : res())));
+    }
+  }
+  pack.finalize();
+  await done;
+}

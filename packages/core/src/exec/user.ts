@@ -29,11 +29,16 @@ interface GroupEntry {
 const isId = (s: string) => /^\d+$/.test(s);
 
 export async function resolveUser(rootfs: string, user: string): Promise<ResolvedUser> {
+  return resolveUserFrom((p) => readInRoot(rootfs, p), user);
+}
+
+/** Same rules, reading /etc/passwd and /etc/group through `read` (e.g. a union of layers, unmounted). */
+export async function resolveUserFrom(read: (containerPath: string) => Promise<string | undefined>, user: string): Promise<ResolvedUser> {
   const spec = (user ?? '').trim();
   if (spec === '') return { uid: 0, gid: 0, additionalGids: [], home: '/root' };
   const [u, g] = spec.split(':', 2) as [string, string | undefined];
-  const passwd = parsePasswd((await readInRoot(rootfs, '/etc/passwd')) ?? '');
-  const groups = parseGroup((await readInRoot(rootfs, '/etc/group')) ?? '');
+  const passwd = parsePasswd((await read('/etc/passwd')) ?? '');
+  const groups = parseGroup((await read('/etc/group')) ?? '');
 
   const entry = isId(u) ? passwd.find((p) => p.uid === Number(u)) : passwd.find((p) => p.name === u);
   if (!entry && !isId(u)) {

@@ -11,6 +11,7 @@ import { mkdirInRoot } from '../fsutil/in-root.ts';
 import { runStep, runMounts } from './ops/run.ts';
 import { planCopy, copyCacheInput } from './copy-step.ts';
 import { copyInto } from './ops/copy.ts';
+import { fastCopy } from './fast-copy.ts';
 import type { LayerRef } from '../image/types.ts';
 
 /** What a layer-producing step needs: its cache inputs, and the work to do on a miss. */
@@ -19,6 +20,8 @@ interface LayerStep {
   content?: string;
   files?: Record<string, string>;
   work: (rootfs: string) => Promise<void>;
+  /** A way to make the layer without a mounted tree; 'fallback' when this case needs one. */
+  fast?: () => Promise<LayerRef | 'fallback'>;
 }
 
 /** Build one stage: FROM, ONBUILD triggers of the base, then each instruction in order. */
@@ -116,6 +119,7 @@ async function buildStep(
       work: async (rootfs) => {
         await planCopy(s, inst, config.config, rootfs, async (plan, owner, chmod) => copyInto(rootfs, plan, { owner, chmod }));
       },
+      fast: () => fastCopy(s, inst, config.config, state.layers),
     };
   } else {
     throw new VlabError('E_UNSUPPORTED', `${inst.kind} is not supported inside a stage`);
@@ -138,7 +142,8 @@ async function buildStep(
     return { key, layers: hit.layers, created: hit.created, config: { ...config, history: history(hit.created, layer) } };
   }
   s.emit({ type: 'step-miss', ...ref, reason: bypass ? 'cache disabled (--no-cache)' : missReason(await s.cache.lastInputs(slot), inputs), time: Date.now() });
-  const layer = await s.layers.withWritableSnapshot(state.layers, step.work, { sourceDateEpoch: s.sourceDateEpoch });
+  const quick = step.fast ? await step.fast() : 'fallback';
+  const layer = quick !== 'fallback' ? quick : await s.layers.withWritableSnapshot(state.layers, step.work, { sourceDateEpoch: s.sourceDateEpoch });
   const created = epochOr(s, new Date());
   const layers = layer ? [...state.layers, layer] : state.layers;
   await s.cache.put({ key, layers, config, created });
