@@ -91,6 +91,8 @@ describe.skipIf(!umoci)(`interop with umoci${umoci ? '' : ' (skipped: umoci not 
     await fs.mkdir(path.join(rootfs, 'var/lib'), { recursive: true });
     await fs.symlink('/etc/conf.d/two', path.join(rootfs, 'var/lib/link'));
     await fs.chmod(path.join(rootfs, 'bin'), 0o700);
+    // whole-second mtimes: umoci's tar writer rounds sub-second mtimes to the nearest second
+    for (const p of ['etc/conf.d/three', 'var/lib/link']) await fs.lutimes(path.join(rootfs, p), 1_700_000_000, 1_700_000_000);
     await sh(umoci!, ['repack', '--image', `${oci}:t2`, path.join(tmp, 'bundle')]);
     const index = JSON.parse(await fs.readFile(path.join(oci, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
     const desc = index.manifests.find((d) => d.annotations?.['org.opencontainers.image.ref.name'] === 't2')!;

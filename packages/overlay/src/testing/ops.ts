@@ -29,6 +29,11 @@ export async function perform(root: string, ops: Op[]): Promise<void> {
   const P = (p: string) => path.join(root, p);
   for (const o of ops) {
     try {
+      if (o.op === 'write' || o.op === 'append') {
+        // opening a fifo for writing blocks until a reader comes; devices are not files to write
+        const st = await fs.lstat(P(o.p)).catch(() => undefined);
+        if (st && !st.isFile() && !st.isDirectory()) continue;
+      }
       switch (o.op) {
         case 'write': await fs.writeFile(P(o.p), o.data); break;
         case 'append': await fs.appendFile(P(o.p), 'more'); break;
