@@ -3,6 +3,7 @@ import { VlabError } from '@vlab/errors';
 import { build, openEngine } from '../api.ts';
 import { importRootfs } from '../image/import.ts';
 import { loadArchive } from '../image/load.ts';
+import { layersOf } from '../solve/base.ts';
 import { exportImage, parseOutput } from '../export/export.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { Store } from '../store/store.ts';
@@ -53,8 +54,10 @@ async function main(argv: string[]): Promise<number> {
     case 'import': {
       const { flags, positional } = parseFlags(rest, ROOT_FLAG);
       if (positional.length !== 2) throw new VlabError('E_BAD_ARG', 'usage: vbuild import ROOTFS.tar NAME[:TAG]');
-      const store = await openStore(flags);
-      const img = await importRootfs(store, positional[0]!, positional[1]!);
+      const engine = await openEngine((flags.root as string) ?? defaultStoreRoot());
+      const img = await importRootfs(engine.store, positional[0]!, positional[1]!);
+      // Unpack now, as docker load/import do, so the first build does not pay for it.
+      await engine.layers.ensureSnapshot(layersOf(img));
       process.stdout.write(`${img.configDigest}\n`);
       return 0;
     }
@@ -88,10 +91,11 @@ async function main(argv: string[]): Promise<number> {
     case 'load': {
       const { flags, positional } = parseFlags(rest, { ...ROOT_FLAG, input: { alias: 'i', type: 'string' } });
       if (!flags.input) throw new VlabError('E_BAD_ARG', 'usage: vbuild load -i FILE [NAME[:TAG]]');
-      const store = await openStore(flags);
-      const img = await loadArchive(store, flags.input as string);
+      const engine = await openEngine((flags.root as string) ?? defaultStoreRoot());
+      const img = await loadArchive(engine.store, flags.input as string);
+      await engine.layers.ensureSnapshot(layersOf(img));
       const name = positional[0];
-      if (name) await store.tag(name, img.manifestDigest);
+      if (name) await engine.store.tag(name, img.manifestDigest);
       process.stdout.write(`Loaded image ${name ?? img.manifestDigest} (${img.configDigest})\n`);
       return 0;
     }
