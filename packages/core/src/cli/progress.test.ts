@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { createRenderer } from './progress.ts';
+import type { BuildEvent } from '../solve/events.ts';
+
+function sink(isTTY: boolean) {
+  let text = '';
+  const out = { isTTY, write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
+  return { out, text: () => text };
+}
+
+const ref = { id: '0:1', name: '[stage-0 1/2] RUN make', stage: 'stage-0' };
+const ref2 = { id: '0:2', name: '[stage-0 2/2] COPY . /app', stage: 'stage-0' };
+const events: BuildEvent[] = [
+  { type: 'build-start', stages: 1, steps: 2, time: 0 },
+  { type: 'step-start', ...ref, time: 0 },
+  { type: 'step-miss', ...ref, reason: 'file changed: Makefile', time: 1 },
+  { type: 'step-log', ...ref, stream: 'stdout', data: 'compiling a.c\ncompiling b.c\n', time: 2 },
+  { type: 'step-done', ...ref, cached: false, durationMs: 1500, time: 3 },
+  { type: 'step-start', ...ref2, time: 3 },
+  { type: 'step-cached', ...ref2, time: 3 },
+  { type: 'step-done', ...ref2, cached: true, durationMs: 0, time: 3 },
+  { type: 'build-done', imageId: 'sha256:abc', digest: 'sha256:def', durationMs: 1600, time: 4, contextFilesHashed: 0, contextHashHits: 0 },
+];
+
+describe('progress renderers', () => {
+  it('plain: numbered steps, miss reasons, log lines, CACHED and timings', () => {
+    const s = sink(false);
+    const r = createRenderer('auto', s.out);
+    events.forEach(r);
+    expect(s.text()).toContain('#1 [stage-0 1/2] RUN make');
+    expect(s.text()).toContain('#1 cache miss: file changed: Makefile');
+    expect(s.text()).toContain('#1 compiling b.c');
+    expect(s.text()).toContain('#1 DONE 1.5s');
+    expect(s.text()).toContain('#2 CACHED');
+  });
+
+  it('tty: redraws step lines with CACHED and the live tail of RUN output', () => {
+    const s = sink(true);
+    const r = createRenderer('auto', s.out);
+    events.slice(0, 4).forEach(r);
+    expect(s.text()).toContain('=> => compiling b.c'); // live tail while running
+    events.slice(4).forEach(r);
+    const last = s.text().split('\x1b[J').pop()!;
+    expect(last).toContain('CACHED [stage-0 2/2] COPY . /app');
+    expect(last).toContain('1.5s');
+    expect(last).not.toContain('compiling'); // the tail goes once the step is done
+  });
+
+  it('json: one parseable event per line', () => {
+    const s = sink(false);
+    const r = createRenderer('json', s.out);
+    events.forEach(r);
+    expect(s.text().trim().split('\n').map((l) => JSON.parse(l).type)).toEqual(events.map((e) => e.type));
+  });
+});
