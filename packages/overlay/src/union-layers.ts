@@ -92,18 +92,23 @@ export class TarLayer implements Layer {
     return this.index;
   }
 
+  /** The entry at `rel`, with hard links (type 1) followed to the entry they name. */
+  private async entry(rel: string): Promise<Indexed | undefined> {
+    const { entries } = await this.load();
+    let e = entries.get(rel);
+    for (let i = 0; e && e.type === 'link' && i < 8; i++) e = entries.get(cleanPath(e.linkname).join('/'));
+    return e && e.type !== 'link' ? e : undefined;
+  }
+
   async lstat(rel: string): Promise<UnionStat | undefined> {
     if (!rel) return statOf({ name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map() });
-    const e = (await this.load()).entries.get(rel);
-    if (!e) return undefined;
-    if (e.type === 'link') return this.lstat(cleanPath(e.linkname).join('/'));
-    return statOf(e);
+    const e = await this.entry(rel);
+    return e ? statOf(e) : undefined;
   }
   async readdir(rel: string) { return [...((await this.load()).children.get(rel) ?? [])]; }
-  async readlink(rel: string) { return (await this.load()).entries.get(rel)!.linkname; }
+  async readlink(rel: string) { return (await this.entry(rel))!.linkname; }
   async readFile(rel: string): Promise<Buffer> {
-    const e = (await this.load()).entries.get(rel)!;
-    if (e.type === 'link') return this.readFile(cleanPath(e.linkname).join('/'));
+    const e = (await this.entry(rel))!;
     const fh = await fs.open(this.file, 'r');
     try {
       const b = Buffer.alloc(e.size);
