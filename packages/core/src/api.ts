@@ -97,7 +97,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       cache: engine.cache,
       layers: engine.layers,
       context,
-      executor: () => (executor ??= createExecutor({ kind: opts.executor ?? 'auto' })),
+      executor: () => (executor ??= createExecutor({ kind: opts.executor ?? executorFromEnv() })),
       emit,
       signal: opts.signal,
       buildArgs,
@@ -159,6 +159,14 @@ async function cleanupDownloads(downloads: Map<string, Promise<Download>>): Prom
     const d = await p.catch(() => undefined);
     if (d) await fsp.rm(path.dirname(d.file), { recursive: true, force: true });
   }
+}
+
+/** `VLAB_EXECUTOR=builtin|oci|auto` picks the executor when the caller does not. */
+function executorFromEnv(): 'auto' | 'builtin' | 'oci' {
+  const v = process.env.VLAB_EXECUTOR;
+  if (v === undefined || v === '') return 'auto';
+  if (v !== 'auto' && v !== 'builtin' && v !== 'oci') throw new VlabError('E_BAD_ARG', `VLAB_EXECUTOR must be auto, builtin or oci, got "${v}"`);
+  return v;
 }
 
 function envEpoch(): number | undefined {
