@@ -109,3 +109,28 @@ describe('vbuild CLI', () => {
     expect(await fsp.readFile(path.join(rootfs, 'etc/os-release'), 'utf8')).toBe('NAME=tiny\n');
   });
 });
+
+describe('a killed build', () => {
+  it('SIGKILL mid-RUN: the next build cleans the dead build\'s mount and snapshot, and no half blob is left', async () => {
+    const { spawn } = await import('node:child_process');
+    const c = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo start && sleep 20\n' });
+    const child = spawn('node', [vbuild, 'build', '--progress=plain', c], { env: { ...process.env, VLAB_ROOT: root } });
+    await new Promise<void>((resolve) => {
+      let out = '';
+      child.stderr.on('data', (d) => {
+        out += d;
+        if (/#\d+ start\n/.test(out)) resolve(); // the RUN's own output: its container is running
+      });
+    });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('close', r));
+    const mounted = () => fsp.readFile('/proc/self/mountinfo', 'utf8').then((m) => m.includes(`${root}/tmp/mnt-step-${child.pid}-`));
+    expect(await mounted()).toBe(true); // the dead build's overlay is still mounted…
+    const ok = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo after > /after\n' });
+    expect((await run(['build', '-q', ok])).code).toBe(0);
+    expect(await mounted()).toBe(false); // …until the next build recovers it
+    const meta = await fsp.readFile(path.join(root, 'snapshots/metadata.json'), 'utf8');
+    expect(meta).not.toContain(`step-${child.pid}-`);
+    expect((await fsp.readdir(path.join(root, 'blobs/sha256'))).filter((n) => n.startsWith('.tmp'))).toEqual([]);
+  });
+});

@@ -11,6 +11,20 @@ import { MEDIA, type LayerRef } from '../image/types.ts';
 import { chainIds } from './keys.ts';
 import { layerStream } from '../image/load.ts';
 
+/** Key of a temporary snapshot: kind, owner pid (for crash recovery), random part. */
+function tempKey(kind: 'step' | 'extract' | 'view'): string {
+  return `${kind}-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
 /** An empty tar is two 512-byte zero blocks: a step that changed nothing adds no layer (BuildKit). */
 const EMPTY_TAR_SIZE = 1024;
 
@@ -28,7 +42,27 @@ export class LayerManager {
   ) {}
 
   snapshots(): Promise<Snapshotter> {
-    return (this.opened ??= this.openSnapshotter());
+    return (this.opened ??= this.openSnapshotter().then(async (s) => {
+      await this.recoverStale(s);
+      return s;
+    }));
+  }
+
+  /**
+   * A build killed mid-step (SIGKILL, power loss) leaves its temporary snapshot and maybe its mount.
+   * Temporary keys carry the owner's pid, so the next build can tell a dead owner's leftovers
+   * from a concurrent build's live work, unmount them and drop them.
+   */
+  private async recoverStale(s: Snapshotter): Promise<void> {
+    for (const info of await s.walk()) {
+      const m = /^(?:step|extract|view)-(\d+)-[0-9a-f]+$/.exec(info.key);
+      if (!m || info.kind === 'committed' || pidAlive(Number(m[1]))) continue;
+      const target = this.store.path('tmp', `mnt-${info.key}`);
+      await unmountAll(target).catch(() => undefined);
+      await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
+      await s.remove(info.key).catch(() => undefined);
+      log('removed stale snapshot %s of dead pid %s', info.key, m[1]);
+    }
   }
 
   /** Make sure the snapshot for `layers` exists (unpacking missing ones); its key, or undefined for no layers. */
@@ -38,7 +72,7 @@ export class LayerManager {
     let first = chain.length;
     while (first > 0 && !(await snaps.stat(chain[first - 1]!))) first--;
     for (let i = first; i < chain.length; i++) {
-      const active = `extract-${randomBytes(8).toString('hex')}`;
+      const active = tempKey('extract');
       await snaps.prepare(active, i > 0 ? chain[i - 1] : undefined);
       try {
         const { dir, whiteouts } = await snaps.writableDir(active);
@@ -73,7 +107,7 @@ export class LayerManager {
       t = now;
     };
     const parent = await this.ensureSnapshot(layers);
-    const active = `step-${randomBytes(8).toString('hex')}`;
+    const active = tempKey('step');
     const mounts = await snaps.prepare(active, parent);
     phase('prepare');
     const target = this.store.path('tmp', `mnt-${active}`);
@@ -120,7 +154,7 @@ export class LayerManager {
   async withView<T>(layers: LayerRef[], work: (rootfs: string) => Promise<T>): Promise<T> {
     const snaps = await this.snapshots();
     const parent = await this.ensureSnapshot(layers);
-    const key = `view-${randomBytes(8).toString('hex')}`;
+    const key = tempKey('view');
     const mounts = await snaps.view(key, parent);
     const target = this.store.path('tmp', `mnt-${key}`);
     try {

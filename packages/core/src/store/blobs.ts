@@ -123,13 +123,14 @@ export class BlobStore {
     return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}` as Digest);
   }
 
-  /** Remove temp files left by killed writers (older than a minute, so live writers are spared). */
+  /** Remove temp files left by killed writers: their pid is dead, or (pid reused) they are over an hour old. */
   async cleanTemp(): Promise<void> {
     const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
-    const cutoff = Date.now() - 60_000;
+    const cutoff = Date.now() - 3600_000;
     for (const n of names.filter((x) => x.startsWith('.tmp-'))) {
+      const pid = Number(/^\.tmp-(\d+)-/.exec(n)?.[1]);
       const st = await fsp.stat(path.join(this.dir, n)).catch(() => undefined);
-      if (st && st.mtimeMs < cutoff) await fsp.rm(path.join(this.dir, n), { force: true });
+      if (st && (!pidAlive(pid) || st.mtimeMs < cutoff)) await fsp.rm(path.join(this.dir, n), { force: true });
     }
   }
 
@@ -183,5 +184,15 @@ export class BlobStore {
     await fh.sync();
     await fh.close();
     await fsp.rename(tmp, this.path(digest));
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }
