@@ -69,8 +69,18 @@ export async function openEngine(root = defaultStoreRoot(), snapshotter: BuildOp
   return { store, snapshots: () => layers.snapshots(), layers, cache: new BuildCache(store.path('cache')) };
 }
 
-/** Build an image from a Dockerfile and a context: what `vbuild build` does. */
+/** Build an image from a Dockerfile and a context: what `vbuild build` does. Rejects only with VlabError. */
 export async function build(opts: BuildOptions): Promise<BuildResult> {
+  try {
+    return await buildImage(opts);
+  } catch (e) {
+    if (e instanceof VlabError) throw e;
+    if (opts.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted', { cause: e });
+    throw new VlabError('E_INTERNAL', `build failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+  }
+}
+
+async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
   const emit = opts.onEvent ?? (() => undefined);
   const contextDir = path.resolve(opts.context);
