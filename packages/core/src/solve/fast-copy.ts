@@ -10,7 +10,7 @@ import { resolveUserFrom } from '../exec/index.ts';
 import { excluder, relativeTo } from '../context/context.ts';
 import type { BuildSession } from './context.ts';
 import { chainIds } from './keys.ts';
-import { parseChmod } from './ops/copy.ts';
+import { destRule, parseChmod } from './ops/copy.ts';
 
 /**
  * COPY from the build context straight into a layer tar: no snapshot, no mount, no copy and no
@@ -67,10 +67,7 @@ export async function fastCopy(s: BuildSession, inst: CopyInstruction, config: C
         plans.push({ root, sub: root.type === 'dir' ? (await s.context.subtree(root)).filter((e) => !excluded(relativeTo(root.rel, e.rel))) : [] });
       }
     }
-    const destIsDir = inst.dest.endsWith('/') || existingDest?.isDirectory() === true;
-    if (!destIsDir && (count > 1 || wildcard)) {
-      throw new VlabError('E_COPY_DEST', `${inst.kind} with more than one source file needs a destination directory ending with '/' (got ${inst.dest})`);
-    }
+    const destIsDir = destRule(inst, inst.dest, existingDest?.isDirectory() === true, count, wildcard);
     // A file lands at dest itself unless dest is a directory; a directory's contents always go into dest.
     const into = (rel: string) => path.posix.join(rawDest, rel).slice(1);
     const fileTarget = (name: string) => (destIsDir ? into(name) : rawDest.slice(1));

@@ -31,9 +31,13 @@ export interface Owner {
  * make the destination a directory; a single file otherwise. A directory source copies its contents.
  */
 export async function destIsDirectory(rootfs: string, dest: string, sourceCount: number, wildcard: boolean, inst: CopyInstruction): Promise<boolean> {
-  if (dest.endsWith('/')) return true;
-  const existing = await fsp.stat(await resolveInRoot(rootfs, dest)).catch(() => undefined);
-  if (existing?.isDirectory()) return true;
+  const existing = dest.endsWith('/') ? undefined : await fsp.stat(await resolveInRoot(rootfs, dest)).catch(() => undefined);
+  return destRule(inst, dest, existing?.isDirectory() === true, sourceCount, wildcard);
+}
+
+/** The rule itself, for callers that know whether dest is an existing directory (the fast path). */
+export function destRule(inst: CopyInstruction, dest: string, existsAsDir: boolean, sourceCount: number, wildcard: boolean): boolean {
+  if (dest.endsWith('/') || existsAsDir) return true;
   if (sourceCount > 1 || wildcard) {
     throw new VlabError('E_COPY_DEST', `${inst.kind} with more than one source file needs a destination directory ending with '/' (got ${dest})`, {
       location: { line: inst.range.start.line, column: inst.range.start.column },
