@@ -16,6 +16,10 @@
  *
  * All mounts live in the run's private mount namespace: they vanish with its last process, so the
  * host never sees them and there is nothing to unmount after an abort.
+ *
+ * Rootless (not root): `unshare --user …` first (rootless.ts picks the mapping), no cgroup (limits
+ * are refused), host device nodes bind-mounted instead of copied; pid 1 is killed with unshare
+ * (--kill-child) and takes the pid namespace with it, so abort needs no cgroup sweep.
  */
 import { promises as fs, statSync } from 'node:fs';
 import { execFile } from 'node:child_process';
@@ -27,9 +31,10 @@ import { prepareRun, type PreparedRun } from './prepare.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
 import { DEFAULT_CAPS, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS } from './defaults.ts';
 import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult } from './process.ts';
+import { checkLimits, checkUser, detectUserNs, makeRootlessDevTemplate, mapsId, ROOTLESS_DEVICES, userNsArgs, type UserNs } from './rootless.ts';
 
 const TOOLS = ['sh', 'unshare', 'setpriv', 'mount', 'mknod', 'env', 'cp'] as const;
-type Tools = Record<(typeof TOOLS)[number], string> & { ip?: string };
+type Tools = Record<(typeof TOOLS)[number], string> & { ip?: string; hostname?: string };
 
 /** Finds the host tools the built-in executor needs; E_EXEC_UNAVAILABLE when one is missing. */
 export async function findBuiltinTools(): Promise<Tools> {
@@ -48,6 +53,7 @@ export async function findBuiltinTools(): Promise<Tools> {
     out[t] = p;
   }
   out.ip = await find('ip');
+  out.hostname = await find('hostname');
   return out as Tools;
 }
 
@@ -58,13 +64,19 @@ export class BuiltinExecutor implements Executor {
     private readonly tools: Tools,
     private readonly devTemplate: string,
     private readonly opts: ExecutorOptions = {},
+    /** Set in rootless mode: the user namespace mapping every run gets. */
+    readonly userNs?: UserNs,
   ) {}
 
+  /** As root: the full executor. Otherwise rootless (see rootless.ts). */
   static async create(opts: ExecutorOptions = {}): Promise<BuiltinExecutor> {
-    if (process.getuid?.() !== 0) {
-      throw new VlabError('E_EXEC_UNAVAILABLE', 'the built-in executor needs root (rootless mode is not implemented)');
-    }
     const tools = await findBuiltinTools();
+    if (process.getuid?.() !== 0) {
+      // /proc/sys/kernel/hostname belongs to the host's root even in our uts namespace: the
+      // rootless setup sets the name with sethostname(2), i.e. hostname(1).
+      if (!tools.hostname) throw new VlabError('E_EXEC_UNAVAILABLE', 'the rootless built-in executor needs hostname(1) on the host');
+      return new BuiltinExecutor(tools, '', opts, await detectUserNs());
+    }
     return new BuiltinExecutor(tools, await ensureDevTemplate(tools), opts);
   }
 
@@ -84,36 +96,40 @@ export class BuiltinExecutor implements Executor {
   async run(spec: RunSpec, opts: RunOptions = {}): Promise<RunResult> {
     if (opts.signal?.aborted) throw abortedError(opts.signal.reason);
     const startedAt = Date.now();
+    const layout = await detectCgroupLayout();
+    const ns = this.userNs;
+    if (ns) checkLimits(layout, spec.limits);
     const prep = await prepareRun(spec, this.opts.tmpDir);
     let cg: Cgroup | undefined;
     try {
-      const layout = await detectCgroupLayout();
-      cg = await Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`, spec.limits);
+      if (ns) checkUser(ns, prep.user, spec.user ?? '');
+      else cg = await Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`, spec.limits);
       const t = this.tools;
-      const unshareArgs = ['--pid', '--fork', '--kill-child', '--mount', '--uts', '--ipc', '--propagation', 'private'];
+      const unshareArgs = [...(ns ? userNsArgs(ns) : []), '--pid', '--fork', '--kill-child', '--mount', '--uts', '--ipc', '--propagation', 'private'];
       if (prep.network !== 'host') unshareArgs.push('--net');
       // Trampoline: node cannot place a child in a cgroup before it execs (no CLONE_INTO_CGROUP,
       // no pre-exec hook), and moving it afterwards races with its first forks and allocations.
       // So a shell writes its own pid into every cgroup.procs and only then execs the container:
       // everything the container ever forks is born inside the limits.
       const trampoline = `s=$1; shift; for f do echo $$ > "$f" || exit 125; done; exec ${q(t.unshare)} ${unshareArgs.join(' ')} ${q(t.sh)} -c "$s"`;
-      const tables = fstabs(prep, (p) => this.hostKind(p));
+      const tables = fstabs(prep, (p) => this.hostKind(p), ns);
       const files = { early: path.join(prep.dir, 'fstab.early'), late: path.join(prep.dir, 'fstab.late') };
       await fs.writeFile(files.early, tables.early);
       await fs.writeFile(files.late, tables.late);
-      const setup = setupScript(prep, t, this.devTemplate, files);
-      const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setup, ...cg.procsFiles()], opts);
+      const devTemplate = ns ? await makeRootlessDevTemplate(prep.dir) : this.devTemplate;
+      const setup = setupScript(prep, t, devTemplate, files, ns);
+      const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setup, ...(cg?.procsFiles() ?? [])], opts);
       const cgroup = cg;
       const exit = await waitOrAbort(child.exited, opts.signal, () => {
         // SIGKILL to unshare kills pid 1 (--kill-child), which tears down the pid namespace; the
         // cgroup sweep catches anything that raced (e.g. still in the trampoline).
         void killUntil(child.exited, async () => {
           child.kill('SIGKILL');
-          await cgroup.killAll(0);
+          await cgroup?.killAll(0);
         });
       });
-      await cg.killAll();
-      const stats: CgroupStats = await cg.stats();
+      await cg?.killAll();
+      const stats: CgroupStats = cg ? await cg.stats() : { oomKills: 0 };
       return wallResult(exit, startedAt, stats);
     } finally {
       await cg?.destroy().catch(() => {});
@@ -127,18 +143,23 @@ export class BuiltinExecutor implements Executor {
  * the cost here (~10 ms each on a small VM), so mounts are batched: `mount -a -T <fstab>` mounts a
  * whole generated table in one process, and /dev is filled by one `cp -a` of a template.
  */
-export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files: { early: string; late: string }): string {
+export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files: { early: string; late: string }, ns?: UserNs): string {
   const R = p.rootfs;
   const L: string[] = ['set -e'];
-  L.push(`${q(t.mount)} -a -T ${q(files.early)}`);
-  L.push(`echo ${q(p.hostname)} > ${q(path.join(R, '/proc/sys/kernel/hostname'))}`);
+  // Rootless: libmount believes it is root and would update /run/mount/utab (the host's, not
+  // writable): -n (no mtab/utab) for every mount.
+  const mount = ns ? `${q(t.mount)} -n` : q(t.mount);
+  L.push(`${mount} -a -T ${q(files.early)}`);
+  if (ns) L.push(`${q(t.hostname!)} ${q(p.hostname)}`);
+  else L.push(`echo ${q(p.hostname)} > ${q(path.join(R, '/proc/sys/kernel/hostname'))}`);
   L.push(`${q(t.cp)} -a ${q(devTemplate + '/.')} ${q(path.join(R, '/dev'))}`);
-  L.push(`${q(t.mount)} -a -T ${q(files.late)}`);
+  L.push(`${mount} -a -T ${q(files.late)}`);
   if (p.network !== 'host' && t.ip) L.push(`${q(t.ip)} link set lo up`);
   L.push(`ulimit -n ${NOFILE_LIMIT}`);
-  L.push(`cd ${q(R)}`, `${q(t.mount)} --move . /`);
+  L.push(`cd ${q(R)}`, `${mount} --move . /`);
   const u = p.user;
-  const groups = u.additionalGids.length ? ['--groups', u.additionalGids.join(',')] : ['--clear-groups'];
+  // With the single rootless mapping setgroups(2) is denied: groups can be neither set nor dropped.
+  const groups = ns?.kind === 'single' ? ['--keep-groups'] : u.additionalGids.length ? ['--groups', u.additionalGids.join(',')] : ['--clear-groups'];
   const priv = [
     t.setpriv,
     '--bounding-set',
@@ -158,7 +179,7 @@ export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files
 type FstabLine = [source: string, target: string, type: string, options: string];
 
 /** The two mount tables: before /dev is filled (root, /proc, /dev) and after (everything else). */
-export function fstabs(p: PreparedRun, hostHas: (containerPath: string) => 'dir' | 'file' | undefined): { early: string; late: string } {
+export function fstabs(p: PreparedRun, hostHas: (containerPath: string) => 'dir' | 'file' | undefined, ns?: UserNs): { early: string; late: string } {
   const R = p.rootfs;
   const r = (sub: string) => path.join(R, sub);
   const early: FstabLine[] = [
@@ -166,11 +187,16 @@ export function fstabs(p: PreparedRun, hostHas: (containerPath: string) => 'dir'
     ['proc', r('/proc'), 'proc', 'nosuid,noexec,nodev'],
     ['tmpfs', r('/dev'), 'tmpfs', 'nosuid,strictatime,mode=755,size=65536k'],
   ];
+  // Rootless: devpts' gid=5 only where gid 5 is mapped; host device nodes are bind-mounted (no
+  // mknod in a user namespace); sysfs can only be mounted in a net namespace we own, so with host
+  // networking the host's /sys is bind-mounted read-only.
+  const ptsGid = !ns || mapsId(ns, 5, 'gids') ? ',gid=5' : '';
   const late: FstabLine[] = [
-    ['devpts', r('/dev/pts'), 'devpts', 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5'],
+    ...(ns ? ROOTLESS_DEVICES.map((d): FstabLine => ['/dev/' + d, r('/dev/' + d), 'none', 'bind']) : []),
+    ['devpts', r('/dev/pts'), 'devpts', 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620' + ptsGid],
     ['shm', r('/dev/shm'), 'tmpfs', 'nosuid,noexec,nodev,mode=1777,size=65536k'],
     ['mqueue', r('/dev/mqueue'), 'mqueue', 'nosuid,noexec,nodev'],
-    ['sysfs', r('/sys'), 'sysfs', 'ro,nosuid,noexec,nodev'],
+    ns && p.network === 'host' ? ['/sys', r('/sys'), 'none', 'rbind,ro'] : ['sysfs', r('/sys'), 'sysfs', 'ro,nosuid,noexec,nodev'],
   ];
   for (const m of p.mounts) {
     if (m.type === 'tmpfs') {

@@ -1,0 +1,94 @@
+/**
+ * Run by rootless.test.ts as an unprivileged user: `createExecutor()` (auto) in `<base>/root` (a
+ * busybox rootfs the user owns), temp dirs in `<base>/tmp`. Prints one JSON line with what each
+ * run showed; the test makes the assertions.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { createExecutor } from '../index.ts';
+import { BuiltinExecutor } from '../builtin.ts';
+import type { RunOptions, RunSpec } from '../types.ts';
+
+const base = process.argv[2];
+const rootfs = path.join(base, 'root');
+const tmpDir = path.join(base, 'tmp');
+const ex = await createExecutor({ tmpDir });
+
+const run = async (script: string, extra: Partial<RunSpec> = {}, opts: RunOptions = {}) => {
+  let stdout = '';
+  let stderr = '';
+  try {
+    const r = await ex.run({ rootfs, argv: ['/bin/sh', '-c', script], env: [], cwd: '/', ...extra }, {
+      ...opts,
+      onOutput: (s, c) => (s === 'stdout' ? (stdout += c) : (stderr += c)),
+    });
+    return { exitCode: r.exitCode, oomKilled: r.oomKilled, stdout, stderr };
+  } catch (e) {
+    const err = e as { code?: string; message: string };
+    return { error: err.code ?? 'unknown', message: err.message, stdout, stderr };
+  }
+};
+
+/** Processes of ours still running a container's `sleep 100`. */
+const sleepers = async () => {
+  const out: string[] = [];
+  for (const pid of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmd = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmd === ['sleep', '100', ''].join('\0')) out.push(pid);
+  }
+  return out;
+};
+
+const nss = ['user', 'pid', 'mnt', 'uts', 'ipc', 'net'];
+const basic = await run(
+  [
+    'id -u; id -g; echo $$; hostname',
+    'ls /proc | grep -E "^[0-9]+$" | wc -l',
+    "ip -o link | awk -F': ' '{print $2}' | tr '\\n' ' '; echo",
+    ...nss.map((n) => `readlink /proc/self/ns/${n}`),
+    'echo hi > /written; ls -ln /written | awk "{print \\$3}"',
+    'echo x > /dev/null && head -c 4 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c',
+    'ls /sys/class/net | tr "\\n" " "; echo',
+    'mount -t tmpfs none /tmp 2>/dev/null && echo MOUNTED || echo nomount',
+  ].join('; '),
+  { hostname: 'rootless-box', network: 'none' },
+);
+const host = Object.fromEntries(await Promise.all(nss.map(async (n) => [n, await fs.readlink(`/proc/self/ns/${n}`)])));
+const written = await fs.stat(path.join(rootfs, 'written')).then((s) => [s.uid, s.gid], () => null);
+
+const memory = await run('echo ran', { limits: { memory: 64 << 20 } });
+const pids = await run('echo ran', { limits: { pids: 10 } });
+const user1000 = await run('id -u; id -g; touch /tmp/by1000', { user: '1000:1000' });
+const by1000 = await fs.stat(path.join(rootfs, 'tmp/by1000')).then((s) => [s.uid, s.gid], () => null);
+const builder = await run('id', { user: 'builder' });
+const hostNet = await run('ls /sys/class/net | grep -qx lo && echo sys-ok', { network: 'host' });
+
+const ac = new AbortController();
+const t0 = Date.now();
+const aborted = run('sleep 100 & sleep 100 & sleep 100', {}, { signal: ac.signal });
+let sleepersBefore: string[] = [];
+setTimeout(async () => {
+  sleepersBefore = await sleepers(); // proves the check below can see the container's processes
+  ac.abort(new Error('user abort'));
+}, 500);
+const abort = { ...(await aborted), ms: Date.now() - t0, sleepersBefore, sleepersAfter: await sleepers() };
+
+console.log(
+  JSON.stringify({
+    uid: process.getuid?.(),
+    name: ex.name,
+    userNs: ex instanceof BuiltinExecutor ? ex.userNs?.kind : undefined,
+    basic,
+    host,
+    written,
+    memory,
+    pids,
+    user1000,
+    by1000,
+    builder,
+    hostNet,
+    abort,
+    tmpLeft: await fs.readdir(tmpDir),
+  }),
+);
