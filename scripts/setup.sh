@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v busybox >/dev/null || [ -x /bin/busybox ] || need_apt+=(busybox-static)
-for tool in crun runc umoci skopeo mksquashfs getfattr; do
+for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap; do
   command -v "$tool" >/dev/null || case "$tool" in
     mksquashfs) need_apt+=(squashfs-tools) ;;
     getfattr) need_apt+=(attr) ;;
+    newuidmap) need_apt+=(uidmap) ;;
     *) need_apt+=("$tool") ;;
   esac
 done
