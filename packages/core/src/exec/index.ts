@@ -15,7 +15,10 @@ export { BuiltinExecutor } from './builtin.ts';
 export { OciRuntimeExecutor } from './oci-runtime.ts';
 
 export interface CreateExecutorOptions extends ExecutorOptions {
-  /** auto (default): an OCI runtime when one is installed and works with the cgroup layout, else builtin. */
+  /**
+   * auto (default): as root, an OCI runtime when one is installed and works with the cgroup
+   * layout, else builtin; not root: the built-in executor in rootless mode (rootless.ts).
+   */
   kind?: 'auto' | 'builtin' | 'oci';
   /** Force a runtime; default: runc on v1/hybrid cgroups, crun on pure v2 (either as fallback). */
   runtime?: RuntimeName;
@@ -27,6 +30,9 @@ export async function createExecutor(opts: CreateExecutorOptions = {}): Promise<
   const runtime = await pickRuntime(opts.runtime);
   if (runtime) return OciRuntimeExecutor.create(runtime.name, runtime.path, opts);
   if (kind === 'oci') {
+    if (process.getuid?.() !== 0) {
+      throw new VlabError('E_EXEC_UNAVAILABLE', 'the OCI executor needs root (rootless runc/crun is not supported): use the built-in executor, which runs rootless');
+    }
     throw new VlabError('E_EXEC_UNAVAILABLE', `no usable OCI runtime (${opts.runtime ?? 'runc or crun'}) found`);
   }
   return BuiltinExecutor.create(opts);
