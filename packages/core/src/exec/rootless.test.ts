@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkLimits, checkUser, subidRange, userNsArgs, type UserNs } from './rootless.ts';
 import { makeBusyboxRootfs } from './testing/rootfs.ts';
+import { processesUnder } from './testing/suite.ts';
 import type { CgroupLayout } from './cgroups.ts';
 
 const script = fileURLToPath(new URL('./testing/rootless-script.ts', import.meta.url));
@@ -91,18 +92,6 @@ function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number 
   });
 }
 
-/** Host processes whose root or cwd is under `dir`. */
-async function processesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const pid of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    for (const link of ['root', 'cwd']) {
-      const t = await fs.readlink(`/proc/${pid}/${link}`).catch(() => '');
-      if (t.startsWith(dir)) out.push(`${pid} ${link}=${t}`);
-    }
-  }
-  return out;
-}
 
 describe.skipIf(!canSwitch)('rootless builtin executor (as nobody; skipped unless root with setpriv, unshare, newuidmap)', () => {
   const dirs: string[] = [];

@@ -255,7 +255,7 @@ async function removeCgroupParent(parent: string): Promise<void> {
 }
 
 /** Host processes whose root or cwd is under `dir`. */
-async function processesUnder(dir: string): Promise<string[]> {
+export async function processesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const pid of await fs.readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
