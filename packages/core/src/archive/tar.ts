@@ -105,6 +105,8 @@ function chunker(size: number): import('node:stream').Transform {
   let len = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
+      // Big chunks (a large file's data) pass through as they are: no copy.
+      if (len === 0 && chunk.length >= size) return cb(null, chunk);
       parts.push(chunk);
       len += chunk.length;
       if (len >= size) {
