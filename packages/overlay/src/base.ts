@@ -29,6 +29,13 @@ export abstract class BaseSnapshotter implements Snapshotter {
     return this.need(key);
   }
 
+  /** The record of active snapshot `key`, fresh from disk; E_SNAPSHOT_KIND when it is not active. */
+  protected async activeRecord(key: string, action: string): Promise<Record_> {
+    const r = await this.fresh(key);
+    if (r.kind !== 'active') throw new VlabError('E_SNAPSHOT_KIND', `cannot ${action} ${key}: it is ${r.kind}, not active`, { details: { key } });
+    return r;
+  }
+
   protected need(key: string): Record_ {
     const r = this.store.get(key);
     if (!r) throw new VlabError('E_SNAPSHOT_NOT_FOUND', `snapshot ${key} not found`, { details: { key } });

@@ -32,14 +32,12 @@ export class NativeSnapshotter extends BaseSnapshotter {
   }
 
   async writableDir(key: string): Promise<{ dir: string; whiteouts: WhiteoutMode }> {
-    const r = await this.fresh(key);
-    if (r.kind !== 'active') throw new VlabError('E_SNAPSHOT_KIND', `snapshot ${key} is ${r.kind}, not active`, { details: { key } });
+    const r = await this.activeRecord(key, 'write to');
     return { dir: this.fsDir(r.id), whiteouts: 'oci' };
   }
 
   async diffSource(key: string): Promise<DiffSourceInfo> {
-    const r = await this.fresh(key);
-    if (r.kind !== 'active') throw new VlabError('E_SNAPSHOT_KIND', `cannot diff ${key}: it is ${r.kind}, not active`, { details: { key } });
+    const r = await this.activeRecord(key, 'diff');
     const base = r.parent ? this.fsDir(this.need(r.parent).id) : undefined;
     return { kind: 'compare', dir: this.fsDir(r.id), base };
   }

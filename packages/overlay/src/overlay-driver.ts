@@ -5,7 +5,6 @@
  */
 import { promises as fs, existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { VlabError } from '@vlab/errors';
 import type { Mount, SnapshotKind, WhiteoutMode, DiffSourceInfo } from './types.ts';
 import { BaseSnapshotter } from './base.ts';
 import type { MetaStore } from './store.ts';
@@ -59,14 +58,12 @@ export class OverlaySnapshotter extends BaseSnapshotter {
   }
 
   async writableDir(key: string): Promise<{ dir: string; whiteouts: WhiteoutMode }> {
-    const r = await this.fresh(key);
-    if (r.kind !== 'active') throw new VlabError('E_SNAPSHOT_KIND', `snapshot ${key} is ${r.kind}, not active`, { details: { key } });
+    const r = await this.activeRecord(key, 'write to');
     return { dir: this.fsDir(r.id), whiteouts: 'overlay' };
   }
 
   async diffSource(key: string): Promise<DiffSourceInfo> {
-    const r = await this.fresh(key);
-    if (r.kind !== 'active') throw new VlabError('E_SNAPSHOT_KIND', `cannot diff ${key}: it is ${r.kind}, not active`, { details: { key } });
+    const r = await this.activeRecord(key, 'diff');
     return { kind: 'upper', upper: this.fsDir(r.id) };
   }
 
