@@ -15,6 +15,7 @@ for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap; do
   esac
 done
 [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -27,5 +28,7 @@ fi
 
 command -v pnpm >/dev/null || npm install -g pnpm@9.15.9 >/dev/null 2>&1
 pnpm install --frozen-lockfile --reporter=silent
+# The C helpers (vlab-mount, vlab-init): one syscall batch instead of a util-linux process chain.
+bash scripts/build-native.sh
 # One-file CLI bundle for fast starts (bin/vbuild.js falls back to the sources when it is stale).
 pnpm --filter @vlab/image bundle

@@ -32,6 +32,13 @@ import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './c
 import { DEFAULT_CAPS, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS } from './defaults.ts';
 import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult } from './process.ts';
 import { checkLimits, checkUser, detectUserNs, makeRootlessDevTemplate, mapsId, ROOTLESS_DEVICES, userNsArgs, type UserNs } from './rootless.ts';
+import { nativeHelper } from '@vlab/overlay';
+import { nativeSpec } from './native-spec.ts';
+
+/** native/vlab-init.c, from the sources (src/exec/) or from the CLI bundle (dist/). */
+export function initHelper(): string | undefined {
+  return nativeHelper('vlab-init', [new URL('../../native/bin/vlab-init', import.meta.url), new URL('../native/bin/vlab-init', import.meta.url)]);
+}
 
 const TOOLS = ['sh', 'unshare', 'setpriv', 'mount', 'mknod', 'env', 'cp'] as const;
 type Tools = Record<(typeof TOOLS)[number], string> & { ip?: string; hostname?: string };
@@ -60,16 +67,28 @@ export async function findBuiltinTools(): Promise<Tools> {
 export class BuiltinExecutor implements Executor {
   readonly name = 'builtin';
   private readonly hostKinds = new Map<string, 'dir' | 'file' | undefined>();
+  /**
+   * How a container starts: `native` = one vlab-init process (as root, when it is built);
+   * `shell` = the util-linux chain (no C compiler, or rootless).
+   */
+  readonly launcher: 'native' | 'shell';
+  private readonly init?: string;
   constructor(
     private readonly tools: Tools,
     private readonly devTemplate: string,
-    private readonly opts: ExecutorOptions = {},
+    private readonly opts: ExecutorOptions & { launcher?: 'native' | 'shell' } = {},
     /** Set in rootless mode: the user namespace mapping every run gets. */
     readonly userNs?: UserNs,
-  ) {}
+  ) {
+    this.init = userNs || opts.launcher === 'shell' ? undefined : initHelper();
+    if (opts.launcher === 'native' && !this.init) {
+      throw new VlabError('E_EXEC_UNAVAILABLE', userNs ? 'vlab-init runs as root only (rootless uses the shell launcher)' : 'vlab-init is not built (bash scripts/build-native.sh needs a C compiler)');
+    }
+    this.launcher = this.init ? 'native' : 'shell';
+  }
 
   /** As root: the full executor. Otherwise rootless (see rootless.ts). */
-  static async create(opts: ExecutorOptions = {}): Promise<BuiltinExecutor> {
+  static async create(opts: ExecutorOptions & { launcher?: 'native' | 'shell' } = {}): Promise<BuiltinExecutor> {
     const tools = await findBuiltinTools();
     if (process.getuid?.() !== 0) {
       // /proc/sys/kernel/hostname belongs to the host's root even in our uts namespace: the
@@ -104,6 +123,7 @@ export class BuiltinExecutor implements Executor {
     try {
       if (ns) checkUser(ns, prep.user, spec.user ?? '');
       else cg = await Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`, spec.limits);
+      if (this.init) return await this.runNative(prep, cg, startedAt, opts);
       const t = this.tools;
       const unshareArgs = [...(ns ? userNsArgs(ns) : []), '--pid', '--fork', '--kill-child', '--mount', '--uts', '--ipc', '--propagation', 'private'];
       if (prep.network !== 'host') unshareArgs.push('--net');
@@ -111,14 +131,18 @@ export class BuiltinExecutor implements Executor {
       // no pre-exec hook), and moving it afterwards races with its first forks and allocations.
       // So a shell writes its own pid into every cgroup.procs and only then execs the container:
       // everything the container ever forks is born inside the limits.
-      const trampoline = `s=$1; shift; for f do echo $$ > "$f" || exit 125; done; exec ${q(t.unshare)} ${unshareArgs.join(' ')} ${q(t.sh)} -c "$s"`;
+      // stdin comes from a file: Node's stdio pipes are sockets, which /dev/stdin cannot reopen.
+      const stdinFile = opts.stdin ? path.join(prep.dir, 'stdin') : undefined;
+      if (stdinFile) await fs.writeFile(stdinFile, opts.stdin!, { mode: 0o600 });
+      const redirect = stdinFile ? `exec 0<${q(stdinFile)} || exit 125; ` : '';
+      const trampoline = `${redirect}s=$1; shift; for f do echo $$ > "$f" || exit 125; done; exec ${q(t.unshare)} ${unshareArgs.join(' ')} ${q(t.sh)} -c "$s"`;
       const tables = fstabs(prep, (p) => this.hostKind(p), ns);
       const files = { early: path.join(prep.dir, 'fstab.early'), late: path.join(prep.dir, 'fstab.late') };
       await fs.writeFile(files.early, tables.early);
       await fs.writeFile(files.late, tables.late);
       const devTemplate = ns ? await makeRootlessDevTemplate(prep.dir) : this.devTemplate;
       const setup = setupScript(prep, t, devTemplate, files, ns);
-      const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setup, ...(cg?.procsFiles() ?? [])], opts);
+      const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setup, ...(cg?.procsFiles() ?? [])], { ...opts, stdin: undefined });
       const cgroup = cg;
       const exit = await waitOrAbort(child.exited, opts.signal, () => {
         // SIGKILL to unshare kills pid 1 (--kill-child), which tears down the pid namespace; the
@@ -135,6 +159,26 @@ export class BuiltinExecutor implements Executor {
       await cg?.destroy().catch(() => {});
       await prep.cleanup();
     }
+  }
+
+  /** One vlab-init process: joins the cgroups, clones the namespaces, mounts, pivots, execs. */
+  private async runNative(prep: PreparedRun, cg: Cgroup | undefined, startedAt: number, opts: RunOptions): Promise<RunResult> {
+    const specFile = path.join(prep.dir, 'spec');
+    const stdinFile = opts.stdin ? path.join(prep.dir, 'stdin') : undefined;
+    if (stdinFile) await fs.writeFile(stdinFile, opts.stdin!, { mode: 0o600 });
+    await fs.writeFile(specFile, nativeSpec({ prep, hostHas: (p) => this.hostKind(p), cgroupProcs: cg?.procsFiles() ?? [], stdinFile }));
+    const child = spawnStreaming(this.init!, [specFile], { ...opts, stdin: undefined });
+    const exit = await waitOrAbort(child.exited, opts.signal, () => {
+      // SIGKILL to vlab-init kills the container's pid 1 (parent-death signal), which takes the
+      // pid namespace with it; the cgroup sweep catches anything that raced.
+      void killUntil(child.exited, async () => {
+        child.kill('SIGKILL');
+        await cg?.killAll(0);
+      });
+    });
+    await cg?.killAll();
+    const stats: CgroupStats = cg ? await cg.stats() : { oomKills: 0 };
+    return wallResult(exit, startedAt, stats);
   }
 }
 
@@ -176,10 +220,17 @@ export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files
   return L.join('\n');
 }
 
-type FstabLine = [source: string, target: string, type: string, options: string];
+export type FstabLine = [source: string, target: string, type: string, options: string];
 
 /** The two mount tables: before /dev is filled (root, /proc, /dev) and after (everything else). */
 export function fstabs(p: PreparedRun, hostHas: (containerPath: string) => 'dir' | 'file' | undefined, ns?: UserNs): { early: string; late: string } {
+  const { early, late } = containerMounts(p, hostHas, ns);
+  const fmt = (lines: FstabLine[]) => lines.map((l) => l.map(fstabEscape).join(' ') + ' 0 0\n').join('');
+  return { early: fmt(early), late: fmt(late) };
+}
+
+/** The container's mounts as data, in mount(8) terms; shared by the shell and vlab-init paths. */
+export function containerMounts(p: PreparedRun, hostHas: (containerPath: string) => 'dir' | 'file' | undefined, ns?: UserNs): { early: FstabLine[]; late: FstabLine[] } {
   const R = p.rootfs;
   const r = (sub: string) => path.join(R, sub);
   const early: FstabLine[] = [
@@ -213,13 +264,17 @@ export function fstabs(p: PreparedRun, hostHas: (containerPath: string) => 'dir'
     if (kind === 'file') late.push(['/dev/null', r(m), 'none', 'bind']);
   }
   for (const m of READONLY_PATHS) if (hostHas(m)) late.push([r(m), r(m), 'none', 'bind,ro']);
-  const fmt = (lines: FstabLine[]) => lines.map((l) => l.map(fstabEscape).join(' ') + ' 0 0\n').join('');
-  return { early: fmt(early), late: fmt(late) };
+  return { early, late };
 }
 
 function fstabEscape(s: string): string {
   return s.replace(/[\\ \t\n]/g, (c) => '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'));
 }
+
+/** A container's /dev (Docker's): character devices (name, major, minor; mode 0666), links, dirs. */
+export const DEV_NODES: [string, number, number][] = [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]];
+export const DEV_LINKS: [string, string][] = [['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2'], ['ptmx', 'pts/ptmx'], ['core', '/proc/kcore']];
+export const DEV_DIRS = ['pts', 'shm', 'mqueue'];
 
 /** Where the /dev template lives (device nodes, std links, empty pts/shm/mqueue dirs). */
 export const DEV_TEMPLATE = '/run/vlab/dev-template';
@@ -230,11 +285,9 @@ async function ensureDevTemplate(t: Tools): Promise<string> {
   await fs.mkdir(path.dirname(DEV_TEMPLATE), { recursive: true });
   const tmp = await fs.mkdtemp(DEV_TEMPLATE + '.');
   try {
-    const devs: [string, number, number][] = [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]];
-    for (const [n, maj, min] of devs) await promisify(execFile)(t.mknod, ['-m', '666', path.join(tmp, n), 'c', String(maj), String(min)]);
-    const links: [string, string][] = [['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2'], ['ptmx', 'pts/ptmx'], ['core', '/proc/kcore']];
-    for (const [n, target] of links) await fs.symlink(target, path.join(tmp, n));
-    for (const d of ['pts', 'shm', 'mqueue']) await fs.mkdir(path.join(tmp, d));
+    for (const [n, maj, min] of DEV_NODES) await promisify(execFile)(t.mknod, ['-m', '666', path.join(tmp, n), 'c', String(maj), String(min)]);
+    for (const [n, target] of DEV_LINKS) await fs.symlink(target, path.join(tmp, n));
+    for (const d of DEV_DIRS) await fs.mkdir(path.join(tmp, d));
     await fs.chmod(tmp, 0o755);
     await fs.rename(tmp, DEV_TEMPLATE).catch(() => {}); // lost a race: the other one is as good
   } finally {

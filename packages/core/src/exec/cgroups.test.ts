@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { detectCgroups, sharesToWeight } from './cgroups.ts';
 import { createExecutor } from './index.ts';
+import { BuiltinExecutor, initHelper } from './builtin.ts';
 
 describe('cgroups', () => {
   it('detects the layout of this machine', async () => {
@@ -13,11 +14,15 @@ describe('cgroups', () => {
     expect(sharesToWeight(2)).toBe(1);
     expect(sharesToWeight(262144)).toBe(10000);
   });
-  it('auto picks runc on v1/hybrid and crun first on pure v2', async () => {
+  it('auto picks the built-in executor with vlab-init as root, else runc on v1/hybrid, crun first on pure v2', async () => {
     const { version } = await detectCgroups();
+    expect(initHelper(), 'vlab-init is not built: run bash scripts/build-native.sh').toBeDefined();
     const ex = await createExecutor();
-    if (version === 'v2') expect(['crun', 'runc', 'builtin']).toContain(ex.name);
-    else expect(['runc', 'builtin']).toContain(ex.name);
+    expect(ex.name).toBe('builtin');
+    expect((ex as BuiltinExecutor).launcher).toBe('native');
+    const oci = await createExecutor({ kind: 'oci' });
+    if (version === 'v2') expect(['crun', 'runc']).toContain(oci.name);
+    else expect(oci.name).toBe('runc');
     expect((await createExecutor({ kind: 'builtin' })).name).toBe('builtin');
   });
 });

@@ -89,9 +89,13 @@ export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
   }
   c.created.length = 0;
   // mtime only, to the nanosecond (Node's utimes goes through a double: ~µs), one `touch` for
-  // all parents with the same mtime. atime is not part of a layer.
+  // all parents with the same mtime, and none where it is already right (vlab-init restores
+  // them itself). atime is not part of a layer.
   const byTime = new Map<string, string[]>();
-  for (const [dir, [, mtime]] of c.parents) byTime.set(mtime, [...(byTime.get(mtime) ?? []), dir]);
+  for (const [dir, [, mtime]] of c.parents) {
+    if ((await times(dir).catch(() => undefined))?.[1] === mtime) continue;
+    byTime.set(mtime, [...(byTime.get(mtime) ?? []), dir]);
+  }
   await Promise.all([...byTime].map(([mtime, dirs]) => run('touch', ['-c', '-h', '-m', '-d', `@${mtime}`, ...dirs]).catch(() => {})));
   c.parents.clear();
 }

@@ -18,7 +18,7 @@ import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from '
 import { prepareRun, TMP_PREFIX } from './prepare.ts';
 import { buildOciConfig } from './oci-spec.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
-import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult } from './process.ts';
+import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult, type Exit } from './process.ts';
 
 const execFileP = promisify(execFile);
 
@@ -89,7 +89,14 @@ export class OciRuntimeExecutor implements Executor {
       if (this.name === 'runc') args.push('--keep');
       args.push(id);
       created = true;
-      const child = spawnStreaming(this.bin, args, opts);
+      let lastErr = '';
+      const child = spawnStreaming(this.bin, args, {
+        ...opts,
+        onOutput: (stream, chunk) => {
+          if (stream === 'stderr') lastErr = (lastErr + chunk.toString()).slice(-2048);
+          opts.onOutput?.(stream, chunk);
+        },
+      });
       const exit = await waitOrAbort(child.exited, opts.signal, () => {
         // The container process is the runtime's child, not ours: kill it through its cgroup
         // (which also catches everything it forked) and the runtime, until `run` returns.
@@ -103,7 +110,7 @@ export class OciRuntimeExecutor implements Executor {
       if (this.name === 'crun' && layout.version !== 'v2' && spec.limits?.memory !== undefined && exit.code === 137) {
         stats.oomKills = Math.max(stats.oomKills, 1);
       }
-      return wallResult(exit, startedAt, stats);
+      return wallResult(execFailure(exit, lastErr), startedAt, stats);
     } finally {
       if (created) {
         await ctr.killAll().catch(() => {});
@@ -118,4 +125,15 @@ export class OciRuntimeExecutor implements Executor {
   private async runtime(args: string[]): Promise<void> {
     await execFileP(this.bin, ['--root', this.stateRoot, ...args], { timeout: 10_000 });
   }
+}
+
+/**
+ * The runtime exits 1 when the container's process cannot be exec'd; like Docker, map its message
+ * to the shell's codes (127 not found, 126 not executable), which the other launchers return.
+ */
+function execFailure(exit: Exit, stderr: string): Exit {
+  if (exit.code !== 1 || !/unable to start container process: exec|executable file `/.test(stderr)) return exit;
+  if (/not found|no such file or directory/i.test(stderr)) return { code: 127, signal: null };
+  if (/permission denied|exec format error/i.test(stderr)) return { code: 126, signal: null };
+  return exit;
 }

@@ -12,7 +12,7 @@ import { VlabError } from '@vlab/errors';
 import type { ExtraMount, RunSpec } from './types.ts';
 import { resolveUser, type ResolvedUser } from './user.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
-import { createMountpoints, removeMountpoints, type MountpointRequest } from './mountpoints.ts';
+import { createMountpoints, removeMountpoints, type CreatedMountpoints, type MountpointRequest } from './mountpoints.ts';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 export const DEFAULT_HOSTNAME = 'vlab-build';
@@ -38,6 +38,8 @@ export interface PreparedRun {
   network: 'none' | 'host';
   /** /etc/hosts, /etc/resolv.conf, /etc/hostname binds, then the spec's mounts, in mount order. */
   mounts: PreparedMount[];
+  /** The mountpoints made in the rootfs for this run (vlab-init removes them itself when done). */
+  mountpoints: CreatedMountpoints;
   cleanup(): Promise<void>;
 }
 
@@ -98,6 +100,7 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
       hostname,
       network,
       mounts,
+      mountpoints: created,
       cleanup,
     };
   } catch (e) {

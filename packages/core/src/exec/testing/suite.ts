@@ -181,6 +181,35 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
       expect(rootCaps.stdout.trim()).toBe('CapBnd:\t00000000a80425fb'); // docker's default set
     });
 
+    it('argv[0]: looked up in the env PATH; missing → 127, not executable → 126, named on stderr', async () => {
+      await fs.mkdir(path.join(root, 'opt/tools'), { recursive: true });
+      await fs.writeFile(path.join(root, 'opt/tools/hello'), '#!/bin/sh\necho from-path\n', { mode: 0o755 });
+      await fs.writeFile(path.join(root, 'opt/tools/plain'), 'not a program\n', { mode: 0o644 });
+      const collect = async (argv: string[], env: string[]) => {
+        let err = '';
+        let out = '';
+        const r = await ex.run(spec(argv, { env }), { onOutput: (s, c) => (s === 'stdout' ? (out += c) : (err += c)) });
+        return { code: r.exitCode, out, err };
+      };
+      expect(await collect(['hello'], ['PATH=/opt/tools:/bin'])).toMatchObject({ code: 0, out: 'from-path\n' });
+      const missing = await collect(['no-such-tool'], []);
+      expect(missing.code).toBe(127);
+      expect(missing.err).toContain('no-such-tool');
+      expect((await collect(['/opt/tools/plain'], [])).code).toBe(126);
+    });
+
+    it('stdin: the given bytes are fd 0 and open again through /dev/stdin (heredoc #! scripts)', async () => {
+      const viaFd = await run('cat', {}, { stdin: Buffer.from('line one\n') });
+      expect(viaFd.stdout).toBe('line one\n');
+      let out = '';
+      const viaDev = await ex.run(spec(['/bin/sh', '/dev/stdin']), {
+        stdin: Buffer.from('echo from-script $((6*7))\n'),
+        onOutput: (s, c) => (s === 'stdout' ? (out += c) : undefined),
+      });
+      expect(viaDev.exitCode).toBe(0);
+      expect(out).toBe('from-script 42\n');
+    });
+
     it('abort kills the whole container and rejects with E_RUN_ABORTED', async () => {
       const ac = new AbortController();
       const t0 = Date.now();

@@ -1,0 +1,100 @@
+/**
+ * The spec file vlab-init (native/vlab-init.c) carries out: NUL-terminated tokens, a keyword and
+ * its arguments (the C file's header lists them). Everything is decided here, in TypeScript:
+ * mounts, devices, identity, capabilities; the helper only makes the system calls, in order.
+ */
+import path from 'node:path';
+import type { PreparedRun } from './prepare.ts';
+import { containerMounts, DEV_DIRS, DEV_LINKS, DEV_NODES, type FstabLine } from './builtin.ts';
+import { DEFAULT_CAPS, NOFILE_LIMIT } from './defaults.ts';
+
+/** mount(2) flags for the mount(8) option words we use; every other word is filesystem data. */
+const FLAG_WORDS: Record<string, number> = {
+  ro: 0x1, // MS_RDONLY
+  nosuid: 0x2,
+  nodev: 0x4,
+  noexec: 0x8,
+  strictatime: 1 << 24,
+  bind: 0x1000, // MS_BIND
+  rbind: 0x1000 | 0x4000, // MS_BIND | MS_REC
+};
+const MS_RDONLY = 0x1;
+const MS_REMOUNT = 0x20;
+const MS_BIND = 0x1000;
+
+/** Capability numbers (linux/capability.h) of the names in DEFAULT_CAPS. */
+const CAP_NUMBERS: Record<string, number> = {
+  chown: 0, dac_override: 1, dac_read_search: 2, fowner: 3, fsetid: 4, kill: 5, setgid: 6, setuid: 7, setpcap: 8,
+  linux_immutable: 9, net_bind_service: 10, net_broadcast: 11, net_admin: 12, net_raw: 13, ipc_lock: 14,
+  ipc_owner: 15, sys_module: 16, sys_rawio: 17, sys_chroot: 18, sys_ptrace: 19, sys_pacct: 20, sys_admin: 21,
+  sys_boot: 22, sys_nice: 23, sys_resource: 24, sys_time: 25, sys_tty_config: 26, mknod: 27, lease: 28,
+  audit_write: 29, audit_control: 30, setfcap: 31,
+};
+
+export function capNumbers(names: string[]): number[] {
+  return names.map((n) => {
+    const c = CAP_NUMBERS[n];
+    if (c === undefined) throw new Error(`unknown capability ${n}`);
+    return c;
+  });
+}
+
+/** One fstab line → the mount(2) calls it takes: a read-only bind is a bind, then a remount. */
+export function mountCalls([source, target, type, options]: FstabLine): string[][] {
+  let flags = 0;
+  const data: string[] = [];
+  for (const o of options.split(',').filter(Boolean)) {
+    if (o in FLAG_WORDS) flags |= FLAG_WORDS[o]!;
+    else data.push(o);
+  }
+  const nul = (s: string) => (s === '' || s === 'none' ? '-' : s);
+  if (flags & MS_BIND) {
+    const calls = [['mount', source, target, '-', String(flags & ~MS_RDONLY), '-']];
+    if (flags & MS_RDONLY) calls.push(['mount', '-', target, '-', String(MS_REMOUNT | MS_BIND | (flags & 0xf)), '-']);
+    return calls;
+  }
+  return [['mount', source, target, nul(type), String(flags), nul(data.join(','))]];
+}
+
+export interface NativeSpecInput {
+  prep: PreparedRun;
+  hostHas: (containerPath: string) => 'dir' | 'file' | undefined;
+  /** cgroup.procs files to join before anything forks. */
+  cgroupProcs: string[];
+  /** A file to read as stdin (the run's stdin bytes, written out by the executor). */
+  stdinFile?: string;
+}
+
+export function nativeSpec({ prep, hostHas, cgroupProcs, stdinFile }: NativeSpecInput): Buffer {
+  const t: string[][] = [];
+  for (const f of cgroupProcs) t.push(['cgroup', f]);
+  if (stdinFile) t.push(['stdin', stdinFile]);
+  if (prep.network !== 'host') t.push(['net']);
+  const { early, late } = containerMounts(prep, hostHas);
+  for (const line of early) t.push(...mountCalls(line));
+  const dev = path.join(prep.rootfs, 'dev');
+  for (const [name, major, minor] of DEV_NODES) t.push(['mknod', path.join(dev, name), '666', String(major), String(minor)]);
+  for (const [name, target] of DEV_LINKS) t.push(['symlink', target, path.join(dev, name)]);
+  for (const d of DEV_DIRS) t.push(['mkdir', path.join(dev, d), '755']);
+  for (const line of late) t.push(...mountCalls(line));
+  t.push(['hostname', prep.hostname]);
+  if (prep.network !== 'host') t.push(['lo']);
+  t.push(['nofile', String(NOFILE_LIMIT)]);
+  t.push(['root', prep.rootfs]);
+  const u = prep.user;
+  t.push(['cwd', prep.cwd], ['uid', String(u.uid)], ['gid', String(u.gid)], ['groups', u.additionalGids.join(',')]);
+  t.push(['caps', capNumbers(DEFAULT_CAPS).join(',')]);
+  for (const e of prep.env) t.push(['env', e]);
+  for (const a of prep.argv) t.push(['arg', a]);
+  // After the container: its mountpoints go (deepest first, if still empty), parents' mtimes back.
+  const mp = prep.mountpoints;
+  for (const c of [...mp.created].reverse()) t.push([c.kind === 'dir' ? 'rmdir' : 'rmfile', c.path]);
+  for (const [dir, [, mtime]] of mp.parents) {
+    const [sec, nsec] = mtime.split('.');
+    t.push(['mtime', dir, sec!, String(Number(nsec))]);
+  }
+  for (const tok of t.flat()) {
+    if (tok.includes('\0')) throw new Error(`a NUL byte in ${JSON.stringify(tok)}`);
+  }
+  return Buffer.from(t.flat().map((s) => s + '\0').join(''));
+}
