@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the two small C helpers (see the comment at the top of each for why they exist):
-#   packages/overlay/native/bin/vlab-mount   mount(2)/umount2(2) for the overlay package
+#   packages/overlay/native/bin/vlab-sys     mount(2), umount2(2), xattr reads for the overlay package
 #   packages/core/native/bin/vlab-init       the built-in executor's container launcher
 # Without a C compiler nothing is built and both packages fall back to util-linux (slower).
 set -euo pipefail
@@ -10,7 +10,7 @@ if ! command -v "$CC" >/dev/null; then
   echo "build-native: no C compiler ($CC): using the util-linux fallbacks" >&2
   exit 0
 fi
-for pair in overlay:vlab-mount core:vlab-init; do
+for pair in overlay:vlab-sys core:vlab-init; do
   pkg="${pair%%:*}" name="${pair##*:}"
   src="packages/$pkg/native/$name.c"
   [ -f "$src" ] || continue

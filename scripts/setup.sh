@@ -28,7 +28,7 @@ fi
 
 command -v pnpm >/dev/null || npm install -g pnpm@9.15.9 >/dev/null 2>&1
 pnpm install --frozen-lockfile --reporter=silent
-# The C helpers (vlab-mount, vlab-init): one syscall batch instead of a util-linux process chain.
+# The C helpers (vlab-sys, vlab-init): one syscall batch instead of a util-linux process chain.
 bash scripts/build-native.sh
 # One-file CLI bundle for fast starts (bin/vbuild.js falls back to the sources when it is stale).
 pnpm --filter @vlab/image bundle

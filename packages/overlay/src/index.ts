@@ -8,14 +8,14 @@ import { diffSource, type DiffOptions } from './layer/diff.ts';
 
 export * from './types.ts';
 export { createSnapshotter, probeOverlay, type SnapshotterOptions } from './snapshotter.ts';
-export { mountAll, unmountAll, mountSnapshot, isMounted, overlayMountArgs, mountHelper } from './mount.ts';
+export { mountAll, unmountAll, mountSnapshot, isMounted, overlayMountArgs } from './mount.ts';
 export { nativeHelper } from './native.ts';
 export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
 export { writeLayer, hashingStream, hasZstd, type Compression, type LayerWritten } from './layer/digest.ts';
 export { diffSource, type DiffOptions } from './layer/diff.ts';
 export { UnionView } from './union-view.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';
-export { isRealRoot } from './sys.ts';
+export { isRealRoot, sysHelper } from './sys.ts';
 export { withFileLock } from './lock.ts';
 
 /**

@@ -10,15 +10,9 @@ import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { Mount, Snapshotter } from './types.ts';
-import { run } from './sys.ts';
-import { nativeHelper } from './native.ts';
+import { run, sysHelper, sysOp } from './sys.ts';
 
 const PAGE = 4096;
-
-/** native/vlab-mount.c, from the sources (src/) or from the CLI bundle (packages/core/dist/). */
-export function mountHelper(): string | undefined {
-  return nativeHelper('vlab-mount', [new URL('../native/bin/vlab-mount', import.meta.url), new URL('../../overlay/native/bin/vlab-mount', import.meta.url)]);
-}
 
 function commonParent(dirs: string[]): string {
   let parts = path.dirname(dirs[0]).split('/');
@@ -49,18 +43,18 @@ export function overlayMountArgs(m: Mount): { options: string; cwd?: string } {
 
 /**
  * Mount `mounts` in order onto `target` (created if missing). Throws E_MOUNT. Through the
- * vlab-mount helper when it is built (one syscall per call), else util-linux mount(8).
+ * vlab-sys helper's server when it is built (one syscall per call), else util-linux mount(8).
  */
 export async function mountAll(mounts: Mount[], target: string): Promise<void> {
   await fs.mkdir(target, { recursive: true });
-  const helper = mountHelper();
+  const helper = sysHelper();
   for (const m of mounts) {
     let r;
     if (m.type === 'bind') {
       const ro = m.options.includes('ro');
       const rec = m.options.includes('rbind');
       if (helper) {
-        r = await run(helper, ['bind', m.source, target, ...(rec ? ['rec'] : []), ...(ro ? ['ro'] : [])]);
+        r = await sysOp(helper, ['bind', m.source, target, ...(rec ? ['rec'] : []), ...(ro ? ['ro'] : [])]);
       } else {
         r = await run('mount', [rec ? '--rbind' : '--bind', m.source, target]);
         if (r.code === 0 && ro) r = await run('mount', ['-o', 'remount,bind,ro', target]);
@@ -68,7 +62,7 @@ export async function mountAll(mounts: Mount[], target: string): Promise<void> {
     } else {
       const { options, cwd } = overlayMountArgs(m);
       r = helper
-        ? await run(helper, ['mount', m.type, m.source, target, options], { cwd })
+        ? await sysOp(helper, ['mount', m.type, m.source, target, options], cwd)
         : await run('mount', ['-t', m.type, m.source, '-o', options, target], { cwd });
     }
     if (r.code !== 0) {
@@ -90,8 +84,8 @@ export function isMounted(target: string): boolean {
 /** Unmount everything stacked on `target`. Idempotent: a target that is not mounted is fine. */
 export async function unmountAll(target: string): Promise<void> {
   const t = await fs.realpath(target).catch(() => path.resolve(target));
-  const helper = mountHelper();
-  const umount = (lazy: boolean) => (helper ? run(helper, ['umount', t, ...(lazy ? ['lazy'] : [])]) : run('umount', [...(lazy ? ['-l'] : []), t]));
+  const helper = sysHelper();
+  const umount = (lazy: boolean) => (helper ? sysOp(helper, ['umount', t, ...(lazy ? ['lazy'] : [])]) : run('umount', [...(lazy ? ['-l'] : []), t]));
   for (let i = 0; i < 64 && isMounted(t); i++) {
     const r = await umount(false);
     if (r.code !== 0) {

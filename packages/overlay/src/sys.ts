@@ -1,10 +1,13 @@
 /**
- * The few system calls Node lacks, done by standard tools, one process per batch (never per file):
- * xattrs via `getfattr`/`setfattr` (Debian package `attr`), and whether we are the real root.
+ * The few system calls Node lacks: through our vlab-sys helper's server when it is built
+ * (native/vlab-sys.c), else by standard tools, one process per batch (never per file): xattrs via
+ * `getfattr`/`setfattr` (Debian package `attr`); and whether we are the real root.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { VlabError } from '@vlab/errors';
+import { nativeHelper } from './native.ts';
+import { sysServer } from './sys-server.ts';
 
 export interface RunResult { stdout: Buffer; stderr: string; code: number }
 
@@ -21,6 +24,20 @@ export function run(cmd: string, args: string[], opts: { input?: Buffer | string
     p.stdin.on('error', () => {});
     p.stdin.end(opts.input ?? '');
   });
+}
+
+/** native/vlab-sys.c, from the sources (src/) or from the CLI bundle (packages/core/dist/). */
+export function sysHelper(): string | undefined {
+  return nativeHelper('vlab-sys', [new URL('../native/bin/vlab-sys', import.meta.url), new URL('../../overlay/native/bin/vlab-sys', import.meta.url)]);
+}
+
+/** One vlab-sys operation: through the long-lived server, or one process if that one died. */
+export async function sysOp(helper: string, args: string[], cwd?: string): Promise<RunResult> {
+  try {
+    return await sysServer(helper).call(cwd, args);
+  } catch {
+    return run(helper, args, { cwd });
+  }
 }
 
 let realRoot: boolean | undefined;
@@ -45,7 +62,8 @@ function unescape(s: string): string {
 }
 
 function escape(p: string): string {
-  return [...Buffer.from(p)].map((c) => (c === 92 ? '\\\\' : c <= 32 || c >= 127 || c === 61 ? `\\${c.toString(8).padStart(3, '0')}` : String.fromCharCode(c))).join('');
+  // setfattr --restore decodes only octal escapes: a backslash must be written as \134 too.
+  return [...Buffer.from(p)].map((c) => (c <= 32 || c >= 127 || c === 61 || c === 92 ? `\\${c.toString(8).padStart(3, '0')}` : String.fromCharCode(c))).join('');
 }
 
 function decodeValue(v: string): Buffer {
@@ -62,7 +80,10 @@ export type XattrMap = Map<string, Map<string, Buffer>>; // absolute path -> nam
  * `match` is getfattr's name regex (default: every namespace we may read).
  */
 export async function readXattrsTree(dir: string, match = '-'): Promise<XattrMap> {
-  const r = await run('getfattr', ['-R', '-P', '-h', '-d', '-m', match, '-e', 'base64', '--absolute-names', dir]);
+  const helper = sysHelper();
+  const r = helper
+    ? await sysOp(helper, ['xattrs', dir, match])
+    : await run('getfattr', ['-R', '-P', '-h', '-d', '-m', match, '-e', 'base64', '--absolute-names', dir]);
   const out: XattrMap = new Map();
   if (r.code !== 0 && !r.stdout.length && r.stderr.trim()) {
     throw new VlabError('E_TOOL', `getfattr failed: ${r.stderr.trim()}`);
