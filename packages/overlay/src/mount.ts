@@ -85,11 +85,23 @@ export function isMounted(target: string): boolean {
 export async function unmountAll(target: string): Promise<void> {
   const t = await fs.realpath(target).catch(() => path.resolve(target));
   const helper = sysHelper();
-  const umount = (lazy: boolean) => (helper ? sysOp(helper, ['umount', t, ...(lazy ? ['lazy'] : [])]) : run('umount', [...(lazy ? ['-l'] : []), t]));
+  if (helper) {
+    // umount2 says EINVAL once nothing is mounted there (EPERM first for a user who cannot
+    // unmount anything): mountinfo is read only when it fails.
+    const notMounted = (err: string) => /Invalid argument|No such file or directory/.test(err) || !isMounted(t);
+    for (let i = 0; i < 64; i++) {
+      const r = await sysOp(helper, ['umount', t]);
+      if (r.code === 0) continue;
+      if (notMounted(r.stderr)) return;
+      const lazy = await sysOp(helper, ['umount', t, 'lazy']);
+      if (lazy.code !== 0 && !notMounted(lazy.stderr)) throw new VlabError('E_MOUNT', `unmounting ${t} failed: ${r.stderr.trim()}`, { details: { target: t } });
+    }
+    return;
+  }
   for (let i = 0; i < 64 && isMounted(t); i++) {
-    const r = await umount(false);
+    const r = await run('umount', [t]);
     if (r.code !== 0) {
-      const lazy = await umount(true);
+      const lazy = await run('umount', ['-l', t]);
       if (lazy.code !== 0) throw new VlabError('E_MOUNT', `unmounting ${t} failed: ${r.stderr.trim()}`, { details: { target: t } });
     }
   }

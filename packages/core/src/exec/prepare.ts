@@ -131,13 +131,13 @@ async function writeEtcFiles(dir: string, hostname: string, network: 'none' | 'h
     ['/etc/resolv.conf', 'resolv.conf', resolv],
     ['/etc/hostname', 'hostname', hostname + '\n'],
   ];
-  const out: [string, string][] = [];
-  for (const [target, name, content] of files) {
-    const file = path.join(dir, name);
-    await fs.writeFile(file, content, { mode: 0o644 });
-    out.push([target, file]);
-  }
-  return out;
+  return Promise.all(
+    files.map(async ([target, name, content]): Promise<[string, string]> => {
+      const file = path.join(dir, name);
+      await fs.writeFile(file, content, { mode: 0o644 });
+      return [target, file];
+    }),
+  );
 }
 
 /** The host's resolv.conf; without host networking, loopback resolvers are useless and dropped. */
