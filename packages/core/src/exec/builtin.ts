@@ -34,6 +34,7 @@ import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult } from
 import { checkLimits, checkUser, detectUserNs, makeRootlessDevTemplate, mapsId, ROOTLESS_DEVICES, userNsArgs, type UserNs } from './rootless.ts';
 import { nativeHelper } from '@vlab/overlay';
 import { nativeSpec } from './native-spec.ts';
+import { launchServer } from './launch-server.ts';
 
 /** native/vlab-init.c, from the sources (src/exec/) or from the CLI bundle (dist/). */
 export function initHelper(): string | undefined {
@@ -161,16 +162,19 @@ export class BuiltinExecutor implements Executor {
     }
   }
 
-  /** One vlab-init process: joins the cgroups, clones the namespaces, mounts, pivots, execs. */
+  /**
+   * Through the vlab-init server: one forked launch process joins the cgroups, clones the
+   * namespaces, mounts, pivots, execs.
+   */
   private async runNative(prep: PreparedRun, cg: Cgroup | undefined, startedAt: number, opts: RunOptions): Promise<RunResult> {
     const specFile = path.join(prep.dir, 'spec');
     const stdinFile = opts.stdin ? path.join(prep.dir, 'stdin') : undefined;
     if (stdinFile) await fs.writeFile(stdinFile, opts.stdin!, { mode: 0o600 });
     await fs.writeFile(specFile, nativeSpec({ prep, hostHas: (p) => this.hostKind(p), cgroupProcs: cg?.procsFiles() ?? [], stdinFile }));
-    const child = spawnStreaming(this.init!, [specFile], { ...opts, stdin: undefined });
+    const child = launchServer(this.init!).launch(specFile, opts.onOutput);
     const exit = await waitOrAbort(child.exited, opts.signal, () => {
-      // SIGKILL to vlab-init kills the container's pid 1 (parent-death signal), which takes the
-      // pid namespace with it; the cgroup sweep catches anything that raced.
+      // SIGKILL to the launch process kills the container's pid 1 (parent-death signal), which
+      // takes the pid namespace with it; the cgroup sweep catches anything that raced.
       void killUntil(child.exited, async () => {
         child.kill('SIGKILL');
         await cg?.killAll(0);

@@ -65,8 +65,18 @@ async function readLayout(): Promise<CgroupLayout> {
 }
 
 const KNOWN_V1 = new Set(['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'freezer', 'blkio', 'devices']);
-/** v1 hierarchies a build container joins: limits (memory, cpu, pids) and accounting (cpuacct). */
-const V1_JOIN = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer'];
+/**
+ * v1 hierarchies a build container joins: limits (memory, cpu, pids), accounting (cpuacct), and
+ * devices (which device nodes it may open).
+ */
+const V1_JOIN = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'devices'];
+
+/**
+ * The v1 device rules (Docker's and runc's defaults): any node may be created, only these opened.
+ * Without them a RUN with CAP_MKNOD could make a node for the host's disk and read it.
+ * (v2 does this with an eBPF program, which the built-in executor does not load: see README.)
+ */
+export const DEVICE_RULES = ['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm', 'c 10:200 rwm'];
 
 function unescapeMount(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
@@ -114,6 +124,10 @@ export class Cgroup {
       if (layout.version === 'v2') await enableV2Controllers(layout.unified!, path.dirname(rel));
       await Promise.all(cg.uniqueDirs().map((dir) => fs.mkdir(dir, { recursive: true })));
       await cg.writeLimits(limits);
+      if (cg.dirs.devices) {
+        await write(cg.dirs.devices, 'devices.deny', 'a');
+        await Promise.all(DEVICE_RULES.map((rule) => write(cg.dirs.devices!, 'devices.allow', rule)));
+      }
       return cg;
     } catch (e) {
       await cg.destroy().catch(() => {});
