@@ -44,8 +44,16 @@ export function initHelper(): string | undefined {
 const TOOLS = ['sh', 'unshare', 'setpriv', 'mount', 'mknod', 'env', 'cp'] as const;
 type Tools = Record<(typeof TOOLS)[number], string> & { ip?: string; hostname?: string };
 
-/** Finds the host tools the built-in executor needs; E_EXEC_UNAVAILABLE when one is missing. */
-export async function findBuiltinTools(): Promise<Tools> {
+let toolsFound: Promise<Tools> | undefined;
+
+/** Finds the host tools the built-in executor needs (once per process); E_EXEC_UNAVAILABLE when one is missing. */
+export function findBuiltinTools(): Promise<Tools> {
+  const p = (toolsFound ??= lookUpTools());
+  p.catch(() => (toolsFound = undefined)); // a later call looks again (e.g. after an install)
+  return p;
+}
+
+async function lookUpTools(): Promise<Tools> {
   const dirs = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
   const find = async (name: string) => {
     for (const d of dirs) {
@@ -54,14 +62,13 @@ export async function findBuiltinTools(): Promise<Tools> {
     }
     return undefined;
   };
+  const found = await Promise.all([...TOOLS, 'ip', 'hostname'].map(find));
   const out: Partial<Tools> = {};
-  for (const t of TOOLS) {
-    const p = await find(t);
-    if (!p) throw new VlabError('E_EXEC_UNAVAILABLE', `the built-in executor needs ${t} (util-linux) on the host`);
-    out[t] = p;
-  }
-  out.ip = await find('ip');
-  out.hostname = await find('hostname');
+  TOOLS.forEach((t, i) => {
+    if (!found[i]) throw new VlabError('E_EXEC_UNAVAILABLE', `the built-in executor needs ${t} (util-linux) on the host`);
+    out[t] = found[i];
+  });
+  [out.ip, out.hostname] = found.slice(TOOLS.length);
   return out as Tools;
 }
 
@@ -97,7 +104,9 @@ export class BuiltinExecutor implements Executor {
       if (!tools.hostname) throw new VlabError('E_EXEC_UNAVAILABLE', 'the rootless built-in executor needs hostname(1) on the host');
       return new BuiltinExecutor(tools, '', opts, await detectUserNs());
     }
-    return new BuiltinExecutor(tools, await ensureDevTemplate(tools), opts);
+    // vlab-init makes /dev itself; only the shell chain copies the template.
+    const native = opts.launcher !== 'shell' && initHelper() !== undefined;
+    return new BuiltinExecutor(tools, native ? '' : await ensureDevTemplate(tools), opts);
   }
 
   private hostKind(p: string): 'dir' | 'file' | undefined {

@@ -1,0 +1,36 @@
+import fsp from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSnapshotter } from '@vlab/overlay';
+import { Store } from '../store/store.ts';
+import { LayerManager } from './layers.ts';
+
+let root: string;
+beforeEach(async () => {
+  root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-layers-'));
+});
+afterEach(async () => {
+  await fsp.rm(root, { recursive: true, force: true });
+});
+
+describe('LayerManager.withWritableSnapshot', () => {
+  it('mounts a step overlay volatile (no sync of the whole filesystem on unmount) and still commits its layer', async () => {
+    const store = await Store.open(root);
+    const layers = new LayerManager(store, () => createSnapshotter(store.path('snapshots'), { driver: 'overlay' }));
+    const base = await layers.withWritableSnapshot([], async (rootfs) => fsp.writeFile(path.join(rootfs, 'base'), 'b'));
+    let options = '';
+    const top = await layers.withWritableSnapshot([base!], async (rootfs) => {
+      const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === rootfs);
+      options = line?.split(' - ')[1] ?? '';
+      await fsp.writeFile(path.join(rootfs, 'top'), 't');
+    });
+    const [major, minor] = os.release().split('.').map(Number);
+    if (major! > 5 || (major === 5 && minor! >= 10)) expect(options).toMatch(/^overlay .*volatile/);
+    expect(top?.digest).toMatch(/^sha256:/);
+    // The committed step is a lowerdir from now on: a view of both layers sees both files.
+    const seen = await layers.withView([base!, top!], async (r) => (await fsp.readdir(r)).sort());
+    expect(seen).toEqual(['base', 'top']);
+  });
+});
