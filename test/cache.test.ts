@@ -1,6 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { FileHashCache } from '../packages/core/src/context/hash-cache.ts';
 import { build, type BuildEvent } from '@vlab/image';
 import { buildWithEvents, cachedSteps, freshStore, makeContext, missedSteps, removeStore } from './helpers.ts';
 
@@ -32,6 +33,32 @@ describe('build cache', () => {
     expect(done(third.events).contextFilesHashed).toBe(1);
     expect(cachedSteps(third.events)).toHaveLength(1);
     await fsp.rm(ctx, { recursive: true });
+  });
+
+  it('a cold COPY reads each file once: hashed in the same read that packs the layer', async () => {
+    const files: Record<string, string> = { Dockerfile: 'FROM busybox\nCOPY data/ /data/\n' };
+    for (let i = 0; i < 40; i++) files[`data/f${i}.txt`] = `cold ${i}`;
+    files['data/big.bin'] = 'x'.repeat(600 * 1024); // streamed, not read whole
+    const ctx = await makeContext(files);
+    const separateReads = vi.spyOn(FileHashCache.prototype, 'hash');
+    try {
+      const first = await buildWithEvents({ context: ctx, root });
+      expect(done(first.events).contextFilesHashed).toBe(41);
+      expect(separateReads).not.toHaveBeenCalled();
+      // The learned hashes are the real ones: the same build again is a hit, nothing re-read.
+      const again = await buildWithEvents({ context: ctx, root });
+      expect(cachedSteps(again.events)).toHaveLength(1);
+      expect(done(again.events).contextFilesHashed).toBe(0);
+      expect(again.result.digest).toBe(first.result.digest);
+      // Every file touched (new mtimes, same bytes): packed and hashed again, and still a hit.
+      for (const f of Object.keys(files).filter((f) => f.startsWith('data/'))) await fsp.utimes(path.join(ctx, f), new Date(), new Date(Date.now() + 9000));
+      const touched = await buildWithEvents({ context: ctx, root });
+      expect(cachedSteps(touched.events)).toHaveLength(1);
+      expect(touched.result.digest).toBe(first.result.digest);
+    } finally {
+      separateReads.mockRestore();
+      await fsp.rm(ctx, { recursive: true });
+    }
   });
 
   it('a cached step mounts nothing and starts no container', async () => {

@@ -89,6 +89,7 @@ async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const target = selectTarget(df, opts.target);
   const engine = await openEngine(opts.root, opts.snapshotter);
   const hashes = await FileHashCache.load(engine.store.path('cache', 'filehash.json'));
+  const counted = { hits: hashes.hits, misses: hashes.misses }; // the cache may outlive a build
   const context = await BuildContext.open(contextDir, hashes, opts.dockerfile && typeof opts.dockerfile === 'string' ? path.resolve(opts.dockerfile) : undefined);
   const platform = hostPlatform();
   const predefined = predefinedArgs(platform);
@@ -146,8 +147,8 @@ async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     digest: stored.manifestDigest,
     durationMs: Date.now() - started,
     time: Date.now(),
-    contextFilesHashed: hashes.misses,
-    contextHashHits: hashes.hits,
+    contextFilesHashed: hashes.misses - counted.misses,
+    contextHashHits: hashes.hits - counted.hits,
   });
   return { imageId: stored.configDigest, digest: stored.manifestDigest, manifest: stored.manifest, config };
 }

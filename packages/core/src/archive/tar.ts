@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
@@ -63,6 +64,8 @@ export interface PackEntry {
   linkname?: string;
   /** Host file whose bytes are the entry's content (type 'file'). */
   source?: string;
+  /** Called with the sha256 (hex) of the bytes packed for `source`: hashing in the same read. */
+  onContentHash?: (sha256hex: string) => void;
 }
 
 /** Files up to this size are read in one synchronous call; larger ones are streamed. */
@@ -81,11 +84,18 @@ export async function packEntries(entries: Iterable<PackEntry>, out: import('nod
   for (const e of entries) {
     const header = { name: e.name, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, size: e.type === 'file' ? e.size : 0, linkname: e.linkname };
     if (e.type === 'file' && e.source && (e.size ?? 0) > SMALL_FILE) {
-      await pipeline(fs.createReadStream(e.source, { highWaterMark: 1 << 20 }), pack.entry(header));
+      const read = fs.createReadStream(e.source, { highWaterMark: 1 << 20 });
+      if (e.onContentHash) {
+        const h = createHash('sha256');
+        read.on('data', (c) => h.update(c));
+        await pipeline(read, pack.entry(header));
+        e.onContentHash(h.digest('hex'));
+      } else await pipeline(read, pack.entry(header));
       continue;
     }
     const body = e.type === 'file' && e.source ? fs.readFileSync(e.source) : undefined;
     if (body && body.length !== e.size) throw new Error(`${e.source} changed while it was being copied`);
+    if (body && e.onContentHash) e.onContentHash(createHash('sha256').update(body).digest('hex'));
     // The callback fires once the entry is flushed: waiting on every 64th keeps memory bounded.
     const flushed = new Promise<void>((res, rej) => {
       const cb = (err?: Error | null) => (err ? rej(err) : res());

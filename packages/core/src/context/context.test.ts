@@ -91,3 +91,23 @@ describe('COPY sources', () => {
     expect(await sum()).not.toBe(s1);
   });
 });
+
+describe('FileHashCache in a long-lived process', () => {
+  it('reuses the loaded cache while its file is the one it wrote; reloads when someone else rewrote it', async () => {
+    await write(['a.txt']);
+    const file = path.join(dir, 'cache', 'filehash.json');
+    const first = await FileHashCache.load(file);
+    const st = await fsp.lstat(path.join(dir, 'a.txt'));
+    const h = await first.hash(path.join(dir, 'a.txt'), st);
+    await first.save();
+    const second = await FileHashCache.load(file);
+    expect(second).toBe(first); // no re-parse
+    expect(second.peek(path.join(dir, 'a.txt'), st)).toBe(h);
+    // Another process replaces the file (new inode): loaded afresh, with its content.
+    await fsp.writeFile(`${file}.other`, JSON.stringify({ '/elsewhere': { size: 1, mtimeMs: 1, ino: 1, hash: 'x' } }));
+    await fsp.rename(`${file}.other`, file);
+    const third = await FileHashCache.load(file);
+    expect(third).not.toBe(first);
+    expect(third.peek(path.join(dir, 'a.txt'), st)).toBeUndefined();
+  });
+});

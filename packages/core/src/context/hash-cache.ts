@@ -41,7 +41,15 @@ export class FileHashCache {
 
   constructor(private readonly file?: string) {}
 
+  /**
+   * The cache of `file`. A long-lived process (an embedding tool, the bench's worker) keeps the
+   * last one it loaded or saved: while the file on disk is the one it wrote or read (same inode,
+   * size, mtime), the next build reuses it instead of parsing it again (~100 ms for 20,000 files).
+   */
   static async load(file: string): Promise<FileHashCache> {
+    const st = await fsp.stat(file).catch(() => undefined);
+    const kept = loaded.get(file);
+    if (kept && st && kept.stamp === stampOf(st)) return kept.cache;
     const c = new FileHashCache(file);
     const text = await fsp.readFile(file, 'utf8').catch(() => undefined);
     if (text) {
@@ -51,15 +59,33 @@ export class FileHashCache {
         // A corrupt cache only costs re-hashing.
       }
     }
+    if (st) loaded.set(file, { stamp: stampOf(st), cache: c });
     return c;
   }
 
-  async hash(absPath: string, st: fs.Stats): Promise<string> {
+  /** The remembered hash when `st` still matches it (no I/O), else undefined. */
+  peek(absPath: string, st: fs.Stats): string | undefined {
+    const known = this.known(absPath, st);
+    if (known !== undefined) this.hits++;
+    return known;
+  }
+
+  /** Like `peek`, without counting a hit (for planning). */
+  known(absPath: string, st: fs.Stats): string | undefined {
     const prev = this.entries.get(absPath);
-    if (prev && prev.size === st.size && prev.mtimeMs === st.mtimeMs && prev.ino === st.ino) {
-      this.hits++;
-      return prev.hash;
-    }
+    return prev && prev.size === st.size && prev.mtimeMs === st.mtimeMs && prev.ino === st.ino ? prev.hash : undefined;
+  }
+
+  /** A hash computed elsewhere from the bytes of `absPath` as `st` describes it (counts as hashed). */
+  record(absPath: string, st: fs.Stats, hash: string): void {
+    this.misses++;
+    this.entries.set(absPath, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, hash });
+    this.dirty = true;
+  }
+
+  async hash(absPath: string, st: fs.Stats): Promise<string> {
+    const known = this.peek(absPath, st);
+    if (known !== undefined) return known;
     this.misses++;
     const hash = st.size <= SMALL_FILE ? createHash('sha256').update(await fsp.readFile(absPath)).digest('hex') : await hashStream(absPath);
     this.entries.set(absPath, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, hash });
@@ -74,5 +100,13 @@ export class FileHashCache {
     await fsp.writeFile(tmp, JSON.stringify(Object.fromEntries(this.entries)));
     await fsp.rename(tmp, this.file);
     this.dirty = false;
+    const st = await fsp.stat(this.file).catch(() => undefined);
+    if (st) loaded.set(this.file, { stamp: stampOf(st), cache: this });
   }
+}
+
+const loaded = new Map<string, { stamp: string; cache: FileHashCache }>();
+
+function stampOf(st: fs.Stats): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}`;
 }

@@ -12,6 +12,7 @@ import { mkdirInRoot, resolveInRoot } from '../fsutil/in-root.ts';
 import { archiveKind, download, extractArchive, URL_RE, type Download } from './ops/add.ts';
 import { resolveUser } from '../exec/index.ts';
 import { resolveImage, layersOf } from './base.ts';
+import { fastCopy } from './fast-copy.ts';
 
 type FromSource = { key: string; layers: LayerRef[] };
 
@@ -25,6 +26,21 @@ async function fromSource(s: BuildSession, stage: Stage, from: string): Promise<
   }
   const img = await resolveImage(s.store, from);
   return { key: img.manifestDigest, layers: layersOf(img) };
+}
+
+/**
+ * A cold COPY from the context reads every file twice: once to hash it for the cache key, once
+ * into the layer. When most of its bytes have no remembered hash, pack the layer first and hash
+ * each file in that same read (the hashes go into the context's hash cache), so the key that
+ * follows reads nothing. If that key then hits the cache after all (the files were only touched),
+ * the packed blob is the same layer or an unreferenced blob that `vbuild prune` removes.
+ * Returns undefined when not worth it, or 'fallback' when the fast path cannot do this COPY.
+ */
+export async function packWhileHashing(s: BuildSession, inst: CopyInstruction, config: ContainerConfig, layers: LayerRef[]): Promise<LayerRef | 'fallback' | undefined> {
+  if (inst.kind !== 'COPY' || inst.from || inst.heredocs.length || inst.parents || urlSources(inst).length) return undefined;
+  const { total, unhashed } = await s.context.unhashed(await selectAll(s, inst), inst.exclude);
+  if (total === 0 || unhashed * 2 < total) return undefined;
+  return fastCopy(s, inst, config, layers, { learnHashes: true });
 }
 
 /** The cache input of a COPY/ADD: a checksum of exactly what it would copy. No file is read twice. */

@@ -19,7 +19,13 @@ import { destRule, parseChmod } from './ops/copy.ts';
  * UnionView of the layer dirs (or blobs) to apply Docker's destination rules. Returns undefined
  * when a case needs a real tree (a symlink on the destination path), so the caller falls back.
  */
-export async function fastCopy(s: BuildSession, inst: CopyInstruction, config: ContainerConfig, layers: LayerRef[]): Promise<LayerRef | 'fallback'> {
+export async function fastCopy(
+  s: BuildSession,
+  inst: CopyInstruction,
+  config: ContainerConfig,
+  layers: LayerRef[],
+  opts: { learnHashes?: boolean } = {},
+): Promise<LayerRef | 'fallback'> {
   // VLAB_NO_FAST_COPY=1 forces the mounted path (the parity tests compare both).
   if (process.env.VLAB_NO_FAST_COPY === '1' || inst.from || inst.kind !== 'COPY' || inst.parents) return 'fallback';
   const view = await unionOf(s, layers);
@@ -71,17 +77,21 @@ export async function fastCopy(s: BuildSession, inst: CopyInstruction, config: C
     // A file lands at dest itself unless dest is a directory; a directory's contents always go into dest.
     const into = (rel: string) => path.posix.join(rawDest, rel).slice(1);
     const fileTarget = (name: string) => (destIsDir ? into(name) : rawDest.slice(1));
-    const entryOf = (name: string, e: { abs: string; type: string; stats: import('node:fs').Stats }): PackEntry => {
+    // learnHashes: the context files not yet hashed get their content hash from the same read
+    // that packs them (the caller then computes the cache key without reading them again).
+    const hashes = s.context.hashCache;
+    const entryOf = (name: string, e: { abs: string; type: string; stats: import('node:fs').Stats }, fromContext = true): PackEntry => {
       const st = e.stats;
       const base = { name, uid: owner.uid, gid: owner.gid, mtime: clamp(st.mtime), source: e.abs };
       if (e.type === 'dir') return { ...base, type: 'directory', mode: chmod ?? st.mode & 0o7777 };
       if (e.type === 'symlink') return { ...base, type: 'symlink', mode: 0o777 };
-      return { ...base, type: 'file', mode: chmod ?? st.mode & 0o7777, size: st.size };
+      const learn = opts.learnHashes && fromContext && hashes.known(e.abs, st) === undefined;
+      return { ...base, type: 'file', mode: chmod ?? st.mode & 0o7777, size: st.size, ...(learn ? { onContentHash: (h: string) => hashes.record(e.abs, st, h) } : {}) };
     };
     const destDirEntry = (): PackEntry =>
       existingDest?.isDirectory() ? dirEntry(rawDest, existingDest, now) : { name: rawDest.slice(1), type: 'directory', mode: 0o755, ...owner, mtime: now };
     if (destIsDir) add(destDirEntry());
-    for (const d of items) add(entryOf(fileTarget(d.rel), d));
+    for (const d of items) add(entryOf(fileTarget(d.rel), d, false));
     for (const { root, sub } of plans) {
       if (root.type === 'dir') {
         if (!destIsDir) add(destDirEntry());

@@ -9,7 +9,7 @@ import { stepKey, normalize } from './keys.ts';
 import { platformString } from '../image/platform.ts';
 import { mkdirInRoot } from '../fsutil/in-root.ts';
 import { runStep, runMounts } from './ops/run.ts';
-import { planCopy, copyCacheInput } from './copy-step.ts';
+import { planCopy, copyCacheInput, packWhileHashing } from './copy-step.ts';
 import { copyInto } from './ops/copy.ts';
 import { fastCopy } from './fast-copy.ts';
 import type { LayerRef } from '../image/types.ts';
@@ -111,6 +111,7 @@ async function buildStep(
       },
     };
   } else if (inst.kind === 'COPY' || inst.kind === 'ADD') {
+    const packed = await packWhileHashing(s, inst, config.config, state.layers);
     const input = await copyCacheInput(s, stage, inst);
     step = {
       args: usedArgs,
@@ -119,7 +120,7 @@ async function buildStep(
       work: async (rootfs) => {
         await planCopy(s, inst, config.config, rootfs, async (plan, owner, chmod) => copyInto(rootfs, plan, { owner, chmod }));
       },
-      fast: () => fastCopy(s, inst, config.config, state.layers),
+      fast: async () => packed ?? fastCopy(s, inst, config.config, state.layers),
     };
   } else {
     throw new VlabError('E_UNSUPPORTED', `${inst.kind} is not supported inside a stage`);
