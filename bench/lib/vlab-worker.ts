@@ -11,6 +11,7 @@ interface Req {
   context: string;
   tag: string;
   root: string;
+  noCache?: boolean;
 }
 
 process.on('message', async (m: Req) => {
@@ -24,6 +25,7 @@ process.on('message', async (m: Req) => {
       tags: [m.tag],
       root: m.root,
       network: 'none',
+      noCache: m.noCache,
       onEvent: (e) => {
         if (e.type === 'step-done') e.cached ? cached++ : ran++;
       },
