@@ -30,7 +30,7 @@ import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from '
 import { prepareRun, type PreparedRun } from './prepare.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
 import { DEFAULT_CAPS, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS } from './defaults.ts';
-import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult } from './process.ts';
+import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult, type Spawned } from './process.ts';
 import { checkLimits, checkUser, detectUserNs, makeRootlessDevTemplate, mapsId, ROOTLESS_DEVICES, userNsArgs, type UserNs } from './rootless.ts';
 import { nativeHelper } from '@vlab/overlay';
 import { nativeSpec } from './native-spec.ts';
@@ -141,9 +141,7 @@ export class BuiltinExecutor implements Executor {
       // no pre-exec hook), and moving it afterwards races with its first forks and allocations.
       // So a shell writes its own pid into every cgroup.procs and only then execs the container:
       // everything the container ever forks is born inside the limits.
-      // stdin comes from a file: Node's stdio pipes are sockets, which /dev/stdin cannot reopen.
-      const stdinFile = opts.stdin ? path.join(prep.dir, 'stdin') : undefined;
-      if (stdinFile) await fs.writeFile(stdinFile, opts.stdin!, { mode: 0o600 });
+      const stdinFile = await writeStdin(prep, opts);
       const redirect = stdinFile ? `exec 0<${q(stdinFile)} || exit 125; ` : '';
       const trampoline = `${redirect}s=$1; shift; for f do echo $$ > "$f" || exit 125; done; exec ${q(t.unshare)} ${unshareArgs.join(' ')} ${q(t.sh)} -c "$s"`;
       const tables = fstabs(prep, (p) => this.hostKind(p), ns);
@@ -153,18 +151,7 @@ export class BuiltinExecutor implements Executor {
       const devTemplate = ns ? await makeRootlessDevTemplate(prep.dir) : this.devTemplate;
       const setup = setupScript(prep, t, devTemplate, files, ns);
       const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setup, ...(cg?.procsFiles() ?? [])], { ...opts, stdin: undefined });
-      const cgroup = cg;
-      const exit = await waitOrAbort(child.exited, opts.signal, () => {
-        // SIGKILL to unshare kills pid 1 (--kill-child), which tears down the pid namespace; the
-        // cgroup sweep catches anything that raced (e.g. still in the trampoline).
-        void killUntil(child.exited, async () => {
-          child.kill('SIGKILL');
-          await cgroup?.killAll(0);
-        });
-      });
-      await cg?.killAll();
-      const stats: CgroupStats = cg ? await cg.stats() : { oomKills: 0 };
-      return wallResult(exit, startedAt, stats);
+      return await finish(child, cg, startedAt, opts.signal);
     } finally {
       await cg?.destroy().catch(() => {});
       await prep.cleanup();
@@ -177,22 +164,33 @@ export class BuiltinExecutor implements Executor {
    */
   private async runNative(prep: PreparedRun, cg: Cgroup | undefined, startedAt: number, opts: RunOptions): Promise<RunResult> {
     const specFile = path.join(prep.dir, 'spec');
-    const stdinFile = opts.stdin ? path.join(prep.dir, 'stdin') : undefined;
-    if (stdinFile) await fs.writeFile(stdinFile, opts.stdin!, { mode: 0o600 });
+    const stdinFile = await writeStdin(prep, opts);
     await fs.writeFile(specFile, nativeSpec({ prep, hostHas: (p) => this.hostKind(p), cgroupProcs: cg?.procsFiles() ?? [], stdinFile }));
-    const child = launchServer(this.init!).launch(specFile, opts.onOutput);
-    const exit = await waitOrAbort(child.exited, opts.signal, () => {
-      // SIGKILL to the launch process kills the container's pid 1 (parent-death signal), which
-      // takes the pid namespace with it; the cgroup sweep catches anything that raced.
-      void killUntil(child.exited, async () => {
-        child.kill('SIGKILL');
-        await cg?.killAll(0);
-      });
-    });
-    await cg?.killAll();
-    const stats: CgroupStats = cg ? await cg.stats() : { oomKills: 0 };
-    return wallResult(exit, startedAt, stats);
+    return finish(launchServer(this.init!).launch(specFile, opts.onOutput), cg, startedAt, opts.signal);
   }
+}
+
+/** stdin goes through a file: Node's stdio pipes are sockets, which /dev/stdin cannot reopen. */
+async function writeStdin(prep: PreparedRun, opts: RunOptions): Promise<string | undefined> {
+  if (!opts.stdin) return undefined;
+  const file = path.join(prep.dir, 'stdin');
+  await fs.writeFile(file, opts.stdin, { mode: 0o600 });
+  return file;
+}
+
+/** Waits for a container's launcher; on abort kills it, then sweeps the cgroup; reads usage. */
+async function finish(child: Spawned, cg: Cgroup | undefined, startedAt: number, signal?: AbortSignal): Promise<RunResult> {
+  const exit = await waitOrAbort(child.exited, signal, () => {
+    // SIGKILL to the launcher kills pid 1 (unshare --kill-child; vlab-init's parent-death
+    // signal), which tears down the pid namespace; the cgroup sweep catches anything that raced.
+    void killUntil(child.exited, async () => {
+      child.kill('SIGKILL');
+      await cg?.killAll(0);
+    });
+  });
+  await cg?.killAll();
+  const stats: CgroupStats = cg ? await cg.stats() : { oomKills: 0 };
+  return wallResult(exit, startedAt, stats);
 }
 
 /**

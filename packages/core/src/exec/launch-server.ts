@@ -45,7 +45,11 @@ export class LaunchServer {
   }
 
   private start(): ChildProcess {
-    const child = spawn(this.bin, ['serve'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // Its own stderr (fatal setup errors only) goes into the error a failed run gets, not to ours.
+    const child = spawn(this.bin, ['serve'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-1000)));
+    (child.stderr as unknown as Socket).unref();
     child.stdout!.on('data', (chunk: Buffer) => {
       this.buffered = this.buffered.length ? Buffer.concat([this.buffered, chunk]) : chunk;
       this.drain();
@@ -54,7 +58,7 @@ export class LaunchServer {
       if (this.child !== child) return;
       this.child = undefined;
       this.buffered = Buffer.alloc(0);
-      for (const a of this.active.values()) a.reject(new VlabError('E_EXEC_SETUP', `the vlab-init server ${why}`));
+      for (const a of this.active.values()) a.reject(new VlabError('E_EXEC_SETUP', `the vlab-init server ${why}${stderr ? `: ${stderr.trim()}` : ''}`));
       this.active.clear();
     };
     child.on('error', (e) => gone(`failed: ${e.message}`));
