@@ -12,11 +12,13 @@ if ! command -v "$CC" >/dev/null; then
 fi
 for pair in overlay:vlab-sys core:vlab-init; do
   pkg="${pair%%:*}" name="${pair##*:}"
-  src="packages/$pkg/native/$name.c"
-  [ -f "$src" ] || continue
+  # NAME.c and its companions NAME-*.c make one binary.
+  [ -f "packages/$pkg/native/$name.c" ] || continue
+  srcs=("packages/$pkg/native/$name.c")
+  for extra in "packages/$pkg/native/$name"-*.c; do if [ -f "$extra" ]; then srcs+=("$extra"); fi; done
   mkdir -p "packages/$pkg/native/bin"
   out="packages/$pkg/native/bin/$name"
   # Built aside and renamed: a running build never execs a half-written binary.
-  "$CC" -O2 -Wall -Wextra -Werror -o "$out.tmp.$$" "$src"
+  "$CC" -O2 -Wall -Wextra -Werror -o "$out.tmp.$$" "${srcs[@]}"
   mv -f "$out.tmp.$$" "$out"
 done

@@ -1,5 +1,5 @@
 /**
- * One long-lived `vlab-init serve` per process (native/vlab-init.c): Node's spawn forks the whole
+ * One long-lived `vlab-init serve` per process (native/vlab-init-serve.c): Node's spawn forks the whole
  * Node process, ~15 ms a RUN here with the event loop blocked; the server forks a small C process
  * instead. Runs go on concurrently (parallel stages); each one's stdout/stderr come back framed,
  * then its end. The server dies with Node (parent-death signal) and takes its containers along;

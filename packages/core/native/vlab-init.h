@@ -1,0 +1,12 @@
+/* Shared by vlab-init.c (one container) and vlab-init-serve.c (the long-lived launcher). */
+#ifndef VLAB_INIT_H
+#define VLAB_INIT_H
+
+/* Prints "vlab-init: WHAT ARG: strerror(errno)" and exits 125. */
+void die(const char *what, const char *arg);
+/* Starts the container SPEC describes and exits with its status (see vlab-init.c). */
+void launch(const char *spec) __attribute__((noreturn));
+/* The server loop (see vlab-init-serve.c); returns when Node closes stdin. */
+int serve(void);
+
+#endif
