@@ -5,7 +5,9 @@
  * for the one-file CLI bundle in packages/core/dist). `VLAB_NO_NATIVE=1` hides every helper, so
  * the util-linux fallbacks run (tests use it to cover those).
  */
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
+import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -31,4 +33,18 @@ export function nativeHelper(name: 'vlab-sys' | 'vlab-init', candidates: URL[]):
   }
   found.set(key, hit);
   return hit;
+}
+
+/**
+ * A helper server must not keep Node alive while idle: ref the child and its stdio pipes while a
+ * request is in flight, unref them otherwise (used by vlab-sys's and vlab-init's servers).
+ */
+export function holdEventLoop(child: ChildProcess, hold: boolean): void {
+  for (const s of [child.stdin, child.stdout, child.stderr] as unknown as (Socket | null)[]) {
+    if (!s) continue;
+    if (hold) s.ref();
+    else s.unref();
+  }
+  if (hold) child.ref();
+  else child.unref();
 }

@@ -8,7 +8,7 @@ import type { Snapshotter } from './types.ts';
 import { MetaStore } from './store.ts';
 import { OverlaySnapshotter, overlayBaseOptions } from './overlay-driver.ts';
 import { NativeSnapshotter } from './native-driver.ts';
-import { mountAll, unmountAll } from './mount.ts';
+import { mountScratch, unmountAll } from './mount.ts';
 import { isRealRoot } from './sys.ts';
 
 const log = debuglog('vlab');
@@ -29,17 +29,10 @@ export async function probeOverlay(root: string): Promise<{ ok: boolean; userxat
   try {
     for (const s of ['l1', 'l2', 'u', 'w', 'm']) await fs.mkdir(path.join(d, s), { recursive: true });
     await fs.writeFile(path.join(d, 'l1', 'f'), 'x');
-    const options = [...overlayBaseOptions(userxattr), `workdir=${d}/w`, `upperdir=${d}/u`, `lowerdir=${d}/l2:${d}/l1`];
-    // `volatile` (Linux 5.10+) where it works: overlayfs syncs the whole upper filesystem on a
-    // plain unmount, and right after a big copy into the store that took ~0.4 s of a CLI build.
     try {
-      await mountAll([{ type: 'overlay', source: 'overlay', options: [...options, 'volatile'] }], path.join(d, 'm'));
-    } catch {
-      try {
-        await mountAll([{ type: 'overlay', source: 'overlay', options }], path.join(d, 'm'));
-      } catch (e) {
-        return { ok: false, userxattr, reason: (e as Error).message };
-      }
+      await mountScratch([{ type: 'overlay', source: 'overlay', options: [...overlayBaseOptions(userxattr), `workdir=${d}/w`, `upperdir=${d}/u`, `lowerdir=${d}/l2:${d}/l1`] }], path.join(d, 'm'));
+    } catch (e) {
+      return { ok: false, userxattr, reason: (e as Error).message };
     }
     try {
       await fs.rm(path.join(d, 'm', 'f')); // must leave a 0/0 whiteout in the upper

@@ -6,7 +6,7 @@
  * Node alive; it ends when Node exits and its stdin closes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Socket } from 'node:net';
+import { holdEventLoop } from './native.ts';
 
 export interface ServerAnswer {
   code: number;
@@ -69,18 +69,8 @@ export class SysServer {
     child.on('error', (e) => gone(`failed: ${e.message}`));
     child.on('exit', (code, signal) => gone(`exited (${signal ?? code})`));
     child.stdin!.on('error', () => {});
-    this.idle(child);
+    holdEventLoop(child, false);
     return child;
-  }
-
-  /** Only a request in flight keeps the event loop alive. */
-  private idle(child: ChildProcess, busy = false): void {
-    for (const s of [child.stdin, child.stdout] as unknown as Socket[]) {
-      if (busy) s.ref();
-      else s.unref();
-    }
-    if (busy) child.ref();
-    else child.unref();
   }
 
   private async send(cwd: string | undefined, args: string[]): Promise<ServerAnswer> {
@@ -88,14 +78,14 @@ export class SysServer {
       if (a === '' || a.includes('\0')) throw new Error(`vlab-sys serve: bad argument ${JSON.stringify(a)}`);
     }
     const child = (this.child ??= this.start());
-    this.idle(child, true);
+    holdEventLoop(child, true);
     try {
       return await new Promise<ServerAnswer>((resolve, reject) => {
         this.pending = { resolve, reject };
         child.stdin!.write([cwd ?? '-', ...args, ''].join('\0') + '\0');
       });
     } finally {
-      if (this.child === child) this.idle(child);
+      if (this.child === child) holdEventLoop(child, false);
     }
   }
 }

@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
-import type { Socket } from 'node:net';
+import { holdEventLoop } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
 import type { Exit, Spawned } from './process.ts';
 
@@ -33,7 +33,7 @@ export class LaunchServer {
     const child = (this.child ??= this.start());
     const id = this.nextId++;
     const exited = new Promise<Exit>((resolve, reject) => this.active.set(id, { onOutput, resolve, reject }));
-    this.busy(child);
+    holdEventLoop(child, true);
     child.stdin!.write(`R ${id} ${specFile}\n`);
     return {
       pid: undefined,
@@ -49,7 +49,6 @@ export class LaunchServer {
     const child = spawn(this.bin, ['serve'], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-1000)));
-    (child.stderr as unknown as Socket).unref();
     child.stdout!.on('data', (chunk: Buffer) => {
       this.buffered = this.buffered.length ? Buffer.concat([this.buffered, chunk]) : chunk;
       this.drain();
@@ -95,16 +94,9 @@ export class LaunchServer {
     }
   }
 
-  private busy(child: ChildProcess): void {
-    for (const s of [child.stdin, child.stdout] as unknown as Socket[]) s.ref();
-    child.ref();
-  }
-
   /** Only runs in flight keep the event loop alive. */
   private idleIfDone(child: ChildProcess): void {
-    if (this.active.size) return;
-    for (const s of [child.stdin, child.stdout] as unknown as Socket[]) s.unref();
-    child.unref();
+    if (!this.active.size) holdEventLoop(child, false);
   }
 }
 

@@ -4,8 +4,7 @@ import { debuglog } from 'node:util';
 /** `NODE_DEBUG=vlab` prints the time each phase of a step took. */
 const log = debuglog('vlab');
 import fsp from 'node:fs/promises';
-import os from 'node:os';
-import { apply, diff, mountAll, unmountAll, writeLayer, type Mount, type Snapshotter } from '@vlab/overlay';
+import { apply, diff, mountAll, mountScratch, unmountAll, writeLayer, type Snapshotter } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
 import type { Store } from '../store/store.ts';
 import { MEDIA, type LayerRef } from '../image/types.ts';
@@ -24,28 +23,6 @@ function pidAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code !== 'ESRCH';
   }
-}
-
-/**
- * overlayfs syncs its upper filesystem on unmount: the whole filesystem holding the store, with
- * whatever anyone left dirty on it (after a big `cp`, one RUN's unmount took 330 ms here). A step's
- * upper dir needs no durability (it becomes a layer blob, fsynced, or is thrown away), so it is
- * mounted `volatile` (Linux 5.10+), which skips those syncs. Such an upper is never mounted again
- * (the kernel would refuse it): a step mounts its snapshot once. Without support: a plain mount.
- */
-let volatileOk: boolean | undefined;
-async function mountScratch(mounts: Mount[], target: string): Promise<void> {
-  const [major = 0, minor = 0] = os.release().split('.').map((n) => parseInt(n, 10));
-  volatileOk ??= major > 5 || (major === 5 && minor >= 10);
-  if (volatileOk && mounts.some((m) => m.type === 'overlay')) {
-    try {
-      return await mountAll(mounts.map((m) => (m.type === 'overlay' ? { ...m, options: [...m.options, 'volatile'] } : m)), target);
-    } catch {
-      volatileOk = false;
-      await unmountAll(target).catch(() => undefined);
-    }
-  }
-  await mountAll(mounts, target);
 }
 
 /** An empty tar is two 512-byte zero blocks: a step that changed nothing adds no layer (BuildKit). */
@@ -136,6 +113,7 @@ export class LayerManager {
     const target = this.store.path('tmp', `mnt-${active}`);
     try {
       await fsp.mkdir(target, { recursive: true });
+      // The step's upper is diffed once and dropped: no need for overlay's sync on unmount.
       await mountScratch(mounts, target);
       phase('mount');
       try {

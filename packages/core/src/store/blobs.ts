@@ -90,7 +90,7 @@ export class BlobStore {
   /** A writable temp blob: write to `stream`, then `commit()` (verifies, renames) or `abort()`. */
   async create(): Promise<{ stream: Writable; commit(expected?: string): Promise<{ digest: Digest; size: number }>; abort(): Promise<void> }> {
     const tmp = await this.tempPath();
-    const { write, result } = this.hashingWriter(tmp);
+    const { write, result, closed } = this.hashingWriter(tmp);
     const finished = new Promise<void>((resolve, reject) => {
       write.on('finish', () => resolve());
       write.on('error', reject);
@@ -112,6 +112,9 @@ export class BlobStore {
       },
       abort: async () => {
         write.destroy();
+        // The file may still be opening: remove it only once its stream has closed, or the open
+        // could land after the rm and leave a temp file behind.
+        await closed;
         await fsp.rm(tmp, { force: true });
       },
     };
@@ -142,7 +145,7 @@ export class BlobStore {
     return path.join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
-  private hashingWriter(tmp: string): { write: Writable; result: () => { digest: Digest; size: number } } {
+  private hashingWriter(tmp: string): { write: Writable; closed: Promise<void>; result: () => { digest: Digest; size: number } } {
     const hash = createHash('sha256');
     let size = 0;
     const file = fs.createWriteStream(tmp, { flags: 'wx' });
@@ -185,9 +188,11 @@ export class BlobStore {
       },
     });
     file.on('error', (e) => write.destroy(e));
+    const closed = new Promise<void>((res) => file.once('close', () => res()));
     let digest: Digest | undefined;
     return {
       write,
+      closed,
       result: () => {
         digest ??= `sha256:${hash.digest('hex')}`;
         return { digest, size };
