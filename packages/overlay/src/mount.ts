@@ -10,7 +10,8 @@ import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { Mount, Snapshotter } from './types.ts';
-import { run, sysHelper, sysOp } from './sys.ts';
+import { isRealRoot, run, sysHelper, sysOp } from './sys.ts';
+import { overlayBaseOptions } from './overlay-driver.ts';
 
 const PAGE = 4096;
 
@@ -90,6 +91,33 @@ export async function mountScratch(mounts: Mount[], target: string): Promise<voi
   await mountAll(mounts, target);
 }
 let volatileOk: boolean | undefined;
+
+/**
+ * A writable view of directory `source` whose writes are thrown away: `source` is bind-mounted
+ * read-only on `<dir>/lower` (its path never goes into overlay's option string, where `:` and `,`
+ * separate), and an overlay with its upper and work dirs in `dir` is mounted on `<dir>/merged`,
+ * which is returned. `source` is never written. `dir` must be an empty directory on a filesystem
+ * that can hold an overlay upper; undo with `unmountThrowaway(dir)`. Throws E_MOUNT (nothing left
+ * mounted).
+ */
+export async function mountThrowaway(source: string, dir: string): Promise<string> {
+  const [lower, upper, work, merged] = ['lower', 'upper', 'work', 'merged'].map((n) => path.join(dir, n));
+  for (const d of [upper, work]) await fs.mkdir(d, { mode: 0o755 });
+  try {
+    await mountAll([{ type: 'bind', source, options: ['ro'] }], lower);
+    await mountScratch([{ type: 'overlay', source: 'overlay', options: [...overlayBaseOptions(!isRealRoot()), `lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`] }], merged);
+  } catch (e) {
+    await unmountThrowaway(dir).catch(() => undefined);
+    throw e;
+  }
+  return merged;
+}
+
+/** Undo `mountThrowaway(…, dir)` (idempotent); the caller removes `dir`. */
+export async function unmountThrowaway(dir: string): Promise<void> {
+  await unmountAll(path.join(dir, 'merged'));
+  await unmountAll(path.join(dir, 'lower'));
+}
 
 function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));

@@ -8,7 +8,7 @@ import { applyMeta, createdBy, envToRecord, META_KINDS, resolveWorkdir, shellOf 
 import { stepKey, normalize } from './keys.ts';
 import { platformString } from '../image/platform.ts';
 import { mkdirInRoot } from '../fsutil/in-root.ts';
-import { runStep, runMounts } from './ops/run.ts';
+import { runStep, withRunMounts } from './ops/run.ts';
 import { planCopy, copyCacheInput, packWhileHashing } from './copy-step.ts';
 import { copyInto } from './ops/copy.ts';
 import { fastCopy } from './fast-copy.ts';
@@ -97,17 +97,19 @@ async function buildStep(
     step = {
       args: usedArgs,
       work: async (rootfs) => {
-        const mounts = await runMounts(inst, { cacheRoot: s.store.path('cache-mounts'), contextDir: s.context.root, secrets: s.secrets });
-        await runStep({
-          executor: await s.executor(),
-          rootfs,
-          inst: s.network === 'host' && !inst.network ? { ...inst, network: 'host' } : inst,
-          config: config.config,
-          env,
-          mounts,
-          signal: s.signal,
-          onOutput: (stream, data) => s.emit({ type: 'step-log', ...ref, stream, data, time: Date.now() }),
-        });
+        const sources = { cacheRoot: s.store.path('cache-mounts'), contextDir: s.context.root, scratchDir: s.store.path('tmp'), secrets: s.secrets };
+        await withRunMounts(inst, sources, async (mounts) =>
+          runStep({
+            executor: await s.executor(),
+            rootfs,
+            inst: s.network === 'host' && !inst.network ? { ...inst, network: 'host' } : inst,
+            config: config.config,
+            env,
+            mounts,
+            signal: s.signal,
+            onOutput: (stream, data) => s.emit({ type: 'step-log', ...ref, stream, data, time: Date.now() }),
+          }),
+        );
       },
     };
   } else if (inst.kind === 'COPY' || inst.kind === 'ADD') {

@@ -6,6 +6,7 @@ import { planRunHeredoc, type RunInstruction } from '@vlab/dockerfile';
 import type { Executor, ExtraMount, Limits } from '../../exec/types.ts';
 import type { ContainerConfig } from '../../image/types.ts';
 import { shellOf } from './meta.ts';
+import { bindSource, type Undo } from './bind-source.ts';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -25,29 +26,63 @@ export function runArgv(inst: RunInstruction, config: ContainerConfig): { argv: 
   return { argv: [...interp, '/dev/stdin'], stdin: Buffer.from(body) };
 }
 
-/** Mounts for `RUN --mount=…`: cache dirs persist under the store, tmpfs is fresh, bind is read-only. */
-export async function runMounts(
-  inst: RunInstruction,
-  resolve: { cacheRoot: string; contextDir: string; stageRoot?: (from: string) => string | undefined; secrets?: Record<string, string> },
-): Promise<ExtraMount[]> {
+/** Where `RUN --mount=…` sources come from. */
+export interface MountSources {
+  /** Parent of the persistent cache-mount dirs (under the store). */
+  cacheRoot: string;
+  contextDir: string;
+  /** Parent of the throwaway views of `rw` binds (under the store: the same filesystem). */
+  scratchDir: string;
+  stageRoot?: (from: string) => string | undefined;
+  /** Secret id → host file, from the command line (trusted). */
+  secrets?: Record<string, string>;
+}
+
+/**
+ * Run `work` with the mounts of `RUN --mount=…`: cache dirs persist under the store, tmpfs is
+ * fresh, a bind is a read-only view of its source inside the context or stage (`rw`: a throwaway
+ * one), a secret is its file read-only. The throwaway views are removed after `work`, whatever
+ * it did.
+ */
+export async function withRunMounts<T>(inst: RunInstruction, from: MountSources, work: (mounts: ExtraMount[]) => Promise<T>): Promise<T> {
+  const undo: Undo = [];
+  const release = async () => {
+    let failed: unknown;
+    for (const u of undo.reverse()) await u().catch((e: unknown) => (failed ??= e));
+    if (failed) throw failed;
+  };
+  let out: T;
+  try {
+    out = await work(await runMounts(inst, from, undo));
+  } catch (e) {
+    await release().catch(() => undefined);
+    throw e;
+  }
+  await release();
+  return out;
+}
+
+async function runMounts(inst: RunInstruction, from: MountSources, undo: Undo): Promise<ExtraMount[]> {
   const out: ExtraMount[] = [];
   for (const m of inst.mounts) {
     const target = m.target ?? '';
     if (m.type === 'tmpfs') {
       out.push({ type: 'tmpfs', target, options: m.size ? [`size=${m.size}`] : [] });
     } else if (m.type === 'cache') {
+      // The id is hashed into one name under cacheRoot: it cannot name another path.
       const id = m.id ?? target;
-      const dir = path.join(resolve.cacheRoot, createHash('sha256').update(id).digest('hex').slice(0, 32));
+      const dir = path.join(from.cacheRoot, createHash('sha256').update(id).digest('hex').slice(0, 32));
       await fsp.mkdir(dir, { recursive: true });
       out.push({ type: 'bind', source: dir, target, readonly: m.readonly ?? false });
     } else if (m.type === 'bind') {
-      const base = m.from ? resolve.stageRoot?.(m.from) : resolve.contextDir;
+      const base = m.from ? from.stageRoot?.(m.from) : from.contextDir;
       if (!base) throw new VlabError('E_RUN_MOUNT', `RUN --mount=type=bind,from=${m.from}: unknown stage or image`);
-      const src = path.join(base, path.posix.normalize(`/${m.source ?? ''}`));
-      out.push({ type: 'bind', source: src, target, readonly: m.readonly ?? true });
+      const rw = m.readonly === false;
+      const where = m.from ? `"${m.from}"` : 'the build context';
+      out.push({ type: 'bind', source: await bindSource(base, m.source ?? '', rw, where, from.scratchDir, undo), target, readonly: !rw });
     } else if (m.type === 'secret') {
       const id = m.id ?? path.posix.basename(target);
-      const file = resolve.secrets?.[id];
+      const file = from.secrets?.[id];
       if (!file) {
         if (m.required) throw new VlabError('E_SECRET_MISSING', `secret "${id}" is required but was not provided (--secret id=${id},src=…)`);
         continue;
