@@ -2,7 +2,7 @@ import { describe, it, expect, afterAll } from 'vitest';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createSnapshotter, mountAll, unmountAll, isMounted, overlayMountArgs, type Snapshotter } from './index.ts';
+import { createSnapshotter, mountAll, mountThrowaway, unmountAll, unmountThrowaway, isMounted, overlayMountArgs, type Snapshotter } from './index.ts';
 import { MetaStore } from './store.ts';
 import { run } from './sys.ts';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,34 @@ describe('mounts', () => {
   afterAll(async () => {
     for (const m of mounted) await unmountAll(m).catch(() => {});
     if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+  });
+
+  it("mountThrowaway: writes land in the upper only, even when the source's name holds overlay's separators", async () => {
+    const d = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-throwaway-'));
+    try {
+      // As a lowerdir this would read as two dirs and an extra option: it must not get there.
+      const src = path.join(d, 'ctx:x,upperdir=y');
+      await fs.mkdir(path.join(src, 'sub'), { recursive: true });
+      await fs.writeFile(path.join(src, 'sub', 'f'), 'original');
+      const view = path.join(d, 'view');
+      await fs.mkdir(view);
+      const merged = await mountThrowaway(src, view);
+      try {
+        expect(await fs.readFile(path.join(merged, 'sub', 'f'), 'utf8')).toBe('original');
+        await fs.writeFile(path.join(merged, 'sub', 'f'), 'changed');
+        await fs.rm(path.join(merged, 'sub'), { recursive: true });
+        await fs.writeFile(path.join(merged, 'new'), 'new');
+        expect(await fs.readdir(merged)).toEqual(['new']);
+      } finally {
+        await unmountThrowaway(view);
+      }
+      expect(isMounted(merged) || isMounted(path.join(view, 'lower'))).toBe(false);
+      expect(await fs.readdir(src)).toEqual(['sub']);
+      expect(await fs.readFile(path.join(src, 'sub', 'f'), 'utf8')).toBe('original');
+      await unmountThrowaway(view); // idempotent
+    } finally {
+      await fs.rm(d, { recursive: true, force: true });
+    }
   });
 
   it('a stack of 200 layers mounts (lowerdirs shortened to fit one page)', { timeout: 120_000 }, async () => {

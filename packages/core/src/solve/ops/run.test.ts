@@ -38,6 +38,8 @@ describe('bind mount sources resolve inside their root', () => {
     const sourceOf = (line: string) => withRunMounts(runOf(line), from, async (mounts) => mounts[0]!.source);
     expect(await sourceOf('RUN --mount=type=bind,from=build,source=inlink,target=/m true')).toBe(path.join(stage, 'data'));
     await expect(sourceOf('RUN --mount=type=bind,from=build,source=link,target=/m true')).rejects.toMatchObject({ code: 'E_RUN_MOUNT', message: expect.stringContaining('"build"') });
+    await fsp.symlink('loop', path.join(stage, 'loop'));
+    await expect(sourceOf('RUN --mount=type=bind,from=build,source=loop/x,target=/m true')).rejects.toMatchObject({ code: 'E_SYMLINK_LOOP' });
   });
 });
 
