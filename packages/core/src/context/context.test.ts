@@ -2,7 +2,8 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BuildContext, globToRegExp } from './context.ts';
+import { BuildContext } from './context.ts';
+import { compileGlob } from './patterns.ts';
 import { compileIgnore } from './ignore.ts';
 import { FileHashCache } from './hash-cache.ts';
 
@@ -41,6 +42,26 @@ describe('.dockerignore (Docker pattern rules)', () => {
     expect(compileIgnore(patterns).ignores(p)).toBe(ignored);
   });
 
+  it('a backtracking pattern over a long name finishes fast (issue 10)', () => {
+    const t0 = performance.now();
+    expect(compileIgnore('**/' + '*a'.repeat(12) + 'b').ignores(`d/${'a'.repeat(40)}`)).toBe(false);
+    expect(compileGlob('*a'.repeat(12) + 'b')('a'.repeat(40))).toBe(false);
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
+  it.each([['a(1)', 'a(1)', true], ['a|b', 'a', false], ['x+', 'x+', true], ['{a,b}', '{a,b}', true], ['$x', '$x', true], ['Case', 'case', false], ['\\*x', '*x', true]])(
+    'regexp characters are literal: %j ignores %s → %s',
+    (patterns, p, ignored) => {
+      expect(compileIgnore(patterns).ignores(p)).toBe(ignored);
+    },
+  );
+
+  it('a bad pattern is E_DOCKERIGNORE with its file and line, never E_INTERNAL', () => {
+    for (const bad of ['[a-', 'a[', '!']) {
+      expect(() => compileIgnore(`# c\nok\n${bad}\n`, '/ctx/.dockerignore')).toThrow(expect.objectContaining({ code: 'E_DOCKERIGNORE', message: expect.stringContaining('/ctx/.dockerignore:3') }));
+    }
+  });
+
   it('the walk honours it, and <Dockerfile>.dockerignore wins over .dockerignore', async () => {
     await write(['a.txt', 'b.log', 'sub/c.log', 'keep/k.log', 'df/Dockerfile']);
     await fsp.writeFile(path.join(dir, '.dockerignore'), '*.log\n');
@@ -58,10 +79,10 @@ describe('.dockerignore (Docker pattern rules)', () => {
 
 describe('COPY sources', () => {
   it('globs follow Go filepath.Match: * and ? stay within a path segment', () => {
-    expect(globToRegExp('*.txt').test('a.txt')).toBe(true);
-    expect(globToRegExp('*.txt').test('d/a.txt')).toBe(false);
-    expect(globToRegExp('d/[ab].txt').test('d/b.txt')).toBe(true);
-    expect(globToRegExp('d/[!ab].txt').test('d/b.txt')).toBe(false);
+    expect(compileGlob('*.txt')('a.txt')).toBe(true);
+    expect(compileGlob('*.txt')('d/a.txt')).toBe(false);
+    expect(compileGlob('d/[ab].txt')('d/b.txt')).toBe(true);
+    expect(compileGlob('d/[!ab].txt')('d/b.txt')).toBe(false);
   });
 
   it('refuses .. and symlinks that leave the context', async () => {

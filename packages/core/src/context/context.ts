@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import fg from 'fast-glob';
 import { VlabError } from '@vlab/errors';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
+import { compileGlob } from './patterns.ts';
 import type { FileHashCache } from './hash-cache.ts';
 
 const HASH_BATCH = 32;
@@ -76,8 +77,8 @@ export class BuildContext {
       const st = await fsp.lstat(this.root);
       roots.push({ rel: '', abs: this.root, type: 'dir', stats: st });
     } else if (/[*?[]/.test(clean)) {
-      const re = globToRegExp(clean);
-      for (const e of entries.values()) if (re.test(e.rel)) roots.push(e);
+      const matches = compileGlob(clean);
+      for (const e of entries.values()) if (matches(e.rel)) roots.push(e);
     } else {
       const e = entries.get(clean);
       if (e) roots.push(await this.followTopLevel(e));
@@ -178,32 +179,10 @@ export class BuildContext {
  */
 export function excluder(patterns: string[]): (relToSource: string) => boolean {
   if (!patterns.length) return () => false;
-  const m = compileIgnore(patterns.join('\n'));
+  const m = compileIgnore(patterns.join('\n'), 'COPY --exclude', 'E_BAD_FLAG');
   return (rel) => m.ignores(rel);
 }
 
 export function relativeTo(rootRel: string, rel: string): string {
   return rootRel && rel.startsWith(`${rootRel}/`) ? rel.slice(rootRel.length + 1) : rel;
-}
-
-/** Go filepath.Match semantics: `*` and `?` never cross '/', `[...]` classes; `**` is not special. */
-export function globToRegExp(pattern: string): RegExp {
-  let re = '';
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '*') re += '[^/]*';
-    else if (c === '?') re += '[^/]';
-    else if (c === '[') {
-      const end = pattern.indexOf(']', i + 1);
-      if (end < 0) re += '\\[';
-      else {
-        let cls = pattern.slice(i + 1, end);
-        if (cls.startsWith('^') || cls.startsWith('!')) cls = `^${cls.slice(1)}`;
-        re += `[${cls.replace(/\\/g, '\\\\')}]`;
-        i = end;
-      }
-    } else if (c === '\\' && i + 1 < pattern.length) re += `\\${pattern[++i]}`;
-    else re += c.replace(/[.+^${}()|\]\\]/g, '\\$&');
-  }
-  return new RegExp(`^${re}$`);
 }

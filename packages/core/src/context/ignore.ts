@@ -1,14 +1,11 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import dockerignoreModule from '@balena/dockerignore';
-
-// The package is CommonJS (`module.exports = factory`) with an ESM-style `export default` typing.
-const dockerignore = dockerignoreModule as unknown as typeof dockerignoreModule.default;
+import { compileIgnorePatterns } from './patterns.ts';
 
 /**
- * `.dockerignore` with Docker's exact pattern rules (@balena/dockerignore is a port of moby's
- * matcher). `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's file,
- * as in BuildKit.
+ * `.dockerignore` with Docker's pattern rules (patterns.ts). `<Dockerfile>.dockerignore` next to
+ * the Dockerfile wins over the context's file, as in BuildKit. A bad line is E_DOCKERIGNORE
+ * naming the file and line.
  */
 export interface IgnoreMatcher {
   ignores(relPath: string): boolean;
@@ -22,16 +19,13 @@ export async function loadIgnore(contextDir: string, dockerfilePath?: string): P
   ];
   for (const file of candidates) {
     const text = await fsp.readFile(file, 'utf8').catch(() => undefined);
-    if (text !== undefined) return compileIgnore(text);
+    if (text !== undefined) return compileIgnore(text, file);
   }
   return compileIgnore('');
 }
 
-export function compileIgnore(text: string): IgnoreMatcher {
-  const patterns = text
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'));
-  const ig = dockerignore().add(patterns);
-  return { patterns, ignores: (p: string) => patterns.length > 0 && ig.ignores(p) };
+/** `source` names the file (or flag) in errors; `code` is the error code of a bad line. */
+export function compileIgnore(text: string, source = '.dockerignore', code = 'E_DOCKERIGNORE'): IgnoreMatcher {
+  const { patterns, matches } = compileIgnorePatterns(text.split(/\r?\n/), source, code);
+  return { patterns, ignores: (p: string) => patterns.length > 0 && matches(p) };
 }

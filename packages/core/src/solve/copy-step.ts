@@ -6,7 +6,8 @@ import { VlabError } from '@vlab/errors';
 import { findStage, type CopyInstruction, type Stage } from '@vlab/dockerfile';
 import type { ContainerConfig, LayerRef } from '../image/types.ts';
 import type { BuildSession } from './context.ts';
-import { excluder, globToRegExp, relativeTo, type SourceSelection } from '../context/context.ts';
+import { excluder, relativeTo, type SourceSelection } from '../context/context.ts';
+import { compileGlob } from '../context/patterns.ts';
 import { destIsDirectory, parseChmod, walkHostTree, type CopyItem, type CopyPlan, type Owner } from './ops/copy.ts';
 import { mkdirInRoot, resolveInRoot } from '../fsutil/in-root.ts';
 import { archiveKind, download, extractArchive, URL_RE, type Download } from './ops/add.ts';
@@ -193,8 +194,8 @@ async function matchInRoot(root: string, pattern: string, inst: CopyInstruction)
   }
   if (/[*?[]/.test(dir)) throw new VlabError('E_UNSUPPORTED', `${inst.kind} --from: wildcards are supported in the last path component only (${pattern})`);
   const hostDir = await resolveInRoot(root, dir);
-  const re = globToRegExp(base);
-  const names = (await fsp.readdir(hostDir).catch(() => [] as string[])).filter((n) => re.test(n)).sort();
+  const matches = compileGlob(base);
+  const names = (await fsp.readdir(hostDir).catch(() => [] as string[])).filter(matches).sort();
   if (!names.length) throw new VlabError('E_COPY_SOURCE', `${inst.kind} --from=${inst.from}: no match for ${pattern}`);
   return names.map((n) => ({ host: path.join(hostDir, n), name: n }));
 }

@@ -76,3 +76,24 @@ describe('pattern substitutions (BuildKit lex_test TestProcessWithMatches spirit
     }
   });
 });
+
+describe('patterns match in linear time (issue 10: a backtracking pattern blocked the event loop)', () => {
+  const v = { V: 'a'.repeat(40) };
+  const stars = '*a'.repeat(12) + '*b';
+  it.each([`\${V#${stars}}`, `\${V##${stars}}`, `\${V%${stars}}`, `\${V%%${stars}}`, `\${V/${stars}/x}`, `\${V//${stars}/x}`])('%s', (w) => {
+    const t0 = performance.now();
+    expect(processWord(w, v)).toBe(v.V); // no b: nothing matches
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
+  it('a pattern that is not a valid class is E_EXPAND, not a crash', () => {
+    expect(() => processWord('${V#[z-a]}', v)).toThrow(expect.objectContaining({ code: 'E_EXPAND' }));
+  });
+
+  it('non-ASCII values and empty matches', () => {
+    expect(processWord('${K#?}', { K: '한국어' })).toBe('국어');
+    expect(processWord('${K%?}', { K: '😀x😀' })).toBe('😀x');
+    expect(processWord('${K//?/-}', { K: '😀x' })).toBe('--');
+    expect(processWord('${K/#/-}', { K: 'ab' })).toBe('ab');
+  });
+});

@@ -8,7 +8,7 @@
  * Errors are `VlabError('E_EXPAND')`; the lexer never loops: every step consumes input.
  */
 import { VlabError } from '@vlab/errors';
-import { shellPatternToRegex } from './pattern.ts';
+import { compileShellPattern } from './pattern.ts';
 
 export interface LexOptions {
   /** Escape character, `\` (default) or `` ` ``. */
@@ -316,11 +316,10 @@ class ShellWord {
         const replacement = this.stopOnOrMissing('}', true, "syntax error: missing '}'");
         const { value, set } = this.getEnv(name);
         if (this.opts.skipUnsetEnv && !set) return '${' + name + '/' + pattern + '/' + replacement + '}';
-        const re = shellPatternToRegex(pattern, { greedy: true, anchored: false, escape: this.escape, global: all });
-        if (all) return value.replace(re, () => replacement);
-        const m = re.exec(value);
-        if (!m) return value;
-        return value.slice(0, m.index) + replacement + value.slice(m.index + m[0].length);
+        const re = compileShellPattern(pattern, { greedy: true, anchored: false, escape: this.escape });
+        if (all) return replaceAll(re, value, replacement);
+        const m = re.find(value);
+        return m ? value.slice(0, m.start) + replacement + value.slice(m.end) : value;
       }
       case EOF:
         throw new VlabError('E_EXPAND', "syntax error: missing '}'");
@@ -331,17 +330,37 @@ class ShellWord {
 }
 
 function trimPrefix(pattern: string, value: string, greedy: boolean, escape: string): string {
-  const re = shellPatternToRegex(pattern, { greedy, anchored: true, escape });
-  const m = re.exec(value);
-  return m ? value.slice(m[0].length) : value;
+  const m = compileShellPattern(pattern, { greedy, anchored: true, escape }).find(value);
+  return m ? value.slice(m.end) : value;
 }
 
 function trimSuffix(pattern: string, value: string, greedy: boolean, escape: string): string {
   // Match a reversed pattern against the reversed value, as BuildKit does.
-  const re = shellPatternToRegex(reversePattern(pattern, escape), { greedy, anchored: true, escape });
   const rev = Array.from(value).reverse().join('');
-  const m = re.exec(rev);
-  return m ? Array.from(rev.slice(m[0].length)).reverse().join('') : value;
+  const m = compileShellPattern(reversePattern(pattern, escape), { greedy, anchored: true, escape }).find(rev);
+  return m ? Array.from(rev.slice(m.end)).reverse().join('') : value;
+}
+
+/**
+ * `${v//p/r}` as Go's Regexp.ReplaceAllString (what BuildKit calls), with `r` taken literally:
+ * successive non-overlapping matches; an empty match right after a match is skipped; the search
+ * always advances by at least one character.
+ */
+function replaceAll(re: ReturnType<typeof compileShellPattern>, value: string, replacement: string): string {
+  let out = '';
+  let lastEnd = 0;
+  let pos = 0;
+  while (pos <= value.length) {
+    const m = re.find(value, pos);
+    if (!m) break;
+    out += value.slice(lastEnd, m.start);
+    if (m.end > lastEnd || m.start === 0) out += replacement;
+    lastEnd = m.end;
+    const cp = value.codePointAt(pos);
+    const width = cp === undefined ? 1 : cp > 0xffff ? 2 : 1;
+    pos = pos + width > m.end ? pos + width : m.end;
+  }
+  return out + value.slice(lastEnd);
 }
 
 /** Reverse a shell pattern keeping escape pairs and bracket expressions intact. */

@@ -1,20 +1,29 @@
 /**
- * Shell glob pattern (as used in `${v#p}`, `${v%p}`, `${v/p/r}`) to a JavaScript RegExp:
- * `*` any run (greedy or shortest), `?` one character, `[...]` a bracket expression
- * (`[!...]` negated), the escape character quotes the next character, everything else literal.
+ * Shell glob patterns of `${v#p}`, `${v%p}`, `${v/p/r}`: `*` any run (greedy or shortest), `?`
+ * one character, `[...]` a bracket expression (`[!...]` negated), the escape character quotes the
+ * next character, everything else literal. BuildKit turns them into a Go regexp; we turn them into
+ * the same expression and run it on re2js (RE2, the engine of Go's regexp), never on JavaScript's
+ * backtracking RegExp: `${v#*a*a*a…b}` took exponential time there and blocked the event loop.
+ * The only import site of re2js in this package; its types stay here.
  */
+import { RE2JS } from 're2js';
 import { VlabError } from '@vlab/errors';
 
 export interface PatternOptions {
   greedy: boolean;
   anchored: boolean;
   escape?: string;
-  global?: boolean;
+}
+
+/** A compiled pattern: where it matches in a string (UTF-16 offsets), if anywhere. */
+export interface ShellPattern {
+  /** The first match at or after `from`: [start, end), or undefined. */
+  find(value: string, from?: number): { start: number; end: number } | undefined;
 }
 
 const META = /[.*+?^${}()|[\]\\/-]/g;
 
-export function shellPatternToRegex(pattern: string, opts: PatternOptions): RegExp {
+export function compileShellPattern(pattern: string, opts: PatternOptions): ShellPattern {
   const escape = opts.escape ?? '\\';
   const chars = Array.from(pattern);
   let out = opts.anchored ? '^' : '';
@@ -40,9 +49,17 @@ export function shellPatternToRegex(pattern: string, opts: PatternOptions): RegE
       i = end;
     } else out += c.replace(META, '\\$&');
   }
+  let re: RE2JS;
   try {
-    return new RegExp(out, 'su' + (opts.global ? 'g' : ''));
+    re = RE2JS.compile(out, RE2JS.DOTALL);
   } catch (e) {
     throw new VlabError('E_EXPAND', `invalid pattern (${pattern}) in substitution: ${(e as Error).message}`, { cause: e });
   }
+  return {
+    find(value, from = 0) {
+      const m = re.matcher(value);
+      if (!m.find(from)) return undefined;
+      return { start: m.start(), end: m.end() };
+    },
+  };
 }

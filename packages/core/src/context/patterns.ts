@@ -1,0 +1,141 @@
+/**
+ * User patterns of the build context (.dockerignore lines, COPY --exclude, COPY source globs) as
+ * matchers. They run on re2js (a port of RE2, the engine of Go's regexp), not on JavaScript's
+ * RegExp: a backtracking engine takes exponential time on `**\/*a*a*a…b` and blocks the event loop
+ * (Ctrl-C included), RE2 is linear in the input. It is also the engine Docker's own matcher
+ * (moby/patternmatcher) compiles these patterns to, so bad-pattern errors match Docker's.
+ * The only import site of re2js in this package.
+ */
+import { RE2JS } from 're2js';
+import { VlabError } from '@vlab/errors';
+
+export type PathMatcher = (relPath: string) => boolean;
+
+/** Compile RE2 source; a syntax error becomes `code` with `what` in the message. */
+function compile(source: string, code: string, what: string): RE2JS {
+  try {
+    return RE2JS.compile(source, RE2JS.DOTALL);
+  } catch (e) {
+    throw new VlabError(code, `${what}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Go filepath.Match's rule: a `[` must close, with at least one character in the class. */
+function checkBrackets(pattern: string, code: string, what: string): void {
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '\\') i++;
+    else if (c === '[') {
+      let j = i + 1;
+      if (pattern[j] === '^' || pattern[j] === '!') j++;
+      if (pattern[j] === ']') j++; // a leading ']' is part of the class
+      while (j < pattern.length && pattern[j] !== ']') j += pattern[j] === '\\' ? 2 : 1;
+      if (j >= pattern.length) throw new VlabError(code, `${what}: "[" is not closed (escape it as \\[ for a literal)`);
+      i = j;
+    }
+  }
+}
+
+/**
+ * COPY source globs with Go filepath.Match semantics: `*` and `?` never cross '/', `[...]`
+ * classes (`[!...]` or `[^...]` negated), `\` quotes the next character; `**` is not special.
+ */
+export function compileGlob(pattern: string): PathMatcher {
+  const what = `invalid source pattern "${pattern}"`;
+  checkBrackets(pattern, 'E_COPY_SOURCE', what);
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else if (c === '[') {
+      const end = pattern.indexOf(']', i + 2);
+      let cls = pattern.slice(i + 1, end);
+      if (cls.startsWith('!')) cls = `^${cls.slice(1)}`;
+      re += `[${cls}]`;
+      i = end;
+    } else if (c === '\\' && i + 1 < pattern.length) re += RE2JS.quote(pattern[++i]!);
+    else re += RE2JS.quote(c);
+  }
+  const m = compile(`^(?:${re})$`, 'E_COPY_SOURCE', what);
+  return (name) => m.testExact(name);
+}
+
+interface IgnorePattern {
+  exclusion: boolean;
+  re: RE2JS;
+}
+
+/** moby/patternmatcher escapes these: they mean something to regexp but nothing to filepath.Match. */
+const LITERAL = new Set(['.', '+', '(', ')', '|', '{', '}', '$']);
+
+/** One .dockerignore pattern (already cleaned) to RE2 source, with moby/patternmatcher's rules. */
+function ignoreRegex(p: string): string {
+  let re = '^';
+  for (let i = 0; i < p.length; i++) {
+    const c = p[i]!;
+    if (c === '*' && p[i + 1] === '*') {
+      i++;
+      if (p[i + 1] === '/') i++; // `**/` is `**`
+      re += i + 1 >= p.length ? '.*' : '(?:.*/)?';
+    } else if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else if (LITERAL.has(c)) re += `\\${c}`;
+    else if (c === '\\') re += i + 1 < p.length ? RE2JS.quote(p[++i]!) : '\\\\';
+    else re += c; // letters, '/', '[', ']', '-', '!' inside classes: as written
+  }
+  return `${re}$`;
+}
+
+/** Go's filepath.Clean on a '/'-separated path. */
+function clean(p: string): string {
+  const abs = p.startsWith('/');
+  const out: string[] = [];
+  for (const part of p.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..' && out.length && out[out.length - 1] !== '..') out.pop();
+    else if (part !== '..' || !abs) out.push(part);
+  }
+  const s = (abs ? '/' : '') + out.join('/');
+  return s || (abs ? '/' : '.');
+}
+
+/**
+ * `.dockerignore` lines (also COPY --exclude) with Docker's rules (moby/patternmatcher and its
+ * ignorefile reader): `#` comments, trimmed lines, `!` exceptions, a leading '/' dropped, paths
+ * cleaned; a pattern that matches a parent directory matches everything under it; the last
+ * matching line wins. Matching is case-sensitive, as Docker on Linux. `source` names the file
+ * (or flag) in errors; a bad line throws `code` with `source:line`.
+ */
+export function compileIgnorePatterns(lines: string[], source: string, code: string): { patterns: string[]; matches: PathMatcher } {
+  const compiled: IgnorePattern[] = [];
+  const patterns: string[] = [];
+  lines.forEach((raw, idx) => {
+    let p = idx === 0 ? raw.replace(/^\uFEFF/, '') : raw;
+    if (p.startsWith('#')) return;
+    p = p.trim();
+    if (!p) return;
+    const where = `${source}:${idx + 1}: pattern "${p}"`;
+    const exclusion = p.startsWith('!');
+    if (exclusion) p = p.slice(1).trim();
+    if (!p) throw new VlabError(code, `${where}: a lone "!" excludes nothing; remove the line`);
+    p = clean(p);
+    if (p.length > 1 && p.startsWith('/')) p = p.slice(1);
+    checkBrackets(p, code, where);
+    patterns.push(exclusion ? `!${p}` : p);
+    compiled.push({ exclusion, re: compile(ignoreRegex(p), code, where) });
+  });
+  const matches = (file: string): boolean => {
+    const parents = file.split('/').slice(0, -1);
+    let matched = false;
+    for (const pat of compiled) {
+      // An include that already matched, or an exception before any match, changes nothing.
+      if (pat.exclusion !== matched) continue;
+      let hit = pat.re.testExact(file);
+      for (let i = 1; !hit && i <= parents.length; i++) hit = pat.re.testExact(parents.slice(0, i).join('/'));
+      if (hit) matched = !pat.exclusion;
+    }
+    return matched;
+  };
+  return { patterns, matches };
+}
