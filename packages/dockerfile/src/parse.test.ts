@@ -93,6 +93,18 @@ describe('parse: heredocs', () => {
     expect(c.heredocs[0]).toMatchObject({ name: 'EOF', content: '#!/bin/sh\necho hi\n', expand: true });
   });
 
+  it('a COPY/ADD heredoc name is one file name: a name with / or a bare .. is a located E_PARSE (issue 10)', () => {
+    for (const name of ['../../x', 'a/b', '..', '/etc/x']) {
+      const e = err(() => parse(`FROM a\n\nCOPY <<${name} /dst/\nbody\n${name}\n`, { file: 'Dockerfile' }));
+      expect(e.code).toBe('E_PARSE');
+      expect(e.message).toContain(name);
+      expect(e.location).toMatchObject({ file: 'Dockerfile', line: 3, column: 6 });
+    }
+    expect(() => parse('FROM a\nRUN cat <<../x\nbody\n../x\n')).not.toThrow(); // RUN: a delimiter, not a file
+    const c = parse('FROM a\nADD <<a.txt /d/\nx\na.txt\n').stages[0].instructions[0] as CopyInstruction;
+    expect(c.heredocs[0]).toMatchObject({ name: 'a.txt' });
+  });
+
   it('quoting part of the name disables expansion; exec form and USER have no heredocs', () => {
     const r = parse('FROM a\nRUN cat <<eo"f"\nx\neof\n').stages[0].instructions[0] as RunInstruction;
     expect(r.heredocs[0]).toMatchObject({ name: 'eof', expand: false });

@@ -1,5 +1,4 @@
 import fsp from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
@@ -8,7 +7,7 @@ import type { ContainerConfig, LayerRef } from '../image/types.ts';
 import type { BuildSession } from './context.ts';
 import { excluder, relativeTo, type SourceSelection } from '../context/context.ts';
 import { compileGlob } from '../context/patterns.ts';
-import { destIsDirectory, parseChmod, walkHostTree, type CopyItem, type CopyPlan, type Owner } from './ops/copy.ts';
+import { destIsDirectory, heredocFiles, parseChmod, walkHostTree, type CopyPlan, type Owner } from './ops/copy.ts';
 import { mkdirInRoot, resolveInRoot } from '../fsutil/in-root.ts';
 import { archiveKind, download, extractArchive, URL_RE, type Download } from './ops/add.ts';
 import { resolveUser } from '../exec/index.ts';
@@ -100,14 +99,8 @@ export async function planCopy(
   const excluded = excluder(inst.exclude);
 
   if (inst.heredocs.length) {
-    const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-heredoc-'));
+    const { dir: tmp, items } = await heredocFiles(s.store.path('tmp'), inst.heredocs);
     try {
-      const items: CopyItem[] = [];
-      for (const d of inst.heredocs) {
-        const f = path.join(tmp, d.name);
-        await fsp.writeFile(f, d.content, { mode: 0o644 });
-        items.push({ src: f, rel: d.name, stats: await fsp.lstat(f) });
-      }
       const destIsDir = await destIsDirectory(rootfs, dest, items.length, false, inst);
       await copy({ dest: stripSlash(dest), destIsDir, items }, owner, chmod);
     } finally {

@@ -10,7 +10,7 @@ import { resolveUserFrom } from '../exec/index.ts';
 import { excluder, relativeTo } from '../context/context.ts';
 import type { BuildSession } from './context.ts';
 import { chainIds } from './keys.ts';
-import { destRule, parseChmod } from './ops/copy.ts';
+import { destRule, heredocFiles, parseChmod } from './ops/copy.ts';
 
 /**
  * COPY from the build context straight into a layer tar: no snapshot, no mount, no copy and no
@@ -57,12 +57,11 @@ export async function fastCopy(
   const excluded = excluder(inst.exclude);
   let count = 0;
   let wildcard = false;
-  const heredocDir = inst.heredocs.length ? await fsp.mkdtemp(path.join(s.store.path('tmp'), 'heredoc-')) : undefined;
+  const heredocs = inst.heredocs.length ? await heredocFiles(s.store.path('tmp'), inst.heredocs) : undefined;
+  const heredocDir = heredocs?.dir;
   try {
-    for (const d of inst.heredocs) {
-      const f = path.join(heredocDir!, d.name);
-      await fsp.writeFile(f, d.content, { mode: 0o644 });
-      items.push({ rel: d.name, abs: f, type: 'file', stats: await fsp.lstat(f) });
+    for (const d of heredocs?.items ?? []) {
+      items.push({ rel: d.rel, abs: d.src, type: 'file', stats: d.stats });
       count++;
     }
     const plans: { root: (typeof items)[number]; sub: typeof items }[] = [];

@@ -16,6 +16,20 @@ function isHeredocWord(w: string): boolean {
   }
 }
 
+/**
+ * A COPY/ADD heredoc's name becomes a file name in the image (BuildKit writes the body with
+ * Mkfile(name) in an empty scratch state, then copies that path). Only one path component can
+ * work there: BuildKit fails on a name with '/' (no parent dir) and cleans '..' away. We refuse
+ * both up front, at the name, instead of letting a path reach the filesystem.
+ */
+function checkHeredocName(ctx: BuildContext, kind: string, name: string): void {
+  if (name.includes('/') || name === '.' || name === '..' || name.includes('\0')) {
+    const at = (ctx.original ?? ctx.node.original).indexOf(`<<`);
+    const column = at >= 0 ? ctx.node.range.start.column + at : undefined;
+    fail(ctx, `${kind} <<${name}: a heredoc name is the file name in the image and must be one path component (no "/", not "." or ".."); name the destination instead, e.g. ${kind} <<EOF /dir/file`, 'E_PARSE', column);
+  }
+}
+
 export function buildCopy(ctx: BuildContext, kind: 'COPY' | 'ADD'): CopyInstruction {
   const flags = parseFlags(ctx, kind, kind === 'COPY' ? COPY_FLAGS : ADD_FLAGS);
   const args = stringArgs(ctx);
@@ -29,6 +43,7 @@ export function buildCopy(ctx: BuildContext, kind: 'COPY' | 'ADD'): CopyInstruct
   }
   const dest = args[args.length - 1];
   const heredocs = ctx.node.heredocs;
+  for (const h of heredocs) checkHeredocName(ctx, kind, h.name);
   const sources = args.slice(0, -1).filter((w) => !(heredocs.length > 0 && !ctx.node.json && isHeredocWord(w)));
   const inst: CopyInstruction = {
     kind,

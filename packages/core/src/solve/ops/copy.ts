@@ -136,3 +136,20 @@ export function parseChmod(inst: CopyInstruction): number | undefined {
   }
   return parseInt(inst.chmod, 8);
 }
+
+/**
+ * COPY/ADD heredoc bodies as files for a copy plan: each body goes to a file named by its index
+ * in a fresh private dir (mkdtemp, 0700) under `tmpParent`; the heredoc's name is only the
+ * destination name in the image (`rel`), resolved in-root like any COPY destination. The parser
+ * already refused names that are not one path component. The caller removes `dir`.
+ */
+export async function heredocFiles(tmpParent: string, heredocs: readonly { name: string; content: string }[]): Promise<{ dir: string; items: CopyItem[] }> {
+  const dir = await fsp.mkdtemp(path.join(tmpParent, 'heredoc-'));
+  const items: CopyItem[] = [];
+  for (const [i, d] of heredocs.entries()) {
+    const src = path.join(dir, String(i));
+    await fsp.writeFile(src, d.content, { mode: 0o644, flag: 'wx' });
+    items.push({ src, rel: d.name, stats: await fsp.lstat(src) });
+  }
+  return { dir, items };
+}
