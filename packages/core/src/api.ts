@@ -18,7 +18,7 @@ import { MEDIA } from './image/types.ts';
 import { hostPlatform, platformString } from './image/platform.ts';
 import { predefinedArgs } from './image/args.ts';
 import { exportImage, type OutputSpec } from './export/export.ts';
-import type { Download } from './solve/ops/add.ts';
+import type { Download, DownloadLimits } from './solve/ops/download.ts';
 
 export interface BuildOptions {
   /** Build context directory. */
@@ -43,6 +43,8 @@ export interface BuildOptions {
   network?: 'none' | 'host';
   executor?: 'auto' | 'builtin' | 'oci';
   snapshotter?: 'auto' | 'overlay' | 'native';
+  /** Caps on each ADD <url> download: size, total and idle time, redirects (defaults in DEFAULT_DOWNLOAD_LIMITS). */
+  addLimits?: Partial<DownloadLimits>;
 }
 
 export interface BuildResult {
@@ -121,6 +123,7 @@ async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       secrets: opts.secrets ?? {},
       network: opts.network,
       downloads: session.downloads,
+      downloadLimits: opts.addLimits,
     },
     target,
   ).finally(async () => {
@@ -168,7 +171,7 @@ async function loadDockerfile(contextDir: string, spec: BuildOptions['dockerfile
 async function cleanupDownloads(downloads: Map<string, Promise<Download>>): Promise<void> {
   for (const p of downloads.values()) {
     const d = await p.catch(() => undefined);
-    if (d) await fsp.rm(path.dirname(d.file), { recursive: true, force: true });
+    if (d) await fsp.rm(d.dir, { recursive: true, force: true }); // the download's own dir, nothing else
   }
 }
 

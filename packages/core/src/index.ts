@@ -6,5 +6,6 @@ export { prune, type PruneResult } from './store/gc.ts';
 export { defaultStoreRoot } from './store/paths.ts';
 export { importRootfs } from './image/import.ts';
 export { exportImage, parseOutput, type OutputSpec } from './export/export.ts';
+export { DEFAULT_DOWNLOAD_LIMITS, type DownloadLimits } from './solve/ops/download.ts';
 export type { ImageConfig, Manifest, Descriptor } from './image/types.ts';
 export { VlabError, isVlabError } from '@vlab/errors';

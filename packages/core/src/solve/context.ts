@@ -38,6 +38,8 @@ export interface BuildSession {
   network?: 'none' | 'host';
   /** ADD URL downloads, fetched at most once per build. */
   downloads: Map<string, Promise<import('./ops/add.ts').Download>>;
+  /** Caps on each ADD URL download (BuildOptions.addLimits over the defaults). */
+  downloadLimits?: Partial<import('./ops/download.ts').DownloadLimits>;
   /** Final state of each stage, by index, once requested (stages run at most once). */
   stageResult: (index: number) => Promise<StageState>;
 }

@@ -75,7 +75,7 @@ function urlSources(inst: CopyInstruction): string[] {
 function fetchOnce(s: BuildSession, url: string, inst: CopyInstruction): Promise<Download> {
   let p = s.downloads.get(url);
   if (!p) {
-    p = download(url, inst.checksum, s.signal);
+    p = download(url, inst.checksum, { tmpParent: s.store.path('tmp'), signal: s.signal, limits: s.downloadLimits });
     s.downloads.set(url, p);
   }
   return p;
