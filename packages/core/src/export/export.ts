@@ -7,6 +7,7 @@ import type { Store, StoredImage } from '../store/store.ts';
 import { MEDIA, REF_NAME } from '../image/types.ts';
 import { writeArchive, type ArchiveEntry } from '../archive/tar.ts';
 import { normalizeRef } from '../store/refs.ts';
+import { exportLocal } from './local.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -15,7 +16,7 @@ const execFileP = promisify(execFile);
 /**
  * `--output type=…,dest=…`: `oci` = OCI layout dir (or an OCI archive when dest ends in .tar),
  * `docker` = docker-archive (`docker load`), `tar` = the image's filesystem as one tarball,
- * `local` = the filesystem copied into a directory.
+ * `local` = the filesystem copied into a directory (as BuildKit's local exporter: local.ts).
  */
 export interface OutputSpec {
   type: 'oci' | 'docker' | 'tar' | 'local';
@@ -42,8 +43,7 @@ export async function exportImage(store: Store, img: StoredImage, out: OutputSpe
     if (!withRootfs) throw new VlabError('E_UNSUPPORTED', `--output type=${out.type} needs the snapshotter`);
     await withRootfs(img, async (rootfs) => {
       if (out.type === 'local') {
-        await fsp.mkdir(out.dest, { recursive: true });
-        await execFileP('cp', ['-a', `${rootfs}/.`, out.dest]);
+        await exportLocal(rootfs, out.dest);
       } else {
         const tmp = `${out.dest}.tmp-${process.pid}`;
         await execFileP('tar', ['--numeric-owner', '--xattrs', '--sort=name', '-C', rootfs, '-cf', tmp, '.']);
