@@ -2,7 +2,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BuildContext } from './context.ts';
+import { BuildContext, excluder } from './context.ts';
 import { compileGlob } from './patterns.ts';
 import { compileIgnore } from './ignore.ts';
 import { FileHashCache } from './hash-cache.ts';
@@ -60,6 +60,10 @@ describe('.dockerignore (Docker pattern rules)', () => {
     for (const bad of ['[a-', 'a[', '!']) {
       expect(() => compileIgnore(`# c\nok\n${bad}\n`, '/ctx/.dockerignore')).toThrow(expect.objectContaining({ code: 'E_DOCKERIGNORE', message: expect.stringContaining('/ctx/.dockerignore:3') }));
     }
+  });
+
+  it('a bad COPY --exclude pattern is E_BAD_FLAG', () => {
+    expect(() => excluder(['ok', '[a-'])).toThrow(expect.objectContaining({ code: 'E_BAD_FLAG', message: expect.stringContaining('COPY --exclude:2') }));
   });
 
   it('the walk honours it, and <Dockerfile>.dockerignore wins over .dockerignore', async () => {
