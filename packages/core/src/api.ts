@@ -19,6 +19,10 @@ import { hostPlatform, platformString } from './image/platform.ts';
 import { predefinedArgs } from './image/args.ts';
 import { exportImage, type OutputSpec } from './export/export.ts';
 import type { Download, DownloadLimits } from './solve/ops/download.ts';
+import { grantedEntitlements, type Entitlement } from './solve/entitlements.ts';
+import { NamedContexts } from './solve/named-contexts.ts';
+import { runLimits } from './exec/limits.ts';
+import { detectCgroupLayout } from './exec/cgroups.ts';
 
 export interface BuildOptions {
   /** Build context directory. */
@@ -40,7 +44,28 @@ export interface BuildOptions {
   sourceDateEpoch?: number;
   /** id → host file, for RUN --mount=type=secret. */
   secrets?: Record<string, string>;
+  /** Build-wide network of every RUN; 'host' is the caller's own choice and also grants network.host. */
   network?: 'none' | 'host';
+  /**
+   * Entitlements a Dockerfile may use (BuildKit's --allow): `RUN --network=host` needs
+   * 'network.host'; `RUN --security=insecure` needs 'security.insecure' (and is then E_UNSUPPORTED).
+   */
+  allow?: Entitlement[];
+  /**
+   * Named contexts (BuildKit's --build-context): name → `docker-image://REF` (the local store),
+   * `oci-layout://DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE`, or a directory.
+   * They stand for `FROM name` and `COPY --from=name` (a directory: COPY only), before stages of
+   * that name. The Dockerfile itself cannot name host paths.
+   */
+  buildContexts?: Record<string, string>;
+  /** Memory limit of each RUN: bytes or a docker size ('512m', '1g'). Exceeding it is E_RUN_OOM. */
+  memory?: number | string;
+  /** CPU microseconds each RUN may use per period (docker --cpu-quota). */
+  cpuQuota?: number;
+  /** CFS period in microseconds (default 100000). */
+  cpuPeriod?: number;
+  /** Process limit of each RUN; default 2048 (podman's) as root, -1 or 0 for none. */
+  pidsLimit?: number;
   executor?: 'auto' | 'builtin' | 'oci';
   snapshotter?: 'auto' | 'overlay' | 'native';
   /** Caps on each ADD <url> download: size, total and idle time, redirects (defaults in DEFAULT_DOWNLOAD_LIMITS). */
@@ -91,6 +116,9 @@ async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const target = selectTarget(df, opts.target);
   const engine = await openEngine(opts.root, opts.snapshotter);
   const hashes = await FileHashCache.load(engine.store.path('cache', 'filehash.json'));
+  const allow = grantedEntitlements(opts.allow, opts.network);
+  const namedContexts = await NamedContexts.open(opts.buildContexts, engine.store, hashes);
+  const limits = runLimits(opts, { root: process.getuid?.() === 0, layout: await detectCgroupLayout().catch(() => undefined) });
   const counted = { hits: hashes.hits, misses: hashes.misses }; // the cache may outlive a build
   const context = await BuildContext.open(contextDir, hashes, opts.dockerfile && typeof opts.dockerfile === 'string' ? path.resolve(opts.dockerfile) : undefined);
   const platform = hostPlatform();
@@ -122,6 +150,9 @@ async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       sourceDateEpoch: sde,
       secrets: opts.secrets ?? {},
       network: opts.network,
+      allow,
+      limits,
+      namedContexts,
       downloads: session.downloads,
       downloadLimits: opts.addLimits,
     },

@@ -54,3 +54,10 @@ export function keyValues(list: string[] | undefined, env = process.env): Record
   }
   return out;
 }
+
+/** A whole-number flag (`--cpu-quota 50000`); E_BAD_ARG otherwise. */
+export function intFlag(v: string | boolean | string[] | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || !/^-?\d+$/.test(v.trim())) throw new VlabError('E_BAD_ARG', `--${flag} must be a whole number, got "${String(v)}"`);
+  return Number(v);
+}

@@ -8,7 +8,8 @@ import { exportImage, parseOutput } from '../export/export.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { Store } from '../store/store.ts';
 import { prune } from '../store/gc.ts';
-import { keyValues, parseFlags } from './args.ts';
+import { intFlag, keyValues, parseFlags } from './args.ts';
+import type { Entitlement } from '../solve/entitlements.ts';
 import { createRenderer, type ProgressMode } from './progress.ts';
 
 const USAGE = `vbuild — build OCI images from Dockerfiles
@@ -16,7 +17,13 @@ const USAGE = `vbuild — build OCI images from Dockerfiles
 Usage:
   vbuild [build] [-f Dockerfile] [-t name[:tag]]... [--build-arg K=V]... [--target S]
                  [--no-cache] [--no-cache-filter S] [--progress auto|tty|plain|json]
-                 [--output type=oci|docker,dest=PATH] [--network none|host] [--secret id=I,src=F] CONTEXT
+                 [--output type=oci|docker,dest=PATH] [--network none|host] [--secret id=I,src=F]
+                 [--allow network.host|security.insecure]... [--build-context NAME=VALUE]...
+                 [--memory 512m] [--cpu-quota US] [--cpu-period US] [--pids-limit N] CONTEXT
+      --allow            let RUN --network=host (network.host) in the Dockerfile; BuildKit's entitlements
+      --build-context    NAME=docker-image://REF | oci-layout://DIR[:TAG] | oci-archive:FILE[:TAG] |
+                         docker-archive:FILE | DIR: what FROM NAME and COPY --from=NAME use
+      --pids-limit       processes per RUN (default 2048; -1: unlimited)
   vbuild import ROOTFS.tar NAME[:TAG]      make a one-layer base image from a rootfs tarball
   vbuild images                            list images in the store
   vbuild tag SOURCE TARGET                 add a name to an image
@@ -137,6 +144,12 @@ async function cmdBuild(argv: string[]): Promise<number> {
     output: { alias: 'o', type: 'array' },
     network: { type: 'string' },
     secret: { type: 'array' },
+    allow: { type: 'array' },
+    'build-context': { type: 'array' },
+    memory: { alias: 'm', type: 'string' },
+    'cpu-quota': { type: 'string' },
+    'cpu-period': { type: 'string' },
+    'pids-limit': { type: 'string' },
     root: { type: 'string' },
     quiet: { alias: 'q', type: 'boolean' },
   });
@@ -164,6 +177,12 @@ async function cmdBuild(argv: string[]): Promise<number> {
     noCacheFilter: flags['no-cache-filter'] as string[] | undefined,
     output: ((flags.output as string[]) ?? []).map(parseOutput),
     network: network as 'none' | 'host' | undefined,
+    allow: flags.allow as Entitlement[] | undefined,
+    buildContexts: buildContexts(flags['build-context'] as string[] | undefined),
+    memory: flags.memory as string | undefined,
+    cpuQuota: intFlag(flags['cpu-quota'], 'cpu-quota'),
+    cpuPeriod: intFlag(flags['cpu-period'], 'cpu-period'),
+    pidsLimit: intFlag(flags['pids-limit'], 'pids-limit'),
     secrets,
     root: flags.root as string | undefined,
     signal: ac.signal,
@@ -171,6 +190,17 @@ async function cmdBuild(argv: string[]): Promise<number> {
   });
   if (progress === 'quiet') process.stdout.write(`${res.imageId}\n`);
   return 0;
+}
+
+/** `--build-context NAME=VALUE`, repeatable (the value may hold '=' itself). */
+function buildContexts(list: string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of list ?? []) {
+    const eq = item.indexOf('=');
+    if (eq <= 0 || eq === item.length - 1) throw new VlabError('E_BAD_ARG', `--build-context ${item}: expected NAME=VALUE (e.g. base=oci-layout:///path/to/layout:tag)`);
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
 }
 
 // If the event loop empties while a command is still pending, a promise was never settled: say

@@ -1,21 +1,27 @@
-import { VlabError } from '@vlab/errors';
+import { VlabError, type SourceLocation } from '@vlab/errors';
 import { findStage, type Stage } from '@vlab/dockerfile';
 import { MEDIA, type ImageConfig, type LayerRef } from '../image/types.ts';
-import type { Store, StoredImage } from '../store/store.ts';
+import type { StoredImage } from '../store/store.ts';
 import type { BuildSession, StageState } from './context.ts';
 import { stepKey } from './keys.ts';
 import { platformString } from '../image/platform.ts';
-import { loadExternal } from '../image/load.ts';
+import { refuseTransport, type ContextUse } from './named-contexts.ts';
 
-/** The state a stage starts from: scratch, an earlier stage, or an image in the store. */
+/** The state a stage starts from: a named context, scratch, an earlier stage, or an image in the store. */
 export async function baseState(s: BuildSession, stage: Stage, image: string): Promise<StageState> {
+  const at = { file: s.dockerfilePath, ...stage.from.range.start };
+  const named = await located(at, () => s.namedContexts.image(image, 'FROM'));
+  if (named) return imageState(s, named);
   const ref = findStage(s.df, image);
   if (ref && ref.index < stage.index) return s.stageResult(ref.index);
   if (image === 'scratch') {
     const config: ImageConfig = { ...s.platform, config: {}, rootfs: { type: 'layers', diff_ids: [] }, history: [] };
     return { key: stepKey({ parent: '', instruction: 'FROM scratch', args: {}, platform: platformString(s.platform) }), layers: [], config, created: epochOr(s, new Date(0)) };
   }
-  const stored = await resolveImage(s.store, image);
+  return imageState(s, await located(at, () => resolveImage(s, image, 'FROM')));
+}
+
+function imageState(s: BuildSession, stored: StoredImage): StageState {
   return {
     key: stepKey({ parent: '', instruction: `FROM ${stored.manifestDigest}`, args: {}, platform: platformString(s.platform) }),
     layers: layersOf(stored),
@@ -24,12 +30,29 @@ export async function baseState(s: BuildSession, stage: Stage, image: string): P
   };
 }
 
-export async function resolveImage(store: Store, image: string): Promise<StoredImage> {
-  const stored = (await loadExternal(store, image)) ?? (await store.resolve(image));
+/**
+ * An image by name: a named context (--build-context), else the local store. A host transport
+ * written in the Dockerfile (oci-layout://…) is E_NAMED_CONTEXT: only the command line names host paths.
+ */
+export async function resolveImage(s: BuildSession, image: string, use: ContextUse): Promise<StoredImage> {
+  const named = await s.namedContexts.image(image, use);
+  if (named) return named;
+  refuseTransport(image, use);
+  const stored = await s.store.resolve(image);
   if (!stored) {
-    throw new VlabError('E_IMAGE_NOT_FOUND', `image "${image}" is not in the local store (${store.root}); import one with "vbuild import rootfs.tar ${image}" or load it with "vbuild load"`);
+    throw new VlabError('E_IMAGE_NOT_FOUND', `image "${image}" is not in the local store (${s.store.root}); import one with "vbuild import rootfs.tar ${image}" or load it with "vbuild load"`);
   }
   return stored;
+}
+
+/** FROM runs before any step, outside the step's error wrapper: give its errors the FROM line. */
+async function located<T>(at: SourceLocation, f: () => Promise<T> | T): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof VlabError && !e.location) throw new VlabError(e.code, e.message, { location: at, cause: e, details: e.details });
+    throw e;
+  }
 }
 
 export function layersOf(img: StoredImage): LayerRef[] {

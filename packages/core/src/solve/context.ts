@@ -1,7 +1,9 @@
 import type { Dockerfile } from '@vlab/dockerfile';
 import type { BuildCache } from '../cache/cache.ts';
 import type { BuildContext } from '../context/context.ts';
-import type { Executor } from '../exec/types.ts';
+import type { Executor, Limits } from '../exec/types.ts';
+import type { Entitlement } from './entitlements.ts';
+import type { NamedContexts } from './named-contexts.ts';
 import type { ImageConfig, LayerRef } from '../image/types.ts';
 import type { Store } from '../store/store.ts';
 import type { EventSink } from './events.ts';
@@ -36,6 +38,12 @@ export interface BuildSession {
   sourceDateEpoch?: number;
   secrets: Record<string, string>;
   network?: 'none' | 'host';
+  /** Entitlements granted on the command line (--allow): what a RUN may ask for. */
+  allow: ReadonlySet<Entitlement>;
+  /** cgroup limits of every RUN container (the default pids limit included). */
+  limits: Limits;
+  /** --build-context: names that stand for images or directories the command line gave. */
+  namedContexts: NamedContexts;
   /** ADD URL downloads, fetched at most once per build. */
   downloads: Map<string, Promise<import('./ops/add.ts').Download>>;
   /** Caps on each ADD URL download (BuildOptions.addLimits over the defaults). */

@@ -16,15 +16,17 @@ import { fastCopy } from './fast-copy.ts';
 
 type FromSource = { key: string; layers: LayerRef[] };
 
-/** Where COPY --from points: an earlier stage (by name or index) or an image. */
+/** Where COPY --from points: a named context's image, an earlier stage (by name or index) or an image. */
 async function fromSource(s: BuildSession, stage: Stage, from: string): Promise<FromSource> {
+  const named = await s.namedContexts.image(from, 'COPY --from');
+  if (named) return { key: named.manifestDigest, layers: layersOf(named) };
   const ref = findStage(s.df, from);
   if (ref) {
     if (ref.index === stage.index) throw new VlabError('E_COPY_FROM', `COPY --from=${from} refers to its own stage`);
     const st = await s.stageResult(ref.index);
     return { key: st.key, layers: st.layers };
   }
-  const img = await resolveImage(s.store, from);
+  const img = await resolveImage(s, from, 'COPY --from');
   return { key: img.manifestDigest, layers: layersOf(img) };
 }
 

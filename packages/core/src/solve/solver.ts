@@ -4,24 +4,26 @@ import type { BuildSession, StageState } from './context.ts';
 import { buildStage } from './stage.ts';
 
 /** Stages the target needs: its FROM chain and every COPY --from / RUN --mount from, transitively. */
-export function requiredStages(df: Dockerfile, target: Stage, globalArgs: Record<string, string>): Stage[] {
+export function requiredStages(df: Dockerfile, target: Stage, globalArgs: Record<string, string>, named: ReadonlySet<string> = new Set()): Stage[] {
   const need = new Set<number>();
   const visit = (st: Stage): void => {
     if (need.has(st.index)) return;
     need.add(st.index);
-    for (const d of stageDeps(df, st, globalArgs)) visit(d);
+    for (const d of stageDeps(df, st, globalArgs, named)) visit(d);
   };
   visit(target);
   return df.stages.filter((s) => need.has(s.index));
 }
 
-function stageDeps(df: Dockerfile, st: Stage, globalArgs: Record<string, string>): Stage[] {
+/** A named context (--build-context) replaces a stage of its name: that stage is not a dependency. */
+function stageDeps(df: Dockerfile, st: Stage, globalArgs: Record<string, string>, named: ReadonlySet<string>): Stage[] {
   const out: Stage[] = [];
+  const find = (ref: string) => (named.has(ref.toLowerCase()) ? undefined : findStage(df, ref));
   const add = (ref: string | undefined) => {
-    const d = ref ? findStage(df, ref) : undefined;
+    const d = ref ? find(ref) : undefined;
     if (d && d.index !== st.index) out.push(d);
   };
-  const base = findStage(df, resolveStageBase(df, st, globalArgs).image);
+  const base = find(resolveStageBase(df, st, globalArgs).image);
   if (base && base.index < st.index) out.push(base);
   for (const inst of st.instructions) {
     if (inst.kind === 'COPY' || inst.kind === 'ADD') add(inst.from);
@@ -49,7 +51,7 @@ export async function solve(s: Omit<BuildSession, 'stageResult'>, target: Stage,
       return p;
     },
   };
-  const stages = requiredStages(s.df, target, s.globalArgs);
+  const stages = requiredStages(s.df, target, s.globalArgs, s.namedContexts.names());
   for (const st of stages) {
     const p = limit(() => buildStage(session, st));
     p.catch(() => undefined); // observed below through the target or a dependant

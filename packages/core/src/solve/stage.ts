@@ -13,6 +13,8 @@ import { planCopy, copyCacheInput, packWhileHashing } from './copy-step.ts';
 import { copyInto } from './ops/copy.ts';
 import { fastCopy } from './fast-copy.ts';
 import type { LayerRef } from '../image/types.ts';
+import { checkRunEntitlements } from './entitlements.ts';
+import { copyFromNamedDir } from './named-contexts.ts';
 
 /** What a layer-producing step needs: its cache inputs, and the work to do on a miss. */
 interface LayerStep {
@@ -93,6 +95,7 @@ async function buildStep(
     config = { ...config, config: { ...config.config, WorkingDir: dir } };
     step = { args: usedArgs, work: async (root) => void (await mkdirInRoot(root, dir)) };
   } else if (inst.kind === 'RUN') {
+    checkRunEntitlements(inst, s.allow);
     const env = { ...scope.runEnv() };
     step = {
       args: usedArgs,
@@ -106,6 +109,7 @@ async function buildStep(
             config: config.config,
             env,
             mounts,
+            limits: s.limits,
             signal: s.signal,
             onOutput: (stream, data) => s.emit({ type: 'step-log', ...ref, stream, data, time: Date.now() }),
           }),
@@ -113,16 +117,17 @@ async function buildStep(
       },
     };
   } else if (inst.kind === 'COPY' || inst.kind === 'ADD') {
-    const packed = await packWhileHashing(s, inst, config.config, state.layers);
-    const input = await copyCacheInput(s, stage, inst);
+    const src = await copyFromNamedDir(s, inst);
+    const packed = await packWhileHashing(src.session, src.inst, config.config, state.layers);
+    const input = await copyCacheInput(src.session, stage, src.inst);
     step = {
       args: usedArgs,
       content: input.digest,
       files: input.files,
       work: async (rootfs) => {
-        await planCopy(s, inst, config.config, rootfs, async (plan, owner, chmod) => copyInto(rootfs, plan, { owner, chmod }));
+        await planCopy(src.session, src.inst, config.config, rootfs, async (plan, owner, chmod) => copyInto(rootfs, plan, { owner, chmod }));
       },
-      fast: async () => packed ?? fastCopy(s, inst, config.config, state.layers),
+      fast: async () => packed ?? fastCopy(src.session, src.inst, config.config, state.layers),
     };
   } else {
     throw new VlabError('E_UNSUPPORTED', `${inst.kind} is not supported inside a stage`);
