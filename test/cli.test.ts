@@ -88,13 +88,14 @@ describe('vbuild CLI', () => {
     expect(await fsp.readFile(path.join(rootfs, 'cli.txt'), 'utf8')).toBe('cli\n');
   });
 
-  it('FROM an image another tool wrote: a skopeo docker-archive and an OCI layout dir', async () => {
+  it('FROM an image another tool wrote: a skopeo docker-archive and an OCI layout dir, as --build-context', async () => {
     await exec('skopeo', ['copy', `oci:${root}:cli:one`, `docker-archive:${out}/from-skopeo.tar:x/y:z`]);
     await exec('skopeo', ['copy', `oci:${root}:cli:one`, `oci:${out}/skopeo-layout:v1`]);
     const c = await makeContext({
-      Dockerfile: `FROM docker-archive:${out}/from-skopeo.tar AS a\nRUN cat /cli.txt > /a.txt\nFROM oci-layout://${out}/skopeo-layout:v1\nCOPY --from=a /a.txt /b.txt\n`,
+      Dockerfile: `FROM skopeo-tar AS a\nRUN cat /cli.txt > /a.txt\nFROM skopeo-layout\nCOPY --from=a /a.txt /b.txt\n`,
     });
-    expect((await run(['build', '-q', '-t', 'cli:ext', c])).code).toBe(0);
+    const contexts = ['--build-context', `skopeo-tar=docker-archive:${out}/from-skopeo.tar`, '--build-context', `skopeo-layout=oci-layout://${out}/skopeo-layout:v1`];
+    expect((await run(['build', '-q', '-t', 'cli:ext', ...contexts, c])).code).toBe(0);
     const cfg = await skopeoInspect(root, 'cli:ext');
     expect((cfg as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids.length).toBe(3);
     const rootfs = await umociUnpack(root, 'cli:ext');
