@@ -164,13 +164,16 @@ describe('hole 9: host paths only through --build-context', () => {
 });
 
 describe('hole 10: RUN limits', () => {
-  it('a fork loop with --pids-limit 32 stops at the limit within seconds (E_RUN_FAILED, can\'t fork)', async () => {
-    const c = await ctxOf('FROM busybox\nRUN i=0; while [ $i -lt 200 ]; do sleep 5 & i=$((i+1)); done; echo started\n');
+  it('a fork bomb with --pids-limit 32 is contained: forks fail at the limit, the build goes on within seconds', async () => {
+    // Exponential but bounded (2^9 shells at most), so it stays harmless even where no limit applied.
+    const bomb = 'b() { if [ $1 -lt 8 ]; then b $(($1+1)) | b $(($1+1)) & else sleep 2; fi; }; b 0; sleep 1; set -- /proc/[0-9]*; echo "procs=$#"';
+    const c = await ctxOf(`FROM busybox\nRUN ${bomb}\n`);
     const r = await run(['build', '--progress=plain', '--pids-limit', '32', c]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(0);
     expect(r.stderr).toContain("can't fork");
-    expect(r.stderr).not.toContain('#1 started');
-    expect(r.stderr).toContain('[E_RUN_FAILED]');
+    const procs = Number(/procs=(\d+)/.exec(r.stderr)?.[1]);
+    expect(procs).toBeGreaterThan(0);
+    expect(procs).toBeLessThanOrEqual(32);
     expect(r.ms).toBeLessThan(15_000);
   });
 
