@@ -31,12 +31,11 @@ function imageState(s: BuildSession, stored: StoredImage): StageState {
 }
 
 /**
- * An image by name: a named context (--build-context), else the local store. A host transport
- * written in the Dockerfile (oci-layout://…) is E_NAMED_CONTEXT: only the command line names host paths.
+ * An image of the local store by name (callers look up named contexts first: they override
+ * stages too). A host transport written in the Dockerfile (oci-layout://…) is E_NAMED_CONTEXT:
+ * only the command line names host paths.
  */
 export async function resolveImage(s: BuildSession, image: string, use: ContextUse): Promise<StoredImage> {
-  const named = await s.namedContexts.image(image, use);
-  if (named) return named;
   refuseTransport(image, use);
   const stored = await s.store.resolve(image);
   if (!stored) {
