@@ -132,7 +132,7 @@ export class BuiltinExecutor implements Executor {
     let cg: Cgroup | undefined;
     try {
       if (ns) checkUser(ns, prep.user, spec.user ?? '');
-      else cg = await Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`, spec.limits);
+      else cg = await Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`, spec.limits, { devices: this.opts.deviceCgroup });
       if (this.init) return await this.runNative(prep, cg, startedAt, opts);
       const t = this.tools;
       const unshareArgs = [...(ns ? userNsArgs(ns) : []), '--pid', '--fork', '--kill-child', '--mount', '--uts', '--ipc', '--propagation', 'private'];

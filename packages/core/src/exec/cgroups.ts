@@ -118,8 +118,9 @@ export class Cgroup {
    * Creates the cgroup in every hierarchy and writes the limits. Throws E_EXEC_SETUP (after
    * removing what it made) when a limit cannot be applied. Not idempotent: `rel` must be new.
    */
-  static async create(layout: CgroupLayout, rel: string, limits: Limits = {}): Promise<Cgroup> {
+  static async create(layout: CgroupLayout, rel: string, limits: Limits = {}, opts: { devices?: boolean } = {}): Promise<Cgroup> {
     const cg = Cgroup.at(layout, rel);
+    if (opts.devices === false) delete cg.dirs.devices;
     try {
       if (layout.version === 'v2') await enableV2Controllers(layout.unified!, path.dirname(rel));
       await Promise.all(cg.uniqueDirs().map((dir) => fs.mkdir(dir, { recursive: true })));

@@ -64,4 +64,9 @@ export interface ExecutorOptions {
   cgroupParent?: string;
   /** Parent of per-run temp dirs (bundles, /etc files). Default os.tmpdir(). */
   tmpDir?: string;
+  /**
+   * Testing only: `false` leaves out the v1 `devices` cgroup (built-in executor), as on pure
+   * cgroup v2 where there is none, to show that device access is closed without it.
+   */
+  deviceCgroup?: boolean;
 }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from '../types.ts';
 import { detectCgroupLayout } from '../cgroups.ts';
 import { makeBusyboxRootfs } from './rootfs.ts';
+import { isolationSuite } from './isolation.ts';
 
 export type ExecutorFactory = (opts: ExecutorOptions) => Promise<Executor>;
 
@@ -210,16 +211,6 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
       expect(out).toBe('from-script 42\n');
     });
 
-    it('devices: a node made for the host disk cannot be opened; /dev/null and friends can (v1 devices cgroup)', async (ctx) => {
-      const { version } = await detectCgroupLayout();
-      if (version === 'v2') ctx.skip(); // v2 device control is an eBPF program: the OCI runtime's job
-      const dev = (await fs.stat('/')).dev;
-      const [major, minor] = [Math.floor(dev / 256) & 0xfff, (dev & 0xff) | ((Math.floor(dev / 4096) & 0xfff00))];
-      const r = await run(`mknod /tmp/disk b ${major} ${minor} && echo made; head -c 512 /tmp/disk > /dev/null && echo READ || echo denied; echo x > /dev/null && head -c 4 /dev/zero | wc -c`);
-      expect(r.stdout).toBe('made\ndenied\n4\n');
-      expect(r.stderr).toMatch(/Operation not permitted/);
-    });
-
     it('abort kills the whole container and rejects with E_RUN_ABORTED', async () => {
       const ac = new AbortController();
       const t0 = Date.now();
@@ -263,6 +254,7 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
       expect(await processesUnder(base)).toEqual([]);
     }, 300_000);
   });
+  isolationSuite(name, factory);
 }
 
 async function listTree(dir: string, rel = ''): Promise<string[]> {

@@ -1,0 +1,190 @@
+/**
+ * The isolation regression checks of the torture suite, run by `executorSuite` for every executor:
+ * one hostile operation at a time from inside a RUN, through the static probe (probe.c), which
+ * prints `ok` or `denied ERRNO`. Each check has a positive control where one makes sense (the
+ * same probe succeeding where it should), so that a broken probe cannot pass as "denied".
+ * Host-side targets are marker files and processes this file makes in its own scratch dir.
+ */
+import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from 'vitest';
+import { execFile, spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Executor, ExecutorOptions, RunSpec } from '../types.ts';
+import { installProbe } from './probe.ts';
+import { makeBusyboxRootfs } from './rootfs.ts';
+
+const execFileP = promisify(execFile);
+
+export type IsolationFactory = (opts: ExecutorOptions) => Promise<Executor>;
+
+/** Docker's masked paths (moby oci/defaults.go, 2024+: /proc/interrupts added): each must read as empty. */
+const DOCKER_MASKED = [
+  '/proc/asound', '/proc/acpi', '/proc/interrupts', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+];
+
+/**
+ * A block device the host's root can open through a freshly made node: the root disk, else
+ * loop0 (some sandboxes forbid the disk even to the host's root). Undefined when neither opens.
+ */
+async function openableBlockDevice(scratch: string): Promise<[number, number] | undefined> {
+  const dev = (await fs.stat('/')).dev;
+  const disk: [number, number] = [Math.floor(dev / 256) & 0xfff, (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00)];
+  for (const [major, minor] of [disk, [7, 0] as [number, number]]) {
+    const node = path.join(scratch, `blk-${major}-${minor}`);
+    try {
+      await execFileP('mknod', ['-m', '600', node, 'b', String(major), String(minor)]);
+      await (await fs.open(node, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)).close();
+      return [major, minor];
+    } catch {
+      /* try the next */
+    } finally {
+      await fs.rm(node, { force: true });
+    }
+  }
+  return undefined;
+}
+
+export function isolationSuite(name: string, factory: IsolationFactory): void {
+  describe(`isolation: ${name}`, () => {
+    let base: string;
+    let tmpDir: string;
+    let root: string;
+    let ex: Executor;
+    let probe = false;
+    const cgroupParent = `vlab-test-iso-${name}-${process.pid}`;
+
+    beforeAll(async () => {
+      base = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-iso-'));
+      tmpDir = path.join(base, 'tmp');
+      await fs.mkdir(tmpDir);
+      ex = await factory({ cgroupParent, tmpDir });
+    });
+    beforeEach(async () => {
+      root = await makeBusyboxRootfs(base);
+      probe = await installProbe(root);
+    });
+    afterEach(async () => {
+      await fs.rm(root, { recursive: true, force: true });
+    });
+    afterAll(async () => {
+      if (base) await fs.rm(base, { recursive: true, force: true });
+    });
+
+    const run = async (script: string, extra: Partial<RunSpec> = {}, on: Executor = ex) => {
+      let out = '';
+      const r = await on.run({ rootfs: root, argv: ['/bin/sh', '-c', script], env: [], cwd: '/', ...extra }, { onOutput: (_s, c) => (out += c) });
+      return { code: r.exitCode, out };
+    };
+    const needProbe = (ctx: { skip: () => void }) => {
+      if (!probe) ctx.skip();
+    };
+
+    it('no host fd reaches the container (probe fds)', async (ctx) => {
+      needProbe(ctx);
+      expect((await run('probe fds')).out).toBe('none\n');
+    });
+
+    it("Docker's masked paths read as empty; /proc/sys, /proc/sysrq-trigger and /sys are read-only", async (ctx) => {
+      needProbe(ctx);
+      const present: string[] = [];
+      for (const p of DOCKER_MASKED) if (await fs.stat(p).then(() => true, () => false)) present.push(p);
+      expect(present.length).toBeGreaterThan(0);
+      // A file reads 0 bytes, a dir lists nothing (sh: `cat` of a dir fails, hence the two tests).
+      const script = present.map((p) => `if [ -d ${p} ]; then echo "${p} $(ls -A ${p} | wc -l)"; else echo "${p} $(cat ${p} | wc -c)"; fi`).join('; ');
+      const masked = await run(script);
+      expect(masked.out.trim().split('\n')).toEqual(present.map((p) => `${p} 0`));
+      const writes = ['/proc/sys/kernel/hostname', '/proc/sys/vm/drop_caches', '/sys/class/net/lo/tx_queue_len', '/sys/kernel/uevent_helper'];
+      if (await fs.stat('/proc/sysrq-trigger').then(() => true, () => false)) writes.push('/proc/sysrq-trigger');
+      const w = await run(writes.map((p) => `probe open ${p} w`).join('; '));
+      expect(w.out.trim().split('\n')).toEqual(writes.map(() => 'denied EROFS'));
+      // control: the probe can write where writing is allowed
+      expect((await run('probe open /tmp/x w')).out).toBe('denied ENOENT\n');
+      expect((await run('touch /tmp/x; probe open /tmp/x w')).out).toBe('ok\n');
+    });
+
+    it("the host's /proc/1/root and host processes are out of reach (pid namespace)", async (ctx) => {
+      needProbe(ctx);
+      const marker = path.join(base, 'host-marker');
+      await fs.writeFile(marker, 'host secret\n');
+      const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
+      try {
+        const pid = sleeper.pid!;
+        const r = await run(`probe open /proc/1/root${marker} r; probe open /proc/${pid}/root${marker} r; probe ptrace ${pid}; probe ptrace 1`);
+        const [viaInit, viaPid, ptraceHost, ptraceInit] = r.out.trim().split('\n');
+        expect(viaInit).toBe('denied ENOENT'); // /proc/1 is the container's own pid 1
+        expect(viaPid).toBe('denied ENOENT'); // the host pid does not exist in here
+        expect(ptraceHost).toBe('denied ESRCH');
+        expect(ptraceInit).toMatch(/^denied E(PERM|SRCH)$/); // no CAP_SYS_PTRACE
+        // control: the same read of the container's own file works
+        expect((await run('probe open /proc/1/root/etc/passwd r')).out).toBe('ok\n');
+      } finally {
+        sleeper.kill('SIGKILL');
+      }
+      expect(await fs.readFile(marker, 'utf8')).toBe('host secret\n');
+    });
+
+    it('the host disk can be neither mounted nor opened, even without the v1 devices cgroup', async (ctx) => {
+      needProbe(ctx);
+      const blk = await openableBlockDevice(base);
+      if (!blk) return ctx.skip(); // the host's root itself can open no block device node here
+      const [major, minor] = blk;
+      // A block node for the host disk that comes with the image (made host-side, like a layer would).
+      await execFileP('mknod', ['-m', '600', path.join(root, 'disk'), 'b', String(major), String(minor)]);
+      const script = `probe mknod-open /tmp/sda ${major} ${minor}; probe open /disk r; mkdir -p /mnt; probe mount /disk /mnt ext4; probe open /dev/null w; probe open /dev/zero r`;
+      const expected = [/^denied E(PERM|ACCES)$/, /^denied E(PERM|ACCES)$/, /^denied EPERM$/, /^ok$/, /^ok$/];
+      const check = (out: string) => out.trim().split('\n').forEach((l, i) => expect(l).toMatch(expected[i]!));
+      check((await run(script)).out);
+      // Pure cgroup v2 has no v1 devices controller: the built-in executor must hold without it.
+      // The OCI runtimes always filter devices themselves (v1 cgroup, or eBPF on v2).
+      if (name.startsWith('builtin')) {
+        const bare = await factory({ cgroupParent, tmpDir, deviceCgroup: false });
+        check((await run(script, {}, bare)).out);
+      }
+    });
+
+    it('network none: a server on the host loopback is unreachable; with host networking it is', async (ctx) => {
+      needProbe(ctx);
+      let connections = 0;
+      const server = net.createServer((s) => {
+        connections++;
+        s.destroy();
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const port = (server.address() as net.AddressInfo).port;
+      try {
+        expect((await run(`probe connect 127.0.0.1 ${port}`)).out).toBe('denied ECONNREFUSED\n');
+        expect(connections).toBe(0);
+        expect((await run(`probe connect 127.0.0.1 ${port}`, { network: 'host' })).out).toBe('ok\n'); // control
+      } finally {
+        server.close();
+      }
+    });
+
+    it('no controlling terminal: TIOCSTI cannot type into the terminal vbuild runs in', async (ctx) => {
+      needProbe(ctx);
+      const script = await which('script');
+      if (!script) return ctx.skip(); // util-linux script(1) gives the run a pty
+      const out = path.join(base, 'tty-out.json');
+      const child = path.join(path.dirname(new URL(import.meta.url).pathname), 'tty-script.ts');
+      const cmd = [process.execPath, '--import', 'tsx', child, name, root, tmpDir, cgroupParent, out].map((s) => `'${s}'`).join(' ');
+      // script(1) runs cmd on a new pty (its controlling terminal); what the pty shows comes back.
+      const shown = await execFileP(script, ['-qfec', cmd, '/dev/null'], { cwd: path.dirname(child), timeout: 60_000 });
+      const r = JSON.parse(await fs.readFile(out, 'utf8')) as { hostTty: string; probes: string };
+      expect(r.hostTty).toBe('ok'); // control: vbuild itself has the pty as its terminal
+      expect(r.probes.trim().split('\n')).toEqual(['denied ENXIO', 'denied ENXIO', 'denied ENOTTY']);
+      expect(shown.stdout).not.toContain('#'); // the character TIOCSTI would have typed
+    });
+  });
+}
+
+async function which(cmd: string): Promise<string | undefined> {
+  for (const d of ['/usr/bin', '/bin', '/usr/sbin', '/sbin']) {
+    const p = path.join(d, cmd);
+    if (await fs.access(p, fs.constants.X_OK).then(() => true, () => false)) return p;
+  }
+  return undefined;
+}
