@@ -20,7 +20,8 @@
  *     stdin FILE           the container's stdin (Node's stdio pipes are sockets, which
  *                          /dev/stdin = /proc/self/fd/0 cannot open: a heredoc's #! script
  *                          is read that way)
- *   container, pid 1 of new pid/mount/uts/ipc[/net] namespaces (dies with the outer process)
+ *   container, pid 1 of new pid/mount/uts/ipc[/net] namespaces (dies with the outer process), in
+ *   a new session without a controlling terminal
  *     mount SRC DST TYPE FLAGS DATA      mount(2); FLAGS decimal, "-" = NULL source/type/data
  *     mknod PATH MODE MAJOR MINOR        a character device (MODE octal, with permissions)
  *     symlink TARGET PATH
@@ -234,6 +235,8 @@ static void exec_command(char **argv, char **envp) {
 /* pid 1 of the container: mounts, identity, then the command. Never returns. */
 static void container(void) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die("pdeathsig", NULL);
+  /* A new session without a controlling terminal: vbuild's terminal (TIOCSTI) is out of reach. */
+  if (setsid() < 0) die("setsid", NULL);
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die("make / private", NULL);
   const char *cwd = "/", *groups = "", *caps = "";
   long uid = 0, gid = 0;

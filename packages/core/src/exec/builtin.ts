@@ -31,7 +31,7 @@ import { prepareRun, type PreparedRun } from './prepare.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
 import { DEFAULT_CAPS, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS } from './defaults.ts';
 import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult, type Spawned } from './process.ts';
-import { checkLimits, checkUser, detectUserNs, makeRootlessDevTemplate, mapsId, ROOTLESS_DEVICES, userNsArgs, type UserNs } from './rootless.ts';
+import { checkLimits, checkUser, detectUserNs, makeRootlessDevTemplate, mapsId, userNsArgs, type UserNs } from './rootless.ts';
 import { nativeHelper } from '@vlab/overlay';
 import { nativeSpec } from './native-spec.ts';
 import { launchServer } from './launch-server.ts';
@@ -41,8 +41,8 @@ export function initHelper(): string | undefined {
   return nativeHelper('vlab-init', [new URL('../../native/bin/vlab-init', import.meta.url), new URL('../native/bin/vlab-init', import.meta.url)]);
 }
 
-const TOOLS = ['sh', 'unshare', 'setpriv', 'mount', 'mknod', 'env', 'cp'] as const;
-type Tools = Record<(typeof TOOLS)[number], string> & { ip?: string; hostname?: string };
+const TOOLS = ['sh', 'unshare', 'setpriv', 'setsid', 'mount', 'mknod', 'env', 'cp'] as const;
+type Tools = Record<(typeof TOOLS)[number], string> & { ip?: string; hostname?: string; bash?: string };
 
 let toolsFound: Promise<Tools> | undefined;
 
@@ -62,13 +62,13 @@ async function lookUpTools(): Promise<Tools> {
     }
     return undefined;
   };
-  const found = await Promise.all([...TOOLS, 'ip', 'hostname'].map(find));
+  const found = await Promise.all([...TOOLS, 'ip', 'hostname', 'bash'].map(find));
   const out: Partial<Tools> = {};
   TOOLS.forEach((t, i) => {
     if (!found[i]) throw new VlabError('E_EXEC_UNAVAILABLE', `the built-in executor needs ${t} (util-linux) on the host`);
     out[t] = found[i];
   });
-  [out.ip, out.hostname] = found.slice(TOOLS.length);
+  [out.ip, out.hostname, out.bash] = found.slice(TOOLS.length);
   return out as Tools;
 }
 
@@ -143,7 +143,8 @@ export class BuiltinExecutor implements Executor {
       // everything the container ever forks is born inside the limits.
       const stdinFile = await writeStdin(prep, opts);
       const redirect = stdinFile ? `exec 0<${q(stdinFile)} || exit 125; ` : '';
-      const trampoline = `${redirect}s=$1; shift; for f do echo $$ > "$f" || exit 125; done; exec ${q(t.unshare)} ${unshareArgs.join(' ')} ${q(t.sh)} -c "$s"`;
+      // The setup shell is bash where there is one: it can close inherited fds above 9 (dash cannot).
+      const trampoline = `${redirect}s=$1; shift; for f do echo $$ > "$f" || exit 125; done; exec ${q(t.unshare)} ${unshareArgs.join(' ')} ${q(t.bash ?? t.sh)} -c "$s"`;
       const tables = fstabs(prep, (p) => this.hostKind(p), ns);
       const files = { early: path.join(prep.dir, 'fstab.early'), late: path.join(prep.dir, 'fstab.late') };
       await fs.writeFile(files.early, tables.early);
@@ -227,8 +228,19 @@ export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files
     '--',
   ];
   const enter = [t.unshare, '--root=.', `--wd=${p.cwd}`, '--setuid', String(u.uid), '--', ...p.argv];
-  L.push(['exec', t.env, '-i', ...p.env, ...priv, ...enter].map((a, i) => (i === 0 ? a : q(a))).join(' '));
+  L.push(closeInheritedFds());
+  // setsid: a new session without a controlling terminal (TIOCSTI cannot reach vbuild's terminal).
+  L.push(['exec', t.setsid, t.env, '-i', ...p.env, ...priv, ...enter].map((a, i) => (i === 0 ? a : q(a))).join(' '));
   return L.join('\n');
+}
+
+/**
+ * Node passes on every fd it inherited without close-on-exec (a pipe of the user's shell, a CI
+ * runner's): none may reach the container. dash only knows fds 0-9, hence bash for the others.
+ */
+function closeInheritedFds(): string {
+  const bashOnly = `[ -n "\${BASH_VERSION:-}" ] || { echo "vlab: cannot close inherited fd $n: the shell launcher needs bash" >&2; exit 125; }`;
+  return `for f in /proc/self/fd/*; do n=\${f##*/}; case $n in 0|1|2) ;; [3-9]) eval "exec $n>&-" ;; *) ${bashOnly}; eval "exec $n>&-" ;; esac; done`;
 }
 
 export type FstabLine = [source: string, target: string, type: string, options: string];
@@ -244,17 +256,21 @@ export function fstabs(p: PreparedRun, hostHas: (containerPath: string) => 'dir'
 export function containerMounts(p: PreparedRun, hostHas: (containerPath: string) => 'dir' | 'file' | undefined, ns?: UserNs): { early: FstabLine[]; late: FstabLine[] } {
   const R = p.rootfs;
   const r = (sub: string) => path.join(R, sub);
+  // Device access by mount flags, whatever the cgroup layout (pure v2 has no devices controller
+  // and we load no eBPF program): the root, /dev and every bind are nodev, so a node the RUN
+  // makes (CAP_MKNOD) or the image brings cannot be opened; the allowed devices are the host's
+  // own nodes bind-mounted in (devpts gives the ptys). Not nosuid: setuid binaries work as in Docker.
   const early: FstabLine[] = [
-    [R, R, 'none', 'bind'],
+    [R, R, 'none', 'bind,nodev'],
     ['proc', r('/proc'), 'proc', 'nosuid,noexec,nodev'],
-    ['tmpfs', r('/dev'), 'tmpfs', 'nosuid,strictatime,mode=755,size=65536k'],
+    ['tmpfs', r('/dev'), 'tmpfs', 'nosuid,nodev,strictatime,mode=755,size=65536k'],
   ];
   // Rootless: devpts' gid=5 only where gid 5 is mapped; host device nodes are bind-mounted (no
   // mknod in a user namespace); sysfs can only be mounted in a net namespace we own, so with host
   // networking the host's /sys is bind-mounted read-only.
   const ptsGid = !ns || mapsId(ns, 5, 'gids') ? ',gid=5' : '';
   const late: FstabLine[] = [
-    ...(ns ? ROOTLESS_DEVICES.map((d): FstabLine => ['/dev/' + d, r('/dev/' + d), 'none', 'bind']) : []),
+    ...DEV_NODES.map(([d]): FstabLine => ['/dev/' + d, r('/dev/' + d), 'none', 'bind']),
     ['devpts', r('/dev/pts'), 'devpts', 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620' + ptsGid],
     ['shm', r('/dev/shm'), 'tmpfs', 'nosuid,noexec,nodev,mode=1777,size=65536k'],
     ['mqueue', r('/dev/mqueue'), 'mqueue', 'nosuid,noexec,nodev'],
@@ -265,7 +281,7 @@ export function containerMounts(p: PreparedRun, hostHas: (containerPath: string)
       const o = ['nosuid', 'nodev', ...(m.options ?? []), ...(m.readonly ? ['ro'] : [])];
       late.push(['tmpfs', m.hostTarget, 'tmpfs', o.join(',')]);
     } else {
-      late.push([m.source!, m.hostTarget, 'none', ['rbind', ...(m.readonly ? ['ro'] : [])].join(',')]);
+      late.push([m.source!, m.hostTarget, 'none', ['rbind', 'nodev', ...(m.readonly ? ['ro'] : [])].join(',')]);
     }
   }
   // /proc and /sys show the host kernel's entries, so the host tells which of these exist.
@@ -282,7 +298,10 @@ function fstabEscape(s: string): string {
   return s.replace(/[\\ \t\n]/g, (c) => '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'));
 }
 
-/** A container's /dev (Docker's): character devices (name, major, minor; mode 0666), links, dirs. */
+/**
+ * A container's /dev (Docker's): character devices (name, major, minor; mode 0666), links, dirs.
+ * The nodes made in the nodev /dev are only mountpoints: the host's nodes are bound onto them.
+ */
 export const DEV_NODES: [string, number, number][] = [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]];
 export const DEV_LINKS: [string, string][] = [['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2'], ['ptmx', 'pts/ptmx'], ['core', '/proc/kcore']];
 export const DEV_DIRS = ['pts', 'shm', 'mqueue'];

@@ -26,6 +26,7 @@ export const DEFAULT_CAPS = [
 export const MASKED_PATHS = [
   '/proc/asound',
   '/proc/acpi',
+  '/proc/interrupts', // moby 25+
   '/proc/kcore',
   '/proc/keys',
   '/proc/latency_stats',

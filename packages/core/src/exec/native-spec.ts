@@ -18,9 +18,9 @@ const FLAG_WORDS: Record<string, number> = {
   bind: 0x1000, // MS_BIND
   rbind: 0x1000 | 0x4000, // MS_BIND | MS_REC
 };
-const MS_RDONLY = 0x1;
 const MS_REMOUNT = 0x20;
 const MS_BIND = 0x1000;
+const PER_MOUNT = 0xf; // MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
 
 /** Capability numbers (linux/capability.h) of the names in DEFAULT_CAPS. */
 const CAP_NUMBERS: Record<string, number> = {
@@ -39,7 +39,7 @@ export function capNumbers(names: string[]): number[] {
   });
 }
 
-/** One fstab line → the mount(2) calls it takes: a read-only bind is a bind, then a remount. */
+/** One fstab line → the mount(2) calls it takes: a bind with flags is a bind, then a remount. */
 export function mountCalls([source, target, type, options]: FstabLine): string[][] {
   let flags = 0;
   const data: string[] = [];
@@ -49,8 +49,9 @@ export function mountCalls([source, target, type, options]: FstabLine): string[]
   }
   const nul = (s: string) => (s === '' || s === 'none' ? '-' : s);
   if (flags & MS_BIND) {
-    const calls = [['mount', source, target, '-', String(flags & ~MS_RDONLY), '-']];
-    if (flags & MS_RDONLY) calls.push(['mount', '-', target, '-', String(MS_REMOUNT | MS_BIND | (flags & 0xf)), '-']);
+    const calls = [['mount', source, target, '-', String(flags & ~PER_MOUNT), '-']];
+    // bind ignores per-mount flags: ro, nosuid, nodev, noexec take a remount
+    if (flags & PER_MOUNT) calls.push(['mount', '-', target, '-', String(MS_REMOUNT | MS_BIND | (flags & PER_MOUNT)), '-']);
     return calls;
   }
   return [['mount', source, target, nul(type), String(flags), nul(data.join(','))]];

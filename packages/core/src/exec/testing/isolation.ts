@@ -97,8 +97,11 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       const script = present.map((p) => `if [ -d ${p} ]; then echo "${p} $(ls -A ${p} | wc -l)"; else echo "${p} $(cat ${p} | wc -c)"; fi`).join('; ');
       const masked = await run(script);
       expect(masked.out.trim().split('\n')).toEqual(present.map((p) => `${p} 0`));
-      const writes = ['/proc/sys/kernel/hostname', '/proc/sys/vm/drop_caches', '/sys/class/net/lo/tx_queue_len', '/sys/kernel/uevent_helper'];
-      if (await fs.stat('/proc/sysrq-trigger').then(() => true, () => false)) writes.push('/proc/sysrq-trigger');
+      const writes: string[] = [];
+      for (const p of ['/proc/sys/kernel/hostname', '/proc/sys/vm/drop_caches', '/proc/sysrq-trigger', '/sys/class/net/lo/tx_queue_len', '/sys/kernel/uevent_helper', '/sys/kernel/mm/transparent_hugepage/enabled']) {
+        if (await fs.stat(p).then(() => true, () => false)) writes.push(p); // this kernel has it
+      }
+      expect(writes.length).toBeGreaterThan(2);
       const w = await run(writes.map((p) => `probe open ${p} w`).join('; '));
       expect(w.out.trim().split('\n')).toEqual(writes.map(() => 'denied EROFS'));
       // control: the probe can write where writing is allowed
