@@ -32,7 +32,8 @@
  *     root DIR                           pivot_root into DIR (the old root is detached)
  *     cwd DIR  uid N  gid N  groups CSV  caps CSV (bounding set, capability numbers)
  *     env K=V (repeated)  arg A (repeated: argv, argv[0] looked up in the env's PATH)
- *   outer process again, after the container's pid 1 has exited
+ *   outer process again, after the container's pid 1 has exited (PATHs under the root DIR,
+ *   walked down from it without following symlinks: the container may have planted some)
  *     rmdir PATH / rmfile PATH           remove a mountpoint we created, if still empty
  *     mtime PATH SEC NSEC                put a directory's mtime back (to the nanosecond)
  *
@@ -299,20 +300,62 @@ static void container(void) {
   exec_command(argv, envp);
 }
 
+/*
+ * The directory holding PATH, opened by walking down from ROOT one component at a time without
+ * following symlinks: the container may have swapped a dir we made for a link to a host path.
+ * Returns the dir fd and points *last at PATH's final name; -1 when PATH is not under ROOT or a
+ * component is no longer a plain directory (then there is nothing of ours to clean up).
+ */
+static int open_parent_in(const char *root, const char *path, const char **last) {
+  size_t n = strlen(root);
+  if (strncmp(path, root, n) != 0 || path[n] != '/') return -1;
+  int fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[4096];
+  if (snprintf(buf, sizeof buf, "%s", path + n + 1) >= (int)sizeof buf) return close(fd), -1;
+  char *p = buf, *slash;
+  while ((slash = strchr(p, '/'))) {
+    *slash = 0;
+    int next = openat(fd, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(fd);
+    if (next < 0) return -1;
+    fd = next;
+    p = slash + 1;
+  }
+  *last = path + n + 1 + (p - buf);
+  if (**last == 0) return close(fd), -1;
+  return fd;
+}
+
 /* After the container: remove the mountpoints we made (if still empty), restore mtimes. */
 static void cleanup(void) {
+  const char *root = NULL;
+  for (int i = 0; i < ntok; i += arity(tok[i]) + 1)
+    if (strcmp(tok[i], "root") == 0) root = tok[i + 1];
+  if (!root) return;
   for (int i = 0; i < ntok; i += arity(tok[i]) + 1) {
     const char *k = tok[i];
     char **a = tok + i + 1;
+    int is_rm = strcmp(k, "rmdir") == 0 || strcmp(k, "rmfile") == 0, is_mtime = strcmp(k, "mtime") == 0;
+    if (!is_rm && !is_mtime) continue;
     struct stat st;
-    if (strcmp(k, "rmdir") == 0) {
-      rmdir(a[0]); /* not empty: the process wrote into it, keep */
-    } else if (strcmp(k, "rmfile") == 0) {
-      if (lstat(a[0], &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) unlink(a[0]);
-    } else if (strcmp(k, "mtime") == 0) {
+    if (is_mtime && strcmp(a[0], root) == 0) { /* the rootfs itself: ours, not the container's */
       struct timespec ts[2] = {{0, UTIME_OMIT}, {(time_t)num(a[1], 10), (long)num(a[2], 10)}};
-      utimensat(AT_FDCWD, a[0], ts, AT_SYMLINK_NOFOLLOW);
+      utimensat(AT_FDCWD, root, ts, AT_SYMLINK_NOFOLLOW);
+      continue;
     }
+    const char *name;
+    int dir = open_parent_in(root, a[0], &name);
+    if (dir < 0) continue;
+    if (strcmp(k, "rmdir") == 0) {
+      unlinkat(dir, name, AT_REMOVEDIR); /* not empty: the process wrote into it, keep */
+    } else if (strcmp(k, "rmfile") == 0) {
+      if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) unlinkat(dir, name, 0);
+    } else if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+      struct timespec ts[2] = {{0, UTIME_OMIT}, {(time_t)num(a[1], 10), (long)num(a[2], 10)}};
+      utimensat(dir, name, ts, AT_SYMLINK_NOFOLLOW);
+    }
+    close(dir);
   }
 }
 

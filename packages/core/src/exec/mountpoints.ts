@@ -10,7 +10,10 @@
  * - Creating an entry changes its parent directory's mtime (and, on overlayfs, copies the parent
  *   up); we put the parent's mtime back to the nanosecond, so a metadata-comparing diff sees it
  *   unchanged (ctime cannot be restored; atime is left alone, it is not part of a layer).
- * - Paths are resolved in-root (symlinks cannot point us outside the rootfs).
+ * - Paths are resolved in-root (symlinks cannot point us outside the rootfs). Cleanup runs after
+ *   the container is gone and touches an entry only if every directory from the root down to it
+ *   is still a real directory: the container may have replaced one we made with a symlink to a
+ *   host path (vlab-init does the same walk with O_NOFOLLOW).
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -27,6 +30,8 @@ export interface MountpointRequest {
 }
 
 export interface CreatedMountpoints {
+  /** The rootfs (host path) every entry is under. */
+  root: string;
   /** Created host paths, in creation order. */
   created: { path: string; kind: 'dir' | 'file' }[];
   /** Existing directories whose times we must restore: host path → [atime, mtime] as "sec.nsec". */
@@ -36,8 +41,8 @@ export interface CreatedMountpoints {
 }
 
 export async function createMountpoints(rootfs: string, reqs: MountpointRequest[]): Promise<CreatedMountpoints> {
-  const out: CreatedMountpoints = { created: [], parents: new Map(), resolved: [] };
   const root = path.resolve(rootfs);
+  const out: CreatedMountpoints = { root, created: [], parents: new Map(), resolved: [] };
   try {
     for (const req of reqs) {
       const host = await resolveInRoot(root, req.target);
@@ -80,6 +85,7 @@ export async function createMountpoints(rootfs: string, reqs: MountpointRequest[
 export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
   for (const entry of [...c.created].reverse()) {
     try {
+      if (!(await plainDirsDown(c.root, path.dirname(entry.path)))) continue;
       const st = await fs.lstat(entry.path);
       if (entry.kind === 'dir' && st.isDirectory()) await fs.rmdir(entry.path);
       else if (entry.kind === 'file' && st.isFile() && st.size === 0) await fs.unlink(entry.path);
@@ -93,11 +99,25 @@ export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
   // them itself). atime is not part of a layer.
   const byTime = new Map<string, string[]>();
   for (const [dir, [, mtime]] of c.parents) {
+    if (!(await plainDirsDown(c.root, dir))) continue;
     if ((await times(dir).catch(() => undefined))?.[1] === mtime) continue;
     byTime.set(mtime, [...(byTime.get(mtime) ?? []), dir]);
   }
   await Promise.all([...byTime].map(([mtime, dirs]) => run('touch', ['-c', '-h', '-m', '-d', `@${mtime}`, ...dirs]).catch(() => {})));
   c.parents.clear();
+}
+
+/** Whether `dir` and every directory between `root` and it are directories, not symlinks. */
+async function plainDirsDown(root: string, dir: string): Promise<boolean> {
+  const rel = path.relative(root, dir);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) return false;
+  let cur = root;
+  for (const part of rel ? rel.split(path.sep) : []) {
+    cur = path.join(cur, part);
+    const st = await fs.lstat(cur).catch(() => undefined);
+    if (!st?.isDirectory()) return false;
+  }
+  return true;
 }
 
 async function times(p: string): Promise<[string, string]> {

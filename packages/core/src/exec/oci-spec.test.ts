@@ -13,7 +13,7 @@ const prep = (over: Partial<PreparedRun> = {}): PreparedRun => ({
   hostname: 'h',
   network: 'none',
   mounts: [{ type: 'bind', source: '/b/hosts', target: '/etc/hosts', hostTarget: '/r/etc/hosts' }],
-  mountpoints: { created: [], parents: new Map(), resolved: [] },
+  mountpoints: { root: '/r', created: [], parents: new Map(), resolved: [] },
   cleanup: async () => {},
   ...over,
 });

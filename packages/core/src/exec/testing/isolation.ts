@@ -167,6 +167,23 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       }
     });
 
+    it('mountpoint cleanup does not follow symlinks the container put in place of created dirs', async () => {
+      // Host dirs shaped like what cleanup will look for: b/c (to be rmdir'd), y (mtime to restore).
+      const scratch = path.join(base, 'host-dirs');
+      await fs.mkdir(path.join(scratch, 'b/c'), { recursive: true });
+      await fs.mkdir(path.join(scratch, 'y'));
+      const old = new Date('2001-02-03T04:05:06Z');
+      await fs.utimes(path.join(scratch, 'y'), old, old);
+      await fs.mkdir(path.join(root, 'x/y'), { recursive: true });
+      // /a, /a/b, /a/b/c are made for the run; /x/y exists and gets /x/y/new made in it.
+      const mounts = [{ type: 'tmpfs' as const, target: '/a/b/c' }, { type: 'tmpfs' as const, target: '/x/y/new' }];
+      const r = await run(`mv /a /olda && ln -s ${scratch} /a && mv /x /oldx && ln -s ${scratch} /x && echo swapped`, { mounts });
+      expect(r.out).toBe('swapped\n');
+      expect((await fs.stat(path.join(scratch, 'b/c'))).isDirectory()).toBe(true);
+      expect((await fs.stat(path.join(scratch, 'y'))).mtime).toEqual(old);
+      expect(await fs.readlink(path.join(root, 'a'))).toBe(scratch); // the container's output stays
+    });
+
     it('no controlling terminal: TIOCSTI cannot type into the terminal vbuild runs in', async (ctx) => {
       needProbe(ctx);
       const script = await which('script');
