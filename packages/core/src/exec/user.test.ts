@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { resolveUser } from './user.ts';
 
 describe('resolveUser', () => {
@@ -38,6 +40,31 @@ describe('resolveUser', () => {
       await fs.mkdir(path.join(evil, 'etc'));
       await fs.symlink('/etc/shadow', path.join(evil, 'etc/passwd'));
       await expect(resolveUser(evil, 'root')).rejects.toMatchObject({ code: 'E_USER_NOT_FOUND' });
+    } finally {
+      await fs.rm(evil, { recursive: true, force: true });
+    }
+  });
+
+  it('a FIFO, a device or a huge /etc/passwd is refused at once (E_IMAGE_FILE), never read', async () => {
+    const evil = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-user-evil-'));
+    const mk = promisify(execFile);
+    try {
+      await fs.mkdir(path.join(evil, 'etc'));
+      const passwd = path.join(evil, 'etc/passwd');
+      await mk('mkfifo', [passwd]); // reading it on the host would wait for a writer forever
+      const t0 = Date.now();
+      await expect(resolveUser(evil, 'builder')).rejects.toMatchObject({ code: 'E_IMAGE_FILE', message: expect.stringContaining('/etc/passwd') });
+      expect(Date.now() - t0).toBeLessThan(2000);
+      await fs.rm(passwd);
+      await mk('mknod', [passwd, 'c', '1', '5']); // /dev/zero: endless
+      await expect(resolveUser(evil, '1000')).rejects.toMatchObject({ code: 'E_IMAGE_FILE' });
+      await fs.rm(passwd);
+      await fs.writeFile(passwd, 'builder:x:1000:1000::/home/b:/bin/sh\n');
+      await fs.truncate(passwd, 8 * 2 ** 30); // 8 GiB, sparse
+      await expect(resolveUser(evil, 'builder')).rejects.toMatchObject({ code: 'E_IMAGE_FILE', message: expect.stringMatching(/larger than/) });
+      await fs.truncate(passwd, 100);
+      await mk('mkfifo', [path.join(evil, 'etc/group')]);
+      await expect(resolveUser(evil, 'builder:wheel')).rejects.toMatchObject({ code: 'E_IMAGE_FILE', message: expect.stringContaining('/etc/group') });
     } finally {
       await fs.rm(evil, { recursive: true, force: true });
     }

@@ -56,11 +56,32 @@ export async function mkdirInRoot(root: string, p: string, owner?: { uid: number
   return host;
 }
 
-/** Read a container file (in-root resolution); undefined when missing. */
-export async function readInRoot(root: string, p: string): Promise<string | undefined> {
+/** The most readInRoot reads: /etc/passwd and /etc/group of real images are a few kB. */
+export const MAX_IN_ROOT_READ = 4 << 20;
+
+/**
+ * Read a small regular file of a container (in-root resolution); undefined when missing. The
+ * image chooses what sits there: a FIFO (the read would wait forever), a device (endless, or a
+ * side effect on open), a huge file. So it is lstat'ed first and only a regular file of at most
+ * `maxBytes` is opened, O_NOFOLLOW|O_NONBLOCK, and checked to be the same inode; anything else is
+ * E_IMAGE_FILE.
+ */
+export async function readInRoot(root: string, p: string, maxBytes = MAX_IN_ROOT_READ): Promise<string | undefined> {
+  const host = await resolveInRoot(root, p);
+  const st = await fsp.lstat(host).catch(() => undefined);
+  if (!st) return undefined;
+  const refuse = (why: string) => new VlabError('E_IMAGE_FILE', `${p} in the image ${why}: it is not read (fix the image's ${p})`, { details: { path: p } });
+  if (!st.isFile()) throw refuse('is not a regular file');
+  if (st.size > maxBytes) throw refuse(`is larger than ${maxBytes} bytes`);
+  const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fsp.constants;
+  const fh = await fsp.open(host, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   try {
-    return await fsp.readFile(await resolveInRoot(root, p), 'utf8');
-  } catch {
-    return undefined;
+    const now = await fh.stat();
+    if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev) throw refuse('changed while it was opened');
+    const buf = Buffer.alloc(Math.min(now.size, maxBytes));
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await fh.close();
   }
 }
