@@ -24,6 +24,17 @@ describe('Store', () => {
     expect(await fsp.readFile(s.blobs.path(r.digest), 'utf8')).toBe('hello');
   });
 
+  it('is private to its owner: root, tmp and snapshots are 0700, also when they existed as 0755', async () => {
+    const fresh = path.join(root, 'fresh');
+    await Store.open(fresh);
+    const old = path.join(root, 'old');
+    for (const d of ['', 'tmp', 'snapshots']) await fsp.mkdir(path.join(old, d), { recursive: true, mode: 0o755 });
+    await Store.open(old);
+    for (const r of [fresh, old]) {
+      for (const d of ['', 'tmp', 'snapshots']) expect(((await fsp.stat(path.join(r, d))).mode & 0o777).toString(8)).toBe('700');
+    }
+  });
+
   it('refuses a blob whose digest does not match and leaves no temp file', async () => {
     const s = await Store.open(root);
     await expect(s.blobs.put(Readable.from([Buffer.from('x')]), sha256('y'))).rejects.toMatchObject({ code: 'E_DIGEST_MISMATCH' });

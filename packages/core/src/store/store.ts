@@ -32,8 +32,15 @@ export class Store {
   static async open(root: string): Promise<Store> {
     const s = new Store(root);
     try {
+      // Private to its owner (vbuild runs as root): step rootfs are mounted under tmp/ and
+      // snapshots/ hold every layer's files, setuid binaries included, which other local users
+      // must not reach (the mounts keep setuid working inside the container, as in Docker).
+      await fsp.mkdir(path.dirname(s.root), { recursive: true }); // parents: the usual mode
+      for (const d of [s.root, s.path('tmp'), s.path('snapshots')]) {
+        await fsp.mkdir(d, { recursive: true, mode: 0o700 });
+        await fsp.chmod(d, 0o700);
+      }
       await fsp.mkdir(s.blobs.dir, { recursive: true });
-      await fsp.mkdir(s.path('tmp'), { recursive: true });
     } catch (e) {
       throw new VlabError('E_STORE', `cannot create store at ${root}: ${(e as Error).message}`, { cause: e });
     }
