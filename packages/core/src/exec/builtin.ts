@@ -230,7 +230,7 @@ export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files
   const enter = [t.unshare, '--root=.', `--wd=${p.cwd}`, '--setuid', String(u.uid), '--', ...p.argv];
   L.push(closeInheritedFds());
   // setsid: a new session without a controlling terminal (TIOCSTI cannot reach vbuild's terminal).
-  L.push(['exec', t.setsid, t.env, '-i', ...p.env, ...priv, ...enter].map((a, i) => (i === 0 ? a : q(a))).join(' '));
+  L.push(['exec', t.setsid, '--wait', t.env, '-i', ...p.env, ...priv, ...enter].map((a, i) => (i === 0 ? a : q(a))).join(' '));
   return L.join('\n');
 }
 
