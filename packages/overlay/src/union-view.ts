@@ -109,9 +109,16 @@ export class UnionView {
     return r.st;
   }
 
-  async readFile(p: string): Promise<Buffer> {
+  /**
+   * Only a regular file is read (a FIFO would block forever, a device never end), and with
+   * `maxBytes` only one that small: anything else is E_IMAGE_FILE, before any open.
+   */
+  async readFile(p: string, opts: { maxBytes?: number } = {}): Promise<Buffer> {
     const r = await this.resolve(p, true);
     if (!r) fsError('ENOENT', p);
+    const refuse = (why: string) => new VlabError('E_IMAGE_FILE', `${p} in the image ${why}: it is not read (fix the image's ${p})`, { details: { path: p } });
+    if (!r.st.isFile()) throw refuse('is not a regular file');
+    if (opts.maxBytes !== undefined && r.st.size > opts.maxBytes) throw refuse(`is larger than ${opts.maxBytes} bytes`);
     return (await this.layers())[r.layer].readFile(r.rel);
   }
 

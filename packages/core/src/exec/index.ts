@@ -10,7 +10,7 @@ import { detectCgroupLayout } from './cgroups.ts';
 
 export * from './types.ts';
 export { detectCgroups } from './cgroups.ts';
-export { resolveUser, resolveUserFrom } from './user.ts';
+export { resolveUser, resolveUserFrom, resolveUserInView } from './user.ts';
 export { BuiltinExecutor } from './builtin.ts';
 export { OciRuntimeExecutor } from './oci-runtime.ts';
 

@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { resolveUser } from './user.ts';
+import { UnionView } from '@vlab/overlay';
+import { resolveUser, resolveUserInView } from './user.ts';
 
 describe('resolveUser', () => {
   let root: string;
@@ -67,6 +68,24 @@ describe('resolveUser', () => {
       await expect(resolveUser(evil, 'builder:wheel')).rejects.toMatchObject({ code: 'E_IMAGE_FILE', message: expect.stringContaining('/etc/group') });
     } finally {
       await fs.rm(evil, { recursive: true, force: true });
+    }
+  });
+
+  it('the same rules through a UnionView of the layers (COPY --chown before anything is mounted)', async () => {
+    const layer = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-user-layer-'));
+    try {
+      await fs.mkdir(path.join(layer, 'etc'));
+      await promisify(execFile)('mkfifo', [path.join(layer, 'etc/passwd')]);
+      const t0 = Date.now();
+      await expect(resolveUserInView(new UnionView([layer]), 'builder')).rejects.toMatchObject({ code: 'E_IMAGE_FILE' });
+      expect(Date.now() - t0).toBeLessThan(2000);
+      await fs.rm(path.join(layer, 'etc/passwd'));
+      await fs.writeFile(path.join(layer, 'etc/passwd'), 'builder:x:1000:1000::/home/b:/bin/sh\n');
+      expect(await resolveUserInView(new UnionView([layer]), 'builder')).toMatchObject({ uid: 1000, gid: 1000 });
+      await fs.truncate(path.join(layer, 'etc/passwd'), 8 * 2 ** 30);
+      await expect(resolveUserInView(new UnionView([layer]), 'builder')).rejects.toMatchObject({ code: 'E_IMAGE_FILE' });
+    } finally {
+      await fs.rm(layer, { recursive: true, force: true });
     }
   });
 });

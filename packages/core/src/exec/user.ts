@@ -5,7 +5,8 @@
  * groups are the /etc/group entries that list the user's name.
  */
 import { VlabError } from '@vlab/errors';
-import { readInRoot } from '../fsutil/in-root.ts';
+import type { UnionView } from '@vlab/overlay';
+import { MAX_IN_ROOT_READ, readInRoot } from '../fsutil/in-root.ts';
 
 export interface ResolvedUser {
   uid: number;
@@ -30,6 +31,20 @@ const isId = (s: string) => /^\d+$/.test(s);
 
 export async function resolveUser(rootfs: string, user: string): Promise<ResolvedUser> {
   return resolveUserFrom((p) => readInRoot(rootfs, p), user);
+}
+
+/** Through a union of the image's layers, unmounted (COPY --chown): the same file rules as readInRoot. */
+export async function resolveUserInView(view: UnionView, user: string): Promise<ResolvedUser> {
+  const read = async (p: string) => {
+    try {
+      return (await view.readFile(p, { maxBytes: MAX_IN_ROOT_READ })).toString('utf8');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw e;
+    }
+  };
+  return resolveUserFrom(read, user);
 }
 
 /** Same rules, reading /etc/passwd and /etc/group through `read` (e.g. a union of layers, unmounted). */

@@ -6,7 +6,7 @@ import { VlabError } from '@vlab/errors';
 import type { ContainerConfig, LayerRef } from '../image/types.ts';
 import { MEDIA } from '../image/types.ts';
 import { packEntries, type PackEntry } from '../archive/tar.ts';
-import { resolveUserFrom } from '../exec/index.ts';
+import { resolveUserInView } from '../exec/index.ts';
 import { excluder, relativeTo } from '../context/context.ts';
 import type { BuildSession } from './context.ts';
 import { chainIds } from './keys.ts';
@@ -37,7 +37,7 @@ export async function fastCopy(
   const chain = ancestry(rawDest);
   for (const p of chain) if ((await lstat(p))?.isSymbolicLink()) return 'fallback';
 
-  const owner = inst.chown ? await resolveUserFrom((p) => view.readFile(p).then((b) => b.toString(), () => undefined), inst.chown) : { uid: 0, gid: 0 };
+  const owner = inst.chown ? await resolveUserInView(view, inst.chown) : { uid: 0, gid: 0 };
   const chmod = parseChmod(inst);
   const epoch = s.sourceDateEpoch;
   const clamp = (d: Date) => (epoch !== undefined && d.getTime() > epoch * 1000 ? new Date(epoch * 1000) : d);
