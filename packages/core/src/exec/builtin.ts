@@ -238,7 +238,7 @@ export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files
  * Node passes on every fd it inherited without close-on-exec (a pipe of the user's shell, a CI
  * runner's): none may reach the container. dash only knows fds 0-9, hence bash for the others.
  */
-function closeInheritedFds(): string {
+export function closeInheritedFds(): string {
   const bashOnly = `[ -n "\${BASH_VERSION:-}" ] || { echo "vlab: cannot close inherited fd $n: the shell launcher needs bash" >&2; exit 125; }`;
   return `for f in /proc/self/fd/*; do n=\${f##*/}; case $n in 0|1|2) ;; [3-9]) eval "exec $n>&-" ;; *) ${bashOnly}; eval "exec $n>&-" ;; esac; done`;
 }

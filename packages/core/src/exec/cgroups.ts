@@ -74,7 +74,8 @@ const V1_JOIN = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'devices'];
 /**
  * The v1 device rules (Docker's and runc's defaults): any node may be created, only these opened.
  * Without them a RUN with CAP_MKNOD could make a node for the host's disk and read it.
- * (v2 does this with an eBPF program, which the built-in executor does not load: see README.)
+ * (Pure v2 has no such controller; the built-in executor's nodev mounts close the same door on
+ * any layout, see README "Devices".)
  */
 export const DEVICE_RULES = ['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm', 'c 10:200 rwm'];
 
