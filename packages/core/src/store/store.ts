@@ -34,7 +34,7 @@ export class Store {
     try {
       // Private to its owner (vbuild runs as root): step rootfs are mounted under tmp/ and
       // snapshots/ hold every layer's files, setuid binaries included, which other local users
-      // must not reach (the mounts keep setuid working inside the container, as in Docker).
+      // must not reach (the step mounts are not nosuid, as in Docker: see exec/README).
       await fsp.mkdir(path.dirname(s.root), { recursive: true }); // parents: the usual mode
       for (const d of [s.root, s.path('tmp'), s.path('snapshots')]) {
         await fsp.mkdir(d, { recursive: true, mode: 0o700 });
