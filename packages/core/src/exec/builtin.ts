@@ -260,8 +260,11 @@ export function containerMounts(p: PreparedRun, hostHas: (containerPath: string)
   // and we load no eBPF program): the root, /dev and every bind are nodev, so a node the RUN
   // makes (CAP_MKNOD) or the image brings cannot be opened; the allowed devices are the host's
   // own nodes bind-mounted in (devpts gives the ptys). Not nosuid: setuid binaries work as in Docker.
+  // Rootless needs none of it on the binds (no CAP_MKNOD over the host: the user opens only what it
+  // could anyway), and a remount there must keep the source's locked flags, which we do not know.
+  const nodev = ns ? [] : ['nodev'];
   const early: FstabLine[] = [
-    [R, R, 'none', 'bind,nodev'],
+    [R, R, 'none', ['bind', ...nodev].join(',')],
     ['proc', r('/proc'), 'proc', 'nosuid,noexec,nodev'],
     ['tmpfs', r('/dev'), 'tmpfs', 'nosuid,nodev,strictatime,mode=755,size=65536k'],
   ];
@@ -281,7 +284,7 @@ export function containerMounts(p: PreparedRun, hostHas: (containerPath: string)
       const o = ['nosuid', 'nodev', ...(m.options ?? []), ...(m.readonly ? ['ro'] : [])];
       late.push(['tmpfs', m.hostTarget, 'tmpfs', o.join(',')]);
     } else {
-      late.push([m.source!, m.hostTarget, 'none', ['rbind', 'nodev', ...(m.readonly ? ['ro'] : [])].join(',')]);
+      late.push([m.source!, m.hostTarget, 'none', ['rbind', ...nodev, ...(m.readonly ? ['ro'] : [])].join(',')]);
     }
   }
   // /proc and /sys show the host kernel's entries, so the host tells which of these exist.
