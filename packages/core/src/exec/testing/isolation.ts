@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import type { Executor, ExecutorOptions, RunSpec } from '../types.ts';
 import { installProbe } from './probe.ts';
 import { makeBusyboxRootfs } from './rootfs.ts';
+import { removeCgroupParent } from './suite.ts';
 
 const execFileP = promisify(execFile);
 
@@ -71,6 +72,7 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       await fs.rm(root, { recursive: true, force: true });
     });
     afterAll(async () => {
+      await removeCgroupParent(cgroupParent);
       if (base) await fs.rm(base, { recursive: true, force: true });
     });
 

@@ -279,9 +279,11 @@ export async function cgroupChildren(parent: string): Promise<string[]> {
   return out;
 }
 
-async function removeCgroupParent(parent: string): Promise<void> {
+export async function removeCgroupParent(parent: string): Promise<void> {
   const layout = await detectCgroupLayout();
-  const roots = [...new Set([...Object.values(layout.v1), ...(layout.unified ? [layout.unified] : [])])];
+  // runc also makes the parent in v1 named hierarchies (name=systemd), which the layout leaves out.
+  const named = (await fs.readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => / - cgroup \S+ .*name=/.test(l)).map((l) => l.split(' ')[4]!);
+  const roots = [...new Set([...Object.values(layout.v1), ...(layout.unified ? [layout.unified] : []), ...named])];
   for (const r of roots) await fs.rmdir(path.join(r, parent)).catch(() => {});
 }
 
