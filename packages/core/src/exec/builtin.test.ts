@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { BuiltinExecutor, closeInheritedFds, initHelper } from './builtin.ts';
 import { executorSuite } from './testing/suite.ts';
+import { seccompSuite } from './testing/seccomp-suite.ts';
 
 // Both launchers pass the same isolation suite: vlab-init (as built by scripts/build-native.sh,
 // which the test command's setup runs) and the util-linux shell chain it replaces.
@@ -36,3 +37,5 @@ describe('closeInheritedFds', () => {
 });
 executorSuite('builtin', (opts) => BuiltinExecutor.create({ ...opts, launcher: 'native' }));
 executorSuite('builtin-shell', (opts) => BuiltinExecutor.create({ ...opts, launcher: 'shell' }));
+seccompSuite('builtin', (opts) => BuiltinExecutor.create({ ...opts, launcher: 'native' }));
+seccompSuite('builtin-shell', (opts) => BuiltinExecutor.create({ ...opts, launcher: 'shell' }));
