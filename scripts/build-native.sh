@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the two small C helpers (see the comment at the top of each for why they exist):
 #   packages/overlay/native/bin/vlab-sys     mount(2), umount2(2), xattr reads for the overlay package
-#   packages/core/native/bin/vlab-init       the built-in executor's container launcher
+#   packages/core/native/bin/vlab-init       the built-in executor's container launcher (links
+#                                            libseccomp: without it vlab-init is not built)
 # Without a C compiler nothing is built and both packages fall back to util-linux (slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,9 @@ if ! command -v "$CC" >/dev/null; then
   echo "build-native: no C compiler ($CC): using the util-linux fallbacks" >&2
   exit 0
 fi
+# The libraries a helper links; one that is missing means the helper is not built.
+libs_for() { case "$1" in vlab-init) echo seccomp ;; esac; }
+have_lib() { printf '#include <%s.h>\nint main(void) { return 0; }\n' "$1" | "$CC" -x c -o /dev/null - "-l$1" 2>/dev/null; }
 for pair in overlay:vlab-sys core:vlab-init; do
   pkg="${pair%%:*}" name="${pair##*:}"
   # NAME.c and its companions NAME-*.c make one binary.
@@ -18,7 +22,16 @@ for pair in overlay:vlab-sys core:vlab-init; do
   for extra in "packages/$pkg/native/$name"-*.c; do if [ -f "$extra" ]; then srcs+=("$extra"); fi; done
   mkdir -p "packages/$pkg/native/bin"
   out="packages/$pkg/native/bin/$name"
+  libs=()
+  for lib in $(libs_for "$name"); do
+    if have_lib "$lib"; then libs+=("-l$lib"); continue; fi
+    # vlab-init must never run a step without Docker's seccomp filter: no stale binary either.
+    echo "build-native: lib$lib missing (Debian: apt-get install lib$lib-dev): $name not built;" \
+      "the executor falls back to runc/crun, or VLAB_EXECUTOR=builtin-shell (no seccomp)" >&2
+    rm -f "$out"
+    continue 2
+  done
   # Built aside and renamed: a running build never execs a half-written binary.
-  "$CC" -O2 -Wall -Wextra -Werror -o "$out.tmp.$$" "${srcs[@]}"
+  "$CC" -O2 -Wall -Wextra -Werror -o "$out.tmp.$$" "${srcs[@]}" ${libs[@]+"${libs[@]}"}
   mv -f "$out.tmp.$$" "$out"
 done

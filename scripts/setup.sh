@@ -16,6 +16,8 @@ for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap; do
 done
 [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+# vlab-init loads Docker's seccomp profile through libseccomp.
+[ -f /usr/include/seccomp.h ] || need_apt+=(libseccomp-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -32,6 +32,8 @@
  *     root DIR                           pivot_root into DIR (the old root is detached)
  *     cwd DIR  uid N  gid N  groups CSV  caps CSV (bounding set, capability numbers)
  *     env K=V (repeated)  arg A (repeated: argv, argv[0] looked up in the env's PATH)
+ *     seccomp ERRNO, scarch NAME, scrule NAME ACTION ARGS   the seccomp filter, loaded last
+ *                                        before execve (vlab-init-seccomp.c)
  *   outer process again, after the container's pid 1 has exited (PATHs under the root DIR,
  *   walked down from it without following symlinks: the container may have planted some)
  *     rmdir PATH / rmfile PATH           remove a mountpoint we created, if still empty
@@ -107,12 +109,12 @@ static void read_spec(const char *file) {
 }
 
 /* Number of arguments each keyword takes; -1 = unknown. */
-static int arity(const char *k) {
+int arity(const char *k) {
   static const struct { const char *k; int n; } table[] = {
       {"cgroup", 1}, {"net", 0}, {"stdin", 1},    {"mount", 5},  {"mknod", 4}, {"symlink", 2}, {"mkdir", 2},
       {"hostname", 1}, {"lo", 0},   {"nofile", 1}, {"root", 1},  {"cwd", 1},     {"uid", 1},
       {"gid", 1},    {"groups", 1}, {"caps", 1},   {"env", 1},   {"arg", 1},     {"rmdir", 1},
-      {"rmfile", 1}, {"mtime", 3},
+      {"rmfile", 1}, {"mtime", 3},   {"seccomp", 1}, {"scarch", 1}, {"scrule", 3},
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
     if (strcmp(table[i].k, k) == 0) return table[i].n;
@@ -297,6 +299,7 @@ static void container(void) {
   if (nargs == 0) bad_spec("no arg");
   if (chdir(cwd) != 0) die("chdir", cwd);
   drop_privileges(uid, gid, groups, caps);
+  install_seccomp(tok, ntok);
   exec_command(argv, envp);
 }
 
@@ -399,10 +402,38 @@ void launch(const char *spec) {
   _exit(WEXITSTATUS(status));
 }
 
+/*
+ * vlab-init exec SPEC: the last step of the util-linux shell launcher (exec/builtin.ts), run from
+ * the container's root as cwd with the ids and caps setpriv left: chroot("."), cwd, uid, the seccomp
+ * filter, execve. It replaces `unshare --root=. --setuid`, whose unshare(0) the filter forbids.
+ */
+static void exec_tail(const char *spec) {
+  read_spec(spec);
+  check_spec();
+  const char *cwd = "/";
+  long uid = 0;
+  char **argv = calloc(ntok + 1, sizeof *argv), **envp = calloc(ntok + 1, sizeof *envp);
+  if (!argv || !envp) die("calloc", NULL);
+  int nargs = 0, nenv = 0;
+  for (int i = 0; i < ntok; i += arity(tok[i]) + 1) {
+    if (strcmp(tok[i], "cwd") == 0) cwd = tok[i + 1];
+    if (strcmp(tok[i], "uid") == 0) uid = (long)num(tok[i + 1], 10);
+    if (strcmp(tok[i], "env") == 0) envp[nenv++] = tok[i + 1];
+    if (strcmp(tok[i], "arg") == 0) argv[nargs++] = tok[i + 1];
+  }
+  if (nargs == 0) bad_spec("no arg");
+  if (chroot(".") != 0) die("chroot", ".");
+  if (chdir(cwd) != 0) die("chdir", cwd);
+  if (setresuid(uid, uid, uid) != 0) die("setresuid", NULL);
+  install_seccomp(tok, ntok);
+  exec_command(argv, envp);
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "serve") == 0) return serve();
+  if (argc == 3 && strcmp(argv[1], "exec") == 0) exec_tail(argv[2]);
   if (argc != 2) {
-    fprintf(stderr, "usage: vlab-init SPEC | vlab-init serve\n");
+    fprintf(stderr, "usage: vlab-init SPEC | vlab-init serve | vlab-init exec SPEC\n");
     return 2;
   }
   launch(argv[1]);

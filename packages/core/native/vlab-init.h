@@ -4,6 +4,10 @@
 
 /* Prints "vlab-init: WHAT ARG: strerror(errno)" and exits 125. */
 void die(const char *what, const char *arg);
+/* Number of arguments a spec keyword takes; -1 = unknown (vlab-init.c). */
+int arity(const char *k);
+/* Loads the seccomp filter the spec's seccomp/scarch/scrule tokens describe, if any (vlab-init-seccomp.c). */
+void install_seccomp(char **tok, int ntok);
 /* Starts the container SPEC describes and exits with its status (see vlab-init.c). */
 void launch(const char *spec) __attribute__((noreturn));
 /* The server loop (see vlab-init-serve.c); returns when Node closes stdin. */

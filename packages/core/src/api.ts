@@ -8,7 +8,7 @@ import { defaultStoreRoot } from './store/paths.ts';
 import { BuildCache } from './cache/cache.ts';
 import { FileHashCache } from './context/hash-cache.ts';
 import { BuildContext } from './context/context.ts';
-import { createExecutor } from './exec/index.ts';
+import { createExecutor, EXECUTOR_KINDS, type ExecutorKind } from './exec/index.ts';
 import type { Executor } from './exec/types.ts';
 import { solve } from './solve/solver.ts';
 import { LayerManager } from './solve/layers.ts';
@@ -66,7 +66,7 @@ export interface BuildOptions {
   cpuPeriod?: number;
   /** Process limit of each RUN; default 2048 (podman's) as root, -1 or 0 for none. */
   pidsLimit?: number;
-  executor?: 'auto' | 'builtin' | 'oci';
+  executor?: ExecutorKind;
   snapshotter?: 'auto' | 'overlay' | 'native';
   /** Caps on each ADD <url> download: size, total and idle time, redirects (defaults in DEFAULT_DOWNLOAD_LIMITS). */
   addLimits?: Partial<DownloadLimits>;
@@ -138,7 +138,10 @@ async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       cache: engine.cache,
       layers: engine.layers,
       context,
-      executor: () => (executor ??= createExecutor({ kind: opts.executor ?? executorFromEnv() })),
+      executor: () => (executor ??= createExecutor({ kind: opts.executor ?? executorFromEnv() }).then((ex) => {
+        if (ex.warning) emit({ type: 'warning', message: ex.warning, time: Date.now() });
+        return ex;
+      })),
       emit,
       signal: opts.signal,
       buildArgs,
@@ -206,12 +209,12 @@ async function cleanupDownloads(downloads: Map<string, Promise<Download>>): Prom
   }
 }
 
-/** `VLAB_EXECUTOR=builtin|oci|auto` picks the executor when the caller does not. */
-function executorFromEnv(): 'auto' | 'builtin' | 'oci' {
+/** `VLAB_EXECUTOR=auto|builtin|builtin-shell|oci` picks the executor when the caller does not. */
+function executorFromEnv(): ExecutorKind {
   const v = process.env.VLAB_EXECUTOR;
   if (v === undefined || v === '') return 'auto';
-  if (v !== 'auto' && v !== 'builtin' && v !== 'oci') throw new VlabError('E_BAD_ARG', `VLAB_EXECUTOR must be auto, builtin or oci, got "${v}"`);
-  return v;
+  if (!(EXECUTOR_KINDS as readonly string[]).includes(v)) throw new VlabError('E_BAD_ARG', `VLAB_EXECUTOR must be ${EXECUTOR_KINDS.join(', ')}, got "${v}"`);
+  return v as ExecutorKind;
 }
 
 function envEpoch(): number | undefined {

@@ -2,8 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { BuiltinExecutor, closeInheritedFds, initHelper } from './builtin.ts';
+import { createExecutor } from './index.ts';
 import { executorSuite } from './testing/suite.ts';
 import { seccompSuite } from './testing/seccomp-suite.ts';
+import { makeBusyboxRootfs } from './testing/rootfs.ts';
+import { promises as fs } from 'node:fs';
 
 // Both launchers pass the same isolation suite: vlab-init (as built by scripts/build-native.sh,
 // which the test command's setup runs) and the util-linux shell chain it replaces.
@@ -12,6 +15,24 @@ describe('launcher choice', () => {
     expect(initHelper(), 'vlab-init is not built: run bash scripts/build-native.sh').toBeDefined();
     expect((await BuiltinExecutor.create()).launcher).toBe('native');
     expect((await BuiltinExecutor.create({ launcher: 'shell' })).launcher).toBe('shell');
+    expect((await BuiltinExecutor.create({ launcher: 'shell' })).warning).toBeUndefined(); // vlab-init exec loads the filter
+  });
+
+  it('without vlab-init (no libseccomp at build time): auto picks an OCI runtime; the shell chain only on request, with a warning and no filter', async () => {
+    process.env.VLAB_NO_NATIVE = '1'; // initHelper() finds nothing
+    const root = await makeBusyboxRootfs();
+    try {
+      await expect(BuiltinExecutor.create()).rejects.toMatchObject({ code: 'E_EXEC_UNAVAILABLE', message: expect.stringContaining('libseccomp-dev') });
+      expect(['runc', 'crun']).toContain((await createExecutor()).name);
+      const shell = await createExecutor({ kind: 'builtin-shell' });
+      expect(shell.warning).toMatch(/without a seccomp filter/);
+      let out = '';
+      await shell.run({ rootfs: root, argv: ['/bin/grep', '^Seccomp:', '/proc/self/status'], env: [], cwd: '/' }, { onOutput: (_s, c) => (out += c) });
+      expect(out).toBe('Seccomp:\t0\n');
+    } finally {
+      delete process.env.VLAB_NO_NATIVE;
+      await fs.rm(root, { recursive: true, force: true });
+    }
   });
 });
 // The shell launcher's fd sweep: fds 5 and 12 inherited (as Node passes on fds it inherited).

@@ -33,8 +33,10 @@ import { DEFAULT_CAPS, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS } from './defa
 import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult, type Spawned } from './process.ts';
 import { checkLimits, checkUser, detectUserNs, makeRootlessDevTemplate, mapsId, userNsArgs, type UserNs } from './rootless.ts';
 import { nativeHelper } from '@vlab/overlay';
-import { nativeSpec } from './native-spec.ts';
+import { execTailSpec, nativeSpec } from './native-spec.ts';
 import { launchServer } from './launch-server.ts';
+
+const NO_SECCOMP_HELP = 'bash scripts/build-native.sh (needs cc and libseccomp-dev), or install runc or crun; VLAB_EXECUTOR=builtin-shell runs them without seccomp';
 
 /** native/vlab-init.c, from the sources (src/exec/) or from the CLI bundle (dist/). */
 export function initHelper(): string | undefined {
@@ -80,7 +82,11 @@ export class BuiltinExecutor implements Executor {
    * `shell` = the util-linux chain (no C compiler, or rootless).
    */
   readonly launcher: 'native' | 'shell';
+  /** Set when RUN steps get no seccomp filter (the shell launcher without vlab-init). */
+  readonly warning?: string;
   private readonly init?: string;
+  /** The shell launcher's last step, `vlab-init exec`, which loads the seccomp filter. */
+  private readonly tail?: string;
   constructor(
     private readonly tools: Tools,
     private readonly devTemplate: string,
@@ -88,11 +94,19 @@ export class BuiltinExecutor implements Executor {
     /** Set in rootless mode: the user namespace mapping every run gets. */
     readonly userNs?: UserNs,
   ) {
-    this.init = userNs || opts.launcher === 'shell' ? undefined : initHelper();
-    if (opts.launcher === 'native' && !this.init) {
-      throw new VlabError('E_EXEC_UNAVAILABLE', userNs ? 'vlab-init runs as root only (rootless uses the shell launcher)' : 'vlab-init is not built (bash scripts/build-native.sh needs a C compiler)');
+    const helper = initHelper();
+    if (userNs && opts.launcher === 'native') throw new VlabError('E_EXEC_UNAVAILABLE', 'vlab-init launches containers as root only (rootless uses the shell launcher)');
+    this.init = userNs || opts.launcher === 'shell' ? undefined : helper;
+    if (!userNs && opts.launcher !== 'shell' && !this.init) {
+      throw new VlabError('E_EXEC_UNAVAILABLE', `vlab-init is not built, and RUN steps do not run without Docker's seccomp filter: ${NO_SECCOMP_HELP}`);
     }
     this.launcher = this.init ? 'native' : 'shell';
+    this.tail = this.init ? undefined : helper;
+    if (this.launcher === 'shell' && !this.tail) {
+      // Only when asked for (builtin-shell): the util-linux chain alone cannot load a filter.
+      if (opts.launcher !== 'shell') throw new VlabError('E_EXEC_UNAVAILABLE', `rootless RUN steps need vlab-init for the seccomp filter: ${NO_SECCOMP_HELP}`);
+      this.warning = 'RUN steps run without a seccomp filter (VLAB_EXECUTOR=builtin-shell and vlab-init is not built): they may use keyctl, bpf, user namespaces…';
+    }
   }
 
   /** As root: the full executor. Otherwise rootless (see rootless.ts). */
@@ -105,7 +119,8 @@ export class BuiltinExecutor implements Executor {
       return new BuiltinExecutor(tools, '', opts, await detectUserNs());
     }
     // vlab-init makes /dev itself; only the shell chain copies the template.
-    const native = opts.launcher !== 'shell' && initHelper() !== undefined;
+    const native = opts.launcher !== 'shell';
+    if (native && !initHelper()) return new BuiltinExecutor(tools, '', opts); // throws E_EXEC_UNAVAILABLE
     return new BuiltinExecutor(tools, native ? '' : await ensureDevTemplate(tools), opts);
   }
 
@@ -150,7 +165,9 @@ export class BuiltinExecutor implements Executor {
       await fs.writeFile(files.early, tables.early);
       await fs.writeFile(files.late, tables.late);
       const devTemplate = ns ? await makeRootlessDevTemplate(prep.dir) : this.devTemplate;
-      const setup = setupScript(prep, t, devTemplate, files, ns);
+      const tail = this.tail ? { helper: this.tail, spec: path.join(prep.dir, 'exec') } : undefined;
+      if (tail) await fs.writeFile(tail.spec, execTailSpec(prep));
+      const setup = setupScript(prep, t, devTemplate, files, ns, tail);
       const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setup, ...(cg?.procsFiles() ?? [])], { ...opts, stdin: undefined });
       return await finish(child, cg, startedAt, opts.signal);
     } finally {
@@ -199,7 +216,7 @@ async function finish(child: Spawned, cg: Cgroup | undefined, startedAt: number,
  * the cost here (~10 ms each on a small VM), so mounts are batched: `mount -a -T <fstab>` mounts a
  * whole generated table in one process, and /dev is filled by one `cp -a` of a template.
  */
-export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files: { early: string; late: string }, ns?: UserNs): string {
+export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files: { early: string; late: string }, ns?: UserNs, tail?: { helper: string; spec: string }): string {
   const R = p.rootfs;
   const L: string[] = ['set -e'];
   // Rootless: libmount believes it is root and would update /run/mount/utab (the host's, not
@@ -227,10 +244,12 @@ export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files
     ...groups,
     '--',
   ];
-  const enter = [t.unshare, '--root=.', `--wd=${p.cwd}`, '--setuid', String(u.uid), '--', ...p.argv];
+  // vlab-init exec: chroot, cwd, uid, seccomp filter, execve (native-spec.ts writes its spec);
+  // without vlab-init, unshare does the same but cannot load a filter.
+  const enter = tail ? [tail.helper, 'exec', tail.spec] : [t.unshare, '--root=.', `--wd=${p.cwd}`, '--setuid', String(u.uid), '--', ...p.argv];
   L.push(closeInheritedFds());
   // setsid: a new session without a controlling terminal (TIOCSTI cannot reach vbuild's terminal).
-  L.push(['exec', t.setsid, '--wait', t.env, '-i', ...p.env, ...priv, ...enter].map((a, i) => (i === 0 ? a : q(a))).join(' '));
+  L.push(['exec', t.setsid, '--wait', t.env, '-i', ...(tail ? [] : p.env), ...priv, ...enter].map((a, i) => (i === 0 ? a : q(a))).join(' '));
   return L.join('\n');
 }
 

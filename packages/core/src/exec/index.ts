@@ -14,21 +14,26 @@ export { resolveUser, resolveUserFrom, resolveUserInView } from './user.ts';
 export { BuiltinExecutor } from './builtin.ts';
 export { OciRuntimeExecutor } from './oci-runtime.ts';
 
+export const EXECUTOR_KINDS = ['auto', 'builtin', 'builtin-shell', 'oci'] as const;
+export type ExecutorKind = (typeof EXECUTOR_KINDS)[number];
+
 export interface CreateExecutorOptions extends ExecutorOptions {
   /**
    * auto (default), as root: the built-in executor when its vlab-init launcher is built (same
-   * isolation as our OCI config, ~30 ms a container against runc's ~80 ms floor here), else an
-   * OCI runtime when one is installed and works with the cgroup layout, else the built-in
-   * executor's shell launcher. Not root: the built-in executor in rootless mode (rootless.ts).
-   * `oci` forces runc/crun.
+   * isolation as our OCI config, seccomp included, ~30 ms a container against runc's ~80 ms floor
+   * here), else an OCI runtime when one is installed and works with the cgroup layout, else
+   * E_EXEC_UNAVAILABLE: no step runs without Docker's seccomp filter unless asked. Not root: the
+   * built-in executor in rootless mode (rootless.ts). `oci` forces runc/crun; `builtin-shell` the
+   * util-linux launcher, which has no seccomp filter when vlab-init is not built (it warns).
    */
-  kind?: 'auto' | 'builtin' | 'oci';
+  kind?: ExecutorKind;
   /** Force a runtime; default: runc on v1/hybrid cgroups, crun on pure v2 (either as fallback). */
   runtime?: RuntimeName;
 }
 
 export async function createExecutor(opts: CreateExecutorOptions = {}): Promise<Executor> {
   const kind = opts.kind ?? 'auto';
+  if (kind === 'builtin-shell') return BuiltinExecutor.create({ ...opts, launcher: 'shell' });
   if (kind === 'builtin') return BuiltinExecutor.create(opts);
   if (kind === 'auto' && process.getuid?.() === 0 && initHelper()) return BuiltinExecutor.create({ ...opts, launcher: 'native' });
   const runtime = await pickRuntime(opts.runtime);
@@ -39,7 +44,7 @@ export async function createExecutor(opts: CreateExecutorOptions = {}): Promise<
     }
     throw new VlabError('E_EXEC_UNAVAILABLE', `no usable OCI runtime (${opts.runtime ?? 'runc or crun'}) found`);
   }
-  return BuiltinExecutor.create(opts);
+  return BuiltinExecutor.create(opts); // rootless; as root without vlab-init: E_EXEC_UNAVAILABLE
 }
 
 /**

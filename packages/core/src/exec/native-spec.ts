@@ -1,12 +1,13 @@
 /**
  * The spec file vlab-init (native/vlab-init.c) carries out: NUL-terminated tokens, a keyword and
  * its arguments (the C file's header lists them). Everything is decided here, in TypeScript:
- * mounts, devices, identity, capabilities; the helper only makes the system calls, in order.
+ * mounts, devices, identity, capabilities, the seccomp rules; the helper only makes the system calls, in order.
  */
 import path from 'node:path';
 import type { PreparedRun } from './prepare.ts';
 import { containerMounts, DEV_DIRS, DEV_LINKS, DEV_NODES, type FstabLine } from './builtin.ts';
 import { DEFAULT_CAPS, NOFILE_LIMIT } from './defaults.ts';
+import { seccompTokens } from './seccomp.ts';
 
 /** mount(2) flags for the mount(8) option words we use; every other word is filesystem data. */
 const FLAG_WORDS: Record<string, number> = {
@@ -83,10 +84,8 @@ export function nativeSpec({ prep, hostHas, cgroupProcs, stdinFile }: NativeSpec
   t.push(['nofile', String(NOFILE_LIMIT)]);
   t.push(['root', prep.rootfs]);
   const u = prep.user;
-  t.push(['cwd', prep.cwd], ['uid', String(u.uid)], ['gid', String(u.gid)], ['groups', u.additionalGids.join(',')]);
-  t.push(['caps', capNumbers(DEFAULT_CAPS).join(',')]);
-  for (const e of prep.env) t.push(['env', e]);
-  for (const a of prep.argv) t.push(['arg', a]);
+  t.push(['gid', String(u.gid)], ['groups', u.additionalGids.join(',')], ['caps', capNumbers(DEFAULT_CAPS).join(',')]);
+  t.push(...commandTokens(prep));
   // After the container: its mountpoints go (deepest first, if still empty), parents' mtimes back.
   const mp = prep.mountpoints;
   for (const c of [...mp.created].reverse()) t.push([c.kind === 'dir' ? 'rmdir' : 'rmfile', c.path]);
@@ -94,6 +93,23 @@ export function nativeSpec({ prep, hostHas, cgroupProcs, stdinFile }: NativeSpec
     const [sec, nsec] = mtime.split('.');
     t.push(['mtime', dir, sec!, String(Number(nsec))]);
   }
+  return encode(t);
+}
+
+/** cwd, uid, the seccomp filter (Docker's profile for DEFAULT_CAPS, loaded right before execve), env, argv. */
+function commandTokens(prep: PreparedRun): string[][] {
+  const t: string[][] = [['cwd', prep.cwd], ['uid', String(prep.user.uid)], ...seccompTokens()];
+  for (const e of prep.env) t.push(['env', e]);
+  for (const a of prep.argv) t.push(['arg', a]);
+  return t;
+}
+
+/** `vlab-init exec`'s spec: the shell launcher's last step (setpriv has set gid, groups and caps). */
+export function execTailSpec(prep: PreparedRun): Buffer {
+  return encode(commandTokens(prep));
+}
+
+function encode(t: string[][]): Buffer {
   for (const tok of t.flat()) {
     if (tok.includes('\0')) throw new Error(`a NUL byte in ${JSON.stringify(tok)}`);
   }

@@ -28,6 +28,7 @@ describe('buildOciConfig', () => {
     expect(c.process.noNewPrivileges).toBe(true);
     expect(c.linux.maskedPaths).toContain('/proc/kcore');
     expect(c.linux.readonlyPaths).toContain('/proc/sys');
+    expect(c.linux.seccomp).toMatchObject({ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 1 }); // Docker's profile (seccomp.ts)
     expect(c.linux.resources.memory).toEqual({ limit: 1 << 26, swap: 1 << 26 });
     expect(c.linux.resources.cpu).toEqual({ quota: 50_000, period: 100_000 });
     expect(c.linux.resources.pids).toEqual({ limit: 64 });

@@ -5,6 +5,7 @@
 import type { PreparedRun } from './prepare.ts';
 import type { Limits } from './types.ts';
 import { DEFAULT_CAPS, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS } from './defaults.ts';
+import { ociSeccomp } from './seccomp.ts';
 
 export interface OciMount {
   destination: string;
@@ -50,6 +51,7 @@ export function buildOciConfig(p: PreparedRun, cgroupsPath: string, limits: Limi
       resources: { devices: [{ allow: false, access: 'rwm' }], ...resources(limits) },
       maskedPaths: MASKED_PATHS,
       readonlyPaths: READONLY_PATHS,
+      seccomp: ociSeccomp(),
     },
   };
 }

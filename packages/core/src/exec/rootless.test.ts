@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkLimits, checkUser, subidRange, userNsArgs, type UserNs } from './rootless.ts';
 import { makeBusyboxRootfs } from './testing/rootfs.ts';
+import { installProbe } from './testing/probe.ts';
 import { processesUnder } from './testing/suite.ts';
 import type { CgroupLayout } from './cgroups.ts';
 
@@ -76,6 +77,7 @@ interface ScriptOut {
   by1000: [number, number] | null;
   builder: Ran;
   hostNet: Ran;
+  seccomp: Ran;
   abort: Ran & { ms: number; sleepersBefore: string[]; sleepersAfter: string[] };
   tmpLeft: string[];
 }
@@ -95,6 +97,7 @@ function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number 
 
 describe.skipIf(!canSwitch)('rootless builtin executor (as nobody; skipped unless root with setpriv, unshare, newuidmap)', () => {
   const dirs: string[] = [];
+  let probe = false;
   afterAll(async () => {
     for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
   });
@@ -109,6 +112,7 @@ describe.skipIf(!canSwitch)('rootless builtin executor (as nobody; skipped unles
     dirs.push(base);
     await fs.chmod(base, 0o755);
     await fs.rename(await makeBusyboxRootfs(base), path.join(base, 'root'));
+    probe = await installProbe(path.join(base, 'root'));
     await fs.mkdir(path.join(base, 'tmp'));
     await run('chown', ['-R', `${NOBODY}:${NOBODY}`, base]);
     return base;
@@ -152,6 +156,7 @@ describe.skipIf(!canSwitch)('rootless builtin executor (as nobody; skipped unles
     expect(lines.slice(12)).toEqual(['0', '4', '4', 'lo ', 'nomount', '']);
     expect(r.written).toEqual([NOBODY, NOBODY]);
     expect(r.hostNet).toMatchObject({ exitCode: 0, stdout: 'sys-ok\n' });
+    expect(r.seccomp.stdout).toBe('Seccomp:\t2\n' + (probe ? 'keyctl denied EPERM\nunshare-user denied EPERM\n' : ''));
     // limits are refused, not ignored
     for (const x of [r.memory, r.pids]) {
       expect(x.error).toBe('E_EXEC_UNAVAILABLE');

@@ -49,6 +49,8 @@ export interface RunResult {
 
 export interface Executor {
   readonly name: string; // 'builtin' | 'runc' | 'crun'
+  /** Said once to the user when the executor is weaker than the default (e.g. no seccomp filter). */
+  readonly warning?: string;
   /**
    * Runs spec.argv isolated in spec.rootfs. Resolves with the exit status (non-zero is not an
    * error here). Rejects with VlabError: E_RUN_ABORTED when the signal fired (the whole container

@@ -63,6 +63,8 @@ const user1000 = await run('id -u; id -g; touch /tmp/by1000', { user: '1000:1000
 const by1000 = await fs.stat(path.join(rootfs, 'tmp/by1000')).then((s) => [s.uid, s.gid], () => null);
 const builder = await run('id', { user: 'builder' });
 const hostNet = await run('ls /sys/class/net | grep -qx lo && echo sys-ok', { network: 'host' });
+// Docker's seccomp filter (vlab-init exec): no keyring, no nested user namespace.
+const seccomp = await run('grep ^Seccomp: /proc/self/status; if [ -x /bin/probe ]; then for c in keyctl unshare-user; do echo "$c $(/bin/probe $c)"; done; fi');
 
 const ac = new AbortController();
 const t0 = Date.now();
@@ -88,6 +90,7 @@ console.log(
     by1000,
     builder,
     hostNet,
+    seccomp,
     abort,
     tmpLeft: await fs.readdir(tmpDir),
   }),
