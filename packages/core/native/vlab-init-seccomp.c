@@ -1,18 +1,27 @@
 /*
  * vlab-init's seccomp filter: built with libseccomp from the spec's rules (exec/seccomp.ts decides
- * them: Docker's default profile for the container's capabilities) and loaded right before execve,
- * after the privilege drop and no_new_privs, as runc does.
+ * them: Docker's default profile for the container's capabilities) before the privilege drop, and
+ * loaded right before execve, after the drop and no_new_privs, as runc does.
  *
  *   seccomp ERRNO               start a filter: a call no rule allows fails with ERRNO
  *   scarch NAME                 also cover this arch (x86, x32, …: 32-bit binaries get the same rules)
  *   scrule NAME ACTION ARGS     ACTION allow or an errno; ARGS "-" or INDEX:OP:VALUE:VALUE2,… (all hold)
+ *   sccache FILE                the compiled program for exactly these rules (the caller names it
+ *                               by their hash): read when it is there, else written. Building
+ *                               ~400 rules for 3 arches costs ~7 ms of CPU; reading it ~0.1 ms.
  *
  * A syscall name the running libseccomp does not know is skipped (runc does the same): the call
  * then gets the default action.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +80,41 @@ static unsigned parse_args(const char *s, struct scmp_arg_cmp *args) {
   }
 }
 
-void install_seccomp(char **tok, int ntok) {
+static struct sock_fprog prog;
+
+#define MAX_PROG (BPF_MAXINSNS * sizeof(struct sock_filter))
+
+/* A cache file we wrote: regular, ours, not writable by anyone else, a whole program. */
+static int read_cache(const char *file) {
+  int fd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return 0;
+  struct stat st;
+  char *buf = NULL;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022) || st.st_size == 0 ||
+      st.st_size % sizeof(struct sock_filter) || (size_t)st.st_size > MAX_PROG || !(buf = malloc(st.st_size)) ||
+      read(fd, buf, st.st_size) != st.st_size) {
+    free(buf);
+    close(fd);
+    return 0;
+  }
+  close(fd);
+  prog.len = st.st_size / sizeof(struct sock_filter);
+  prog.filter = (struct sock_filter *)buf;
+  return 1;
+}
+
+/* Best effort: a failed write only costs the next container a rebuild. */
+static void write_cache(const char *file, const void *buf, size_t n) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.%d", file, getpid()) >= (int)sizeof tmp) return;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  int ok = write(fd, buf, n) == (ssize_t)n;
+  close(fd);
+  if (!ok || rename(tmp, file) != 0) unlink(tmp);
+}
+
+static scmp_filter_ctx build(char **tok, int ntok) {
   scmp_filter_ctx ctx = NULL;
   for (int i = 0; i < ntok; i += arity(tok[i]) + 1) {
     const char *k = tok[i];
@@ -80,8 +123,6 @@ void install_seccomp(char **tok, int ntok) {
       char *end;
       ctx = seccomp_init(SCMP_ACT_ERRNO((unsigned)num64(a[0], &end)));
       if (!ctx) die("seccomp_init", NULL);
-      /* drop_privileges set no_new_privs already. */
-      check(seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0), "seccomp attribute", "nnp");
     } else if (strcmp(k, "scarch") == 0) {
       if (!ctx) bad_rule("order", k);
       uint32_t arch = seccomp_arch_resolve_name(a[0]);
@@ -103,7 +144,30 @@ void install_seccomp(char **tok, int ntok) {
       check(seccomp_rule_add_array(ctx, action, nr, n, args), "seccomp rule", a[0]);
     }
   }
+  return ctx;
+}
+
+void prepare_seccomp(char **tok, int ntok) {
+  const char *cache = NULL;
+  for (int i = 0; i < ntok; i += arity(tok[i]) + 1)
+    if (strcmp(tok[i], "sccache") == 0) cache = tok[i + 1];
+  if (cache && read_cache(cache)) return;
+  scmp_filter_ctx ctx = build(tok, ntok);
   if (!ctx) return;
-  check(seccomp_load(ctx), "seccomp_load", NULL);
+  /* The program as the kernel takes it: exported once, loaded by prctl below, kept for next time. */
+  int fd = memfd_create("vlab-seccomp", MFD_CLOEXEC);
+  if (fd < 0) die("memfd_create", NULL);
+  check(seccomp_export_bpf(ctx, fd), "seccomp export", NULL);
   seccomp_release(ctx);
+  off_t n = lseek(fd, 0, SEEK_END);
+  char *buf = n > 0 && (size_t)n <= MAX_PROG ? malloc(n) : NULL;
+  if (!buf || pread(fd, buf, n, 0) != n) die("seccomp program", NULL);
+  close(fd);
+  prog.len = n / sizeof(struct sock_filter);
+  prog.filter = (struct sock_filter *)buf;
+  if (cache) write_cache(cache, buf, n);
+}
+
+void load_seccomp(void) {
+  if (prog.len && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) die("seccomp filter", NULL);
 }

@@ -32,8 +32,8 @@
  *     root DIR                           pivot_root into DIR (the old root is detached)
  *     cwd DIR  uid N  gid N  groups CSV  caps CSV (bounding set, capability numbers)
  *     env K=V (repeated)  arg A (repeated: argv, argv[0] looked up in the env's PATH)
- *     seccomp ERRNO, scarch NAME, scrule NAME ACTION ARGS   the seccomp filter, loaded last
- *                                        before execve (vlab-init-seccomp.c)
+ *     seccomp ERRNO, scarch NAME, scrule NAME ACTION ARGS, sccache FILE   the seccomp filter,
+ *                                        loaded last before execve (vlab-init-seccomp.c)
  *   outer process again, after the container's pid 1 has exited (PATHs under the root DIR,
  *   walked down from it without following symlinks: the container may have planted some)
  *     rmdir PATH / rmfile PATH           remove a mountpoint we created, if still empty
@@ -114,7 +114,7 @@ int arity(const char *k) {
       {"cgroup", 1}, {"net", 0}, {"stdin", 1},    {"mount", 5},  {"mknod", 4}, {"symlink", 2}, {"mkdir", 2},
       {"hostname", 1}, {"lo", 0},   {"nofile", 1}, {"root", 1},  {"cwd", 1},     {"uid", 1},
       {"gid", 1},    {"groups", 1}, {"caps", 1},   {"env", 1},   {"arg", 1},     {"rmdir", 1},
-      {"rmfile", 1}, {"mtime", 3},   {"seccomp", 1}, {"scarch", 1}, {"scrule", 3},
+      {"rmfile", 1}, {"mtime", 3},   {"seccomp", 1}, {"scarch", 1}, {"scrule", 3}, {"sccache", 1},
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
     if (strcmp(table[i].k, k) == 0) return table[i].n;
@@ -299,7 +299,7 @@ static void container(void) {
   if (nargs == 0) bad_spec("no arg");
   if (chdir(cwd) != 0) die("chdir", cwd);
   drop_privileges(uid, gid, groups, caps);
-  install_seccomp(tok, ntok);
+  load_seccomp();
   exec_command(argv, envp);
 }
 
@@ -366,6 +366,7 @@ static void cleanup(void) {
 void launch(const char *spec) {
   read_spec(spec);
   check_spec();
+  prepare_seccomp(tok, ntok); /* on the host's filesystem (its cache file), inherited by the clone */
   int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
   for (int i = 0; i < ntok; i += arity(tok[i]) + 1) {
     if (strcmp(tok[i], "net") == 0) flags |= CLONE_NEWNET;
@@ -422,10 +423,11 @@ static void exec_tail(const char *spec) {
     if (strcmp(tok[i], "arg") == 0) argv[nargs++] = tok[i + 1];
   }
   if (nargs == 0) bad_spec("no arg");
+  prepare_seccomp(tok, ntok);
   if (chroot(".") != 0) die("chroot", ".");
   if (chdir(cwd) != 0) die("chdir", cwd);
   if (setresuid(uid, uid, uid) != 0) die("setresuid", NULL);
-  install_seccomp(tok, ntok);
+  load_seccomp();
   exec_command(argv, envp);
 }
 

@@ -6,8 +6,10 @@
 void die(const char *what, const char *arg);
 /* Number of arguments a spec keyword takes; -1 = unknown (vlab-init.c). */
 int arity(const char *k);
-/* Loads the seccomp filter the spec's seccomp/scarch/scrule tokens describe, if any (vlab-init-seccomp.c). */
-void install_seccomp(char **tok, int ntok);
+/* Compiles the seccomp filter the spec's seccomp/scarch/scrule tokens describe, if any (or reads
+ * it from its sccache file); load_seccomp() installs it (needs no_new_privs). vlab-init-seccomp.c */
+void prepare_seccomp(char **tok, int ntok);
+void load_seccomp(void);
 /* Starts the container SPEC describes and exits with its status (see vlab-init.c). */
 void launch(const char *spec) __attribute__((noreturn));
 /* The server loop (see vlab-init-serve.c); returns when Node closes stdin. */

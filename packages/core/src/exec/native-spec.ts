@@ -3,9 +3,11 @@
  * its arguments (the C file's header lists them). Everything is decided here, in TypeScript:
  * mounts, devices, identity, capabilities, the seccomp rules; the helper only makes the system calls, in order.
  */
+import { createHash } from 'node:crypto';
+import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { PreparedRun } from './prepare.ts';
-import { containerMounts, DEV_DIRS, DEV_LINKS, DEV_NODES, type FstabLine } from './builtin.ts';
+import { containerMounts, DEV_DIRS, DEV_LINKS, DEV_NODES, initHelper, type FstabLine } from './builtin.ts';
 import { DEFAULT_CAPS, NOFILE_LIMIT } from './defaults.ts';
 import { seccompTokens } from './seccomp.ts';
 
@@ -98,10 +100,31 @@ export function nativeSpec({ prep, hostHas, cgroupProcs, stdinFile }: NativeSpec
 
 /** cwd, uid, the seccomp filter (Docker's profile for DEFAULT_CAPS, loaded right before execve), env, argv. */
 function commandTokens(prep: PreparedRun): string[][] {
-  const t: string[][] = [['cwd', prep.cwd], ['uid', String(prep.user.uid)], ...seccompTokens()];
+  const t: string[][] = [['cwd', prep.cwd], ['uid', String(prep.user.uid)], ...seccompSection()];
   for (const e of prep.env) t.push(['env', e]);
   for (const a of prep.argv) t.push(['arg', a]);
   return t;
+}
+
+/** Where root's vlab-init keeps compiled filters (root-only; /run is cleared at boot). */
+const SECCOMP_CACHE = '/run/vlab/seccomp';
+let section: string[][] | undefined;
+
+/**
+ * The seccomp tokens (the same for every run of this process) and, as root, the file that holds
+ * their compiled program, named by the hash of the rules and of the vlab-init binary.
+ */
+function seccompSection(): string[][] {
+  if (section) return section;
+  const t = seccompTokens();
+  const helper = initHelper();
+  if (process.getuid?.() === 0 && helper) {
+    const st = statSync(helper);
+    const key = createHash('sha256').update(JSON.stringify([t, helper, st.size, st.mtimeMs, st.ino])).digest('hex').slice(0, 32);
+    mkdirSync(SECCOMP_CACHE, { recursive: true, mode: 0o700 });
+    t.push(['sccache', path.join(SECCOMP_CACHE, key)]);
+  }
+  return (section = t);
 }
 
 /** `vlab-init exec`'s spec: the shell launcher's last step (setpriv has set gid, groups and caps). */
