@@ -18,6 +18,37 @@ describe('launcher choice', () => {
     expect((await BuiltinExecutor.create({ launcher: 'shell' })).warning).toBeUndefined(); // vlab-init exec loads the filter
   });
 
+  it('vlab-init caches the compiled filter (root-only) and ignores a cache file others could have written', async () => {
+    const root = await makeBusyboxRootfs();
+    const ex = await BuiltinExecutor.create();
+    const status = async () => {
+      let out = '';
+      const r = await ex.run({ rootfs: root, argv: ['/bin/grep', '^Seccomp:', '/proc/self/status'], env: [], cwd: '/' }, { onOutput: (_s, c) => (out += c) });
+      return `${r.exitCode} ${out}`;
+    };
+    try {
+      expect(await status()).toBe('0 Seccomp:\t2\n');
+      const dir = '/run/vlab/seccomp';
+      expect((await fs.stat(dir)).mode & 0o777).toBe(0o700);
+      const files = (await fs.readdir(dir)).filter((f) => /^[0-9a-f]{32}$/.test(f));
+      expect(files.length).toBeGreaterThan(0);
+      // A planted program (allow everything) in a file writable by others: ignored, rebuilt.
+      for (const f of files) {
+        const tmp = `${dir}/${f}.planted`;
+        await fs.writeFile(tmp, Buffer.from([6, 0, 0, 0, 0, 0, 0xff, 0x7f]), { mode: 0o666 }); // BPF_RET ALLOW
+        await fs.chmod(tmp, 0o666);
+        await fs.rename(tmp, `${dir}/${f}`);
+      }
+      expect(await status()).toBe('0 Seccomp:\t2\n');
+      for (const f of files) {
+        const st = await fs.stat(`${dir}/${f}`);
+        expect([st.mode & 0o777, st.size > 8]).toEqual([0o644, true]);
+      }
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('without vlab-init (no libseccomp at build time): auto picks an OCI runtime; the shell chain only on request, with a warning and no filter', async () => {
     process.env.VLAB_NO_NATIVE = '1'; // initHelper() finds nothing
     const root = await makeBusyboxRootfs();
