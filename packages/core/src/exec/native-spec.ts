@@ -114,7 +114,7 @@ let section: string[][] | undefined;
  * The seccomp tokens (the same for every run of this process) and, as root, the file that holds
  * their compiled program, named by the hash of the rules and of the vlab-init binary.
  */
-function seccompSection(): string[][] {
+export function seccompSection(): string[][] {
   if (section) return section;
   const t = seccompTokens();
   const helper = initHelper();
