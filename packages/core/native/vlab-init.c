@@ -71,21 +71,21 @@
 
 #define MAX_TOKENS 65536
 
-static char *tok[MAX_TOKENS];
-static int ntok;
+char *tok[MAX_TOKENS];
+int ntok;
 
 void die(const char *what, const char *arg) {
   fprintf(stderr, "vlab-init: %s%s%s: %s\n", what, arg ? " " : "", arg ? arg : "", strerror(errno));
   _exit(125);
 }
 
-static void bad_spec(const char *why) {
+void bad_spec(const char *why) {
   fprintf(stderr, "vlab-init: bad spec: %s\n", why);
   _exit(125);
 }
 
 /* The spec file, split at NULs. */
-static void read_spec(const char *file) {
+void read_spec(const char *file) {
   int fd = open(file, O_RDONLY | O_CLOEXEC);
   if (fd < 0) die("open spec", file);
   struct stat st;
@@ -121,7 +121,7 @@ int arity(const char *k) {
   return -1;
 }
 
-static void check_spec(void) {
+void check_spec(void) {
   for (int i = 0; i < ntok;) {
     int n = arity(tok[i]);
     if (n < 0) bad_spec(tok[i]);
@@ -132,7 +132,7 @@ static void check_spec(void) {
 
 static const char *nul_if_dash(const char *s) { return strcmp(s, "-") == 0 ? NULL : s; }
 
-static unsigned long num(const char *s, int base) {
+unsigned long num(const char *s, int base) {
   char *end;
   errno = 0;
   unsigned long v = strtoul(s, &end, base);
@@ -210,7 +210,7 @@ static void drop_privileges(long uid, long gid, const char *groups, const char *
 }
 
 /* execve argv; a bare argv[0] is looked up in the PATH of the container's env (Docker does). */
-static void exec_command(char **argv, char **envp) {
+void exec_command(char **argv, char **envp) {
   const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   for (char **e = envp; *e; e++)
     if (strncmp(*e, "PATH=", 5) == 0) path = *e + 5;
@@ -401,34 +401,6 @@ void launch(const char *spec) {
     _exit(128 + WTERMSIG(status));
   }
   _exit(WEXITSTATUS(status));
-}
-
-/*
- * vlab-init exec SPEC: the last step of the util-linux shell launcher (exec/builtin.ts), run from
- * the container's root as cwd with the ids and caps setpriv left: chroot("."), cwd, uid, the seccomp
- * filter, execve. It replaces `unshare --root=. --setuid`, whose unshare(0) the filter forbids.
- */
-static void exec_tail(const char *spec) {
-  read_spec(spec);
-  check_spec();
-  const char *cwd = "/";
-  long uid = 0;
-  char **argv = calloc(ntok + 1, sizeof *argv), **envp = calloc(ntok + 1, sizeof *envp);
-  if (!argv || !envp) die("calloc", NULL);
-  int nargs = 0, nenv = 0;
-  for (int i = 0; i < ntok; i += arity(tok[i]) + 1) {
-    if (strcmp(tok[i], "cwd") == 0) cwd = tok[i + 1];
-    if (strcmp(tok[i], "uid") == 0) uid = (long)num(tok[i + 1], 10);
-    if (strcmp(tok[i], "env") == 0) envp[nenv++] = tok[i + 1];
-    if (strcmp(tok[i], "arg") == 0) argv[nargs++] = tok[i + 1];
-  }
-  if (nargs == 0) bad_spec("no arg");
-  prepare_seccomp(tok, ntok);
-  if (chroot(".") != 0) die("chroot", ".");
-  if (chdir(cwd) != 0) die("chdir", cwd);
-  if (setresuid(uid, uid, uid) != 0) die("setresuid", NULL);
-  load_seccomp();
-  exec_command(argv, envp);
 }
 
 int main(int argc, char **argv) {

@@ -1,11 +1,23 @@
-/* Shared by vlab-init.c (one container) and vlab-init-serve.c (the long-lived launcher). */
+/* Shared by vlab-init.c (one container) and its companions: vlab-init-serve.c (the long-lived
+ * launcher), vlab-init-seccomp.c (the filter), vlab-init-exec.c (the shell launcher's last step). */
 #ifndef VLAB_INIT_H
 #define VLAB_INIT_H
 
 /* Prints "vlab-init: WHAT ARG: strerror(errno)" and exits 125. */
 void die(const char *what, const char *arg);
-/* Number of arguments a spec keyword takes; -1 = unknown (vlab-init.c). */
+/* The spec (vlab-init.c): its tokens, read and checked; arity of a keyword (-1 = unknown). */
+extern char *tok[];
+extern int ntok;
+void read_spec(const char *file);
+void check_spec(void);
 int arity(const char *k);
+/* A spec error: message on stderr, exit 125. */
+void bad_spec(const char *why) __attribute__((noreturn));
+unsigned long num(const char *s, int base);
+/* execve argv with envp; argv[0] looked up in envp's PATH; 127/126 when that fails. */
+void exec_command(char **argv, char **envp) __attribute__((noreturn));
+/* vlab-init exec SPEC: the shell launcher's last step (vlab-init-exec.c). */
+void exec_tail(const char *spec) __attribute__((noreturn));
 /* Compiles the seccomp filter the spec's seccomp/scarch/scrule tokens describe, if any (or reads
  * it from its sccache file); load_seccomp() installs it (needs no_new_privs). vlab-init-seccomp.c */
 void prepare_seccomp(char **tok, int ntok);
