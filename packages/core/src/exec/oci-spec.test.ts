@@ -36,7 +36,7 @@ describe('buildOciConfig', () => {
     expect(c.mounts.map((m: any) => m.destination)).toEqual([
       '/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/etc/hosts',
     ]);
-    expect(c.mounts.at(-1).options).toEqual(['rbind', 'rprivate', 'rw']);
+    expect(c.mounts.at(-1).options).toEqual(['rbind', 'rprivate', 'nodev', 'rw']);
   });
 
   it('host network keeps the host netns; non-root users get no effective caps', () => {

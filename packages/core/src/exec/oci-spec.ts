@@ -87,7 +87,8 @@ function extraMounts(p: PreparedRun): OciMount[] {
       destination: m.target,
       type: 'bind',
       source: m.source!,
-      options: ['rbind', 'rprivate', ...(m.options ?? []), m.readonly ? 'ro' : 'rw'],
+      // nodev as the built-in executor's binds: a device node in the context or a cache dir stays unopenable
+      options: ['rbind', 'rprivate', 'nodev', ...(m.options ?? []), m.readonly ? 'ro' : 'rw'],
     };
   });
 }
