@@ -1,7 +1,6 @@
-import fs from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { PassThrough, type Readable } from 'node:stream';
-import { VlabError } from '@vlab/errors';
+import { PassThrough, Readable } from 'node:stream';
+import { openArchiveFile } from '../archive/tar.ts';
 import type { Store, StoredImage } from '../store/store.ts';
 import { MEDIA, type ImageConfig } from './types.ts';
 import { hostPlatform } from './platform.ts';
@@ -25,15 +24,16 @@ export async function importRootfs(store: Store, tarPath: string, ref: string, o
   return { ...img, ref };
 }
 
-/** A file stream, gunzipped when it starts with the gzip magic bytes. */
+/** A file stream (a regular file only: see openArchiveFile), gunzipped when it starts with the gzip magic bytes. */
 export async function openMaybeGzip(file: string): Promise<Readable> {
-  const fh = await fs.promises.open(file, 'r').catch((e) => {
-    throw new VlabError('E_IMPORT', `cannot open ${file}: ${(e as Error).message}`, { cause: e });
-  });
-  const head = Buffer.alloc(2);
-  await fh.read(head, 0, 2, 0);
-  await fh.close();
-  const raw = fs.createReadStream(file);
+  const { stream } = await openArchiveFile(file, 'E_IMPORT');
+  const it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const first = await it.next();
+  const head = first.done ? Buffer.alloc(0) : first.value;
+  const raw = Readable.from((async function* () {
+    if (head.length) yield head;
+    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+  })());
   if (head[0] === 0x1f && head[1] === 0x8b) return raw.pipe(createGunzip()).pipe(new PassThrough());
   return raw;
 }

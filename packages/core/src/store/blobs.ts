@@ -95,6 +95,8 @@ export class BlobStore {
       write.on('finish', () => resolve());
       write.on('error', reject);
     });
+    // Aborted after a failed write, nobody awaits `finished`: its rejection must not crash the process.
+    finished.catch(() => undefined);
     return {
       stream: write,
       commit: async (expected?: string) => {

@@ -1,0 +1,62 @@
+/**
+ * Fixtures for test/hostile.test.ts: tampered copies of real archives (from `vbuild save`), made
+ * with GNU tar from a directory so that symlinks and odd names are stored as they are.
+ */
+import { createHash } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { exec } from './helpers.ts';
+
+export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+/** Unpack `archive` into a fresh dir under `scratch`, let `edit` change it, tar it again. */
+export async function tamper(scratch: string, archive: string, name: string, edit: (dir: string) => Promise<void>): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(scratch, `${name}-`));
+  await exec('tar', ['-xf', archive, '-C', dir]);
+  await edit(dir);
+  const out = `${dir}.tar`;
+  await exec('tar', ['--sort=name', '-cf', out, '-C', dir, '.']);
+  return out;
+}
+
+export const readJson = async <T>(file: string) => JSON.parse(await fsp.readFile(file, 'utf8')) as T;
+export const writeJson = (file: string, v: unknown) => fsp.writeFile(file, JSON.stringify(v));
+
+export type DockerManifest = { Config: string; Layers: string[]; RepoTags?: string[] }[];
+
+/** Edit a docker-archive's manifest.json. */
+export function dockerManifest(edit: (m: DockerManifest, dir: string) => unknown | Promise<unknown>) {
+  return async (dir: string) => {
+    const m = await readJson<DockerManifest>(path.join(dir, 'manifest.json'));
+    const r = await edit(m, dir);
+    await writeJson(path.join(dir, 'manifest.json'), r ?? m);
+  };
+}
+
+type Desc = { mediaType: string; digest: string; size: number };
+export type OciManifest = { schemaVersion: number; mediaType?: string; config: Desc; layers: Desc[] };
+
+/** Edit an OCI archive's image manifest: the edited manifest is stored under its new digest and index.json points at it. */
+export function ociManifest(edit: (m: OciManifest, dir: string) => unknown | Promise<unknown>) {
+  return async (dir: string) => {
+    const index = await readJson<{ manifests: Desc[] }>(path.join(dir, 'index.json'));
+    const old = path.join(dir, 'blobs/sha256', index.manifests[0]!.digest.slice(7));
+    const m = await readJson<OciManifest>(old);
+    const bytes = Buffer.from(JSON.stringify((await edit(m, dir)) ?? m));
+    await fsp.rm(old);
+    await fsp.writeFile(path.join(dir, 'blobs/sha256', sha256(bytes)), bytes);
+    index.manifests[0] = { ...index.manifests[0]!, digest: `sha256:${sha256(bytes)}`, size: bytes.length };
+    await writeJson(path.join(dir, 'index.json'), index);
+  };
+}
+
+/** A recursive listing of a dir with each file's content hash: what a marker dir must keep. */
+export async function snapshotDir(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
+    const p = path.join(e.parentPath, e.name);
+    const st = await fsp.lstat(p);
+    out.push(`${path.relative(dir, p)} ${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.isFile() ? sha256(await fsp.readFile(p)) : ''}`);
+  }
+  return out.sort();
+}
