@@ -60,3 +60,31 @@ export async function snapshotDir(dir: string): Promise<string[]> {
   }
   return out.sort();
 }
+
+/** Change the ustar header of member `name` (ending with it) in a tar, fixing its checksum. */
+export function patchHeader(tar: Buffer, name: string, edit: (header: Buffer) => void): Buffer {
+  const out = Buffer.from(tar);
+  for (let off = 0; off + 512 <= out.length; off += 512) {
+    if (out.toString('latin1', off + 257, off + 262) !== 'ustar') continue;
+    if (!out.toString('latin1', off, off + 100).replace(/\0.*$/s, '').endsWith(name)) continue;
+    const h = out.subarray(off, off + 512);
+    edit(h);
+    h.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    return out;
+  }
+  throw new Error(`no member ${name}`);
+}
+
+/** A docker-archive of one image whose only layer is `layer` (the config's diff_id matches it). */
+export async function dockerArchiveOf(scratch: string, name: string, layer: Buffer): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(scratch, `${name}-`));
+  const config = { architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [`sha256:${sha256(layer)}`] }, history: [] };
+  await writeJson(path.join(dir, 'config.json'), config);
+  await fsp.writeFile(path.join(dir, 'layer.tar'), layer);
+  await writeJson(path.join(dir, 'manifest.json'), [{ Config: 'config.json', RepoTags: null, Layers: ['layer.tar'] }]);
+  await exec('tar', ['-cf', `${dir}.tar`, '-C', dir, 'manifest.json', 'config.json', 'layer.tar']);
+  return `${dir}.tar`;
+}

@@ -99,6 +99,8 @@ export async function readArchive(file: string, onEntry: (member: ArchiveMember,
       inCallback = true;
       await onEntry({ name: h.name.replace(/^(\.\/)+/, ''), type, size: h.size ?? 0, linkname: h.linkname ?? undefined }, stream);
       inCallback = false;
+      // tar-stream never ends the stream of a directory entry whose header claims a size: skip it.
+      if (type === 'directory') continue;
       for await (const _ of stream) {
         // drain
       }

@@ -284,6 +284,8 @@ export async function* readTar(r: ByteReader, limits: ReadLimits = {}): AsyncGen
       throw new VlabError('E_LAYER_UNSUPPORTED', `tar entry ${name} has unsupported type '${flag}'`, { details: { typeflag: flag } });
     }
     if (type === 'file' && name.endsWith('/')) type = 'dir'; // pre-POSIX directories
+    // No link can be made to '' or to a name holding NUL (found by bench/fuzz.ts: apply failed with ENOENT).
+    if ((type === 'symlink' || type === 'link') && (!linkname || linkname.includes('\0'))) bad(`tar entry ${name}: ${type} without a valid target`, { name });
     const xattrs = new Map<string, Buffer>();
     for (const [k, v] of all) if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice(13), v);
     if (type !== 'file') size = type === 'link' || type === 'symlink' || type === 'dir' || size === 0 ? 0 : size;
