@@ -1,5 +1,5 @@
 /**
- * The hostile corpus, end to end through the `vbuild` CLI: tampered archives (`vbuild load`),
+ * The hostile corpus, end to end through build() and the `vbuild` CLI: tampered archives (`vbuild load`),
  * files that never end, huge, binary and deeply nested Dockerfiles, context symlinks that point
  * out of the context, and destinations through an image symlink that points at a host path.
  * Each case is refused with a typed error (exit 1 and `[E_…]` on stderr, never E_INTERNAL) or
@@ -10,7 +10,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Store, VlabError } from '@vlab/image';
+import { build, parseOutput, Store, VlabError } from '@vlab/image';
 import { loadArchive, loadExternal } from '../packages/core/src/image/load.ts';
 import { exec, freshStore, makeContext, removeStore, repo } from './helpers.ts';
 import { dockerArchiveOf, dockerManifest, ociManifest, patchHeader, readJson, sha256, snapshotDir, tamper, writeJson, type DockerManifest } from './hostile-fixtures.ts';
@@ -169,7 +169,7 @@ describe('hostile archives', () => {
     expect(await storeState()).toEqual(before);
   });
 
-  it.each([0, 3, 6, 13, 19, 20, 24].map((i) => archiveCases[i]!))('vbuild load: $name → exit 1, [$code]', async ({ file, code, message }) => {
+  it.each([0, 6, 19, 20].map((i) => archiveCases[i]!))('vbuild load: $name → exit 1, [$code]', async ({ file, code, message }) => {
     const f = await file();
     const before = await storeState();
     const r = await run(['load', '-i', f, 'hostile:x'], 20_000);
@@ -279,28 +279,40 @@ const dockerfileCases: DockerfileCase[] = [
   { name: 'a 5 MB line', dockerfile: () => `FROM busybox\nLABEL a=${'x'.repeat(5 << 20)}\n`, expect: 'typed' },
 ];
 
-/** Build `files` as a context; returns the run and the rootfs listing (tar -tv) of the result when it built. */
-async function buildCtx(files: Record<string, string>, prep?: (ctx: string) => Promise<void>, limitMs = 60_000): Promise<{ r: Run; listing: string; rootfsTar: string }> {
+/**
+ * Build `files` as a context with build() (what `vbuild build` runs, in this process: a CLI start
+ * per case would cost a second each); returns the error (a VlabError, or the untyped thing thrown)
+ * and the rootfs listing (tar -tv) of the result when it built.
+ */
+async function buildCtx(files: Record<string, string>, prep?: (ctx: string) => Promise<void>): Promise<{ err?: unknown; ms: number; listing: string; rootfsTar: string }> {
   const ctx = await makeContext(files);
   try {
     await prep?.(ctx);
     const rootfsTar = path.join(scratch, `out-${path.basename(ctx)}.tar`);
-    const r = await run(['build', '--progress=plain', '--output', `type=tar,dest=${rootfsTar}`, ctx], limitMs);
-    const listing = r.code === 0 ? (await exec('tar', ['-tvf', rootfsTar], { maxBuffer: 64 << 20 })).stdout : '';
-    return { r, listing, rootfsTar };
+    const t0 = Date.now();
+    const err = await build({ context: ctx, root, output: [parseOutput(`type=tar,dest=${rootfsTar}`)] }).then(() => undefined, (e: unknown) => e);
+    const ms = Date.now() - t0;
+    const listing = err ? '' : (await exec('tar', ['-tvf', rootfsTar], { maxBuffer: 64 << 20 })).stdout;
+    return { err, ms, listing, rootfsTar };
   } finally {
     await fsp.rm(ctx, { recursive: true, force: true });
   }
 }
 
-describe('hostile Dockerfiles through vbuild build', () => {
+/** Refused with a typed error that is not E_INTERNAL (and, when given, the expected code). */
+function expectTyped(err: unknown, code?: string): void {
+  expect(err).toBeInstanceOf(VlabError);
+  expect((err as VlabError).code).not.toBe('E_INTERNAL');
+  if (code) expect((err as VlabError).code).toBe(code);
+}
+
+describe('hostile Dockerfiles through build()', () => {
   it.each(dockerfileCases)('$name → $expect', async ({ dockerfile, expect: want }) => {
-    const { r } = await buildCtx({ Dockerfile: dockerfile() }, undefined, 60_000);
-    expect(r.stderr).not.toMatch(/E_INTERNAL|internal error|hang/);
-    if (want === 'ok') expect(r.code).toBe(0);
-    else if (want === 'typed') expect(r.code === 0 || /\[E_[A-Z_]+\]/.test(r.stderr)).toBe(true);
-    else expectRefused(r, want);
-    expect(r.ms).toBeLessThan(45_000);
+    const { err, ms } = await buildCtx({ Dockerfile: dockerfile() });
+    if (want === 'ok') expect(err).toBeUndefined();
+    else if (want === 'typed') err === undefined || expectTyped(err);
+    else expectTyped(err, want);
+    expect(ms).toBeLessThan(30_000);
   });
 });
 
@@ -312,9 +324,8 @@ describe('context symlinks pointing out of the context', () => {
     ['COPY . /all (a tree holding both)', 'COPY . /all\n', async (ctx: string) => { await fsp.symlink(secret, path.join(ctx, 'link')); await fsp.symlink(secretDir, path.join(ctx, 'dirlink')); }],
     ['ADD link /added', 'ADD link /added\n', async (ctx: string) => fsp.symlink(secret, path.join(ctx, 'link'))],
   ])('%s: the host content never lands in the image', async (_name, step, prep) => {
-    const { r, rootfsTar } = await buildCtx({ Dockerfile: `FROM busybox\n${step}` }, prep);
-    expect(r.stderr).not.toMatch(/E_INTERNAL|internal error|hang/);
-    if (r.code !== 0) expectRefused(r, /\[E_[A-Z_]+\]/);
+    const { err, rootfsTar } = await buildCtx({ Dockerfile: `FROM busybox\n${step}` }, prep);
+    if (err) expectTyped(err);
     else expect((await fsp.readFile(rootfsTar)).includes(SECRET)).toBe(false);
   });
 });
@@ -335,13 +346,12 @@ describe('destinations through an image symlink pointing at a host dir', () => {
     ['COPY <<EOF /etc2/h', 'COPY <<EOF /etc2/h\nheredoc\nEOF\n', at('h')],
   ])('%s writes inside the rootfs, the host dir is unchanged', async (_name, step, inside) => {
     const before = await snapshotDir(markerDir);
-    const { r, listing } = await buildCtx({ Dockerfile: `${base()}${step}`, f: 'from the context\n' }, async (ctx) => {
+    const { err, listing } = await buildCtx({ Dockerfile: `${base()}${step}`, f: 'from the context\n' }, async (ctx) => {
       await fsp.writeFile(path.join(ctx, 'f'), 'from the context\n');
       await exec('tar', ['-cf', path.join(ctx, 't.tar'), '-C', ctx, 'f']);
     });
     expect(await snapshotDir(markerDir)).toEqual(before);
-    expect(r.stderr).not.toMatch(/E_INTERNAL|internal error|hang/);
-    if (r.code !== 0) expectRefused(r, /\[E_[A-Z_]+\]/);
+    if (err) expectTyped(err);
     else expect(listing).toMatch(inside(markerDir.slice(1)));
   });
 });
