@@ -209,6 +209,22 @@ describe('hostile archives', () => {
     expectRefused(r, 'E_LAYER_INVALID', /without a valid target/);
   });
 
+  it('an OCI image whose config omits history and config (both optional) loads, and a build FROM it works', async () => {
+    const f = await tamper(scratch, ociTar, 'no-history', ociManifest(async (m, dir) => {
+      const file = path.join(dir, 'blobs/sha256', m.config.digest.slice(7));
+      const { history: _h, config: _c, ...rest } = await readJson<Record<string, unknown>>(file);
+      const bytes = Buffer.from(JSON.stringify(rest));
+      await fsp.rm(file);
+      await fsp.writeFile(path.join(dir, 'blobs/sha256', sha256(bytes)), bytes);
+      m.config = { ...m.config, digest: `sha256:${sha256(bytes)}`, size: bytes.length };
+    }));
+    const store = await Store.open(root);
+    await store.tag('hostile:nohistory', (await loadArchive(store, f)).manifestDigest);
+    // Was: E_STEP "config.history is not iterable" (a TypeError) at the first step.
+    const { err } = await buildCtx({ Dockerfile: 'FROM hostile:nohistory\nLABEL a=b\nENV X=1\n' });
+    expect(err).toBeUndefined();
+  });
+
   it('vbuild import of /dev/zero is refused at once', async () => {
     const r = await run(['import', '/dev/zero', 'hostile:zero'], 20_000);
     expectRefused(r, 'E_BAD_ARCHIVE', /not a regular file/);

@@ -47,7 +47,7 @@ async function loadOciLayoutDir(store: Store, dir: string, tag?: string): Promis
     const index = await read('index.json');
     if (!index) throw new VlabError('E_IMAGE_NOT_FOUND', `${dir} is not an OCI layout (no index.json)`);
     const layout = await read('oci-layout');
-    if (layout) parseDocument('layout', jsonOf(layout, 'oci-layout'), `${where}: oci-layout`);
+    if (layout) await parseDocument('layout', jsonOf(layout, 'oci-layout'), `${where}: oci-layout`);
     const source: BlobSource = async (digest, what) => {
       if (what === 'layer' && (await store.blobs.has(digest))) return 'stored';
       const s = await read(`blobs/sha256/${digest.slice(7)}`);
@@ -55,7 +55,7 @@ async function loadOciLayoutDir(store: Store, dir: string, tag?: string): Promis
       checkBlobDigest(s, digest, where);
       return s;
     };
-    return await loadOciImage(store, staging, source, parseDocument('index', jsonOf(index, 'index.json'), `${where}: index.json`), tag, where);
+    return await loadOciImage(store, staging, source, await parseDocument('index', jsonOf(index, 'index.json'), `${where}: index.json`), tag, where);
   } finally {
     await staging.abortAll();
   }
@@ -89,8 +89,8 @@ export async function loadArchive(store: Store, file: string, tag?: string): Pro
         if (!members.has(key)) throw new VlabError('E_BAD_ARCHIVE', `${file}: ${what} ${digest} is missing (no ${key.slice(0, 25)}…)`);
         return members.resolve(key, 'index.json', '');
       };
-      if (members.has('oci-layout')) parseDocument('layout', jsonOf(members.resolve('oci-layout', 'archive', ''), 'oci-layout'), `${file}: oci-layout`);
-      const index = parseDocument('index', jsonOf(members.resolve('index.json', 'archive', ''), 'index.json'), `${file}: index.json`);
+      if (members.has('oci-layout')) await parseDocument('layout', jsonOf(members.resolve('oci-layout', 'archive', ''), 'oci-layout'), `${file}: oci-layout`);
+      const index = await parseDocument('index', jsonOf(members.resolve('index.json', 'archive', ''), 'index.json'), `${file}: index.json`);
       return await loadOciImage(store, staging, source, index, tag, file);
     }
     if (!members.has('manifest.json')) throw new VlabError('E_BAD_ARCHIVE', `${file} is neither an OCI archive (no index.json) nor a docker-archive (no manifest.json)`);
@@ -105,8 +105,8 @@ async function loadDockerArchive(store: Store, staging: Staging, members: Member
     const s = members.resolve(ref, 'manifest.json', pointer);
     return parseDocument(kind, jsonOf(s, ref), `${file}: ${ref}`);
   };
-  const entry = (doc('docker-manifest', 'manifest.json', '') as Documents['docker-manifest'])[0]!;
-  const config = doc('config', entry.Config, '/0/Config') as Documents['config'];
+  const entry = ((await doc('docker-manifest', 'manifest.json', '')) as Documents['docker-manifest'])[0]!;
+  const config = (await doc('config', entry.Config, '/0/Config')) as Documents['config'];
   const diffIds = config.rootfs.diff_ids;
   if (entry.Layers.length !== diffIds.length) {
     throw new VlabError('E_BAD_ARCHIVE', `${file}: manifest.json lists ${entry.Layers.length} layers but the config's rootfs.diff_ids has ${diffIds.length}`);
@@ -132,14 +132,14 @@ async function loadOciImage(store: Store, staging: Staging, source: BlobSource, 
   const manifestDigest = requireSha256(desc.digest, `${where}: index.json`);
   const mStaged = (await source(manifestDigest, 'manifest')) as Staged; // only layers may be 'stored'
   checkSize(desc, mStaged, where, 'manifest');
-  const manifest = parseDocument('manifest', jsonOf(mStaged, `manifest ${manifestDigest}`), `${where}: manifest ${manifestDigest.slice(0, 19)}`);
+  const manifest = await parseDocument('manifest', jsonOf(mStaged, `manifest ${manifestDigest}`), `${where}: manifest ${manifestDigest.slice(0, 19)}`);
   if (!CONFIG_TYPES.includes(manifest.config.mediaType)) {
     throw new VlabError('E_UNSUPPORTED', `${where}: config media type ${manifest.config.mediaType} is not an image config (an artifact?)`);
   }
   const configDigest = requireSha256(manifest.config.digest, `${where}: manifest config`);
   const cStaged = (await source(configDigest, 'config')) as Staged;
   checkSize(manifest.config, cStaged, where, 'config');
-  const config = parseDocument('config', jsonOf(cStaged, `config ${configDigest}`), `${where}: config ${configDigest.slice(0, 19)}`);
+  const config = await parseDocument('config', jsonOf(cStaged, `config ${configDigest}`), `${where}: config ${configDigest.slice(0, 19)}`);
   const diffIds = config.rootfs.diff_ids;
   if (manifest.layers.length !== diffIds.length) {
     throw new VlabError('E_BAD_ARCHIVE', `${where}: the manifest has ${manifest.layers.length} layers but the config's rootfs.diff_ids has ${diffIds.length}`);

@@ -81,6 +81,11 @@ export interface ImageConfig {
   history: History[];
 }
 
+/** A config with the optional fields this builder reads filled in: an image may omit `config` and `history` (both optional in the spec). */
+export function withConfigDefaults(c: ImageConfig): ImageConfig {
+  return { ...c, config: c.config ?? {}, history: c.history ?? [] };
+}
+
 /** A layer as the builder tracks it: stored uncompressed; diffID == blob digest locally. */
 export interface LayerRef {
   digest: string;

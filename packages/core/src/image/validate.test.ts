@@ -24,9 +24,9 @@ const DOCKER_TO_OCI: [string, string][] = [
   ['application/vnd.docker.container.image.v1+json', 'application/vnd.oci.image.config.v1+json'],
 ];
 
-function outcome(kind: DocumentKind, text: string): 'valid' | VlabError {
+async function outcome(kind: DocumentKind, text: string): Promise<'valid' | VlabError> {
   try {
-    parseDocument(kind, text, 'doc');
+    await parseDocument(kind, text, 'doc');
     return 'valid';
   } catch (e) {
     if (!(e instanceof VlabError)) throw e;
@@ -36,12 +36,12 @@ function outcome(kind: DocumentKind, text: string): 'valid' | VlabError {
 
 describe('parseDocument on the image-spec corpus', () => {
   it(`has the corpus (${cases.length} documents)`, () => expect(cases.length).toBeGreaterThan(80));
-  it.each(cases)('$file is $expect', ({ file, kind, expect: expected, digest_of_file_bytes }) => {
+  it.each(cases)('$file is $expect', async ({ file, kind, expect: expected, digest_of_file_bytes }) => {
     // One deliberate difference: an empty `layers` (docker build writes one for FROM scratch + CMD).
     const want = file.endsWith('manifest-06-invalid.json') ? 'valid' : expected;
     let text = readFileSync(new URL(file, corpus), 'utf8');
     if (digest_of_file_bytes) for (const [a, b] of DOCKER_TO_OCI) text = text.replaceAll(a, b);
-    const got = outcome(kind, text);
+    const got = await outcome(kind, text);
     if (want === 'valid') expect(got).toBe('valid');
     else {
       expect(got).toBeInstanceOf(VlabError);
@@ -66,23 +66,23 @@ describe('parseDocument errors name the field', () => {
     ['docker-manifest', '{}', 'field / must be array'],
     ['docker-manifest', '[]', 'field / must NOT have fewer than 1 items'],
     ['manifest', '{"schemaVersion": 2,', 'not valid JSON'],
-  ] as [DocumentKind, string, string][])('%s %s', (kind, text, message) => {
-    const got = outcome(kind, text);
+  ] as [DocumentKind, string, string][])('%s %s', async (kind, text, message) => {
+    const got = await outcome(kind, text);
     expect(got).toBeInstanceOf(VlabError);
     expect((got as VlabError).code).toBe('E_BAD_ARCHIVE');
     expect((got as VlabError).message).toContain(`doc: ${message}`);
   });
 
-  it('accepts an image without layers (Docker writes "layers": [] for one) and fills in a config', () => {
-    expect(outcome('manifest', manifest([]))).toBe('valid');
-    const c = parseDocument('config', '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}', 'c');
+  it('accepts an image without layers (Docker writes "layers": [] for one) and fills in a config', async () => {
+    expect(await outcome('manifest', manifest([]))).toBe('valid');
+    const c = await parseDocument('config', '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}', 'c');
     expect(c.config).toEqual({});
     expect(c.history).toEqual([]);
   });
 
-  it('bounds the size, and takes only sha256 digests for content', () => {
+  it('bounds the size, and takes only sha256 digests for content', async () => {
     const big = `{"schemaVersion":2${' '.repeat(MAX_JSON_BYTES)}}`;
-    expect((outcome('manifest', big) as VlabError).message).toMatch(/over the 4 MiB limit/);
+    expect(((await outcome('manifest', big)) as VlabError).message).toMatch(/over the 4 MiB limit/);
     expect(() => requireSha256(`sha512:${'a'.repeat(128)}`, 'x')).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED' }));
     expect(requireSha256(`sha256:${'a'.repeat(64)}`, 'x')).toBe(`sha256:${'a'.repeat(64)}`);
   });

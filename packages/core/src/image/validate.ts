@@ -5,8 +5,7 @@
  * document gives E_BAD_ARCHIVE naming the field (a JSON pointer), never a TypeError later on.
  * The one import site of ajv (JSON-schema draft-04, as the OCI schemas are written).
  */
-import AjvModule from 'ajv-draft-04';
-import formatsModule from 'ajv-formats';
+import type AjvModule from 'ajv-draft-04';
 import { VlabError } from '@vlab/errors';
 import configSchema from './schemas/config-schema.json' with { type: 'json' };
 import contentDescriptor from './schemas/content-descriptor.json' with { type: 'json' };
@@ -16,7 +15,7 @@ import indexSchema from './schemas/image-index-schema.json' with { type: 'json' 
 import layoutSchema from './schemas/image-layout-schema.json' with { type: 'json' };
 import manifestSchema from './schemas/image-manifest-schema.json' with { type: 'json' };
 import dockerManifestSchema from './schemas/docker-archive-manifest-schema.json' with { type: 'json' };
-import type { Descriptor, ImageConfig, ImageIndex, Manifest } from './types.ts';
+import { withConfigDefaults, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from './types.ts';
 
 /** The largest JSON document read from an archive, layout or registry (index, manifest, config). */
 export const MAX_JSON_BYTES = 4 << 20;
@@ -50,14 +49,18 @@ const SCHEMA_FILE: Record<DocumentKind, string> = {
 };
 const BASE = 'https://opencontainers.org/schema/image/';
 
-// CommonJS packages: module.exports is the class (and its own `.default`), whatever the interop.
-const Ajv = AjvModule.default;
-const addFormats = formatsModule.default;
-let ajv: InstanceType<typeof Ajv> | undefined;
+let ajv: InstanceType<typeof AjvModule.default> | undefined;
 
-/** One validator for all schemas, made on first use; each schema compiles once, when first needed. */
-function validator(kind: DocumentKind) {
+/**
+ * One validator for all schemas, made on first use; each schema compiles once, when first needed.
+ * ajv is imported here, not at the top: loading it costs ~0.1-0.4 s, which a build that reads no
+ * archive must not pay at every CLI start.
+ */
+async function validator(kind: DocumentKind) {
   if (!ajv) {
+    // CommonJS packages: module.exports is the class (and its own `.default`), whatever the interop.
+    const Ajv = (await import('ajv-draft-04')).default.default;
+    const addFormats = (await import('ajv-formats')).default.default;
     ajv = new Ajv({ allErrors: false, strict: false });
     addFormats(ajv, ['date-time', 'uri']);
     const files: Record<string, object> = {
@@ -87,7 +90,7 @@ function bad(code: string, where: string, pointer: string, message: string): Vla
  * digest); `code` is the error code (E_BAD_ARCHIVE by default). Configs come back with the
  * optional `config` and `history` filled in, so later code may read them.
  */
-export function parseDocument<K extends DocumentKind>(kind: K, bytes: Buffer | string, where: string, code = 'E_BAD_ARCHIVE'): Documents[K] {
+export async function parseDocument<K extends DocumentKind>(kind: K, bytes: Buffer | string, where: string, code = 'E_BAD_ARCHIVE'): Promise<Documents[K]> {
   const size = Buffer.byteLength(bytes);
   if (size > MAX_JSON_BYTES) throw new VlabError(code, `${where}: ${size} bytes, over the ${MAX_JSON_BYTES >> 20} MiB limit for a JSON document`);
   let doc: unknown;
@@ -96,7 +99,7 @@ export function parseDocument<K extends DocumentKind>(kind: K, bytes: Buffer | s
   } catch (e) {
     throw new VlabError(code, `${where}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
-  const validate = validator(kind);
+  const validate = await validator(kind);
   if (!validate(doc)) {
     const err = validate.errors!.find((x) => !emptyLayersAllowed(kind, x));
     if (err) {
@@ -107,10 +110,7 @@ export function parseDocument<K extends DocumentKind>(kind: K, bytes: Buffer | s
     }
   }
   beyondSchema(kind, doc, where, code);
-  if (kind === 'config') {
-    const c = doc as ImageConfig;
-    return { ...c, config: c.config ?? {}, history: c.history ?? [] } as Documents[K];
-  }
+  if (kind === 'config') return withConfigDefaults(doc as ImageConfig) as Documents[K];
   return doc as Documents[K];
 }
 

@@ -2,7 +2,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { Descriptor, ImageConfig, ImageIndex, Manifest } from '../image/types.ts';
-import { MEDIA, REF_NAME } from '../image/types.ts';
+import { MEDIA, REF_NAME, withConfigDefaults } from '../image/types.ts';
 import { BlobStore, type Digest } from './blobs.ts';
 import { withFileLock } from '@vlab/overlay';
 import { normalizeRef, refCandidates } from './refs.ts';
@@ -142,7 +142,7 @@ export class Store {
 
   async loadManifest(manifestDigest: string, ref?: string): Promise<StoredImage> {
     const manifest = await this.blobs.readJson<Manifest>(manifestDigest);
-    const config = await this.blobs.readJson<ImageConfig>(manifest.config.digest);
+    const config = withConfigDefaults(await this.blobs.readJson<ImageConfig>(manifest.config.digest));
     return { ref, manifestDigest, manifest, configDigest: manifest.config.digest, config };
   }
 
