@@ -160,7 +160,7 @@ describe('build flags', () => {
     const df = await run(['build', '-q', '-f', '-', '-o', `type=local,dest=${dest}`, ctx], { stdin: 'FROM busybox\nCOPY hello.txt /h\n' });
     expect(df.stderr).toBe('');
     expect(await fsp.readFile(path.join(dest, 'h'), 'utf8')).toBe('from the context\n');
-    await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox\nCOPY hello.txt /from-tar\n');
+    await fsp.writeFile(path.join(ctx, 'inner.df'), 'FROM busybox\nCOPY hello.txt /from-tar\n');
     const { stdout: tar } = await new Promise<{ stdout: Buffer }>((resolve, reject) => {
       const c = spawn('tar', ['-C', ctx, '-czf', '-', '.']);
       const parts: Buffer[] = [];
@@ -169,7 +169,7 @@ describe('build flags', () => {
       c.on('close', () => resolve({ stdout: Buffer.concat(parts) }));
     });
     const dest2 = path.join(scratch, 'stdin-tar-out');
-    const t = await run(['build', '-q', '-o', `type=local,dest=${dest2}`, '-'], { stdin: tar });
+    const t = await run(['build', '-q', '-f', 'inner.df', '-o', `type=local,dest=${dest2}`, '-'], { stdin: tar }); // -f: inside the tar, as docker
     expect(t.stderr).toBe('');
     expect(await fsp.readFile(path.join(dest2, 'from-tar'), 'utf8')).toBe('from the context\n');
     const marker = path.join(os.tmpdir(), 'vlab-stdin-escape-marker');

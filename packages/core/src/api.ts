@@ -27,6 +27,7 @@ import { runLimits } from './exec/limits.ts';
 import { detectCgroupLayout } from './exec/cgroups.ts';
 import { checkPlatform, parseExtraHosts, parseUlimits, shmMount } from './solve/run-options.ts';
 import { unpackStreamContext, type StreamContext } from './context/stream.ts';
+import { readInRoot } from './fsutil/in-root.ts';
 
 export interface BuildOptions {
   /**
@@ -34,7 +35,7 @@ export interface BuildOptions {
    * bzip2, xz) unpacked into a private temp dir, or else a Dockerfile with an empty context.
    */
   context: string | StreamContext;
-  /** Dockerfile path (default `<context>/Dockerfile`) or `{ text }` for an in-memory one. */
+  /** Dockerfile path (default `<context>/Dockerfile`; with a stream context, a path inside it) or `{ text }`. */
   dockerfile?: string | { text: string; path?: string };
   tags?: string[];
   buildArgs?: Record<string, string>;
@@ -132,12 +133,26 @@ async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   if (typeof opts.context === 'string') return buildFrom(opts, path.resolve(opts.context), opts.dockerfile, run, ulimits);
   const unpacked = await unpackStreamContext(opts.context);
   try {
-    const text = unpacked.dockerfileText;
-    if (text !== undefined && opts.dockerfile) throw new VlabError('E_BAD_ARG', 'the stream holds a Dockerfile, and a Dockerfile was given too: give the context as a tar, or one of them');
-    return await buildFrom(opts, unpacked.dir, text !== undefined ? { text } : opts.dockerfile, run, ulimits);
+    return await buildFrom(opts, unpacked.dir, await streamDockerfile(unpacked, opts.dockerfile), run, ulimits);
   } finally {
     await unpacked.cleanup();
   }
+}
+
+/**
+ * The Dockerfile of a stream context: the stream itself, or (docker's rule) a path inside the
+ * unpacked context, named as given in locations (its temp dir is gone when an error is read).
+ */
+async function streamDockerfile(unpacked: { dir: string; dockerfileText?: string }, given: BuildOptions['dockerfile']): Promise<BuildOptions['dockerfile']> {
+  if (unpacked.dockerfileText !== undefined) {
+    if (given) throw new VlabError('E_BAD_ARG', 'the stream holds a Dockerfile, and a Dockerfile was given too: give the context as a tar, or one of them');
+    return { text: unpacked.dockerfileText };
+  }
+  if (typeof given === 'object') return given;
+  const name = given ?? 'Dockerfile';
+  const text = await readInRoot(unpacked.dir, name);
+  if (text === undefined) throw new VlabError('E_DOCKERFILE_NOT_FOUND', `the context from the stream has no ${name}`);
+  return { text, path: name };
 }
 
 /** --add-host and --shm-size for every RUN, and their digest for the RUN cache keys (BuildKit keys them too). */

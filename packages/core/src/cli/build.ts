@@ -63,7 +63,8 @@ async function dockerfileOption(v: Values, contextArg: string, stdin: NodeJS.Rea
     return { text };
   }
   if (file !== undefined) {
-    registerDockerfile(path.resolve(file), file);
+    // With a context on stdin, docker reads -f inside that context.
+    if (contextArg !== '-') registerDockerfile(path.resolve(file), file);
     return file;
   }
   if (contextArg !== '-') registerDockerfile(path.join(path.resolve(contextArg), 'Dockerfile'), 'Dockerfile');
