@@ -1,7 +1,7 @@
 /**
  * Docker's CLI as people type it (issue 11): verbs and --help, build flags, stdin, lint, error
  * snippets, the tty view. Each case runs the real CLI on a real store; the tty view is read through
- * a real pty: tmux runs the build in a detached session (its own server socket) and the test
+ * a real pty: tmux runs the build in a detached session (a server on its own socket) and the test
  * reads the screen as a user sees it.
  */
 import { spawn } from 'node:child_process';
@@ -52,8 +52,8 @@ function tarOf(name: string, body: string): Buffer {
   return Buffer.concat([h, data, Buffer.alloc(1024)]);
 }
 
-const socket = `vlab-tty-${process.pid}`;
-const tmux = (...args: string[]) => exec('tmux', ['-L', socket, ...args]);
+/** tmux's server socket lives in this file's scratch dir, so nothing is left in /tmp/tmux-UID. */
+const tmux = (...args: string[]) => exec('tmux', ['-S', path.join(scratch, 'tmux.sock'), ...args]);
 /** The screen with colour escapes (`-e`); tmux emits an SGR only where the colour changes. */
 const screen = async () => (await tmux('capture-pane', '-p', '-e', '-t', 'build')).stdout;
 const plain = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
@@ -88,7 +88,7 @@ beforeAll(async () => {
   scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-cli-docker-'));
 });
 afterAll(async () => {
-  await tmux('kill-server').catch(() => undefined); // our own server (-L socket) only
+  await tmux('kill-server').catch(() => undefined); // our own server (its socket is ours) only
   await removeStore(root);
   await fsp.rm(scratch, { recursive: true, force: true });
 });
