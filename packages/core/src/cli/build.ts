@@ -4,6 +4,7 @@ import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { build, checkDockerfile, type BuildOptions, type CheckWarning } from '../api.ts';
 import { parseOutput } from '../export/export.ts';
+import { MAX_DOCKERFILE } from '../context/stream.ts';
 import type { Entitlement } from '../solve/entitlements.ts';
 import { createRenderer, type ProgressMode } from './progress.ts';
 import { intFlag, keyValues, list, parseCommand, str, type CommandSpec, type Values } from './flags.ts';
@@ -57,7 +58,11 @@ async function dockerfileOption(v: Values, contextArg: string, stdin: NodeJS.Rea
   if (file === '-') {
     if (contextArg === '-') throw new VlabError('E_BAD_ARG', "cannot read both the context and the Dockerfile from stdin (-f - with CONTEXT -)");
     const chunks: Buffer[] = [];
-    for await (const c of stdin) chunks.push(Buffer.from(c));
+    let n = 0;
+    for await (const c of stdin) {
+      chunks.push(Buffer.from(c));
+      if ((n += c.length) > MAX_DOCKERFILE) throw new VlabError('E_BAD_ARG', `the Dockerfile on stdin is over ${MAX_DOCKERFILE} bytes`);
+    }
     const text = Buffer.concat(chunks).toString('utf8');
     registerDockerfile('Dockerfile', 'Dockerfile', text);
     return { text };

@@ -15,8 +15,8 @@ import { archiveKind, extractArchive } from '../solve/ops/add.ts';
 
 /** Default cap on the bytes read from the stream (docker sets none; a runaway pipe should not fill the disk). */
 export const DEFAULT_STREAM_CONTEXT_MAX = 4 * 2 ** 30;
-/** A Dockerfile read from the stream is held in memory: cap it. */
-const MAX_DOCKERFILE = 2 ** 20;
+/** A Dockerfile read from a stream (here, or `-f -`) is held in memory: cap it. */
+export const MAX_DOCKERFILE = 2 ** 20;
 
 export interface StreamContext {
   /** The context: a tar (plain, gzip, bzip2, xz) or a Dockerfile (then the context is empty). */
