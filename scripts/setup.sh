@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v busybox >/dev/null || [ -x /bin/busybox ] || need_apt+=(busybox-static)
-for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap; do
+# tmux: the CLI tests read the tty progress view through a real pty.
+for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux; do
   command -v "$tool" >/dev/null || case "$tool" in
     mksquashfs) need_apt+=(squashfs-tools) ;;
     getfattr) need_apt+=(attr) ;;

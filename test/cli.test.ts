@@ -51,7 +51,7 @@ describe('vbuild CLI', () => {
     expect(parse.stderr).toMatch(/Dockerfile:2:\d+: .*COPY/);
     const flag = await run(['build', '--bogus', ctx]);
     expect(flag.code).toBe(1);
-    expect(flag.stderr).toContain('unknown flag --bogus');
+    expect(flag.stderr).toContain('unknown flag: --bogus');
   });
 
   it('--output type=oci, docker, tar and local write what skopeo, tar and ls read', async () => {

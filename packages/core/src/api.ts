@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { VlabError } from '@vlab/errors';
-import { parse, resolveGlobalArgs, selectTarget, type Dockerfile } from '@vlab/dockerfile';
+import { VlabError, type SourceLocation } from '@vlab/errors';
+import { check, parse, PROXY_ARGS, resolveGlobalArgs, selectTarget, type Dockerfile, type Stage } from '@vlab/dockerfile';
 import { createSnapshotter, type Snapshotter } from '@vlab/overlay';
 import { Store } from './store/store.ts';
 import { defaultStoreRoot } from './store/paths.ts';
@@ -10,9 +11,10 @@ import { FileHashCache } from './context/hash-cache.ts';
 import { BuildContext } from './context/context.ts';
 import { createExecutor, EXECUTOR_KINDS, type ExecutorKind } from './exec/index.ts';
 import type { Executor } from './exec/types.ts';
-import { solve } from './solve/solver.ts';
+import { requiredStages, solve } from './solve/solver.ts';
 import { LayerManager } from './solve/layers.ts';
 import type { BuildEvent } from './solve/events.ts';
+import type { BuildSession } from './solve/context.ts';
 import type { ImageConfig, Manifest } from './image/types.ts';
 import { MEDIA } from './image/types.ts';
 import { hostPlatform, platformString } from './image/platform.ts';
@@ -23,11 +25,17 @@ import { grantedEntitlements, type Entitlement } from './solve/entitlements.ts';
 import { NamedContexts } from './solve/named-contexts.ts';
 import { runLimits } from './exec/limits.ts';
 import { detectCgroupLayout } from './exec/cgroups.ts';
+import { checkPlatform, parseExtraHosts, parseUlimits, shmMount } from './solve/run-options.ts';
+import { unpackStreamContext, type StreamContext } from './context/stream.ts';
+import { readInRoot } from './fsutil/in-root.ts';
 
 export interface BuildOptions {
-  /** Build context directory. */
-  context: string;
-  /** Dockerfile path (default `<context>/Dockerfile`) or `{ text }` for an in-memory one. */
+  /**
+   * Build context directory, or a stream as `docker build -` reads stdin: a tar (plain, gzip,
+   * bzip2, xz) unpacked into a private temp dir, or else a Dockerfile with an empty context.
+   */
+  context: string | StreamContext;
+  /** Dockerfile path (default `<context>/Dockerfile`; with a stream context, a path inside it) or `{ text }`. */
   dockerfile?: string | { text: string; path?: string };
   tags?: string[];
   buildArgs?: Record<string, string>;
@@ -66,6 +74,16 @@ export interface BuildOptions {
   cpuPeriod?: number;
   /** Process limit of each RUN; default 2048 (podman's) as root, -1 or 0 for none. */
   pidsLimit?: number;
+  /** Labels set on the final image's config (docker build --label), over the Dockerfile's. */
+  labels?: Record<string, string>;
+  /** docker's --platform: only the host's own platform (`linux/amd64`…) is accepted; else E_UNSUPPORTED. */
+  platform?: string;
+  /** `host:ip` (or `host=ip`) lines for each RUN container's /etc/hosts (docker build --add-host). */
+  addHosts?: string[];
+  /** docker's `--ulimit`: `nofile=N[:N]` only (what the executors set). */
+  ulimits?: string[];
+  /** Size of each RUN container's /dev/shm tmpfs: bytes or a docker size (default 64m). */
+  shmSize?: number | string;
   executor?: ExecutorKind;
   snapshotter?: 'auto' | 'overlay' | 'native';
   /** Caps on each ADD <url> download: size, total and idle time, redirects (defaults in DEFAULT_DOWNLOAD_LIMITS). */
@@ -108,23 +126,63 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 }
 
 async function buildImage(opts: BuildOptions): Promise<BuildResult> {
+  const platform = hostPlatform();
+  checkPlatform(opts.platform, platform);
+  const ulimits = parseUlimits(opts.ulimits);
+  const run = runExtras(opts, ulimits.nofile);
+  if (typeof opts.context === 'string') return buildFrom(opts, path.resolve(opts.context), opts.dockerfile, run, ulimits);
+  const unpacked = await unpackStreamContext(opts.context);
+  try {
+    return await buildFrom(opts, unpacked.dir, await streamDockerfile(unpacked, opts.dockerfile), run, ulimits);
+  } finally {
+    await unpacked.cleanup();
+  }
+}
+
+/**
+ * The Dockerfile of a stream context: the stream itself, or (docker's rule) a path inside the
+ * unpacked context, named as given in locations (its temp dir is gone when an error is read).
+ */
+async function streamDockerfile(unpacked: { dir: string; dockerfileText?: string }, given: BuildOptions['dockerfile']): Promise<BuildOptions['dockerfile']> {
+  if (unpacked.dockerfileText !== undefined) {
+    if (given) throw new VlabError('E_BAD_ARG', 'the stream holds a Dockerfile, and a Dockerfile was given too: give the context as a tar, or one of them');
+    return { text: unpacked.dockerfileText };
+  }
+  if (typeof given === 'object') return given;
+  const name = given ?? 'Dockerfile';
+  const text = await readInRoot(unpacked.dir, name);
+  if (text === undefined) throw new VlabError('E_DOCKERFILE_NOT_FOUND', `the context from the stream has no ${name}`);
+  return { text, path: name };
+}
+
+/** --add-host and --shm-size for every RUN, and their digest for the RUN cache keys (BuildKit keys them too). */
+function runExtras(opts: BuildOptions, nofile: number | undefined): BuildSession['run'] {
+  const extraHosts = parseExtraHosts(opts.addHosts);
+  const mounts = shmMount(opts.shmSize);
+  const any = extraHosts.length || mounts.length || nofile !== undefined;
+  const key = any ? createHash('sha256').update(JSON.stringify({ extraHosts, mounts, nofile })).digest('hex') : undefined;
+  return { extraHosts, mounts, key };
+}
+
+async function buildFrom(opts: BuildOptions, contextDir: string, dockerfile: BuildOptions['dockerfile'], run: BuildSession['run'], ulimits: { nofile?: number }): Promise<BuildResult> {
   const started = Date.now();
   const emit = opts.onEvent ?? (() => undefined);
-  const contextDir = path.resolve(opts.context);
-  const { df, dockerfilePath } = await loadDockerfile(contextDir, opts.dockerfile);
+  const { df, dockerfilePath } = await loadDockerfile(contextDir, dockerfile);
   for (const w of df.warnings) emit({ type: 'warning', message: w.message, location: { file: dockerfilePath, ...w.range.start }, time: Date.now() });
   const target = selectTarget(df, opts.target);
   const engine = await openEngine(opts.root, opts.snapshotter);
   const hashes = await FileHashCache.load(engine.store.path('cache', 'filehash.json'));
   const allow = grantedEntitlements(opts.allow, opts.network);
   const namedContexts = await NamedContexts.open(opts.buildContexts, engine.store, hashes);
-  const limits = runLimits(opts, { root: process.getuid?.() === 0, layout: await detectCgroupLayout().catch(() => undefined) });
+  const limits = { ...runLimits(opts, { root: process.getuid?.() === 0, layout: await detectCgroupLayout().catch(() => undefined) }), ...ulimits };
   const counted = { hits: hashes.hits, misses: hashes.misses }; // the cache may outlive a build
-  const context = await BuildContext.open(contextDir, hashes, opts.dockerfile && typeof opts.dockerfile === 'string' ? path.resolve(opts.dockerfile) : undefined);
+  const context = await BuildContext.open(contextDir, hashes, dockerfile && typeof dockerfile === 'string' ? path.resolve(dockerfile) : undefined);
   const platform = hostPlatform();
   const predefined = predefinedArgs(platform);
   const buildArgs = opts.buildArgs ?? {};
   const globalArgs = resolveGlobalArgs(df, buildArgs, predefined);
+  const unused = unusedBuildArgs(df, requiredStages(df, target, globalArgs, namedContexts.names()), buildArgs);
+  if (unused.length) emit({ type: 'warning', message: `One or more build-args [${unused.join(' ')}] were not consumed`, time: Date.now() });
   let executor: Promise<Executor> | undefined;
   emit({ type: 'build-start', stages: df.stages.length, steps: df.stages.reduce((n, s) => n + s.instructions.length + 1, 0), time: Date.now() });
 
@@ -155,6 +213,7 @@ async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       network: opts.network,
       allow,
       limits,
+      run,
       namedContexts,
       downloads: session.downloads,
       downloadLimits: opts.addLimits,
@@ -165,8 +224,10 @@ async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     await cleanupDownloads(session.downloads);
   });
 
+  const labels = opts.labels && Object.keys(opts.labels).length ? { config: { ...state.config.config, Labels: { ...state.config.config.Labels, ...opts.labels } } } : {};
   const config: ImageConfig = {
     ...state.config,
+    ...labels,
     created: state.created,
     architecture: platform.architecture,
     os: platform.os,
@@ -188,6 +249,36 @@ async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     contextHashHits: hashes.hits - counted.hits,
   });
   return { imageId: stored.configDigest, digest: stored.manifestDigest, manifest: stored.manifest, config };
+}
+
+/**
+ * Build args no ARG of the stages built (nor a global ARG) declares, sorted, as BuildKit reports
+ * them; the proxy args and BuildKit's own BUILDKIT_* options are always consumed.
+ */
+function unusedBuildArgs(df: Dockerfile, stages: Stage[], buildArgs: Record<string, string>): string[] {
+  const declared = new Set<string>(PROXY_ARGS);
+  for (const g of df.globalArgs) for (const a of g.args) declared.add(a.key);
+  for (const st of stages) for (const i of st.instructions) if (i.kind === 'ARG') for (const a of i.args) declared.add(a.key);
+  return Object.keys(buildArgs).filter((k) => !declared.has(k) && !k.startsWith('BUILDKIT_')).sort();
+}
+
+export interface CheckOptions {
+  /** Context directory (default: the current one); the default Dockerfile is `<context>/Dockerfile`. */
+  context?: string;
+  dockerfile?: BuildOptions['dockerfile'];
+}
+
+export interface CheckWarning {
+  rule: string;
+  message: string;
+  location: SourceLocation;
+}
+
+/** The lint warnings `@vlab/dockerfile`'s check() finds, located (docker build --check, without building). */
+export async function checkDockerfile(opts: CheckOptions = {}): Promise<{ dockerfilePath: string; warnings: CheckWarning[] }> {
+  const { df, dockerfilePath } = await loadDockerfile(path.resolve(opts.context ?? '.'), opts.dockerfile);
+  const warnings = check(df).map((w) => ({ rule: w.rule, message: w.message, location: { file: dockerfilePath, ...w.range.start } }));
+  return { dockerfilePath, warnings };
 }
 
 async function loadDockerfile(contextDir: string, spec: BuildOptions['dockerfile']): Promise<{ df: Dockerfile; dockerfilePath: string }> {

@@ -38,7 +38,7 @@ describe('progress renderers', () => {
     const s = sink(true);
     const r = createRenderer('auto', s.out);
     events.slice(0, 4).forEach(r);
-    expect(s.text()).toContain('=> => compiling b.c'); // live tail while running
+    expect(s.text()).toContain('=> => # compiling b.c'); // live tail while running
     events.slice(4).forEach(r);
     const last = s.text().split('\x1b[J').pop()!;
     expect(last).toContain('CACHED [stage-0 2/2] COPY . /app');

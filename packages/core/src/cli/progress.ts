@@ -1,4 +1,5 @@
 import type { BuildEvent } from '../solve/events.ts';
+import { ttyRenderer } from './tty-progress.ts';
 
 export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
 
@@ -49,39 +50,5 @@ function plainRenderer(out: NodeJS.WriteStream): (e: BuildEvent) => void {
         out.write(`writing image ${e.imageId} done (manifest ${e.digest}) in ${secs(e.durationMs)}\n`);
         break;
     }
-  };
-}
-
-/** BuildKit-like: one line per step with its timing and CACHED, and the last lines of RUN output live. */
-function ttyRenderer(out: NodeJS.WriteStream): (e: BuildEvent) => void {
-  const steps: { id: string; name: string; state: string; started: number; ms?: number; tail: string[] }[] = [];
-  let drawn = 0;
-  const draw = () => {
-    if (drawn) out.write(`\x1b[${drawn}A\x1b[J`);
-    const lines: string[] = [];
-    for (const s of steps) {
-      const t = s.ms !== undefined ? secs(s.ms) : secs(Date.now() - s.started);
-      lines.push(`${s.state === 'cached' ? '\x1b[34m' : s.state === 'error' ? '\x1b[31m' : ''} => ${s.state === 'cached' ? 'CACHED ' : ''}${s.name}`.padEnd(70) + ` ${t}\x1b[0m`);
-      if (s.state === 'running') for (const l of s.tail.slice(-6)) lines.push(`\x1b[2m => => ${l.slice(0, 100)}\x1b[0m`);
-    }
-    out.write(`${lines.join('\n')}\n`);
-    drawn = lines.length;
-  };
-  return (e) => {
-    const find = (id: string) => steps.find((s) => s.id === id);
-    if (e.type === 'step-start') steps.push({ id: e.id, name: e.name, state: 'running', started: e.time, tail: [] });
-    else if (e.type === 'step-cached') find(e.id)!.state = 'cached';
-    else if (e.type === 'step-log') find(e.id)?.tail.push(...e.data.split('\n').filter(Boolean));
-    else if (e.type === 'step-done') {
-      const s = find(e.id)!;
-      s.ms = e.durationMs;
-      if (s.state === 'running') s.state = 'done';
-    } else if (e.type === 'step-error') find(e.id)!.state = 'error';
-    else if (e.type === 'build-done') {
-      draw();
-      out.write(` => writing image ${e.imageId} done ${secs(e.durationMs)}\n`);
-      return;
-    } else return;
-    draw();
   };
 }

@@ -228,7 +228,7 @@ export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files
   L.push(`${q(t.cp)} -a ${q(devTemplate + '/.')} ${q(path.join(R, '/dev'))}`);
   L.push(`${mount} -a -T ${q(files.late)}`);
   if (p.network !== 'host' && t.ip) L.push(`${q(t.ip)} link set lo up`);
-  L.push(`ulimit -n ${NOFILE_LIMIT}`);
+  L.push(`ulimit -n ${p.nofile ?? NOFILE_LIMIT}`);
   L.push(`cd ${q(R)}`, `${mount} --move . /`);
   const u = p.user;
   // With the single rootless mapping setgroups(2) is denied: groups can be neither set nor dropped.

@@ -83,7 +83,7 @@ export function nativeSpec({ prep, hostHas, cgroupProcs, stdinFile }: NativeSpec
   for (const line of late) t.push(...mountCalls(line));
   t.push(['hostname', prep.hostname]);
   if (prep.network !== 'host') t.push(['lo']);
-  t.push(['nofile', String(NOFILE_LIMIT)]);
+  t.push(['nofile', String(prep.nofile ?? NOFILE_LIMIT)]);
   t.push(['root', prep.rootfs]);
   const u = prep.user;
   t.push(['gid', String(u.gid)], ['groups', u.additionalGids.join(',')], ['caps', capNumbers(DEFAULT_CAPS).join(',')]);

@@ -39,7 +39,7 @@ export function buildOciConfig(p: PreparedRun, cgroupsPath: string, limits: Limi
         inheritable: [],
         ambient: [],
       },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: NOFILE_LIMIT, soft: NOFILE_LIMIT }],
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: p.nofile ?? NOFILE_LIMIT, soft: p.nofile ?? NOFILE_LIMIT }],
       noNewPrivileges: true,
     },
     root: { path: p.rootfs, readonly: false },

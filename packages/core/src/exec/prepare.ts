@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
-import type { ExtraMount, RunSpec } from './types.ts';
+import type { ExtraHost, ExtraMount, RunSpec } from './types.ts';
 import { resolveUser, type ResolvedUser } from './user.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
 import { createMountpoints, removeMountpoints, type CreatedMountpoints, type MountpointRequest } from './mountpoints.ts';
@@ -36,6 +36,8 @@ export interface PreparedRun {
   user: ResolvedUser;
   hostname: string;
   network: 'none' | 'host';
+  /** RLIMIT_NOFILE of the process (soft = hard); the executors default to NOFILE_LIMIT. */
+  nofile?: number;
   /** /etc/hosts, /etc/resolv.conf, /etc/hostname binds, then the spec's mounts, in mount order. */
   mounts: PreparedMount[];
   /** The mountpoints made in the rootfs for this run (vlab-init removes them itself when done). */
@@ -67,7 +69,7 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
     ]);
   };
   try {
-    const etc = await writeEtcFiles(dir, hostname, network);
+    const etc = await writeEtcFiles(dir, hostname, network, spec.extraHosts ?? []);
     const extra: ExtraMount[] = [
       ...etc.map(([target, source]) => ({ type: 'bind' as const, source, target })),
       ...(spec.mounts ?? []),
@@ -99,6 +101,7 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
       user,
       hostname,
       network,
+      nofile: spec.limits?.nofile,
       mounts,
       mountpoints: created,
       cleanup,
@@ -119,10 +122,11 @@ export function completeEnv(env: string[], user: ResolvedUser): string[] {
   return out;
 }
 
-async function writeEtcFiles(dir: string, hostname: string, network: 'none' | 'host'): Promise<[string, string][]> {
+async function writeEtcFiles(dir: string, hostname: string, network: 'none' | 'host', extra: ExtraHost[]): Promise<[string, string][]> {
   const hosts = [
     `127.0.0.1\tlocalhost ${hostname}`,
     '::1\tlocalhost ip6-localhost ip6-loopback',
+    ...extra.map((h) => `${h.ip}\t${h.host}`),
     '',
   ].join('\n');
   const resolv = await hostResolvConf(network);

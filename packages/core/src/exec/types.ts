@@ -16,6 +16,8 @@ export interface Limits {
   cpuQuota?: number; // microseconds per period
   cpuPeriod?: number; // microseconds, default 100000
   pids?: number;
+  /** RLIMIT_NOFILE, soft = hard (default NOFILE_LIMIT, docker's 1024). */
+  nofile?: number;
 }
 
 export interface RunSpec {
@@ -31,6 +33,13 @@ export interface RunSpec {
   mounts?: ExtraMount[];
   network?: 'none' | 'host';
   limits?: Limits;
+  /** Lines added to the container's /etc/hosts (docker build --add-host). */
+  extraHosts?: ExtraHost[];
+}
+
+export interface ExtraHost {
+  host: string;
+  ip: string;
 }
 
 export interface RunOptions {

@@ -1,7 +1,7 @@
 import type { Dockerfile } from '@vlab/dockerfile';
 import type { BuildCache } from '../cache/cache.ts';
 import type { BuildContext } from '../context/context.ts';
-import type { Executor, Limits } from '../exec/types.ts';
+import type { Executor, ExtraHost, ExtraMount, Limits } from '../exec/types.ts';
 import type { Entitlement } from './entitlements.ts';
 import type { NamedContexts } from './named-contexts.ts';
 import type { ImageConfig, LayerRef } from '../image/types.ts';
@@ -42,6 +42,11 @@ export interface BuildSession {
   allow: ReadonlySet<Entitlement>;
   /** cgroup limits of every RUN container (the default pids limit included). */
   limits: Limits;
+  /**
+   * What docker build adds to every RUN container (--add-host, --shm-size; --ulimit is in limits)
+   * and `key`, their digest in each RUN's cache key (undefined when none is given).
+   */
+  run: { extraHosts: ExtraHost[]; mounts: ExtraMount[]; key?: string };
   /** --build-context: names that stand for images or directories the command line gave. */
   namedContexts: NamedContexts;
   /** ADD URL downloads, fetched at most once per build. */

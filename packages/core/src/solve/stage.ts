@@ -99,6 +99,7 @@ async function buildStep(
     const env = { ...scope.runEnv() };
     step = {
       args: usedArgs,
+      content: s.run.key,
       work: async (rootfs) => {
         const sources = { cacheRoot: s.store.path('cache-mounts'), contextDir: s.context.root, scratchDir: s.store.path('tmp'), secrets: s.secrets };
         await withRunMounts(inst, sources, async (mounts) =>
@@ -108,7 +109,8 @@ async function buildStep(
             inst: s.network === 'host' && !inst.network ? { ...inst, network: 'host' } : inst,
             config: config.config,
             env,
-            mounts,
+            mounts: [...s.run.mounts, ...mounts],
+            extraHosts: s.run.extraHosts,
             limits: s.limits,
             signal: s.signal,
             onOutput: (stream, data) => s.emit({ type: 'step-log', ...ref, stream, data, time: Date.now() }),

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
 import { planRunHeredoc, type RunInstruction } from '@vlab/dockerfile';
-import type { Executor, ExtraMount, Limits } from '../../exec/types.ts';
+import type { Executor, ExtraHost, ExtraMount, Limits } from '../../exec/types.ts';
 import type { ContainerConfig } from '../../image/types.ts';
 import { shellOf } from './meta.ts';
 import { bindSource, type Undo } from './bind-source.ts';
@@ -102,6 +102,7 @@ export interface RunStepInput {
   config: ContainerConfig;
   env: Record<string, string>;
   mounts: ExtraMount[];
+  extraHosts?: ExtraHost[];
   limits?: Limits;
   signal?: AbortSignal;
   onOutput: (stream: 'stdout' | 'stderr', data: string) => void;
@@ -123,6 +124,7 @@ export async function runStep(i: RunStepInput): Promise<void> {
       hostname: 'buildkitsandbox',
       network: i.inst.network === 'host' ? 'host' : 'none',
       mounts: i.mounts,
+      extraHosts: i.extraHosts,
       limits: i.limits,
     },
     {

@@ -1,0 +1,149 @@
+/** The image commands: import, images, tag, rmi, load, save, inspect, prune. */
+import { VlabError } from '@vlab/errors';
+import { openEngine } from '../api.ts';
+import { importRootfs } from '../image/import.ts';
+import { loadArchive } from '../image/load.ts';
+import { layersOf } from '../solve/base.ts';
+import { exportImage } from '../export/export.ts';
+import { defaultStoreRoot } from '../store/paths.ts';
+import { Store } from '../store/store.ts';
+import { prune } from '../store/gc.ts';
+import { parseCommand, str, type CommandSpec, type Values } from './flags.ts';
+
+const rootOf = (v: Values) => str(v.root) ?? defaultStoreRoot();
+const openStore = (v: Values) => Store.open(rootOf(v));
+
+async function mustResolve(store: Store, ref: string | undefined) {
+  const img = await store.resolve(ref ?? '');
+  if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref ?? '(none given)'}`);
+  return img;
+}
+
+function usage(spec: CommandSpec): never {
+  throw new VlabError('E_BAD_ARG', `usage: vbuild ${spec.name} ${spec.usage}\nSee 'vbuild ${spec.name} --help'.`);
+}
+
+export interface Command {
+  spec: CommandSpec;
+  run(values: Values, positionals: string[]): Promise<number>;
+}
+
+/** A command whose flags parseCommand handles (and --help). */
+export function runCommand(c: Command, argv: string[]): Promise<number> {
+  const p = parseCommand(c.spec, argv);
+  return p ? c.run(p.values, p.positionals) : Promise.resolve(0);
+}
+
+export const IMAGE_COMMANDS: Record<string, Command> = {
+  import: {
+    spec: { name: 'import', usage: 'ROOTFS.tar NAME[:TAG]', summary: 'Make a one-layer base image from a rootfs tarball', flags: {} },
+    async run(v, pos) {
+      if (pos.length !== 2) usage(this.spec);
+      const engine = await openEngine(rootOf(v));
+      const img = await importRootfs(engine.store, pos[0]!, pos[1]!);
+      // Unpack now, as docker load/import do, so the first build does not pay for it.
+      await engine.layers.ensureSnapshot(layersOf(img));
+      process.stdout.write(`${img.configDigest}\n`);
+      return 0;
+    },
+  },
+  images: {
+    spec: { name: 'images', usage: '', summary: 'List images in the store', flags: {} },
+    async run(v) {
+      const store = await openStore(v);
+      process.stdout.write(`${'REPOSITORY:TAG'.padEnd(40)} IMAGE ID       SIZE\n`);
+      for (const { ref } of await store.listImages()) {
+        const img = (await store.resolve(ref))!;
+        const size = img.manifest.layers.reduce((n, l) => n + l.size, 0);
+        process.stdout.write(`${ref.padEnd(40)} ${img.configDigest.slice(7, 19)}   ${(size / 1e6).toFixed(1)}MB\n`);
+      }
+      return 0;
+    },
+  },
+  tag: {
+    spec: { name: 'tag', usage: 'SOURCE TARGET', summary: 'Add a name to an image', flags: {} },
+    async run(v, pos) {
+      if (pos.length !== 2) usage(this.spec);
+      const store = await openStore(v);
+      const img = await mustResolve(store, pos[0]);
+      await store.tag(pos[1]!, img.manifestDigest);
+      return 0;
+    },
+  },
+  rmi: {
+    spec: { name: 'rmi', usage: 'NAME...', summary: 'Remove names from images', flags: {} },
+    async run(v, pos) {
+      if (!pos.length) usage(this.spec);
+      const store = await openStore(v);
+      for (const ref of pos) {
+        if (!(await store.untag(ref))) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref}`);
+        process.stdout.write(`Untagged: ${ref}\n`);
+      }
+      return 0;
+    },
+  },
+  load: {
+    spec: {
+      name: 'load',
+      usage: '-i FILE [NAME[:TAG]]',
+      summary: 'Load a docker-archive or OCI archive (docker save / skopeo copy)',
+      flags: { input: { type: 'string', short: 'i', arg: 'FILE', help: 'the archive to read' } },
+    },
+    async run(v, pos) {
+      const input = str(v.input);
+      if (!input || pos.length > 1) usage(this.spec);
+      const engine = await openEngine(rootOf(v));
+      const img = await loadArchive(engine.store, input);
+      await engine.layers.ensureSnapshot(layersOf(img));
+      const name = pos[0];
+      if (name) await engine.store.tag(name, img.manifestDigest);
+      process.stdout.write(`Loaded image ${name ?? img.manifestDigest} (${img.configDigest})\n`);
+      return 0;
+    },
+  },
+  save: {
+    spec: {
+      name: 'save',
+      usage: '-o FILE [--format oci|docker] NAME',
+      summary: 'Write an image to a docker-archive (default) or an OCI archive',
+      flags: {
+        output: { type: 'string', short: 'o', arg: 'FILE', help: 'the archive to write' },
+        format: { type: 'string', arg: 'oci|docker', help: 'archive format (default docker)' },
+      },
+    },
+    async run(v, pos) {
+      const output = str(v.output);
+      if (!output || pos.length !== 1) usage(this.spec);
+      const format = str(v.format) ?? 'docker';
+      if (format !== 'oci' && format !== 'docker') throw new VlabError('E_BAD_ARG', `--format must be oci or docker, got "${format}"`);
+      const store = await openStore(v);
+      const img = await mustResolve(store, pos[0]);
+      await exportImage(store, img, { type: format, dest: output }, pos[0]);
+      return 0;
+    },
+  },
+  inspect: {
+    spec: { name: 'inspect', usage: 'NAME', summary: 'Print the image config', flags: {} },
+    async run(v, pos) {
+      if (pos.length !== 1) usage(this.spec);
+      const store = await openStore(v);
+      const img = await mustResolve(store, pos[0]);
+      process.stdout.write(`${JSON.stringify({ Id: img.configDigest, Digest: img.manifestDigest, ...img.config }, null, 2)}\n`);
+      return 0;
+    },
+  },
+  prune: {
+    spec: {
+      name: 'prune',
+      usage: '[--all]',
+      summary: 'Delete blobs and snapshots no tag (or, without --all, no cache entry) reaches',
+      flags: { all: { type: 'boolean', short: 'a', help: 'also delete what only the build cache reaches' } },
+    },
+    async run(v) {
+      const engine = await openEngine(rootOf(v));
+      const r = await prune(engine.store, engine.cache, engine.snapshots, { all: Boolean(v.all) });
+      process.stdout.write(`Deleted ${r.blobsRemoved} blobs, ${r.snapshotsRemoved} snapshots, ${r.cacheRecordsRemoved} cache records; reclaimed ${(r.bytesFreed / 1e6).toFixed(1)}MB\n`);
+      return 0;
+    },
+  },
+};

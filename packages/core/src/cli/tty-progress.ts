@@ -1,0 +1,117 @@
+/**
+ * The live tty view, as BuildKit's progressui reads: a `[+] Building 3.2s (4/6)` header (steps
+ * finished / seen, total time; `FINISHED` at the end), one line per step with its time, ticking
+ * while it runs (BuildKit's 150 ms ticker); finished steps blue, failed ones red, running ones in
+ * the default colour; the last lines of a step's output under it while it runs, and for a moment
+ * after it ends, so a short step's output can be read before it goes.
+ */
+import type { BuildEvent } from '../solve/events.ts';
+
+const TICK_MS = 150;
+/** How long a finished step's output stays under it. */
+export const LINGER_MS = 2000;
+const TAIL_LINES = 6;
+const BLUE = '\x1b[34m';
+const RED = '\x1b[31m';
+const YELLOW = '\x1b[33m';
+const DIM = '\x1b[2m';
+const RESET = '\x1b[0m';
+
+interface Step {
+  id: string;
+  name: string;
+  state: 'running' | 'done' | 'cached' | 'error';
+  started: number;
+  ended?: number;
+  tail: string[];
+}
+
+const secs = (ms: number) => `${(Math.max(0, ms) / 1000).toFixed(1)}s`;
+/** Cut to `w` columns: a wrapped line would break the cursor-up redraw. */
+const fit = (s: string, w: number) => (s.length > w ? `${s.slice(0, Math.max(0, w - 3))}...` : s);
+
+export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.now): (e: BuildEvent) => void {
+  const steps: Step[] = [];
+  const warnings: string[] = [];
+  let begun: number | undefined;
+  let drawn = 0;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let stopped = false;
+  let result: string | undefined;
+
+  const frame = (final: boolean): string[] => {
+    const width = Math.max(40, (out.columns || 80) - 1);
+    const t = now();
+    const finished = steps.filter((s) => s.state !== 'running').length;
+    const lines = [`${fit(`[+] Building ${secs(t - (begun ?? t))} (${finished}/${steps.length})${final ? ' FINISHED' : ''}`, width)}`];
+    const row = (label: string, time: string, color: string) => `${color}${fit(label, width - time.length - 1).padEnd(width - time.length - 1)} ${time}${color ? RESET : ''}`;
+    for (const s of steps) {
+      const color = s.state === 'error' ? RED : s.state === 'running' ? '' : BLUE;
+      lines.push(row(` => ${s.state === 'cached' ? 'CACHED ' : ''}${s.name}`, secs((s.ended ?? t) - s.started), color));
+      const lingering = s.state === 'done' && !final && t - (s.ended ?? t) < LINGER_MS;
+      if (s.state === 'running' || s.state === 'error' || lingering) {
+        for (const l of s.tail.slice(-TAIL_LINES)) lines.push(`${DIM}${fit(` => => # ${l}`, width)}${RESET}`);
+      }
+    }
+    if (result) lines.push(row(` => ${result}`, '', BLUE));
+    return lines;
+  };
+  const draw = (final = false) => {
+    if (stopped) return;
+    const lines = frame(final);
+    out.write(`${drawn ? `\x1b[${drawn}A\x1b[J` : ''}${lines.join('\n')}\n`);
+    drawn = lines.length;
+  };
+  const stop = () => {
+    if (timer) clearInterval(timer);
+    timer = undefined;
+    draw(true);
+    stopped = true;
+    if (warnings.length) out.write(`${YELLOW} ${warnings.length} warning${warnings.length === 1 ? '' : 's'} found:${RESET}\n${warnings.map((w) => ` - ${w}\n`).join('')}`);
+  };
+  const find = (id: string) => steps.find((s) => s.id === id);
+
+  return (e) => {
+    if (stopped) return;
+    begun ??= e.time;
+    switch (e.type) {
+      case 'build-start':
+        begun = e.time;
+        timer ??= setInterval(() => draw(), TICK_MS);
+        timer.unref?.();
+        return;
+      case 'step-start':
+        steps.push({ id: e.id, name: e.name, state: 'running', started: e.time, tail: [] });
+        break;
+      case 'step-cached':
+        if (find(e.id)) find(e.id)!.state = 'cached';
+        break;
+      case 'step-log':
+        find(e.id)?.tail.push(...e.data.split('\n').filter(Boolean));
+        break;
+      case 'step-done': {
+        const s = find(e.id);
+        if (!s) return;
+        s.ended = s.started + e.durationMs;
+        if (s.state === 'running') s.state = 'done';
+        break;
+      }
+      case 'step-error': {
+        const s = find(e.id);
+        if (s) Object.assign(s, { state: 'error', ended: e.time });
+        stop(); // the build fails: the error report follows this frame
+        return;
+      }
+      case 'warning':
+        warnings.push(`${e.message}${e.location ? ` (${e.location.file}:${e.location.line})` : ''}`);
+        return;
+      case 'build-done':
+        result = `writing image ${e.imageId} done`;
+        stop();
+        return;
+      default:
+        return;
+    }
+    draw();
+  };
+}
