@@ -98,16 +98,20 @@ export async function openEngine(root = defaultStoreRoot(), snapshotter: BuildOp
 
 /** Build an image from a Dockerfile and a context: what `vbuild build` does. Rejects only with VlabError. */
 export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const opened: Engine[] = [];
   try {
-    return await buildImage(opts);
+    return await buildImage(opts, opened);
   } catch (e) {
     if (e instanceof VlabError) throw e;
     if (opts.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted', { cause: e });
     throw new VlabError('E_INTERNAL', `build failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+  } finally {
+    // the image is tagged (or the build failed): what the build held is gc's again
+    for (const e of opened) await e.store.lease.release().catch(() => undefined);
   }
 }
 
-async function buildImage(opts: BuildOptions): Promise<BuildResult> {
+async function buildImage(opts: BuildOptions, opened: Engine[]): Promise<BuildResult> {
   const started = Date.now();
   const emit = opts.onEvent ?? (() => undefined);
   const contextDir = path.resolve(opts.context);
@@ -115,6 +119,7 @@ async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   for (const w of df.warnings) emit({ type: 'warning', message: w.message, location: { file: dockerfilePath, ...w.range.start }, time: Date.now() });
   const target = selectTarget(df, opts.target);
   const engine = await openEngine(opts.root, opts.snapshotter);
+  opened.push(engine);
   const hashes = await FileHashCache.load(engine.store.path('cache', 'filehash.json'));
   const allow = grantedEntitlements(opts.allow, opts.network);
   const namedContexts = await NamedContexts.open(opts.buildContexts, engine.store, hashes);

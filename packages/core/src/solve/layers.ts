@@ -10,19 +10,11 @@ import type { Store } from '../store/store.ts';
 import { MEDIA, type LayerRef } from '../image/types.ts';
 import { chainIds } from './keys.ts';
 import { layerStream } from '../image/load.ts';
+import { pidAlive } from '../store/owner.ts';
 
 /** Key of a temporary snapshot: kind, owner pid (for crash recovery), random part. */
 function tempKey(kind: 'step' | 'extract' | 'view'): string {
   return `${kind}-${process.pid}-${randomBytes(6).toString('hex')}`;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
 }
 
 /** An empty tar is two 512-byte zero blocks: a step that changed nothing adds no layer (BuildKit). */
@@ -69,6 +61,8 @@ export class LayerManager {
   async ensureSnapshot(layers: LayerRef[]): Promise<string | undefined> {
     const snaps = await this.snapshots();
     const chain = chainIds(layers.map((l) => l.diffId));
+    // held before they are looked at: a gc cannot take one between the stat and its use
+    await this.store.lease.holdLayers(layers);
     let first = chain.length;
     while (first > 0 && !(await snaps.stat(chain[first - 1]!))) first--;
     for (let i = first; i < chain.length; i++) {
@@ -175,6 +169,7 @@ export class LayerManager {
   /** Two builds may make the same chain at once: the second one's copy is dropped. */
   private async commitOrDrop(name: string, active: string): Promise<void> {
     const snaps = await this.snapshots();
+    await this.store.lease.hold({ snapshots: [name] });
     if (await snaps.stat(name)) {
       await snaps.remove(active);
       return;

@@ -5,6 +5,8 @@ import path from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
+import type { Lease } from './lease.ts';
+import { pidAlive } from './owner.ts';
 
 export type Digest = `sha256:${string}`;
 
@@ -28,7 +30,8 @@ const WRITEBACK_BYTES = 64 << 20;
 
 export class BlobStore {
   readonly dir: string;
-  constructor(root: string) {
+  /** With a lease, every blob written or found by putBytes is held by it (see lease.ts). */
+  constructor(root: string, private readonly lease?: Lease) {
     this.dir = path.join(root, 'blobs', 'sha256');
   }
 
@@ -61,6 +64,7 @@ export class BlobStore {
   async putBytes(data: Buffer | string): Promise<{ digest: Digest; size: number }> {
     const buf = Buffer.from(data);
     const digest = sha256(buf);
+    await this.lease?.hold({ blobs: [digest] });
     // Already stored (a cached rebuild re-writes the same config and manifest): skip the fsync.
     if (await this.has(digest)) return { digest, size: buf.length };
     return this.put(Readable.from([buf]));
@@ -104,6 +108,8 @@ export class BlobStore {
           if (expected && expected !== digest) {
             throw new VlabError('E_DIGEST_MISMATCH', `content digest ${digest} does not match expected ${expected}`);
           }
+          // held before it has a name: gc never sees it unheld
+          await this.lease?.hold({ blobs: [digest] });
           await this.commitTemp(tmp, digest);
           return { digest, size };
         } finally {
@@ -205,15 +211,5 @@ export class BlobStore {
     await fh.sync();
     await fh.close();
     await fsp.rename(tmp, this.path(digest));
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }

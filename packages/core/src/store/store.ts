@@ -6,6 +6,7 @@ import { MEDIA, REF_NAME } from '../image/types.ts';
 import { BlobStore, type Digest } from './blobs.ts';
 import { withFileLock } from '@vlab/overlay';
 import { normalizeRef, refCandidates } from './refs.ts';
+import { Lease, removeStaleLeases } from './lease.ts';
 
 export interface StoredImage {
   ref?: string;
@@ -23,10 +24,13 @@ export interface StoredImage {
 export class Store {
   readonly root: string;
   readonly blobs: BlobStore;
+  /** What this store handle holds against gc: blobs it writes, and what its user holds. */
+  readonly lease: Lease;
 
   private constructor(root: string) {
     this.root = root;
-    this.blobs = new BlobStore(root);
+    this.lease = new Lease(root);
+    this.blobs = new BlobStore(root, this.lease);
   }
 
   static async open(root: string): Promise<Store> {
@@ -50,6 +54,7 @@ export class Store {
       await s.updateIndex((idx) => idx);
     }
     await s.blobs.cleanTemp();
+    await removeStaleLeases(root);
     return s;
   }
 
@@ -72,6 +77,23 @@ export class Store {
       const next = await fn(await this.readIndex());
       await writeAtomic(this.path('index.json'), JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests: next.manifests }, null, 2));
     });
+  }
+
+  /**
+   * Hold `layers` (blobs and their snapshot chain) for this store handle's lease; false when one
+   * of the blobs is gone (a gc took it before the hold), so the caller treats it as absent.
+   */
+  async holdLayers(layers: { digest: string; diffId: string }[]): Promise<boolean> {
+    await this.lease.holdLayers(layers);
+    for (const l of layers) if (!(await this.blobs.has(l.digest))) return false;
+    return true;
+  }
+
+  /** Hold an image's manifest, config and layers; false when part of it is gone. */
+  async holdImage(img: StoredImage): Promise<boolean> {
+    await this.lease.hold({ blobs: [img.manifestDigest, img.configDigest] });
+    if (!(await this.blobs.has(img.manifestDigest)) || !(await this.blobs.has(img.configDigest))) return false;
+    return this.holdLayers(img.manifest.layers.map((d, i) => ({ digest: d.digest, diffId: img.config.rootfs.diff_ids[i] ?? d.digest })));
   }
 
   /** Writes config and manifest blobs; layers must already be stored. */

@@ -1,0 +1,28 @@
+/**
+ * Owner pids. Whatever a process leaves in the store while it works (temp files, temp snapshot
+ * keys, mounts, cgroups, leases) carries its pid as `<prefix>-<pid>-<random>`, so crash recovery
+ * and fsck can tell a dead writer's leftovers from a live one's work. One rule for all of them.
+ */
+
+/** Whether `pid` names a live process (EPERM: alive, someone else's). */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/** The owner pid a name carries (`….tmp-<pid>-x`, `step-<pid>-x`, `<pid>-x`), if any. */
+export function ownerOf(name: string): number | undefined {
+  const m = /(?:^|[-.])(\d+)-[0-9a-z]+$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** A name that carries an owner pid whose process is gone. */
+export function deadOwner(name: string): boolean {
+  const pid = ownerOf(name);
+  return pid !== undefined && !pidAlive(pid);
+}
