@@ -4,7 +4,7 @@ import { VlabError } from '@vlab/errors';
 import { parse, resolveGlobalArgs, selectTarget, type Dockerfile } from '@vlab/dockerfile';
 import { createSnapshotter, type Snapshotter } from '@vlab/overlay';
 import { Store } from './store/store.ts';
-import { defaultStoreRoot } from './store/paths.ts';
+import { cgroupParentOf, defaultStoreRoot } from './store/paths.ts';
 import { BuildCache } from './cache/cache.ts';
 import { FileHashCache } from './context/hash-cache.ts';
 import { BuildContext } from './context/context.ts';
@@ -143,7 +143,7 @@ async function buildImage(opts: BuildOptions, opened: Engine[]): Promise<BuildRe
       cache: engine.cache,
       layers: engine.layers,
       context,
-      executor: () => (executor ??= createExecutor({ kind: opts.executor ?? executorFromEnv() }).then((ex) => {
+      executor: () => (executor ??= createExecutor({ kind: opts.executor ?? executorFromEnv(), cgroupParent: cgroupParentOf(engine.store.root) }).then((ex) => {
         if (ex.warning) emit({ type: 'warning', message: ex.warning, time: Date.now() });
         return ex;
       })),

@@ -17,6 +17,7 @@ export { UnionView } from './union-view.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';
 export { isRealRoot, sysHelper } from './sys.ts';
 export { withFileLock } from './lock.ts';
+export { checkSnapshots, type SnapshotProblem, type SnapshotProblemKind } from './check.ts';
 
 /**
  * OCI layer tar of what changed in active snapshot `key` (overlay: the upper dir only; native:

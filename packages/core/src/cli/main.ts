@@ -8,6 +8,7 @@ import { exportImage, parseOutput } from '../export/export.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { Store } from '../store/store.ts';
 import { prune } from '../store/gc.ts';
+import { fsck } from '../store/fsck.ts';
 import { intFlag, keyValues, parseFlags } from './args.ts';
 import type { Entitlement } from '../solve/entitlements.ts';
 import { createRenderer, type ProgressMode } from './progress.ts';
@@ -32,6 +33,8 @@ Usage:
   vbuild load -i FILE [NAME[:TAG]]         load a docker-archive or OCI archive (docker save / skopeo copy)
   vbuild inspect NAME                      print the image config
   vbuild prune [--all]                     delete blobs and snapshots no tag (or, without --all, no cache entry) reaches
+  vbuild fsck [--repair]                   check every blob, reference, snapshot and cache record, and find what dead
+                                           builds left; exit 1 with one line per problem (--repair: remove what is safe)
 
 Store: $VLAB_ROOT, else /var/lib/vlab as root (--root overrides).`;
 
@@ -49,7 +52,7 @@ async function mustResolve(store: Store, ref: string | undefined) {
 
 async function main(argv: string[]): Promise<number> {
   const cmd = argv[0];
-  const known = ['build', 'import', 'load', 'prune', 'images', 'tag', 'rmi', 'save', 'inspect', 'help', '--help', '-h'];
+  const known = ['build', 'import', 'load', 'prune', 'fsck', 'images', 'tag', 'rmi', 'save', 'inspect', 'help', '--help', '-h'];
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
     process.stdout.write(`${USAGE}\n`);
     return cmd ? 0 : 1;
@@ -113,6 +116,8 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`Deleted ${r.blobsRemoved} blobs, ${r.snapshotsRemoved} snapshots, ${r.cacheRecordsRemoved} cache records; reclaimed ${(r.bytesFreed / 1e6).toFixed(1)}MB\n`);
       return 0;
     }
+    case 'fsck':
+      return cmdFsck(rest);
     case 'inspect': {
       const { flags, positional } = parseFlags(rest, ROOT_FLAG);
       const store = await openStore(flags);
@@ -130,6 +135,17 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   return 1;
+}
+
+/** `vbuild fsck [--repair]`: one line per problem, `<kind> <target>: <message>`; exit 1 unless clean. */
+async function cmdFsck(argv: string[]): Promise<number> {
+  const { flags } = parseFlags(argv, { ...ROOT_FLAG, repair: { type: 'boolean' } });
+  const report = await fsck((flags.root as string) ?? defaultStoreRoot(), { repair: Boolean(flags.repair) });
+  for (const p of report.repaired) process.stdout.write(`repaired ${p.kind} ${p.target}: ${p.message}\n`);
+  for (const p of report.problems) process.stdout.write(`${p.kind} ${p.target}: ${p.message}${p.repairable ? '' : ' (not repairable)'}\n`);
+  const n = report.problems.length;
+  process.stderr.write(n ? `fsck: ${n} problem${n > 1 ? 's' : ''}${flags.repair ? ' left' : ''}\n` : `fsck: clean${report.repaired.length ? ` (${report.repaired.length} repaired)` : ''}\n`);
+  return n ? 1 : 0;
 }
 
 async function cmdBuild(argv: string[]): Promise<number> {

@@ -4,7 +4,7 @@ import { debuglog } from 'node:util';
 /** `NODE_DEBUG=vlab` prints the time each phase of a step took. */
 const log = debuglog('vlab');
 import fsp from 'node:fs/promises';
-import { apply, diff, mountAll, mountScratch, unmountAll, writeLayer, type Snapshotter } from '@vlab/overlay';
+import { apply, diff, mountAll, mountScratch, unmountAll, writeLayer, type SnapshotInfo, type Snapshotter } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
 import type { Store } from '../store/store.ts';
 import { MEDIA, type LayerRef } from '../image/types.ts';
@@ -15,6 +15,24 @@ import { pidAlive } from '../store/owner.ts';
 /** Key of a temporary snapshot: kind, owner pid (for crash recovery), random part. */
 function tempKey(kind: 'step' | 'extract' | 'view'): string {
   return `${kind}-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+/** Temporary snapshots (and views) whose owner pid is dead: what a killed build leaves. */
+export function staleSnapshots(all: SnapshotInfo[]): string[] {
+  return all
+    .filter((info) => {
+      const m = /^(?:step|extract|view)-(\d+)-[0-9a-f]+$/.exec(info.key);
+      return m && info.kind !== 'committed' && !pidAlive(Number(m[1]));
+    })
+    .map((info) => info.key);
+}
+
+/** Unmount a dead owner's temporary snapshot, remove its mount dir, drop it. Never throws. */
+export async function dropStaleSnapshot(store: Store, s: Snapshotter, key: string): Promise<void> {
+  const target = store.path('tmp', `mnt-${key}`);
+  await unmountAll(target).catch(() => undefined);
+  await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
+  await s.remove(key).catch(() => undefined);
 }
 
 /** An empty tar is two 512-byte zero blocks: a step that changed nothing adds no layer (BuildKit). */
@@ -46,14 +64,9 @@ export class LayerManager {
    * from a concurrent build's live work, unmount them and drop them.
    */
   private async recoverStale(s: Snapshotter): Promise<void> {
-    for (const info of await s.walk()) {
-      const m = /^(?:step|extract|view)-(\d+)-[0-9a-f]+$/.exec(info.key);
-      if (!m || info.kind === 'committed' || pidAlive(Number(m[1]))) continue;
-      const target = this.store.path('tmp', `mnt-${info.key}`);
-      await unmountAll(target).catch(() => undefined);
-      await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
-      await s.remove(info.key).catch(() => undefined);
-      log('removed stale snapshot %s of dead pid %s', info.key, m[1]);
+    for (const key of staleSnapshots(await s.walk())) {
+      await dropStaleSnapshot(this.store, s, key);
+      log('removed stale snapshot %s of a dead build', key);
     }
   }
 

@@ -15,9 +15,9 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** The owner pid a name carries (`….tmp-<pid>-x`, `step-<pid>-x`, `<pid>-x`), if any. */
+/** The owner pid a name carries (`….tmp-<pid>[-x]`, `step-<pid>-x`, `<pid>-x`), if any. */
 export function ownerOf(name: string): number | undefined {
-  const m = /(?:^|[-.])(\d+)-[0-9a-z]+$/.exec(name);
+  const m = /(?:^|[-.])(\d+)(?:-[0-9A-Za-z]+)?$/.exec(name);
   return m ? Number(m[1]) : undefined;
 }
 

@@ -33,6 +33,11 @@ export class Store {
     this.blobs = new BlobStore(root, this.lease);
   }
 
+  /** A handle on an existing store that creates and recovers nothing (fsck reads it as it is). */
+  static at(root: string): Store {
+    return new Store(root);
+  }
+
   static async open(root: string): Promise<Store> {
     const s = new Store(root);
     try {
