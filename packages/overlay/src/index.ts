@@ -16,7 +16,7 @@ export { diffSource, type DiffOptions } from './layer/diff.ts';
 export { UnionView } from './union-view.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';
 export { isRealRoot, sysHelper } from './sys.ts';
-export { withFileLock } from './lock.ts';
+export { withFileLock, pidAlive } from './lock.ts';
 export { checkSnapshots, type SnapshotProblem, type SnapshotProblemKind } from './check.ts';
 
 /**

@@ -41,10 +41,15 @@ async function isStale(lockPath: string): Promise<boolean> {
     const st = await fs.stat(lockPath).catch(() => undefined);
     return !!st && Date.now() - st.mtimeMs > 10_000;
   }
+  return !pidAlive(pid);
+}
+
+/** Whether `pid` names a live process (EPERM: alive, someone else's). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return false;
+    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }

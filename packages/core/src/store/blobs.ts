@@ -6,7 +6,6 @@ import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import type { Lease } from './lease.ts';
-import { pidAlive } from './owner.ts';
 
 export type Digest = `sha256:${string}`;
 
@@ -23,7 +22,8 @@ export function assertDigest(d: string): asserts d is Digest {
 /**
  * Content-addressed blobs under `<root>/blobs/sha256/<hex>`. Writes go to a temp file in the same
  * directory, are hashed while streaming, fsynced and renamed into place: a reader never sees half
- * a blob, and a killed writer leaves only a `.tmp-*` file that `cleanTemp()` removes.
+ * a blob, and a killed writer leaves only a `.tmp-<pid>-*` file that the next store open removes
+ * (leftovers.ts).
  */
 /** Blobs are flushed to disk every this many bytes while being written (see hashingWriter). */
 const WRITEBACK_BYTES = 64 << 20;
@@ -133,17 +133,6 @@ export class BlobStore {
   async list(): Promise<Digest[]> {
     const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
     return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}` as Digest);
-  }
-
-  /** Remove temp files left by killed writers: their pid is dead, or (pid reused) they are over an hour old. */
-  async cleanTemp(): Promise<void> {
-    const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
-    const cutoff = Date.now() - 3600_000;
-    for (const n of names.filter((x) => x.startsWith('.tmp-'))) {
-      const pid = Number(/^\.tmp-(\d+)-/.exec(n)?.[1]);
-      const st = await fsp.stat(path.join(this.dir, n)).catch(() => undefined);
-      if (st && (!pidAlive(pid) || st.mtimeMs < cutoff)) await fsp.rm(path.join(this.dir, n), { force: true });
-    }
   }
 
   private async tempPath(): Promise<string> {

@@ -110,11 +110,6 @@ export async function staleLeases(root: string): Promise<string[]> {
   return names.filter((n) => ownerOf(n) === undefined || deadOwner(n)).map((n) => path.join(dir, n));
 }
 
-/** Remove the lease files of dead pids (store open: what the next build's recovery does). */
-export async function removeStaleLeases(root: string): Promise<void> {
-  for (const f of await staleLeases(root)) await fsp.rm(f, { force: true });
-}
-
 /** Returns once no live process holds `gc.lock` (a dead holder's lock is as good as none). */
 async function waitForGc(root: string): Promise<void> {
   const lock = path.join(root, GC_LOCK);

@@ -32,16 +32,7 @@ export async function findLeftovers(root: string): Promise<Leftover[]> {
   for (const rel of await orphanCgroups(cgroupParentOf(root))) {
     out.push({ kind: 'cgroup-orphan', target: rel, message: 'cgroup of a RUN whose build died', fix: () => sweepOrphanCgroups(path.dirname(rel)) });
   }
-  for (const dir of ATOMIC_DIRS) {
-    for (const n of await names(path.join(root, dir))) {
-      if (n.includes('.tmp-')) await temp(out, path.join(root, dir, n), 'temp file of an interrupted write');
-    }
-  }
-  for (const n of await names(path.join(root, 'tmp'))) await temp(out, path.join(root, 'tmp', n), 'temp dir of a build step');
-  for (const n of await names(path.join(root, 'snapshots'))) {
-    if (n.startsWith('probe-')) await temp(out, path.join(root, 'snapshots', n), 'overlay probe dir');
-  }
-  for (const f of await staleLeases(root)) out.push({ kind: 'lease-stale', target: f, message: 'lease of a build that died', fix: () => fsp.rm(f, { force: true }) });
+  out.push(...(await fileLeftovers(root)));
   for (const rel of LOCKS) {
     const f = path.join(root, rel);
     const text = await fsp.readFile(f, 'utf8').catch(() => undefined);
@@ -52,6 +43,30 @@ export async function findLeftovers(root: string): Promise<Leftover[]> {
       out.push({ kind: 'lock-stale', target: f, message: pid ? `lock of dead pid ${pid}` : 'empty lock file', fix: () => fsp.rm(f, { force: true }) });
     }
   }
+  return out;
+}
+
+/**
+ * What every store open removes (the next build's recovery): the temp files and dirs and the
+ * leases of dead owners. Mounts and temp snapshots wait for the snapshotter (LayerManager),
+ * cgroups for the executor, stale locks for their next taker.
+ */
+export async function recoverLeftovers(root: string): Promise<void> {
+  for (const l of await fileLeftovers(root)) await l.fix?.().catch(() => undefined);
+}
+
+async function fileLeftovers(root: string): Promise<Leftover[]> {
+  const out: Leftover[] = [];
+  for (const dir of ATOMIC_DIRS) {
+    for (const n of await names(path.join(root, dir))) {
+      if (n.includes('.tmp-')) await temp(out, path.join(root, dir, n), 'temp file of an interrupted write');
+    }
+  }
+  for (const n of await names(path.join(root, 'tmp'))) await temp(out, path.join(root, 'tmp', n), 'temp dir of a build step');
+  for (const n of await names(path.join(root, 'snapshots'))) {
+    if (n.startsWith('probe-')) await temp(out, path.join(root, 'snapshots', n), 'overlay probe dir');
+  }
+  for (const f of await staleLeases(root)) out.push({ kind: 'lease-stale', target: f, message: 'lease of a build that died', fix: () => fsp.rm(f, { force: true }) });
   return out;
 }
 

@@ -3,17 +3,9 @@
  * keys, mounts, cgroups, leases) carries its pid as `<prefix>-<pid>-<random>`, so crash recovery
  * and fsck can tell a dead writer's leftovers from a live one's work. One rule for all of them.
  */
+import { pidAlive } from '@vlab/overlay';
 
-/** Whether `pid` names a live process (EPERM: alive, someone else's). */
-export function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
+export { pidAlive };
 
 /** The owner pid a name carries (`….tmp-<pid>[-x]`, `step-<pid>-x`, `<pid>-x`), if any. */
 export function ownerOf(name: string): number | undefined {

@@ -6,7 +6,8 @@ import { MEDIA, REF_NAME } from '../image/types.ts';
 import { BlobStore, type Digest } from './blobs.ts';
 import { withFileLock } from '@vlab/overlay';
 import { normalizeRef, refCandidates } from './refs.ts';
-import { Lease, removeStaleLeases } from './lease.ts';
+import { Lease } from './lease.ts';
+import { recoverLeftovers } from './leftovers.ts';
 
 export interface StoredImage {
   ref?: string;
@@ -58,8 +59,7 @@ export class Store {
     if (!(await exists(s.path('index.json')))) {
       await s.updateIndex((idx) => idx);
     }
-    await s.blobs.cleanTemp();
-    await removeStaleLeases(root);
+    await recoverLeftovers(root);
     return s;
   }
 
