@@ -5,6 +5,7 @@ import { parse, resolveGlobalArgs, selectTarget, type Dockerfile } from '@vlab/d
 import { createSnapshotter, type Snapshotter } from '@vlab/overlay';
 import { Store } from './store/store.ts';
 import { cgroupParentOf, defaultStoreRoot } from './store/paths.ts';
+import { isNoSpace, noSpaceError } from './store/space.ts';
 import { BuildCache } from './cache/cache.ts';
 import { FileHashCache } from './context/hash-cache.ts';
 import { BuildContext } from './context/context.ts';
@@ -102,6 +103,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   try {
     return await buildImage(opts, opened);
   } catch (e) {
+    if (isNoSpace(e)) throw noSpaceError(opened[0]?.store.root ?? opts.root ?? defaultStoreRoot(), e);
     if (e instanceof VlabError) throw e;
     if (opts.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted', { cause: e });
     throw new VlabError('E_INTERNAL', `build failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });

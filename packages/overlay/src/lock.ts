@@ -11,7 +11,14 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
   for (;;) {
     try {
       const fh = await fs.open(lockPath, 'wx');
-      await fh.writeFile(String(process.pid));
+      try {
+        await fh.writeFile(String(process.pid));
+      } catch (e) {
+        // e.g. ENOSPC: an empty lock file left here would stall everyone for 10 s
+        await fh.close();
+        await fs.rm(lockPath, { force: true });
+        throw e;
+      }
       await fh.close();
       break;
     } catch (e) {

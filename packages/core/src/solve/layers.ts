@@ -11,6 +11,7 @@ import { MEDIA, type LayerRef } from '../image/types.ts';
 import { chainIds } from './keys.ts';
 import { layerStream } from '../image/load.ts';
 import { pidAlive } from '../store/owner.ts';
+import { isNoSpace, nearlyFull, noSpaceError } from '../store/space.ts';
 
 /** Key of a temporary snapshot: kind, owner pid (for crash recovery), random part. */
 function tempKey(kind: 'step' | 'extract' | 'view'): string {
@@ -89,7 +90,7 @@ export class LayerManager {
         }
         await this.commitOrDrop(chain[i]!, active);
       } catch (e) {
-        await snaps.remove(active).catch(() => undefined);
+        await this.discard(snaps, active, e);
         throw e;
       }
     }
@@ -125,6 +126,9 @@ export class LayerManager {
       phase('mount');
       try {
         await work(target);
+      } catch (e) {
+        // a RUN that filled the store's filesystem (its upper dir is there) fails inside first
+        throw (await nearlyFull(this.store.root)) ? noSpaceError(this.store.root, e) : e;
       } finally {
         phase('work');
         await unmountAll(target);
@@ -151,7 +155,7 @@ export class LayerManager {
       phase('snapshot-commit');
       return layer;
     } catch (e) {
-      await snaps.remove(active).catch(() => undefined);
+      await this.discard(snaps, active, e);
       throw e;
     } finally {
       await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
@@ -177,6 +181,18 @@ export class LayerManager {
       await snaps.remove(key).catch(() => undefined);
       await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
     }
+  }
+
+  /**
+   * Drop a failed step's snapshot. When the disk is full even the metadata and lock writes of the
+   * removal fail: the step's own files go first (nobody else uses an active snapshot).
+   */
+  private async discard(snaps: Snapshotter, active: string, e: unknown): Promise<void> {
+    if (isNoSpace(e)) {
+      const dir = await snaps.writableDir(active).then((w) => w.dir, () => undefined);
+      for (const n of dir ? await fsp.readdir(dir).catch(() => [] as string[]) : []) await fsp.rm(`${dir}/${n}`, { recursive: true, force: true }).catch(() => undefined);
+    }
+    await snaps.remove(active).catch(() => undefined);
   }
 
   /** Two builds may make the same chain at once: the second one's copy is dropped. */

@@ -6,6 +6,7 @@ import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import type { Lease } from './lease.ts';
+import { asNoSpace } from './space.ts';
 
 export type Digest = `sha256:${string}`;
 
@@ -30,8 +31,10 @@ const WRITEBACK_BYTES = 64 << 20;
 
 export class BlobStore {
   readonly dir: string;
+  private readonly root: string;
   /** With a lease, every blob written or found by putBytes is held by it (see lease.ts). */
   constructor(root: string, private readonly lease?: Lease) {
+    this.root = root;
     this.dir = path.join(root, 'blobs', 'sha256');
   }
 
@@ -86,7 +89,7 @@ export class BlobStore {
       await pipeline(source, blob.stream);
     } catch (e) {
       await blob.abort();
-      throw e;
+      throw asNoSpace(this.root, e);
     }
     return blob.commit(expected);
   }
@@ -99,18 +102,23 @@ export class BlobStore {
       write.on('finish', () => resolve());
       write.on('error', reject);
     });
+    finished.catch(() => undefined); // awaited by commit(); after abort() nobody does (e.g. ENOSPC)
     return {
       stream: write,
       commit: async (expected?: string) => {
         try {
-          await finished;
+          await finished.catch((e: unknown) => {
+            throw asNoSpace(this.root, e);
+          });
           const { digest, size } = result();
           if (expected && expected !== digest) {
             throw new VlabError('E_DIGEST_MISMATCH', `content digest ${digest} does not match expected ${expected}`);
           }
           // held before it has a name: gc never sees it unheld
           await this.lease?.hold({ blobs: [digest] });
-          await this.commitTemp(tmp, digest);
+          await this.commitTemp(tmp, digest).catch((e: unknown) => {
+            throw asNoSpace(this.root, e);
+          });
           return { digest, size };
         } finally {
           await fsp.rm(tmp, { force: true });

@@ -184,8 +184,13 @@ export class Store {
 
 export async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  await fsp.writeFile(tmp, data);
-  await fsp.rename(tmp, file);
+  try {
+    await fsp.writeFile(tmp, data);
+    await fsp.rename(tmp, file);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true }); // a full disk leaves no half-written temp file
+    throw e;
+  }
 }
 
 async function exists(p: string): Promise<boolean> {
