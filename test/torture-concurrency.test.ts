@@ -8,7 +8,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openEngine, prune, Store } from '@vlab/image';
+import { fsck, openEngine, prune, Store } from '@vlab/image';
 import { freshStore, makeContext, removeStore } from './helpers.ts';
 import { runCli, sleep, startCli } from './torture-helpers.ts';
 
@@ -83,6 +83,8 @@ describe('torture: concurrent builds, rmi and prune on one store', () => {
       });
       const store = await Store.open(root);
       for (let i = 0; i < kinds.length; i++) if (results[i]!.code === 0) expect(await complete(store, `t${round}-${i}`)).toBe(true);
+      await engine.store.lease.release();
+      expect((await fsck(root)).problems, `fsck after round ${round}`).toEqual([]);
     }
     console.log(`concurrency: ${ROUNDS} rounds × 4 builds, ${prunes} prunes raced, ${failures.length} failed`);
     expect(failures).toEqual([]);
