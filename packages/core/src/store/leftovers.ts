@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { isMounted, unmountAll } from '@vlab/overlay';
+import { unmountAll } from '@vlab/overlay';
 import { orphanCgroups, sweepOrphanCgroups } from '../exec/cgroups.ts';
 import { cgroupParentOf } from './paths.ts';
 import { staleLeases } from './lease.ts';
@@ -25,7 +25,8 @@ const HOUR = 3600_000;
 const ATOMIC_DIRS = ['.', 'blobs/sha256', 'cache', 'cache/records', 'cache/inputs'];
 const LOCKS = ['index.lock', 'gc.lock', 'snapshots/metadata.lock'];
 
-export async function findLeftovers(root: string): Promise<Leftover[]> {
+export async function findLeftovers(store: string): Promise<Leftover[]> {
+  const root = await real(store); // as mountinfo spells it
   const out: Leftover[] = [];
   // mounts first: a temp dir is unmounted before it is removed
   out.push(...(await orphanMounts(root)));
@@ -47,12 +48,14 @@ export async function findLeftovers(root: string): Promise<Leftover[]> {
 }
 
 /**
- * What every store open removes (the next build's recovery): the temp files and dirs and the
- * leases of dead owners. Mounts and temp snapshots wait for the snapshotter (LayerManager),
+ * What every store open removes (the next build's recovery): the mounts under tmp/, temp files
+ * and dirs and leases of dead owners. Temp snapshots wait for the snapshotter (LayerManager),
  * cgroups for the executor, stale locks for their next taker.
  */
-export async function recoverLeftovers(root: string): Promise<void> {
-  for (const l of await fileLeftovers(root)) await l.fix?.().catch(() => undefined);
+export async function recoverLeftovers(store: string): Promise<void> {
+  const root = await real(store);
+  const mounts = (await orphanMounts(root)).filter((m) => m.fix && m.target.startsWith(path.join(root, 'tmp') + '/'));
+  for (const l of [...mounts, ...(await fileLeftovers(root))]) await l.fix?.().catch(() => undefined);
 }
 
 async function fileLeftovers(root: string): Promise<Leftover[]> {
@@ -82,23 +85,20 @@ async function temp(out: Leftover[], file: string, what: string): Promise<void> 
     target: file,
     message: owner !== undefined ? `${what} of dead pid ${owner}` : `${what}, over an hour old, no owner`,
     fix: async () => {
-      // never delete through a mount: a dir still mounted is left to the mount repair
-      if (!isMounted(file)) await fsp.rm(file, { recursive: true, force: true });
+      // never delete through a mount: a dir with one on or under it is left to the mount repair
+      if (!mountPoints().some((m) => m === file || m.startsWith(`${file}/`))) await fsp.rm(file, { recursive: true, force: true });
     },
   });
 }
 
 /** Mount points under the store whose path names a dead owner (or none: those are only reported). */
 async function orphanMounts(root: string): Promise<Leftover[]> {
-  const real = await fsp.realpath(root).catch(() => path.resolve(root));
-  const text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
   const out: Leftover[] = [];
   const seen = new Set<string>();
-  for (const line of text.split('\n')) {
-    const mp = (line.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (!mp.startsWith(`${real}/`) || seen.has(mp)) continue;
+  for (const mp of mountPoints()) {
+    if (!mp.startsWith(`${root}/`) || seen.has(mp)) continue;
     seen.add(mp);
-    const owners = path.relative(real, mp).split('/').map(ownerOf).filter((p): p is number => p !== undefined);
+    const owners = path.relative(root, mp).split('/').map(ownerOf).filter((p): p is number => p !== undefined);
     if (owners.some(pidAlive)) continue;
     const dead = owners.length > 0;
     out.push({
@@ -109,6 +109,19 @@ async function orphanMounts(root: string): Promise<Leftover[]> {
     });
   }
   return out;
+}
+
+/** Every mount point of this mount namespace (/proc/self/mountinfo), unescaped. */
+function mountPoints(): string[] {
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => (line.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter(Boolean);
+}
+
+function real(root: string): Promise<string> {
+  return fsp.realpath(root).catch(() => path.resolve(root));
 }
 
 async function names(dir: string): Promise<string[]> {
