@@ -25,6 +25,8 @@ export interface Held {
   snapshots: Set<string>;
 }
 
+type Items = { blobs?: Iterable<string>; snapshots?: Iterable<string> };
+
 const GC_LOCK = 'gc.lock';
 const LEASES = 'leases';
 
@@ -40,19 +42,24 @@ export class Lease {
     this.file = path.join(root, LEASES, `${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
-  /** Hold blobs and snapshot keys for as long as this lease lives (see the protocol above). */
-  async hold(items: { blobs?: Iterable<string>; snapshots?: Iterable<string> }): Promise<void> {
+  /**
+   * Hold blobs and snapshot keys for as long as this lease lives (see the protocol above).
+   * Returns the names it did not hold yet: only those need the caller's check.
+   */
+  async hold(items: Items): Promise<{ blobs: string[]; snapshots: string[] }> {
+    const fresh = { blobs: [] as string[], snapshots: [] as string[] };
     const lines: string[] = [];
-    const add = (kind: string, name: string) => {
+    const add = (kind: 'blob' | 'snapshot', name: string) => {
       const line = `${kind} ${name}`;
       if (!this.held.has(line)) {
         this.held.add(line);
         lines.push(line);
+        fresh[kind === 'blob' ? 'blobs' : 'snapshots'].push(name);
       }
     };
     for (const b of items.blobs ?? []) add('blob', b);
     for (const s of items.snapshots ?? []) add('snapshot', s);
-    if (!lines.length) return;
+    if (!lines.length) return fresh;
     if (!liveFiles.has(this.file)) {
       await fsp.mkdir(path.dirname(this.file), { recursive: true });
       liveFiles.add(this.file);
@@ -63,11 +70,18 @@ export class Lease {
     }
     await fsp.appendFile(this.file, `${lines.join('\n')}\n`);
     await waitForGc(this.root);
+    return fresh;
   }
 
   /** Layers and the snapshots of their chain (ChainIDs). */
-  holdLayers(layers: { digest: string; diffId: string }[]): Promise<void> {
+  holdLayers(layers: { digest: string; diffId: string }[]): Promise<{ blobs: string[]; snapshots: string[] }> {
     return this.hold({ blobs: layers.map((l) => l.digest), snapshots: chainIds(layers.map((l) => l.diffId)) });
+  }
+
+  /** Names found missing after a hold: the next hold checks them again (the file may keep them). */
+  forget(items: Items): void {
+    for (const b of items.blobs ?? []) this.held.delete(`blob ${b}`);
+    for (const s of items.snapshots ?? []) this.held.delete(`snapshot ${s}`);
   }
 
   /** Drop the lease: what only it held is gc's again. Idempotent. */
@@ -88,7 +102,7 @@ export async function liveLeases(root: string): Promise<Held> {
   const held: Held = { blobs: new Set(), snapshots: new Set() };
   const dir = path.join(root, LEASES);
   for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
-    if (deadOwner(name)) {
+    if (staleLease(name)) {
       await fsp.rm(path.join(dir, name), { force: true });
       continue;
     }
@@ -107,7 +121,12 @@ export async function liveLeases(root: string): Promise<Held> {
 export async function staleLeases(root: string): Promise<string[]> {
   const dir = path.join(root, LEASES);
   const names = await fsp.readdir(dir).catch(() => [] as string[]);
-  return names.filter((n) => ownerOf(n) === undefined || deadOwner(n)).map((n) => path.join(dir, n));
+  return names.filter(staleLease).map((n) => path.join(dir, n));
+}
+
+/** A lease file whose owner is dead (or that names none): it holds nothing. */
+function staleLease(name: string): boolean {
+  return ownerOf(name) === undefined || deadOwner(name);
 }
 
 /** Returns once no live process holds `gc.lock` (a dead holder's lock is as good as none). */

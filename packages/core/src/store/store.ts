@@ -89,15 +89,26 @@ export class Store {
    * of the blobs is gone (a gc took it before the hold), so the caller treats it as absent.
    */
   async holdLayers(layers: { digest: string; diffId: string }[]): Promise<boolean> {
-    await this.lease.holdLayers(layers);
-    for (const l of layers) if (!(await this.blobs.has(l.digest))) return false;
+    // what the lease held already was there when it was first held (or made by us): it stays
+    const fresh = await this.lease.holdLayers(layers);
+    for (const d of fresh.blobs) {
+      if (!(await this.blobs.has(d))) {
+        this.lease.forget({ blobs: fresh.blobs });
+        return false;
+      }
+    }
     return true;
   }
 
   /** Hold an image's manifest, config and layers; false when part of it is gone. */
   async holdImage(img: StoredImage): Promise<boolean> {
-    await this.lease.hold({ blobs: [img.manifestDigest, img.configDigest] });
-    if (!(await this.blobs.has(img.manifestDigest)) || !(await this.blobs.has(img.configDigest))) return false;
+    const fresh = await this.lease.hold({ blobs: [img.manifestDigest, img.configDigest] });
+    for (const d of fresh.blobs) {
+      if (!(await this.blobs.has(d))) {
+        this.lease.forget(fresh);
+        return false;
+      }
+    }
     return this.holdLayers(img.manifest.layers.map((d, i) => ({ digest: d.digest, diffId: img.config.rootfs.diff_ids[i] ?? d.digest })));
   }
 
