@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { build, fsck, isVlabError, openEngine, prune } from '@vlab/image';
-import { makeContext, repo } from './helpers.ts';
+import { makeContext, removeStore, repo } from './helpers.ts';
 import { runCli } from './torture-helpers.ts';
 
 const MB = 1 << 20;
@@ -36,6 +36,7 @@ beforeEach(async () => {
   await e.store.lease.release();
 });
 afterAll(async () => {
+  await removeStore(root); // and its RUNs' cgroup parent
   execFileSync('umount', ['-R', '-l', mnt]);
   await fsp.rm(scratch, { recursive: true, force: true });
 });

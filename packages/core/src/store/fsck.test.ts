@@ -12,6 +12,7 @@ import { MEDIA, type LayerRef } from '../image/types.ts';
 import { Cgroup, detectCgroupLayout } from '../exec/cgroups.ts';
 import { cgroupParentOf } from './paths.ts';
 import { fsck } from './fsck.ts';
+import { removeCgroupParent } from '../exec/testing/suite.ts';
 
 const vbuild = path.resolve(import.meta.dirname, '../../bin/vbuild.js');
 let root: string;
@@ -36,7 +37,9 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   await execFileAsync('umount', ['-R', path.join(root, 'store', 'tmp', deadKey)]).catch(() => undefined);
+  const parent = cgroupParentOf(store());
   await fsp.rm(root, { recursive: true, force: true });
+  await removeCgroupParent(parent);
 });
 
 const execFileAsync = promisify(execFile);
