@@ -4,6 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { build, type BuildEvent, type BuildOptions } from '@vlab/image';
+import { cgroupParentOf } from '../packages/core/src/store/paths.ts';
+import { removeCgroupParent } from '../packages/core/src/exec/testing/suite.ts';
+import { sweepOrphanCgroups } from '../packages/core/src/exec/cgroups.ts';
 
 export const exec = promisify(execFile);
 export const repo = path.resolve(import.meta.dirname, '..');
@@ -16,8 +19,14 @@ export async function freshStore(): Promise<string> {
 }
 
 export async function removeStore(root: string): Promise<void> {
+  // The store's RUNs made their cgroups under its own parent (cgroupParentOf): left empty, removed here.
+  const parent = cgroupParentOf(root);
   // Snapshots may hold overlay work dirs owned by root with odd modes; rm -rf handles them.
   await exec('rm', ['-rf', root]);
+  if (process.getuid?.() === 0) {
+    await sweepOrphanCgroups(parent); // a build killed mid-RUN left one
+    await removeCgroupParent(parent).catch(() => undefined);
+  }
 }
 
 /** Write a context dir from a map of files. */

@@ -5,7 +5,8 @@ import { VlabError, type SourceLocation } from '@vlab/errors';
 import { check, parse, PROXY_ARGS, resolveGlobalArgs, selectTarget, type Dockerfile, type Stage } from '@vlab/dockerfile';
 import { createSnapshotter, type Snapshotter } from '@vlab/overlay';
 import { Store } from './store/store.ts';
-import { defaultStoreRoot } from './store/paths.ts';
+import { cgroupParentOf, defaultStoreRoot } from './store/paths.ts';
+import { isNoSpace, noSpaceError } from './store/space.ts';
 import { BuildCache } from './cache/cache.ts';
 import { FileHashCache } from './context/hash-cache.ts';
 import { BuildContext } from './context/context.ts';
@@ -116,24 +117,29 @@ export async function openEngine(root = defaultStoreRoot(), snapshotter: BuildOp
 
 /** Build an image from a Dockerfile and a context: what `vbuild build` does. Rejects only with VlabError. */
 export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const opened: Engine[] = [];
   try {
-    return await buildImage(opts);
+    return await buildImage(opts, opened);
   } catch (e) {
+    if (isNoSpace(e)) throw noSpaceError(opened[0]?.store.root ?? opts.root ?? defaultStoreRoot(), e);
     if (e instanceof VlabError) throw e;
     if (opts.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted', { cause: e });
     throw new VlabError('E_INTERNAL', `build failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+  } finally {
+    // the image is tagged (or the build failed): what the build held is gc's again
+    for (const e of opened) await e.store.lease.release().catch(() => undefined);
   }
 }
 
-async function buildImage(opts: BuildOptions): Promise<BuildResult> {
+async function buildImage(opts: BuildOptions, opened: Engine[]): Promise<BuildResult> {
   const platform = hostPlatform();
   checkPlatform(opts.platform, platform);
   const ulimits = parseUlimits(opts.ulimits);
   const run = runExtras(opts, ulimits.nofile);
-  if (typeof opts.context === 'string') return buildFrom(opts, path.resolve(opts.context), opts.dockerfile, run, ulimits);
+  if (typeof opts.context === 'string') return buildFrom(opts, opened, path.resolve(opts.context), opts.dockerfile, run, ulimits);
   const unpacked = await unpackStreamContext(opts.context);
   try {
-    return await buildFrom(opts, unpacked.dir, await streamDockerfile(unpacked, opts.dockerfile), run, ulimits);
+    return await buildFrom(opts, opened, unpacked.dir, await streamDockerfile(unpacked, opts.dockerfile), run, ulimits);
   } finally {
     await unpacked.cleanup();
   }
@@ -164,13 +170,14 @@ function runExtras(opts: BuildOptions, nofile: number | undefined): BuildSession
   return { extraHosts, mounts, key };
 }
 
-async function buildFrom(opts: BuildOptions, contextDir: string, dockerfile: BuildOptions['dockerfile'], run: BuildSession['run'], ulimits: { nofile?: number }): Promise<BuildResult> {
+async function buildFrom(opts: BuildOptions, opened: Engine[], contextDir: string, dockerfile: BuildOptions['dockerfile'], run: BuildSession['run'], ulimits: { nofile?: number }): Promise<BuildResult> {
   const started = Date.now();
   const emit = opts.onEvent ?? (() => undefined);
   const { df, dockerfilePath } = await loadDockerfile(contextDir, dockerfile);
   for (const w of df.warnings) emit({ type: 'warning', message: w.message, location: { file: dockerfilePath, ...w.range.start }, time: Date.now() });
   const target = selectTarget(df, opts.target);
   const engine = await openEngine(opts.root, opts.snapshotter);
+  opened.push(engine);
   const hashes = await FileHashCache.load(engine.store.path('cache', 'filehash.json'));
   const allow = grantedEntitlements(opts.allow, opts.network);
   const namedContexts = await NamedContexts.open(opts.buildContexts, engine.store, hashes);
@@ -196,7 +203,7 @@ async function buildFrom(opts: BuildOptions, contextDir: string, dockerfile: Bui
       cache: engine.cache,
       layers: engine.layers,
       context,
-      executor: () => (executor ??= createExecutor({ kind: opts.executor ?? executorFromEnv() }).then((ex) => {
+      executor: () => (executor ??= createExecutor({ kind: opts.executor ?? executorFromEnv(), cgroupParent: cgroupParentOf(engine.store.root) }).then((ex) => {
         if (ex.warning) emit({ type: 'warning', message: ex.warning, time: Date.now() });
         return ex;
       })),

@@ -16,7 +16,8 @@ export { diffSource, type DiffOptions } from './layer/diff.ts';
 export { UnionView } from './union-view.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';
 export { isRealRoot, sysHelper } from './sys.ts';
-export { withFileLock } from './lock.ts';
+export { withFileLock, pidAlive } from './lock.ts';
+export { checkSnapshots, type SnapshotProblem, type SnapshotProblemKind } from './check.ts';
 
 /**
  * OCI layer tar of what changed in active snapshot `key` (overlay: the upper dir only; native:

@@ -11,7 +11,14 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
   for (;;) {
     try {
       const fh = await fs.open(lockPath, 'wx');
-      await fh.writeFile(String(process.pid));
+      try {
+        await fh.writeFile(String(process.pid));
+      } catch (e) {
+        // e.g. ENOSPC: an empty lock file left here would stall everyone for 10 s
+        await fh.close();
+        await fs.rm(lockPath, { force: true });
+        throw e;
+      }
       await fh.close();
       break;
     } catch (e) {
@@ -41,10 +48,15 @@ async function isStale(lockPath: string): Promise<boolean> {
     const st = await fs.stat(lockPath).catch(() => undefined);
     return !!st && Date.now() - st.mtimeMs > 10_000;
   }
+  return !pidAlive(pid);
+}
+
+/** Whether `pid` names a live process (EPERM: alive, someone else's). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return false;
+    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }

@@ -10,6 +10,7 @@ import { OverlaySnapshotter, overlayBaseOptions } from './overlay-driver.ts';
 import { NativeSnapshotter } from './native-driver.ts';
 import { mountScratch, unmountAll } from './mount.ts';
 import { isRealRoot } from './sys.ts';
+import { pidAlive } from './lock.ts';
 
 const log = debuglog('vlab');
 
@@ -47,6 +48,16 @@ export async function probeOverlay(root: string): Promise<{ ok: boolean; userxat
   }
 }
 
+/** Probe dirs of processes that died mid-probe (SIGKILL): unmounted and removed. */
+async function removeDeadProbes(root: string): Promise<void> {
+  for (const n of await fs.readdir(root).catch(() => [] as string[])) {
+    const m = /^probe-(\d+)-[0-9a-f]+$/.exec(n);
+    if (!m || pidAlive(Number(m[1]))) continue;
+    await unmountAll(path.join(root, n, 'm')).catch(() => undefined);
+    await fs.rm(path.join(root, n), { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
 /** One probe per root per process: the answer does not change while we run. */
 const probes = new Map<string, ReturnType<typeof probeOverlay>>();
 
@@ -54,6 +65,7 @@ export async function createSnapshotter(root: string, opts: SnapshotterOptions =
   await fs.mkdir(root, { recursive: true, mode: 0o700 });
   const store = new MetaStore(await fs.realpath(root));
   await store.open();
+  await removeDeadProbes(store.root);
   const want = opts.driver ?? 'auto';
   if (want === 'native') return new NativeSnapshotter(store);
   let probe = probes.get(store.root);

@@ -139,16 +139,29 @@ export class MetaStore {
     return next;
   }
 
+  /** `update` for a caller that already holds the lock file (fsck's repair). */
+  async replace(fn: (snapshots: Record<string, Record_>) => void): Promise<void> {
+    await this.refresh();
+    fn(this.doc.snapshots);
+    await this.persist();
+  }
+
   private async persist(): Promise<void> {
-    const tmp = `${this.file}.tmp-${randomBytes(6).toString('hex')}`;
+    const tmp = `${this.file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
     const fh = await fs.open(tmp, 'w', 0o600);
     try {
-      await fh.writeFile(JSON.stringify(this.doc, null, 1));
-      await fh.sync();
-    } finally {
-      await fh.close();
+      try {
+        await fh.writeFile(JSON.stringify(this.doc, null, 1));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.rename(tmp, this.file);
+    } catch (e) {
+      // e.g. ENOSPC: no half-written temp file stays behind
+      await fs.rm(tmp, { force: true });
+      throw e;
     }
-    await fs.rename(tmp, this.file);
     const st = await fs.stat(this.file);
     this.stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
     const dh = await fs.open(this.root, 'r');

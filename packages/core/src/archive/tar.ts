@@ -143,6 +143,7 @@ const OUT_CHUNK = 1 << 20;
 export async function packEntries(entries: Iterable<PackEntry>, out: import('node:stream').Writable): Promise<void> {
   const pack = tar.pack();
   const done = pipeline(pack, chunker(OUT_CHUNK), out);
+  done.catch(() => undefined); // awaited below; an entry may fail first (e.g. the disk is full)
   let n = 0;
   for (const e of entries) {
     const header = { name: e.name, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, size: e.type === 'file' ? e.size : 0, linkname: e.linkname };

@@ -1,4 +1,4 @@
-/** The image commands: import, images, tag, rmi, load, save, inspect, prune. */
+/** The image and store commands: import, images, tag, rmi, load, save, inspect, prune, fsck. */
 import { VlabError } from '@vlab/errors';
 import { openEngine } from '../api.ts';
 import { importRootfs } from '../image/import.ts';
@@ -8,6 +8,7 @@ import { exportImage } from '../export/export.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { Store } from '../store/store.ts';
 import { prune } from '../store/gc.ts';
+import { fsck } from '../store/fsck.ts';
 import { parseCommand, str, type CommandSpec, type Values } from './flags.ts';
 
 const rootOf = (v: Values) => str(v.root) ?? defaultStoreRoot();
@@ -144,6 +145,23 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
       const r = await prune(engine.store, engine.cache, engine.snapshots, { all: Boolean(v.all) });
       process.stdout.write(`Deleted ${r.blobsRemoved} blobs, ${r.snapshotsRemoved} snapshots, ${r.cacheRecordsRemoved} cache records; reclaimed ${(r.bytesFreed / 1e6).toFixed(1)}MB\n`);
       return 0;
+    },
+  },
+  fsck: {
+    spec: {
+      name: 'fsck',
+      usage: '[--repair]',
+      summary: 'Check every blob, reference, snapshot and cache record, and find what dead builds left',
+      flags: { repair: { type: 'boolean', help: 'remove what is safe to remove, then check again' } },
+    },
+    /** One line per problem, `<kind> <target>: <message>`; exit 1 unless clean. */
+    async run(v) {
+      const report = await fsck(rootOf(v), { repair: Boolean(v.repair) });
+      for (const p of report.repaired) process.stdout.write(`repaired ${p.kind} ${p.target}: ${p.message}\n`);
+      for (const p of report.problems) process.stdout.write(`${p.kind} ${p.target}: ${p.message}${p.repairable ? '' : ' (not repairable)'}\n`);
+      const n = report.problems.length;
+      process.stderr.write(n ? `fsck: ${n} problem${n > 1 ? 's' : ''}${v.repair ? ' left' : ''}\n` : `fsck: clean${report.repaired.length ? ` (${report.repaired.length} repaired)` : ''}\n`);
+      return n ? 1 : 0;
     },
   },
 };

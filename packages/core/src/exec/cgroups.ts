@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { Limits } from './types.ts';
+import { pidAlive } from '../store/owner.ts';
 
 export type CgroupVersion = 'v1' | 'v2' | 'hybrid';
 
@@ -248,6 +249,31 @@ export class Cgroup {
       throw new VlabError('E_EXEC_CLEANUP', `cannot remove cgroup ${this.rel}`, { cause: errors[0] });
     }
   }
+}
+
+/**
+ * Per-run cgroups under `parent` whose owner died (named `<owner pid>-<random>`, see
+ * prepareRun): a build SIGKILLed mid-RUN leaves them. Relative paths, e.g. `vlab/x/123-ab…`.
+ */
+export async function orphanCgroups(parent: string): Promise<string[]> {
+  const layout = await detectCgroupLayout().catch(() => undefined);
+  if (!layout) return [];
+  const roots = layout.version === 'v2' ? [layout.unified!] : V1_JOIN.map((c) => layout.v1[c]).filter((d): d is string => !!d);
+  const names = new Set<string>();
+  for (const r of new Set(roots)) {
+    for (const e of await fs.readdir(path.join(r, parent), { withFileTypes: true }).catch(() => [])) {
+      const m = /^(\d+)-[0-9a-f]+$/.exec(e.name);
+      if (e.isDirectory() && m && !pidAlive(Number(m[1]))) names.add(`${parent}/${e.name}`);
+    }
+  }
+  return [...names].sort();
+}
+
+/** Kill what is left in a dead owner's cgroups and remove them (executor start, fsck --repair). */
+export async function sweepOrphanCgroups(parent: string): Promise<void> {
+  const layout = await detectCgroupLayout().catch(() => undefined);
+  if (!layout) return;
+  for (const rel of await orphanCgroups(parent)) await Cgroup.at(layout, rel).destroy().catch(() => {});
 }
 
 /** rmdir a cgroup and any sub-cgroups a runtime left in it, deepest first. */

@@ -6,10 +6,10 @@ import { VlabError } from '@vlab/errors';
 import type { Executor, ExecutorOptions } from './types.ts';
 import { BuiltinExecutor, initHelper } from './builtin.ts';
 import { OciRuntimeExecutor, findRuntime, type RuntimeName } from './oci-runtime.ts';
-import { detectCgroupLayout } from './cgroups.ts';
+import { CGROUP_PARENT, detectCgroupLayout, sweepOrphanCgroups } from './cgroups.ts';
 
 export * from './types.ts';
-export { detectCgroups } from './cgroups.ts';
+export { detectCgroups, orphanCgroups, sweepOrphanCgroups, CGROUP_PARENT } from './cgroups.ts';
 export { resolveUser, resolveUserFrom, resolveUserInView } from './user.ts';
 export { BuiltinExecutor } from './builtin.ts';
 export { OciRuntimeExecutor } from './oci-runtime.ts';
@@ -33,6 +33,8 @@ export interface CreateExecutorOptions extends ExecutorOptions {
 
 export async function createExecutor(opts: CreateExecutorOptions = {}): Promise<Executor> {
   const kind = opts.kind ?? 'auto';
+  // a build SIGKILLed mid-RUN left its run's cgroup: the next one to run removes it
+  if (process.getuid?.() === 0) await sweepOrphanCgroups(opts.cgroupParent ?? CGROUP_PARENT);
   if (kind === 'builtin-shell') return BuiltinExecutor.create({ ...opts, launcher: 'shell' });
   if (kind === 'builtin') return BuiltinExecutor.create(opts);
   if (kind === 'auto' && process.getuid?.() === 0 && initHelper()) return BuiltinExecutor.create({ ...opts, launcher: 'native' });

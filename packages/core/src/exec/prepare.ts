@@ -59,7 +59,8 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
   const hostname = spec.hostname || DEFAULT_HOSTNAME;
   const network = spec.network ?? 'none';
 
-  const id = randomBytes(8).toString('hex');
+  // the owner pid in the id names the run's cgroup: a dead build's ones are found (orphanCgroups)
+  const id = `${process.pid}-${randomBytes(6).toString('hex')}`;
   const dir = await fs.mkdtemp(path.join(tmpDir, TMP_PREFIX));
   let created: Awaited<ReturnType<typeof createMountpoints>> | undefined;
   const cleanup = async () => {

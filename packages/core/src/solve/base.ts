@@ -41,6 +41,8 @@ export async function resolveImage(s: BuildSession, image: string, use: ContextU
   if (!stored) {
     throw new VlabError('E_IMAGE_NOT_FOUND', `image "${image}" is not in the local store (${s.store.root}); import one with "vbuild import rootfs.tar ${image}" or load it with "vbuild load"`);
   }
+  // held for the whole build: a concurrent rmi + prune cannot take its layers from under us
+  if (!(await s.store.holdImage(stored))) throw new VlabError('E_IMAGE_NOT_FOUND', `image "${image}" was removed (rmi and prune) while this build started: build again`);
   return stored;
 }
 

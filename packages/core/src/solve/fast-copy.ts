@@ -133,6 +133,8 @@ function ancestry(p: string): string[] {
 async function unionOf(s: BuildSession, layers: LayerRef[]): Promise<UnionView | undefined> {
   const snaps: Snapshotter = await s.layers.snapshots();
   const chain = chainIds(layers.map((l) => l.diffId));
+  // held before they are looked at: a gc cannot take a snapshot dir while the view reads it
+  await s.store.lease.holdLayers(layers);
   const paths: string[] = [];
   for (const [i, l] of layers.entries()) {
     const snap = snaps.driver === 'overlay' ? await snaps.stat(chain[i]!) : undefined;

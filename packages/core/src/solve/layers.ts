@@ -4,25 +4,36 @@ import { debuglog } from 'node:util';
 /** `NODE_DEBUG=vlab` prints the time each phase of a step took. */
 const log = debuglog('vlab');
 import fsp from 'node:fs/promises';
-import { apply, diff, mountAll, mountScratch, unmountAll, writeLayer, type Snapshotter } from '@vlab/overlay';
+import { apply, diff, mountAll, mountScratch, unmountAll, writeLayer, type SnapshotInfo, type Snapshotter } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
 import type { Store } from '../store/store.ts';
 import { MEDIA, type LayerRef } from '../image/types.ts';
 import { chainIds } from './keys.ts';
 import { layerStream } from '../image/load.ts';
+import { pidAlive } from '../store/owner.ts';
+import { isNoSpace, nearlyFull, noSpaceError } from '../store/space.ts';
 
 /** Key of a temporary snapshot: kind, owner pid (for crash recovery), random part. */
 function tempKey(kind: 'step' | 'extract' | 'view'): string {
   return `${kind}-${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
+/** Temporary snapshots (and views) whose owner pid is dead: what a killed build leaves. */
+export function staleSnapshots(all: SnapshotInfo[]): string[] {
+  return all
+    .filter((info) => {
+      const m = /^(?:step|extract|view)-(\d+)-[0-9a-f]+$/.exec(info.key);
+      return m && info.kind !== 'committed' && !pidAlive(Number(m[1]));
+    })
+    .map((info) => info.key);
+}
+
+/** Unmount a dead owner's temporary snapshot, remove its mount dir, drop it. Never throws. */
+export async function dropStaleSnapshot(store: Store, s: Snapshotter, key: string): Promise<void> {
+  const target = store.path('tmp', `mnt-${key}`);
+  await unmountAll(target).catch(() => undefined);
+  await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
+  await s.remove(key).catch(() => undefined);
 }
 
 /** An empty tar is two 512-byte zero blocks: a step that changed nothing adds no layer (BuildKit). */
@@ -54,14 +65,9 @@ export class LayerManager {
    * from a concurrent build's live work, unmount them and drop them.
    */
   private async recoverStale(s: Snapshotter): Promise<void> {
-    for (const info of await s.walk()) {
-      const m = /^(?:step|extract|view)-(\d+)-[0-9a-f]+$/.exec(info.key);
-      if (!m || info.kind === 'committed' || pidAlive(Number(m[1]))) continue;
-      const target = this.store.path('tmp', `mnt-${info.key}`);
-      await unmountAll(target).catch(() => undefined);
-      await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
-      await s.remove(info.key).catch(() => undefined);
-      log('removed stale snapshot %s of dead pid %s', info.key, m[1]);
+    for (const key of staleSnapshots(await s.walk())) {
+      await dropStaleSnapshot(this.store, s, key);
+      log('removed stale snapshot %s of a dead build', key);
     }
   }
 
@@ -69,6 +75,8 @@ export class LayerManager {
   async ensureSnapshot(layers: LayerRef[]): Promise<string | undefined> {
     const snaps = await this.snapshots();
     const chain = chainIds(layers.map((l) => l.diffId));
+    // held before they are looked at: a gc cannot take one between the stat and its use
+    await this.store.lease.holdLayers(layers);
     let first = chain.length;
     while (first > 0 && !(await snaps.stat(chain[first - 1]!))) first--;
     for (let i = first; i < chain.length; i++) {
@@ -82,7 +90,7 @@ export class LayerManager {
         }
         await this.commitOrDrop(chain[i]!, active);
       } catch (e) {
-        await snaps.remove(active).catch(() => undefined);
+        await this.discard(snaps, active, e);
         throw e;
       }
     }
@@ -118,6 +126,9 @@ export class LayerManager {
       phase('mount');
       try {
         await work(target);
+      } catch (e) {
+        // a RUN that filled the store's filesystem (its upper dir is there) fails inside first
+        throw (await nearlyFull(this.store.root)) ? noSpaceError(this.store.root, e) : e;
       } finally {
         phase('work');
         await unmountAll(target);
@@ -144,7 +155,7 @@ export class LayerManager {
       phase('snapshot-commit');
       return layer;
     } catch (e) {
-      await snaps.remove(active).catch(() => undefined);
+      await this.discard(snaps, active, e);
       throw e;
     } finally {
       await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
@@ -172,9 +183,22 @@ export class LayerManager {
     }
   }
 
+  /**
+   * Drop a failed step's snapshot. When the disk is full even the metadata and lock writes of the
+   * removal fail: the step's own files go first (nobody else uses an active snapshot).
+   */
+  private async discard(snaps: Snapshotter, active: string, e: unknown): Promise<void> {
+    if (isNoSpace(e)) {
+      const dir = await snaps.writableDir(active).then((w) => w.dir, () => undefined);
+      for (const n of dir ? await fsp.readdir(dir).catch(() => [] as string[]) : []) await fsp.rm(`${dir}/${n}`, { recursive: true, force: true }).catch(() => undefined);
+    }
+    await snaps.remove(active).catch(() => undefined);
+  }
+
   /** Two builds may make the same chain at once: the second one's copy is dropped. */
   private async commitOrDrop(name: string, active: string): Promise<void> {
     const snaps = await this.snapshots();
+    await this.store.lease.hold({ snapshots: [name] });
     if (await snaps.stat(name)) {
       await snaps.remove(active);
       return;

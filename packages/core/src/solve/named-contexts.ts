@@ -81,7 +81,8 @@ export class NamedContexts {
 
   private async fromStore(name: string, ref: string): Promise<StoredImage> {
     const img = await this.store.resolve(ref);
-    if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `--build-context ${name}=docker-image://${ref}: no image "${ref}" in the local store (${this.store.root})`);
+    // held for the build, as resolveImage does: a concurrent rmi + prune cannot take its layers
+    if (!img || !(await this.store.holdImage(img))) throw new VlabError('E_IMAGE_NOT_FOUND', `--build-context ${name}=docker-image://${ref}: no image "${ref}" in the local store (${this.store.root})`);
     return img;
   }
 

@@ -144,7 +144,9 @@ async function buildStep(
   ];
 
   const bypass = s.noCache || (stage.name !== undefined && s.noCacheFilter.has(stage.name)) || s.noCacheFilter.has(String(stage.index));
-  const hit = bypass ? undefined : await s.cache.get(key);
+  const found = bypass ? undefined : await s.cache.get(key);
+  // held for this build, and complete: a record whose layer a gc took before the hold is a miss
+  const hit = found && (await s.store.holdLayers(found.layers)) ? found : undefined;
   if (hit) {
     s.emit({ type: 'step-cached', ...ref, time: Date.now() });
     s.emit({ type: 'step-done', ...ref, cached: true, durationMs: Date.now() - started, time: Date.now() });

@@ -5,6 +5,8 @@ import path from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
+import type { Lease } from './lease.ts';
+import { asNoSpace } from './space.ts';
 
 export type Digest = `sha256:${string}`;
 
@@ -21,14 +23,18 @@ export function assertDigest(d: string): asserts d is Digest {
 /**
  * Content-addressed blobs under `<root>/blobs/sha256/<hex>`. Writes go to a temp file in the same
  * directory, are hashed while streaming, fsynced and renamed into place: a reader never sees half
- * a blob, and a killed writer leaves only a `.tmp-*` file that `cleanTemp()` removes.
+ * a blob, and a killed writer leaves only a `.tmp-<pid>-*` file that the next store open removes
+ * (leftovers.ts).
  */
 /** Blobs are flushed to disk every this many bytes while being written (see hashingWriter). */
 const WRITEBACK_BYTES = 64 << 20;
 
 export class BlobStore {
   readonly dir: string;
-  constructor(root: string) {
+  private readonly root: string;
+  /** With a lease, every blob written or found by putBytes is held by it (see lease.ts). */
+  constructor(root: string, private readonly lease?: Lease) {
+    this.root = root;
     this.dir = path.join(root, 'blobs', 'sha256');
   }
 
@@ -61,6 +67,7 @@ export class BlobStore {
   async putBytes(data: Buffer | string): Promise<{ digest: Digest; size: number }> {
     const buf = Buffer.from(data);
     const digest = sha256(buf);
+    await this.lease?.hold({ blobs: [digest] });
     // Already stored (a cached rebuild re-writes the same config and manifest): skip the fsync.
     if (await this.has(digest)) return { digest, size: buf.length };
     return this.put(Readable.from([buf]));
@@ -82,7 +89,7 @@ export class BlobStore {
       await pipeline(source, blob.stream);
     } catch (e) {
       await blob.abort();
-      throw e;
+      throw asNoSpace(this.root, e);
     }
     return blob.commit(expected);
   }
@@ -95,18 +102,23 @@ export class BlobStore {
       write.on('finish', () => resolve());
       write.on('error', reject);
     });
-    // Aborted after a failed write, nobody awaits `finished`: its rejection must not crash the process.
-    finished.catch(() => undefined);
+    finished.catch(() => undefined); // awaited by commit(); after abort() nobody does (e.g. ENOSPC)
     return {
       stream: write,
       commit: async (expected?: string) => {
         try {
-          await finished;
+          await finished.catch((e: unknown) => {
+            throw asNoSpace(this.root, e);
+          });
           const { digest, size } = result();
           if (expected && expected !== digest) {
             throw new VlabError('E_DIGEST_MISMATCH', `content digest ${digest} does not match expected ${expected}`);
           }
-          await this.commitTemp(tmp, digest);
+          // held before it has a name: gc never sees it unheld
+          await this.lease?.hold({ blobs: [digest] });
+          await this.commitTemp(tmp, digest).catch((e: unknown) => {
+            throw asNoSpace(this.root, e);
+          });
           return { digest, size };
         } finally {
           await fsp.rm(tmp, { force: true });
@@ -129,17 +141,6 @@ export class BlobStore {
   async list(): Promise<Digest[]> {
     const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
     return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}` as Digest);
-  }
-
-  /** Remove temp files left by killed writers: their pid is dead, or (pid reused) they are over an hour old. */
-  async cleanTemp(): Promise<void> {
-    const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
-    const cutoff = Date.now() - 3600_000;
-    for (const n of names.filter((x) => x.startsWith('.tmp-'))) {
-      const pid = Number(/^\.tmp-(\d+)-/.exec(n)?.[1]);
-      const st = await fsp.stat(path.join(this.dir, n)).catch(() => undefined);
-      if (st && (!pidAlive(pid) || st.mtimeMs < cutoff)) await fsp.rm(path.join(this.dir, n), { force: true });
-    }
   }
 
   private async tempPath(): Promise<string> {
@@ -207,15 +208,5 @@ export class BlobStore {
     await fh.sync();
     await fh.close();
     await fsp.rename(tmp, this.path(digest));
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }

@@ -2,7 +2,9 @@ import type { Snapshotter } from '@vlab/overlay';
 import type { BuildCache } from '../cache/cache.ts';
 import type { LayerRef, Manifest } from '../image/types.ts';
 import { chainIds } from '../solve/keys.ts';
+import { isVlabError } from '@vlab/errors';
 import type { Store } from './store.ts';
+import { liveLeases, withGcLock } from './lease.ts';
 
 export interface PruneResult {
   blobsRemoved: number;
@@ -15,9 +17,15 @@ export interface PruneResult {
  * Garbage collection: keep what a tag or (unless `all`) a build-cache record reaches — manifests,
  * configs, layers and the snapshots of their layer chains — and delete the rest. With `all` the
  * build cache is dropped first, so `rmi` + `prune --all` frees an image's intermediate layers.
- * Runs under the index lock, so a concurrent tag cannot lose its blobs mid-way.
+ * Whatever a live build's lease holds is kept too (lease.ts): a running build loses nothing it made
+ * or uses. Runs under the gc lock (holds wait for it) and the index lock, so a concurrent tag
+ * cannot lose its blobs mid-way.
  */
-export async function prune(store: Store, cache: BuildCache, snapshots: () => Promise<Snapshotter>, opts: { all?: boolean } = {}): Promise<PruneResult> {
+export function prune(store: Store, cache: BuildCache, snapshots: () => Promise<Snapshotter>, opts: { all?: boolean } = {}): Promise<PruneResult> {
+  return withGcLock(store.root, () => collect(store, cache, snapshots, opts));
+}
+
+async function collect(store: Store, cache: BuildCache, snapshots: () => Promise<Snapshotter>, opts: { all?: boolean }): Promise<PruneResult> {
   const res: PruneResult = { blobsRemoved: 0, bytesFreed: 0, snapshotsRemoved: 0, cacheRecordsRemoved: 0 };
   if (opts.all) {
     for (const k of await cache.keys()) {
@@ -44,6 +52,9 @@ export async function prune(store: Store, cache: BuildCache, snapshots: () => Pr
       const rec = await cache.get(k);
       if (rec) keepLayers(rec.layers as LayerRef[]);
     }
+    const leased = await liveLeases(store.root);
+    for (const b of leased.blobs) keepBlobs.add(b);
+    for (const c of leased.snapshots) keepChains.add(c);
     for (const b of await store.blobs.list()) {
       if (keepBlobs.has(b)) continue;
       res.bytesFreed += await store.blobs.size(b).catch(() => 0);
@@ -59,7 +70,13 @@ export async function prune(store: Store, cache: BuildCache, snapshots: () => Pr
       const parents = new Set(all.map((s) => s.parent).filter(Boolean));
       for (const s of all) {
         if (s.kind !== 'committed' || keepChains.has(s.key) || parents.has(s.key)) continue;
-        await snaps.remove(s.key);
+        try {
+          await snaps.remove(s.key);
+        } catch (e) {
+          // a build stacked a step on it since the walk: it is in use
+          if (isVlabError(e, 'E_SNAPSHOT_IN_USE')) continue;
+          throw e;
+        }
         res.snapshotsRemoved++;
         progress = true;
       }

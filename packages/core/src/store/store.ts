@@ -6,6 +6,8 @@ import { MEDIA, REF_NAME, withConfigDefaults } from '../image/types.ts';
 import { BlobStore, type Digest } from './blobs.ts';
 import { withFileLock } from '@vlab/overlay';
 import { normalizeRef, refCandidates } from './refs.ts';
+import { Lease } from './lease.ts';
+import { recoverLeftovers } from './leftovers.ts';
 
 export interface StoredImage {
   ref?: string;
@@ -23,10 +25,18 @@ export interface StoredImage {
 export class Store {
   readonly root: string;
   readonly blobs: BlobStore;
+  /** What this store handle holds against gc: blobs it writes, and what its user holds. */
+  readonly lease: Lease;
 
   private constructor(root: string) {
     this.root = root;
-    this.blobs = new BlobStore(root);
+    this.lease = new Lease(root);
+    this.blobs = new BlobStore(root, this.lease);
+  }
+
+  /** A handle on an existing store that creates and recovers nothing (fsck reads it as it is). */
+  static at(root: string): Store {
+    return new Store(root);
   }
 
   static async open(root: string): Promise<Store> {
@@ -49,7 +59,7 @@ export class Store {
     if (!(await exists(s.path('index.json')))) {
       await s.updateIndex((idx) => idx);
     }
-    await s.blobs.cleanTemp();
+    await recoverLeftovers(root);
     return s;
   }
 
@@ -72,6 +82,34 @@ export class Store {
       const next = await fn(await this.readIndex());
       await writeAtomic(this.path('index.json'), JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests: next.manifests }, null, 2));
     });
+  }
+
+  /**
+   * Hold `layers` (blobs and their snapshot chain) for this store handle's lease; false when one
+   * of the blobs is gone (a gc took it before the hold), so the caller treats it as absent.
+   */
+  async holdLayers(layers: { digest: string; diffId: string }[]): Promise<boolean> {
+    // what the lease held already was there when it was first held (or made by us): it stays
+    const fresh = await this.lease.holdLayers(layers);
+    for (const d of fresh.blobs) {
+      if (!(await this.blobs.has(d))) {
+        this.lease.forget({ blobs: fresh.blobs });
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Hold an image's manifest, config and layers; false when part of it is gone. */
+  async holdImage(img: StoredImage): Promise<boolean> {
+    const fresh = await this.lease.hold({ blobs: [img.manifestDigest, img.configDigest] });
+    for (const d of fresh.blobs) {
+      if (!(await this.blobs.has(d))) {
+        this.lease.forget(fresh);
+        return false;
+      }
+    }
+    return this.holdLayers(img.manifest.layers.map((d, i) => ({ digest: d.digest, diffId: img.config.rootfs.diff_ids[i] ?? d.digest })));
   }
 
   /** Writes config and manifest blobs; layers must already be stored. */
@@ -157,8 +195,13 @@ export class Store {
 
 export async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  await fsp.writeFile(tmp, data);
-  await fsp.rename(tmp, file);
+  try {
+    await fsp.writeFile(tmp, data);
+    await fsp.rename(tmp, file);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true }); // a full disk leaves no half-written temp file
+    throw e;
+  }
 }
 
 async function exists(p: string): Promise<boolean> {

@@ -144,7 +144,8 @@ export function parseChmod(inst: CopyInstruction): number | undefined {
  * already refused names that are not one path component. The caller removes `dir`.
  */
 export async function heredocFiles(tmpParent: string, heredocs: readonly { name: string; content: string }[]): Promise<{ dir: string; items: CopyItem[] }> {
-  const dir = await fsp.mkdtemp(path.join(tmpParent, 'heredoc-'));
+  // the owner pid in the name: a killed build's dir is removed by the next store open (leftovers.ts)
+  const dir = await fsp.mkdtemp(path.join(tmpParent, `heredoc-${process.pid}-`));
   const items: CopyItem[] = [];
   for (const [i, d] of heredocs.entries()) {
     const src = path.join(dir, String(i));

@@ -82,7 +82,8 @@ export async function download(
   const onOuterAbort = () => stop(new VlabError('E_ABORTED', 'build aborted'));
   if (opts.signal?.aborted) onOuterAbort();
   opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
-  const dir = await fsp.mkdtemp(path.join(opts.tmpParent, 'add-'));
+  // the owner pid in the name: a killed build's dir is removed by the next store open (leftovers.ts)
+  const dir = await fsp.mkdtemp(path.join(opts.tmpParent, `add-${process.pid}-`));
   try {
     touch();
     const res = await fetchFollowing(url, limits, ctl.signal);
