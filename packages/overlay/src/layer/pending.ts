@@ -6,16 +6,17 @@
  * records with it, so nothing recorded under `p/` can land where `p` points once `p` is a symlink.
  *
  * At the end every record is re-checked in the root with no symlink component (InRootDirs), and
- * directory metadata goes through an fd of the directory itself. The nodes are made by path after
- * that check: apply is the only writer of the tree while it runs, and `tar -x` of nodes and hard
- * links makes no directory or symlink that could change what a checked path names.
+ * directory metadata goes through an fd of the directory itself. Nodes, links and xattrs are made
+ * by vlab-sys under parents it opens with O_NOFOLLOW from the root; without it, by GNU tar and
+ * setfattr by the paths just checked (apply is the only writer of the tree while it runs, and they
+ * make no directory or symlink that could change what a checked path names).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { encodeHeader, END_OF_ARCHIVE, type TarEntry } from './tar-format.ts';
 import { InRootDirs } from '../in-root.ts';
-import { run, writeXattrs } from '../sys.ts';
+import { makeNodesInRoot, run, writeXattrs, type NodeItem } from '../sys.ts';
 
 interface Rec {
   name: string;
@@ -119,32 +120,25 @@ export class Pending {
     const inRoot = new InRootDirs(root);
     try {
       const check = (parts: string[]) => { inRoot.dir(parts.slice(0, -1)); return parts.join('/'); };
-      if (nodes.length || links.length) {
-        const blocks: Buffer[] = [];
-        for (const r of nodes) blocks.push(header(r.node!, check(partsOf(r))));
-        // a link whose node was replaced later keeps the node: the first such link becomes a copy of it
-        const copies = new Map<Rec, string>();
-        for (const r of links) {
-          const name = check(partsOf(r));
-          const to = r.linkTo!;
-          const target = attached(to) ? check(partsOf(to)) : copies.get(to);
-          if (target !== undefined) blocks.push(header({ ...to.node!, type: 'link', linkname: target }, name));
-          else {
-            copies.set(to, name);
-            blocks.push(header(to.node!, name));
-          }
+      const items: NodeItem[] = [];
+      for (const r of nodes) items.push(nodeItem(r.node!, check(partsOf(r))));
+      // a link whose node was replaced later keeps the node: the first such link becomes a copy of it
+      const copies = new Map<Rec, string>();
+      for (const r of links) {
+        const name = check(partsOf(r));
+        const to = r.linkTo!;
+        const target = attached(to) ? check(partsOf(to)) : copies.get(to);
+        if (target !== undefined) items.push({ kind: 'link', path: name, target });
+        else {
+          copies.set(to, name);
+          items.push(nodeItem(to.node!, name));
         }
-        const r = await run('tar', ['-x', '-f', '-', '-C', root, '--numeric-owner', '--no-overwrite-dir', ...(owners ? ['-p', '--same-owner'] : [])], {
-          input: Buffer.concat([...blocks, END_OF_ARCHIVE]),
-        });
-        if (r.code !== 0) throw new VlabError('E_LAYER_APPLY', `creating device nodes/whiteouts failed: ${r.stderr.trim()}`);
       }
-      const items: { path: string; name: string; value: Buffer }[] = [];
       for (const r of xattrs) {
-        const p = path.join(root, check(partsOf(r)));
-        for (const [name, value] of r.xattrs!) items.push({ path: p, name, value });
+        const p = check(partsOf(r));
+        for (const [name, value] of r.xattrs!) items.push({ kind: 'xattr', path: p, name, value });
       }
-      await writeXattrs(items);
+      if (items.length && !(await makeNodesInRoot(root, owners, items))) await withTools(root, owners, items);
       const ordered = dirs.map((r) => ({ parts: partsOf(r), h: r.dir! })).map((d) => ({ ...d, rel: d.parts.join('/') }));
       ordered.sort((a, b) => (a.rel < b.rel ? 1 : a.rel > b.rel ? -1 : 0)); // children before parents
       for (const { parts, h } of ordered) {
@@ -159,6 +153,27 @@ export class Pending {
   }
 }
 
-function header(h: TarEntry, name: string): Buffer {
-  return encodeHeader({ ...h, name, size: 0, xattrs: new Map() });
+function nodeItem(h: TarEntry, path: string): NodeItem {
+  const type = h.type === 'char' || h.type === 'block' ? h.type : 'fifo';
+  return { kind: 'node', path, type, mode: h.mode, devmajor: h.devmajor, devminor: h.devminor, uid: h.uid, gid: h.gid, mtime: h.mtime };
+}
+
+/**
+ * Without vlab-sys: one GNU `tar -x` makes the nodes and links, one `setfattr` sets the xattrs,
+ * by the paths checked above (tar makes no directory or symlink on the way: they already exist).
+ */
+async function withTools(root: string, owners: boolean, items: NodeItem[]): Promise<void> {
+  const blocks: Buffer[] = [];
+  const base = { mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map<string, Buffer>() };
+  for (const it of items) {
+    if (it.kind === 'node') blocks.push(encodeHeader({ ...base, ...it, name: it.path }));
+    else if (it.kind === 'link') blocks.push(encodeHeader({ ...base, type: 'link', name: it.path, linkname: it.target }));
+  }
+  if (blocks.length) {
+    const r = await run('tar', ['-x', '-f', '-', '-C', root, '--numeric-owner', '--no-overwrite-dir', ...(owners ? ['-p', '--same-owner'] : [])], {
+      input: Buffer.concat([...blocks, END_OF_ARCHIVE]),
+    });
+    if (r.code !== 0) throw new VlabError('E_LAYER_APPLY', `creating device nodes/whiteouts failed: ${r.stderr.trim()}`);
+  }
+  await writeXattrs(items.flatMap((it) => (it.kind === 'xattr' ? [{ path: path.join(root, it.path), name: it.name, value: it.value }] : [])));
 }
