@@ -1,10 +1,10 @@
 import fs from 'node:fs';
-import { createGunzip } from 'node:zlib';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { VlabError } from '@vlab/errors';
 import type { Store, StoredImage } from '../store/store.ts';
 import { MEDIA, type ImageConfig } from './types.ts';
 import { hostPlatform } from './platform.ts';
+import { gunzipStream } from './load.ts';
 
 /** Like `docker import`: a rootfs tarball (plain or gzip) becomes a one-layer image, tagged `ref`. */
 export async function importRootfs(store: Store, tarPath: string, ref: string, opts: { created?: string; comment?: string } = {}): Promise<StoredImage> {
@@ -34,6 +34,6 @@ export async function openMaybeGzip(file: string): Promise<Readable> {
   await fh.read(head, 0, 2, 0);
   await fh.close();
   const raw = fs.createReadStream(file);
-  if (head[0] === 0x1f && head[1] === 0x8b) return raw.pipe(createGunzip()).pipe(new PassThrough());
+  if (head[0] === 0x1f && head[1] === 0x8b) return gunzipStream(raw, file);
   return raw;
 }
