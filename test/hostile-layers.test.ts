@@ -117,4 +117,9 @@ describe('a layer that plants a symlink after recording work under it (hole 1)',
     const snaps = await fsp.readdir(path.join(root, 'snapshots'), { recursive: true }).catch(() => [] as string[]);
     expect(snaps.filter((s) => s.includes('1'.repeat(64)) || /extract-/.test(s))).toEqual([]);
   });
+
+  it('ADD of a damaged .tar.gz ends with a typed error, not a hang (held before too: a regression guard)', async () => {
+    const err = await tryBuild('FROM busybox\nADD bad.tar.gz /x/\n', { 'bad.tar.gz': Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0]), Buffer.alloc(600, 0x55)]) });
+    expect(['E_LAYER_INVALID', 'E_ADD_EXTRACT']).toContain(err?.code);
+  });
 });
