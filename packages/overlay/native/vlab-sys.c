@@ -15,6 +15,12 @@
  *   vlab-sys xattrs DIR MATCH   every xattr under DIR (recursive, symlinks not followed) whose
  *                               name matches the extended regex MATCH ("-": all), printed like
  *                               `getfattr -R -P -h -d -e base64 --absolute-names`
+ *   vlab-sys nodes ROOT OWNERS SPEC   what layer apply makes at the end (layer/pending.ts), each
+ *                    under a parent opened from ROOT one component at a time with O_NOFOLLOW
+ *                    (a symlink anywhere on the way fails with ELOOP/ENOTDIR). SPEC: one line per
+ *                    item, paths and bytes in hex: `n PATH MODE RDEV UID GID MTIME` (mknodat,
+ *                    then owner when OWNERS is 1, mode, mtime), `l PATH TARGET` (linkat),
+ *                    `x PATH NAME VALUE` (lsetxattr of PATH itself, never what it points to).
  *   vlab-sys serve   requests on stdin, one at a time: NUL-terminated tokens CWD OP ARGS... and
  *                    an empty token; the answer is "CODE LENGTH\n" then LENGTH bytes: the output
  *                    (CODE 0) or the error (otherwise).
@@ -28,7 +34,10 @@
 #include <string.h>
 #include <ftw.h>
 #include <regex.h>
+#include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -134,6 +143,109 @@ static int fail(const char *what, const char *target) {
   return 32;
 }
 
+/* Decodes hex in place; returns the length, or -1. */
+static long unhex(char *s) {
+  size_t n = strlen(s);
+  if (n % 2) return -1;
+  for (size_t i = 0; i < n; i += 2) {
+    int v = 0;
+    for (int k = 0; k < 2; k++) {
+      char c = s[i + k];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) return -1;
+      v = v * 16 + d;
+    }
+    s[i / 2] = (char)v;
+  }
+  s[n / 2] = 0;
+  return (long)(n / 2);
+}
+
+/* The parent of relative path `rel` under `root`, opened one component at a time with
+ * O_NOFOLLOW; *base points at the last component. -1 (errno set) on failure. */
+static int open_parent(int root, char *rel, char **base) {
+  int cur = dup(root);
+  char *p = rel;
+  for (char *slash; cur >= 0 && (slash = strchr(p, '/')); p = slash + 1) {
+    *slash = 0;
+    int next = openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    *slash = '/';
+    int saved = errno;
+    close(cur);
+    errno = saved;
+    cur = next;
+  }
+  *base = p;
+  if (cur >= 0 && (!*p || strcmp(p, ".") == 0 || strcmp(p, "..") == 0)) {
+    close(cur);
+    errno = EINVAL;
+    return -1;
+  }
+  return cur;
+}
+
+static int node_line(int root, int owners, char *line) {
+  char *f[8];
+  int n = 0;
+  for (char *tok = strtok(line, " "); tok && n < 8; tok = strtok(NULL, " ")) f[n++] = tok;
+  if (n < 2 || unhex(f[1]) < 0) return errno = EINVAL, -1;
+  char *base;
+  int dir = open_parent(root, f[1], &base);
+  if (dir < 0) return -1;
+  int rc = -1;
+  if (f[0][0] == 'n' && n == 7) {
+    mode_t mode = (mode_t)strtoul(f[2], NULL, 10);
+    struct timespec ts[2] = {{.tv_sec = strtoll(f[6], NULL, 10)}, {.tv_sec = strtoll(f[6], NULL, 10)}};
+    if (mknodat(dir, base, mode, (dev_t)strtoull(f[3], NULL, 10)) == 0 &&
+        (!owners || fchownat(dir, base, (uid_t)strtoul(f[4], NULL, 10), (gid_t)strtoul(f[5], NULL, 10), AT_SYMLINK_NOFOLLOW) == 0) &&
+        fchmodat(dir, base, mode & 07777, 0) == 0 && utimensat(dir, base, ts, AT_SYMLINK_NOFOLLOW) == 0)
+      rc = 0;
+  } else if (f[0][0] == 'l' && n == 3 && unhex(f[2]) >= 0) {
+    char *tbase;
+    int tdir = open_parent(root, f[2], &tbase);
+    if (tdir >= 0) {
+      rc = linkat(tdir, tbase, dir, base, 0);
+      close(tdir);
+    }
+  } else if (f[0][0] == 'x' && (n == 3 || n == 4) && unhex(f[2]) >= 0) {
+    char empty[1] = {0};
+    char *value = n == 4 ? f[3] : empty; /* an empty value leaves no field */
+    long vlen = unhex(value);
+    char at[64];
+    snprintf(at, sizeof at, "/proc/self/fd/%d/", dir);
+    size_t need = strlen(at) + strlen(base) + 1;
+    char *path = malloc(need);
+    if (vlen >= 0 && path) {
+      snprintf(path, need, "%s%s", at, base);
+      rc = lsetxattr(path, f[2], value, (size_t)vlen, 0);
+    } else errno = EINVAL;
+    free(path);
+  } else errno = EINVAL;
+  int saved = errno;
+  close(dir);
+  errno = saved;
+  return rc;
+}
+
+static int nodes(const char *root, const char *owners, char *spec) {
+  int fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return fail("nodes", root);
+  mode_t old = umask(0);
+  int rc = 0, line_no = 0;
+  for (char *save, *line = strtok_r(spec, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    line_no++;
+    if (node_line(fd, strcmp(owners, "1") == 0, line) != 0) {
+      char what[32];
+      snprintf(what, sizeof what, "nodes (item %d)", line_no);
+      rc = fail(what, root);
+      break;
+    }
+  }
+  umask(old);
+  close(fd);
+  return rc;
+}
+
 /* One operation; argv[0] is the operation's name. */
 static int op(int argc, char **argv) {
   if (argc >= 5 && strcmp(argv[0], "mount") == 0) {
@@ -158,7 +270,8 @@ static int op(int argc, char **argv) {
     return 0;
   }
   if (argc >= 3 && strcmp(argv[0], "xattrs") == 0) return xattrs(argv[1], argv[2]);
-  snprintf(err, sizeof err, "usage: vlab-sys mount FSTYPE SOURCE TARGET DATA | bind SOURCE TARGET [rec] [ro] | umount TARGET [lazy] | xattrs DIR MATCH | serve");
+  if (argc >= 4 && strcmp(argv[0], "nodes") == 0) return nodes(argv[1], argv[2], argv[3]);
+  snprintf(err, sizeof err, "usage: vlab-sys mount FSTYPE SOURCE TARGET DATA | bind SOURCE TARGET [rec] [ro] | umount TARGET [lazy] | xattrs DIR MATCH | nodes ROOT OWNERS SPEC | serve");
   return 2;
 }
 

@@ -116,3 +116,43 @@ export async function writeXattrs(items: { path: string; name: string; value: Bu
   const r = await run('setfattr', ['-h', '--restore=-'], { input: dump });
   if (r.code !== 0) throw new VlabError('E_XATTR', `setfattr failed: ${r.stderr.trim()}`, { details: { count: items.length } });
 }
+
+/** What layer apply makes at the end, by paths relative to a root (see vlab-sys `nodes`). */
+export type NodeItem =
+  | { kind: 'node'; path: string; type: 'char' | 'block' | 'fifo'; mode: number; devmajor: number; devminor: number; uid: number; gid: number; mtime: number }
+  | { kind: 'link'; path: string; target: string }
+  | { kind: 'xattr'; path: string; name: string; value: Buffer };
+
+const IFMT = { char: 0o020000, block: 0o060000, fifo: 0o010000 };
+
+/** glibc's makedev. */
+function makedev(major: number, minor: number): bigint {
+  const M = BigInt(major);
+  const m = BigInt(minor);
+  return ((M & 0xfffff000n) << 32n) | ((M & 0xfffn) << 8n) | ((m & 0xffffff00n) << 12n) | (m & 0xffn);
+}
+
+/**
+ * Make `items` in order under `root` through the vlab-sys server: each parent is opened from the
+ * root one component at a time with O_NOFOLLOW, so no symlink is ever followed. Owners are set
+ * when `owners`. Returns false, having done nothing, when the helper is not built or its server
+ * cannot run (the caller then uses tar and setfattr); E_LAYER_APPLY when an item fails.
+ */
+export async function makeNodesInRoot(root: string, owners: boolean, items: NodeItem[]): Promise<boolean> {
+  const helper = sysHelper();
+  if (!helper) return false;
+  const hex = (s: string | Buffer) => Buffer.from(s).toString('hex');
+  const spec = items.map((it) => {
+    if (it.kind === 'node') return `n ${hex(it.path)} ${IFMT[it.type] | (it.mode & 0o7777)} ${makedev(it.devmajor, it.devminor)} ${it.uid} ${it.gid} ${Math.floor(it.mtime)}`;
+    if (it.kind === 'link') return `l ${hex(it.path)} ${hex(it.target)}`;
+    return `x ${hex(it.path)} ${hex(it.name)} ${hex(it.value)}`;
+  }).join('\n');
+  let r: RunResult;
+  try {
+    r = await sysServer(helper).call(undefined, ['nodes', root, owners ? '1' : '0', spec]);
+  } catch {
+    return false; // no server: the caller's fallback does it all
+  }
+  if (r.code !== 0) throw new VlabError('E_LAYER_APPLY', `creating device nodes/whiteouts/xattrs failed: ${r.stderr.trim()}`, { details: { count: items.length } });
+  return true;
+}

@@ -1,9 +1,9 @@
-import { createGunzip } from 'node:zlib';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { openArchiveFile } from '../archive/tar.ts';
 import type { Store, StoredImage } from '../store/store.ts';
 import { MEDIA, type ImageConfig } from './types.ts';
 import { hostPlatform } from './platform.ts';
+import { gunzipStream } from './load.ts';
 
 /** Like `docker import`: a rootfs tarball (plain or gzip) becomes a one-layer image, tagged `ref`. */
 export async function importRootfs(store: Store, tarPath: string, ref: string, opts: { created?: string; comment?: string } = {}): Promise<StoredImage> {
@@ -34,6 +34,6 @@ export async function openMaybeGzip(file: string): Promise<Readable> {
     if (head.length) yield head;
     for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
   })());
-  if (head[0] === 0x1f && head[1] === 0x8b) return raw.pipe(createGunzip()).pipe(new PassThrough());
+  if (head[0] === 0x1f && head[1] === 0x8b) return gunzipStream(raw, file);
   return raw;
 }

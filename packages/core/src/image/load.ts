@@ -202,5 +202,23 @@ function diffMismatch(what: string, got: string, want: string): VlabError {
 
 /** Decompress a layer blob stream when its media type says gzip. */
 export function layerStream(s: Readable, mediaType: string): Readable {
-  return mediaType.includes('gzip') ? s.pipe(createGunzip()).pipe(new PassThrough()) : s;
+  return mediaType.includes('gzip') ? gunzipStream(s, 'layer blob') : s;
+}
+
+/**
+ * Gunzip `s`. Bad gzip ends the result with E_LAYER_INVALID, and an error of `s` ends it too: a
+ * bare pipe() leaves the reader waiting forever and the error unhandled (a hostile layer that is
+ * neither its diff_id's tar nor gzip hung the build that way).
+ */
+export function gunzipStream(s: Readable, what: string): Readable {
+  const gz = createGunzip();
+  const out = new PassThrough();
+  const fail = (e: Error, bad: boolean) => {
+    s.destroy();
+    gz.destroy();
+    out.destroy(bad ? new VlabError('E_LAYER_INVALID', `${what} is not valid gzip (${e.message}): the archive or image is damaged or lies about its layers`, { cause: e }) : e);
+  };
+  s.on('error', (e) => fail(e, false));
+  gz.on('error', (e) => fail(e, true));
+  return s.pipe(gz).pipe(out);
 }

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSnapshotter } from '@vlab/overlay';
 import { Store } from '../store/store.ts';
 import { LayerManager } from './layers.ts';
+import { chainIds } from './keys.ts';
 
 let root: string;
 beforeEach(async () => {
@@ -32,5 +33,23 @@ describe('LayerManager.withWritableSnapshot', () => {
     // The committed step is a lowerdir from now on: a view of both layers sees both files.
     const seen = await layers.withView([base!, top!], async (r) => (await fsp.readdir(r)).sort());
     expect(seen).toEqual(['base', 'top']);
+  });
+});
+
+describe('LayerManager.ensureSnapshot (issue 10, hole 1: the layer digest is checked before anything is committed)', () => {
+  it.each(['overlay', 'native'] as const)('a base layer whose config diff_id is wrong is never committed, and its partial snapshot is removed (%s)', async (driver) => {
+    const store = await Store.open(root);
+    const layers = new LayerManager(store, () => createSnapshotter(store.path('snapshots'), { driver }));
+    // a real layer blob (one file), described by a config that lies about its diff_id
+    const good = await layers.withWritableSnapshot([], async (rootfs) => fsp.writeFile(path.join(rootfs, 'payload'), 'p'));
+    const lying = { ...good!, diffId: `sha256:${'0'.repeat(64)}` };
+    const fresh = new LayerManager(await Store.open(root), () => createSnapshotter(store.path('snapshots'), { driver }));
+    await expect(fresh.ensureSnapshot([lying])).rejects.toMatchObject({ code: 'E_LAYER_DIGEST' });
+    const snaps = await fresh.snapshots();
+    const keys = (await snaps.walk()).map((s) => `${s.kind} ${s.key}`);
+    expect(keys.filter((k) => k.includes('0'.repeat(64)) || / extract-/.test(k))).toEqual([]);
+    expect(await snaps.stat(chainIds([lying.diffId])[0]!)).toBeFalsy();
+    // the same blob under its true diff_id still unpacks
+    expect(await fresh.ensureSnapshot([good!])).toBe(chainIds([good!.diffId])[0]);
   });
 });

@@ -3,21 +3,22 @@
  * for the native driver), converting OCI whiteouts to the on-disk convention and refusing hostile
  * input (E_LAYER_UNSAFE) without writing outside `dir`.
  *
- * Node has no mknod/mkfifo/xattr calls: device nodes, fifos and overlay whiteouts (char 0/0) are
- * collected and created at the end by one GNU `tar -x` of a tar we generate from validated paths;
- * xattrs (incl. the opaque marker) by one `setfattr --restore`. So a layer costs two processes at
- * most, whatever its size.
+ * Files, symlinks and hard links are made as their entries come, each under a parent resolved in
+ * the root just then. What must wait for the end of the layer (directory metadata, device nodes,
+ * fifos, whiteouts, xattrs: see pending.ts) is recorded by path and done through fds opened in the
+ * root, after a later entry that replaced a path has dropped what was recorded below it. So a
+ * layer costs two processes at most, whatever its size.
  */
 import * as fsync from 'node:fs';
-import { promises as fs, createWriteStream, constants as C } from 'node:fs';
+import { promises as fs, constants as C } from 'node:fs';
 import * as path from 'node:path';
-import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { VlabError } from '@vlab/errors';
 import type { WhiteoutMode } from '../types.ts';
-import { ByteReader, readTar, encodeHeader, END_OF_ARCHIVE, type TarEntry, type ReadLimits } from './tar-format.ts';
-import { isRealRoot, run, writeXattrs } from '../sys.ts';
+import { ByteReader, readTar, type TarEntry, type ReadLimits } from './tar-format.ts';
+import { Pending } from './pending.ts';
+import { isRealRoot } from '../sys.ts';
 
 export interface ApplyOptions extends ReadLimits {
   whiteouts: WhiteoutMode;
@@ -55,34 +56,34 @@ function lstatOrUndef(p: string) {
 }
 
 class Applier {
-  private created = new Set<string>(); // rel paths written by this layer
-  private dirs = new Map<string, TarEntry>(); // abs dir -> header, metadata applied last
-  private specials: { rel: string; h: TarEntry }[] = [];
-  private specialSet = new Set<string>();
-  private xattrs: { path: string; name: string; value: Buffer }[] = [];
+  private created = new Set<string>(); // resolved rel paths made by this layer
+  private pending = new Pending();
   private root = isRealRoot();
   private opaque: string;
   constructor(private dir: string, private opts: ApplyOptions) {
     this.opaque = opts.opaqueXattr ?? (this.root ? 'trusted.overlay.opaque' : 'user.overlay.opaque');
   }
 
+  private abs(parts: readonly string[]): string {
+    return path.join(this.dir, ...parts);
+  }
+
   /**
-   * Resolve directory components inside the root, creating missing ones (0755). A symlink met on
-   * the way is followed only if its target stays inside the root (absolute targets are taken
-   * relative to the root, as in a chroot); one that leads out is refused.
+   * Resolve directory components inside the root, creating missing ones (0755); returns the real
+   * components. A symlink met on the way is followed only if its target stays inside the root
+   * (absolute targets are taken relative to the root, as in a chroot); one that leads out is refused.
    */
-  private resolveDir(parts: string[], name: string, hops = 0): string {
-    let cur = this.dir;
+  private resolveDir(parts: string[], name: string, hops = 0): string[] {
+    const cur: string[] = [];
     for (let i = 0; i < parts.length; i++) {
-      const p = path.join(cur, parts[i]);
+      cur.push(parts[i]);
+      const p = this.abs(cur);
       const st = lstatOrUndef(p);
-      if (!st) { fsync.mkdirSync(p, { mode: 0o755 }); cur = p; continue; }
-      if (st.isDirectory()) { cur = p; continue; }
-      if (st.isSymbolicLink()) {
+      if (st?.isDirectory()) continue;
+      if (st?.isSymbolicLink()) {
         if (hops > 40) unsafe('too many symlinks', name);
         const target = fsync.readlinkSync(p);
-        const base = target.startsWith('/') ? [] : path.relative(this.dir, cur).split('/').filter(Boolean);
-        const joined: string[] = [...base];
+        const joined: string[] = target.startsWith('/') ? [] : cur.slice(0, -1);
         for (const c of target.split('/')) {
           if (c === '' || c === '.') continue;
           if (c === '..') { if (!joined.length) unsafe(`symlink ${parts.slice(0, i + 1).join('/')} points outside the layer root`, name); joined.pop(); }
@@ -90,33 +91,35 @@ class Applier {
         }
         return this.resolveDir([...joined, ...parts.slice(i + 1)], name, hops + 1);
       }
-      // a non-directory where a directory is needed: replace it (OCI: remove, then create)
-      fsync.rmSync(p, { force: true });
+      // missing, or a non-directory where a directory is needed: replace it (OCI: remove, then create)
+      if (st) this.clear(cur, false);
+      this.pending.becomesDir(cur);
       fsync.mkdirSync(p, { mode: 0o755 });
-      cur = p;
+      this.created.add(cur.join('/'));
     }
     return cur;
   }
 
-  private clear(abs: string, keepDir: boolean): void {
-    const st = lstatOrUndef(abs);
-    if (!st) return;
-    if (st.isDirectory() && keepDir) return;
-    this.dirs.delete(abs);
-    fsync.rmSync(abs, { recursive: true, force: true });
+  /** Remove what is at `parts` (unless it is a directory and `keepDir`), with what was recorded below it. */
+  private clear(parts: string[], keepDir: boolean): void {
+    const st = lstatOrUndef(this.abs(parts));
+    if (st?.isDirectory() && keepDir) return;
+    this.pending.drop(parts);
+    if (st) fsync.rmSync(this.abs(parts), { recursive: true, force: true });
   }
 
-  private meta(abs: string, h: TarEntry, symlink = false): void {
-    if (this.root) fsync.lchownSync(abs, h.uid, h.gid);
-    if (!symlink) fsync.chmodSync(abs, h.mode & 0o7777); // after chown, which clears setuid
-    fsync.lutimesSync(abs, h.mtime, h.mtime);
+  /** Owner, mode and times through the fd of the file just written. */
+  private fmeta(fd: number, h: TarEntry): void {
+    if (this.root) fsync.fchownSync(fd, h.uid, h.gid);
+    fsync.fchmodSync(fd, h.mode & 0o7777); // after chown, which clears setuid
+    fsync.futimesSync(fd, h.mtime, h.mtime);
   }
 
-  private collectXattrs(abs: string, h: TarEntry): void {
+  private collectXattrs(parts: string[], h: TarEntry): void {
     for (const [k, v] of h.xattrs) {
       if (/^(trusted|user)\.overlay\./.test(k)) continue; // never let a layer forge overlay metadata
       if (!this.root && !k.startsWith('user.')) continue;
-      this.xattrs.push({ path: abs, name: k, value: v });
+      this.pending.xattr(parts, k, v);
     }
   }
 
@@ -124,121 +127,100 @@ class Applier {
     const parts = cleanPath(h.name);
     if (!parts.length) return; // the root itself: its metadata belongs to the parent snapshot
     const base = parts[parts.length - 1];
-    const parentParts = parts.slice(0, -1);
-    const rel = parts.join('/');
-    if (base.startsWith(WH)) return this.whiteout(parentParts, base, h);
+    if (base.startsWith(WH)) return this.whiteout(parts.slice(0, -1), base, h);
     if ((h.type === 'char' || h.type === 'block') && !(this.opts.allowDevices ?? this.root)) unsafe('device nodes are not allowed here (not root)', h.name);
-    const parent = this.resolveDir(parentParts, h.name);
-    const abs = path.join(parent, base);
-    this.created.add(rel);
+    const real = [...this.resolveDir(parts.slice(0, -1), h.name), base];
+    const abs = this.abs(real);
+    this.created.add(real.join('/'));
     switch (h.type) {
       case 'dir': {
-        this.clear(abs, true);
+        this.clear(real, true);
+        this.pending.becomesDir(real);
         if (!lstatOrUndef(abs)) fsync.mkdirSync(abs, { mode: 0o700 });
-        this.dirs.set(abs, h);
-        this.collectXattrs(abs, h);
+        this.pending.dir(real, h);
+        this.collectXattrs(real, h);
         return;
       }
       case 'file': {
-        this.clear(abs, false);
-        if (h.size <= SMALL) {
-          const parts: Buffer[] = [];
-          for await (const chunk of body()) parts.push(chunk);
-          // O_EXCL: never follows a symlink planted at the target
-          const fd = fsync.openSync(abs, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
-          try {
-            const data = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+        this.clear(real, false);
+        // O_EXCL: never follows a symlink planted at the target
+        const fd = fsync.openSync(abs, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+        try {
+          if (h.size <= SMALL) {
+            const chunks: Buffer[] = [];
+            for await (const chunk of body()) chunks.push(chunk);
+            const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
             for (let off = 0; off < data.length;) off += fsync.writeSync(fd, data, off);
-          } finally {
-            fsync.closeSync(fd);
+          } else {
+            for await (const chunk of body()) {
+              for (let off = 0; off < chunk.length;) off += (await writeAsync(fd, chunk, off));
+            }
           }
-        } else {
-          const ws = createWriteStream(abs, { flags: 'wx', mode: 0o600 });
-          for await (const chunk of body()) if (!ws.write(chunk)) await once(ws, 'drain');
-          ws.end();
-          await once(ws, 'close');
+          this.fmeta(fd, h);
+        } finally {
+          fsync.closeSync(fd);
         }
-        this.meta(abs, h);
-        this.collectXattrs(abs, h);
+        this.collectXattrs(real, h);
         return;
       }
       case 'symlink': {
-        this.clear(abs, false);
+        this.clear(real, false);
         fsync.symlinkSync(h.linkname, abs);
-        this.meta(abs, h, true);
-        this.collectXattrs(abs, h);
+        if (this.root) fsync.lchownSync(abs, h.uid, h.gid);
+        fsync.lutimesSync(abs, h.mtime, h.mtime);
+        this.collectXattrs(real, h);
         return;
       }
       case 'link': {
         const tparts = cleanPath(h.linkname);
         if (!tparts.length) unsafe('hard link to the root', h.name);
-        const trel = tparts.join('/');
-        this.clear(abs, false);
-        if (this.specialSet.has(trel)) { this.addSpecial(rel, h, abs); return; }
-        const tparent = this.resolveDir(tparts.slice(0, -1), h.name);
-        const tabs = path.join(tparent, tparts[tparts.length - 1]);
+        const treal = [...this.resolveDir(tparts.slice(0, -1), h.name), tparts[tparts.length - 1]];
+        this.clear(real, false);
+        if (this.pending.isNode(treal)) { this.pending.link(real, treal); return; }
+        const tabs = this.abs(treal);
         const st = lstatOrUndef(tabs);
         if (!st) throw new VlabError('E_LAYER_INVALID', `hard link ${h.name} to missing ${h.linkname}`, { details: { name: h.name } });
         if (st.isDirectory()) unsafe('hard link to a directory', h.name);
-        fsync.linkSync(tabs, abs);
+        fsync.linkSync(tabs, abs); // link(2) does not follow a symlink at tabs
         return;
       }
       default: // char, block, fifo
-        this.clear(abs, false);
-        this.addSpecial(rel, h, abs);
-        this.collectXattrs(abs, h);
+        this.clear(real, false);
+        this.pending.node(real, h);
+        this.collectXattrs(real, h);
     }
-  }
-
-  private addSpecial(rel: string, h: TarEntry, abs: string): void {
-    this.specials.push({ rel: path.relative(this.dir, abs), h: h.type === 'link' ? { ...h, linkname: this.realRel(h.linkname) } : h });
-    this.specialSet.add(rel);
-  }
-
-  private realRel(name: string): string {
-    const s = this.specials.find((x) => x.rel === cleanPath(name).join('/'));
-    return s ? s.rel : cleanPath(name).join('/');
   }
 
   private async whiteout(parentParts: string[], base: string, h: TarEntry): Promise<void> {
     if (h.type !== 'file' && h.type !== 'link') unsafe('whiteout that is not a regular file', h.name);
     const parent = this.resolveDir(parentParts, h.name);
-    const prel = parentParts.join('/');
     if (base === OPQ) {
       if (this.opts.whiteouts === 'overlay') {
-        this.xattrs.push({ path: parent, name: this.opaque, value: Buffer.from('y') });
+        this.pending.xattr(parent, this.opaque, Buffer.from('y'));
       } else {
-        for (const n of fsync.readdirSync(parent)) {
-          if (!this.created.has(prel ? `${prel}/${n}` : n)) fsync.rmSync(path.join(parent, n), { recursive: true, force: true });
+        for (const n of fsync.readdirSync(this.abs(parent))) {
+          if (!this.created.has([...parent, n].join('/'))) this.clear([...parent, n], false);
         }
       }
       return;
     }
     const name = base.slice(WH.length);
     if (!name || name === '.' || name === '..' || name.startsWith(WH)) unsafe('invalid whiteout name', h.name);
-    const rel = prel ? `${prel}/${name}` : name;
-    if (this.created.has(rel)) return; // whiteouts only hide lower layers
-    const abs = path.join(parent, name);
-    this.clear(abs, false);
+    const real = [...parent, name];
+    if (this.created.has(real.join('/'))) return; // whiteouts only hide lower layers
+    this.clear(real, false);
     if (this.opts.whiteouts === 'overlay') {
-      this.addSpecial(rel, { ...h, type: 'char', devmajor: 0, devminor: 0, mode: 0, size: 0 }, abs);
+      this.pending.node(real, { ...h, type: 'char', devmajor: 0, devminor: 0, mode: 0, size: 0 });
     }
   }
 
-  async finish(): Promise<void> {
-    if (this.specials.length) {
-      // one GNU tar process creates every node; names were validated and resolved above
-      const blocks = this.specials.map(({ rel, h }) => encodeHeader({ ...h, name: rel, size: 0, xattrs: new Map() }));
-      const r = await run('tar', ['-x', '-f', '-', '-C', this.dir, '--numeric-owner', '--no-overwrite-dir', ...(this.root ? ['-p', '--same-owner'] : [])], {
-        input: Buffer.concat([...blocks, END_OF_ARCHIVE]),
-      });
-      if (r.code !== 0) throw new VlabError('E_LAYER_APPLY', `creating device nodes/whiteouts failed: ${r.stderr.trim()}`);
-    }
-    await writeXattrs(this.xattrs);
-    // directories last, deepest first, so writing children did not disturb their mtimes/modes
-    const dirs = [...this.dirs].sort((a, b) => b[0].length - a[0].length);
-    for (const [abs, h] of dirs) this.meta(abs, h);
+  finish(): Promise<void> {
+    return this.pending.finish(this.dir, this.root);
   }
+}
+
+function writeAsync(fd: number, b: Buffer, off: number): Promise<number> {
+  return new Promise((res, rej) => fsync.write(fd, b, off, b.length - off, null, (e, n) => (e ? rej(e) : res(n))));
 }
 
 /**

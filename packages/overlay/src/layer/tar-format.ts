@@ -106,9 +106,16 @@ export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
 export interface ReadLimits {
   /** Largest file entry accepted (bytes). Default 64 GiB. */
   maxEntrySize?: number;
-  /** Largest PAX / GNU long-name payload accepted. Default 1 MiB. */
+  /**
+   * Largest extended header (PAX, GNU long name) accepted, and the most bytes of them that may
+   * come before one entry, together (Go's archive/tar also stops at 1 MiB). Default 1 MiB.
+   */
   maxHeaderSize?: number;
 }
+
+/** The kernel's limits on one inode's xattrs (XATTR_LIST_MAX for the names, XATTR_SIZE_MAX per value). */
+const XATTR_LIST_MAX = 65536;
+const XATTR_SIZE_MAX = 65536;
 
 function bad(message: string, details?: Record<string, unknown>): never {
   throw new VlabError('E_LAYER_INVALID', message, { details });
@@ -136,22 +143,26 @@ function cstr(b: Buffer, off: number, len: number): string {
   return f.subarray(0, z < 0 ? len : z).toString('utf8');
 }
 
-function parsePax(buf: Buffer): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
+// The PAX keys a layer entry uses; any other record is checked for framing and dropped.
+const KEPT_PAX = /^(?:path|linkpath|size|uid|gid|mtime)$|^(?:SCHILY\.xattr\.|GNU\.sparse\.)/;
+
+/** Parse PAX records into `into` (later records win), in one pass over the bytes. */
+function parsePax(buf: Buffer, into: Map<string, Buffer>): void {
+  const n = buf.length;
   let p = 0;
-  while (p < buf.length) {
-    if (buf[p] === 0) break;
-    const sp = buf.indexOf(32, p);
-    if (sp < 0) bad('malformed PAX record');
-    const len = Number(buf.subarray(p, sp).toString('ascii'));
-    if (!Number.isInteger(len) || len <= sp - p + 1 || p + len > buf.length) bad('malformed PAX record length');
-    const rec = buf.subarray(sp + 1, p + len - 1); // drop trailing \n
-    const eq = rec.indexOf(61);
-    if (eq < 0) bad('malformed PAX record');
-    out.set(rec.subarray(0, eq).toString('utf8'), Buffer.from(rec.subarray(eq + 1)));
+  while (p < n && buf[p] !== 0) {
+    // "LEN key=value\n", LEN in decimal counting the whole record
+    let len = 0;
+    let q = p;
+    while (q < n && q - p < 10 && buf[q] >= 0x30 && buf[q] <= 0x39) len = len * 10 + buf[q++] - 0x30;
+    if (q === p || buf[q] !== 0x20 || len <= q - p + 1 || p + len > n || buf[p + len - 1] !== 0x0a) bad('malformed PAX record length');
+    const end = p + len - 1; // the newline
+    const eq = buf.indexOf(0x3d, q + 1);
+    if (eq < 0 || eq > end) bad('malformed PAX record');
+    const key = buf.toString('utf8', q + 1, eq);
+    if (KEPT_PAX.test(key)) into.set(key, Buffer.from(buf.subarray(eq + 1, end)));
     p += len;
   }
-  return out;
 }
 
 /** Buffered exact-size reads over a byte stream; every byte pulled is passed to `onBytes` (hashing). */
@@ -229,7 +240,7 @@ export async function* readTar(r: ByteReader, limits: ReadLimits = {}): AsyncGen
   const maxEntry = limits.maxEntrySize ?? 64 * 2 ** 30;
   const maxHdr = limits.maxHeaderSize ?? 2 ** 20;
   let pax = new Map<string, Buffer>();
-  let globalPax = new Map<string, Buffer>();
+  let extBytes = 0; // extended header bytes since the last entry
   let longName: string | undefined;
   let longLink: string | undefined;
   for (;;) {
@@ -243,18 +254,25 @@ export async function* readTar(r: ByteReader, limits: ReadLimits = {}): AsyncGen
     const flag = String.fromCharCode(b[156] || 48);
     let size = numeric(b, 124, 12, 'size');
     if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
-      if (size > maxHdr) throw new VlabError('E_LAYER_UNSAFE', `tar extended header of ${size} bytes is too large`);
+      if (size > maxHdr) throw new VlabError('E_LAYER_UNSAFE', `tar extended header of ${size} bytes is too large (limit maxHeaderSize: ${maxHdr} bytes)`, { details: { size, limit: maxHdr } });
+      if (flag === 'g') {
+        // global headers are ignored, as Docker and containerd do: nothing accumulates
+        await r.skip(size + padding(size));
+        continue;
+      }
+      extBytes += size;
+      if (extBytes > maxHdr) throw new VlabError('E_LAYER_UNSAFE', `tar extended headers before one entry exceed ${maxHdr} bytes (limit maxHeaderSize)`, { details: { size: extBytes, limit: maxHdr } });
       const data = await r.read(size + padding(size));
       if (data.length < size) bad('tar archive truncated inside an extended header');
       const payload = data.subarray(0, size);
-      if (flag === 'x') pax = new Map([...pax, ...parsePax(payload)]);
-      else if (flag === 'g') globalPax = new Map([...globalPax, ...parsePax(payload)]);
+      if (flag === 'x') parsePax(payload, pax);
       else if (flag === 'L') longName = cstr(payload, 0, payload.length);
       else longLink = cstr(payload, 0, payload.length);
       continue;
     }
-    const all = new Map([...globalPax, ...pax]);
+    const all = pax;
     pax = new Map();
+    extBytes = 0;
     const magic = b.subarray(257, 263).toString('latin1');
     let name = cstr(b, 0, 100);
     if (magic === 'ustar\u0000') {
@@ -287,7 +305,14 @@ export async function* readTar(r: ByteReader, limits: ReadLimits = {}): AsyncGen
     // No link can be made to '' or to a name holding NUL (found by bench/fuzz.ts: apply failed with ENOENT).
     if ((type === 'symlink' || type === 'link') && (!linkname || linkname.includes('\0'))) bad(`tar entry ${name}: ${type} without a valid target`, { name });
     const xattrs = new Map<string, Buffer>();
-    for (const [k, v] of all) if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice(13), v);
+    let names = 0;
+    for (const [k, v] of all) {
+      if (!k.startsWith('SCHILY.xattr.')) continue;
+      xattrs.set(k.slice(13), v);
+      names += Buffer.byteLength(k) - 13 + 1;
+      if (v.length > XATTR_SIZE_MAX) bad(`tar entry ${name}: xattr ${k.slice(13)} has ${v.length} bytes (limit XATTR_SIZE_MAX: ${XATTR_SIZE_MAX})`, { name });
+    }
+    if (names > XATTR_LIST_MAX) bad(`tar entry ${name}: its xattr names take ${names} bytes (limit XATTR_LIST_MAX: ${XATTR_LIST_MAX})`, { name });
     if (type !== 'file') size = type === 'link' || type === 'symlink' || type === 'dir' || size === 0 ? 0 : size;
     if (size > maxEntry) {
       throw new VlabError('E_LAYER_UNSAFE', `tar entry ${name} claims ${size} bytes (limit ${maxEntry})`, { details: { name, size } });

@@ -3,9 +3,9 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { apply } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
+import { gunzipStream } from '../../image/load.ts';
 
 export const URL_RE = /^https?:\/\//i;
 
@@ -37,7 +37,7 @@ export async function archiveKind(file: string): Promise<ArchiveKind> {
 export async function extractArchive(file: string, kind: Exclude<ArchiveKind, undefined>, destDir: string): Promise<void> {
   let stream: Readable = fs.createReadStream(file);
   let child: ReturnType<typeof spawn> | undefined;
-  if (kind === 'gzip') stream = stream.pipe(createGunzip());
+  if (kind === 'gzip') stream = gunzipStream(stream, `ADD ${path.basename(file)}`);
   else if (kind === 'bzip2' || kind === 'xz') {
     child = spawn(kind === 'xz' ? 'xz' : 'bzip2', ['-dc', file], { stdio: ['ignore', 'pipe', 'inherit'] });
     stream = child.stdout as Readable;

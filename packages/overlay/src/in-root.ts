@@ -1,0 +1,65 @@
+/**
+ * Directories under a root opened with no symlink on the way: each component is opened with
+ * O_NOFOLLOW|O_DIRECTORY relative to its parent's fd (through /proc/self/fd/N/name, which is
+ * openat(N, name) for Node, that has no openat). The fd then names the directory itself, whatever
+ * a path to it would resolve to later. Layer apply uses it for every metadata change it defers.
+ */
+import * as fs from 'node:fs';
+import { VlabError } from '@vlab/errors';
+
+const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_CLOEXEC = 0o2000000 } = fs.constants as typeof fs.constants & { O_CLOEXEC?: number };
+const FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+
+/** Path of `name` inside the directory open as `fd`, resolved from that fd (never from a path). */
+export function atFd(fd: number, name: string): string {
+  return `/proc/self/fd/${fd}/${name}`;
+}
+
+/** Opens directories by their components under `root`; keeps the last few open, as a walk reuses parents. */
+export class InRootDirs {
+  private readonly root: number;
+  private readonly open = new Map<string, number>(); // rel path -> fd, in use order
+  constructor(root: string, private readonly keep = 64) {
+    this.root = fs.openSync(root, FLAGS);
+  }
+
+  /**
+   * The fd of directory `parts` (components, none '' / '.' / '..'). Throws E_LAYER_UNSAFE when a
+   * component is a symlink or not a directory: the caller's record no longer names what it did.
+   * The fd stays owned by this object (valid until close() or until `keep` other dirs are opened).
+   */
+  dir(parts: readonly string[]): number {
+    if (!parts.length) return this.root;
+    const rel = parts.join('/');
+    const hit = this.open.get(rel);
+    if (hit !== undefined) {
+      this.open.delete(rel);
+      this.open.set(rel, hit);
+      return hit;
+    }
+    const parent = this.dir(parts.slice(0, -1));
+    let fd: number;
+    try {
+      fd = fs.openSync(atFd(parent, parts[parts.length - 1]), FLAGS);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENOENT') {
+        throw new VlabError('E_LAYER_UNSAFE', `refusing to write through ${JSON.stringify(rel)}: it is no longer a directory of the layer (${code})`, { details: { name: rel } });
+      }
+      throw e;
+    }
+    this.open.set(rel, fd);
+    if (this.open.size > this.keep) {
+      const [oldRel, oldFd] = this.open.entries().next().value as [string, number];
+      this.open.delete(oldRel);
+      fs.closeSync(oldFd);
+    }
+    return fd;
+  }
+
+  close(): void {
+    for (const fd of this.open.values()) fs.closeSync(fd);
+    this.open.clear();
+    fs.closeSync(this.root);
+  }
+}
