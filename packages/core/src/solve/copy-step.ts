@@ -10,6 +10,7 @@ import { compileGlob } from '../context/patterns.ts';
 import { destIsDirectory, heredocFiles, parseChmod, walkHostTree, type CopyPlan, type Owner } from './ops/copy.ts';
 import { mkdirInRoot, resolveInRoot } from '../fsutil/in-root.ts';
 import { archiveKind, download, extractArchive, URL_RE, type Download } from './ops/add.ts';
+import { verifyChecksum } from './ops/download.ts';
 import { resolveUser } from '../exec/index.ts';
 import { resolveImage, layersOf } from './base.ts';
 import { fastCopy } from './fast-copy.ts';
@@ -74,13 +75,16 @@ function urlSources(inst: CopyInstruction): string[] {
   return urls;
 }
 
-function fetchOnce(s: BuildSession, url: string, inst: CopyInstruction): Promise<Download> {
+/** The build's one download of `url`, checked against this ADD's --checksum (every use checks its own). */
+async function fetchOnce(s: BuildSession, url: string, inst: CopyInstruction): Promise<Download> {
   let p = s.downloads.get(url);
   if (!p) {
-    p = download(url, inst.checksum, { tmpParent: s.store.path('tmp'), signal: s.signal, limits: s.downloadLimits });
+    p = download(url, undefined, { tmpParent: s.store.path('tmp'), signal: s.signal, limits: s.downloadLimits });
     s.downloads.set(url, p);
   }
-  return p;
+  const d = await p;
+  if (inst.checksum) verifyChecksum(url, inst.checksum, d.digest);
+  return d;
 }
 
 async function selectAll(s: BuildSession, inst: CopyInstruction): Promise<SourceSelection[]> {

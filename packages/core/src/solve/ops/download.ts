@@ -63,9 +63,7 @@ export async function download(
   checksum: string | undefined,
   opts: { tmpParent: string; signal?: AbortSignal; limits?: Partial<DownloadLimits> },
 ): Promise<Download> {
-  if (checksum && !/^sha256:[a-f0-9]{64}$/.test(checksum)) {
-    throw new VlabError('E_BAD_FLAG', `--checksum=${checksum}: expected sha256:<64 hex digits>`);
-  }
+  if (checksum) checkChecksumFlag(checksum);
   const limits = { ...DEFAULT_DOWNLOAD_LIMITS, ...opts.limits };
   const ctl = new AbortController();
   let why: VlabError | undefined;
@@ -108,9 +106,7 @@ export async function download(
     const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream);
     await pipeline(body, meter, fs.createWriteStream(file, { mode: 0o600, flags: 'wx' }), { signal: ctl.signal });
     const digest = `sha256:${h.digest('hex')}`;
-    if (checksum && checksum !== digest) {
-      throw new VlabError('E_CHECKSUM_MISMATCH', `ADD ${url}: content digest ${digest} does not match --checksum ${checksum}`);
-    }
+    if (checksum) verifyChecksum(url, checksum, digest);
     const lm = res.headers.get('last-modified');
     const mtime = lm ? new Date(lm) : undefined;
     return { dir, file, name: urlFileName(url), digest, mtime: mtime && !Number.isNaN(mtime.getTime()) ? mtime : undefined };
@@ -124,6 +120,19 @@ export async function download(
     clearTimeout(idle);
     opts.signal?.removeEventListener('abort', onOuterAbort);
   }
+}
+
+function checkChecksumFlag(checksum: string): void {
+  if (!/^sha256:[a-f0-9]{64}$/.test(checksum)) throw new VlabError('E_BAD_FLAG', `--checksum=${checksum}: expected sha256:<64 hex digits>`);
+}
+
+/**
+ * The one check of ADD --checksum against fetched content. A download is shared by every ADD of
+ * its URL in a build, so each use checks its own --checksum (the fetch checked only the first).
+ */
+export function verifyChecksum(url: string, checksum: string, digest: string): void {
+  checkChecksumFlag(checksum);
+  if (checksum !== digest) throw new VlabError('E_CHECKSUM_MISMATCH', `ADD ${url}: content digest ${digest} does not match --checksum ${checksum}`);
 }
 
 /** fetch with redirects followed by hand, so their number is capped and each target is http(s). */
