@@ -9,7 +9,7 @@ import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { build, type BuildOptions } from '@vlab/image';
+import type { BuildOptions } from '@vlab/image';
 import { buildWithEvents, cachedSteps, freshStore, makeContext, removeStore, umociUnpack } from './helpers.ts';
 
 let root: string;
