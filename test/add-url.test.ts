@@ -75,3 +75,19 @@ describe('ADD --checksum with a URL the build already fetched', () => {
     await fsp.rm(path.dirname(rootfs), { recursive: true, force: true });
   });
 });
+
+describe('ADD <url> whose name does not fit one path component', () => {
+  const long = 'a'.repeat(300);
+  it('into a directory: E_ADD_NAME naming the fix', async () => {
+    const { error } = await run(`FROM busybox\nADD ${baseUrl}/${long} /got/\n`);
+    expect(error?.code).toBe('E_ADD_NAME');
+    expect(error?.message).toMatch(/more than the 255.*ADD <url> \/dir\/file/);
+  });
+  it('to a named file: builds', async () => {
+    const { tag, error } = await run(`FROM busybox\nADD ${baseUrl}/${long} /got/file\n`);
+    expect(error).toBeUndefined();
+    const rootfs = await umociUnpack(root, tag);
+    expect(await fsp.readFile(path.join(rootfs, 'got/file'), 'utf8')).toBe(BODY);
+    await fsp.rm(path.dirname(rootfs), { recursive: true, force: true });
+  });
+});

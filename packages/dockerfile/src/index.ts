@@ -18,4 +18,5 @@ export {
 } from './scope.ts';
 export { planRunHeredoc, type RunHeredocPlan } from './instructions/run-heredoc.ts';
 export { check } from './check.ts';
+export { pathComponentProblem, NAME_MAX } from './path-component.ts';
 export { dump } from './dump.ts';

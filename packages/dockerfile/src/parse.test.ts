@@ -101,6 +101,12 @@ describe('parse: heredocs', () => {
       expect(e.location).toMatchObject({ file: 'Dockerfile', line: 3, column: 6 });
     }
     expect(() => parse('FROM a\nRUN cat <<../x\nbody\n../x\n')).not.toThrow(); // RUN: a delimiter, not a file
+    // Longer than NAME_MAX (255 bytes): no filesystem can hold it as one entry.
+    const long = 'a'.repeat(300);
+    const e = err(() => parse(`FROM a\nCOPY <<${long} /dst/\nbody\n${long}\n`));
+    expect(e).toMatchObject({ code: 'E_PARSE', location: { line: 2, column: 6 } });
+    expect(e.message).toMatch(/300 bytes long, more than the 255/);
+    expect(() => parse(`FROM a\nCOPY <<${'a'.repeat(255)} /dst/\nbody\n${'a'.repeat(255)}\n`)).not.toThrow();
     const c = parse('FROM a\nADD <<a.txt /d/\nx\na.txt\n').stages[0].instructions[0] as CopyInstruction;
     expect(c.heredocs[0]).toMatchObject({ name: 'a.txt' });
   });

@@ -2,7 +2,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
-import { findStage, type CopyInstruction, type Stage } from '@vlab/dockerfile';
+import { findStage, pathComponentProblem, type CopyInstruction, type Stage } from '@vlab/dockerfile';
 import type { ContainerConfig, LayerRef } from '../image/types.ts';
 import type { BuildSession } from './context.ts';
 import { excluder, relativeTo, type SourceSelection } from '../context/context.ts';
@@ -141,6 +141,9 @@ export async function planCopy(
   const destIsDir = await destIsDirectory(rootfs, dest, count, wildcard, inst);
   for (const u of urls) {
     const d = await fetchOnce(s, u, inst);
+    const problem = destIsDir ? pathComponentProblem(d.name) : undefined;
+    // As BuildKit, which fails to create such a file: the name comes from the URL, the user can give one.
+    if (problem) throw new VlabError('E_ADD_NAME', `ADD ${u}: the file name the URL gives cannot be a file name (${problem}); name the destination file, e.g. ADD <url> /dir/file`);
     const st = await fsp.lstat(d.file);
     const stats = Object.assign(st, { mode: (st.mode & ~0o7777) | 0o600, mtime: d.mtime ?? st.mtime });
     await copy({ dest: destIsDir ? stripSlash(dest) : dest, destIsDir, items: [{ src: d.file, rel: d.name, stats }] }, owner, chmod);

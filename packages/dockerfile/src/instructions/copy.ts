@@ -1,6 +1,7 @@
 /** COPY/ADD [flags] src... dest | ["src", ..., "dest"], sources may be heredocs (`COPY <<EOF /dst`). */
 import type { CopyInstruction } from '../types.ts';
 import { parseHeredoc } from '../syntax/heredoc.ts';
+import { pathComponentProblem } from '../path-component.ts';
 import { base, fail, stringArgs, type BuildContext } from './common.ts';
 import { bool, parseFlags, str, strs, type FlagSpec } from './flags.ts';
 
@@ -23,10 +24,12 @@ function isHeredocWord(w: string): boolean {
  * both up front, at the name, instead of letting a path reach the filesystem.
  */
 function checkHeredocName(ctx: BuildContext, kind: string, name: string): void {
-  if (name.includes('/') || name === '.' || name === '..' || name.includes('\0')) {
+  const problem = pathComponentProblem(name);
+  if (problem) {
     const at = (ctx.original ?? ctx.node.original).indexOf(`<<`);
     const column = at >= 0 ? ctx.node.range.start.column + at : undefined;
-    fail(ctx, `${kind} <<${name}: a heredoc name is the file name in the image and must be one path component (no "/", not "." or ".."); name the destination instead, e.g. ${kind} <<EOF /dir/file`, 'E_PARSE', column);
+    const shown = name.length > 64 ? `${name.slice(0, 64)}…` : name;
+    fail(ctx, `${kind} <<${shown}: a heredoc name is the file name in the image and must be one path component (${problem}); name the destination instead, e.g. ${kind} <<EOF /dir/file`, 'E_PARSE', column);
   }
 }
 
