@@ -183,7 +183,7 @@ async function buildFrom(opts: BuildOptions, opened: Engine[], contextDir: strin
   const namedContexts = await NamedContexts.open(opts.buildContexts, engine.store, hashes);
   const limits = { ...runLimits(opts, { root: process.getuid?.() === 0, layout: await detectCgroupLayout().catch(() => undefined) }), ...ulimits };
   const counted = { hits: hashes.hits, misses: hashes.misses }; // the cache may outlive a build
-  const context = await BuildContext.open(contextDir, hashes, dockerfile && typeof dockerfile === 'string' ? path.resolve(dockerfile) : undefined);
+  const context = await BuildContext.open(contextDir, hashes, dockerfile && typeof dockerfile === 'string' ? path.resolve(dockerfile) : undefined, opts.signal);
   const platform = hostPlatform();
   const predefined = predefinedArgs(platform);
   const buildArgs = opts.buildArgs ?? {};

@@ -81,6 +81,29 @@ describe('.dockerignore (Docker pattern rules)', () => {
   });
 });
 
+describe('a large .dockerignore (issue 10: it blocked the event loop for minutes)', () => {
+  it('more than the limits is E_DOCKERIGNORE naming the limit', async () => {
+    await fsp.writeFile(path.join(dir, '.dockerignore'), Array.from({ length: 20_000 }, (_, i) => `**/a*b*c*d*e${i}`).join('\n'));
+    await expect(BuildContext.open(dir, new FileHashCache())).rejects.toMatchObject({ code: 'E_DOCKERIGNORE', message: expect.stringMatching(/limit of 10000/) });
+    await fsp.writeFile(path.join(dir, '.dockerignore'), `# ${'x'.repeat(2 << 20)}\n`);
+    await expect(BuildContext.open(dir, new FileHashCache())).rejects.toMatchObject({ code: 'E_DOCKERIGNORE', message: expect.stringMatching(/larger than 1048576 bytes/) });
+  });
+
+  it('an abort during a long walk rejects promptly: the walk yields to the event loop', async () => {
+    await fsp.writeFile(path.join(dir, '.dockerignore'), Array.from({ length: 4000 }, (_, i) => `**/a*b*c*d*e${i}`).join('\n'));
+    await fsp.mkdir(path.join(dir, 'a/b/c/d'), { recursive: true });
+    for (let i = 0; i < 2000; i++) await fsp.writeFile(path.join(dir, `a/b/c/d/f${i}`), '');
+    const ctl = new AbortController();
+    const ctx = await BuildContext.open(dir, new FileHashCache(), undefined, ctl.signal);
+    const started = Date.now();
+    const walking = ctx.walk().then(() => 'done', (e: { code: string }) => e.code);
+    setTimeout(() => ctl.abort(), 300);
+    const outcome = await walking;
+    const ms = Date.now() - started;
+    expect({ outcome, prompt: ms < 1500 }).toEqual({ outcome: 'E_ABORTED', prompt: true });
+  });
+});
+
 describe('COPY sources', () => {
   it('globs follow Go filepath.Match: * and ? stay within a path segment', () => {
     expect(compileGlob('*.txt')('a.txt')).toBe(true);

@@ -9,6 +9,8 @@ import { compileGlob } from './patterns.ts';
 import type { FileHashCache } from './hash-cache.ts';
 
 const HASH_BATCH = 32;
+/** Longest the context walk keeps the event loop to itself. */
+const WALK_SLICE_MS = 20;
 
 export interface ContextEntry {
   /** Path relative to the context root, '/'-separated, no leading './'. */
@@ -30,36 +32,48 @@ export interface SourceSelection {
  * sources are resolved against it; anything outside the root is refused (E_CONTEXT_ESCAPE).
  */
 export class BuildContext {
-  private entries?: Map<string, ContextEntry>;
+  private entries?: Promise<Map<string, ContextEntry>>;
 
   private constructor(
     readonly root: string,
     readonly ignore: IgnoreMatcher,
     private readonly hashes: FileHashCache,
+    private readonly signal?: AbortSignal,
   ) {}
 
-  static async open(root: string, hashes: FileHashCache, dockerfilePath?: string): Promise<BuildContext> {
+  static async open(root: string, hashes: FileHashCache, dockerfilePath?: string, signal?: AbortSignal): Promise<BuildContext> {
     const abs = path.resolve(root);
     const st = await fsp.stat(abs).catch(() => undefined);
     if (!st?.isDirectory()) throw new VlabError('E_CONTEXT', `build context ${root} is not a directory`);
-    return new BuildContext(abs, await loadIgnore(abs, dockerfilePath), hashes);
+    return new BuildContext(abs, await loadIgnore(abs, dockerfilePath), hashes, signal);
   }
 
-  /** All entries not excluded by .dockerignore (walked on first use). */
-  async walk(): Promise<Map<string, ContextEntry>> {
-    if (this.entries) return this.entries;
+  /** All entries not excluded by .dockerignore (walked once, on first use). */
+  walk(): Promise<Map<string, ContextEntry>> {
+    this.entries ??= this.walkOnce();
+    return this.entries;
+  }
+
+  private async walkOnce(): Promise<Map<string, ContextEntry>> {
     // fast-glob lstat()s every entry itself (stats: true): one syscall per entry, no second pass.
     const found = await fg('**', { cwd: this.root, dot: true, onlyFiles: false, followSymbolicLinks: false, markDirectories: false, stats: true });
     const entries = new Map<string, ContextEntry>();
+    let slice = Date.now();
     for (const f of found) {
+      // Matching is patterns x entries x depth: a big .dockerignore takes a while. Let the event
+      // loop (Ctrl-C, timers) run every few ms, and stop when the build is aborted.
+      if (Date.now() - slice > WALK_SLICE_MS) {
+        await new Promise((r) => setImmediate(r));
+        slice = Date.now();
+      }
+      if (this.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
       const rel = f.path;
       if (this.ignore.ignores(rel) || !f.stats) continue;
       const stats = f.stats;
       const type = stats.isDirectory() ? 'dir' : stats.isSymbolicLink() ? 'symlink' : stats.isFile() ? 'file' : undefined;
       if (type) entries.set(rel, { rel, abs: path.join(this.root, rel), type, stats });
     }
-    this.entries = new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-    return this.entries;
+    return new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
   /**
