@@ -112,6 +112,15 @@ describe('COPY sources', () => {
     expect(compileGlob('d/[!ab].txt')('d/b.txt')).toBe(false);
   });
 
+  it('a class ends where the bracket check says it ends: \\] inside is a member (one rule)', () => {
+    const m = compileGlob('a[\\]x]b');
+    expect([m('a]b'), m('axb'), m('a\\b'), m('ab')]).toEqual([true, true, false, false]);
+    expect(compileGlob('[]]')(']')).toBe(true);
+    expect(compileGlob('[!]]')(']')).toBe(false);
+    expect(compileGlob('[!]]')('x')).toBe(true);
+    expect(() => compileGlob('[\\]')).toThrow(expect.objectContaining({ code: 'E_COPY_SOURCE' }));
+  });
+
   it('refuses .. and symlinks that leave the context', async () => {
     await write(['in.txt']);
     await fsp.symlink('/etc', path.join(dir, 'out'));

@@ -20,18 +20,28 @@ function compile(source: string, code: string, what: string): RE2JS {
   }
 }
 
+/**
+ * Go filepath.Match's rule for a class opened at `open`: `^`/`!` negates, a first `]` is a member,
+ * `\` quotes the next character. The index of the closing `]`, or -1 when it never closes (or is
+ * empty). The one definition of where a class ends: checked and compiled alike.
+ */
+function classEnd(pattern: string, open: number): number {
+  let j = open + 1;
+  if (pattern[j] === '^' || pattern[j] === '!') j++;
+  if (pattern[j] === ']') j++; // a leading ']' is part of the class
+  while (j < pattern.length && pattern[j] !== ']') j += pattern[j] === '\\' ? 2 : 1;
+  return j < pattern.length ? j : -1;
+}
+
 /** Go filepath.Match's rule: a `[` must close, with at least one character in the class. */
 function checkBrackets(pattern: string, code: string, what: string): void {
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i];
     if (c === '\\') i++;
     else if (c === '[') {
-      let j = i + 1;
-      if (pattern[j] === '^' || pattern[j] === '!') j++;
-      if (pattern[j] === ']') j++; // a leading ']' is part of the class
-      while (j < pattern.length && pattern[j] !== ']') j += pattern[j] === '\\' ? 2 : 1;
-      if (j >= pattern.length) throw new VlabError(code, `${what}: "[" is not closed (escape it as \\[ for a literal)`);
-      i = j;
+      const end = classEnd(pattern, i);
+      if (end < 0) throw new VlabError(code, `${what}: "[" is not closed (escape it as \\[ for a literal)`);
+      i = end;
     }
   }
 }
@@ -49,9 +59,11 @@ export function compileGlob(pattern: string): PathMatcher {
     if (c === '*') re += '[^/]*';
     else if (c === '?') re += '[^/]';
     else if (c === '[') {
-      const end = pattern.indexOf(']', i + 2);
+      const end = classEnd(pattern, i);
       let cls = pattern.slice(i + 1, end);
       if (cls.startsWith('!')) cls = `^${cls.slice(1)}`;
+      // A leading ']' is a member in Go; RE2 needs it quoted.
+      if (cls.startsWith(']') || cls.startsWith('^]')) cls = cls.replace(']', '\\]');
       re += `[${cls}]`;
       i = end;
     } else if (c === '\\' && i + 1 < pattern.length) re += RE2JS.quote(pattern[++i]!);
