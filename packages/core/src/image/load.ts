@@ -3,6 +3,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { VlabError } from '@vlab/errors';
 import { openArchiveFile, readArchive } from '../archive/tar.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
+import { parseTransportRef } from './transport.ts';
 import type { Store, StoredImage } from '../store/store.ts';
 import { Members } from './members.ts';
 import { Staging, type Staged } from './staging.ts';
@@ -21,10 +22,9 @@ import { MEDIA, REF_NAME, type Descriptor, type ImageIndex } from './types.ts';
  * E_IMAGE_NOT_FOUND (no such file or tag).
  */
 export async function loadExternal(store: Store, ref: string): Promise<StoredImage | undefined> {
-  let m: RegExpExecArray | null;
-  if ((m = /^oci-layout:\/\/([^:]+)(?::(.+))?$/.exec(ref))) return loadOciLayoutDir(store, m[1]!, m[2]);
-  if ((m = /^oci-archive:([^:]+)(?::(.+))?$/.exec(ref))) return loadArchive(store, m[1]!, m[2]);
-  if ((m = /^docker-archive:(.+)$/.exec(ref))) return loadArchive(store, m[1]!);
+  const t = parseTransportRef(ref);
+  if (t?.transport === 'oci-layout') return loadOciLayoutDir(store, t.path, t.tag);
+  if (t?.transport === 'oci-archive' || t?.transport === 'docker-archive') return loadArchive(store, t.path, 'tag' in t ? t.tag : undefined);
   return undefined;
 }
 

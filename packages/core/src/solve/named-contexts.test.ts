@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../store/store.ts';
 import { FileHashCache } from '../context/hash-cache.ts';
 import { NamedContexts, refuseTransport } from './named-contexts.ts';
+import { parseTransportRef } from '../image/transport.ts';
 
 let tmp: string;
 let store: Store;
@@ -49,4 +50,24 @@ describe('named contexts', () => {
   ])('%j is refused up front (%s)', async (map, code) => {
     await expect(open(map)).rejects.toMatchObject({ code });
   });
+
+  it('the transport prefix is case-insensitive in the loader as in the check (one parser)', async () => {
+    const missing = path.join(tmp, 'no-layout-here');
+    const n = await open({ up: `OCI-LAYOUT://${missing}:v1`, arch: `Docker-Archive:${missing}.tar` });
+    // Reaches the loader, which looks at the path (no "not an oci-layout:// reference").
+    await expect(n.image('up', 'FROM')).rejects.toMatchObject({ code: 'E_IMAGE_NOT_FOUND', message: expect.stringContaining(missing) });
+    await expect(n.image('arch', 'FROM')).rejects.not.toMatchObject({ code: 'E_BAD_ARG' });
+  });
+
+  it.each([
+    ['OCI-LAYOUT:///d:t', { transport: 'oci-layout', path: '/d', tag: 't' }],
+    ['oci-layout:/d', { transport: 'oci-layout', path: '/d', tag: undefined }],
+    ['oci-archive:/x.tar', { transport: 'oci-archive', path: '/x.tar', tag: undefined }],
+    ['docker-archive:/x.tar:odd', { transport: 'docker-archive', path: '/x.tar:odd' }],
+    ['Docker-Image://alpine:3', { transport: 'docker-image', ref: 'alpine:3' }],
+    ['alpine', undefined],
+  ])('parseTransportRef(%s)', (ref, want) => {
+    expect(parseTransportRef(ref)).toEqual(want);
+  });
 });
+

@@ -9,6 +9,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { loadExternal } from '../image/load.ts';
+import { parseTransportRef, transportOf } from '../image/transport.ts';
 import { BuildContext } from '../context/context.ts';
 import type { FileHashCache } from '../context/hash-cache.ts';
 import type { Store, StoredImage } from '../store/store.ts';
@@ -17,8 +18,6 @@ import type { BuildSession } from './context.ts';
 
 type Spec = { kind: 'image'; ref: string } | { kind: 'external'; ref: string } | { kind: 'dir'; dir: string };
 
-/** References that read the host (or, for docker-image://, pick a store image by another name). */
-const TRANSPORT = /^(oci-layout|oci-archive|docker-archive|docker-image):/i;
 const OTHER_URL = /^[a-z][a-z0-9+.-]*:\/\//i;
 
 export type ContextUse = 'FROM' | 'COPY --from';
@@ -108,13 +107,14 @@ export async function copyFromNamedDir(s: BuildSession, inst: CopyInstruction): 
  * flag that does the same from the command line.
  */
 export function refuseTransport(ref: string, use: ContextUse): void {
-  const m = TRANSPORT.exec(ref);
-  if (!m) return;
+  // Transports read the host (or, for docker-image://, pick a store image by another name).
+  const transport = transportOf(ref);
+  if (!transport) return;
   const name = use === 'FROM' ? 'base' : 'src';
   const usage = use === 'FROM' ? `FROM ${name}` : `COPY --from=${name}`;
   throw new VlabError(
     'E_NAMED_CONTEXT',
-    `${use} ${ref}: a Dockerfile may not name a ${m[1]} source itself (it would read the host); pass it on the command line instead: --build-context ${name}=${ref} (API: buildContexts: { ${name}: '${ref}' }) and write ${usage}`,
+    `${use} ${ref}: a Dockerfile may not name a ${transport} source itself (it would read the host); pass it on the command line instead: --build-context ${name}=${ref} (API: buildContexts: { ${name}: '${ref}' }) and write ${usage}`,
     { details: { ref } },
   );
 }
@@ -125,15 +125,15 @@ function checkName(name: string): string {
 }
 
 async function parseValue(name: string, value: string): Promise<Spec> {
-  const m = TRANSPORT.exec(value);
-  if (m) {
-    const kind = m[1]!.toLowerCase();
-    if (kind === 'docker-image') {
-      const ref = value.slice(m[0].length).replace(/^\/\//, '');
-      if (!ref) throw new VlabError('E_BAD_ARG', `--build-context ${name}=${value}: no image reference after docker-image://`);
-      return { kind: 'image', ref };
-    }
-    if (kind === 'oci-layout' && value.includes('@')) {
+  let t;
+  try {
+    t = parseTransportRef(value);
+  } catch (e) {
+    throw new VlabError('E_BAD_ARG', `--build-context ${name}=${(e as Error).message}`, { cause: e });
+  }
+  if (t) {
+    if (t.transport === 'docker-image') return { kind: 'image', ref: t.ref };
+    if (t.transport === 'oci-layout' && value.includes('@')) {
       throw new VlabError('E_UNSUPPORTED', `--build-context ${name}=${value}: selecting an OCI layout image by digest is not supported yet; select it by tag (oci-layout://DIR:TAG)`);
     }
     return { kind: 'external', ref: value };
