@@ -211,8 +211,38 @@ describe('hole 10: RUN limits', () => {
     expect(r.stderr).toContain('33554432');
     const ok = await ctxOf('FROM busybox\nRUN echo fine\n');
     expect((await run(['build', '-q', '--memory', '64m', '--cpu-quota', '50000', '--cpu-period', '100000', ok])).code).toBe(0);
-    const bad = await run(['build', '-q', '--memory', 'lots', ok]);
-    expect(bad.code).toBe(1);
-    expect(bad.stderr).toContain('[E_BAD_ARG]');
+    for (const flags of [['--memory', 'lots'], ['--cpu-quota', '99999999999999999999'], ['--pids-limit', '99999999999999999999'], ['--cpu-period', '1e3']]) {
+      const bad = await run(['build', '-q', ...flags, ok]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain('[E_BAD_ARG]');
+    }
+  });
+
+  it('the RUN\'s cgroup holds the cpu quota and period asked for; a period alone is written too (as docker)', async () => {
+    // "quota period" as cgroup v2 writes it (v1: cfs_quota_us -1 is "max").
+    const cpuOf = async (opts: Partial<BuildOptions>): Promise<string> => {
+      const c = await ctxOf('FROM busybox\nRUN cat /proc/self/cgroup; sleep 1\n');
+      let seen: Promise<string> | undefined;
+      await build({
+        root,
+        context: c,
+        noCache: true,
+        ...opts,
+        onEvent: (e) => {
+          if (e.type !== 'step-log' || seen) return;
+          const v1 = /^\d+:((?:[^:]*,)?cpu(?:,[^:]*)?):(.+)$/m.exec(e.data);
+          const v2 = /^0::(.+)$/m.exec(e.data);
+          if (v1) {
+            const dir = `/sys/fs/cgroup/${v1[1]}${v1[2]}`;
+            seen = Promise.all(['cpu.cfs_quota_us', 'cpu.cfs_period_us'].map((f) => fsp.readFile(path.join(dir, f), 'utf8').then((t) => t.trim()))).then(([q, p]) => `${q === '-1' ? 'max' : q} ${p}`);
+          } else if (v2) seen = fsp.readFile(`/sys/fs/cgroup${v2[1]}/cpu.max`, 'utf8').then((t) => t.trim());
+        },
+      });
+      expect(seen).toBeDefined();
+      return seen!;
+    };
+    expect(await cpuOf({ cpuQuota: 50_000, cpuPeriod: 100_000 })).toBe('50000 100000');
+    expect(await cpuOf({ cpuQuota: 20_000 })).toBe('20000 100000');
+    expect(await cpuOf({ cpuPeriod: 50_000 })).toBe('max 50000');
   });
 });

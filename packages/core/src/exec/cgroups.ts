@@ -156,7 +156,8 @@ export class Cgroup {
         await write(u, 'memory.max', String(l.memory));
         await write(u, 'memory.swap.max', '0', true);
       }
-      if (l.cpuQuota !== undefined) await write(u, 'cpu.max', `${l.cpuQuota} ${period}`);
+      // A period alone is written too, unlimited (docker/runc: "max PERIOD").
+      if (l.cpuQuota !== undefined || l.cpuPeriod !== undefined) await write(u, 'cpu.max', `${l.cpuQuota ?? 'max'} ${period}`);
       if (l.cpuShares !== undefined) await write(u, 'cpu.weight', String(sharesToWeight(l.cpuShares)));
       if (l.pids !== undefined) await write(u, 'pids.max', String(l.pids));
       return;
@@ -167,10 +168,10 @@ export class Cgroup {
       // No swap beyond the limit (memsw exists only with swap accounting).
       await write(d.memory, 'memory.memsw.limit_in_bytes', String(l.memory), true);
     }
-    if (l.cpuQuota !== undefined) {
+    if (l.cpuQuota !== undefined || l.cpuPeriod !== undefined) {
       need(d.cpu, 'cpu');
       await write(d.cpu, 'cpu.cfs_period_us', String(period));
-      await write(d.cpu, 'cpu.cfs_quota_us', String(l.cpuQuota));
+      if (l.cpuQuota !== undefined) await write(d.cpu, 'cpu.cfs_quota_us', String(l.cpuQuota));
     }
     if (l.cpuShares !== undefined) await write(need(d.cpu, 'cpu'), 'cpu.shares', String(l.cpuShares));
     if (l.pids !== undefined) await write(need(d.pids, 'pids'), 'pids.max', String(l.pids));

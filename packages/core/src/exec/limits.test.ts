@@ -30,7 +30,9 @@ describe('RUN limits', () => {
   it('memory, cpu quota and period are checked against docker\'s bounds', () => {
     expect(runLimits({ memory: '64m', cpuQuota: 50_000, cpuPeriod: 100_000, pidsLimit: -1 }, root)).toEqual({ memory: 64 * 1024 ** 2, cpuQuota: 50_000, cpuPeriod: 100_000 });
     expect(runLimits({ memory: 8 << 20, pidsLimit: -1 }, root)).toEqual({ memory: 8 << 20 });
-    for (const bad of [{ memory: '1m' }, { memory: 1.5 }, { cpuQuota: 10 }, { cpuPeriod: 100 }, { cpuPeriod: 2_000_000 }, { pidsLimit: -2 }, { pidsLimit: 1.5 }]) {
+    for (const bad of [{ memory: '1m' }, { memory: 1.5 }, { cpuQuota: 10 }, { cpuPeriod: 100 }, { cpuPeriod: 2_000_000 }, { pidsLimit: -2 }, { pidsLimit: 1.5 },
+      // Past what the kernel takes (the cfs quota is at most 2^44-1 us, pids.max at most 2^22): E_BAD_ARG, not a runtime error.
+      { cpuQuota: 1e20 }, { cpuQuota: 2 ** 44 }, { pidsLimit: 1e20 }, { pidsLimit: 2 ** 22 + 1 }, { cpuPeriod: 1e20 }, { memory: 1e20 }, { memory: '99999999999999999999' }]) {
       expect(() => runLimits(bad, root)).toThrow(expect.objectContaining({ code: 'E_BAD_ARG' }));
     }
   });

@@ -18,6 +18,9 @@ export const DEFAULT_PIDS_LIMIT = 2048;
 const MIN_MEMORY = 6 * 1024 * 1024;
 const MIN_CPU_QUOTA = 1000;
 const CPU_PERIOD_RANGE = [1000, 1_000_000] as const;
+/** The kernel's ceilings: a cfs quota is at most 2^44-1 us (MAX_BW), pids.max at most PID_MAX_LIMIT (2^22). */
+const MAX_CPU_QUOTA = 2 ** 44 - 1;
+const MAX_PIDS = 2 ** 22;
 
 export interface LimitRequest {
   /** Bytes, or a docker size: `512m`, `1g`, `1.5g`, `100k`, `1024` (binary units, as docker). */
@@ -57,15 +60,19 @@ export function runLimits(req: LimitRequest, host: { root: boolean; layout?: Pic
   }
   if (req.cpuPeriod !== undefined) {
     const [lo, hi] = CPU_PERIOD_RANGE;
-    if (!Number.isInteger(req.cpuPeriod) || req.cpuPeriod < lo || req.cpuPeriod > hi) throw new VlabError('E_BAD_ARG', `cpu period must be ${lo}..${hi} microseconds, got ${req.cpuPeriod}`);
+    if (!Number.isSafeInteger(req.cpuPeriod) || req.cpuPeriod < lo || req.cpuPeriod > hi) throw new VlabError('E_BAD_ARG', `cpu period must be ${lo}..${hi} microseconds, got ${req.cpuPeriod}`);
     out.cpuPeriod = req.cpuPeriod;
   }
   if (req.cpuQuota !== undefined) {
-    if (!Number.isInteger(req.cpuQuota) || req.cpuQuota < MIN_CPU_QUOTA) throw new VlabError('E_BAD_ARG', `cpu quota must be at least ${MIN_CPU_QUOTA} microseconds, got ${req.cpuQuota}`);
+    if (!Number.isSafeInteger(req.cpuQuota) || req.cpuQuota < MIN_CPU_QUOTA || req.cpuQuota > MAX_CPU_QUOTA) {
+      throw new VlabError('E_BAD_ARG', `cpu quota must be ${MIN_CPU_QUOTA}..${MAX_CPU_QUOTA} microseconds, got ${req.cpuQuota}`);
+    }
     out.cpuQuota = req.cpuQuota;
   }
   if (req.pidsLimit !== undefined) {
-    if (!Number.isInteger(req.pidsLimit) || req.pidsLimit < -1) throw new VlabError('E_BAD_ARG', `pids limit must be a whole number (-1 or 0: unlimited), got ${req.pidsLimit}`);
+    if (!Number.isSafeInteger(req.pidsLimit) || req.pidsLimit < -1 || req.pidsLimit > MAX_PIDS) {
+      throw new VlabError('E_BAD_ARG', `pids limit must be a whole number up to ${MAX_PIDS} (-1 or 0: unlimited), got ${req.pidsLimit}`);
+    }
     if (req.pidsLimit > 0) out.pids = req.pidsLimit;
   } else if (host.root && host.layout?.controllers.includes('pids')) {
     out.pids = DEFAULT_PIDS_LIMIT;

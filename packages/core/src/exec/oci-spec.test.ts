@@ -31,6 +31,8 @@ describe('buildOciConfig', () => {
     expect(c.linux.seccomp).toMatchObject({ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 1 }); // Docker's profile (seccomp.ts)
     expect(c.linux.resources.memory).toEqual({ limit: 1 << 26, swap: 1 << 26 });
     expect(c.linux.resources.cpu).toEqual({ quota: 50_000, period: 100_000 });
+    // A period alone is passed on (runc writes "max PERIOD"), as docker does.
+    expect((buildOciConfig(prep(), '/vlab/x', { cpuPeriod: 50_000 }) as any).linux.resources.cpu).toEqual({ period: 50_000 });
     expect(c.linux.resources.pids).toEqual({ limit: 64 });
     expect(c.linux.cgroupsPath).toBe('/vlab/x');
     expect(c.mounts.map((m: any) => m.destination)).toEqual([

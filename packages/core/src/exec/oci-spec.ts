@@ -96,10 +96,12 @@ function extraMounts(p: PreparedRun): OciMount[] {
 function resources(l: Limits): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (l.memory !== undefined) out.memory = { limit: l.memory, swap: l.memory };
-  if (l.cpuShares !== undefined || l.cpuQuota !== undefined) {
+  if (l.cpuShares !== undefined || l.cpuQuota !== undefined || l.cpuPeriod !== undefined) {
     out.cpu = {
       ...(l.cpuShares !== undefined ? { shares: l.cpuShares } : {}),
-      ...(l.cpuQuota !== undefined ? { quota: l.cpuQuota, period: l.cpuPeriod ?? 100_000 } : {}),
+      ...(l.cpuQuota !== undefined ? { quota: l.cpuQuota } : {}),
+      // A period alone is passed on too (runc writes "max PERIOD"), as docker does.
+      ...(l.cpuQuota !== undefined || l.cpuPeriod !== undefined ? { period: l.cpuPeriod ?? 100_000 } : {}),
     };
   }
   if (l.pids !== undefined) out.pids = { limit: l.pids };
