@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import type { CopyInstruction } from '@vlab/dockerfile';
+import { pathComponentProblem, type CopyInstruction } from '@vlab/dockerfile';
 import { mkdirInRoot, resolveInRoot } from '../../fsutil/in-root.ts';
 
 /** One thing to copy: a host path and where it lands, relative to the destination directory. */
@@ -144,6 +144,11 @@ export function parseChmod(inst: CopyInstruction): number | undefined {
  * already refused names that are not one path component. The caller removes `dir`.
  */
 export async function heredocFiles(tmpParent: string, heredocs: readonly { name: string; content: string }[]): Promise<{ dir: string; items: CopyItem[] }> {
+  // The parser refuses these already (E_PARSE); checked again here, where the name meets the filesystem.
+  for (const d of heredocs) {
+    const problem = pathComponentProblem(d.name);
+    if (problem) throw new VlabError('E_COPY_SOURCE', `heredoc <<${d.name.slice(0, 64)}: not one file name (${problem})`);
+  }
   // the owner pid in the name: a killed build's dir is removed by the next store open (leftovers.ts)
   const dir = await fsp.mkdtemp(path.join(tmpParent, `heredoc-${process.pid}-`));
   const items: CopyItem[] = [];
