@@ -169,3 +169,72 @@ describe('RUN --mount=type=bind stays in the context', () => {
     }
   });
 });
+
+describe('RUN --mount=type=bind,from=…', () => {
+  it('an earlier stage, a named image and a named directory: read-only trees, symlinks resolved inside them, released after the step', async () => {
+    const ctx = await makeContext({ 'a.txt': 'A\n' });
+    const named = await makeContext({ 'n.txt': 'named dir\n' });
+    try {
+      const df = [
+        'FROM busybox AS tools',
+        `RUN mkdir -p /opt && echo from-stage > /opt/tool && ln -s /opt /optlink && ln -s ${outside} /escape`,
+        'FROM busybox',
+        'RUN --mount=type=bind,from=tools,source=/optlink/tool,target=/t cat /t > /got-stage',
+        'RUN --mount=type=bind,from=tools,source=/opt,target=/o,rw sh -c "echo x > /o/new && cat /o/tool" > /got-rw',
+        'RUN --mount=type=bind,from=img,source=/bin/busybox,target=/bb test -x /bb && echo img-ok > /got-img',
+        'RUN --mount=type=bind,from=dir,source=n.txt,target=/n cat /n > /got-dir',
+        'RUN --mount=type=bind,from=tools,source=/opt,target=/o sh -c "echo x > /o/new" || echo ro > /got-ro',
+        '',
+      ].join('\n');
+      await fsp.writeFile(path.join(ctx, 'Dockerfile'), df);
+      const tag = `bindfrom${++n}:latest`;
+      await build({ context: ctx, tags: [tag], root, noCache: true, buildContexts: { img: 'docker-image://busybox:latest', dir: named } });
+      const rootfs = await umociUnpack(root, tag);
+      const read = (p: string) => fsp.readFile(path.join(rootfs, p), 'utf8');
+      expect(await read('got-stage')).toBe('from-stage\n');
+      expect(await read('got-rw')).toBe('from-stage\n');
+      expect(await read('got-img')).toBe('img-ok\n');
+      expect(await read('got-dir')).toBe('named dir\n');
+      expect(await read('got-ro')).toBe('ro\n');
+      // The absolute link in the stage means /… in the stage, never the host.
+      const e = await buildFails(ctx, `FROM busybox AS tools\nRUN ln -s ${outside} /escape\nFROM busybox\nRUN --mount=type=bind,from=tools,source=/escape/marker,target=/m cat /m\n`);
+      expect(e.code).toBe('E_RUN_MOUNT');
+      await markerUntouched();
+      await nothingLeft(ctx);
+      await fsp.rm(path.dirname(rootfs), { recursive: true, force: true });
+    } finally {
+      await fsp.rm(ctx, { recursive: true, force: true });
+      await fsp.rm(named, { recursive: true, force: true });
+    }
+  });
+
+  it('the step\'s cache key follows the mounted stage: a change there runs the step again', async () => {
+    const ctx = await makeContext({ 'v.txt': 'one\n' });
+    try {
+      await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox AS src\nCOPY v.txt /v\nFROM busybox\nRUN --mount=type=bind,from=src,source=/v,target=/v cat /v > /seen\n');
+      const once = async () => {
+        const events: { type: string }[] = [];
+        await build({ context: ctx, tags: [`bindkey${++n}:latest`], root, onEvent: (e) => events.push(e) });
+        return events.filter((e) => e.type === 'step-cached').length;
+      };
+      await once();
+      expect(await once()).toBe(2); // COPY and RUN
+      await fsp.writeFile(path.join(ctx, 'v.txt'), 'two\n');
+      expect(await once()).toBe(0);
+    } finally {
+      await fsp.rm(ctx, { recursive: true, force: true });
+    }
+  });
+
+  it('a transport in from= is E_NAMED_CONTEXT, an unknown name is E_IMAGE_NOT_FOUND', async () => {
+    const ctx = await makeContext({});
+    try {
+      const e = await buildFails(ctx, `FROM busybox\nRUN --mount=type=bind,from=oci-layout://${outside},target=/m true\n`);
+      expect(e.code).toBe('E_NAMED_CONTEXT');
+      expect(e.message).toContain('--build-context');
+      expect((await buildFails(ctx, 'FROM busybox\nRUN --mount=type=bind,from=nosuch,target=/m true\n')).code).toBe('E_IMAGE_NOT_FOUND');
+    } finally {
+      await fsp.rm(ctx, { recursive: true, force: true });
+    }
+  });
+});

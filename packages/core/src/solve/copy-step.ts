@@ -18,7 +18,7 @@ import { fastCopy } from './fast-copy.ts';
 type FromSource = { key: string; layers: LayerRef[] };
 
 /** Where COPY --from points: a named context's image, an earlier stage (by name or index) or an image. */
-async function fromSource(s: BuildSession, stage: Stage, from: string): Promise<FromSource> {
+export async function fromSource(s: BuildSession, stage: Stage, from: string): Promise<FromSource> {
   const named = await s.namedContexts.image(from, 'COPY --from');
   if (named) return { key: named.manifestDigest, layers: layersOf(named) };
   const ref = findStage(s.df, from);

@@ -15,6 +15,7 @@ import { fastCopy } from './fast-copy.ts';
 import type { LayerRef } from '../image/types.ts';
 import { checkRunEntitlements } from './entitlements.ts';
 import { copyFromNamedDir } from './named-contexts.ts';
+import { runFromMounts } from './run-from.ts';
 
 /** What a layer-producing step needs: its cache inputs, and the work to do on a miss. */
 interface LayerStep {
@@ -97,11 +98,14 @@ async function buildStep(
   } else if (inst.kind === 'RUN') {
     checkRunEntitlements(inst, s.allow);
     const env = { ...scope.runEnv() };
+    const from = await runFromMounts(s, stage, inst);
     step = {
       args: usedArgs,
-      content: s.run.key,
-      work: async (rootfs) => {
-        const sources = { cacheRoot: s.store.path('cache-mounts'), contextDir: s.context.root, scratchDir: s.store.path('tmp'), secrets: s.secrets };
+      // The build-wide RUN settings and what each bind from= is.
+      content: [s.run.key, from.content].filter(Boolean).join(' ') || undefined,
+      files: from.files,
+      work: async (rootfs) => from.with(async (stageRoot) => {
+        const sources = { cacheRoot: s.store.path('cache-mounts'), contextDir: s.context.root, scratchDir: s.store.path('tmp'), secrets: s.secrets, stageRoot };
         await withRunMounts(inst, sources, async (mounts) =>
           runStep({
             executor: await s.executor(),
@@ -116,7 +120,7 @@ async function buildStep(
             onOutput: (stream, data) => s.emit({ type: 'step-log', ...ref, stream, data, time: Date.now() }),
           }),
         );
-      },
+      }),
     };
   } else if (inst.kind === 'COPY' || inst.kind === 'ADD') {
     const src = await copyFromNamedDir(s, inst);
