@@ -132,6 +132,16 @@ describe('COPY sources', () => {
     expect((await ctx.select('/in.txt')).roots[0]!.rel).toBe('in.txt');
   });
 
+  it('a top-level symlink is resolved inside the context, as bind mounts and BuildKit do', async () => {
+    await write(['etc/conf', 'in.txt']);
+    await fsp.symlink('/etc/conf', path.join(dir, 'abs')); // means <context>/etc/conf
+    await fsp.symlink('../../in.txt', path.join(dir, 'up')); // .. stops at the context root
+    const ctx = await BuildContext.open(dir, new FileHashCache());
+    const abs = (await ctx.select('abs')).roots[0]!;
+    expect([abs.rel, abs.abs, abs.type]).toEqual(['abs', path.join(dir, 'etc/conf'), 'file']);
+    expect((await ctx.select('up')).roots[0]!.abs).toBe(path.join(dir, 'in.txt'));
+  });
+
   it('the checksum changes with content and mode, not with mtime alone', async () => {
     await write(['d/a', 'd/b']);
     const sum = async () => {

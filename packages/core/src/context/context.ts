@@ -6,6 +6,7 @@ import fg from 'fast-glob';
 import { VlabError } from '@vlab/errors';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
+import { resolveInRoot } from '../fsutil/in-root.ts';
 import type { FileHashCache } from './hash-cache.ts';
 
 const HASH_BATCH = 32;
@@ -172,18 +173,23 @@ export class BuildContext {
     return { digest: `sha256:${h.digest('hex')}`, files };
   }
 
-  /** A top-level source that is a symlink is followed (as docker does), but must stay inside. */
+  /**
+   * A top-level source that is a symlink is followed inside the context: the one rule of BuildKit
+   * (its context is a root symlinks cannot leave) and of our bind mounts (bind-source.ts), so
+   * `link -> /etc/passwd` means `<context>/etc/passwd`. A link whose target is not there is
+   * E_CONTEXT_ESCAPE when it pointed out of the context, E_COPY_SOURCE otherwise.
+   */
   private async followTopLevel(e: ContextEntry): Promise<ContextEntry> {
     if (e.type !== 'symlink') return e;
+    const rel = path.relative(this.root, await resolveInRoot(this.root, e.rel));
+    const target = rel ? (await this.walk()).get(rel) : undefined;
+    if (target) return { ...target, rel: e.rel };
     const real = await fsp.realpath(e.abs).catch(() => undefined);
     const rootReal = await fsp.realpath(this.root);
     if (!real || (real !== rootReal && !real.startsWith(`${rootReal}/`))) {
-      throw new VlabError('E_CONTEXT_ESCAPE', `COPY source "${e.rel}" is a symlink that leaves the build context`);
+      throw new VlabError('E_CONTEXT_ESCAPE', `COPY source "${e.rel}" is a symlink that leaves the build context; links are resolved inside the context (as BuildKit does), where "${rel || '/'}" does not exist`);
     }
-    const rel = path.relative(rootReal, real);
-    const target = (await this.walk()).get(rel);
-    if (!target) throw new VlabError('E_COPY_SOURCE', `COPY source "${e.rel}" points to "${rel}", which is excluded or missing`);
-    return { ...target, rel: e.rel };
+    throw new VlabError('E_COPY_SOURCE', `COPY source "${e.rel}" points to "${rel || '.'}", which is excluded or missing`);
   }
 }
 
