@@ -231,7 +231,8 @@ describe('RUN --mount=type=bind,from=…', () => {
     try {
       const e = await buildFails(ctx, `FROM busybox\nRUN --mount=type=bind,from=oci-layout://${outside},target=/m true\n`);
       expect(e.code).toBe('E_NAMED_CONTEXT');
-      expect(e.message).toContain('--build-context');
+      expect(e.message).toContain(`--build-context src=oci-layout://${outside}`);
+      expect(e.message).toContain('RUN --mount=type=bind,from=src');
       expect((await buildFails(ctx, 'FROM busybox\nRUN --mount=type=bind,from=nosuch,target=/m true\n')).code).toBe('E_IMAGE_NOT_FOUND');
     } finally {
       await fsp.rm(ctx, { recursive: true, force: true });

@@ -14,20 +14,21 @@ import { verifyChecksum } from './ops/download.ts';
 import { resolveUser } from '../exec/index.ts';
 import { resolveImage, layersOf } from './base.ts';
 import { fastCopy } from './fast-copy.ts';
+import type { ContextUse } from './named-contexts.ts';
 
 type FromSource = { key: string; layers: LayerRef[] };
 
-/** Where COPY --from points: a named context's image, an earlier stage (by name or index) or an image. */
-export async function fromSource(s: BuildSession, stage: Stage, from: string): Promise<FromSource> {
-  const named = await s.namedContexts.image(from, 'COPY --from');
+/** Where COPY --from (or a bind's from=) points: a named context's image, an earlier stage (by name or index) or an image. */
+export async function fromSource(s: BuildSession, stage: Stage, from: string, use: ContextUse = 'COPY --from'): Promise<FromSource> {
+  const named = await s.namedContexts.image(from, use);
   if (named) return { key: named.manifestDigest, layers: layersOf(named) };
   const ref = findStage(s.df, from);
   if (ref) {
-    if (ref.index === stage.index) throw new VlabError('E_COPY_FROM', `COPY --from=${from} refers to its own stage`);
+    if (ref.index === stage.index) throw new VlabError('E_COPY_FROM', `${use}=${from} refers to its own stage`);
     const st = await s.stageResult(ref.index);
     return { key: st.key, layers: st.layers };
   }
-  const img = await resolveImage(s, from, 'COPY --from');
+  const img = await resolveImage(s, from, use);
   return { key: img.manifestDigest, layers: layersOf(img) };
 }
 

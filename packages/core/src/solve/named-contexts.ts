@@ -20,7 +20,7 @@ type Spec = { kind: 'image'; ref: string } | { kind: 'external'; ref: string } |
 
 const OTHER_URL = /^[a-z][a-z0-9+.-]*:\/\//i;
 
-export type ContextUse = 'FROM' | 'COPY --from';
+export type ContextUse = 'FROM' | 'COPY --from' | 'RUN --mount=type=bind,from';
 
 export class NamedContexts {
   private readonly images = new Map<string, Promise<StoredImage>>();
@@ -111,7 +111,7 @@ export function refuseTransport(ref: string, use: ContextUse): void {
   const transport = transportOf(ref);
   if (!transport) return;
   const name = use === 'FROM' ? 'base' : 'src';
-  const usage = use === 'FROM' ? `FROM ${name}` : `COPY --from=${name}`;
+  const usage = use === 'FROM' ? `FROM ${name}` : `${use}=${name}`;
   throw new VlabError(
     'E_NAMED_CONTEXT',
     `${use} ${ref}: a Dockerfile may not name a ${transport} source itself (it would read the host); pass it on the command line instead: --build-context ${name}=${ref} (API: buildContexts: { ${name}: '${ref}' }) and write ${usage}`,

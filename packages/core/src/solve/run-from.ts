@@ -31,7 +31,7 @@ export async function runFromMounts(s: BuildSession, stage: Stage, inst: RunInst
       files[`--mount from=${from}`] = (await ctx.checksum([await ctx.select('.')])).digest;
       sources.push({ from, dir: ctx.root });
     } else {
-      const src = await fromSource(s, stage, from);
+      const src = await fromSource(s, stage, from, 'RUN --mount=type=bind,from');
       files[`--mount from=${from}`] = src.key;
       sources.push({ from, layers: src.layers });
     }
