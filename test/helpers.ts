@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { build, type BuildEvent, type BuildOptions } from '@vlab/image';
+import { build, fsck, type BuildEvent, type BuildOptions } from '@vlab/image';
 import { cgroupParentOf } from '../packages/core/src/store/paths.ts';
 import { removeCgroupParent } from '../packages/core/src/exec/testing/suite.ts';
 import { sweepOrphanCgroups } from '../packages/core/src/exec/cgroups.ts';
@@ -65,4 +65,10 @@ export async function umociUnpack(storeRoot: string, tag: string): Promise<strin
 export async function skopeoInspect(storeRoot: string, tag: string): Promise<Record<string, unknown>> {
   const { stdout } = await exec('skopeo', ['inspect', '--config', `oci:${storeRoot}:${tag}`]);
   return JSON.parse(stdout) as Record<string, unknown>;
+}
+
+/** `vbuild fsck` of a store after a suite of hostile cases: every problem it lists, as lines (none: clean). */
+export async function fsckProblems(storeRoot: string): Promise<string[]> {
+  const report = await fsck(storeRoot);
+  return report.problems.map((p) => `${p.kind} ${p.target}: ${p.message}`);
 }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from 'vitest';
 import { build, type BuildOptions } from '@vlab/image';
-import { exec, freshStore, makeContext, removeStore, umociUnpack } from './helpers.ts';
+import { exec, freshStore, makeContext, removeStore, umociUnpack, fsckProblems } from './helpers.ts';
 
 let root: string;
 let scratch: string;
@@ -250,5 +250,11 @@ describe('--output type=local (hole 12)', () => {
       await fsp.rm(ctx, { recursive: true, force: true });
       await fsp.rm(out, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the store after every case above', () => {
+  it('fsck is clean: nothing corrupt or dangling, nothing a refused case left behind', async () => {
+    expect(await fsckProblems(root)).toEqual([]);
   });
 });

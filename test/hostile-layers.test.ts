@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { build } from '@vlab/image';
 import { encodeHeader, END_OF_ARCHIVE, type TarEntry } from '../packages/overlay/src/layer/tar-format.ts';
-import { freshStore, makeContext, removeStore } from './helpers.ts';
+import { freshStore, makeContext, removeStore, fsckProblems } from './helpers.ts';
 
 let root: string;
 let scratch: string;
@@ -122,5 +122,11 @@ describe('a layer that plants a symlink after recording work under it (hole 1)',
   it('ADD of a damaged .tar.gz ends with a typed error, not a hang (held before too: a regression guard)', async () => {
     const err = await tryBuild('FROM busybox\nADD bad.tar.gz /x/\n', { 'bad.tar.gz': Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0]), Buffer.alloc(600, 0x55)]) });
     expect(['E_LAYER_INVALID', 'E_ADD_EXTRACT']).toContain(err?.code);
+  });
+});
+
+describe('the store after every case above', () => {
+  it('fsck is clean: nothing corrupt or dangling, nothing a refused case left behind', async () => {
+    expect(await fsckProblems(root)).toEqual([]);
   });
 });

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build, parseOutput, Store, VlabError } from '@vlab/image';
 import { loadArchive, loadExternal } from '../packages/core/src/image/load.ts';
-import { exec, freshStore, makeContext, removeStore, repo } from './helpers.ts';
+import { exec, freshStore, makeContext, removeStore, repo, fsckProblems } from './helpers.ts';
 import { dockerArchiveOf, dockerManifest, ociManifest, patchHeader, readJson, sha256, snapshotDir, tamper, writeJson, type DockerManifest } from './hostile-fixtures.ts';
 
 const vbuild = path.join(repo, 'packages/core/bin/vbuild.js');
@@ -369,5 +369,11 @@ describe('destinations through an image symlink pointing at a host dir', () => {
     expect(await snapshotDir(markerDir)).toEqual(before);
     if (err) expectTyped(err);
     else expect(listing).toMatch(inside(markerDir.slice(1)));
+  });
+});
+
+describe('the store after every case above', () => {
+  it('fsck is clean: nothing corrupt or dangling, nothing a refused case left behind', async () => {
+    expect(await fsckProblems(root)).toEqual([]);
   });
 });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from 'vitest';
 import { build, type BuildOptions } from '@vlab/image';
-import { freshStore, makeContext, removeStore, umociUnpack } from './helpers.ts';
+import { freshStore, makeContext, removeStore, umociUnpack, fsckProblems } from './helpers.ts';
 
 let root: string;
 let outside: string;
@@ -237,5 +237,11 @@ describe('RUN --mount=type=bind,from=…', () => {
     } finally {
       await fsp.rm(ctx, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the store after every case above', () => {
+  it('fsck is clean: nothing corrupt or dangling, nothing a refused case left behind', async () => {
+    expect(await fsckProblems(root)).toEqual([]);
   });
 });
