@@ -1,0 +1,94 @@
+/**
+ * Known, justified differences between vbuild and buildah, per case and compared field. A
+ * difference the suite finds that no entry matches fails its case; so does a per-case entry that
+ * matches nothing (the table must not go stale). `case: '*'` entries apply to every case.
+ * Where buildah and BuildKit disagree, BuildKit wins: the reason says what each writes.
+ * `who` says whose deviation it is: 'buildah' (from BuildKit; vbuild follows BuildKit) or 'vbuild'
+ * (a vbuild bug, with the issue item that fixes it).
+ */
+import { EPOCH, type Difference } from './harness.ts';
+
+export interface Known {
+  case: string | string[];
+  /** A difference key (harness.ts `Difference.key`), or a pattern over keys. */
+  key: string | RegExp;
+  /** Narrows the entry to some values (e.g. only mtimes vbuild left older than the epoch). */
+  when?: (d: Difference) => boolean;
+  who: 'buildah' | 'vbuild';
+  reason: string;
+}
+
+const ITEM_1 = 'issue 11 item 1, being fixed: FROM scratch images lack the default PATH that BuildKit (and buildah) put in every config';
+const ITEM_2 = 'issue 11 item 2, being fixed: WORKDIR';
+
+export const KNOWN: Known[] = [
+  {
+    case: '*',
+    key: /:mtime$/,
+    when: (d) => (d.vbuild as number) < EPOCH && d.buildah === EPOCH,
+    who: 'buildah',
+    reason:
+      'buildah --timestamp sets every mtime in the layers it writes to the epoch; BuildKit with SOURCE_DATE_EPOCH (rewrite-timestamp) only clamps times newer than the epoch, and so does vbuild: older times (tar members, files copied from an image, touch -d, entries buildah rewrote only because it re-wrote their parent) stay',
+  },
+  {
+    case: '*',
+    key: /^rootfs:\/(etc\/(hostname|hosts|resolv\.conf)|run):exists$/,
+    when: (d) => d.vbuild === false && d.buildah === true,
+    who: 'buildah',
+    reason: 'buildah (chroot isolation) leaves the /etc/hostname, /etc/hosts, /etc/resolv.conf files and the /run dir it makes for a RUN in the image; BuildKit removes the mount stubs it created, and so does vbuild',
+  },
+  { case: ['scratch-copy', 'scratch-env', 'scratch-multi', 'multistage-index', 'copy-from-image'], key: 'config:Env', who: 'vbuild', reason: ITEM_1 },
+  { case: 'workdir-user', key: /^rootfs:\/(data|data\/work|srv|srv\/app):(uid|gid)$/, who: 'vbuild', reason: `${ITEM_2}: under a non-root USER, BuildKit creates the dir owned by that user (buildah too), vbuild by root` },
+  { case: 'user-workdir-run', key: 'build:vbuild', who: 'vbuild', reason: `${ITEM_2}: the WORKDIR made under USER 1000 is root's, so the next RUN touch fails only with vbuild` },
+  { case: 'workdir-symlink', key: 'build:vbuild', who: 'vbuild', reason: `${ITEM_2}: WORKDIR through a dangling symlink fails with ENOENT; Docker creates the target` },
+  { case: 'copy-hardlink', key: /^rootfs:\/hl\/(a|b|sub\/c):link$/, who: 'vbuild', reason: 'issue 11 item 3, being fixed: COPY of context files that are hard links to each other does not keep the links' },
+  { case: 'copy-chown-big', key: /^rootfs:\/big\.txt:(uid|gid)$/, who: 'vbuild', reason: 'issue 11 item 4, being fixed: --chown over 262143 is cut to 262143 on the fast path (6 octal digits in tar-stream)' },
+  {
+    case: 'copy-chown',
+    key: /^rootfs:\/owned\/tree(\/sub|\/sub\/t)?:gid$/,
+    who: 'vbuild',
+    reason:
+      'vbuild bug (found by this suite, not yet fixed): COPY --chown=1234 (a uid, no group) gives gid 0 because --chown is resolved by the USER rules; BuildKit (solver/llbsolver/file readUser: a numeric user sets UID and GID) and buildah give gid 1234',
+  },
+  {
+    case: 'env-expansion',
+    key: 'config:Env',
+    who: 'vbuild',
+    reason:
+      'vbuild bug (found by this suite, not yet fixed): ENV of a key that is already set moves it to the end of Env (solve/ops/meta.ts setEnv); BuildKit (dockerfile2llb addEnv) and buildah replace it in place',
+  },
+  {
+    case: 'add-tar',
+    key: /^rootfs:\/(unpacked|again):(uid|gid)$/,
+    who: 'buildah',
+    reason: "buildah gives the destination dir the owner of the archive's `./` entry; Docker's untar (which BuildKit's ADD uses) skips `.` when the destination exists, and BuildKit creates it first, so it stays root's",
+  },
+  {
+    case: 'shell',
+    key: 'config:Cmd',
+    who: 'buildah',
+    reason: 'buildah 1.28 wraps a shell-form CMD in /bin/sh -c whatever SHELL says; BuildKit uses the current SHELL (here /bin/sh -ec)',
+  },
+  {
+    case: ['env-expansion', 'workdir-only'],
+    key: /^rootfs:\/(changed|never|never\/used):exists$/,
+    when: (d) => d.vbuild === true && d.buildah === false,
+    who: 'buildah',
+    reason: 'buildah 1.28 creates a WORKDIR only when a later RUN, COPY or ADD uses it; BuildKit creates it at the WORKDIR step (a mkdir with parents), as vbuild does',
+  },
+  {
+    case: 'volume',
+    key: /^rootfs:\/(data|var\/log|var\/lib|var\/lib\/app):exists$/,
+    who: 'buildah',
+    reason: 'buildah creates VOLUME dirs in the rootfs; BuildKit only records them in the config',
+  },
+];
+
+export function isKnown(name: string, d: Difference): Known | undefined {
+  return KNOWN.find((k) => (k.case === '*' || k.case === name || (Array.isArray(k.case) && k.case.includes(name))) && (typeof k.key === 'string' ? k.key === d.key : k.key.test(d.key)) && (!k.when || k.when(d)));
+}
+
+/** Per-case entries (not '*') that name this case. */
+export function knownFor(name: string): Known[] {
+  return KNOWN.filter((k) => k.case === name || (Array.isArray(k.case) && k.case.includes(name)));
+}
