@@ -51,6 +51,13 @@ export const KNOWN: Known[] = [
       'vbuild bug (found by this suite, not yet fixed): COPY --chown=1234 (a uid, no group) gives gid 0 because --chown is resolved by the USER rules; BuildKit (solver/llbsolver/file readUser: a numeric user sets UID and GID) and buildah give gid 1234',
   },
   {
+    case: 'copy-from-stage-file',
+    key: /^rootfs:\/srv\/(a|b):(uid|gid)$/,
+    who: 'vbuild',
+    reason:
+      "vbuild bug (found by this suite, not yet fixed): COPY --from=<stage> without --chown gives the files 0:0; BuildKit keeps the source's owners for content from another stage or image (only context files become 0:0; moby/buildkit#3291 shows it), and so does buildah since containers/buildah#2562",
+  },
+  {
     case: 'env-expansion',
     key: 'config:Env',
     who: 'vbuild',
