@@ -28,7 +28,7 @@ export const KNOWN: Known[] = [
     when: (d) => (d.vbuild as number) < EPOCH && d.buildah === EPOCH,
     who: 'buildah',
     reason:
-      'buildah --timestamp sets every mtime in the layers it writes to the epoch; BuildKit with SOURCE_DATE_EPOCH (rewrite-timestamp) only clamps times newer than the epoch, and so does vbuild: older times (tar members, files copied from an image, touch -d, entries buildah rewrote only because it re-wrote their parent) stay',
+      "buildah --timestamp sets every mtime in the layers it writes to the epoch; BuildKit with SOURCE_DATE_EPOCH (rewrite-timestamp) only clamps times newer than the epoch, and so does vbuild: older times stay (tar members, files copied from an image or linked to one, touch -d, and dirs such as /etc that buildah's layer holds only for its RUN stubs)",
   },
   {
     case: '*',
@@ -91,11 +91,17 @@ export const KNOWN: Known[] = [
   },
 ];
 
-export function isKnown(name: string, d: Difference): Known | undefined {
-  return KNOWN.find((k) => (k.case === '*' || k.case === name || (Array.isArray(k.case) && k.case.includes(name))) && (typeof k.key === 'string' ? k.key === d.key : k.key.test(d.key)) && (!k.when || k.when(d)));
+/** Whether entry `k` explains difference `d` of case `name`. */
+export function matches(k: Known, name: string, d: Difference): boolean {
+  const forCase = k.case === '*' || k.case === name || (Array.isArray(k.case) && k.case.includes(name));
+  return forCase && (typeof k.key === 'string' ? k.key === d.key : k.key.test(d.key)) && (!k.when || k.when(d));
 }
 
-/** Per-case entries (not '*') that name this case. */
+export function isKnown(name: string, d: Difference): Known | undefined {
+  return KNOWN.find((k) => matches(k, name, d));
+}
+
+/** Per-case entries (not '*') that name this case: each must explain one of its differences. */
 export function knownFor(name: string): Known[] {
   return KNOWN.filter((k) => k.case === name || (Array.isArray(k.case) && k.case.includes(name)));
 }
