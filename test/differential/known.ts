@@ -60,9 +60,8 @@ export const KNOWN: Known[] = [
   {
     case: 'env-expansion',
     key: 'config:Env',
-    who: 'vbuild',
-    reason:
-      'vbuild bug (found by this suite, not yet fixed): ENV of a key that is already set moves it to the end of Env (solve/ops/meta.ts setEnv); BuildKit (dockerfile2llb addEnv) and buildah replace it in place',
+    who: 'buildah',
+    reason: 'buildah 1.28 moves a key that ENV sets again (here PATH, set by the base) to the end of Env; BuildKit (dockerfile2llb addEnv) replaces it where it stands, as vbuild does',
   },
   {
     case: 'add-tar',

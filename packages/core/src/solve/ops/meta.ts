@@ -11,9 +11,13 @@ export function shellOf(c: ContainerConfig): string[] {
   return c.Shell && c.Shell.length ? c.Shell : DEFAULT_SHELL;
 }
 
+/** ENV KEY=V: a key already set is replaced where it stands (BuildKit's addEnv), a new one goes last. */
 export function setEnv(env: string[] | undefined, key: string, value: string): string[] {
-  const out = (env ?? []).filter((e) => e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('=')) !== key);
-  out.push(`${key}=${value}`);
+  const keyOf = (e: string) => e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('='));
+  const out = [...(env ?? [])];
+  const at = out.findIndex((e) => keyOf(e) === key);
+  if (at < 0) out.push(`${key}=${value}`);
+  else out[at] = `${key}=${value}`;
   return out;
 }
 
