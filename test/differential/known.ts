@@ -44,13 +44,6 @@ export const KNOWN: Known[] = [
   { case: 'copy-hardlink', key: /^rootfs:\/hl\/(a|b|sub\/c):link$/, who: 'vbuild', reason: 'issue 11 item 3, being fixed: COPY of context files that are hard links to each other does not keep the links' },
   { case: 'copy-chown-big', key: /^rootfs:\/big\.txt:(uid|gid)$/, who: 'vbuild', reason: 'issue 11 item 4, being fixed: --chown over 262143 is cut to 262143 on the fast path (6 octal digits in tar-stream)' },
   {
-    case: 'copy-chown',
-    key: /^rootfs:\/owned\/tree(\/sub|\/sub\/t)?:gid$/,
-    who: 'vbuild',
-    reason:
-      'vbuild bug (found by this suite, not yet fixed): COPY --chown=1234 (a uid, no group) gives gid 0 because --chown is resolved by the USER rules; BuildKit (solver/llbsolver/file readUser: a numeric user sets UID and GID) and buildah give gid 1234',
-  },
-  {
     case: 'copy-from-stage-file',
     key: /^rootfs:\/srv\/(a|b):(uid|gid)$/,
     who: 'vbuild',

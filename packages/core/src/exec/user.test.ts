@@ -30,6 +30,16 @@ describe('resolveUser', () => {
     expect(await resolveUser(root, spec)).toEqual(want);
   });
 
+  it.each([
+    ['4242', { uid: 4242, gid: 4242 }],
+    ['1000', { uid: 1000, gid: 1000 }],
+    ['4242:77', { uid: 4242, gid: 77 }],
+    ['builder', { uid: 1000, gid: 1000 }],
+    ['builder:wheel', { uid: 1000, gid: 10 }],
+  ])('--chown=%s: a bare uid is also the gid (BuildKit), names as for USER', async (spec, want) => {
+    expect(await resolveUser(root, spec, 'chown')).toMatchObject(want);
+  });
+
   it('unknown names are E_USER_NOT_FOUND', async () => {
     await expect(resolveUser(root, 'nobody')).rejects.toMatchObject({ code: 'E_USER_NOT_FOUND' });
     await expect(resolveUser(root, 'builder:nogroup')).rejects.toMatchObject({ code: 'E_USER_NOT_FOUND' });

@@ -29,12 +29,18 @@ interface GroupEntry {
 
 const isId = (s: string) => /^\d+$/.test(s);
 
-export async function resolveUser(rootfs: string, user: string): Promise<ResolvedUser> {
-  return resolveUserFrom((p) => readInRoot(rootfs, p), user);
+/**
+ * `rule`: 'user' for USER (a bare uid keeps gid 0, as runc does), 'chown' for COPY/ADD --chown
+ * (a bare uid is also the gid: BuildKit's readUser sets both from a numeric user, as Docker's docs say).
+ */
+export type UserRule = 'user' | 'chown';
+
+export async function resolveUser(rootfs: string, user: string, rule: UserRule = 'user'): Promise<ResolvedUser> {
+  return resolveUserFrom((p) => readInRoot(rootfs, p), user, rule);
 }
 
 /** Through a union of the image's layers, unmounted (COPY --chown): the same file rules as readInRoot. */
-export async function resolveUserInView(view: UnionView, user: string): Promise<ResolvedUser> {
+export async function resolveUserInView(view: UnionView, user: string, rule: UserRule = 'user'): Promise<ResolvedUser> {
   const read = async (p: string) => {
     try {
       return (await view.readFile(p, { maxBytes: MAX_IN_ROOT_READ })).toString('utf8');
@@ -44,11 +50,11 @@ export async function resolveUserInView(view: UnionView, user: string): Promise<
       throw e;
     }
   };
-  return resolveUserFrom(read, user);
+  return resolveUserFrom(read, user, rule);
 }
 
 /** Same rules, reading /etc/passwd and /etc/group through `read` (e.g. a union of layers, unmounted). */
-export async function resolveUserFrom(read: (containerPath: string) => Promise<string | undefined>, user: string): Promise<ResolvedUser> {
+export async function resolveUserFrom(read: (containerPath: string) => Promise<string | undefined>, user: string, rule: UserRule = 'user'): Promise<ResolvedUser> {
   const spec = (user ?? '').trim();
   if (spec === '') return { uid: 0, gid: 0, additionalGids: [], home: '/root' };
   const [u, g] = spec.split(':', 2) as [string, string | undefined];
@@ -62,7 +68,7 @@ export async function resolveUserFrom(read: (containerPath: string) => Promise<s
     });
   }
   const uid = entry ? entry.uid : Number(u);
-  let gid = entry ? entry.gid : 0;
+  let gid = rule === 'chown' && isId(u) ? uid : entry ? entry.gid : 0;
   if (g !== undefined && g !== '') {
     if (isId(g)) gid = Number(g);
     else {

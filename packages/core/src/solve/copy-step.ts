@@ -101,7 +101,7 @@ export async function planCopy(
   copy: (plan: CopyPlan, owner: Owner | undefined, chmod: number | undefined) => Promise<void>,
 ): Promise<void> {
   const dest = path.posix.resolve(config.WorkingDir || '/', inst.dest) + (inst.dest.endsWith('/') ? '/' : '');
-  const owner = inst.chown ? await resolveUser(rootfs, inst.chown) : undefined;
+  const owner = inst.chown ? await resolveUser(rootfs, inst.chown, 'chown') : undefined;
   const chmod = parseChmod(inst);
   const excluded = excluder(inst.exclude);
 

@@ -37,7 +37,7 @@ export async function fastCopy(
   const chain = ancestry(rawDest);
   for (const p of chain) if ((await lstat(p))?.isSymbolicLink()) return 'fallback';
 
-  const owner = inst.chown ? await resolveUserInView(view, inst.chown) : { uid: 0, gid: 0 };
+  const owner = inst.chown ? await resolveUserInView(view, inst.chown, 'chown') : { uid: 0, gid: 0 };
   const chmod = parseChmod(inst);
   const epoch = s.sourceDateEpoch;
   const clamp = (d: Date) => (epoch !== undefined && d.getTime() > epoch * 1000 ? new Date(epoch * 1000) : d);
