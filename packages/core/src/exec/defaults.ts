@@ -4,6 +4,9 @@
  * and rlimits.
  */
 
+/** PATH of a container whose env has none, and of every image FROM scratch (BuildKit's default). */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 /** Docker's default capability set (without the CAP_ prefix, lower case for setpriv). */
 export const DEFAULT_CAPS = [
   'chown',

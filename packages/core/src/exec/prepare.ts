@@ -12,9 +12,9 @@ import { VlabError } from '@vlab/errors';
 import type { ExtraHost, ExtraMount, RunSpec } from './types.ts';
 import { resolveUser, type ResolvedUser } from './user.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
+import { DEFAULT_PATH } from './defaults.ts';
 import { createMountpoints, removeMountpoints, type CreatedMountpoints, type MountpointRequest } from './mountpoints.ts';
 
-export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 export const DEFAULT_HOSTNAME = 'vlab-build';
 /** Temp dirs of runs start with this, under os.tmpdir() (tests look for leftovers by it). */
 export const TMP_PREFIX = 'vlab-exec-';

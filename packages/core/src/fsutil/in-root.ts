@@ -36,7 +36,11 @@ export async function resolveInRoot(root: string, p: string, followLast = true):
   return path.join(root, ...done);
 }
 
-/** mkdir -p inside a rootfs; created dirs get `mode` and owner. Returns the host path. */
+/**
+ * mkdir -p inside a rootfs; created dirs get `mode` and owner. Returns the host path. A symlink
+ * whose target is missing gets its target created (as Docker's WORKDIR does), target parents
+ * included: the resolved path is in-root, so what is made is always under `root`.
+ */
 export async function mkdirInRoot(root: string, p: string, owner?: { uid: number; gid: number }, mode = 0o755): Promise<string> {
   const parts = path.posix.normalize(`/${p}`).split('/').filter(Boolean);
   let cur = '/';
@@ -46,6 +50,12 @@ export async function mkdirInRoot(root: string, p: string, owner?: { uid: number
     host = await resolveInRoot(root, cur);
     const st = await fsp.stat(host).catch(() => undefined);
     if (!st) {
+      // Through a dangling link the resolved parent may be missing too: make it the same way
+      // (the resolved path has no symlinks left in its existing part, so this ends).
+      const parent = path.dirname(host);
+      if (parent !== path.resolve(root) && !(await fsp.lstat(parent).catch(() => undefined))) {
+        await mkdirInRoot(root, path.relative(path.resolve(root), parent).split(path.sep).join('/'), owner, mode);
+      }
       await fsp.mkdir(host, { mode });
       await fsp.chmod(host, mode);
       if (owner) await fsp.chown(host, owner.uid, owner.gid);

@@ -5,6 +5,7 @@ import type { StoredImage } from '../store/store.ts';
 import type { BuildSession, StageState } from './context.ts';
 import { stepKey } from './keys.ts';
 import { platformString } from '../image/platform.ts';
+import { DEFAULT_PATH } from '../exec/defaults.ts';
 import { refuseTransport, type ContextUse } from './named-contexts.ts';
 
 /** The state a stage starts from: a named context, scratch, an earlier stage, or an image in the store. */
@@ -15,7 +16,8 @@ export async function baseState(s: BuildSession, stage: Stage, image: string): P
   const ref = findStage(s.df, image);
   if (ref && ref.index < stage.index) return s.stageResult(ref.index);
   if (image === 'scratch') {
-    const config: ImageConfig = { ...s.platform, config: {}, rootfs: { type: 'layers', diff_ids: [] }, history: [] };
+    // BuildKit's empty image carries the default PATH, so `FROM scratch` + RUN finds binaries.
+    const config: ImageConfig = { ...s.platform, config: { Env: [`PATH=${DEFAULT_PATH}`] }, rootfs: { type: 'layers', diff_ids: [] }, history: [] };
     return { key: stepKey({ parent: '', instruction: 'FROM scratch', args: {}, platform: platformString(s.platform) }), layers: [], config, created: epochOr(s, new Date(0)) };
   }
   return imageState(s, await located(at, () => resolveImage(s, image, 'FROM')));

@@ -8,6 +8,7 @@ import { applyMeta, createdBy, envToRecord, META_KINDS, resolveWorkdir, shellOf 
 import { stepKey, normalize } from './keys.ts';
 import { platformString } from '../image/platform.ts';
 import { mkdirInRoot } from '../fsutil/in-root.ts';
+import { resolveUser } from '../exec/user.ts';
 import { runStep, withRunMounts } from './ops/run.ts';
 import { planCopy, copyCacheInput, packWhileHashing } from './copy-step.ts';
 import { copyInto } from './ops/copy.ts';
@@ -94,7 +95,10 @@ async function buildStep(
   if (inst.kind === 'WORKDIR') {
     const dir = resolveWorkdir(config.config.WorkingDir, inst.path);
     config = { ...config, config: { ...config.config, WorkingDir: dir } };
-    step = { args: usedArgs, work: async (root) => void (await mkdirInRoot(root, dir)) };
+    const user = config.config.User;
+    // BuildKit makes WORKDIR with `mkdir -p` as USER: every dir it creates is the user's.
+    const owner = async (root: string) => (user ? await resolveUser(root, user) : undefined);
+    step = { args: usedArgs, work: async (root) => void (await mkdirInRoot(root, dir, await owner(root))) };
   } else if (inst.kind === 'RUN') {
     checkRunEntitlements(inst, s.allow);
     const env = { ...scope.runEnv() };

@@ -6,9 +6,9 @@ import { planRunHeredoc, type RunInstruction } from '@vlab/dockerfile';
 import type { Executor, ExtraHost, ExtraMount, Limits } from '../../exec/types.ts';
 import type { ContainerConfig } from '../../image/types.ts';
 import { shellOf } from './meta.ts';
+import { DEFAULT_PATH } from '../../exec/defaults.ts';
 import { bindSource, type Undo } from './bind-source.ts';
 
-export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
  * argv for a RUN: exec form as written; shell form through SHELL. For heredocs the parser's
@@ -87,12 +87,29 @@ async function runMounts(inst: RunInstruction, from: MountSources, undo: Undo): 
         if (m.required) throw new VlabError('E_SECRET_MISSING', `secret "${id}" is required but was not provided (--secret id=${id},src=…)`);
         continue;
       }
-      out.push({ type: 'bind', source: file, target: target || `/run/secrets/${id}`, readonly: true });
+      out.push({ type: 'bind', source: await secretCopy(file, m, from.scratchDir, undo), target: target || `/run/secrets/${id}`, readonly: true });
     } else {
       throw new VlabError('E_UNSUPPORTED', `RUN --mount=type=${m.type} is not supported`);
     }
   }
   return out;
+}
+
+/**
+ * The file a secret mount binds: a private copy with the mount's mode and owner (BuildKit: 0400,
+ * uid 0, gid 0 unless `mode=`, `uid=`, `gid=` say otherwise), so the user's own file is never
+ * chmod'ed. The copy sits in a 0700 dir of its own under `scratch` and is removed after the step.
+ */
+async function secretCopy(file: string, m: { mode?: string; uid?: number; gid?: number }, scratch: string, undo: Undo): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(scratch, `secret-${process.pid}-`));
+  undo.push(() => fsp.rm(dir, { recursive: true, force: true }));
+  const copy = path.join(dir, 'secret');
+  await fsp.copyFile(file, copy, fsp.constants.COPYFILE_EXCL).catch((e: Error) => {
+    throw new VlabError('E_SECRET_MISSING', `secret file ${file} cannot be read: ${e.message}`, { cause: e });
+  });
+  await fsp.chown(copy, m.uid ?? 0, m.gid ?? 0);
+  await fsp.chmod(copy, m.mode ? parseInt(m.mode, 8) : 0o400);
+  return copy;
 }
 
 export interface RunStepInput {
