@@ -17,9 +17,9 @@ afterAll(async () => {
   delete process.env.VLAB_NO_FAST_COPY;
 });
 
-/** Every path with type, mode, owner, size, link target and content digest (mtimes of dirs the two paths touch differently are left out). */
+/** Every path with type, mode, owner, size, link count, link target and content digest (mtimes of dirs the two paths touch differently are left out). */
 async function tree(rootfs: string): Promise<string> {
-  const { stdout } = await exec('sh', ['-c', `cd ${rootfs} && find . -printf '%p %y %m %U:%G %s %l\\n' | sort && find . -type f -exec sha256sum {} + | sort -k2`]);
+  const { stdout } = await exec('sh', ['-c', `cd ${rootfs} && find . -printf '%p %y %m %U:%G %s %n %l\\n' | sort && find . -type f -exec sha256sum {} + | sort -k2`]);
   return stdout;
 }
 
@@ -51,6 +51,26 @@ describe('COPY fast path equals the mounted path', () => {
     const [slow, fast] = await both(df, { 'a.txt': 'A', 'b.txt': 'B', 'etc/extra.conf': 'x=1', 'doc.md': 'd' }, async (ctx) => {
       await fsp.symlink('a.txt', path.join(ctx, 'link'));
     });
+    expect(fast).toBe(slow);
+  });
+});
+
+describe('COPY keeps what Docker keeps, on both paths', () => {
+  it('hard links between context files stay hard links (BuildKit keeps links within one COPY)', async () => {
+    const [slow, fast] = await both('FROM busybox\nCOPY . /h/\nCOPY a.txt same.txt /one/\n', { 'a.txt': 'A' }, async (ctx) => {
+      await fsp.link(path.join(ctx, 'a.txt'), path.join(ctx, 'same.txt'));
+    });
+    for (const t of [slow, fast]) {
+      expect(t).toMatch(/^\.\/h\/a\.txt f 644 0:0 1 2 $/m);
+      expect(t).toMatch(/^\.\/h\/same\.txt f 644 0:0 1 2 $/m);
+      expect(t).toMatch(/^\.\/one\/same\.txt f 644 0:0 1 2 $/m);
+    }
+    expect(fast).toBe(slow);
+  });
+
+  it('--chown with ids over 262143 (6 octal digits) keeps them exactly', async () => {
+    const [slow, fast] = await both('FROM busybox\nCOPY --chown=300000:2097152 a.txt /big/\n', { 'a.txt': 'A' });
+    expect(slow).toMatch(/^\.\/big\/a\.txt f 644 300000:2097152 1 1 $/m);
     expect(fast).toBe(slow);
   });
 });

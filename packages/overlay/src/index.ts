@@ -13,6 +13,8 @@ export { nativeHelper, holdEventLoop } from './native.ts';
 export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
 export { writeLayer, hashingStream, hasZstd, type Compression, type LayerWritten } from './layer/digest.ts';
 export { diffSource, type DiffOptions } from './layer/diff.ts';
+// The layer tar header codec, for writers of layers outside this package (COPY's fast path).
+export { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';
 export { UnionView } from './union-view.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';
 export { isRealRoot, sysHelper } from './sys.ts';

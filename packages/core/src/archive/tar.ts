@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable, Transform } from 'node:stream';
 import tar from 'tar-stream';
 import { VlabError } from '@vlab/errors';
+import { encodeHeader, padding, END_OF_ARCHIVE } from '@vlab/overlay';
 
 /** A file in an image archive: inline bytes or a file streamed from disk. */
 export type ArchiveEntry = { name: string; data: Buffer } | { name: string; file: string; size: number };
@@ -118,12 +119,13 @@ export async function readArchive(file: string, onEntry: (member: ArchiveMember,
 export interface PackEntry {
   /** Path inside the image, without a leading '/'. */
   name: string;
-  type: 'file' | 'directory' | 'symlink';
+  type: 'file' | 'directory' | 'symlink' | 'link';
   mode: number;
   uid: number;
   gid: number;
   mtime: Date;
   size?: number;
+  /** Target of a symlink; for a hard link, the name of the entry it links to (packed before it). */
   linkname?: string;
   /** Host file whose bytes are the entry's content (type 'file'). */
   source?: string;
@@ -134,45 +136,58 @@ export interface PackEntry {
 /** Files up to this size are read in one synchronous call; larger ones are streamed. */
 const SMALL_FILE = 256 * 1024;
 const OUT_CHUNK = 1 << 20;
+const TAR_TYPE = { file: 'file', directory: 'dir', symlink: 'symlink', link: 'link' } as const;
 
 /**
- * Write entries as an uncompressed tar to `out`, streaming big files (back-pressure kept). Small
- * files are read whole with one call each and the output is written in 1 MiB chunks: for 20,000
- * small files, per-entry streams and 512-byte writes cost more than the data.
+ * Write entries as an uncompressed layer tar to `out`, through overlay's header codec (the one
+ * the snapshot diff writes: same names, PAX for ids and sizes ustar cannot hold), streaming big
+ * files (back-pressure kept). Small files are read whole with one call each and the output is
+ * written in 1 MiB chunks: for 20,000 small files, 512-byte writes cost more than the data.
  */
 export async function packEntries(entries: Iterable<PackEntry>, out: import('node:stream').Writable): Promise<void> {
-  const pack = tar.pack();
-  const done = pipeline(pack, chunker(OUT_CHUNK), out);
-  done.catch(() => undefined); // awaited below; an entry may fail first (e.g. the disk is full)
-  let n = 0;
-  for (const e of entries) {
-    const header = { name: e.name, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, size: e.type === 'file' ? e.size : 0, linkname: e.linkname };
-    if (e.type === 'file' && e.source && (e.size ?? 0) > SMALL_FILE) {
-      const read = fs.createReadStream(e.source, { highWaterMark: 1 << 20 });
-      if (e.onContentHash) {
-        const h = createHash('sha256');
-        read.on('data', (c) => h.update(c));
-        await pipeline(read, pack.entry(header));
-        e.onContentHash(h.digest('hex'));
-      } else await pipeline(read, pack.entry(header));
-      continue;
-    }
-    const body = e.type === 'file' && e.source ? fs.readFileSync(e.source) : undefined;
-    if (body && body.length !== e.size) throw new Error(`${e.source} changed while it was being copied`);
-    if (body && e.onContentHash) e.onContentHash(createHash('sha256').update(body).digest('hex'));
-    // The callback fires once the entry is flushed: waiting on every 64th keeps memory bounded.
-    const flushed = new Promise<void>((res, rej) => {
-      const cb = (err?: Error | null) => (err ? rej(err) : res());
-      if (body) pack.entry(header, body, cb);
-      else pack.entry(header, cb);
-    });
-    if (++n % 64 === 0) await flushed;
-    else flushed.catch(() => undefined);
-  }
-  pack.finalize();
-  await done;
+  await pipeline(Readable.from(packed(entries), { objectMode: false }), chunker(OUT_CHUNK), out);
 }
 
+async function* packed(entries: Iterable<PackEntry>): AsyncGenerator<Buffer> {
+  for (const e of entries) {
+    const size = e.type === 'file' ? (e.size ?? 0) : 0;
+    yield encodeHeader({
+      name: e.type === 'directory' ? `${e.name}/` : e.name,
+      type: TAR_TYPE[e.type],
+      mode: e.mode,
+      uid: e.uid,
+      gid: e.gid,
+      size,
+      mtime: Math.floor(e.mtime.getTime() / 1000),
+      linkname: e.linkname ?? '',
+      devmajor: 0,
+      devminor: 0,
+      xattrs: new Map(),
+    });
+    if (e.type !== 'file' || !e.source) continue;
+    const changed = () => new Error(`${e.source} changed while it was being copied`);
+    const hash = e.onContentHash ? createHash('sha256') : undefined;
+    if (size > SMALL_FILE) {
+      let n = 0;
+      for await (const c of fs.createReadStream(e.source, { highWaterMark: 1 << 20 })) {
+        const b = c as Buffer;
+        n += b.length;
+        if (n > size) throw changed();
+        hash?.update(b);
+        yield b;
+      }
+      if (n !== size) throw changed();
+    } else {
+      const body = fs.readFileSync(e.source);
+      if (body.length !== size) throw changed();
+      hash?.update(body);
+      yield body;
+    }
+    if (hash) e.onContentHash!(hash.digest('hex'));
+    if (padding(size)) yield Buffer.alloc(padding(size));
+  }
+  yield END_OF_ARCHIVE;
+}
 /** Re-chunk a stream into buffers of at least `size` bytes (fewer, larger writes). */
 function chunker(size: number): import('node:stream').Transform {
   let parts: Buffer[] = [];

@@ -79,13 +79,16 @@ export async function fastCopy(
     // learnHashes: the context files not yet hashed get their content hash from the same read
     // that packs them (the caller then computes the cache key without reading them again).
     const hashes = s.context.hashCache;
+    const inodes = new WeakMap<PackEntry, string>();
     const entryOf = (name: string, e: { abs: string; type: string; stats: import('node:fs').Stats }, fromContext = true): PackEntry => {
       const st = e.stats;
       const base = { name, uid: owner.uid, gid: owner.gid, mtime: clamp(st.mtime), source: e.abs };
       if (e.type === 'dir') return { ...base, type: 'directory', mode: chmod ?? st.mode & 0o7777 };
       if (e.type === 'symlink') return { ...base, type: 'symlink', mode: 0o777 };
       const learn = opts.learnHashes && fromContext && hashes.known(e.abs, st) === undefined;
-      return { ...base, type: 'file', mode: chmod ?? st.mode & 0o7777, size: st.size, ...(learn ? { onContentHash: (h: string) => hashes.record(e.abs, st, h) } : {}) };
+      const file: PackEntry = { ...base, type: 'file', mode: chmod ?? st.mode & 0o7777, size: st.size, ...(learn ? { onContentHash: (h: string) => hashes.record(e.abs, st, h) } : {}) };
+      if (st.nlink > 1) inodes.set(file, `${st.dev}:${st.ino}`);
+      return file;
     };
     const destDirEntry = (): PackEntry =>
       existingDest?.isDirectory() ? dirEntry(rawDest, existingDest, now) : { name: rawDest.slice(1), type: 'directory', mode: 0o755, ...owner, mtime: now };
@@ -101,7 +104,7 @@ export async function fastCopy(
     }
     entries.delete('');
     for (const e of entries.values()) if (e.type === 'symlink') e.linkname = await fsp.readlink(e.source!);
-    const sorted = [...entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const sorted = linkHardLinks([...entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), inodes);
     const blob = await s.store.blobs.create();
     try {
       await packEntries(sorted, blob.stream);
@@ -114,6 +117,24 @@ export async function fastCopy(
   } finally {
     if (heredocDir) await fsp.rm(heredocDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Files of one COPY that are hard links to each other stay linked, as BuildKit keeps them: in
+ * archive order the first is packed, the others become links to it (as the snapshot diff does).
+ */
+function linkHardLinks(sorted: PackEntry[], inodes: WeakMap<PackEntry, string>): PackEntry[] {
+  const first = new Map<string, string>();
+  return sorted.map((e) => {
+    const id = inodes.get(e);
+    if (id === undefined) return e;
+    const target = first.get(id);
+    if (target === undefined) {
+      first.set(id, e.name);
+      return e;
+    }
+    return { name: e.name, type: 'link', linkname: target, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime };
+  });
 }
 
 function dirEntry(p: string, st: { mode: number; uid: number; gid: number }, mtime: Date): PackEntry {

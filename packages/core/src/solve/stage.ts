@@ -11,7 +11,7 @@ import { mkdirInRoot } from '../fsutil/in-root.ts';
 import { resolveUser } from '../exec/user.ts';
 import { runStep, withRunMounts } from './ops/run.ts';
 import { planCopy, copyCacheInput, packWhileHashing } from './copy-step.ts';
-import { copyInto } from './ops/copy.ts';
+import { copyInto, type HardLinks } from './ops/copy.ts';
 import { fastCopy } from './fast-copy.ts';
 import type { LayerRef } from '../image/types.ts';
 import { checkRunEntitlements } from './entitlements.ts';
@@ -135,7 +135,8 @@ async function buildStep(
       content: input.digest,
       files: input.files,
       work: async (rootfs) => {
-        await planCopy(src.session, src.inst, config.config, rootfs, async (plan, owner, chmod) => copyInto(rootfs, plan, { owner, chmod }));
+        const links: HardLinks = new Map();
+        await planCopy(src.session, src.inst, config.config, rootfs, async (plan, owner, chmod) => copyInto(rootfs, plan, { owner, chmod, links }));
       },
       fast: async () => packed ?? fastCopy(src.session, src.inst, config.config, state.layers),
     };

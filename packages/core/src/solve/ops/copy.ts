@@ -57,7 +57,8 @@ const breathe = () => new Promise<void>((r) => setImmediate(r));
  * thread-pool round trip of each async call costs more than the call itself. Parent directories
  * are resolved in-root once and remembered, so a deep tree is not re-resolved per file.
  */
-export async function copyInto(rootfs: string, plan: CopyPlan, opts: { owner?: Owner; chmod?: number }): Promise<void> {
+export async function copyInto(rootfs: string, plan: CopyPlan, opts: { owner?: Owner; chmod?: number; links?: HardLinks }): Promise<void> {
+  const links = opts.links ?? new Map<string, string>();
   const owner = opts.owner ?? { uid: 0, gid: 0 };
   const destDir = plan.destIsDir ? plan.dest : path.posix.dirname(plan.dest);
   await mkdirInRoot(rootfs, destDir, opts.owner);
@@ -90,6 +91,8 @@ export async function copyInto(rootfs: string, plan: CopyPlan, opts: { owner?: O
       if (st.isSymbolicLink()) {
         fs.symlinkSync(fs.readlinkSync(item.src), host);
         fs.lchownSync(host, owner.uid, owner.gid);
+      } else if (st.nlink > 1 && linkTo(links, `${st.dev}:${st.ino}`, host)) {
+        // a hard link to a file this COPY already wrote: same inode, metadata already set
       } else {
         if (st.size > BIG_FILE) await fsp.copyFile(item.src, host);
         else fs.copyFileSync(item.src, host);
@@ -102,6 +105,27 @@ export async function copyInto(rootfs: string, plan: CopyPlan, opts: { owner?: O
   }
   // Directory mtimes last: writing their children changed them.
   for (const { host, st } of dirs.reverse()) fs.utimesSync(host, st.atime, st.mtime);
+}
+
+/**
+ * Source inode ("dev:ino") → host path of its first copy. One map per COPY instruction: BuildKit
+ * keeps hard links between the files of one COPY (not with files outside it).
+ */
+export type HardLinks = Map<string, string>;
+
+/** Link `host` to the earlier copy of the same source inode; false (and remembered) when first. */
+function linkTo(links: HardLinks, id: string, host: string): boolean {
+  const first = links.get(id);
+  if (first !== undefined) {
+    try {
+      fs.linkSync(first, host);
+      return true;
+    } catch {
+      /* the first copy was replaced meanwhile: copy this one */
+    }
+  }
+  links.set(id, host);
+  return false;
 }
 
 function lstatOrUndefined(p: string): fs.Stats | undefined {
