@@ -101,6 +101,8 @@ describe('issue 11: results as Docker/BuildKit give them', () => {
     expect(names.length).toBe(new Set(names).size);
     const cfg = JSON.parse((await exec('skopeo', ['inspect', '--config', `docker-archive:${out}`])).stdout) as { rootfs: { diff_ids: string[] } };
     expect(cfg.rootfs.diff_ids.length).toBe(3);
+    // …but `WORKDIR /` has nothing to create: BuildKit adds no layer for it
+    expect((await manifestOf(await built('FROM busybox\nWORKDIR /\n'))).layers.length).toBe(1);
   });
 
   it('9. docker-archive has `repositories`; the OCI archive names the image as docker save does', async () => {

@@ -64,7 +64,7 @@ export class OverlaySnapshotter extends BaseSnapshotter {
 
   async diffSource(key: string): Promise<DiffSourceInfo> {
     const r = await this.activeRecord(key, 'diff');
-    return { kind: 'upper', upper: this.fsDir(r.id) };
+    return { kind: 'upper', upper: this.fsDir(r.id), lowers: this.parentIds(r.parent).map((p) => this.fsDir(p)) };
   }
 
   /** Opaque-dir xattr this driver's mounts understand. */

@@ -32,7 +32,8 @@ export type WhiteoutMode = 'overlay' | 'oci';
 
 /** Where `diff()` finds what changed: an overlay upper dir alone, or a tree to compare with its parent's. */
 export type DiffSourceInfo =
-  | { kind: 'upper'; upper: string }
+  /** `lowers`: the committed dirs below, nearest first (to tell a copied-up but unchanged dir). */
+  | { kind: 'upper'; upper: string; lowers?: string[] }
   | { kind: 'compare'; dir: string; base?: string };
 
 export interface Snapshotter {

@@ -4,9 +4,11 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import type { Store, StoredImage } from '../store/store.ts';
-import { MEDIA, REF_NAME } from '../image/types.ts';
+import { IMAGE_NAME, MEDIA, REF_NAME } from '../image/types.ts';
 import { writeArchive, type ArchiveEntry } from '../archive/tar.ts';
-import { normalizeRef } from '../store/refs.ts';
+import { familiarRef, parseRef, qualifiedRef } from '../store/refs.ts';
+import { hasZstd } from '@vlab/overlay';
+import { compressImage, type LayerCompression } from './compress.ts';
 import { exportLocal } from './local.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -21,18 +23,48 @@ const execFileP = promisify(execFile);
 export interface OutputSpec {
   type: 'oci' | 'docker' | 'tar' | 'local';
   dest: string;
+  /** Layer compression of an image output (oci, docker); uncompressed when absent. */
+  compression?: LayerCompression;
+  /** gzip level 0-9 (`compression-level=`). */
+  compressionLevel?: number;
 }
 
 const OUTPUT_TYPES = ['oci', 'docker', 'tar', 'local'];
+/** The options each output type takes; anything else is refused, not ignored. */
+const IMAGE_KEYS = ['type', 'dest', 'compression', 'compression-level'];
+const KEYS: Record<string, string[]> = { oci: IMAGE_KEYS, docker: IMAGE_KEYS, tar: ['type', 'dest'], local: ['type', 'dest'] };
+const COMPRESSIONS = ['uncompressed', 'gzip', 'zstd'];
 
 export function parseOutput(spec: string): OutputSpec {
-  const kv = Object.fromEntries(spec.split(',').map((p) => p.split('=', 2) as [string, string]));
+  const kv: Record<string, string> = {};
+  for (const part of spec.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new VlabError('E_BAD_ARG', `--output ${spec}: "${part}" is not key=value`);
+    kv[part.slice(0, eq)] = part.slice(eq + 1);
+  }
   const type = kv.type;
   if (!type || !OUTPUT_TYPES.includes(type)) {
     throw new VlabError('E_BAD_ARG', `--output type=${type ?? ''} is not supported (use one of: ${OUTPUT_TYPES.join(', ')})`);
   }
+  for (const k of Object.keys(kv)) {
+    if (!KEYS[type]!.includes(k)) throw new VlabError('E_BAD_ARG', `--output type=${type}: unknown option "${k}" (type=${type} takes ${KEYS[type]!.join(', ')})`);
+  }
   if (!kv.dest) throw new VlabError('E_BAD_ARG', `--output ${spec}: dest=… is required`);
-  return { type: type as OutputSpec['type'], dest: kv.dest };
+  const out: OutputSpec = { type: type as OutputSpec['type'], dest: kv.dest };
+  const c = kv.compression;
+  if (c !== undefined) {
+    if (!COMPRESSIONS.includes(c)) throw new VlabError('E_BAD_ARG', `--output compression=${c} is not supported (use one of: ${COMPRESSIONS.join(', ')})`);
+    if (c === 'zstd' && !hasZstd()) {
+      throw new VlabError('E_UNSUPPORTED', `--output compression=zstd needs zstd in node:zlib (Node >= 22.15); this is Node ${process.versions.node}: use compression=gzip`);
+    }
+    if (c !== 'uncompressed') out.compression = c as LayerCompression;
+  }
+  const level = kv['compression-level'];
+  if (level !== undefined) {
+    if (!/^\d$/.test(level) || out.compression !== 'gzip') throw new VlabError('E_BAD_ARG', `--output compression-level=${level}: give 0-9, with compression=gzip`);
+    out.compressionLevel = Number(level);
+  }
+  return out;
 }
 
 /** Mounts the image's filesystem read-only for a callback (tar/local outputs need a tree). */
@@ -52,6 +84,7 @@ export async function exportImage(store: Store, img: StoredImage, out: OutputSpe
     });
     return;
   }
+  if (out.compression) img = await compressImage(store, img, out.compression, out.compressionLevel);
   if (out.type === 'oci') {
     if (out.dest.endsWith('.tar')) await writeArchive(out.dest, await ociLayoutEntries(store, img, ref));
     else await writeOciDir(store, img, out.dest, ref);
@@ -69,16 +102,20 @@ function indexFor(img: StoredImage, size: number, ref?: string) {
         mediaType: MEDIA.manifest,
         digest: img.manifestDigest,
         size,
-        ...(ref ? { annotations: { [REF_NAME]: tagOf(ref) } } : {}),
+        ...(ref ? { annotations: refAnnotations(ref) } : {}),
       },
     ],
   };
 }
 
-/** The tag part of a ref, which is how skopeo/umoci name images inside a layout (`oci:dir:tag`). */
-function tagOf(ref: string): string {
-  const n = normalizeRef(ref);
-  return n.slice(n.lastIndexOf(':') + 1);
+/**
+ * Names of an image in an OCI layout as `docker save` writes them: the full name in
+ * io.containerd.image.name (what podman and containerd name the image after) and the tag in
+ * org.opencontainers.image.ref.name (how skopeo and umoci pick it: `oci:dir:tag`).
+ */
+function refAnnotations(ref: string): Record<string, string> {
+  const { tag, digest } = parseRef(ref);
+  return { [IMAGE_NAME]: qualifiedRef(ref), ...(digest && !tag ? {} : { [REF_NAME]: tag ?? 'latest' }) };
 }
 
 function blobDigests(img: StoredImage): string[] {
@@ -109,17 +146,31 @@ async function ociLayoutEntries(store: Store, img: StoredImage, ref?: string): P
 }
 
 /** docker-archive (what `docker save` writes and `docker load` reads): manifest.json + config + layer tars. */
+/**
+ * docker-archive (what `docker save` writes and `docker load` reads): manifest.json, the legacy
+ * `repositories` (name → tag → top layer's dir), config, layer tars. RepoTags are docker's short
+ * names. Equal layers (two RUNs that changed nothing) are one file listed twice, as docker does.
+ * docker load and skopeo detect compressed layer files, so compression= applies here too.
+ */
 async function dockerArchiveEntries(store: Store, img: StoredImage, ref?: string): Promise<ArchiveEntry[]> {
   const cfgName = `${img.configDigest.slice(7)}.json`;
-  const layerNames = img.manifest.layers.map((l) => `${l.digest.slice(7)}/layer.tar`);
-  const manifest = [{ Config: cfgName, RepoTags: ref ? [normalizeRef(ref)] : [], Layers: layerNames }];
+  const layerDirs = img.manifest.layers.map((l) => l.digest.slice(7));
+  const tagged = ref && !(parseRef(ref).digest && !parseRef(ref).tag) ? familiarRef(ref) : undefined;
+  const manifest = [{ Config: cfgName, RepoTags: tagged ? [tagged] : [], Layers: layerDirs.map((d) => `${d}/layer.tar`) }];
   const entries: ArchiveEntry[] = [
     { name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)) },
     { name: cfgName, file: store.blobs.path(img.configDigest), size: await store.blobs.size(img.configDigest) },
   ];
-  for (const [i, l] of img.manifest.layers.entries()) {
-    if (l.mediaType.includes('gzip')) throw new VlabError('E_UNSUPPORTED', 'docker-archive export of compressed layers is not supported yet');
-    entries.push({ name: layerNames[i]!, file: store.blobs.path(l.digest), size: l.size });
+  if (tagged && layerDirs.length) {
+    const colon = tagged.lastIndexOf(':');
+    const repositories = { [tagged.slice(0, colon)]: { [tagged.slice(colon + 1)]: layerDirs.at(-1) } };
+    entries.splice(1, 0, { name: 'repositories', data: Buffer.from(JSON.stringify(repositories)) });
+  }
+  const seen = new Set<string>();
+  for (const l of img.manifest.layers) {
+    if (seen.has(l.digest)) continue;
+    seen.add(l.digest);
+    entries.push({ name: `${l.digest.slice(7)}/layer.tar`, file: store.blobs.path(l.digest), size: l.size });
   }
   return entries;
 }

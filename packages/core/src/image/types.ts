@@ -5,6 +5,7 @@ export const MEDIA = {
   config: 'application/vnd.oci.image.config.v1+json',
   layer: 'application/vnd.oci.image.layer.v1.tar',
   layerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  layerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   dockerConfig: 'application/vnd.docker.container.image.v1+json',
@@ -13,6 +14,8 @@ export const MEDIA = {
 } as const;
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
+/** The full image name docker save and containerd write beside REF_NAME (which holds the tag). */
+export const IMAGE_NAME = 'io.containerd.image.name';
 
 export interface Descriptor {
   mediaType: string;

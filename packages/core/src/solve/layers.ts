@@ -36,9 +36,6 @@ export async function dropStaleSnapshot(store: Store, s: Snapshotter, key: strin
   await s.remove(key).catch(() => undefined);
 }
 
-/** An empty tar is two 512-byte zero blocks: a step that changed nothing adds no layer (BuildKit). */
-const EMPTY_TAR_SIZE = 1024;
-
 /**
  * Layers ↔ snapshots. Committed snapshots are named by ChainID, so a layer stack is unpacked once
  * and reused as overlay lowerdirs by every image that shares it.
@@ -100,13 +97,14 @@ export class LayerManager {
   /**
    * Run `work` with a writable snapshot on top of `layers` mounted at a temp dir; then turn what it
    * changed into a layer blob (one pass: diff → tar → hash → blob) and commit the snapshot.
-   * Returns the new layer, or undefined when nothing changed.
+   * Returns the new layer; a step that changed nothing gives an empty one (only the tar end), as
+   * BuildKit's RUN and WORKDIR do (its 32-byte gzip layer, docker/buildx#1910).
    */
   async withWritableSnapshot(
     layers: LayerRef[],
     work: (rootfs: string) => Promise<void>,
     opts: { sourceDateEpoch?: number } = {},
-  ): Promise<LayerRef | undefined> {
+  ): Promise<LayerRef> {
     const snaps = await this.snapshots();
     let t = performance.now();
     const phase = (name: string) => {
@@ -145,10 +143,6 @@ export class LayerManager {
       phase('diff');
       const stored = await blob.commit(written.diffId);
       phase('blob-commit');
-      if (stored.size <= EMPTY_TAR_SIZE) {
-        await snaps.remove(active);
-        return undefined;
-      }
       const layer: LayerRef = { digest: stored.digest, diffId: written.diffId, size: stored.size, mediaType: MEDIA.layer };
       const chain = chainIds([...layers.map((l) => l.diffId), layer.diffId]);
       await this.commitOrDrop(chain[chain.length - 1]!, active);

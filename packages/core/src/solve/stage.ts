@@ -80,8 +80,10 @@ async function buildStep(
   const { instruction: inst, usedArgs } = scope.evaluate(raw);
   const platform = platformString(s.platform);
 
-  if (META_KINDS.has(inst.kind)) {
-    const config = applyMeta(state.config, inst, flags);
+  // BuildKit makes no layer for `WORKDIR /` (nothing to create), only the config change.
+  const rootWorkdir = inst.kind === 'WORKDIR' && resolveWorkdir(state.config.config.WorkingDir, inst.path) === '/';
+  if (META_KINDS.has(inst.kind) || rootWorkdir) {
+    const config = rootWorkdir ? { ...state.config, config: { ...state.config.config, WorkingDir: '/' } } : applyMeta(state.config, inst, flags);
     if (inst.kind !== 'ARG') {
       config.history = [...config.history, { created: state.created, created_by: createdBy(inst, shellOf(config.config)), empty_layer: true }];
     }

@@ -49,3 +49,23 @@ export function refCandidates(ref: string): string[] {
   }
   return out;
 }
+
+/**
+ * The fully qualified name docker writes as `io.containerd.image.name`: `v1` is
+ * `docker.io/library/v1:latest`, `me/app` is `docker.io/me/app:latest`; a first component with a
+ * `.` or `:`, or `localhost`, is a registry and stays.
+ */
+export function qualifiedRef(ref: string): string {
+  const n = normalizeRef(ref);
+  const slash = n.indexOf('/');
+  if (slash < 0) return `docker.io/library/${n}`;
+  const first = n.slice(0, slash);
+  return /[.:]/.test(first) || first === 'localhost' ? n : `docker.io/${n}`;
+}
+
+/** Docker's short ("familiar") form, as `docker save` writes RepoTags: `docker.io/library/` dropped. */
+export function familiarRef(ref: string): string {
+  const q = qualifiedRef(ref);
+  for (const prefix of ['docker.io/library/', 'docker.io/']) if (q.startsWith(prefix)) return q.slice(prefix.length);
+  return q;
+}

@@ -6,7 +6,7 @@
  * - 'compare' source (native driver): compare the snapshot tree with its parent's tree.
  * Entries are emitted depth-first with names sorted, metadata read from lstat, uname/gname empty,
  * mtimes truncated to seconds and clamped to `sourceDateEpoch`: equal trees give equal bytes.
- * Files copied up but unchanged still appear (as Docker does).
+ * Files copied up but unchanged still appear (as Docker does); dirs that are only copied up do not.
  */
 import { createReadStream, lstatSync, readdirSync, readlinkSync, openSync, readSync, closeSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
@@ -15,6 +15,7 @@ import { VlabError } from '@vlab/errors';
 import { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './tar-format.ts';
 import { readXattrsTree, type XattrMap } from '../sys.ts';
 import type { DiffSourceInfo } from '../types.ts';
+import { UnionView, type UnionStat } from '../union-view.ts';
 
 export type DiffSource = DiffSourceInfo;
 
@@ -117,7 +118,41 @@ class Emitter {
 const join = (rel: string, name: string) => (rel ? `${rel}/${name}` : name);
 const wh = (rel: string, name: string) => join(rel, `.wh.${name}`);
 
-async function* walkUpper(e: Emitter, xattrs: XattrMap, root: string, rel: string): AsyncGenerator<Buffer> {
+/**
+ * The lower dir at `rel` when the union shows one there. Only asked while every ancestor was a
+ * non-opaque upper dir over a lower dir, so the lookup never goes through a lower symlink.
+ */
+async function lowerDir(lower: UnionView, rel: string): Promise<UnionStat | undefined> {
+  const st = await lower.stat(rel).catch(() => undefined);
+  return st?.isDirectory() ? st : undefined;
+}
+
+const ownXattrs = (xa?: Map<string, Buffer>) => [...(xa?.keys() ?? [])].some((k) => !SKIP_XATTR.test(k));
+const isOpaque = (xa?: Map<string, Buffer>) => !!xa && OPAQUE.some((k) => xa.get(k)?.toString() === 'y');
+
+/**
+ * Whether upper dir `rel` is only a copy-up: overlay copies a dir up when something is created
+ * in it, even if it is removed again (the mountpoints of /etc/hosts…). Unchanged = the lower's
+ * mode, owner and mtime (to the second, what a tar keeps), no xattrs of its own to compare, and
+ * nothing inside but dirs that are unchanged too. Such a dir is left out of the layer, so a RUN
+ * that changes nothing gives an empty layer, as BuildKit's.
+ */
+async function unchangedCopyUp(lower: UnionView, xattrs: XattrMap, abs: string, rel: string, st: Stats, below: UnionStat): Promise<boolean> {
+  const xa = xattrs.get(abs);
+  if (isOpaque(xa) || ownXattrs(xa)) return false;
+  if (st.mode !== below.mode || st.uid !== below.uid || st.gid !== below.gid) return false;
+  if (Math.floor(st.mtimeMs / 1000) !== Math.floor(below.mtimeMs / 1000)) return false;
+  for (const name of readdirSync(abs)) {
+    const cabs = path.join(abs, name);
+    const cst = lstatSync(cabs);
+    if (!cst.isDirectory()) return false;
+    const cbelow = await lowerDir(lower, join(rel, name));
+    if (!cbelow || !(await unchangedCopyUp(lower, xattrs, cabs, join(rel, name), cst, cbelow))) return false;
+  }
+  return true;
+}
+
+async function* walkUpper(e: Emitter, xattrs: XattrMap, root: string, rel: string, lower?: UnionView): AsyncGenerator<Buffer> {
   const dir = rel ? path.join(root, rel) : root;
   let i = 0;
   for (const name of sortNames(readdirSync(dir))) {
@@ -130,10 +165,13 @@ async function* walkUpper(e: Emitter, xattrs: XattrMap, root: string, rel: strin
       if (UNSUPPORTED.test(k)) throw new VlabError('E_DIFF_UNSUPPORTED', `${r} carries ${k}: overlay redirect_dir/metacopy uppers cannot be diffed from the upper alone`);
     }
     if (isWhiteout(st)) { yield e.whiteout(wh(rel, name)); continue; }
+    // Below an opaque dir, or one the lowers lack, nothing of the lowers shows: stop asking them.
+    const below = lower && st.isDirectory() && !isOpaque(xa) ? await lowerDir(lower, r) : undefined;
+    if (below && (await unchangedCopyUp(lower!, xattrs, abs, r, st, below))) continue;
     yield* e.entry(abs, r, st);
     if (st.isDirectory()) {
-      if (xa && OPAQUE.some((k) => xa.get(k)?.toString() === 'y')) yield e.whiteout(join(r, '.wh..wh..opq'));
-      yield* walkUpper(e, xattrs, root, r);
+      if (isOpaque(xa)) yield e.whiteout(join(r, '.wh..wh..opq'));
+      yield* walkUpper(e, xattrs, root, r, below ? lower : undefined);
     }
   }
 }
@@ -192,7 +230,8 @@ async function* walkAll(e: Emitter, root: string, rel: string): AsyncGenerator<B
 async function* generate(src: DiffSource, opts: DiffOptions): AsyncGenerator<Buffer> {
   if (src.kind === 'upper') {
     const xattrs = await readXattrsTree(src.upper);
-    yield* walkUpper(new Emitter(xattrs, opts.sourceDateEpoch), xattrs, src.upper, '');
+    const lower = src.lowers?.length ? new UnionView([...src.lowers].reverse()) : undefined;
+    yield* walkUpper(new Emitter(xattrs, opts.sourceDateEpoch), xattrs, src.upper, '', lower);
   } else {
     const xd = await readXattrsTree(src.dir);
     const xb = src.base ? await readXattrsTree(src.base) : new Map();
