@@ -48,12 +48,15 @@ describe('issue 11: results as Docker/BuildKit give them', () => {
   });
 
   it('2a. WORKDIR under a non-root USER creates the dirs owned by that user (BuildKit Mkdir WithUser)', async () => {
-    // buildah also chowns only the last dir; BuildKit's mkdir -p chowns every dir it creates.
+    // BuildKit's mkdir -p chowns every dir it creates, parents included.
     const tag = await built('FROM busybox\nUSER nobody\nWORKDIR /app/sub\nRUN touch x\n');
     const rootfs = await umociUnpack(root, tag);
     expect(await statOf(path.join(rootfs, 'app'))).toBe('65534:65534 755 directory');
     expect(await statOf(path.join(rootfs, 'app/sub'))).toBe('65534:65534 755 directory');
     expect(await statOf(path.join(rootfs, 'app/sub/x'))).toMatch(/^65534:65534 /);
+    // a uid the image does not know: a file op's chown rule (gid = uid), not the process's (gid 0)
+    const bare = await umociUnpack(root, await built('FROM busybox\nUSER 1000\nWORKDIR /u\n'));
+    expect(await statOf(path.join(bare, 'u'))).toBe('1000:1000 755 directory');
   });
 
   it('2b. WORKDIR through a symlink whose target is missing creates the target, inside the rootfs', async () => {

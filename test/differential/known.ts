@@ -18,9 +18,6 @@ export interface Known {
   reason: string;
 }
 
-const ITEM_1 = 'issue 11 item 1, being fixed: FROM scratch images lack the default PATH that BuildKit (and buildah) put in every config';
-const ITEM_2 = 'issue 11 item 2, being fixed: WORKDIR';
-
 export const KNOWN: Known[] = [
   {
     case: '*',
@@ -37,12 +34,6 @@ export const KNOWN: Known[] = [
     who: 'buildah',
     reason: 'buildah (chroot isolation) leaves the /etc/hostname, /etc/hosts, /etc/resolv.conf files and the /run dir it makes for a RUN in the image; BuildKit removes the mount stubs it created, and so does vbuild',
   },
-  { case: ['scratch-copy', 'scratch-env', 'scratch-multi', 'multistage-index', 'copy-from-image'], key: 'config:Env', who: 'vbuild', reason: ITEM_1 },
-  { case: 'workdir-user', key: /^rootfs:\/(data|data\/work|srv|srv\/app):(uid|gid)$/, who: 'vbuild', reason: `${ITEM_2}: under a non-root USER, BuildKit creates the dir owned by that user (buildah too), vbuild by root` },
-  { case: 'user-workdir-run', key: 'build:vbuild', who: 'vbuild', reason: `${ITEM_2}: the WORKDIR made under USER 1000 is root's, so the next RUN touch fails only with vbuild` },
-  { case: 'workdir-symlink', key: 'build:vbuild', who: 'vbuild', reason: `${ITEM_2}: WORKDIR through a dangling symlink fails with ENOENT; Docker creates the target` },
-  { case: 'copy-hardlink', key: /^rootfs:\/hl\/(a|b|sub\/c):link$/, who: 'vbuild', reason: 'issue 11 item 3, being fixed: COPY of context files that are hard links to each other does not keep the links' },
-  { case: 'copy-chown-big', key: /^rootfs:\/big\.txt:(uid|gid)$/, who: 'vbuild', reason: 'issue 11 item 4, being fixed: --chown over 262143 is cut to 262143 on the fast path (6 octal digits in tar-stream)' },
   {
     case: 'copy-from-stage-file',
     key: /^rootfs:\/srv\/(a|b):(uid|gid)$/,

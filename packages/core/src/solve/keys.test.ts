@@ -34,7 +34,7 @@ describe('config instructions', () => {
   };
 
   it('ENV replaces an existing key in place of appending a duplicate', () => {
-    expect(setEnv(['A=1', 'B=2'], 'A', '3')).toEqual(['B=2', 'A=3']);
+    expect(setEnv(['A=1', 'B=2'], 'A', '3')).toEqual(['A=3', 'B=2']);
   });
 
   it('shell-form CMD goes through SHELL; ENTRYPOINT drops an inherited CMD only', () => {

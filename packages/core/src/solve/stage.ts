@@ -98,8 +98,9 @@ async function buildStep(
     const dir = resolveWorkdir(config.config.WorkingDir, inst.path);
     config = { ...config, config: { ...config.config, WorkingDir: dir } };
     const user = config.config.User;
-    // BuildKit makes WORKDIR with `mkdir -p` as USER: every dir it creates is the user's.
-    const owner = async (root: string) => (user ? await resolveUser(root, user) : undefined);
+    // BuildKit makes WORKDIR with `mkdir -p` as USER: every dir it creates is the user's, resolved
+    // as a file op's chown (a bare uid gets gid = uid), not as the process's USER.
+    const owner = async (root: string) => (user ? await resolveUser(root, user, 'chown') : undefined);
     step = { args: usedArgs, work: async (root) => void (await mkdirInRoot(root, dir, await owner(root))) };
   } else if (inst.kind === 'RUN') {
     checkRunEntitlements(inst, s.allow);
