@@ -47,6 +47,19 @@ describe('issue 11: results as Docker/BuildKit give them', () => {
     expect(cfg.config.Env).toEqual(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
   });
 
+  it('COPY --from a stage keeps the source owners unless --chown is given (BuildKit; context files become 0:0)', async () => {
+    const tag = await built(
+      'FROM busybox AS gen\nRUN mkdir /out && echo a > /out/a && ln -s a /out/b && chown -R 33:44 /out\n' +
+        'FROM busybox\nCOPY --from=gen /out/ /srv/\nCOPY --from=gen --chown=5:5 /out/a /srv/a-owned\nCOPY a.txt /srv/ctx\n',
+      { 'a.txt': 'a' },
+    );
+    const rootfs = await umociUnpack(root, tag);
+    expect(await statOf(path.join(rootfs, 'srv/a'))).toMatch(/^33:44 /);
+    expect((await exec('stat', ['-c', '%u:%g', path.join(rootfs, 'srv/b')])).stdout.trim()).toBe('33:44');
+    expect(await statOf(path.join(rootfs, 'srv/a-owned'))).toMatch(/^5:5 /);
+    expect(await statOf(path.join(rootfs, 'srv/ctx'))).toMatch(/^0:0 /);
+  });
+
   it('2a. WORKDIR under a non-root USER creates the dirs owned by that user (BuildKit Mkdir WithUser)', async () => {
     // BuildKit's mkdir -p chowns every dir it creates, parents included.
     const tag = await built('FROM busybox\nUSER nobody\nWORKDIR /app/sub\nRUN touch x\n');

@@ -35,13 +35,6 @@ export const KNOWN: Known[] = [
     reason: 'buildah (chroot isolation) leaves the /etc/hostname, /etc/hosts, /etc/resolv.conf files and the /run dir it makes for a RUN in the image; BuildKit removes the mount stubs it created, and so does vbuild',
   },
   {
-    case: 'copy-from-stage-file',
-    key: /^rootfs:\/srv\/(a|b):(uid|gid)$/,
-    who: 'vbuild',
-    reason:
-      "vbuild bug (found by this suite, not yet fixed): COPY --from=<stage> without --chown gives the files 0:0; BuildKit keeps the source's owners for content from another stage or image (only context files become 0:0; moby/buildkit#3291 shows it), and so does buildah since containers/buildah#2562",
-  },
-  {
     case: 'env-expansion',
     key: 'config:Env',
     who: 'buildah',

@@ -127,8 +127,8 @@ export async function planCopy(
         const items = await walkHostTree(r.host, excluded);
         const top = items[0]!;
         const plan: CopyPlan = top.stats.isDirectory()
-          ? { dest: stripSlash(dest), destIsDir: true, items: items.slice(1) }
-          : { dest: destIsDir ? stripSlash(dest) : dest, destIsDir, items: [{ ...top, rel: r.name }] };
+          ? { dest: stripSlash(dest), destIsDir: true, items: items.slice(1), keepOwners: true }
+          : { dest: destIsDir ? stripSlash(dest) : dest, destIsDir, items: [{ ...top, rel: r.name }], keepOwners: true };
         await copy(plan, owner, chmod);
       }
     });

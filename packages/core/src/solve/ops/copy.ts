@@ -19,6 +19,11 @@ export interface CopyPlan {
   /** Whether dest names a directory that items go into. */
   destIsDir: boolean;
   items: CopyItem[];
+  /**
+   * Without --chown, items keep their own uid/gid (COPY --from a stage or image, as BuildKit);
+   * otherwise they become 0:0 (context files, downloads, heredocs).
+   */
+  keepOwners?: boolean;
 }
 
 export interface Owner {
@@ -46,6 +51,8 @@ export function destRule(inst: CopyInstruction, dest: string, existsAsDir: boole
   return false;
 }
 
+const ROOT_OWNER: Owner = { uid: 0, gid: 0 };
+
 /** Files above this size are copied by the kernel asynchronously (copy_file_range/reflink). */
 const BIG_FILE = 1 << 20;
 const BATCH = 128;
@@ -59,7 +66,7 @@ const breathe = () => new Promise<void>((r) => setImmediate(r));
  */
 export async function copyInto(rootfs: string, plan: CopyPlan, opts: { owner?: Owner; chmod?: number; links?: HardLinks }): Promise<void> {
   const links = opts.links ?? new Map<string, string>();
-  const owner = opts.owner ?? { uid: 0, gid: 0 };
+  const ownerOf = (st: fs.Stats): Owner => opts.owner ?? (plan.keepOwners ? { uid: st.uid, gid: st.gid } : ROOT_OWNER);
   const destDir = plan.destIsDir ? plan.dest : path.posix.dirname(plan.dest);
   await mkdirInRoot(rootfs, destDir, opts.owner);
   const hostDirs = new Map<string, string>();
@@ -83,6 +90,7 @@ export async function copyInto(rootfs: string, plan: CopyPlan, opts: { owner?: O
       if (existing && !existing.isDirectory()) fs.rmSync(host, { recursive: true, force: true });
       if (!existing?.isDirectory()) fs.mkdirSync(host);
       hostDirs.set(target, host);
+      const owner = ownerOf(st);
       fs.chownSync(host, owner.uid, owner.gid);
       fs.chmodSync(host, opts.chmod ?? st.mode & 0o7777);
       dirs.push({ host, st });
@@ -90,12 +98,14 @@ export async function copyInto(rootfs: string, plan: CopyPlan, opts: { owner?: O
       if (existing) fs.rmSync(host, { recursive: true, force: true });
       if (st.isSymbolicLink()) {
         fs.symlinkSync(fs.readlinkSync(item.src), host);
+        const owner = ownerOf(st);
         fs.lchownSync(host, owner.uid, owner.gid);
       } else if (st.nlink > 1 && linkTo(links, `${st.dev}:${st.ino}`, host)) {
         // a hard link to a file this COPY already wrote: same inode, metadata already set
       } else {
         if (st.size > BIG_FILE) await fsp.copyFile(item.src, host);
         else fs.copyFileSync(item.src, host);
+        const owner = ownerOf(st);
         fs.chownSync(host, owner.uid, owner.gid);
         fs.chmodSync(host, opts.chmod ?? st.mode & 0o7777);
         fs.utimesSync(host, st.atime, st.mtime);
