@@ -87,7 +87,8 @@ export function nativeSpec({ prep, hostHas, cgroupProcs, stdinFile }: NativeSpec
   t.push(['root', prep.rootfs]);
   const u = prep.user;
   t.push(['gid', String(u.gid)], ['groups', u.additionalGids.join(',')], ['caps', capNumbers(DEFAULT_CAPS).join(',')]);
-  t.push(...commandTokens(prep));
+  // a loop, not a spread: an image's Env can hold 10^5 entries, past the engine's argument limit
+  for (const tok of commandTokens(prep)) t.push(tok);
   // After the container: its mountpoints go (deepest first, if still empty), parents' mtimes back.
   const mp = prep.mountpoints;
   for (const c of [...mp.created].reverse()) t.push([c.kind === 'dir' ? 'rmdir' : 'rmfile', c.path]);

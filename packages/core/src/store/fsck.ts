@@ -79,14 +79,16 @@ function strip({ fix: _fix, ...p }: Found): FsckProblem {
 
 async function check(root: string): Promise<Found[]> {
   const store = Store.at(root);
-  const out: Found[] = [];
   const leftovers = await findLeftovers(root);
-  out.push(...leftovers.map((l) => ({ kind: l.kind, target: l.target, message: l.message, repairable: !!l.fix, fix: l.fix })));
-  out.push(...(await checkSnapshotStore(store)));
-  out.push(...(await checkBlobs(store)));
-  out.push(...(await checkReferences(store)));
-  out.push(...(await checkCache(store)));
-  return out;
+  // flat(), not push(...lists): a broken store can have more problems than a spread takes arguments
+  const lists: Found[][] = [
+    leftovers.map((l) => ({ kind: l.kind, target: l.target, message: l.message, repairable: !!l.fix, fix: l.fix })),
+    await checkSnapshotStore(store),
+    await checkBlobs(store),
+    await checkReferences(store),
+    await checkCache(store),
+  ];
+  return lists.flat();
 }
 
 async function checkBlobs(store: Store): Promise<Found[]> {

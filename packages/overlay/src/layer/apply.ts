@@ -9,6 +9,7 @@
  * root, after a later entry that replaced a path has dropped what was recorded below it. So a
  * layer costs two processes at most, whatever its size.
  */
+import { isLayerXattr } from './xattr-rule.ts';
 import * as fsync from 'node:fs';
 import { promises as fs, constants as C } from 'node:fs';
 import * as path from 'node:path';
@@ -117,7 +118,7 @@ class Applier {
 
   private collectXattrs(parts: string[], h: TarEntry): void {
     for (const [k, v] of h.xattrs) {
-      if (/^(trusted|user)\.overlay\./.test(k)) continue; // never let a layer forge overlay metadata
+      if (!isLayerXattr(k)) continue; // overlay metadata and SELinux labels never come from a layer
       if (!this.root && !k.startsWith('user.')) continue;
       this.pending.xattr(parts, k, v);
     }

@@ -8,6 +8,7 @@
  * mtimes truncated to seconds and clamped to `sourceDateEpoch`: equal trees give equal bytes.
  * Files copied up but unchanged still appear (as Docker does); dirs that are only copied up do not.
  */
+import { isLayerXattr } from './xattr-rule.ts';
 import { createReadStream, lstatSync, readdirSync, readlinkSync, openSync, readSync, closeSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
@@ -30,7 +31,6 @@ const breathe = () => new Promise<void>((r) => setImmediate(r));
 const OPAQUE = ['trusted.overlay.opaque', 'user.overlay.opaque'];
 const UNSUPPORTED = /^(trusted|user)\.overlay\.(redirect|metacopy)$/;
 /** xattrs never carried in a layer: overlay's own bookkeeping and host security labels. */
-const SKIP_XATTR = /^((trusted|user)\.overlay\.|security\.selinux$)/;
 
 function sortNames(names: string[]): string[] {
   return names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
@@ -63,7 +63,7 @@ class Emitter {
     const type = typeOf(st);
     if (!type) return;
     const xa = new Map<string, Buffer>();
-    for (const [k, v] of this.xattrs.get(abs) ?? []) if (!SKIP_XATTR.test(k)) xa.set(k, v);
+    for (const [k, v] of this.xattrs.get(abs) ?? []) if (isLayerXattr(k)) xa.set(k, v);
     const h: TarEntry = {
       name: type === 'dir' ? `${rel}/` : rel, type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid,
       size: type === 'file' ? st.size : 0, mtime: this.mtime(st), xattrs: xa,
@@ -127,7 +127,7 @@ async function lowerDir(lower: UnionView, rel: string): Promise<UnionStat | unde
   return st?.isDirectory() ? st : undefined;
 }
 
-const ownXattrs = (xa?: Map<string, Buffer>) => [...(xa?.keys() ?? [])].some((k) => !SKIP_XATTR.test(k));
+const ownXattrs = (xa?: Map<string, Buffer>) => [...(xa?.keys() ?? [])].some((k) => isLayerXattr(k));
 const isOpaque = (xa?: Map<string, Buffer>) => !!xa && OPAQUE.some((k) => xa.get(k)?.toString() === 'y');
 
 /**
@@ -181,8 +181,8 @@ function lstatOrUndef(p: string): Stats | undefined {
 }
 
 function sameXattrs(a?: Map<string, Buffer>, b?: Map<string, Buffer>): boolean {
-  const fa = [...(a ?? [])].filter(([k]) => !SKIP_XATTR.test(k));
-  const fb = [...(b ?? [])].filter(([k]) => !SKIP_XATTR.test(k));
+  const fa = [...(a ?? [])].filter(([k]) => isLayerXattr(k));
+  const fb = [...(b ?? [])].filter(([k]) => isLayerXattr(k));
   return fa.length === fb.length && fa.every(([k, v]) => b?.get(k)?.equals(v));
 }
 

@@ -2,7 +2,8 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { heredocFiles } from './copy.ts';
+import { execFileSync } from 'node:child_process';
+import { copyInto, heredocFiles, walkHostTree } from './copy.ts';
 
 let scratch: string;
 beforeEach(async () => {
@@ -28,5 +29,28 @@ describe('heredoc body writer, called with names the parser would refuse', () =>
     expect((await fsp.readdir(dir)).sort()).toEqual(['0', '1']);
     expect(items.map((i) => [path.relative(dir, i.src), i.rel])).toEqual([['0', 'a.txt'], ['1', 'b']]);
     expect((await fsp.stat(dir)).mode & 0o777).toBe(0o700);
+  });
+});
+
+describe('walking and copying a tree from an image view', () => {
+  it('a whiteout (0/0 character device) is absent, as overlayfs shows it in a directory that is not merged', async () => {
+    const src = path.join(scratch, 'src');
+    await fsp.mkdir(src);
+    await fsp.writeFile(path.join(src, 'f'), 'f');
+    execFileSync('mknod', [path.join(src, 'gone'), 'c', '0', '0']);
+    expect((await walkHostTree(src)).map((i) => i.rel)).toEqual(['', 'f']);
+  });
+
+  it.each([
+    ['a fifo', (p: string) => execFileSync('mkfifo', [p])],
+    ['a character device', (p: string) => execFileSync('mknod', [p, 'c', '1', '5'])],
+  ])('%s is refused with E_COPY_SOURCE, never opened (a fifo would block the event loop)', async (_kind, make) => {
+    const src = path.join(scratch, 'src');
+    const rootfs = path.join(scratch, 'rootfs');
+    await fsp.mkdir(src);
+    await fsp.mkdir(rootfs);
+    make(path.join(src, 'special'));
+    const items = (await walkHostTree(src)).slice(1);
+    await expect(copyInto(rootfs, { dest: '/out', destIsDir: true, items }, {})).rejects.toMatchObject({ code: 'E_COPY_SOURCE' });
   });
 });

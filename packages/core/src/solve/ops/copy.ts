@@ -53,6 +53,10 @@ export function destRule(inst: CopyInstruction, dest: string, existsAsDir: boole
 
 const ROOT_OWNER: Owner = { uid: 0, gid: 0 };
 
+function specialKind(st: fs.Stats): string {
+  return st.isFIFO() ? 'a fifo' : st.isSocket() ? 'a socket' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'a special file';
+}
+
 /** Files above this size are copied by the kernel asynchronously (copy_file_range/reflink). */
 const BIG_FILE = 1 << 20;
 const BATCH = 128;
@@ -103,6 +107,9 @@ export async function copyInto(rootfs: string, plan: CopyPlan, opts: { owner?: O
       } else if (st.nlink > 1 && linkTo(links, `${st.dev}:${st.ino}`, host)) {
         // a hard link to a file this COPY already wrote: same inode, metadata already set
       } else {
+        // Opening a FIFO blocks (the event loop with it) and a device reads as endless or empty
+        // data: only regular files are copied; special files from an image are refused, typed.
+        if (!st.isFile()) throw new VlabError('E_COPY_SOURCE', `${specialKind(st)} ${item.rel || path.posix.basename(target)}: COPY of fifos, sockets and device nodes is not supported`);
         if (st.size > BIG_FILE) await fsp.copyFile(item.src, host);
         else fs.copyFileSync(item.src, host);
         const owner = ownerOf(st);
@@ -150,7 +157,14 @@ function lstatOrUndefined(p: string): fs.Stats | undefined {
 export async function walkHostTree(dir: string, excluded: (rel: string) => boolean = () => false): Promise<CopyItem[]> {
   const out: CopyItem[] = [];
   const visit = async (abs: string, rel: string): Promise<void> => {
-    const stats = await fsp.lstat(abs);
+    // A whiteout seen through a read-only view is absent: overlayfs lists the whiteouts of a
+    // directory that is not merged but cannot stat them (ENOENT), and a single-layer view shows
+    // them as the 0/0 character device they are stored as.
+    const stats = await fsp.lstat(abs).catch((e: NodeJS.ErrnoException) => {
+      if (rel && e.code === 'ENOENT') return undefined;
+      throw e;
+    });
+    if (!stats || (rel && stats.isCharacterDevice() && stats.rdev === 0)) return;
     if (rel && excluded(rel)) return;
     out.push({ src: abs, rel, stats });
     if (stats.isDirectory()) {
