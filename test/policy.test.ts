@@ -163,6 +163,26 @@ describe('hole 9: host paths only through --build-context', () => {
   });
 });
 
+/**
+ * Build a RUN that prints its /proc/self/cgroup and sleeps, and read a file of that cgroup from the
+ * host while it runs (`pick` gets the cgroup lines, returns the read, or undefined if not there).
+ */
+async function readRunCgroup(opts: Partial<BuildOptions>, pick: (cgroupLines: string) => Promise<string> | undefined): Promise<string> {
+  const c = await ctxOf('FROM busybox\nRUN cat /proc/self/cgroup; sleep 1\n');
+  let seen: Promise<string> | undefined;
+  await build({
+    root,
+    context: c,
+    noCache: true,
+    ...opts,
+    onEvent: (e) => {
+      if (e.type === 'step-log' && !seen) seen = pick(e.data);
+    },
+  });
+  expect(seen).toBeDefined();
+  return seen!;
+}
+
 describe('hole 10: RUN limits', () => {
   it('a fork bomb with --pids-limit 32 is contained: forks fail at the limit, the build goes on within seconds', async () => {
     // Exponential but bounded (2^9 shells at most), so it stays harmless even where no limit applied.
@@ -178,26 +198,14 @@ describe('hole 10: RUN limits', () => {
   });
 
   it('every RUN gets the default pids limit (2048, podman\'s) when none is given; --pids-limit -1 lifts it', async () => {
-    const limitOf = async (opts: Partial<BuildOptions>): Promise<string> => {
-      const c = await ctxOf('FROM busybox\nRUN cat /proc/self/cgroup; sleep 1\n');
-      let seen: Promise<string> | undefined;
-      await build({
-        root,
-        context: c,
-        noCache: true,
-        ...opts,
-        onEvent: (e) => {
-          if (e.type !== 'step-log' || seen) return;
-          const v1 = /^\d+:pids:(.+)$/m.exec(e.data);
-          const v2 = /^0::(.+)$/m.exec(e.data);
-          // cgroup v1/hybrid: the pids hierarchy; pure v2: the unified one.
-          const file = v1 ? `/sys/fs/cgroup/pids${v1[1]}/pids.max` : v2 ? `/sys/fs/cgroup${v2[1]}/pids.max` : undefined;
-          if (file) seen = fsp.readFile(file, 'utf8').then((t) => t.trim());
-        },
+    // cgroup v1/hybrid: the pids hierarchy; pure v2: the unified one.
+    const limitOf = (opts: Partial<BuildOptions>) =>
+      readRunCgroup(opts, (cg) => {
+        const v1 = /^\d+:pids:(.+)$/m.exec(cg);
+        const v2 = /^0::(.+)$/m.exec(cg);
+        const file = v1 ? `/sys/fs/cgroup/pids${v1[1]}/pids.max` : v2 ? `/sys/fs/cgroup${v2[1]}/pids.max` : undefined;
+        return file ? fsp.readFile(file, 'utf8').then((t) => t.trim()) : undefined;
       });
-      expect(seen).toBeDefined();
-      return seen!;
-    };
     expect(await limitOf({})).toBe('2048');
     expect(await limitOf({ pidsLimit: 100 })).toBe('100');
     expect(await limitOf({ pidsLimit: -1 })).toBe('max');
@@ -220,27 +228,16 @@ describe('hole 10: RUN limits', () => {
 
   it('the RUN\'s cgroup holds the cpu quota and period asked for; a period alone is written too (as docker)', async () => {
     // "quota period" as cgroup v2 writes it (v1: cfs_quota_us -1 is "max").
-    const cpuOf = async (opts: Partial<BuildOptions>): Promise<string> => {
-      const c = await ctxOf('FROM busybox\nRUN cat /proc/self/cgroup; sleep 1\n');
-      let seen: Promise<string> | undefined;
-      await build({
-        root,
-        context: c,
-        noCache: true,
-        ...opts,
-        onEvent: (e) => {
-          if (e.type !== 'step-log' || seen) return;
-          const v1 = /^\d+:((?:[^:]*,)?cpu(?:,[^:]*)?):(.+)$/m.exec(e.data);
-          const v2 = /^0::(.+)$/m.exec(e.data);
-          if (v1) {
-            const dir = `/sys/fs/cgroup/${v1[1]}${v1[2]}`;
-            seen = Promise.all(['cpu.cfs_quota_us', 'cpu.cfs_period_us'].map((f) => fsp.readFile(path.join(dir, f), 'utf8').then((t) => t.trim()))).then(([q, p]) => `${q === '-1' ? 'max' : q} ${p}`);
-          } else if (v2) seen = fsp.readFile(`/sys/fs/cgroup${v2[1]}/cpu.max`, 'utf8').then((t) => t.trim());
-        },
+    const cpuOf = (opts: Partial<BuildOptions>) =>
+      readRunCgroup(opts, (cg) => {
+        const v1 = /^\d+:((?:[^:]*,)?cpu(?:,[^:]*)?):(.+)$/m.exec(cg);
+        const v2 = /^0::(.+)$/m.exec(cg);
+        if (v1) {
+          const dir = `/sys/fs/cgroup/${v1[1]}${v1[2]}`;
+          return Promise.all(['cpu.cfs_quota_us', 'cpu.cfs_period_us'].map((f) => fsp.readFile(path.join(dir, f), 'utf8').then((t) => t.trim()))).then(([q, p]) => `${q === '-1' ? 'max' : q} ${p}`);
+        }
+        return v2 ? fsp.readFile(`/sys/fs/cgroup${v2[1]}/cpu.max`, 'utf8').then((t) => t.trim()) : undefined;
       });
-      expect(seen).toBeDefined();
-      return seen!;
-    };
     expect(await cpuOf({ cpuQuota: 50_000, cpuPeriod: 100_000 })).toBe('50000 100000');
     expect(await cpuOf({ cpuQuota: 20_000 })).toBe('20000 100000');
     expect(await cpuOf({ cpuPeriod: 50_000 })).toBe('max 50000');
