@@ -160,14 +160,20 @@ export class BuiltinExecutor implements Executor {
       const redirect = stdinFile ? `exec 0<${q(stdinFile)} || exit 125; ` : '';
       // The setup shell is bash where there is one: it can close inherited fds above 9 (dash cannot).
       const trampoline = `${redirect}s=$1; shift; for f do echo $$ > "$f" || exit 125; done; exec ${q(t.unshare)} ${unshareArgs.join(' ')} ${q(t.bash ?? t.sh)} -c "$s"`;
-      const tables = fstabs(prep, (p) => this.hostKind(p), ns);
-      const files = { early: path.join(prep.dir, 'fstab.early'), late: path.join(prep.dir, 'fstab.late') };
-      await fs.writeFile(files.early, tables.early);
-      await fs.writeFile(files.late, tables.late);
+      const plan = mountPlan(prep, (p) => this.hostKind(p), ns);
+      let n = 0;
+      const withFiles = (steps: MountStep[]) =>
+        Promise.all(steps.map(async (s): Promise<ShellMountStep> => {
+          if ('line' in s) return s;
+          const file = path.join(prep.dir, `fstab.${n++}`);
+          await fs.writeFile(file, s.fstab);
+          return { file };
+        }));
+      const steps = { early: await withFiles(plan.early), late: await withFiles(plan.late) };
       const devTemplate = ns ? await makeRootlessDevTemplate(prep.dir) : this.devTemplate;
       const tail = this.tail ? { helper: this.tail, spec: path.join(prep.dir, 'exec') } : undefined;
       if (tail) await fs.writeFile(tail.spec, execTailSpec(prep));
-      const setup = setupScript(prep, t, devTemplate, files, ns, tail);
+      const setup = setupScript(prep, t, devTemplate, steps, ns, tail);
       const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setup, ...(cg?.procsFiles() ?? [])], { ...opts, stdin: undefined });
       return await finish(child, cg, startedAt, opts.signal);
     } finally {
@@ -211,22 +217,28 @@ async function finish(child: Spawned, cg: Cgroup | undefined, startedAt: number,
   return wallResult(exit, startedAt, stats);
 }
 
+/** A mount step of the setup script: `mount -a -T file`, or one entry mounted by itself. */
+export type ShellMountStep = { file: string } | { line: FstabLine };
+
 /**
  * The setup run as pid 1 inside the new namespaces, still on the host's root. Process starts are
  * the cost here (~10 ms each on a small VM), so mounts are batched: `mount -a -T <fstab>` mounts a
  * whole generated table in one process, and /dev is filled by one `cp -a` of a template.
  */
-export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, files: { early: string; late: string }, ns?: UserNs, tail?: { helper: string; spec: string }): string {
+export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, steps: { early: ShellMountStep[]; late: ShellMountStep[] }, ns?: UserNs, tail?: { helper: string; spec: string }): string {
   const R = p.rootfs;
   const L: string[] = ['set -e'];
   // Rootless: libmount believes it is root and would update /run/mount/utab (the host's, not
   // writable): -n (no mtab/utab) for every mount.
   const mount = ns ? `${q(t.mount)} -n` : q(t.mount);
-  L.push(`${mount} -a -T ${q(files.early)}`);
+  // One entry by itself: libmount makes a bind with flags a bind, then a remount (as mountCalls).
+  const one = ([src, tgt, type, opts]: FstabLine) => `${mount}${type === 'none' ? '' : ` -t ${q(type)}`} -o ${q(opts)} ${q(src)} ${q(tgt)}`;
+  const mounts = (ss: ShellMountStep[]) => ss.map((s) => ('file' in s ? `${mount} -a -T ${q(s.file)}` : one(s.line)));
+  L.push(...mounts(steps.early));
   if (ns) L.push(`${q(t.hostname!)} ${q(p.hostname)}`);
   else L.push(`echo ${q(p.hostname)} > ${q(path.join(R, '/proc/sys/kernel/hostname'))}`);
   L.push(`${q(t.cp)} -a ${q(devTemplate + '/.')} ${q(path.join(R, '/dev'))}`);
-  L.push(`${mount} -a -T ${q(files.late)}`);
+  L.push(...mounts(steps.late));
   if (p.network !== 'host' && t.ip) L.push(`${q(t.ip)} link set lo up`);
   L.push(`ulimit -n ${p.nofile ?? NOFILE_LIMIT}`);
   L.push(`cd ${q(R)}`, `${mount} --move . /`);
@@ -264,11 +276,37 @@ export function closeInheritedFds(): string {
 
 export type FstabLine = [source: string, target: string, type: string, options: string];
 
-/** The two mount tables: before /dev is filled (root, /proc, /dev) and after (everything else). */
-export function fstabs(p: PreparedRun, hostHas: (containerPath: string) => 'dir' | 'file' | undefined, ns?: UserNs): { early: string; late: string } {
+/** What the shell launcher mounts: a table for one `mount -a -T`, or one entry by itself. */
+export type MountStep = { fstab: string } | { line: FstabLine };
+
+/**
+ * containerMounts() as the shell launcher carries it out, before /dev is filled (root, /proc,
+ * /dev) and after (everything else): runs of entries batched into fstab tables, in order. But
+ * `mount -a` skips as "already mounted" an entry whose target was a mount of the same source when
+ * it started (it reads the mount table once): the rootfs self-bind (the rootfs is a mount, the
+ * builder's snapshot; skipped, the root would lose nodev), or an entry on a target an earlier
+ * table mounted. An entry on a target mounted before (the rootfs, any earlier entry's) is mounted
+ * by itself, in its place.
+ */
+export function mountPlan(p: PreparedRun, hostHas: (containerPath: string) => 'dir' | 'file' | undefined, ns?: UserNs): { early: MountStep[]; late: MountStep[] } {
   const { early, late } = containerMounts(p, hostHas, ns);
-  const fmt = (lines: FstabLine[]) => lines.map((l) => l.map(fstabEscape).join(' ') + ' 0 0\n').join('');
-  return { early: fmt(early), late: fmt(late) };
+  const mounted = new Set([p.rootfs]);
+  const plan = (lines: FstabLine[]) => {
+    const steps: MountStep[] = [];
+    let table = '';
+    for (const l of lines) {
+      const target = l[1];
+      if (mounted.has(target)) {
+        if (table) steps.push({ fstab: table });
+        table = '';
+        steps.push({ line: l });
+      } else table += l.map(fstabEscape).join(' ') + ' 0 0\n';
+      mounted.add(target);
+    }
+    if (table) steps.push({ fstab: table });
+    return steps;
+  };
+  return { early: plan(early), late: plan(late) };
 }
 
 /** The container's mounts as data, in mount(8) terms; shared by the shell and vlab-init paths. */

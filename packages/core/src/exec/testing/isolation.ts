@@ -67,8 +67,12 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
     beforeEach(async () => {
       root = await makeBusyboxRootfs(base);
       probe = await installProbe(root);
+      // The builder runs a RUN on a mounted snapshot: the rootfs is a mount point here too
+      // (mount(8) -a takes a self-bind of a mount point for done, a plain dir hides that).
+      await execFileP('mount', ['--bind', root, root]);
     });
     afterEach(async () => {
+      await execFileP('umount', [root]).catch(() => execFileP('umount', ['-l', root]));
       await fs.rm(root, { recursive: true, force: true });
     });
     afterAll(async () => {
@@ -150,6 +154,32 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       }
     });
 
+    it('nodev on the root, /dev and extra binds where the executor relies on it (mountinfo)', async () => {
+      const src = path.join(base, 'bind-src');
+      await fs.mkdir(src, { recursive: true });
+      const bind = (target: string, readonly = false) => ({ type: 'bind' as const, source: src, target, readonly });
+      // /mnt/stack twice: the second (ro) is stacked on the first, as every runtime mounts in order.
+      const mounts = [bind('/mnt/rw'), bind('/mnt/ro', true), bind('/mnt/stack'), bind('/mnt/stack', true)];
+      const r = await run('cat /proc/self/mountinfo', { mounts });
+      expect(r.code).toBe(0);
+      const flags = mountFlags(r.out);
+      // Controls, every executor: a flag that is there (/proc) and one that is not (ptys must open).
+      expect(flags('/proc')).toContain('nodev');
+      expect(flags('/dev/pts')).not.toContain('nodev');
+      // Extra binds (build context, caches) are nodev in every executor (our OCI config says so too).
+      expect(flags('/mnt/rw')).toContain('nodev');
+      expect(flags('/mnt/ro')).toEqual(expect.arrayContaining(['ro', 'nodev']));
+      expect(flags('/mnt/stack'), 'the stacked bind').toEqual(expect.arrayContaining(['ro', 'nodev']));
+      // The built-in executors filter devices by nodev alone (pure cgroup v2 has no devices
+      // controller and they load no eBPF program): the root and /dev must be nodev. runc filters
+      // with its own device cgroup (v1 devices, eBPF on v2) and keeps the nodes it makes in /dev
+      // openable, so it needs neither: nothing to require there.
+      if (name.startsWith('builtin')) {
+        expect(flags('/'), 'the root mount').toContain('nodev');
+        expect(flags('/dev')).toContain('nodev');
+      }
+    });
+
     it('network none: a server on the host loopback is unreachable; with host networking it is', async (ctx) => {
       needProbe(ctx);
       let connections = 0;
@@ -200,6 +230,17 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       expect(shown.stdout).not.toContain('#'); // the character TIOCSTI would have typed
     });
   });
+}
+
+/** The per-mount options of the visible (topmost) mount at each mount point of a mountinfo text. */
+function mountFlags(mountinfo: string): (target: string) => string[] {
+  const entries = mountinfo.trim().split('\n').map((l) => l.split(' ')).map((f) => ({ id: f[0], parent: f[1], target: f[4], opts: f[5]!.split(',') }));
+  return (target) => {
+    const at = entries.filter((e) => e.target === target);
+    const top = at.filter((e) => !at.some((o) => o.parent === e.id));
+    expect(top, `one visible mount at ${target} in\n${mountinfo}`).toHaveLength(1);
+    return top[0]!.opts;
+  };
 }
 
 async function which(cmd: string): Promise<string | undefined> {
