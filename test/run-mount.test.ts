@@ -226,6 +226,28 @@ describe('RUN --mount=type=bind,from=…', () => {
     }
   });
 
+  it('a context bind is keyed by what it shows: a change runs the step again, a .dockerignored change does not', async () => {
+    const ctx = await makeContext({ 'v.txt': 'one\n', 'd/a': 'a\n', 'd/skip.log': 'x\n', '.dockerignore': '**/*.log\n' });
+    try {
+      await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN --mount=type=bind,source=v.txt,target=/v --mount=type=bind,source=d,target=/d cat /v /d/a > /seen\n');
+      const once = async () => {
+        const events: { type: string }[] = [];
+        await build({ context: ctx, tags: [`ctxkey${++n}:latest`], root, onEvent: (e) => events.push(e) });
+        return events.filter((e) => e.type === 'step-cached').length;
+      };
+      await once();
+      expect(await once()).toBe(1);
+      await fsp.writeFile(path.join(ctx, 'v.txt'), 'two\n'); // a bound file
+      expect(await once()).toBe(0);
+      await fsp.writeFile(path.join(ctx, 'd/a'), 'b\n'); // a file in a bound dir
+      expect(await once()).toBe(0);
+      await fsp.writeFile(path.join(ctx, 'd/skip.log'), 'y\n'); // excluded: not part of the key
+      expect(await once()).toBe(1);
+    } finally {
+      await fsp.rm(ctx, { recursive: true, force: true });
+    }
+  });
+
   it('a transport in from= is E_NAMED_CONTEXT, an unknown name is E_IMAGE_NOT_FOUND', async () => {
     const ctx = await makeContext({});
     try {

@@ -13,7 +13,7 @@ import { fromSource } from './copy-step.ts';
 type Source = { from: string; dir: string } | { from: string; layers: LayerRef[] };
 
 export interface RunFromMounts {
-  /** Cache inputs: what each `from=` is (stage key, image digest or directory checksum). */
+  /** Cache inputs: what each `from=` is (stage key, image digest or directory checksum), and each context bind's content. */
   files: Record<string, string>;
   content?: string;
   /** Run `work` with each `from=` name mapped to its tree on the host; views are gone after. */
@@ -36,7 +36,14 @@ export async function runFromMounts(s: BuildSession, stage: Stage, inst: RunInst
       sources.push({ from, layers: src.layers });
     }
   }
-  const content = froms.length ? `sha256:${createHash('sha256').update(JSON.stringify(files)).digest('hex')}` : undefined;
+  // A bind of the context (no from=) is keyed by the content it shows, as the context has it
+  // (.dockerignore applied), so the step runs again when a bound file changes (BuildKit keys
+  // binds by content too). A source that is not there is left to the mount code's E_RUN_MOUNT.
+  const contextSources = [...new Set(inst.mounts.filter((m) => m.type === 'bind' && !m.from).map((m) => m.source ?? '.'))];
+  for (const source of contextSources) {
+    files[`--mount source=${source}`] = await s.context.select(source).then((sel) => s.context.checksum([sel])).then((c) => c.digest, () => 'absent');
+  }
+  const content = Object.keys(files).length ? `sha256:${createHash('sha256').update(JSON.stringify(files)).digest('hex')}` : undefined;
   return {
     files,
     content,
