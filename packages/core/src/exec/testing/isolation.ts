@@ -5,17 +5,16 @@
  * same probe succeeding where it should), so that a broken probe cannot pass as "denied".
  * Host-side targets are marker files and processes this file makes in its own scratch dir.
  */
-import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from 'vitest';
+import { beforeEach, afterEach, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Executor, ExecutorOptions, RunSpec } from '../types.ts';
 import { installProbe } from './probe.ts';
 import { makeBusyboxRootfs } from './rootfs.ts';
-import { removeCgroupParent } from './suite.ts';
+import { useExecutor } from './fixture.ts';
 
 const execFileP = promisify(execFile);
 
@@ -51,21 +50,12 @@ async function openableBlockDevice(scratch: string): Promise<[number, number] | 
 
 export function isolationSuite(name: string, factory: IsolationFactory): void {
   describe(`isolation: ${name}`, () => {
-    let base: string;
-    let tmpDir: string;
+    const fx = useExecutor(`iso-${name}`, factory);
     let root: string;
-    let ex: Executor;
     let probe = false;
-    const cgroupParent = `vlab-test-iso-${name}-${process.pid}`;
 
-    beforeAll(async () => {
-      base = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-iso-'));
-      tmpDir = path.join(base, 'tmp');
-      await fs.mkdir(tmpDir);
-      ex = await factory({ cgroupParent, tmpDir });
-    });
     beforeEach(async () => {
-      root = await makeBusyboxRootfs(base);
+      root = await makeBusyboxRootfs(fx.base);
       probe = await installProbe(root);
       // The builder runs a RUN on a mounted snapshot: the rootfs is a mount point here too
       // (mount(8) -a takes a self-bind of a mount point for done, a plain dir hides that).
@@ -75,12 +65,8 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       await execFileP('umount', [root]).catch(() => execFileP('umount', ['-l', root]));
       await fs.rm(root, { recursive: true, force: true });
     });
-    afterAll(async () => {
-      await removeCgroupParent(cgroupParent);
-      if (base) await fs.rm(base, { recursive: true, force: true });
-    });
 
-    const run = async (script: string, extra: Partial<RunSpec> = {}, on: Executor = ex) => {
+    const run = async (script: string, extra: Partial<RunSpec> = {}, on: Executor = fx.ex) => {
       let out = '';
       const r = await on.run({ rootfs: root, argv: ['/bin/sh', '-c', script], env: [], cwd: '/', ...extra }, { onOutput: (_s, c) => (out += c) });
       return { code: r.exitCode, out };
@@ -117,7 +103,7 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
 
     it("the host's /proc/1/root and host processes are out of reach (pid namespace)", async (ctx) => {
       needProbe(ctx);
-      const marker = path.join(base, 'host-marker');
+      const marker = path.join(fx.base, 'host-marker');
       await fs.writeFile(marker, 'host secret\n');
       const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
       try {
@@ -137,7 +123,7 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
 
     it('the host disk can be neither mounted nor opened, even without the v1 devices cgroup', async (ctx) => {
       needProbe(ctx);
-      const blk = await openableBlockDevice(base);
+      const blk = await openableBlockDevice(fx.base);
       if (!blk) return ctx.skip(); // the host's root itself can open no block device node here
       const [major, minor] = blk;
       // A block node for the host disk that comes with the image (made host-side, like a layer would).
@@ -149,13 +135,13 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       // Pure cgroup v2 has no v1 devices controller: the built-in executor must hold without it.
       // The OCI runtimes always filter devices themselves (v1 cgroup, or eBPF on v2).
       if (name.startsWith('builtin')) {
-        const bare = await factory({ cgroupParent, tmpDir, deviceCgroup: false });
+        const bare = await factory({ cgroupParent: fx.cgroupParent, tmpDir: fx.tmpDir, deviceCgroup: false });
         check((await run(script, {}, bare)).out);
       }
     });
 
     it('nodev on the root, /dev and extra binds where the executor relies on it (mountinfo)', async () => {
-      const src = path.join(base, 'bind-src');
+      const src = path.join(fx.base, 'bind-src');
       await fs.mkdir(src, { recursive: true });
       const bind = (target: string, readonly = false) => ({ type: 'bind' as const, source: src, target, readonly });
       // /mnt/stack twice: the second (ro) is stacked on the first, as every runtime mounts in order.
@@ -200,7 +186,7 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
 
     it('mountpoint cleanup does not follow symlinks the container put in place of created dirs', async () => {
       // Host dirs shaped like what cleanup will look for: b/c (to be rmdir'd), y (mtime to restore).
-      const scratch = path.join(base, 'host-dirs');
+      const scratch = path.join(fx.base, 'host-dirs');
       await fs.mkdir(path.join(scratch, 'b/c'), { recursive: true });
       await fs.mkdir(path.join(scratch, 'y'));
       const old = new Date('2001-02-03T04:05:06Z');
@@ -219,9 +205,9 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       needProbe(ctx);
       const script = await which('script');
       if (!script) return ctx.skip(); // util-linux script(1) gives the run a pty
-      const out = path.join(base, 'tty-out.json');
+      const out = path.join(fx.base, 'tty-out.json');
       const child = path.join(path.dirname(new URL(import.meta.url).pathname), 'tty-script.ts');
-      const cmd = [process.execPath, '--import', 'tsx', child, name, root, tmpDir, cgroupParent, out].map((s) => `'${s}'`).join(' ');
+      const cmd = [process.execPath, '--import', 'tsx', child, name, root, fx.tmpDir, fx.cgroupParent, out].map((s) => `'${s}'`).join(' ');
       // script(1) runs cmd on a new pty (its controlling terminal); what the pty shows comes back.
       const shown = await execFileP(script, ['-qfec', cmd, '/dev/null'], { cwd: path.dirname(child), timeout: 60_000 });
       const r = JSON.parse(await fs.readFile(out, 'utf8')) as { hostTty: string; probes: string };

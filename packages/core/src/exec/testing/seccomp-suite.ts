@@ -3,12 +3,10 @@
  * (probe.c) tries each call a hostile step would make. Called from the executor test files beside
  * executorSuite; skipped with a logged reason when the probe cannot be built (no cc).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { promises as fs } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import type { Executor, RunSpec } from '../types.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { RunSpec } from '../types.ts';
 import { makeBusyboxRootfs } from './rootfs.ts';
+import { useExecutor } from './fixture.ts';
 import { installProbe } from './probe.ts';
 import type { ExecutorFactory } from './suite.ts';
 
@@ -17,26 +15,18 @@ const DENIED = ['keyctl', 'unshare-user', 'clone-user', 'bpf', 'perf', 'init-mod
 
 export function seccompSuite(name: string, factory: ExecutorFactory): void {
   describe(`seccomp: ${name}`, () => {
-    let ex: Executor;
-    let base: string;
+    const fx = useExecutor(`seccomp-${name}`, factory);
     let root: string;
     let probe = false;
-    const cgroupParent = `vlab-test-seccomp-${name}-${process.pid}`;
 
     beforeAll(async () => {
-      base = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-seccomp-'));
-      await fs.mkdir(path.join(base, 'tmp'));
-      ex = await factory({ cgroupParent, tmpDir: path.join(base, 'tmp') });
-      root = await makeBusyboxRootfs(base);
+      root = await makeBusyboxRootfs(fx.base);
       probe = await installProbe(root);
-    });
-    afterAll(async () => {
-      if (base) await fs.rm(base, { recursive: true, force: true });
     });
 
     const run = async (script: string, extra: Partial<RunSpec> = {}) => {
       let out = '';
-      const r = await ex.run({ rootfs: root, argv: ['/bin/sh', '-c', script], env: [], cwd: '/', ...extra }, { onOutput: (_s, c) => (out += c) });
+      const r = await fx.ex.run({ rootfs: root, argv: ['/bin/sh', '-c', script], env: [], cwd: '/', ...extra }, { onOutput: (_s, c) => (out += c) });
       return { code: r.exitCode, out };
     };
 

@@ -2,7 +2,7 @@
  * The isolation suite every executor passes (containerd's testsuite idea): real namespaces, real
  * cgroups, on a busybox rootfs made per test. Needs root, /bin/busybox (busybox-static).
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -11,6 +11,7 @@ import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from '
 import { detectCgroupLayout } from '../cgroups.ts';
 import { makeBusyboxRootfs } from './rootfs.ts';
 import { isolationSuite } from './isolation.ts';
+import { useExecutor } from './fixture.ts';
 
 export type ExecutorFactory = (opts: ExecutorOptions) => Promise<Executor>;
 
@@ -21,27 +22,14 @@ export interface Ran extends RunResult {
 
 export function executorSuite(name: string, factory: ExecutorFactory): void {
   describe(`executor suite: ${name}`, () => {
-    let ex: Executor;
-    let base: string; // holds rootfs dirs
-    let tmpDir: string; // the executor's temp dirs: must end empty
+    const fx = useExecutor(name, factory);
     let root: string;
-    const cgroupParent = `vlab-test-${name}-${process.pid}`;
 
-    beforeAll(async () => {
-      base = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-suite-'));
-      tmpDir = path.join(base, 'tmp');
-      await fs.mkdir(tmpDir);
-      ex = await factory({ cgroupParent, tmpDir });
-    });
     beforeEach(async () => {
-      root = await makeBusyboxRootfs(base);
+      root = await makeBusyboxRootfs(fx.base);
     });
     afterEach(async () => {
       await fs.rm(root, { recursive: true, force: true });
-    });
-    afterAll(async () => {
-      await removeCgroupParent(cgroupParent);
-      if (base) await fs.rm(base, { recursive: true, force: true });
     });
 
     const spec = (argv: string[], extra: Partial<RunSpec> = {}): RunSpec => ({
@@ -54,7 +42,7 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
     const run = async (script: string, extra: Partial<RunSpec> = {}, opts: RunOptions = {}): Promise<Ran> => {
       let stdout = '';
       let stderr = '';
-      const r = await ex.run(spec(['/bin/sh', '-c', script], extra), {
+      const r = await fx.ex.run(spec(['/bin/sh', '-c', script], extra), {
         ...opts,
         onOutput: (s, c) => (s === 'stdout' ? (stdout += c) : (stderr += c)),
       });
@@ -195,7 +183,7 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
       const collect = async (argv: string[], env: string[]) => {
         let err = '';
         let out = '';
-        const r = await ex.run(spec(argv, { env }), { onOutput: (s, c) => (s === 'stdout' ? (out += c) : (err += c)) });
+        const r = await fx.ex.run(spec(argv, { env }), { onOutput: (s, c) => (s === 'stdout' ? (out += c) : (err += c)) });
         return { code: r.exitCode, out, err };
       };
       expect(await collect(['hello'], ['PATH=/opt/tools:/bin'])).toMatchObject({ code: 0, out: 'from-path\n' });
@@ -209,7 +197,7 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
       const viaFd = await run('cat', {}, { stdin: Buffer.from('line one\n') });
       expect(viaFd.stdout).toBe('line one\n');
       let out = '';
-      const viaDev = await ex.run(spec(['/bin/sh', '/dev/stdin']), {
+      const viaDev = await fx.ex.run(spec(['/bin/sh', '/dev/stdin']), {
         stdin: Buffer.from('echo from-script $((6*7))\n'),
         onOutput: (s, c) => (s === 'stdout' ? (out += c) : undefined),
       });
@@ -224,7 +212,7 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
       setTimeout(() => ac.abort(new Error('user abort')), 300);
       await expect(p).rejects.toMatchObject({ code: 'E_RUN_ABORTED' });
       expect(Date.now() - t0).toBeLessThan(10_000);
-      expect(await cgroupChildren(cgroupParent)).toEqual([]);
+      expect(await cgroupChildren(fx.cgroupParent)).toEqual([]);
     });
 
     it('cleanup: 200 runs (some aborted, some failing) leave no mounts, cgroups, processes or temp dirs', async () => {
@@ -232,18 +220,18 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
       const results: string[] = [];
       const worker = async () => {
         // One rootfs per worker: an executor runs one container per rootfs at a time.
-        const root = await makeBusyboxRootfs(base);
+        const root = await makeBusyboxRootfs(fx.base);
         const spec = (argv: string[]): RunSpec => ({ rootfs: root, argv, env: [], cwd: '/' });
         for (let i = jobs.shift(); i !== undefined; i = jobs.shift()) {
           if (i % 20 === 7) {
             const ac = new AbortController();
             setTimeout(() => ac.abort(), 20 + (i % 5) * 20);
-            const r = await ex.run(spec(['/bin/sleep', '30']), { signal: ac.signal }).catch((e) => e.code);
+            const r = await fx.ex.run(spec(['/bin/sleep', '30']), { signal: ac.signal }).catch((e) => e.code);
             results.push(String(r));
           } else if (i % 20 === 13) {
-            results.push(String((await ex.run(spec(['/bin/false']))).exitCode));
+            results.push(String((await fx.ex.run(spec(['/bin/false']))).exitCode));
           } else {
-            results.push(String((await ex.run(spec(['/bin/true']))).exitCode));
+            results.push(String((await fx.ex.run(spec(['/bin/true']))).exitCode));
           }
         }
         expect(await fs.readdir(root)).toEqual(['bin', 'etc', 'home', 'root', 'tmp']);
@@ -254,10 +242,10 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
       expect(results.filter((r) => r === '1')).toHaveLength(10);
       expect(results.filter((r) => r === '0')).toHaveLength(180);
       const mountinfo = await fs.readFile('/proc/self/mountinfo', 'utf8');
-      expect(mountinfo).not.toContain(base);
-      expect(await cgroupChildren(cgroupParent)).toEqual([]);
-      expect(await fs.readdir(tmpDir)).toEqual([]);
-      expect(await processesUnder(base)).toEqual([]);
+      expect(mountinfo).not.toContain(fx.base);
+      expect(await cgroupChildren(fx.cgroupParent)).toEqual([]);
+      expect(await fs.readdir(fx.tmpDir)).toEqual([]);
+      expect(await processesUnder(fx.base)).toEqual([]);
     }, 300_000);
   });
   isolationSuite(name, factory);
