@@ -41,7 +41,9 @@ export interface Case {
   floor: { name: string; times: number }[];
 }
 
-const steps20 = Array.from({ length: 20 }, (_, i) => `RUN echo step${i} > /step${String(i).padStart(2, '0')}.txt`).join('\n');
+const steps20 = Array.from({ length: 20 }, (_, i) => `RUN echo step${i} > /step${String(i).padStart(2, '0')}.txt`).join(
+  '\n',
+);
 
 export const CASES: Case[] = [
   {
@@ -75,7 +77,10 @@ export const CASES: Case[] = [
     phases: ['cold', 'cached'],
     dockerfile: 'FROM busybox:latest\nCOPY data/ /data/\n',
     gen: (dir, s) => genSmall(path.join(dir, 'data'), s.smallFiles),
-    floor: [{ name: 'tar|sha256sum small', times: 1 }, { name: 'cp -a small', times: 1 }],
+    floor: [
+      { name: 'tar|sha256sum small', times: 1 },
+      { name: 'cp -a small', times: 1 },
+    ],
   },
   {
     name: 'copy-big',
@@ -84,7 +89,10 @@ export const CASES: Case[] = [
     phases: ['cold', 'cached'],
     dockerfile: 'FROM busybox:latest\nCOPY big.bin /big.bin\n',
     gen: (dir, s) => genBig(path.join(dir, 'big.bin'), s.bigBytes),
-    floor: [{ name: 'sha256sum big', times: 1 }, { name: 'cp -a big', times: 1 }],
+    floor: [
+      { name: 'sha256sum big', times: 1 },
+      { name: 'cp -a big', times: 1 },
+    ],
   },
   {
     name: 'delete',
@@ -122,7 +130,8 @@ export function selectCases(list = process.env.BENCH_CASES): Case[] {
   if (!list) return CASES;
   const want = list.split(',').map((s) => s.trim());
   const unknown = want.filter((w) => !CASES.some((c) => c.name === w));
-  if (unknown.length) throw new Error(`unknown BENCH_CASES: ${unknown.join(', ')} (have ${CASES.map((c) => c.name).join(', ')})`);
+  if (unknown.length)
+    throw new Error(`unknown BENCH_CASES: ${unknown.join(', ')} (have ${CASES.map((c) => c.name).join(', ')})`);
   return CASES.filter((c) => want.includes(c.name));
 }
 

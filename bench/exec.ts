@@ -32,7 +32,10 @@ const rows: [string, { median: number; p90: number }][] = [];
 const root = await makeBusyboxRootfs();
 const bundle = await fs.mkdtemp('/tmp/vlab-bench-bundle-');
 try {
-  rows.push(['unshare -pfmuin chroot (floor)', await measure(() => run('unshare', ['-pfmuin', 'chroot', root, '/bin/true']))]);
+  rows.push([
+    'unshare -pfmuin chroot (floor)',
+    await measure(() => run('unshare', ['-pfmuin', 'chroot', root, '/bin/true'])),
+  ]);
   const runc = await findRuntime('runc');
   if (runc) {
     await run(runc, ['spec', '--bundle', bundle]);
@@ -42,7 +45,12 @@ try {
     cfg.root = { path: root, readonly: false };
     await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(cfg));
     let i = 0;
-    rows.push(['runc run, minimal bundle (floor)', await measure(() => run(runc, ['--root', '/run/vlab/bench', 'run', '--bundle', bundle, `vlab-bench-${process.pid}-${i++}`]))]);
+    rows.push([
+      'runc run, minimal bundle (floor)',
+      await measure(() =>
+        run(runc, ['--root', '/run/vlab/bench', 'run', '--bundle', bundle, `vlab-bench-${process.pid}-${i++}`]),
+      ),
+    ]);
   }
   const spec = { rootfs: root, argv: ['/bin/true'], env: [], cwd: '/' };
   const builtin = await BuiltinExecutor.create();

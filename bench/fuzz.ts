@@ -12,7 +12,16 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -38,7 +47,11 @@ const SLOW_MS = 5000;
 // ----- a small seeded PRNG and byte mutators (AFL-style havoc) -----
 let state = seed >>> 0 || 1;
 const rnd = (n: number) => {
-  state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0;
+  state ^= state << 13;
+  state >>>= 0;
+  state ^= state >>> 17;
+  state ^= state << 5;
+  state >>>= 0;
   return state % Math.max(1, n);
 };
 const pick = <T>(a: readonly T[]): T => a[rnd(a.length)]!;
@@ -49,13 +62,32 @@ function mutate(input: Buffer, dict: readonly string[], others: readonly Buffer[
   for (let n = 1 + rnd(6); n > 0; n--) {
     const at = rnd(b.length + 1);
     switch (rnd(7)) {
-      case 0: if (b.length) b[rnd(b.length)]! ^= 1 << rnd(8); break;
-      case 1: if (b.length) b[rnd(b.length)] = pick(INTERESTING); break;
-      case 2: b = Buffer.concat([b.subarray(0, at), Buffer.from(pick(dict)), b.subarray(at)]); break;
-      case 3: b = Buffer.concat([b.subarray(0, at), b.subarray(at + rnd(64))]); break;
-      case 4: { const len = rnd(256); b = Buffer.concat([b.subarray(0, at), b.subarray(at, at + len), b.subarray(at)]); break; }
-      case 5: { const o = pick(others); const from = rnd(o.length); b = Buffer.concat([b.subarray(0, at), o.subarray(from, from + rnd(512))]); break; }
-      case 6: b = Buffer.concat([b.subarray(0, at), Buffer.alloc(rnd(8) + 1, pick(INTERESTING)), b.subarray(at)]); break;
+      case 0:
+        if (b.length) b[rnd(b.length)]! ^= 1 << rnd(8);
+        break;
+      case 1:
+        if (b.length) b[rnd(b.length)] = pick(INTERESTING);
+        break;
+      case 2:
+        b = Buffer.concat([b.subarray(0, at), Buffer.from(pick(dict)), b.subarray(at)]);
+        break;
+      case 3:
+        b = Buffer.concat([b.subarray(0, at), b.subarray(at + rnd(64))]);
+        break;
+      case 4: {
+        const len = rnd(256);
+        b = Buffer.concat([b.subarray(0, at), b.subarray(at, at + len), b.subarray(at)]);
+        break;
+      }
+      case 5: {
+        const o = pick(others);
+        const from = rnd(o.length);
+        b = Buffer.concat([b.subarray(0, at), o.subarray(from, from + rnd(512))]);
+        break;
+      }
+      case 6:
+        b = Buffer.concat([b.subarray(0, at), Buffer.alloc(rnd(8) + 1, pick(INTERESTING)), b.subarray(at)]);
+        break;
     }
   }
   return b;
@@ -65,10 +97,20 @@ function mutate(input: Buffer, dict: readonly string[], others: readonly Buffer[
 function mutateTar(input: Buffer, dict: readonly string[]): Buffer {
   const b = Buffer.from(input);
   const headers: number[] = [];
-  for (let off = 0; off + 512 <= b.length; off += 512) if (b.toString('latin1', off + 257, off + 262) === 'ustar') headers.push(off);
+  for (let off = 0; off + 512 <= b.length; off += 512)
+    if (b.toString('latin1', off + 257, off + 262) === 'ustar') headers.push(off);
   if (headers.length && rnd(3)) {
     const h = pick(headers);
-    const [field, len] = pick([[0, 100], [100, 8], [108, 8], [116, 8], [124, 12], [156, 1], [157, 100], [345, 155]] as const);
+    const [field, len] = pick([
+      [0, 100],
+      [100, 8],
+      [108, 8],
+      [116, 8],
+      [124, 12],
+      [156, 1],
+      [157, 100],
+      [345, 155],
+    ] as const);
     const v = Buffer.from(rnd(2) ? pick(dict) : String(rnd(1 << 30).toString(8)));
     v.copy(b, h + field, 0, Math.min(len, v.length));
     if (v.length < len && rnd(2)) b[h + field + v.length] = 0;
@@ -92,9 +134,77 @@ interface Target {
   run(input: Buffer): Promise<void> | void;
 }
 
-const DF_DICT = ['FROM ', 'RUN ', 'COPY ', 'ADD ', 'ENV ', 'ARG ', 'LABEL ', 'ONBUILD ', 'HEALTHCHECK ', 'SHELL ', 'WORKDIR ', '\\\n', '\n', '`', '# escape=`\n', '# syntax=x\n',
-  '<<EOF\n', '<<-EOF\n', "<<'E'\n", 'EOF\n', '${A:-', '${A:+x}', '${A#*}', '${A%%/*}', '${A/a/b}', '$A', '}', '"', "'", '[', ']', '["a","b"]', '--mount=type=bind,source=x,target=/y', '--from=0', '--chmod=755', '--platform=$A', ' AS b', '\0', '\uFEFF', '\r\n', '\t'];
-const WORD_DICT = ['$', '${', '}', ':-', ':+', ':?', '#', '##', '%', '%%', '/', '//', '"', "'", '\\', '`', 'A', 'B', ' ', '*', '?', '[', ']', '!', '@', '\n'];
+const DF_DICT = [
+  'FROM ',
+  'RUN ',
+  'COPY ',
+  'ADD ',
+  'ENV ',
+  'ARG ',
+  'LABEL ',
+  'ONBUILD ',
+  'HEALTHCHECK ',
+  'SHELL ',
+  'WORKDIR ',
+  '\\\n',
+  '\n',
+  '`',
+  '# escape=`\n',
+  '# syntax=x\n',
+  '<<EOF\n',
+  '<<-EOF\n',
+  "<<'E'\n",
+  'EOF\n',
+  '${A:-',
+  '${A:+x}',
+  '${A#*}',
+  '${A%%/*}',
+  '${A/a/b}',
+  '$A',
+  '}',
+  '"',
+  "'",
+  '[',
+  ']',
+  '["a","b"]',
+  '--mount=type=bind,source=x,target=/y',
+  '--from=0',
+  '--chmod=755',
+  '--platform=$A',
+  ' AS b',
+  '\0',
+  '\uFEFF',
+  '\r\n',
+  '\t',
+];
+const WORD_DICT = [
+  '$',
+  '${',
+  '}',
+  ':-',
+  ':+',
+  ':?',
+  '#',
+  '##',
+  '%',
+  '%%',
+  '/',
+  '//',
+  '"',
+  "'",
+  '\\',
+  '`',
+  'A',
+  'B',
+  ' ',
+  '*',
+  '?',
+  '[',
+  ']',
+  '!',
+  '@',
+  '\n',
+];
 
 function dockerfileSeeds(): Buffer[] {
   const root = path.join(repo, '..', 'shared', 'corpus', 'real-dockerfiles');
@@ -102,10 +212,14 @@ function dockerfileSeeds(): Buffer[] {
   if (existsSync(root)) {
     for (const d of readdirSync(root, { withFileTypes: true })) {
       if (!d.isDirectory()) continue;
-      for (const f of readdirSync(path.join(root, d.name))) if (f.endsWith('.Dockerfile')) out.push(readFileSync(path.join(root, d.name, f)));
+      for (const f of readdirSync(path.join(root, d.name)))
+        if (f.endsWith('.Dockerfile')) out.push(readFileSync(path.join(root, d.name, f)));
     }
   }
-  if (!out.length) out.push(Buffer.from('FROM busybox AS a\nARG X=1\nRUN echo ${X:-y} \\\n && true\nCOPY --from=a <<EOF /x\nhi\nEOF\n'));
+  if (!out.length)
+    out.push(
+      Buffer.from('FROM busybox AS a\nARG X=1\nRUN echo ${X:-y} \\\n && true\nCOPY --from=a <<EOF /x\nhi\nEOF\n'),
+    );
   return out;
 }
 
@@ -139,11 +253,22 @@ function parserTarget(): Target {
 }
 
 function lexerTarget(): Target {
-  const seeds = ['${A:-${B:+x}}', '"$A"\'$B\'', '${A#*/}${A%%.*}', '\\$A `x` ${A/b/c}', '${A:?err}', 'a b  c', '${#A}'].map((s) => Buffer.from(s));
+  const seeds = [
+    '${A:-${B:+x}}',
+    '"$A"\'$B\'',
+    '${A#*/}${A%%.*}',
+    '\\$A `x` ${A/b/c}',
+    '${A:?err}',
+    'a b  c',
+    '${#A}',
+  ].map((s) => Buffer.from(s));
   const env = { A: 'a b/c.d', B: '', C: '$A' };
   return {
     name: 'lexer',
-    next: () => (rnd(3) ? mutate(pick(seeds), WORD_DICT, seeds) : Buffer.from(Array.from({ length: rnd(60) }, () => pick(WORD_DICT)).join(''))),
+    next: () =>
+      rnd(3)
+        ? mutate(pick(seeds), WORD_DICT, seeds)
+        : Buffer.from(Array.from({ length: rnd(60) }, () => pick(WORD_DICT)).join('')),
     run(input) {
       const w = input.toString('utf8');
       for (const escape of ['\\', '`']) {
@@ -158,7 +283,10 @@ function lexerTarget(): Target {
 function tarSeeds(work: string): Buffer[] {
   const out: Buffer[] = [];
   const corpus = path.join(repo, '..', 'shared', 'corpus', 'layers', 'tar-rs');
-  if (existsSync(corpus)) for (const f of readdirSync(corpus)) if (f.endsWith('.tar') && statSync(path.join(corpus, f)).size < 256 << 10) out.push(readFileSync(path.join(corpus, f)));
+  if (existsSync(corpus))
+    for (const f of readdirSync(corpus))
+      if (f.endsWith('.tar') && statSync(path.join(corpus, f)).size < 256 << 10)
+        out.push(readFileSync(path.join(corpus, f)));
   const dir = mkdtempSync(path.join(work, 'seed-'));
   try {
     const r = path.join(dir, 'r');
@@ -171,7 +299,11 @@ function tarSeeds(work: string): Buffer[] {
     execFileSync('ln', [path.join(r, 'd/f'), path.join(r, 'hard')]);
     for (const format of ['gnu', 'pax', 'ustar']) {
       try {
-        execFileSync('tar', [`--format=${format}`, '--sort=name', '-cf', path.join(dir, `${format}.tar`), '-C', r, '.'], { stdio: 'ignore' });
+        execFileSync(
+          'tar',
+          [`--format=${format}`, '--sort=name', '-cf', path.join(dir, `${format}.tar`), '-C', r, '.'],
+          { stdio: 'ignore' },
+        );
         out.push(readFileSync(path.join(dir, `${format}.tar`)));
       } catch {
         // ustar cannot hold the long name: the other formats cover it
@@ -182,7 +314,22 @@ function tarSeeds(work: string): Buffer[] {
   }
   return out;
 }
-const TAR_DICT = ['../', '/', '/etc/passwd', '..', '.wh.', '.wh..wh..opq', 'a/b/../../..', '\0', 'path=', '30 path=../../x\n', 'linkpath=/', 'size=99999999999\n', 'ustar\x0000', 'ustar  \0'];
+const TAR_DICT = [
+  '../',
+  '/',
+  '/etc/passwd',
+  '..',
+  '.wh.',
+  '.wh..wh..opq',
+  'a/b/../../..',
+  '\0',
+  'path=',
+  '30 path=../../x\n',
+  'linkpath=/',
+  'size=99999999999\n',
+  'ustar\x0000',
+  'ustar  \0',
+];
 
 function layerTarget(work: string): Target {
   const seeds = tarSeeds(work);
@@ -202,14 +349,21 @@ function layerTarget(work: string): Target {
 
 function archiveTarget(work: string): Target {
   const dir = path.join(repo, '..', 'shared', 'corpus', 'layers', 'go-containerregistry', 'image-tarballs');
-  const seeds = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.tar') && statSync(path.join(dir, f)).size < 1 << 20).map((f) => readFileSync(path.join(dir, f))) : [];
+  const seeds = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.tar') && statSync(path.join(dir, f)).size < 1 << 20)
+        .map((f) => readFileSync(path.join(dir, f)))
+    : [];
   if (!seeds.length) throw new Error(`no image tarballs in ${dir}`);
   const file = path.join(work, 'in.tar');
   let store: Promise<Store> | undefined;
   let n = 0;
   return {
     name: 'archive',
-    next: () => (rnd(2) ? mutateTar(pick(seeds), [...TAR_DICT, 'manifest.json', 'index.json', '"Config":', '"Layers":[', 'sha256:']) : mutate(pick(seeds), ['{', '}', '[', ']', '"', ',', 'null', '0', '-1', '"../x"', '"/etc/passwd"'], seeds)),
+    next: () =>
+      rnd(2)
+        ? mutateTar(pick(seeds), [...TAR_DICT, 'manifest.json', 'index.json', '"Config":', '"Layers":[', 'sha256:'])
+        : mutate(pick(seeds), ['{', '}', '[', ']', '"', ',', 'null', '0', '-1', '"../x"', '"/etc/passwd"'], seeds),
     async run(input) {
       // A fresh store now and then, so it does not fill up with what the fuzzer loaded.
       if (n++ % 200 === 0) {
@@ -236,7 +390,12 @@ function rethrowUntyped(e: unknown): void {
 }
 
 // ----- the loop -----
-interface Result { target: string; inputs: number; seconds: number; crashes: { file: string; error: string }[] }
+interface Result {
+  target: string;
+  inputs: number;
+  seconds: number;
+  crashes: { file: string; error: string }[];
+}
 
 /** The layer target runs in a child inside its own mount namespace: every mount read-only but its tmpfs. */
 function runContainedChild(targets: string[]): Promise<Result[]> {
@@ -257,7 +416,8 @@ function runContainedChild(targets: string[]): Promise<Result[]> {
     child.on('close', (code) => {
       rmSync(work, { recursive: true, force: true });
       const line = out.trim().split('\n').at(-1) ?? '';
-      if (code !== 0 || !line.startsWith('[')) return reject(new Error(`contained fuzz child exited ${code}: ${out.slice(-2000)}`));
+      if (code !== 0 || !line.startsWith('['))
+        return reject(new Error(`contained fuzz child exited ${code}: ${out.slice(-2000)}`));
       resolve(JSON.parse(line) as Result[]);
     });
   });
@@ -270,7 +430,11 @@ async function main(): Promise<void> {
     const work = arg('work')!;
     const results: Result[] = [];
     for (const name of child.split(',')) {
-      results.push(await fuzzWith(name === 'layer' ? layerTarget(work) : archiveTarget(work), seconds, (input) => input.toString('base64')));
+      results.push(
+        await fuzzWith(name === 'layer' ? layerTarget(work) : archiveTarget(work), seconds, (input) =>
+          input.toString('base64'),
+        ),
+      );
     }
     process.stdout.write(`${JSON.stringify(results)}\n`);
     return;
@@ -278,7 +442,8 @@ async function main(): Promise<void> {
   const targets = (arg('targets') ?? 'parser,lexer,layer,archive').split(',');
   process.stderr.write(`[fuzz] seed ${seed}, ${seconds} s per target: ${targets.join(', ')}\n`);
   const results: Result[] = [];
-  for (const name of targets.filter((t) => t === 'parser' || t === 'lexer')) results.push(await fuzzWith(name === 'parser' ? parserTarget() : lexerTarget(), seconds, saveCrash(name)));
+  for (const name of targets.filter((t) => t === 'parser' || t === 'lexer'))
+    results.push(await fuzzWith(name === 'parser' ? parserTarget() : lexerTarget(), seconds, saveCrash(name)));
   const contained = targets.filter((t) => t === 'layer' || t === 'archive');
   if (contained.length) {
     for (const r of await runContainedChild(contained)) {
@@ -288,7 +453,9 @@ async function main(): Promise<void> {
   }
   process.stdout.write(`${'target'.padEnd(10)} ${'inputs'.padStart(9)} ${'inputs/s'.padStart(9)}  untyped failures\n`);
   for (const r of results) {
-    process.stdout.write(`${r.target.padEnd(10)} ${String(r.inputs).padStart(9)} ${(r.inputs / r.seconds).toFixed(0).padStart(9)}  ${r.crashes.length}\n`);
+    process.stdout.write(
+      `${r.target.padEnd(10)} ${String(r.inputs).padStart(9)} ${(r.inputs / r.seconds).toFixed(0).padStart(9)}  ${r.crashes.length}\n`,
+    );
     for (const c of r.crashes) process.stdout.write(`  ${c.error}\n    saved: ${path.relative(repo, c.file)}\n`);
   }
   process.exitCode = results.some((r) => r.crashes.length) ? 1 : 0;

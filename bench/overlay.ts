@@ -13,10 +13,24 @@ import { spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { createSnapshotter, diff, writeLayer, apply, mountAll, unmountAll, type Snapshotter } from '../packages/overlay/src/index.ts';
+import {
+  createSnapshotter,
+  diff,
+  writeLayer,
+  apply,
+  mountAll,
+  unmountAll,
+  type Snapshotter,
+} from '../packages/overlay/src/index.ts';
 
 const data = fileURLToPath(new URL('./.data/overlay', import.meta.url));
-const nullSink = () => new Writable({ write(_c, _e, cb) { cb(); }, highWaterMark: 1 << 20 });
+const nullSink = () =>
+  new Writable({
+    write(_c, _e, cb) {
+      cb();
+    },
+    highWaterMark: 1 << 20,
+  });
 
 async function timeDiff(s: Snapshotter, key: string) {
   const t0 = process.hrtime.bigint();
@@ -82,9 +96,15 @@ async function main() {
   const fh = await fs.open(path.join(big, 'blob'), 'w');
   const mib = Buffer.alloc(1 << 20);
   for (let i = 0; i < mib.length; i += 4) mib.writeUInt32LE((i * 2654435761) >>> 0, i);
-  for (let i = 0; i < 1024; i++) { mib[0] = i & 0xff; await fh.write(mib); }
+  for (let i = 0; i < 1024; i++) {
+    mib[0] = i & 0xff;
+    await fh.write(mib);
+  }
   await fh.close();
-  const c = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', root, 'big'], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const c = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', root, 'big'], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 20,
+  });
   if (c.status !== 0) throw new Error(c.stderr);
   const b = JSON.parse(c.stdout) as { secs: number; bytes: number; maxRssKiB: number };
   const tb = timeTar(big);
@@ -114,7 +134,12 @@ async function main() {
       total += Number(process.hrtime.bigint() - t0) / 1e6;
       await unmountAll(target);
     }
-    rows.push([`mount ${depth} layer${depth > 1 ? 's' : ''} (+ upper), mean of ${runs}`, '', '', `${fmt(total / runs, 1)} ms`]);
+    rows.push([
+      `mount ${depth} layer${depth > 1 ? 's' : ''} (+ upper), mean of ${runs}`,
+      '',
+      '',
+      `${fmt(total / runs, 1)} ms`,
+    ]);
   }
 
   const head = ['case', 'MB/s', 'files/s', 'time (s)'];

@@ -15,13 +15,19 @@ import { parseSyntax } from '../packages/dockerfile/src/syntax/parse.ts';
 const root = new URL('../../shared/corpus/real-dockerfiles/', import.meta.url);
 const texts = readdirSync(root, { withFileTypes: true })
   .filter((d) => d.isDirectory())
-  .flatMap((d) => readdirSync(new URL(`${d.name}/`, root)).filter((f) => f.endsWith('.Dockerfile')).map((f) => `${d.name}/${f}`))
+  .flatMap((d) =>
+    readdirSync(new URL(`${d.name}/`, root))
+      .filter((f) => f.endsWith('.Dockerfile'))
+      .map((f) => `${d.name}/${f}`),
+  )
   .map((f) => readFileSync(new URL(f, root), 'utf8'));
 const bytes = texts.reduce((n, t) => n + Buffer.byteLength(t), 0);
 
 // The peer, loaded from the package that depends on it (a measurement, not a second import site).
 const requireFromPkg = createRequire(new URL('../packages/dockerfile/package.json', import.meta.url));
-const { DockerfileParser } = requireFromPkg('dockerfile-ast') as { DockerfileParser: { parse(t: string): { getInstructions(): unknown[] } } };
+const { DockerfileParser } = requireFromPkg('dockerfile-ast') as {
+  DockerfileParser: { parse(t: string): { getInstructions(): unknown[] } };
+};
 
 const seconds = Number(process.argv[2] ?? 1.5);
 
@@ -57,7 +63,9 @@ const rows: [string, (t: string) => unknown][] = [
   ],
 ];
 
-console.log(`corpus: ${texts.length} files, ${(bytes / 1024).toFixed(1)} KiB; node ${process.version}; ${seconds}s per row`);
+console.log(
+  `corpus: ${texts.length} files, ${(bytes / 1024).toFixed(1)} KiB; node ${process.version}; ${seconds}s per row`,
+);
 const results = rows.map(([name, fn]) => ({ name, ...measure(fn) }));
 const ours = results.find((r) => r.name === 'ours: parse() typed')!;
 const w = Math.max(...results.map((r) => r.name.length));

@@ -67,7 +67,9 @@ for (const peer of peers) {
       await runCase(peer, c, cells);
     } catch (e) {
       failures++;
-      for (const ph of c.phases) if (!cells.get(`${c.name}/${ph}`)?.stat) cells.set(`${c.name}/${ph}`, { error: (e as Error).message.slice(0, 300) });
+      for (const ph of c.phases)
+        if (!cells.get(`${c.name}/${ph}`)?.stat)
+          cells.set(`${c.name}/${ph}`, { error: (e as Error).message.slice(0, 300) });
     }
   }
   peerStatus.push([peer.name, failures ? `ran; ${failures} case(s) failed (see table)` : 'ran']);
@@ -164,7 +166,9 @@ const detailRows = rowKeys.map((key) => [
     return `${bytes(cell.rss)} ${bytes(cell.storeBytes)}${steps}`;
   }),
 ]);
-const errors = [...results].flatMap(([n, m]) => [...m].filter(([, c]) => c.error).map(([k, c]) => `- ${n} ${k}: ${c.error}`));
+const errors = [...results].flatMap(([n, m]) =>
+  [...m].filter(([, c]) => c.error).map(([k, c]) => `- ${n} ${k}: ${c.error}`),
+);
 const floorRows = [...floors].map(([n, st]) => [n, 'median' in st ? stat(st) : `error: ${st.error}`]);
 const targetRows = evaluate(results, floors, names).map((t) => [t.target, t.value, t.verdict]);
 

@@ -32,7 +32,31 @@ const hostHas = (p: string) => {
 /** The spec's tokens without the keywords in `drop` (with their arguments). */
 function strip(spec: Buffer, drop: Record<string, number>): Buffer {
   const toks = spec.toString().split('\0').slice(0, -1);
-  const arity: Record<string, number> = { cgroup: 1, stdin: 1, mount: 5, mknod: 4, symlink: 2, mkdir: 2, hostname: 1, nofile: 1, root: 1, cwd: 1, uid: 1, gid: 1, groups: 1, caps: 1, env: 1, arg: 1, rmdir: 1, rmfile: 1, mtime: 3, seccomp: 1, scarch: 1, scrule: 3, sccache: 1 };
+  const arity: Record<string, number> = {
+    cgroup: 1,
+    stdin: 1,
+    mount: 5,
+    mknod: 4,
+    symlink: 2,
+    mkdir: 2,
+    hostname: 1,
+    nofile: 1,
+    root: 1,
+    cwd: 1,
+    uid: 1,
+    gid: 1,
+    groups: 1,
+    caps: 1,
+    env: 1,
+    arg: 1,
+    rmdir: 1,
+    rmfile: 1,
+    mtime: 3,
+    seccomp: 1,
+    scarch: 1,
+    scrule: 3,
+    sccache: 1,
+  };
   const out: string[] = [];
   for (let i = 0; i < toks.length; i += (arity[toks[i]!] ?? 0) + 1) {
     if (!(toks[i]! in drop)) out.push(...toks.slice(i, i + (arity[toks[i]!] ?? 0) + 1));
@@ -67,11 +91,21 @@ if (runc) {
     if (withSeccomp) cfg.linux.seccomp = ociSeccomp();
     await fs.writeFile(path.join(bundle, 'config.json'), JSON.stringify(cfg));
     let i = 0;
-    cases.push([`runc run, minimal bundle${withSeccomp ? ' + Docker profile' : ''}`, async () => {
-      const t = performance.now();
-      await run(runc, ['--root', '/run/vlab/bench', 'run', '--bundle', bundle, `vlab-bench-${process.pid}-${withSeccomp}-${i++}`]);
-      times.get(current)!.push(performance.now() - t);
-    }]);
+    cases.push([
+      `runc run, minimal bundle${withSeccomp ? ' + Docker profile' : ''}`,
+      async () => {
+        const t = performance.now();
+        await run(runc, [
+          '--root',
+          '/run/vlab/bench',
+          'run',
+          '--bundle',
+          bundle,
+          `vlab-bench-${process.pid}-${withSeccomp}-${i++}`,
+        ]);
+        times.get(current)!.push(performance.now() - t);
+      },
+    ]);
   }
 }
 
@@ -94,5 +128,7 @@ console.log(`/bin/true start-to-exit latency, ${N} runs each, interleaved\n`);
 console.log(`${'what'.padEnd(w)}  median ms  p90 ms`);
 for (const [name, t] of times) {
   t.sort((a, b) => a - b);
-  console.log(`${name.padEnd(w)}  ${t[Math.floor(t.length / 2)]!.toFixed(1).padStart(9)}  ${t[Math.floor(t.length * 0.9)]!.toFixed(1).padStart(6)}`);
+  console.log(
+    `${name.padEnd(w)}  ${t[Math.floor(t.length / 2)]!.toFixed(1).padStart(9)}  ${t[Math.floor(t.length * 0.9)]!.toFixed(1).padStart(6)}`,
+  );
 }

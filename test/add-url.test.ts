@@ -46,15 +46,22 @@ async function run(dockerfile: string, opts: Partial<BuildOptions> = {}) {
 }
 
 describe('ADD --checksum with a URL the build already fetched', () => {
-  it.each([false, true])('a wrong --checksum on the second ADD of one URL is E_CHECKSUM_MISMATCH (noCache=%s)', async (noCache) => {
-    const u = `${baseUrl}/ck-${noCache}`;
-    const { error } = await run(`FROM busybox\nADD ${u} /a\nADD --checksum=${WRONG} ${u} /b\nRUN cat /b\n`, { noCache });
-    expect(error?.code).toBe('E_CHECKSUM_MISMATCH');
-  });
+  it.each([false, true])(
+    'a wrong --checksum on the second ADD of one URL is E_CHECKSUM_MISMATCH (noCache=%s)',
+    async (noCache) => {
+      const u = `${baseUrl}/ck-${noCache}`;
+      const { error } = await run(`FROM busybox\nADD ${u} /a\nADD --checksum=${WRONG} ${u} /b\nRUN cat /b\n`, {
+        noCache,
+      });
+      expect(error?.code).toBe('E_CHECKSUM_MISMATCH');
+    },
+  );
 
   it('a stage that fetched the URL first does not let a wrong --checksum into the cache', async () => {
     const u = `${baseUrl}/poison`;
-    const first = await run(`FROM busybox AS a\nADD ${u} /a\nFROM busybox\nADD --checksum=${WRONG} ${u} /b\nCOPY --from=a /a /a\n`);
+    const first = await run(
+      `FROM busybox AS a\nADD ${u} /a\nFROM busybox\nADD --checksum=${WRONG} ${u} /b\nCOPY --from=a /a /a\n`,
+    );
     expect(first.error?.code).toBe('E_CHECKSUM_MISMATCH');
     // A later build with only the wrong checksum: nothing cached to hit, the fetch refuses it.
     const later = await run(`FROM busybox\nADD --checksum=${WRONG} ${u} /b\n`);

@@ -13,7 +13,8 @@ afterAll(async () => {
   await removeStore(root);
 });
 
-const done = (events: BuildEvent[]) => events.find((e) => e.type === 'build-done') as Extract<BuildEvent, { type: 'build-done' }>;
+const done = (events: BuildEvent[]) =>
+  events.find((e) => e.type === 'build-done') as Extract<BuildEvent, { type: 'build-done' }>;
 
 describe('build cache', () => {
   it('an unchanged context is not read again: file hashes come from the (path,size,mtime,inode) cache', async () => {
@@ -51,7 +52,8 @@ describe('build cache', () => {
       expect(done(again.events).contextFilesHashed).toBe(0);
       expect(again.result.digest).toBe(first.result.digest);
       // Every file touched (new mtimes, same bytes): packed and hashed again, and still a hit.
-      for (const f of Object.keys(files).filter((f) => f.startsWith('data/'))) await fsp.utimes(path.join(ctx, f), new Date(), new Date(Date.now() + 9000));
+      for (const f of Object.keys(files).filter((f) => f.startsWith('data/')))
+        await fsp.utimes(path.join(ctx, f), new Date(), new Date(Date.now() + 9000));
       const touched = await buildWithEvents({ context: ctx, root });
       expect(cachedSteps(touched.events)).toHaveLength(1);
       expect(touched.result.digest).toBe(first.result.digest);
@@ -78,10 +80,15 @@ describe('build cache', () => {
   });
 
   it('--no-cache-filter rebuilds only the named stage', async () => {
-    const ctx = await makeContext({ Dockerfile: 'FROM busybox AS a\nRUN echo a > /a\nFROM busybox AS b\nCOPY --from=a /a /a\nRUN echo b > /b\n' });
+    const ctx = await makeContext({
+      Dockerfile: 'FROM busybox AS a\nRUN echo a > /a\nFROM busybox AS b\nCOPY --from=a /a /a\nRUN echo b > /b\n',
+    });
     await build({ context: ctx, root });
     const { events } = await buildWithEvents({ context: ctx, root, noCacheFilter: ['b'] });
-    expect(missedSteps(events).map((m) => m.name)).toEqual([expect.stringContaining('[b 1/2] COPY'), expect.stringContaining('[b 2/2] RUN')]);
+    expect(missedSteps(events).map((m) => m.name)).toEqual([
+      expect.stringContaining('[b 1/2] COPY'),
+      expect.stringContaining('[b 2/2] RUN'),
+    ]);
     expect(cachedSteps(events)).toEqual([expect.stringContaining('[a 1/1] RUN')]);
     await fsp.rm(ctx, { recursive: true });
   });
@@ -101,7 +108,10 @@ describe('build cache', () => {
   it('two builds on one store at once both succeed and share layers', async () => {
     const a = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo same > /same\nRUN echo a > /a\n' });
     const b = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo same > /same\nRUN echo b > /b\n' });
-    const [ra, rb] = await Promise.all([build({ context: a, root, tags: ['par-a'] }), build({ context: b, root, tags: ['par-b'] })]);
+    const [ra, rb] = await Promise.all([
+      build({ context: a, root, tags: ['par-a'] }),
+      build({ context: b, root, tags: ['par-b'] }),
+    ]);
     expect(ra.manifest.layers[1]!.digest).toBe(rb.manifest.layers[1]!.digest);
     expect(ra.manifest.layers[2]!.digest).not.toBe(rb.manifest.layers[2]!.digest);
     const blobs = await fsp.readdir(path.join(root, 'blobs/sha256'));
@@ -112,7 +122,7 @@ describe('build cache', () => {
 });
 
 describe('prune', () => {
-  it('rmi + prune --all frees an image\'s own layers and snapshots, keeps tagged ones', async () => {
+  it("rmi + prune --all frees an image's own layers and snapshots, keeps tagged ones", async () => {
     const { openEngine, prune, Store } = await import('@vlab/image');
     const ctx = await makeContext({ Dockerfile: 'FROM busybox\nRUN head -c 300000 /dev/urandom > /big\n' });
     const res = await build({ context: ctx, root, tags: ['doomed:1'] });

@@ -16,9 +16,15 @@ let root: string;
 let scratch: string;
 
 /** Run the CLI with optional stdin and cwd; resolves with its exit code and output. */
-function run(args: string[], opts: { stdin?: Buffer | string; cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(
+  args: string[],
+  opts: { stdin?: Buffer | string; cwd?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('node', [vbuild, ...args], { cwd: opts.cwd ?? scratch, env: { ...process.env, VLAB_ROOT: root } });
+    const child = spawn('node', [vbuild, ...args], {
+      cwd: opts.cwd ?? scratch,
+      env: { ...process.env, VLAB_ROOT: root },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -56,13 +62,16 @@ function tarOf(name: string, body: string): Buffer {
 const tmux = (...args: string[]) => exec('tmux', ['-S', path.join(scratch, 'tmux.sock'), ...args]);
 /** The screen with colour escapes (`-e`); tmux emits an SGR only where the colour changes. */
 const screen = async () => (await tmux('capture-pane', '-p', '-e', '-t', 'build')).stdout;
+// SGR escapes are what the test reads, so the patterns name ESC on purpose.
+/* eslint-disable no-control-regex */
 const plain = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
 
 /** The foreground colour in force at each line's first character: '34' blue, '31' red, '' default. */
 function lineColours(s: string): { text: string; fg: string }[] {
   let fg = '';
   const track = (sgr: string) => {
-    for (const [, codes] of sgr.matchAll(/\x1b\[([0-9;]*)m/g)) for (const c of codes!.split(';')) fg = ['', '0', '39'].includes(c) ? '' : /^3\d$/.test(c) ? c : fg;
+    for (const [, codes] of sgr.matchAll(/\x1b\[([0-9;]*)m/g))
+      for (const c of codes!.split(';')) fg = ['', '0', '39'].includes(c) ? '' : /^3\d$/.test(c) ? c : fg;
   };
   return s.split('\n').map((line) => {
     const lead = /^(?:\x1b\[[0-9;]*m)*/.exec(line)![0];
@@ -107,7 +116,9 @@ describe('verbs', () => {
   });
 
   it('vbuild --version prints the package version; verbs have --help (each verb: flags.test.ts)', async () => {
-    const pkg = JSON.parse(await fsp.readFile(path.join(repo, 'packages/core/package.json'), 'utf8')) as { version: string };
+    const pkg = JSON.parse(await fsp.readFile(path.join(repo, 'packages/core/package.json'), 'utf8')) as {
+      version: string;
+    };
     const v = await run(['--version']);
     expect(v.code).toBe(0);
     expect(v.stdout).toBe(`vbuild version ${pkg.version}\n`);
@@ -123,14 +134,32 @@ describe('build flags', () => {
     const ctx = await makeContext({ Dockerfile: 'FROM busybox\nLABEL from=dockerfile over=old\n' });
     const iid = path.join(scratch, 'iid');
     const meta = path.join(scratch, 'meta.json');
-    const r = await run(['build', '-q', '-tlab:1', '--tag=lab:2', '--label=over=new', '--label', 'k2=v2', '--label', 'bare', '--iidfile', iid, `--metadata-file=${meta}`, ctx]);
+    const r = await run([
+      'build',
+      '-q',
+      '-tlab:1',
+      '--tag=lab:2',
+      '--label=over=new',
+      '--label',
+      'k2=v2',
+      '--label',
+      'bare',
+      '--iidfile',
+      iid,
+      `--metadata-file=${meta}`,
+      ctx,
+    ]);
     expect(r.stderr).toBe('');
     const id = r.stdout.trim();
     expect(await fsp.readFile(iid, 'utf8')).toBe(id); // no newline, as docker
     const cfg = (await skopeoInspect(root, 'lab:2')) as { config: { Labels: Record<string, string> } };
     expect(cfg.config.Labels).toEqual({ from: 'dockerfile', over: 'new', k2: 'v2', bare: '' });
-    const index = JSON.parse(await fsp.readFile(path.join(root, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
-    const manifest = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'lab:2')!.digest;
+    const index = JSON.parse(await fsp.readFile(path.join(root, 'index.json'), 'utf8')) as {
+      manifests: { digest: string; annotations?: Record<string, string> }[];
+    };
+    const manifest = index.manifests.find(
+      (m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'lab:2',
+    )!.digest;
     expect(JSON.parse(await fsp.readFile(meta, 'utf8'))).toEqual({
       'containerimage.config.digest': id,
       'containerimage.digest': manifest,
@@ -140,24 +169,44 @@ describe('build flags', () => {
 
   it('--add-host, --ulimit nofile, --shm-size and the host --platform reach the RUN; another platform is E_UNSUPPORTED', async () => {
     const ctx = await makeContext({
-      Dockerfile: 'FROM busybox\nRUN grep db /etc/hosts > /hosts; ulimit -n > /nofile; df -k /dev/shm | tail -1 > /shm\n',
+      Dockerfile:
+        'FROM busybox\nRUN grep db /etc/hosts > /hosts; ulimit -n > /nofile; df -k /dev/shm | tail -1 > /shm\n',
     });
     const dest = path.join(scratch, 'run-out');
     const arch = { x64: 'amd64', arm64: 'arm64' }[process.arch as 'x64'] ?? process.arch;
-    const r = await run(['build', '-q', '--add-host', 'db:10.1.2.3', '--add-host=cache=::1', '--ulimit', 'nofile=4096:4096', '--shm-size', '8m', '--platform', `linux/${arch}`, '-o', `type=local,dest=${dest}`, ctx]);
+    const r = await run([
+      'build',
+      '-q',
+      '--add-host',
+      'db:10.1.2.3',
+      '--add-host=cache=::1',
+      '--ulimit',
+      'nofile=4096:4096',
+      '--shm-size',
+      '8m',
+      '--platform',
+      `linux/${arch}`,
+      '-o',
+      `type=local,dest=${dest}`,
+      ctx,
+    ]);
     expect(r.stderr).toBe('');
     expect(await fsp.readFile(path.join(dest, 'hosts'), 'utf8')).toContain('10.1.2.3\tdb');
     expect(await fsp.readFile(path.join(dest, 'nofile'), 'utf8')).toBe('4096\n');
     expect((await fsp.readFile(path.join(dest, 'shm'), 'utf8')).split(/\s+/)[1]).toBe('8192'); // 1K-blocks
     const plat = await run(['build', '--platform', 'linux/s390x', ctx]);
     expect(plat.code).toBe(1);
-    expect(plat.stderr).toMatch(/--platform linux\/s390x: only the host platform linux\/\w+ can be built .*\[E_UNSUPPORTED\]/);
+    expect(plat.stderr).toMatch(
+      /--platform linux\/s390x: only the host platform linux\/\w+ can be built .*\[E_UNSUPPORTED\]/,
+    );
   });
 
   it('-f - reads the Dockerfile from stdin; - reads a context tar; a hostile tar on stdin writes nothing outside', async () => {
     const ctx = await makeContext({ 'hello.txt': 'from the context\n' });
     const dest = path.join(scratch, 'stdin-out');
-    const df = await run(['build', '-q', '-f', '-', '-o', `type=local,dest=${dest}`, ctx], { stdin: 'FROM busybox\nCOPY hello.txt /h\n' });
+    const df = await run(['build', '-q', '-f', '-', '-o', `type=local,dest=${dest}`, ctx], {
+      stdin: 'FROM busybox\nCOPY hello.txt /h\n',
+    });
     expect(df.stderr).toBe('');
     expect(await fsp.readFile(path.join(dest, 'h'), 'utf8')).toBe('from the context\n');
     await fsp.writeFile(path.join(ctx, 'inner.df'), 'FROM busybox\nCOPY hello.txt /from-tar\n');
@@ -179,7 +228,9 @@ describe('build flags', () => {
     expect(evil.stderr).toContain('[E_LAYER_UNSAFE]');
     await expect(fsp.stat(marker)).rejects.toThrow(/ENOENT/);
     expect((await fsp.readdir(os.tmpdir())).filter((n) => n.startsWith('vlab-stream-ctx-'))).toEqual([]);
-    expect((await run(['build', '-f', '-', '-'])).stderr).toContain('cannot read both the context and the Dockerfile from stdin');
+    expect((await run(['build', '-f', '-', '-'])).stderr).toContain(
+      'cannot read both the context and the Dockerfile from stdin',
+    );
   });
 });
 
@@ -198,18 +249,49 @@ describe('lint and errors', () => {
   });
 
   it('a build warns about build args no ARG consumed, as BuildKit', async () => {
-    const ctx = await makeContext({ Dockerfile: 'ARG GLOBAL\nFROM busybox\nARG USED\nRUN echo $USED\nFROM busybox AS unused\nARG ZED\n' });
-    const u = await run(['build', '--progress=plain', '--target', '0', '--build-arg', 'USED=1', '--build-arg', 'ZED=2', '--build-arg', 'OTHER=3', '--build-arg', 'GLOBAL=4', '--build-arg', 'HTTP_PROXY=x', ctx]);
+    const ctx = await makeContext({
+      Dockerfile: 'ARG GLOBAL\nFROM busybox\nARG USED\nRUN echo $USED\nFROM busybox AS unused\nARG ZED\n',
+    });
+    const u = await run([
+      'build',
+      '--progress=plain',
+      '--target',
+      '0',
+      '--build-arg',
+      'USED=1',
+      '--build-arg',
+      'ZED=2',
+      '--build-arg',
+      'OTHER=3',
+      '--build-arg',
+      'GLOBAL=4',
+      '--build-arg',
+      'HTTP_PROXY=x',
+      ctx,
+    ]);
     expect(u.code).toBe(0);
     expect(u.stderr).toContain('One or more build-args [OTHER ZED] were not consumed');
   });
 
   it('an error quotes the Dockerfile line with a caret, under the name given with -f; FROM of an unknown image is located', async () => {
-    const ctx = await makeContext({ 'sub/my.df': 'FROM busybox\n# a comment\n  RUN false\nLABEL after=1\n', 'from.df': 'ARG V=1\nFROM nosuch:$V\n' });
+    const ctx = await makeContext({
+      'sub/my.df': 'FROM busybox\n# a comment\n  RUN false\nLABEL after=1\n',
+      'from.df': 'ARG V=1\nFROM nosuch:$V\n',
+    });
     const r = await run(['build', '--progress=plain', '-f', 'sub/my.df', '.'], { cwd: ctx });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
-      ['sub/my.df:3', '--------------------', '   1 |     FROM busybox', '   2 |     # a comment', '   3 | >>>   RUN false', '     |       ^', '   4 |     LABEL after=1', '--------------------', 'ERROR: sub/my.df:3:3: '].join('\n'),
+      [
+        'sub/my.df:3',
+        '--------------------',
+        '   1 |     FROM busybox',
+        '   2 |     # a comment',
+        '   3 | >>>   RUN false',
+        '     |       ^',
+        '   4 |     LABEL after=1',
+        '--------------------',
+        'ERROR: sub/my.df:3:3: ',
+      ].join('\n'),
     );
     const f = await run(['build', '-f', 'from.df', '.'], { cwd: ctx });
     expect(f.stderr).toContain('   2 | >>> FROM nosuch:$V');
@@ -218,8 +300,10 @@ describe('lint and errors', () => {
 });
 
 describe('tty progress in a real pty', () => {
-  it('header with the step counter and total time, a ticking timer, running vs finished look, a short step\'s output shown', async () => {
-    const ctx = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo short-output-marker\nRUN sleep 1.5 && echo long-step-done\n' });
+  it("header with the step counter and total time, a ticking timer, running vs finished look, a short step's output shown", async () => {
+    const ctx = await makeContext({
+      Dockerfile: 'FROM busybox\nRUN echo short-output-marker\nRUN sleep 1.5 && echo long-step-done\n',
+    });
     const cmd = `env VLAB_ROOT=${root} node ${vbuild} build --progress=tty ${ctx}; sleep 30`;
     await tmux('new-session', '-d', '-s', 'build', '-x', '120', '-y', '30', cmd);
     const running = /RUN sleep 1\.5 && echo long-step-done\s+(\d+\.\d)s/;

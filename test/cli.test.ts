@@ -33,7 +33,10 @@ describe('vbuild CLI', () => {
   it('--progress=json prints one event per line; plain shows CACHED on a rebuild', async () => {
     const first = await run(['build', '--progress=json', '-t', 'cli:one', ctx]);
     expect(first.code).toBe(0);
-    const events = first.stderr.trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+    const events = first.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string });
     expect(events[0]!.type).toBe('build-start');
     expect(events.at(-1)!.type).toBe('build-done');
     expect(events.some((e) => e.type === 'step-miss')).toBe(true);
@@ -56,18 +59,29 @@ describe('vbuild CLI', () => {
 
   it('--output type=oci, docker, tar and local write what skopeo, tar and ls read', async () => {
     const r = await run([
-      'build', '-q', '-t', 'cli:out',
-      '--output', `type=oci,dest=${out}/layout`,
-      '--output', `type=docker,dest=${out}/docker.tar`,
-      '--output', `type=tar,dest=${out}/rootfs.tar`,
-      '--output', `type=local,dest=${out}/rootfs`,
+      'build',
+      '-q',
+      '-t',
+      'cli:out',
+      '--output',
+      `type=oci,dest=${out}/layout`,
+      '--output',
+      `type=docker,dest=${out}/docker.tar`,
+      '--output',
+      `type=tar,dest=${out}/rootfs.tar`,
+      '--output',
+      `type=local,dest=${out}/rootfs`,
       ctx,
     ]);
     expect(r.code).toBe(0);
     const id = r.stdout.trim();
-    const oci = JSON.parse((await exec('skopeo', ['inspect', '--config', `oci:${out}/layout:out`])).stdout) as { config: { Cmd: string[] } };
+    const oci = JSON.parse((await exec('skopeo', ['inspect', '--config', `oci:${out}/layout:out`])).stdout) as {
+      config: { Cmd: string[] };
+    };
     expect(oci.config.Cmd).toEqual(['cat', '/cli.txt']);
-    const dock = JSON.parse((await exec('skopeo', ['inspect', '--config', `docker-archive:${out}/docker.tar`])).stdout) as { config: { Cmd: string[] } };
+    const dock = JSON.parse(
+      (await exec('skopeo', ['inspect', '--config', `docker-archive:${out}/docker.tar`])).stdout,
+    ) as { config: { Cmd: string[] } };
     expect(dock.config.Cmd).toEqual(['cat', '/cli.txt']);
     expect((await exec('tar', ['-tf', `${out}/rootfs.tar`])).stdout).toContain('./cli.txt');
     expect(await fsp.readFile(`${out}/rootfs/cli.txt`, 'utf8')).toBe('cli\n');
@@ -94,7 +108,12 @@ describe('vbuild CLI', () => {
     const c = await makeContext({
       Dockerfile: `FROM skopeo-tar AS a\nRUN cat /cli.txt > /a.txt\nFROM skopeo-layout\nCOPY --from=a /a.txt /b.txt\n`,
     });
-    const contexts = ['--build-context', `skopeo-tar=docker-archive:${out}/from-skopeo.tar`, '--build-context', `skopeo-layout=oci-layout://${out}/skopeo-layout:v1`];
+    const contexts = [
+      '--build-context',
+      `skopeo-tar=docker-archive:${out}/from-skopeo.tar`,
+      '--build-context',
+      `skopeo-layout=oci-layout://${out}/skopeo-layout:v1`,
+    ];
     expect((await run(['build', '-q', '-t', 'cli:ext', ...contexts, c])).code).toBe(0);
     const cfg = await skopeoInspect(root, 'cli:ext');
     expect((cfg as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids.length).toBe(3);
@@ -112,7 +131,7 @@ describe('vbuild CLI', () => {
 });
 
 describe('a killed build', () => {
-  it('SIGKILL mid-RUN: the next build cleans the dead build\'s mount and snapshot, and no half blob is left', async () => {
+  it("SIGKILL mid-RUN: the next build cleans the dead build's mount and snapshot, and no half blob is left", async () => {
     const { spawn } = await import('node:child_process');
     const c = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo start && sleep 20\n' });
     const child = spawn('node', [vbuild, 'build', '--progress=plain', c], { env: { ...process.env, VLAB_ROOT: root } });
@@ -125,7 +144,8 @@ describe('a killed build', () => {
     });
     child.kill('SIGKILL');
     await new Promise((r) => child.on('close', r));
-    const mounted = () => fsp.readFile('/proc/self/mountinfo', 'utf8').then((m) => m.includes(`${root}/tmp/mnt-step-${child.pid}-`));
+    const mounted = () =>
+      fsp.readFile('/proc/self/mountinfo', 'utf8').then((m) => m.includes(`${root}/tmp/mnt-step-${child.pid}-`));
     expect(await mounted()).toBe(true); // the dead build's overlay is still mounted…
     const ok = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo after > /after\n' });
     expect((await run(['build', '-q', ok])).code).toBe(0);

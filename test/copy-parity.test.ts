@@ -19,12 +19,19 @@ afterAll(async () => {
 
 /** Every path with type, mode, owner, size, link count, link target and content digest (mtimes of dirs the two paths touch differently are left out). */
 async function tree(rootfs: string): Promise<string> {
-  const { stdout } = await exec('sh', ['-c', `cd ${rootfs} && find . -printf '%p %y %m %U:%G %s %n %l\\n' | sort && find . -type f -exec sha256sum {} + | sort -k2`]);
+  const { stdout } = await exec('sh', [
+    '-c',
+    `cd ${rootfs} && find . -printf '%p %y %m %U:%G %s %n %l\\n' | sort && find . -type f -exec sha256sum {} + | sort -k2`,
+  ]);
   return stdout;
 }
 
 let n = 0;
-async function both(dockerfile: string, files: Record<string, string>, prep?: (ctx: string) => Promise<void>): Promise<[string, string]> {
+async function both(
+  dockerfile: string,
+  files: Record<string, string>,
+  prep?: (ctx: string) => Promise<void>,
+): Promise<[string, string]> {
   const ctx = await makeContext({ Dockerfile: dockerfile, ...files });
   await prep?.(ctx);
   const out: string[] = [];
@@ -48,18 +55,26 @@ describe('COPY fast path equals the mounted path', () => {
     ['the whole context with a symlink, --exclude', 'FROM busybox\nCOPY --exclude=*.md . /ctx/\n'],
     ['a heredoc', 'FROM busybox\nCOPY <<EOF /etc/motd\nhi\nEOF\n'],
   ])('%s', async (_name, df) => {
-    const [slow, fast] = await both(df, { 'a.txt': 'A', 'b.txt': 'B', 'etc/extra.conf': 'x=1', 'doc.md': 'd' }, async (ctx) => {
-      await fsp.symlink('a.txt', path.join(ctx, 'link'));
-    });
+    const [slow, fast] = await both(
+      df,
+      { 'a.txt': 'A', 'b.txt': 'B', 'etc/extra.conf': 'x=1', 'doc.md': 'd' },
+      async (ctx) => {
+        await fsp.symlink('a.txt', path.join(ctx, 'link'));
+      },
+    );
     expect(fast).toBe(slow);
   });
 });
 
 describe('COPY keeps what Docker keeps, on both paths', () => {
   it('hard links between context files stay hard links (BuildKit keeps links within one COPY)', async () => {
-    const [slow, fast] = await both('FROM busybox\nCOPY . /h/\nCOPY a.txt same.txt /one/\n', { 'a.txt': 'A' }, async (ctx) => {
-      await fsp.link(path.join(ctx, 'a.txt'), path.join(ctx, 'same.txt'));
-    });
+    const [slow, fast] = await both(
+      'FROM busybox\nCOPY . /h/\nCOPY a.txt same.txt /one/\n',
+      { 'a.txt': 'A' },
+      async (ctx) => {
+        await fsp.link(path.join(ctx, 'a.txt'), path.join(ctx, 'same.txt'));
+      },
+    );
     for (const t of [slow, fast]) {
       expect(t).toMatch(/^\.\/h\/a\.txt f 644 0:0 1 2 $/m);
       expect(t).toMatch(/^\.\/h\/same\.txt f 644 0:0 1 2 $/m);

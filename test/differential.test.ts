@@ -7,7 +7,21 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildahBuild, buildahConfig, buildahDockerfile, casesDir, compare, limiter, prepareContext, readImage, setUp, tearDown, vbuildBuild, type Difference, type Scratch } from './differential/harness.ts';
+import {
+  buildahBuild,
+  buildahConfig,
+  buildahDockerfile,
+  casesDir,
+  compare,
+  limiter,
+  prepareContext,
+  readImage,
+  setUp,
+  tearDown,
+  vbuildBuild,
+  type Difference,
+  type Scratch,
+} from './differential/harness.ts';
 import { isKnown, knownFor, matches } from './differential/known.ts';
 import { removeStore } from './helpers.ts';
 
@@ -27,7 +41,8 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => {
   // VLAB_DIFF_DUMP=file.json: every difference found, known or not, for updating known.ts.
-  if (process.env.VLAB_DIFF_DUMP) await fsp.writeFile(process.env.VLAB_DIFF_DUMP, JSON.stringify(Object.fromEntries([...found].sort()), null, 1));
+  if (process.env.VLAB_DIFF_DUMP)
+    await fsp.writeFile(process.env.VLAB_DIFF_DUMP, JSON.stringify(Object.fromEntries([...found].sort()), null, 1));
   if (!scratch) return;
   await tearDown(scratch);
   await removeStore(scratch.dir);
@@ -40,11 +55,16 @@ async function runCase(name: string): Promise<Difference[]> {
     vbuildBuild(scratch, name, ctx).then((image) => readImage(image, path.join(scratch.dir, 'unpack/vbuild', name))),
     buildahDockerfile(ctx)
       .then((df) => buildahBuild(scratch, name, ctx, df))
-      .then(async (image) => readImage(image, path.join(scratch.dir, 'unpack/buildah', name), await buildahConfig(scratch, name))),
+      .then(async (image) =>
+        readImage(image, path.join(scratch.dir, 'unpack/buildah', name), await buildahConfig(scratch, name)),
+      ),
   ]);
   const [v, b] = sides;
   if (v.status === 'fulfilled' && b.status === 'fulfilled') return compare(v.value, b.value);
-  const why = (r: PromiseSettledResult<unknown>) => (r.status === 'rejected' ? `${(r.reason as { code?: string }).code ?? ''} ${(r.reason as Error).message}`.trim().slice(0, 300) : 'built');
+  const why = (r: PromiseSettledResult<unknown>) =>
+    r.status === 'rejected'
+      ? `${(r.reason as { code?: string }).code ?? ''} ${(r.reason as Error).message}`.trim().slice(0, 300)
+      : 'built';
   const diffs: Difference[] = [];
   if (v.status === 'rejected') diffs.push({ key: 'build:vbuild', vbuild: why(v), buildah: why(b) });
   if (b.status === 'rejected') diffs.push({ key: 'build:buildah', vbuild: why(v), buildah: why(b) });
@@ -63,6 +83,9 @@ describe('differential: vbuild vs buildah', () => {
     const unexplained = diffs.filter((d) => !isKnown(name, d));
     expect(unexplained, `differences not in test/differential/known.ts`).toEqual([]);
     const stale = knownFor(name).filter((k) => !diffs.some((d) => matches(k, name, d)));
-    expect(stale.map((k) => String(k.key)), 'known differences that no longer occur: prune them').toEqual([]);
+    expect(
+      stale.map((k) => String(k.key)),
+      'known differences that no longer occur: prune them',
+    ).toEqual([]);
   });
 });

@@ -22,7 +22,11 @@ afterAll(async () => {
 });
 
 let n = 0;
-async function built(dockerfile: string, files: Record<string, string> = {}, opts: Partial<Parameters<typeof build>[0]> = {}): Promise<string> {
+async function built(
+  dockerfile: string,
+  files: Record<string, string> = {},
+  opts: Partial<Parameters<typeof build>[0]> = {},
+): Promise<string> {
   const ctx = await makeContext({ Dockerfile: dockerfile, ...files });
   const tag = `exact${++n}:latest`;
   try {
@@ -73,7 +77,9 @@ describe('issue 11: results as Docker/BuildKit give them', () => {
   });
 
   it('2b. WORKDIR through a symlink whose target is missing creates the target, inside the rootfs', async () => {
-    const tag = await built('FROM busybox\nRUN ln -s /missing/deep /w && ln -s ../../.. /up\nWORKDIR /w\nRUN touch x\nWORKDIR /up/escaped\n');
+    const tag = await built(
+      'FROM busybox\nRUN ln -s /missing/deep /w && ln -s ../../.. /up\nWORKDIR /w\nRUN touch x\nWORKDIR /up/escaped\n',
+    );
     const rootfs = await umociUnpack(root, tag);
     expect(await statOf(path.join(rootfs, 'missing/deep/x'))).toMatch(/^0:0 644 regular/);
     expect((await fsp.lstat(path.join(rootfs, 'w'))).isSymbolicLink()).toBe(true);
@@ -115,7 +121,9 @@ describe('issue 11: results as Docker/BuildKit give them', () => {
     await built('FROM busybox\nRUN true\nRUN true\n', {}, { output: [parseOutput(`type=docker,dest=${out}`)] });
     const names = (await exec('tar', ['-tf', out])).stdout.trim().split('\n');
     expect(names.length).toBe(new Set(names).size);
-    const cfg = JSON.parse((await exec('skopeo', ['inspect', '--config', `docker-archive:${out}`])).stdout) as { rootfs: { diff_ids: string[] } };
+    const cfg = JSON.parse((await exec('skopeo', ['inspect', '--config', `docker-archive:${out}`])).stdout) as {
+      rootfs: { diff_ids: string[] };
+    };
     expect(cfg.rootfs.diff_ids.length).toBe(3);
     // …but `WORKDIR /` has nothing to create: BuildKit adds no layer for it
     expect((await manifestOf(await built('FROM busybox\nWORKDIR /\n'))).layers.length).toBe(1);
@@ -125,23 +133,38 @@ describe('issue 11: results as Docker/BuildKit give them', () => {
     const dock = path.join(scratch, 'named.tar');
     const oci = path.join(scratch, 'named-oci.tar');
     const ctx = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo hi > /hi\n' });
-    await build({ context: ctx, root, tags: ['v1'], output: [parseOutput(`type=docker,dest=${dock}`), parseOutput(`type=oci,dest=${oci}`)] });
+    await build({
+      context: ctx,
+      root,
+      tags: ['v1'],
+      output: [parseOutput(`type=docker,dest=${dock}`), parseOutput(`type=oci,dest=${oci}`)],
+    });
     await fsp.rm(ctx, { recursive: true });
-    const read = async (tar: string, member: string) => JSON.parse((await exec('tar', ['-xOf', tar, member])).stdout) as never;
+    const read = async (tar: string, member: string) =>
+      JSON.parse((await exec('tar', ['-xOf', tar, member])).stdout) as never;
     const manifest = (await read(dock, 'manifest.json')) as { RepoTags: string[]; Layers: string[] }[];
     expect(manifest[0]!.RepoTags).toEqual(['v1:latest']);
     const top = manifest[0]!.Layers.at(-1)!.split('/')[0];
     expect(await read(dock, 'repositories')).toEqual({ v1: { latest: top } });
     const index = (await read(oci, 'index.json')) as { manifests: { annotations: Record<string, string> }[] };
-    expect(index.manifests[0]!.annotations).toEqual({ 'io.containerd.image.name': 'docker.io/library/v1:latest', 'org.opencontainers.image.ref.name': 'latest' });
+    expect(index.manifests[0]!.annotations).toEqual({
+      'io.containerd.image.name': 'docker.io/library/v1:latest',
+      'org.opencontainers.image.ref.name': 'latest',
+    });
     // skopeo finds it by its ref name, as it does in docker's archives
     await exec('skopeo', ['inspect', '--raw', `oci-archive:${oci}:latest`]);
   });
 
   it('10. --output compression=gzip writes gzip layers skopeo verifies; zstd and unknown options are refused clearly', async () => {
     const dest = path.join(scratch, 'gz-layout');
-    const tag = await built('FROM busybox\nRUN echo gz > /gz\n', {}, { output: [parseOutput(`type=oci,dest=${dest},compression=gzip`)] });
-    const m = JSON.parse((await exec('skopeo', ['inspect', '--raw', `oci:${dest}:${tag.split(':')[1]}`])).stdout) as { layers: { mediaType: string; digest: string }[] };
+    const tag = await built(
+      'FROM busybox\nRUN echo gz > /gz\n',
+      {},
+      { output: [parseOutput(`type=oci,dest=${dest},compression=gzip`)] },
+    );
+    const m = JSON.parse((await exec('skopeo', ['inspect', '--raw', `oci:${dest}:${tag.split(':')[1]}`])).stdout) as {
+      layers: { mediaType: string; digest: string }[];
+    };
     expect(m.layers.map((l) => l.mediaType)).toEqual(m.layers.map(() => 'application/vnd.oci.image.layer.v1.tar+gzip'));
     // skopeo checks every blob's digest while copying; umoci then unpacks the gzip layers
     await exec('skopeo', ['copy', `oci:${dest}:latest`, `oci:${scratch}/gz-copy:latest`]);
@@ -149,12 +172,21 @@ describe('issue 11: results as Docker/BuildKit give them', () => {
     await exec('umoci', ['unpack', '--image', `${dest}:latest`, bundle]);
     expect(await fsp.readFile(path.join(bundle, 'rootfs/gz'), 'utf8')).toBe('gz\n');
     const cfg = (await skopeoInspect(root, tag)) as { rootfs: { diff_ids: string[] } };
-    const exported = JSON.parse((await exec('skopeo', ['inspect', '--config', `oci:${dest}:latest`])).stdout) as { rootfs: { diff_ids: string[] } };
+    const exported = JSON.parse((await exec('skopeo', ['inspect', '--config', `oci:${dest}:latest`])).stdout) as {
+      rootfs: { diff_ids: string[] };
+    };
     expect(exported.rootfs.diff_ids).toEqual(cfg.rootfs.diff_ids);
 
-    expect(() => parseOutput('type=oci,dest=x,compresion=gzip')).toThrow(expect.objectContaining({ code: 'E_BAD_ARG', message: expect.stringContaining('compresion') }));
-    expect(() => parseOutput('type=oci,dest=x,compression=lz4')).toThrow(expect.objectContaining({ code: 'E_BAD_ARG' }));
+    expect(() => parseOutput('type=oci,dest=x,compresion=gzip')).toThrow(
+      expect.objectContaining({ code: 'E_BAD_ARG', message: expect.stringContaining('compresion') }),
+    );
+    expect(() => parseOutput('type=oci,dest=x,compression=lz4')).toThrow(
+      expect.objectContaining({ code: 'E_BAD_ARG' }),
+    );
     const zstd = () => parseOutput('type=oci,dest=x,compression=zstd');
-    if (Number(process.versions.node.split('.')[0]) < 22) expect(zstd).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED', message: expect.stringContaining('zstd') }));
+    if (Number(process.versions.node.split('.')[0]) < 22)
+      expect(zstd).toThrow(
+        expect.objectContaining({ code: 'E_UNSUPPORTED', message: expect.stringContaining('zstd') }),
+      );
   });
 });

@@ -14,27 +14,46 @@ afterAll(async () => {
 
 describe('examples/multistage', () => {
   it('builds the stages the final image needs, in parallel, and skips the unused one', async () => {
-    const { result, events } = await buildWithEvents({ context: path.join(repo, 'examples/multistage'), tags: ['multi:latest'], root });
+    const { result, events } = await buildWithEvents({
+      context: path.join(repo, 'examples/multistage'),
+      tags: ['multi:latest'],
+      root,
+    });
     const started = events.filter((e) => e.type === 'step-start').map((e) => (e as { name: string }).name);
     expect(started.some((n) => n.includes('never built'))).toBe(false);
     // docs and tool run side by side: tool's first step starts before docs' last step ends.
     const t = (pred: (e: (typeof events)[number]) => boolean) => events.findIndex(pred);
     const toolStart = t((e) => e.type === 'step-start' && (e as { stage: string }).stage === 'tool');
-    const docsDone = events.map((e, i) => ({ e, i })).filter(({ e }) => e.type === 'step-done' && (e as { stage: string }).stage === 'docs').pop()!.i;
+    const docsDone = events
+      .map((e, i) => ({ e, i }))
+      .filter(({ e }) => e.type === 'step-done' && (e as { stage: string }).stage === 'docs')
+      .pop()!.i;
     expect(toolStart).toBeLessThan(docsDone);
     expect(result.config.config.Entrypoint).toEqual(['/usr/local/bin/tool']);
     const rootfs = await umociUnpack(root, 'multi:latest');
-    expect(await fsp.readFile(path.join(rootfs, 'usr/share/doc/NOTES.TXT'), 'utf8')).toBe('MULTI-STAGE BUILDS KEEP THE FINAL IMAGE SMALL\n');
+    expect(await fsp.readFile(path.join(rootfs, 'usr/share/doc/NOTES.TXT'), 'utf8')).toBe(
+      'MULTI-STAGE BUILDS KEEP THE FINAL IMAGE SMALL\n',
+    );
     expect((await fsp.stat(path.join(rootfs, 'usr/local/bin/tool'))).mode & 0o777).toBe(0o755);
   });
 });
 
 describe('examples/embed', () => {
   it('builds through the API with events on the host tool logger', async () => {
-    const { stdout } = await exec('node', ['--import', 'tsx', path.join(repo, 'examples/embed/embed.ts'), path.join(repo, 'examples/embed'), 'embedded:latest'], {
-      env: { ...process.env, VLAB_ROOT: root },
-      cwd: repo,
-    });
+    const { stdout } = await exec(
+      'node',
+      [
+        '--import',
+        'tsx',
+        path.join(repo, 'examples/embed/embed.ts'),
+        path.join(repo, 'examples/embed'),
+        'embedded:latest',
+      ],
+      {
+        env: { ...process.env, VLAB_ROOT: root },
+        cwd: repo,
+      },
+    );
     expect(stdout).toContain('[mytool] building [stage-0 1/1] RUN echo');
     expect(stdout).toMatch(/\[mytool\] built embedded:latest sha256:[a-f0-9]{64}/);
   });
@@ -42,7 +61,10 @@ describe('examples/embed', () => {
   it('Ctrl-C (SIGINT) aborts the build cleanly', async () => {
     const ctx = await fsp.mkdtemp(path.join(root, 'ctx-'));
     await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN sleep 60\n');
-    const child = spawn('node', ['--import', 'tsx', path.join(repo, 'examples/embed/embed.ts'), ctx], { env: { ...process.env, VLAB_ROOT: root }, cwd: repo });
+    const child = spawn('node', ['--import', 'tsx', path.join(repo, 'examples/embed/embed.ts'), ctx], {
+      env: { ...process.env, VLAB_ROOT: root },
+      cwd: repo,
+    });
     let out = '';
     let sent = false;
     child.stdout.on('data', (d) => {

@@ -2,7 +2,18 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from '@vlab/image';
-import { buildWithEvents, cachedSteps, exec, freshStore, missedSteps, removeStore, repo, skopeoInspect, umociUnpack, makeContext } from './helpers.ts';
+import {
+  buildWithEvents,
+  cachedSteps,
+  exec,
+  freshStore,
+  missedSteps,
+  removeStore,
+  repo,
+  skopeoInspect,
+  umociUnpack,
+  makeContext,
+} from './helpers.ts';
 
 const example = path.join(repo, 'examples/hello');
 let root: string;
@@ -26,7 +37,10 @@ describe('examples/hello end to end', () => {
     const { result, events } = await buildWithEvents({ context: ctx, tags: ['hello:latest'], root });
     first = result;
     expect(cachedSteps(events)).toEqual([]);
-    const cfg = (await skopeoInspect(root, 'hello:latest')) as { config: Record<string, unknown>; rootfs: { diff_ids: string[] } };
+    const cfg = (await skopeoInspect(root, 'hello:latest')) as {
+      config: Record<string, unknown>;
+      rootfs: { diff_ids: string[] };
+    };
     expect(cfg.config.Cmd).toEqual(['/bin/sh', '/app/scripts/show.sh']);
     expect(cfg.config.WorkingDir).toBe('/app');
     expect(cfg.config.Env).toContain('APP_MODE=demo');
@@ -50,7 +64,10 @@ describe('examples/hello end to end', () => {
     await fsp.writeFile(path.join(ctx, 'message.txt'), 'changed\n');
     const { events } = await buildWithEvents({ context: ctx, tags: ['hello:latest'], root });
     const missed = missedSteps(events);
-    expect(missed.map((m) => m.name)).toEqual([expect.stringContaining('COPY message.txt'), expect.stringContaining('COPY scripts/')]);
+    expect(missed.map((m) => m.name)).toEqual([
+      expect.stringContaining('COPY message.txt'),
+      expect.stringContaining('COPY scripts/'),
+    ]);
     expect(missed[0]!.reason).toContain('message.txt');
     expect(missed[1]!.reason).toBe('previous step changed');
   });

@@ -14,7 +14,10 @@ export const repo = path.resolve(import.meta.dirname, '..');
 /** A fresh store with `busybox:latest` imported by the example's own script. */
 export async function freshStore(): Promise<string> {
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-e2e-'));
-  execFileSync('bash', [path.join(repo, 'examples/hello/make-base.sh')], { env: { ...process.env, VLAB_ROOT: root, SOURCE_DATE_EPOCH: '0' }, stdio: 'pipe' });
+  execFileSync('bash', [path.join(repo, 'examples/hello/make-base.sh')], {
+    env: { ...process.env, VLAB_ROOT: root, SOURCE_DATE_EPOCH: '0' },
+    stdio: 'pipe',
+  });
   return root;
 }
 
@@ -40,7 +43,9 @@ export async function makeContext(files: Record<string, string>): Promise<string
 }
 
 /** build() collecting its events. */
-export async function buildWithEvents(opts: BuildOptions): Promise<{ result: Awaited<ReturnType<typeof build>>; events: BuildEvent[] }> {
+export async function buildWithEvents(
+  opts: BuildOptions,
+): Promise<{ result: Awaited<ReturnType<typeof build>>; events: BuildEvent[] }> {
   const events: BuildEvent[] = [];
   const result = await build({ ...opts, onEvent: (e) => events.push(e) });
   return { result, events };
@@ -51,7 +56,9 @@ export function cachedSteps(events: BuildEvent[]): string[] {
 }
 
 export function missedSteps(events: BuildEvent[]): { name: string; reason: string }[] {
-  return events.filter((e) => e.type === 'step-miss').map((e) => ({ name: (e as { name: string }).name, reason: (e as { reason: string }).reason }));
+  return events
+    .filter((e) => e.type === 'step-miss')
+    .map((e) => ({ name: (e as { name: string }).name, reason: (e as { reason: string }).reason }));
 }
 
 /** `umoci unpack` of an image in the store (an OCI layout) into a bundle; returns its rootfs. */

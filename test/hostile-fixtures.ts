@@ -10,7 +10,12 @@ import { exec } from './helpers.ts';
 export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
 /** Unpack `archive` into a fresh dir under `scratch`, let `edit` change it, tar it again. */
-export async function tamper(scratch: string, archive: string, name: string, edit: (dir: string) => Promise<void>): Promise<string> {
+export async function tamper(
+  scratch: string,
+  archive: string,
+  name: string,
+  edit: (dir: string) => Promise<void>,
+): Promise<string> {
   const dir = await fsp.mkdtemp(path.join(scratch, `${name}-`));
   await exec('tar', ['-xf', archive, '-C', dir]);
   await edit(dir);
@@ -56,7 +61,9 @@ export async function snapshotDir(dir: string): Promise<string[]> {
   for (const e of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
     const p = path.join(e.parentPath, e.name);
     const st = await fsp.lstat(p);
-    out.push(`${path.relative(dir, p)} ${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.isFile() ? sha256(await fsp.readFile(p)) : ''}`);
+    out.push(
+      `${path.relative(dir, p)} ${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.isFile() ? sha256(await fsp.readFile(p)) : ''}`,
+    );
   }
   return out.sort();
 }
@@ -66,7 +73,13 @@ export function patchHeader(tar: Buffer, name: string, edit: (header: Buffer) =>
   const out = Buffer.from(tar);
   for (let off = 0; off + 512 <= out.length; off += 512) {
     if (out.toString('latin1', off + 257, off + 262) !== 'ustar') continue;
-    if (!out.toString('latin1', off, off + 100).replace(/\0.*$/s, '').endsWith(name)) continue;
+    if (
+      !out
+        .toString('latin1', off, off + 100)
+        .replace(/\0.*$/s, '')
+        .endsWith(name)
+    )
+      continue;
     const h = out.subarray(off, off + 512);
     edit(h);
     h.fill(0x20, 148, 156);
@@ -81,7 +94,13 @@ export function patchHeader(tar: Buffer, name: string, edit: (header: Buffer) =>
 /** A docker-archive of one image whose only layer is `layer` (the config's diff_id matches it). */
 export async function dockerArchiveOf(scratch: string, name: string, layer: Buffer): Promise<string> {
   const dir = await fsp.mkdtemp(path.join(scratch, `${name}-`));
-  const config = { architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [`sha256:${sha256(layer)}`] }, history: [] };
+  const config = {
+    architecture: 'amd64',
+    os: 'linux',
+    config: {},
+    rootfs: { type: 'layers', diff_ids: [`sha256:${sha256(layer)}`] },
+    history: [],
+  };
   await writeJson(path.join(dir, 'config.json'), config);
   await fsp.writeFile(path.join(dir, 'layer.tar'), layer);
   await writeJson(path.join(dir, 'manifest.json'), [{ Config: 'config.json', RepoTags: null, Layers: ['layer.tar'] }]);

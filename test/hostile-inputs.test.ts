@@ -124,7 +124,9 @@ describe('COPY heredoc names are not host paths (hole 2)', () => {
   it('a plain heredoc name is the file name in the image, on both paths', async () => {
     for (const noFast of ['0', '1']) {
       process.env.VLAB_NO_FAST_COPY = noFast;
-      const { tag, error } = await tryBuild('FROM busybox\nCOPY <<one.txt <<two.txt /dst/\nfirst\none.txt\nsecond\ntwo.txt\n');
+      const { tag, error } = await tryBuild(
+        'FROM busybox\nCOPY <<one.txt <<two.txt /dst/\nfirst\none.txt\nsecond\ntwo.txt\n',
+      );
       delete process.env.VLAB_NO_FAST_COPY;
       expect(error).toBeUndefined();
       const rootfs = await umociUnpack(root, tag);
@@ -159,11 +161,15 @@ describe('ADD <url> (hole 3)', () => {
 
   it('an endless body stops at the size cap with E_ADD_TOO_LARGE', async () => {
     const t0 = Date.now();
-    const { error } = await tryBuild(`FROM busybox\nADD ${baseUrl}/endless /big\n`, { addLimits: { maxBytes: 1 << 20 } });
+    const { error } = await tryBuild(`FROM busybox\nADD ${baseUrl}/endless /big\n`, {
+      addLimits: { maxBytes: 1 << 20 },
+    });
     expect(error?.code).toBe('E_ADD_TOO_LARGE');
     expect(Date.now() - t0).toBeLessThan(10_000);
     const t1 = Date.now();
-    const { error: declared } = await tryBuild(`FROM busybox\nADD ${baseUrl}/big-length /big\n`, { addLimits: { maxBytes: 1 << 20 } });
+    const { error: declared } = await tryBuild(`FROM busybox\nADD ${baseUrl}/big-length /big\n`, {
+      addLimits: { maxBytes: 1 << 20 },
+    });
     expect(declared?.code).toBe('E_ADD_TOO_LARGE');
     expect(Date.now() - t1).toBeLessThan(1500); // refused on the header, not after the body
   });
@@ -173,15 +179,21 @@ describe('ADD <url> (hole 3)', () => {
     const { error } = await tryBuild(`FROM busybox\nADD ${baseUrl}/stall /s\n`, { addLimits: { idleTimeoutMs: 300 } });
     expect(error?.code).toBe('E_ADD_TIMEOUT');
     expect(Date.now() - t0).toBeLessThan(2500);
-    const { error: total } = await tryBuild(`FROM busybox\nADD ${baseUrl}/stall?total /s\n`, { addLimits: { timeoutMs: 400 } });
+    const { error: total } = await tryBuild(`FROM busybox\nADD ${baseUrl}/stall?total /s\n`, {
+      addLimits: { timeoutMs: 400 },
+    });
     expect(total?.code).toBe('E_ADD_TIMEOUT');
   });
 
   it('redirects are capped', async () => {
-    const { error } = await tryBuild(`FROM busybox\nADD ${baseUrl}/redirect/5 /r\n`, { addLimits: { maxRedirects: 2 } });
+    const { error } = await tryBuild(`FROM busybox\nADD ${baseUrl}/redirect/5 /r\n`, {
+      addLimits: { maxRedirects: 2 },
+    });
     expect(error?.code).toBe('E_ADD_FETCH');
     expect(error?.message).toMatch(/redirect/);
-    const { tag, error: ok } = await tryBuild(`FROM busybox\nADD ${baseUrl}/redirect/2 /r\n`, { addLimits: { maxRedirects: 2 } });
+    const { tag, error: ok } = await tryBuild(`FROM busybox\nADD ${baseUrl}/redirect/2 /r\n`, {
+      addLimits: { maxRedirects: 2 },
+    });
     expect(ok).toBeUndefined();
     const rootfs = await umociUnpack(root, tag);
     expect(await fsp.readFile(path.join(rootfs, 'r'), 'utf8')).toBe('landed');
@@ -191,17 +203,25 @@ describe('ADD <url> (hole 3)', () => {
 
 describe('backtracking patterns finish fast (hole 12)', () => {
   const stars = '*a'.repeat(12) + 'b';
-  it('a COPY glob and a .dockerignore line over a long name of a\'s', async () => {
+  it("a COPY glob and a .dockerignore line over a long name of a's", async () => {
     const long = 'a'.repeat(40);
     const t0 = Date.now();
-    const { error } = await tryBuild(`FROM busybox\nCOPY ${stars} /x/\n`, {}, { [long]: 'x', '.dockerignore': `**/${stars}\n` });
+    const { error } = await tryBuild(
+      `FROM busybox\nCOPY ${stars} /x/\n`,
+      {},
+      { [long]: 'x', '.dockerignore': `**/${stars}\n` },
+    );
     const ms = Date.now() - t0;
     expect(error?.code).toBe('E_COPY_SOURCE'); // no match: the name has no b
     expect(ms).toBeLessThan(2000 + 1500); // a build costs ~1 s here; exponential code never returns
   });
 
   it('a "(" in .dockerignore is a literal, an unclosed "[" is E_DOCKERIGNORE with its line', async () => {
-    const { tag, error } = await tryBuild('FROM busybox\nCOPY . /ctx/\n', {}, { '.dockerignore': 'a(1)\nb(\n', 'a(1)': 'x', 'b(': 'y', 'c(2)': 'z' });
+    const { tag, error } = await tryBuild(
+      'FROM busybox\nCOPY . /ctx/\n',
+      {},
+      { '.dockerignore': 'a(1)\nb(\n', 'a(1)': 'x', 'b(': 'y', 'c(2)': 'z' },
+    );
     expect(error).toBeUndefined();
     const rootfs = await umociUnpack(root, tag);
     expect((await fsp.readdir(path.join(rootfs, 'ctx'))).sort()).toEqual(['.dockerignore', 'Dockerfile', 'c(2)']);
@@ -225,12 +245,28 @@ describe('--output type=local (hole 12)', () => {
       await fsp.writeFile(path.join(tree, 'sub/file'), 'inside');
       await fsp.symlink('/etc/passwd', path.join(tree, 'link'));
       await exec('mknod', [path.join(tree, 'null'), 'c', '1', '3']);
-      await exec('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', tree, '-cf', path.join(ctx, 'layer.tar'), '.']);
+      await exec('tar', [
+        '--numeric-owner',
+        '--owner=0',
+        '--group=0',
+        '-C',
+        tree,
+        '-cf',
+        path.join(ctx, 'layer.tar'),
+        '.',
+      ]);
       await fsp.rm(tree, { recursive: true });
       // out2 already holds x/sub -> scratch: the export must replace the link, not write through it.
       await fsp.mkdir(path.join(out2, 'x'));
       await fsp.symlink(scratch, path.join(out2, 'x/sub'));
-      const error = await build({ context: ctx, root, output: [{ type: 'local', dest: out }, { type: 'local', dest: out2 }] }).then(
+      const error = await build({
+        context: ctx,
+        root,
+        output: [
+          { type: 'local', dest: out },
+          { type: 'local', dest: out2 },
+        ],
+      }).then(
         () => undefined,
         (e: Error) => e,
       );

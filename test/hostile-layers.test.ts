@@ -16,15 +16,21 @@ import { freshStore, makeContext, removeStore, fsckProblems } from './helpers.ts
 
 let root: string;
 let scratch: string;
-beforeAll(async () => { root = await freshStore(); });
-afterAll(async () => { await removeStore(root); });
+beforeAll(async () => {
+  root = await freshStore();
+});
+afterAll(async () => {
+  await removeStore(root);
+});
 beforeEach(async () => {
   scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-scratch-'));
   await fsp.mkdir(path.join(scratch, 'd'), { mode: 0o750 });
   await fsp.writeFile(path.join(scratch, 'sentinel'), 'keep');
   await fsp.utimes(path.join(scratch, 'd'), 1000, 1000);
 });
-afterEach(async () => { await fsp.rm(scratch, { recursive: true, force: true }); });
+afterEach(async () => {
+  await fsp.rm(scratch, { recursive: true, force: true });
+});
 
 /** Listing, mode, owner, mtime of everything in the scratch dir (nothing is opened). */
 async function scratchState(): Promise<string[]> {
@@ -37,13 +43,37 @@ async function scratchState(): Promise<string[]> {
 }
 
 const entry = (h: Partial<TarEntry> & { name: string }, body: Buffer = Buffer.alloc(0)): Buffer =>
-  Buffer.concat([encodeHeader({ type: 'file', mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map(), ...h }), body, Buffer.alloc((512 - (body.length % 512)) % 512)]);
+  Buffer.concat([
+    encodeHeader({
+      type: 'file',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: body.length,
+      mtime: 0,
+      linkname: '',
+      devmajor: 0,
+      devminor: 0,
+      xattrs: new Map(),
+      ...h,
+    }),
+    body,
+    Buffer.alloc((512 - (body.length % 512)) % 512),
+  ]);
 
 /** The hostile layer: metadata, a fifo over the marker, an xattr and a whiteout under p/, then p -> scratch. */
 function hostileLayer(): Buffer {
   return Buffer.concat([
     entry({ name: 'p/', type: 'dir', mode: 0o755 }),
-    entry({ name: 'p/d/', type: 'dir', mode: 0o6777, uid: 4242, gid: 4242, mtime: 12345, xattrs: new Map([['user.vlab', Buffer.from('evil')]]) }),
+    entry({
+      name: 'p/d/',
+      type: 'dir',
+      mode: 0o6777,
+      uid: 4242,
+      gid: 4242,
+      mtime: 12345,
+      xattrs: new Map([['user.vlab', Buffer.from('evil')]]),
+    }),
     entry({ name: 'p/sentinel', type: 'fifo' }),
     entry({ name: 'p/.wh.gone' }),
     entry({ name: 'p', type: 'symlink', linkname: scratch }),
@@ -55,9 +85,24 @@ function hostileLayer(): Buffer {
 /** A docker-archive (docker save layout) with one layer; `diffId` overrides the true one. */
 function dockerArchive(layer: Buffer, diffId?: string): Buffer {
   const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, history: [], rootfs: { type: 'layers', diff_ids: [diffId ?? `sha256:${sha(layer)}`] } }));
-  const manifest = Buffer.from(JSON.stringify([{ Config: 'config.json', RepoTags: ['evil:1'], Layers: ['layer.tar'] }]));
-  return Buffer.concat([entry({ name: 'manifest.json' }, manifest), entry({ name: 'config.json' }, config), entry({ name: 'layer.tar' }, layer), END_OF_ARCHIVE]);
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: {},
+      history: [],
+      rootfs: { type: 'layers', diff_ids: [diffId ?? `sha256:${sha(layer)}`] },
+    }),
+  );
+  const manifest = Buffer.from(
+    JSON.stringify([{ Config: 'config.json', RepoTags: ['evil:1'], Layers: ['layer.tar'] }]),
+  );
+  return Buffer.concat([
+    entry({ name: 'manifest.json' }, manifest),
+    entry({ name: 'config.json' }, config),
+    entry({ name: 'layer.tar' }, layer),
+    END_OF_ARCHIVE,
+  ]);
 }
 
 async function tryBuild(dockerfile: string, files: Record<string, Buffer>, buildContexts?: Record<string, string>) {
@@ -120,7 +165,9 @@ describe('a layer that plants a symlink after recording work under it (hole 1)',
   });
 
   it('ADD of a damaged .tar.gz ends with a typed error, not a hang (held before too: a regression guard)', async () => {
-    const err = await tryBuild('FROM busybox\nADD bad.tar.gz /x/\n', { 'bad.tar.gz': Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0]), Buffer.alloc(600, 0x55)]) });
+    const err = await tryBuild('FROM busybox\nADD bad.tar.gz /x/\n', {
+      'bad.tar.gz': Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0]), Buffer.alloc(600, 0x55)]),
+    });
     expect(['E_LAYER_INVALID', 'E_ADD_EXTRACT']).toContain(err?.code);
   });
 });

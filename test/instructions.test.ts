@@ -42,7 +42,11 @@ async function buildCase(dockerfile: string, files: Record<string, string> = {},
   const tag = `case${++n}:latest`;
   try {
     const res = await build({ context: ctx, tags: [tag], root, ...opts });
-    const cfg = (await skopeoInspect(root, tag)) as { config: Record<string, unknown>; author?: string; history: { created_by: string; empty_layer?: boolean }[] };
+    const cfg = (await skopeoInspect(root, tag)) as {
+      config: Record<string, unknown>;
+      author?: string;
+      history: { created_by: string; empty_layer?: boolean }[];
+    };
     const rootfs = await umociUnpack(root, tag);
     return { res, cfg, rootfs, read: (p: string) => fsp.readFile(path.join(rootfs, p), 'utf8'), ctx };
   } finally {
@@ -64,14 +68,30 @@ async function buildError(dockerfile: string, files: Record<string, string> = {}
 
 describe('RUN', () => {
   it('shell form, exec form and SHELL', async () => {
-    const { read } = await buildCase('FROM busybox\nRUN echo a > /a\nRUN ["/bin/sh", "-c", "echo b > /b"]\nSHELL ["/bin/sh", "-ec"]\nRUN echo "$0 $-" > /c\n');
+    const { read } = await buildCase(
+      'FROM busybox\nRUN echo a > /a\nRUN ["/bin/sh", "-c", "echo b > /b"]\nSHELL ["/bin/sh", "-ec"]\nRUN echo "$0 $-" > /c\n',
+    );
     expect(await read('a')).toBe('a\n');
     expect(await read('b')).toBe('b\n');
     expect(await read('c')).toMatch(/^\/bin\/sh .*e/);
   });
 
   it('heredocs: a script, a #! script and a heredoc redirected into a file', async () => {
-    const df = ['FROM busybox', 'RUN <<EOF', 'echo one > /h1', 'echo two >> /h1', 'EOF', 'RUN <<EOF', '#!/bin/sh -e', 'echo shebang > /h2', 'EOF', 'RUN cat <<EOF > /h3', 'text $HOME', 'EOF', ''].join('\n');
+    const df = [
+      'FROM busybox',
+      'RUN <<EOF',
+      'echo one > /h1',
+      'echo two >> /h1',
+      'EOF',
+      'RUN <<EOF',
+      '#!/bin/sh -e',
+      'echo shebang > /h2',
+      'EOF',
+      'RUN cat <<EOF > /h3',
+      'text $HOME',
+      'EOF',
+      '',
+    ].join('\n');
     const { read } = await buildCase(df);
     expect(await read('h1')).toBe('one\ntwo\n');
     expect(await read('h2')).toBe('shebang\n');
@@ -86,7 +106,9 @@ describe('RUN', () => {
   });
 
   it('USER runs as that uid and files it writes belong to it', async () => {
-    const { rootfs, cfg, read } = await buildCase('FROM busybox\nRUN mkdir /data && chown 1000:1000 /data\nUSER 1000:1000\nRUN id -u > /data/uid && touch /data/mine\n');
+    const { rootfs, cfg, read } = await buildCase(
+      'FROM busybox\nRUN mkdir /data && chown 1000:1000 /data\nUSER 1000:1000\nRUN id -u > /data/uid && touch /data/mine\n',
+    );
     expect(await read('data/uid')).toBe('1000\n');
     expect((await fsp.stat(path.join(rootfs, 'data/mine'))).uid).toBe(1000);
     expect(cfg.config.User).toBe('1000:1000');
@@ -94,7 +116,8 @@ describe('RUN', () => {
 
   it('RUN --mount=type=cache persists across builds; tmpfs and secrets do not reach the layer', async () => {
     const secret = path.join(await makeContext({ s: 'top-secret' }), 's');
-    const df = 'FROM busybox\nRUN --mount=type=cache,target=/cache --mount=type=tmpfs,target=/scratch --mount=type=secret,id=tok,target=/run/tok sh -c "echo x >> /cache/log; wc -l < /cache/log > /count; cat /run/tok > /scratch/t; wc -c < /scratch/t > /secretlen"\n';
+    const df =
+      'FROM busybox\nRUN --mount=type=cache,target=/cache --mount=type=tmpfs,target=/scratch --mount=type=secret,id=tok,target=/run/tok sh -c "echo x >> /cache/log; wc -l < /cache/log > /count; cat /run/tok > /scratch/t; wc -c < /scratch/t > /secretlen"\n';
     const first = await buildCase(df, {}, { secrets: { tok: secret } });
     expect(await first.read('count')).toBe('1\n');
     expect(await first.read('secretlen')).toBe('10\n');
@@ -115,13 +138,16 @@ describe('RUN', () => {
 
 describe('COPY and ADD', () => {
   it('files, directories, globs and relative destinations', async () => {
-    const { read, rootfs } = await buildCase('FROM busybox\nWORKDIR /w\nCOPY a.txt b.txt ./\nCOPY dir /d\nCOPY *.md /docs/\nCOPY a.txt /renamed\n', {
-      'a.txt': 'A',
-      'b.txt': 'B',
-      'dir/x/y.txt': 'Y',
-      'one.md': '1',
-      'two.md': '2',
-    });
+    const { read, rootfs } = await buildCase(
+      'FROM busybox\nWORKDIR /w\nCOPY a.txt b.txt ./\nCOPY dir /d\nCOPY *.md /docs/\nCOPY a.txt /renamed\n',
+      {
+        'a.txt': 'A',
+        'b.txt': 'B',
+        'dir/x/y.txt': 'Y',
+        'one.md': '1',
+        'two.md': '2',
+      },
+    );
     expect(await read('w/a.txt')).toBe('A');
     expect(await read('w/b.txt')).toBe('B');
     expect(await read('d/x/y.txt')).toBe('Y');
@@ -130,18 +156,24 @@ describe('COPY and ADD', () => {
   });
 
   it('--chown and --chmod', async () => {
-    const { rootfs } = await buildCase('FROM busybox\nCOPY --chown=1000:1000 --chmod=640 f /f\nCOPY --chown=nobody f /g\n', { f: 'x' });
+    const { rootfs } = await buildCase(
+      'FROM busybox\nCOPY --chown=1000:1000 --chmod=640 f /f\nCOPY --chown=nobody f /g\n',
+      { f: 'x' },
+    );
     const st = await fsp.stat(path.join(rootfs, 'f'));
     expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([1000, 1000, 0o640]);
     expect((await fsp.stat(path.join(rootfs, 'g'))).uid).toBe(65534);
   });
 
   it('--exclude and --parents', async () => {
-    const { rootfs } = await buildCase('FROM busybox\nCOPY --exclude=*.log src/ /app/\nCOPY --parents a/b/c.txt /p/\n', {
-      'src/keep.txt': 'k',
-      'src/drop.log': 'd',
-      'a/b/c.txt': 'c',
-    });
+    const { rootfs } = await buildCase(
+      'FROM busybox\nCOPY --exclude=*.log src/ /app/\nCOPY --parents a/b/c.txt /p/\n',
+      {
+        'src/keep.txt': 'k',
+        'src/drop.log': 'd',
+        'a/b/c.txt': 'c',
+      },
+    );
     expect(await fsp.readdir(path.join(rootfs, 'app'))).toEqual(['keep.txt']);
     expect(await fsp.readFile(path.join(rootfs, 'p/a/b/c.txt'), 'utf8')).toBe('c');
   });
@@ -152,9 +184,22 @@ describe('COPY and ADD', () => {
   });
 
   it('.dockerignore excludes files; copying an excluded file fails clearly', async () => {
-    const { rootfs } = await buildCase('FROM busybox\nCOPY . /ctx/\n', { '.dockerignore': 'secret*\n!secret-ok\n', 'secret.key': 's', 'secret-ok': 'ok', keep: 'k' });
-    expect((await fsp.readdir(path.join(rootfs, 'ctx'))).sort()).toEqual(['.dockerignore', 'Dockerfile', 'keep', 'secret-ok']);
-    const e = await buildError('FROM busybox\nCOPY secret.key /\n', { '.dockerignore': 'secret*\n', 'secret.key': 's' });
+    const { rootfs } = await buildCase('FROM busybox\nCOPY . /ctx/\n', {
+      '.dockerignore': 'secret*\n!secret-ok\n',
+      'secret.key': 's',
+      'secret-ok': 'ok',
+      keep: 'k',
+    });
+    expect((await fsp.readdir(path.join(rootfs, 'ctx'))).sort()).toEqual([
+      '.dockerignore',
+      'Dockerfile',
+      'keep',
+      'secret-ok',
+    ]);
+    const e = await buildError('FROM busybox\nCOPY secret.key /\n', {
+      '.dockerignore': 'secret*\n',
+      'secret.key': 's',
+    });
     expect(e.code).toBe('E_COPY_SOURCE');
   });
 
@@ -179,12 +224,15 @@ describe('COPY and ADD', () => {
     const sum = `sha256:${createHash('sha256').update(served).digest('hex')}`;
     const { read } = await buildCase(`FROM busybox\nADD --checksum=${sum} ${baseUrl}/files/data.txt /dl/\n`);
     expect(await read('dl/data.txt')).toBe(served);
-    const e = await buildError(`FROM busybox\nADD --checksum=sha256:${'0'.repeat(64)} ${baseUrl}/files/data.txt /dl/\n`);
+    const e = await buildError(
+      `FROM busybox\nADD --checksum=sha256:${'0'.repeat(64)} ${baseUrl}/files/data.txt /dl/\n`,
+    );
     expect(e.code).toBe('E_CHECKSUM_MISMATCH');
   });
 
   it('COPY --from an image and a stage; FROM scratch', async () => {
-    const df = 'FROM busybox AS tools\nRUN echo built > /artifact\nFROM scratch\nCOPY --from=tools /artifact /artifact\nCOPY --from=busybox /bin/busybox /busybox\n';
+    const df =
+      'FROM busybox AS tools\nRUN echo built > /artifact\nFROM scratch\nCOPY --from=tools /artifact /artifact\nCOPY --from=busybox /bin/busybox /busybox\n';
     const { rootfs, read } = await buildCase(df);
     expect(await read('artifact')).toBe('built\n');
     expect((await fsp.stat(path.join(rootfs, 'busybox'))).mode & 0o111).toBeTruthy();
@@ -219,7 +267,11 @@ describe('config instructions', () => {
     expect((await fsp.stat(path.join(rootfs, 'srv/app'))).isDirectory()).toBe(true);
     expect(c.StopSignal).toBe('SIGTERM');
     // skopeo's OCI config type has no Healthcheck (docker's extension): read it from the stored config.
-    expect(res.config.config.Healthcheck).toMatchObject({ Test: ['CMD-SHELL', 'wget -q localhost || exit 1'], Interval: 5e9, Retries: 2 });
+    expect(res.config.config.Healthcheck).toMatchObject({
+      Test: ['CMD-SHELL', 'wget -q localhost || exit 1'],
+      Interval: 5e9,
+      Retries: 2,
+    });
     expect(c.Cmd).toEqual(['/bin/sh', '-c', 'echo hi']);
     expect(cfg.author).toBe('someone@example.com');
     expect(cfg.history.some((h) => h.created_by.startsWith('ENV') && h.empty_layer)).toBe(true);
@@ -268,7 +320,12 @@ describe('abort', () => {
   it('an aborted build stops the RUN and leaves no mount, temp blob or snapshot behind', async () => {
     const ac = new AbortController();
     const ctx = await makeContext({ Dockerfile: 'FROM busybox\nRUN sleep 30\n' });
-    const p = build({ context: ctx, root, signal: ac.signal, onEvent: (e) => e.type === 'step-miss' && setTimeout(() => ac.abort(), 500) });
+    const p = build({
+      context: ctx,
+      root,
+      signal: ac.signal,
+      onEvent: (e) => e.type === 'step-miss' && setTimeout(() => ac.abort(), 500),
+    });
     const started = Date.now();
     await expect(p).rejects.toMatchObject({ code: expect.stringMatching(/ABORT/) });
     expect(Date.now() - started).toBeLessThan(15_000);

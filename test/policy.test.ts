@@ -34,7 +34,9 @@ async function ctxOf(dockerfile: string, files: Record<string, string> = {}): Pr
   return dest;
 }
 
-async function buildErr(opts: BuildOptions): Promise<{ code: string; message: string; location?: { line: number; column: number } }> {
+async function buildErr(
+  opts: BuildOptions,
+): Promise<{ code: string; message: string; location?: { line: number; column: number } }> {
   try {
     await build({ root, ...opts });
   } catch (e) {
@@ -63,7 +65,13 @@ describe('hole 7: RUN --network=host and --security=insecure need --allow', () =
     expect(allowed.code).toBe(0);
     const rootfs = await umociUnpack(root, 'pol:hostnet');
     const { stdout: hostDev } = await exec('cat', ['/proc/net/dev']);
-    const names = (t: string) => t.split('\n').slice(2).map((l) => l.split(':')[0]!.trim()).filter(Boolean).sort();
+    const names = (t: string) =>
+      t
+        .split('\n')
+        .slice(2)
+        .map((l) => l.split(':')[0]!.trim())
+        .filter(Boolean)
+        .sort();
     expect(names(await fsp.readFile(path.join(rootfs, 'net.txt'), 'utf8'))).toEqual(names(hostDev));
     // A cached step still needs the entitlement: the Dockerfile asks for it either way.
     const again = await run(['build', '--progress=plain', c]);
@@ -71,7 +79,7 @@ describe('hole 7: RUN --network=host and --security=insecure need --allow', () =
     expect(again.stderr).toContain('[E_ENTITLEMENT]');
   });
 
-  it('the build-wide --network host is the user\'s own choice and needs no --allow', async () => {
+  it("the build-wide --network host is the user's own choice and needs no --allow", async () => {
     const c = await ctxOf(df);
     expect((await run(['build', '-q', '--network', 'host', c])).code).toBe(0);
   });
@@ -85,7 +93,9 @@ describe('hole 7: RUN --network=host and --security=insecure need --allow', () =
     const u = await buildErr({ context: c, allow: ['security.insecure'] });
     expect(u.code).toBe('E_UNSUPPORTED');
     const h = await ctxOf(df);
-    await expect(build({ root, context: h, allow: ['network.host'] })).resolves.toMatchObject({ imageId: expect.stringMatching(/^sha256:/) });
+    await expect(build({ root, context: h, allow: ['network.host'] })).resolves.toMatchObject({
+      imageId: expect.stringMatching(/^sha256:/),
+    });
     expect((await buildErr({ context: h, allow: ['network.everything' as 'network.host'] })).code).toBe('E_BAD_ARG');
   });
 });
@@ -113,35 +123,57 @@ describe('hole 9: host paths only through --build-context', () => {
     ['FROM oci-layout://', (p: { layout: string }) => `FROM oci-layout://${p.layout}:v1\n`, 1],
     ['FROM oci-archive:', (p: { archive: string }) => `FROM oci-archive:${p.archive}\n`, 1],
     ['FROM docker-archive:', (p: { dockerTar: string }) => `FROM docker-archive:${p.dockerTar}\n`, 1],
-    ['COPY --from=oci-layout://', (p: { layout: string }) => `FROM busybox\nCOPY --from=oci-layout://${p.layout}:v1 /l.txt /\n`, 2],
-    ['COPY --from=docker-archive:', (p: { dockerTar: string }) => `FROM busybox\nCOPY --from=docker-archive:${p.dockerTar} /l.txt /\n`, 2],
-  ])('a Dockerfile cannot read a host path: %s gives E_NAMED_CONTEXT naming --build-context', async (_name, text, line) => {
-    const c = await ctxOf(text({ layout, archive, dockerTar }));
-    const r = await run(['build', '--progress=plain', c]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`Dockerfile:${line}:1: `);
-    expect(r.stderr).toContain('--build-context');
-    expect(r.stderr).toContain('[E_NAMED_CONTEXT]');
-  });
+    [
+      'COPY --from=oci-layout://',
+      (p: { layout: string }) => `FROM busybox\nCOPY --from=oci-layout://${p.layout}:v1 /l.txt /\n`,
+      2,
+    ],
+    [
+      'COPY --from=docker-archive:',
+      (p: { dockerTar: string }) => `FROM busybox\nCOPY --from=docker-archive:${p.dockerTar} /l.txt /\n`,
+      2,
+    ],
+  ])(
+    'a Dockerfile cannot read a host path: %s gives E_NAMED_CONTEXT naming --build-context',
+    async (_name, text, line) => {
+      const c = await ctxOf(text({ layout, archive, dockerTar }));
+      const r = await run(['build', '--progress=plain', c]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`Dockerfile:${line}:1: `);
+      expect(r.stderr).toContain('--build-context');
+      expect(r.stderr).toContain('[E_NAMED_CONTEXT]');
+    },
+  );
 
   it('--build-context NAME=oci-layout://, oci-archive:, docker-archive: and docker-image:// are FROM NAME and COPY --from=NAME', async () => {
-    const c = await ctxOf('FROM lay AS a\nFROM arc AS b\nFROM dock\nCOPY --from=a /l.txt /a.txt\nCOPY --from=b /l.txt /b.txt\nCOPY --from=img /l.txt /c.txt\n');
+    const c = await ctxOf(
+      'FROM lay AS a\nFROM arc AS b\nFROM dock\nCOPY --from=a /l.txt /a.txt\nCOPY --from=b /l.txt /b.txt\nCOPY --from=img /l.txt /c.txt\n',
+    );
     const r = await run([
-      'build', '-q', '-t', 'pol:named',
-      '--build-context', `lay=oci-layout://${layout}:v1`,
-      '--build-context', `arc=oci-archive:${archive}`,
+      'build',
+      '-q',
+      '-t',
+      'pol:named',
+      '--build-context',
+      `lay=oci-layout://${layout}:v1`,
+      '--build-context',
+      `arc=oci-archive:${archive}`,
       `--build-context=dock=docker-archive:${dockerTar}`,
-      '--build-context', 'img=docker-image://pol:src',
+      '--build-context',
+      'img=docker-image://pol:src',
       c,
     ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const rootfs = await umociUnpack(root, 'pol:named');
-    for (const f of ['l.txt', 'a.txt', 'b.txt', 'c.txt']) expect(await fsp.readFile(path.join(rootfs, f), 'utf8')).toBe('from-layout\n');
+    for (const f of ['l.txt', 'a.txt', 'b.txt', 'c.txt'])
+      expect(await fsp.readFile(path.join(rootfs, f), 'utf8')).toBe('from-layout\n');
   });
 
   it('API: a directory is COPY --from=NAME; it overrides a stage of that name; FROM a directory is refused', async () => {
-    const c = await ctxOf('FROM busybox AS files\nRUN echo stage > /sub/n.txt || true\nFROM busybox\nCOPY --from=files /sub/n.txt /n.txt\n');
+    const c = await ctxOf(
+      'FROM busybox AS files\nRUN echo stage > /sub/n.txt || true\nFROM busybox\nCOPY --from=files /sub/n.txt /n.txt\n',
+    );
     const res = await build({ root, context: c, tags: ['pol:dir'], buildContexts: { files: dir } });
     expect(res.imageId).toMatch(/^sha256:/);
     const rootfs = await umociUnpack(root, 'pol:dir');
@@ -158,8 +190,12 @@ describe('hole 9: host paths only through --build-context', () => {
     const e = await buildErr({ context: f, buildContexts: { base: dir } });
     expect(e.code).toBe('E_NAMED_CONTEXT');
     expect(e.location).toMatchObject({ line: 1 });
-    expect((await buildErr({ context: f, buildContexts: { base: 'https://example.invalid/x.git' } })).code).toBe('E_BAD_ARG');
-    expect((await buildErr({ context: f, buildContexts: { base: path.join(scratch, 'missing') } })).code).toBe('E_BAD_ARG');
+    expect((await buildErr({ context: f, buildContexts: { base: 'https://example.invalid/x.git' } })).code).toBe(
+      'E_BAD_ARG',
+    );
+    expect((await buildErr({ context: f, buildContexts: { base: path.join(scratch, 'missing') } })).code).toBe(
+      'E_BAD_ARG',
+    );
   });
 });
 
@@ -167,7 +203,10 @@ describe('hole 9: host paths only through --build-context', () => {
  * Build a RUN that prints its /proc/self/cgroup and sleeps, and read a file of that cgroup from the
  * host while it runs (`pick` gets the cgroup lines, returns the read, or undefined if not there).
  */
-async function readRunCgroup(opts: Partial<BuildOptions>, pick: (cgroupLines: string) => Promise<string> | undefined): Promise<string> {
+async function readRunCgroup(
+  opts: Partial<BuildOptions>,
+  pick: (cgroupLines: string) => Promise<string> | undefined,
+): Promise<string> {
   const c = await ctxOf('FROM busybox\nRUN cat /proc/self/cgroup; sleep 1\n');
   let seen: Promise<string> | undefined;
   await build({
@@ -186,7 +225,8 @@ async function readRunCgroup(opts: Partial<BuildOptions>, pick: (cgroupLines: st
 describe('hole 10: RUN limits', () => {
   it('a fork bomb with --pids-limit 32 is contained: forks fail at the limit, the build goes on within seconds', async () => {
     // Exponential but bounded (2^9 shells at most), so it stays harmless even where no limit applied.
-    const bomb = 'b() { if [ $1 -lt 8 ]; then b $(($1+1)) | b $(($1+1)) & else sleep 2; fi; }; b 0; sleep 1; set -- /proc/[0-9]*; echo "procs=$#"';
+    const bomb =
+      'b() { if [ $1 -lt 8 ]; then b $(($1+1)) | b $(($1+1)) & else sleep 2; fi; }; b 0; sleep 1; set -- /proc/[0-9]*; echo "procs=$#"';
     const c = await ctxOf(`FROM busybox\nRUN ${bomb}\n`);
     const r = await run(['build', '--progress=plain', '--pids-limit', '32', c]);
     expect(r.stderr).toContain("can't fork");
@@ -203,7 +243,7 @@ describe('hole 10: RUN limits', () => {
     expect(r.ms).toBeLessThan(15_000);
   });
 
-  it('every RUN gets the default pids limit (2048, podman\'s) when none is given; --pids-limit -1 lifts it', async () => {
+  it("every RUN gets the default pids limit (2048, podman's) when none is given; --pids-limit -1 lifts it", async () => {
     // cgroup v1/hybrid: the pids hierarchy; pure v2: the unified one.
     const limitOf = (opts: Partial<BuildOptions>) =>
       readRunCgroup(opts, (cg) => {
@@ -224,15 +264,22 @@ describe('hole 10: RUN limits', () => {
     expect(r.stderr).toContain('[E_RUN_OOM]');
     expect(r.stderr).toContain('33554432');
     const ok = await ctxOf('FROM busybox\nRUN echo fine\n');
-    expect((await run(['build', '-q', '--memory', '64m', '--cpu-quota', '50000', '--cpu-period', '100000', ok])).code).toBe(0);
-    for (const flags of [['--memory', 'lots'], ['--cpu-quota', '99999999999999999999'], ['--pids-limit', '99999999999999999999'], ['--cpu-period', '1e3']]) {
+    expect(
+      (await run(['build', '-q', '--memory', '64m', '--cpu-quota', '50000', '--cpu-period', '100000', ok])).code,
+    ).toBe(0);
+    for (const flags of [
+      ['--memory', 'lots'],
+      ['--cpu-quota', '99999999999999999999'],
+      ['--pids-limit', '99999999999999999999'],
+      ['--cpu-period', '1e3'],
+    ]) {
       const bad = await run(['build', '-q', ...flags, ok]);
       expect(bad.code).toBe(1);
       expect(bad.stderr).toContain('[E_BAD_ARG]');
     }
   });
 
-  it('the RUN\'s cgroup holds the cpu quota and period asked for; a period alone is written too (as docker)', async () => {
+  it("the RUN's cgroup holds the cpu quota and period asked for; a period alone is written too (as docker)", async () => {
     // "quota period" as cgroup v2 writes it (v1: cfs_quota_us -1 is "max").
     const cpuOf = (opts: Partial<BuildOptions>) =>
       readRunCgroup(opts, (cg) => {
@@ -240,7 +287,11 @@ describe('hole 10: RUN limits', () => {
         const v2 = /^0::(.+)$/m.exec(cg);
         if (v1) {
           const dir = `/sys/fs/cgroup/${v1[1]}${v1[2]}`;
-          return Promise.all(['cpu.cfs_quota_us', 'cpu.cfs_period_us'].map((f) => fsp.readFile(path.join(dir, f), 'utf8').then((t) => t.trim()))).then(([q, p]) => `${q === '-1' ? 'max' : q} ${p}`);
+          return Promise.all(
+            ['cpu.cfs_quota_us', 'cpu.cfs_period_us'].map((f) =>
+              fsp.readFile(path.join(dir, f), 'utf8').then((t) => t.trim()),
+            ),
+          ).then(([q, p]) => `${q === '-1' ? 'max' : q} ${p}`);
         }
         return v2 ? fsp.readFile(`/sys/fs/cgroup${v2[1]}/cpu.max`, 'utf8').then((t) => t.trim()) : undefined;
       });

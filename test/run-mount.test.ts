@@ -39,7 +39,10 @@ async function treeState(dir: string): Promise<string[]> {
     const st = await fsp.lstat(p, { bigint: true });
     let body = '';
     if (st.isSymbolicLink()) body = `-> ${await fsp.readlink(p)}`;
-    else if (st.isFile()) body = createHash('sha256').update(await fsp.readFile(p)).digest('hex');
+    else if (st.isFile())
+      body = createHash('sha256')
+        .update(await fsp.readFile(p))
+        .digest('hex');
     out.push(`${rel || '.'} mode=${st.mode} uid=${st.uid} gid=${st.gid} size=${st.size} mtime=${st.mtimeNs} ${body}`);
     if (st.isDirectory()) for (const name of (await fsp.readdir(p)).sort()) await walk(path.join(rel, name));
   };
@@ -54,7 +57,11 @@ async function markerUntouched(): Promise<void> {
 
 let n = 0;
 /** Build in context `ctx` (kept, so the test can check it); the image's rootfs on success. */
-async function buildIn(ctx: string, dockerfile: string, executor?: BuildOptions['executor']): Promise<{ rootfs: string; read: (p: string) => Promise<string> }> {
+async function buildIn(
+  ctx: string,
+  dockerfile: string,
+  executor?: BuildOptions['executor'],
+): Promise<{ rootfs: string; read: (p: string) => Promise<string> }> {
   await fsp.writeFile(path.join(ctx, 'Dockerfile'), dockerfile);
   const tag = `bind${++n}:latest`;
   await build({ context: ctx, tags: [tag], root, noCache: true, executor });
@@ -86,14 +93,20 @@ describe('RUN --mount=type=bind stays in the context', () => {
       await fsp.symlink(outside, path.join(ctx, 'link'));
       // ro: the RUN must not read the marker; rw: nor write it.
       for (const rw of ['', ',rw']) {
-        const e = await buildFails(ctx, `FROM busybox\nRUN --mount=type=bind,source=link,target=/m${rw} sh -c 'cat /m/marker > /seen; echo pwned > /m/marker; true'\n`);
+        const e = await buildFails(
+          ctx,
+          `FROM busybox\nRUN --mount=type=bind,source=link,target=/m${rw} sh -c 'cat /m/marker > /seen; echo pwned > /m/marker; true'\n`,
+        );
         expect(e.code).toBe('E_RUN_MOUNT');
         expect(e.message).toContain('link');
         await markerUntouched();
       }
       // What BuildKit does with `link -> /abs/sub`: <context>/abs/sub.
       await fsp.symlink('/abs/sub', path.join(ctx, 'inlink'));
-      const { read } = await buildIn(ctx, 'FROM busybox\nRUN --mount=type=bind,source=inlink,target=/m cat /m/inside > /seen\n');
+      const { read } = await buildIn(
+        ctx,
+        'FROM busybox\nRUN --mount=type=bind,source=inlink,target=/m cat /m/inside > /seen\n',
+      );
       expect(await read('seen')).toBe('in the context\n');
       await nothingLeft(ctx);
     } finally {
@@ -102,40 +115,51 @@ describe('RUN --mount=type=bind stays in the context', () => {
   });
 
   // Read-only is the executor's part: both must honour it.
-  it.each(['builtin', 'oci'] as const)('rw gives each step a throwaway view, ro is read-only: the context on disk is never written (%s executor)', async (executor) => {
-    const ctx = await makeContext({ 'a.txt': 'A\n', 'b.txt': 'B\n', 'd/e.txt': 'E\n' });
-    try {
-      await fsp.symlink('a.txt', path.join(ctx, 'rel-link'));
-      await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'placeholder');
-      const before = await treeState(ctx);
-      const df = [
-        'FROM busybox',
-        "RUN --mount=type=bind,target=/ctx,rw sh -ec 'echo new > /ctx/new; rm /ctx/a.txt; echo changed > /ctx/b.txt; rm -r /ctx/d; ln -s / /ctx/root; chmod 700 /ctx; cat /ctx/b.txt > /during'",
-        "RUN --mount=type=bind,target=/ctx,rw sh -ec 'ls -a /ctx > /listing; cat /ctx/b.txt > /after; echo again >> /ctx/b.txt'",
-        "RUN --mount=type=bind,source=b.txt,target=/f,rw sh -ec 'echo file-write >> /f; cat /f > /file-during'",
-        "RUN --mount=type=bind,source=b.txt,target=/f sh -ec 'cat /f > /file-after; if echo x >> /f; then echo writable > /ro; fi'",
-        "RUN --mount=type=bind,target=/ctx sh -ec 'if touch /ctx/z || rm /ctx/a.txt; then echo writable > /ro-dir; fi'",
-        '',
-      ].join('\n');
-      const { read, rootfs } = await buildIn(ctx, df, executor);
-      // buildIn rewrote the Dockerfile (same name: the directory itself is unchanged).
-      const notDf = (l: string) => !l.startsWith('Dockerfile ');
-      expect((await treeState(ctx)).filter(notDf)).toEqual(before.filter(notDf));
-      expect(await read('during')).toBe('changed\n');
-      expect((await read('listing')).split('\n').filter(Boolean).sort()).toEqual(['.', '..', 'Dockerfile', 'a.txt', 'b.txt', 'd', 'rel-link']);
-      expect(await read('after')).toBe('B\n');
-      expect(await read('file-during')).toBe('B\nfile-write\n');
-      expect(await read('file-after')).toBe('B\n');
-      await expect(fsp.stat(path.join(rootfs, 'ro'))).rejects.toThrow();
-      await expect(fsp.stat(path.join(rootfs, 'ro-dir'))).rejects.toThrow();
-      // The mountpoints are not part of the image.
-      await expect(fsp.lstat(path.join(rootfs, 'ctx'))).rejects.toThrow();
-      await expect(fsp.lstat(path.join(rootfs, 'f'))).rejects.toThrow();
-      await nothingLeft(ctx);
-    } finally {
-      await fsp.rm(ctx, { recursive: true, force: true });
-    }
-  });
+  it.each(['builtin', 'oci'] as const)(
+    'rw gives each step a throwaway view, ro is read-only: the context on disk is never written (%s executor)',
+    async (executor) => {
+      const ctx = await makeContext({ 'a.txt': 'A\n', 'b.txt': 'B\n', 'd/e.txt': 'E\n' });
+      try {
+        await fsp.symlink('a.txt', path.join(ctx, 'rel-link'));
+        await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'placeholder');
+        const before = await treeState(ctx);
+        const df = [
+          'FROM busybox',
+          "RUN --mount=type=bind,target=/ctx,rw sh -ec 'echo new > /ctx/new; rm /ctx/a.txt; echo changed > /ctx/b.txt; rm -r /ctx/d; ln -s / /ctx/root; chmod 700 /ctx; cat /ctx/b.txt > /during'",
+          "RUN --mount=type=bind,target=/ctx,rw sh -ec 'ls -a /ctx > /listing; cat /ctx/b.txt > /after; echo again >> /ctx/b.txt'",
+          "RUN --mount=type=bind,source=b.txt,target=/f,rw sh -ec 'echo file-write >> /f; cat /f > /file-during'",
+          "RUN --mount=type=bind,source=b.txt,target=/f sh -ec 'cat /f > /file-after; if echo x >> /f; then echo writable > /ro; fi'",
+          "RUN --mount=type=bind,target=/ctx sh -ec 'if touch /ctx/z || rm /ctx/a.txt; then echo writable > /ro-dir; fi'",
+          '',
+        ].join('\n');
+        const { read, rootfs } = await buildIn(ctx, df, executor);
+        // buildIn rewrote the Dockerfile (same name: the directory itself is unchanged).
+        const notDf = (l: string) => !l.startsWith('Dockerfile ');
+        expect((await treeState(ctx)).filter(notDf)).toEqual(before.filter(notDf));
+        expect(await read('during')).toBe('changed\n');
+        expect((await read('listing')).split('\n').filter(Boolean).sort()).toEqual([
+          '.',
+          '..',
+          'Dockerfile',
+          'a.txt',
+          'b.txt',
+          'd',
+          'rel-link',
+        ]);
+        expect(await read('after')).toBe('B\n');
+        expect(await read('file-during')).toBe('B\nfile-write\n');
+        expect(await read('file-after')).toBe('B\n');
+        await expect(fsp.stat(path.join(rootfs, 'ro'))).rejects.toThrow();
+        await expect(fsp.stat(path.join(rootfs, 'ro-dir'))).rejects.toThrow();
+        // The mountpoints are not part of the image.
+        await expect(fsp.lstat(path.join(rootfs, 'ctx'))).rejects.toThrow();
+        await expect(fsp.lstat(path.join(rootfs, 'f'))).rejects.toThrow();
+        await nothingLeft(ctx);
+      } finally {
+        await fsp.rm(ctx, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('the two-step attack (plant a symlink through rw, then bind it rw) writes nothing on the host', async () => {
     const ctx = await makeContext({ 'a.txt': 'A\n' });
@@ -154,12 +178,22 @@ describe('RUN --mount=type=bind stays in the context', () => {
   it('source=../.. and a symlinked intermediate directory stay in the context', async () => {
     const ctx = await makeContext({ 'a.txt': 'A\n' });
     try {
-      const { read } = await buildIn(ctx, 'FROM busybox\nRUN --mount=type=bind,source=../..,target=/m ls /m > /listing\n');
+      const { read } = await buildIn(
+        ctx,
+        'FROM busybox\nRUN --mount=type=bind,source=../..,target=/m ls /m > /listing\n',
+      );
       expect((await read('listing')).split('\n').filter(Boolean).sort()).toEqual(['Dockerfile', 'a.txt']);
       // sub -> ../<scratch dir>: from the context dir that is the scratch dir on the host.
       await fsp.symlink(path.join('..', path.basename(outside)), path.join(ctx, 'sub'));
-      for (const [source, rw] of [['sub/marker', ',rw'], ['sub', ',rw'], ['sub/marker', '']]) {
-        const e = await buildFails(ctx, `FROM busybox\nRUN --mount=type=bind,source=${source},target=/m${rw} sh -c 'cat /m > /seen; echo pwned > /m; echo pwned > /m/marker; true'\n`);
+      for (const [source, rw] of [
+        ['sub/marker', ',rw'],
+        ['sub', ',rw'],
+        ['sub/marker', ''],
+      ]) {
+        const e = await buildFails(
+          ctx,
+          `FROM busybox\nRUN --mount=type=bind,source=${source},target=/m${rw} sh -c 'cat /m > /seen; echo pwned > /m; echo pwned > /m/marker; true'\n`,
+        );
         expect(e.code).toBe('E_RUN_MOUNT');
         await markerUntouched();
       }
@@ -188,7 +222,13 @@ describe('RUN --mount=type=bind,from=…', () => {
       ].join('\n');
       await fsp.writeFile(path.join(ctx, 'Dockerfile'), df);
       const tag = `bindfrom${++n}:latest`;
-      await build({ context: ctx, tags: [tag], root, noCache: true, buildContexts: { img: 'docker-image://busybox:latest', dir: named } });
+      await build({
+        context: ctx,
+        tags: [tag],
+        root,
+        noCache: true,
+        buildContexts: { img: 'docker-image://busybox:latest', dir: named },
+      });
       const rootfs = await umociUnpack(root, tag);
       const read = (p: string) => fsp.readFile(path.join(rootfs, p), 'utf8');
       expect(await read('got-stage')).toBe('from-stage\n');
@@ -197,7 +237,10 @@ describe('RUN --mount=type=bind,from=…', () => {
       expect(await read('got-dir')).toBe('named dir\n');
       expect(await read('got-ro')).toBe('ro\n');
       // The absolute link in the stage means /… in the stage, never the host.
-      const e = await buildFails(ctx, `FROM busybox AS tools\nRUN ln -s ${outside} /escape\nFROM busybox\nRUN --mount=type=bind,from=tools,source=/escape/marker,target=/m cat /m\n`);
+      const e = await buildFails(
+        ctx,
+        `FROM busybox AS tools\nRUN ln -s ${outside} /escape\nFROM busybox\nRUN --mount=type=bind,from=tools,source=/escape/marker,target=/m cat /m\n`,
+      );
       expect(e.code).toBe('E_RUN_MOUNT');
       await markerUntouched();
       await nothingLeft(ctx);
@@ -208,10 +251,13 @@ describe('RUN --mount=type=bind,from=…', () => {
     }
   });
 
-  it('the step\'s cache key follows the mounted stage: a change there runs the step again', async () => {
+  it("the step's cache key follows the mounted stage: a change there runs the step again", async () => {
     const ctx = await makeContext({ 'v.txt': 'one\n' });
     try {
-      await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox AS src\nCOPY v.txt /v\nFROM busybox\nRUN --mount=type=bind,from=src,source=/v,target=/v cat /v > /seen\n');
+      await fsp.writeFile(
+        path.join(ctx, 'Dockerfile'),
+        'FROM busybox AS src\nCOPY v.txt /v\nFROM busybox\nRUN --mount=type=bind,from=src,source=/v,target=/v cat /v > /seen\n',
+      );
       const once = async () => {
         const events: { type: string }[] = [];
         await build({ context: ctx, tags: [`bindkey${++n}:latest`], root, onEvent: (e) => events.push(e) });
@@ -227,9 +273,17 @@ describe('RUN --mount=type=bind,from=…', () => {
   });
 
   it('a context bind is keyed by what it shows: a change runs the step again, a .dockerignored change does not', async () => {
-    const ctx = await makeContext({ 'v.txt': 'one\n', 'd/a': 'a\n', 'd/skip.log': 'x\n', '.dockerignore': '**/*.log\n' });
+    const ctx = await makeContext({
+      'v.txt': 'one\n',
+      'd/a': 'a\n',
+      'd/skip.log': 'x\n',
+      '.dockerignore': '**/*.log\n',
+    });
     try {
-      await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN --mount=type=bind,source=v.txt,target=/v --mount=type=bind,source=d,target=/d cat /v /d/a > /seen\n');
+      await fsp.writeFile(
+        path.join(ctx, 'Dockerfile'),
+        'FROM busybox\nRUN --mount=type=bind,source=v.txt,target=/v --mount=type=bind,source=d,target=/d cat /v /d/a > /seen\n',
+      );
       const once = async () => {
         const events: { type: string }[] = [];
         await build({ context: ctx, tags: [`ctxkey${++n}:latest`], root, onEvent: (e) => events.push(e) });
@@ -251,11 +305,16 @@ describe('RUN --mount=type=bind,from=…', () => {
   it('a transport in from= is E_NAMED_CONTEXT, an unknown name is E_IMAGE_NOT_FOUND', async () => {
     const ctx = await makeContext({});
     try {
-      const e = await buildFails(ctx, `FROM busybox\nRUN --mount=type=bind,from=oci-layout://${outside},target=/m true\n`);
+      const e = await buildFails(
+        ctx,
+        `FROM busybox\nRUN --mount=type=bind,from=oci-layout://${outside},target=/m true\n`,
+      );
       expect(e.code).toBe('E_NAMED_CONTEXT');
       expect(e.message).toContain(`--build-context src=oci-layout://${outside}`);
       expect(e.message).toContain('RUN --mount=type=bind,from=src');
-      expect((await buildFails(ctx, 'FROM busybox\nRUN --mount=type=bind,from=nosuch,target=/m true\n')).code).toBe('E_IMAGE_NOT_FOUND');
+      expect((await buildFails(ctx, 'FROM busybox\nRUN --mount=type=bind,from=nosuch,target=/m true\n')).code).toBe(
+        'E_IMAGE_NOT_FOUND',
+      );
     } finally {
       await fsp.rm(ctx, { recursive: true, force: true });
     }

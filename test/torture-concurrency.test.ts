@@ -54,8 +54,19 @@ describe('torture: concurrent builds, rmi and prune on one store', () => {
     for (let round = 1; round <= ROUNDS; round++) {
       const ctx = await context(round);
       const kinds = ['a', 'a', 'b', 'c'] as const;
-      const builds = kinds.map((k, i) =>
-        startCli(root, ['build', '--progress=plain', '-f', path.join(ctx, `${k}.Dockerfile`), '--build-arg', `ROUND=${round}`, '-t', `t${round}-${i}`, ctx]).done,
+      const builds = kinds.map(
+        (k, i) =>
+          startCli(root, [
+            'build',
+            '--progress=plain',
+            '-f',
+            path.join(ctx, `${k}.Dockerfile`),
+            '--build-arg',
+            `ROUND=${round}`,
+            '-t',
+            `t${round}-${i}`,
+            ctx,
+          ]).done,
       );
       let running = true;
       const all = Promise.all(builds).finally(() => (running = false));
@@ -79,10 +90,14 @@ describe('torture: concurrent builds, rmi and prune on one store', () => {
       const results = await all;
       await Promise.all([pruner, remover]);
       results.forEach((r, i) => {
-        if (r.code !== 0) failures.push(`round ${round} build ${i} (${kinds[i]}): exit ${r.code} ${r.stderr.trim().split("\n").at(-1)?.slice(0, 300)}`);
+        if (r.code !== 0)
+          failures.push(
+            `round ${round} build ${i} (${kinds[i]}): exit ${r.code} ${r.stderr.trim().split('\n').at(-1)?.slice(0, 300)}`,
+          );
       });
       const store = await Store.open(root);
-      for (let i = 0; i < kinds.length; i++) if (results[i]!.code === 0) expect(await complete(store, `t${round}-${i}`)).toBe(true);
+      for (let i = 0; i < kinds.length; i++)
+        if (results[i]!.code === 0) expect(await complete(store, `t${round}-${i}`)).toBe(true);
       await engine.store.lease.release();
       expect((await fsck(root)).problems, `fsck after round ${round}`).toEqual([]);
     }

@@ -35,7 +35,15 @@ RUN echo $SEED > /s && ls /many | wc -l >> /s
 `;
 
 /** What a dead build may leave, and the next build removes (an unnamed snapshot dir: a create or remove cut between its dir and metadata steps, which the snapshot store open removes). */
-const RECOVERABLE: FsckKind[] = ['temp-orphan', 'lease-stale', 'lock-stale', 'mount-orphan', 'cgroup-orphan', 'snapshot-stale', 'snapshot-orphan-dir'];
+const RECOVERABLE: FsckKind[] = [
+  'temp-orphan',
+  'lease-stale',
+  'lock-stale',
+  'mount-orphan',
+  'cgroup-orphan',
+  'snapshot-stale',
+  'snapshot-orphan-dir',
+];
 
 type Target = 'copy' | 'run' | 'commit' | 'index' | 'anytime';
 const TARGETS: Target[] = ['copy', 'run', 'commit', 'index', 'anytime'];
@@ -104,7 +112,15 @@ describe('torture: SIGKILL a build at random moments', () => {
     let finishedFirst = 0;
     const time = { killed: 0, next: 0, fsck: 0 };
     let fullBuildMs = 1500; // grows to the longest next build seen: 'anytime' kills spread over it
-    const args = (round: number) => ['build', '--progress=json', '--build-arg', `SEED=${round}`, '-t', 'crash:latest', ctx];
+    const args = (round: number) => [
+      'build',
+      '--progress=json',
+      '--build-arg',
+      `SEED=${round}`,
+      '-t',
+      'crash:latest',
+      ctx,
+    ];
     for (let round = 0; kills < KILLS && round < KILLS * 2; round++) {
       await mutate(round);
       const target = TARGETS[round % TARGETS.length]!;
@@ -119,7 +135,12 @@ describe('torture: SIGKILL a build at random moments', () => {
         if (target === 'copy') return e?.type === 'step-start' && /\] COPY many/.test(e.name ?? '');
         if (target === 'run') return e?.type === 'step-start' && /\] RUN/.test(e.name ?? '');
         if (target === 'commit') return l.debug === 'work';
-        if (target === 'index') return e?.type === 'step-done' && e.cached === false && lines.filter((x) => x.event?.type === 'step-done' && x.event.cached === false).length === 5;
+        if (target === 'index')
+          return (
+            e?.type === 'step-done' &&
+            e.cached === false &&
+            lines.filter((x) => x.event?.type === 'step-done' && x.event.cached === false).length === 5
+          );
         return false;
       };
       run.child.stderr!.on('data', (d: Buffer) => {
@@ -147,7 +168,9 @@ describe('torture: SIGKILL a build at random moments', () => {
       kills++;
       const phase = phaseOf(lines);
       phases[phase] = (phases[phase] ?? 0) + 1;
-      const committed = lines.filter((l) => l.event?.type === 'step-done' && l.event.cached === false).map((l) => l.event!.id!);
+      const committed = lines
+        .filter((l) => l.event?.type === 'step-done' && l.event.cached === false)
+        .map((l) => l.event!.id!);
 
       let t = Date.now();
       const after = await fsck(root);
@@ -158,10 +181,17 @@ describe('torture: SIGKILL a build at random moments', () => {
 
       // the next build (in this process: no CLI start-up to pay 50 times) runs the same recovery
       const started = Date.now();
-      const next = await buildWithEvents({ context: ctx, root, buildArgs: { SEED: String(round) }, tags: ['crash:latest'] });
+      const next = await buildWithEvents({
+        context: ctx,
+        root,
+        buildArgs: { SEED: String(round) },
+        tags: ['crash:latest'],
+      });
       fullBuildMs = Math.max(fullBuildMs, Date.now() - started + CLI_START_MS);
       const cached = next.events.filter((e) => e.type === 'step-cached').map((e) => (e as { id: string }).id);
-      expect(cached, `round ${round}: steps done before the kill are cache hits`).toEqual(expect.arrayContaining(committed));
+      expect(cached, `round ${round}: steps done before the kill are cache hits`).toEqual(
+        expect.arrayContaining(committed),
+      );
       reused += committed.length;
 
       time.next += Date.now() - started;
@@ -176,7 +206,9 @@ describe('torture: SIGKILL a build at random moments', () => {
         await e.store.lease.release();
       }
     }
-    console.log(`crash: ${kills} kills (seed ${SEED}), by phase ${JSON.stringify(phases)}; fsck right after a kill listed ${JSON.stringify(leftovers)}; ${reused} finished steps reused by the next builds; ${finishedFirst} builds finished before their kill; ms spent ${JSON.stringify(time)}`);
+    console.log(
+      `crash: ${kills} kills (seed ${SEED}), by phase ${JSON.stringify(phases)}; fsck right after a kill listed ${JSON.stringify(leftovers)}; ${reused} finished steps reused by the next builds; ${finishedFirst} builds finished before their kill; ms spent ${JSON.stringify(time)}`,
+    );
     expect(kills).toBe(KILLS);
   }, 900_000);
 });

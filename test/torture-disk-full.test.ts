@@ -26,7 +26,10 @@ beforeAll(async () => {
   await fsp.mkdir(mnt);
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m,mode=0700', 'tmpfs', mnt]);
   root = path.join(mnt, 'store');
-  execFileSync('bash', [path.join(repo, 'examples/hello/make-base.sh')], { env: { ...process.env, VLAB_ROOT: root, SOURCE_DATE_EPOCH: '0' }, stdio: 'pipe' });
+  execFileSync('bash', [path.join(repo, 'examples/hello/make-base.sh')], {
+    env: { ...process.env, VLAB_ROOT: root, SOURCE_DATE_EPOCH: '0' },
+    stdio: 'pipe',
+  });
   filler = path.join(mnt, 'filler');
 });
 // each case starts from the base image alone
@@ -53,7 +56,10 @@ async function fill(free: number): Promise<void> {
 }
 
 async function expectNoSpace(p: Promise<unknown>): Promise<Error> {
-  const e = await p.then(() => undefined, (x: unknown) => x);
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
   expect(isVlabError(e, 'E_NO_SPACE'), String(e)).toBe(true);
   return e as Error;
 }
@@ -62,7 +68,9 @@ async function expectNoSpace(p: Promise<unknown>): Promise<Error> {
 async function expectClean(): Promise<void> {
   const blobs = await fsp.readdir(path.join(root, 'blobs', 'sha256'));
   expect(blobs.filter((n) => !/^[a-f0-9]{64}$/.test(n))).toEqual([]);
-  const meta = JSON.parse(await fsp.readFile(path.join(root, 'snapshots', 'metadata.json'), 'utf8')) as { snapshots: Record<string, unknown> };
+  const meta = JSON.parse(await fsp.readFile(path.join(root, 'snapshots', 'metadata.json'), 'utf8')) as {
+    snapshots: Record<string, unknown>;
+  };
   expect(Object.keys(meta.snapshots).filter((k) => !k.startsWith('sha256:'))).toEqual([]);
   expect((await fsck(root)).problems).toEqual([]);
 }
@@ -102,12 +110,17 @@ describe('torture: the store filesystem fills up', () => {
   });
 
   it('during a RUN (its writes into the upper dir): the RUN fails inside, the build says E_NO_SPACE; works once space is freed', async () => {
-    const ctx = await makeContext({ Dockerfile: 'FROM busybox\nRUN dd if=/dev/zero of=/fill bs=1M count=12 && echo done\n' });
+    const ctx = await makeContext({
+      Dockerfile: 'FROM busybox\nRUN dd if=/dev/zero of=/fill bs=1M count=12 && echo done\n',
+    });
     await fill(6 * MB);
     const e = await expectNoSpace(build({ context: ctx, root }));
     const causes: unknown[] = [];
     for (let c: unknown = e.cause; c; c = (c as Error).cause) causes.push(c);
-    expect(causes.some((c) => isVlabError(c, 'E_RUN_FAILED')), String(e)).toBe(true);
+    expect(
+      causes.some((c) => isVlabError(c, 'E_RUN_FAILED')),
+      String(e),
+    ).toBe(true);
     expect(e.message).toContain('No space left on device'); // what dd said inside
     await expectClean();
     await fsp.rm(filler);

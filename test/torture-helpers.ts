@@ -16,7 +16,9 @@ export async function bundledCli(): Promise<{ cli: string; remove: () => Promise
   const outfile = path.join(core, 'dist', `torture-${process.pid}.mjs`);
   try {
     // esbuild is @vlab/image's dev dependency: resolved from there (pnpm does not hoist it here)
-    const { build } = createRequire(path.join(core, 'package.json'))('esbuild') as { build: (o: Record<string, unknown>) => Promise<unknown> };
+    const { build } = createRequire(path.join(core, 'package.json'))('esbuild') as {
+      build: (o: Record<string, unknown>) => Promise<unknown>;
+    };
     await build({
       entryPoints: [path.join(core, 'src/cli/main.ts')],
       outfile,
@@ -24,7 +26,9 @@ export async function bundledCli(): Promise<{ cli: string; remove: () => Promise
       platform: 'node',
       format: 'esm',
       target: 'node20',
-      banner: { js: "import { createRequire as __vlabRequire } from 'node:module'; const require = __vlabRequire(import.meta.url);" },
+      banner: {
+        js: "import { createRequire as __vlabRequire } from 'node:module'; const require = __vlabRequire(import.meta.url);",
+      },
       logLevel: 'warning',
     });
   } catch {
@@ -41,13 +45,23 @@ export interface CliResult {
 }
 
 /** A running `vbuild …` on store `root`: its process and how it ended (never rejects). */
-export function startCli(root: string, args: string[], env: NodeJS.ProcessEnv = {}, cli = vbuild): { child: ChildProcess; done: Promise<CliResult>; stderr: () => string } {
-  const child = spawn(process.execPath, [cli, ...args, '--root', root], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startCli(
+  root: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  cli = vbuild,
+): { child: ChildProcess; done: Promise<CliResult>; stderr: () => string } {
+  const child = spawn(process.execPath, [cli, ...args, '--root', root], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const done = new Promise<CliResult>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
   return { child, done, stderr: () => stderr };
 }
 

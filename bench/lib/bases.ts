@@ -61,10 +61,25 @@ async function busyboxRootfs(root: string): Promise<void> {
   await fs.chmod(path.join(root, 'bin/busybox'), 0o755);
   const applets = (await sh(['/bin/busybox', '--list'])).split('\n').filter((a) => a && a !== 'busybox');
   for (const a of applets) await fs.symlink('busybox', path.join(root, 'bin', a));
-  await fs.writeFile(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
+  await fs.writeFile(
+    path.join(root, 'etc/passwd'),
+    'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
+  );
   await fs.writeFile(path.join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
 }
 
 async function tarDir(root: string, out: string): Promise<void> {
-  await sh(['tar', '--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-C', root, '-cf', out, '.']);
+  await sh([
+    'tar',
+    '--sort=name',
+    '--mtime=@0',
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '-C',
+    root,
+    '-cf',
+    out,
+    '.',
+  ]);
 }

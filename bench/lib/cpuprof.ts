@@ -27,14 +27,20 @@ export async function summarise(dir: string, n = 25): Promise<string> {
     p.samples.forEach((id, i) => {
       const dt = (p.timeDeltas[i] ?? 0) / 1000;
       const cf = byId.get(id)!.callFrame;
-      const file = cf.url.replace(/^file:\/\//, '').replace(/.*\/work\/main\//, '').replace(/.*node_modules\/(\.pnpm\/)?/, 'nm:');
+      const file = cf.url
+        .replace(/^file:\/\//, '')
+        .replace(/.*\/work\/main\//, '')
+        .replace(/.*node_modules\/(\.pnpm\/)?/, 'nm:');
       const key = `${cf.functionName || '(anonymous)'} ${file ? `${file}:${cf.lineNumber + 1}` : ''}`.trim();
       self.set(key, (self.get(key) ?? 0) + dt);
       total += dt;
     });
   }
   const rows = [...self].sort((a, b) => b[1] - a[1]).slice(0, n);
-  return [`total sampled ${total.toFixed(0)} ms`, ...rows.map(([k, ms]) => `${ms.toFixed(0).padStart(7)} ms ${((100 * ms) / total).toFixed(1).padStart(5)}%  ${k}`)].join('\n');
+  return [
+    `total sampled ${total.toFixed(0)} ms`,
+    ...rows.map(([k, ms]) => `${ms.toFixed(0).padStart(7)} ms ${((100 * ms) / total).toFixed(1).padStart(5)}%  ${k}`),
+  ].join('\n');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -53,7 +53,11 @@ export async function measureFloors(inp: FloorInputs, runs: number): Promise<Flo
 
   const items: [string, number, () => Promise<void>, (() => Promise<void>)?][] = [
     ['node -e 0', n, () => ok([process.execPath, '-e', '0'])],
-    ['unshare-chroot', n, () => ok(['unshare', '--pid', '--fork', '--mount', '--uts', '--ipc', '--net', 'chroot', rootfs, '/bin/true'])],
+    [
+      'unshare-chroot',
+      n,
+      () => ok(['unshare', '--pid', '--fork', '--mount', '--uts', '--ipc', '--net', 'chroot', rootfs, '/bin/true']),
+    ],
   ];
   // runc run of a minimal bundle (runc spec, args /bin/true, no terminal).
   const bundle = path.join(dir, 'bundle');
@@ -71,19 +75,49 @@ export async function measureFloors(inp: FloorInputs, runs: number): Promise<Flo
     out.set('runc run', { error: (e as Error).message });
   }
   let k = 0;
-  if (runcReady) items.push(['runc run', n, () => ok(['runc', '--root', '/run/vlab-bench-runc', 'run', '--bundle', bundle, `vlab-bench-floor-${process.pid}-${k++}`])]);
+  if (runcReady)
+    items.push([
+      'runc run',
+      n,
+      () =>
+        ok([
+          'runc',
+          '--root',
+          '/run/vlab-bench-runc',
+          'run',
+          '--bundle',
+          bundle,
+          `vlab-bench-floor-${process.pid}-${k++}`,
+        ]),
+    ]);
   const [lower, upper, work, merged] = ['lower', 'upper', 'work', 'merged'].map((d) => path.join(dir, 'ovl', d));
   for (const d of [lower!, upper!, work!, merged!]) await fs.mkdir(d, { recursive: true });
-  items.push(['overlay mount+umount', n, async () => {
-    await ok(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${rootfs},upperdir=${upper},workdir=${work}`, merged!]);
-    await ok(['umount', merged!]);
-  }]);
+  items.push([
+    'overlay mount+umount',
+    n,
+    async () => {
+      await ok([
+        'mount',
+        '-t',
+        'overlay',
+        'overlay',
+        '-o',
+        `lowerdir=${rootfs},upperdir=${upper},workdir=${work}`,
+        merged!,
+      ]);
+      await ok(['umount', merged!]);
+    },
+  ]);
   if (inp.bigFile) {
     items.push(['sha256sum big', runs, () => ok(['sha256sum', inp.bigFile!])]);
     items.push(['cp -a big', runs, () => ok(['cp', '-a', inp.bigFile!, dst]), rmDst]);
   }
   if (inp.smallDir) {
-    items.push(['tar|sha256sum small', runs, () => ok(['bash', '-o', 'pipefail', '-c', `tar -C '${inp.smallDir}' -cf - . | sha256sum`])]);
+    items.push([
+      'tar|sha256sum small',
+      runs,
+      () => ok(['bash', '-o', 'pipefail', '-c', `tar -C '${inp.smallDir}' -cf - . | sha256sum`]),
+    ]);
     items.push(['cp -a small', runs, () => ok(['cp', '-a', inp.smallDir!, dst]), rmDst]);
   }
   if (inp.oneFile) items.push(['sha256sum one file', n, () => ok(['sha256sum', inp.oneFile!])]);

@@ -53,9 +53,16 @@ export async function timed(argv: string[], opts: RunOpts = {}): Promise<RunResu
   return { ...r, wall, maxRss };
 }
 
-export function spawnCollect(argv: string[], opts: RunOpts = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function spawnCollect(
+  argv: string[],
+  opts: RunOpts = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     const cap = (s: string, d: Buffer) => (s.length > 200_000 ? s : s + d.toString());
@@ -114,7 +121,10 @@ export function duBytes(...dirs: string[]): number {
   });
   if (!present.length) return 0;
   try {
-    const out = execFileSync('du', ['-s', '-c', '--block-size=1', '-x', ...present], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('du', ['-s', '-c', '--block-size=1', '-x', ...present], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     return Number(/(\d+)\s+total/.exec(out)?.[1] ?? 0);
   } catch (e) {
     const out = (e as { stdout?: string }).stdout ?? '';

@@ -31,7 +31,12 @@ export async function scaleRows(env: BenchEnv, list: string, runs: number): Prom
         walls.push(r.wall);
         rss.push(r.rss ?? 0);
       }
-      rows.push([`${gib} GiB`, secs(median(walls)), bytes(Math.max(...rss)), `${((gib * 1024) / median(walls)).toFixed(0)} MiB/s`]);
+      rows.push([
+        `${gib} GiB`,
+        secs(median(walls)),
+        bytes(Math.max(...rss)),
+        `${((gib * 1024) / median(walls)).toFixed(0)} MiB/s`,
+      ]);
     }
   } finally {
     await peer.teardown();

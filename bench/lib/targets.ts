@@ -27,12 +27,19 @@ const fmt = (x: number) => `${x.toFixed(2)}×`;
 
 function vsPeer(r: Results, key: string, peers: string[], max: number, label: string): TargetRow {
   const ours = med(r, OURS, key);
-  const theirs = peers.map((p) => [p, med(r, p, key)] as const).filter((x): x is readonly [string, number] => x[1] !== undefined);
+  const theirs = peers
+    .map((p) => [p, med(r, p, key)] as const)
+    .filter((x): x is readonly [string, number] => x[1] !== undefined);
   const target = `${key} ≤ ${max}× ${label}`;
-  if (ours === undefined || !theirs.length) return { target, value: ours === undefined ? 'vlab missing' : `${peers.join('/')} missing`, verdict: 'n/a' };
+  if (ours === undefined || !theirs.length)
+    return { target, value: ours === undefined ? 'vlab missing' : `${peers.join('/')} missing`, verdict: 'n/a' };
   const [name, best] = theirs.reduce((a, b) => (b[1] < a[1] ? b : a));
   const x = ours / best;
-  return { target, value: `${fmt(x)} (${ours.toFixed(3)}s vs ${name} ${best.toFixed(3)}s)`, verdict: x <= max ? 'met' : 'NOT MET' };
+  return {
+    target,
+    value: `${fmt(x)} (${ours.toFixed(3)}s vs ${name} ${best.toFixed(3)}s)`,
+    verdict: x <= max ? 'met' : 'NOT MET',
+  };
 }
 
 export function evaluate(r: Results, floors: Floors, peerNames: string[]): TargetRow[] {
@@ -50,27 +57,43 @@ export function evaluate(r: Results, floors: Floors, peerNames: string[]): Targe
   const big = med(r, OURS, 'copy-big/cold');
   rows.push(
     sha && 'median' in sha && big !== undefined
-      ? { target: 'copy-big/cold ≤ 2× sha256sum floor', value: `${fmt(big / sha.median)} (${big.toFixed(2)}s vs ${sha.median.toFixed(2)}s)`, verdict: big / sha.median <= 2 ? 'met' : 'NOT MET' }
+      ? {
+          target: 'copy-big/cold ≤ 2× sha256sum floor',
+          value: `${fmt(big / sha.median)} (${big.toFixed(2)}s vs ${sha.median.toFixed(2)}s)`,
+          verdict: big / sha.median <= 2 ? 'met' : 'NOT MET',
+        }
       : { target: 'copy-big/cold ≤ 2× sha256sum floor', value: 'missing', verdict: 'n/a' },
   );
   const e = r.get(OURS)?.get('edit/edit');
   rows.push(
     e?.stat
-      ? { target: 'edit: only the changed step rebuilds', value: `ran ${e.ran}, cached ${e.cached}`, verdict: e.ran === 1 && (e.cached ?? 0) >= 1 ? 'met' : 'NOT MET' }
+      ? {
+          target: 'edit: only the changed step rebuilds',
+          value: `ran ${e.ran}, cached ${e.cached}`,
+          verdict: e.ran === 1 && (e.cached ?? 0) >= 1 ? 'met' : 'NOT MET',
+        }
       : { target: 'edit: only the changed step rebuilds', value: 'missing', verdict: 'n/a' },
   );
   rows.push(vsPeer(r, 'edit/edit', ['buildkit'], 0.5, 'BuildKit'));
   const rss = r.get(OURS)?.get('copy-big/cold')?.rss;
   rows.push(
     rss !== undefined
-      ? { target: 'copy-big/cold peak RSS < 200 MB', value: `${(rss / 1e6).toFixed(0)} MB`, verdict: rss < 200e6 ? 'met' : 'NOT MET' }
+      ? {
+          target: 'copy-big/cold peak RSS < 200 MB',
+          value: `${(rss / 1e6).toFixed(0)} MB`,
+          verdict: rss < 200e6 ? 'met' : 'NOT MET',
+        }
       : { target: 'copy-big/cold peak RSS < 200 MB', value: 'missing', verdict: 'n/a' },
   );
   const h = med(r, OURS, 'hello/cold');
   const hb = med(r, OURS, 'hello-bigbase/cold');
   rows.push(
     h !== undefined && hb !== undefined
-      ? { target: 'hello/cold on big base ≤ 1.25× on busybox (commit ∝ change)', value: `${fmt(hb / h)} (${hb.toFixed(3)}s vs ${h.toFixed(3)}s)`, verdict: hb / h <= 1.25 ? 'met' : 'NOT MET' }
+      ? {
+          target: 'hello/cold on big base ≤ 1.25× on busybox (commit ∝ change)',
+          value: `${fmt(hb / h)} (${hb.toFixed(3)}s vs ${h.toFixed(3)}s)`,
+          verdict: hb / h <= 1.25 ? 'met' : 'NOT MET',
+        }
       : { target: 'hello/cold on big base ≤ 1.25× on busybox (commit ∝ change)', value: 'missing', verdict: 'n/a' },
   );
   return rows;

@@ -27,7 +27,10 @@ process.on('message', async (m: Req) => {
       network: 'none',
       noCache: m.noCache,
       onEvent: (e) => {
-        if (e.type === 'step-done') e.cached ? cached++ : ran++;
+        if (e.type === 'step-done') {
+          if (e.cached) cached++;
+          else ran++;
+        }
       },
     });
     const wall = (performance.now() - t0) / 1000;

@@ -19,7 +19,8 @@ export class ChImagePeer implements Peer {
     return spawnCollect([...CH, '-s', this.storage, ...args], { env: this.penv });
   }
   async setup(env: BenchEnv): Promise<void> {
-    if (!(await exists('/usr/bin/ch-image'))) throw new Error('ch-image not installed (apt-get install charliecloud python3-lark)');
+    if (!(await exists('/usr/bin/ch-image')))
+      throw new Error('ch-image not installed (apt-get install charliecloud python3-lark)');
     this.env = env;
     this.storage = path.join(env.dataDir, 'stores', 'ch-image');
     this.penv = { ...process.env, USER: process.env.USER ?? 'root', CH_IMAGE_STORAGE: this.storage };
@@ -34,11 +35,21 @@ export class ChImagePeer implements Peer {
     }
   }
   async build(context: string, tag: string): Promise<BuildOutcome> {
-    const r = await timed([...CH, '-s', this.storage, 'build', '-t', `${tag}-ch`, '-f', path.join(context, 'Dockerfile'), context], { env: this.penv });
+    const r = await timed(
+      [...CH, '-s', this.storage, 'build', '-t', `${tag}-ch`, '-f', path.join(context, 'Dockerfile'), context],
+      { env: this.penv },
+    );
     const out = r.stdout + r.stderr;
     const steps = (out.match(/^\s*\d+\S* (RUN|COPY|ADD)/gm) ?? []).length;
     const cached = (out.match(/^\s*\d+\*\s+(RUN|COPY|ADD)/gm) ?? []).length;
-    return { ok: r.code === 0, wall: r.wall, rss: r.maxRss, cached, ran: Math.max(0, steps - cached), error: r.code ? tail(out) : undefined };
+    return {
+      ok: r.code === 0,
+      wall: r.wall,
+      rss: r.maxRss,
+      cached,
+      ran: Math.max(0, steps - cached),
+      error: r.code ? tail(out) : undefined,
+    };
   }
   storeDirs(): string[] {
     return [this.storage];

@@ -20,7 +20,8 @@ export class ContainersPeer implements Peer {
   ) {}
   private global(): string[] {
     const g = ['--root', this.root, '--runroot', this.runroot, '--storage-driver', 'overlay'];
-    if (this.tool === 'podman') g.push('--runtime', '/usr/sbin/runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none');
+    if (this.tool === 'podman')
+      g.push('--runtime', '/usr/sbin/runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none');
     return g;
   }
   private cmd(args: string[]) {
@@ -43,20 +44,39 @@ export class ContainersPeer implements Peer {
       const args = this.tool === 'buildah' ? ['pull', '-q', `docker-archive:${tar}`] : ['load', '-q', '-i', tar];
       const p = await this.cmd(args);
       if (p.code) throw new Error(`${this.tool} load ${name}: ${tail(p.stderr)}`);
-      const id = p.stdout.trim().split('\n').pop()!.replace(/^Loaded image(\(s\))?:\s*/, '');
+      const id = p.stdout
+        .trim()
+        .split('\n')
+        .pop()!
+        .replace(/^Loaded image(\(s\))?:\s*/, '');
       await this.cmd(['tag', id, `docker.io/library/${name}:latest`]);
     }
   }
   async build(context: string, tag: string): Promise<BuildOutcome> {
     const args = this.tool === 'buildah' ? ['bud', '--layers', '--isolation', this.isolation] : ['build', '--layers'];
     if (this.isolation === 'oci' && this.tool === 'buildah') args.push('--runtime', '/usr/sbin/runc');
-    args.push('--pull-never', ...(this.isolation === 'chroot' ? [] : ['--network', 'none']), '-t', `${tag}-${this.name}`, '-f', path.join(context, 'Dockerfile'), context);
+    args.push(
+      '--pull-never',
+      ...(this.isolation === 'chroot' ? [] : ['--network', 'none']),
+      '-t',
+      `${tag}-${this.name}`,
+      '-f',
+      path.join(context, 'Dockerfile'),
+      context,
+    );
     if (this.tool === 'podman') args.splice(args.indexOf('--pull-never'), 1, '--pull=never');
     const r = await timed([`/usr/bin/${this.tool}`, ...this.global(), ...args]);
     const out = r.stdout + r.stderr;
     const cached = (out.match(/--> Using cache/g) ?? []).length;
     const steps = (out.match(/^STEP \d+\/\d+: (RUN|COPY|ADD)/gm) ?? []).length;
-    return { ok: r.code === 0, wall: r.wall, rss: r.maxRss, cached, ran: Math.max(0, steps - cached), error: r.code ? tail(out) : undefined };
+    return {
+      ok: r.code === 0,
+      wall: r.wall,
+      rss: r.maxRss,
+      cached,
+      ran: Math.max(0, steps - cached),
+      error: r.code ? tail(out) : undefined,
+    };
   }
   storeDirs(): string[] {
     return [this.root];

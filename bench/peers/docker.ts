@@ -31,12 +31,29 @@ class Daemon {
     const out = openSync(logFile, 'w');
     this.proc = spawn(
       '/usr/sbin/dockerd',
-      ['--data-root', this.dataRoot, '--exec-root', execRoot, '--pidfile', path.join(env.dataDir, 'docker', 'dockerd.pid'), '-H', `unix://${SOCK}`, '--iptables=false', '--ip6tables=false', '--bridge=none', '--containerd-namespace', 'vlabbench', '--containerd-plugins-namespace', 'vlabbench-plugins'],
+      [
+        '--data-root',
+        this.dataRoot,
+        '--exec-root',
+        execRoot,
+        '--pidfile',
+        path.join(env.dataDir, 'docker', 'dockerd.pid'),
+        '-H',
+        `unix://${SOCK}`,
+        '--iptables=false',
+        '--ip6tables=false',
+        '--bridge=none',
+        '--containerd-namespace',
+        'vlabbench',
+        '--containerd-plugins-namespace',
+        'vlabbench-plugins',
+      ],
       { stdio: ['ignore', out, out] },
     );
     const t0 = Date.now();
     while (Date.now() - t0 < 60_000) {
-      if (this.proc.exitCode !== null) throw new Error(`dockerd exited ${this.proc.exitCode}: ${tail(await fs.readFile(logFile, 'utf8'))}`);
+      if (this.proc.exitCode !== null)
+        throw new Error(`dockerd exited ${this.proc.exitCode}: ${tail(await fs.readFile(logFile, 'utf8'))}`);
       if ((await docker(['version'], {})).code === 0) break;
       await new Promise((r) => setTimeout(r, 300));
     }
@@ -94,13 +111,25 @@ export class DockerPeer implements Peer {
     const pid = daemon.proc!.pid!;
     await resetHwm([pid]);
     const t0 = performance.now();
-    const r = await docker(['build', '--network=none', '--progress=plain', '-t', full, '-f', path.join(context, 'Dockerfile'), context], { DOCKER_BUILDKIT: this.buildkit ? '1' : '0' });
+    const r = await docker(
+      ['build', '--network=none', '--progress=plain', '-t', full, '-f', path.join(context, 'Dockerfile'), context],
+      { DOCKER_BUILDKIT: this.buildkit ? '1' : '0' },
+    );
     const wall = (performance.now() - t0) / 1000;
     const out = r.stdout + r.stderr;
     const ids = (re: RegExp) => new Set([...out.matchAll(re)].map((m) => m[1])).size;
     const cached = this.buildkit ? ids(/^#(\d+) CACHED$/gm) : (out.match(/Using cache/g) ?? []).length;
-    const steps = this.buildkit ? ids(/^#(\d+) \[[^\]]*\d+\/\d+\] (?:RUN|COPY|ADD)/gm) : (out.match(/^Step \d+\/\d+ : (RUN|COPY|ADD)/gm) ?? []).length;
-    return { ok: r.code === 0, wall, rss: await readHwm([pid]), cached, ran: Math.max(0, steps - cached), error: r.code ? tail(out) : undefined };
+    const steps = this.buildkit
+      ? ids(/^#(\d+) \[[^\]]*\d+\/\d+\] (?:RUN|COPY|ADD)/gm)
+      : (out.match(/^Step \d+\/\d+ : (RUN|COPY|ADD)/gm) ?? []).length;
+    return {
+      ok: r.code === 0,
+      wall,
+      rss: await readHwm([pid]),
+      cached,
+      ran: Math.max(0, steps - cached),
+      error: r.code ? tail(out) : undefined,
+    };
   }
   storeDirs(): string[] {
     return [daemon.dataRoot];

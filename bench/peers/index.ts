@@ -19,6 +19,7 @@ export function makePeers(list?: string): Peer[] {
   if (!list) return all;
   const want = list.split(',').map((x) => x.trim());
   const unknown = want.filter((w) => !all.some((p) => p.name === w));
-  if (unknown.length) throw new Error(`unknown BENCH_PEERS: ${unknown.join(', ')} (have ${all.map((p) => p.name).join(', ')})`);
+  if (unknown.length)
+    throw new Error(`unknown BENCH_PEERS: ${unknown.join(', ')} (have ${all.map((p) => p.name).join(', ')})`);
   return all.filter((p) => want.includes(p.name));
 }

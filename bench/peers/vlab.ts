@@ -60,13 +60,22 @@ export class VlabApi extends VlabBase {
     await super.reset();
     await this.stopWorker();
     await this.startWorker();
-    const w = await this.send({ context: this.warmup.context, tag: 'warmup:latest', root: this.warmup.root, noCache: true });
+    const w = await this.send({
+      context: this.warmup.context,
+      tag: 'warmup:latest',
+      root: this.warmup.root,
+      noCache: true,
+    });
     if (!w.ok) throw new Error(`vlab worker warm-up failed: ${w.error}`);
   }
 
   private async startWorker(): Promise<void> {
     const child = fork(path.join(this.env.repo, 'bench/lib/vlab-worker.ts'), [], {
-      execArgv: ['--import', 'tsx', ...(process.env.BENCH_VLAB_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_VLAB_PROF}`] : [])],
+      execArgv: [
+        '--import',
+        'tsx',
+        ...(process.env.BENCH_VLAB_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_VLAB_PROF}`] : []),
+      ],
       cwd: this.env.repo,
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
@@ -115,11 +124,32 @@ export class VlabApi extends VlabBase {
 export class VlabCli extends VlabBase {
   name = 'vlab-cli';
   async build(context: string, tag: string): Promise<BuildOutcome> {
-    const argv = [...VBUILD(this.env.repo), 'build', '-f', path.join(context, 'Dockerfile'), '-t', tag, '--progress', 'plain', '--network', 'none', '--root', this.root, context];
+    const argv = [
+      ...VBUILD(this.env.repo),
+      'build',
+      '-f',
+      path.join(context, 'Dockerfile'),
+      '-t',
+      tag,
+      '--progress',
+      'plain',
+      '--network',
+      'none',
+      '--root',
+      this.root,
+      context,
+    ];
     const r = await timed(argv, { cwd: this.env.repo });
     const out = r.stdout + r.stderr;
     const cached = (out.match(/^#\d+ CACHED$/gm) ?? []).length;
     const done = (out.match(/^#\d+ DONE/gm) ?? []).length;
-    return { ok: r.code === 0, wall: r.wall, rss: r.maxRss, cached, ran: done - cached, error: r.code ? tail(out) : undefined };
+    return {
+      ok: r.code === 0,
+      wall: r.wall,
+      rss: r.maxRss,
+      cached,
+      ran: done - cached,
+      error: r.code ? tail(out) : undefined,
+    };
   }
 }

@@ -16,7 +16,20 @@ export const EPOCH = 1_700_000_000;
 export const casesDir = path.join(repo, 'test/differential/cases');
 
 /** The config fields compared, as BuildKit writes them into the image config's `config`. */
-export const CONFIG_FIELDS = ['Env', 'Cmd', 'Entrypoint', 'WorkingDir', 'User', 'Labels', 'ExposedPorts', 'Volumes', 'StopSignal', 'Healthcheck', 'OnBuild', 'Shell'] as const;
+export const CONFIG_FIELDS = [
+  'Env',
+  'Cmd',
+  'Entrypoint',
+  'WorkingDir',
+  'User',
+  'Labels',
+  'ExposedPorts',
+  'Volumes',
+  'StopSignal',
+  'Healthcheck',
+  'OnBuild',
+  'Shell',
+] as const;
 
 export interface Scratch {
   dir: string;
@@ -30,13 +43,24 @@ export interface Scratch {
 /** Why buildah cannot run here, or undefined when it can (probed with a real one-RUN build). */
 export async function setUp(dir: string): Promise<{ scratch: Scratch; skip?: string }> {
   const store = path.join(dir, 'store');
-  await exec('bash', [path.join(repo, 'examples/hello/make-base.sh')], { env: { ...process.env, VLAB_ROOT: store, SOURCE_DATE_EPOCH: '0' } });
+  await exec('bash', [path.join(repo, 'examples/hello/make-base.sh')], {
+    env: { ...process.env, VLAB_ROOT: store, SOURCE_DATE_EPOCH: '0' },
+  });
   // Its own storage, runroot, registries and policy: nothing is looked up on a network.
   const policy = path.join(dir, 'policy.json');
   await fsp.writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
   const registries = path.join(dir, 'registries.conf');
   await fsp.writeFile(registries, 'unqualified-search-registries = []\n');
-  const buildah = ['--root', path.join(dir, 'buildah/root'), '--runroot', path.join(dir, 'buildah/run'), '--storage-driver', 'overlay', '--registries-conf', registries];
+  const buildah = [
+    '--root',
+    path.join(dir, 'buildah/root'),
+    '--runroot',
+    path.join(dir, 'buildah/run'),
+    '--storage-driver',
+    'overlay',
+    '--registries-conf',
+    registries,
+  ];
   const scratch: Scratch = { dir, store, buildah, policy };
   try {
     await exec('buildah', ['--version']);
@@ -93,10 +117,42 @@ export async function buildahDockerfile(ctx: string): Promise<string> {
  * drops HEALTHCHECK, ONBUILD and SHELL from OCI-format configs (BuildKit keeps them in OCI configs).
  */
 export async function buildahBuild(scratch: Scratch, name: string, ctx: string, dockerfile: string): Promise<string> {
-  await exec('buildah', [...scratch.buildah, 'build', '--signature-policy', scratch.policy, '--isolation', 'chroot', '--pull=never', '--format', 'docker', '--layers', '--identity-label=false', '--timestamp', String(EPOCH), '--quiet', '-t', `localhost/${name}:latest`, '-f', path.join(ctx, dockerfile), ctx], { maxBuffer: 1 << 24 });
+  await exec(
+    'buildah',
+    [
+      ...scratch.buildah,
+      'build',
+      '--signature-policy',
+      scratch.policy,
+      '--isolation',
+      'chroot',
+      '--pull=never',
+      '--format',
+      'docker',
+      '--layers',
+      '--identity-label=false',
+      '--timestamp',
+      String(EPOCH),
+      '--quiet',
+      '-t',
+      `localhost/${name}:latest`,
+      '-f',
+      path.join(ctx, dockerfile),
+      ctx,
+    ],
+    { maxBuffer: 1 << 24 },
+  );
   const layout = path.join(scratch.dir, 'buildah-out', name);
   await fsp.mkdir(path.dirname(layout), { recursive: true });
-  await exec('buildah', [...scratch.buildah, 'push', '--signature-policy', scratch.policy, '--quiet', `localhost/${name}:latest`, `oci:${layout}:${name}`]);
+  await exec('buildah', [
+    ...scratch.buildah,
+    'push',
+    '--signature-policy',
+    scratch.policy,
+    '--quiet',
+    `localhost/${name}:latest`,
+    `oci:${layout}:${name}`,
+  ]);
   return `${layout}:${name}`;
 }
 
@@ -138,13 +194,20 @@ export async function readImage(image: string, into: string, config?: Record<str
  * umoci reads) drops Healthcheck, OnBuild and Shell, which BuildKit keeps in OCI configs too.
  */
 export async function buildahConfig(scratch: Scratch, name: string): Promise<Record<string, unknown>> {
-  const { stdout } = await exec('buildah', [...scratch.buildah, 'inspect', '--type', 'image', `localhost/${name}:latest`], { maxBuffer: 1 << 24 });
+  const { stdout } = await exec(
+    'buildah',
+    [...scratch.buildah, 'inspect', '--type', 'image', `localhost/${name}:latest`],
+    { maxBuffer: 1 << 24 },
+  );
   return (JSON.parse(stdout) as { Docker: { config: Record<string, unknown> } }).Docker.config;
 }
 
 async function readConfig(layout: string, ref: string): Promise<Record<string, unknown>> {
-  const blob = async (digest: string) => JSON.parse(await fsp.readFile(path.join(layout, 'blobs', ...digest.split(':')), 'utf8'));
-  const index = JSON.parse(await fsp.readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+  const blob = async (digest: string) =>
+    JSON.parse(await fsp.readFile(path.join(layout, 'blobs', ...digest.split(':')), 'utf8'));
+  const index = JSON.parse(await fsp.readFile(path.join(layout, 'index.json'), 'utf8')) as {
+    manifests: { digest: string; annotations?: Record<string, string> }[];
+  };
   const desc = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === ref);
   if (!desc) throw new Error(`${ref} not in ${layout}/index.json`);
   const manifest = (await blob(desc.digest)) as { config: { digest: string } };
@@ -170,7 +233,13 @@ async function listTree(root: string): Promise<Listing> {
       const p = rel ? `${rel}/${name}` : name;
       const abs = path.join(root, p);
       const st = await fsp.lstat(abs);
-      const e: Entry = { type: TYPES.find(([, f]) => f(st))![0], mode: (st.mode & 0o7777).toString(8).padStart(4, '0'), uid: st.uid, gid: st.gid, mtime: Math.floor(st.mtimeMs / 1000) };
+      const e: Entry = {
+        type: TYPES.find(([, f]) => f(st))![0],
+        mode: (st.mode & 0o7777).toString(8).padStart(4, '0'),
+        uid: st.uid,
+        gid: st.gid,
+        mtime: Math.floor(st.mtimeMs / 1000),
+      };
       if (st.isFile()) {
         e.size = st.size;
         e.sha256 = await sha256(abs);

@@ -32,32 +32,37 @@ export const KNOWN: Known[] = [
     key: /^rootfs:\/(etc\/(hostname|hosts|resolv\.conf)|run):exists$/,
     when: (d) => d.vbuild === false && d.buildah === true,
     who: 'buildah',
-    reason: 'buildah (chroot isolation) leaves the /etc/hostname, /etc/hosts, /etc/resolv.conf files and the /run dir it makes for a RUN in the image; BuildKit removes the mount stubs it created, and so does vbuild',
+    reason:
+      'buildah (chroot isolation) leaves the /etc/hostname, /etc/hosts, /etc/resolv.conf files and the /run dir it makes for a RUN in the image; BuildKit removes the mount stubs it created, and so does vbuild',
   },
   {
     case: 'env-expansion',
     key: 'config:Env',
     who: 'buildah',
-    reason: 'buildah 1.28 moves a key that ENV sets again (here PATH, set by the base) to the end of Env; BuildKit (dockerfile2llb addEnv) replaces it where it stands, as vbuild does',
+    reason:
+      'buildah 1.28 moves a key that ENV sets again (here PATH, set by the base) to the end of Env; BuildKit (dockerfile2llb addEnv) replaces it where it stands, as vbuild does',
   },
   {
     case: 'add-tar',
     key: /^rootfs:\/(unpacked|again):(uid|gid)$/,
     who: 'buildah',
-    reason: "buildah gives the destination dir the owner of the archive's `./` entry; Docker's untar (which BuildKit's ADD uses) skips `.` when the destination exists, and BuildKit creates it first, so it stays root's",
+    reason:
+      "buildah gives the destination dir the owner of the archive's `./` entry; Docker's untar (which BuildKit's ADD uses) skips `.` when the destination exists, and BuildKit creates it first, so it stays root's",
   },
   {
     case: 'shell',
     key: 'config:Cmd',
     who: 'buildah',
-    reason: 'buildah 1.28 wraps a shell-form CMD in /bin/sh -c whatever SHELL says; BuildKit uses the current SHELL (here /bin/sh -ec)',
+    reason:
+      'buildah 1.28 wraps a shell-form CMD in /bin/sh -c whatever SHELL says; BuildKit uses the current SHELL (here /bin/sh -ec)',
   },
   {
     case: ['env-expansion', 'workdir-only'],
     key: /^rootfs:\/(changed|never|never\/used):exists$/,
     when: (d) => d.vbuild === true && d.buildah === false,
     who: 'buildah',
-    reason: 'buildah 1.28 creates a WORKDIR only when a later RUN, COPY or ADD uses it; BuildKit creates it at the WORKDIR step (a mkdir with parents), as vbuild does',
+    reason:
+      'buildah 1.28 creates a WORKDIR only when a later RUN, COPY or ADD uses it; BuildKit creates it at the WORKDIR step (a mkdir with parents), as vbuild does',
   },
   {
     case: 'volume',

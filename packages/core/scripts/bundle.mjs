@@ -12,7 +12,9 @@ await build({
   format: 'esm',
   target: 'node20',
   // CommonJS dependencies (dockerfile-ast, fast-glob) call require(); give the ESM bundle one.
-  banner: { js: "import { createRequire as __vlabRequire } from 'node:module'; const require = __vlabRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __vlabRequire } from 'node:module'; const require = __vlabRequire(import.meta.url);",
+  },
   // Less to read and compile at every start; identifiers kept, so stack traces stay readable.
   minifyWhitespace: true,
   minifySyntax: true,

@@ -2,7 +2,15 @@ import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError, type SourceLocation } from '@vlab/errors';
-import { check, parse, PROXY_ARGS, resolveGlobalArgs, selectTarget, type Dockerfile, type Stage } from '@vlab/dockerfile';
+import {
+  check,
+  parse,
+  PROXY_ARGS,
+  resolveGlobalArgs,
+  selectTarget,
+  type Dockerfile,
+  type Stage,
+} from '@vlab/dockerfile';
 import { createSnapshotter, type Snapshotter } from '@vlab/overlay';
 import { Store } from './store/store.ts';
 import { cgroupParentOf, defaultStoreRoot } from './store/paths.ts';
@@ -109,7 +117,10 @@ export interface Engine {
   cache: BuildCache;
 }
 
-export async function openEngine(root = defaultStoreRoot(), snapshotter: BuildOptions['snapshotter'] = 'auto'): Promise<Engine> {
+export async function openEngine(
+  root = defaultStoreRoot(),
+  snapshotter: BuildOptions['snapshotter'] = 'auto',
+): Promise<Engine> {
   const store = await Store.open(root);
   const layers = new LayerManager(store, () => createSnapshotter(store.path('snapshots'), { driver: snapshotter }));
   return { store, snapshots: () => layers.snapshots(), layers, cache: new BuildCache(store.path('cache')) };
@@ -136,7 +147,8 @@ async function buildImage(opts: BuildOptions, opened: Engine[]): Promise<BuildRe
   checkPlatform(opts.platform, platform);
   const ulimits = parseUlimits(opts.ulimits);
   const run = runExtras(opts, ulimits.nofile);
-  if (typeof opts.context === 'string') return buildFrom(opts, opened, path.resolve(opts.context), opts.dockerfile, run, ulimits);
+  if (typeof opts.context === 'string')
+    return buildFrom(opts, opened, path.resolve(opts.context), opts.dockerfile, run, ulimits);
   const unpacked = await unpackStreamContext(opts.context);
   try {
     return await buildFrom(opts, opened, unpacked.dir, await streamDockerfile(unpacked, opts.dockerfile), run, ulimits);
@@ -149,9 +161,16 @@ async function buildImage(opts: BuildOptions, opened: Engine[]): Promise<BuildRe
  * The Dockerfile of a stream context: the stream itself, or (docker's rule) a path inside the
  * unpacked context, named as given in locations (its temp dir is gone when an error is read).
  */
-async function streamDockerfile(unpacked: { dir: string; dockerfileText?: string }, given: BuildOptions['dockerfile']): Promise<BuildOptions['dockerfile']> {
+async function streamDockerfile(
+  unpacked: { dir: string; dockerfileText?: string },
+  given: BuildOptions['dockerfile'],
+): Promise<BuildOptions['dockerfile']> {
   if (unpacked.dockerfileText !== undefined) {
-    if (given) throw new VlabError('E_BAD_ARG', 'the stream holds a Dockerfile, and a Dockerfile was given too: give the context as a tar, or one of them');
+    if (given)
+      throw new VlabError(
+        'E_BAD_ARG',
+        'the stream holds a Dockerfile, and a Dockerfile was given too: give the context as a tar, or one of them',
+      );
     return { text: unpacked.dockerfileText };
   }
   if (typeof given === 'object') return given;
@@ -166,32 +185,65 @@ function runExtras(opts: BuildOptions, nofile: number | undefined): BuildSession
   const extraHosts = parseExtraHosts(opts.addHosts);
   const mounts = shmMount(opts.shmSize);
   const any = extraHosts.length || mounts.length || nofile !== undefined;
-  const key = any ? createHash('sha256').update(JSON.stringify({ extraHosts, mounts, nofile })).digest('hex') : undefined;
+  const key = any
+    ? createHash('sha256').update(JSON.stringify({ extraHosts, mounts, nofile })).digest('hex')
+    : undefined;
   return { extraHosts, mounts, key };
 }
 
-async function buildFrom(opts: BuildOptions, opened: Engine[], contextDir: string, dockerfile: BuildOptions['dockerfile'], run: BuildSession['run'], ulimits: { nofile?: number }): Promise<BuildResult> {
+async function buildFrom(
+  opts: BuildOptions,
+  opened: Engine[],
+  contextDir: string,
+  dockerfile: BuildOptions['dockerfile'],
+  run: BuildSession['run'],
+  ulimits: { nofile?: number },
+): Promise<BuildResult> {
   const started = Date.now();
   const emit = opts.onEvent ?? (() => undefined);
   const { df, dockerfilePath } = await loadDockerfile(contextDir, dockerfile);
-  for (const w of df.warnings) emit({ type: 'warning', message: w.message, location: { file: dockerfilePath, ...w.range.start }, time: Date.now() });
+  for (const w of df.warnings)
+    emit({
+      type: 'warning',
+      message: w.message,
+      location: { file: dockerfilePath, ...w.range.start },
+      time: Date.now(),
+    });
   const target = selectTarget(df, opts.target);
   const engine = await openEngine(opts.root, opts.snapshotter);
   opened.push(engine);
   const hashes = await FileHashCache.load(engine.store.path('cache', 'filehash.json'));
   const allow = grantedEntitlements(opts.allow, opts.network);
   const namedContexts = await NamedContexts.open(opts.buildContexts, engine.store, hashes);
-  const limits = { ...runLimits(opts, { root: process.getuid?.() === 0, layout: await detectCgroupLayout().catch(() => undefined) }), ...ulimits };
+  const limits = {
+    ...runLimits(opts, { root: process.getuid?.() === 0, layout: await detectCgroupLayout().catch(() => undefined) }),
+    ...ulimits,
+  };
   const counted = { hits: hashes.hits, misses: hashes.misses }; // the cache may outlive a build
-  const context = await BuildContext.open(contextDir, hashes, dockerfile && typeof dockerfile === 'string' ? path.resolve(dockerfile) : undefined, opts.signal);
+  const context = await BuildContext.open(
+    contextDir,
+    hashes,
+    dockerfile && typeof dockerfile === 'string' ? path.resolve(dockerfile) : undefined,
+    opts.signal,
+  );
   const platform = hostPlatform();
   const predefined = predefinedArgs(platform);
   const buildArgs = opts.buildArgs ?? {};
   const globalArgs = resolveGlobalArgs(df, buildArgs, predefined);
   const unused = unusedBuildArgs(df, requiredStages(df, target, globalArgs, namedContexts.names()), buildArgs);
-  if (unused.length) emit({ type: 'warning', message: `One or more build-args [${unused.join(' ')}] were not consumed`, time: Date.now() });
+  if (unused.length)
+    emit({
+      type: 'warning',
+      message: `One or more build-args [${unused.join(' ')}] were not consumed`,
+      time: Date.now(),
+    });
   let executor: Promise<Executor> | undefined;
-  emit({ type: 'build-start', stages: df.stages.length, steps: df.stages.reduce((n, s) => n + s.instructions.length + 1, 0), time: Date.now() });
+  emit({
+    type: 'build-start',
+    stages: df.stages.length,
+    steps: df.stages.reduce((n, s) => n + s.instructions.length + 1, 0),
+    time: Date.now(),
+  });
 
   const sde = opts.sourceDateEpoch ?? envEpoch();
   const session = { downloads: new Map<string, Promise<Download>>() };
@@ -203,10 +255,14 @@ async function buildFrom(opts: BuildOptions, opened: Engine[], contextDir: strin
       cache: engine.cache,
       layers: engine.layers,
       context,
-      executor: () => (executor ??= createExecutor({ kind: opts.executor ?? executorFromEnv(), cgroupParent: cgroupParentOf(engine.store.root) }).then((ex) => {
-        if (ex.warning) emit({ type: 'warning', message: ex.warning, time: Date.now() });
-        return ex;
-      })),
+      executor: () =>
+        (executor ??= createExecutor({
+          kind: opts.executor ?? executorFromEnv(),
+          cgroupParent: cgroupParentOf(engine.store.root),
+        }).then((ex) => {
+          if (ex.warning) emit({ type: 'warning', message: ex.warning, time: Date.now() });
+          return ex;
+        })),
       emit,
       signal: opts.signal,
       buildArgs,
@@ -231,7 +287,10 @@ async function buildFrom(opts: BuildOptions, opened: Engine[], contextDir: strin
     await cleanupDownloads(session.downloads);
   });
 
-  const labels = opts.labels && Object.keys(opts.labels).length ? { config: { ...state.config.config, Labels: { ...state.config.config.Labels, ...opts.labels } } } : {};
+  const labels =
+    opts.labels && Object.keys(opts.labels).length
+      ? { config: { ...state.config.config, Labels: { ...state.config.config.Labels, ...opts.labels } } }
+      : {};
   const config: ImageConfig = {
     ...state.config,
     ...labels,
@@ -245,7 +304,10 @@ async function buildFrom(opts: BuildOptions, opened: Engine[], contextDir: strin
     state.layers.map((l) => ({ mediaType: l.mediaType || MEDIA.layer, digest: l.digest, size: l.size })),
   );
   for (const t of opts.tags ?? []) await engine.store.tag(t, stored.manifestDigest);
-  for (const out of opts.output ?? []) await exportImage(engine.store, stored, out, opts.tags?.[0], (_img, work) => engine.layers.withView(state.layers, work));
+  for (const out of opts.output ?? [])
+    await exportImage(engine.store, stored, out, opts.tags?.[0], (_img, work) =>
+      engine.layers.withView(state.layers, work),
+    );
   emit({
     type: 'build-done',
     imageId: stored.configDigest,
@@ -265,8 +327,11 @@ async function buildFrom(opts: BuildOptions, opened: Engine[], contextDir: strin
 function unusedBuildArgs(df: Dockerfile, stages: Stage[], buildArgs: Record<string, string>): string[] {
   const declared = new Set<string>(PROXY_ARGS);
   for (const g of df.globalArgs) for (const a of g.args) declared.add(a.key);
-  for (const st of stages) for (const i of st.instructions) if (i.kind === 'ARG') for (const a of i.args) declared.add(a.key);
-  return Object.keys(buildArgs).filter((k) => !declared.has(k) && !k.startsWith('BUILDKIT_')).sort();
+  for (const st of stages)
+    for (const i of st.instructions) if (i.kind === 'ARG') for (const a of i.args) declared.add(a.key);
+  return Object.keys(buildArgs)
+    .filter((k) => !declared.has(k) && !k.startsWith('BUILDKIT_'))
+    .sort();
 }
 
 export interface CheckOptions {
@@ -282,20 +347,31 @@ export interface CheckWarning {
 }
 
 /** The lint warnings `@vlab/dockerfile`'s check() finds, located (docker build --check, without building). */
-export async function checkDockerfile(opts: CheckOptions = {}): Promise<{ dockerfilePath: string; warnings: CheckWarning[] }> {
+export async function checkDockerfile(
+  opts: CheckOptions = {},
+): Promise<{ dockerfilePath: string; warnings: CheckWarning[] }> {
   const { df, dockerfilePath } = await loadDockerfile(path.resolve(opts.context ?? '.'), opts.dockerfile);
-  const warnings = check(df).map((w) => ({ rule: w.rule, message: w.message, location: { file: dockerfilePath, ...w.range.start } }));
+  const warnings = check(df).map((w) => ({
+    rule: w.rule,
+    message: w.message,
+    location: { file: dockerfilePath, ...w.range.start },
+  }));
   return { dockerfilePath, warnings };
 }
 
-async function loadDockerfile(contextDir: string, spec: BuildOptions['dockerfile']): Promise<{ df: Dockerfile; dockerfilePath: string }> {
+async function loadDockerfile(
+  contextDir: string,
+  spec: BuildOptions['dockerfile'],
+): Promise<{ df: Dockerfile; dockerfilePath: string }> {
   if (spec && typeof spec === 'object') {
     const p = spec.path ?? 'Dockerfile';
     return { df: parse(spec.text, { file: p }), dockerfilePath: p };
   }
   const file = spec ? path.resolve(spec) : path.join(contextDir, 'Dockerfile');
   const text = await fsp.readFile(file, 'utf8').catch((e) => {
-    throw new VlabError('E_DOCKERFILE_NOT_FOUND', `cannot read Dockerfile ${file}: ${(e as Error).message}`, { cause: e });
+    throw new VlabError('E_DOCKERFILE_NOT_FOUND', `cannot read Dockerfile ${file}: ${(e as Error).message}`, {
+      cause: e,
+    });
   });
   return { df: parse(text, { file }), dockerfilePath: file };
 }
@@ -311,7 +387,8 @@ async function cleanupDownloads(downloads: Map<string, Promise<Download>>): Prom
 function executorFromEnv(): ExecutorKind {
   const v = process.env.VLAB_EXECUTOR;
   if (v === undefined || v === '') return 'auto';
-  if (!(EXECUTOR_KINDS as readonly string[]).includes(v)) throw new VlabError('E_BAD_ARG', `VLAB_EXECUTOR must be ${EXECUTOR_KINDS.join(', ')}, got "${v}"`);
+  if (!(EXECUTOR_KINDS as readonly string[]).includes(v))
+    throw new VlabError('E_BAD_ARG', `VLAB_EXECUTOR must be ${EXECUTOR_KINDS.join(', ')}, got "${v}"`);
   return v as ExecutorKind;
 }
 
@@ -319,7 +396,8 @@ function envEpoch(): number | undefined {
   const v = process.env.SOURCE_DATE_EPOCH;
   if (v === undefined || v === '') return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new VlabError('E_BAD_ARG', `SOURCE_DATE_EPOCH must be a non-negative integer, got "${v}"`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new VlabError('E_BAD_ARG', `SOURCE_DATE_EPOCH must be a non-negative integer, got "${v}"`);
   return n;
 }
 

@@ -1,5 +1,14 @@
 /** @vlab/image: build OCI images from Dockerfiles. */
-export { build, checkDockerfile, openEngine, type BuildOptions, type BuildResult, type CheckOptions, type CheckWarning, type Engine } from './api.ts';
+export {
+  build,
+  checkDockerfile,
+  openEngine,
+  type BuildOptions,
+  type BuildResult,
+  type CheckOptions,
+  type CheckWarning,
+  type Engine,
+} from './api.ts';
 export { DEFAULT_STREAM_CONTEXT_MAX, type StreamContext } from './context/stream.ts';
 export type { BuildEvent, StepRef } from './solve/events.ts';
 export { Store } from './store/store.ts';

@@ -74,7 +74,11 @@ export function check(input: Dockerfile | string): Warning[] {
       }
       const prev = seen.get(stage.name!);
       if (prev !== undefined) {
-        warn('DuplicateStageName', `Duplicate stage name '${stage.name}', stage names should be unique (first used by stage ${prev})`, from.range);
+        warn(
+          'DuplicateStageName',
+          `Duplicate stage name '${stage.name}', stage names should be unique (first used by stage ${prev})`,
+          from.range,
+        );
       } else seen.set(stage.name!, stage.index);
     }
     for (const w of [stage.base, stage.platform ?? '']) {
@@ -92,7 +96,8 @@ export function check(input: Dockerfile | string): Warning[] {
     for (const inst of stage.instructions) {
       for (const w of expandedWords(inst)) {
         for (const v of varsOf(w, df.escape)) {
-          if (!defined.has(v) && !BASE_ENV.has(v)) warn('UndefinedVar', `Usage of undefined variable '$${v}'`, inst.range);
+          if (!defined.has(v) && !BASE_ENV.has(v))
+            warn('UndefinedVar', `Usage of undefined variable '$${v}'`, inst.range);
         }
       }
       if (inst.kind === 'ARG') for (const a of inst.args) defined.add(a.key);
@@ -102,20 +107,39 @@ export function check(input: Dockerfile | string): Warning[] {
           envNames.add(p.key);
         }
       }
-      if ((inst.kind === 'ENV' || inst.kind === 'LABEL') && !(inst.original.trim().split(/\s+/)[1] ?? '').includes('=')) {
-        warn('LegacyKeyValueFormat', `"${inst.kind} key=value" should be used instead of legacy "${inst.kind} key value" format`, inst.range);
+      if (
+        (inst.kind === 'ENV' || inst.kind === 'LABEL') &&
+        !(inst.original.trim().split(/\s+/)[1] ?? '').includes('=')
+      ) {
+        warn(
+          'LegacyKeyValueFormat',
+          `"${inst.kind} key=value" should be used instead of legacy "${inst.kind} key value" format`,
+          inst.range,
+        );
       }
       if (inst.kind === 'MAINTAINER') {
         warn('MaintainerDeprecated', 'Maintainer instruction is deprecated in favor of using label', inst.range);
       }
       if ((inst.kind === 'CMD' || inst.kind === 'ENTRYPOINT') && inst.form === 'shell') {
-        warn('JSONArgsRecommended', `JSON arguments recommended for ${inst.kind} to prevent unintended behavior related to OS signals`, inst.range);
+        warn(
+          'JSONArgsRecommended',
+          `JSON arguments recommended for ${inst.kind} to prevent unintended behavior related to OS signals`,
+          inst.range,
+        );
       }
       if (inst.kind === 'CMD' && ++cmds === 2) {
-        warn('MultipleInstructionsDisallowed', 'Multiple CMD instructions should not be used in the same stage because only the last one will be used', inst.range);
+        warn(
+          'MultipleInstructionsDisallowed',
+          'Multiple CMD instructions should not be used in the same stage because only the last one will be used',
+          inst.range,
+        );
       }
       if (inst.kind === 'ENTRYPOINT' && ++entrypoints === 2) {
-        warn('MultipleInstructionsDisallowed', 'Multiple ENTRYPOINT instructions should not be used in the same stage because only the last one will be used', inst.range);
+        warn(
+          'MultipleInstructionsDisallowed',
+          'Multiple ENTRYPOINT instructions should not be used in the same stage because only the last one will be used',
+          inst.range,
+        );
       }
     }
     if (stage.name !== undefined) stageEnv.set(stage.name, envNames);

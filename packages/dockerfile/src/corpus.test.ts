@@ -11,7 +11,11 @@ import { parse, type RunInstruction, type CopyInstruction } from './index.ts';
 const root = new URL('../../../../shared/corpus/real-dockerfiles/', import.meta.url);
 const files = readdirSync(root, { withFileTypes: true })
   .filter((d) => d.isDirectory())
-  .flatMap((d) => readdirSync(new URL(`${d.name}/`, root)).filter((f) => f.endsWith('.Dockerfile')).map((f) => `${d.name}/${f}`))
+  .flatMap((d) =>
+    readdirSync(new URL(`${d.name}/`, root))
+      .filter((f) => f.endsWith('.Dockerfile'))
+      .map((f) => `${d.name}/${f}`),
+  )
   .sort();
 const read = (f: string) => readFileSync(new URL(f, root), 'utf8');
 
@@ -26,7 +30,7 @@ function independentCount(text: string): { froms: number; instructions: number }
   let froms = 0;
   let instructions = 0;
   let continuing = false;
-  let pending: { name: string; chomp: boolean }[] = [];
+  const pending: { name: string; chomp: boolean }[] = [];
   let logical = '';
   for (const line of lines) {
     if (pending.length > 0) {
@@ -43,7 +47,8 @@ function independentCount(text: string): { froms: number; instructions: number }
     } else if (line.trim() !== '') logical += line;
     continuing = endsWithEscape(line);
     if (!continuing && /^\s*(run|copy|add)\s/i.test(logical) && !/^\s*\w+\s+(--\S+\s+)*\[/.test(logical)) {
-      for (const m of logical.matchAll(/(?:^|\s)\d*<<(-?)(["']?)([A-Za-z0-9_]+)\2/g)) pending.push({ name: m[3], chomp: m[1] === '-' });
+      for (const m of logical.matchAll(/(?:^|\s)\d*<<(-?)(["']?)([A-Za-z0-9_]+)\2/g))
+        pending.push({ name: m[3], chomp: m[1] === '-' });
     }
   }
   return { froms, instructions };
@@ -61,12 +66,24 @@ describe('real-world Dockerfiles', () => {
   });
 
   it('matches the corpus-wide numbers of SOURCE.md', () => {
-    let heredocs = 0, escape = 0, syntax = 0, argFirst = 0, multiFrom = 0, mount = 0;
+    let heredocs = 0,
+      escape = 0,
+      syntax = 0,
+      argFirst = 0,
+      multiFrom = 0,
+      mount = 0;
     let buildkitRootFroms = 0;
     for (const f of files) {
       const df = parse(read(f));
       const all = df.stages.flatMap((s) => s.instructions);
-      if (all.some((i) => (i.kind === 'RUN' || i.kind === 'COPY' || i.kind === 'ADD') && (i as RunInstruction | CopyInstruction).heredocs.length > 0)) heredocs++;
+      if (
+        all.some(
+          (i) =>
+            (i.kind === 'RUN' || i.kind === 'COPY' || i.kind === 'ADD') &&
+            (i as RunInstruction | CopyInstruction).heredocs.length > 0,
+        )
+      )
+        heredocs++;
       if (df.directives.escape !== undefined) escape++;
       if (df.syntax !== undefined) syntax++;
       if (df.globalArgs.length > 0) argFirst++;
@@ -75,7 +92,13 @@ describe('real-world Dockerfiles', () => {
       if (f === 'buildkit/Dockerfile.Dockerfile') buildkitRootFroms = df.stages.length;
     }
     expect({ heredocs, escape, syntax, argFirst, multiFrom, mount, buildkitRootFroms }).toEqual({
-      heredocs: 13, escape: 5, syntax: 13, argFirst: 19, multiFrom: 21, mount: 16, buildkitRootFroms: 49,
+      heredocs: 13,
+      escape: 5,
+      syntax: 13,
+      argFirst: 19,
+      multiFrom: 21,
+      mount: 16,
+      buildkitRootFroms: 49,
     });
   });
 });

@@ -6,7 +6,16 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { readdirSync, readFileSync } from 'node:fs';
 import { VlabError } from '@vlab/errors';
-import { check, dump, expandWord, expandWords, parse, resolveGlobalArgs, resolveStageBase, StageScope } from './index.ts';
+import {
+  check,
+  dump,
+  expandWord,
+  expandWords,
+  parse,
+  resolveGlobalArgs,
+  resolveStageBase,
+  StageScope,
+} from './index.ts';
 
 function onlyTyped(fn: () => unknown): void {
   const t0 = performance.now();
@@ -34,19 +43,89 @@ function fullPipeline(text: string): void {
 }
 
 const piece = fc.constantFrom(
-  'FROM', 'from', 'RUN', 'COPY', 'ADD', 'ENV', 'LABEL', 'ARG', 'CMD', 'ENTRYPOINT', 'SHELL', 'WORKDIR', 'USER',
-  'EXPOSE', 'VOLUME', 'STOPSIGNAL', 'HEALTHCHECK', 'ONBUILD', 'MAINTAINER', 'AS', 'NONE', ' ', ' ', '\t', '\n', '\n',
-  '\r\n', '\\', '\\\n', '`', '# escape=`\n', '# syntax=x\n', '#', '"', "'", '[', ']', '["a", "b"]', '[1]', '=', 'a=b',
-  '$', '${', '}', '${A:-x}', '${A/a/b}', '${A#*}', '$A', '<<EOF', '<<-EOF', "<<'E'", 'EOF', '\tEOF', '3<<X', 'X',
-  '--', '--from=a', '--mount=type=cache,target=/x', '--mount=', '--link', '--link=x', '--interval=5s',
-  '--retries=-1', '--platform=$A', 'CMD', 'x', '/a', '.', '0', '\u00e9', '\uFEFF', '\0',
+  'FROM',
+  'from',
+  'RUN',
+  'COPY',
+  'ADD',
+  'ENV',
+  'LABEL',
+  'ARG',
+  'CMD',
+  'ENTRYPOINT',
+  'SHELL',
+  'WORKDIR',
+  'USER',
+  'EXPOSE',
+  'VOLUME',
+  'STOPSIGNAL',
+  'HEALTHCHECK',
+  'ONBUILD',
+  'MAINTAINER',
+  'AS',
+  'NONE',
+  ' ',
+  ' ',
+  '\t',
+  '\n',
+  '\n',
+  '\r\n',
+  '\\',
+  '\\\n',
+  '`',
+  '# escape=`\n',
+  '# syntax=x\n',
+  '#',
+  '"',
+  "'",
+  '[',
+  ']',
+  '["a", "b"]',
+  '[1]',
+  '=',
+  'a=b',
+  '$',
+  '${',
+  '}',
+  '${A:-x}',
+  '${A/a/b}',
+  '${A#*}',
+  '$A',
+  '<<EOF',
+  '<<-EOF',
+  "<<'E'",
+  'EOF',
+  '\tEOF',
+  '3<<X',
+  'X',
+  '--',
+  '--from=a',
+  '--mount=type=cache,target=/x',
+  '--mount=',
+  '--link',
+  '--link=x',
+  '--interval=5s',
+  '--retries=-1',
+  '--platform=$A',
+  'CMD',
+  'x',
+  '/a',
+  '.',
+  '0',
+  '\u00e9',
+  '\uFEFF',
+  '\0',
 );
 const dockerfileish = fc.array(piece, { maxLength: 60 }).map((a) => a.join(''));
 
 const corpusRoot = new URL('../../../../shared/corpus/real-dockerfiles/', import.meta.url);
 const samples = readdirSync(corpusRoot, { withFileTypes: true })
   .filter((d) => d.isDirectory())
-  .flatMap((d) => readdirSync(new URL(`${d.name}/`, corpusRoot)).filter((f) => f.endsWith('.Dockerfile')).map((f) => `${d.name}/${f}`))
+  .flatMap((d) =>
+    readdirSync(new URL(`${d.name}/`, corpusRoot))
+      .filter((f) => f.endsWith('.Dockerfile'))
+      .map((f) => `${d.name}/${f}`),
+  )
   .sort()
   .filter((_, i) => i % 8 === 0)
   .map((f) => readFileSync(new URL(f, corpusRoot), 'utf8'));
@@ -54,7 +133,14 @@ const samples = readdirSync(corpusRoot, { withFileTypes: true })
 const mutated = fc
   .record({
     sample: fc.constantFrom(...samples),
-    edits: fc.array(fc.record({ at: fc.nat(), len: fc.nat({ max: 40 }), insert: fc.oneof(dockerfileish, fc.string({ maxLength: 8 })) }), { maxLength: 6 }),
+    edits: fc.array(
+      fc.record({
+        at: fc.nat(),
+        len: fc.nat({ max: 40 }),
+        insert: fc.oneof(dockerfileish, fc.string({ maxLength: 8 })),
+      }),
+      { maxLength: 6 },
+    ),
   })
   .map(({ sample, edits }) => {
     let s = sample;
@@ -69,16 +155,55 @@ const run1 = (t: string) => fullPipeline(t);
 
 describe('property: only typed errors, bounded time', () => {
   it('random Dockerfile-like text', () => {
-    fc.assert(fc.property(dockerfileish, (t) => fullPipeline(t)), { numRuns: 1500 });
+    fc.assert(
+      fc.property(dockerfileish, (t) => fullPipeline(t)),
+      { numRuns: 1500 },
+    );
   });
   it('mutated real Dockerfiles', () => {
-    fc.assert(fc.property(mutated, (t) => fullPipeline(t)), { numRuns: 300 });
+    fc.assert(
+      fc.property(mutated, (t) => fullPipeline(t)),
+      { numRuns: 300 },
+    );
   });
   it('arbitrary unicode strings', () => {
-    fc.assert(fc.property(fc.fullUnicodeString({ maxLength: 200 }), (t) => fullPipeline('FROM a\n' + t)), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.fullUnicodeString({ maxLength: 200 }), (t) => fullPipeline('FROM a\n' + t)),
+      { numRuns: 500 },
+    );
   });
   it('the lexer on random words', () => {
-    const word = fc.array(fc.constantFrom('$', '{', '}', ':', '-', '+', '?', '#', '%', '/', '"', "'", '\\', '`', 'A', 'B', ' ', 'x', '*', '[', ']', '!', '1', '@'), { maxLength: 40 }).map((a) => a.join(''));
+    const word = fc
+      .array(
+        fc.constantFrom(
+          '$',
+          '{',
+          '}',
+          ':',
+          '-',
+          '+',
+          '?',
+          '#',
+          '%',
+          '/',
+          '"',
+          "'",
+          '\\',
+          '`',
+          'A',
+          'B',
+          ' ',
+          'x',
+          '*',
+          '[',
+          ']',
+          '!',
+          '1',
+          '@',
+        ),
+        { maxLength: 40 },
+      )
+      .map((a) => a.join(''));
     fc.assert(
       fc.property(word, fc.boolean(), (w, bt) => {
         const opts = { escape: bt ? '`' : '\\' };

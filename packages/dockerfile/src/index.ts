@@ -4,16 +4,43 @@
  * expansion in a StageScope. Lint with check(), BuildKit fixture dumps with dump().
  */
 export type {
-  Position, Range, Keyword, FlagValue, Heredoc, FromInstruction, RunInstruction, RunMount, CopyInstruction,
-  KeyValueInstruction, ArgInstruction, CommandInstruction, ShellInstruction, WorkdirInstruction, UserInstruction,
-  ExposeInstruction, VolumeInstruction, StopSignalInstruction, HealthcheckInstruction, OnbuildInstruction,
-  MaintainerInstruction, Instruction, Stage, Dockerfile, Warning,
+  Position,
+  Range,
+  Keyword,
+  FlagValue,
+  Heredoc,
+  FromInstruction,
+  RunInstruction,
+  RunMount,
+  CopyInstruction,
+  KeyValueInstruction,
+  ArgInstruction,
+  CommandInstruction,
+  ShellInstruction,
+  WorkdirInstruction,
+  UserInstruction,
+  ExposeInstruction,
+  VolumeInstruction,
+  StopSignalInstruction,
+  HealthcheckInstruction,
+  OnbuildInstruction,
+  MaintainerInstruction,
+  Instruction,
+  Stage,
+  Dockerfile,
+  Warning,
 } from './types.ts';
 export { KEYWORDS } from './types.ts';
 export { parse, parseInstructionText } from './parse.ts';
 export { expandWord, expandWords, type ExpandOptions } from './expand.ts';
 export {
-  resolveGlobalArgs, resolveStageBase, selectTarget, findStage, StageScope, PROXY_ARGS, PLATFORM_ARGS,
+  resolveGlobalArgs,
+  resolveStageBase,
+  selectTarget,
+  findStage,
+  StageScope,
+  PROXY_ARGS,
+  PLATFORM_ARGS,
   type StageScopeOptions,
 } from './scope.ts';
 export { planRunHeredoc, type RunHeredocPlan } from './instructions/run-heredoc.ts';

@@ -18,7 +18,10 @@ describe('parse: structure', () => {
   it('splits stages, global args, lower-cases stage names', () => {
     const df = parse('ARG V=1\nfrom alpine:$V AS Build\nRUN echo hi\nFROM scratch\nCOPY --from=build /a /b\n');
     expect(df.globalArgs).toHaveLength(1);
-    expect(df.stages.map((s) => [s.index, s.name, s.base])).toEqual([[0, 'build', 'alpine:$V'], [1, undefined, 'scratch']]);
+    expect(df.stages.map((s) => [s.index, s.name, s.base])).toEqual([
+      [0, 'build', 'alpine:$V'],
+      [1, undefined, 'scratch'],
+    ]);
     expect(df.stages[0].from.stageName).toBe('Build');
     expect(df.stages[1].instructions[0]).toMatchObject({ kind: 'COPY', from: 'build', sources: ['/a'], dest: '/b' });
   });
@@ -33,10 +36,17 @@ describe('parse: structure', () => {
   });
 
   it('matches BuildKit testfile-line line numbers', () => {
-    const text = readFileSync(new URL('../../../../shared/corpus/buildkit/parser/testfile-line/Dockerfile', import.meta.url), 'utf8');
+    const text = readFileSync(
+      new URL('../../../../shared/corpus/buildkit/parser/testfile-line/Dockerfile', import.meta.url),
+      'utf8',
+    );
     const df = parse(text);
     const all = [df.stages[0].from, ...df.stages[0].instructions];
-    expect(all.map((i) => [i.range.start.line, i.range.end.line])).toEqual([[5, 5], [11, 12], [17, 31]]);
+    expect(all.map((i) => [i.range.start.line, i.range.end.line])).toEqual([
+      [5, 5],
+      [11, 12],
+      [17, 31],
+    ]);
   });
 
   it('reads directives: escape, syntax, shebang, unknown directive ends the block', () => {
@@ -88,7 +98,8 @@ describe('parse: heredocs', () => {
   });
 
   it('COPY <<EOF /dst', () => {
-    const c = parse('FROM a\nCOPY --chmod=755 <<EOF /usr/bin/x\n#!/bin/sh\necho hi\nEOF\n').stages[0].instructions[0] as CopyInstruction;
+    const c = parse('FROM a\nCOPY --chmod=755 <<EOF /usr/bin/x\n#!/bin/sh\necho hi\nEOF\n').stages[0]
+      .instructions[0] as CopyInstruction;
     expect(c).toMatchObject({ sources: [], dest: '/usr/bin/x', chmod: '755' });
     expect(c.heredocs[0]).toMatchObject({ name: 'EOF', content: '#!/bin/sh\necho hi\n', expand: true });
   });
@@ -145,7 +156,14 @@ describe('parse: typed instructions and flags', () => {
     const [c, a] = parse(
       'FROM a\nCOPY --link --parents --exclude=*.md --exclude=x --chown=1:2 ["a b", "c", "/d/"]\nADD --checksum=sha256:abc --keep-git-dir=true https://x/y.git /src\n',
     ).stages[0].instructions as CopyInstruction[];
-    expect(c).toMatchObject({ sources: ['a b', 'c'], dest: '/d/', link: true, parents: true, exclude: ['*.md', 'x'], chown: '1:2' });
+    expect(c).toMatchObject({
+      sources: ['a b', 'c'],
+      dest: '/d/',
+      link: true,
+      parents: true,
+      exclude: ['*.md', 'x'],
+      chown: '1:2',
+    });
     expect(a).toMatchObject({ kind: 'ADD', checksum: 'sha256:abc', keepGitDir: true, sources: ['https://x/y.git'] });
   });
 
@@ -161,9 +179,15 @@ describe('parse: typed instructions and flags', () => {
   });
 
   it('ENV/LABEL/ARG forms', () => {
-    const [e1, e2, l, a] = parse('FROM a\nENV SCUBA 1 DUBA 3\nENV a=1 b="x y"\nLABEL "k"=v\nARG foo bar=baz\n').stages[0].instructions;
+    const [e1, e2, l, a] = parse('FROM a\nENV SCUBA 1 DUBA 3\nENV a=1 b="x y"\nLABEL "k"=v\nARG foo bar=baz\n')
+      .stages[0].instructions;
     expect(e1).toMatchObject({ pairs: [{ key: 'SCUBA', value: '1 DUBA 3' }] });
-    expect(e2).toMatchObject({ pairs: [{ key: 'a', value: '1' }, { key: 'b', value: '"x y"' }] });
+    expect(e2).toMatchObject({
+      pairs: [
+        { key: 'a', value: '1' },
+        { key: 'b', value: '"x y"' },
+      ],
+    });
     expect(l).toMatchObject({ pairs: [{ key: '"k"', value: 'v' }] });
     expect(a).toMatchObject({ args: [{ key: 'foo' }, { key: 'bar', value: 'baz' }] });
     expect(err(() => parse('FROM a\nENV x\n')).message).toContain('two arguments');

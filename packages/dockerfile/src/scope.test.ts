@@ -14,7 +14,8 @@ function run(text: string, buildArgs: Record<string, string> = {}, predefined: R
 
 describe('ARG/ENV scoping', () => {
   it('global ARGs expand FROM only, unless redeclared', () => {
-    const text = 'ARG V=3.19\nARG IMG=alpine:${V}\nFROM --platform=$BUILDPLATFORM ${IMG} AS b\nWORKDIR /$V\nARG V\nWORKDIR /$V\n';
+    const text =
+      'ARG V=3.19\nARG IMG=alpine:${V}\nFROM --platform=$BUILDPLATFORM ${IMG} AS b\nWORKDIR /$V\nARG V\nWORKDIR /$V\n';
     const { df, globalArgs, steps } = run(text, {}, { BUILDPLATFORM: 'linux/amd64' });
     expect(resolveStageBase(df, df.stages[0], globalArgs)).toEqual({ image: 'alpine:3.19', platform: 'linux/amd64' });
     expect(steps.map((s) => (s.instruction as { path?: string }).path)).toEqual(['/', undefined, '/3.19']);
@@ -30,7 +31,10 @@ describe('ARG/ENV scoping', () => {
 
   it('ENV shadows ARG, and ENV a=1 b=$a sees the previous a', () => {
     const { steps, scope } = run('FROM a\nARG A=arg\nENV A=env B=$A\nENV C=$A\nLABEL l="$A $B"\n');
-    expect((steps[1].instruction as { pairs: unknown }).pairs).toEqual([{ key: 'A', value: 'env' }, { key: 'B', value: 'arg' }]);
+    expect((steps[1].instruction as { pairs: unknown }).pairs).toEqual([
+      { key: 'A', value: 'env' },
+      { key: 'B', value: 'arg' },
+    ]);
     expect(steps[1].usedArgs).toEqual({ A: 'arg' });
     expect(steps[2].usedArgs).toEqual({});
     expect((steps[3].instruction as { pairs: unknown }).pairs).toEqual([{ key: 'l', value: 'env arg' }]);
@@ -59,7 +63,10 @@ describe('ARG/ENV scoping', () => {
     expect(c).toMatchObject({ chown: '1000', from: '1000x', dest: '/dst' });
     expect(c.heredocs[0].content).toBe('"1000" $U\n');
     expect((steps[2].instruction as { ports: string[] }).ports).toEqual(['80', '443']);
-    expect((steps[3].instruction as Extract<Instruction, { kind: 'RUN' }>).mounts[0]).toMatchObject({ target: '/c/1000', id: '1000' });
+    expect((steps[3].instruction as Extract<Instruction, { kind: 'RUN' }>).mounts[0]).toMatchObject({
+      target: '/c/1000',
+      id: '1000',
+    });
   });
 
   it('expansion errors are typed and located', () => {

@@ -16,12 +16,27 @@ import { parseMount } from './instructions/mount.ts';
 import type { Dockerfile, Instruction, Stage } from './types.ts';
 
 export const PROXY_ARGS = [
-  'HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy',
-  'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy',
+  'HTTP_PROXY',
+  'http_proxy',
+  'HTTPS_PROXY',
+  'https_proxy',
+  'FTP_PROXY',
+  'ftp_proxy',
+  'NO_PROXY',
+  'no_proxy',
+  'ALL_PROXY',
+  'all_proxy',
 ];
 export const PLATFORM_ARGS = [
-  'TARGETPLATFORM', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT',
-  'BUILDPLATFORM', 'BUILDOS', 'BUILDARCH', 'BUILDVARIANT', 'TARGETSTAGE',
+  'TARGETPLATFORM',
+  'TARGETOS',
+  'TARGETARCH',
+  'TARGETVARIANT',
+  'BUILDPLATFORM',
+  'BUILDOS',
+  'BUILDARCH',
+  'BUILDVARIANT',
+  'TARGETSTAGE',
 ];
 
 const own = (r: Record<string, string>, k: string) => Object.prototype.hasOwnProperty.call(r, k);
@@ -36,7 +51,8 @@ export function resolveGlobalArgs(
   for (const inst of df.globalArgs) {
     for (const a of inst.args) {
       if (own(buildArgs, a.key)) scope[a.key] = buildArgs[a.key];
-      else if (a.value !== undefined) scope[a.key] = expandAt(a.value, scope, df.escape, { file: df.file, ...inst.range.start });
+      else if (a.value !== undefined)
+        scope[a.key] = expandAt(a.value, scope, df.escape, { file: df.file, ...inst.range.start });
     }
   }
   return scope;
@@ -44,7 +60,13 @@ export function resolveGlobalArgs(
 
 type At = { file?: string; line: number; column: number };
 
-function expandAt(word: string, env: Record<string, string> | ((n: string) => string | undefined), escape: string, at: At, opts: LexOptions = {}): string {
+function expandAt(
+  word: string,
+  env: Record<string, string> | ((n: string) => string | undefined),
+  escape: string,
+  at: At,
+  opts: LexOptions = {},
+): string {
   try {
     return processWord(word, env, { escape, ...opts });
   } catch (e) {
@@ -54,11 +76,19 @@ function expandAt(word: string, env: Record<string, string> | ((n: string) => st
 }
 
 /** The FROM line of a stage with the global ARGs substituted. */
-export function resolveStageBase(df: Dockerfile, stage: Stage, globalArgs: Record<string, string>): { image: string; platform?: string } {
+export function resolveStageBase(
+  df: Dockerfile,
+  stage: Stage,
+  globalArgs: Record<string, string>,
+): { image: string; platform?: string } {
   const at = { file: df.file, ...stage.from.range.start };
   const image = expandAt(stage.base, globalArgs, df.escape, at);
   if (image.trim() === '') {
-    throw new VlabError('E_EXPAND', `base name (${stage.base}) should not be blank: set the ARG it uses with a default or --build-arg`, { location: at });
+    throw new VlabError(
+      'E_EXPAND',
+      `base name (${stage.base}) should not be blank: set the ARG it uses with a default or --build-arg`,
+      { location: at },
+    );
   }
   const out: { image: string; platform?: string } = { image };
   if (stage.platform !== undefined) out.platform = expandAt(stage.platform, globalArgs, df.escape, at);
@@ -150,8 +180,15 @@ export class StageScope {
       }
       case 'COPY':
       case 'ADD': {
-        const c = { ...i, sources: i.sources.map((s) => word(s)), dest: word(i.dest), exclude: i.exclude.map((s) => word(s)) };
-        c.heredocs = i.heredocs.map((h) => (h.expand ? { ...h, content: word(h.content, { skipProcessQuotes: true }) } : h));
+        const c = {
+          ...i,
+          sources: i.sources.map((s) => word(s)),
+          dest: word(i.dest),
+          exclude: i.exclude.map((s) => word(s)),
+        };
+        c.heredocs = i.heredocs.map((h) =>
+          h.expand ? { ...h, content: word(h.content, { skipProcessQuotes: true }) } : h,
+        );
         for (const k of ['from', 'chown', 'chmod', 'checksum'] as const) if (i[k] !== undefined) c[k] = opt(i[k]);
         out = c;
         break;

@@ -32,7 +32,10 @@ export abstract class BaseSnapshotter implements Snapshotter {
   /** The record of active snapshot `key`, fresh from disk; E_SNAPSHOT_KIND when it is not active. */
   protected async activeRecord(key: string, action: string): Promise<Record_> {
     const r = await this.fresh(key);
-    if (r.kind !== 'active') throw new VlabError('E_SNAPSHOT_KIND', `cannot ${action} ${key}: it is ${r.kind}, not active`, { details: { key } });
+    if (r.kind !== 'active')
+      throw new VlabError('E_SNAPSHOT_KIND', `cannot ${action} ${key}: it is ${r.kind}, not active`, {
+        details: { key },
+      });
     return r;
   }
 
@@ -46,14 +49,24 @@ export abstract class BaseSnapshotter implements Snapshotter {
     return this.store.chain(parent).map((k) => this.store.get(k)!.id);
   }
 
-  private async create(kind: SnapshotKind, key: string, parent: string | undefined, labels: Record<string, string> = {}): Promise<Mount[]> {
+  private async create(
+    kind: SnapshotKind,
+    key: string,
+    parent: string | undefined,
+    labels: Record<string, string> = {},
+  ): Promise<Mount[]> {
     if (!key) throw new VlabError('E_SNAPSHOT_KEY', 'snapshot key must not be empty');
     return this.store.update(async (snaps) => {
-      if (this.store.get(key)) throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${key} already exists`, { details: { key } });
+      if (this.store.get(key))
+        throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${key} already exists`, { details: { key } });
       if (parent) {
         const p = this.need(parent);
         if (p.kind !== 'committed') {
-          throw new VlabError('E_SNAPSHOT_KIND', `parent ${parent} is ${p.kind}; only committed snapshots can be parents`, { details: { parent } });
+          throw new VlabError(
+            'E_SNAPSHOT_KIND',
+            `parent ${parent} is ${p.kind}; only committed snapshots can be parents`,
+            { details: { parent } },
+          );
         }
       }
       const id = this.store.allocId();
@@ -78,13 +91,19 @@ export abstract class BaseSnapshotter implements Snapshotter {
   async commit(name: string, key: string, labels?: Record<string, string>): Promise<void> {
     await this.store.update(async (snaps) => {
       const r = this.need(key);
-      if (r.kind !== 'active') throw new VlabError('E_SNAPSHOT_KIND', `cannot commit ${key}: it is ${r.kind}, not active`, { details: { key } });
-      if (this.store.get(name)) throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${name} already exists`, { details: { key: name } });
+      if (r.kind !== 'active')
+        throw new VlabError('E_SNAPSHOT_KIND', `cannot commit ${key}: it is ${r.kind}, not active`, {
+          details: { key },
+        });
+      if (this.store.get(name))
+        throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${name} already exists`, { details: { key: name } });
       delete snaps[key];
       snaps[name] = { ...r, kind: 'committed', labels: { ...r.labels, ...labels }, created: new Date().toISOString() };
     });
     // the work dir is of no use to a committed snapshot (best effort, after the metadata)
-    await fs.rm(path.join(this.store.dirOf(this.store.get(name)!.id), 'work'), { recursive: true, force: true }).catch(() => {});
+    await fs
+      .rm(path.join(this.store.dirOf(this.store.get(name)!.id), 'work'), { recursive: true, force: true })
+      .catch(() => {});
   }
 
   async mounts(key: string): Promise<Mount[]> {
@@ -101,7 +120,10 @@ export abstract class BaseSnapshotter implements Snapshotter {
     const id = await this.store.update((snaps) => {
       const r = this.store.get(key);
       if (!r) return undefined;
-      if (this.store.hasChildren(key)) throw new VlabError('E_SNAPSHOT_IN_USE', `snapshot ${key} has children; remove them first`, { details: { key } });
+      if (this.store.hasChildren(key))
+        throw new VlabError('E_SNAPSHOT_IN_USE', `snapshot ${key} has children; remove them first`, {
+          details: { key },
+        });
       delete snaps[key];
       return r.id;
     });
@@ -126,7 +148,9 @@ export abstract class BaseSnapshotter implements Snapshotter {
         if (e.isDirectory()) await walk(p);
       }
     };
-    await walk(this.fsDir(r.id)).catch((e) => { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; });
+    await walk(this.fsDir(r.id)).catch((e) => {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    });
     return u;
   }
 

@@ -7,7 +7,12 @@
 import * as fs from 'node:fs';
 import { VlabError } from '@vlab/errors';
 
-const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_CLOEXEC = 0o2000000 } = fs.constants as typeof fs.constants & { O_CLOEXEC?: number };
+const {
+  O_RDONLY,
+  O_DIRECTORY,
+  O_NOFOLLOW,
+  O_CLOEXEC = 0o2000000,
+} = fs.constants as typeof fs.constants & { O_CLOEXEC?: number };
 const FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 
 /** Path of `name` inside the directory open as `fd`, resolved from that fd (never from a path). */
@@ -19,7 +24,10 @@ export function atFd(fd: number, name: string): string {
 export class InRootDirs {
   private readonly root: number;
   private readonly open = new Map<string, number>(); // rel path -> fd, in use order
-  constructor(root: string, private readonly keep = 64) {
+  constructor(
+    root: string,
+    private readonly keep = 64,
+  ) {
     this.root = fs.openSync(root, FLAGS);
   }
 
@@ -44,7 +52,11 @@ export class InRootDirs {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENOENT') {
-        throw new VlabError('E_LAYER_UNSAFE', `refusing to write through ${JSON.stringify(rel)}: it is no longer a directory of the layer (${code})`, { details: { name: rel } });
+        throw new VlabError(
+          'E_LAYER_UNSAFE',
+          `refusing to write through ${JSON.stringify(rel)}: it is no longer a directory of the layer (${code})`,
+          { details: { name: rel } },
+        );
       }
       throw e;
     }

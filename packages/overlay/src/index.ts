@@ -8,7 +8,16 @@ import { diffSource, type DiffOptions } from './layer/diff.ts';
 
 export * from './types.ts';
 export { createSnapshotter, probeOverlay, type SnapshotterOptions } from './snapshotter.ts';
-export { mountAll, mountScratch, mountThrowaway, unmountThrowaway, unmountAll, mountSnapshot, isMounted, overlayMountArgs } from './mount.ts';
+export {
+  mountAll,
+  mountScratch,
+  mountThrowaway,
+  unmountThrowaway,
+  unmountAll,
+  mountSnapshot,
+  isMounted,
+  overlayMountArgs,
+} from './mount.ts';
 export { nativeHelper, holdEventLoop } from './native.ts';
 export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
 export { writeLayer, hashingStream, hasZstd, type Compression, type LayerWritten } from './layer/digest.ts';

@@ -2,7 +2,16 @@ import { describe, it, expect, afterAll } from 'vitest';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createSnapshotter, mountAll, mountThrowaway, unmountAll, unmountThrowaway, isMounted, overlayMountArgs, type Snapshotter } from './index.ts';
+import {
+  createSnapshotter,
+  mountAll,
+  mountThrowaway,
+  unmountAll,
+  unmountThrowaway,
+  isMounted,
+  overlayMountArgs,
+  type Snapshotter,
+} from './index.ts';
 import { MetaStore } from './store.ts';
 import { run } from './sys.ts';
 import { fileURLToPath } from 'node:url';
@@ -83,7 +92,7 @@ describe('mounts', () => {
       const store = new MetaStore(root);
       await store.open();
       expect(store.all().map((i) => [i.key, i.kind])).toEqual([['A', 'committed']]);
-      expect((await fs.readdir(path.join(root, 'snapshots')))).toEqual([store.get('A')!.id]);
+      expect(await fs.readdir(path.join(root, 'snapshots'))).toEqual([store.get('A')!.id]);
       expect((await fs.readdir(root)).filter((f) => f.includes('tmp'))).toEqual([]);
       const again = await createSnapshotter(root, { driver: 'native' });
       expect((await again.stat('A'))?.kind).toBe('committed');
@@ -96,7 +105,9 @@ describe('mounts', () => {
     const root = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-multi-'));
     try {
       const script = fileURLToPath(new URL('./testing/concurrent-script.ts', import.meta.url));
-      const rs = await Promise.all(['p', 'q', 'r'].map((tag) => run(process.execPath, ['--import', 'tsx', script, root, tag])));
+      const rs = await Promise.all(
+        ['p', 'q', 'r'].map((tag) => run(process.execPath, ['--import', 'tsx', script, root, tag])),
+      );
       for (const r of rs) expect(r.stderr).toBe('');
       const s = await createSnapshotter(root, { driver: 'native' });
       const all = await s.walk();

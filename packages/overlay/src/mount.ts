@@ -37,7 +37,11 @@ export function overlayMountArgs(m: Mount): { options: string; cwd?: string } {
   const rel = dirs.map((d) => path.relative(cwd, d));
   options = m.options.map((o) => (o === lower ? `lowerdir=${rel.join(':')}` : o)).join(',');
   if (options.length >= PAGE - 1) {
-    throw new VlabError('E_MOUNT', `overlay mount options are ${options.length} bytes even with relative lowerdirs (limit ${PAGE - 1})`, { details: { layers: dirs.length } });
+    throw new VlabError(
+      'E_MOUNT',
+      `overlay mount options are ${options.length} bytes even with relative lowerdirs (limit ${PAGE - 1})`,
+      { details: { layers: dirs.length } },
+    );
   }
   return { options, cwd };
 }
@@ -67,7 +71,9 @@ export async function mountAll(mounts: Mount[], target: string): Promise<void> {
         : await run('mount', ['-t', m.type, m.source, '-o', options, target], { cwd });
     }
     if (r.code !== 0) {
-      throw new VlabError('E_MOUNT', `mounting ${m.type} on ${target} failed: ${r.stderr.trim()}`, { details: { mount: m, target } });
+      throw new VlabError('E_MOUNT', `mounting ${m.type} on ${target} failed: ${r.stderr.trim()}`, {
+        details: { mount: m, target },
+      });
     }
   }
 }
@@ -82,7 +88,10 @@ export async function mountAll(mounts: Mount[], target: string): Promise<void> {
 export async function mountScratch(mounts: Mount[], target: string): Promise<void> {
   if (volatileOk !== false && mounts.some((m) => m.type === 'overlay')) {
     try {
-      return await mountAll(mounts.map((m) => (m.type === 'overlay' ? { ...m, options: [...m.options, 'volatile'] } : m)), target);
+      return await mountAll(
+        mounts.map((m) => (m.type === 'overlay' ? { ...m, options: [...m.options, 'volatile'] } : m)),
+        target,
+      );
     } catch {
       volatileOk = false;
       await unmountAll(target).catch(() => undefined);
@@ -105,7 +114,16 @@ export async function mountThrowaway(source: string, dir: string): Promise<strin
   for (const d of [upper, work]) await fs.mkdir(d, { mode: 0o755 });
   try {
     await mountAll([{ type: 'bind', source, options: ['ro'] }], lower);
-    await mountScratch([{ type: 'overlay', source: 'overlay', options: [...overlayBaseOptions(!isRealRoot()), `lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`] }], merged);
+    await mountScratch(
+      [
+        {
+          type: 'overlay',
+          source: 'overlay',
+          options: [...overlayBaseOptions(!isRealRoot()), `lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`],
+        },
+      ],
+      merged,
+    );
   } catch (e) {
     await unmountThrowaway(dir).catch(() => undefined);
     throw e;
@@ -126,7 +144,9 @@ function unescapeMountinfo(s: string): string {
 /** Whether `target` is a mount point (per /proc/self/mountinfo). */
 export function isMounted(target: string): boolean {
   const t = path.resolve(target);
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => unescapeMountinfo(l.split(' ')[4] ?? '') === t);
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((l) => unescapeMountinfo(l.split(' ')[4] ?? '') === t);
 }
 
 /** Unmount everything stacked on `target`. Idempotent: a target that is not mounted is fine. */
@@ -142,7 +162,8 @@ export async function unmountAll(target: string): Promise<void> {
       if (r.code === 0) continue;
       if (notMounted(r.stderr)) return;
       const lazy = await sysOp(helper, ['umount', t, 'lazy']);
-      if (lazy.code !== 0 && !notMounted(lazy.stderr)) throw new VlabError('E_MOUNT', `unmounting ${t} failed: ${r.stderr.trim()}`, { details: { target: t } });
+      if (lazy.code !== 0 && !notMounted(lazy.stderr))
+        throw new VlabError('E_MOUNT', `unmounting ${t} failed: ${r.stderr.trim()}`, { details: { target: t } });
     }
     return;
   }
@@ -150,7 +171,8 @@ export async function unmountAll(target: string): Promise<void> {
     const r = await run('umount', [t]);
     if (r.code !== 0) {
       const lazy = await run('umount', ['-l', t]);
-      if (lazy.code !== 0) throw new VlabError('E_MOUNT', `unmounting ${t} failed: ${r.stderr.trim()}`, { details: { target: t } });
+      if (lazy.code !== 0)
+        throw new VlabError('E_MOUNT', `unmounting ${t} failed: ${r.stderr.trim()}`, { details: { target: t } });
     }
   }
 }

@@ -42,4 +42,3 @@ export class NativeSnapshotter extends BaseSnapshotter {
     return { kind: 'compare', dir: this.fsDir(r.id), base };
   }
 }
-

@@ -42,19 +42,27 @@ export class OverlaySnapshotter extends BaseSnapshotter {
     if (kind === 'view') {
       if (parentIds.length === 0) return [{ type: 'bind', source: own, options: ['ro', 'rbind'] }];
       if (parentIds.length === 1) return [{ type: 'bind', source: this.fsDir(parentIds[0]), options: ['ro', 'rbind'] }];
-      return [{ type: 'overlay', source: 'overlay', options: [...overlayBaseOptions(this.userxattr), `lowerdir=${parentIds.map((p) => this.fsDir(p)).join(':')}`] }];
+      return [
+        {
+          type: 'overlay',
+          source: 'overlay',
+          options: [...overlayBaseOptions(this.userxattr), `lowerdir=${parentIds.map((p) => this.fsDir(p)).join(':')}`],
+        },
+      ];
     }
     if (parentIds.length === 0) return [{ type: 'bind', source: own, options: ['rw', 'rbind'] }];
-    return [{
-      type: 'overlay',
-      source: 'overlay',
-      options: [
-        ...overlayBaseOptions(this.userxattr),
-        `workdir=${path.join(this.store.dirOf(id), 'work')}`,
-        `upperdir=${own}`,
-        `lowerdir=${parentIds.map((p) => this.fsDir(p)).join(':')}`,
-      ],
-    }];
+    return [
+      {
+        type: 'overlay',
+        source: 'overlay',
+        options: [
+          ...overlayBaseOptions(this.userxattr),
+          `workdir=${path.join(this.store.dirOf(id), 'work')}`,
+          `upperdir=${own}`,
+          `lowerdir=${parentIds.map((p) => this.fsDir(p)).join(':')}`,
+        ],
+      },
+    ];
   }
 
   async writableDir(key: string): Promise<{ dir: string; whiteouts: WhiteoutMode }> {

@@ -15,7 +15,9 @@ const canSwitch = process.getuid?.() === 0 && existsSync('/usr/bin/setpriv') && 
 
 describe.skipIf(!canSwitch)('rootless (as nobody; skipped unless run as root with setpriv and unshare)', () => {
   const dirs: string[] = [];
-  afterAll(async () => { for (const d of dirs) await fs.rm(d, { recursive: true, force: true }); });
+  afterAll(async () => {
+    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+  });
 
   /** nobody must be able to read the checkout (a clone under /root is not): skip, saying why. */
   const readable = async () =>
@@ -26,8 +28,16 @@ describe.skipIf(!canSwitch)('rootless (as nobody; skipped unless run as root wit
     dirs.push(tmp);
     await fs.chmod(tmp, 0o777);
     const inner = [process.execPath, '--import', 'tsx', script, tmp];
-    const cmd = ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', 'env', `HOME=${tmp}`,
-      ...(userns ? ['unshare', '--user', '--map-root-user', '--mount'] : []), ...inner];
+    const cmd = [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      '--inh-caps=-all',
+      'env',
+      `HOME=${tmp}`,
+      ...(userns ? ['unshare', '--user', '--map-root-user', '--mount'] : []),
+      ...inner,
+    ];
     const r = await run('setpriv', cmd, { cwd: path.dirname(script) });
     const out = r.stdout.toString().trim().split('\n').pop() ?? '';
     if (r.code !== 0 && !out.startsWith('{')) throw new Error(`rootless run failed (${r.code}): ${r.stderr}`);

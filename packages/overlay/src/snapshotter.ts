@@ -31,7 +31,21 @@ export async function probeOverlay(root: string): Promise<{ ok: boolean; userxat
     for (const s of ['l1', 'l2', 'u', 'w', 'm']) await fs.mkdir(path.join(d, s), { recursive: true });
     await fs.writeFile(path.join(d, 'l1', 'f'), 'x');
     try {
-      await mountScratch([{ type: 'overlay', source: 'overlay', options: [...overlayBaseOptions(userxattr), `workdir=${d}/w`, `upperdir=${d}/u`, `lowerdir=${d}/l2:${d}/l1`] }], path.join(d, 'm'));
+      await mountScratch(
+        [
+          {
+            type: 'overlay',
+            source: 'overlay',
+            options: [
+              ...overlayBaseOptions(userxattr),
+              `workdir=${d}/w`,
+              `upperdir=${d}/u`,
+              `lowerdir=${d}/l2:${d}/l1`,
+            ],
+          },
+        ],
+        path.join(d, 'm'),
+      );
     } catch (e) {
       return { ok: false, userxattr, reason: (e as Error).message };
     }
@@ -73,7 +87,7 @@ export async function createSnapshotter(root: string, opts: SnapshotterOptions =
   const p = await probe;
   log('overlay probe: %o', p);
   if (p.ok) return new OverlaySnapshotter(store, { userxattr: p.userxattr });
-  if (want === 'overlay') throw new VlabError('E_DRIVER', `overlay driver unavailable here: ${p.reason}`, { details: { ...p } });
+  if (want === 'overlay')
+    throw new VlabError('E_DRIVER', `overlay driver unavailable here: ${p.reason}`, { details: { ...p } });
   return new NativeSnapshotter(store);
 }
-

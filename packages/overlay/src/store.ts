@@ -96,7 +96,9 @@ export class MetaStore {
   }
 
   all(): SnapshotInfo[] {
-    return Object.keys(this.doc.snapshots).sort().map((k) => this.info(k)!);
+    return Object.keys(this.doc.snapshots)
+      .sort()
+      .map((k) => this.info(k)!);
   }
 
   /** Keys from `key` down to the base, e.g. [key, parent, grandparent…]. */
@@ -165,6 +167,10 @@ export class MetaStore {
     const st = await fs.stat(this.file);
     this.stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
     const dh = await fs.open(this.root, 'r');
-    try { await dh.sync(); } finally { await dh.close(); }
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
   }
 }

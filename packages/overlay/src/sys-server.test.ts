@@ -22,7 +22,10 @@ describe('vlab-sys', () => {
     const [lower, upper, work, target] = ['lower', `upper-${name}`, `work-${name}`, name].map((d) => path.join(tmp, d));
     for (const d of [lower, upper, work]) await fs.mkdir(d, { recursive: true });
     await fs.writeFile(path.join(lower, 'base'), 'from lower');
-    await mountAll([{ type: 'overlay', source: 'overlay', options: [`lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`] }], target);
+    await mountAll(
+      [{ type: 'overlay', source: 'overlay', options: [`lowerdir=${lower}`, `upperdir=${upper}`, `workdir=${work}`] }],
+      target,
+    );
     expect(isMounted(target)).toBe(true);
     await fs.writeFile(path.join(target, 'new'), 'x');
     expect(await fs.readFile(path.join(target, 'base'), 'utf8')).toBe('from lower');
@@ -53,7 +56,10 @@ describe('vlab-sys', () => {
     await expect(fs.writeFile(path.join(tmp, 'ro', 'f'), 'x')).rejects.toMatchObject({ code: 'EROFS' });
     await unmountAll(path.join(tmp, 'ro'));
     await expect(
-      mountAll([{ type: 'overlay', source: 'overlay', options: [`lowerdir=${path.join(tmp, 'missing')}`] }], path.join(tmp, 'c')),
+      mountAll(
+        [{ type: 'overlay', source: 'overlay', options: [`lowerdir=${path.join(tmp, 'missing')}`] }],
+        path.join(tmp, 'c'),
+      ),
     ).rejects.toMatchObject({ code: 'E_MOUNT', message: expect.stringMatching(/No such file or directory/) });
   });
 
@@ -82,7 +88,11 @@ describe('vlab-sys', () => {
     for (const n of names) await fs.writeFile(path.join(dir, 'sub', n), n);
     await fs.symlink('plain', path.join(dir, 'sub', 'link'));
     const { writeXattrs } = await import('./sys.ts');
-    const items = names.map((n, i) => ({ path: path.join(dir, 'sub', n), name: `user.k${i}`, value: Buffer.from([0, 255, i, 10, 61]) }));
+    const items = names.map((n, i) => ({
+      path: path.join(dir, 'sub', n),
+      name: `user.k${i}`,
+      value: Buffer.from([0, 255, i, 10, 61]),
+    }));
     items.push({ path: path.join(dir, 'sub'), name: 'trusted.overlay.opaque', value: Buffer.from('y') });
     items.push({ path: path.join(dir, 'sub', 'plain'), name: 'user.empty', value: Buffer.alloc(0) });
     await writeXattrs(items);
@@ -94,7 +104,8 @@ describe('vlab-sys', () => {
     } finally {
       delete process.env.VLAB_NO_NATIVE;
     }
-    const plain = (m: Map<string, Map<string, Buffer>>) => [...m].map(([p, kv]) => [p, [...kv].map(([k, v]) => [k, v.toString('hex')]).sort()]).sort();
+    const plain = (m: Map<string, Map<string, Buffer>>) =>
+      [...m].map(([p, kv]) => [p, [...kv].map(([k, v]) => [k, v.toString('hex')]).sort()]).sort();
     expect(viaServer.size).toBe(names.length + 1);
     expect(plain(viaServer)).toEqual(plain(viaGetfattr));
     const opaque = await readXattrsTree(dir, '^(trusted|user)\\.overlay\\.opaque$');

@@ -42,7 +42,9 @@ export class SysServer {
     const body = this.buffered.subarray(nl + 1, nl + 1 + len);
     this.buffered = this.buffered.subarray(nl + 1 + len);
     const code = Number(m[1]);
-    return code === 0 ? { code, stdout: Buffer.from(body), stderr: '' } : { code: 32, stdout: Buffer.alloc(0), stderr: body.toString() };
+    return code === 0
+      ? { code, stdout: Buffer.from(body), stderr: '' }
+      : { code: 32, stdout: Buffer.alloc(0), stderr: body.toString() };
   }
 
   private start(): ChildProcess {

@@ -9,16 +9,26 @@ import { VlabError } from '@vlab/errors';
 import { nativeHelper } from './native.ts';
 import { sysServer } from './sys-server.ts';
 
-export interface RunResult { stdout: Buffer; stderr: string; code: number }
+export interface RunResult {
+  stdout: Buffer;
+  stderr: string;
+  code: number;
+}
 
 /** Run a command, optionally feeding stdin. Rejects with E_TOOL when it cannot start. */
-export function run(cmd: string, args: string[], opts: { input?: Buffer | string; cwd?: string } = {}): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: Buffer | string; cwd?: string } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, args, { cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let err = '';
     p.stdout.on('data', (d: Buffer) => out.push(d));
-    p.stderr.on('data', (d: Buffer) => { if (err.length < 65536) err += d.toString(); });
+    p.stderr.on('data', (d: Buffer) => {
+      if (err.length < 65536) err += d.toString();
+    });
     p.on('error', (e) => reject(new VlabError('E_TOOL', `cannot run ${cmd}: ${e.message}`, { cause: e })));
     p.on('close', (code) => resolve({ stdout: Buffer.concat(out), stderr: err, code: code ?? 1 }));
     p.stdin.on('error', () => {});
@@ -28,7 +38,10 @@ export function run(cmd: string, args: string[], opts: { input?: Buffer | string
 
 /** native/vlab-sys.c, from the sources (src/) or from the CLI bundle (packages/core/dist/). */
 export function sysHelper(): string | undefined {
-  return nativeHelper('vlab-sys', [new URL('../native/bin/vlab-sys', import.meta.url), new URL('../../overlay/native/bin/vlab-sys', import.meta.url)]);
+  return nativeHelper('vlab-sys', [
+    new URL('../native/bin/vlab-sys', import.meta.url),
+    new URL('../../overlay/native/bin/vlab-sys', import.meta.url),
+  ]);
 }
 
 /** One vlab-sys operation: through the long-lived server, or one process if that one died. */
@@ -45,7 +58,11 @@ let realRoot: boolean | undefined;
 export function isRealRoot(): boolean {
   if (realRoot !== undefined) return realRoot;
   let map = '';
-  try { map = readFileSync('/proc/self/uid_map', 'utf8'); } catch { /* no procfs */ }
+  try {
+    map = readFileSync('/proc/self/uid_map', 'utf8');
+  } catch {
+    /* no procfs */
+  }
   realRoot = process.getuid?.() === 0 && /^\s*0\s+0\s+4294967295\s*$/.test(map);
   return realRoot;
 }
@@ -54,16 +71,24 @@ function unescape(s: string): string {
   // getfattr escapes names as \ooo octal and \\ — decode back to raw bytes, read as UTF-8
   const bytes: number[] = [];
   for (let i = 0; i < s.length; i++) {
-    if (s[i] === '\\' && s[i + 1] === '\\') { bytes.push(92); i++; }
-    else if (s[i] === '\\' && /^[0-7]{3}$/.test(s.slice(i + 1, i + 4))) { bytes.push(parseInt(s.slice(i + 1, i + 4), 8)); i += 3; }
-    else bytes.push(...Buffer.from(s[i], 'utf8'));
+    if (s[i] === '\\' && s[i + 1] === '\\') {
+      bytes.push(92);
+      i++;
+    } else if (s[i] === '\\' && /^[0-7]{3}$/.test(s.slice(i + 1, i + 4))) {
+      bytes.push(parseInt(s.slice(i + 1, i + 4), 8));
+      i += 3;
+    } else bytes.push(...Buffer.from(s[i], 'utf8'));
   }
   return Buffer.from(bytes).toString('utf8');
 }
 
 function escape(p: string): string {
   // setfattr --restore decodes only octal escapes: a backslash must be written as \134 too.
-  return [...Buffer.from(p)].map((c) => (c <= 32 || c >= 127 || c === 61 || c === 92 ? `\\${c.toString(8).padStart(3, '0')}` : String.fromCharCode(c))).join('');
+  return [...Buffer.from(p)]
+    .map((c) =>
+      c <= 32 || c >= 127 || c === 61 || c === 92 ? `\\${c.toString(8).padStart(3, '0')}` : String.fromCharCode(c),
+    )
+    .join('');
 }
 
 function decodeValue(v: string): Buffer {
@@ -114,12 +139,23 @@ export async function writeXattrs(items: { path: string; name: string; value: Bu
   let dump = '';
   for (const [p, lines] of byPath) dump += `# file: ${escape(p)}\n${lines.join('\n')}\n\n`;
   const r = await run('setfattr', ['-h', '--restore=-'], { input: dump });
-  if (r.code !== 0) throw new VlabError('E_XATTR', `setfattr failed: ${r.stderr.trim()}`, { details: { count: items.length } });
+  if (r.code !== 0)
+    throw new VlabError('E_XATTR', `setfattr failed: ${r.stderr.trim()}`, { details: { count: items.length } });
 }
 
 /** What layer apply makes at the end, by paths relative to a root (see vlab-sys `nodes`). */
 export type NodeItem =
-  | { kind: 'node'; path: string; type: 'char' | 'block' | 'fifo'; mode: number; devmajor: number; devminor: number; uid: number; gid: number; mtime: number }
+  | {
+      kind: 'node';
+      path: string;
+      type: 'char' | 'block' | 'fifo';
+      mode: number;
+      devmajor: number;
+      devminor: number;
+      uid: number;
+      gid: number;
+      mtime: number;
+    }
   | { kind: 'link'; path: string; target: string }
   | { kind: 'xattr'; path: string; name: string; value: Buffer };
 
@@ -142,17 +178,23 @@ export async function makeNodesInRoot(root: string, owners: boolean, items: Node
   const helper = sysHelper();
   if (!helper) return false;
   const hex = (s: string | Buffer) => Buffer.from(s).toString('hex');
-  const spec = items.map((it) => {
-    if (it.kind === 'node') return `n ${hex(it.path)} ${IFMT[it.type] | (it.mode & 0o7777)} ${makedev(it.devmajor, it.devminor)} ${it.uid} ${it.gid} ${Math.floor(it.mtime)}`;
-    if (it.kind === 'link') return `l ${hex(it.path)} ${hex(it.target)}`;
-    return `x ${hex(it.path)} ${hex(it.name)} ${hex(it.value)}`;
-  }).join('\n');
+  const spec = items
+    .map((it) => {
+      if (it.kind === 'node')
+        return `n ${hex(it.path)} ${IFMT[it.type] | (it.mode & 0o7777)} ${makedev(it.devmajor, it.devminor)} ${it.uid} ${it.gid} ${Math.floor(it.mtime)}`;
+      if (it.kind === 'link') return `l ${hex(it.path)} ${hex(it.target)}`;
+      return `x ${hex(it.path)} ${hex(it.name)} ${hex(it.value)}`;
+    })
+    .join('\n');
   let r: RunResult;
   try {
     r = await sysServer(helper).call(undefined, ['nodes', root, owners ? '1' : '0', spec]);
   } catch {
     return false; // no server: the caller's fallback does it all
   }
-  if (r.code !== 0) throw new VlabError('E_LAYER_APPLY', `creating device nodes/whiteouts/xattrs failed: ${r.stderr.trim()}`, { details: { count: items.length } });
+  if (r.code !== 0)
+    throw new VlabError('E_LAYER_APPLY', `creating device nodes/whiteouts/xattrs failed: ${r.stderr.trim()}`, {
+      details: { count: items.length },
+    });
   return true;
 }

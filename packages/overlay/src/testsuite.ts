@@ -19,12 +19,28 @@ import { extractNames } from './layer/list.ts';
 import { Writable } from 'node:stream';
 
 type Fn = (...a: any[]) => any; // eslint-disable-line @typescript-eslint/no-explicit-any
-export interface TestApi { describe: Fn; it: Fn; expect: Fn; beforeEach: Fn; afterEach: Fn }
+export interface TestApi {
+  describe: Fn;
+  it: Fn;
+  expect: Fn;
+  beforeEach: Fn;
+  afterEach: Fn;
+}
 
-const sink = () => new Writable({ write(_c, _e, cb) { cb(); } });
+const sink = () =>
+  new Writable({
+    write(_c, _e, cb) {
+      cb();
+    },
+  });
 
 async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try { await p; return undefined; } catch (e) { return e instanceof VlabError ? e.code : String(e); }
+  try {
+    await p;
+    return undefined;
+  } catch (e) {
+    return e instanceof VlabError ? e.code : String(e);
+  }
 }
 
 export function snapshotterSuite(
@@ -33,7 +49,8 @@ export function snapshotterSuite(
   api?: TestApi,
 ): void {
   const t = api ?? (globalThis as unknown as TestApi);
-  if (typeof t.describe !== 'function') throw new VlabError('E_NO_TEST_API', 'snapshotterSuite needs the test API: pass `vitest` as third argument');
+  if (typeof t.describe !== 'function')
+    throw new VlabError('E_NO_TEST_API', 'snapshotterSuite needs the test API: pass `vitest` as third argument');
   const { describe, it, expect, beforeEach, afterEach } = t;
 
   describe(`snapshotter conformance: ${name}`, () => {
@@ -63,7 +80,7 @@ export function snapshotterSuite(
       await fs.writeFile(path.join(m, 'hello'), 'world');
       await unmountAll(m);
       await s.commit('sha256:' + 'a'.repeat(64), 'a');
-      expect((await s.stat('a'))).toBeUndefined();
+      expect(await s.stat('a')).toBeUndefined();
       const info = await s.stat('sha256:' + 'a'.repeat(64));
       expect(info?.kind).toBe('committed');
       await s.prepare('b', 'sha256:' + 'a'.repeat(64), { x: '1' });
@@ -72,7 +89,11 @@ export function snapshotterSuite(
       await fs.writeFile(path.join(m, 'second'), '2');
       await fs.rm(path.join(m, 'hello'));
       await unmountAll(m);
-      expect((await s.stat('b'))).toMatchObject({ kind: 'active', parent: 'sha256:' + 'a'.repeat(64), labels: { x: '1' } });
+      expect(await s.stat('b')).toMatchObject({
+        kind: 'active',
+        parent: 'sha256:' + 'a'.repeat(64),
+        labels: { x: '1' },
+      });
       expect((await s.walk()).map((i) => i.key).sort()).toEqual(['b', 'sha256:' + 'a'.repeat(64)]);
     });
 
@@ -119,7 +140,15 @@ export function snapshotterSuite(
       await fs.writeFile(path.join(base, 'etc', 'keep'), 'k');
       await fs.writeFile(path.join(base, 'etc', 'gone'), 'g');
       const layer: Buffer[] = [];
-      await writeLayer(diffSource({ kind: 'compare', dir: base }), new Writable({ write(c, _e, cb) { layer.push(c); cb(); } }));
+      await writeLayer(
+        diffSource({ kind: 'compare', dir: base }),
+        new Writable({
+          write(c, _e, cb) {
+            layer.push(c);
+            cb();
+          },
+        }),
+      );
       await s.prepare('l0');
       const w = await s.writableDir('l0');
       await apply(Readable.from([Buffer.concat(layer)]), w.dir, { whiteouts: w.whiteouts });

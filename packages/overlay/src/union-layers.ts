@@ -10,9 +10,18 @@ import { cleanPath } from './layer/apply.ts';
 
 /** What UnionView.stat returns: the fields of fs.Stats it can know for both kinds of layer. */
 export interface UnionStat {
-  mode: number; uid: number; gid: number; size: number; mtimeMs: number; rdev: number;
-  isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean;
-  isCharacterDevice(): boolean; isBlockDevice(): boolean; isFIFO(): boolean;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeMs: number;
+  rdev: number;
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isSymbolicLink(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+  isFIFO(): boolean;
 }
 
 export interface Layer {
@@ -26,23 +35,34 @@ export interface Layer {
 export class DirLayer implements Layer {
   private opq?: Set<string>;
   constructor(readonly root: string) {}
-  private abs(rel: string) { return rel ? path.join(this.root, rel) : this.root; }
+  private abs(rel: string) {
+    return rel ? path.join(this.root, rel) : this.root;
+  }
   async lstat(rel: string): Promise<Stats | undefined> {
-    try { return await fs.lstat(this.abs(rel)); } catch (e) {
+    try {
+      return await fs.lstat(this.abs(rel));
+    } catch (e) {
       const c = (e as NodeJS.ErrnoException).code;
       if (c === 'ENOENT' || c === 'ENOTDIR') return undefined;
       throw e;
     }
   }
-  readdir(rel: string) { return fs.readdir(this.abs(rel)); }
-  readlink(rel: string) { return fs.readlink(this.abs(rel)); }
-  readFile(rel: string) { return fs.readFile(this.abs(rel)); }
+  readdir(rel: string) {
+    return fs.readdir(this.abs(rel));
+  }
+  readlink(rel: string) {
+    return fs.readlink(this.abs(rel));
+  }
+  readFile(rel: string) {
+    return fs.readFile(this.abs(rel));
+  }
   /** Overlay's opaque xattr (trusted. or user.), read for the whole layer in one getfattr. */
   async opaque(rel: string): Promise<boolean> {
     if (!this.opq) {
       this.opq = new Set();
       const x = await readXattrsTree(this.root, '^(trusted|user)\\.overlay\\.opaque$');
-      for (const [p, m] of x) for (const v of m.values()) if (v.toString() === 'y') this.opq.add(path.relative(this.root, p));
+      for (const [p, m] of x)
+        for (const v of m.values()) if (v.toString() === 'y') this.opq.add(path.relative(this.root, p));
     }
     return this.opq.has(rel);
   }
@@ -51,13 +71,28 @@ export class DirLayer implements Layer {
 type Indexed = TarEntry & { offset: number };
 
 function statOf(h: TarEntry): UnionStat {
-  const fmt = { file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, link: 0o100000 }[h.type];
+  const fmt = {
+    file: 0o100000,
+    dir: 0o040000,
+    symlink: 0o120000,
+    char: 0o020000,
+    block: 0o060000,
+    fifo: 0o010000,
+    link: 0o100000,
+  }[h.type];
   return {
-    mode: fmt | h.mode, uid: h.uid, gid: h.gid, size: h.size, mtimeMs: h.mtime * 1000,
+    mode: fmt | h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    size: h.size,
+    mtimeMs: h.mtime * 1000,
     rdev: h.devmajor * 256 + h.devminor,
-    isFile: () => h.type === 'file' || h.type === 'link', isDirectory: () => h.type === 'dir',
-    isSymbolicLink: () => h.type === 'symlink', isCharacterDevice: () => h.type === 'char',
-    isBlockDevice: () => h.type === 'block', isFIFO: () => h.type === 'fifo',
+    isFile: () => h.type === 'file' || h.type === 'link',
+    isDirectory: () => h.type === 'dir',
+    isSymbolicLink: () => h.type === 'symlink',
+    isCharacterDevice: () => h.type === 'char',
+    isBlockDevice: () => h.type === 'block',
+    isFIFO: () => h.type === 'fifo',
   };
 }
 
@@ -71,7 +106,21 @@ export class TarLayer implements Layer {
       const children = new Map<string, Set<string>>([['', new Set()]]);
       const addDir = (rel: string) => {
         if (!children.has(rel)) children.set(rel, new Set());
-        if (!entries.has(rel) && rel) entries.set(rel, { name: rel, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map(), offset: 0 });
+        if (!entries.has(rel) && rel)
+          entries.set(rel, {
+            name: rel,
+            type: 'dir',
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime: 0,
+            linkname: '',
+            devmajor: 0,
+            devminor: 0,
+            xattrs: new Map(),
+            offset: 0,
+          });
       };
       const r = new ByteReader(createReadStream(this.file), () => {});
       for await (const e of readTar(r)) {
@@ -101,12 +150,29 @@ export class TarLayer implements Layer {
   }
 
   async lstat(rel: string): Promise<UnionStat | undefined> {
-    if (!rel) return statOf({ name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map() });
+    if (!rel)
+      return statOf({
+        name: '',
+        type: 'dir',
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        linkname: '',
+        devmajor: 0,
+        devminor: 0,
+        xattrs: new Map(),
+      });
     const e = await this.entry(rel);
     return e ? statOf(e) : undefined;
   }
-  async readdir(rel: string) { return [...((await this.load()).children.get(rel) ?? [])]; }
-  async readlink(rel: string) { return (await this.entry(rel))!.linkname; }
+  async readdir(rel: string) {
+    return [...((await this.load()).children.get(rel) ?? [])];
+  }
+  async readlink(rel: string) {
+    return (await this.entry(rel))!.linkname;
+  }
   async readFile(rel: string): Promise<Buffer> {
     const e = (await this.entry(rel))!;
     const fh = await fs.open(this.file, 'r');
@@ -123,7 +189,9 @@ export class TarLayer implements Layer {
       await fh.close();
     }
   }
-  async opaque(rel: string) { return (await this.load()).entries.has(rel ? `${rel}/.wh..wh..opq` : '.wh..wh..opq'); }
+  async opaque(rel: string) {
+    return (await this.load()).entries.has(rel ? `${rel}/.wh..wh..opq` : '.wh..wh..opq');
+  }
 }
 
 /** A layer path: a directory, or a file taken as an uncompressed layer tar. */

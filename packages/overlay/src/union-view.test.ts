@@ -12,7 +12,10 @@ import { createWriteStream } from 'node:fs';
 import { createSnapshotter, mountAll, unmountAll, UnionView, diff, writeLayer, type Snapshotter } from './index.ts';
 import { opArb, perform } from './testing/ops.ts';
 
-type Seen = Record<string, { type: string; mode: number; uid: number; size?: number; data?: string; link?: string; names?: string[] }>;
+type Seen = Record<
+  string,
+  { type: string; mode: number; uid: number; size?: number; data?: string; link?: string; names?: string[] }
+>;
 
 async function viaFs(root: string): Promise<Seen> {
   const out: Seen = {};
@@ -24,7 +27,8 @@ async function viaFs(root: string): Promise<Seen> {
       const st = await fs.lstat(path.join(root, r));
       const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other';
       out[r] = { type, mode: st.mode & 0o7777, uid: st.uid };
-      if (type === 'file') Object.assign(out[r], { size: st.size, data: (await fs.readFile(path.join(root, r))).toString('hex') });
+      if (type === 'file')
+        Object.assign(out[r], { size: st.size, data: (await fs.readFile(path.join(root, r))).toString('hex') });
       if (type === 'symlink') out[r].link = await fs.readlink(path.join(root, r));
       if (type === 'dir') await walk(r);
     }
@@ -67,42 +71,51 @@ describe('UnionView matches a real overlay mount', () => {
 
   it('on random layer stacks, read from the layer dirs and from their diff tars', { timeout: 300_000 }, async () => {
     let n = 0;
-    await fc.assert(fc.asyncProperty(fc.array(fc.array(opArb, { minLength: 1, maxLength: 15 }), { minLength: 1, maxLength: 4 }), async (layers) => {
-      const id = n++;
-      let parent: string | undefined;
-      const dirs: string[] = [];
-      const tars: string[] = [];
-      for (const [i, ops] of layers.entries()) {
-        await s.prepare(`p${id}-${i}`, parent);
-        const t = path.join(tmp, `w${id}-${i}`);
-        mounted.push(t);
-        await mountAll(await s.mounts(`p${id}-${i}`), t);
-        await perform(t, ops.filter((o) => o.op !== 'special' && o.op !== 'xattr'));
-        await unmountAll(t);
-        dirs.push((await s.writableDir(`p${id}-${i}`)).dir);
-        tars.push(path.join(tmp, `t${id}-${i}.tar`));
-        await writeLayer(diff(s, `p${id}-${i}`), createWriteStream(tars[tars.length - 1]));
-        await s.commit(`L${id}-${i}`, `p${id}-${i}`);
-        parent = `L${id}-${i}`;
-      }
-      await s.view(`v${id}`, parent);
-      const t = path.join(tmp, `v${id}`);
-      mounted.push(t);
-      await mountAll(await s.mounts(`v${id}`), t);
-      const real = await viaFs(t);
-      await unmountAll(t);
-      const view = await viaUnion(new UnionView(dirs));
-      const fromTars = await viaUnion(new UnionView(tars));
-      // the root's own metadata is the mount's, not the layers'
-      real['.'] = { ...real['.'], mode: 0, uid: 0 };
-      view['.'] = { ...view['.'], mode: 0, uid: 0 };
-      fromTars['.'] = { ...fromTars['.'], mode: 0, uid: 0 };
-      expect(view).toEqual(real);
-      expect(fromTars).toEqual(real);
-    }), {
-      numRuns: Number(process.env.UNION_RUNS ?? 30),
-      // found by this property: a hard link to a symlink, read back from the layer tar
-      examples: [[[[{ op: 'symlink', p: 'a', target: 'y'.repeat(150) }], [{ op: 'link', p: 'a', q: 'c' }]]]],
-    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.array(opArb, { minLength: 1, maxLength: 15 }), { minLength: 1, maxLength: 4 }),
+        async (layers) => {
+          const id = n++;
+          let parent: string | undefined;
+          const dirs: string[] = [];
+          const tars: string[] = [];
+          for (const [i, ops] of layers.entries()) {
+            await s.prepare(`p${id}-${i}`, parent);
+            const t = path.join(tmp, `w${id}-${i}`);
+            mounted.push(t);
+            await mountAll(await s.mounts(`p${id}-${i}`), t);
+            await perform(
+              t,
+              ops.filter((o) => o.op !== 'special' && o.op !== 'xattr'),
+            );
+            await unmountAll(t);
+            dirs.push((await s.writableDir(`p${id}-${i}`)).dir);
+            tars.push(path.join(tmp, `t${id}-${i}.tar`));
+            await writeLayer(diff(s, `p${id}-${i}`), createWriteStream(tars[tars.length - 1]));
+            await s.commit(`L${id}-${i}`, `p${id}-${i}`);
+            parent = `L${id}-${i}`;
+          }
+          await s.view(`v${id}`, parent);
+          const t = path.join(tmp, `v${id}`);
+          mounted.push(t);
+          await mountAll(await s.mounts(`v${id}`), t);
+          const real = await viaFs(t);
+          await unmountAll(t);
+          const view = await viaUnion(new UnionView(dirs));
+          const fromTars = await viaUnion(new UnionView(tars));
+          // the root's own metadata is the mount's, not the layers'
+          real['.'] = { ...real['.'], mode: 0, uid: 0 };
+          view['.'] = { ...view['.'], mode: 0, uid: 0 };
+          fromTars['.'] = { ...fromTars['.'], mode: 0, uid: 0 };
+          expect(view).toEqual(real);
+          expect(fromTars).toEqual(real);
+        },
+      ),
+      {
+        numRuns: Number(process.env.UNION_RUNS ?? 30),
+        // found by this property: a hard link to a symlink, read back from the layer tar
+        examples: [[[[{ op: 'symlink', p: 'a', target: 'y'.repeat(150) }], [{ op: 'link', p: 'a', q: 'c' }]]]],
+      },
+    );
   });
 });

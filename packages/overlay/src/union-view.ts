@@ -15,14 +15,21 @@ const WH = '.wh.';
 const OPQ = '.wh..wh..opq';
 
 function fsError(code: 'ENOENT' | 'ENOTDIR', p: string): never {
-  const e = new Error(`${code}: ${code === 'ENOENT' ? 'no such file or directory' : 'not a directory'} in union, '${p}'`) as NodeJS.ErrnoException;
+  const e = new Error(
+    `${code}: ${code === 'ENOENT' ? 'no such file or directory' : 'not a directory'} in union, '${p}'`,
+  ) as NodeJS.ErrnoException;
   e.code = code;
   throw e;
 }
 
 const isWhiteoutNode = (st: UnionStat) => st.isCharacterDevice() && st.rdev === 0;
 
-interface Resolved { rel: string; layer: number; st: UnionStat; dirs: number[] /* layers merged when a dir, top first */ }
+interface Resolved {
+  rel: string;
+  layer: number;
+  st: UnionStat;
+  dirs: number[]; /* layers merged when a dir, top first */
+}
 
 export class UnionView {
   private readonly paths: string[]; // topmost first
@@ -69,7 +76,8 @@ export class UnionView {
         const out = target.startsWith('/') ? [] : parentRel.split('/').filter(Boolean);
         for (const c of target.split('/')) {
           if (!c || c === '.') continue;
-          if (c === '..') out.pop(); else out.push(c);
+          if (c === '..') out.pop();
+          else out.push(c);
         }
         return this.resolve([...out, ...parts.slice(k + 1)].join('/'), followLast, hops + 1);
       }
@@ -91,9 +99,15 @@ export class UnionView {
       const here: string[] = [];
       for (const n of await L[i].readdir(r.rel)) {
         if (n === OPQ) continue;
-        if (n.startsWith(WH)) { hidden.add(n.slice(WH.length)); continue; }
+        if (n.startsWith(WH)) {
+          hidden.add(n.slice(WH.length));
+          continue;
+        }
         const st = await L[i].lstat(r.rel ? `${r.rel}/${n}` : n);
-        if (st && isWhiteoutNode(st)) { hidden.add(n); continue; }
+        if (st && isWhiteoutNode(st)) {
+          hidden.add(n);
+          continue;
+        }
         here.push(n);
       }
       for (const n of here) if (!hidden.has(n)) seen.add(n);
@@ -116,7 +130,10 @@ export class UnionView {
   async readFile(p: string, opts: { maxBytes?: number } = {}): Promise<Buffer> {
     const r = await this.resolve(p, true);
     if (!r) fsError('ENOENT', p);
-    const refuse = (why: string) => new VlabError('E_IMAGE_FILE', `${p} in the image ${why}: it is not read (fix the image's ${p})`, { details: { path: p } });
+    const refuse = (why: string) =>
+      new VlabError('E_IMAGE_FILE', `${p} in the image ${why}: it is not read (fix the image's ${p})`, {
+        details: { path: p },
+      });
     if (!r.st.isFile()) throw refuse('is not a regular file');
     if (opts.maxBytes !== undefined && r.st.size > opts.maxBytes) throw refuse(`is larger than ${opts.maxBytes} bytes`);
     return (await this.layers())[r.layer].readFile(r.rel);

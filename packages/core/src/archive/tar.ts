@@ -22,11 +22,19 @@ export async function writeArchive(dest: string, entries: ArchiveEntry[]): Promi
       const d = parts.slice(0, i).join('/');
       if (!dirs.has(d)) {
         dirs.add(d);
-        await new Promise<void>((res, rej) => pack.entry({ name: `${d}/`, type: 'directory', mode: 0o755, mtime: new Date(0) }, (err) => (err ? rej(err) : res())));
+        await new Promise<void>((res, rej) =>
+          pack.entry({ name: `${d}/`, type: 'directory', mode: 0o755, mtime: new Date(0) }, (err) =>
+            err ? rej(err) : res(),
+          ),
+        );
       }
     }
     if ('data' in e) {
-      await new Promise<void>((res, rej) => pack.entry({ name: e.name, size: e.data.length, mode: 0o644, mtime: new Date(0) }, e.data, (err) => (err ? rej(err) : res())));
+      await new Promise<void>((res, rej) =>
+        pack.entry({ name: e.name, size: e.data.length, mode: 0o644, mtime: new Date(0) }, e.data, (err) =>
+          err ? rej(err) : res(),
+        ),
+      );
     } else {
       const sink = pack.entry({ name: e.name, size: e.size, mode: 0o644, mtime: new Date(0) });
       await pipeline(fs.createReadStream(e.file), sink);
@@ -42,10 +50,17 @@ export async function writeArchive(dest: string, entries: ArchiveEntry[]): Promi
  * never end), and no more than the size it had when opened. O_NONBLOCK so opening a FIFO does not
  * wait for a writer. Missing: `missingCode`; anything else: E_BAD_ARCHIVE.
  */
-export async function openArchiveFile(file: string, missingCode = 'E_IMAGE_NOT_FOUND'): Promise<{ stream: Readable; size: number }> {
-  const fh = await fsp.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY).catch((e: NodeJS.ErrnoException) => {
-    throw new VlabError(e.code === 'ENOENT' ? missingCode : 'E_BAD_ARCHIVE', `cannot open ${file}: ${e.message}`, { cause: e });
-  });
+export async function openArchiveFile(
+  file: string,
+  missingCode = 'E_IMAGE_NOT_FOUND',
+): Promise<{ stream: Readable; size: number }> {
+  const fh = await fsp
+    .open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY)
+    .catch((e: NodeJS.ErrnoException) => {
+      throw new VlabError(e.code === 'ENOENT' ? missingCode : 'E_BAD_ARCHIVE', `cannot open ${file}: ${e.message}`, {
+        cause: e,
+      });
+    });
   const st = await fh.stat();
   if (!st.isFile()) {
     await fh.close();
@@ -82,7 +97,10 @@ export interface ArchiveMember {
  * `onEntry` consumes each regular file's stream; whatever it leaves unread is drained here. A
  * malformed or truncated tar gives E_BAD_ARCHIVE; errors thrown by `onEntry` pass through.
  */
-export async function readArchive(file: string, onEntry: (member: ArchiveMember, stream: Readable) => Promise<void>): Promise<void> {
+export async function readArchive(
+  file: string,
+  onEntry: (member: ArchiveMember, stream: Readable) => Promise<void>,
+): Promise<void> {
   const { stream: source } = await openArchiveFile(file);
   const extract = tar.extract();
   let inCallback = false;
@@ -96,9 +114,13 @@ export async function readArchive(file: string, onEntry: (member: ArchiveMember,
     for await (const entry of extract) {
       const stream = entry as unknown as Readable;
       const h = entry.header;
-      const type = h.type === 'file' || h.type === 'symlink' || h.type === 'link' || h.type === 'directory' ? h.type : 'other';
+      const type =
+        h.type === 'file' || h.type === 'symlink' || h.type === 'link' || h.type === 'directory' ? h.type : 'other';
       inCallback = true;
-      await onEntry({ name: h.name.replace(/^(\.\/)+/, ''), type, size: h.size ?? 0, linkname: h.linkname ?? undefined }, stream);
+      await onEntry(
+        { name: h.name.replace(/^(\.\/)+/, ''), type, size: h.size ?? 0, linkname: h.linkname ?? undefined },
+        stream,
+      );
       inCallback = false;
       // tar-stream never ends the stream of a directory entry whose header claims a size: skip it.
       if (type === 'directory') continue;
@@ -112,7 +134,10 @@ export async function readArchive(file: string, onEntry: (member: ArchiveMember,
   } finally {
     source.destroy();
   }
-  if (tarError) throw new VlabError('E_BAD_ARCHIVE', `${file} is not a readable tar archive: ${tarError.message}`, { cause: tarError });
+  if (tarError)
+    throw new VlabError('E_BAD_ARCHIVE', `${file} is not a readable tar archive: ${tarError.message}`, {
+      cause: tarError,
+    });
 }
 
 /** One entry of a layer written straight from files (COPY's fast path). */

@@ -10,7 +10,12 @@ import { createRenderer, type ProgressMode } from './progress.ts';
 import { intFlag, keyValues, list, parseCommand, str, type CommandSpec, type Values } from './flags.ts';
 import { registerDockerfile, ruleUrl, snippet } from './snippet.ts';
 
-const FILE = { type: 'string', short: 'f', arg: 'PATH', help: "name of the Dockerfile (default: 'CONTEXT/Dockerfile'; '-': stdin)" } as const;
+const FILE = {
+  type: 'string',
+  short: 'f',
+  arg: 'PATH',
+  help: "name of the Dockerfile (default: 'CONTEXT/Dockerfile'; '-': stdin)",
+} as const;
 
 export const BUILD: CommandSpec = {
   name: 'build',
@@ -20,7 +25,12 @@ export const BUILD: CommandSpec = {
     file: FILE,
     tag: { type: 'string', short: 't', multiple: true, arg: 'NAME[:TAG]', help: 'name and optionally a tag' },
     'build-arg': { type: 'string', multiple: true, arg: 'K=V', help: 'set a build-time variable' },
-    'build-context': { type: 'string', multiple: true, arg: 'NAME=VALUE', help: 'named context: docker-image://REF | oci-layout://DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE | DIR' },
+    'build-context': {
+      type: 'string',
+      multiple: true,
+      arg: 'NAME=VALUE',
+      help: 'named context: docker-image://REF | oci-layout://DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE | DIR',
+    },
     target: { type: 'string', arg: 'STAGE', help: 'the build stage to build' },
     label: { type: 'string', multiple: true, arg: 'K=V', help: 'set metadata on the image' },
     platform: { type: 'string', arg: 'OS/ARCH', help: "target platform (only the host's)" },
@@ -28,7 +38,13 @@ export const BUILD: CommandSpec = {
     'no-cache-filter': { type: 'string', multiple: true, arg: 'STAGE', help: 'do not cache these stages' },
     progress: { type: 'string', arg: 'auto|tty|plain|json', help: 'progress output (default auto)' },
     quiet: { type: 'boolean', short: 'q', help: 'print only the image ID' },
-    output: { type: 'string', short: 'o', multiple: true, arg: 'type=oci|docker|tar|local,dest=PATH', help: 'output destination' },
+    output: {
+      type: 'string',
+      short: 'o',
+      multiple: true,
+      arg: 'type=oci|docker|tar|local,dest=PATH',
+      help: 'output destination',
+    },
     iidfile: { type: 'string', arg: 'FILE', help: 'write the image ID to the file' },
     'metadata-file': { type: 'string', arg: 'FILE', help: 'write build result metadata (JSON, as buildx) to the file' },
     check: { type: 'boolean', help: 'check the Dockerfile (lint) instead of building; exit 1 on warnings' },
@@ -53,15 +69,24 @@ export const CHECK: CommandSpec = {
 };
 
 /** Where the Dockerfile comes from: a path (shown as given), or stdin. */
-async function dockerfileOption(v: Values, contextArg: string, stdin: NodeJS.ReadableStream): Promise<BuildOptions['dockerfile']> {
+async function dockerfileOption(
+  v: Values,
+  contextArg: string,
+  stdin: NodeJS.ReadableStream,
+): Promise<BuildOptions['dockerfile']> {
   const file = str(v.file);
   if (file === '-') {
-    if (contextArg === '-') throw new VlabError('E_BAD_ARG', "cannot read both the context and the Dockerfile from stdin (-f - with CONTEXT -)");
+    if (contextArg === '-')
+      throw new VlabError(
+        'E_BAD_ARG',
+        'cannot read both the context and the Dockerfile from stdin (-f - with CONTEXT -)',
+      );
     const chunks: Buffer[] = [];
     let n = 0;
     for await (const c of stdin) {
       chunks.push(Buffer.from(c));
-      if ((n += c.length) > MAX_DOCKERFILE) throw new VlabError('E_BAD_ARG', `the Dockerfile on stdin is over ${MAX_DOCKERFILE} bytes`);
+      if ((n += c.length) > MAX_DOCKERFILE)
+        throw new VlabError('E_BAD_ARG', `the Dockerfile on stdin is over ${MAX_DOCKERFILE} bytes`);
     }
     const text = Buffer.concat(chunks).toString('utf8');
     registerDockerfile('Dockerfile', 'Dockerfile', text);
@@ -79,9 +104,15 @@ async function dockerfileOption(v: Values, contextArg: string, stdin: NodeJS.Rea
 export async function cmdCheck(argv: string[]): Promise<number> {
   const p = parseCommand(CHECK, argv);
   if (!p) return 0;
-  if (p.positionals.length > 1) throw new VlabError('E_BAD_ARG', `"vbuild check" takes at most 1 argument (the context)\nSee 'vbuild check --help'.`);
+  if (p.positionals.length > 1)
+    throw new VlabError(
+      'E_BAD_ARG',
+      `"vbuild check" takes at most 1 argument (the context)\nSee 'vbuild check --help'.`,
+    );
   const context = p.positionals[0] ?? '.';
-  return printChecks((await checkDockerfile({ context, dockerfile: await dockerfileOption(p.values, context, process.stdin) })).warnings);
+  return printChecks(
+    (await checkDockerfile({ context, dockerfile: await dockerfileOption(p.values, context, process.stdin) })).warnings,
+  );
 }
 
 /** buildx's --check report; exit 1 when anything was found. */
@@ -94,7 +125,9 @@ function printChecks(warnings: CheckWarning[]): number {
   out.write(`Check complete, ${warnings.length} warning${warnings.length === 1 ? ' has' : 's have'} been found!\n`);
   for (const w of warnings) {
     const { name, lines } = snippet(w.location);
-    out.write(`\nWARNING: ${w.rule} - ${ruleUrl(w.rule)}\n${w.message}\n${lines.length ? lines.join('\n') : `${name}:${w.location.line}`}\n`);
+    out.write(
+      `\nWARNING: ${w.rule} - ${ruleUrl(w.rule)}\n${w.message}\n${lines.length ? lines.join('\n') : `${name}:${w.location.line}`}\n`,
+    );
   }
   return 1;
 }
@@ -103,15 +136,28 @@ export async function cmdBuild(argv: string[]): Promise<number> {
   const p = parseCommand(BUILD, argv);
   if (!p) return 0;
   const v = p.values;
-  if (p.positionals.length !== 1) throw new VlabError('E_BAD_ARG', `"vbuild build" requires exactly 1 argument (the context)\nSee 'vbuild build --help'.`);
+  if (p.positionals.length !== 1)
+    throw new VlabError(
+      'E_BAD_ARG',
+      `"vbuild build" requires exactly 1 argument (the context)\nSee 'vbuild build --help'.`,
+    );
   const contextArg = p.positionals[0]!;
   const dockerfile = await dockerfileOption(v, contextArg, process.stdin);
-  if (v.check && contextArg === '-' && !dockerfile) throw new VlabError('E_BAD_ARG', "--check reads no context from stdin: give the Dockerfile with -f - (or use 'vbuild check -f -')");
-  if (v.check) return printChecks((await checkDockerfile({ context: contextArg === '-' ? undefined : contextArg, dockerfile })).warnings);
+  if (v.check && contextArg === '-' && !dockerfile)
+    throw new VlabError(
+      'E_BAD_ARG',
+      "--check reads no context from stdin: give the Dockerfile with -f - (or use 'vbuild check -f -')",
+    );
+  if (v.check)
+    return printChecks(
+      (await checkDockerfile({ context: contextArg === '-' ? undefined : contextArg, dockerfile })).warnings,
+    );
   const progress = ((v.quiet ? 'quiet' : str(v.progress)) ?? 'auto') as ProgressMode;
-  if (!['auto', 'tty', 'plain', 'json', 'quiet'].includes(progress)) throw new VlabError('E_BAD_ARG', `--progress must be auto, tty, plain or json`);
+  if (!['auto', 'tty', 'plain', 'json', 'quiet'].includes(progress))
+    throw new VlabError('E_BAD_ARG', `--progress must be auto, tty, plain or json`);
   const network = str(v.network);
-  if (network !== undefined && network !== 'none' && network !== 'host') throw new VlabError('E_BAD_ARG', '--network must be none or host');
+  if (network !== undefined && network !== 'none' && network !== 'host')
+    throw new VlabError('E_BAD_ARG', '--network must be none or host');
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());
   process.once('SIGTERM', () => ac.abort());
@@ -146,7 +192,10 @@ export async function cmdBuild(argv: string[]): Promise<number> {
   if (iid) await fsp.writeFile(iid, res.imageId); // docker writes it without a newline
   const meta = str(v['metadata-file']);
   if (meta) {
-    const m: Record<string, string> = { 'containerimage.config.digest': res.imageId, 'containerimage.digest': res.digest };
+    const m: Record<string, string> = {
+      'containerimage.config.digest': res.imageId,
+      'containerimage.digest': res.digest,
+    };
     if (tags.length) m['image.name'] = tags.join(',');
     await fsp.writeFile(meta, `${JSON.stringify(m, null, 2)}\n`);
   }
@@ -181,7 +230,11 @@ function buildContexts(items: string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const item of items) {
     const eq = item.indexOf('=');
-    if (eq <= 0 || eq === item.length - 1) throw new VlabError('E_BAD_ARG', `--build-context ${item}: expected NAME=VALUE (e.g. base=oci-layout:///path/to/layout:tag)`);
+    if (eq <= 0 || eq === item.length - 1)
+      throw new VlabError(
+        'E_BAD_ARG',
+        `--build-context ${item}: expected NAME=VALUE (e.g. base=oci-layout:///path/to/layout:tag)`,
+      );
     out[item.slice(0, eq)] = item.slice(eq + 1);
   }
   return out;

@@ -16,12 +16,25 @@ describe('flags (node:util parseArgs, docker spelling)', () => {
       const s = sink();
       expect(parseCommand(spec, [h], s.out)).toBeUndefined();
       expect(s.text()).toContain(`Usage:  vbuild ${spec.name} `);
-      for (const [flag, f] of Object.entries(spec.flags)) expect(s.text()).toContain(`${f.short ? `-${f.short}, ` : ''}--${flag}`);
+      for (const [flag, f] of Object.entries(spec.flags))
+        expect(s.text()).toContain(`${f.short ? `-${f.short}, ` : ''}--${flag}`);
     }
   });
 
   it('--k v, --k=v, -kv, repeatable flags, --bool=false, -- and - as a positional', () => {
-    const p = parseCommand(BUILD, ['-tA', '--tag=b', '-t', 'c', '--no-cache=false', '--label', 'k=v=w', '-f', '-', '--', '-'])!;
+    const p = parseCommand(BUILD, [
+      '-tA',
+      '--tag=b',
+      '-t',
+      'c',
+      '--no-cache=false',
+      '--label',
+      'k=v=w',
+      '-f',
+      '-',
+      '--',
+      '-',
+    ])!;
     expect(p.values.tag).toEqual(['A', 'b', 'c']);
     expect(p.values['no-cache']).toBe(false);
     expect(p.values.label).toEqual(['k=v=w']);

@@ -38,7 +38,14 @@ export function helpText(spec: CommandSpec): string {
     return [left, `${f.help}${f.multiple ? ' (repeatable)' : ''}`] as const;
   });
   const w = Math.max(...rows.map(([l]) => l.length)) + 2;
-  return [`Usage:  vbuild ${spec.name} ${spec.usage}`, '', spec.summary, '', 'Options:', ...rows.map(([l, r]) => `  ${l.padEnd(w)}${r}`)].join('\n');
+  return [
+    `Usage:  vbuild ${spec.name} ${spec.usage}`,
+    '',
+    spec.summary,
+    '',
+    'Options:',
+    ...rows.map(([l, r]) => `  ${l.padEnd(w)}${r}`),
+  ].join('\n');
 }
 
 /**
@@ -46,10 +53,17 @@ export function helpText(spec: CommandSpec): string {
  * Unknown flags and missing values are E_BAD_ARG, worded as docker words them. Booleans also take
  * docker's `--flag=true|false`.
  */
-export function parseCommand(spec: CommandSpec, argv: string[], out: NodeJS.WritableStream = process.stdout): { values: Values; positionals: string[] } | undefined {
+export function parseCommand(
+  spec: CommandSpec,
+  argv: string[],
+  out: NodeJS.WritableStream = process.stdout,
+): { values: Values; positionals: string[] } | undefined {
   const flags = { ...spec.flags, ...COMMON };
   const options = Object.fromEntries(
-    Object.entries(flags).map(([k, f]) => [k, { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}) }]),
+    Object.entries(flags).map(([k, f]) => [
+      k,
+      { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}) },
+    ]),
   );
   const args: string[] = [];
   const falseOnes = new Set<string>();
@@ -85,12 +99,16 @@ export function parseCommand(spec: CommandSpec, argv: string[], out: NodeJS.Writ
 function flagError(e: Error & { code?: string }): string {
   const opt = /'([^']+)'/.exec(e.message)?.[1] ?? '';
   if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown flag: ${opt}`;
-  if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return `flag needs an argument: ${opt.replace(/ <value>$/, '')}`;
+  if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE')
+    return `flag needs an argument: ${opt.replace(/ <value>$/, '')}`;
   return e.message;
 }
 
 /** `K=V` items (`--build-arg K` takes V from the environment, as docker does). */
-export function keyValues(list: readonly string[] | undefined, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+export function keyValues(
+  list: readonly string[] | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const item of list ?? []) {
     const eq = item.indexOf('=');
@@ -104,7 +122,8 @@ export function keyValues(list: readonly string[] | undefined, env: NodeJS.Proce
 /** A whole-number flag (`--cpu-quota 50000`); E_BAD_ARG otherwise. */
 export function intFlag(v: Values[string], flag: string): number | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || !/^-?\d+$/.test(v.trim())) throw new VlabError('E_BAD_ARG', `--${flag} must be a whole number, got "${String(v)}"`);
+  if (typeof v !== 'string' || !/^-?\d+$/.test(v.trim()))
+    throw new VlabError('E_BAD_ARG', `--${flag} must be a whole number, got "${String(v)}"`);
   return Number(v);
 }
 

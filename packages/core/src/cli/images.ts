@@ -37,7 +37,12 @@ export function runCommand(c: Command, argv: string[]): Promise<number> {
 
 export const IMAGE_COMMANDS: Record<string, Command> = {
   import: {
-    spec: { name: 'import', usage: 'ROOTFS.tar NAME[:TAG]', summary: 'Make a one-layer base image from a rootfs tarball', flags: {} },
+    spec: {
+      name: 'import',
+      usage: 'ROOTFS.tar NAME[:TAG]',
+      summary: 'Make a one-layer base image from a rootfs tarball',
+      flags: {},
+    },
     async run(v, pos) {
       if (pos.length !== 2) usage(this.spec);
       const engine = await openEngine(rootOf(v));
@@ -116,7 +121,8 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
       const output = str(v.output);
       if (!output || pos.length !== 1) usage(this.spec);
       const format = str(v.format) ?? 'docker';
-      if (format !== 'oci' && format !== 'docker') throw new VlabError('E_BAD_ARG', `--format must be oci or docker, got "${format}"`);
+      if (format !== 'oci' && format !== 'docker')
+        throw new VlabError('E_BAD_ARG', `--format must be oci or docker, got "${format}"`);
       const store = await openStore(v);
       const img = await mustResolve(store, pos[0]);
       await exportImage(store, img, { type: format, dest: output }, pos[0]);
@@ -129,7 +135,9 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
       if (pos.length !== 1) usage(this.spec);
       const store = await openStore(v);
       const img = await mustResolve(store, pos[0]);
-      process.stdout.write(`${JSON.stringify({ Id: img.configDigest, Digest: img.manifestDigest, ...img.config }, null, 2)}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ Id: img.configDigest, Digest: img.manifestDigest, ...img.config }, null, 2)}\n`,
+      );
       return 0;
     },
   },
@@ -143,7 +151,9 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
     async run(v) {
       const engine = await openEngine(rootOf(v));
       const r = await prune(engine.store, engine.cache, engine.snapshots, { all: Boolean(v.all) });
-      process.stdout.write(`Deleted ${r.blobsRemoved} blobs, ${r.snapshotsRemoved} snapshots, ${r.cacheRecordsRemoved} cache records; reclaimed ${(r.bytesFreed / 1e6).toFixed(1)}MB\n`);
+      process.stdout.write(
+        `Deleted ${r.blobsRemoved} blobs, ${r.snapshotsRemoved} snapshots, ${r.cacheRecordsRemoved} cache records; reclaimed ${(r.bytesFreed / 1e6).toFixed(1)}MB\n`,
+      );
       return 0;
     },
   },
@@ -158,9 +168,14 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
     async run(v) {
       const report = await fsck(rootOf(v), { repair: Boolean(v.repair) });
       for (const p of report.repaired) process.stdout.write(`repaired ${p.kind} ${p.target}: ${p.message}\n`);
-      for (const p of report.problems) process.stdout.write(`${p.kind} ${p.target}: ${p.message}${p.repairable ? '' : ' (not repairable)'}\n`);
+      for (const p of report.problems)
+        process.stdout.write(`${p.kind} ${p.target}: ${p.message}${p.repairable ? '' : ' (not repairable)'}\n`);
       const n = report.problems.length;
-      process.stderr.write(n ? `fsck: ${n} problem${n > 1 ? 's' : ''}${v.repair ? ' left' : ''}\n` : `fsck: clean${report.repaired.length ? ` (${report.repaired.length} repaired)` : ''}\n`);
+      process.stderr.write(
+        n
+          ? `fsck: ${n} problem${n > 1 ? 's' : ''}${v.repair ? ' left' : ''}\n`
+          : `fsck: clean${report.repaired.length ? ` (${report.repaired.length} repaired)` : ''}\n`,
+      );
       return n ? 1 : 0;
     },
   },

@@ -10,7 +10,12 @@ import { formatError } from './snippet.ts';
 const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[]) => Promise<number> }> = {
   build: { spec: BUILD, run: cmdBuild },
   check: { spec: CHECK, run: cmdCheck },
-  ...Object.fromEntries(Object.entries(IMAGE_COMMANDS).map(([name, c]) => [name, { spec: c.spec, run: (argv: string[]) => runCommand(c, argv) }])),
+  ...Object.fromEntries(
+    Object.entries(IMAGE_COMMANDS).map(([name, c]) => [
+      name,
+      { spec: c.spec, run: (argv: string[]) => runCommand(c, argv) },
+    ]),
+  ),
 };
 
 function usage(): string {
@@ -61,7 +66,10 @@ async function main(argv: string[]): Promise<number> {
   const c = COMMANDS[cmd];
   if (c) return c.run(argv.slice(1));
   if ((cmd.startsWith('-') && cmd !== '-') || isContextWord(cmd)) return cmdBuild(argv);
-  throw new VlabError('E_BAD_ARG', `'${cmd}' is not a vbuild command, nor a directory to build.\nCommands: ${Object.keys(COMMANDS).join(', ')}\nSee 'vbuild --help'.`);
+  throw new VlabError(
+    'E_BAD_ARG',
+    `'${cmd}' is not a vbuild command, nor a directory to build.\nCommands: ${Object.keys(COMMANDS).join(', ')}\nSee 'vbuild --help'.`,
+  );
 }
 
 // If the event loop empties while a command is still pending, a promise was never settled: say

@@ -19,7 +19,15 @@ const events: BuildEvent[] = [
   { type: 'step-start', ...ref2, time: 3 },
   { type: 'step-cached', ...ref2, time: 3 },
   { type: 'step-done', ...ref2, cached: true, durationMs: 0, time: 3 },
-  { type: 'build-done', imageId: 'sha256:abc', digest: 'sha256:def', durationMs: 1600, time: 4, contextFilesHashed: 0, contextHashHits: 0 },
+  {
+    type: 'build-done',
+    imageId: 'sha256:abc',
+    digest: 'sha256:def',
+    durationMs: 1600,
+    time: 4,
+    contextFilesHashed: 0,
+    contextHashHits: 0,
+  },
 ];
 
 describe('progress renderers', () => {
@@ -50,6 +58,12 @@ describe('progress renderers', () => {
     const s = sink(false);
     const r = createRenderer('json', s.out);
     events.forEach(r);
-    expect(s.text().trim().split('\n').map((l) => JSON.parse(l).type)).toEqual(events.map((e) => e.type));
+    expect(
+      s
+        .text()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).type),
+    ).toEqual(events.map((e) => e.type));
   });
 });

@@ -43,8 +43,11 @@ export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.no
     const width = Math.max(40, (out.columns || 80) - 1);
     const t = now();
     const finished = steps.filter((s) => s.state !== 'running').length;
-    const lines = [`${fit(`[+] Building ${secs(t - (begun ?? t))} (${finished}/${steps.length})${final ? ' FINISHED' : ''}`, width)}`];
-    const row = (label: string, time: string, color: string) => `${color}${fit(label, width - time.length - 1).padEnd(width - time.length - 1)} ${time}${color ? RESET : ''}`;
+    const lines = [
+      `${fit(`[+] Building ${secs(t - (begun ?? t))} (${finished}/${steps.length})${final ? ' FINISHED' : ''}`, width)}`,
+    ];
+    const row = (label: string, time: string, color: string) =>
+      `${color}${fit(label, width - time.length - 1).padEnd(width - time.length - 1)} ${time}${color ? RESET : ''}`;
     for (const s of steps) {
       const color = s.state === 'error' ? RED : s.state === 'running' ? '' : BLUE;
       lines.push(row(` => ${s.state === 'cached' ? 'CACHED ' : ''}${s.name}`, secs((s.ended ?? t) - s.started), color));
@@ -67,7 +70,10 @@ export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.no
     timer = undefined;
     draw(true);
     stopped = true;
-    if (warnings.length) out.write(`${YELLOW} ${warnings.length} warning${warnings.length === 1 ? '' : 's'} found:${RESET}\n${warnings.map((w) => ` - ${w}\n`).join('')}`);
+    if (warnings.length)
+      out.write(
+        `${YELLOW} ${warnings.length} warning${warnings.length === 1 ? '' : 's'} found:${RESET}\n${warnings.map((w) => ` - ${w}\n`).join('')}`,
+      );
   };
   const find = (id: string) => steps.find((s) => s.id === id);
 

@@ -49,21 +49,30 @@ describe('.dockerignore (Docker pattern rules)', () => {
     expect(performance.now() - t0).toBeLessThan(2000);
   });
 
-  it.each([['a(1)', 'a(1)', true], ['a|b', 'a', false], ['x+', 'x+', true], ['{a,b}', '{a,b}', true], ['$x', '$x', true], ['Case', 'case', false], ['\\*x', '*x', true]])(
-    'regexp characters are literal: %j ignores %s → %s',
-    (patterns, p, ignored) => {
-      expect(compileIgnore(patterns).ignores(p)).toBe(ignored);
-    },
-  );
+  it.each([
+    ['a(1)', 'a(1)', true],
+    ['a|b', 'a', false],
+    ['x+', 'x+', true],
+    ['{a,b}', '{a,b}', true],
+    ['$x', '$x', true],
+    ['Case', 'case', false],
+    ['\\*x', '*x', true],
+  ])('regexp characters are literal: %j ignores %s → %s', (patterns, p, ignored) => {
+    expect(compileIgnore(patterns).ignores(p)).toBe(ignored);
+  });
 
   it('a bad pattern is E_DOCKERIGNORE with its file and line, never E_INTERNAL', () => {
     for (const bad of ['[a-', 'a[', '!']) {
-      expect(() => compileIgnore(`# c\nok\n${bad}\n`, '/ctx/.dockerignore')).toThrow(expect.objectContaining({ code: 'E_DOCKERIGNORE', message: expect.stringContaining('/ctx/.dockerignore:3') }));
+      expect(() => compileIgnore(`# c\nok\n${bad}\n`, '/ctx/.dockerignore')).toThrow(
+        expect.objectContaining({ code: 'E_DOCKERIGNORE', message: expect.stringContaining('/ctx/.dockerignore:3') }),
+      );
     }
   });
 
   it('a bad COPY --exclude pattern is E_BAD_FLAG', () => {
-    expect(() => excluder(['ok', '[a-'])).toThrow(expect.objectContaining({ code: 'E_BAD_FLAG', message: expect.stringContaining('COPY --exclude:2') }));
+    expect(() => excluder(['ok', '[a-'])).toThrow(
+      expect.objectContaining({ code: 'E_BAD_FLAG', message: expect.stringContaining('COPY --exclude:2') }),
+    );
   });
 
   it('the walk honours it, and <Dockerfile>.dockerignore wins over .dockerignore', async () => {
@@ -83,20 +92,35 @@ describe('.dockerignore (Docker pattern rules)', () => {
 
 describe('a large .dockerignore (issue 10: it blocked the event loop for minutes)', () => {
   it('more than the limits is E_DOCKERIGNORE naming the limit', async () => {
-    await fsp.writeFile(path.join(dir, '.dockerignore'), Array.from({ length: 20_000 }, (_, i) => `**/a*b*c*d*e${i}`).join('\n'));
-    await expect(BuildContext.open(dir, new FileHashCache())).rejects.toMatchObject({ code: 'E_DOCKERIGNORE', message: expect.stringMatching(/limit of 10000/) });
+    await fsp.writeFile(
+      path.join(dir, '.dockerignore'),
+      Array.from({ length: 20_000 }, (_, i) => `**/a*b*c*d*e${i}`).join('\n'),
+    );
+    await expect(BuildContext.open(dir, new FileHashCache())).rejects.toMatchObject({
+      code: 'E_DOCKERIGNORE',
+      message: expect.stringMatching(/limit of 10000/),
+    });
     await fsp.writeFile(path.join(dir, '.dockerignore'), `# ${'x'.repeat(2 << 20)}\n`);
-    await expect(BuildContext.open(dir, new FileHashCache())).rejects.toMatchObject({ code: 'E_DOCKERIGNORE', message: expect.stringMatching(/larger than 1048576 bytes/) });
+    await expect(BuildContext.open(dir, new FileHashCache())).rejects.toMatchObject({
+      code: 'E_DOCKERIGNORE',
+      message: expect.stringMatching(/larger than 1048576 bytes/),
+    });
   });
 
   it('an abort during a long walk rejects promptly: the walk yields to the event loop', async () => {
-    await fsp.writeFile(path.join(dir, '.dockerignore'), Array.from({ length: 4000 }, (_, i) => `**/a*b*c*d*e${i}`).join('\n'));
+    await fsp.writeFile(
+      path.join(dir, '.dockerignore'),
+      Array.from({ length: 4000 }, (_, i) => `**/a*b*c*d*e${i}`).join('\n'),
+    );
     await fsp.mkdir(path.join(dir, 'a/b/c/d'), { recursive: true });
     for (let i = 0; i < 2000; i++) await fsp.writeFile(path.join(dir, `a/b/c/d/f${i}`), '');
     const ctl = new AbortController();
     const ctx = await BuildContext.open(dir, new FileHashCache(), undefined, ctl.signal);
     const started = Date.now();
-    const walking = ctx.walk().then(() => 'done', (e: { code: string }) => e.code);
+    const walking = ctx.walk().then(
+      () => 'done',
+      (e: { code: string }) => e.code,
+    );
     setTimeout(() => ctl.abort(), 300);
     const outcome = await walking;
     const ms = Date.now() - started;

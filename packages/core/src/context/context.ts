@@ -42,7 +42,12 @@ export class BuildContext {
     private readonly signal?: AbortSignal,
   ) {}
 
-  static async open(root: string, hashes: FileHashCache, dockerfilePath?: string, signal?: AbortSignal): Promise<BuildContext> {
+  static async open(
+    root: string,
+    hashes: FileHashCache,
+    dockerfilePath?: string,
+    signal?: AbortSignal,
+  ): Promise<BuildContext> {
     const abs = path.resolve(root);
     const st = await fsp.stat(abs).catch(() => undefined);
     if (!st?.isDirectory()) throw new VlabError('E_CONTEXT', `build context ${root} is not a directory`);
@@ -57,7 +62,14 @@ export class BuildContext {
 
   private async walkOnce(): Promise<Map<string, ContextEntry>> {
     // fast-glob lstat()s every entry itself (stats: true): one syscall per entry, no second pass.
-    const found = await fg('**', { cwd: this.root, dot: true, onlyFiles: false, followSymbolicLinks: false, markDirectories: false, stats: true });
+    const found = await fg('**', {
+      cwd: this.root,
+      dot: true,
+      onlyFiles: false,
+      followSymbolicLinks: false,
+      markDirectories: false,
+      stats: true,
+    });
     const entries = new Map<string, ContextEntry>();
     let slice = Date.now();
     for (const f of found) {
@@ -71,7 +83,13 @@ export class BuildContext {
       const rel = f.path;
       if (this.ignore.ignores(rel) || !f.stats) continue;
       const stats = f.stats;
-      const type = stats.isDirectory() ? 'dir' : stats.isSymbolicLink() ? 'symlink' : stats.isFile() ? 'file' : undefined;
+      const type = stats.isDirectory()
+        ? 'dir'
+        : stats.isSymbolicLink()
+          ? 'symlink'
+          : stats.isFile()
+            ? 'file'
+            : undefined;
       if (type) entries.set(rel, { rel, abs: path.join(this.root, rel), type, stats });
     }
     return new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
@@ -99,7 +117,10 @@ export class BuildContext {
       if (e) roots.push(await this.followTopLevel(e));
     }
     if (roots.length === 0) {
-      throw new VlabError('E_COPY_SOURCE', `COPY source "${pattern}" not found in build context (or excluded by .dockerignore)`);
+      throw new VlabError(
+        'E_COPY_SOURCE',
+        `COPY source "${pattern}" not found in build context (or excluded by .dockerignore)`,
+      );
     }
     return { pattern, roots };
   }
@@ -143,7 +164,10 @@ export class BuildContext {
    * Checksum of what a selection would copy: paths, types, modes, owners, link targets and file
    * content. Content hashes come from the (path,size,mtime,inode) cache, so a hit reads nothing.
    */
-  async checksum(selections: SourceSelection[], exclude: string[] = []): Promise<{ digest: string; files: Record<string, string> }> {
+  async checksum(
+    selections: SourceSelection[],
+    exclude: string[] = [],
+  ): Promise<{ digest: string; files: Record<string, string> }> {
     const files: Record<string, string> = {};
     const excluded = excluder(exclude);
     for (const sel of selections) {
@@ -187,9 +211,15 @@ export class BuildContext {
     const real = await fsp.realpath(e.abs).catch(() => undefined);
     const rootReal = await fsp.realpath(this.root);
     if (!real || (real !== rootReal && !real.startsWith(`${rootReal}/`))) {
-      throw new VlabError('E_CONTEXT_ESCAPE', `COPY source "${e.rel}" is a symlink that leaves the build context; links are resolved inside the context (as BuildKit does), where "${rel || '/'}" does not exist`);
+      throw new VlabError(
+        'E_CONTEXT_ESCAPE',
+        `COPY source "${e.rel}" is a symlink that leaves the build context; links are resolved inside the context (as BuildKit does), where "${rel || '/'}" does not exist`,
+      );
     }
-    throw new VlabError('E_COPY_SOURCE', `COPY source "${e.rel}" points to "${rel || '.'}", which is excluded or missing`);
+    throw new VlabError(
+      'E_COPY_SOURCE',
+      `COPY source "${e.rel}" points to "${rel || '.'}", which is excluded or missing`,
+    );
   }
 }
 

@@ -87,7 +87,12 @@ export class FileHashCache {
     const known = this.peek(absPath, st);
     if (known !== undefined) return known;
     this.misses++;
-    const hash = st.size <= SMALL_FILE ? createHash('sha256').update(await fsp.readFile(absPath)).digest('hex') : await hashStream(absPath);
+    const hash =
+      st.size <= SMALL_FILE
+        ? createHash('sha256')
+            .update(await fsp.readFile(absPath))
+            .digest('hex')
+        : await hashStream(absPath);
     this.entries.set(absPath, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, hash });
     this.dirty = true;
     return hash;

@@ -41,8 +41,12 @@ async function readBounded(file: string): Promise<string | undefined> {
     if (!(await fh.stat()).isFile()) throw new VlabError('E_DOCKERIGNORE', `${file} is not a regular file`);
     const buf = Buffer.alloc(MAX_IGNORE_BYTES + 1);
     let n = 0;
-    for (let r; n < buf.length && (r = (await fh.read(buf, n, buf.length - n, n)).bytesRead) > 0; ) n += r;
-    if (n > MAX_IGNORE_BYTES) throw new VlabError('E_DOCKERIGNORE', `${file} is larger than ${MAX_IGNORE_BYTES} bytes (the limit); shorten it, e.g. with ** patterns`);
+    for (let r; n < buf.length && (r = (await fh.read(buf, n, buf.length - n, n)).bytesRead) > 0;) n += r;
+    if (n > MAX_IGNORE_BYTES)
+      throw new VlabError(
+        'E_DOCKERIGNORE',
+        `${file} is larger than ${MAX_IGNORE_BYTES} bytes (the limit); shorten it, e.g. with ** patterns`,
+      );
     return buf.subarray(0, n).toString('utf8');
   } finally {
     await fh.close();

@@ -119,7 +119,12 @@ function clean(p: string): string {
  * matching line wins. Matching is case-sensitive, as Docker on Linux. `source` names the file
  * (or flag) in errors; a bad line throws `code` with `source:line`, so does a pattern past `maxPatterns`.
  */
-export function compileIgnorePatterns(lines: string[], source: string, code: string, maxPatterns = Infinity): { patterns: string[]; matches: PathMatcher } {
+export function compileIgnorePatterns(
+  lines: string[],
+  source: string,
+  code: string,
+  maxPatterns = Infinity,
+): { patterns: string[]; matches: PathMatcher } {
   const compiled: IgnorePattern[] = [];
   const patterns: string[] = [];
   lines.forEach((raw, idx) => {
@@ -134,7 +139,11 @@ export function compileIgnorePatterns(lines: string[], source: string, code: str
     p = clean(p);
     if (p.length > 1 && p.startsWith('/')) p = p.slice(1);
     checkBrackets(p, code, where);
-    if (patterns.length >= maxPatterns) throw new VlabError(code, `${source}: more than the limit of ${maxPatterns} patterns; merge them, e.g. with ** patterns`);
+    if (patterns.length >= maxPatterns)
+      throw new VlabError(
+        code,
+        `${source}: more than the limit of ${maxPatterns} patterns; merge them, e.g. with ** patterns`,
+      );
     patterns.push(exclusion ? `!${p}` : p);
     compiled.push({ exclusion, re: compile(ignoreRegex(p), code, where) });
   });

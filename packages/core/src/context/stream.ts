@@ -57,13 +57,19 @@ export async function unpackStreamContext(src: StreamContext, tmpDir = os.tmpdir
       await fsp.rm(file, { force: true });
       return { dir, cleanup };
     }
-    if (n > MAX_DOCKERFILE) throw new VlabError('E_BAD_ARG', `stdin is neither a tar archive nor a Dockerfile (a Dockerfile of ${n} bytes is over ${MAX_DOCKERFILE})`);
+    if (n > MAX_DOCKERFILE)
+      throw new VlabError(
+        'E_BAD_ARG',
+        `stdin is neither a tar archive nor a Dockerfile (a Dockerfile of ${n} bytes is over ${MAX_DOCKERFILE})`,
+      );
     const dockerfileText = await fsp.readFile(file, 'utf8');
     await fsp.rm(file, { force: true });
     return { dir, dockerfileText, cleanup };
   } catch (e) {
     await cleanup();
     if (e instanceof VlabError) throw e;
-    throw new VlabError('E_CONTEXT_INVALID', `cannot read the build context from the stream: ${(e as Error).message}`, { cause: e });
+    throw new VlabError('E_CONTEXT_INVALID', `cannot read the build context from the stream: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }

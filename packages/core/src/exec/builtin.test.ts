@@ -25,7 +25,10 @@ describe('launcher choice', () => {
     const ex = await BuiltinExecutor.create();
     const status = async () => {
       let out = '';
-      const r = await ex.run({ rootfs: root, argv: ['/bin/grep', '^Seccomp:', '/proc/self/status'], env: [], cwd: '/' }, { onOutput: (_s, c) => (out += c) });
+      const r = await ex.run(
+        { rootfs: root, argv: ['/bin/grep', '^Seccomp:', '/proc/self/status'], env: [], cwd: '/' },
+        { onOutput: (_s, c) => (out += c) },
+      );
       return `${r.exitCode} ${out}`;
     };
     try {
@@ -50,12 +53,18 @@ describe('launcher choice', () => {
     process.env.VLAB_NO_NATIVE = '1'; // initHelper() finds nothing
     const root = await makeBusyboxRootfs();
     try {
-      await expect(BuiltinExecutor.create()).rejects.toMatchObject({ code: 'E_EXEC_UNAVAILABLE', message: expect.stringContaining('libseccomp-dev') });
+      await expect(BuiltinExecutor.create()).rejects.toMatchObject({
+        code: 'E_EXEC_UNAVAILABLE',
+        message: expect.stringContaining('libseccomp-dev'),
+      });
       expect(['runc', 'crun']).toContain((await createExecutor()).name);
       const shell = await createExecutor({ kind: 'builtin-shell' });
       expect(shell.warning).toMatch(/without a seccomp filter/);
       let out = '';
-      await shell.run({ rootfs: root, argv: ['/bin/grep', '^Seccomp:', '/proc/self/status'], env: [], cwd: '/' }, { onOutput: (_s, c) => (out += c) });
+      await shell.run(
+        { rootfs: root, argv: ['/bin/grep', '^Seccomp:', '/proc/self/status'], env: [], cwd: '/' },
+        { onOutput: (_s, c) => (out += c) },
+      );
       expect(out).toBe('Seccomp:\t0\n');
     } finally {
       delete process.env.VLAB_NO_NATIVE;

@@ -31,16 +31,28 @@ import { prepareRun, type PreparedRun } from './prepare.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
 import { DEFAULT_CAPS, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS } from './defaults.ts';
 import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult, type Spawned } from './process.ts';
-import { checkLimits, checkUser, detectUserNs, makeRootlessDevTemplate, mapsId, userNsArgs, type UserNs } from './rootless.ts';
+import {
+  checkLimits,
+  checkUser,
+  detectUserNs,
+  makeRootlessDevTemplate,
+  mapsId,
+  userNsArgs,
+  type UserNs,
+} from './rootless.ts';
 import { nativeHelper } from '@vlab/overlay';
 import { execTailSpec, nativeSpec } from './native-spec.ts';
 import { launchServer } from './launch-server.ts';
 
-const NO_SECCOMP_HELP = 'bash scripts/build-native.sh (needs cc and libseccomp-dev), or install runc or crun; VLAB_EXECUTOR=builtin-shell runs them without seccomp';
+const NO_SECCOMP_HELP =
+  'bash scripts/build-native.sh (needs cc and libseccomp-dev), or install runc or crun; VLAB_EXECUTOR=builtin-shell runs them without seccomp';
 
 /** native/vlab-init.c, from the sources (src/exec/) or from the CLI bundle (dist/). */
 export function initHelper(): string | undefined {
-  return nativeHelper('vlab-init', [new URL('../../native/bin/vlab-init', import.meta.url), new URL('../native/bin/vlab-init', import.meta.url)]);
+  return nativeHelper('vlab-init', [
+    new URL('../../native/bin/vlab-init', import.meta.url),
+    new URL('../native/bin/vlab-init', import.meta.url),
+  ]);
 }
 
 const TOOLS = ['sh', 'unshare', 'setpriv', 'setsid', 'mount', 'mknod', 'env', 'cp'] as const;
@@ -60,14 +72,21 @@ async function lookUpTools(): Promise<Tools> {
   const find = async (name: string) => {
     for (const d of dirs) {
       const p = path.join(d, name);
-      if (await fs.access(p, fs.constants.X_OK).then(() => true, () => false)) return p;
+      if (
+        await fs.access(p, fs.constants.X_OK).then(
+          () => true,
+          () => false,
+        )
+      )
+        return p;
     }
     return undefined;
   };
   const found = await Promise.all([...TOOLS, 'ip', 'hostname', 'bash'].map(find));
   const out: Partial<Tools> = {};
   TOOLS.forEach((t, i) => {
-    if (!found[i]) throw new VlabError('E_EXEC_UNAVAILABLE', `the built-in executor needs ${t} (util-linux) on the host`);
+    if (!found[i])
+      throw new VlabError('E_EXEC_UNAVAILABLE', `the built-in executor needs ${t} (util-linux) on the host`);
     out[t] = found[i];
   });
   [out.ip, out.hostname, out.bash] = found.slice(TOOLS.length);
@@ -95,17 +114,29 @@ export class BuiltinExecutor implements Executor {
     readonly userNs?: UserNs,
   ) {
     const helper = initHelper();
-    if (userNs && opts.launcher === 'native') throw new VlabError('E_EXEC_UNAVAILABLE', 'vlab-init launches containers as root only (rootless uses the shell launcher)');
+    if (userNs && opts.launcher === 'native')
+      throw new VlabError(
+        'E_EXEC_UNAVAILABLE',
+        'vlab-init launches containers as root only (rootless uses the shell launcher)',
+      );
     this.init = userNs || opts.launcher === 'shell' ? undefined : helper;
     if (!userNs && opts.launcher !== 'shell' && !this.init) {
-      throw new VlabError('E_EXEC_UNAVAILABLE', `vlab-init is not built, and RUN steps do not run without Docker's seccomp filter: ${NO_SECCOMP_HELP}`);
+      throw new VlabError(
+        'E_EXEC_UNAVAILABLE',
+        `vlab-init is not built, and RUN steps do not run without Docker's seccomp filter: ${NO_SECCOMP_HELP}`,
+      );
     }
     this.launcher = this.init ? 'native' : 'shell';
     this.tail = this.init ? undefined : helper;
     if (this.launcher === 'shell' && !this.tail) {
       // Only when asked for (builtin-shell): the util-linux chain alone cannot load a filter.
-      if (opts.launcher !== 'shell') throw new VlabError('E_EXEC_UNAVAILABLE', `rootless RUN steps need vlab-init for the seccomp filter: ${NO_SECCOMP_HELP}`);
-      this.warning = 'RUN steps run without a seccomp filter (VLAB_EXECUTOR=builtin-shell and vlab-init is not built): they may use keyctl, bpf, user namespaces…';
+      if (opts.launcher !== 'shell')
+        throw new VlabError(
+          'E_EXEC_UNAVAILABLE',
+          `rootless RUN steps need vlab-init for the seccomp filter: ${NO_SECCOMP_HELP}`,
+        );
+      this.warning =
+        'RUN steps run without a seccomp filter (VLAB_EXECUTOR=builtin-shell and vlab-init is not built): they may use keyctl, bpf, user namespaces…';
     }
   }
 
@@ -115,7 +146,8 @@ export class BuiltinExecutor implements Executor {
     if (process.getuid?.() !== 0) {
       // /proc/sys/kernel/hostname belongs to the host's root even in our uts namespace: the
       // rootless setup sets the name with sethostname(2), i.e. hostname(1).
-      if (!tools.hostname) throw new VlabError('E_EXEC_UNAVAILABLE', 'the rootless built-in executor needs hostname(1) on the host');
+      if (!tools.hostname)
+        throw new VlabError('E_EXEC_UNAVAILABLE', 'the rootless built-in executor needs hostname(1) on the host');
       return new BuiltinExecutor(tools, '', opts, await detectUserNs());
     }
     // vlab-init makes /dev itself; only the shell chain copies the template.
@@ -147,10 +179,23 @@ export class BuiltinExecutor implements Executor {
     let cg: Cgroup | undefined;
     try {
       if (ns) checkUser(ns, prep.user, spec.user ?? '');
-      else cg = await Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`, spec.limits, { devices: this.opts.deviceCgroup });
+      else
+        cg = await Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`, spec.limits, {
+          devices: this.opts.deviceCgroup,
+        });
       if (this.init) return await this.runNative(prep, cg, startedAt, opts);
       const t = this.tools;
-      const unshareArgs = [...(ns ? userNsArgs(ns) : []), '--pid', '--fork', '--kill-child', '--mount', '--uts', '--ipc', '--propagation', 'private'];
+      const unshareArgs = [
+        ...(ns ? userNsArgs(ns) : []),
+        '--pid',
+        '--fork',
+        '--kill-child',
+        '--mount',
+        '--uts',
+        '--ipc',
+        '--propagation',
+        'private',
+      ];
       if (prep.network !== 'host') unshareArgs.push('--net');
       // Trampoline: node cannot place a child in a cgroup before it execs (no CLONE_INTO_CGROUP,
       // no pre-exec hook), and moving it afterwards races with its first forks and allocations.
@@ -163,18 +208,23 @@ export class BuiltinExecutor implements Executor {
       const plan = mountPlan(prep, (p) => this.hostKind(p), ns);
       let n = 0;
       const withFiles = (steps: MountStep[]) =>
-        Promise.all(steps.map(async (s): Promise<ShellMountStep> => {
-          if ('line' in s) return s;
-          const file = path.join(prep.dir, `fstab.${n++}`);
-          await fs.writeFile(file, s.fstab);
-          return { file };
-        }));
+        Promise.all(
+          steps.map(async (s): Promise<ShellMountStep> => {
+            if ('line' in s) return s;
+            const file = path.join(prep.dir, `fstab.${n++}`);
+            await fs.writeFile(file, s.fstab);
+            return { file };
+          }),
+        );
       const steps = { early: await withFiles(plan.early), late: await withFiles(plan.late) };
       const devTemplate = ns ? await makeRootlessDevTemplate(prep.dir) : this.devTemplate;
       const tail = this.tail ? { helper: this.tail, spec: path.join(prep.dir, 'exec') } : undefined;
       if (tail) await fs.writeFile(tail.spec, execTailSpec(prep));
       const setup = setupScript(prep, t, devTemplate, steps, ns, tail);
-      const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setup, ...(cg?.procsFiles() ?? [])], { ...opts, stdin: undefined });
+      const child = spawnStreaming(t.sh, ['-c', trampoline, 'vlab-init', setup, ...(cg?.procsFiles() ?? [])], {
+        ...opts,
+        stdin: undefined,
+      });
       return await finish(child, cg, startedAt, opts.signal);
     } finally {
       await cg?.destroy().catch(() => {});
@@ -186,10 +236,18 @@ export class BuiltinExecutor implements Executor {
    * Through the vlab-init server: one forked launch process joins the cgroups, clones the
    * namespaces, mounts, pivots, execs.
    */
-  private async runNative(prep: PreparedRun, cg: Cgroup | undefined, startedAt: number, opts: RunOptions): Promise<RunResult> {
+  private async runNative(
+    prep: PreparedRun,
+    cg: Cgroup | undefined,
+    startedAt: number,
+    opts: RunOptions,
+  ): Promise<RunResult> {
     const specFile = path.join(prep.dir, 'spec');
     const stdinFile = await writeStdin(prep, opts);
-    await fs.writeFile(specFile, nativeSpec({ prep, hostHas: (p) => this.hostKind(p), cgroupProcs: cg?.procsFiles() ?? [], stdinFile }));
+    await fs.writeFile(
+      specFile,
+      nativeSpec({ prep, hostHas: (p) => this.hostKind(p), cgroupProcs: cg?.procsFiles() ?? [], stdinFile }),
+    );
     return finish(launchServer(this.init!).launch(specFile, opts.onOutput), cg, startedAt, opts.signal);
   }
 }
@@ -203,7 +261,12 @@ async function writeStdin(prep: PreparedRun, opts: RunOptions): Promise<string |
 }
 
 /** Waits for a container's launcher; on abort kills it, then sweeps the cgroup; reads usage. */
-async function finish(child: Spawned, cg: Cgroup | undefined, startedAt: number, signal?: AbortSignal): Promise<RunResult> {
+async function finish(
+  child: Spawned,
+  cg: Cgroup | undefined,
+  startedAt: number,
+  signal?: AbortSignal,
+): Promise<RunResult> {
   const exit = await waitOrAbort(child.exited, signal, () => {
     // SIGKILL to the launcher kills pid 1 (unshare --kill-child; vlab-init's parent-death
     // signal), which tears down the pid namespace; the cgroup sweep catches anything that raced.
@@ -225,14 +288,22 @@ export type ShellMountStep = { file: string } | { line: FstabLine };
  * the cost here (~10 ms each on a small VM), so mounts are batched: `mount -a -T <fstab>` mounts a
  * whole generated table in one process, and /dev is filled by one `cp -a` of a template.
  */
-export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, steps: { early: ShellMountStep[]; late: ShellMountStep[] }, ns?: UserNs, tail?: { helper: string; spec: string }): string {
+export function setupScript(
+  p: PreparedRun,
+  t: Tools,
+  devTemplate: string,
+  steps: { early: ShellMountStep[]; late: ShellMountStep[] },
+  ns?: UserNs,
+  tail?: { helper: string; spec: string },
+): string {
   const R = p.rootfs;
   const L: string[] = ['set -e'];
   // Rootless: libmount believes it is root and would update /run/mount/utab (the host's, not
   // writable): -n (no mtab/utab) for every mount.
   const mount = ns ? `${q(t.mount)} -n` : q(t.mount);
   // One entry by itself: libmount makes a bind with flags a bind, then a remount (as mountCalls).
-  const one = ([src, tgt, type, opts]: FstabLine) => `${mount}${type === 'none' ? '' : ` -t ${q(type)}`} -o ${q(opts)} ${q(src)} ${q(tgt)}`;
+  const one = ([src, tgt, type, opts]: FstabLine) =>
+    `${mount}${type === 'none' ? '' : ` -t ${q(type)}`} -o ${q(opts)} ${q(src)} ${q(tgt)}`;
   const mounts = (ss: ShellMountStep[]) => ss.map((s) => ('file' in s ? `${mount} -a -T ${q(s.file)}` : one(s.line)));
   L.push(...mounts(steps.early));
   if (ns) L.push(`${q(t.hostname!)} ${q(p.hostname)}`);
@@ -244,7 +315,12 @@ export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, steps
   L.push(`cd ${q(R)}`, `${mount} --move . /`);
   const u = p.user;
   // With the single rootless mapping setgroups(2) is denied: groups can be neither set nor dropped.
-  const groups = ns?.kind === 'single' ? ['--keep-groups'] : u.additionalGids.length ? ['--groups', u.additionalGids.join(',')] : ['--clear-groups'];
+  const groups =
+    ns?.kind === 'single'
+      ? ['--keep-groups']
+      : u.additionalGids.length
+        ? ['--groups', u.additionalGids.join(',')]
+        : ['--clear-groups'];
   const priv = [
     t.setpriv,
     '--bounding-set',
@@ -258,10 +334,16 @@ export function setupScript(p: PreparedRun, t: Tools, devTemplate: string, steps
   ];
   // vlab-init exec: chroot, cwd, uid, seccomp filter, execve (native-spec.ts writes its spec);
   // without vlab-init, unshare does the same but cannot load a filter.
-  const enter = tail ? [tail.helper, 'exec', tail.spec] : [t.unshare, '--root=.', `--wd=${p.cwd}`, '--setuid', String(u.uid), '--', ...p.argv];
+  const enter = tail
+    ? [tail.helper, 'exec', tail.spec]
+    : [t.unshare, '--root=.', `--wd=${p.cwd}`, '--setuid', String(u.uid), '--', ...p.argv];
   L.push(closeInheritedFds());
   // setsid: a new session without a controlling terminal (TIOCSTI cannot reach vbuild's terminal).
-  L.push(['exec', t.setsid, '--wait', t.env, '-i', ...(tail ? [] : p.env), ...priv, ...enter].map((a, i) => (i === 0 ? a : q(a))).join(' '));
+  L.push(
+    ['exec', t.setsid, '--wait', t.env, '-i', ...(tail ? [] : p.env), ...priv, ...enter]
+      .map((a, i) => (i === 0 ? a : q(a)))
+      .join(' '),
+  );
   return L.join('\n');
 }
 
@@ -288,7 +370,11 @@ export type MountStep = { fstab: string } | { line: FstabLine };
  * table mounted. An entry on a target mounted before (the rootfs, any earlier entry's) is mounted
  * by itself, in its place.
  */
-export function mountPlan(p: PreparedRun, hostHas: (containerPath: string) => 'dir' | 'file' | undefined, ns?: UserNs): { early: MountStep[]; late: MountStep[] } {
+export function mountPlan(
+  p: PreparedRun,
+  hostHas: (containerPath: string) => 'dir' | 'file' | undefined,
+  ns?: UserNs,
+): { early: MountStep[]; late: MountStep[] } {
   const { early, late } = containerMounts(p, hostHas, ns);
   const mounted = new Set([p.rootfs]);
   const plan = (lines: FstabLine[]) => {
@@ -310,7 +396,11 @@ export function mountPlan(p: PreparedRun, hostHas: (containerPath: string) => 'd
 }
 
 /** The container's mounts as data, in mount(8) terms; shared by the shell and vlab-init paths. */
-export function containerMounts(p: PreparedRun, hostHas: (containerPath: string) => 'dir' | 'file' | undefined, ns?: UserNs): { early: FstabLine[]; late: FstabLine[] } {
+export function containerMounts(
+  p: PreparedRun,
+  hostHas: (containerPath: string) => 'dir' | 'file' | undefined,
+  ns?: UserNs,
+): { early: FstabLine[]; late: FstabLine[] } {
   const R = p.rootfs;
   const r = (sub: string) => path.join(R, sub);
   // Device access by mount flags, whatever the cgroup layout (pure v2 has no devices controller
@@ -334,7 +424,9 @@ export function containerMounts(p: PreparedRun, hostHas: (containerPath: string)
     ['devpts', r('/dev/pts'), 'devpts', 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620' + ptsGid],
     ['shm', r('/dev/shm'), 'tmpfs', 'nosuid,noexec,nodev,mode=1777,size=65536k'],
     ['mqueue', r('/dev/mqueue'), 'mqueue', 'nosuid,noexec,nodev'],
-    ns && p.network === 'host' ? ['/sys', r('/sys'), 'none', 'rbind,ro'] : ['sysfs', r('/sys'), 'sysfs', 'ro,nosuid,noexec,nodev'],
+    ns && p.network === 'host'
+      ? ['/sys', r('/sys'), 'none', 'rbind,ro']
+      : ['sysfs', r('/sys'), 'sysfs', 'ro,nosuid,noexec,nodev'],
   ];
   for (const m of p.mounts) {
     if (m.type === 'tmpfs') {
@@ -362,8 +454,22 @@ function fstabEscape(s: string): string {
  * A container's /dev (Docker's): character devices (name, major, minor; mode 0666), links, dirs.
  * The nodes made in the nodev /dev are only mountpoints: the host's nodes are bound onto them.
  */
-export const DEV_NODES: [string, number, number][] = [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]];
-export const DEV_LINKS: [string, string][] = [['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2'], ['ptmx', 'pts/ptmx'], ['core', '/proc/kcore']];
+export const DEV_NODES: [string, number, number][] = [
+  ['null', 1, 3],
+  ['zero', 1, 5],
+  ['full', 1, 7],
+  ['random', 1, 8],
+  ['urandom', 1, 9],
+  ['tty', 5, 0],
+];
+export const DEV_LINKS: [string, string][] = [
+  ['fd', '/proc/self/fd'],
+  ['stdin', '/proc/self/fd/0'],
+  ['stdout', '/proc/self/fd/1'],
+  ['stderr', '/proc/self/fd/2'],
+  ['ptmx', 'pts/ptmx'],
+  ['core', '/proc/kcore'],
+];
 export const DEV_DIRS = ['pts', 'shm', 'mqueue'];
 
 /** Where the /dev template lives (device nodes, std links, empty pts/shm/mqueue dirs). */
@@ -371,11 +477,18 @@ export const DEV_TEMPLATE = '/run/vlab/dev-template';
 
 /** Makes the /dev template once (atomically: built aside, then renamed into place). */
 async function ensureDevTemplate(t: Tools): Promise<string> {
-  if (await fs.access(path.join(DEV_TEMPLATE, 'ptmx')).then(() => true, () => false)) return DEV_TEMPLATE;
+  if (
+    await fs.access(path.join(DEV_TEMPLATE, 'ptmx')).then(
+      () => true,
+      () => false,
+    )
+  )
+    return DEV_TEMPLATE;
   await fs.mkdir(path.dirname(DEV_TEMPLATE), { recursive: true });
   const tmp = await fs.mkdtemp(DEV_TEMPLATE + '.');
   try {
-    for (const [n, maj, min] of DEV_NODES) await promisify(execFile)(t.mknod, ['-m', '666', path.join(tmp, n), 'c', String(maj), String(min)]);
+    for (const [n, maj, min] of DEV_NODES)
+      await promisify(execFile)(t.mknod, ['-m', '666', path.join(tmp, n), 'c', String(maj), String(min)]);
     for (const [n, target] of DEV_LINKS) await fs.symlink(target, path.join(tmp, n));
     for (const d of DEV_DIRS) await fs.mkdir(path.join(tmp, d));
     await fs.chmod(tmp, 0o755);

@@ -78,7 +78,20 @@ const V1_JOIN = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'devices'];
  * (Pure v2 has no such controller; the built-in executor's nodev mounts close the same door on
  * any layout, see README "Devices".)
  */
-export const DEVICE_RULES = ['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm', 'c 10:200 rwm'];
+export const DEVICE_RULES = [
+  'c *:* m',
+  'b *:* m',
+  'c 1:3 rwm',
+  'c 1:5 rwm',
+  'c 1:7 rwm',
+  'c 1:8 rwm',
+  'c 1:9 rwm',
+  'c 5:0 rwm',
+  'c 5:1 rwm',
+  'c 5:2 rwm',
+  'c 136:* rwm',
+  'c 10:200 rwm',
+];
 
 function unescapeMount(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
@@ -120,7 +133,12 @@ export class Cgroup {
    * Creates the cgroup in every hierarchy and writes the limits. Throws E_EXEC_SETUP (after
    * removing what it made) when a limit cannot be applied. Not idempotent: `rel` must be new.
    */
-  static async create(layout: CgroupLayout, rel: string, limits: Limits = {}, opts: { devices?: boolean } = {}): Promise<Cgroup> {
+  static async create(
+    layout: CgroupLayout,
+    rel: string,
+    limits: Limits = {},
+    opts: { devices?: boolean } = {},
+  ): Promise<Cgroup> {
     const cg = Cgroup.at(layout, rel);
     if (opts.devices === false) delete cg.dirs.devices;
     try {
@@ -157,7 +175,8 @@ export class Cgroup {
         await write(u, 'memory.swap.max', '0', true);
       }
       // A period alone is written too, unlimited (docker/runc: "max PERIOD").
-      if (l.cpuQuota !== undefined || l.cpuPeriod !== undefined) await write(u, 'cpu.max', `${l.cpuQuota ?? 'max'} ${period}`);
+      if (l.cpuQuota !== undefined || l.cpuPeriod !== undefined)
+        await write(u, 'cpu.max', `${l.cpuQuota ?? 'max'} ${period}`);
       if (l.cpuShares !== undefined) await write(u, 'cpu.weight', String(sharesToWeight(l.cpuShares)));
       if (l.pids !== undefined) await write(u, 'pids.max', String(l.pids));
       return;
@@ -191,7 +210,9 @@ export class Cgroup {
   async stats(): Promise<CgroupStats> {
     const d = this.dirs;
     if (this.layout.version === 'v2') {
-      const [ev, cpuStat, peak] = await Promise.all(['memory.events', 'cpu.stat', 'memory.peak'].map((f) => readText(path.join(d.unified, f))));
+      const [ev, cpuStat, peak] = await Promise.all(
+        ['memory.events', 'cpu.stat', 'memory.peak'].map((f) => readText(path.join(d.unified, f))),
+      );
       const events = kv(ev);
       const cpu = kv(cpuStat);
       return {
@@ -202,7 +223,8 @@ export class Cgroup {
       };
     }
     const acct = d.cpuacct;
-    const read = (dir: string | undefined, f: string) => (dir ? readText(path.join(dir, f)) : Promise.resolve(undefined));
+    const read = (dir: string | undefined, f: string) =>
+      dir ? readText(path.join(dir, f)) : Promise.resolve(undefined);
     const [oomText, userText, sysText, maxText] = await Promise.all([
       read(d.memory, 'memory.oom_control'),
       read(acct, 'cpuacct.usage_user'),
@@ -259,7 +281,8 @@ export class Cgroup {
 export async function orphanCgroups(parent: string): Promise<string[]> {
   const layout = await detectCgroupLayout().catch(() => undefined);
   if (!layout) return [];
-  const roots = layout.version === 'v2' ? [layout.unified!] : V1_JOIN.map((c) => layout.v1[c]).filter((d): d is string => !!d);
+  const roots =
+    layout.version === 'v2' ? [layout.unified!] : V1_JOIN.map((c) => layout.v1[c]).filter((d): d is string => !!d);
   const names = new Set<string>();
   for (const r of new Set(roots)) {
     for (const e of await fs.readdir(path.join(r, parent), { withFileTypes: true }).catch(() => [])) {
@@ -274,7 +297,10 @@ export async function orphanCgroups(parent: string): Promise<string[]> {
 export async function sweepOrphanCgroups(parent: string): Promise<void> {
   const layout = await detectCgroupLayout().catch(() => undefined);
   if (!layout) return;
-  for (const rel of await orphanCgroups(parent)) await Cgroup.at(layout, rel).destroy().catch(() => {});
+  for (const rel of await orphanCgroups(parent))
+    await Cgroup.at(layout, rel)
+      .destroy()
+      .catch(() => {});
 }
 
 /** rmdir a cgroup and any sub-cgroups a runtime left in it, deepest first. */

@@ -37,12 +37,16 @@ export async function createExecutor(opts: CreateExecutorOptions = {}): Promise<
   if (process.getuid?.() === 0) await sweepOrphanCgroups(opts.cgroupParent ?? CGROUP_PARENT);
   if (kind === 'builtin-shell') return BuiltinExecutor.create({ ...opts, launcher: 'shell' });
   if (kind === 'builtin') return BuiltinExecutor.create(opts);
-  if (kind === 'auto' && process.getuid?.() === 0 && initHelper()) return BuiltinExecutor.create({ ...opts, launcher: 'native' });
+  if (kind === 'auto' && process.getuid?.() === 0 && initHelper())
+    return BuiltinExecutor.create({ ...opts, launcher: 'native' });
   const runtime = await pickRuntime(opts.runtime);
   if (runtime) return OciRuntimeExecutor.create(runtime.name, runtime.path, opts);
   if (kind === 'oci') {
     if (process.getuid?.() !== 0) {
-      throw new VlabError('E_EXEC_UNAVAILABLE', 'the OCI executor needs root (rootless runc/crun is not supported): use the built-in executor, which runs rootless');
+      throw new VlabError(
+        'E_EXEC_UNAVAILABLE',
+        'the OCI executor needs root (rootless runc/crun is not supported): use the built-in executor, which runs rootless',
+      );
     }
     throw new VlabError('E_EXEC_UNAVAILABLE', `no usable OCI runtime (${opts.runtime ?? 'runc or crun'}) found`);
   }

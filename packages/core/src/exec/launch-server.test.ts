@@ -13,7 +13,11 @@ describe('vlab-init server', () => {
   const roots: string[] = [];
   beforeAll(async () => {
     base = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-launch-'));
-    ex = await BuiltinExecutor.create({ launcher: 'native', tmpDir: base, cgroupParent: `vlab-test-launch-${process.pid}` });
+    ex = await BuiltinExecutor.create({
+      launcher: 'native',
+      tmpDir: base,
+      cgroupParent: `vlab-test-launch-${process.pid}`,
+    });
     for (let i = 0; i < 6; i++) roots.push(await makeBusyboxRootfs(base));
   });
   afterAll(async () => {
@@ -26,7 +30,16 @@ describe('vlab-init server', () => {
         let out = '';
         let err = '';
         const r = await ex.run(
-          { rootfs: root, argv: ['/bin/sh', '-c', `for n in $(seq 2000); do echo out${i}-$n; echo err${i}-$n >&2; done; exit ${i + 3}`], env: [], cwd: '/' },
+          {
+            rootfs: root,
+            argv: [
+              '/bin/sh',
+              '-c',
+              `for n in $(seq 2000); do echo out${i}-$n; echo err${i}-$n >&2; done; exit ${i + 3}`,
+            ],
+            env: [],
+            cwd: '/',
+          },
           { onOutput: (s, c) => (s === 'stdout' ? (out += c) : (err += c)) },
         );
         return { r, out, err, i };
@@ -42,8 +55,12 @@ describe('vlab-init server', () => {
 
   it('a server killed mid-run fails that run with E_EXEC_SETUP, takes its container along, and is replaced', async () => {
     const server = launchServer(initHelper()!) as unknown as { child?: { pid: number } };
-    const p = ex.run({ rootfs: roots[0]!, argv: ['/bin/sh', '-c', 'echo started; touch /alive; sleep 30'], env: [], cwd: '/' }, { onOutput: () => {} });
-    for (let i = 0; i < 100 && !(await fs.stat(path.join(roots[0]!, 'alive')).catch(() => undefined)); i++) await new Promise((r) => setTimeout(r, 50));
+    const p = ex.run(
+      { rootfs: roots[0]!, argv: ['/bin/sh', '-c', 'echo started; touch /alive; sleep 30'], env: [], cwd: '/' },
+      { onOutput: () => {} },
+    );
+    for (let i = 0; i < 100 && !(await fs.stat(path.join(roots[0]!, 'alive')).catch(() => undefined)); i++)
+      await new Promise((r) => setTimeout(r, 50));
     process.kill(server.child!.pid, 'SIGKILL');
     await expect(p).rejects.toMatchObject({ code: 'E_EXEC_SETUP' });
     // Parent-death signals: the launch process and the container's pid 1 die with the server.

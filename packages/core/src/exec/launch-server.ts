@@ -17,7 +17,9 @@ interface Active {
   reject: (e: Error) => void;
 }
 
-const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, n]) => [n as number, name as NodeJS.Signals]));
+const SIGNAL_NAMES = new Map(
+  Object.entries(constants.signals).map(([name, n]) => [n as number, name as NodeJS.Signals]),
+);
 
 export class LaunchServer {
   private child?: ChildProcess;
@@ -29,7 +31,8 @@ export class LaunchServer {
 
   /** Starts the container described by `specFile`; the same shape as a spawned process. */
   launch(specFile: string, onOutput?: Active['onOutput']): Spawned {
-    if (/[\n\r]/.test(specFile)) throw new VlabError('E_EXEC_SETUP', `spec path has a line break: ${JSON.stringify(specFile)}`);
+    if (/[\n\r]/.test(specFile))
+      throw new VlabError('E_EXEC_SETUP', `spec path has a line break: ${JSON.stringify(specFile)}`);
     const child = (this.child ??= this.start());
     const id = this.nextId++;
     const exited = new Promise<Exit>((resolve, reject) => this.active.set(id, { onOutput, resolve, reject }));
@@ -57,7 +60,8 @@ export class LaunchServer {
       if (this.child !== child) return;
       this.child = undefined;
       this.buffered = Buffer.alloc(0);
-      for (const a of this.active.values()) a.reject(new VlabError('E_EXEC_SETUP', `the vlab-init server ${why}${stderr ? `: ${stderr.trim()}` : ''}`));
+      for (const a of this.active.values())
+        a.reject(new VlabError('E_EXEC_SETUP', `the vlab-init server ${why}${stderr ? `: ${stderr.trim()}` : ''}`));
       this.active.clear();
     };
     child.on('error', (e) => gone(`failed: ${e.message}`));

@@ -15,7 +15,9 @@ describe('RUN limits', () => {
     ['10b', 10],
   ])('parseSize(%s) = %d, as docker (go-units RAMInBytes)', (v, n) => expect(parseSize(v)).toBe(n));
 
-  it.each(['', 'lots', '-1m', '1x', '1e3', 'm'])('parseSize(%j) is E_BAD_ARG', (v) => expect(() => parseSize(v)).toThrow(expect.objectContaining({ code: 'E_BAD_ARG' })));
+  it.each(['', 'lots', '-1m', '1x', '1e3', 'm'])('parseSize(%j) is E_BAD_ARG', (v) =>
+    expect(() => parseSize(v)).toThrow(expect.objectContaining({ code: 'E_BAD_ARG' })),
+  );
 
   it('the default pids limit applies as root where the pids controller exists; -1 and 0 lift it', () => {
     expect(runLimits({}, root)).toEqual({ pids: DEFAULT_PIDS_LIMIT });
@@ -27,12 +29,30 @@ describe('RUN limits', () => {
     expect(runLimits({}, { root: true, layout: { controllers: ['memory'] } })).toEqual({});
   });
 
-  it('memory, cpu quota and period are checked against docker\'s bounds', () => {
-    expect(runLimits({ memory: '64m', cpuQuota: 50_000, cpuPeriod: 100_000, pidsLimit: -1 }, root)).toEqual({ memory: 64 * 1024 ** 2, cpuQuota: 50_000, cpuPeriod: 100_000 });
+  it("memory, cpu quota and period are checked against docker's bounds", () => {
+    expect(runLimits({ memory: '64m', cpuQuota: 50_000, cpuPeriod: 100_000, pidsLimit: -1 }, root)).toEqual({
+      memory: 64 * 1024 ** 2,
+      cpuQuota: 50_000,
+      cpuPeriod: 100_000,
+    });
     expect(runLimits({ memory: 8 << 20, pidsLimit: -1 }, root)).toEqual({ memory: 8 << 20 });
-    for (const bad of [{ memory: '1m' }, { memory: 1.5 }, { cpuQuota: 10 }, { cpuPeriod: 100 }, { cpuPeriod: 2_000_000 }, { pidsLimit: -2 }, { pidsLimit: 1.5 },
+    for (const bad of [
+      { memory: '1m' },
+      { memory: 1.5 },
+      { cpuQuota: 10 },
+      { cpuPeriod: 100 },
+      { cpuPeriod: 2_000_000 },
+      { pidsLimit: -2 },
+      { pidsLimit: 1.5 },
       // Past what the kernel takes (the cfs quota is at most 2^44-1 us, pids.max at most 2^22): E_BAD_ARG, not a runtime error.
-      { cpuQuota: 1e20 }, { cpuQuota: 2 ** 44 }, { pidsLimit: 1e20 }, { pidsLimit: 2 ** 22 + 1 }, { cpuPeriod: 1e20 }, { memory: 1e20 }, { memory: '99999999999999999999' }]) {
+      { cpuQuota: 1e20 },
+      { cpuQuota: 2 ** 44 },
+      { pidsLimit: 1e20 },
+      { pidsLimit: 2 ** 22 + 1 },
+      { cpuPeriod: 1e20 },
+      { memory: 1e20 },
+      { memory: '99999999999999999999' },
+    ]) {
       expect(() => runLimits(bad, root)).toThrow(expect.objectContaining({ code: 'E_BAD_ARG' }));
     }
   });

@@ -36,11 +36,16 @@ export interface LimitRequest {
 /** docker's (go-units) RAMInBytes: a number with an optional k, m, g, t or p (×1024 each), `b`/`ib` allowed. */
 export function parseSize(v: string | number, what = 'size'): number {
   if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v) || v < 0) throw new VlabError('E_BAD_ARG', `${what} must be a non-negative whole number of bytes, got ${v}`);
+    if (!Number.isSafeInteger(v) || v < 0)
+      throw new VlabError('E_BAD_ARG', `${what} must be a non-negative whole number of bytes, got ${v}`);
     return v;
   }
   const m = /^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$/i.exec(v.trim());
-  if (!m) throw new VlabError('E_BAD_ARG', `invalid ${what} "${v}": use a number of bytes with an optional unit, e.g. 512m or 1g`);
+  if (!m)
+    throw new VlabError(
+      'E_BAD_ARG',
+      `invalid ${what} "${v}": use a number of bytes with an optional unit, e.g. 512m or 1g`,
+    );
   const exp = m[2] ? 'kmgtp'.indexOf(m[2].toLowerCase()) + 1 : 0;
   const n = Math.floor(Number(m[1]) * 1024 ** exp);
   if (!Number.isSafeInteger(n)) throw new VlabError('E_BAD_ARG', `${what} "${v}" is too large`);
@@ -52,26 +57,37 @@ export function parseSize(v: string | number, what = 'size'): number {
  * can be written: as root with the pids controller (podman does the same); rootless runs have no
  * cgroup, and the rootless executor refuses limits asked for explicitly.
  */
-export function runLimits(req: LimitRequest, host: { root: boolean; layout?: Pick<CgroupLayout, 'controllers'> }): Limits {
+export function runLimits(
+  req: LimitRequest,
+  host: { root: boolean; layout?: Pick<CgroupLayout, 'controllers'> },
+): Limits {
   const out: Limits = {};
   if (req.memory !== undefined) {
     out.memory = parseSize(req.memory, 'memory limit');
-    if (out.memory < MIN_MEMORY) throw new VlabError('E_BAD_ARG', `memory limit ${out.memory} is below the minimum of 6m (${MIN_MEMORY} bytes)`);
+    if (out.memory < MIN_MEMORY)
+      throw new VlabError('E_BAD_ARG', `memory limit ${out.memory} is below the minimum of 6m (${MIN_MEMORY} bytes)`);
   }
   if (req.cpuPeriod !== undefined) {
     const [lo, hi] = CPU_PERIOD_RANGE;
-    if (!Number.isSafeInteger(req.cpuPeriod) || req.cpuPeriod < lo || req.cpuPeriod > hi) throw new VlabError('E_BAD_ARG', `cpu period must be ${lo}..${hi} microseconds, got ${req.cpuPeriod}`);
+    if (!Number.isSafeInteger(req.cpuPeriod) || req.cpuPeriod < lo || req.cpuPeriod > hi)
+      throw new VlabError('E_BAD_ARG', `cpu period must be ${lo}..${hi} microseconds, got ${req.cpuPeriod}`);
     out.cpuPeriod = req.cpuPeriod;
   }
   if (req.cpuQuota !== undefined) {
     if (!Number.isSafeInteger(req.cpuQuota) || req.cpuQuota < MIN_CPU_QUOTA || req.cpuQuota > MAX_CPU_QUOTA) {
-      throw new VlabError('E_BAD_ARG', `cpu quota must be ${MIN_CPU_QUOTA}..${MAX_CPU_QUOTA} microseconds, got ${req.cpuQuota}`);
+      throw new VlabError(
+        'E_BAD_ARG',
+        `cpu quota must be ${MIN_CPU_QUOTA}..${MAX_CPU_QUOTA} microseconds, got ${req.cpuQuota}`,
+      );
     }
     out.cpuQuota = req.cpuQuota;
   }
   if (req.pidsLimit !== undefined) {
     if (!Number.isSafeInteger(req.pidsLimit) || req.pidsLimit < -1 || req.pidsLimit > MAX_PIDS) {
-      throw new VlabError('E_BAD_ARG', `pids limit must be a whole number up to ${MAX_PIDS} (-1 or 0: unlimited), got ${req.pidsLimit}`);
+      throw new VlabError(
+        'E_BAD_ARG',
+        `pids limit must be a whole number up to ${MAX_PIDS} (-1 or 0: unlimited), got ${req.pidsLimit}`,
+      );
     }
     if (req.pidsLimit > 0) out.pids = req.pidsLimit;
   } else if (host.root && host.layout?.controllers.includes('pids')) {

@@ -103,7 +103,9 @@ export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
     if ((await times(dir).catch(() => undefined))?.[1] === mtime) continue;
     byTime.set(mtime, [...(byTime.get(mtime) ?? []), dir]);
   }
-  await Promise.all([...byTime].map(([mtime, dirs]) => run('touch', ['-c', '-h', '-m', '-d', `@${mtime}`, ...dirs]).catch(() => {})));
+  await Promise.all(
+    [...byTime].map(([mtime, dirs]) => run('touch', ['-c', '-h', '-m', '-d', `@${mtime}`, ...dirs]).catch(() => {})),
+  );
   c.parents.clear();
 }
 

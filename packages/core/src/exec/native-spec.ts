@@ -27,11 +27,38 @@ const PER_MOUNT = 0xf; // MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
 
 /** Capability numbers (linux/capability.h) of the names in DEFAULT_CAPS. */
 const CAP_NUMBERS: Record<string, number> = {
-  chown: 0, dac_override: 1, dac_read_search: 2, fowner: 3, fsetid: 4, kill: 5, setgid: 6, setuid: 7, setpcap: 8,
-  linux_immutable: 9, net_bind_service: 10, net_broadcast: 11, net_admin: 12, net_raw: 13, ipc_lock: 14,
-  ipc_owner: 15, sys_module: 16, sys_rawio: 17, sys_chroot: 18, sys_ptrace: 19, sys_pacct: 20, sys_admin: 21,
-  sys_boot: 22, sys_nice: 23, sys_resource: 24, sys_time: 25, sys_tty_config: 26, mknod: 27, lease: 28,
-  audit_write: 29, audit_control: 30, setfcap: 31,
+  chown: 0,
+  dac_override: 1,
+  dac_read_search: 2,
+  fowner: 3,
+  fsetid: 4,
+  kill: 5,
+  setgid: 6,
+  setuid: 7,
+  setpcap: 8,
+  linux_immutable: 9,
+  net_bind_service: 10,
+  net_broadcast: 11,
+  net_admin: 12,
+  net_raw: 13,
+  ipc_lock: 14,
+  ipc_owner: 15,
+  sys_module: 16,
+  sys_rawio: 17,
+  sys_chroot: 18,
+  sys_ptrace: 19,
+  sys_pacct: 20,
+  sys_admin: 21,
+  sys_boot: 22,
+  sys_nice: 23,
+  sys_resource: 24,
+  sys_time: 25,
+  sys_tty_config: 26,
+  mknod: 27,
+  lease: 28,
+  audit_write: 29,
+  audit_control: 30,
+  setfcap: 31,
 };
 
 export function capNumbers(names: string[]): number[] {
@@ -54,7 +81,8 @@ export function mountCalls([source, target, type, options]: FstabLine): string[]
   if (flags & MS_BIND) {
     const calls = [['mount', source, target, '-', String(flags & ~PER_MOUNT), '-']];
     // bind ignores per-mount flags: ro, nosuid, nodev, noexec take a remount
-    if (flags & PER_MOUNT) calls.push(['mount', '-', target, '-', String(MS_REMOUNT | MS_BIND | (flags & PER_MOUNT)), '-']);
+    if (flags & PER_MOUNT)
+      calls.push(['mount', '-', target, '-', String(MS_REMOUNT | MS_BIND | (flags & PER_MOUNT)), '-']);
     return calls;
   }
   return [['mount', source, target, nul(type), String(flags), nul(data.join(','))]];
@@ -77,7 +105,8 @@ export function nativeSpec({ prep, hostHas, cgroupProcs, stdinFile }: NativeSpec
   const { early, late } = containerMounts(prep, hostHas);
   for (const line of early) t.push(...mountCalls(line));
   const dev = path.join(prep.rootfs, 'dev');
-  for (const [name, major, minor] of DEV_NODES) t.push(['mknod', path.join(dev, name), '666', String(major), String(minor)]);
+  for (const [name, major, minor] of DEV_NODES)
+    t.push(['mknod', path.join(dev, name), '666', String(major), String(minor)]);
   for (const [name, target] of DEV_LINKS) t.push(['symlink', target, path.join(dev, name)]);
   for (const d of DEV_DIRS) t.push(['mkdir', path.join(dev, d), '755']);
   for (const line of late) t.push(...mountCalls(line));
@@ -121,7 +150,10 @@ export function seccompSection(): string[][] {
   const helper = initHelper();
   if (process.getuid?.() === 0 && helper) {
     const st = statSync(helper);
-    const key = createHash('sha256').update(JSON.stringify([t, helper, st.size, st.mtimeMs, st.ino])).digest('hex').slice(0, 32);
+    const key = createHash('sha256')
+      .update(JSON.stringify([t, helper, st.size, st.mtimeMs, st.ino]))
+      .digest('hex')
+      .slice(0, 32);
     mkdirSync(SECCOMP_CACHE, { recursive: true, mode: 0o700 });
     t.push(['sccache', path.join(SECCOMP_CACHE, key)]);
   }
@@ -137,5 +169,10 @@ function encode(t: string[][]): Buffer {
   for (const tok of t.flat()) {
     if (tok.includes('\0')) throw new Error(`a NUL byte in ${JSON.stringify(tok)}`);
   }
-  return Buffer.from(t.flat().map((s) => s + '\0').join(''));
+  return Buffer.from(
+    t
+      .flat()
+      .map((s) => s + '\0')
+      .join(''),
+  );
 }

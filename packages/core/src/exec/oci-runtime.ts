@@ -30,7 +30,13 @@ export const RUNTIME_STATE_ROOT = '/run/vlab';
 export async function findRuntime(name: RuntimeName): Promise<string | undefined> {
   for (const d of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
     const p = path.join(d, name);
-    if (await fs.access(p, fs.constants.X_OK).then(() => true, () => false)) return p;
+    if (
+      await fs.access(p, fs.constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return p;
   }
   return undefined;
 }
@@ -59,8 +65,15 @@ export class OciRuntimeExecutor implements Executor {
    * belong to a live executor in another process that is reading their stats).
    */
   private async sweep(): Promise<void> {
-    const { stdout } = await execFileP(this.bin, ['--root', this.stateRoot, 'list', '--format', 'json'], { timeout: 10_000 });
-    const list = (JSON.parse(stdout || '[]') ?? []) as { id: string; status: string; bundle: string; created: string }[];
+    const { stdout } = await execFileP(this.bin, ['--root', this.stateRoot, 'list', '--format', 'json'], {
+      timeout: 10_000,
+    });
+    const list = (JSON.parse(stdout || '[]') ?? []) as {
+      id: string;
+      status: string;
+      bundle: string;
+      created: string;
+    }[];
     for (const c of list) {
       if (!c.id.startsWith('vlab-') || c.status !== 'stopped') continue;
       if (Date.now() - Date.parse(c.created) < 60_000) continue;
@@ -100,10 +113,14 @@ export class OciRuntimeExecutor implements Executor {
       const exit = await waitOrAbort(child.exited, opts.signal, () => {
         // The container process is the runtime's child, not ours: kill it through its cgroup
         // (which also catches everything it forked) and the runtime, until `run` returns.
-        void killUntil(child.exited, async () => {
-          await ctr.killAll(0);
-          await this.runtime(['kill', id, 'KILL']).catch(() => {});
-        }, 50);
+        void killUntil(
+          child.exited,
+          async () => {
+            await ctr.killAll(0);
+            await this.runtime(['kill', id, 'KILL']).catch(() => {});
+          },
+          50,
+        );
       });
       await ctr.killAll();
       const stats: CgroupStats = await (this.name === 'runc' ? ctr : parent).stats();

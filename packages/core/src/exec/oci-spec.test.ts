@@ -32,17 +32,29 @@ describe('buildOciConfig', () => {
     expect(c.linux.resources.memory).toEqual({ limit: 1 << 26, swap: 1 << 26 });
     expect(c.linux.resources.cpu).toEqual({ quota: 50_000, period: 100_000 });
     // A period alone is passed on (runc writes "max PERIOD"), as docker does.
-    expect((buildOciConfig(prep(), '/vlab/x', { cpuPeriod: 50_000 }) as any).linux.resources.cpu).toEqual({ period: 50_000 });
+    expect((buildOciConfig(prep(), '/vlab/x', { cpuPeriod: 50_000 }) as any).linux.resources.cpu).toEqual({
+      period: 50_000,
+    });
     expect(c.linux.resources.pids).toEqual({ limit: 64 });
     expect(c.linux.cgroupsPath).toBe('/vlab/x');
     expect(c.mounts.map((m: any) => m.destination)).toEqual([
-      '/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/etc/hosts',
+      '/proc',
+      '/dev',
+      '/dev/pts',
+      '/dev/shm',
+      '/dev/mqueue',
+      '/sys',
+      '/sys/fs/cgroup',
+      '/etc/hosts',
     ]);
     expect(c.mounts.at(-1).options).toEqual(['rbind', 'rprivate', 'nodev', 'rw']);
   });
 
   it('host network keeps the host netns; non-root users get no effective caps', () => {
-    const c = buildOciConfig(prep({ network: 'host', user: { uid: 1000, gid: 1000, additionalGids: [10] } }), '/v') as any;
+    const c = buildOciConfig(
+      prep({ network: 'host', user: { uid: 1000, gid: 1000, additionalGids: [10] } }),
+      '/v',
+    ) as any;
     expect(c.linux.namespaces.map((n: any) => n.type)).not.toContain('network');
     expect(c.process.user).toEqual({ uid: 1000, gid: 1000, additionalGids: [10] });
     expect(c.process.capabilities.effective).toEqual([]);

@@ -13,7 +13,12 @@ import type { ExtraHost, ExtraMount, RunSpec } from './types.ts';
 import { resolveUser, type ResolvedUser } from './user.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
 import { DEFAULT_PATH } from './defaults.ts';
-import { createMountpoints, removeMountpoints, type CreatedMountpoints, type MountpointRequest } from './mountpoints.ts';
+import {
+  createMountpoints,
+  removeMountpoints,
+  type CreatedMountpoints,
+  type MountpointRequest,
+} from './mountpoints.ts';
 
 export const DEFAULT_HOSTNAME = 'vlab-build';
 /** Temp dirs of runs start with this, under os.tmpdir() (tests look for leftovers by it). */
@@ -85,7 +90,9 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
       } else reqs.push({ target: m.target, kind: 'dir' });
     }
     // Skip targets that live on a filesystem the runtime mounts (/dev/…, /proc/…, /sys/…).
-    const inRoot = reqs.filter((r, i) => i < SYSTEM_DIRS.length || !SYSTEM_DIRS.some((s) => r.target.startsWith(s + '/')));
+    const inRoot = reqs.filter(
+      (r, i) => i < SYSTEM_DIRS.length || !SYSTEM_DIRS.some((s) => r.target.startsWith(s + '/')),
+    );
     created = await createMountpoints(rootfs, inRoot);
     const mounts: PreparedMount[] = [];
     for (const m of extra) mounts.push({ ...m, hostTarget: await resolveInRoot(rootfs, m.target) });
@@ -123,7 +130,12 @@ export function completeEnv(env: string[], user: ResolvedUser): string[] {
   return out;
 }
 
-async function writeEtcFiles(dir: string, hostname: string, network: 'none' | 'host', extra: ExtraHost[]): Promise<[string, string][]> {
+async function writeEtcFiles(
+  dir: string,
+  hostname: string,
+  network: 'none' | 'host',
+  extra: ExtraHost[],
+): Promise<[string, string][]> {
   const hosts = [
     `127.0.0.1\tlocalhost ${hostname}`,
     '::1\tlocalhost ip6-localhost ip6-loopback',

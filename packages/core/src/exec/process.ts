@@ -19,11 +19,7 @@ export interface Spawned {
   kill(sig?: NodeJS.Signals): void;
 }
 
-export function spawnStreaming(
-  file: string,
-  args: string[],
-  opts: RunOptions & { env?: NodeJS.ProcessEnv },
-): Spawned {
+export function spawnStreaming(file: string, args: string[], opts: RunOptions & { env?: NodeJS.ProcessEnv }): Spawned {
   const child = spawn(file, args, {
     env: opts.env ?? { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
     stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
@@ -107,7 +103,11 @@ export function wallResult(
  * Wait for a container's process; when `signal` fires, call `kill` (which must make `exited`
  * settle) and reject with E_RUN_ABORTED once it has. Shared by both executors.
  */
-export async function waitOrAbort(exited: Promise<Exit>, signal: AbortSignal | undefined, kill: () => void): Promise<Exit> {
+export async function waitOrAbort(
+  exited: Promise<Exit>,
+  signal: AbortSignal | undefined,
+  kill: () => void,
+): Promise<Exit> {
   let aborted = false;
   const onAbort = () => {
     aborted = true;

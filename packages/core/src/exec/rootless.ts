@@ -73,7 +73,13 @@ export function subidRange(text: string, name: string | undefined, uid: number):
 async function findExecutable(name: string): Promise<string | undefined> {
   for (const d of HELPER_DIRS) {
     const p = path.join(d, name);
-    if (await fs.access(p, fs.constants.X_OK).then(() => true, () => false)) return p;
+    if (
+      await fs.access(p, fs.constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return p;
   }
   return undefined;
 }
@@ -82,7 +88,10 @@ async function findExecutable(name: string): Promise<string | undefined> {
 export function userNsArgs(ns: UserNs): string[] {
   const args = ['--user', '--map-root-user'];
   if (ns.kind === 'subid') {
-    args.push(`--map-users=${ns.uids!.start},1,${ns.uids!.count}`, `--map-groups=${ns.gids!.start},1,${ns.gids!.count}`);
+    args.push(
+      `--map-users=${ns.uids!.start},1,${ns.uids!.count}`,
+      `--map-groups=${ns.gids!.start},1,${ns.gids!.count}`,
+    );
   }
   return args;
 }
@@ -102,12 +111,16 @@ export function checkUser(ns: UserNs, user: ResolvedUser, spec: string): void {
     ns.kind === 'single'
       ? 'needs a subuid range (newuidmap) in rootless mode: without /etc/subuid and /etc/subgid entries for this user only uid and gid 0 exist in the container'
       : `is outside the subordinate range mapped in rootless mode (ids 0..${Math.min(ns.uids!.count, ns.gids!.count)})`;
-  throw new VlabError('E_EXEC_UNAVAILABLE', `USER ${spec} ${why}`, { details: { user: spec, uid: user.uid, gid: user.gid } });
+  throw new VlabError('E_EXEC_UNAVAILABLE', `USER ${spec} ${why}`, {
+    details: { user: spec, uid: user.uid, gid: user.gid },
+  });
 }
 
 /** Rootless runs have no cgroup: requested limits fail instead of being silently ignored. */
 export function checkLimits(layout: CgroupLayout, limits: Limits | undefined): void {
-  const set = Object.entries(limits ?? {}).filter(([, v]) => v !== undefined).map(([k]) => k);
+  const set = Object.entries(limits ?? {})
+    .filter(([, v]) => v !== undefined)
+    .map(([k]) => k);
   if (!set.length) return;
   const msg =
     layout.version === 'v2'
@@ -127,7 +140,14 @@ export async function makeRootlessDevTemplate(dir: string): Promise<string> {
   const t = path.join(dir, 'dev');
   await fs.mkdir(t, { mode: 0o755 });
   for (const n of ROOTLESS_DEVICES) await fs.writeFile(path.join(t, n), '', { mode: 0o666 });
-  const links: [string, string][] = [['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2'], ['ptmx', 'pts/ptmx'], ['core', '/proc/kcore']];
+  const links: [string, string][] = [
+    ['fd', '/proc/self/fd'],
+    ['stdin', '/proc/self/fd/0'],
+    ['stdout', '/proc/self/fd/1'],
+    ['stderr', '/proc/self/fd/2'],
+    ['ptmx', 'pts/ptmx'],
+    ['core', '/proc/kcore'],
+  ];
   for (const [n, target] of links) await fs.symlink(target, path.join(t, n));
   for (const d of ['pts', 'shm', 'mqueue']) await fs.mkdir(path.join(t, d));
   return t;

@@ -17,7 +17,8 @@ import os from 'node:os';
 import { DEFAULT_CAPS } from './defaults.ts';
 
 /** OCI / libseccomp comparison operators (value = mask, valueTwo = datum for masked_eq). */
-export type ArgOp = 'SCMP_CMP_NE' | 'SCMP_CMP_LT' | 'SCMP_CMP_LE' | 'SCMP_CMP_EQ' | 'SCMP_CMP_GE' | 'SCMP_CMP_GT' | 'SCMP_CMP_MASKED_EQ';
+export type ArgOp =
+  'SCMP_CMP_NE' | 'SCMP_CMP_LT' | 'SCMP_CMP_LE' | 'SCMP_CMP_EQ' | 'SCMP_CMP_GE' | 'SCMP_CMP_GT' | 'SCMP_CMP_MASKED_EQ';
 
 export interface SeccompArg {
   index: number;
@@ -51,7 +52,11 @@ const AF_VSOCK = 40;
 const CLONE_NS_FLAGS = 0x7e020000;
 
 const words = (s: string) => s.trim().split(/\s+/);
-const allow = (names: string, more: Omit<ProfileRule, 'names' | 'action'> = {}): ProfileRule => ({ names: words(names), action: 'SCMP_ACT_ALLOW', ...more });
+const allow = (names: string, more: Omit<ProfileRule, 'names' | 'action'> = {}): ProfileRule => ({
+  names: words(names),
+  action: 'SCMP_ACT_ALLOW',
+  ...more,
+});
 const withCap = (cap: string, names: string): ProfileRule => allow(names, { includes: { caps: [cap] } });
 const onArch = (arches: string[], names: string): ProfileRule => allow(names, { includes: { arches } });
 
@@ -103,7 +108,9 @@ export const DOCKER_DEFAULT_PROFILE: Profile = {
     // Any socket but AF_VSOCK (it reaches the host's hypervisor sockets, outside the net namespace).
     allow('socket', { args: [{ index: 0, value: AF_VSOCK, op: 'SCMP_CMP_NE' }] }),
     // personality(2): only the harmless execution domains (PER_LINUX, PER_LINUX32, UNAME26 variants, query).
-    ...[0, 8, 0x20000, 0x20008, 0xffffffff].map((v) => allow('personality', { args: [{ index: 0, value: v, op: 'SCMP_CMP_EQ' }] })),
+    ...[0, 8, 0x20000, 0x20008, 0xffffffff].map((v) =>
+      allow('personality', { args: [{ index: 0, value: v, op: 'SCMP_CMP_EQ' }] }),
+    ),
     onArch(['ppc64le'], 'sync_file_range2 swapcontext'),
     onArch(['arm', 'arm64'], 'arm_fadvise64_64 arm_sync_file_range sync_file_range2 breakpoint cacheflush set_tls'),
     onArch(['amd64', 'x32'], 'arch_prctl'),
@@ -118,8 +125,15 @@ export const DOCKER_DEFAULT_PROFILE: Profile = {
        quotactl_fd setdomainname sethostname setns syslog umount umount2 unshare`,
     ),
     // Without CAP_SYS_ADMIN: clone only without namespace flags (no user namespace as host root).
-    allow('clone', { args: [{ index: 0, value: CLONE_NS_FLAGS, op: 'SCMP_CMP_MASKED_EQ' }], excludes: { caps: ['CAP_SYS_ADMIN'], arches: ['s390', 's390x'] } }),
-    allow('clone', { args: [{ index: 1, value: CLONE_NS_FLAGS, op: 'SCMP_CMP_MASKED_EQ' }], includes: { arches: ['s390', 's390x'] }, excludes: { caps: ['CAP_SYS_ADMIN'] } }),
+    allow('clone', {
+      args: [{ index: 0, value: CLONE_NS_FLAGS, op: 'SCMP_CMP_MASKED_EQ' }],
+      excludes: { caps: ['CAP_SYS_ADMIN'], arches: ['s390', 's390x'] },
+    }),
+    allow('clone', {
+      args: [{ index: 1, value: CLONE_NS_FLAGS, op: 'SCMP_CMP_MASKED_EQ' }],
+      includes: { arches: ['s390', 's390x'] },
+      excludes: { caps: ['CAP_SYS_ADMIN'] },
+    }),
     // clone3's flags are in memory, out of seccomp's reach: ENOSYS makes libc fall back to clone.
     { names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: ENOSYS, excludes: { caps: ['CAP_SYS_ADMIN'] } },
     withCap('CAP_SYS_BOOT', 'reboot'),
@@ -154,7 +168,15 @@ export interface Target {
   kernel: string;
 }
 
-const GOARCH: Record<string, string> = { x64: 'amd64', ia32: '386', arm64: 'arm64', arm: 'arm', s390x: 's390x', ppc64: 'ppc64le', riscv64: 'riscv64' };
+const GOARCH: Record<string, string> = {
+  x64: 'amd64',
+  ia32: '386',
+  arm64: 'arm64',
+  arm: 'arm',
+  s390x: 's390x',
+  ppc64: 'ppc64le',
+  riscv64: 'riscv64',
+};
 
 /** This machine and Docker's default capability set. */
 export function hostTarget(caps: string[] = DEFAULT_CAPS): Target {
@@ -207,7 +229,12 @@ export function ociSeccomp(t: Target = hostTarget()): Record<string, unknown> {
     const key = JSON.stringify([r.errno, r.args]);
     let g = groups.get(key);
     if (!g) {
-      g = { names: [], action: r.errno === undefined ? 'SCMP_ACT_ALLOW' : 'SCMP_ACT_ERRNO', ...(r.errno !== undefined ? { errnoRet: r.errno } : {}), ...(r.args.length ? { args: r.args } : {}) };
+      g = {
+        names: [],
+        action: r.errno === undefined ? 'SCMP_ACT_ALLOW' : 'SCMP_ACT_ERRNO',
+        ...(r.errno !== undefined ? { errnoRet: r.errno } : {}),
+        ...(r.args.length ? { args: r.args } : {}),
+      };
       groups.set(key, g);
     }
     g.names.push(r.name);
@@ -221,7 +248,13 @@ export function ociSeccomp(t: Target = hostTarget()): Record<string, unknown> {
 }
 
 const OP_WORDS: Record<ArgOp, string> = {
-  SCMP_CMP_NE: 'ne', SCMP_CMP_LT: 'lt', SCMP_CMP_LE: 'le', SCMP_CMP_EQ: 'eq', SCMP_CMP_GE: 'ge', SCMP_CMP_GT: 'gt', SCMP_CMP_MASKED_EQ: 'masked_eq',
+  SCMP_CMP_NE: 'ne',
+  SCMP_CMP_LT: 'lt',
+  SCMP_CMP_LE: 'le',
+  SCMP_CMP_EQ: 'eq',
+  SCMP_CMP_GE: 'ge',
+  SCMP_CMP_GT: 'gt',
+  SCMP_CMP_MASKED_EQ: 'masked_eq',
 };
 
 /**

@@ -12,8 +12,14 @@ describe('resolveUser', () => {
   beforeAll(async () => {
     root = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-user-'));
     await fs.mkdir(path.join(root, 'etc'));
-    await fs.writeFile(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nbuilder:x:1000:1000::/home/b:/bin/sh\n');
-    await fs.writeFile(path.join(root, 'etc/group'), 'root:x:0:\nbuilder:x:1000:\nwheel:x:10:builder,other\naudio:x:29:builder\n');
+    await fs.writeFile(
+      path.join(root, 'etc/passwd'),
+      'root:x:0:0:root:/root:/bin/sh\nbuilder:x:1000:1000::/home/b:/bin/sh\n',
+    );
+    await fs.writeFile(
+      path.join(root, 'etc/group'),
+      'root:x:0:\nbuilder:x:1000:\nwheel:x:10:builder,other\naudio:x:29:builder\n',
+    );
   });
   afterAll(() => fs.rm(root, { recursive: true, force: true }));
 
@@ -64,7 +70,10 @@ describe('resolveUser', () => {
       const passwd = path.join(evil, 'etc/passwd');
       await mk('mkfifo', [passwd]); // reading it on the host would wait for a writer forever
       const t0 = Date.now();
-      await expect(resolveUser(evil, 'builder')).rejects.toMatchObject({ code: 'E_IMAGE_FILE', message: expect.stringContaining('/etc/passwd') });
+      await expect(resolveUser(evil, 'builder')).rejects.toMatchObject({
+        code: 'E_IMAGE_FILE',
+        message: expect.stringContaining('/etc/passwd'),
+      });
       expect(Date.now() - t0).toBeLessThan(2000);
       await fs.rm(passwd);
       await mk('mknod', [passwd, 'c', '1', '5']); // /dev/zero: endless
@@ -72,10 +81,16 @@ describe('resolveUser', () => {
       await fs.rm(passwd);
       await fs.writeFile(passwd, 'builder:x:1000:1000::/home/b:/bin/sh\n');
       await fs.truncate(passwd, 8 * 2 ** 30); // 8 GiB, sparse
-      await expect(resolveUser(evil, 'builder')).rejects.toMatchObject({ code: 'E_IMAGE_FILE', message: expect.stringMatching(/larger than/) });
+      await expect(resolveUser(evil, 'builder')).rejects.toMatchObject({
+        code: 'E_IMAGE_FILE',
+        message: expect.stringMatching(/larger than/),
+      });
       await fs.truncate(passwd, 100);
       await mk('mkfifo', [path.join(evil, 'etc/group')]);
-      await expect(resolveUser(evil, 'builder:wheel')).rejects.toMatchObject({ code: 'E_IMAGE_FILE', message: expect.stringContaining('/etc/group') });
+      await expect(resolveUser(evil, 'builder:wheel')).rejects.toMatchObject({
+        code: 'E_IMAGE_FILE',
+        message: expect.stringContaining('/etc/group'),
+      });
     } finally {
       await fs.rm(evil, { recursive: true, force: true });
     }
@@ -87,13 +102,17 @@ describe('resolveUser', () => {
       await fs.mkdir(path.join(layer, 'etc'));
       await promisify(execFile)('mkfifo', [path.join(layer, 'etc/passwd')]);
       const t0 = Date.now();
-      await expect(resolveUserInView(new UnionView([layer]), 'builder')).rejects.toMatchObject({ code: 'E_IMAGE_FILE' });
+      await expect(resolveUserInView(new UnionView([layer]), 'builder')).rejects.toMatchObject({
+        code: 'E_IMAGE_FILE',
+      });
       expect(Date.now() - t0).toBeLessThan(2000);
       await fs.rm(path.join(layer, 'etc/passwd'));
       await fs.writeFile(path.join(layer, 'etc/passwd'), 'builder:x:1000:1000::/home/b:/bin/sh\n');
       expect(await resolveUserInView(new UnionView([layer]), 'builder')).toMatchObject({ uid: 1000, gid: 1000 });
       await fs.truncate(path.join(layer, 'etc/passwd'), 8 * 2 ** 30);
-      await expect(resolveUserInView(new UnionView([layer]), 'builder')).rejects.toMatchObject({ code: 'E_IMAGE_FILE' });
+      await expect(resolveUserInView(new UnionView([layer]), 'builder')).rejects.toMatchObject({
+        code: 'E_IMAGE_FILE',
+      });
     } finally {
       await fs.rm(layer, { recursive: true, force: true });
     }

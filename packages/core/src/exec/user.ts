@@ -54,7 +54,11 @@ export async function resolveUserInView(view: UnionView, user: string, rule: Use
 }
 
 /** Same rules, reading /etc/passwd and /etc/group through `read` (e.g. a union of layers, unmounted). */
-export async function resolveUserFrom(read: (containerPath: string) => Promise<string | undefined>, user: string, rule: UserRule = 'user'): Promise<ResolvedUser> {
+export async function resolveUserFrom(
+  read: (containerPath: string) => Promise<string | undefined>,
+  user: string,
+  rule: UserRule = 'user',
+): Promise<ResolvedUser> {
   const spec = (user ?? '').trim();
   if (spec === '') return { uid: 0, gid: 0, additionalGids: [], home: '/root' };
   const [u, g] = spec.split(':', 2) as [string, string | undefined];

@@ -19,14 +19,23 @@ const isGzip = (mediaType: string) => mediaType.endsWith('gzip');
 const isZstd = (mediaType: string) => mediaType.endsWith('zstd');
 
 /** `img` with every layer in `compression` (layers already so are kept); a new manifest blob. */
-export async function compressImage(store: Store, img: StoredImage, compression: LayerCompression, level?: number): Promise<StoredImage> {
+export async function compressImage(
+  store: Store,
+  img: StoredImage,
+  compression: LayerCompression,
+  level?: number,
+): Promise<StoredImage> {
   const layers: Descriptor[] = [];
   for (const l of img.manifest.layers) {
     if ((compression === 'gzip' && isGzip(l.mediaType)) || (compression === 'zstd' && isZstd(l.mediaType))) {
       layers.push(l);
       continue;
     }
-    if (isZstd(l.mediaType)) throw new VlabError('E_UNSUPPORTED', `layer ${l.digest} is zstd-compressed: recompressing it as ${compression} needs zstd decompression, which this Node lacks`);
+    if (isZstd(l.mediaType))
+      throw new VlabError(
+        'E_UNSUPPORTED',
+        `layer ${l.digest} is zstd-compressed: recompressing it as ${compression} needs zstd decompression, which this Node lacks`,
+      );
     let tar: Readable = store.blobs.open(l.digest);
     if (isGzip(l.mediaType)) tar = tar.pipe(createGunzip());
     const blob = await store.blobs.create();

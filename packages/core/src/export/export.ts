@@ -32,7 +32,12 @@ export interface OutputSpec {
 const OUTPUT_TYPES = ['oci', 'docker', 'tar', 'local'];
 /** The options each output type takes; anything else is refused, not ignored. */
 const IMAGE_KEYS = ['type', 'dest', 'compression', 'compression-level'];
-const KEYS: Record<string, string[]> = { oci: IMAGE_KEYS, docker: IMAGE_KEYS, tar: ['type', 'dest'], local: ['type', 'dest'] };
+const KEYS: Record<string, string[]> = {
+  oci: IMAGE_KEYS,
+  docker: IMAGE_KEYS,
+  tar: ['type', 'dest'],
+  local: ['type', 'dest'],
+};
 const COMPRESSIONS = ['uncompressed', 'gzip', 'zstd'];
 
 export function parseOutput(spec: string): OutputSpec {
@@ -44,24 +49,39 @@ export function parseOutput(spec: string): OutputSpec {
   }
   const type = kv.type;
   if (!type || !OUTPUT_TYPES.includes(type)) {
-    throw new VlabError('E_BAD_ARG', `--output type=${type ?? ''} is not supported (use one of: ${OUTPUT_TYPES.join(', ')})`);
+    throw new VlabError(
+      'E_BAD_ARG',
+      `--output type=${type ?? ''} is not supported (use one of: ${OUTPUT_TYPES.join(', ')})`,
+    );
   }
   for (const k of Object.keys(kv)) {
-    if (!KEYS[type]!.includes(k)) throw new VlabError('E_BAD_ARG', `--output type=${type}: unknown option "${k}" (type=${type} takes ${KEYS[type]!.join(', ')})`);
+    if (!KEYS[type]!.includes(k))
+      throw new VlabError(
+        'E_BAD_ARG',
+        `--output type=${type}: unknown option "${k}" (type=${type} takes ${KEYS[type]!.join(', ')})`,
+      );
   }
   if (!kv.dest) throw new VlabError('E_BAD_ARG', `--output ${spec}: dest=… is required`);
   const out: OutputSpec = { type: type as OutputSpec['type'], dest: kv.dest };
   const c = kv.compression;
   if (c !== undefined) {
-    if (!COMPRESSIONS.includes(c)) throw new VlabError('E_BAD_ARG', `--output compression=${c} is not supported (use one of: ${COMPRESSIONS.join(', ')})`);
+    if (!COMPRESSIONS.includes(c))
+      throw new VlabError(
+        'E_BAD_ARG',
+        `--output compression=${c} is not supported (use one of: ${COMPRESSIONS.join(', ')})`,
+      );
     if (c === 'zstd' && !hasZstd()) {
-      throw new VlabError('E_UNSUPPORTED', `--output compression=zstd needs zstd in node:zlib (Node >= 22.15); this is Node ${process.versions.node}: use compression=gzip`);
+      throw new VlabError(
+        'E_UNSUPPORTED',
+        `--output compression=zstd needs zstd in node:zlib (Node >= 22.15); this is Node ${process.versions.node}: use compression=gzip`,
+      );
     }
     if (c !== 'uncompressed') out.compression = c as LayerCompression;
   }
   const level = kv['compression-level'];
   if (level !== undefined) {
-    if (!/^\d$/.test(level) || out.compression !== 'gzip') throw new VlabError('E_BAD_ARG', `--output compression-level=${level}: give 0-9, with compression=gzip`);
+    if (!/^\d$/.test(level) || out.compression !== 'gzip')
+      throw new VlabError('E_BAD_ARG', `--output compression-level=${level}: give 0-9, with compression=gzip`);
     out.compressionLevel = Number(level);
   }
   return out;
@@ -70,7 +90,13 @@ export function parseOutput(spec: string): OutputSpec {
 /** Mounts the image's filesystem read-only for a callback (tar/local outputs need a tree). */
 export type WithRootfs = <T>(img: StoredImage, work: (rootfs: string) => Promise<T>) => Promise<T>;
 
-export async function exportImage(store: Store, img: StoredImage, out: OutputSpec, ref?: string, withRootfs?: WithRootfs): Promise<void> {
+export async function exportImage(
+  store: Store,
+  img: StoredImage,
+  out: OutputSpec,
+  ref?: string,
+  withRootfs?: WithRootfs,
+): Promise<void> {
   if (out.type === 'tar' || out.type === 'local') {
     if (!withRootfs) throw new VlabError('E_UNSUPPORTED', `--output type=${out.type} needs the snapshotter`);
     await withRootfs(img, async (rootfs) => {
@@ -127,8 +153,16 @@ async function writeOciDir(store: Store, img: StoredImage, dest: string, ref?: s
   await fsp.mkdir(blobs, { recursive: true });
   for (const d of blobDigests(img)) {
     const target = path.join(blobs, d.slice(7));
-    if (await fsp.access(target).then(() => true, () => false)) continue;
-    await fsp.link(store.blobs.path(d), target).catch(() => pipeline(store.blobs.open(d), fs.createWriteStream(target)));
+    if (
+      await fsp.access(target).then(
+        () => true,
+        () => false,
+      )
+    )
+      continue;
+    await fsp
+      .link(store.blobs.path(d), target)
+      .catch(() => pipeline(store.blobs.open(d), fs.createWriteStream(target)));
   }
   await fsp.writeFile(path.join(dest, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   const size = await store.blobs.size(img.manifestDigest);
@@ -141,7 +175,8 @@ async function ociLayoutEntries(store: Store, img: StoredImage, ref?: string): P
     { name: 'oci-layout', data: Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })) },
     { name: 'index.json', data: Buffer.from(JSON.stringify(indexFor(img, size, ref))) },
   ];
-  for (const d of new Set(blobDigests(img))) entries.push({ name: `blobs/sha256/${d.slice(7)}`, file: store.blobs.path(d), size: await store.blobs.size(d) });
+  for (const d of new Set(blobDigests(img)))
+    entries.push({ name: `blobs/sha256/${d.slice(7)}`, file: store.blobs.path(d), size: await store.blobs.size(d) });
   return entries;
 }
 
@@ -156,7 +191,9 @@ async function dockerArchiveEntries(store: Store, img: StoredImage, ref?: string
   const cfgName = `${img.configDigest.slice(7)}.json`;
   const layerDirs = img.manifest.layers.map((l) => l.digest.slice(7));
   const tagged = ref && !(parseRef(ref).digest && !parseRef(ref).tag) ? familiarRef(ref) : undefined;
-  const manifest = [{ Config: cfgName, RepoTags: tagged ? [tagged] : [], Layers: layerDirs.map((d) => `${d}/layer.tar`) }];
+  const manifest = [
+    { Config: cfgName, RepoTags: tagged ? [tagged] : [], Layers: layerDirs.map((d) => `${d}/layer.tar`) },
+  ];
   const entries: ArchiveEntry[] = [
     { name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)) },
     { name: cfgName, file: store.blobs.path(img.configDigest), size: await store.blobs.size(img.configDigest) },

@@ -58,7 +58,10 @@ describe('--output type=local', () => {
     await fsp.writeFile(path.join(src, 'a'), 'a');
     const dest = path.join(tmp, 'dest');
     await make(dest);
-    await expect(exportLocal(src, dest)).rejects.toMatchObject({ code: 'E_OUTPUT', message: expect.stringMatching(/not a directory/) });
+    await expect(exportLocal(src, dest)).rejects.toMatchObject({
+      code: 'E_OUTPUT',
+      message: expect.stringMatching(/not a directory/),
+    });
   });
 
   it('copies files, links and modes into a fresh and an existing dest', async () => {

@@ -26,9 +26,15 @@ export async function exportLocal(rootfs: string, dest: string): Promise<void> {
     dir = await fsp.open(dest, O_RDONLY | O_DIRECTORY);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const inTheWay = await fsp.lstat(dest).then((st) => !st.isDirectory(), () => false);
+    const inTheWay = await fsp.lstat(dest).then(
+      (st) => !st.isDirectory(),
+      () => false,
+    );
     if (inTheWay || code === 'EEXIST' || code === 'ENOTDIR') {
-      throw new VlabError('E_OUTPUT', `--output type=local,dest=${dest}: ${dest} exists and is not a directory (or is a dangling symlink); remove it or choose another dest`);
+      throw new VlabError(
+        'E_OUTPUT',
+        `--output type=local,dest=${dest}: ${dest} exists and is not a directory (or is a dangling symlink); remove it or choose another dest`,
+      );
     }
     throw new VlabError('E_OUTPUT', `--output type=local,dest=${dest}: ${(e as Error).message}`, { cause: e });
   }

@@ -41,7 +41,12 @@ export async function resolveInRoot(root: string, p: string, followLast = true):
  * whose target is missing gets its target created (as Docker's WORKDIR does), target parents
  * included: the resolved path is in-root, so what is made is always under `root`.
  */
-export async function mkdirInRoot(root: string, p: string, owner?: { uid: number; gid: number }, mode = 0o755): Promise<string> {
+export async function mkdirInRoot(
+  root: string,
+  p: string,
+  owner?: { uid: number; gid: number },
+  mode = 0o755,
+): Promise<string> {
   const parts = path.posix.normalize(`/${p}`).split('/').filter(Boolean);
   let cur = '/';
   let host = root;
@@ -80,7 +85,10 @@ export async function readInRoot(root: string, p: string, maxBytes = MAX_IN_ROOT
   const host = await resolveInRoot(root, p);
   const st = await fsp.lstat(host).catch(() => undefined);
   if (!st) return undefined;
-  const refuse = (why: string) => new VlabError('E_IMAGE_FILE', `${p} in the image ${why}: it is not read (fix the image's ${p})`, { details: { path: p } });
+  const refuse = (why: string) =>
+    new VlabError('E_IMAGE_FILE', `${p} in the image ${why}: it is not read (fix the image's ${p})`, {
+      details: { path: p },
+    });
   if (!st.isFile()) throw refuse('is not a regular file');
   if (st.size > maxBytes) throw refuse(`is larger than ${maxBytes} bytes`);
   const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fsp.constants;

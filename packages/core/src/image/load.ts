@@ -24,7 +24,8 @@ import { MEDIA, REF_NAME, type Descriptor, type ImageIndex } from './types.ts';
 export async function loadExternal(store: Store, ref: string): Promise<StoredImage | undefined> {
   const t = parseTransportRef(ref);
   if (t?.transport === 'oci-layout') return loadOciLayoutDir(store, t.path, t.tag);
-  if (t?.transport === 'oci-archive' || t?.transport === 'docker-archive') return loadArchive(store, t.path, 'tag' in t ? t.tag : undefined);
+  if (t?.transport === 'oci-archive' || t?.transport === 'docker-archive')
+    return loadArchive(store, t.path, 'tag' in t ? t.tag : undefined);
   return undefined;
 }
 
@@ -51,11 +52,22 @@ async function loadOciLayoutDir(store: Store, dir: string, tag?: string): Promis
     const source: BlobSource = async (digest, what) => {
       if (what === 'layer' && (await store.blobs.has(digest))) return 'stored';
       const s = await read(`blobs/sha256/${digest.slice(7)}`);
-      if (!s) throw new VlabError('E_BAD_ARCHIVE', `${where}: ${what} ${digest} is missing (no blobs/sha256/${digest.slice(7, 19)}…)`);
+      if (!s)
+        throw new VlabError(
+          'E_BAD_ARCHIVE',
+          `${where}: ${what} ${digest} is missing (no blobs/sha256/${digest.slice(7, 19)}…)`,
+        );
       checkBlobDigest(s, digest, where);
       return s;
     };
-    return await loadOciImage(store, staging, source, await parseDocument('index', jsonOf(index, 'index.json'), `${where}: index.json`), tag, where);
+    return await loadOciImage(
+      store,
+      staging,
+      source,
+      await parseDocument('index', jsonOf(index, 'index.json'), `${where}: index.json`),
+      tag,
+      where,
+    );
   } finally {
     await staging.abortAll();
   }
@@ -73,7 +85,11 @@ export async function loadArchive(store: Store, file: string, tag?: string): Pro
       if (m.type === 'directory' || m.type === 'other') return;
       const key = members.key(m.name);
       if (m.type === 'symlink' || m.type === 'link') {
-        const replaced = members.addLink(key, m.type, m.type === 'link' ? members.key(m.linkname ?? '') : (m.linkname ?? ''));
+        const replaced = members.addLink(
+          key,
+          m.type,
+          m.type === 'link' ? members.key(m.linkname ?? '') : (m.linkname ?? ''),
+        );
         if (replaced) await staging.drop(replaced);
         return;
       }
@@ -86,14 +102,28 @@ export async function loadArchive(store: Store, file: string, tag?: string): Pro
     if (members.has('index.json')) {
       const source: BlobSource = async (digest, what) => {
         const key = `blobs/sha256/${digest.slice(7)}`;
-        if (!members.has(key)) throw new VlabError('E_BAD_ARCHIVE', `${file}: ${what} ${digest} is missing (no ${key.slice(0, 25)}…)`);
+        if (!members.has(key))
+          throw new VlabError('E_BAD_ARCHIVE', `${file}: ${what} ${digest} is missing (no ${key.slice(0, 25)}…)`);
         return members.resolve(key, 'index.json', '');
       };
-      if (members.has('oci-layout')) await parseDocument('layout', jsonOf(members.resolve('oci-layout', 'archive', ''), 'oci-layout'), `${file}: oci-layout`);
-      const index = await parseDocument('index', jsonOf(members.resolve('index.json', 'archive', ''), 'index.json'), `${file}: index.json`);
+      if (members.has('oci-layout'))
+        await parseDocument(
+          'layout',
+          jsonOf(members.resolve('oci-layout', 'archive', ''), 'oci-layout'),
+          `${file}: oci-layout`,
+        );
+      const index = await parseDocument(
+        'index',
+        jsonOf(members.resolve('index.json', 'archive', ''), 'index.json'),
+        `${file}: index.json`,
+      );
       return await loadOciImage(store, staging, source, index, tag, file);
     }
-    if (!members.has('manifest.json')) throw new VlabError('E_BAD_ARCHIVE', `${file} is neither an OCI archive (no index.json) nor a docker-archive (no manifest.json)`);
+    if (!members.has('manifest.json'))
+      throw new VlabError(
+        'E_BAD_ARCHIVE',
+        `${file} is neither an OCI archive (no index.json) nor a docker-archive (no manifest.json)`,
+      );
     return await loadDockerArchive(store, staging, members, file);
   } finally {
     await staging.abortAll();
@@ -109,45 +139,84 @@ async function loadDockerArchive(store: Store, staging: Staging, members: Member
   const config = (await doc('config', entry.Config, '/0/Config')) as Documents['config'];
   const diffIds = config.rootfs.diff_ids;
   if (entry.Layers.length !== diffIds.length) {
-    throw new VlabError('E_BAD_ARCHIVE', `${file}: manifest.json lists ${entry.Layers.length} layers but the config's rootfs.diff_ids has ${diffIds.length}`);
+    throw new VlabError(
+      'E_BAD_ARCHIVE',
+      `${file}: manifest.json lists ${entry.Layers.length} layers but the config's rootfs.diff_ids has ${diffIds.length}`,
+    );
   }
   const layers: { s: Staged; desc: Descriptor }[] = entry.Layers.map((name, i) => {
     const s = members.resolve(name, 'manifest.json', `/0/Layers/${i}`);
-    checkDiffId(s, s.gzip, requireSha256(diffIds[i]!, `${file}: config rootfs.diff_ids[${i}]`), `${file}: layer ${name}`);
+    checkDiffId(
+      s,
+      s.gzip,
+      requireSha256(diffIds[i]!, `${file}: config rootfs.diff_ids[${i}]`),
+      `${file}: layer ${name}`,
+    );
     // A compressed layer is kept as it is, typed gzip, so diffID and blob digest stay honest.
     return { s, desc: { mediaType: s.gzip ? MEDIA.layerGzip : MEDIA.layer, digest: s.digest, size: s.size } };
   });
   for (const l of layers) await staging.commit(l.s, l.desc.digest);
-  return store.putImage(config, layers.map((l) => l.desc));
+  return store.putImage(
+    config,
+    layers.map((l) => l.desc),
+  );
 }
 
 const CONFIG_TYPES: string[] = [MEDIA.config, MEDIA.dockerConfig];
 const LAYER_TYPES: Record<string, 'plain' | 'gzip'> = {
-  [MEDIA.layer]: 'plain', [MEDIA.dockerLayer]: 'plain', [MEDIA.layerGzip]: 'gzip', [MEDIA.dockerLayerGzip]: 'gzip',
+  [MEDIA.layer]: 'plain',
+  [MEDIA.dockerLayer]: 'plain',
+  [MEDIA.layerGzip]: 'gzip',
+  [MEDIA.dockerLayerGzip]: 'gzip',
 };
 
 /** Check an OCI image (index → manifest → config, layers) from `source`; commit it once it all holds. */
-async function loadOciImage(store: Store, staging: Staging, source: BlobSource, index: ImageIndex, tag: string | undefined, where: string): Promise<StoredImage> {
+async function loadOciImage(
+  store: Store,
+  staging: Staging,
+  source: BlobSource,
+  index: ImageIndex,
+  tag: string | undefined,
+  where: string,
+): Promise<StoredImage> {
   const desc = pickManifest(index.manifests, tag, where);
   const manifestDigest = requireSha256(desc.digest, `${where}: index.json`);
   const mStaged = (await source(manifestDigest, 'manifest')) as Staged; // only layers may be 'stored'
   checkSize(desc, mStaged, where, 'manifest');
-  const manifest = await parseDocument('manifest', jsonOf(mStaged, `manifest ${manifestDigest}`), `${where}: manifest ${manifestDigest.slice(0, 19)}`);
+  const manifest = await parseDocument(
+    'manifest',
+    jsonOf(mStaged, `manifest ${manifestDigest}`),
+    `${where}: manifest ${manifestDigest.slice(0, 19)}`,
+  );
   if (!CONFIG_TYPES.includes(manifest.config.mediaType)) {
-    throw new VlabError('E_UNSUPPORTED', `${where}: config media type ${manifest.config.mediaType} is not an image config (an artifact?)`);
+    throw new VlabError(
+      'E_UNSUPPORTED',
+      `${where}: config media type ${manifest.config.mediaType} is not an image config (an artifact?)`,
+    );
   }
   const configDigest = requireSha256(manifest.config.digest, `${where}: manifest config`);
   const cStaged = (await source(configDigest, 'config')) as Staged;
   checkSize(manifest.config, cStaged, where, 'config');
-  const config = await parseDocument('config', jsonOf(cStaged, `config ${configDigest}`), `${where}: config ${configDigest.slice(0, 19)}`);
+  const config = await parseDocument(
+    'config',
+    jsonOf(cStaged, `config ${configDigest}`),
+    `${where}: config ${configDigest.slice(0, 19)}`,
+  );
   const diffIds = config.rootfs.diff_ids;
   if (manifest.layers.length !== diffIds.length) {
-    throw new VlabError('E_BAD_ARCHIVE', `${where}: the manifest has ${manifest.layers.length} layers but the config's rootfs.diff_ids has ${diffIds.length}`);
+    throw new VlabError(
+      'E_BAD_ARCHIVE',
+      `${where}: the manifest has ${manifest.layers.length} layers but the config's rootfs.diff_ids has ${diffIds.length}`,
+    );
   }
   const layers: Staged[] = [];
   for (const [i, l] of manifest.layers.entries()) {
     const kind = LAYER_TYPES[l.mediaType];
-    if (!kind) throw new VlabError('E_UNSUPPORTED', `${where}: layer ${i} has media type ${l.mediaType} (only tar and tar+gzip layers are supported)`);
+    if (!kind)
+      throw new VlabError(
+        'E_UNSUPPORTED',
+        `${where}: layer ${i} has media type ${l.mediaType} (only tar and tar+gzip layers are supported)`,
+      );
     const digest = requireSha256(l.digest, `${where}: manifest layers[${i}]`);
     const diffId = requireSha256(diffIds[i]!, `${where}: config rootfs.diff_ids[${i}]`);
     const s = await source(digest, 'layer');
@@ -167,7 +236,9 @@ async function loadOciImage(store: Store, staging: Staging, source: BlobSource, 
 }
 
 function pickManifest(list: Descriptor[], tag: string | undefined, where: string): Descriptor {
-  const d = tag ? list.find((x) => x.annotations?.[REF_NAME] === tag || x.annotations?.[REF_NAME]?.endsWith(`:${tag}`)) : list[0];
+  const d = tag
+    ? list.find((x) => x.annotations?.[REF_NAME] === tag || x.annotations?.[REF_NAME]?.endsWith(`:${tag}`))
+    : list[0];
   if (!d) throw new VlabError('E_IMAGE_NOT_FOUND', `no image${tag ? ` tagged ${tag}` : ''} in ${where}`);
   if (d.mediaType !== MEDIA.manifest && d.mediaType !== MEDIA.dockerManifest) {
     throw new VlabError('E_UNSUPPORTED', `${where}: ${d.mediaType} (multi-platform index) is not supported yet`);
@@ -178,16 +249,28 @@ function pickManifest(list: Descriptor[], tag: string | undefined, where: string
 /** The bytes of a member that must be a JSON document. */
 function jsonOf(s: Staged, name: string): Buffer {
   if (s.bytes) return s.bytes;
-  if (s.size > MAX_JSON_BYTES) throw new VlabError('E_BAD_ARCHIVE', `${name}: ${s.size} bytes, over the ${MAX_JSON_BYTES >> 20} MiB limit for a JSON document`);
+  if (s.size > MAX_JSON_BYTES)
+    throw new VlabError(
+      'E_BAD_ARCHIVE',
+      `${name}: ${s.size} bytes, over the ${MAX_JSON_BYTES >> 20} MiB limit for a JSON document`,
+    );
   throw new VlabError('E_BAD_ARCHIVE', `${name}: not a JSON document`);
 }
 
 function checkBlobDigest(s: Staged, digest: string, where: string): void {
-  if (s.digest !== digest) throw new VlabError('E_DIGEST_MISMATCH', `${where}: blob ${digest} holds content with digest ${s.digest}: the archive is corrupt or tampered with`);
+  if (s.digest !== digest)
+    throw new VlabError(
+      'E_DIGEST_MISMATCH',
+      `${where}: blob ${digest} holds content with digest ${s.digest}: the archive is corrupt or tampered with`,
+    );
 }
 
 function checkSize(desc: Descriptor, s: Staged, where: string, what: string): void {
-  if (desc.size !== s.size) throw new VlabError('E_BAD_ARCHIVE', `${where}: ${what} ${desc.digest.slice(0, 19)} is ${s.size} bytes but its descriptor says size ${desc.size}`);
+  if (desc.size !== s.size)
+    throw new VlabError(
+      'E_BAD_ARCHIVE',
+      `${where}: ${what} ${desc.digest.slice(0, 19)} is ${s.size} bytes but its descriptor says size ${desc.size}`,
+    );
 }
 
 /** A layer's content (gunzipped when it is gzip) must hash to its diff_id. */
@@ -197,7 +280,10 @@ function checkDiffId(s: Staged, gzip: boolean, diffId: string, what: string): vo
 }
 
 function diffMismatch(what: string, got: string, want: string): VlabError {
-  return new VlabError('E_DIGEST_MISMATCH', `${what}: its content has digest ${got} but the config's diff_id is ${want}: the archive is corrupt or tampered with`);
+  return new VlabError(
+    'E_DIGEST_MISMATCH',
+    `${what}: its content has digest ${got} but the config's diff_id is ${want}: the archive is corrupt or tampered with`,
+  );
 }
 
 /** Decompress a layer blob stream when its media type says gzip. */
@@ -216,7 +302,15 @@ export function gunzipStream(s: Readable, what: string): Readable {
   const fail = (e: Error, bad: boolean) => {
     s.destroy();
     gz.destroy();
-    out.destroy(bad ? new VlabError('E_LAYER_INVALID', `${what} is not valid gzip (${e.message}): the archive or image is damaged or lies about its layers`, { cause: e }) : e);
+    out.destroy(
+      bad
+        ? new VlabError(
+            'E_LAYER_INVALID',
+            `${what} is not valid gzip (${e.message}): the archive or image is damaged or lies about its layers`,
+            { cause: e },
+          )
+        : e,
+    );
   };
   s.on('error', (e) => fail(e, false));
   gz.on('error', (e) => fail(e, true));

@@ -22,9 +22,14 @@ export class Members {
 
   /** Normalised name of a member as stored; a name that leaves the archive is refused. */
   key(name: string): string {
-    if (++this.count > MAX_MEMBERS) throw new VlabError('E_BAD_ARCHIVE', `${this.where}: more than ${MAX_MEMBERS} entries`);
+    if (++this.count > MAX_MEMBERS)
+      throw new VlabError('E_BAD_ARCHIVE', `${this.where}: more than ${MAX_MEMBERS} entries`);
     const parts = split(name);
-    if (!parts) throw new VlabError('E_BAD_ARCHIVE', `${this.where}: entry ${JSON.stringify(name)} has a name outside the archive (absolute or with ..)`);
+    if (!parts)
+      throw new VlabError(
+        'E_BAD_ARCHIVE',
+        `${this.where}: entry ${JSON.stringify(name)} has a name outside the archive (absolute or with ..)`,
+      );
     return parts.join('/');
   }
 
@@ -57,12 +62,14 @@ export class Members {
    */
   resolve(ref: string, doc: string, pointer: string): Staged {
     const fail = (why: string): never => {
-      throw new VlabError('E_BAD_ARCHIVE', `${this.where}: ${doc} field ${pointer}: ${JSON.stringify(ref)} ${why}`, { details: { pointer } });
+      throw new VlabError('E_BAD_ARCHIVE', `${this.where}: ${doc} field ${pointer}: ${JSON.stringify(ref)} ${why}`, {
+        details: { pointer },
+      });
     };
     if (ref.startsWith('/')) fail('is an absolute path: archive paths are relative');
     let parts = split(ref) ?? fail('escapes the archive (..)');
     let hops = 0;
-    for (let changed = true; changed; ) {
+    for (let changed = true; changed;) {
       changed = false;
       for (let i = 0; i < parts.length && !changed; i++) {
         const prefix = parts.slice(0, i + 1).join('/');

@@ -56,11 +56,17 @@ export class Staging {
     })();
     if (size <= MAX_JSON_BYTES && /^[\s]*[[{]/.test(start.subarray(0, 64).toString('latin1'))) {
       this.jsonBytes += size;
-      if (this.jsonBytes > MAX_JSON_TOTAL) throw new VlabError('E_BAD_ARCHIVE', `more than ${MAX_JSON_TOTAL >> 20} MiB of JSON documents in one image`);
+      if (this.jsonBytes > MAX_JSON_TOTAL)
+        throw new VlabError('E_BAD_ARCHIVE', `more than ${MAX_JSON_TOTAL >> 20} MiB of JSON documents in one image`);
       const chunks: Buffer[] = [];
       for await (const c of rest) chunks.push(c);
       const bytes = Buffer.concat(chunks);
-      return { digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length, bytes, gzip: false };
+      return {
+        digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`,
+        size: bytes.length,
+        bytes,
+        gzip: false,
+      };
     }
     return this.toTempBlob(Readable.from(rest), start[0] === 0x1f && start[1] === 0x8b);
   }
@@ -79,7 +85,13 @@ export class Staging {
         else cb(null, chunk);
       },
     });
-    const staged: Staged = { digest: 'sha256:' as Digest, size: 0, gzip, commit: (expected) => blob.commit(expected), abort: () => blob.abort() };
+    const staged: Staged = {
+      digest: 'sha256:' as Digest,
+      size: 0,
+      gzip,
+      commit: (expected) => blob.commit(expected),
+      abort: () => blob.abort(),
+    };
     this.open.add(staged);
     try {
       await pipeline(source, tap, blob.stream);

@@ -11,11 +11,20 @@ import { MAX_JSON_BYTES, parseDocument, requireSha256, type DocumentKind } from 
 
 const corpus = new URL('../../../../../shared/corpus/oci-image-spec/', import.meta.url);
 const KIND: Record<string, DocumentKind> = {
-  'config-schema.json': 'config', 'content-descriptor.json': 'descriptor', 'image-index-schema.json': 'index',
-  'image-layout-schema.json': 'layout', 'image-manifest-schema.json': 'manifest',
+  'config-schema.json': 'config',
+  'content-descriptor.json': 'descriptor',
+  'image-index-schema.json': 'index',
+  'image-layout-schema.json': 'layout',
+  'image-manifest-schema.json': 'manifest',
 };
-const cases = (JSON.parse(readFileSync(new URL('index.json', corpus), 'utf8')) as { file: string; schema: string; expect: string; digest_of_file_bytes?: string }[])
-  .map((c) => ({ ...c, kind: KIND[c.schema]! }));
+const cases = (
+  JSON.parse(readFileSync(new URL('index.json', corpus), 'utf8')) as {
+    file: string;
+    schema: string;
+    expect: string;
+    digest_of_file_bytes?: string;
+  }[]
+).map((c) => ({ ...c, kind: KIND[c.schema]! }));
 // backwards_compatibility_test.go validates Docker v2.2 documents after this renaming.
 const DOCKER_TO_OCI: [string, string][] = [
   ['application/vnd.docker.distribution.manifest.list.v2+json', 'application/vnd.oci.image.index.v1+json'],
@@ -51,14 +60,37 @@ describe('parseDocument on the image-spec corpus', () => {
 });
 
 describe('parseDocument errors name the field', () => {
-  const manifest = (layers: unknown) => JSON.stringify({ schemaVersion: 2, config: { mediaType: 'application/vnd.oci.image.config.v1+json', size: 2, digest: `sha256:${'a'.repeat(64)}` }, layers });
+  const manifest = (layers: unknown) =>
+    JSON.stringify({
+      schemaVersion: 2,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', size: 2, digest: `sha256:${'a'.repeat(64)}` },
+      layers,
+    });
   it.each([
-    ['manifest', manifest([{ mediaType: 'application/vnd.oci.image.layer.v1.tar', size: '7', digest: `sha256:${'b'.repeat(64)}` }]), 'field /layers/0/size must be integer'],
-    ['manifest', manifest([{ mediaType: 'application/vnd.oci.image.layer.v1.tar', size: 7 }]), 'field /layers/0/digest is missing'],
-    ['manifest', manifest([{ mediaType: 'application/vnd.oci.image.layer.v1.tar', size: 7, digest: 'sha256:ABC' }]), 'field /layers/0/digest is not a valid sha256 digest'],
+    [
+      'manifest',
+      manifest([
+        { mediaType: 'application/vnd.oci.image.layer.v1.tar', size: '7', digest: `sha256:${'b'.repeat(64)}` },
+      ]),
+      'field /layers/0/size must be integer',
+    ],
+    [
+      'manifest',
+      manifest([{ mediaType: 'application/vnd.oci.image.layer.v1.tar', size: 7 }]),
+      'field /layers/0/digest is missing',
+    ],
+    [
+      'manifest',
+      manifest([{ mediaType: 'application/vnd.oci.image.layer.v1.tar', size: 7, digest: 'sha256:ABC' }]),
+      'field /layers/0/digest is not a valid sha256 digest',
+    ],
     ['manifest', '{"schemaVersion": 2}', 'field /config is missing'],
     ['manifest', '[1]', 'field / must be object'],
-    ['config', '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[7]}}', 'field /rootfs/diff_ids/0 must be string'],
+    [
+      'config',
+      '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[7]}}',
+      'field /rootfs/diff_ids/0 must be string',
+    ],
     ['config', '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers"}}', 'field /rootfs/diff_ids is missing'],
     ['index', '{"schemaVersion":2,"manifests":{}}', 'field /manifests must be array'],
     ['docker-manifest', '[{"Config":"c.json","Layers":[1]}]', 'field /0/Layers/0 must be string'],
@@ -75,7 +107,11 @@ describe('parseDocument errors name the field', () => {
 
   it('accepts an image without layers (Docker writes "layers": [] for one) and fills in a config', async () => {
     expect(await outcome('manifest', manifest([]))).toBe('valid');
-    const c = await parseDocument('config', '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}', 'c');
+    const c = await parseDocument(
+      'config',
+      '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}',
+      'c',
+    );
     expect(c.config).toEqual({});
     expect(c.history).toEqual([]);
   });
@@ -83,7 +119,9 @@ describe('parseDocument errors name the field', () => {
   it('bounds the size, and takes only sha256 digests for content', async () => {
     const big = `{"schemaVersion":2${' '.repeat(MAX_JSON_BYTES)}}`;
     expect(((await outcome('manifest', big)) as VlabError).message).toMatch(/over the 4 MiB limit/);
-    expect(() => requireSha256(`sha512:${'a'.repeat(128)}`, 'x')).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED' }));
+    expect(() => requireSha256(`sha512:${'a'.repeat(128)}`, 'x')).toThrow(
+      expect.objectContaining({ code: 'E_UNSUPPORTED' }),
+    );
     expect(requireSha256(`sha256:${'a'.repeat(64)}`, 'x')).toBe(`sha256:${'a'.repeat(64)}`);
   });
 });

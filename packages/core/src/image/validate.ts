@@ -64,9 +64,14 @@ async function validator(kind: DocumentKind) {
     ajv = new Ajv({ allErrors: false, strict: false });
     addFormats(ajv, ['date-time', 'uri']);
     const files: Record<string, object> = {
-      'config-schema.json': configSchema, 'content-descriptor.json': contentDescriptor, 'defs-descriptor.json': defsDescriptor,
-      'defs.json': defs, 'image-index-schema.json': indexSchema, 'image-layout-schema.json': layoutSchema,
-      'image-manifest-schema.json': manifestSchema, 'docker-archive-manifest-schema.json': dockerManifestSchema,
+      'config-schema.json': configSchema,
+      'content-descriptor.json': contentDescriptor,
+      'defs-descriptor.json': defsDescriptor,
+      'defs.json': defs,
+      'image-index-schema.json': indexSchema,
+      'image-layout-schema.json': layoutSchema,
+      'image-manifest-schema.json': manifestSchema,
+      'docker-archive-manifest-schema.json': dockerManifestSchema,
     };
     // The schemas' nested `id`s move the base URL around, but image-spec's own validator resolves
     // every $ref by file name: drop the ids and register each file under one base to do the same.
@@ -78,7 +83,11 @@ async function validator(kind: DocumentKind) {
 function withoutIds(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(withoutIds);
   if (!v || typeof v !== 'object') return v;
-  return Object.fromEntries(Object.entries(v).filter(([k, x]) => !(k === 'id' && typeof x === 'string')).map(([k, x]) => [k, withoutIds(x)]));
+  return Object.fromEntries(
+    Object.entries(v)
+      .filter(([k, x]) => !(k === 'id' && typeof x === 'string'))
+      .map(([k, x]) => [k, withoutIds(x)]),
+  );
 }
 
 function bad(code: string, where: string, pointer: string, message: string): VlabError {
@@ -90,9 +99,18 @@ function bad(code: string, where: string, pointer: string, message: string): Vla
  * digest); `code` is the error code (E_BAD_ARCHIVE by default). Configs come back with the
  * optional `config` and `history` filled in, so later code may read them.
  */
-export async function parseDocument<K extends DocumentKind>(kind: K, bytes: Buffer | string, where: string, code = 'E_BAD_ARCHIVE'): Promise<Documents[K]> {
+export async function parseDocument<K extends DocumentKind>(
+  kind: K,
+  bytes: Buffer | string,
+  where: string,
+  code = 'E_BAD_ARCHIVE',
+): Promise<Documents[K]> {
   const size = Buffer.byteLength(bytes);
-  if (size > MAX_JSON_BYTES) throw new VlabError(code, `${where}: ${size} bytes, over the ${MAX_JSON_BYTES >> 20} MiB limit for a JSON document`);
+  if (size > MAX_JSON_BYTES)
+    throw new VlabError(
+      code,
+      `${where}: ${size} bytes, over the ${MAX_JSON_BYTES >> 20} MiB limit for a JSON document`,
+    );
   let doc: unknown;
   try {
     doc = JSON.parse(bytes.toString());
@@ -103,7 +121,8 @@ export async function parseDocument<K extends DocumentKind>(kind: K, bytes: Buff
   if (!validate(doc)) {
     const err = validate.errors!.find((x) => !emptyLayersAllowed(kind, x));
     if (err) {
-      const missing = err.keyword === 'required' ? (err.params as { missingProperty: string }).missingProperty : undefined;
+      const missing =
+        err.keyword === 'required' ? (err.params as { missingProperty: string }).missingProperty : undefined;
       throw missing !== undefined
         ? bad(code, where, `${err.instancePath}/${missing}`, 'is missing')
         : bad(code, where, err.instancePath, err.message ?? `fails ${err.keyword}`);
@@ -121,14 +140,19 @@ function emptyLayersAllowed(kind: DocumentKind, e: { instancePath: string; keywo
 }
 
 // Registered algorithms and the form of their encoded part (image-spec descriptor.md).
-const DIGEST_FORM: Record<string, RegExp> = { sha256: /^[a-f0-9]{64}$/, sha384: /^[a-f0-9]{96}$/, sha512: /^[a-f0-9]{128}$/ };
+const DIGEST_FORM: Record<string, RegExp> = {
+  sha256: /^[a-f0-9]{64}$/,
+  sha384: /^[a-f0-9]{96}$/,
+  sha512: /^[a-f0-9]{128}$/,
+};
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** What the OCI reference validator checks beyond its schemas: digest forms, base64 data, Env entries. */
 function beyondSchema(kind: DocumentKind, doc: unknown, where: string, code: string): void {
   const d = doc as Record<string, unknown>;
   const descriptors: [string, Record<string, unknown>][] = [];
-  const add = (p: string, v: unknown) => v && typeof v === 'object' && descriptors.push([p, v as Record<string, unknown>]);
+  const add = (p: string, v: unknown) =>
+    v && typeof v === 'object' && descriptors.push([p, v as Record<string, unknown>]);
   if (kind === 'descriptor') add('', d);
   if (kind === 'manifest') {
     add('/config', d.config);
@@ -141,7 +165,8 @@ function beyondSchema(kind: DocumentKind, doc: unknown, where: string, code: str
   }
   for (const [p, desc] of descriptors) {
     checkDigest(desc.digest as string, where, `${p}/digest`, code);
-    if (typeof desc.data === 'string' && !BASE64.test(desc.data)) throw bad(code, where, `${p}/data`, 'must be padded base64');
+    if (typeof desc.data === 'string' && !BASE64.test(desc.data))
+      throw bad(code, where, `${p}/data`, 'must be padded base64');
   }
   if (kind === 'config') {
     const c = doc as ImageConfig;
@@ -161,7 +186,10 @@ function checkDigest(digest: string, where: string, pointer: string, code: strin
 /** The digests this builder can address content by (sha256): anything else is E_UNSUPPORTED. */
 export function requireSha256(digest: string, where: string): `sha256:${string}` {
   if (!/^sha256:[a-f0-9]{64}$/.test(digest)) {
-    throw new VlabError('E_UNSUPPORTED', `${where}: digest ${digest.slice(0, 80)} is not sha256 (the only algorithm this builder stores)`);
+    throw new VlabError(
+      'E_UNSUPPORTED',
+      `${where}: digest ${digest.slice(0, 80)} is not sha256 (the only algorithm this builder stores)`,
+    );
   }
   return digest as `sha256:${string}`;
 }

@@ -17,15 +17,30 @@ export async function baseState(s: BuildSession, stage: Stage, image: string): P
   if (ref && ref.index < stage.index) return s.stageResult(ref.index);
   if (image === 'scratch') {
     // BuildKit's empty image carries the default PATH, so `FROM scratch` + RUN finds binaries.
-    const config: ImageConfig = { ...s.platform, config: { Env: [`PATH=${DEFAULT_PATH}`] }, rootfs: { type: 'layers', diff_ids: [] }, history: [] };
-    return { key: stepKey({ parent: '', instruction: 'FROM scratch', args: {}, platform: platformString(s.platform) }), layers: [], config, created: epochOr(s, new Date(0)) };
+    const config: ImageConfig = {
+      ...s.platform,
+      config: { Env: [`PATH=${DEFAULT_PATH}`] },
+      rootfs: { type: 'layers', diff_ids: [] },
+      history: [],
+    };
+    return {
+      key: stepKey({ parent: '', instruction: 'FROM scratch', args: {}, platform: platformString(s.platform) }),
+      layers: [],
+      config,
+      created: epochOr(s, new Date(0)),
+    };
   }
   return imageState(s, await located(at, () => resolveImage(s, image, 'FROM')));
 }
 
 function imageState(s: BuildSession, stored: StoredImage): StageState {
   return {
-    key: stepKey({ parent: '', instruction: `FROM ${stored.manifestDigest}`, args: {}, platform: platformString(s.platform) }),
+    key: stepKey({
+      parent: '',
+      instruction: `FROM ${stored.manifestDigest}`,
+      args: {},
+      platform: platformString(s.platform),
+    }),
     layers: layersOf(stored),
     config: stored.config,
     created: stored.config.created ?? new Date(0).toISOString(),
@@ -41,10 +56,17 @@ export async function resolveImage(s: BuildSession, image: string, use: ContextU
   refuseTransport(image, use);
   const stored = await s.store.resolve(image);
   if (!stored) {
-    throw new VlabError('E_IMAGE_NOT_FOUND', `image "${image}" is not in the local store (${s.store.root}); import one with "vbuild import rootfs.tar ${image}" or load it with "vbuild load"`);
+    throw new VlabError(
+      'E_IMAGE_NOT_FOUND',
+      `image "${image}" is not in the local store (${s.store.root}); import one with "vbuild import rootfs.tar ${image}" or load it with "vbuild load"`,
+    );
   }
   // held for the whole build: a concurrent rmi + prune cannot take its layers from under us
-  if (!(await s.store.holdImage(stored))) throw new VlabError('E_IMAGE_NOT_FOUND', `image "${image}" was removed (rmi and prune) while this build started: build again`);
+  if (!(await s.store.holdImage(stored)))
+    throw new VlabError(
+      'E_IMAGE_NOT_FOUND',
+      `image "${image}" was removed (rmi and prune) while this build started: build again`,
+    );
   return stored;
 }
 
@@ -53,7 +75,8 @@ async function located<T>(at: SourceLocation, f: () => Promise<T> | T): Promise<
   try {
     return await f();
   } catch (e) {
-    if (e instanceof VlabError && !e.location) throw new VlabError(e.code, e.message, { location: at, cause: e, details: e.details });
+    if (e instanceof VlabError && !e.location)
+      throw new VlabError(e.code, e.message, { location: at, cause: e, details: e.details });
     throw e;
   }
 }

@@ -19,7 +19,12 @@ import type { ContextUse } from './named-contexts.ts';
 type FromSource = { key: string; layers: LayerRef[] };
 
 /** Where COPY --from (or a bind's from=) points: a named context's image, an earlier stage (by name or index) or an image. */
-export async function fromSource(s: BuildSession, stage: Stage, from: string, use: ContextUse = 'COPY --from'): Promise<FromSource> {
+export async function fromSource(
+  s: BuildSession,
+  stage: Stage,
+  from: string,
+  use: ContextUse = 'COPY --from',
+): Promise<FromSource> {
   const named = await s.namedContexts.image(from, use);
   if (named) return { key: named.manifestDigest, layers: layersOf(named) };
   const ref = findStage(s.df, from);
@@ -40,15 +45,25 @@ export async function fromSource(s: BuildSession, stage: Stage, from: string, us
  * the packed blob is the same layer or an unreferenced blob that `vbuild prune` removes.
  * Returns undefined when not worth it, or 'fallback' when the fast path cannot do this COPY.
  */
-export async function packWhileHashing(s: BuildSession, inst: CopyInstruction, config: ContainerConfig, layers: LayerRef[]): Promise<LayerRef | 'fallback' | undefined> {
-  if (inst.kind !== 'COPY' || inst.from || inst.heredocs.length || inst.parents || urlSources(inst).length) return undefined;
+export async function packWhileHashing(
+  s: BuildSession,
+  inst: CopyInstruction,
+  config: ContainerConfig,
+  layers: LayerRef[],
+): Promise<LayerRef | 'fallback' | undefined> {
+  if (inst.kind !== 'COPY' || inst.from || inst.heredocs.length || inst.parents || urlSources(inst).length)
+    return undefined;
   const { total, unhashed } = await s.context.unhashed(await selectAll(s, inst), inst.exclude);
   if (total === 0 || unhashed * 2 < total) return undefined;
   return fastCopy(s, inst, config, layers, { learnHashes: true });
 }
 
 /** The cache input of a COPY/ADD: a checksum of exactly what it would copy. No file is read twice. */
-export async function copyCacheInput(s: BuildSession, stage: Stage, inst: CopyInstruction): Promise<{ digest: string; files: Record<string, string> }> {
+export async function copyCacheInput(
+  s: BuildSession,
+  stage: Stage,
+  inst: CopyInstruction,
+): Promise<{ digest: string; files: Record<string, string> }> {
   const h = createHash('sha256');
   if (inst.heredocs.length) {
     for (const d of inst.heredocs) h.update(`${d.name}\0${d.content}\0`);
@@ -72,7 +87,8 @@ export async function copyCacheInput(s: BuildSession, stage: Stage, inst: CopyIn
 
 function urlSources(inst: CopyInstruction): string[] {
   const urls = inst.sources.filter((p) => URL_RE.test(p));
-  if (urls.length && inst.kind === 'COPY') throw new VlabError('E_COPY_SOURCE', `COPY cannot fetch URLs (${urls[0]}); use ADD`);
+  if (urls.length && inst.kind === 'COPY')
+    throw new VlabError('E_COPY_SOURCE', `COPY cannot fetch URLs (${urls[0]}); use ADD`);
   return urls;
 }
 
@@ -128,7 +144,12 @@ export async function planCopy(
         const top = items[0]!;
         const plan: CopyPlan = top.stats.isDirectory()
           ? { dest: stripSlash(dest), destIsDir: true, items: items.slice(1), keepOwners: true }
-          : { dest: destIsDir ? stripSlash(dest) : dest, destIsDir, items: [{ ...top, rel: r.name }], keepOwners: true };
+          : {
+              dest: destIsDir ? stripSlash(dest) : dest,
+              destIsDir,
+              items: [{ ...top, rel: r.name }],
+              keepOwners: true,
+            };
         await copy(plan, owner, chmod);
       }
     });
@@ -144,10 +165,18 @@ export async function planCopy(
     const d = await fetchOnce(s, u, inst);
     const problem = destIsDir ? pathComponentProblem(d.name) : undefined;
     // As BuildKit, which fails to create such a file: the name comes from the URL, the user can give one.
-    if (problem) throw new VlabError('E_ADD_NAME', `ADD ${u}: the file name the URL gives cannot be a file name (${problem}); name the destination file, e.g. ADD <url> /dir/file`);
+    if (problem)
+      throw new VlabError(
+        'E_ADD_NAME',
+        `ADD ${u}: the file name the URL gives cannot be a file name (${problem}); name the destination file, e.g. ADD <url> /dir/file`,
+      );
     const st = await fsp.lstat(d.file);
     const stats = Object.assign(st, { mode: (st.mode & ~0o7777) | 0o600, mtime: d.mtime ?? st.mtime });
-    await copy({ dest: destIsDir ? stripSlash(dest) : dest, destIsDir, items: [{ src: d.file, rel: d.name, stats }] }, owner, chmod);
+    await copy(
+      { dest: destIsDir ? stripSlash(dest) : dest, destIsDir, items: [{ src: d.file, rel: d.name, stats }] },
+      owner,
+      chmod,
+    );
   }
   for (const sel of sels) {
     for (const root of sel.roots) {
@@ -164,7 +193,13 @@ export async function planCopy(
         if (inst.parents && root.rel) {
           // --parents keeps the source's path: its parent dirs are recreated under dest.
           const chain = root.rel.split('/').map((_, i, a) => a.slice(0, i + 1).join('/'));
-          const parentItems = await Promise.all(chain.map(async (rel) => ({ src: path.join(s.context.root, rel), rel, stats: await fsp.lstat(path.join(s.context.root, rel)) })));
+          const parentItems = await Promise.all(
+            chain.map(async (rel) => ({
+              src: path.join(s.context.root, rel),
+              rel,
+              stats: await fsp.lstat(path.join(s.context.root, rel)),
+            })),
+          );
           await copy({ dest: stripSlash(dest), destIsDir: true, items: parentItems }, owner, chmod);
         }
         const items = sub
@@ -173,7 +208,11 @@ export async function planCopy(
         await copy({ dest: stripSlash(dest), destIsDir: true, items }, owner, chmod);
       } else {
         if (excluded(path.posix.basename(root.rel))) continue;
-        const item = { src: root.abs, rel: inst.parents ? root.rel : path.posix.basename(root.rel), stats: await fsp.lstat(root.abs) };
+        const item = {
+          src: root.abs,
+          rel: inst.parents ? root.rel : path.posix.basename(root.rel),
+          stats: await fsp.lstat(root.abs),
+        };
         if (inst.parents) {
           await mkdirInRoot(rootfs, path.posix.join(stripSlash(dest), path.posix.dirname(root.rel)), owner);
           await copy({ dest: stripSlash(dest), destIsDir: true, items: [item] }, owner, chmod);
@@ -186,16 +225,25 @@ export async function planCopy(
 }
 
 /** Sources of COPY --from: a path (or a last-component wildcard) resolved inside the other stage's root. */
-async function matchInRoot(root: string, pattern: string, inst: CopyInstruction): Promise<{ host: string; name: string }[]> {
+async function matchInRoot(
+  root: string,
+  pattern: string,
+  inst: CopyInstruction,
+): Promise<{ host: string; name: string }[]> {
   const clean = path.posix.normalize(`/${pattern}`);
   const dir = path.posix.dirname(clean);
   const base = path.posix.basename(clean);
   if (!/[*?[]/.test(clean)) {
     const host = await resolveInRoot(root, clean);
-    if (!(await fsp.lstat(host).catch(() => undefined))) throw new VlabError('E_COPY_SOURCE', `${inst.kind} --from=${inst.from}: ${pattern} not found`);
+    if (!(await fsp.lstat(host).catch(() => undefined)))
+      throw new VlabError('E_COPY_SOURCE', `${inst.kind} --from=${inst.from}: ${pattern} not found`);
     return [{ host, name: base || '/' }];
   }
-  if (/[*?[]/.test(dir)) throw new VlabError('E_UNSUPPORTED', `${inst.kind} --from: wildcards are supported in the last path component only (${pattern})`);
+  if (/[*?[]/.test(dir))
+    throw new VlabError(
+      'E_UNSUPPORTED',
+      `${inst.kind} --from: wildcards are supported in the last path component only (${pattern})`,
+    );
   const hostDir = await resolveInRoot(root, dir);
   const matches = compileGlob(base);
   const names = (await fsp.readdir(hostDir).catch(() => [] as string[])).filter(matches).sort();

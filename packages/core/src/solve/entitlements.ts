@@ -12,7 +12,10 @@ export type Entitlement = (typeof ENTITLEMENTS)[number];
  * The granted set. A build-wide `--network host` is the user's own choice for every RUN, so it
  * also grants `network.host` to a `RUN --network=host`. Unknown names are E_BAD_ARG.
  */
-export function grantedEntitlements(allow: readonly string[] = [], network?: 'none' | 'host'): ReadonlySet<Entitlement> {
+export function grantedEntitlements(
+  allow: readonly string[] = [],
+  network?: 'none' | 'host',
+): ReadonlySet<Entitlement> {
   const out = new Set<Entitlement>();
   for (const a of allow) {
     if (!(ENTITLEMENTS as readonly string[]).includes(a)) {
@@ -32,14 +35,21 @@ export function grantedEntitlements(allow: readonly string[] = [], network?: 'no
 export function checkRunEntitlements(inst: RunInstruction, granted: ReadonlySet<Entitlement>): void {
   const need = (e: Entitlement, flag: string) => {
     if (!granted.has(e)) {
-      throw new VlabError('E_ENTITLEMENT', `RUN ${flag} needs the ${e} entitlement, which only the command line can grant: build with --allow ${e} (API: allow: ['${e}'])`, {
-        details: { entitlement: e },
-      });
+      throw new VlabError(
+        'E_ENTITLEMENT',
+        `RUN ${flag} needs the ${e} entitlement, which only the command line can grant: build with --allow ${e} (API: allow: ['${e}'])`,
+        {
+          details: { entitlement: e },
+        },
+      );
     }
   };
   if (inst.network === 'host') need('network.host', '--network=host');
   if (inst.security === 'insecure') {
     need('security.insecure', '--security=insecure');
-    throw new VlabError('E_UNSUPPORTED', 'RUN --security=insecure (all capabilities, no seccomp) is not supported by vbuild: drop the flag, or build this step with BuildKit');
+    throw new VlabError(
+      'E_UNSUPPORTED',
+      'RUN --security=insecure (all capabilities, no seccomp) is not supported by vbuild: drop the flag, or build this step with BuildKit',
+    );
   }
 }

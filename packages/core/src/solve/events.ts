@@ -18,7 +18,15 @@ export type BuildEvent =
   | ({ type: 'step-log'; stream: 'stdout' | 'stderr'; data: string; time: number } & StepRef)
   | ({ type: 'step-done'; cached: boolean; durationMs: number; time: number } & StepRef)
   | ({ type: 'step-error'; code: string; message: string; time: number } & StepRef)
-  | { type: 'build-done'; imageId: string; digest: string; durationMs: number; time: number; contextFilesHashed: number; contextHashHits: number }
+  | {
+      type: 'build-done';
+      imageId: string;
+      digest: string;
+      durationMs: number;
+      time: number;
+      contextFilesHashed: number;
+      contextHashHits: number;
+    }
   | { type: 'warning'; message: string; location?: SourceLocation; time: number };
 
 export type EventSink = (e: BuildEvent) => void;

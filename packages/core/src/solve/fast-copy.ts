@@ -49,8 +49,13 @@ export async function fastCopy(
   const existingDest = await lstat(rawDest);
   for (const p of ancestry(destDir)) {
     const st = await lstat(p);
-    if (st && !st.isDirectory()) throw new VlabError('E_NOT_A_DIRECTORY', `${p} exists in the image and is not a directory`);
-    add(st ? { name: p.slice(1), type: 'directory', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: now } : { name: p.slice(1), type: 'directory', mode: 0o755, ...owner, mtime: now });
+    if (st && !st.isDirectory())
+      throw new VlabError('E_NOT_A_DIRECTORY', `${p} exists in the image and is not a directory`);
+    add(
+      st
+        ? { name: p.slice(1), type: 'directory', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: now }
+        : { name: p.slice(1), type: 'directory', mode: 0o755, ...owner, mtime: now },
+    );
   }
 
   const items: { rel: string; abs: string; type: 'file' | 'dir' | 'symlink'; stats: import('node:fs').Stats }[] = [];
@@ -69,7 +74,13 @@ export async function fastCopy(
       wildcard ||= /[*?[]/.test(src);
       for (const root of (await s.context.select(src)).roots) {
         count++;
-        plans.push({ root, sub: root.type === 'dir' ? (await s.context.subtree(root)).filter((e) => !excluded(relativeTo(root.rel, e.rel))) : [] });
+        plans.push({
+          root,
+          sub:
+            root.type === 'dir'
+              ? (await s.context.subtree(root)).filter((e) => !excluded(relativeTo(root.rel, e.rel)))
+              : [],
+        });
       }
     }
     const destIsDir = destRule(inst, inst.dest, existingDest?.isDirectory() === true, count, wildcard);
@@ -80,18 +91,30 @@ export async function fastCopy(
     // that packs them (the caller then computes the cache key without reading them again).
     const hashes = s.context.hashCache;
     const inodes = new WeakMap<PackEntry, string>();
-    const entryOf = (name: string, e: { abs: string; type: string; stats: import('node:fs').Stats }, fromContext = true): PackEntry => {
+    const entryOf = (
+      name: string,
+      e: { abs: string; type: string; stats: import('node:fs').Stats },
+      fromContext = true,
+    ): PackEntry => {
       const st = e.stats;
       const base = { name, uid: owner.uid, gid: owner.gid, mtime: clamp(st.mtime), source: e.abs };
       if (e.type === 'dir') return { ...base, type: 'directory', mode: chmod ?? st.mode & 0o7777 };
       if (e.type === 'symlink') return { ...base, type: 'symlink', mode: 0o777 };
       const learn = opts.learnHashes && fromContext && hashes.known(e.abs, st) === undefined;
-      const file: PackEntry = { ...base, type: 'file', mode: chmod ?? st.mode & 0o7777, size: st.size, ...(learn ? { onContentHash: (h: string) => hashes.record(e.abs, st, h) } : {}) };
+      const file: PackEntry = {
+        ...base,
+        type: 'file',
+        mode: chmod ?? st.mode & 0o7777,
+        size: st.size,
+        ...(learn ? { onContentHash: (h: string) => hashes.record(e.abs, st, h) } : {}),
+      };
       if (st.nlink > 1) inodes.set(file, `${st.dev}:${st.ino}`);
       return file;
     };
     const destDirEntry = (): PackEntry =>
-      existingDest?.isDirectory() ? dirEntry(rawDest, existingDest, now) : { name: rawDest.slice(1), type: 'directory', mode: 0o755, ...owner, mtime: now };
+      existingDest?.isDirectory()
+        ? dirEntry(rawDest, existingDest, now)
+        : { name: rawDest.slice(1), type: 'directory', mode: 0o755, ...owner, mtime: now };
     if (destIsDir) add(destDirEntry());
     for (const d of items) add(entryOf(fileTarget(d.rel), d, false));
     for (const { root, sub } of plans) {
@@ -104,7 +127,10 @@ export async function fastCopy(
     }
     entries.delete('');
     for (const e of entries.values()) if (e.type === 'symlink') e.linkname = await fsp.readlink(e.source!);
-    const sorted = linkHardLinks([...entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), inodes);
+    const sorted = linkHardLinks(
+      [...entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+      inodes,
+    );
     const blob = await s.store.blobs.create();
     try {
       await packEntries(sorted, blob.stream);

@@ -27,7 +27,13 @@ describe('cache keys', () => {
 });
 
 describe('config instructions', () => {
-  const base: ImageConfig = { architecture: 'amd64', os: 'linux', config: { Cmd: ['inherited'] }, rootfs: { type: 'layers', diff_ids: [] }, history: [] };
+  const base: ImageConfig = {
+    architecture: 'amd64',
+    os: 'linux',
+    config: { Cmd: ['inherited'] },
+    rootfs: { type: 'layers', diff_ids: [] },
+    history: [],
+  };
   const evalAll = (text: string) => {
     const scope = new StageScope({ globalArgs: {}, buildArgs: {}, baseEnv: {} });
     return parse(`FROM x\n${text}`).stages[0]!.instructions.map((i) => scope.evaluate(i).instruction);

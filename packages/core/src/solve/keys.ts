@@ -5,9 +5,23 @@ import { createHash } from 'node:crypto';
  * build args it used and the checksum of content it reads. Source positions are left out, so
  * moving a line or adding a comment keeps the cache.
  */
-export function stepKey(parts: { parent: string; instruction: unknown; args: Record<string, string>; content?: string; platform: string }): string {
+export function stepKey(parts: {
+  parent: string;
+  instruction: unknown;
+  args: Record<string, string>;
+  content?: string;
+  platform: string;
+}): string {
   const h = createHash('sha256');
-  h.update(JSON.stringify([parts.parent, normalize(parts.instruction), sortObj(parts.args), parts.content ?? '', parts.platform]));
+  h.update(
+    JSON.stringify([
+      parts.parent,
+      normalize(parts.instruction),
+      sortObj(parts.args),
+      parts.content ?? '',
+      parts.platform,
+    ]),
+  );
   return `sha256:${h.digest('hex')}`;
 }
 

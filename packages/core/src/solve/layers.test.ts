@@ -23,7 +23,9 @@ describe('LayerManager.withWritableSnapshot', () => {
     const base = await layers.withWritableSnapshot([], async (rootfs) => fsp.writeFile(path.join(rootfs, 'base'), 'b'));
     let options = '';
     const top = await layers.withWritableSnapshot([base!], async (rootfs) => {
-      const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === rootfs);
+      const line = readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .find((l) => l.split(' ')[4] === rootfs);
       options = line?.split(' - ')[1] ?? '';
       await fsp.writeFile(path.join(rootfs, 'top'), 't');
     });
@@ -37,19 +39,26 @@ describe('LayerManager.withWritableSnapshot', () => {
 });
 
 describe('LayerManager.ensureSnapshot (issue 10, hole 1: the layer digest is checked before anything is committed)', () => {
-  it.each(['overlay', 'native'] as const)('a base layer whose config diff_id is wrong is never committed, and its partial snapshot is removed (%s)', async (driver) => {
-    const store = await Store.open(root);
-    const layers = new LayerManager(store, () => createSnapshotter(store.path('snapshots'), { driver }));
-    // a real layer blob (one file), described by a config that lies about its diff_id
-    const good = await layers.withWritableSnapshot([], async (rootfs) => fsp.writeFile(path.join(rootfs, 'payload'), 'p'));
-    const lying = { ...good!, diffId: `sha256:${'0'.repeat(64)}` };
-    const fresh = new LayerManager(await Store.open(root), () => createSnapshotter(store.path('snapshots'), { driver }));
-    await expect(fresh.ensureSnapshot([lying])).rejects.toMatchObject({ code: 'E_LAYER_DIGEST' });
-    const snaps = await fresh.snapshots();
-    const keys = (await snaps.walk()).map((s) => `${s.kind} ${s.key}`);
-    expect(keys.filter((k) => k.includes('0'.repeat(64)) || / extract-/.test(k))).toEqual([]);
-    expect(await snaps.stat(chainIds([lying.diffId])[0]!)).toBeFalsy();
-    // the same blob under its true diff_id still unpacks
-    expect(await fresh.ensureSnapshot([good!])).toBe(chainIds([good!.diffId])[0]);
-  });
+  it.each(['overlay', 'native'] as const)(
+    'a base layer whose config diff_id is wrong is never committed, and its partial snapshot is removed (%s)',
+    async (driver) => {
+      const store = await Store.open(root);
+      const layers = new LayerManager(store, () => createSnapshotter(store.path('snapshots'), { driver }));
+      // a real layer blob (one file), described by a config that lies about its diff_id
+      const good = await layers.withWritableSnapshot([], async (rootfs) =>
+        fsp.writeFile(path.join(rootfs, 'payload'), 'p'),
+      );
+      const lying = { ...good!, diffId: `sha256:${'0'.repeat(64)}` };
+      const fresh = new LayerManager(await Store.open(root), () =>
+        createSnapshotter(store.path('snapshots'), { driver }),
+      );
+      await expect(fresh.ensureSnapshot([lying])).rejects.toMatchObject({ code: 'E_LAYER_DIGEST' });
+      const snaps = await fresh.snapshots();
+      const keys = (await snaps.walk()).map((s) => `${s.kind} ${s.key}`);
+      expect(keys.filter((k) => k.includes('0'.repeat(64)) || / extract-/.test(k))).toEqual([]);
+      expect(await snaps.stat(chainIds([lying.diffId])[0]!)).toBeFalsy();
+      // the same blob under its true diff_id still unpacks
+      expect(await fresh.ensureSnapshot([good!])).toBe(chainIds([good!.diffId])[0]);
+    },
+  );
 });

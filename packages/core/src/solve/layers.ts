@@ -4,7 +4,16 @@ import { debuglog } from 'node:util';
 /** `NODE_DEBUG=vlab` prints the time each phase of a step took. */
 const log = debuglog('vlab');
 import fsp from 'node:fs/promises';
-import { apply, diff, mountAll, mountScratch, unmountAll, writeLayer, type SnapshotInfo, type Snapshotter } from '@vlab/overlay';
+import {
+  apply,
+  diff,
+  mountAll,
+  mountScratch,
+  unmountAll,
+  writeLayer,
+  type SnapshotInfo,
+  type Snapshotter,
+} from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
 import type { Store } from '../store/store.ts';
 import { MEDIA, type LayerRef } from '../image/types.ts';
@@ -81,9 +90,14 @@ export class LayerManager {
       await snaps.prepare(active, i > 0 ? chain[i - 1] : undefined);
       try {
         const { dir, whiteouts } = await snaps.writableDir(active);
-        const res = await apply(layerStream(this.store.blobs.open(layers[i]!.digest), layers[i]!.mediaType), dir, { whiteouts });
+        const res = await apply(layerStream(this.store.blobs.open(layers[i]!.digest), layers[i]!.mediaType), dir, {
+          whiteouts,
+        });
         if (res.diffId !== layers[i]!.diffId) {
-          throw new VlabError('E_LAYER_DIGEST', `layer ${layers[i]!.digest} unpacked to diffID ${res.diffId}, expected ${layers[i]!.diffId}`);
+          throw new VlabError(
+            'E_LAYER_DIGEST',
+            `layer ${layers[i]!.digest} unpacked to diffID ${res.diffId}, expected ${layers[i]!.diffId}`,
+          );
         }
         await this.commitOrDrop(chain[i]!, active);
       } catch (e) {
@@ -143,7 +157,12 @@ export class LayerManager {
       phase('diff');
       const stored = await blob.commit(written.diffId);
       phase('blob-commit');
-      const layer: LayerRef = { digest: stored.digest, diffId: written.diffId, size: stored.size, mediaType: MEDIA.layer };
+      const layer: LayerRef = {
+        digest: stored.digest,
+        diffId: written.diffId,
+        size: stored.size,
+        mediaType: MEDIA.layer,
+      };
       const chain = chainIds([...layers.map((l) => l.diffId), layer.diffId]);
       await this.commitOrDrop(chain[chain.length - 1]!, active);
       phase('snapshot-commit');
@@ -183,8 +202,12 @@ export class LayerManager {
    */
   private async discard(snaps: Snapshotter, active: string, e: unknown): Promise<void> {
     if (isNoSpace(e)) {
-      const dir = await snaps.writableDir(active).then((w) => w.dir, () => undefined);
-      for (const n of dir ? await fsp.readdir(dir).catch(() => [] as string[]) : []) await fsp.rm(`${dir}/${n}`, { recursive: true, force: true }).catch(() => undefined);
+      const dir = await snaps.writableDir(active).then(
+        (w) => w.dir,
+        () => undefined,
+      );
+      for (const n of dir ? await fsp.readdir(dir).catch(() => [] as string[]) : [])
+        await fsp.rm(`${dir}/${n}`, { recursive: true, force: true }).catch(() => undefined);
     }
     // A few tries: on a store that was just full, the removal's metadata write can still fail
     // once (seen under load in the disk-full test); a dead owner's leftover is swept later anyway.

@@ -21,14 +21,27 @@ afterAll(() => fsp.rm(tmp, { recursive: true, force: true }));
 const open = (map: Record<string, string>) => NamedContexts.open(map, store, hashes);
 
 describe('named contexts', () => {
-  it.each(['oci-layout:///x/y:tag', 'OCI-ARCHIVE:/x.tar', 'docker-archive:/x.tar', 'docker-image://alpine'])('%s in a Dockerfile is E_NAMED_CONTEXT naming --build-context', (ref) => {
-    expect(() => refuseTransport(ref, 'FROM')).toThrow(expect.objectContaining({ code: 'E_NAMED_CONTEXT', message: expect.stringContaining(`--build-context base=${ref}`) }));
-    expect(() => refuseTransport(ref, 'COPY --from')).toThrow(expect.objectContaining({ message: expect.stringContaining('COPY --from=src') }));
-  });
+  it.each(['oci-layout:///x/y:tag', 'OCI-ARCHIVE:/x.tar', 'docker-archive:/x.tar', 'docker-image://alpine'])(
+    '%s in a Dockerfile is E_NAMED_CONTEXT naming --build-context',
+    (ref) => {
+      expect(() => refuseTransport(ref, 'FROM')).toThrow(
+        expect.objectContaining({
+          code: 'E_NAMED_CONTEXT',
+          message: expect.stringContaining(`--build-context base=${ref}`),
+        }),
+      );
+      expect(() => refuseTransport(ref, 'COPY --from')).toThrow(
+        expect.objectContaining({ message: expect.stringContaining('COPY --from=src') }),
+      );
+    },
+  );
 
-  it.each(['alpine', 'alpine:3.20', 'registry.example/x/y:1', 'stage', 'localhost:5000/a'])('%s is a plain name', (ref) => {
-    expect(() => refuseTransport(ref, 'FROM')).not.toThrow();
-  });
+  it.each(['alpine', 'alpine:3.20', 'registry.example/x/y:1', 'stage', 'localhost:5000/a'])(
+    '%s is a plain name',
+    (ref) => {
+      expect(() => refuseTransport(ref, 'FROM')).not.toThrow();
+    },
+  );
 
   it('a directory is for COPY --from only; an image name resolves in the store; names match case-insensitively as stages do', async () => {
     const n = await open({ Files: path.join(tmp, 'dir'), img: 'docker-image://none:here' });
@@ -55,7 +68,10 @@ describe('named contexts', () => {
     const missing = path.join(tmp, 'no-layout-here');
     const n = await open({ up: `OCI-LAYOUT://${missing}:v1`, arch: `Docker-Archive:${missing}.tar` });
     // Reaches the loader, which looks at the path (no "not an oci-layout:// reference").
-    await expect(n.image('up', 'FROM')).rejects.toMatchObject({ code: 'E_IMAGE_NOT_FOUND', message: expect.stringContaining(missing) });
+    await expect(n.image('up', 'FROM')).rejects.toMatchObject({
+      code: 'E_IMAGE_NOT_FOUND',
+      message: expect.stringContaining(missing),
+    });
     await expect(n.image('arch', 'FROM')).rejects.not.toMatchObject({ code: 'E_BAD_ARG' });
   });
 
@@ -70,4 +86,3 @@ describe('named contexts', () => {
     expect(parseTransportRef(ref)).toEqual(want);
   });
 });
-

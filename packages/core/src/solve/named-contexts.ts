@@ -33,7 +33,11 @@ export class NamedContexts {
   ) {}
 
   /** Parses and checks every value up front: a typo fails before any step runs (E_BAD_ARG). */
-  static async open(map: Record<string, string> | undefined, store: Store, hashes: FileHashCache): Promise<NamedContexts> {
+  static async open(
+    map: Record<string, string> | undefined,
+    store: Store,
+    hashes: FileHashCache,
+  ): Promise<NamedContexts> {
     const specs = new Map<string, Spec>();
     for (const [name, value] of Object.entries(map ?? {})) specs.set(checkName(name), await parseValue(name, value));
     return new NamedContexts(specs, store, hashes);
@@ -51,7 +55,11 @@ export class NamedContexts {
   image(name: string, use: ContextUse): Promise<StoredImage> | undefined {
     const spec = this.lookup(name);
     if (!spec || spec.kind === 'dir') {
-      if (spec && use === 'FROM') throw new VlabError('E_NAMED_CONTEXT', `FROM ${name}: the named context "${name}" is a directory (${spec.dir}), not an image; use it with COPY --from=${name}, or give an image (--build-context ${name}=oci-layout://DIR or docker-image://REF)`);
+      if (spec && use === 'FROM')
+        throw new VlabError(
+          'E_NAMED_CONTEXT',
+          `FROM ${name}: the named context "${name}" is a directory (${spec.dir}), not an image; use it with COPY --from=${name}, or give an image (--build-context ${name}=oci-layout://DIR or docker-image://REF)`,
+        );
       return undefined;
     }
     let p = this.images.get(spec.ref);
@@ -81,13 +89,21 @@ export class NamedContexts {
   private async fromStore(name: string, ref: string): Promise<StoredImage> {
     const img = await this.store.resolve(ref);
     // held for the build, as resolveImage does: a concurrent rmi + prune cannot take its layers
-    if (!img || !(await this.store.holdImage(img))) throw new VlabError('E_IMAGE_NOT_FOUND', `--build-context ${name}=docker-image://${ref}: no image "${ref}" in the local store (${this.store.root})`);
+    if (!img || !(await this.store.holdImage(img)))
+      throw new VlabError(
+        'E_IMAGE_NOT_FOUND',
+        `--build-context ${name}=docker-image://${ref}: no image "${ref}" in the local store (${this.store.root})`,
+      );
     return img;
   }
 
   private async fromHost(name: string, ref: string): Promise<StoredImage> {
     const img = await loadExternal(this.store, ref);
-    if (!img) throw new VlabError('E_BAD_ARG', `--build-context ${name}=${ref}: not an oci-layout://, oci-archive: or docker-archive: reference`);
+    if (!img)
+      throw new VlabError(
+        'E_BAD_ARG',
+        `--build-context ${name}=${ref}: not an oci-layout://, oci-archive: or docker-archive: reference`,
+      );
     return img;
   }
 }
@@ -96,7 +112,10 @@ export class NamedContexts {
  * COPY --from=NAME where NAME is a directory: the same COPY with that directory as its context
  * (the caller keeps the original instruction for the cache key; the content digest follows the files).
  */
-export async function copyFromNamedDir(s: BuildSession, inst: CopyInstruction): Promise<{ session: BuildSession; inst: CopyInstruction }> {
+export async function copyFromNamedDir(
+  s: BuildSession,
+  inst: CopyInstruction,
+): Promise<{ session: BuildSession; inst: CopyInstruction }> {
   const dir = inst.from !== undefined ? s.namedContexts.dir(inst.from) : undefined;
   if (!dir) return { session: s, inst };
   return { session: { ...s, context: await dir }, inst: { ...inst, from: undefined } };
@@ -120,7 +139,8 @@ export function refuseTransport(ref: string, use: ContextUse): void {
 }
 
 function checkName(name: string): string {
-  if (!name || /[\s=]/.test(name)) throw new VlabError('E_BAD_ARG', `--build-context: invalid name "${name}" (expected NAME=VALUE)`);
+  if (!name || /[\s=]/.test(name))
+    throw new VlabError('E_BAD_ARG', `--build-context: invalid name "${name}" (expected NAME=VALUE)`);
   return name;
 }
 
@@ -134,15 +154,22 @@ async function parseValue(name: string, value: string): Promise<Spec> {
   if (t) {
     if (t.transport === 'docker-image') return { kind: 'image', ref: t.ref };
     if (t.transport === 'oci-layout' && value.includes('@')) {
-      throw new VlabError('E_UNSUPPORTED', `--build-context ${name}=${value}: selecting an OCI layout image by digest is not supported yet; select it by tag (oci-layout://DIR:TAG)`);
+      throw new VlabError(
+        'E_UNSUPPORTED',
+        `--build-context ${name}=${value}: selecting an OCI layout image by digest is not supported yet; select it by tag (oci-layout://DIR:TAG)`,
+      );
     }
     return { kind: 'external', ref: value };
   }
   if (OTHER_URL.test(value)) {
-    throw new VlabError('E_BAD_ARG', `--build-context ${name}=${value}: unsupported source (use a directory, docker-image://REF, oci-layout://DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE)`);
+    throw new VlabError(
+      'E_BAD_ARG',
+      `--build-context ${name}=${value}: unsupported source (use a directory, docker-image://REF, oci-layout://DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE)`,
+    );
   }
   const dir = path.resolve(value);
   const st = await fsp.stat(dir).catch(() => undefined);
-  if (!st?.isDirectory()) throw new VlabError('E_BAD_ARG', `--build-context ${name}=${value}: ${dir} is not a directory`);
+  if (!st?.isDirectory())
+    throw new VlabError('E_BAD_ARG', `--build-context ${name}=${value}: ${dir} is not a directory`);
   return { kind: 'dir', dir };
 }

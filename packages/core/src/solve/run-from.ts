@@ -39,11 +39,21 @@ export async function runFromMounts(s: BuildSession, stage: Stage, inst: RunInst
   // A bind of the context (no from=) is keyed by the content it shows, as the context has it
   // (.dockerignore applied), so the step runs again when a bound file changes (BuildKit keys
   // binds by content too). A source that is not there is left to the mount code's E_RUN_MOUNT.
-  const contextSources = [...new Set(inst.mounts.filter((m) => m.type === 'bind' && !m.from).map((m) => m.source ?? '.'))];
+  const contextSources = [
+    ...new Set(inst.mounts.filter((m) => m.type === 'bind' && !m.from).map((m) => m.source ?? '.')),
+  ];
   for (const source of contextSources) {
-    files[`--mount source=${source}`] = await s.context.select(source).then((sel) => s.context.checksum([sel])).then((c) => c.digest, () => 'absent');
+    files[`--mount source=${source}`] = await s.context
+      .select(source)
+      .then((sel) => s.context.checksum([sel]))
+      .then(
+        (c) => c.digest,
+        () => 'absent',
+      );
   }
-  const content = Object.keys(files).length ? `sha256:${createHash('sha256').update(JSON.stringify(files)).digest('hex')}` : undefined;
+  const content = Object.keys(files).length
+    ? `sha256:${createHash('sha256').update(JSON.stringify(files)).digest('hex')}`
+    : undefined;
   return {
     files,
     content,
@@ -51,7 +61,12 @@ export async function runFromMounts(s: BuildSession, stage: Stage, inst: RunInst
   };
 }
 
-async function withAll<T>(s: BuildSession, rest: Source[], roots: Map<string, string>, work: (root: (from: string) => string | undefined) => Promise<T>): Promise<T> {
+async function withAll<T>(
+  s: BuildSession,
+  rest: Source[],
+  roots: Map<string, string>,
+  work: (root: (from: string) => string | undefined) => Promise<T>,
+): Promise<T> {
   const [first, ...others] = rest;
   if (!first) return work((from) => roots.get(from));
   if ('dir' in first) return withAll(s, others, new Map(roots).set(first.from, first.dir), work);

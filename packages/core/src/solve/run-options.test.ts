@@ -22,7 +22,9 @@ describe('docker build RUN options', () => {
   });
 
   it('--shm-size: a tmpfs over /dev/shm of that size; --platform: the host only', () => {
-    expect(shmMount('8m')).toEqual([{ type: 'tmpfs', target: '/dev/shm', options: ['noexec', 'mode=1777', 'size=8388608'] }]);
+    expect(shmMount('8m')).toEqual([
+      { type: 'tmpfs', target: '/dev/shm', options: ['noexec', 'mode=1777', 'size=8388608'] },
+    ]);
     expect(shmMount(undefined)).toEqual([]);
     const host = { os: 'linux', architecture: 'amd64' };
     expect(() => checkPlatform('linux/amd64', host)).not.toThrow();

@@ -21,8 +21,13 @@ export function parseExtraHosts(list: readonly string[] | undefined): ExtraHost[
     const sep = item.includes('=') ? item.indexOf('=') : item.indexOf(':');
     const host = sep > 0 ? item.slice(0, sep) : '';
     const ip = sep > 0 ? item.slice(sep + 1).replace(/^\[(.*)\]$/, '$1') : '';
-    if (ip === 'host-gateway') throw new VlabError('E_UNSUPPORTED', `--add-host ${item}: host-gateway needs a bridge network; RUN containers have none (give the address itself)`);
-    if (!HOST_NAME.test(host) || !isIP(ip)) throw new VlabError('E_BAD_ARG', `--add-host ${item}: expected HOST:IP (e.g. db:10.0.0.5 or db=::1)`);
+    if (ip === 'host-gateway')
+      throw new VlabError(
+        'E_UNSUPPORTED',
+        `--add-host ${item}: host-gateway needs a bridge network; RUN containers have none (give the address itself)`,
+      );
+    if (!HOST_NAME.test(host) || !isIP(ip))
+      throw new VlabError('E_BAD_ARG', `--add-host ${item}: expected HOST:IP (e.g. db:10.0.0.5 or db=::1)`);
     return { host, ip };
   });
 }
@@ -37,10 +42,16 @@ export function parseUlimits(list: readonly string[] | undefined): { nofile?: nu
     const m = /^([a-z]+)=(-?\d+)(?::(-?\d+))?$/.exec(item);
     if (!m) throw new VlabError('E_BAD_ARG', `--ulimit ${item}: expected NAME=SOFT[:HARD], e.g. nofile=4096:4096`);
     const [, name, soft, hard = soft] = m;
-    if (name !== 'nofile') throw new VlabError('E_UNSUPPORTED', `--ulimit ${name}: only nofile is supported by the executors`);
-    if (soft !== hard) throw new VlabError('E_UNSUPPORTED', `--ulimit ${item}: soft and hard nofile limits must be equal here (the executors set both)`);
+    if (name !== 'nofile')
+      throw new VlabError('E_UNSUPPORTED', `--ulimit ${name}: only nofile is supported by the executors`);
+    if (soft !== hard)
+      throw new VlabError(
+        'E_UNSUPPORTED',
+        `--ulimit ${item}: soft and hard nofile limits must be equal here (the executors set both)`,
+      );
     const n = Number(soft);
-    if (!Number.isSafeInteger(n) || n < 1 || n > 1 << 20) throw new VlabError('E_BAD_ARG', `--ulimit ${item}: nofile must be 1..${1 << 20}`);
+    if (!Number.isSafeInteger(n) || n < 1 || n > 1 << 20)
+      throw new VlabError('E_BAD_ARG', `--ulimit ${item}: nofile must be 1..${1 << 20}`);
     out.nofile = n;
   }
   return out;
@@ -58,13 +69,25 @@ export function shmMount(size: string | number | undefined): ExtraMount[] {
 }
 
 /** `--platform`: only the host's own platform can be built (no emulation); a list must name only it. */
-export function checkPlatform(requested: string | undefined, host: { os: string; architecture: string; variant?: string }): void {
+export function checkPlatform(
+  requested: string | undefined,
+  host: { os: string; architecture: string; variant?: string },
+): void {
   if (!requested) return;
   const own = platformString(host);
   for (const p of requested.split(',').map((s) => s.trim().toLowerCase())) {
-    const norm = p === 'local' ? own : p.replace(/^linux\/x86_64\b/, 'linux/amd64').replace(/^linux\/aarch64\b/, 'linux/arm64').replace(/^linux\/arm64\/v8$/, 'linux/arm64');
+    const norm =
+      p === 'local'
+        ? own
+        : p
+            .replace(/^linux\/x86_64\b/, 'linux/amd64')
+            .replace(/^linux\/aarch64\b/, 'linux/arm64')
+            .replace(/^linux\/arm64\/v8$/, 'linux/arm64');
     if (norm !== own) {
-      throw new VlabError('E_UNSUPPORTED', `--platform ${p}: only the host platform ${own} can be built here (no emulation); drop --platform or use ${own}`);
+      throw new VlabError(
+        'E_UNSUPPORTED',
+        `--platform ${p}: only the host platform ${own} can be built here (no emulation); drop --platform or use ${own}`,
+      );
     }
   }
 }

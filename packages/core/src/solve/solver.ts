@@ -4,7 +4,12 @@ import type { BuildSession, StageState } from './context.ts';
 import { buildStage } from './stage.ts';
 
 /** Stages the target needs: its FROM chain and every COPY --from / RUN --mount from, transitively. */
-export function requiredStages(df: Dockerfile, target: Stage, globalArgs: Record<string, string>, named: ReadonlySet<string> = new Set()): Stage[] {
+export function requiredStages(
+  df: Dockerfile,
+  target: Stage,
+  globalArgs: Record<string, string>,
+  named: ReadonlySet<string> = new Set(),
+): Stage[] {
   const need = new Set<number>();
   const visit = (st: Stage): void => {
     if (need.has(st.index)) return;

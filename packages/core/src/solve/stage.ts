@@ -60,7 +60,11 @@ export async function buildStage(s: BuildSession, stage: Stage): Promise<StageSt
       const err = e instanceof VlabError ? e : new VlabError('E_STEP', (e as Error).message, { cause: e });
       s.emit({ type: 'step-error', ...ref, code: err.code, message: err.message, time: Date.now() });
       if (e instanceof VlabError && e.location) throw e;
-      throw new VlabError(err.code, `${ref.name}: ${err.message}`, { location: ref.location, cause: e, details: err.details });
+      throw new VlabError(err.code, `${ref.name}: ${err.message}`, {
+        location: ref.location,
+        cause: e,
+        details: err.details,
+      });
     }
   }
   return state;
@@ -83,9 +87,14 @@ async function buildStep(
   // BuildKit makes no layer for `WORKDIR /` (nothing to create), only the config change.
   const rootWorkdir = inst.kind === 'WORKDIR' && resolveWorkdir(state.config.config.WorkingDir, inst.path) === '/';
   if (META_KINDS.has(inst.kind) || rootWorkdir) {
-    const config = rootWorkdir ? { ...state.config, config: { ...state.config.config, WorkingDir: '/' } } : applyMeta(state.config, inst, flags);
+    const config = rootWorkdir
+      ? { ...state.config, config: { ...state.config.config, WorkingDir: '/' } }
+      : applyMeta(state.config, inst, flags);
     if (inst.kind !== 'ARG') {
-      config.history = [...config.history, { created: state.created, created_by: createdBy(inst, shellOf(config.config)), empty_layer: true }];
+      config.history = [
+        ...config.history,
+        { created: state.created, created_by: createdBy(inst, shellOf(config.config)), empty_layer: true },
+      ];
     }
     const key = stepKey({ parent: state.key, instruction: inst, args: usedArgs, platform });
     s.emit({ type: 'step-done', ...ref, cached: true, durationMs: Date.now() - started, time: Date.now() });
@@ -111,23 +120,30 @@ async function buildStep(
       // The build-wide RUN settings and what each bind from= is.
       content: [s.run.key, from.content].filter(Boolean).join(' ') || undefined,
       files: from.files,
-      work: async (rootfs) => from.with(async (stageRoot) => {
-        const sources = { cacheRoot: s.store.path('cache-mounts'), contextDir: s.context.root, scratchDir: s.store.path('tmp'), secrets: s.secrets, stageRoot };
-        await withRunMounts(inst, sources, async (mounts) =>
-          runStep({
-            executor: await s.executor(),
-            rootfs,
-            inst: s.network === 'host' && !inst.network ? { ...inst, network: 'host' } : inst,
-            config: config.config,
-            env,
-            mounts: [...s.run.mounts, ...mounts],
-            extraHosts: s.run.extraHosts,
-            limits: s.limits,
-            signal: s.signal,
-            onOutput: (stream, data) => s.emit({ type: 'step-log', ...ref, stream, data, time: Date.now() }),
-          }),
-        );
-      }),
+      work: async (rootfs) =>
+        from.with(async (stageRoot) => {
+          const sources = {
+            cacheRoot: s.store.path('cache-mounts'),
+            contextDir: s.context.root,
+            scratchDir: s.store.path('tmp'),
+            secrets: s.secrets,
+            stageRoot,
+          };
+          await withRunMounts(inst, sources, async (mounts) =>
+            runStep({
+              executor: await s.executor(),
+              rootfs,
+              inst: s.network === 'host' && !inst.network ? { ...inst, network: 'host' } : inst,
+              config: config.config,
+              env,
+              mounts: [...s.run.mounts, ...mounts],
+              extraHosts: s.run.extraHosts,
+              limits: s.limits,
+              signal: s.signal,
+              onOutput: (stream, data) => s.emit({ type: 'step-log', ...ref, stream, data, time: Date.now() }),
+            }),
+          );
+        }),
     };
   } else if (inst.kind === 'COPY' || inst.kind === 'ADD') {
     const src = await copyFromNamedDir(s, inst);
@@ -139,7 +155,9 @@ async function buildStep(
       files: input.files,
       work: async (rootfs) => {
         const links: HardLinks = new Map();
-        await planCopy(src.session, src.inst, config.config, rootfs, async (plan, owner, chmod) => copyInto(rootfs, plan, { owner, chmod, links }));
+        await planCopy(src.session, src.inst, config.config, rootfs, async (plan, owner, chmod) =>
+          copyInto(rootfs, plan, { owner, chmod, links }),
+        );
       },
       fast: async () => packed ?? fastCopy(src.session, src.inst, config.config, state.layers),
     };
@@ -148,14 +166,22 @@ async function buildStep(
   }
 
   const key = stepKey({ parent: state.key, instruction: inst, args: step.args, content: step.content, platform });
-  const inputs: StepInputs = { parentKey: state.key, instruction: normalize(inst), args: step.args, files: step.files ?? {} };
+  const inputs: StepInputs = {
+    parentKey: state.key,
+    instruction: normalize(inst),
+    args: step.args,
+    files: step.files ?? {},
+  };
   const slot = stepKey({ parent: s.dockerfilePath, instruction: `${stage.index}:${ref.id}`, args: {}, platform });
   const history = (created: string, layer: LayerRef | undefined) => [
     ...config.history,
     { created, created_by: createdBy(inst, shellOf(config.config)), ...(layer ? {} : { empty_layer: true }) },
   ];
 
-  const bypass = s.noCache || (stage.name !== undefined && s.noCacheFilter.has(stage.name)) || s.noCacheFilter.has(String(stage.index));
+  const bypass =
+    s.noCache ||
+    (stage.name !== undefined && s.noCacheFilter.has(stage.name)) ||
+    s.noCacheFilter.has(String(stage.index));
   const found = bypass ? undefined : await s.cache.get(key);
   // held for this build, and complete: a record whose layer a gc took before the hold is a miss
   const hit = found && (await s.store.holdLayers(found.layers)) ? found : undefined;
@@ -163,11 +189,24 @@ async function buildStep(
     s.emit({ type: 'step-cached', ...ref, time: Date.now() });
     s.emit({ type: 'step-done', ...ref, cached: true, durationMs: Date.now() - started, time: Date.now() });
     const layer = hit.layers.length > state.layers.length ? hit.layers[hit.layers.length - 1] : undefined;
-    return { key, layers: hit.layers, created: hit.created, config: { ...config, history: history(hit.created, layer) } };
+    return {
+      key,
+      layers: hit.layers,
+      created: hit.created,
+      config: { ...config, history: history(hit.created, layer) },
+    };
   }
-  s.emit({ type: 'step-miss', ...ref, reason: bypass ? 'cache disabled (--no-cache)' : missReason(await s.cache.lastInputs(slot), inputs), time: Date.now() });
+  s.emit({
+    type: 'step-miss',
+    ...ref,
+    reason: bypass ? 'cache disabled (--no-cache)' : missReason(await s.cache.lastInputs(slot), inputs),
+    time: Date.now(),
+  });
   const quick = step.fast ? await step.fast() : 'fallback';
-  const layer = quick !== 'fallback' ? quick : await s.layers.withWritableSnapshot(state.layers, step.work, { sourceDateEpoch: s.sourceDateEpoch });
+  const layer =
+    quick !== 'fallback'
+      ? quick
+      : await s.layers.withWritableSnapshot(state.layers, step.work, { sourceDateEpoch: s.sourceDateEpoch });
   const created = epochOr(s, new Date());
   const layers = layer ? [...state.layers, layer] : state.layers;
   await s.cache.put({ key, layers, config, created });
@@ -177,6 +216,9 @@ async function buildStep(
 }
 
 function oneLine(text: string): string {
-  const t = text.replace(/\s*\\\r?\n\s*/g, ' ').replace(/\s+/g, ' ').trim();
+  const t = text
+    .replace(/\s*\\\r?\n\s*/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return t.length > 80 ? `${t.slice(0, 77)}...` : t;
 }

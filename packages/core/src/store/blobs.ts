@@ -33,7 +33,10 @@ export class BlobStore {
   readonly dir: string;
   private readonly root: string;
   /** With a lease, every blob written or found by putBytes is held by it (see lease.ts). */
-  constructor(root: string, private readonly lease?: Lease) {
+  constructor(
+    root: string,
+    private readonly lease?: Lease,
+  ) {
     this.root = root;
     this.dir = path.join(root, 'blobs', 'sha256');
   }
@@ -44,7 +47,10 @@ export class BlobStore {
   }
 
   async has(digest: string): Promise<boolean> {
-    return fsp.access(this.path(digest)).then(() => true, () => false);
+    return fsp.access(this.path(digest)).then(
+      () => true,
+      () => false,
+    );
   }
 
   async size(digest: string): Promise<number> {
@@ -95,7 +101,11 @@ export class BlobStore {
   }
 
   /** A writable temp blob: write to `stream`, then `commit()` (verifies, renames) or `abort()`. */
-  async create(): Promise<{ stream: Writable; commit(expected?: string): Promise<{ digest: Digest; size: number }>; abort(): Promise<void> }> {
+  async create(): Promise<{
+    stream: Writable;
+    commit(expected?: string): Promise<{ digest: Digest; size: number }>;
+    abort(): Promise<void>;
+  }> {
     const tmp = await this.tempPath();
     const { write, result, closed } = this.hashingWriter(tmp);
     const finished = new Promise<void>((resolve, reject) => {
@@ -148,7 +158,11 @@ export class BlobStore {
     return path.join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
-  private hashingWriter(tmp: string): { write: Writable; closed: Promise<void>; result: () => { digest: Digest; size: number } } {
+  private hashingWriter(tmp: string): {
+    write: Writable;
+    closed: Promise<void>;
+    result: () => { digest: Digest; size: number };
+  } {
     const hash = createHash('sha256');
     let size = 0;
     const file = fs.createWriteStream(tmp, { flags: 'wx' });

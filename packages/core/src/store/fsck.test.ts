@@ -28,11 +28,21 @@ beforeEach(async () => {
   execFileSync('tar', ['-C', tree, '-cf', path.join(root, 'base.tar'), '.']);
   engine = await openEngine(path.join(root, 'store'));
   const base = await importRootfs(engine.store, path.join(root, 'base.tar'), 'base');
-  const top = await engine.layers.withWritableSnapshot(layersOf(base), (rootfs) => fsp.writeFile(path.join(rootfs, 'two.txt'), 'two\n'));
+  const top = await engine.layers.withWritableSnapshot(layersOf(base), (rootfs) =>
+    fsp.writeFile(path.join(rootfs, 'two.txt'), 'two\n'),
+  );
   layers = [...layersOf(base), top!];
-  const img = await engine.store.putImage({ ...base.config, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } }, layers.map((l) => ({ mediaType: MEDIA.layer, digest: l.digest, size: l.size })));
+  const img = await engine.store.putImage(
+    { ...base.config, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } },
+    layers.map((l) => ({ mediaType: MEDIA.layer, digest: l.digest, size: l.size })),
+  );
   await engine.store.tag('two', img.manifestDigest);
-  await engine.cache.put({ key: `sha256:${'c'.repeat(64)}`, layers, config: base.config, created: base.config.created! });
+  await engine.cache.put({
+    key: `sha256:${'c'.repeat(64)}`,
+    layers,
+    config: base.config,
+    created: base.config.created!,
+  });
   await engine.store.lease.release();
 });
 afterEach(async () => {
@@ -103,8 +113,20 @@ describe('fsck', () => {
     try {
       const cli = spawnSync(process.execPath, [vbuild, 'fsck', '--root', s], { encoding: 'utf8' });
       expect(cli.status).toBe(1);
-      const lines = cli.stdout.trim().split('\n').map((l) => l.split(' ')[0]).sort();
-      expect(lines).toEqual(['cgroup-orphan', 'lease-stale', 'mount-orphan', 'snapshot-stale', 'temp-orphan', 'temp-orphan', 'temp-orphan']);
+      const lines = cli.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ')[0])
+        .sort();
+      expect(lines).toEqual([
+        'cgroup-orphan',
+        'lease-stale',
+        'mount-orphan',
+        'snapshot-stale',
+        'temp-orphan',
+        'temp-orphan',
+        'temp-orphan',
+      ]);
       expect(cli.stdout).not.toContain(`.tmp-${process.pid}-`);
       const fixed = spawnSync(process.execPath, [vbuild, 'fsck', '--repair', '--root', s], { encoding: 'utf8' });
       expect(fixed.stderr).toContain('fsck: clean (7 repaired)');

@@ -101,7 +101,14 @@ async function checkBlobs(store: Store): Promise<Found[]> {
       continue; // removed meanwhile
     }
     const actual = `sha256:${h.digest('hex')}`;
-    if (actual !== d) out.push({ kind: 'blob-corrupt', target: d, message: `content hashes to ${actual}`, repairable: true, fix: () => store.blobs.remove(d) });
+    if (actual !== d)
+      out.push({
+        kind: 'blob-corrupt',
+        target: d,
+        message: `content hashes to ${actual}`,
+        repairable: true,
+        fix: () => store.blobs.remove(d),
+      });
   }
   return out;
 }
@@ -117,33 +124,52 @@ async function checkReferences(store: Store): Promise<Found[]> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
     return [{ kind: 'index-invalid', target: 'index.json', message: (e as Error).message, repairable: false }];
   }
-  const missing = (digest: string, what: string) => out.push({ kind: 'blob-missing', target: digest, message: `${what} is not in the store`, repairable: false });
+  const missing = (digest: string, what: string) =>
+    out.push({ kind: 'blob-missing', target: digest, message: `${what} is not in the store`, repairable: false });
   const visit = async (digest: string, name: string, depth: number): Promise<void> => {
     if (!(await store.blobs.has(digest))) return void missing(digest, `manifest of ${name}`);
     let m: Manifest & { manifests?: { digest: string }[] };
     try {
       m = JSON.parse(await fsp.readFile(store.blobs.path(digest), 'utf8')) as typeof m;
     } catch (e) {
-      return void out.push({ kind: 'manifest-invalid', target: digest, message: `manifest of ${name}: ${(e as Error).message}`, repairable: false });
+      return void out.push({
+        kind: 'manifest-invalid',
+        target: digest,
+        message: `manifest of ${name}: ${(e as Error).message}`,
+        repairable: false,
+      });
     }
     if (Array.isArray(m.manifests) && depth < 4) {
       for (const c of m.manifests) await visit(c.digest, name, depth + 1);
       return;
     }
     if (!m.config?.digest || !Array.isArray(m.layers)) {
-      return void out.push({ kind: 'manifest-invalid', target: digest, message: `manifest of ${name} has no config or layers`, repairable: false });
+      return void out.push({
+        kind: 'manifest-invalid',
+        target: digest,
+        message: `manifest of ${name} has no config or layers`,
+        repairable: false,
+      });
     }
     if (!(await store.blobs.has(m.config.digest))) missing(m.config.digest, `config of ${name}`);
     else {
-      const cfg = (await store.blobs.readJson<ImageConfig>(m.config.digest).catch(() => undefined)) as ImageConfig | undefined;
+      const cfg = (await store.blobs.readJson<ImageConfig>(m.config.digest).catch(() => undefined)) as
+        ImageConfig | undefined;
       const ids = cfg?.rootfs?.diff_ids;
       if (!Array.isArray(ids) || ids.length !== m.layers.length) {
-        out.push({ kind: 'manifest-invalid', target: m.config.digest, message: `config of ${name} lists ${ids?.length ?? 'no'} diff_ids for ${m.layers.length} layers`, repairable: false });
+        out.push({
+          kind: 'manifest-invalid',
+          target: m.config.digest,
+          message: `config of ${name} lists ${ids?.length ?? 'no'} diff_ids for ${m.layers.length} layers`,
+          repairable: false,
+        });
       }
     }
-    for (const [i, l] of m.layers.entries()) if (!(await store.blobs.has(l.digest))) missing(l.digest, `layer ${i + 1} of ${name}`);
+    for (const [i, l] of m.layers.entries())
+      if (!(await store.blobs.has(l.digest))) missing(l.digest, `layer ${i + 1} of ${name}`);
   };
-  for (const d of idx.manifests) await visit(d.digest, d.annotations?.['org.opencontainers.image.ref.name'] ?? d.digest, 0);
+  for (const d of idx.manifests)
+    await visit(d.digest, d.annotations?.['org.opencontainers.image.ref.name'] ?? d.digest, 0);
   return out;
 }
 
@@ -159,7 +185,13 @@ async function checkCache(store: Store): Promise<Found[]> {
     }
     for (const l of rec.layers) {
       if (!(await store.blobs.has(l.digest))) {
-        out.push({ kind: 'cache-dangling', target: key, message: `cache record names layer ${l.digest}, which is not in the store`, repairable: true, fix });
+        out.push({
+          kind: 'cache-dangling',
+          target: key,
+          message: `cache record names layer ${l.digest}, which is not in the store`,
+          repairable: true,
+          fix,
+        });
         break;
       }
     }

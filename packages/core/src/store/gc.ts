@@ -21,11 +21,21 @@ export interface PruneResult {
  * or uses. Runs under the gc lock (holds wait for it) and the index lock, so a concurrent tag
  * cannot lose its blobs mid-way.
  */
-export function prune(store: Store, cache: BuildCache, snapshots: () => Promise<Snapshotter>, opts: { all?: boolean } = {}): Promise<PruneResult> {
+export function prune(
+  store: Store,
+  cache: BuildCache,
+  snapshots: () => Promise<Snapshotter>,
+  opts: { all?: boolean } = {},
+): Promise<PruneResult> {
   return withGcLock(store.root, () => collect(store, cache, snapshots, opts));
 }
 
-async function collect(store: Store, cache: BuildCache, snapshots: () => Promise<Snapshotter>, opts: { all?: boolean }): Promise<PruneResult> {
+async function collect(
+  store: Store,
+  cache: BuildCache,
+  snapshots: () => Promise<Snapshotter>,
+  opts: { all?: boolean },
+): Promise<PruneResult> {
   const res: PruneResult = { blobsRemoved: 0, bytesFreed: 0, snapshotsRemoved: 0, cacheRecordsRemoved: 0 };
   if (opts.all) {
     for (const k of await cache.keys()) {
@@ -45,7 +55,9 @@ async function collect(store: Store, cache: BuildCache, snapshots: () => Promise
       const m = await store.blobs.readJson<Manifest>(d.digest).catch(() => undefined);
       if (!m) continue;
       keepBlobs.add(m.config.digest);
-      const cfg = await store.blobs.readJson<{ rootfs: { diff_ids: string[] } }>(m.config.digest).catch(() => undefined);
+      const cfg = await store.blobs
+        .readJson<{ rootfs: { diff_ids: string[] } }>(m.config.digest)
+        .catch(() => undefined);
       keepLayers(m.layers.map((l, i) => ({ digest: l.digest, diffId: cfg?.rootfs.diff_ids[i] ?? l.digest })));
     }
     for (const k of await cache.keys()) {

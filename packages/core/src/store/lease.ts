@@ -134,13 +134,19 @@ async function waitForGc(root: string): Promise<void> {
   const lock = path.join(root, GC_LOCK);
   const started = Date.now();
   for (let delay = 2; ; delay = Math.min(delay * 2, 100)) {
-    const text = await fsp.readFile(lock, 'utf8').catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : ''));
+    const text = await fsp
+      .readFile(lock, 'utf8')
+      .catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : ''));
     if (text === undefined) return;
     const pid = Number(text);
     if (pid && !pidAlive(pid)) return;
     // An empty file is a lock being taken right now: wait, unless it stays empty (owner died).
     if (!pid && Date.now() - ((await fsp.stat(lock).catch(() => undefined))?.mtimeMs ?? 0) > 10_000) return;
-    if (Date.now() - started > 10 * 60_000) throw new VlabError('E_LOCK_TIMEOUT', `a garbage collection holds ${lock} for over 10 minutes; if no "vbuild prune" runs, remove the file`);
+    if (Date.now() - started > 10 * 60_000)
+      throw new VlabError(
+        'E_LOCK_TIMEOUT',
+        `a garbage collection holds ${lock} for over 10 minutes; if no "vbuild prune" runs, remove the file`,
+      );
     await new Promise((r) => setTimeout(r, delay));
   }
 }

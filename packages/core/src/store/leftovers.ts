@@ -31,7 +31,12 @@ export async function findLeftovers(store: string): Promise<Leftover[]> {
   // mounts first: a temp dir is unmounted before it is removed
   out.push(...(await orphanMounts(root)));
   for (const rel of await orphanCgroups(cgroupParentOf(root))) {
-    out.push({ kind: 'cgroup-orphan', target: rel, message: 'cgroup of a RUN whose build died', fix: () => sweepOrphanCgroups(path.dirname(rel)) });
+    out.push({
+      kind: 'cgroup-orphan',
+      target: rel,
+      message: 'cgroup of a RUN whose build died',
+      fix: () => sweepOrphanCgroups(path.dirname(rel)),
+    });
   }
   out.push(...(await fileLeftovers(root)));
   for (const rel of LOCKS) {
@@ -41,7 +46,12 @@ export async function findLeftovers(store: string): Promise<Leftover[]> {
     const pid = Number(text);
     const age = Date.now() - ((await fsp.stat(f).catch(() => undefined))?.mtimeMs ?? Date.now());
     if ((pid && !pidAlive(pid)) || (!pid && age > 10_000)) {
-      out.push({ kind: 'lock-stale', target: f, message: pid ? `lock of dead pid ${pid}` : 'empty lock file', fix: () => fsp.rm(f, { force: true }) });
+      out.push({
+        kind: 'lock-stale',
+        target: f,
+        message: pid ? `lock of dead pid ${pid}` : 'empty lock file',
+        fix: () => fsp.rm(f, { force: true }),
+      });
     }
   }
   return out;
@@ -65,11 +75,18 @@ async function fileLeftovers(root: string): Promise<Leftover[]> {
       if (n.includes('.tmp-')) await temp(out, path.join(root, dir, n), 'temp file of an interrupted write');
     }
   }
-  for (const n of await names(path.join(root, 'tmp'))) await temp(out, path.join(root, 'tmp', n), 'temp dir of a build step');
+  for (const n of await names(path.join(root, 'tmp')))
+    await temp(out, path.join(root, 'tmp', n), 'temp dir of a build step');
   for (const n of await names(path.join(root, 'snapshots'))) {
     if (n.startsWith('probe-')) await temp(out, path.join(root, 'snapshots', n), 'overlay probe dir');
   }
-  for (const f of await staleLeases(root)) out.push({ kind: 'lease-stale', target: f, message: 'lease of a build that died', fix: () => fsp.rm(f, { force: true }) });
+  for (const f of await staleLeases(root))
+    out.push({
+      kind: 'lease-stale',
+      target: f,
+      message: 'lease of a build that died',
+      fix: () => fsp.rm(f, { force: true }),
+    });
   return out;
 }
 
@@ -86,7 +103,8 @@ async function temp(out: Leftover[], file: string, what: string): Promise<void> 
     message: owner !== undefined ? `${what} of dead pid ${owner}` : `${what}, over an hour old, no owner`,
     fix: async () => {
       // never delete through a mount: a dir with one on or under it is left to the mount repair
-      if (!mountPoints().some((m) => m === file || m.startsWith(`${file}/`))) await fsp.rm(file, { recursive: true, force: true });
+      if (!mountPoints().some((m) => m === file || m.startsWith(`${file}/`)))
+        await fsp.rm(file, { recursive: true, force: true });
     },
   });
 }
@@ -98,13 +116,19 @@ async function orphanMounts(root: string): Promise<Leftover[]> {
   for (const mp of mountPoints()) {
     if (!mp.startsWith(`${root}/`) || seen.has(mp)) continue;
     seen.add(mp);
-    const owners = path.relative(root, mp).split('/').map(ownerOf).filter((p): p is number => p !== undefined);
+    const owners = path
+      .relative(root, mp)
+      .split('/')
+      .map(ownerOf)
+      .filter((p): p is number => p !== undefined);
     if (owners.some(pidAlive)) continue;
     const dead = owners.length > 0;
     out.push({
       kind: 'mount-orphan',
       target: mp,
-      message: dead ? `mount of dead pid ${owners[0]}` : 'mount under the store that no build owns (not removed: unmount it yourself)',
+      message: dead
+        ? `mount of dead pid ${owners[0]}`
+        : 'mount under the store that no build owns (not removed: unmount it yourself)',
       fix: dead ? () => unmountAll(mp) : undefined,
     });
   }
@@ -116,7 +140,9 @@ function mountPoints(): string[] {
   return fs
     .readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
-    .map((line) => (line.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .map((line) =>
+      (line.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))),
+    )
     .filter(Boolean);
 }
 

@@ -27,9 +27,14 @@ export function parseRef(ref: string): ParsedRef {
     tag = rest.slice(lastColon + 1);
     rest = rest.slice(0, lastColon);
   }
-  if (!NAME_RE.test(rest)) throw new VlabError('E_BAD_REF', `invalid image reference "${ref}": name must be lowercase letters, digits and separators`);
+  if (!NAME_RE.test(rest))
+    throw new VlabError(
+      'E_BAD_REF',
+      `invalid image reference "${ref}": name must be lowercase letters, digits and separators`,
+    );
   if (tag !== undefined && !TAG_RE.test(tag)) throw new VlabError('E_BAD_REF', `invalid tag in "${ref}"`);
-  if (digest !== undefined && !/^sha256:[a-f0-9]{64}$/.test(digest)) throw new VlabError('E_BAD_REF', `invalid digest in "${ref}"`);
+  if (digest !== undefined && !/^sha256:[a-f0-9]{64}$/.test(digest))
+    throw new VlabError('E_BAD_REF', `invalid digest in "${ref}"`);
   return { name: rest, tag, digest };
 }
 

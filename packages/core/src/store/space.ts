@@ -28,10 +28,14 @@ export function isNoSpace(e: unknown): boolean {
 export function noSpaceError(root: string, e: unknown): VlabError {
   if (isVlabError(e, 'E_NO_SPACE')) return e;
   const what = e instanceof Error ? `${e.message}: ` : '';
-  return new VlabError('E_NO_SPACE', `${what}no space left on the store's filesystem (${root}): free space there (e.g. "vbuild prune") and build again`, {
-    cause: e,
-    location: e instanceof VlabError ? e.location : undefined,
-  });
+  return new VlabError(
+    'E_NO_SPACE',
+    `${what}no space left on the store's filesystem (${root}): free space there (e.g. "vbuild prune") and build again`,
+    {
+      cause: e,
+      location: e instanceof VlabError ? e.location : undefined,
+    },
+  );
 }
 
 /** `e` as E_NO_SPACE when it is one, else `e` unchanged. */

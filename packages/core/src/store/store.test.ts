@@ -18,7 +18,9 @@ afterEach(async () => {
 describe('Store', () => {
   it('creates an OCI layout and stores blobs by digest', async () => {
     const s = await Store.open(root);
-    expect(JSON.parse(await fsp.readFile(path.join(root, 'oci-layout'), 'utf8'))).toEqual({ imageLayoutVersion: '1.0.0' });
+    expect(JSON.parse(await fsp.readFile(path.join(root, 'oci-layout'), 'utf8'))).toEqual({
+      imageLayoutVersion: '1.0.0',
+    });
     const r = await s.blobs.putBytes('hello');
     expect(r.digest).toBe(sha256('hello'));
     expect(await fsp.readFile(s.blobs.path(r.digest), 'utf8')).toBe('hello');
@@ -31,13 +33,16 @@ describe('Store', () => {
     for (const d of ['', 'tmp', 'snapshots']) await fsp.mkdir(path.join(old, d), { recursive: true, mode: 0o755 });
     await Store.open(old);
     for (const r of [fresh, old]) {
-      for (const d of ['', 'tmp', 'snapshots']) expect(((await fsp.stat(path.join(r, d))).mode & 0o777).toString(8)).toBe('700');
+      for (const d of ['', 'tmp', 'snapshots'])
+        expect(((await fsp.stat(path.join(r, d))).mode & 0o777).toString(8)).toBe('700');
     }
   });
 
   it('refuses a blob whose digest does not match and leaves no temp file', async () => {
     const s = await Store.open(root);
-    await expect(s.blobs.put(Readable.from([Buffer.from('x')]), sha256('y'))).rejects.toMatchObject({ code: 'E_DIGEST_MISMATCH' });
+    await expect(s.blobs.put(Readable.from([Buffer.from('x')]), sha256('y'))).rejects.toMatchObject({
+      code: 'E_DIGEST_MISMATCH',
+    });
     expect((await fsp.readdir(s.blobs.dir)).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
     expect(await s.blobs.has(sha256('x'))).toBe(false);
   });
@@ -54,7 +59,13 @@ describe('Store', () => {
     const s = await Store.open(root);
     const layer = await s.blobs.putBytes(Buffer.alloc(1024));
     const img = await s.putImage(
-      { architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [layer.digest] }, history: [] },
+      {
+        architecture: 'amd64',
+        os: 'linux',
+        config: {},
+        rootfs: { type: 'layers', diff_ids: [layer.digest] },
+        history: [],
+      },
       [{ mediaType: MEDIA.layer, digest: layer.digest, size: layer.size }],
     );
     await s.tag('demo', img.manifestDigest);
@@ -69,9 +80,10 @@ describe('Store', () => {
   it('keeps every tag when many writers update the index at once', async () => {
     const s = await Store.open(root);
     const layer = await s.blobs.putBytes('l');
-    const img = await s.putImage({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] }, history: [] }, [
-      { mediaType: MEDIA.layer, digest: layer.digest, size: layer.size },
-    ]);
+    const img = await s.putImage(
+      { architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] }, history: [] },
+      [{ mediaType: MEDIA.layer, digest: layer.digest, size: layer.size }],
+    );
     const other = await Store.open(root); // a second handle, as a second build would have
     await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? s : other).tag(`img${i}`, img.manifestDigest)));
     expect((await s.listImages()).length).toBe(20);

@@ -71,7 +71,8 @@ export class Store {
     try {
       return JSON.parse(await fsp.readFile(this.path('index.json'), 'utf8')) as ImageIndex;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { schemaVersion: 2, mediaType: MEDIA.index, manifests: [] };
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        return { schemaVersion: 2, mediaType: MEDIA.index, manifests: [] };
       throw new VlabError('E_STORE', `index.json of ${this.root} is unreadable`, { cause: e });
     }
   }
@@ -80,7 +81,10 @@ export class Store {
   async updateIndex(fn: (idx: ImageIndex) => ImageIndex | Promise<ImageIndex>): Promise<void> {
     await withFileLock(this.path('index.lock'), async () => {
       const next = await fn(await this.readIndex());
-      await writeAtomic(this.path('index.json'), JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests: next.manifests }, null, 2));
+      await writeAtomic(
+        this.path('index.json'),
+        JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.index, manifests: next.manifests }, null, 2),
+      );
     });
   }
 
@@ -109,13 +113,16 @@ export class Store {
         return false;
       }
     }
-    return this.holdLayers(img.manifest.layers.map((d, i) => ({ digest: d.digest, diffId: img.config.rootfs.diff_ids[i] ?? d.digest })));
+    return this.holdLayers(
+      img.manifest.layers.map((d, i) => ({ digest: d.digest, diffId: img.config.rootfs.diff_ids[i] ?? d.digest })),
+    );
   }
 
   /** Writes config and manifest blobs; layers must already be stored. */
   async putImage(config: ImageConfig, layers: Descriptor[]): Promise<StoredImage> {
     for (const l of layers) {
-      if (!(await this.blobs.has(l.digest))) throw new VlabError('E_BLOB_MISSING', `layer ${l.digest} is not in the store`);
+      if (!(await this.blobs.has(l.digest)))
+        throw new VlabError('E_BLOB_MISSING', `layer ${l.digest} is not in the store`);
     }
     const cfg = await this.blobs.putJson(config);
     const manifest: Manifest = {
@@ -155,7 +162,9 @@ export class Store {
 
   async listImages(): Promise<{ ref: string; digest: string }[]> {
     const idx = await this.readIndex();
-    return idx.manifests.filter((d) => d.annotations?.[REF_NAME]).map((d) => ({ ref: d.annotations![REF_NAME]!, digest: d.digest }));
+    return idx.manifests
+      .filter((d) => d.annotations?.[REF_NAME])
+      .map((d) => ({ ref: d.annotations![REF_NAME]!, digest: d.digest }));
   }
 
   /** Resolve `name[:tag]`, `name@digest`, a manifest digest or a unique config-digest prefix (image id). */
@@ -172,7 +181,8 @@ export class Store {
         names = [];
       }
       desc = idx.manifests.find((d) => names.includes(d.annotations?.[REF_NAME] ?? ''));
-      if (!desc && /^(sha256:)?[a-f0-9]{6,64}$/.test(ref)) desc = await this.findByImageId(idx, ref.replace(/^sha256:/, ''));
+      if (!desc && /^(sha256:)?[a-f0-9]{6,64}$/.test(ref))
+        desc = await this.findByImageId(idx, ref.replace(/^sha256:/, ''));
     }
     if (!desc) return undefined;
     return this.loadManifest(desc.digest, desc.annotations?.[REF_NAME]);
@@ -205,7 +215,10 @@ export async function writeAtomic(file: string, data: string | Buffer): Promise<
 }
 
 async function exists(p: string): Promise<boolean> {
-  return fsp.access(p).then(() => true, () => false);
+  return fsp.access(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 export type { Digest };

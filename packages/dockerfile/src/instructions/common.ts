@@ -33,7 +33,12 @@ export function base(ctx: BuildContext, flags: Record<string, FlagValue>): BaseF
   return { range: ctx.node.range, original: ctx.original ?? ctx.node.original, flags };
 }
 
-export function requireArgs(ctx: BuildContext, kind: Keyword, args: unknown[], rule: 'atLeastOne' | 'exactlyOne'): void {
+export function requireArgs(
+  ctx: BuildContext,
+  kind: Keyword,
+  args: unknown[],
+  rule: 'atLeastOne' | 'exactlyOne',
+): void {
   if (rule === 'atLeastOne' && args.length === 0) fail(ctx, `${kind} requires at least one argument`);
   if (rule === 'exactlyOne' && args.length !== 1) fail(ctx, `${kind} requires exactly one argument`);
 }

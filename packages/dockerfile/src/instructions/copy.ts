@@ -29,7 +29,12 @@ function checkHeredocName(ctx: BuildContext, kind: string, name: string): void {
     const at = (ctx.original ?? ctx.node.original).indexOf(`<<`);
     const column = at >= 0 ? ctx.node.range.start.column + at : undefined;
     const shown = name.length > 64 ? `${name.slice(0, 64)}…` : name;
-    fail(ctx, `${kind} <<${shown}: a heredoc name is the file name in the image and must be one path component (${problem}); name the destination instead, e.g. ${kind} <<EOF /dir/file`, 'E_PARSE', column);
+    fail(
+      ctx,
+      `${kind} <<${shown}: a heredoc name is the file name in the image and must be one path component (${problem}); name the destination instead, e.g. ${kind} <<EOF /dir/file`,
+      'E_PARSE',
+      column,
+    );
   }
 }
 

@@ -11,7 +11,8 @@ export function buildFrom(ctx: BuildContext): FromInstruction {
   if (args.length !== 1 && args.length !== 3) fail(ctx, 'FROM requires either one or three arguments');
   let stageName: string | undefined;
   if (args.length === 3) {
-    if (args[1].toLowerCase() !== 'as') fail(ctx, `FROM requires either one or three arguments, third argument must be "AS <name>", found "${args[1]}"`);
+    if (args[1].toLowerCase() !== 'as')
+      fail(ctx, `FROM requires either one or three arguments, third argument must be "AS <name>", found "${args[1]}"`);
     stageName = args[2]; // as written; Stage.name is the lower-cased form
     if (!STAGE_NAME.test(stageName.toLowerCase())) {
       fail(ctx, `invalid name for build stage: "${args[2]}", name can't start with a number or contain symbols`);

@@ -3,7 +3,7 @@ import type { HealthcheckInstruction } from '../types.ts';
 import { base, fail, stringArgs, type BuildContext } from './common.ts';
 import { parseFlags, str } from './flags.ts';
 
-const UNIT: Record<string, number> = { ns: 1, us: 1e3, 'µs': 1e3, 'μs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+const UNIT: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, μs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
 
 /** Go's time.ParseDuration, in nanoseconds; undefined when invalid. */
 export function parseGoDuration(s: string): number | undefined {
@@ -19,7 +19,11 @@ export function parseGoDuration(s: string): number | undefined {
 
 export function buildHealthcheck(ctx: BuildContext): HealthcheckInstruction {
   const flags = parseFlags(ctx, 'HEALTHCHECK', {
-    interval: 'string', timeout: 'string', 'start-period': 'string', 'start-interval': 'string', retries: 'string',
+    interval: 'string',
+    timeout: 'string',
+    'start-period': 'string',
+    'start-interval': 'string',
+    retries: 'string',
   });
   const args = stringArgs(ctx);
   if (args.length === 0) fail(ctx, 'HEALTHCHECK requires an argument: NONE or CMD <command>');
@@ -48,7 +52,8 @@ export function buildHealthcheck(ctx: BuildContext): HealthcheckInstruction {
   dur('start-interval', 'startInterval');
   const retries = str(flags, 'retries');
   if (retries !== undefined) {
-    if (!/^[-+]?\d+$/.test(retries)) fail(ctx, `invalid --retries value "${retries}": expected an integer`, 'E_BAD_FLAG');
+    if (!/^[-+]?\d+$/.test(retries))
+      fail(ctx, `invalid --retries value "${retries}": expected an integer`, 'E_BAD_FLAG');
     const n = Number(retries);
     if (n < 0) fail(ctx, `--retries cannot be negative (${n})`, 'E_BAD_FLAG');
     inst.retries = n;

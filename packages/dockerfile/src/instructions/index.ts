@@ -64,21 +64,39 @@ function buildOnbuild(ctx: BuildContext): OnbuildInstruction {
 export function buildInstruction(ctx: BuildContext): Instruction {
   const kw = ctx.node.keyword.toUpperCase();
   switch (kw) {
-    case 'FROM': return buildFrom(ctx);
-    case 'RUN': return buildRun(ctx);
-    case 'COPY': case 'ADD': return buildCopy(ctx, kw);
-    case 'ENV': case 'LABEL': return buildKeyValue(ctx, kw);
-    case 'ARG': return buildArg(ctx);
-    case 'CMD': case 'ENTRYPOINT': return buildCommand(ctx, kw);
-    case 'SHELL': return buildShell(ctx);
-    case 'WORKDIR': return buildWorkdir(ctx);
-    case 'USER': return buildUser(ctx);
-    case 'EXPOSE': return buildExpose(ctx);
-    case 'VOLUME': return buildVolume(ctx);
-    case 'STOPSIGNAL': return buildStopSignal(ctx);
-    case 'HEALTHCHECK': return buildHealthcheck(ctx);
-    case 'ONBUILD': return buildOnbuild(ctx);
-    case 'MAINTAINER': return buildMaintainer(ctx);
+    case 'FROM':
+      return buildFrom(ctx);
+    case 'RUN':
+      return buildRun(ctx);
+    case 'COPY':
+    case 'ADD':
+      return buildCopy(ctx, kw);
+    case 'ENV':
+    case 'LABEL':
+      return buildKeyValue(ctx, kw);
+    case 'ARG':
+      return buildArg(ctx);
+    case 'CMD':
+    case 'ENTRYPOINT':
+      return buildCommand(ctx, kw);
+    case 'SHELL':
+      return buildShell(ctx);
+    case 'WORKDIR':
+      return buildWorkdir(ctx);
+    case 'USER':
+      return buildUser(ctx);
+    case 'EXPOSE':
+      return buildExpose(ctx);
+    case 'VOLUME':
+      return buildVolume(ctx);
+    case 'STOPSIGNAL':
+      return buildStopSignal(ctx);
+    case 'HEALTHCHECK':
+      return buildHealthcheck(ctx);
+    case 'ONBUILD':
+      return buildOnbuild(ctx);
+    case 'MAINTAINER':
+      return buildMaintainer(ctx);
     default: {
       const s = suggestKeyword(ctx.node.keywordText);
       fail(

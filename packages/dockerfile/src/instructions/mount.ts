@@ -9,8 +9,25 @@ export class MountError extends Error {}
 
 const TYPES = new Set(['bind', 'cache', 'tmpfs', 'secret', 'ssh']);
 const KEYS = [
-  'type', 'from', 'source', 'src', 'target', 'dst', 'destination', 'readonly', 'ro', 'readwrite', 'rw',
-  'required', 'id', 'sharing', 'mode', 'uid', 'gid', 'size', 'env',
+  'type',
+  'from',
+  'source',
+  'src',
+  'target',
+  'dst',
+  'destination',
+  'readonly',
+  'ro',
+  'readwrite',
+  'rw',
+  'required',
+  'id',
+  'sharing',
+  'mode',
+  'uid',
+  'gid',
+  'size',
+  'env',
 ];
 
 function csvFields(s: string): string[] {
@@ -73,7 +90,8 @@ export function parseMount(raw: string, expand: (s: string) => string = (s) => s
     const eq = field.indexOf('=');
     const key = (eq === -1 ? field : field.slice(0, eq)).toLowerCase();
     const rawValue = eq === -1 ? undefined : field.slice(eq + 1);
-    if (!KEYS.includes(key)) throw new MountError(`unexpected key '${key}' in '${field}' (valid keys: ${KEYS.join(', ')})`);
+    if (!KEYS.includes(key))
+      throw new MountError(`unexpected key '${key}' in '${field}' (valid keys: ${KEYS.join(', ')})`);
     if (['readonly', 'ro', 'readwrite', 'rw', 'required'].includes(key)) {
       const b = parseBool(key, rawValue);
       if (key === 'required') m.required = b;
@@ -84,25 +102,46 @@ export function parseMount(raw: string, expand: (s: string) => string = (s) => s
     const value = key === 'type' ? rawValue : expand(rawValue);
     switch (key) {
       case 'type':
-        if (!TYPES.has(value.toLowerCase())) throw new MountError(`unsupported mount type "${value}" (use bind, cache, tmpfs, secret or ssh)`);
+        if (!TYPES.has(value.toLowerCase()))
+          throw new MountError(`unsupported mount type "${value}" (use bind, cache, tmpfs, secret or ssh)`);
         m.type = value.toLowerCase() as RunMount['type'];
         break;
-      case 'from': m.from = value; break;
-      case 'source': case 'src': m.source = value; break;
-      case 'target': case 'dst': case 'destination': m.target = value; break;
-      case 'id': m.id = value; break;
+      case 'from':
+        m.from = value;
+        break;
+      case 'source':
+      case 'src':
+        m.source = value;
+        break;
+      case 'target':
+      case 'dst':
+      case 'destination':
+        m.target = value;
+        break;
+      case 'id':
+        m.id = value;
+        break;
       case 'sharing':
-        if (!['shared', 'private', 'locked'].includes(value)) throw new MountError(`unsupported sharing value "${value}" (use shared, private or locked)`);
+        if (!['shared', 'private', 'locked'].includes(value))
+          throw new MountError(`unsupported sharing value "${value}" (use shared, private or locked)`);
         m.sharing = value;
         break;
       case 'mode':
         if (!/^[0-7]{1,4}$/.test(value)) throw new MountError(`invalid mode "${value}": expected an octal number`);
         m.mode = value;
         break;
-      case 'uid': m.uid = parseInt10(key, value); break;
-      case 'gid': m.gid = parseInt10(key, value); break;
-      case 'size': m.size = parseSize(value); break;
-      case 'env': m.env = value; break;
+      case 'uid':
+        m.uid = parseInt10(key, value);
+        break;
+      case 'gid':
+        m.gid = parseInt10(key, value);
+        break;
+      case 'size':
+        m.size = parseSize(value);
+        break;
+      case 'env':
+        m.env = value;
+        break;
     }
   }
   // A bind mount without a target is mounted on the working directory (BuildKit accepts

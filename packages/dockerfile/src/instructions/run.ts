@@ -29,12 +29,14 @@ export function buildRun(ctx: BuildContext): RunInstruction {
   };
   const network = str(flags, 'network');
   if (network !== undefined) {
-    if (!NETWORKS.includes(network)) fail(ctx, `unsupported network mode "${network}" (use ${NETWORKS.join(', ')})`, 'E_BAD_FLAG');
+    if (!NETWORKS.includes(network))
+      fail(ctx, `unsupported network mode "${network}" (use ${NETWORKS.join(', ')})`, 'E_BAD_FLAG');
     inst.network = network as RunInstruction['network'];
   }
   const security = str(flags, 'security');
   if (security !== undefined) {
-    if (!SECURITY.includes(security)) fail(ctx, `unsupported security mode "${security}" (use ${SECURITY.join(', ')})`, 'E_BAD_FLAG');
+    if (!SECURITY.includes(security))
+      fail(ctx, `unsupported security mode "${security}" (use ${SECURITY.join(', ')})`, 'E_BAD_FLAG');
     inst.security = security;
   }
   return inst;

@@ -1,6 +1,11 @@
 /** One-string and list instructions: WORKDIR, USER, STOPSIGNAL, MAINTAINER, EXPOSE, VOLUME. */
 import type {
-  ExposeInstruction, MaintainerInstruction, StopSignalInstruction, UserInstruction, VolumeInstruction, WorkdirInstruction,
+  ExposeInstruction,
+  MaintainerInstruction,
+  StopSignalInstruction,
+  UserInstruction,
+  VolumeInstruction,
+  WorkdirInstruction,
 } from '../types.ts';
 import { base, fail, requireArgs, stringArgs, type BuildContext } from './common.ts';
 import { parseFlags } from './flags.ts';

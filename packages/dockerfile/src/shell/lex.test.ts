@@ -4,7 +4,8 @@ import { VlabError } from '@vlab/errors';
 import { processWord, processWords } from './lex.ts';
 import { parseEnvVarTest, parseWordsTest } from './corpus.ts';
 
-const corpus = (p: string) => readFileSync(new URL(`../../../../../shared/corpus/buildkit/shell/${p}`, import.meta.url), 'utf8');
+const corpus = (p: string) =>
+  readFileSync(new URL(`../../../../../shared/corpus/buildkit/shell/${p}`, import.meta.url), 'utf8');
 
 const envVarCases = parseEnvVarTest(corpus('envVarTest'));
 const ENV = { PWD: '/home', SHELL: 'bash', KOREAN: '한국어', NULL: '' };
@@ -80,7 +81,14 @@ describe('pattern substitutions (BuildKit lex_test TestProcessWithMatches spirit
 describe('patterns match in linear time (issue 10: a backtracking pattern blocked the event loop)', () => {
   const v = { V: 'a'.repeat(40) };
   const stars = '*a'.repeat(12) + '*b';
-  it.each([`\${V#${stars}}`, `\${V##${stars}}`, `\${V%${stars}}`, `\${V%%${stars}}`, `\${V/${stars}/x}`, `\${V//${stars}/x}`])('%s', (w) => {
+  it.each([
+    `\${V#${stars}}`,
+    `\${V##${stars}}`,
+    `\${V%${stars}}`,
+    `\${V%%${stars}}`,
+    `\${V/${stars}/x}`,
+    `\${V//${stars}/x}`,
+  ])('%s', (w) => {
     const t0 = performance.now();
     expect(processWord(w, v)).toBe(v.V); // no b: nothing matches
     expect(performance.now() - t0).toBeLessThan(2000);

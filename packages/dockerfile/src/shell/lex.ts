@@ -260,7 +260,8 @@ class ShellWord {
     this.next(); // {
     const first = this.peek();
     if (first === EOF) throw new VlabError('E_EXPAND', "syntax error: missing '}'");
-    if (first === '{' || first === '}' || first === ':') throw new VlabError('E_EXPAND', 'syntax error: bad substitution');
+    if (first === '{' || first === '}' || first === ':')
+      throw new VlabError('E_EXPAND', 'syntax error: bad substitution');
     const name = this.processName();
     const ch = this.next();
     switch (ch) {
@@ -393,7 +394,11 @@ function wrap<T>(word: string, fn: () => T): T {
     }
     // RangeError: a word nested deeply enough (`${a:-${a:-…`) to exhaust the stack.
     const why = e instanceof RangeError ? 'substitutions nested too deeply' : String(e);
-    throw new VlabError('E_EXPAND', `failed to process "${word.length > 80 ? word.slice(0, 80) + '…' : word}": ${why}`, { cause: e });
+    throw new VlabError(
+      'E_EXPAND',
+      `failed to process "${word.length > 80 ? word.slice(0, 80) + '…' : word}": ${why}`,
+      { cause: e },
+    );
   }
 }
 

@@ -53,7 +53,9 @@ export function compileShellPattern(pattern: string, opts: PatternOptions): Shel
   try {
     re = RE2JS.compile(out, RE2JS.DOTALL);
   } catch (e) {
-    throw new VlabError('E_EXPAND', `invalid pattern (${pattern}) in substitution: ${(e as Error).message}`, { cause: e });
+    throw new VlabError('E_EXPAND', `invalid pattern (${pattern}) in substitution: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
   return {
     find(value, from = 0) {

@@ -39,7 +39,9 @@ describe('line parsing details', () => {
     expect(() => parseJSON('[1]')).toThrow();
   });
   it('comment ending in a backslash does not continue; escaped escape does not continue', () => {
-    expect(dump('FROM a\n# x \\\nRUN b\nENV C d\\\\\nENV D e\n')).toBe('(from "a")\n(run "b")\n(env "C" "d\\\\\\\\" "")\n(env "D" "e" "")\n');
+    expect(dump('FROM a\n# x \\\nRUN b\nENV C d\\\\\nENV D e\n')).toBe(
+      '(from "a")\n(run "b")\n(env "C" "d\\\\\\\\" "")\n(env "D" "e" "")\n',
+    );
   });
   it('escape at end of file ends the instruction', () => {
     expect(dump('FROM a\nRUN b \\')).toBe('(from "a")\n(run "b")\n');

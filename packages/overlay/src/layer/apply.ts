@@ -33,7 +33,9 @@ const WH = '.wh.';
 const OPQ = '.wh..wh..opq';
 
 function unsafe(message: string, name: string): never {
-  throw new VlabError('E_LAYER_UNSAFE', `refusing layer entry ${JSON.stringify(name)}: ${message}`, { details: { name } });
+  throw new VlabError('E_LAYER_UNSAFE', `refusing layer entry ${JSON.stringify(name)}: ${message}`, {
+    details: { name },
+  });
 }
 
 /** Normalise an archive path to components; refuses absolute paths, `..`, NUL. '' = the root. */
@@ -53,7 +55,12 @@ const BATCH = 64;
 const SMALL = 256 * 1024;
 
 function lstatOrUndef(p: string) {
-  try { return fsync.lstatSync(p); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined; throw e; }
+  try {
+    return fsync.lstatSync(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
 }
 
 class Applier {
@@ -61,7 +68,10 @@ class Applier {
   private pending = new Pending();
   private root = isRealRoot();
   private opaque: string;
-  constructor(private dir: string, private opts: ApplyOptions) {
+  constructor(
+    private dir: string,
+    private opts: ApplyOptions,
+  ) {
     this.opaque = opts.opaqueXattr ?? (this.root ? 'trusted.overlay.opaque' : 'user.overlay.opaque');
   }
 
@@ -87,8 +97,11 @@ class Applier {
         const joined: string[] = target.startsWith('/') ? [] : cur.slice(0, -1);
         for (const c of target.split('/')) {
           if (c === '' || c === '.') continue;
-          if (c === '..') { if (!joined.length) unsafe(`symlink ${parts.slice(0, i + 1).join('/')} points outside the layer root`, name); joined.pop(); }
-          else joined.push(c);
+          if (c === '..') {
+            if (!joined.length)
+              unsafe(`symlink ${parts.slice(0, i + 1).join('/')} points outside the layer root`, name);
+            joined.pop();
+          } else joined.push(c);
         }
         return this.resolveDir([...joined, ...parts.slice(i + 1)], name, hops + 1);
       }
@@ -129,7 +142,8 @@ class Applier {
     if (!parts.length) return; // the root itself: its metadata belongs to the parent snapshot
     const base = parts[parts.length - 1];
     if (base.startsWith(WH)) return this.whiteout(parts.slice(0, -1), base, h);
-    if ((h.type === 'char' || h.type === 'block') && !(this.opts.allowDevices ?? this.root)) unsafe('device nodes are not allowed here (not root)', h.name);
+    if ((h.type === 'char' || h.type === 'block') && !(this.opts.allowDevices ?? this.root))
+      unsafe('device nodes are not allowed here (not root)', h.name);
     const real = [...this.resolveDir(parts.slice(0, -1), h.name), base];
     const abs = this.abs(real);
     this.created.add(real.join('/'));
@@ -154,7 +168,7 @@ class Applier {
             for (let off = 0; off < data.length;) off += fsync.writeSync(fd, data, off);
           } else {
             for await (const chunk of body()) {
-              for (let off = 0; off < chunk.length;) off += (await writeAsync(fd, chunk, off));
+              for (let off = 0; off < chunk.length;) off += await writeAsync(fd, chunk, off);
             }
           }
           this.fmeta(fd, h);
@@ -177,10 +191,16 @@ class Applier {
         if (!tparts.length) unsafe('hard link to the root', h.name);
         const treal = [...this.resolveDir(tparts.slice(0, -1), h.name), tparts[tparts.length - 1]];
         this.clear(real, false);
-        if (this.pending.isNode(treal)) { this.pending.link(real, treal); return; }
+        if (this.pending.isNode(treal)) {
+          this.pending.link(real, treal);
+          return;
+        }
         const tabs = this.abs(treal);
         const st = lstatOrUndef(tabs);
-        if (!st) throw new VlabError('E_LAYER_INVALID', `hard link ${h.name} to missing ${h.linkname}`, { details: { name: h.name } });
+        if (!st)
+          throw new VlabError('E_LAYER_INVALID', `hard link ${h.name} to missing ${h.linkname}`, {
+            details: { name: h.name },
+          });
         if (st.isDirectory()) unsafe('hard link to a directory', h.name);
         fsync.linkSync(tabs, abs); // link(2) does not follow a symlink at tabs
         return;
@@ -229,10 +249,17 @@ function writeAsync(fd: number, b: Buffer, off: number): Promise<number> {
  * Errors: E_LAYER_UNSAFE (hostile entry), E_LAYER_INVALID (malformed), E_LAYER_UNSUPPORTED
  * (sparse and unknown entry types). On error, what was written so far stays inside `dir`.
  */
-export async function apply(tar: Readable | NodeJS.ReadableStream, dir: string, opts: ApplyOptions): Promise<{ diffId: string; size: number }> {
+export async function apply(
+  tar: Readable | NodeJS.ReadableStream,
+  dir: string,
+  opts: ApplyOptions,
+): Promise<{ diffId: string; size: number }> {
   const h = createHash('sha256');
   let size = 0;
-  const reader = new ByteReader(tar as AsyncIterable<Buffer>, (b) => { h.update(b); size += b.length; });
+  const reader = new ByteReader(tar as AsyncIterable<Buffer>, (b) => {
+    h.update(b);
+    size += b.length;
+  });
   const root = await fs.realpath(dir);
   const a = new Applier(root, opts);
   let n = 0;

@@ -23,7 +23,9 @@ async function layersOf(file: string): Promise<Buffer[]> {
 
 describe.skipIf(!existsSync(dir))('go-containerregistry image tarballs', () => {
   let tmp: string | undefined;
-  afterEach(async () => { if (tmp) await fs.rm(tmp, { recursive: true, force: true }); });
+  afterEach(async () => {
+    if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+  });
 
   it.each([
     ['whiteout_image.tar', { 'bar.txt': 'file' }],
@@ -32,7 +34,8 @@ describe.skipIf(!existsSync(dir))('go-containerregistry image tarballs', () => {
     ['content.tar', undefined],
   ])('%s', async (file, want) => {
     tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-corpus-'));
-    if (!want) { // a bare layer
+    if (!want) {
+      // a bare layer
       const root = path.join(tmp, 'r');
       await fs.mkdir(root);
       await apply(Readable.from([await fs.readFile(path.join(dir, file))]), root, { whiteouts: 'oci' });
@@ -53,7 +56,10 @@ describe.skipIf(!existsSync(dir))('go-containerregistry image tarballs', () => {
       dirs.push(d);
     }
     const tars: string[] = [];
-    for (const [i, l] of layers.entries()) { tars.push(path.join(tmp, `l${i}.tar`)); await fs.writeFile(tars[i], l); }
+    for (const [i, l] of layers.entries()) {
+      tars.push(path.join(tmp, `l${i}.tar`));
+      await fs.writeFile(tars[i], l);
+    }
     const seen: Record<string, string> = {};
     let seenU: Record<string, string> = {};
     const walk = async (rel: string) => {

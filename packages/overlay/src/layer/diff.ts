@@ -9,7 +9,16 @@
  * Files copied up but unchanged still appear (as Docker does); dirs that are only copied up do not.
  */
 import { isLayerXattr } from './xattr-rule.ts';
-import { createReadStream, lstatSync, readdirSync, readlinkSync, openSync, readSync, closeSync, type Stats } from 'node:fs';
+import {
+  createReadStream,
+  lstatSync,
+  readdirSync,
+  readlinkSync,
+  openSync,
+  readSync,
+  closeSync,
+  type Stats,
+} from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { VlabError } from '@vlab/errors';
@@ -52,7 +61,10 @@ const isWhiteout = (st: Stats) => st.isCharacterDevice() && st.rdev === 0;
 
 class Emitter {
   private links = new Map<string, string>();
-  constructor(private xattrs: XattrMap, private epoch?: number) {}
+  constructor(
+    private xattrs: XattrMap,
+    private epoch?: number,
+  ) {}
 
   mtime(st: Stats): number {
     const t = Math.floor(st.mtimeMs / 1000);
@@ -65,8 +77,14 @@ class Emitter {
     const xa = new Map<string, Buffer>();
     for (const [k, v] of this.xattrs.get(abs) ?? []) if (isLayerXattr(k)) xa.set(k, v);
     const h: TarEntry = {
-      name: type === 'dir' ? `${rel}/` : rel, type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid,
-      size: type === 'file' ? st.size : 0, mtime: this.mtime(st), xattrs: xa,
+      name: type === 'dir' ? `${rel}/` : rel,
+      type,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      size: type === 'file' ? st.size : 0,
+      mtime: this.mtime(st),
+      xattrs: xa,
       linkname: type === 'symlink' ? readlinkSync(abs) : '',
       devmajor: type === 'char' || type === 'block' ? major(st.rdev) : 0,
       devminor: type === 'char' || type === 'block' ? minor(st.rdev) : 0,
@@ -74,7 +92,10 @@ class Emitter {
     if (type !== 'dir' && st.nlink > 1) {
       const id = `${st.dev}:${st.ino}`;
       const first = this.links.get(id);
-      if (first !== undefined) { yield encodeHeader({ ...h, type: 'link', linkname: first, size: 0 }); return; }
+      if (first !== undefined) {
+        yield encodeHeader({ ...h, type: 'link', linkname: first, size: 0 });
+        return;
+      }
       this.links.set(id, rel);
     }
     yield encodeHeader(h);
@@ -92,7 +113,10 @@ class Emitter {
           n += got;
         }
         b.fill(0, h.size);
-        if (n === h.size) { yield b; return; }
+        if (n === h.size) {
+          yield b;
+          return;
+        }
       } finally {
         closeSync(fd);
       }
@@ -104,14 +128,27 @@ class Emitter {
         n += take;
       }
     }
-    if (n !== h.size) throw new VlabError('E_DIFF_CHANGED', `${rel} changed size while being archived`, { details: { path: rel } });
+    if (n !== h.size)
+      throw new VlabError('E_DIFF_CHANGED', `${rel} changed size while being archived`, { details: { path: rel } });
     const pad = padding(h.size);
     if (pad) yield Buffer.alloc(pad);
   }
 
   /** Whiteout markers carry no metadata of their own: mode 0, owner 0, mtime 0 (byte-stable). */
   whiteout(rel: string): Buffer {
-    return encodeHeader({ name: rel, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map() });
+    return encodeHeader({
+      name: rel,
+      type: 'file',
+      mode: 0,
+      uid: 0,
+      gid: 0,
+      size: 0,
+      mtime: 0,
+      linkname: '',
+      devmajor: 0,
+      devminor: 0,
+      xattrs: new Map(),
+    });
   }
 }
 
@@ -137,7 +174,14 @@ const isOpaque = (xa?: Map<string, Buffer>) => !!xa && OPAQUE.some((k) => xa.get
  * nothing inside but dirs that are unchanged too. Such a dir is left out of the layer, so a RUN
  * that changes nothing gives an empty layer, as BuildKit's.
  */
-async function unchangedCopyUp(lower: UnionView, xattrs: XattrMap, abs: string, rel: string, st: Stats, below: UnionStat): Promise<boolean> {
+async function unchangedCopyUp(
+  lower: UnionView,
+  xattrs: XattrMap,
+  abs: string,
+  rel: string,
+  st: Stats,
+  below: UnionStat,
+): Promise<boolean> {
   const xa = xattrs.get(abs);
   if (isOpaque(xa) || ownXattrs(xa)) return false;
   if (st.mode !== below.mode || st.uid !== below.uid || st.gid !== below.gid) return false;
@@ -152,7 +196,13 @@ async function unchangedCopyUp(lower: UnionView, xattrs: XattrMap, abs: string, 
   return true;
 }
 
-async function* walkUpper(e: Emitter, xattrs: XattrMap, root: string, rel: string, lower?: UnionView): AsyncGenerator<Buffer> {
+async function* walkUpper(
+  e: Emitter,
+  xattrs: XattrMap,
+  root: string,
+  rel: string,
+  lower?: UnionView,
+): AsyncGenerator<Buffer> {
   const dir = rel ? path.join(root, rel) : root;
   let i = 0;
   for (const name of sortNames(readdirSync(dir))) {
@@ -161,10 +211,18 @@ async function* walkUpper(e: Emitter, xattrs: XattrMap, root: string, rel: strin
     const r = join(rel, name);
     const st = lstatSync(abs);
     const xa = xattrs.get(abs);
-    if (xa) for (const k of xa.keys()) {
-      if (UNSUPPORTED.test(k)) throw new VlabError('E_DIFF_UNSUPPORTED', `${r} carries ${k}: overlay redirect_dir/metacopy uppers cannot be diffed from the upper alone`);
+    if (xa)
+      for (const k of xa.keys()) {
+        if (UNSUPPORTED.test(k))
+          throw new VlabError(
+            'E_DIFF_UNSUPPORTED',
+            `${r} carries ${k}: overlay redirect_dir/metacopy uppers cannot be diffed from the upper alone`,
+          );
+      }
+    if (isWhiteout(st)) {
+      yield e.whiteout(wh(rel, name));
+      continue;
     }
-    if (isWhiteout(st)) { yield e.whiteout(wh(rel, name)); continue; }
     // Below an opaque dir, or one the lowers lack, nothing of the lowers shows: stop asking them.
     const below = lower && st.isDirectory() && !isOpaque(xa) ? await lowerDir(lower, r) : undefined;
     if (below && (await unchangedCopyUp(lower!, xattrs, abs, r, st, below))) continue;
@@ -177,7 +235,12 @@ async function* walkUpper(e: Emitter, xattrs: XattrMap, root: string, rel: strin
 }
 
 function lstatOrUndef(p: string): Stats | undefined {
-  try { return lstatSync(p); } catch (err) { if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; throw err; }
+  try {
+    return lstatSync(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
 }
 
 function sameXattrs(a?: Map<string, Buffer>, b?: Map<string, Buffer>): boolean {
@@ -189,23 +252,42 @@ function sameXattrs(a?: Map<string, Buffer>, b?: Map<string, Buffer>): boolean {
 type Change = { rel: string; kind: 'entry' | 'whiteout' | 'tree'; st: Stats };
 
 /** Changes of `dir` against `base`, depth-first in sorted order, parents of changes included. */
-async function compare(dir: string, base: string | undefined, xd: XattrMap, xb: XattrMap, rel: string): Promise<Change[]> {
+async function compare(
+  dir: string,
+  base: string | undefined,
+  xd: XattrMap,
+  xb: XattrMap,
+  rel: string,
+): Promise<Change[]> {
   const out: Change[] = [];
   const d = rel ? path.join(dir, rel) : dir;
   const b = base === undefined ? undefined : rel ? path.join(base, rel) : base;
   const names = new Set(readdirSync(d));
   let bnames: string[] = [];
-  try { if (b) bnames = readdirSync(b); } catch { /* not a dir in base */ }
+  try {
+    if (b) bnames = readdirSync(b);
+  } catch {
+    /* not a dir in base */
+  }
   for (const n of bnames) names.add(n);
   for (const name of sortNames([...names])) {
     const r = join(rel, name);
     if (out.length % BATCH === BATCH - 1) await breathe();
     const sa = lstatOrUndef(path.join(d, name));
     const sb = b ? lstatOrUndef(path.join(b, name)) : undefined;
-    if (!sa) { out.push({ rel: join(rel, `.wh.${name}`), kind: 'whiteout', st: sb! }); continue; }
-    if (!sb || typeOf(sa) !== typeOf(sb)) { out.push({ rel: r, kind: 'tree', st: sa }); continue; }
+    if (!sa) {
+      out.push({ rel: join(rel, `.wh.${name}`), kind: 'whiteout', st: sb! });
+      continue;
+    }
+    if (!sb || typeOf(sa) !== typeOf(sb)) {
+      out.push({ rel: r, kind: 'tree', st: sa });
+      continue;
+    }
     const changed =
-      sa.mode !== sb.mode || sa.uid !== sb.uid || sa.gid !== sb.gid || sa.rdev !== sb.rdev ||
+      sa.mode !== sb.mode ||
+      sa.uid !== sb.uid ||
+      sa.gid !== sb.gid ||
+      sa.rdev !== sb.rdev ||
       (!sa.isDirectory() && (sa.size !== sb.size || sa.mtimeMs !== sb.mtimeMs)) ||
       (sa.isDirectory() && Math.floor(sa.mtimeMs / 1000) !== Math.floor(sb.mtimeMs / 1000)) ||
       (sa.isSymbolicLink() && readlinkSync(path.join(d, name)) !== readlinkSync(path.join(b!, name))) ||
@@ -237,7 +319,10 @@ async function* generate(src: DiffSource, opts: DiffOptions): AsyncGenerator<Buf
     const xb = src.base ? await readXattrsTree(src.base) : new Map();
     const e = new Emitter(xd, opts.sourceDateEpoch);
     for (const c of await compare(src.dir, src.base, xd, xb, '')) {
-      if (c.kind === 'whiteout') { yield e.whiteout(c.rel); continue; }
+      if (c.kind === 'whiteout') {
+        yield e.whiteout(c.rel);
+        continue;
+      }
       yield* e.entry(path.join(src.dir, c.rel), c.rel, c.st);
       if (c.kind === 'tree' && c.st.isDirectory()) yield* walkAll(e, src.dir, c.rel);
     }
@@ -250,10 +335,17 @@ async function* coalesce(src: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
   let parts: Buffer[] = [];
   let len = 0;
   for await (const b of src) {
-    if (b.length >= 1 << 16 && !len) { yield b; continue; }
+    if (b.length >= 1 << 16 && !len) {
+      yield b;
+      continue;
+    }
     parts.push(b);
     len += b.length;
-    if (len >= 1 << 18) { yield Buffer.concat(parts, len); parts = []; len = 0; }
+    if (len >= 1 << 18) {
+      yield Buffer.concat(parts, len);
+      parts = [];
+      len = 0;
+    }
   }
   if (len) yield Buffer.concat(parts, len);
 }

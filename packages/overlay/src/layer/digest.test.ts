@@ -8,7 +8,15 @@ import { writeLayer, hasZstd } from './digest.ts';
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 function sink() {
   const parts: Buffer[] = [];
-  return { w: new Writable({ write(c, _e, cb) { parts.push(c); cb(); } }), buf: () => Buffer.concat(parts) };
+  return {
+    w: new Writable({
+      write(c, _e, cb) {
+        parts.push(c);
+        cb();
+      },
+    }),
+    buf: () => Buffer.concat(parts),
+  };
 }
 
 describe('writeLayer', () => {

@@ -69,7 +69,11 @@ export async function writeLayer(
   let z: Transform;
   if (comp === 'gzip') z = zlib.createGzip({ level: opts.level ?? 6 });
   else if (hasZstd()) z = (zlib as unknown as Required<ZstdZlib>).createZstdCompress();
-  else throw new VlabError('E_UNSUPPORTED', `zstd compression needs node:zlib zstd support (Node ≥ 22.15); this is Node ${process.versions.node}`);
+  else
+    throw new VlabError(
+      'E_UNSUPPORTED',
+      `zstd compression needs node:zlib zstd support (Node ≥ 22.15); this is Node ${process.versions.node}`,
+    );
   const packed = hashingStream();
   await pipeline(tar, raw.stream, z, packed.stream, out);
   const r = raw.result();

@@ -119,7 +119,10 @@ export class Pending {
     walk(this.top);
     const inRoot = new InRootDirs(root);
     try {
-      const check = (parts: string[]) => { inRoot.dir(parts.slice(0, -1)); return parts.join('/'); };
+      const check = (parts: string[]) => {
+        inRoot.dir(parts.slice(0, -1));
+        return parts.join('/');
+      };
       const items: NodeItem[] = [];
       for (const r of nodes) items.push(nodeItem(r.node!, check(partsOf(r))));
       // a link whose node was replaced later keeps the node: the first such link becomes a copy of it
@@ -139,7 +142,9 @@ export class Pending {
         for (const [name, value] of r.xattrs!) items.push({ kind: 'xattr', path: p, name, value });
       }
       if (items.length && !(await makeNodesInRoot(root, owners, items))) await withTools(root, owners, items);
-      const ordered = dirs.map((r) => ({ parts: partsOf(r), h: r.dir! })).map((d) => ({ ...d, rel: d.parts.join('/') }));
+      const ordered = dirs
+        .map((r) => ({ parts: partsOf(r), h: r.dir! }))
+        .map((d) => ({ ...d, rel: d.parts.join('/') }));
       ordered.sort((a, b) => (a.rel < b.rel ? 1 : a.rel > b.rel ? -1 : 0)); // children before parents
       for (const { parts, h } of ordered) {
         const fd = inRoot.dir(parts);
@@ -155,7 +160,17 @@ export class Pending {
 
 function nodeItem(h: TarEntry, path: string): NodeItem {
   const type = h.type === 'char' || h.type === 'block' ? h.type : 'fifo';
-  return { kind: 'node', path, type, mode: h.mode, devmajor: h.devmajor, devminor: h.devminor, uid: h.uid, gid: h.gid, mtime: h.mtime };
+  return {
+    kind: 'node',
+    path,
+    type,
+    mode: h.mode,
+    devmajor: h.devmajor,
+    devminor: h.devminor,
+    uid: h.uid,
+    gid: h.gid,
+    mtime: h.mtime,
+  };
 }
 
 /**
@@ -164,16 +179,36 @@ function nodeItem(h: TarEntry, path: string): NodeItem {
  */
 async function withTools(root: string, owners: boolean, items: NodeItem[]): Promise<void> {
   const blocks: Buffer[] = [];
-  const base = { mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map<string, Buffer>() };
+  const base = {
+    mode: 0,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 0,
+    linkname: '',
+    devmajor: 0,
+    devminor: 0,
+    xattrs: new Map<string, Buffer>(),
+  };
   for (const it of items) {
     if (it.kind === 'node') blocks.push(encodeHeader({ ...base, ...it, name: it.path }));
-    else if (it.kind === 'link') blocks.push(encodeHeader({ ...base, type: 'link', name: it.path, linkname: it.target }));
+    else if (it.kind === 'link')
+      blocks.push(encodeHeader({ ...base, type: 'link', name: it.path, linkname: it.target }));
   }
   if (blocks.length) {
-    const r = await run('tar', ['-x', '-f', '-', '-C', root, '--numeric-owner', '--no-overwrite-dir', ...(owners ? ['-p', '--same-owner'] : [])], {
-      input: Buffer.concat([...blocks, END_OF_ARCHIVE]),
-    });
-    if (r.code !== 0) throw new VlabError('E_LAYER_APPLY', `creating device nodes/whiteouts failed: ${r.stderr.trim()}`);
+    const r = await run(
+      'tar',
+      ['-x', '-f', '-', '-C', root, '--numeric-owner', '--no-overwrite-dir', ...(owners ? ['-p', '--same-owner'] : [])],
+      {
+        input: Buffer.concat([...blocks, END_OF_ARCHIVE]),
+      },
+    );
+    if (r.code !== 0)
+      throw new VlabError('E_LAYER_APPLY', `creating device nodes/whiteouts failed: ${r.stderr.trim()}`);
   }
-  await writeXattrs(items.flatMap((it) => (it.kind === 'xattr' ? [{ path: path.join(root, it.path), name: it.name, value: it.value }] : [])));
+  await writeXattrs(
+    items.flatMap((it) =>
+      it.kind === 'xattr' ? [{ path: path.join(root, it.path), name: it.name, value: it.value }] : [],
+    ),
+  );
 }

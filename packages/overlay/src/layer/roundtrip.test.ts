@@ -16,7 +16,15 @@ import { opArb, perform, CAP } from '../testing/ops.ts';
 
 const collect = () => {
   const parts: Buffer[] = [];
-  return { w: new Writable({ write(c, _e, cb) { parts.push(c); cb(); } }), buf: () => Buffer.concat(parts) };
+  return {
+    w: new Writable({
+      write(c, _e, cb) {
+        parts.push(c);
+        cb();
+      },
+    }),
+    buf: () => Buffer.concat(parts),
+  };
 };
 
 for (const driver of ['overlay', 'native'] as const) {
@@ -41,31 +49,38 @@ for (const driver of ['overlay', 'native'] as const) {
     };
 
     it('random operation sequences reproduce exactly', { timeout: 600_000 }, async () => {
-      await fc.assert(fc.asyncProperty(fc.array(opArb, { maxLength: 25 }), fc.array(opArb, { minLength: 1, maxLength: 30 }), async (baseOps, ops) => {
-        const id = n;
-        await s.prepare(`b${id}`);
-        const bm = await mnt(`b${id}`);
-        await perform(bm, baseOps);
-        await unmountAll(bm);
-        await s.commit(`B${id}`, `b${id}`);
-        await s.prepare(`c${id}`, `B${id}`);
-        const cm = await mnt(`c${id}`);
-        await perform(cm, ops);
-        await unmountAll(cm); // overlay: settle the upper before reading it
-        const one = collect();
-        const d1 = await writeLayer(diff(s, `c${id}`), one.w);
-        const two = collect();
-        await writeLayer(diff(s, `c${id}`), two.w);
-        expect(two.buf().equals(one.buf())).toBe(true);
-        expect(d1.diffId).toBe(`sha256:${createHash('sha256').update(one.buf()).digest('hex')}`);
-        await s.prepare(`r${id}`, `B${id}`);
-        const w = await s.writableDir(`r${id}`);
-        const applied = await apply(Readable.from([one.buf()]), w.dir, { whiteouts: w.whiteouts });
-        expect(applied.diffId).toBe(d1.diffId);
-        const want = await describeTree(await mnt(`c${id}`), { mtimes: true });
-        const got = await describeTree(await mnt(`r${id}`), { mtimes: true });
-        expect(got).toEqual(want);
-      }), { numRuns: Number(process.env.ROUNDTRIP_RUNS ?? (driver === 'overlay' ? 25 : 15)) });
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(opArb, { maxLength: 25 }),
+          fc.array(opArb, { minLength: 1, maxLength: 30 }),
+          async (baseOps, ops) => {
+            const id = n;
+            await s.prepare(`b${id}`);
+            const bm = await mnt(`b${id}`);
+            await perform(bm, baseOps);
+            await unmountAll(bm);
+            await s.commit(`B${id}`, `b${id}`);
+            await s.prepare(`c${id}`, `B${id}`);
+            const cm = await mnt(`c${id}`);
+            await perform(cm, ops);
+            await unmountAll(cm); // overlay: settle the upper before reading it
+            const one = collect();
+            const d1 = await writeLayer(diff(s, `c${id}`), one.w);
+            const two = collect();
+            await writeLayer(diff(s, `c${id}`), two.w);
+            expect(two.buf().equals(one.buf())).toBe(true);
+            expect(d1.diffId).toBe(`sha256:${createHash('sha256').update(one.buf()).digest('hex')}`);
+            await s.prepare(`r${id}`, `B${id}`);
+            const w = await s.writableDir(`r${id}`);
+            const applied = await apply(Readable.from([one.buf()]), w.dir, { whiteouts: w.whiteouts });
+            expect(applied.diffId).toBe(d1.diffId);
+            const want = await describeTree(await mnt(`c${id}`), { mtimes: true });
+            const got = await describeTree(await mnt(`r${id}`), { mtimes: true });
+            expect(got).toEqual(want);
+          },
+        ),
+        { numRuns: Number(process.env.ROUNDTRIP_RUNS ?? (driver === 'overlay' ? 25 : 15)) },
+      );
     });
   });
 }
@@ -84,9 +99,12 @@ describe('diff of a known change set (overlay)', () => {
     await s.prepare('b');
     const w = await s.writableDir('b');
     await perform(w.dir, [
-      { op: 'mkdir', p: 'a' }, { op: 'write', p: 'a/old', data: new Uint8Array([1]) },
-      { op: 'mkdir', p: 'b' }, { op: 'write', p: 'b/f', data: new Uint8Array([2]) },
-      { op: 'write', p: 'c', data: new Uint8Array([3]) }, { op: 'write', p: 'dd', data: new Uint8Array([4]) },
+      { op: 'mkdir', p: 'a' },
+      { op: 'write', p: 'a/old', data: new Uint8Array([1]) },
+      { op: 'mkdir', p: 'b' },
+      { op: 'write', p: 'b/f', data: new Uint8Array([2]) },
+      { op: 'write', p: 'c', data: new Uint8Array([3]) },
+      { op: 'write', p: 'dd', data: new Uint8Array([4]) },
     ]);
     await s.commit('B', 'b');
     await s.prepare('c', 'B');
@@ -95,21 +113,33 @@ describe('diff of a known change set (overlay)', () => {
     await mountAll(await s.mounts('c'), m);
     await perform(m, [
       { op: 'recreate', p: 'a' }, // delete-then-recreate → opaque
-      { op: 'rm', p: 'b' }, { op: 'write', p: 'b', data: new Uint8Array([9]) }, // dir replaced by file
+      { op: 'rm', p: 'b' },
+      { op: 'write', p: 'b', data: new Uint8Array([9]) }, // dir replaced by file
       { op: 'rm', p: 'c' }, // deleted
       { op: 'chmod', p: 'dd', mode: 0o4755 }, // metadata-only change (copy-up)
       { op: 'xattr', p: 'dd', name: 'security.capability' },
       { op: 'link', p: 'b', q: 'hl' },
-      { op: 'special', p: 'fifo', kind: 'p' }, { op: 'special', p: 'dev', kind: 'c' },
+      { op: 'special', p: 'fifo', kind: 'p' },
+      { op: 'special', p: 'dev', kind: 'c' },
       { op: 'write', p: 'x'.repeat(120), data: new Uint8Array([7]) },
     ]);
     await unmountAll(m);
     const { listLayer } = await import('./list.ts');
     const entries = await listLayer(diff(s, 'c', { sourceDateEpoch: 1_000 }));
-    expect(entries.map((e) => `${e.name} ${e.type}${e.linkname ? ` ${e.linkname}` : ''}`)).toEqual([
-      'a/ dir', 'a/.wh..wh..opq file', 'a/n file', 'b file', 'dd file', 'dev char', 'fifo fifo', 'hl link b',
-      `.wh.c file`, `${'x'.repeat(120)} file`,
-    ].sort((p, q) => (p.replace(/\.wh\./, '') < q.replace(/\.wh\./, '') ? -1 : 1)));
+    expect(entries.map((e) => `${e.name} ${e.type}${e.linkname ? ` ${e.linkname}` : ''}`)).toEqual(
+      [
+        'a/ dir',
+        'a/.wh..wh..opq file',
+        'a/n file',
+        'b file',
+        'dd file',
+        'dev char',
+        'fifo fifo',
+        'hl link b',
+        `.wh.c file`,
+        `${'x'.repeat(120)} file`,
+      ].sort((p, q) => (p.replace(/\.wh\./, '') < q.replace(/\.wh\./, '') ? -1 : 1)),
+    );
     const dd = entries.find((e) => e.name === 'dd')!;
     expect(dd.mode).toBe(0o4755);
     expect(dd.xattrs.get('security.capability')?.equals(CAP)).toBe(true);

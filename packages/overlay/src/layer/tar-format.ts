@@ -51,7 +51,10 @@ function ustar(name: Buffer, h: TarEntry, typeflag: string, size: number): Buffe
     // base-256 for readers without PAX; PAX `size` is authoritative
     b[124] = 0x80;
     let n = size;
-    for (let i = 11; i > 0; i--) { b[124 + i] = n % 256; n = Math.floor(n / 256); }
+    for (let i = 11; i > 0; i--) {
+      b[124 + i] = n % 256;
+      n = Math.floor(n / 256);
+    }
   }
   if (!octal(b, 136, 12, h.mtime)) octal(b, 136, 12, 0);
   b.write(typeflag, 156, 'ascii');
@@ -69,7 +72,15 @@ function ustar(name: Buffer, h: TarEntry, typeflag: string, size: number): Buffe
   return b;
 }
 
-const TYPEFLAG: Record<EntryType, string> = { file: '0', link: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6' };
+const TYPEFLAG: Record<EntryType, string> = {
+  file: '0',
+  link: '1',
+  symlink: '2',
+  char: '3',
+  block: '4',
+  dir: '5',
+  fifo: '6',
+};
 
 /** Header block(s) for one entry: a PAX extended header first when a field does not fit ustar. */
 export function encodeHeader(h: TarEntry): Buffer {
@@ -155,7 +166,8 @@ function parsePax(buf: Buffer, into: Map<string, Buffer>): void {
     let len = 0;
     let q = p;
     while (q < n && q - p < 10 && buf[q] >= 0x30 && buf[q] <= 0x39) len = len * 10 + buf[q++] - 0x30;
-    if (q === p || buf[q] !== 0x20 || len <= q - p + 1 || p + len > n || buf[p + len - 1] !== 0x0a) bad('malformed PAX record length');
+    if (q === p || buf[q] !== 0x20 || len <= q - p + 1 || p + len > n || buf[p + len - 1] !== 0x0a)
+      bad('malformed PAX record length');
     const end = p + len - 1; // the newline
     const eq = buf.indexOf(0x3d, q + 1);
     if (eq < 0 || eq > end) bad('malformed PAX record');
@@ -172,13 +184,19 @@ export class ByteReader {
   private done = false;
   private pulled = 0;
   private it: AsyncIterator<Buffer | string>;
-  constructor(src: AsyncIterable<Buffer | string>, private onBytes: (b: Buffer) => void) {
+  constructor(
+    src: AsyncIterable<Buffer | string>,
+    private onBytes: (b: Buffer) => void,
+  ) {
     this.it = src[Symbol.asyncIterator]();
   }
   private async fill(n: number): Promise<void> {
     while (this.have < n && !this.done) {
       const r = await this.it.next();
-      if (r.done) { this.done = true; break; }
+      if (r.done) {
+        this.done = true;
+        break;
+      }
       const b = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
       if (!b.length) continue;
       this.onBytes(b);
@@ -215,7 +233,7 @@ export class ByteReader {
     }
   }
   async skip(n: number): Promise<void> {
-    for await (const _ of this.stream(n)); // eslint-disable-line @typescript-eslint/no-unused-vars
+    for await (const _ of this.stream(n));
   }
   /** Consume everything left (so a digest covers the whole input). */
   async drain(): Promise<void> {
@@ -247,21 +265,34 @@ export async function* readTar(r: ByteReader, limits: ReadLimits = {}): AsyncGen
     const b = await r.read(BLOCK);
     if (b.length === 0) return; // missing end blocks: tolerated
     if (b.length < BLOCK) bad('tar archive truncated inside a header');
-    if (b.every((c) => c === 0)) { await r.drain(); return; }
+    if (b.every((c) => c === 0)) {
+      await r.drain();
+      return;
+    }
     let sum = 0;
     for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : b[i];
     if (numeric(b, 148, 8, 'checksum') !== sum) bad('tar header checksum mismatch');
     const flag = String.fromCharCode(b[156] || 48);
     let size = numeric(b, 124, 12, 'size');
     if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
-      if (size > maxHdr) throw new VlabError('E_LAYER_UNSAFE', `tar extended header of ${size} bytes is too large (limit maxHeaderSize: ${maxHdr} bytes)`, { details: { size, limit: maxHdr } });
+      if (size > maxHdr)
+        throw new VlabError(
+          'E_LAYER_UNSAFE',
+          `tar extended header of ${size} bytes is too large (limit maxHeaderSize: ${maxHdr} bytes)`,
+          { details: { size, limit: maxHdr } },
+        );
       if (flag === 'g') {
         // global headers are ignored, as Docker and containerd do: nothing accumulates
         await r.skip(size + padding(size));
         continue;
       }
       extBytes += size;
-      if (extBytes > maxHdr) throw new VlabError('E_LAYER_UNSAFE', `tar extended headers before one entry exceed ${maxHdr} bytes (limit maxHeaderSize)`, { details: { size: extBytes, limit: maxHdr } });
+      if (extBytes > maxHdr)
+        throw new VlabError(
+          'E_LAYER_UNSAFE',
+          `tar extended headers before one entry exceed ${maxHdr} bytes (limit maxHeaderSize)`,
+          { details: { size: extBytes, limit: maxHdr } },
+        );
       const data = await r.read(size + padding(size));
       if (data.length < size) bad('tar archive truncated inside an extended header');
       const payload = data.subarray(0, size);
@@ -296,29 +327,51 @@ export async function* readTar(r: ByteReader, limits: ReadLimits = {}): AsyncGen
     if ([...all.keys()].some((k) => k.startsWith('GNU.sparse'))) {
       throw new VlabError('E_LAYER_UNSUPPORTED', `sparse tar entry ${name} is not supported in layers`);
     }
-    const types: Record<string, EntryType> = { '0': 'file', '7': 'file', '1': 'link', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo' };
+    const types: Record<string, EntryType> = {
+      '0': 'file',
+      '7': 'file',
+      '1': 'link',
+      '2': 'symlink',
+      '3': 'char',
+      '4': 'block',
+      '5': 'dir',
+      '6': 'fifo',
+    };
     let type = types[flag];
     if (!type) {
-      throw new VlabError('E_LAYER_UNSUPPORTED', `tar entry ${name} has unsupported type '${flag}'`, { details: { typeflag: flag } });
+      throw new VlabError('E_LAYER_UNSUPPORTED', `tar entry ${name} has unsupported type '${flag}'`, {
+        details: { typeflag: flag },
+      });
     }
     if (type === 'file' && name.endsWith('/')) type = 'dir'; // pre-POSIX directories
     // No link can be made to '' or to a name holding NUL (found by bench/fuzz.ts: apply failed with ENOENT).
-    if ((type === 'symlink' || type === 'link') && (!linkname || linkname.includes('\0'))) bad(`tar entry ${name}: ${type} without a valid target`, { name });
+    if ((type === 'symlink' || type === 'link') && (!linkname || linkname.includes('\0')))
+      bad(`tar entry ${name}: ${type} without a valid target`, { name });
     const xattrs = new Map<string, Buffer>();
     let names = 0;
     for (const [k, v] of all) {
       if (!k.startsWith('SCHILY.xattr.')) continue;
       xattrs.set(k.slice(13), v);
       names += Buffer.byteLength(k) - 13 + 1;
-      if (v.length > XATTR_SIZE_MAX) bad(`tar entry ${name}: xattr ${k.slice(13)} has ${v.length} bytes (limit XATTR_SIZE_MAX: ${XATTR_SIZE_MAX})`, { name });
+      if (v.length > XATTR_SIZE_MAX)
+        bad(`tar entry ${name}: xattr ${k.slice(13)} has ${v.length} bytes (limit XATTR_SIZE_MAX: ${XATTR_SIZE_MAX})`, {
+          name,
+        });
     }
-    if (names > XATTR_LIST_MAX) bad(`tar entry ${name}: its xattr names take ${names} bytes (limit XATTR_LIST_MAX: ${XATTR_LIST_MAX})`, { name });
+    if (names > XATTR_LIST_MAX)
+      bad(`tar entry ${name}: its xattr names take ${names} bytes (limit XATTR_LIST_MAX: ${XATTR_LIST_MAX})`, { name });
     if (type !== 'file') size = type === 'link' || type === 'symlink' || type === 'dir' || size === 0 ? 0 : size;
     if (size > maxEntry) {
-      throw new VlabError('E_LAYER_UNSAFE', `tar entry ${name} claims ${size} bytes (limit ${maxEntry})`, { details: { name, size } });
+      throw new VlabError('E_LAYER_UNSAFE', `tar entry ${name} claims ${size} bytes (limit ${maxEntry})`, {
+        details: { name, size },
+      });
     }
     const header: TarEntry = {
-      name, type, size, linkname, xattrs,
+      name,
+      type,
+      size,
+      linkname,
+      xattrs,
       mode: numeric(b, 100, 8, 'mode') & 0o7777,
       uid: num('uid') ?? numeric(b, 108, 8, 'uid'),
       gid: num('gid') ?? numeric(b, 116, 8, 'gid'),
@@ -331,11 +384,13 @@ export async function* readTar(r: ByteReader, limits: ReadLimits = {}): AsyncGen
     yield {
       header,
       body: async function* () {
-        for await (const c of r.stream(remaining)) { remaining -= c.length; yield c; }
+        for await (const c of r.stream(remaining)) {
+          remaining -= c.length;
+          yield c;
+        }
       },
     };
     await r.skip(remaining);
     await r.skip(padding(dataSize));
   }
 }
-

@@ -37,7 +37,15 @@ try {
   await fs.writeFile(path.join(m, 'd', 'new'), 'n');
   await unmountAll(m);
   const parts: Buffer[] = [];
-  const r = await writeLayer(diff(s, 'c'), new Writable({ write(c, _e, cb) { parts.push(c); cb(); } }));
+  const r = await writeLayer(
+    diff(s, 'c'),
+    new Writable({
+      write(c, _e, cb) {
+        parts.push(c);
+        cb();
+      },
+    }),
+  );
   const names = (await listLayer(Readable.from([Buffer.concat(parts)]))).map((e) => e.name);
   await s.prepare('r', 'B');
   const w = await s.writableDir('r');
@@ -45,7 +53,16 @@ try {
   const want = await describeTree(await mnt('c'), { mtimes: true });
   const got = await describeTree(await mnt('r'), { mtimes: true });
   const same = JSON.stringify(want) === JSON.stringify(got);
-  console.log(JSON.stringify({ driver: s.driver, realRoot: isRealRoot(), uid: process.getuid?.(), diffId: r.diffId, names, same }));
+  console.log(
+    JSON.stringify({
+      driver: s.driver,
+      realRoot: isRealRoot(),
+      uid: process.getuid?.(),
+      diffId: r.diffId,
+      names,
+      same,
+    }),
+  );
   process.exitCode = same ? 0 : 1;
 } finally {
   for (const t of mounted) await unmountAll(t).catch(() => {});

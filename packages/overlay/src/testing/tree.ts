@@ -17,7 +17,10 @@ export interface Node {
   hardlink?: string; // first path (sorted) sharing this inode
 }
 
-export async function describeTree(root: string, opts: { mtimes?: boolean; skipXattrs?: boolean } = {}): Promise<Record<string, Node>> {
+export async function describeTree(
+  root: string,
+  opts: { mtimes?: boolean; skipXattrs?: boolean } = {},
+): Promise<Record<string, Node>> {
   const out: Record<string, Node> = {};
   const xa = opts.skipXattrs ? new Map() : await readXattrsTree(root);
   const inodes = new Map<number, string>();
@@ -27,18 +30,40 @@ export async function describeTree(root: string, opts: { mtimes?: boolean; skipX
       const r = rel ? `${rel}/${n}` : n;
       const abs = path.join(root, r);
       const st = await fs.lstat(abs);
-      const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : st.isFIFO() ? 'fifo' : 'other';
+      const type = st.isFile()
+        ? 'file'
+        : st.isDirectory()
+          ? 'dir'
+          : st.isSymbolicLink()
+            ? 'symlink'
+            : st.isCharacterDevice()
+              ? 'char'
+              : st.isBlockDevice()
+                ? 'block'
+                : st.isFIFO()
+                  ? 'fifo'
+                  : 'other';
       const node: Node = { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
       if (opts.mtimes && type !== 'dir') node.mtime = Math.floor(st.mtimeMs / 1000);
-      if (type === 'file') node.sha = createHash('sha256').update(await fs.readFile(abs)).digest('hex');
+      if (type === 'file')
+        node.sha = createHash('sha256')
+          .update(await fs.readFile(abs))
+          .digest('hex');
       if (type === 'symlink') node.link = await fs.readlink(abs);
       if (type === 'char' || type === 'block') node.rdev = st.rdev;
       const x = xa.get(abs);
-      if (x && x.size) node.xattrs = [...x].filter(([k]) => !/^(trusted|user)\.overlay\.|^security\.selinux$/.test(k)).map(([k, v]) => `${k}=${v.toString('base64')}`).sort().join(',') || undefined;
+      if (x && x.size)
+        node.xattrs =
+          [...x]
+            .filter(([k]) => !/^(trusted|user)\.overlay\.|^security\.selinux$/.test(k))
+            .map(([k, v]) => `${k}=${v.toString('base64')}`)
+            .sort()
+            .join(',') || undefined;
       if (!node.xattrs) delete node.xattrs;
       if (type !== 'dir' && st.nlink > 1) {
         const first = inodes.get(st.ino);
-        if (first) node.hardlink = first; else inodes.set(st.ino, r);
+        if (first) node.hardlink = first;
+        else inodes.set(st.ino, r);
       }
       out[r] = node;
       if (type === 'dir') await walk(r);

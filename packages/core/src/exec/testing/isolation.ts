@@ -22,8 +22,18 @@ export type IsolationFactory = (opts: ExecutorOptions) => Promise<Executor>;
 
 /** Docker's masked paths (moby oci/defaults.go, 2024+: /proc/interrupts added): each must read as empty. */
 const DOCKER_MASKED = [
-  '/proc/asound', '/proc/acpi', '/proc/interrupts', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
-  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+  '/proc/asound',
+  '/proc/acpi',
+  '/proc/interrupts',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
 ];
 
 /**
@@ -68,7 +78,10 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
 
     const run = async (script: string, extra: Partial<RunSpec> = {}, on: Executor = fx.ex) => {
       let out = '';
-      const r = await on.run({ rootfs: root, argv: ['/bin/sh', '-c', script], env: [], cwd: '/', ...extra }, { onOutput: (_s, c) => (out += c) });
+      const r = await on.run(
+        { rootfs: root, argv: ['/bin/sh', '-c', script], env: [], cwd: '/', ...extra },
+        { onOutput: (_s, c) => (out += c) },
+      );
       return { code: r.exitCode, out };
     };
     const needProbe = (ctx: { skip: () => void }) => {
@@ -83,15 +96,37 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
     it("Docker's masked paths read as empty; /proc/sys, /proc/sysrq-trigger and /sys are read-only", async (ctx) => {
       needProbe(ctx);
       const present: string[] = [];
-      for (const p of DOCKER_MASKED) if (await fs.stat(p).then(() => true, () => false)) present.push(p);
+      for (const p of DOCKER_MASKED)
+        if (
+          await fs.stat(p).then(
+            () => true,
+            () => false,
+          )
+        )
+          present.push(p);
       expect(present.length).toBeGreaterThan(0);
       // A file reads 0 bytes, a dir lists nothing (sh: `cat` of a dir fails, hence the two tests).
-      const script = present.map((p) => `if [ -d ${p} ]; then echo "${p} $(ls -A ${p} | wc -l)"; else echo "${p} $(cat ${p} | wc -c)"; fi`).join('; ');
+      const script = present
+        .map((p) => `if [ -d ${p} ]; then echo "${p} $(ls -A ${p} | wc -l)"; else echo "${p} $(cat ${p} | wc -c)"; fi`)
+        .join('; ');
       const masked = await run(script);
       expect(masked.out.trim().split('\n')).toEqual(present.map((p) => `${p} 0`));
       const writes: string[] = [];
-      for (const p of ['/proc/sys/kernel/hostname', '/proc/sys/vm/drop_caches', '/proc/sysrq-trigger', '/sys/class/net/lo/tx_queue_len', '/sys/kernel/uevent_helper', '/sys/kernel/mm/transparent_hugepage/enabled']) {
-        if (await fs.stat(p).then(() => true, () => false)) writes.push(p); // this kernel has it
+      for (const p of [
+        '/proc/sys/kernel/hostname',
+        '/proc/sys/vm/drop_caches',
+        '/proc/sysrq-trigger',
+        '/sys/class/net/lo/tx_queue_len',
+        '/sys/kernel/uevent_helper',
+        '/sys/kernel/mm/transparent_hugepage/enabled',
+      ]) {
+        if (
+          await fs.stat(p).then(
+            () => true,
+            () => false,
+          )
+        )
+          writes.push(p); // this kernel has it
       }
       expect(writes.length).toBeGreaterThan(2);
       const w = await run(writes.map((p) => `probe open ${p} w`).join('; '));
@@ -108,7 +143,9 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
       try {
         const pid = sleeper.pid!;
-        const r = await run(`probe open /proc/1/root${marker} r; probe open /proc/${pid}/root${marker} r; probe ptrace ${pid}`);
+        const r = await run(
+          `probe open /proc/1/root${marker} r; probe open /proc/${pid}/root${marker} r; probe ptrace ${pid}`,
+        );
         const [viaInit, viaPid, ptraceHost] = r.out.trim().split('\n');
         expect(viaInit).toBe('denied ENOENT'); // /proc/1 is the container's own pid 1
         expect(viaPid).toBe('denied ENOENT'); // the host pid does not exist in here
@@ -130,7 +167,11 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       await execFileP('mknod', ['-m', '600', path.join(root, 'disk'), 'b', String(major), String(minor)]);
       const script = `probe mknod-open /tmp/sda ${major} ${minor}; probe open /disk r; mkdir -p /mnt; probe mount /disk /mnt ext4; probe open /dev/null w; probe open /dev/zero r`;
       const expected = [/^denied E(PERM|ACCES)$/, /^denied E(PERM|ACCES)$/, /^denied EPERM$/, /^ok$/, /^ok$/];
-      const check = (out: string) => out.trim().split('\n').forEach((l, i) => expect(l).toMatch(expected[i]!));
+      const check = (out: string) =>
+        out
+          .trim()
+          .split('\n')
+          .forEach((l, i) => expect(l).toMatch(expected[i]!));
       check((await run(script)).out);
       // Pure cgroup v2 has no v1 devices controller: the built-in executor must hold without it.
       // The OCI runtimes always filter devices themselves (v1 cgroup, or eBPF on v2).
@@ -193,8 +234,13 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       await fs.utimes(path.join(scratch, 'y'), old, old);
       await fs.mkdir(path.join(root, 'x/y'), { recursive: true });
       // /a, /a/b, /a/b/c are made for the run; /x/y exists and gets /x/y/new made in it.
-      const mounts = [{ type: 'tmpfs' as const, target: '/a/b/c' }, { type: 'tmpfs' as const, target: '/x/y/new' }];
-      const r = await run(`mv /a /olda && ln -s ${scratch} /a && mv /x /oldx && ln -s ${scratch} /x && echo swapped`, { mounts });
+      const mounts = [
+        { type: 'tmpfs' as const, target: '/a/b/c' },
+        { type: 'tmpfs' as const, target: '/x/y/new' },
+      ];
+      const r = await run(`mv /a /olda && ln -s ${scratch} /a && mv /x /oldx && ln -s ${scratch} /x && echo swapped`, {
+        mounts,
+      });
       expect(r.out).toBe('swapped\n');
       expect((await fs.stat(path.join(scratch, 'b/c'))).isDirectory()).toBe(true);
       expect((await fs.stat(path.join(scratch, 'y'))).mtime).toEqual(old);
@@ -207,7 +253,9 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
       if (!script) return ctx.skip(); // util-linux script(1) gives the run a pty
       const out = path.join(fx.base, 'tty-out.json');
       const child = path.join(path.dirname(new URL(import.meta.url).pathname), 'tty-script.ts');
-      const cmd = [process.execPath, '--import', 'tsx', child, name, root, fx.tmpDir, fx.cgroupParent, out].map((s) => `'${s}'`).join(' ');
+      const cmd = [process.execPath, '--import', 'tsx', child, name, root, fx.tmpDir, fx.cgroupParent, out]
+        .map((s) => `'${s}'`)
+        .join(' ');
       // script(1) runs cmd on a new pty (its controlling terminal); what the pty shows comes back.
       const shown = await execFileP(script, ['-qfec', cmd, '/dev/null'], { cwd: path.dirname(child), timeout: 60_000 });
       const r = JSON.parse(await fs.readFile(out, 'utf8')) as { hostTty: string; probes: string };
@@ -220,7 +268,11 @@ export function isolationSuite(name: string, factory: IsolationFactory): void {
 
 /** The per-mount options of the visible (topmost) mount at each mount point of a mountinfo text. */
 function mountFlags(mountinfo: string): (target: string) => string[] {
-  const entries = mountinfo.trim().split('\n').map((l) => l.split(' ')).map((f) => ({ id: f[0], parent: f[1], target: f[4], opts: f[5]!.split(',') }));
+  const entries = mountinfo
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' '))
+    .map((f) => ({ id: f[0], parent: f[1], target: f[4], opts: f[5]!.split(',') }));
   return (target) => {
     const at = entries.filter((e) => e.target === target);
     const top = at.filter((e) => !at.some((o) => o.parent === e.id));
@@ -232,7 +284,13 @@ function mountFlags(mountinfo: string): (target: string) => string[] {
 async function which(cmd: string): Promise<string | undefined> {
   for (const d of ['/usr/bin', '/bin', '/usr/sbin', '/sbin']) {
     const p = path.join(d, cmd);
-    if (await fs.access(p, fs.constants.X_OK).then(() => true, () => false)) return p;
+    if (
+      await fs.access(p, fs.constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return p;
   }
   return undefined;
 }

@@ -6,7 +6,10 @@ import { buildProbe } from './probe.ts';
 const run = async (args: string[]) => {
   const p = await buildProbe();
   if (!p) return undefined;
-  return promisify(execFile)(p, args).then((r) => ({ code: 0, out: r.stdout }), (e) => ({ code: e.code as number, out: e.stdout as string }));
+  return promisify(execFile)(p, args).then(
+    (r) => ({ code: 0, out: r.stdout }),
+    (e) => ({ code: e.code as number, out: e.stdout as string }),
+  );
 };
 
 describe('probe', () => {

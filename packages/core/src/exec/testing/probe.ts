@@ -18,14 +18,22 @@ export function buildProbe(): Promise<string | undefined> {
   return (built ??= (async () => {
     const src = readFileSync(SOURCE);
     const out = path.join(os.tmpdir(), `vlab-probe-${createHash('sha256').update(src).digest('hex').slice(0, 16)}`);
-    if (await fs.access(out).then(() => true, () => false)) return out;
+    if (
+      await fs.access(out).then(
+        () => true,
+        () => false,
+      )
+    )
+      return out;
     const tmp = `${out}.tmp.${process.pid}`;
     try {
       await promisify(execFile)(process.env.CC ?? 'cc', ['-static', '-O1', '-o', tmp, SOURCE.pathname]);
       await fs.rename(tmp, out);
       return out;
     } catch (e) {
-      console.warn(`probe: cannot build the static probe (${(e as Error).message.split('\n')[0]}); tests that need it skip`);
+      console.warn(
+        `probe: cannot build the static probe (${(e as Error).message.split('\n')[0]}); tests that need it skip`,
+      );
       await fs.rm(tmp, { force: true });
       return undefined;
     }

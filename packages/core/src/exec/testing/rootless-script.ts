@@ -18,10 +18,13 @@ const run = async (script: string, extra: Partial<RunSpec> = {}, opts: RunOption
   let stdout = '';
   let stderr = '';
   try {
-    const r = await ex.run({ rootfs, argv: ['/bin/sh', '-c', script], env: [], cwd: '/', ...extra }, {
-      ...opts,
-      onOutput: (s, c) => (s === 'stdout' ? (stdout += c) : (stderr += c)),
-    });
+    const r = await ex.run(
+      { rootfs, argv: ['/bin/sh', '-c', script], env: [], cwd: '/', ...extra },
+      {
+        ...opts,
+        onOutput: (s, c) => (s === 'stdout' ? (stdout += c) : (stderr += c)),
+      },
+    );
     return { exitCode: r.exitCode, oomKilled: r.oomKilled, stdout, stderr };
   } catch (e) {
     const err = e as { code?: string; message: string };
@@ -55,16 +58,24 @@ const basic = await run(
   { hostname: 'rootless-box', network: 'none' },
 );
 const host = Object.fromEntries(await Promise.all(nss.map(async (n) => [n, await fs.readlink(`/proc/self/ns/${n}`)])));
-const written = await fs.stat(path.join(rootfs, 'written')).then((s) => [s.uid, s.gid], () => null);
+const written = await fs.stat(path.join(rootfs, 'written')).then(
+  (s) => [s.uid, s.gid],
+  () => null,
+);
 
 const memory = await run('echo ran', { limits: { memory: 64 << 20 } });
 const pids = await run('echo ran', { limits: { pids: 10 } });
 const user1000 = await run('id -u; id -g; touch /tmp/by1000', { user: '1000:1000' });
-const by1000 = await fs.stat(path.join(rootfs, 'tmp/by1000')).then((s) => [s.uid, s.gid], () => null);
+const by1000 = await fs.stat(path.join(rootfs, 'tmp/by1000')).then(
+  (s) => [s.uid, s.gid],
+  () => null,
+);
 const builder = await run('id', { user: 'builder' });
 const hostNet = await run('ls /sys/class/net | grep -qx lo && echo sys-ok', { network: 'host' });
 // Docker's seccomp filter (vlab-init exec): no keyring, no nested user namespace.
-const seccomp = await run('grep ^Seccomp: /proc/self/status; if [ -x /bin/probe ]; then for c in keyctl unshare-user; do echo "$c $(/bin/probe $c)"; done; fi');
+const seccomp = await run(
+  'grep ^Seccomp: /proc/self/status; if [ -x /bin/probe ]; then for c in keyctl unshare-user; do echo "$c $(/bin/probe $c)"; done; fi',
+);
 
 const ac = new AbortController();
 const t0 = Date.now();

@@ -26,7 +26,10 @@ export function seccompSuite(name: string, factory: ExecutorFactory): void {
 
     const run = async (script: string, extra: Partial<RunSpec> = {}) => {
       let out = '';
-      const r = await fx.ex.run({ rootfs: root, argv: ['/bin/sh', '-c', script], env: [], cwd: '/', ...extra }, { onOutput: (_s, c) => (out += c) });
+      const r = await fx.ex.run(
+        { rootfs: root, argv: ['/bin/sh', '-c', script], env: [], cwd: '/', ...extra },
+        { onOutput: (_s, c) => (out += c) },
+      );
       return { code: r.exitCode, out };
     };
 
@@ -44,7 +47,9 @@ export function seccompSuite(name: string, factory: ExecutorFactory): void {
       const user = await run('/bin/probe unshare-user', { user: '1000:1000' });
       expect(user.out).toBe('denied EPERM\n');
       // fork (clone without namespace flags), pipes, files, an AF_INET socket: everyday calls still work.
-      const ok = await run('echo a | cat > /tmp/x && (cat /tmp/x) && /bin/probe open /tmp/x r; /bin/probe connect 127.0.0.1 1');
+      const ok = await run(
+        'echo a | cat > /tmp/x && (cat /tmp/x) && /bin/probe open /tmp/x r; /bin/probe connect 127.0.0.1 1',
+      );
       expect(ok.out).toBe('a\nok\ndenied ECONNREFUSED\n');
     });
   });

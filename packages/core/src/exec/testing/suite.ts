@@ -64,7 +64,10 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
     it('leaves nothing in the rootfs but what the process wrote', async () => {
       const before = await listTree(root);
       const r = await run('touch /tmp/out', {
-        mounts: [{ type: 'tmpfs', target: '/cache/deep' }, { type: 'bind', source: root + '/etc/group', target: '/run/secrets/s', readonly: true }],
+        mounts: [
+          { type: 'tmpfs', target: '/cache/deep' },
+          { type: 'bind', source: root + '/etc/group', target: '/run/secrets/s', readonly: true },
+        ],
       });
       expect(r.exitCode).toBe(0);
       const after = await listTree(root);
@@ -82,7 +85,9 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
 
     it('mount: the executor mounts are invisible on the host, no escape above the root', async () => {
       const seen: string[] = [];
-      const p = run('sleep 0.5; ls -a /.. | sort | tr "\\n" " "; echo; ls -a / | sort | tr "\\n" " "; echo; cat /proc/self/mountinfo; test -e /../../usr/bin && echo ESCAPED; true');
+      const p = run(
+        'sleep 0.5; ls -a /.. | sort | tr "\\n" " "; echo; ls -a / | sort | tr "\\n" " "; echo; cat /proc/self/mountinfo; test -e /../../usr/bin && echo ESCAPED; true',
+      );
       await new Promise((r) => setTimeout(r, 250));
       seen.push(...(await fs.readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.includes(root)));
       const r = await p;
@@ -100,7 +105,9 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
 
     it('uts, ipc, net, mnt, pid: namespaces differ from the host', async () => {
       const nss = ['ipc', 'uts', 'net', 'mnt', 'pid'];
-      const r = await run(nss.map((n) => `readlink /proc/self/ns/${n}`).join(';') + '; hostname', { hostname: 'inside' });
+      const r = await run(nss.map((n) => `readlink /proc/self/ns/${n}`).join(';') + '; hostname', {
+        hostname: 'inside',
+      });
       const lines = r.stdout.trim().split('\n');
       for (const [i, n] of nss.entries()) expect(lines[i]).not.toBe(await fs.readlink(`/proc/self/ns/${n}`));
       expect(lines[nss.length]).toBe('inside');
@@ -128,17 +135,22 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
     });
 
     it('memory: allocating past the limit is OOM-killed and reported', async () => {
-      const r = await run('x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived', { limits: { memory: 32 * 1024 * 1024 } });
+      const r = await run('x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived', {
+        limits: { memory: 32 * 1024 * 1024 },
+      });
       expect(r.oomKilled).toBe(true);
       expect(r.stdout).not.toContain('survived');
       expect(r.exitCode).not.toBe(0);
-      const ok = await run('x=$(head -c 1000000 /dev/zero | tr "\\0" a); echo survived', { limits: { memory: 32 * 1024 * 1024 } });
+      const ok = await run('x=$(head -c 1000000 /dev/zero | tr "\\0" a); echo survived', {
+        limits: { memory: 32 * 1024 * 1024 },
+      });
       expect(ok.oomKilled).toBe(false);
       expect(ok.stdout).toBe('survived\n');
     });
 
     it('pids: a fork loop stops at the limit', async () => {
-      const loop = (n: number) => `i=0; while [ $i -lt ${n} ]; do sleep 5 & i=$((i+1)); done; echo started; kill $(jobs -p)`;
+      const loop = (n: number) =>
+        `i=0; while [ $i -lt ${n} ]; do sleep 5 & i=$((i+1)); done; echo started; kill $(jobs -p)`;
       const r = await run(loop(60), { limits: { pids: 20 } });
       expect(r.stderr).toContain("can't fork");
       expect(r.stdout).not.toContain('started');
@@ -148,7 +160,8 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
     });
 
     it('cpu: a quota slows a busy loop', async () => {
-      const loop = 'sh -c \'i=0; trap "echo \\$i; exit 0" TERM; while :; do i=$((i+1)); done\' & p=$!; sleep 1; kill $p; wait $p';
+      const loop =
+        'sh -c \'i=0; trap "echo \\$i; exit 0" TERM; while :; do i=$((i+1)); done\' & p=$!; sleep 1; kill $p; wait $p';
       const free = await run(loop);
       const slow = await run(loop, { limits: { cpuQuota: 10_000, cpuPeriod: 100_000 } });
       const a = Number(free.stdout.trim());
@@ -183,7 +196,9 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
       const collect = async (argv: string[], env: string[]) => {
         let err = '';
         let out = '';
-        const r = await fx.ex.run(spec(argv, { env }), { onOutput: (s, c) => (s === 'stdout' ? (out += c) : (err += c)) });
+        const r = await fx.ex.run(spec(argv, { env }), {
+          onOutput: (s, c) => (s === 'stdout' ? (out += c) : (err += c)),
+        });
         return { code: r.exitCode, out, err };
       };
       expect(await collect(['hello'], ['PATH=/opt/tools:/bin'])).toMatchObject({ code: 0, out: 'from-path\n' });
@@ -276,7 +291,10 @@ export async function cgroupChildren(parent: string): Promise<string[]> {
 export async function removeCgroupParent(parent: string): Promise<void> {
   const layout = await detectCgroupLayout();
   // runc also makes the parent in v1 named hierarchies (name=systemd), which the layout leaves out.
-  const named = (await fs.readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => / - cgroup \S+ .*name=/.test(l)).map((l) => l.split(' ')[4]!);
+  const named = (await fs.readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .filter((l) => / - cgroup \S+ .*name=/.test(l))
+    .map((l) => l.split(' ')[4]!);
   const roots = [...new Set([...Object.values(layout.v1), ...(layout.unified ? [layout.unified] : []), ...named])];
   for (const r of roots) await fs.rmdir(path.join(r, parent)).catch(() => {});
 }

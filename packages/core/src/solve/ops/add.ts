@@ -34,7 +34,11 @@ export async function archiveKind(file: string): Promise<ArchiveKind> {
  * package's `apply` refuses `..`, absolute paths and link escapes, so a hostile archive cannot
  * write outside `destDir`.
  */
-export async function extractArchive(file: string, kind: Exclude<ArchiveKind, undefined>, destDir: string): Promise<void> {
+export async function extractArchive(
+  file: string,
+  kind: Exclude<ArchiveKind, undefined>,
+  destDir: string,
+): Promise<void> {
   let stream: Readable = fs.createReadStream(file);
   let child: ReturnType<typeof spawn> | undefined;
   if (kind === 'gzip') stream = gunzipStream(stream, `ADD ${path.basename(file)}`);
@@ -46,7 +50,9 @@ export async function extractArchive(file: string, kind: Exclude<ArchiveKind, un
     await apply(stream, destDir, { whiteouts: 'oci' });
   } catch (e) {
     if (e instanceof VlabError) throw e;
-    throw new VlabError('E_ADD_EXTRACT', `ADD: cannot extract ${path.basename(file)}: ${(e as Error).message}`, { cause: e });
+    throw new VlabError('E_ADD_EXTRACT', `ADD: cannot extract ${path.basename(file)}: ${(e as Error).message}`, {
+      cause: e,
+    });
   } finally {
     child?.kill();
   }

@@ -24,7 +24,14 @@ export type Undo = (() => Promise<void>)[];
  * store's filesystem): an overlay on a directory (a copy where overlay cannot be mounted, e.g.
  * rootless), a copy of a file. Throws E_RUN_MOUNT when the source is not in the root.
  */
-export async function bindSource(root: string, source: string, rw: boolean, where: string, scratch: string, undo: Undo): Promise<string> {
+export async function bindSource(
+  root: string,
+  source: string,
+  rw: boolean,
+  where: string,
+  scratch: string,
+  undo: Undo,
+): Promise<string> {
   const src = await resolveInRoot(root, source);
   const st = await fsp.stat(src).catch(() => undefined);
   if (!st) {
@@ -56,7 +63,11 @@ export async function bindSource(root: string, source: string, rw: boolean, wher
   undo.push(remove);
   const copy = path.join(dir, 'copy');
   await promisify(execFile)('cp', ['-a', '--', src, copy]).catch((e: Error & { stderr?: string }) => {
-    throw new VlabError('E_RUN_MOUNT', `RUN --mount=type=bind,source=${source},rw: copying it failed: ${(e.stderr || e.message).trim()}`, { cause: e });
+    throw new VlabError(
+      'E_RUN_MOUNT',
+      `RUN --mount=type=bind,source=${source},rw: copying it failed: ${(e.stderr || e.message).trim()}`,
+      { cause: e },
+    );
   });
   return copy;
 }

@@ -14,20 +14,31 @@ beforeEach(async () => {
 afterEach(() => fsp.rm(scratch, { recursive: true, force: true }));
 
 describe('heredoc body writer, called with names the parser would refuse', () => {
-  it.each(['../../planted', '../keep', '/etc/planted', 'a/../../../keep', '..', 'x'.repeat(300)])('%s: refused, nothing written outside its temp dir', async (name) => {
-    const parent = path.join(scratch, 'parent');
-    await expect(heredocFiles(parent, [{ name, content: 'hostile' }])).rejects.toMatchObject({ code: 'E_COPY_SOURCE' });
-    expect((await fsp.readdir(scratch)).sort()).toEqual(['keep', 'parent']);
-    expect(await fsp.readFile(path.join(scratch, 'keep'), 'utf8')).toBe('marker');
-    expect(await fsp.readdir(parent)).toEqual([]); // its own temp dir is gone too
-  });
+  it.each(['../../planted', '../keep', '/etc/planted', 'a/../../../keep', '..', 'x'.repeat(300)])(
+    '%s: refused, nothing written outside its temp dir',
+    async (name) => {
+      const parent = path.join(scratch, 'parent');
+      await expect(heredocFiles(parent, [{ name, content: 'hostile' }])).rejects.toMatchObject({
+        code: 'E_COPY_SOURCE',
+      });
+      expect((await fsp.readdir(scratch)).sort()).toEqual(['keep', 'parent']);
+      expect(await fsp.readFile(path.join(scratch, 'keep'), 'utf8')).toBe('marker');
+      expect(await fsp.readdir(parent)).toEqual([]); // its own temp dir is gone too
+    },
+  );
 
   it('a good name: the body is written by index in a private dir, the name is only the in-image name', async () => {
     const parent = path.join(scratch, 'parent');
-    const { dir, items } = await heredocFiles(parent, [{ name: 'a.txt', content: 'one' }, { name: 'b', content: 'two' }]);
+    const { dir, items } = await heredocFiles(parent, [
+      { name: 'a.txt', content: 'one' },
+      { name: 'b', content: 'two' },
+    ]);
     expect(path.dirname(dir)).toBe(parent);
     expect((await fsp.readdir(dir)).sort()).toEqual(['0', '1']);
-    expect(items.map((i) => [path.relative(dir, i.src), i.rel])).toEqual([['0', 'a.txt'], ['1', 'b']]);
+    expect(items.map((i) => [path.relative(dir, i.src), i.rel])).toEqual([
+      ['0', 'a.txt'],
+      ['1', 'b'],
+    ]);
     expect((await fsp.stat(dir)).mode & 0o777).toBe(0o700);
   });
 });
@@ -51,6 +62,8 @@ describe('walking and copying a tree from an image view', () => {
     await fsp.mkdir(rootfs);
     make(path.join(src, 'special'));
     const items = (await walkHostTree(src)).slice(1);
-    await expect(copyInto(rootfs, { dest: '/out', destIsDir: true, items }, {})).rejects.toMatchObject({ code: 'E_COPY_SOURCE' });
+    await expect(copyInto(rootfs, { dest: '/out', destIsDir: true, items }, {})).rejects.toMatchObject({
+      code: 'E_COPY_SOURCE',
+    });
   });
 });

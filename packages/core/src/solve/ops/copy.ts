@@ -35,18 +35,36 @@ export interface Owner {
  * Docker's destination rule: a trailing '/', several sources, a wildcard or an existing directory
  * make the destination a directory; a single file otherwise. A directory source copies its contents.
  */
-export async function destIsDirectory(rootfs: string, dest: string, sourceCount: number, wildcard: boolean, inst: CopyInstruction): Promise<boolean> {
-  const existing = dest.endsWith('/') ? undefined : await fsp.stat(await resolveInRoot(rootfs, dest)).catch(() => undefined);
+export async function destIsDirectory(
+  rootfs: string,
+  dest: string,
+  sourceCount: number,
+  wildcard: boolean,
+  inst: CopyInstruction,
+): Promise<boolean> {
+  const existing = dest.endsWith('/')
+    ? undefined
+    : await fsp.stat(await resolveInRoot(rootfs, dest)).catch(() => undefined);
   return destRule(inst, dest, existing?.isDirectory() === true, sourceCount, wildcard);
 }
 
 /** The rule itself, for callers that know whether dest is an existing directory (the fast path). */
-export function destRule(inst: CopyInstruction, dest: string, existsAsDir: boolean, sourceCount: number, wildcard: boolean): boolean {
+export function destRule(
+  inst: CopyInstruction,
+  dest: string,
+  existsAsDir: boolean,
+  sourceCount: number,
+  wildcard: boolean,
+): boolean {
   if (dest.endsWith('/') || existsAsDir) return true;
   if (sourceCount > 1 || wildcard) {
-    throw new VlabError('E_COPY_DEST', `${inst.kind} with more than one source file needs a destination directory ending with '/' (got ${dest})`, {
-      location: { line: inst.range.start.line, column: inst.range.start.column },
-    });
+    throw new VlabError(
+      'E_COPY_DEST',
+      `${inst.kind} with more than one source file needs a destination directory ending with '/' (got ${dest})`,
+      {
+        location: { line: inst.range.start.line, column: inst.range.start.column },
+      },
+    );
   }
   return false;
 }
@@ -54,7 +72,15 @@ export function destRule(inst: CopyInstruction, dest: string, existsAsDir: boole
 const ROOT_OWNER: Owner = { uid: 0, gid: 0 };
 
 function specialKind(st: fs.Stats): string {
-  return st.isFIFO() ? 'a fifo' : st.isSocket() ? 'a socket' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'a special file';
+  return st.isFIFO()
+    ? 'a fifo'
+    : st.isSocket()
+      ? 'a socket'
+      : st.isCharacterDevice()
+        ? 'a character device'
+        : st.isBlockDevice()
+          ? 'a block device'
+          : 'a special file';
 }
 
 /** Files above this size are copied by the kernel asynchronously (copy_file_range/reflink). */
@@ -68,7 +94,11 @@ const breathe = () => new Promise<void>((r) => setImmediate(r));
  * thread-pool round trip of each async call costs more than the call itself. Parent directories
  * are resolved in-root once and remembered, so a deep tree is not re-resolved per file.
  */
-export async function copyInto(rootfs: string, plan: CopyPlan, opts: { owner?: Owner; chmod?: number; links?: HardLinks }): Promise<void> {
+export async function copyInto(
+  rootfs: string,
+  plan: CopyPlan,
+  opts: { owner?: Owner; chmod?: number; links?: HardLinks },
+): Promise<void> {
   const links = opts.links ?? new Map<string, string>();
   const ownerOf = (st: fs.Stats): Owner => opts.owner ?? (plan.keepOwners ? { uid: st.uid, gid: st.gid } : ROOT_OWNER);
   const destDir = plan.destIsDir ? plan.dest : path.posix.dirname(plan.dest);
@@ -109,7 +139,11 @@ export async function copyInto(rootfs: string, plan: CopyPlan, opts: { owner?: O
       } else {
         // Opening a FIFO blocks (the event loop with it) and a device reads as endless or empty
         // data: only regular files are copied; special files from an image are refused, typed.
-        if (!st.isFile()) throw new VlabError('E_COPY_SOURCE', `${specialKind(st)} ${item.rel || path.posix.basename(target)}: COPY of fifos, sockets and device nodes is not supported`);
+        if (!st.isFile())
+          throw new VlabError(
+            'E_COPY_SOURCE',
+            `${specialKind(st)} ${item.rel || path.posix.basename(target)}: COPY of fifos, sockets and device nodes is not supported`,
+          );
         if (st.size > BIG_FILE) await fsp.copyFile(item.src, host);
         else fs.copyFileSync(item.src, host);
         const owner = ownerOf(st);
@@ -168,7 +202,8 @@ export async function walkHostTree(dir: string, excluded: (rel: string) => boole
     if (rel && excluded(rel)) return;
     out.push({ src: abs, rel, stats });
     if (stats.isDirectory()) {
-      for (const name of (await fsp.readdir(abs)).sort()) await visit(path.join(abs, name), rel ? `${rel}/${name}` : name);
+      for (const name of (await fsp.readdir(abs)).sort())
+        await visit(path.join(abs, name), rel ? `${rel}/${name}` : name);
     }
   };
   await visit(dir, '');
@@ -191,11 +226,15 @@ export function parseChmod(inst: CopyInstruction): number | undefined {
  * destination name in the image (`rel`), resolved in-root like any COPY destination. The parser
  * already refused names that are not one path component. The caller removes `dir`.
  */
-export async function heredocFiles(tmpParent: string, heredocs: readonly { name: string; content: string }[]): Promise<{ dir: string; items: CopyItem[] }> {
+export async function heredocFiles(
+  tmpParent: string,
+  heredocs: readonly { name: string; content: string }[],
+): Promise<{ dir: string; items: CopyItem[] }> {
   // The parser refuses these already (E_PARSE); checked again here, where the name meets the filesystem.
   for (const d of heredocs) {
     const problem = pathComponentProblem(d.name);
-    if (problem) throw new VlabError('E_COPY_SOURCE', `heredoc <<${d.name.slice(0, 64)}: not one file name (${problem})`);
+    if (problem)
+      throw new VlabError('E_COPY_SOURCE', `heredoc <<${d.name.slice(0, 64)}: not one file name (${problem})`);
   }
   // the owner pid in the name: a killed build's dir is removed by the next store open (leftovers.ts)
   const dir = await fsp.mkdtemp(path.join(tmpParent, `heredoc-${process.pid}-`));

@@ -34,7 +34,12 @@ export interface DownloadLimits {
   maxRedirects: number;
 }
 
-export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = { maxBytes: 4 * 2 ** 30, timeoutMs: 30 * 60_000, idleTimeoutMs: 60_000, maxRedirects: 10 };
+export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = {
+  maxBytes: 4 * 2 ** 30,
+  timeoutMs: 30 * 60_000,
+  idleTimeoutMs: 60_000,
+  maxRedirects: 10,
+};
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
@@ -71,11 +76,24 @@ export async function download(
     why ??= e;
     ctl.abort(e);
   };
-  const total = setTimeout(() => stop(new VlabError('E_ADD_TIMEOUT', `ADD ${url}: not done after ${limits.timeoutMs} ms (addLimits.timeoutMs)`)), limits.timeoutMs);
+  const total = setTimeout(
+    () =>
+      stop(new VlabError('E_ADD_TIMEOUT', `ADD ${url}: not done after ${limits.timeoutMs} ms (addLimits.timeoutMs)`)),
+    limits.timeoutMs,
+  );
   let idle: NodeJS.Timeout | undefined;
   const touch = () => {
     clearTimeout(idle);
-    idle = setTimeout(() => stop(new VlabError('E_ADD_TIMEOUT', `ADD ${url}: no data for ${limits.idleTimeoutMs} ms (addLimits.idleTimeoutMs)`)), limits.idleTimeoutMs);
+    idle = setTimeout(
+      () =>
+        stop(
+          new VlabError(
+            'E_ADD_TIMEOUT',
+            `ADD ${url}: no data for ${limits.idleTimeoutMs} ms (addLimits.idleTimeoutMs)`,
+          ),
+        ),
+      limits.idleTimeoutMs,
+    );
   };
   const onOuterAbort = () => stop(new VlabError('E_ABORTED', 'build aborted'));
   if (opts.signal?.aborted) onOuterAbort();
@@ -109,7 +127,13 @@ export async function download(
     if (checksum) verifyChecksum(url, checksum, digest);
     const lm = res.headers.get('last-modified');
     const mtime = lm ? new Date(lm) : undefined;
-    return { dir, file, name: urlFileName(url), digest, mtime: mtime && !Number.isNaN(mtime.getTime()) ? mtime : undefined };
+    return {
+      dir,
+      file,
+      name: urlFileName(url),
+      digest,
+      mtime: mtime && !Number.isNaN(mtime.getTime()) ? mtime : undefined,
+    };
   } catch (e) {
     await fsp.rm(dir, { recursive: true, force: true });
     if (why) throw why;
@@ -123,7 +147,8 @@ export async function download(
 }
 
 function checkChecksumFlag(checksum: string): void {
-  if (!/^sha256:[a-f0-9]{64}$/.test(checksum)) throw new VlabError('E_BAD_FLAG', `--checksum=${checksum}: expected sha256:<64 hex digits>`);
+  if (!/^sha256:[a-f0-9]{64}$/.test(checksum))
+    throw new VlabError('E_BAD_FLAG', `--checksum=${checksum}: expected sha256:<64 hex digits>`);
 }
 
 /**
@@ -132,7 +157,11 @@ function checkChecksumFlag(checksum: string): void {
  */
 export function verifyChecksum(url: string, checksum: string, digest: string): void {
   checkChecksumFlag(checksum);
-  if (checksum !== digest) throw new VlabError('E_CHECKSUM_MISMATCH', `ADD ${url}: content digest ${digest} does not match --checksum ${checksum}`);
+  if (checksum !== digest)
+    throw new VlabError(
+      'E_CHECKSUM_MISMATCH',
+      `ADD ${url}: content digest ${digest} does not match --checksum ${checksum}`,
+    );
 }
 
 /** fetch with redirects followed by hand, so their number is capped and each target is http(s). */
@@ -142,17 +171,29 @@ async function fetchFollowing(url: string, limits: DownloadLimits, signal: Abort
     const res = await fetch(current, { signal, redirect: 'manual' });
     const location = res.headers.get('location');
     if (!REDIRECTS.has(res.status) || !location) {
-      if (!res.ok || !res.body) throw new VlabError('E_ADD_FETCH', `ADD ${url}: HTTP ${res.status}${current === url ? '' : ` from ${current}`}`);
+      if (!res.ok || !res.body)
+        throw new VlabError(
+          'E_ADD_FETCH',
+          `ADD ${url}: HTTP ${res.status}${current === url ? '' : ` from ${current}`}`,
+        );
       return res;
     }
     await res.body?.cancel();
-    if (hops >= limits.maxRedirects) throw new VlabError('E_ADD_FETCH', `ADD ${url}: more than ${limits.maxRedirects} redirects (addLimits.maxRedirects)`);
+    if (hops >= limits.maxRedirects)
+      throw new VlabError(
+        'E_ADD_FETCH',
+        `ADD ${url}: more than ${limits.maxRedirects} redirects (addLimits.maxRedirects)`,
+      );
     const next = new URL(location, current);
-    if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new VlabError('E_ADD_FETCH', `ADD ${url}: redirect to ${next.protocol} is not followed`);
+    if (next.protocol !== 'http:' && next.protocol !== 'https:')
+      throw new VlabError('E_ADD_FETCH', `ADD ${url}: redirect to ${next.protocol} is not followed`);
     current = next.href;
   }
 }
 
 function tooLarge(url: string, limits: DownloadLimits): VlabError {
-  return new VlabError('E_ADD_TOO_LARGE', `ADD ${url}: larger than ${limits.maxBytes} bytes; raise addLimits.maxBytes if this is expected`);
+  return new VlabError(
+    'E_ADD_TOO_LARGE',
+    `ADD ${url}: larger than ${limits.maxBytes} bytes; raise addLimits.maxBytes if this is expected`,
+  );
 }

@@ -3,7 +3,21 @@ import type { Instruction } from '@vlab/dockerfile';
 import type { ContainerConfig, ImageConfig } from '../../image/types.ts';
 
 /** Instructions that only change the image config (no layer). */
-export const META_KINDS = new Set(['ENV', 'LABEL', 'EXPOSE', 'VOLUME', 'CMD', 'ENTRYPOINT', 'USER', 'SHELL', 'STOPSIGNAL', 'HEALTHCHECK', 'ONBUILD', 'MAINTAINER', 'ARG']);
+export const META_KINDS = new Set([
+  'ENV',
+  'LABEL',
+  'EXPOSE',
+  'VOLUME',
+  'CMD',
+  'ENTRYPOINT',
+  'USER',
+  'SHELL',
+  'STOPSIGNAL',
+  'HEALTHCHECK',
+  'ONBUILD',
+  'MAINTAINER',
+  'ARG',
+]);
 
 export const DEFAULT_SHELL = ['/bin/sh', '-c'];
 

@@ -24,7 +24,12 @@ afterEach(async () => {
 function runOf(line: string): RunInstruction {
   return parse(`FROM scratch\n${line}\n`).stages[0]!.instructions[0] as RunInstruction;
 }
-const sources = (over: Partial<MountSources> = {}): MountSources => ({ cacheRoot: path.join(dir, 'cache'), contextDir: ctx, scratchDir: scratch, ...over });
+const sources = (over: Partial<MountSources> = {}): MountSources => ({
+  cacheRoot: path.join(dir, 'cache'),
+  contextDir: ctx,
+  scratchDir: scratch,
+  ...over,
+});
 
 describe('bind mount sources resolve inside their root', () => {
   it('from=<stage>: a symlink in the stage root cannot point the mount at the host', async () => {
@@ -36,10 +41,17 @@ describe('bind mount sources resolve inside their root', () => {
     await fsp.symlink('/data', path.join(stage, 'inlink'));
     const from = sources({ stageRoot: (n: string) => (n === 'build' ? stage : undefined) });
     const sourceOf = (line: string) => withRunMounts(runOf(line), from, async (mounts) => mounts[0]!.source);
-    expect(await sourceOf('RUN --mount=type=bind,from=build,source=inlink,target=/m true')).toBe(path.join(stage, 'data'));
-    await expect(sourceOf('RUN --mount=type=bind,from=build,source=link,target=/m true')).rejects.toMatchObject({ code: 'E_RUN_MOUNT', message: expect.stringContaining('"build"') });
+    expect(await sourceOf('RUN --mount=type=bind,from=build,source=inlink,target=/m true')).toBe(
+      path.join(stage, 'data'),
+    );
+    await expect(sourceOf('RUN --mount=type=bind,from=build,source=link,target=/m true')).rejects.toMatchObject({
+      code: 'E_RUN_MOUNT',
+      message: expect.stringContaining('"build"'),
+    });
     await fsp.symlink('loop', path.join(stage, 'loop'));
-    await expect(sourceOf('RUN --mount=type=bind,from=build,source=loop/x,target=/m true')).rejects.toMatchObject({ code: 'E_SYMLINK_LOOP' });
+    await expect(sourceOf('RUN --mount=type=bind,from=build,source=loop/x,target=/m true')).rejects.toMatchObject({
+      code: 'E_SYMLINK_LOOP',
+    });
   });
 });
 
@@ -66,7 +78,10 @@ describe('rw binds are throwaway views', () => {
   it('a copy where overlay cannot be mounted (an upper on overlayfs)', async () => {
     const [l, u, w, m] = ['l', 'u', 'w', 'm'].map((n) => path.join(dir, n));
     for (const d of [l, u, w]) await fsp.mkdir(d);
-    await mountAll([{ type: 'overlay', source: 'overlay', options: [`lowerdir=${l}`, `upperdir=${u}`, `workdir=${w}`] }], m);
+    await mountAll(
+      [{ type: 'overlay', source: 'overlay', options: [`lowerdir=${l}`, `upperdir=${u}`, `workdir=${w}`] }],
+      m,
+    );
     try {
       const { viewMounted } = await writeThrough(sources({ scratchDir: m }));
       expect(viewMounted).toBe(false);
@@ -82,7 +97,9 @@ describe('rw binds are throwaway views', () => {
     const two = runOf('RUN --mount=type=bind,source=d,target=/a,rw --mount=type=bind,source=missing,target=/b true');
     await expect(withRunMounts(two, sources(), async () => 'ran')).rejects.toMatchObject({ code: 'E_RUN_MOUNT' });
     const one = runOf('RUN --mount=type=bind,source=d,target=/a,rw true');
-    await expect(withRunMounts(one, sources(), async () => Promise.reject(new Error('step failed')))).rejects.toThrow('step failed');
+    await expect(withRunMounts(one, sources(), async () => Promise.reject(new Error('step failed')))).rejects.toThrow(
+      'step failed',
+    );
     expect(await fsp.readdir(scratch)).toEqual([]);
     expect(await fsp.readFile('/proc/self/mountinfo', 'utf8')).not.toContain(dir);
   });

@@ -9,7 +9,6 @@ import { shellOf } from './meta.ts';
 import { DEFAULT_PATH } from '../../exec/defaults.ts';
 import { bindSource, type Undo } from './bind-source.ts';
 
-
 /**
  * argv for a RUN: exec form as written; shell form through SHELL. For heredocs the parser's
  * `planRunHeredoc` says what BuildKit runs; a `#!` body is fed to its interpreter on stdin
@@ -22,7 +21,10 @@ export function runArgv(inst: RunInstruction, config: ContainerConfig): { argv: 
   if (plan.kind === 'none') return { argv: [...shell, inst.command.join(' ')] };
   if (plan.kind === 'script') return { argv: [...shell, plan.script] };
   const body = plan.heredoc.content;
-  const interp = body.slice(2, body.indexOf('\n') < 0 ? body.length : body.indexOf('\n')).trim().split(/\s+/);
+  const interp = body
+    .slice(2, body.indexOf('\n') < 0 ? body.length : body.indexOf('\n'))
+    .trim()
+    .split(/\s+/);
   return { argv: [...interp, '/dev/stdin'], stdin: Buffer.from(body) };
 }
 
@@ -44,7 +46,11 @@ export interface MountSources {
  * one), a secret is its file read-only. The throwaway views are removed after `work`, whatever
  * it did.
  */
-export async function withRunMounts<T>(inst: RunInstruction, from: MountSources, work: (mounts: ExtraMount[]) => Promise<T>): Promise<T> {
+export async function withRunMounts<T>(
+  inst: RunInstruction,
+  from: MountSources,
+  work: (mounts: ExtraMount[]) => Promise<T>,
+): Promise<T> {
   const undo: Undo = [];
   const release = async () => {
     let failed: unknown;
@@ -79,15 +85,29 @@ async function runMounts(inst: RunInstruction, from: MountSources, undo: Undo): 
       if (!base) throw new VlabError('E_RUN_MOUNT', `RUN --mount=type=bind,from=${m.from}: unknown stage or image`);
       const rw = m.readonly === false;
       const where = m.from ? `"${m.from}"` : 'the build context';
-      out.push({ type: 'bind', source: await bindSource(base, m.source ?? '', rw, where, from.scratchDir, undo), target, readonly: !rw });
+      out.push({
+        type: 'bind',
+        source: await bindSource(base, m.source ?? '', rw, where, from.scratchDir, undo),
+        target,
+        readonly: !rw,
+      });
     } else if (m.type === 'secret') {
       const id = m.id ?? path.posix.basename(target);
       const file = from.secrets?.[id];
       if (!file) {
-        if (m.required) throw new VlabError('E_SECRET_MISSING', `secret "${id}" is required but was not provided (--secret id=${id},src=…)`);
+        if (m.required)
+          throw new VlabError(
+            'E_SECRET_MISSING',
+            `secret "${id}" is required but was not provided (--secret id=${id},src=…)`,
+          );
         continue;
       }
-      out.push({ type: 'bind', source: await secretCopy(file, m, from.scratchDir, undo), target: target || `/run/secrets/${id}`, readonly: true });
+      out.push({
+        type: 'bind',
+        source: await secretCopy(file, m, from.scratchDir, undo),
+        target: target || `/run/secrets/${id}`,
+        readonly: true,
+      });
     } else {
       throw new VlabError('E_UNSUPPORTED', `RUN --mount=type=${m.type} is not supported`);
     }
@@ -100,7 +120,12 @@ async function runMounts(inst: RunInstruction, from: MountSources, undo: Undo): 
  * uid 0, gid 0 unless `mode=`, `uid=`, `gid=` say otherwise), so the user's own file is never
  * chmod'ed. The copy sits in a 0700 dir of its own under `scratch` and is removed after the step.
  */
-async function secretCopy(file: string, m: { mode?: string; uid?: number; gid?: number }, scratch: string, undo: Undo): Promise<string> {
+async function secretCopy(
+  file: string,
+  m: { mode?: string; uid?: number; gid?: number },
+  scratch: string,
+  undo: Undo,
+): Promise<string> {
   const dir = await fsp.mkdtemp(path.join(scratch, `secret-${process.pid}-`));
   undo.push(() => fsp.rm(dir, { recursive: true, force: true }));
   const copy = path.join(dir, 'secret');
@@ -157,12 +182,23 @@ export async function runStep(i: RunStepInput): Promise<void> {
   );
   const cmd = argv.join(' ');
   if (res.oomKilled) {
-    throw new VlabError('E_RUN_OOM', `RUN ${cmd} was killed: out of memory${i.limits?.memory ? ` (limit ${i.limits.memory} bytes)` : ''}`, { details: { tail } });
+    throw new VlabError(
+      'E_RUN_OOM',
+      `RUN ${cmd} was killed: out of memory${i.limits?.memory ? ` (limit ${i.limits.memory} bytes)` : ''}`,
+      { details: { tail } },
+    );
   }
   if (res.exitCode !== 0) {
-    const last = tail.slice(-5).map((l) => `  ${l}`).join('\n');
-    throw new VlabError('E_RUN_FAILED', `RUN ${cmd} failed with exit code ${res.exitCode}${res.signal ? ` (${res.signal})` : ''}${last ? `:\n${last}` : ''}`, {
-      details: { exitCode: res.exitCode, tail },
-    });
+    const last = tail
+      .slice(-5)
+      .map((l) => `  ${l}`)
+      .join('\n');
+    throw new VlabError(
+      'E_RUN_FAILED',
+      `RUN ${cmd} failed with exit code ${res.exitCode}${res.signal ? ` (${res.signal})` : ''}${last ? `:\n${last}` : ''}`,
+      {
+        details: { exitCode: res.exitCode, tail },
+      },
+    );
   }
 }
