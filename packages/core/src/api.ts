@@ -21,7 +21,7 @@ import { BuildContext } from './context/context.ts';
 import { createExecutor, EXECUTOR_KINDS, type ExecutorKind } from './exec/index.ts';
 import type { Executor } from './exec/types.ts';
 import { requiredStages, solve } from './solve/solver.ts';
-import { LayerManager } from './solve/layers.ts';
+import { LayerManager } from './layers/manager.ts';
 import type { BuildEvent } from './solve/events.ts';
 import type { BuildSession } from './solve/context.ts';
 import type { ImageConfig, Manifest } from './image/types.ts';

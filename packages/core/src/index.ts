@@ -12,8 +12,8 @@ export {
 export { DEFAULT_STREAM_CONTEXT_MAX, type StreamContext } from './context/stream.ts';
 export type { BuildEvent, StepRef } from './solve/events.ts';
 export { Store } from './store/store.ts';
-export { prune, type PruneResult } from './store/gc.ts';
-export { fsck, type FsckKind, type FsckProblem, type FsckReport } from './store/fsck.ts';
+export { prune, type PruneResult } from './layers/gc.ts';
+export { fsck, type FsckKind, type FsckProblem, type FsckReport } from './layers/fsck.ts';
 export { defaultStoreRoot } from './store/paths.ts';
 export { importRootfs } from './image/import.ts';
 export { exportImage, parseOutput, type OutputSpec } from './export/export.ts';

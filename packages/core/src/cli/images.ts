@@ -7,8 +7,8 @@ import { layersOf } from '../solve/base.ts';
 import { exportImage } from '../export/export.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { Store } from '../store/store.ts';
-import { prune } from '../store/gc.ts';
-import { fsck } from '../store/fsck.ts';
+import { prune } from '../layers/gc.ts';
+import { fsck } from '../layers/fsck.ts';
 import { parseCommand, str, type CommandSpec, type Values } from './flags.ts';
 
 const rootOf = (v: Values) => str(v.root) ?? defaultStoreRoot();

@@ -7,7 +7,7 @@ import type { NamedContexts } from './named-contexts.ts';
 import type { ImageConfig, LayerRef } from '../image/types.ts';
 import type { Store } from '../store/store.ts';
 import type { EventSink } from './events.ts';
-import type { LayerManager } from './layers.ts';
+import type { LayerManager } from '../layers/manager.ts';
 
 /** The image state after a step: everything a child step or the exporter needs. */
 export interface StageState {

@@ -9,7 +9,7 @@ import { packEntries, type PackEntry } from '../archive/tar.ts';
 import { resolveUserInView } from '../exec/index.ts';
 import { excluder, relativeTo } from '../context/context.ts';
 import type { BuildSession } from './context.ts';
-import { chainIds } from './keys.ts';
+import { chainIds } from '../image/chain.ts';
 import { destRule, heredocFiles, parseChmod } from './ops/copy.ts';
 
 /**

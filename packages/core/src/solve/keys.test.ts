@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { chainIds, stepKey } from './keys.ts';
+import { stepKey } from './keys.ts';
+import { chainIds } from '../image/chain.ts';
 import { applyMeta, createdBy, setEnv } from './ops/meta.ts';
 import { parse, StageScope } from '@vlab/dockerfile';
 import type { ImageConfig } from '../image/types.ts';

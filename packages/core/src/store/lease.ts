@@ -17,7 +17,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { withFileLock } from '@vlab/overlay';
-import { chainIds } from '../solve/keys.ts';
+import { chainIds } from '../image/chain.ts';
 import { deadOwner, ownerOf, pidAlive } from './owner.ts';
 
 export interface Held {

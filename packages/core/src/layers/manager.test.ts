@@ -5,8 +5,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSnapshotter } from '@vlab/overlay';
 import { Store } from '../store/store.ts';
-import { LayerManager } from './layers.ts';
-import { chainIds } from './keys.ts';
+import { LayerManager } from './manager.ts';
+import { chainIds } from '../image/chain.ts';
 
 let root: string;
 beforeEach(async () => {

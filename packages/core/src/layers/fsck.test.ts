@@ -10,7 +10,7 @@ import { importRootfs } from '../image/import.ts';
 import { layersOf } from '../solve/base.ts';
 import { MEDIA, type LayerRef } from '../image/types.ts';
 import { Cgroup, detectCgroupLayout } from '../exec/cgroups.ts';
-import { cgroupParentOf } from './paths.ts';
+import { cgroupParentOf } from '../store/paths.ts';
 import { fsck } from './fsck.ts';
 import { removeCgroupParent } from '../exec/testing/suite.ts';
 

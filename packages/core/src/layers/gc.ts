@@ -1,10 +1,10 @@
 import type { Snapshotter } from '@vlab/overlay';
 import type { BuildCache } from '../cache/cache.ts';
 import type { LayerRef, Manifest } from '../image/types.ts';
-import { chainIds } from '../solve/keys.ts';
+import { chainIds } from '../image/chain.ts';
 import { isVlabError } from '@vlab/errors';
-import type { Store } from './store.ts';
-import { liveLeases, withGcLock } from './lease.ts';
+import type { Store } from '../store/store.ts';
+import { liveLeases, withGcLock } from '../store/lease.ts';
 
 export interface PruneResult {
   blobsRemoved: number;

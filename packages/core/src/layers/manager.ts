@@ -17,7 +17,7 @@ import {
 import { VlabError } from '@vlab/errors';
 import type { Store } from '../store/store.ts';
 import { MEDIA, type LayerRef } from '../image/types.ts';
-import { chainIds } from './keys.ts';
+import { chainIds } from '../image/chain.ts';
 import { layerStream } from '../image/load.ts';
 import { pidAlive } from '../store/owner.ts';
 import { isNoSpace, nearlyFull, noSpaceError } from '../store/space.ts';

@@ -15,9 +15,9 @@ import { VlabError } from '@vlab/errors';
 import { checkSnapshots, createSnapshotter } from '@vlab/overlay';
 import { BuildCache } from '../cache/cache.ts';
 import type { ImageConfig, ImageIndex, Manifest } from '../image/types.ts';
-import { dropStaleSnapshot, staleSnapshots } from '../solve/layers.ts';
-import { findLeftovers } from './leftovers.ts';
-import { Store } from './store.ts';
+import { findLeftovers } from '../store/leftovers.ts';
+import { Store } from '../store/store.ts';
+import { dropStaleSnapshot, staleSnapshots } from './manager.ts';
 
 /** Stable kind codes, one line each in the CLI's output. */
 export type FsckKind =
