@@ -1,27 +1,15 @@
 import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { VlabError, type SourceLocation } from '@vlab/errors';
-import {
-  check,
-  parse,
-  PROXY_ARGS,
-  resolveGlobalArgs,
-  selectTarget,
-  type Dockerfile,
-  type Stage,
-} from '@vlab/dockerfile';
-import { createSnapshotter, type Snapshotter } from '@vlab/overlay';
-import { Store } from './store/store.ts';
+import { VlabError } from '@vlab/errors';
+import { PROXY_ARGS, resolveGlobalArgs, selectTarget, type Dockerfile, type Stage } from '@vlab/dockerfile';
 import { cgroupParentOf, defaultStoreRoot } from './store/paths.ts';
 import { isNoSpace, noSpaceError } from './store/space.ts';
-import { BuildCache } from './cache/cache.ts';
 import { FileHashCache } from './context/hash-cache.ts';
 import { BuildContext } from './context/context.ts';
 import { createExecutor, EXECUTOR_KINDS, type ExecutorKind } from './exec/index.ts';
 import type { Executor } from './exec/types.ts';
 import { requiredStages, solve } from './solve/solver.ts';
-import { LayerManager } from './layers/manager.ts';
 import type { BuildEvent } from './solve/events.ts';
 import type { BuildSession } from './solve/context.ts';
 import type { ImageConfig, Manifest } from './image/types.ts';
@@ -37,6 +25,11 @@ import { detectCgroupLayout } from './exec/cgroups.ts';
 import { checkPlatform, parseExtraHosts, parseUlimits, shmMount } from './solve/run-options.ts';
 import { unpackStreamContext, type StreamContext } from './context/stream.ts';
 import { readInRoot } from './fsutil/in-root.ts';
+import { openEngine, type Engine, type SnapshotterDriver } from './api/engine.ts';
+import { loadDockerfile, type DockerfileSpec } from './api/check.ts';
+
+export { openEngine, type Engine, type SnapshotterDriver } from './api/engine.ts';
+export { checkDockerfile, type CheckOptions, type CheckWarning, type DockerfileSpec } from './api/check.ts';
 
 export interface BuildOptions {
   /**
@@ -45,7 +38,7 @@ export interface BuildOptions {
    */
   context: string | StreamContext;
   /** Dockerfile path (default `<context>/Dockerfile`; with a stream context, a path inside it) or `{ text }`. */
-  dockerfile?: string | { text: string; path?: string };
+  dockerfile?: DockerfileSpec;
   tags?: string[];
   buildArgs?: Record<string, string>;
   target?: string;
@@ -94,7 +87,7 @@ export interface BuildOptions {
   /** Size of each RUN container's /dev/shm tmpfs: bytes or a docker size (default 64m). */
   shmSize?: number | string;
   executor?: ExecutorKind;
-  snapshotter?: 'auto' | 'overlay' | 'native';
+  snapshotter?: SnapshotterDriver;
   /** Caps on each ADD <url> download: size, total and idle time, redirects (defaults in DEFAULT_DOWNLOAD_LIMITS). */
   addLimits?: Partial<DownloadLimits>;
 }
@@ -106,24 +99,6 @@ export interface BuildResult {
   digest: string;
   manifest: Manifest;
   config: ImageConfig;
-}
-
-/** Opened store parts, shared by build() and the image commands. */
-export interface Engine {
-  store: Store;
-  /** Opened on first use (probing overlay costs a mount). */
-  snapshots: () => Promise<Snapshotter>;
-  layers: LayerManager;
-  cache: BuildCache;
-}
-
-export async function openEngine(
-  root = defaultStoreRoot(),
-  snapshotter: BuildOptions['snapshotter'] = 'auto',
-): Promise<Engine> {
-  const store = await Store.open(root);
-  const layers = new LayerManager(store, () => createSnapshotter(store.path('snapshots'), { driver: snapshotter }));
-  return { store, snapshots: () => layers.snapshots(), layers, cache: new BuildCache(store.path('cache')) };
 }
 
 /** Build an image from a Dockerfile and a context: what `vbuild build` does. Rejects only with VlabError. */
@@ -332,48 +307,6 @@ function unusedBuildArgs(df: Dockerfile, stages: Stage[], buildArgs: Record<stri
   return Object.keys(buildArgs)
     .filter((k) => !declared.has(k) && !k.startsWith('BUILDKIT_'))
     .sort();
-}
-
-export interface CheckOptions {
-  /** Context directory (default: the current one); the default Dockerfile is `<context>/Dockerfile`. */
-  context?: string;
-  dockerfile?: BuildOptions['dockerfile'];
-}
-
-export interface CheckWarning {
-  rule: string;
-  message: string;
-  location: SourceLocation;
-}
-
-/** The lint warnings `@vlab/dockerfile`'s check() finds, located (docker build --check, without building). */
-export async function checkDockerfile(
-  opts: CheckOptions = {},
-): Promise<{ dockerfilePath: string; warnings: CheckWarning[] }> {
-  const { df, dockerfilePath } = await loadDockerfile(path.resolve(opts.context ?? '.'), opts.dockerfile);
-  const warnings = check(df).map((w) => ({
-    rule: w.rule,
-    message: w.message,
-    location: { file: dockerfilePath, ...w.range.start },
-  }));
-  return { dockerfilePath, warnings };
-}
-
-async function loadDockerfile(
-  contextDir: string,
-  spec: BuildOptions['dockerfile'],
-): Promise<{ df: Dockerfile; dockerfilePath: string }> {
-  if (spec && typeof spec === 'object') {
-    const p = spec.path ?? 'Dockerfile';
-    return { df: parse(spec.text, { file: p }), dockerfilePath: p };
-  }
-  const file = spec ? path.resolve(spec) : path.join(contextDir, 'Dockerfile');
-  const text = await fsp.readFile(file, 'utf8').catch((e) => {
-    throw new VlabError('E_DOCKERFILE_NOT_FOUND', `cannot read Dockerfile ${file}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  });
-  return { df: parse(text, { file }), dockerfilePath: file };
 }
 
 async function cleanupDownloads(downloads: Map<string, Promise<Download>>): Promise<void> {

@@ -2,10 +2,15 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { build, checkDockerfile, type BuildOptions, type CheckWarning } from '../api.ts';
-import { parseOutput } from '../export/export.ts';
-import { MAX_DOCKERFILE } from '../context/stream.ts';
-import type { Entitlement } from '../solve/entitlements.ts';
+import {
+  build,
+  checkDockerfile,
+  MAX_DOCKERFILE,
+  parseOutput,
+  type BuildOptions,
+  type CheckWarning,
+  type Entitlement,
+} from '../index.ts';
 import { createRenderer, type ProgressMode } from './progress.ts';
 import { intFlag, keyValues, list, parseCommand, str, type CommandSpec, type Values } from './flags.ts';
 import { registerDockerfile, ruleUrl, snippet } from './snippet.ts';

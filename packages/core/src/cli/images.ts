@@ -1,24 +1,21 @@
 /** The image and store commands: import, images, tag, rmi, load, save, inspect, prune, fsck. */
 import { VlabError } from '@vlab/errors';
-import { openEngine } from '../api.ts';
-import { importRootfs } from '../image/import.ts';
-import { loadArchive } from '../image/load.ts';
-import { layersOf } from '../solve/base.ts';
-import { exportImage } from '../export/export.ts';
-import { defaultStoreRoot } from '../store/paths.ts';
-import { Store } from '../store/store.ts';
-import { prune } from '../layers/gc.ts';
-import { fsck } from '../layers/fsck.ts';
+import {
+  defaultStoreRoot,
+  fsck,
+  importRootfs,
+  inspect,
+  listImages,
+  load,
+  openEngine,
+  prune,
+  rmi,
+  save,
+  tag,
+} from '../index.ts';
 import { parseCommand, str, type CommandSpec, type Values } from './flags.ts';
 
-const rootOf = (v: Values) => str(v.root) ?? defaultStoreRoot();
-const openStore = (v: Values) => Store.open(rootOf(v));
-
-async function mustResolve(store: Store, ref: string | undefined) {
-  const img = await store.resolve(ref ?? '');
-  if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref ?? '(none given)'}`);
-  return img;
-}
+const storeOf = (v: Values) => ({ root: str(v.root) });
 
 function usage(spec: CommandSpec): never {
   throw new VlabError('E_BAD_ARG', `usage: vbuild ${spec.name} ${spec.usage}\nSee 'vbuild ${spec.name} --help'.`);
@@ -45,24 +42,18 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
     },
     async run(v, pos) {
       if (pos.length !== 2) usage(this.spec);
-      const engine = await openEngine(rootOf(v));
-      const img = await importRootfs(engine.store, pos[0]!, pos[1]!);
-      // Unpack now, as docker load/import do, so the first build does not pay for it.
-      await engine.layers.ensureSnapshot(layersOf(img));
-      process.stdout.write(`${img.configDigest}\n`);
+      const img = await importRootfs(pos[0]!, pos[1]!, storeOf(v));
+      process.stdout.write(`${img.imageId}\n`);
       return 0;
     },
   },
   images: {
     spec: { name: 'images', usage: '', summary: 'List images in the store', flags: {} },
     async run(v) {
-      const store = await openStore(v);
+      const list = await listImages(storeOf(v));
       process.stdout.write(`${'REPOSITORY:TAG'.padEnd(40)} IMAGE ID       SIZE\n`);
-      for (const { ref } of await store.listImages()) {
-        const img = (await store.resolve(ref))!;
-        const size = img.manifest.layers.reduce((n, l) => n + l.size, 0);
-        process.stdout.write(`${ref.padEnd(40)} ${img.configDigest.slice(7, 19)}   ${(size / 1e6).toFixed(1)}MB\n`);
-      }
+      for (const { ref, imageId, size } of list)
+        process.stdout.write(`${ref.padEnd(40)} ${imageId.slice(7, 19)}   ${(size / 1e6).toFixed(1)}MB\n`);
       return 0;
     },
   },
@@ -70,9 +61,7 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
     spec: { name: 'tag', usage: 'SOURCE TARGET', summary: 'Add a name to an image', flags: {} },
     async run(v, pos) {
       if (pos.length !== 2) usage(this.spec);
-      const store = await openStore(v);
-      const img = await mustResolve(store, pos[0]);
-      await store.tag(pos[1]!, img.manifestDigest);
+      await tag(pos[0]!, pos[1]!, storeOf(v));
       return 0;
     },
   },
@@ -80,9 +69,8 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
     spec: { name: 'rmi', usage: 'NAME...', summary: 'Remove names from images', flags: {} },
     async run(v, pos) {
       if (!pos.length) usage(this.spec);
-      const store = await openStore(v);
       for (const ref of pos) {
-        if (!(await store.untag(ref))) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref}`);
+        await rmi(ref, storeOf(v));
         process.stdout.write(`Untagged: ${ref}\n`);
       }
       return 0;
@@ -98,12 +86,9 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
     async run(v, pos) {
       const input = str(v.input);
       if (!input || pos.length > 1) usage(this.spec);
-      const engine = await openEngine(rootOf(v));
-      const img = await loadArchive(engine.store, input);
-      await engine.layers.ensureSnapshot(layersOf(img));
       const name = pos[0];
-      if (name) await engine.store.tag(name, img.manifestDigest);
-      process.stdout.write(`Loaded image ${name ?? img.manifestDigest} (${img.configDigest})\n`);
+      const img = await load(input, { ...storeOf(v), tag: name });
+      process.stdout.write(`Loaded image ${name ?? img.digest} (${img.imageId})\n`);
       return 0;
     },
   },
@@ -120,12 +105,8 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
     async run(v, pos) {
       const output = str(v.output);
       if (!output || pos.length !== 1) usage(this.spec);
-      const format = str(v.format) ?? 'docker';
-      if (format !== 'oci' && format !== 'docker')
-        throw new VlabError('E_BAD_ARG', `--format must be oci or docker, got "${format}"`);
-      const store = await openStore(v);
-      const img = await mustResolve(store, pos[0]);
-      await exportImage(store, img, { type: format, dest: output }, pos[0]);
+      const format = (str(v.format) ?? 'docker') as 'docker' | 'oci';
+      await save(pos[0]!, output, { ...storeOf(v), format });
       return 0;
     },
   },
@@ -133,11 +114,7 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
     spec: { name: 'inspect', usage: 'NAME', summary: 'Print the image config', flags: {} },
     async run(v, pos) {
       if (pos.length !== 1) usage(this.spec);
-      const store = await openStore(v);
-      const img = await mustResolve(store, pos[0]);
-      process.stdout.write(
-        `${JSON.stringify({ Id: img.configDigest, Digest: img.manifestDigest, ...img.config }, null, 2)}\n`,
-      );
+      process.stdout.write(`${JSON.stringify(await inspect(pos[0]!, storeOf(v)), null, 2)}\n`);
       return 0;
     },
   },
@@ -149,7 +126,7 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
       flags: { all: { type: 'boolean', short: 'a', help: 'also delete what only the build cache reaches' } },
     },
     async run(v) {
-      const engine = await openEngine(rootOf(v));
+      const engine = await openEngine(str(v.root));
       const r = await prune(engine.store, engine.cache, engine.snapshots, { all: Boolean(v.all) });
       process.stdout.write(
         `Deleted ${r.blobsRemoved} blobs, ${r.snapshotsRemoved} snapshots, ${r.cacheRecordsRemoved} cache records; reclaimed ${(r.bytesFreed / 1e6).toFixed(1)}MB\n`,
@@ -166,7 +143,7 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
     },
     /** One line per problem, `<kind> <target>: <message>`; exit 1 unless clean. */
     async run(v) {
-      const report = await fsck(rootOf(v), { repair: Boolean(v.repair) });
+      const report = await fsck(str(v.root) ?? defaultStoreRoot(), { repair: Boolean(v.repair) });
       for (const p of report.repaired) process.stdout.write(`repaired ${p.kind} ${p.target}: ${p.message}\n`);
       for (const p of report.problems)
         process.stdout.write(`${p.kind} ${p.target}: ${p.message}${p.repairable ? '' : ' (not repairable)'}\n`);

@@ -1,4 +1,4 @@
-import type { BuildEvent } from '../solve/events.ts';
+import type { BuildEvent } from '../index.ts';
 import { ttyRenderer } from './tty-progress.ts';
 
 export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'quiet';

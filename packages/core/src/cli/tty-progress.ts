@@ -5,7 +5,7 @@
  * the default colour; the last lines of a step's output under it while it runs, and for a moment
  * after it ends, so a short step's output can be read before it goes.
  */
-import type { BuildEvent } from '../solve/events.ts';
+import type { BuildEvent } from '../index.ts';
 
 const TICK_MS = 150;
 /** How long a finished step's output stays under it. */

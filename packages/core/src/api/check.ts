@@ -1,0 +1,50 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { VlabError, type SourceLocation } from '@vlab/errors';
+import { check, parse, type Dockerfile } from '@vlab/dockerfile';
+
+/** A Dockerfile path, or its text (named `path` in locations, default "Dockerfile"). */
+export type DockerfileSpec = string | { text: string; path?: string };
+
+export interface CheckOptions {
+  /** Context directory (default: the current one); the default Dockerfile is `<context>/Dockerfile`. */
+  context?: string;
+  dockerfile?: DockerfileSpec;
+}
+
+export interface CheckWarning {
+  rule: string;
+  message: string;
+  location: SourceLocation;
+}
+
+/** The lint warnings `@vlab/dockerfile`'s check() finds, located (docker build --check, without building). */
+export async function checkDockerfile(
+  opts: CheckOptions = {},
+): Promise<{ dockerfilePath: string; warnings: CheckWarning[] }> {
+  const { df, dockerfilePath } = await loadDockerfile(path.resolve(opts.context ?? '.'), opts.dockerfile);
+  const warnings = check(df).map((w) => ({
+    rule: w.rule,
+    message: w.message,
+    location: { file: dockerfilePath, ...w.range.start },
+  }));
+  return { dockerfilePath, warnings };
+}
+
+/** Read and parse the Dockerfile (`<contextDir>/Dockerfile` by default); E_DOCKERFILE_NOT_FOUND if unreadable. */
+export async function loadDockerfile(
+  contextDir: string,
+  spec: DockerfileSpec | undefined,
+): Promise<{ df: Dockerfile; dockerfilePath: string }> {
+  if (spec && typeof spec === 'object') {
+    const p = spec.path ?? 'Dockerfile';
+    return { df: parse(spec.text, { file: p }), dockerfilePath: p };
+  }
+  const file = spec ? path.resolve(spec) : path.join(contextDir, 'Dockerfile');
+  const text = await fsp.readFile(file, 'utf8').catch((e) => {
+    throw new VlabError('E_DOCKERFILE_NOT_FOUND', `cannot read Dockerfile ${file}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  });
+  return { df: parse(text, { file }), dockerfilePath: file };
+}

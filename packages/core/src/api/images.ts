@@ -1,0 +1,107 @@
+/**
+ * The image and store operations behind `vbuild import|images|tag|rmi|load|save|inspect`: each
+ * opens the store at `root` (default: defaultStoreRoot()), does one thing and returns data; the
+ * CLI only formats it. `prune` and `fsck` live in layers/ (they span store, cache and snapshots).
+ */
+import { VlabError } from '@vlab/errors';
+import { importRootfs as importInto } from '../image/import.ts';
+import { loadArchive } from '../image/load.ts';
+import type { ImageConfig } from '../image/types.ts';
+import { layersOf } from '../solve/base.ts';
+import { exportImage } from '../export/export.ts';
+import { defaultStoreRoot } from '../store/paths.ts';
+import { Store, type StoredImage } from '../store/store.ts';
+import { openEngine } from './engine.ts';
+
+export interface StoreOptions {
+  /** Store root (default: $VLAB_ROOT, /var/lib/vlab as root, else $XDG_DATA_HOME/vlab). */
+  root?: string;
+}
+
+/** An image as the commands name it: docker's image id (config digest) and the manifest digest. */
+export interface ImageRef {
+  imageId: string;
+  digest: string;
+}
+
+const openStore = (opts: StoreOptions) => Store.open(opts.root ?? defaultStoreRoot());
+
+/** The image `ref` names (name[:tag], name@digest, digest or image-id prefix); E_IMAGE_NOT_FOUND if none. */
+async function mustResolve(store: Store, ref: string): Promise<StoredImage> {
+  const img = await store.resolve(ref);
+  if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref || '(none given)'}`);
+  return img;
+}
+
+const refOf = (img: StoredImage): ImageRef => ({ imageId: img.configDigest, digest: img.manifestDigest });
+
+/**
+ * `docker import`: a rootfs tarball (plain or gzip) becomes a one-layer image tagged `ref`, and
+ * its layer is unpacked now (as docker does), so the first build on it does not pay for that.
+ */
+export async function importRootfs(tarball: string, ref: string, opts: StoreOptions = {}): Promise<ImageRef> {
+  const engine = await openEngine(opts.root);
+  const img = await importInto(engine.store, tarball, ref);
+  await engine.layers.ensureSnapshot(layersOf(img));
+  return refOf(img);
+}
+
+/**
+ * `docker load -i FILE`: a docker-archive or an OCI archive (checked against its digests and
+ * schemas before anything is named), unpacked now; tagged `opts.tag` when given.
+ */
+export async function load(archive: string, opts: StoreOptions & { tag?: string } = {}): Promise<ImageRef> {
+  const engine = await openEngine(opts.root);
+  const img = await loadArchive(engine.store, archive);
+  await engine.layers.ensureSnapshot(layersOf(img));
+  if (opts.tag) await engine.store.tag(opts.tag, img.manifestDigest);
+  return refOf(img);
+}
+
+/** `docker save -o FILE`: a docker-archive (default) or an OCI archive of the image `ref` names. */
+export async function save(
+  ref: string,
+  file: string,
+  opts: StoreOptions & { format?: 'docker' | 'oci' } = {},
+): Promise<void> {
+  const format = opts.format ?? 'docker';
+  if (format !== 'oci' && format !== 'docker')
+    throw new VlabError('E_BAD_ARG', `--format must be oci or docker, got "${String(format)}"`);
+  const store = await openStore(opts);
+  await exportImage(store, await mustResolve(store, ref), { type: format, dest: file }, ref);
+}
+
+/** `docker tag SOURCE TARGET`: point `target` at the image `source` names (replacing what it named). */
+export async function tag(source: string, target: string, opts: StoreOptions = {}): Promise<void> {
+  const store = await openStore(opts);
+  await store.tag(target, (await mustResolve(store, source)).manifestDigest);
+}
+
+/**
+ * `docker rmi NAME`: remove the name (E_IMAGE_NOT_FOUND when the store has no such name). The
+ * blobs stay until `prune`, which frees what no name and no cache record reaches.
+ */
+export async function rmi(ref: string, opts: StoreOptions = {}): Promise<void> {
+  const store = await openStore(opts);
+  if (!(await store.untag(ref))) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref}`);
+}
+
+/** `docker images`: every name in the store, with its image id and the summed size of its layer blobs. */
+export async function listImages(opts: StoreOptions = {}): Promise<(ImageRef & { ref: string; size: number })[]> {
+  const store = await openStore(opts);
+  const out = [];
+  for (const { ref } of await store.listImages()) {
+    const img = await mustResolve(store, ref);
+    out.push({ ref, ...refOf(img), size: img.manifest.layers.reduce((n, l) => n + l.size, 0) });
+  }
+  return out;
+}
+
+/** `docker image inspect`: the image config, with its id and manifest digest, as `vbuild inspect` prints it. */
+export async function inspect(
+  ref: string,
+  opts: StoreOptions = {},
+): Promise<{ Id: string; Digest: string } & ImageConfig> {
+  const img = await mustResolve(await openStore(opts), ref);
+  return { Id: img.configDigest, Digest: img.manifestDigest, ...img.config };
+}
