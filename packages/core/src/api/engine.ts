@@ -1,7 +1,7 @@
 import { createSnapshotter, type Snapshotter } from '@vlab/overlay';
 import { Store } from '../store/store.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
-import { BuildCache } from '../cache/cache.ts';
+import { DirBuildCache, type BuildCache } from '../cache/cache.ts';
 import { LayerManager } from '../layers/manager.ts';
 
 /** Which snapshotter driver: `auto` probes kernel overlayfs and falls back to `native` copies. */
@@ -20,5 +20,5 @@ export interface Engine {
 export async function openEngine(root = defaultStoreRoot(), snapshotter: SnapshotterDriver = 'auto'): Promise<Engine> {
   const store = await Store.open(root);
   const layers = new LayerManager(store, () => createSnapshotter(store.path('snapshots'), { driver: snapshotter }));
-  return { store, snapshots: () => layers.snapshots(), layers, cache: new BuildCache(store.path('cache')) };
+  return { store, snapshots: () => layers.snapshots(), layers, cache: new DirBuildCache(store.path('cache')) };
 }

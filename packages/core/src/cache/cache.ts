@@ -1,35 +1,17 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { ImageConfig, LayerRef } from '../image/types.ts';
+import { assertDigest } from '../store/blobs.ts';
 import { writeAtomic } from '../store/store.ts';
+import type { BuildCache, CacheRecord, StepInputs } from './types.ts';
 
-/** What a step produced: the whole image state after it, so a hit needs nothing else. */
-export interface CacheRecord {
-  key: string;
-  layers: LayerRef[];
-  config: ImageConfig;
-  created: string;
-}
+export type { BuildCache, CacheRecord, StepInputs };
 
-/**
- * The inputs a step was last built from at one place of one Dockerfile, so a miss can say which
- * input changed (instruction, build arg, file, or the step before it).
- */
-export interface StepInputs {
-  parentKey: string;
-  instruction: string;
-  args: Record<string, string>;
-  files: Record<string, string>;
-}
-
-/**
- * Build cache: key → record (one JSON file each, written atomically), and per-location inputs for
- * miss reasons. Keys are digests (DESIGN.md: `cacheKey()` runs before any work).
- */
-export class BuildCache {
+/** The build cache (the `BuildCache` contract of types.ts) as a directory of JSON files, one per key. */
+export class DirBuildCache implements BuildCache {
   constructor(private readonly dir: string) {}
 
   private file(kind: 'records' | 'inputs', key: string): string {
+    assertDigest(key);
     return path.join(this.dir, kind, key.replace(/^sha256:/, ''));
   }
 
@@ -60,7 +42,12 @@ export class BuildCache {
 
   async lastInputs(slot: string): Promise<StepInputs | undefined> {
     const text = await fsp.readFile(this.file('inputs', slot), 'utf8').catch(() => undefined);
-    return text ? (JSON.parse(text) as StepInputs) : undefined;
+    if (!text) return undefined;
+    try {
+      return JSON.parse(text) as StepInputs;
+    } catch {
+      return undefined; // a torn or corrupt file: the miss reason becomes "not built before"
+    }
   }
 
   async saveInputs(slot: string, inputs: StepInputs): Promise<void> {

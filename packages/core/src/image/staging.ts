@@ -10,7 +10,7 @@ import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { VlabError } from '@vlab/errors';
-import type { BlobStore, Digest } from '../store/blobs.ts';
+import type { Blobs, Digest } from '../store/types.ts';
 import { MAX_JSON_BYTES } from './validate.ts';
 
 /** All JSON documents kept in memory for one load, together (an archive holds a few kB of them). */
@@ -31,7 +31,7 @@ export interface Staged {
 export class Staging {
   private readonly open = new Set<Staged>();
   private jsonBytes = 0;
-  constructor(private readonly blobs: BlobStore) {}
+  constructor(private readonly blobs: Blobs) {}
 
   /** Read `stream` (`size` bytes, as the archive declares) into memory or a temp blob. */
   async stage(stream: Readable, size: number): Promise<Staged> {

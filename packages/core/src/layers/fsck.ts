@@ -13,7 +13,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { checkSnapshots, createSnapshotter } from '@vlab/overlay';
-import { BuildCache } from '../cache/cache.ts';
+import { DirBuildCache } from '../cache/cache.ts';
 import type { ImageConfig, ImageIndex, Manifest } from '../image/types.ts';
 import { findLeftovers } from '../store/leftovers.ts';
 import { Store } from '../store/store.ts';
@@ -174,7 +174,7 @@ async function checkReferences(store: Store): Promise<Found[]> {
 }
 
 async function checkCache(store: Store): Promise<Found[]> {
-  const cache = new BuildCache(store.path('cache'));
+  const cache = new DirBuildCache(store.path('cache'));
   const out: Found[] = [];
   for (const key of await cache.keys()) {
     const rec = await cache.get(key);

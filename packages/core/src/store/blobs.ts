@@ -7,8 +7,9 @@ import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import type { Lease } from './lease.ts';
 import { asNoSpace } from './space.ts';
+import type { BlobWriter, Blobs, Digest } from './types.ts';
 
-export type Digest = `sha256:${string}`;
+export type { Digest };
 
 export function sha256(data: string | Buffer): Digest {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -29,7 +30,7 @@ export function assertDigest(d: string): asserts d is Digest {
 /** Blobs are flushed to disk every this many bytes while being written (see hashingWriter). */
 const WRITEBACK_BYTES = 64 << 20;
 
-export class BlobStore {
+export class BlobStore implements Blobs {
   readonly dir: string;
   private readonly root: string;
   /** With a lease, every blob written or found by putBytes is held by it (see lease.ts). */
@@ -54,12 +55,19 @@ export class BlobStore {
   }
 
   async size(digest: string): Promise<number> {
-    return (await fsp.stat(this.path(digest))).size;
+    const file = this.path(digest);
+    try {
+      return (await fsp.stat(file)).size;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      throw new VlabError('E_BLOB_MISSING', `blob ${digest} is not in the store`, { cause: e });
+    }
   }
 
   async readJson<T>(digest: string): Promise<T> {
+    const file = this.path(digest); // a bad digest is E_BAD_DIGEST, not a missing blob
     try {
-      return JSON.parse(await fsp.readFile(this.path(digest), 'utf8')) as T;
+      return JSON.parse(await fsp.readFile(file, 'utf8')) as T;
     } catch (e) {
       throw new VlabError('E_BLOB_MISSING', `blob ${digest} is missing or unreadable`, { cause: e });
     }
@@ -101,11 +109,7 @@ export class BlobStore {
   }
 
   /** A writable temp blob: write to `stream`, then `commit()` (verifies, renames) or `abort()`. */
-  async create(): Promise<{
-    stream: Writable;
-    commit(expected?: string): Promise<{ digest: Digest; size: number }>;
-    abort(): Promise<void>;
-  }> {
+  async create(): Promise<BlobWriter> {
     const tmp = await this.tempPath();
     const { write, result, closed } = this.hashingWriter(tmp);
     const finished = new Promise<void>((resolve, reject) => {

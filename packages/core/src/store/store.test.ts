@@ -43,7 +43,7 @@ describe('Store', () => {
     await expect(s.blobs.put(Readable.from([Buffer.from('x')]), sha256('y'))).rejects.toMatchObject({
       code: 'E_DIGEST_MISMATCH',
     });
-    expect((await fsp.readdir(s.blobs.dir)).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+    expect((await fsp.readdir(path.join(root, 'blobs', 'sha256'))).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
     expect(await s.blobs.has(sha256('x'))).toBe(false);
   });
 
@@ -52,7 +52,7 @@ describe('Store', () => {
     const w = await s.blobs.create();
     w.stream.write('partial');
     await w.abort();
-    expect(await fsp.readdir(s.blobs.dir)).toEqual([]);
+    expect(await fsp.readdir(path.join(root, 'blobs', 'sha256'))).toEqual([]);
   });
 
   it('tags, resolves by name, digest and id prefix, and untags', async () => {

@@ -3,26 +3,20 @@ import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { Descriptor, ImageConfig, ImageIndex, Manifest } from '../image/types.ts';
 import { MEDIA, REF_NAME, withConfigDefaults } from '../image/types.ts';
-import { BlobStore, type Digest } from './blobs.ts';
+import { BlobStore } from './blobs.ts';
 import { withFileLock } from '@vlab/overlay';
 import { normalizeRef, refCandidates } from './refs.ts';
 import { Lease } from './lease.ts';
 import { recoverLeftovers } from './leftovers.ts';
+import type { Digest, Store as StoreContract, StoredImage } from './types.ts';
 
-export interface StoredImage {
-  ref?: string;
-  manifestDigest: string;
-  manifest: Manifest;
-  configDigest: string;
-  config: ImageConfig;
-}
+export type { Digest, StoredImage };
 
 /**
- * The local image store: an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256`) under
- * `root`, which skopeo and umoci read as `oci:<root>:<name:tag>`. index.json is only rewritten under
- * the store lock, by writing a temp file and renaming it, so concurrent builds and readers are safe.
+ * The local image store (the `Store` contract of types.ts) as an OCI image layout (`oci-layout`,
+ * `index.json`, `blobs/sha256`) under `root`, which skopeo and umoci read as `oci:<root>:<name:tag>`.
  */
-export class Store {
+export class LayoutStore implements StoreContract {
   readonly root: string;
   readonly blobs: BlobStore;
   /** What this store handle holds against gc: blobs it writes, and what its user holds. */
@@ -35,12 +29,13 @@ export class Store {
   }
 
   /** A handle on an existing store that creates and recovers nothing (fsck reads it as it is). */
-  static at(root: string): Store {
-    return new Store(root);
+  static at(root: string): LayoutStore {
+    return new LayoutStore(root);
   }
 
-  static async open(root: string): Promise<Store> {
-    const s = new Store(root);
+  /** Open the store at `root`, creating it (private to its owner) and removing what dead processes left. E_STORE. */
+  static async open(root: string): Promise<LayoutStore> {
+    const s = new LayoutStore(root);
     try {
       // Private to its owner (vbuild runs as root): step rootfs are mounted under tmp/ and
       // snapshots/ hold every layer's files, setuid binaries included, which other local users
@@ -203,6 +198,17 @@ export class Store {
   }
 }
 
+/**
+ * `Store` is the contract (types.ts) and, as a value, how to get one: callers type against the
+ * interface and open the on-disk layout with `Store.open(root)`.
+ */
+export type Store = StoreContract;
+export const Store = {
+  open: (root: string): Promise<Store> => LayoutStore.open(root),
+  /** A handle on an existing store that creates and recovers nothing (fsck reads it as it is). */
+  at: (root: string): Store => LayoutStore.at(root),
+};
+
 export async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   try {
@@ -220,5 +226,3 @@ async function exists(p: string): Promise<boolean> {
     () => false,
   );
 }
-
-export type { Digest };
