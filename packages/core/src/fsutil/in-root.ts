@@ -1,3 +1,9 @@
+/**
+ * File helpers for paths inside a container rootfs. Hand-written on purpose: each one resolves
+ * in-root (an image's symlinks are followed as the container sees them, never to the host),
+ * which fs-extra's ensureDir/copy/outputFile and Node's own helpers do not; anything that needs
+ * no in-root resolution uses node:fs/promises directly.
+ */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
