@@ -11,7 +11,7 @@ import { layersOf } from '../solve/base.ts';
 import { exportImage } from '../export/export.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { Store, type StoredImage } from '../store/store.ts';
-import { openEngine } from './engine.ts';
+import { openEngine, type Engine } from './engine.ts';
 
 export interface StoreOptions {
   /** Store root (default: $VLAB_ROOT, /var/lib/vlab as root, else $XDG_DATA_HOME/vlab). */
@@ -24,7 +24,28 @@ export interface ImageRef {
   digest: string;
 }
 
-const openStore = (opts: StoreOptions) => Store.open(opts.root ?? defaultStoreRoot());
+/**
+ * Run `fn` on an opened engine and release what its handle held against gc afterwards (as
+ * build() does): once the call returns, its result is named, or gc's to take.
+ */
+async function withEngine<T>(opts: StoreOptions, fn: (e: Engine) => Promise<T>): Promise<T> {
+  const engine = await openEngine(opts.root ?? defaultStoreRoot());
+  try {
+    return await fn(engine);
+  } finally {
+    await engine.store.lease.release().catch(() => undefined);
+  }
+}
+
+/** withEngine for the calls that need only the store (no snapshotter is opened). */
+async function withStore<T>(opts: StoreOptions, fn: (s: Store) => Promise<T>): Promise<T> {
+  const store = await Store.open(opts.root ?? defaultStoreRoot());
+  try {
+    return await fn(store);
+  } finally {
+    await store.lease.release().catch(() => undefined);
+  }
+}
 
 /** The image `ref` names (name[:tag], name@digest, digest or image-id prefix); E_IMAGE_NOT_FOUND if none. */
 async function mustResolve(store: Store, ref: string): Promise<StoredImage> {
@@ -40,10 +61,11 @@ const refOf = (img: StoredImage): ImageRef => ({ imageId: img.configDigest, dige
  * its layer is unpacked now (as docker does), so the first build on it does not pay for that.
  */
 export async function importRootfs(tarball: string, ref: string, opts: StoreOptions = {}): Promise<ImageRef> {
-  const engine = await openEngine(opts.root);
-  const img = await importInto(engine.store, tarball, ref);
-  await engine.layers.ensureSnapshot(layersOf(img));
-  return refOf(img);
+  return withEngine(opts, async (engine) => {
+    const img = await importInto(engine.store, tarball, ref);
+    await engine.layers.ensureSnapshot(layersOf(img));
+    return refOf(img);
+  });
 }
 
 /**
@@ -51,11 +73,12 @@ export async function importRootfs(tarball: string, ref: string, opts: StoreOpti
  * schemas before anything is named), unpacked now; tagged `opts.tag` when given.
  */
 export async function load(archive: string, opts: StoreOptions & { tag?: string } = {}): Promise<ImageRef> {
-  const engine = await openEngine(opts.root);
-  const img = await loadArchive(engine.store, archive);
-  await engine.layers.ensureSnapshot(layersOf(img));
-  if (opts.tag) await engine.store.tag(opts.tag, img.manifestDigest);
-  return refOf(img);
+  return withEngine(opts, async (engine) => {
+    const img = await loadArchive(engine.store, archive);
+    await engine.layers.ensureSnapshot(layersOf(img));
+    if (opts.tag) await engine.store.tag(opts.tag, img.manifestDigest);
+    return refOf(img);
+  });
 }
 
 /** `docker save -o FILE`: a docker-archive (default) or an OCI archive of the image `ref` names. */
@@ -67,14 +90,14 @@ export async function save(
   const format = opts.format ?? 'docker';
   if (format !== 'oci' && format !== 'docker')
     throw new VlabError('E_BAD_ARG', `--format must be oci or docker, got "${String(format)}"`);
-  const store = await openStore(opts);
-  await exportImage(store, await mustResolve(store, ref), { type: format, dest: file }, ref);
+  await withStore(opts, async (store) =>
+    exportImage(store, await mustResolve(store, ref), { type: format, dest: file }, ref),
+  );
 }
 
 /** `docker tag SOURCE TARGET`: point `target` at the image `source` names (replacing what it named). */
 export async function tag(source: string, target: string, opts: StoreOptions = {}): Promise<void> {
-  const store = await openStore(opts);
-  await store.tag(target, (await mustResolve(store, source)).manifestDigest);
+  await withStore(opts, async (store) => store.tag(target, (await mustResolve(store, source)).manifestDigest));
 }
 
 /**
@@ -82,19 +105,20 @@ export async function tag(source: string, target: string, opts: StoreOptions = {
  * blobs stay until `prune`, which frees what no name and no cache record reaches.
  */
 export async function rmi(ref: string, opts: StoreOptions = {}): Promise<void> {
-  const store = await openStore(opts);
-  if (!(await store.untag(ref))) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref}`);
+  const found = await withStore(opts, (store) => store.untag(ref));
+  if (!found) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref}`);
 }
 
 /** `docker images`: every name in the store, with its image id and the summed size of its layer blobs. */
 export async function listImages(opts: StoreOptions = {}): Promise<(ImageRef & { ref: string; size: number })[]> {
-  const store = await openStore(opts);
-  const out = [];
-  for (const { ref } of await store.listImages()) {
-    const img = await mustResolve(store, ref);
-    out.push({ ref, ...refOf(img), size: img.manifest.layers.reduce((n, l) => n + l.size, 0) });
-  }
-  return out;
+  return withStore(opts, async (store) => {
+    const out = [];
+    for (const { ref } of await store.listImages()) {
+      const img = await mustResolve(store, ref);
+      out.push({ ref, ...refOf(img), size: img.manifest.layers.reduce((n, l) => n + l.size, 0) });
+    }
+    return out;
+  });
 }
 
 /** `docker image inspect`: the image config, with its id and manifest digest, as `vbuild inspect` prints it. */
@@ -102,6 +126,6 @@ export async function inspect(
   ref: string,
   opts: StoreOptions = {},
 ): Promise<{ Id: string; Digest: string } & ImageConfig> {
-  const img = await mustResolve(await openStore(opts), ref);
+  const img = await withStore(opts, (store) => mustResolve(store, ref));
   return { Id: img.configDigest, Digest: img.manifestDigest, ...img.config };
 }
