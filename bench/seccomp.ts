@@ -70,7 +70,7 @@ const cases: [string, () => Promise<void>][] = [];
 const vlabInit = (drop: Record<string, number>) => async () => {
   const prep = await prepareRun({ rootfs: root, argv: ['/bin/true'], env: [], cwd: '/' });
   const file = path.join(prep.dir, 'spec');
-  await fs.writeFile(file, strip(nativeSpec({ prep, hostHas, cgroupProcs: [] }), drop));
+  await fs.writeFile(file, strip(nativeSpec({ prep, mounts: { hostHas }, cgroupProcs: [] }), drop));
   const t = performance.now();
   await run(init, [file]);
   times.get(current)!.push(performance.now() - t);

@@ -17,6 +17,7 @@
  *   outer process (in the host's namespaces)
  *     cgroup FILE          write our pid to FILE (cgroup.procs) before anything forks
  *     net                  give the container its own network namespace
+ *     cgroupns             and its own cgroup namespace, rooted at the cgroups joined above
  *     stdin FILE           the container's stdin (Node's stdio pipes are sockets, which
  *                          /dev/stdin = /proc/self/fd/0 cannot open: a heredoc's #! script
  *                          is read that way)
@@ -111,7 +112,7 @@ void read_spec(const char *file) {
 /* Number of arguments each keyword takes; -1 = unknown. */
 int arity(const char *k) {
   static const struct { const char *k; int n; } table[] = {
-      {"cgroup", 1}, {"net", 0}, {"stdin", 1},    {"mount", 5},  {"mknod", 4}, {"symlink", 2}, {"mkdir", 2},
+      {"cgroup", 1}, {"net", 0}, {"cgroupns", 0}, {"stdin", 1},    {"mount", 5},  {"mknod", 4}, {"symlink", 2}, {"mkdir", 2},
       {"hostname", 1}, {"lo", 0},   {"nofile", 1}, {"root", 1},  {"cwd", 1},     {"uid", 1},
       {"gid", 1},    {"groups", 1}, {"caps", 1},   {"env", 1},   {"arg", 1},     {"rmdir", 1},
       {"rmfile", 1}, {"mtime", 3},   {"seccomp", 1}, {"scarch", 1}, {"scrule", 3}, {"sccache", 1},
@@ -370,6 +371,7 @@ void launch(const char *spec) {
   int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
   for (int i = 0; i < ntok; i += arity(tok[i]) + 1) {
     if (strcmp(tok[i], "net") == 0) flags |= CLONE_NEWNET;
+    if (strcmp(tok[i], "cgroupns") == 0) flags |= CLONE_NEWCGROUP; /* rooted where this loop joins */
     if (strcmp(tok[i], "stdin") == 0) {
       int fd = open(tok[i + 1], O_RDONLY);
       if (fd < 0) die("open", tok[i + 1]);

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { BuiltinExecutor, closeInheritedFds, initHelper } from './builtin.ts';
+import { BuiltinExecutor, initHelper } from './builtin.ts';
+import { closeInheritedFds } from './builtin-shell.ts';
 import { createExecutor } from './index.ts';
 import { executorSuite } from './testing/suite.ts';
 import { seccompSuite } from './testing/seccomp-suite.ts';

@@ -22,41 +22,28 @@
  * (--kill-child) and takes the pid namespace with it, so abort needs no cgroup sweep.
  */
 import { promises as fs, statSync } from 'node:fs';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
 import { prepareRun, type PreparedRun } from './prepare.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
-import { DEFAULT_CAPS, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS } from './defaults.ts';
 import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult, type Spawned } from './process.ts';
-import {
-  checkLimits,
-  checkUser,
-  detectUserNs,
-  makeRootlessDevTemplate,
-  mapsId,
-  userNsArgs,
-  type UserNs,
-} from './rootless.ts';
-import { nativeHelper } from '@vlab/overlay';
+import { checkLimits, checkUser, detectUserNs, makeRootlessDevTemplate, userNsArgs, type UserNs } from './rootless.ts';
 import { execTailSpec, nativeSpec } from './native-spec.ts';
 import { launchServer } from './launch-server.ts';
+import { initHelper } from './init-helper.ts';
+import { mountPlan, type BuiltinMountContext, type MountStep } from './builtin-mounts.ts';
+import { cgroupNamespace } from './mounts.ts';
+import { ensureDevTemplate } from './dev.ts';
+import { q, setupScript, type ShellMountStep } from './builtin-shell.ts';
+
+export { initHelper };
 
 const NO_SECCOMP_HELP =
   'bash scripts/build-native.sh (needs cc and libseccomp-dev), or install runc or crun; VLAB_EXECUTOR=builtin-shell runs them without seccomp';
 
-/** native/vlab-init.c, from the sources (src/exec/) or from the CLI bundle (dist/). */
-export function initHelper(): string | undefined {
-  return nativeHelper('vlab-init', [
-    new URL('../../native/bin/vlab-init', import.meta.url),
-    new URL('../native/bin/vlab-init', import.meta.url),
-  ]);
-}
-
 const TOOLS = ['sh', 'unshare', 'setpriv', 'setsid', 'mount', 'mknod', 'env', 'cp'] as const;
-type Tools = Record<(typeof TOOLS)[number], string> & { ip?: string; hostname?: string; bash?: string };
+export type Tools = Record<(typeof TOOLS)[number], string> & { ip?: string; hostname?: string; bash?: string };
 
 let toolsFound: Promise<Tools> | undefined;
 
@@ -153,7 +140,7 @@ export class BuiltinExecutor implements Executor {
     // vlab-init makes /dev itself; only the shell chain copies the template.
     const native = opts.launcher !== 'shell';
     if (native && !initHelper()) return new BuiltinExecutor(tools, '', opts); // throws E_EXEC_UNAVAILABLE
-    return new BuiltinExecutor(tools, native ? '' : await ensureDevTemplate(tools), opts);
+    return new BuiltinExecutor(tools, native ? '' : await ensureDevTemplate(tools.mknod), opts);
   }
 
   private hostKind(p: string): 'dir' | 'file' | undefined {
@@ -183,7 +170,12 @@ export class BuiltinExecutor implements Executor {
         cg = await Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`, spec.limits, {
           devices: this.opts.deviceCgroup,
         });
-      if (this.init) return await this.runNative(prep, cg, startedAt, opts);
+      const mounts: BuiltinMountContext = {
+        hostHas: (p) => this.hostKind(p),
+        cgroup: ns ? undefined : { version: layout.version, cg },
+        ns,
+      };
+      if (this.init) return await this.runNative(prep, mounts, cg, startedAt, opts);
       const t = this.tools;
       const unshareArgs = [
         ...(ns ? userNsArgs(ns) : []),
@@ -197,6 +189,7 @@ export class BuiltinExecutor implements Executor {
         'private',
       ];
       if (prep.network !== 'host') unshareArgs.push('--net');
+      if (cgroupNamespace(mounts.cgroup?.version)) unshareArgs.push('--cgroup'); // rooted where the trampoline joins
       // Trampoline: node cannot place a child in a cgroup before it execs (no CLONE_INTO_CGROUP,
       // no pre-exec hook), and moving it afterwards races with its first forks and allocations.
       // So a shell writes its own pid into every cgroup.procs and only then execs the container:
@@ -205,7 +198,7 @@ export class BuiltinExecutor implements Executor {
       const redirect = stdinFile ? `exec 0<${q(stdinFile)} || exit 125; ` : '';
       // The setup shell is bash where there is one: it can close inherited fds above 9 (dash cannot).
       const trampoline = `${redirect}s=$1; shift; for f do echo $$ > "$f" || exit 125; done; exec ${q(t.unshare)} ${unshareArgs.join(' ')} ${q(t.bash ?? t.sh)} -c "$s"`;
-      const plan = mountPlan(prep, (p) => this.hostKind(p), ns);
+      const plan = mountPlan(prep, mounts);
       let n = 0;
       const withFiles = (steps: MountStep[]) =>
         Promise.all(
@@ -238,16 +231,14 @@ export class BuiltinExecutor implements Executor {
    */
   private async runNative(
     prep: PreparedRun,
+    mounts: BuiltinMountContext,
     cg: Cgroup | undefined,
     startedAt: number,
     opts: RunOptions,
   ): Promise<RunResult> {
     const specFile = path.join(prep.dir, 'spec');
     const stdinFile = await writeStdin(prep, opts);
-    await fs.writeFile(
-      specFile,
-      nativeSpec({ prep, hostHas: (p) => this.hostKind(p), cgroupProcs: cg?.procsFiles() ?? [], stdinFile }),
-    );
+    await fs.writeFile(specFile, nativeSpec({ prep, mounts, cgroupProcs: cg?.procsFiles() ?? [], stdinFile }));
     return finish(launchServer(this.init!).launch(specFile, opts.onOutput), cg, startedAt, opts.signal);
   }
 }
@@ -278,228 +269,4 @@ async function finish(
   await cg?.killAll();
   const stats: CgroupStats = cg ? await cg.stats() : { oomKills: 0 };
   return wallResult(exit, startedAt, stats);
-}
-
-/** A mount step of the setup script: `mount -a -T file`, or one entry mounted by itself. */
-export type ShellMountStep = { file: string } | { line: FstabLine };
-
-/**
- * The setup run as pid 1 inside the new namespaces, still on the host's root. Process starts are
- * the cost here (~10 ms each on a small VM), so mounts are batched: `mount -a -T <fstab>` mounts a
- * whole generated table in one process, and /dev is filled by one `cp -a` of a template.
- */
-export function setupScript(
-  p: PreparedRun,
-  t: Tools,
-  devTemplate: string,
-  steps: { early: ShellMountStep[]; late: ShellMountStep[] },
-  ns?: UserNs,
-  tail?: { helper: string; spec: string },
-): string {
-  const R = p.rootfs;
-  const L: string[] = ['set -e'];
-  // Rootless: libmount believes it is root and would update /run/mount/utab (the host's, not
-  // writable): -n (no mtab/utab) for every mount.
-  const mount = ns ? `${q(t.mount)} -n` : q(t.mount);
-  // One entry by itself: libmount makes a bind with flags a bind, then a remount (as mountCalls).
-  const one = ([src, tgt, type, opts]: FstabLine) =>
-    `${mount}${type === 'none' ? '' : ` -t ${q(type)}`} -o ${q(opts)} ${q(src)} ${q(tgt)}`;
-  const mounts = (ss: ShellMountStep[]) => ss.map((s) => ('file' in s ? `${mount} -a -T ${q(s.file)}` : one(s.line)));
-  L.push(...mounts(steps.early));
-  if (ns) L.push(`${q(t.hostname!)} ${q(p.hostname)}`);
-  else L.push(`echo ${q(p.hostname)} > ${q(path.join(R, '/proc/sys/kernel/hostname'))}`);
-  L.push(`${q(t.cp)} -a ${q(devTemplate + '/.')} ${q(path.join(R, '/dev'))}`);
-  L.push(...mounts(steps.late));
-  if (p.network !== 'host' && t.ip) L.push(`${q(t.ip)} link set lo up`);
-  L.push(`ulimit -n ${p.nofile ?? NOFILE_LIMIT}`);
-  L.push(`cd ${q(R)}`, `${mount} --move . /`);
-  const u = p.user;
-  // With the single rootless mapping setgroups(2) is denied: groups can be neither set nor dropped.
-  const groups =
-    ns?.kind === 'single'
-      ? ['--keep-groups']
-      : u.additionalGids.length
-        ? ['--groups', u.additionalGids.join(',')]
-        : ['--clear-groups'];
-  const priv = [
-    t.setpriv,
-    '--bounding-set',
-    ['-all', ...DEFAULT_CAPS.map((c) => '+' + c)].join(','),
-    '--inh-caps=-all',
-    '--nnp',
-    '--regid',
-    String(u.gid),
-    ...groups,
-    '--',
-  ];
-  // vlab-init exec: chroot, cwd, uid, seccomp filter, execve (native-spec.ts writes its spec);
-  // without vlab-init, unshare does the same but cannot load a filter.
-  const enter = tail
-    ? [tail.helper, 'exec', tail.spec]
-    : [t.unshare, '--root=.', `--wd=${p.cwd}`, '--setuid', String(u.uid), '--', ...p.argv];
-  L.push(closeInheritedFds());
-  // setsid: a new session without a controlling terminal (TIOCSTI cannot reach vbuild's terminal).
-  L.push(
-    ['exec', t.setsid, '--wait', t.env, '-i', ...(tail ? [] : p.env), ...priv, ...enter]
-      .map((a, i) => (i === 0 ? a : q(a)))
-      .join(' '),
-  );
-  return L.join('\n');
-}
-
-/**
- * Node passes on every fd it inherited without close-on-exec (a pipe of the user's shell, a CI
- * runner's): none may reach the container. dash only knows fds 0-9, hence bash for the others.
- */
-export function closeInheritedFds(): string {
-  const bashOnly = `[ -n "\${BASH_VERSION:-}" ] || { echo "vlab: cannot close inherited fd $n: the shell launcher needs bash" >&2; exit 125; }`;
-  return `for f in /proc/self/fd/*; do n=\${f##*/}; case $n in 0|1|2) ;; [3-9]) eval "exec $n>&-" ;; *) ${bashOnly}; eval "exec $n>&-" ;; esac; done`;
-}
-
-export type FstabLine = [source: string, target: string, type: string, options: string];
-
-/** What the shell launcher mounts: a table for one `mount -a -T`, or one entry by itself. */
-export type MountStep = { fstab: string } | { line: FstabLine };
-
-/**
- * containerMounts() as the shell launcher carries it out, before /dev is filled (root, /proc,
- * /dev) and after (everything else): runs of entries batched into fstab tables, in order. But
- * `mount -a` skips as "already mounted" an entry whose target was a mount of the same source when
- * it started (it reads the mount table once): the rootfs self-bind (the rootfs is a mount, the
- * builder's snapshot; skipped, the root would lose nodev), or an entry on a target an earlier
- * table mounted. An entry on a target mounted before (the rootfs, any earlier entry's) is mounted
- * by itself, in its place.
- */
-export function mountPlan(
-  p: PreparedRun,
-  hostHas: (containerPath: string) => 'dir' | 'file' | undefined,
-  ns?: UserNs,
-): { early: MountStep[]; late: MountStep[] } {
-  const { early, late } = containerMounts(p, hostHas, ns);
-  const mounted = new Set([p.rootfs]);
-  const plan = (lines: FstabLine[]) => {
-    const steps: MountStep[] = [];
-    let table = '';
-    for (const l of lines) {
-      const target = l[1];
-      if (mounted.has(target)) {
-        if (table) steps.push({ fstab: table });
-        table = '';
-        steps.push({ line: l });
-      } else table += l.map(fstabEscape).join(' ') + ' 0 0\n';
-      mounted.add(target);
-    }
-    if (table) steps.push({ fstab: table });
-    return steps;
-  };
-  return { early: plan(early), late: plan(late) };
-}
-
-/** The container's mounts as data, in mount(8) terms; shared by the shell and vlab-init paths. */
-export function containerMounts(
-  p: PreparedRun,
-  hostHas: (containerPath: string) => 'dir' | 'file' | undefined,
-  ns?: UserNs,
-): { early: FstabLine[]; late: FstabLine[] } {
-  const R = p.rootfs;
-  const r = (sub: string) => path.join(R, sub);
-  // Device access by mount flags, whatever the cgroup layout (pure v2 has no devices controller
-  // and we load no eBPF program): the root, /dev and every bind are nodev, so a node the RUN
-  // makes (CAP_MKNOD) or the image brings cannot be opened; the allowed devices are the host's
-  // own nodes bind-mounted in (devpts gives the ptys). Not nosuid: setuid binaries work as in Docker.
-  // Rootless needs none of it on the binds (no CAP_MKNOD over the host: the user opens only what it
-  // could anyway), and a remount there must keep the source's locked flags, which we do not know.
-  const nodev = ns ? [] : ['nodev'];
-  const early: FstabLine[] = [
-    [R, R, 'none', ['bind', ...nodev].join(',')],
-    ['proc', r('/proc'), 'proc', 'nosuid,noexec,nodev'],
-    ['tmpfs', r('/dev'), 'tmpfs', 'nosuid,nodev,strictatime,mode=755,size=65536k'],
-  ];
-  // Rootless: devpts' gid=5 only where gid 5 is mapped; host device nodes are bind-mounted (no
-  // mknod in a user namespace); sysfs can only be mounted in a net namespace we own, so with host
-  // networking the host's /sys is bind-mounted read-only.
-  const ptsGid = !ns || mapsId(ns, 5, 'gids') ? ',gid=5' : '';
-  const late: FstabLine[] = [
-    ...DEV_NODES.map(([d]): FstabLine => ['/dev/' + d, r('/dev/' + d), 'none', 'bind']),
-    ['devpts', r('/dev/pts'), 'devpts', 'nosuid,noexec,newinstance,ptmxmode=0666,mode=0620' + ptsGid],
-    ['shm', r('/dev/shm'), 'tmpfs', 'nosuid,noexec,nodev,mode=1777,size=65536k'],
-    ['mqueue', r('/dev/mqueue'), 'mqueue', 'nosuid,noexec,nodev'],
-    ns && p.network === 'host'
-      ? ['/sys', r('/sys'), 'none', 'rbind,ro']
-      : ['sysfs', r('/sys'), 'sysfs', 'ro,nosuid,noexec,nodev'],
-  ];
-  for (const m of p.mounts) {
-    if (m.type === 'tmpfs') {
-      const o = ['nosuid', 'nodev', ...(m.options ?? []), ...(m.readonly ? ['ro'] : [])];
-      late.push(['tmpfs', m.hostTarget, 'tmpfs', o.join(',')]);
-    } else {
-      late.push([m.source!, m.hostTarget, 'none', ['rbind', ...nodev, ...(m.readonly ? ['ro'] : [])].join(',')]);
-    }
-  }
-  // /proc and /sys show the host kernel's entries, so the host tells which of these exist.
-  for (const m of MASKED_PATHS) {
-    const kind = hostHas(m);
-    if (kind === 'dir') late.push(['tmpfs', r(m), 'tmpfs', 'ro,nosuid,nodev,noexec,size=0']);
-    if (kind === 'file') late.push(['/dev/null', r(m), 'none', 'bind']);
-  }
-  for (const m of READONLY_PATHS) if (hostHas(m)) late.push([r(m), r(m), 'none', 'bind,ro']);
-  return { early, late };
-}
-
-function fstabEscape(s: string): string {
-  return s.replace(/[\\ \t\n]/g, (c) => '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'));
-}
-
-/**
- * A container's /dev (Docker's): character devices (name, major, minor; mode 0666), links, dirs.
- * The nodes made in the nodev /dev are only mountpoints: the host's nodes are bound onto them.
- */
-export const DEV_NODES: [string, number, number][] = [
-  ['null', 1, 3],
-  ['zero', 1, 5],
-  ['full', 1, 7],
-  ['random', 1, 8],
-  ['urandom', 1, 9],
-  ['tty', 5, 0],
-];
-export const DEV_LINKS: [string, string][] = [
-  ['fd', '/proc/self/fd'],
-  ['stdin', '/proc/self/fd/0'],
-  ['stdout', '/proc/self/fd/1'],
-  ['stderr', '/proc/self/fd/2'],
-  ['ptmx', 'pts/ptmx'],
-  ['core', '/proc/kcore'],
-];
-export const DEV_DIRS = ['pts', 'shm', 'mqueue'];
-
-/** Where the /dev template lives (device nodes, std links, empty pts/shm/mqueue dirs). */
-export const DEV_TEMPLATE = '/run/vlab/dev-template';
-
-/** Makes the /dev template once (atomically: built aside, then renamed into place). */
-async function ensureDevTemplate(t: Tools): Promise<string> {
-  if (
-    await fs.access(path.join(DEV_TEMPLATE, 'ptmx')).then(
-      () => true,
-      () => false,
-    )
-  )
-    return DEV_TEMPLATE;
-  await fs.mkdir(path.dirname(DEV_TEMPLATE), { recursive: true });
-  const tmp = await fs.mkdtemp(DEV_TEMPLATE + '.');
-  try {
-    for (const [n, maj, min] of DEV_NODES)
-      await promisify(execFile)(t.mknod, ['-m', '666', path.join(tmp, n), 'c', String(maj), String(min)]);
-    for (const [n, target] of DEV_LINKS) await fs.symlink(target, path.join(tmp, n));
-    for (const d of DEV_DIRS) await fs.mkdir(path.join(tmp, d));
-    await fs.chmod(tmp, 0o755);
-    await fs.rename(tmp, DEV_TEMPLATE).catch(() => {}); // lost a race: the other one is as good
-  } finally {
-    await fs.rm(tmp, { recursive: true, force: true });
-  }
-  return DEV_TEMPLATE;
-}
-
-/** POSIX shell single-quoting. */
-export function q(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }

@@ -1,5 +1,5 @@
 /**
- * Cgroup layout detection and per-run cgroups (v1, v2 and hybrid).
+ * Per-run cgroups (v1, v2 and hybrid; the layout is cgroup-layout.ts's).
  *
  * A `Cgroup` is a set of directories, one per hierarchy we use, that all share one relative path
  * (e.g. `vlab/3f2a…`). The built-in executor creates it, writes the limits and puts its trampoline
@@ -10,67 +10,46 @@ import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { Limits } from './types.ts';
 import { pidAlive } from '../store/owner.ts';
+import { detectCgroupLayout, readText, type CgroupLayout } from './cgroup-layout.ts';
 
-export type CgroupVersion = 'v1' | 'v2' | 'hybrid';
-
-export interface CgroupLayout {
-  version: CgroupVersion;
-  /** Controllers usable for limits: v1 controllers on v1/hybrid, the v2 root's on pure v2. */
-  controllers: string[];
-  /** v1 controller name → mount point (co-mounted controllers share one). */
-  v1: Record<string, string>;
-  /** cgroup2 mount point, if any (on hybrid: the `unified` hierarchy, usually without controllers). */
-  unified?: string;
-}
+export { detectCgroupLayout, detectCgroups, type CgroupLayout, type CgroupVersion } from './cgroup-layout.ts';
 
 /** The parent of every per-run cgroup, relative to each hierarchy's root. */
 export const CGROUP_PARENT = 'vlab';
 
-let cached: Promise<CgroupLayout> | undefined;
-
-/** Reads /proc/self/mountinfo once: which hierarchies are mounted and with which controllers. */
-export function detectCgroupLayout(): Promise<CgroupLayout> {
-  cached ??= readLayout();
-  return cached;
-}
-
-export async function detectCgroups(): Promise<{ version: CgroupVersion; controllers: string[] }> {
-  const { version, controllers } = await detectCgroupLayout();
-  return { version, controllers };
-}
-
-async function readLayout(): Promise<CgroupLayout> {
-  const text = await fs.readFile('/proc/self/mountinfo', 'utf8');
-  const v1: Record<string, string> = {};
-  let unified: string | undefined;
-  for (const line of text.split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (!post) continue;
-    const mountPoint = unescapeMount(pre.split(' ')[4]);
-    const [fstype, , superOpts = ''] = post.split(' ');
-    if (fstype === 'cgroup2') unified ??= mountPoint;
-    if (fstype !== 'cgroup') continue;
-    for (const opt of superOpts.split(',')) {
-      if (KNOWN_V1.has(opt)) v1[opt] ??= mountPoint;
-    }
-  }
-  const hasV1 = Object.keys(v1).length > 0;
-  if (!hasV1 && !unified) {
-    throw new VlabError('E_EXEC_SETUP', 'no cgroup filesystem is mounted (looked in /proc/self/mountinfo)');
-  }
-  if (!hasV1) {
-    const ctrls = (await readText(path.join(unified!, 'cgroup.controllers'))) ?? '';
-    return { version: 'v2', controllers: ctrls.split(/\s+/).filter(Boolean), v1, unified };
-  }
-  return { version: unified ? 'hybrid' : 'v1', controllers: Object.keys(v1).sort(), v1, unified };
-}
-
-const KNOWN_V1 = new Set(['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'freezer', 'blkio', 'devices']);
 /**
  * v1 hierarchies a build container joins: limits (memory, cpu, pids), accounting (cpuacct), and
- * devices (which device nodes it may open).
+ * devices (which device nodes it may open); then every other mounted one, by its mount point's
+ * name (cpuset, blkio, systemd…), as runc does, so /sys/fs/cgroup shows only its own cgroups.
  */
 const V1_JOIN = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'devices'];
+
+/** [key in `Cgroup.dirs`, hierarchy mount point] of every v1 hierarchy a container joins. */
+function v1Joined(layout: CgroupLayout): [string, string][] {
+  const out: [string, string][] = V1_JOIN.filter((c) => layout.v1[c]).map((c) => [c, layout.v1[c]!]);
+  const seen = new Set(out.map(([, d]) => d));
+  for (const h of layout.hierarchies) {
+    if (!seen.has(h)) out.push([path.basename(h), h]);
+    seen.add(h);
+  }
+  return out;
+}
+
+/**
+ * A new v1 cpuset cgroup starts with no cpus and mems (unless the parent clones them), and a
+ * process cannot join it: copy them down from the parent at every level, as runc does.
+ */
+async function inheritCpuset(root: string, rel: string): Promise<void> {
+  let parent = root;
+  for (const part of rel.split('/').filter(Boolean)) {
+    const dir = path.join(parent, part);
+    for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+      if (!(await readText(path.join(dir, f)))?.trim())
+        await write(dir, f, ((await readText(path.join(parent, f))) ?? '').trim());
+    }
+    parent = dir;
+  }
+}
 
 /**
  * The v1 device rules (Docker's and runc's defaults): any node may be created, only these opened.
@@ -93,18 +72,6 @@ export const DEVICE_RULES = [
   'c 10:200 rwm',
 ];
 
-function unescapeMount(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-async function readText(file: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
 export interface CgroupStats {
   oomKills: number;
   maxMemoryBytes?: number;
@@ -125,7 +92,7 @@ export class Cgroup {
   static at(layout: CgroupLayout, rel: string): Cgroup {
     const dirs: Record<string, string> = {};
     if (layout.version === 'v2') dirs.unified = path.join(layout.unified!, rel);
-    else for (const c of V1_JOIN) if (layout.v1[c]) dirs[c] = path.join(layout.v1[c], rel);
+    else for (const [key, dir] of v1Joined(layout)) dirs[key] = path.join(dir, rel);
     return new Cgroup(layout, rel, dirs);
   }
 
@@ -144,6 +111,7 @@ export class Cgroup {
     try {
       if (layout.version === 'v2') await enableV2Controllers(layout.unified!, path.dirname(rel));
       await Promise.all(cg.uniqueDirs().map((dir) => fs.mkdir(dir, { recursive: true })));
+      if (layout.v1.cpuset && cg.dirs.cpuset) await inheritCpuset(layout.v1.cpuset, rel);
       await cg.writeLimits(limits);
       if (cg.dirs.devices) {
         await write(cg.dirs.devices, 'devices.deny', 'a');
@@ -281,8 +249,7 @@ export class Cgroup {
 export async function orphanCgroups(parent: string): Promise<string[]> {
   const layout = await detectCgroupLayout().catch(() => undefined);
   if (!layout) return [];
-  const roots =
-    layout.version === 'v2' ? [layout.unified!] : V1_JOIN.map((c) => layout.v1[c]).filter((d): d is string => !!d);
+  const roots = layout.version === 'v2' ? [layout.unified!] : v1Joined(layout).map(([, d]) => d);
   const names = new Set<string>();
   for (const r of new Set(roots)) {
     for (const e of await fs.readdir(path.join(r, parent), { withFileTypes: true }).catch(() => [])) {

@@ -7,7 +7,10 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { PreparedRun } from './prepare.ts';
-import { containerMounts, DEV_DIRS, DEV_LINKS, DEV_NODES, initHelper, type FstabLine } from './builtin.ts';
+import { initHelper } from './init-helper.ts';
+import { builtinMounts, type BuiltinMountContext, type FstabLine } from './builtin-mounts.ts';
+import { DEV_NODES, cgroupNamespace } from './mounts.ts';
+import { DEV_DIRS, DEV_LINKS } from './dev.ts';
 import { DEFAULT_CAPS, NOFILE_LIMIT } from './defaults.ts';
 import { seccompTokens } from './seccomp.ts';
 
@@ -17,7 +20,9 @@ const FLAG_WORDS: Record<string, number> = {
   nosuid: 0x2,
   nodev: 0x4,
   noexec: 0x8,
+  relatime: 1 << 21,
   strictatime: 1 << 24,
+  rw: 0,
   bind: 0x1000, // MS_BIND
   rbind: 0x1000 | 0x4000, // MS_BIND | MS_REC
 };
@@ -69,40 +74,49 @@ export function capNumbers(names: string[]): number[] {
   });
 }
 
-/** One fstab line → the mount(2) calls it takes: a bind with flags is a bind, then a remount. */
+/**
+ * One fstab line → the mount(2) calls it takes: a bind with flags is a bind, then a remount;
+ * `X-mount.mkdir` (mount(8)'s) makes the target first.
+ */
 export function mountCalls([source, target, type, options]: FstabLine): string[][] {
   let flags = 0;
   const data: string[] = [];
+  const calls: string[][] = [];
   for (const o of options.split(',').filter(Boolean)) {
-    if (o in FLAG_WORDS) flags |= FLAG_WORDS[o]!;
+    if (o === 'X-mount.mkdir') calls.push(['mkdir', target, '755']);
+    else if (o in FLAG_WORDS) flags |= FLAG_WORDS[o]!;
     else data.push(o);
   }
   const nul = (s: string) => (s === '' || s === 'none' ? '-' : s);
   if (flags & MS_BIND) {
-    const calls = [['mount', source, target, '-', String(flags & ~PER_MOUNT), '-']];
+    calls.push(['mount', source, target, '-', String(flags & ~PER_MOUNT), '-']);
     // bind ignores per-mount flags: ro, nosuid, nodev, noexec take a remount
     if (flags & PER_MOUNT)
       calls.push(['mount', '-', target, '-', String(MS_REMOUNT | MS_BIND | (flags & PER_MOUNT)), '-']);
     return calls;
   }
-  return [['mount', source, target, nul(type), String(flags), nul(data.join(','))]];
+  calls.push(['mount', source, target, nul(type), String(flags), nul(data.join(','))]);
+  return calls;
 }
 
 export interface NativeSpecInput {
   prep: PreparedRun;
-  hostHas: (containerPath: string) => 'dir' | 'file' | undefined;
+  /** The host and the run's cgroup, for the mount list (builtin-mounts.ts). */
+  mounts: BuiltinMountContext;
   /** cgroup.procs files to join before anything forks. */
   cgroupProcs: string[];
   /** A file to read as stdin (the run's stdin bytes, written out by the executor). */
   stdinFile?: string;
 }
 
-export function nativeSpec({ prep, hostHas, cgroupProcs, stdinFile }: NativeSpecInput): Buffer {
+export function nativeSpec({ prep, mounts, cgroupProcs, stdinFile }: NativeSpecInput): Buffer {
   const t: string[][] = [];
   for (const f of cgroupProcs) t.push(['cgroup', f]);
   if (stdinFile) t.push(['stdin', stdinFile]);
   if (prep.network !== 'host') t.push(['net']);
-  const { early, late } = containerMounts(prep, hostHas);
+  // after the cgroup tokens: the namespace's root is the run's cgroup
+  if (cgroupNamespace(mounts.cgroup?.version)) t.push(['cgroupns']);
+  const { early, late } = builtinMounts(prep, mounts);
   for (const line of early) t.push(...mountCalls(line));
   const dev = path.join(prep.rootfs, 'dev');
   for (const [name, major, minor] of DEV_NODES)

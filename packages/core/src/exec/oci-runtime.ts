@@ -96,7 +96,7 @@ export class OciRuntimeExecutor implements Executor {
     let created = false;
     try {
       if (this.name === 'crun') await Cgroup.create(layout, parentRel, {});
-      const config = buildOciConfig(prep, '/' + ctrRel, spec.limits);
+      const config = buildOciConfig(prep, '/' + ctrRel, spec.limits ?? {}, layout.version);
       await fs.writeFile(path.join(prep.dir, 'config.json'), JSON.stringify(config, null, 1));
       const args = ['--root', this.stateRoot, 'run', '--bundle', prep.dir];
       if (this.name === 'runc') args.push('--keep');

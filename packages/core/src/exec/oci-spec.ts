@@ -4,8 +4,10 @@
  */
 import type { PreparedRun } from './prepare.ts';
 import type { Limits } from './types.ts';
+import type { CgroupVersion } from './cgroups.ts';
 import { DEFAULT_CAPS, MASKED_PATHS, NOFILE_LIMIT, READONLY_PATHS } from './defaults.ts';
 import { ociSeccomp } from './seccomp.ts';
+import { cgroupNamespace, containerMounts, type ContainerMount } from './mounts.ts';
 
 export interface OciMount {
   destination: string;
@@ -14,11 +16,18 @@ export interface OciMount {
   options?: string[];
 }
 
-export function buildOciConfig(p: PreparedRun, cgroupsPath: string, limits: Limits = {}): Record<string, unknown> {
+/** `cgroup`: the host's layout (decides the cgroup namespace and what /sys/fs/cgroup shows). */
+export function buildOciConfig(
+  p: PreparedRun,
+  cgroupsPath: string,
+  limits: Limits,
+  cgroup: CgroupVersion,
+): Record<string, unknown> {
   const caps = DEFAULT_CAPS.map((c) => 'CAP_' + c.toUpperCase());
   const root = p.user.uid === 0;
   const namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
   if (p.network !== 'host') namespaces.push({ type: 'network' });
+  if (cgroupNamespace(cgroup)) namespaces.push({ type: 'cgroup' });
   return {
     ociVersion: '1.0.2',
     process: {
@@ -44,7 +53,9 @@ export function buildOciConfig(p: PreparedRun, cgroupsPath: string, limits: Limi
     },
     root: { path: p.rootfs, readonly: false },
     hostname: p.hostname,
-    mounts: [...systemMounts(), ...extraMounts(p)],
+    // the list's `/` (the rootfs bound onto itself, nodev) is a mount too: runc mounts it on the
+    // root before pivot_root, which then takes the topmost mount
+    mounts: containerMounts({ rootfs: p.rootfs, network: p.network, mounts: p.mounts, cgroup }).map(ociMount),
     linux: {
       namespaces,
       cgroupsPath,
@@ -56,56 +67,9 @@ export function buildOciConfig(p: PreparedRun, cgroupsPath: string, limits: Limi
   };
 }
 
-function systemMounts(): OciMount[] {
-  return [
-    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-    {
-      destination: '/dev',
-      type: 'tmpfs',
-      source: 'tmpfs',
-      options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
-    },
-    {
-      destination: '/dev/pts',
-      type: 'devpts',
-      source: 'devpts',
-      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
-    },
-    {
-      destination: '/dev/shm',
-      type: 'tmpfs',
-      source: 'shm',
-      options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
-    },
-    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-    {
-      destination: '/sys/fs/cgroup',
-      type: 'cgroup',
-      source: 'cgroup',
-      options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
-    },
-  ];
-}
-
-function extraMounts(p: PreparedRun): OciMount[] {
-  return p.mounts.map((m) => {
-    if (m.type === 'tmpfs') {
-      return {
-        destination: m.target,
-        type: 'tmpfs',
-        source: 'tmpfs',
-        options: ['nosuid', 'nodev', ...(m.options ?? []), ...(m.readonly ? ['ro'] : [])],
-      };
-    }
-    return {
-      destination: m.target,
-      type: 'bind',
-      source: m.source!,
-      // nodev as the built-in executor's binds: a device node in the context or a cache dir stays unopenable
-      options: ['rbind', 'rprivate', 'nodev', ...(m.options ?? []), m.readonly ? 'ro' : 'rw'],
-    };
-  });
+/** A list entry as runc takes it; binds private, as Docker's (the runtime's default is rslave). */
+function ociMount(m: ContainerMount): OciMount {
+  return m.type === 'bind' ? { ...m, options: [...m.options, 'rprivate'] } : m;
 }
 
 function resources(l: Limits): Record<string, unknown> {

@@ -12,6 +12,7 @@ import { detectCgroupLayout } from '../cgroups.ts';
 import { makeBusyboxRootfs } from './rootfs.ts';
 import { isolationSuite } from './isolation.ts';
 import { useExecutor } from './fixture.ts';
+import { expectedMountTable, mountTable } from './mount-table.ts';
 
 export type ExecutorFactory = (opts: ExecutorOptions) => Promise<Executor>;
 
@@ -101,6 +102,16 @@ export function executorSuite(name: string, factory: ExecutorFactory): void {
       for (const p of points) expect(p).toMatch(/^\/(proc|dev|sys|etc\/(hosts|resolv\.conf|hostname))?(\/|$)/);
       const mountUp = await run('mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && echo MOUNTED');
       expect(mountUp.stdout).not.toContain('MOUNTED'); // no CAP_SYS_ADMIN
+    });
+
+    it("mounts: Docker's table (mountpoints; ro, nosuid, nodev, noexec), the same in every executor", async () => {
+      const mounts = [
+        { type: 'tmpfs' as const, target: '/cache' },
+        { type: 'bind' as const, source: path.join(root, 'etc/group'), target: '/run/g', readonly: true },
+      ];
+      const r = await run('cat /proc/self/mountinfo', { mounts });
+      expect(r.exitCode).toBe(0);
+      expect(mountTable(r.stdout)).toEqual(await expectedMountTable({ mounts }));
     });
 
     it('uts, ipc, net, mnt, pid: namespaces differ from the host', async () => {
