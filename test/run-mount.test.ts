@@ -302,6 +302,47 @@ describe('RUN --mount=type=bind,from=…', () => {
     }
   });
 
+  it('a context bind shows what the context has (.dockerignore applied), read-only and rw; an unfiltered source is bound as it is', async () => {
+    const ctx = await makeContext({
+      '.dockerignore': '**/*.log\nsecret\nd/x\n!d/x/keep\n',
+      'a.txt': 'A\n',
+      'app.log': 'log\n',
+      'secret/key': 'k\n',
+      'd/x/drop': 'drop\n',
+      'd/x/keep': 'keep\n',
+      'd/y.log': 'y\n',
+      'plain/f': 'f\n',
+    });
+    try {
+      await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'placeholder');
+      const before = await treeState(ctx);
+      const df = [
+        'FROM busybox',
+        'RUN --mount=type=bind,target=/ctx find /ctx | sort > /ro-view',
+        "RUN --mount=type=bind,target=/ctx,rw sh -ec 'find /ctx | sort > /rw-view; echo w > /ctx/a.txt; echo w > /ctx/d/x/keep'",
+        'RUN --mount=type=bind,source=d,target=/d,rw find /d | sort > /sub-view',
+        'RUN --mount=type=bind,source=plain,target=/p sh -c \'grep " /p " /proc/self/mountinfo > /plain-mount\'',
+        '',
+      ].join('\n');
+      const { read } = await buildIn(ctx, df);
+      const shown = ['', '/.dockerignore', '/Dockerfile', '/a.txt', '/d', '/d/x', '/d/x/keep', '/plain', '/plain/f'];
+      expect((await read('ro-view')).split('\n').filter(Boolean)).toEqual(shown.map((p) => `/ctx${p}`));
+      expect((await read('rw-view')).split('\n').filter(Boolean)).toEqual(shown.map((p) => `/ctx${p}`));
+      expect((await read('sub-view')).split('\n').filter(Boolean)).toEqual(['/d', '/d/x', '/d/x/keep']);
+      // nothing excluded under plain/: the context dir itself is bound (mountinfo's root field)
+      expect((await read('plain-mount')).split(' ')[3]).toBe(path.join(await fsp.realpath(ctx), 'plain'));
+      // the views were made of the context's files: writes through rw reached none of them
+      const notDf = (l: string) => !l.startsWith('Dockerfile ');
+      expect((await treeState(ctx)).filter(notDf)).toEqual(before.filter(notDf));
+      const e = await buildFails(ctx, 'FROM busybox\nRUN --mount=type=bind,source=app.log,target=/l cat /l\n');
+      expect(e.code).toBe('E_RUN_MOUNT');
+      expect(e.message).toContain('.dockerignore');
+      await nothingLeft(ctx);
+    } finally {
+      await fsp.rm(ctx, { recursive: true, force: true });
+    }
+  });
+
   it('a transport in from= is E_NAMED_CONTEXT, an unknown name is E_IMAGE_NOT_FOUND', async () => {
     const ctx = await makeContext({});
     try {

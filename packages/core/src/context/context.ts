@@ -34,6 +34,8 @@ export interface SourceSelection {
  */
 export class BuildContext {
   private entries?: Promise<Map<string, ContextEntry>>;
+  /** Paths .dockerignore excludes, sorted (a directory's children listed too). */
+  private ignored: string[] = [];
 
   private constructor(
     readonly root: string,
@@ -81,6 +83,7 @@ export class BuildContext {
       }
       if (this.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
       const rel = f.path;
+      if (this.ignore.ignores(rel)) this.ignored.push(rel);
       if (this.ignore.ignores(rel) || !f.stats) continue;
       const stats = f.stats;
       const type = stats.isDirectory()
@@ -92,7 +95,21 @@ export class BuildContext {
             : undefined;
       if (type) entries.set(rel, { rel, abs: path.join(this.root, rel), type, stats });
     }
+    this.ignored.sort();
     return new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
+  /**
+   * What the context shows at `rel` ('' = the root), as BuildKit transfers it: `hides` when
+   * .dockerignore excludes something at or under it, `shown` unless it is itself excluded with
+   * nothing under it re-included (`!d/keep` keeps `d` as keep's parent).
+   */
+  async shows(rel: string): Promise<{ shown: boolean; hides: boolean }> {
+    const entries = await this.walk();
+    const under = (p: string) => rel === '' || p === rel || p.startsWith(`${rel}/`);
+    const hides = this.ignored.some(under);
+    const shown = !hides || entries.has(rel) || [...entries.keys()].some(under);
+    return { shown: rel === '' || shown, hides };
   }
 
   /**

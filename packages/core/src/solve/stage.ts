@@ -125,6 +125,7 @@ async function buildStep(
           const sources = {
             cacheRoot: s.store.path('cache-mounts'),
             contextDir: s.context.root,
+            context: s.context,
             scratchDir: s.store.path('tmp'),
             secrets: s.secrets,
             stageRoot,

@@ -12,35 +12,57 @@ import { debuglog, promisify } from 'node:util';
 import { VlabError } from '@vlab/errors';
 import { mountThrowaway, unmountThrowaway } from '@vlab/overlay';
 import { resolveInRoot } from '../../fsutil/in-root.ts';
+import type { BuildContext } from '../../context/context.ts';
+import { contextView } from './context-view.ts';
 
 const log = debuglog('vlab');
 
 /** Undo steps of the views made for one RUN, run in reverse order after it. */
 export type Undo = (() => Promise<void>)[];
 
+export interface BindSourceInput {
+  /** The context dir or a stage's tree. */
+  root: string;
+  source: string;
+  rw: boolean;
+  /** Names the root in errors. */
+  where: string;
+  /** Where views are made: the store's tmp (the store's filesystem). */
+  scratch: string;
+  undo: Undo;
+  /** Set when `root` is the build context: the mount shows what it shows (.dockerignore applied). */
+  context?: BuildContext;
+}
+
 /**
- * Host path to mount for `source` under `root` (`where` names the root in errors). Read-only:
- * the resolved path itself. `rw`: a throwaway view in a fresh dir under `scratch` (on the
- * store's filesystem): an overlay on a directory (a copy where overlay cannot be mounted, e.g.
- * rootless), a copy of a file. Throws E_RUN_MOUNT when the source is not in the root.
+ * Host path to mount for `source` under `root`. Read-only: the resolved path itself, or, in the
+ * build context when .dockerignore excludes something under it, a view without it
+ * (context-view.ts). `rw`: a throwaway view of that in a fresh dir under `scratch`: an overlay on
+ * a directory (a copy where overlay cannot be mounted, e.g. rootless), a copy of a file. Throws
+ * E_RUN_MOUNT when the source is not in the root (or excluded).
  */
-export async function bindSource(
-  root: string,
-  source: string,
-  rw: boolean,
-  where: string,
-  scratch: string,
-  undo: Undo,
-): Promise<string> {
-  const src = await resolveInRoot(root, source);
+export async function bindSource({
+  root,
+  source,
+  rw,
+  where,
+  scratch,
+  undo,
+  context,
+}: BindSourceInput): Promise<string> {
+  let src = await resolveInRoot(root, source);
   const st = await fsp.stat(src).catch(() => undefined);
-  if (!st) {
+  const shows = context && st ? await context.shows(path.relative(root, src)) : undefined;
+  if (!st || shows?.shown === false) {
     throw new VlabError(
       'E_RUN_MOUNT',
-      `RUN --mount=type=bind,source=${source}: not found in ${where} (symlinks are followed inside ${where}, as BuildKit does: a link to /x means /x in ${where}, never on the host)`,
+      `RUN --mount=type=bind,source=${source}: not found in ${where}${shows ? ' (or excluded by .dockerignore)' : ''} (symlinks are followed inside ${where}, as BuildKit does: a link to /x means /x in ${where}, never on the host)`,
       { details: { source } },
     );
   }
+  // Something excluded under it: a view without it; otherwise the source itself, nothing copied.
+  if (context && shows?.hides && st.isDirectory())
+    src = await contextView(context, path.relative(root, src), scratch, undo);
   if (!rw) return src;
   const dir = await fsp.mkdtemp(path.join(scratch, `rwbind-${process.pid}-`));
   const remove = () => fsp.rm(dir, { recursive: true, force: true });

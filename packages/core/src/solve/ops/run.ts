@@ -8,6 +8,7 @@ import type { ContainerConfig } from '../../image/types.ts';
 import { shellOf } from './meta.ts';
 import { DEFAULT_PATH } from '../../exec/defaults.ts';
 import { bindSource, type Undo } from './bind-source.ts';
+import type { BuildContext } from '../../context/context.ts';
 
 /**
  * argv for a RUN: exec form as written; shell form through SHELL. For heredocs the parser's
@@ -33,6 +34,8 @@ export interface MountSources {
   /** Parent of the persistent cache-mount dirs (under the store). */
   cacheRoot: string;
   contextDir: string;
+  /** The build context (`contextDir`): what a bind of it shows. */
+  context?: BuildContext;
   /** Parent of the throwaway views of `rw` binds (under the store: the same filesystem). */
   scratchDir: string;
   stageRoot?: (from: string) => string | undefined;
@@ -87,7 +90,15 @@ async function runMounts(inst: RunInstruction, from: MountSources, undo: Undo): 
       const where = m.from ? `"${m.from}"` : 'the build context';
       out.push({
         type: 'bind',
-        source: await bindSource(base, m.source ?? '', rw, where, from.scratchDir, undo),
+        source: await bindSource({
+          root: base,
+          source: m.source ?? '',
+          rw,
+          where,
+          scratch: from.scratchDir,
+          undo,
+          context: m.from ? undefined : from.context,
+        }),
         target,
         readonly: !rw,
       });
