@@ -8,7 +8,8 @@ need_apt=()
 command -v busybox >/dev/null || [ -x /bin/busybox ] || need_apt+=(busybox-static)
 # tmux: the CLI tests read the tty progress view through a real pty.
 # buildah: the differential suite (test/differential.test.ts) builds every case with it too.
-for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux buildah; do
+# zstd: the zstd export tests decompress our layers with Debian's CLI.
+for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux buildah zstd; do
   command -v "$tool" >/dev/null || case "$tool" in
     mksquashfs) need_apt+=(squashfs-tools) ;;
     getfattr) need_apt+=(attr) ;;

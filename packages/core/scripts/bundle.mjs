@@ -19,7 +19,9 @@ await build({
   minifyWhitespace: true,
   minifySyntax: true,
   // ajv (image/validate.ts, imported only when an archive is read) stays in node_modules: bundled it
-  // would add ~400 kB to parse at every start.
-  external: ['ajv-draft-04', 'ajv-formats'],
+  // would add ~400 kB to parse at every start. So does the zstd WASM (overlay's layer/zstd.ts,
+  // imported on the first zstd export; declared in this package too so the bundle resolves it):
+  // bundled, it added ~100 ms to every start here.
+  external: ['ajv-draft-04', 'ajv-formats', '@hpcc-js/wasm-zstd'],
   logLevel: 'warning',
 });

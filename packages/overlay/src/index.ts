@@ -20,7 +20,7 @@ export {
 } from './mount.ts';
 export { nativeHelper, holdEventLoop } from './native.ts';
 export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
-export { writeLayer, hashingStream, hasZstd, type Compression, type LayerWritten } from './layer/digest.ts';
+export { writeLayer, hashingStream, type Compression, type LayerWritten } from './layer/digest.ts';
 export { diffSource, type DiffOptions } from './layer/diff.ts';
 // The layer tar header codec, for writers of layers outside this package (COPY's fast path).
 export { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';

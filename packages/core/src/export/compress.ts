@@ -34,7 +34,7 @@ export async function compressImage(
     if (isZstd(l.mediaType))
       throw new VlabError(
         'E_UNSUPPORTED',
-        `layer ${l.digest} is zstd-compressed: recompressing it as ${compression} needs zstd decompression, which this Node lacks`,
+        `layer ${l.digest} is zstd-compressed: recompressing it as ${compression} needs zstd decompression, which vbuild does not do (it only compresses zstd)`,
       );
     let tar: Readable = store.blobs.open(l.digest);
     if (isGzip(l.mediaType)) tar = tar.pipe(createGunzip());

@@ -7,7 +7,6 @@ import type { Store, StoredImage } from '../store/store.ts';
 import { IMAGE_NAME, MEDIA, REF_NAME } from '../image/types.ts';
 import { writeArchive, type ArchiveEntry } from '../archive/tar.ts';
 import { familiarRef, parseRef, qualifiedRef } from '../store/refs.ts';
-import { hasZstd } from '@vlab/overlay';
 import { compressImage, type LayerCompression } from './compress.ts';
 import { exportLocal } from './local.ts';
 import { execFile } from 'node:child_process';
@@ -70,10 +69,11 @@ export function parseOutput(spec: string): OutputSpec {
         'E_BAD_ARG',
         `--output compression=${c} is not supported (use one of: ${COMPRESSIONS.join(', ')})`,
       );
-    if (c === 'zstd' && !hasZstd()) {
+    if (c === 'zstd' && type === 'docker') {
+      // docker-archive layers are gzip or plain tars: Docker 20.10's `docker load` fails on zstd
       throw new VlabError(
         'E_UNSUPPORTED',
-        `--output compression=zstd needs zstd in node:zlib (Node >= 22.15); this is Node ${process.versions.node}: use compression=gzip`,
+        `--output type=docker,compression=zstd: a docker-archive cannot carry zstd layers (docker load of Docker 20.10 and older fails on them); use compression=gzip, or type=oci for zstd`,
       );
     }
     if (c !== 'uncompressed') out.compression = c as LayerCompression;

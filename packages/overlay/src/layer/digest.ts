@@ -6,7 +6,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
-import { VlabError } from '@vlab/errors';
+import { zstdCompressStream } from './zstd.ts';
 
 export interface Digested {
   digest: string; // 'sha256:…'
@@ -41,18 +41,11 @@ export interface LayerWritten {
   compressedSize: number;
 }
 
-type ZstdZlib = { createZstdCompress?: () => Transform };
-
-/** True when this Node's zlib can write zstd (Node ≥ 22.15 / 23.8; Node 20 cannot). */
-export function hasZstd(): boolean {
-  return typeof (zlib as unknown as ZstdZlib).createZstdCompress === 'function';
-}
-
 /**
  * Stream a layer tar to `out` while computing the diffID and size in the same pass.
  * With `compression`, `out` receives the compressed blob and `digest` is that blob's digest.
- * gzip output is deterministic (no name/mtime in the gzip header). zstd throws E_UNSUPPORTED
- * where node:zlib lacks it (Node 20).
+ * gzip and zstd output are deterministic (no name/mtime in the gzip header; zstd.ts feeds
+ * fixed blocks). `level`: gzip 0-9, zstd 1-22 (default 6 and 3).
  */
 export async function writeLayer(
   tar: Readable | NodeJS.ReadableStream,
@@ -66,14 +59,7 @@ export async function writeLayer(
     const r = raw.result();
     return { diffId: r.digest, size: r.size, digest: r.digest, compressedSize: r.size };
   }
-  let z: Transform;
-  if (comp === 'gzip') z = zlib.createGzip({ level: opts.level ?? 6 });
-  else if (hasZstd()) z = (zlib as unknown as Required<ZstdZlib>).createZstdCompress();
-  else
-    throw new VlabError(
-      'E_UNSUPPORTED',
-      `zstd compression needs node:zlib zstd support (Node ≥ 22.15); this is Node ${process.versions.node}`,
-    );
+  const z: Transform = comp === 'gzip' ? zlib.createGzip({ level: opts.level ?? 6 }) : zstdCompressStream(opts.level);
   const packed = hashingStream();
   await pipeline(tar, raw.stream, z, packed.stream, out);
   const r = raw.result();
