@@ -71,3 +71,21 @@ describe('writeLayer', () => {
     },
   );
 });
+
+describe('zstd stream', () => {
+  it('an aborted stream hands the encoder on: the next layer still compresses', async () => {
+    const { zstdCompressStream } = await import('./zstd.ts');
+    const dead = zstdCompressStream();
+    dead.write(Buffer.alloc(10, 1));
+    dead.destroy(new Error('aborted'));
+    dead.on('error', () => undefined);
+    const waiting = zstdCompressStream(); // destroyed before it got the encoder
+    waiting.write(Buffer.alloc(10, 2));
+    waiting.on('error', () => undefined);
+    waiting.destroy(new Error('aborted too'));
+    const o = sink();
+    const r = await writeLayer(Readable.from([Buffer.from('after')]), o.w, { compression: 'zstd' });
+    expect(r.digest).toBe(sha(o.buf()));
+    if (zstdCli) expect(execFileSync('zstd', ['-d', '-c'], { input: o.buf() }).toString()).toBe('after');
+  });
+});

@@ -37,48 +37,61 @@ async function takeEncoder(): Promise<[Zstd, () => void]> {
 export function zstdCompressStream(level = ZSTD_DEFAULT_LEVEL): Transform {
   const block = Buffer.allocUnsafe(BLOCK);
   let filled = 0;
-  let taken: Promise<[Zstd, () => void]> | undefined;
+  let taken: Promise<Zstd> | undefined;
   let release: (() => void) | undefined;
-  const encoder = () =>
-    (taken ??= takeEncoder().then(([z, rel]) => {
-      release = rel;
-      z.reset();
-      z.setCompressionLevel(level);
-      return [z, rel];
-    }));
+  let destroyed = false;
   const done = () => {
     release?.();
     release = undefined;
   };
+  const encoder = () =>
+    (taken ??= takeEncoder().then(([z, rel]) => {
+      // destroyed while it waited: hand the encoder on at once, untouched
+      if (destroyed) {
+        rel();
+        return z;
+      }
+      release = rel;
+      z.reset();
+      z.setCompressionLevel(level);
+      return z;
+    }));
   return new Transform({
     transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      encoder().then(([z]) => {
-        for (let off = 0; off < chunk.length;) {
-          const n = Math.min(BLOCK - filled, chunk.length - off);
-          chunk.copy(block, filled, off, off + n);
-          filled += n;
-          off += n;
-          if (filled === BLOCK) {
-            this.push(Buffer.from(z.compressChunk(block)));
-            filled = 0;
+      encoder()
+        .then((z) => {
+          if (destroyed) return cb(); // the encoder may be another stream's now
+          for (let off = 0; off < chunk.length;) {
+            const n = Math.min(BLOCK - filled, chunk.length - off);
+            chunk.copy(block, filled, off, off + n);
+            filled += n;
+            off += n;
+            if (filled === BLOCK) {
+              this.push(Buffer.from(z.compressChunk(block)));
+              filled = 0;
+            }
           }
-        }
-        cb();
-      }, cb);
+          cb();
+        })
+        .catch(cb);
     },
     flush(cb: TransformCallback) {
-      encoder().then(([z]) => {
-        try {
-          if (filled) this.push(Buffer.from(z.compressChunk(block.subarray(0, filled))));
-          this.push(Buffer.from(z.compressEnd()));
-        } finally {
-          done();
-        }
-        cb();
-      }, cb);
+      encoder()
+        .then((z) => {
+          if (destroyed) return cb();
+          try {
+            if (filled) this.push(Buffer.from(z.compressChunk(block.subarray(0, filled))));
+            this.push(Buffer.from(z.compressEnd()));
+          } finally {
+            done();
+          }
+          cb();
+        })
+        .catch(cb);
     },
     destroy(err, cb) {
       // an aborted stream: the encoder is reset by the next one
+      destroyed = true;
       done();
       cb(err);
     },
