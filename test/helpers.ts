@@ -1,5 +1,7 @@
 import { execFileSync, execFile } from 'node:child_process';
 import fsp from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -78,4 +80,19 @@ export async function skopeoInspect(storeRoot: string, tag: string): Promise<Rec
 export async function fsckProblems(storeRoot: string): Promise<string[]> {
   const report = await fsck(storeRoot);
   return report.problems.map((p) => `${p.kind} ${p.target}: ${p.message}`);
+}
+
+/** An HTTP server on 127.0.0.1 (an ephemeral port) for a test; `close` ends its connections too. */
+export async function serveLoopback(
+  handler: http.RequestListener,
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = http.createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
 }

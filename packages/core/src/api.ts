@@ -9,9 +9,10 @@ import { FileHashCache } from './context/hash-cache.ts';
 import { BuildContext } from './context/context.ts';
 import { createExecutor, EXECUTOR_KINDS, type ExecutorKind } from './exec/index.ts';
 import type { Executor } from './exec/types.ts';
-import { requiredStages, solve } from './solve/solver.ts';
+import { solve } from './solve/solver.ts';
+import { planBuild } from './plan/plan.ts';
 import type { BuildEvent } from './solve/events.ts';
-import type { BuildSession } from './solve/context.ts';
+import type { RunSettings } from './solve/context.ts';
 import type { ImageConfig, Manifest } from './image/types.ts';
 import { MEDIA } from './image/types.ts';
 import { hostPlatform, platformString } from './image/platform.ts';
@@ -156,7 +157,7 @@ async function streamDockerfile(
 }
 
 /** --add-host and --shm-size for every RUN, and their digest for the RUN cache keys (BuildKit keys them too). */
-function runExtras(opts: BuildOptions, nofile: number | undefined): BuildSession['run'] {
+function runExtras(opts: BuildOptions, nofile: number | undefined): RunSettings['run'] {
   const extraHosts = parseExtraHosts(opts.addHosts);
   const mounts = shmMount(opts.shmSize);
   const any = extraHosts.length || mounts.length || nofile !== undefined;
@@ -171,7 +172,7 @@ async function buildFrom(
   opened: Engine[],
   contextDir: string,
   dockerfile: BuildOptions['dockerfile'],
-  run: BuildSession['run'],
+  run: RunSettings['run'],
   ulimits: { nofile?: number },
 ): Promise<BuildResult> {
   const started = Date.now();
@@ -205,7 +206,12 @@ async function buildFrom(
   const predefined = predefinedArgs(platform);
   const buildArgs = opts.buildArgs ?? {};
   const globalArgs = resolveGlobalArgs(df, buildArgs, predefined);
-  const unused = unusedBuildArgs(df, requiredStages(df, target, globalArgs, namedContexts.names()), buildArgs);
+  const plan = planBuild(df, target, globalArgs, namedContexts.names());
+  const unused = unusedBuildArgs(
+    df,
+    plan.vertices.map((v) => v.stage),
+    buildArgs,
+  );
   if (unused.length)
     emit({
       type: 'warning',
@@ -256,7 +262,7 @@ async function buildFrom(
       downloads: session.downloads,
       downloadLimits: opts.addLimits,
     },
-    target,
+    plan,
   ).finally(async () => {
     await hashes.save().catch(() => undefined);
     await cleanupDownloads(session.downloads);

@@ -8,6 +8,7 @@ import type { ImageConfig, LayerRef } from '../image/types.ts';
 import type { Store } from '../store/store.ts';
 import type { EventSink } from './events.ts';
 import type { LayerManager } from '../layers/manager.ts';
+import type { Download, DownloadLimits } from './ops/download.ts';
 
 /** The image state after a step: everything a child step or the exporter needs. */
 export interface StageState {
@@ -18,24 +19,36 @@ export interface StageState {
   created: string;
 }
 
-/** Everything one build shares; built once in api.ts, read by the solver and the ops. */
-export interface BuildSession {
+/** What is built: the Dockerfile, its args and the platform. Fixed for the whole build. */
+export interface BuildInputs {
   df: Dockerfile;
   dockerfilePath: string;
-  store: Store;
-  cache: BuildCache;
-  layers: LayerManager;
-  context: BuildContext;
-  executor: () => Promise<Executor>;
-  emit: EventSink;
-  signal?: AbortSignal;
   buildArgs: Record<string, string>;
   globalArgs: Record<string, string>;
   predefinedArgs: Record<string, string>;
   platform: { os: string; architecture: string; variant?: string };
-  noCache: boolean;
-  noCacheFilter: Set<string>;
+  /** SOURCE_DATE_EPOCH: fixed timestamps and clamped mtimes. */
   sourceDateEpoch?: number;
+}
+
+/** When a step may be taken from the cache (--no-cache, --no-cache-filter). */
+export interface CachePolicy {
+  noCache: boolean;
+  /** Stage names or indexes whose steps always run. */
+  noCacheFilter: Set<string>;
+}
+
+/** The engine a build runs on: blobs and images, cache records, snapshots, the executor. */
+export interface BuildServices {
+  store: Store;
+  cache: BuildCache;
+  layers: LayerManager;
+  /** Created on first use: a build without RUN never starts one. */
+  executor: () => Promise<Executor>;
+}
+
+/** What the command line gives every RUN container. */
+export interface RunSettings {
   secrets: Record<string, string>;
   network?: 'none' | 'host';
   /** Entitlements granted on the command line (--allow): what a RUN may ask for. */
@@ -47,12 +60,38 @@ export interface BuildSession {
    * and `key`, their digest in each RUN's cache key (undefined when none is given).
    */
   run: { extraHosts: ExtraHost[]; mounts: ExtraMount[]; key?: string };
+}
+
+/** Where steps read content from, besides the store: the context, named contexts, other stages. */
+export interface BuildSources {
+  context: BuildContext;
   /** --build-context: names that stand for images or directories the command line gave. */
   namedContexts: NamedContexts;
-  /** ADD URL downloads, fetched at most once per build. */
-  downloads: Map<string, Promise<import('./ops/add.ts').Download>>;
-  /** Caps on each ADD URL download (BuildOptions.addLimits over the defaults). */
-  downloadLimits?: Partial<import('./ops/download.ts').DownloadLimits>;
   /** Final state of each stage, by index, once requested (stages run at most once). */
   stageResult: (index: number) => Promise<StageState>;
 }
+
+/** ADD URL downloads: fetched at most once per build, removed when it ends. */
+export interface BuildDownloads {
+  downloads: Map<string, Promise<Download>>;
+  /** Caps on each ADD URL download (BuildOptions.addLimits over the defaults). */
+  downloadLimits?: Partial<DownloadLimits>;
+}
+
+/** Progress out (events) and abort in. */
+export interface BuildReport {
+  emit: EventSink;
+  signal?: AbortSignal;
+}
+
+/**
+ * A whole build, the parts together: api.ts makes it, the solver holds it. Modules take only
+ * the parts they use (e.g. `BuildInputs & BuildServices`), so a part's callers are easy to find.
+ */
+export type BuildSession = BuildInputs &
+  CachePolicy &
+  BuildServices &
+  RunSettings &
+  BuildSources &
+  BuildDownloads &
+  BuildReport;

@@ -2,23 +2,6 @@ import path from 'node:path';
 import type { Instruction } from '@vlab/dockerfile';
 import type { ContainerConfig, ImageConfig } from '../../image/types.ts';
 
-/** Instructions that only change the image config (no layer). */
-export const META_KINDS = new Set([
-  'ENV',
-  'LABEL',
-  'EXPOSE',
-  'VOLUME',
-  'CMD',
-  'ENTRYPOINT',
-  'USER',
-  'SHELL',
-  'STOPSIGNAL',
-  'HEALTHCHECK',
-  'ONBUILD',
-  'MAINTAINER',
-  'ARG',
-]);
-
 export const DEFAULT_SHELL = ['/bin/sh', '-c'];
 
 export function shellOf(c: ContainerConfig): string[] {

@@ -1,0 +1,81 @@
+/**
+ * The one step runner: every instruction's module goes through the same key, lookup, hold,
+ * miss reason, events and history, so cache rules cannot drift apart between instructions.
+ */
+import type { Instruction } from '@vlab/dockerfile';
+import type { BuildSession, CachePolicy, StageState } from './context.ts';
+import { missReason, type StepInputs } from '../cache/cache.ts';
+import { createdBy, shellOf } from './ops/meta.ts';
+import { stepKey, normalize } from './keys.ts';
+import { platformString } from '../image/platform.ts';
+import { epochOr } from './base.ts';
+import type { ImageConfig, LayerRef } from '../image/types.ts';
+import { moduleFor, type StepCall } from './instructions/index.ts';
+
+export async function runStep(s: BuildSession, call: StepCall, started: number): Promise<StageState> {
+  const { inst, parent, stage, ref } = call;
+  const mod = moduleFor(inst.kind);
+  const platform = platformString(s.platform);
+  const config = mod.config(call);
+  const input = await mod.cacheKey(s, call, config);
+  const key = stepKey({ parent: parent.key, instruction: inst, args: input.args, content: input.content, platform });
+  const withHistory = (created: string, layer: LayerRef | undefined): ImageConfig => ({
+    ...config,
+    history:
+      mod.inHistory?.(inst) === false
+        ? config.history
+        : [...config.history, historyEntry(inst, config, created, layer)],
+  });
+  const done = (cached: boolean) =>
+    s.emit({ type: 'step-done', ...ref, cached, durationMs: Date.now() - started, time: Date.now() });
+
+  if (input.layer === false) {
+    done(true);
+    return { ...parent, key, config: withHistory(parent.created, undefined) };
+  }
+
+  const inputs: StepInputs = {
+    parentKey: parent.key,
+    instruction: normalize(inst),
+    args: input.args,
+    files: input.files ?? {},
+  };
+  // Where this step stands in this Dockerfile: the last inputs seen there explain a miss.
+  const slot = stepKey({ parent: s.dockerfilePath, instruction: `${stage.index}:${ref.id}`, args: {}, platform });
+  const bypass = cacheBypassed(s, stage);
+  const found = bypass ? undefined : await s.cache.get(key);
+  // held for this build, and complete: a record whose layer a gc took before the hold is a miss
+  const hit = found && (await s.store.holdLayers(found.layers)) ? found : undefined;
+  if (hit) {
+    s.emit({ type: 'step-cached', ...ref, time: Date.now() });
+    done(true);
+    const layer = hit.layers.length > parent.layers.length ? hit.layers[hit.layers.length - 1] : undefined;
+    return { key, layers: hit.layers, created: hit.created, config: withHistory(hit.created, layer) };
+  }
+  s.emit({
+    type: 'step-miss',
+    ...ref,
+    reason: bypass ? 'cache disabled (--no-cache)' : missReason(await s.cache.lastInputs(slot), inputs),
+    time: Date.now(),
+  });
+  const layer = await mod.run(s, call, config, input.found);
+  const created = epochOr(s, new Date());
+  const layers = layer ? [...parent.layers, layer] : parent.layers;
+  await s.cache.put({ key, layers, config, created });
+  await s.cache.saveInputs(slot, inputs);
+  done(false);
+  return { key, layers, created, config: withHistory(created, layer) };
+}
+
+function historyEntry(inst: Instruction, config: ImageConfig, created: string, layer: LayerRef | undefined) {
+  return { created, created_by: createdBy(inst, shellOf(config.config)), ...(layer ? {} : { empty_layer: true }) };
+}
+
+/** --no-cache, or --no-cache-filter naming the stage (by name or index). */
+function cacheBypassed(p: CachePolicy, stage: { name?: string; index: number }): boolean {
+  return (
+    p.noCache ||
+    (stage.name !== undefined && p.noCacheFilter.has(stage.name)) ||
+    p.noCacheFilter.has(String(stage.index))
+  );
+}
