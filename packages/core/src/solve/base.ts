@@ -2,14 +2,14 @@ import { VlabError, type SourceLocation } from '@vlab/errors';
 import { findStage, type Stage } from '@vlab/dockerfile';
 import { MEDIA, type ImageConfig, type LayerRef } from '../image/types.ts';
 import type { StoredImage } from '../store/store.ts';
-import type { BuildSession, StageState } from './context.ts';
+import type { BuildInputs, BuildServices, StageLookup, StageState } from './context.ts';
 import { stepKey } from './keys.ts';
 import { platformString } from '../image/platform.ts';
 import { DEFAULT_PATH } from '../exec/defaults.ts';
 import { refuseTransport, type ContextUse } from './named-contexts.ts';
 
 /** The state a stage starts from: a named context, scratch, an earlier stage, or an image in the store. */
-export async function baseState(s: BuildSession, stage: Stage, image: string): Promise<StageState> {
+export async function baseState(s: StageLookup & BuildInputs, stage: Stage, image: string): Promise<StageState> {
   const at = { file: s.dockerfilePath, ...stage.from.range.start };
   const named = await located(at, () => s.namedContexts.image(image, 'FROM'));
   if (named) return imageState(s, named);
@@ -33,7 +33,7 @@ export async function baseState(s: BuildSession, stage: Stage, image: string): P
   return imageState(s, await located(at, () => resolveImage(s, image, 'FROM')));
 }
 
-function imageState(s: BuildSession, stored: StoredImage): StageState {
+function imageState(s: Pick<BuildInputs, 'platform'>, stored: StoredImage): StageState {
   return {
     key: stepKey({
       parent: '',
@@ -52,7 +52,11 @@ function imageState(s: BuildSession, stored: StoredImage): StageState {
  * stages too). A host transport written in the Dockerfile (oci-layout://…) is E_NAMED_CONTEXT:
  * only the command line names host paths.
  */
-export async function resolveImage(s: BuildSession, image: string, use: ContextUse): Promise<StoredImage> {
+export async function resolveImage(
+  s: Pick<BuildServices, 'store'>,
+  image: string,
+  use: ContextUse,
+): Promise<StoredImage> {
   refuseTransport(image, use);
   const stored = await s.store.resolve(image);
   if (!stored) {

@@ -95,3 +95,8 @@ export type BuildSession = BuildInputs &
   BuildSources &
   BuildDownloads &
   BuildReport;
+
+/** What looking up another stage or an image needs (FROM, COPY --from, RUN --mount from=). */
+export type StageLookup = Pick<BuildInputs, 'df'> &
+  Pick<BuildSources, 'namedContexts' | 'stageResult'> &
+  Pick<BuildServices, 'store'>;

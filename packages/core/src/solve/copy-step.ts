@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
 import { findStage, pathComponentProblem, type CopyInstruction, type Stage } from '@vlab/dockerfile';
 import type { ContainerConfig, LayerRef } from '../image/types.ts';
-import type { BuildSession } from './context.ts';
+import type { BuildSession, StageLookup } from './context.ts';
 import { excluder, relativeTo, type SourceSelection } from '../context/context.ts';
 import { compileGlob } from '../context/patterns.ts';
 import { destIsDirectory, heredocFiles, parseChmod, walkHostTree, type CopyPlan, type Owner } from './ops/copy.ts';
@@ -20,7 +20,7 @@ type FromSource = { key: string; layers: LayerRef[] };
 
 /** Where COPY --from (or a bind's from=) points: a named context's image, an earlier stage (by name or index) or an image. */
 export async function fromSource(
-  s: BuildSession,
+  s: StageLookup,
   stage: Stage,
   from: string,
   use: ContextUse = 'COPY --from',

@@ -7,7 +7,10 @@
 import { createHash } from 'node:crypto';
 import type { RunInstruction, Stage } from '@vlab/dockerfile';
 import type { LayerRef } from '../image/types.ts';
-import type { BuildSession } from './context.ts';
+import type { BuildServices, BuildSources, StageLookup } from './context.ts';
+
+/** What resolving a RUN's bind sources reads. */
+type Parts = StageLookup & Pick<BuildSources, 'context'> & Pick<BuildServices, 'layers'>;
 import { fromSource } from './copy-step.ts';
 
 type Source = { from: string; dir: string } | { from: string; layers: LayerRef[] };
@@ -20,7 +23,7 @@ export interface RunFromMounts {
   with<T>(work: (root: (from: string) => string | undefined) => Promise<T>): Promise<T>;
 }
 
-export async function runFromMounts(s: BuildSession, stage: Stage, inst: RunInstruction): Promise<RunFromMounts> {
+export async function runFromMounts(s: Parts, stage: Stage, inst: RunInstruction): Promise<RunFromMounts> {
   const froms = [...new Set(inst.mounts.filter((m) => m.type === 'bind' && m.from).map((m) => m.from!))];
   const files: Record<string, string> = {};
   const sources: Source[] = [];
@@ -62,7 +65,7 @@ export async function runFromMounts(s: BuildSession, stage: Stage, inst: RunInst
 }
 
 async function withAll<T>(
-  s: BuildSession,
+  s: Pick<BuildServices, 'layers'>,
   rest: Source[],
   roots: Map<string, string>,
   work: (root: (from: string) => string | undefined) => Promise<T>,

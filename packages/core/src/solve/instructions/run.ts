@@ -1,13 +1,16 @@
 /** RUN: a command in a container on the parent's tree; its layer is what the command changed. */
 import type { RunInstruction } from '@vlab/dockerfile';
-import type { BuildSession } from '../context.ts';
+import type { BuildInputs, BuildReport, BuildServices, BuildSources, RunSettings } from '../context.ts';
 import { checkRunEntitlements } from '../entitlements.ts';
 import { runStep, withRunMounts } from '../ops/run.ts';
 import { runFromMounts, type RunFromMounts } from '../run-from.ts';
 import { inSnapshot } from './snapshot.ts';
 import type { StepModule } from './types.ts';
 
-export const run: StepModule<RunInstruction, RunFromMounts, BuildSession> = {
+/** The parts a RUN reads: all but the cache policy (the runner's) and ADD's downloads. */
+type Parts = RunSettings & BuildServices & BuildSources & BuildInputs & BuildReport;
+
+export const run: StepModule<RunInstruction, RunFromMounts, Parts> = {
   config: (call) => call.parent.config,
   async cacheKey(b, call) {
     // Refused before anything runs or is looked up: a cached step needs the same grant.

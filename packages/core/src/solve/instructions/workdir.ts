@@ -3,11 +3,10 @@ import type { WorkdirInstruction } from '@vlab/dockerfile';
 import { mkdirInRoot } from '../../fsutil/in-root.ts';
 import { resolveUser } from '../../exec/user.ts';
 import { resolveWorkdir } from '../ops/meta.ts';
-import type { BuildInputs, BuildServices } from '../context.ts';
-import { inSnapshot } from './snapshot.ts';
+import { inSnapshot, type SnapshotParts } from './snapshot.ts';
 import type { StepModule } from './types.ts';
 
-export const workdir: StepModule<WorkdirInstruction, undefined, BuildServices & BuildInputs> = {
+export const workdir: StepModule<WorkdirInstruction, undefined, SnapshotParts> = {
   config: ({ parent, inst }) => ({
     ...parent.config,
     config: { ...parent.config.config, WorkingDir: resolveWorkdir(parent.config.config.WorkingDir, inst.path) },
