@@ -206,7 +206,7 @@ async function buildFrom(
   const predefined = predefinedArgs(platform);
   const buildArgs = opts.buildArgs ?? {};
   const globalArgs = resolveGlobalArgs(df, buildArgs, predefined);
-  const plan = planBuild(df, target, globalArgs, namedContexts.names());
+  const plan = planBuild(df, target, { globalArgs, named: namedContexts.names(), file: dockerfilePath });
   const unused = unusedBuildArgs(
     df,
     plan.vertices.map((v) => v.stage),

@@ -5,7 +5,7 @@ import { planBuild, type BuildPlan } from './plan.ts';
 function plan(text: string, opts: { target?: string; args?: Record<string, string>; named?: string[] } = {}) {
   const df = parse(text);
   const globalArgs = resolveGlobalArgs(df, opts.args ?? {}, {});
-  return planBuild(df, selectTarget(df, opts.target), globalArgs, new Set(opts.named ?? []));
+  return planBuild(df, selectTarget(df, opts.target), { globalArgs, named: new Set(opts.named ?? []) });
 }
 
 /** Vertices as `index: dep via, …` lines, for tables that read like the graph. */
@@ -68,8 +68,43 @@ describe('planBuild', () => {
   it('an edge is listed once per kind', () => {
     const p = plan(['FROM busybox AS a', 'FROM a', 'COPY --from=a /x /x', 'COPY --from=a /y /y'].join('\n'));
     expect(p.vertices[1]!.deps).toEqual([
-      { stage: 0, via: 'FROM' },
-      { stage: 0, via: 'COPY --from' },
+      { stage: 0, via: 'FROM', at: { line: 2, column: 1 } },
+      { stage: 0, via: 'COPY --from', at: { line: 3, column: 1 } },
     ]);
+  });
+
+  it('a stage comes after the stages it reads, even later ones; else in Dockerfile order', () => {
+    const p = plan(
+      [
+        'FROM busybox AS a',
+        'COPY --from=c / /',
+        'FROM busybox AS b',
+        'FROM busybox AS c',
+        'FROM a',
+        'COPY --from=b / /',
+      ].join('\n'),
+    );
+    expect(p.vertices.map((v) => v.stage.index)).toEqual([1, 2, 0, 3]);
+  });
+
+  it('stages that read each other in a circle are E_STAGE_CYCLE at the instruction that closes it', () => {
+    const text = [
+      'FROM busybox AS a',
+      'COPY --from=c /x /x',
+      'FROM busybox AS b',
+      'RUN --mount=type=bind,from=a,target=/a true',
+      'FROM b AS c',
+      'FROM c',
+    ].join('\n');
+    const err = (() => {
+      try {
+        plan(text);
+      } catch (e) {
+        return e as { code: string; message: string; location?: { line: number } };
+      }
+    })();
+    expect(err?.code).toBe('E_STAGE_CYCLE');
+    expect(err?.message).toContain('circular dependency detected on stage: a (a -> c -> b -> a)');
+    expect(err?.location?.line).toBe(4);
   });
 });

@@ -1,11 +1,12 @@
 import pLimit from 'p-limit';
-import type { BuildPlan } from '../plan/plan.ts';
+import { stageCycle, type BuildPlan } from '../plan/plan.ts';
 import type { BuildSession, StageState } from './context.ts';
 import { buildStage } from './stage.ts';
 
 /**
- * Run the plan's vertices, independent ones in parallel (p-limit). Stages are queued in
- * Dockerfile order, so a running stage only ever waits for stages queued before it: no deadlock.
+ * Run the plan's vertices, independent ones in parallel (p-limit). The plan puts each stage after
+ * the stages it reads, so a running stage only ever waits for stages started before it: no stage
+ * holds a slot that the one it waits for needs.
  */
 export async function solve(
   s: Omit<BuildSession, 'stageResult'>,
@@ -14,22 +15,38 @@ export async function solve(
 ): Promise<StageState> {
   const limit = pLimit(parallelism);
   const results = new Map<number, Promise<StageState>>();
-  const session: BuildSession = {
+  const waits = new Map<number, Set<number>>();
+  // Each stage gets its own session: stageResult knows who waits, so a wait that closes a circle
+  // (a reference known only at run time, e.g. --from=$ARG; the plan refuses the others) is an error.
+  const sessionOf = (stage: number): BuildSession => ({
     ...s,
     stageResult: (index: number) => {
+      const circle = pathOf(waits, index, stage);
+      if (circle) return Promise.reject(stageCycle(s.df, [stage, ...circle]));
+      waits.set(stage, (waits.get(stage) ?? new Set()).add(index));
       let p = results.get(index);
       if (!p) {
-        // A dependency not found statically (e.g. --from=$ARG): build it outside the limit.
-        p = buildStage(session, s.df.stages[index]!);
+        // A dependency not found statically: build it outside the limit.
+        p = buildStage(sessionOf(index), s.df.stages[index]!);
         results.set(index, p);
       }
       return p;
     },
-  };
+  });
   for (const v of plan.vertices) {
-    const p = limit(() => buildStage(session, v.stage));
+    const p = limit(() => buildStage(sessionOf(v.stage.index), v.stage));
     p.catch(() => undefined); // observed below through the target or a dependant
     results.set(v.stage.index, p);
   }
   return results.get(plan.target)!;
+}
+
+/** The stages from `from` to `to` along recorded waits (both ends included), if `from` waits on `to`. */
+function pathOf(waits: Map<number, Set<number>>, from: number, to: number): number[] | undefined {
+  if (from === to) return [to];
+  for (const next of waits.get(from) ?? []) {
+    const rest = pathOf(waits, next, to);
+    if (rest) return [from, ...rest];
+  }
+  return undefined;
 }
