@@ -32,21 +32,7 @@ export async function buildStage(s: BuildSession, stage: Stage): Promise<StageSt
       stage: label,
       location: { file: s.dockerfilePath, line: raw.range.start.line, column: raw.range.start.column },
     };
-    try {
-      const started = Date.now();
-      s.emit({ type: 'step-start', ...ref, time: started });
-      const { instruction: inst, usedArgs } = scope.evaluate(raw);
-      state = await runStep(s, { inst, usedArgs, stage, scope, parent: state, ref, flags }, started);
-    } catch (e) {
-      const err = e instanceof VlabError ? e : new VlabError('E_STEP', (e as Error).message, { cause: e });
-      s.emit({ type: 'step-error', ...ref, code: err.code, message: err.message, time: Date.now() });
-      if (e instanceof VlabError && e.location) throw e;
-      throw new VlabError(err.code, `${ref.name}: ${err.message}`, {
-        location: ref.location,
-        cause: e,
-        details: err.details,
-      });
-    }
+    state = await runStep(s, { raw, stage, scope, parent: state, ref, flags });
   }
   return state;
 }

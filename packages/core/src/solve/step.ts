@@ -2,7 +2,9 @@
  * The one step runner: every instruction's module goes through the same key, lookup, hold,
  * miss reason, events and history, so cache rules cannot drift apart between instructions.
  */
-import type { Instruction } from '@vlab/dockerfile';
+import { VlabError } from '@vlab/errors';
+import type { Instruction, Stage, StageScope } from '@vlab/dockerfile';
+import type { StepRef } from './events.ts';
 import type { BuildSession, CachePolicy, StageState } from './context.ts';
 import { missReason, type StepInputs } from '../cache/cache.ts';
 import { createdBy, shellOf } from './ops/meta.ts';
@@ -12,7 +14,37 @@ import { epochOr } from './base.ts';
 import type { ImageConfig, LayerRef } from '../image/types.ts';
 import { moduleFor, type StepCall } from './instructions/index.ts';
 
-export async function runStep(s: BuildSession, call: StepCall, started: number): Promise<StageState> {
+/** One instruction of a stage, before its args are expanded. */
+export interface StepAt {
+  raw: Instruction;
+  stage: Stage;
+  scope: StageScope;
+  parent: StageState;
+  ref: StepRef;
+  flags: { cmdSet: boolean };
+}
+
+/** Run one step; a failure is emitted and wrapped with the step's name and Dockerfile line. */
+export async function runStep(s: BuildSession, at: StepAt): Promise<StageState> {
+  const { raw, ref, ...rest } = at;
+  const started = Date.now();
+  s.emit({ type: 'step-start', ...ref, time: started });
+  try {
+    const { instruction: inst, usedArgs } = at.scope.evaluate(raw);
+    return await keyedStep(s, { ...rest, ref, inst, usedArgs }, started);
+  } catch (e) {
+    const err = e instanceof VlabError ? e : new VlabError('E_STEP', (e as Error).message, { cause: e });
+    s.emit({ type: 'step-error', ...ref, code: err.code, message: err.message, time: Date.now() });
+    if (e instanceof VlabError && e.location) throw e;
+    throw new VlabError(err.code, `${ref.name}: ${err.message}`, {
+      location: ref.location,
+      cause: e,
+      details: err.details,
+    });
+  }
+}
+
+async function keyedStep(s: BuildSession, call: StepCall, started: number): Promise<StageState> {
   const { inst, parent, stage, ref } = call;
   const mod = moduleFor(inst.kind);
   const platform = platformString(s.platform);
