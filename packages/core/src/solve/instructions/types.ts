@@ -36,10 +36,19 @@ export interface KeyInput<T = undefined> {
   found: T;
 }
 
+/**
+ * Contract: `config` and `cacheKey` change nothing the build keeps (no blob, no snapshot, no
+ * cache record); a cache hit calls nothing else. `run` is called at most once per step, only
+ * after a miss, with what that step's `cacheKey` found; its layer is committed to the store
+ * before it returns. Errors are VlabErrors; the runner adds the step's name and line.
+ */
 export interface StepModule<I extends Instruction, T = undefined, B = unknown> {
   /** The image config after the step (its history is the runner's). Pure. */
   config(call: StepCall<I>): ImageConfig;
-  /** Cheap and before any work: a cache hit stops here. B: the build parts the module reads. */
+  /**
+   * What the key is made of, before any work: it may read (context files, another stage's
+   * result, an ADD URL without --checksum, fetched into the build's temp dir). B: the parts it reads.
+   */
   cacheKey(b: B, call: StepCall<I>, config: ImageConfig): Promise<KeyInput<T>>;
   /** The work on a miss: the new layer, or undefined when the step made none. */
   run(b: B, call: StepCall<I>, config: ImageConfig, found: T): Promise<LayerRef | undefined>;
