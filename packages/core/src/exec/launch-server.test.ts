@@ -55,8 +55,10 @@ describe('vlab-init server', () => {
 
   it('a server killed mid-run fails that run with E_EXEC_SETUP, takes its container along, and is replaced', async () => {
     const server = launchServer(initHelper()!) as unknown as { child?: { pid: number } };
+    // A duration no other process on the machine sleeps for, so the ps check below sees only ours.
+    const nap = `sleep ${1000 + Math.floor(Math.random() * 8_000_000)}`;
     const p = ex.run(
-      { rootfs: roots[0]!, argv: ['/bin/sh', '-c', 'echo started; touch /alive; sleep 30'], env: [], cwd: '/' },
+      { rootfs: roots[0]!, argv: ['/bin/sh', '-c', `echo started; touch /alive; ${nap}`], env: [], cwd: '/' },
       { onOutput: () => {} },
     );
     for (let i = 0; i < 100 && !(await fs.stat(path.join(roots[0]!, 'alive')).catch(() => undefined)); i++)
@@ -66,7 +68,7 @@ describe('vlab-init server', () => {
     // Parent-death signals: the launch process and the container's pid 1 die with the server.
     const { execFileSync } = await import('node:child_process');
     await new Promise((r) => setTimeout(r, 300));
-    expect(execFileSync('ps', ['-eo', 'args']).toString()).not.toContain('sleep 30');
+    expect(execFileSync('ps', ['-eo', 'args']).toString()).not.toContain(nap);
     const again = await ex.run({ rootfs: roots[1]!, argv: ['/bin/true'], env: [], cwd: '/' });
     expect(again.exitCode).toBe(0);
   });

@@ -32,13 +32,16 @@ const run = async (script: string, extra: Partial<RunSpec> = {}, opts: RunOption
   }
 };
 
-/** Processes of ours still running a container's `sleep 100`. */
+/** A duration no other process on the machine sleeps for: the check below counts only ours. */
+const nap = String(1000 + Math.floor(Math.random() * 8_000_000));
+
+/** Processes of ours still running a container's `sleep NAP`. */
 const sleepers = async () => {
   const out: string[] = [];
   for (const pid of await fs.readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cmd = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmd === ['sleep', '100', ''].join('\0')) out.push(pid);
+    if (cmd === ['sleep', nap, ''].join('\0')) out.push(pid);
   }
   return out;
 };
@@ -79,7 +82,7 @@ const seccomp = await run(
 
 const ac = new AbortController();
 const t0 = Date.now();
-const aborted = run('sleep 100 & sleep 100 & sleep 100', {}, { signal: ac.signal });
+const aborted = run(`sleep ${nap} & sleep ${nap} & sleep ${nap}`, {}, { signal: ac.signal });
 let sleepersBefore: string[] = [];
 setTimeout(async () => {
   sleepersBefore = await sleepers(); // proves the check below can see the container's processes
