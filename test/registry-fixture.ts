@@ -1,0 +1,164 @@
+/**
+ * Debian's docker-registry on 127.0.0.1 for the distribution tests: a config yaml and storage in
+ * a temp dir, a free port, optionally htpasswd basic auth (htpasswd from apache2-utils) and TLS
+ * from a CA the test makes (openssl). Stopped by pid.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+export const REGISTRY_BIN = '/usr/bin/docker-registry';
+
+/** Why the registry tests cannot run here, or undefined when they can. */
+export function registryMissing(): string | undefined {
+  for (const [bin, pkg] of [
+    [REGISTRY_BIN, 'docker-registry'],
+    ['/usr/bin/skopeo', 'skopeo'],
+    ['/usr/bin/htpasswd', 'apache2-utils'],
+    ['/usr/bin/openssl', 'openssl'],
+  ])
+    if (!existsSync(bin)) return `${bin} is not installed (Debian package ${pkg}; scripts/setup.sh installs it)`;
+  return undefined;
+}
+
+export interface TestRegistry {
+  host: string;
+  dir: string;
+  /** PEM of the CA that signed the registry's certificate (with tls). */
+  caFile?: string;
+  user?: { username: string; password: string };
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function makeCa(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+  const f = (n: string) => path.join(dir, n);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=vlab test CA',
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.crt'),
+  ]);
+  await run('openssl', [
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-keyout',
+    f('server.key'),
+    '-out',
+    f('server.csr'),
+  ]);
+  await fsp.writeFile(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.crt'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    f('ext.cnf'),
+    '-out',
+    f('server.crt'),
+  ]);
+  return { ca: f('ca.crt'), cert: f('server.crt'), key: f('server.key') };
+}
+
+export async function startRegistry(opts: { auth?: boolean; tls?: boolean } = {}): Promise<TestRegistry> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-registry-'));
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  const lines = [
+    'version: 0.1',
+    'log:',
+    '  level: error',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${dir}/data`,
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    `  addr: ${host}`,
+  ];
+  let caFile: string | undefined;
+  if (opts.tls) {
+    const pki = await makeCa(dir);
+    caFile = pki.ca;
+    lines.push('  tls:', `    certificate: ${pki.cert}`, `    key: ${pki.key}`);
+  }
+  let user: TestRegistry['user'];
+  if (opts.auth) {
+    user = { username: 'tester', password: 'pw-' + Math.random().toString(36).slice(2) };
+    await run('htpasswd', ['-Bbc', path.join(dir, 'htpasswd'), user.username, user.password]);
+    lines.push('auth:', '  htpasswd:', '    realm: vlab-test', `    path: ${dir}/htpasswd`);
+  }
+  await fsp.writeFile(path.join(dir, 'config.yml'), lines.join('\n') + '\n');
+  const child: ChildProcess = spawn(REGISTRY_BIN, ['serve', path.join(dir, 'config.yml')], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      process.kill(child.pid!, 'SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
+      await exited;
+    }
+    await fsp.rm(dir, { recursive: true, force: true });
+  };
+  // ready once the port accepts connections
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = net.connect(port, '127.0.0.1', () => (s.destroy(), res(true)));
+      s.once('error', () => res(false));
+    });
+    if (ok) break;
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`docker-registry did not start: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { host, dir, caFile, user, stop };
+}
