@@ -94,10 +94,13 @@ export class HostConnection {
           signal: req.signal,
         },
         (res) => {
-          // idle timeout while the body streams, too
-          res.socket.setTimeout(this.timeoutMs, () =>
-            res.destroy(Object.assign(new Error('registry stopped sending'), { code: 'ETIMEDOUT' })),
-          );
+          // idle timeout while the body streams, too; the listener goes with the response (the
+          // socket is reused by the next request)
+          const sock = res.socket;
+          const idle = () => res.destroy(Object.assign(new Error('registry stopped sending'), { code: 'ETIMEDOUT' }));
+          sock.setTimeout(this.timeoutMs);
+          sock.on('timeout', idle);
+          res.once('close', () => sock.off('timeout', idle));
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url });
         },
       );
