@@ -4,6 +4,7 @@
  * from a CA the test makes (openssl). Stopped by pid.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -161,4 +162,80 @@ export async function startRegistry(opts: { auth?: boolean; tls?: boolean } = {}
     await new Promise((r) => setTimeout(r, 50));
   }
   return { host, dir, caFile, user, stop };
+}
+
+const hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/**
+ * An OCI layout whose one entry (tag `tag`) is an image index of two single-layer images, for
+ * linux/amd64 and linux/arm64 (each layer holds /platform with its name): what `skopeo copy --all`
+ * pushes as a multi-platform image.
+ */
+export async function writeMultiPlatformLayout(dir: string, tag: string): Promise<Record<string, string>> {
+  const blobs = path.join(dir, 'blobs', 'sha256');
+  await fsp.mkdir(blobs, { recursive: true });
+  const put = async (b: Buffer) => {
+    await fsp.writeFile(path.join(blobs, hex(b)), b);
+    return { digest: `sha256:${hex(b)}`, size: b.length };
+  };
+  const manifests = [];
+  const configs: Record<string, string> = {};
+  for (const architecture of ['amd64', 'arm64']) {
+    const tar = await tarOf({ platform: `linux/${architecture}\n` });
+    const layer = await put(tar);
+    const config = Buffer.from(
+      JSON.stringify({ architecture, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [layer.digest] } }),
+    );
+    const c = await put(config);
+    configs[architecture] = c.digest;
+    const m = await put(
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...c },
+          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
+        }),
+      ),
+    );
+    manifests.push({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      ...m,
+      platform: { architecture, os: 'linux' },
+    });
+  }
+  const index = await put(
+    Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests })),
+  );
+  await fsp.writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await fsp.writeFile(
+    path.join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          ...index,
+          annotations: { 'org.opencontainers.image.ref.name': tag },
+        },
+      ],
+    }),
+  );
+  return configs;
+}
+
+/** A plain tar of files (GNU tar, fixed owner and mtime). */
+export async function tarOf(files: Record<string, string>): Promise<Buffer> {
+  const src = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-tar-'));
+  try {
+    for (const [n, c] of Object.entries(files)) await fsp.writeFile(path.join(src, n), c);
+    const { stdout } = await run(
+      'tar',
+      ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-C', src, '-cf', '-', '.'],
+      { encoding: 'buffer', maxBuffer: 64 << 20 },
+    );
+    return stdout;
+  } finally {
+    await fsp.rm(src, { recursive: true, force: true });
+  }
 }

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PassThrough, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
@@ -83,6 +84,7 @@ async function* blobBytes(
         { cause: broke },
       );
     client.opts.signal?.throwIfAborted();
+    await sleep(100 * 2 ** (resumes - 1), undefined, { signal: client.opts.signal });
   }
 }
 

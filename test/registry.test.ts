@@ -1,0 +1,119 @@
+/**
+ * Distribution end to end against Debian's docker-registry on 127.0.0.1: vbuild pushes, skopeo
+ * reads; skopeo pushes (a multi-platform index too), vbuild pulls; build → push → rmi → prune →
+ * pull gives the same digests and umoci unpacks it; a second push only verifies.
+ */
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { build, pull, push } from '@vlab/image';
+import { exec, freshStore, makeContext, removeStore, repo, umociUnpack } from './helpers.ts';
+import { registryMissing, startRegistry, writeMultiPlatformLayout, type TestRegistry } from './registry-fixture.ts';
+
+const missing = registryMissing();
+if (missing) console.warn(`registry tests skipped: ${missing}`);
+const vbuild = path.join(repo, 'packages/core/bin/vbuild.js');
+
+describe.skipIf(missing)('registry: push and pull against docker-registry', () => {
+  let reg: TestRegistry;
+  let root: string;
+  let tmp: string;
+  const env = () => ({ ...process.env, VLAB_ROOT: root, DOCKER_CONFIG: path.join(tmp, 'docker') });
+  const cli = (args: string[], extra: Record<string, string> = {}) =>
+    exec('node', [vbuild, ...args], { env: { ...env(), ...extra } });
+
+  beforeAll(async () => {
+    [reg, root, tmp] = await Promise.all([
+      startRegistry(),
+      freshStore(),
+      fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-reg-test-')),
+    ]);
+  });
+  afterAll(async () => {
+    await reg?.stop();
+    if (root) await removeStore(root);
+    if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
+  });
+
+  it('vbuild push: skopeo inspects and copies it; a second push only verifies (no upload)', async () => {
+    const dest = `${reg.host}/vlab/busybox:1`;
+    const first = await cli(['push', '--progress', 'json', 'busybox:latest', dest]);
+    const digest = /digest: (sha256:[a-f0-9]{64})/.exec(first.stdout)?.[1];
+    expect(digest).toBeDefined();
+    const events = first.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { status: string; action: string });
+    expect(events.some((e) => e.action === 'push' && e.status === 'done')).toBe(true);
+
+    const { stdout } = await exec('skopeo', ['inspect', '--tls-verify=false', `docker://${dest}`]);
+    const info = JSON.parse(stdout) as { Digest: string; Layers: string[] };
+    expect(info.Digest).toBe(digest);
+    const raw = JSON.parse(
+      (await exec('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${dest}`])).stdout,
+    );
+    expect(raw.layers.map((l: { mediaType: string }) => l.mediaType)).toEqual([
+      'application/vnd.oci.image.layer.v1.tar+gzip',
+    ]);
+    const layout = path.join(tmp, 'copied');
+    await exec('skopeo', ['copy', '--src-tls-verify=false', `docker://${dest}`, `oci:${layout}:x`]);
+    const rootfs = await umociUnpack(layout, 'x');
+    await expect(fsp.readlink(path.join(rootfs, 'bin/sh'))).resolves.toBe('busybox');
+
+    const t = Date.now();
+    const again = await push('busybox:latest', dest, {
+      root,
+      tlsVerify: false,
+      onProgress: (e) => events.push(e),
+    });
+    const ms = Date.now() - t;
+    expect(again.digest).toBe(digest);
+    expect(again.layers.map((l) => l.status)).toEqual(['exists']);
+    expect(ms).toBeLessThan(1000);
+    // into another repository of the same registry: mounted, not uploaded
+    const other = await push('busybox:latest', `${reg.host}/elsewhere/bb`, { root });
+    expect(other.layers.map((l) => l.status)).toEqual(['mounted']);
+    expect(other.digest).toBe(digest);
+  });
+
+  it('round trip: build, push, rmi, prune, pull: same digests, umoci unpacks it', async () => {
+    const ctx = await makeContext({ Dockerfile: 'FROM busybox\nCOPY hello.txt /hello.txt\n', 'hello.txt': 'hi\n' });
+    const ref = `${reg.host}/vlab/app:rt`;
+    const built = await build({ context: ctx, root, tags: [ref], sourceDateEpoch: 0 });
+    const pushed = await push(ref, undefined, { root });
+    await cli(['rmi', ref]);
+    await cli(['prune', '--all']);
+    await expect(fsp.access(path.join(root, 'blobs/sha256', built.digest.slice(7)))).rejects.toThrow();
+    const { stdout } = await cli(['pull', '--progress', 'plain', ref]);
+    expect(stdout).toContain(`Digest: ${pushed.digest}`);
+    const again = await pull(ref, { root });
+    expect(again.remoteDigest).toBe(pushed.digest);
+    expect(again.manifestDigest).toBe(built.digest);
+    expect(again.configDigest).toBe(built.imageId);
+    expect(again.bytesFetched).toBe(0); // all in the store already
+    const rootfs = await umociUnpack(root, ref);
+    await expect(fsp.readFile(path.join(rootfs, 'hello.txt'), 'utf8')).resolves.toBe('hi\n');
+    await fsp.rm(ctx, { recursive: true, force: true });
+  });
+
+  it('pulls what skopeo pushed, a multi-platform index: the host platform, or --platform', async () => {
+    const layout = path.join(tmp, 'multi');
+    const configs = await writeMultiPlatformLayout(layout, 'm1');
+    await exec('skopeo', [
+      'copy',
+      '--all',
+      '--dest-tls-verify=false',
+      `oci:${layout}:m1`,
+      `docker://${reg.host}/multi:1`,
+    ]);
+    const host = await pull(`${reg.host}/multi:1`, { root });
+    expect(host.config.architecture).toBe(process.arch === 'arm64' ? 'arm64' : 'amd64');
+    const { stdout } = await cli(['pull', '-q', '--platform', 'linux/arm64', `${reg.host}/multi:1`]);
+    expect(stdout.trim()).toBe(`${reg.host}/multi:1`);
+    const arm = (await exec('node', [vbuild, 'inspect', `${reg.host}/multi:1`], { env: env() })).stdout;
+    expect(JSON.parse(arm).Id).toBe(configs.arm64);
+    const err = await cli(['pull', '--platform', 'linux/s390x', `${reg.host}/multi:1`]).catch((e) => e);
+    expect(err.stderr).toMatch(/no image for platform linux\/s390x.*\[E_IMAGE_NOT_FOUND\]/s);
+  });
+});
