@@ -7,7 +7,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { build, pull, push } from '@vlab/image';
+import { build, parseOutput, pull, push, type BuildEvent, type LayerProgress } from '@vlab/image';
 import { exec, freshStore, makeContext, removeStore, repo, umociUnpack } from './helpers.ts';
 import { registryMissing, startRegistry, writeMultiPlatformLayout, type TestRegistry } from './registry-fixture.ts';
 
@@ -115,5 +115,55 @@ describe.skipIf(missing)('registry: push and pull against docker-registry', () =
     expect(JSON.parse(arm).Id).toBe(configs.arm64);
     const err = await cli(['pull', '--platform', 'linux/s390x', `${reg.host}/multi:1`]).catch((e) => e);
     expect(err.stderr).toMatch(/no image for platform linux\/s390x.*\[E_IMAGE_NOT_FOUND\]/s);
+  });
+
+  it('build: FROM and COPY --from pull what the store lacks; --pull checks again; --push and --output type=registry', async () => {
+    const empty = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-reg-empty-'));
+    const base = `${reg.host}/vlab/base:moving`;
+    await push('busybox:latest', base, { root });
+    const ctx = await makeContext({
+      Dockerfile: `FROM ${base}\nCOPY --from=${reg.host}/multi:1 /platform /p\nCOPY hello.txt /\n`,
+      'hello.txt': 'hi\n',
+    });
+    try {
+      const events: LayerProgress[] = [];
+      const onEvent = (e: BuildEvent) => e.type === 'layer-progress' && events.push(e);
+      const first = await build({ context: ctx, root: empty, onEvent, sourceDateEpoch: 0 });
+      const pulled = events.filter((e) => e.action === 'pull' && e.status === 'done').map((e) => e.ref);
+      expect(pulled.sort()).toEqual([`${base}`, `${reg.host}/multi:1`].sort());
+      // the tag moves in the registry: a plain build keeps the stored base, --pull takes the new one
+      await exec('skopeo', [
+        'copy',
+        '--src-tls-verify=false',
+        '--dest-tls-verify=false',
+        `docker://${reg.host}/multi:1`,
+        `docker://${base}`,
+      ]);
+      const again = await build({ context: ctx, root: empty, sourceDateEpoch: 0 });
+      expect(again.digest).toBe(first.digest);
+      const fresh = await build({ context: ctx, root: empty, pull: true, sourceDateEpoch: 0 });
+      expect(fresh.digest).not.toBe(first.digest);
+
+      const out = `${reg.host}/vlab/built:1`;
+      const r = await exec('node', [vbuild, 'build', '--push', '-t', out, '--progress', 'plain', ctx], {
+        env: { ...env(), VLAB_ROOT: empty, SOURCE_DATE_EPOCH: '0' },
+      });
+      expect(r.stderr).toMatch(/push [0-9a-f]{12} {2}(Pushed|Layer already exists|Mounted from another repository)/);
+      const inspected = JSON.parse((await exec('skopeo', ['inspect', '--tls-verify=false', `docker://${out}`])).stdout);
+      expect(inspected.Layers).toHaveLength(3);
+      await build({
+        context: ctx,
+        root: empty,
+        sourceDateEpoch: 0,
+        output: [parseOutput(`type=registry,name=${reg.host}/vlab/built:2`)],
+      });
+      const two = JSON.parse(
+        (await exec('skopeo', ['inspect', '--tls-verify=false', `docker://${reg.host}/vlab/built:2`])).stdout,
+      );
+      expect(two.Digest).toBe(inspected.Digest);
+    } finally {
+      await removeStore(empty);
+      await fsp.rm(ctx, { recursive: true, force: true });
+    }
   });
 });

@@ -7,7 +7,7 @@ import type { Command } from './images.ts';
 import { type Flag, type Values, intFlag, str } from './flags.ts';
 import { createRenderer, type ProgressMode } from './progress.ts';
 
-const TLS_FLAGS: Record<string, Flag> = {
+export const TLS_FLAGS: Record<string, Flag> = {
   'tls-verify': {
     type: 'boolean',
     help: 'require https and verify certificates (default true; =false also allows plain http)',
@@ -32,7 +32,7 @@ const TRANSFER_FLAGS: Record<string, Flag> = {
   parallel: { type: 'string', arg: 'N', help: 'layers transferred at once (default 3)' },
 };
 
-function registryOptions(v: Values): RegistryOptions {
+export function registryOptions(v: Values): RegistryOptions {
   return {
     tlsVerify: v['tls-verify'] !== false,
     tlsCa: str(v['tls-ca']),

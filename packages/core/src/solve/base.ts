@@ -7,6 +7,7 @@ import { stepKey } from './keys.ts';
 import { platformString } from '../image/platform.ts';
 import { DEFAULT_PATH } from '../exec/defaults.ts';
 import { refuseTransport, type ContextUse } from './named-contexts.ts';
+import { pullForBuild } from './pull-base.ts';
 
 /** The state a stage starts from: a named context, scratch, an earlier stage, or an image in the store. */
 export async function baseState(s: BuildSession, stage: Stage, image: string): Promise<StageState> {
@@ -54,13 +55,9 @@ function imageState(s: BuildSession, stored: StoredImage): StageState {
  */
 export async function resolveImage(s: BuildSession, image: string, use: ContextUse): Promise<StoredImage> {
   refuseTransport(image, use);
-  const stored = await s.store.resolve(image);
-  if (!stored) {
-    throw new VlabError(
-      'E_IMAGE_NOT_FOUND',
-      `image "${image}" is not in the local store (${s.store.root}); import one with "vbuild import rootfs.tar ${image}" or load it with "vbuild load"`,
-    );
-  }
+  const notFound = `image "${image}" is not in the local store (${s.store.root}); import one with "vbuild import rootfs.tar ${image}" or load it with "vbuild load"`;
+  // not in the store (or --pull): from its registry (pull-base.ts)
+  const stored = (!s.pull && (await s.store.resolve(image))) || (await pullForBuild(s, image, notFound));
   // held for the whole build: a concurrent rmi + prune cannot take its layers from under us
   if (!(await s.store.holdImage(stored)))
     throw new VlabError(

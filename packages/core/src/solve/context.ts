@@ -53,6 +53,10 @@ export interface BuildSession {
   downloads: Map<string, Promise<import('./ops/add.ts').Download>>;
   /** Caps on each ADD URL download (BuildOptions.addLimits over the defaults). */
   downloadLimits?: Partial<import('./ops/download.ts').DownloadLimits>;
+  /** --pull: FROM and COPY --from images are checked against their registry even when stored. */
+  pull: boolean;
+  /** TLS and credentials for the registries images are pulled from (and pushed to). */
+  registry: import('../registry/client.ts').RegistryOptions;
   /** Final state of each stage, by index, once requested (stages run at most once). */
   stageResult: (index: number) => Promise<StageState>;
 }
