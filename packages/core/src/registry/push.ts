@@ -4,10 +4,12 @@
  * compressed digest is remembered per diff_id (blob-info.ts). So a second push finds every layer
  * by HEAD (or mounts it from another repository of the same registry) and compresses nothing.
  */
+import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import { hasZstd, writeLayer } from '@vlab/overlay';
 import { MEDIA, type Descriptor, type Manifest } from '../image/types.ts';
 import type { Store, StoredImage } from '../store/store.ts';
+import { MAX_JSON_BYTES } from '../image/validate.ts';
 import { sha256 } from '../store/blobs.ts';
 import { BlobInfo, type CompressedBlob } from './blob-info.ts';
 import {
@@ -98,7 +100,7 @@ export async function pushImage(
         (e) => sink({ ...e, type: 'layer-progress', ref: full, action: 'push', time: Date.now() }),
       ),
     );
-    const configBytes = await store.blobs.readBytes(img.configDigest);
+    const configBytes = await readSmall(store, img.configDigest);
     if (!(await hasBlob(client, ref.path, img.configDigest, scope)))
       await uploadBytes(client, ref.path, img.configDigest, configBytes, scope);
     const manifest: Manifest = {
@@ -170,8 +172,20 @@ async function pushLayer(
   if (!PLAIN.has(local.mediaType)) {
     const desc = { mediaType: local.mediaType, digest: local.digest, size: local.size };
     if (await hasBlob(client, ref.path, desc.digest, scope)) return done(desc, 'exists', report);
-    const bytes = await store.blobs.readBytes(desc.digest);
-    await uploadBytes(client, ref.path, desc.digest, bytes, scope);
+    await withRetry(
+      async () => {
+        const sender = new ChunkedUpload(
+          client,
+          (await startUpload(client, ref.path, scope)) as Upload,
+          scope,
+          opts.chunkSize ?? DEFAULT_CHUNK,
+          (n) => report({ digest: desc.digest, status: 'uploading', bytes: n, total: desc.size }),
+        );
+        await pipeline(store.blobs.open(desc.digest), sender);
+        await finishUpload(client, sender.upload, desc.digest, scope);
+      },
+      { retries: opts.retries, signal: opts.signal },
+    );
     return done(desc, 'done', report);
   }
   let upload: Upload | undefined;
@@ -214,4 +228,16 @@ async function pushLayer(
 function done(desc: Descriptor, status: Status, report: Report): { desc: Descriptor; status: Status } {
   report({ digest: desc.digest, status, bytes: desc.size, total: desc.size });
   return { desc, status };
+}
+
+/** A config from the store, in memory (bounded as any JSON document). */
+async function readSmall(store: Store, digest: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of store.blobs.open(digest) as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > MAX_JSON_BYTES) throw new VlabError('E_BAD_MANIFEST', `config ${digest} is over the 4 MiB limit`);
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
 }

@@ -73,14 +73,6 @@ export class BlobStore implements Blobs {
     }
   }
 
-  async readBytes(digest: string): Promise<Buffer> {
-    try {
-      return await fsp.readFile(this.path(digest));
-    } catch (e) {
-      throw new VlabError('E_BLOB_MISSING', `blob ${digest} is missing or unreadable`, { cause: e });
-    }
-  }
-
   open(digest: string): Readable {
     return fs.createReadStream(this.path(digest));
   }
