@@ -7,7 +7,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pull, push } from '@vlab/image';
+import { login, pull, push } from '@vlab/image';
 import { exec, freshStore, removeStore, repo } from './helpers.ts';
 import { registryMissing, startRegistry, type TestRegistry } from './registry-fixture.ts';
 
@@ -18,6 +18,7 @@ const vbuild = path.join(repo, 'packages/core/bin/vbuild.js');
 describe.skipIf(missing)('registry auth and TLS', () => {
   let basic: TestRegistry;
   let tls: TestRegistry;
+  let bearer: TestRegistry;
   let root: string;
   let tmp: string;
   const dockerConfig = () => path.join(tmp, 'docker');
@@ -34,9 +35,10 @@ describe.skipIf(missing)('registry auth and TLS', () => {
     });
 
   beforeAll(async () => {
-    [basic, tls, root, tmp] = await Promise.all([
+    [basic, tls, bearer, root, tmp] = await Promise.all([
       startRegistry({ auth: true }),
       startRegistry({ tls: true }),
+      startRegistry({ token: true }),
       freshStore(),
       fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-reg-auth-')),
     ]);
@@ -44,6 +46,7 @@ describe.skipIf(missing)('registry auth and TLS', () => {
   afterAll(async () => {
     await basic?.stop();
     await tls?.stop();
+    await bearer?.stop();
     if (root) await removeStore(root);
     if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
   });
@@ -54,8 +57,13 @@ describe.skipIf(missing)('registry auth and TLS', () => {
     expect(denied.code).toBe(1);
     expect(denied.stderr).toMatch(/authentication required.*vbuild login.*\[E_REGISTRY_AUTH\]/);
 
-    const wrong = await cli(['login', '-u', basic.user!.username, '--password-stdin', basic.host], 'nope');
-    expect(wrong.stderr).toMatch(/refused.*\[E_REGISTRY_AUTH\]/);
+    const authFile = path.join(dockerConfig(), 'config.json');
+    await expect(
+      login(basic.host, { username: basic.user!.username, password: 'nope' }, { authFile }),
+    ).rejects.toMatchObject({
+      code: 'E_REGISTRY_AUTH',
+      message: expect.stringContaining('refused'),
+    });
     await expect(fsp.access(path.join(dockerConfig(), 'config.json'))).rejects.toThrow();
 
     const ok = await cli(['login', '-u', basic.user!.username, '--password-stdin', basic.host], basic.user!.password);
@@ -66,9 +74,7 @@ describe.skipIf(missing)('registry auth and TLS', () => {
     );
     expect((await fsp.stat(path.join(dockerConfig(), 'config.json'))).mode & 0o777).toBe(0o600);
 
-    const pushed = await cli(['push', 'busybox:latest', ref]);
-    expect(pushed.code, pushed.stderr).toBe(0);
-    const authFile = path.join(dockerConfig(), 'config.json');
+    await push('busybox:latest', ref, { root, authFile });
     const pulled = await pull(ref, { root, authFile });
     expect(pulled.remoteDigest).toMatch(/^sha256:/);
 
@@ -97,5 +103,21 @@ describe.skipIf(missing)('registry auth and TLS', () => {
     await expect(push('busybox:latest', ref, { root, tlsVerify: false })).resolves.toMatchObject({
       digest: r.remoteDigest,
     });
+  });
+
+  it('bearer tokens: realm, service and scope from the challenge; anonymous pull; push needs a login', async () => {
+    const ref = `${bearer.host}/tok/bb:1`;
+    const authFile = path.join(tmp, 'bearer.json');
+    await expect(push('busybox:latest', ref, { root, authFile })).rejects.toMatchObject({ code: 'E_REGISTRY_AUTH' });
+    const creds = bearer.user!;
+    await login(bearer.host, creds, { authFile });
+    const pushed = await push('busybox:latest', ref, { root, authFile });
+    const asked = bearer.tokens!.requests.filter((r) => r.user);
+    expect(asked.some((r) => r.scope.includes('repository:tok/bb:pull,push'))).toBe(true);
+    // anonymous: a pull-only token
+    const other = await fsp.mkdtemp(path.join(tmp, 'anon-'));
+    const pulled = await pull(ref, { root: other, authFile: path.join(tmp, 'none.json') });
+    expect(pulled.remoteDigest).toBe(pushed.digest);
+    expect(bearer.tokens!.requests.some((r) => !r.user && r.scope.includes('repository:tok/bb:pull'))).toBe(true);
   });
 });

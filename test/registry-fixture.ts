@@ -4,7 +4,8 @@
  * from a CA the test makes (openssl). Stopped by pid.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import crypto, { createHash } from 'node:crypto';
+import http from 'node:http';
 import { existsSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -33,6 +34,8 @@ export interface TestRegistry {
   /** PEM of the CA that signed the registry's certificate (with tls). */
   caFile?: string;
   user?: { username: string; password: string };
+  /** The token server (with token: true), and the scopes it was asked for. */
+  tokens?: Awaited<ReturnType<typeof startTokenServer>>;
   stop(): Promise<void>;
 }
 
@@ -101,7 +104,9 @@ async function makeCa(dir: string): Promise<{ ca: string; cert: string; key: str
   return { ca: f('ca.crt'), cert: f('server.crt'), key: f('server.key') };
 }
 
-export async function startRegistry(opts: { auth?: boolean; tls?: boolean } = {}): Promise<TestRegistry> {
+export async function startRegistry(
+  opts: { auth?: boolean; tls?: boolean; token?: boolean } = {},
+): Promise<TestRegistry> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-registry-'));
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
@@ -131,6 +136,19 @@ export async function startRegistry(opts: { auth?: boolean; tls?: boolean } = {}
     await run('htpasswd', ['-Bbc', path.join(dir, 'htpasswd'), user.username, user.password]);
     lines.push('auth:', '  htpasswd:', '    realm: vlab-test', `    path: ${dir}/htpasswd`);
   }
+  let tokens: TestRegistry['tokens'];
+  if (opts.token) {
+    user = { username: 'tester', password: 'pw-' + Math.random().toString(36).slice(2) };
+    tokens = await startTokenServer(dir, user);
+    lines.push(
+      'auth:',
+      '  token:',
+      `    realm: ${tokens.realm}`,
+      '    service: vlab-test',
+      '    issuer: vlab-issuer',
+      `    rootcertbundle: ${tokens.cert}`,
+    );
+  }
   await fsp.writeFile(path.join(dir, 'config.yml'), lines.join('\n') + '\n');
   const child: ChildProcess = spawn(REGISTRY_BIN, ['serve', path.join(dir, 'config.yml')], {
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -145,6 +163,7 @@ export async function startRegistry(opts: { auth?: boolean; tls?: boolean } = {}
       if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
       await exited;
     }
+    await tokens?.stop();
     await fsp.rm(dir, { recursive: true, force: true });
   };
   // ready once the port accepts connections
@@ -161,7 +180,7 @@ export async function startRegistry(opts: { auth?: boolean; tls?: boolean } = {}
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { host, dir, caFile, user, stop };
+  return { host, dir, caFile, user, tokens, stop };
 }
 
 const hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -238,4 +257,74 @@ export async function tarOf(files: Record<string, string>): Promise<Buffer> {
   } finally {
     await fsp.rm(src, { recursive: true, force: true });
   }
+}
+
+/**
+ * docker's token protocol for a registry started with `token: true`: a token server on 127.0.0.1
+ * that signs JWTs (ES256, the signing cert in the x5c header) with the key whose cert the registry
+ * trusts. Anonymous requests get pull access only; the fixture user gets pull and push.
+ */
+export async function startTokenServer(dir: string, user: { username: string; password: string }) {
+  const f = (n: string) => path.join(dir, n);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=vlab token issuer',
+    '-keyout',
+    f('token.key'),
+    '-out',
+    f('token.crt'),
+  ]);
+  const key = crypto.createPrivateKey(await fsp.readFile(f('token.key')));
+  const der = new crypto.X509Certificate(await fsp.readFile(f('token.crt'))).raw.toString('base64');
+  const b64 = (v: object | Buffer) => (Buffer.isBuffer(v) ? v : Buffer.from(JSON.stringify(v))).toString('base64url');
+  const requests: { scope: string[]; user?: string }[] = [];
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url!, 'http://x');
+    const auth = req.headers.authorization?.replace(/^Basic /, '');
+    const who = auth ? Buffer.from(auth, 'base64').toString() : undefined;
+    if (who !== undefined && who !== `${user.username}:${user.password}`) {
+      res.writeHead(401).end();
+      return;
+    }
+    const scope = url.searchParams.getAll('scope');
+    requests.push({ scope, user: who && user.username });
+    const access = scope.map((s) => {
+      const [type, name, actions] = s.split(':') as [string, string, string];
+      const allowed = actions.split(',').filter((a) => a === 'pull' || who !== undefined);
+      return { type, name, actions: allowed };
+    });
+    const now = Math.floor(Date.now() / 1000);
+    const header = b64({ alg: 'ES256', typ: 'JWT', x5c: [der] });
+    const claims = b64({
+      iss: 'vlab-issuer',
+      sub: who ? user.username : '',
+      aud: url.searchParams.get('service'),
+      exp: now + 300,
+      nbf: now - 10,
+      iat: now,
+      jti: crypto.randomUUID(),
+      access,
+    });
+    const sig = crypto.sign('sha256', Buffer.from(`${header}.${claims}`), { key, dsaEncoding: 'ieee-p1363' });
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ token: `${header}.${claims}.${b64(sig)}`, expires_in: 300 }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const realm = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/token`;
+  return {
+    realm,
+    cert: f('token.crt'),
+    requests,
+    stop: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }
