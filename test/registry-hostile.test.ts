@@ -40,7 +40,8 @@ describe.skipIf(missing)('registry: hostile answers', () => {
   beforeAll(async () => {
     [reg, source] = await Promise.all([startRegistry(), freshStore()]);
     proxy = await startProxy(reg.host);
-    await push('busybox:latest', `${reg.host}/h/bb:1`, { root: source });
+    // in 256 KiB chunks (several PATCHes, one in flight while the next fills): the pulls below check every byte
+    await push('busybox:latest', `${reg.host}/h/bb:1`, { root: source, chunkSize: 256 << 10 });
   });
   beforeEach(async () => {
     if (target) await fsp.rm(target, { recursive: true, force: true });

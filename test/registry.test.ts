@@ -70,7 +70,7 @@ describe.skipIf(missing)('registry: push and pull against docker-registry', () =
     const ms = Date.now() - t;
     expect(again.digest).toBe(digest);
     expect(again.layers.map((l) => l.status)).toEqual(['exists']);
-    expect(ms).toBeLessThan(1000);
+    expect(ms).toBeLessThan(3000); // a HEAD per blob and the manifest PUT (bounded loosely: CI machines are shared)
     // into another repository of the same registry: mounted, not uploaded
     const other = await push('busybox:latest', `${reg.host}/elsewhere/bb`, { root });
     expect(other.layers.map((l) => l.status)).toEqual(['mounted']);
@@ -81,7 +81,7 @@ describe.skipIf(missing)('registry: push and pull against docker-registry', () =
     const ctx = await makeContext({ Dockerfile: 'FROM busybox\nCOPY hello.txt /hello.txt\n', 'hello.txt': 'hi\n' });
     const ref = `${reg.host}/vlab/app:rt`;
     const built = await build({ context: ctx, root, tags: [ref], sourceDateEpoch: 0 });
-    const pushed = await push(ref, undefined, { root });
+    const pushed = await push(ref, undefined, { root, chunkSize: 256 << 10 }); // several PATCHes per layer
     await cli(['rmi', ref]);
     await cli(['prune', '--all']);
     await expect(fsp.access(path.join(root, 'blobs/sha256', built.digest.slice(7)))).rejects.toThrow();

@@ -121,12 +121,16 @@ async function uploadedSoFar(client: RegistryClient, up: Upload, scope: string[]
 
 /**
  * A Writable that sends what it is given as chunks of `chunkSize` bytes (PATCH with Content-Range).
+ * One chunk is on the wire while the next fills, so compressing and sending overlap.
  * `sent` counts the bytes the registry acknowledged.
  */
 export class ChunkedUpload extends Writable {
   sent = 0;
   private parts: Buffer[] = [];
   private pending = 0;
+  /** Bytes handed to PATCHes so far (acknowledged or in flight). */
+  private queued = 0;
+  private inflight: Promise<void> = Promise.resolve();
   private readonly chunkSize: number;
 
   constructor(
@@ -144,19 +148,30 @@ export class ChunkedUpload extends Writable {
     this.parts.push(chunk);
     this.pending += chunk.length;
     if (this.pending < this.chunkSize) return cb();
-    this.flush().then(() => cb(), cb);
+    this.queue().then(() => cb(), cb);
   }
 
   override _final(cb: (e?: Error | null) => void): void {
-    this.flush().then(() => cb(), cb);
+    this.queue()
+      .then(() => this.inflight)
+      .then(() => cb(), cb);
   }
 
-  private async flush(): Promise<void> {
+  /** Wait for the chunk on the wire, then put the buffered bytes on it. */
+  private async queue(): Promise<void> {
+    await this.inflight;
     if (!this.pending) return;
     const chunk = Buffer.concat(this.parts);
     this.parts = [];
     this.pending = 0;
-    const start = this.sent;
+    const start = this.queued;
+    this.queued += chunk.length;
+    const sending = this.send(chunk, start);
+    sending.catch(() => undefined); // awaited by the next queue() or _final
+    this.inflight = sending;
+  }
+
+  private async send(chunk: Buffer, start: number): Promise<void> {
     await withRetry(
       async (attempt) => {
         // after a failure, the registry may hold part of this chunk already
