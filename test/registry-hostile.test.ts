@@ -6,7 +6,6 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { hasZstd } from '@vlab/overlay';
 import { pull, push } from '@vlab/image';
 import { exec, freshStore, removeStore, repo } from './helpers.ts';
 import { freePort, registryMissing, startRegistry, type TestRegistry } from './registry-fixture.ts';
@@ -102,18 +101,6 @@ describe.skipIf(missing)('registry: hostile answers', () => {
     });
     expect(await listing(target)).toEqual(before);
   });
-
-  it.skipIf(hasZstd())(
-    'push --compression zstd is refused up front where node:zlib has no zstd (Node 20)',
-    async () => {
-      await expect(
-        push('busybox:latest', `${proxy.host}/z/bb:1`, { root: source, compression: 'zstd' }),
-      ).rejects.toMatchObject({
-        code: 'E_UNSUPPORTED',
-        message: expect.stringContaining('gzip (the default)'),
-      });
-    },
-  );
 
   it('vbuild pull: an invalid reference is E_BAD_REF, a registry that is down E_REGISTRY_UNREACHABLE', async () => {
     const env = { ...process.env, VLAB_ROOT: target };

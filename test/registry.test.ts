@@ -6,6 +6,7 @@
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build, parseOutput, pull, push, type BuildEvent, type LayerProgress } from '@vlab/image';
 import { exec, freshStore, makeContext, removeStore, repo, umociUnpack } from './helpers.ts';
@@ -75,6 +76,23 @@ describe.skipIf(missing)('registry: push and pull against docker-registry', () =
     const other = await push('busybox:latest', `${reg.host}/elsewhere/bb`, { root });
     expect(other.layers.map((l) => l.status)).toEqual(['mounted']);
     expect(other.digest).toBe(digest);
+  });
+
+  it('push --compression zstd: tar+zstd layers skopeo copies; a pull needs zstd in node:zlib', async () => {
+    const dest = `${reg.host}/vlab/zstd:1`;
+    const r = await push('busybox:latest', dest, { root, compression: 'zstd' });
+    expect(r.layers.map((l) => l.status)).toEqual(['done']); // the gzip blob known from the first push is not zstd
+    const raw = JSON.parse(
+      (await exec('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${dest}`])).stdout,
+    );
+    expect(raw.layers.map((l: { mediaType: string }) => l.mediaType)).toEqual([
+      'application/vnd.oci.image.layer.v1.tar+zstd',
+    ]);
+    await exec('skopeo', ['copy', '--src-tls-verify=false', `docker://${dest}`, `oci:${path.join(tmp, 'zstd')}:z`]);
+    const empty = await fsp.mkdtemp(path.join(tmp, 'zstd-pull-'));
+    const zlibZstd = typeof (zlib as { createZstdDecompress?: unknown }).createZstdDecompress === 'function';
+    if (zlibZstd) await expect(pull(dest, { root: empty })).resolves.toMatchObject({ remoteDigest: r.digest });
+    else await expect(pull(dest, { root: empty })).rejects.toMatchObject({ code: 'E_UNSUPPORTED' });
   });
 
   it('round trip: build, push, rmi, prune, pull: same digests, umoci unpacks it', async () => {

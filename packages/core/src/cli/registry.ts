@@ -1,8 +1,6 @@
 /** `vbuild pull|push|login|logout`: flags to options, events to the progress renderer; the work is in registry/. */
 import { VlabError } from '@vlab/errors';
-import { login, logout, pull, push } from '../registry/index.ts';
-import type { RegistryOptions } from '../registry/client.ts';
-import { defaultStoreRoot } from '../store/paths.ts';
+import { defaultStoreRoot, login, logout, pull, push, type RegistryOptions } from '../index.ts';
 import type { Command } from './images.ts';
 import { type Flag, type Values, intFlag, str } from './flags.ts';
 import { createRenderer, type ProgressMode } from './progress.ts';

@@ -13,7 +13,7 @@ import zlib from 'node:zlib';
 import { VlabError } from '@vlab/errors';
 import { MEDIA, type Descriptor } from '../image/types.ts';
 import { MAX_JSON_BYTES } from '../image/validate.ts';
-import type { BlobStore } from '../store/blobs.ts';
+import type { Blobs } from '../store/types.ts';
 import { discard, isRetryable, readBody, withRetry, type HttpResponse } from './http.ts';
 import { registryError, type RegistryClient } from './client.ts';
 
@@ -136,7 +136,7 @@ function decompressor(mediaType: string): Transform {
  * transport failures. Returns the stored (uncompressed) size.
  */
 export async function pullLayer(
-  blobs: BlobStore,
+  blobs: Blobs,
   client: RegistryClient,
   repo: string,
   desc: Descriptor,

@@ -1,12 +1,12 @@
 /**
  * `vbuild push`: an image of the store to a registry. Layers are stored uncompressed; each is
- * compressed once (gzip by default, zstd where node:zlib has it) while it is uploaded, and the
+ * compressed once (gzip by default, or zstd) while it is uploaded, and the
  * compressed digest is remembered per diff_id (blob-info.ts). So a second push finds every layer
  * by HEAD (or mounts it from another repository of the same registry) and compresses nothing.
  */
 import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
-import { hasZstd, writeLayer } from '@vlab/overlay';
+import { writeLayer } from '@vlab/overlay';
 import { MEDIA, type Descriptor, type Manifest } from '../image/types.ts';
 import type { Store, StoredImage } from '../store/store.ts';
 import { MAX_JSON_BYTES } from '../image/validate.ts';
@@ -48,17 +48,10 @@ export interface PushResult {
 const COMPRESSED: Record<PushCompression, string> = { gzip: MEDIA.layerGzip, zstd: MEDIA.layerZstd };
 const PLAIN = new Set<string>([MEDIA.layer, MEDIA.dockerLayer]);
 
-/** The compression a push uses; zstd is refused up front where this Node cannot write it. */
+/** The compression a push uses (gzip unless told; zstd through overlay's writeLayer, on any Node). */
 export function pushCompression(c: string | undefined): PushCompression {
   if (c === undefined || c === 'gzip') return 'gzip';
-  if (c === 'zstd') {
-    if (!hasZstd())
-      throw new VlabError(
-        'E_UNSUPPORTED',
-        `--compression zstd needs node:zlib zstd (Node ≥ 22.15); this is Node ${process.versions.node}: push with gzip (the default)`,
-      );
-    return 'zstd';
-  }
+  if (c === 'zstd') return 'zstd';
   throw new VlabError('E_BAD_ARG', `--compression "${c}": expected gzip or zstd`);
 }
 
