@@ -18,6 +18,8 @@ for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux buildah zs
   esac
 done
 [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
+# htpasswd: the registry tests' basic-auth registry (test/registry-fixture.ts).
+command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 # vlab-init loads Docker's seccomp profile through libseccomp.
 [ -f /usr/include/seccomp.h ] || need_apt+=(libseccomp-dev)

@@ -31,6 +31,8 @@ import { loadDockerfile, type DockerfileSpec } from './api/check.ts';
 
 export { openEngine, type Engine, type SnapshotterDriver } from './api/engine.ts';
 export { checkDockerfile, type CheckOptions, type CheckWarning, type DockerfileSpec } from './api/check.ts';
+import type { RegistryOptions } from './registry/client.ts';
+import { pushOutputs } from './export/registry.ts';
 
 export interface BuildOptions {
   /**
@@ -89,6 +91,12 @@ export interface BuildOptions {
   shmSize?: number | string;
   executor?: ExecutorKind;
   snapshotter?: SnapshotterDriver;
+  /** docker build --pull: check the registry for every FROM / COPY --from image, even one in the store. */
+  pull?: boolean;
+  /** Push every tag to its registry once built (docker buildx --push). */
+  push?: boolean;
+  /** TLS, credentials and retries for pulls and pushes (see RegistryOptions). */
+  registry?: RegistryOptions;
   /** Caps on each ADD <url> download: size, total and idle time, redirects (defaults in DEFAULT_DOWNLOAD_LIMITS). */
   addLimits?: Partial<DownloadLimits>;
 }
@@ -121,6 +129,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 async function buildImage(opts: BuildOptions, opened: Engine[]): Promise<BuildResult> {
   const platform = hostPlatform();
   checkPlatform(opts.platform, platform);
+  if (opts.push && !opts.tags?.length)
+    throw new VlabError('E_BAD_ARG', '--push needs a name to push to: give one with -t NAME');
   const ulimits = parseUlimits(opts.ulimits);
   const run = runExtras(opts, ulimits.nofile);
   if (typeof opts.context === 'string')
@@ -261,6 +271,8 @@ async function buildFrom(
       namedContexts,
       downloads: session.downloads,
       downloadLimits: opts.addLimits,
+      pull: opts.pull ?? false,
+      registry: { ...opts.registry, signal: opts.signal },
     },
     plan,
   ).finally(async () => {
@@ -285,7 +297,8 @@ async function buildFrom(
     state.layers.map((l) => ({ mediaType: l.mediaType || MEDIA.layer, digest: l.digest, size: l.size })),
   );
   for (const t of opts.tags ?? []) await engine.store.tag(t, stored.manifestDigest);
-  for (const out of opts.output ?? [])
+  await pushOutputs(engine.store, stored, opts, emit);
+  for (const out of (opts.output ?? []).filter((o) => o.type !== 'registry'))
     await exportImage(engine.store, stored, out, opts.tags?.[0], (_img, work) =>
       engine.layers.withView(state.layers, work),
     );

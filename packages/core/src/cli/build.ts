@@ -12,6 +12,7 @@ import {
   type Entitlement,
 } from '../index.ts';
 import { createRenderer, type ProgressMode } from './progress.ts';
+import { TLS_FLAGS, registryOptions } from './registry.ts';
 import { intFlag, keyValues, list, parseCommand, str, type CommandSpec, type Values } from './flags.ts';
 import { registerDockerfile, ruleUrl, snippet } from './snippet.ts';
 
@@ -47,7 +48,7 @@ export const BUILD: CommandSpec = {
       type: 'string',
       short: 'o',
       multiple: true,
-      arg: 'type=oci|docker|tar|local,dest=PATH',
+      arg: 'type=oci|docker|tar|local,dest=PATH | type=registry,name=REF',
       help: 'output destination',
     },
     iidfile: { type: 'string', arg: 'FILE', help: 'write the image ID to the file' },
@@ -63,6 +64,9 @@ export const BUILD: CommandSpec = {
     'pids-limit': { type: 'string', arg: 'N', help: 'processes per RUN (default 2048; -1: unlimited)' },
     ulimit: { type: 'string', multiple: true, arg: 'nofile=N[:N]', help: 'ulimit of each RUN (nofile only)' },
     'shm-size': { type: 'string', arg: 'SIZE', help: 'size of /dev/shm in each RUN (default 64m)' },
+    pull: { type: 'boolean', help: 'always check the registry for newer FROM / COPY --from images' },
+    push: { type: 'boolean', help: 'push every tag to its registry once built (as --output type=registry)' },
+    ...TLS_FLAGS,
   },
 };
 
@@ -190,6 +194,9 @@ export async function cmdBuild(argv: string[]): Promise<number> {
     pidsLimit: intFlag(v['pids-limit'], 'pids-limit'),
     secrets: secrets(list(v.secret)),
     root: str(v.root),
+    pull: Boolean(v.pull),
+    push: Boolean(v.push),
+    registry: registryOptions(v),
     signal: ac.signal,
     onEvent: createRenderer(progress),
   });

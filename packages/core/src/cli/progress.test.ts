@@ -67,3 +67,38 @@ describe('progress renderers', () => {
     ).toEqual(events.map((e) => e.type));
   });
 });
+
+describe('layer transfer progress', () => {
+  const d1 = `sha256:${'1'.repeat(64)}`;
+  const d2 = `sha256:${'2'.repeat(64)}`;
+  const base = { type: 'layer-progress', ref: 'r/x:1', total: 4e6 } as const;
+  const transfer: BuildEvent[] = [
+    { ...base, digest: d1, action: 'pull', status: 'downloading', bytes: 1e6, time: 1000 },
+    { ...base, digest: d2, action: 'pull', status: 'exists', bytes: 4e6, time: 1000 },
+    { ...base, digest: d1, action: 'pull', status: 'downloading', bytes: 2e6, time: 2000 },
+    { ...base, digest: d1, action: 'pull', status: 'done', bytes: 4e6, time: 3000 },
+  ];
+
+  it('plain: one line per layer once it is settled', () => {
+    const s = sink(false);
+    const r = createRenderer('plain', s.out);
+    transfer.forEach(r);
+    expect(s.text()).toBe('pull 222222222222  Already exists  4.0MB\npull 111111111111  Pull complete  4.0MB\n');
+  });
+
+  it('tty: bytes and rate while it moves, the final state after', () => {
+    const s = sink(true);
+    const r = createRenderer('tty', s.out);
+    transfer.slice(0, 3).forEach(r);
+    // 2 MB in the 1 s since the layer's first event
+    expect(s.text()).toContain('pull 111111111111  2.0MB / 4.0MB  2.0MB/s');
+    r(transfer[3]!);
+    expect(s.text()).toContain('pull 111111111111  Pull complete  4.0MB');
+  });
+
+  it('json: the events as they are', () => {
+    const s = sink(false);
+    createRenderer('json', s.out)(transfer[1]!);
+    expect(JSON.parse(s.text())).toEqual(transfer[1]);
+  });
+});

@@ -1,5 +1,5 @@
 import type { BuildEvent } from '../index.ts';
-import { ttyRenderer } from './tty-progress.ts';
+import { layerLine, ttyRenderer } from './tty-progress.ts';
 
 export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
 
@@ -45,6 +45,9 @@ function plainRenderer(out: NodeJS.WriteStream): (e: BuildEvent) => void {
         break;
       case 'warning':
         out.write(`WARN: ${e.message}${e.location ? ` (${e.location.file}:${e.location.line})` : ''}\n`);
+        break;
+      case 'layer-progress':
+        if (e.status !== 'downloading' && e.status !== 'uploading') out.write(`${layerLine(e, 0)}\n`);
         break;
       case 'build-done':
         out.write(`writing image ${e.imageId} done (manifest ${e.digest}) in ${secs(e.durationMs)}\n`);

@@ -5,7 +5,7 @@
  * the default colour; the last lines of a step's output under it while it runs, and for a moment
  * after it ends, so a short step's output can be read before it goes.
  */
-import type { BuildEvent } from '../index.ts';
+import type { BuildEvent, LayerProgress } from '../index.ts';
 
 const TICK_MS = 150;
 /** How long a finished step's output stays under it. */
@@ -25,6 +25,22 @@ interface Step {
   ended?: number;
   tail: string[];
 }
+
+/** `pull 0de7e2ab2f5a  1.2MB / 2.1MB  3.4MB/s` (or its final state). */
+export function layerLine(e: LayerProgress, elapsedMs: number): string {
+  const mb = (n: number) => `${(n / 1e6).toFixed(1)}MB`;
+  const head = `${e.action} ${e.digest.slice(7, 19)}`;
+  if (e.status === 'downloading' || e.status === 'uploading' || e.status === 'retrying') {
+    const rate = elapsedMs > 0 ? `  ${mb((e.bytes * 1000) / elapsedMs)}/s` : '';
+    return `${head}  ${mb(e.bytes)} / ${mb(e.total)}${rate}${e.status === 'retrying' ? '  retrying' : ''}`;
+  }
+  return `${head}  ${FINAL[e.action][e.status]}  ${mb(e.total)}`;
+}
+
+const FINAL = {
+  pull: { done: 'Pull complete', exists: 'Already exists', mounted: 'Mounted' },
+  push: { done: 'Pushed', exists: 'Layer already exists', mounted: 'Mounted from another repository' },
+} as const;
 
 const secs = (ms: number) => `${(Math.max(0, ms) / 1000).toFixed(1)}s`;
 /** Cut to `w` columns: a wrapped line would break the cursor-up redraw. */
@@ -107,6 +123,21 @@ export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.no
         if (s) Object.assign(s, { state: 'error', ended: e.time });
         stop(); // the build fails: the error report follows this frame
         return;
+      }
+      case 'layer-progress': {
+        // one line per blob, as docker pull/push show them: bytes, rate, then the final state
+        const id = `${e.action}:${e.digest}`;
+        let s = find(id);
+        if (!s) {
+          s = { id, name: '', state: 'running', started: e.time, tail: [] };
+          steps.push(s);
+        }
+        if (e.status !== 'downloading' && e.status !== 'uploading' && e.status !== 'retrying') {
+          s.state = 'done';
+          s.ended = e.time;
+        }
+        s.name = layerLine(e, e.time - s.started);
+        break;
       }
       case 'warning':
         warnings.push(`${e.message}${e.location ? ` (${e.location.file}:${e.location.line})` : ''}`);

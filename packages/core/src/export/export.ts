@@ -20,7 +20,8 @@ const execFileP = promisify(execFile);
  * `local` = the filesystem copied into a directory (as BuildKit's local exporter: local.ts).
  */
 export interface OutputSpec {
-  type: 'oci' | 'docker' | 'tar' | 'local';
+  /** `registry`: pushed to `dest`, the image name (`type=registry,name=R`; export/registry.ts). */
+  type: 'oci' | 'docker' | 'tar' | 'local' | 'registry';
   dest: string;
   /** Layer compression of an image output (oci, docker); uncompressed when absent. */
   compression?: LayerCompression;
@@ -28,7 +29,7 @@ export interface OutputSpec {
   compressionLevel?: number;
 }
 
-const OUTPUT_TYPES = ['oci', 'docker', 'tar', 'local'];
+const OUTPUT_TYPES = ['oci', 'docker', 'tar', 'local', 'registry'];
 /** The options each output type takes; anything else is refused, not ignored. */
 const IMAGE_KEYS = ['type', 'dest', 'compression', 'compression-level'];
 const KEYS: Record<string, string[]> = {
@@ -36,6 +37,7 @@ const KEYS: Record<string, string[]> = {
   docker: IMAGE_KEYS,
   tar: ['type', 'dest'],
   local: ['type', 'dest'],
+  registry: ['type', 'name', 'compression'],
 };
 const COMPRESSIONS = ['uncompressed', 'gzip', 'zstd'];
 
@@ -60,7 +62,9 @@ export function parseOutput(spec: string): OutputSpec {
         `--output type=${type}: unknown option "${k}" (type=${type} takes ${KEYS[type]!.join(', ')})`,
       );
   }
-  if (!kv.dest) throw new VlabError('E_BAD_ARG', `--output ${spec}: dest=… is required`);
+  if (type === 'registry') kv.dest = kv.name ?? '';
+  if (!kv.dest)
+    throw new VlabError('E_BAD_ARG', `--output ${spec}: ${type === 'registry' ? 'name' : 'dest'}=… is required`);
   const out: OutputSpec = { type: type as OutputSpec['type'], dest: kv.dest };
   const c = kv.compression;
   if (c !== undefined) {

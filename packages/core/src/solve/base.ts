@@ -2,11 +2,12 @@ import { VlabError, type SourceLocation } from '@vlab/errors';
 import { findStage, type Stage } from '@vlab/dockerfile';
 import { MEDIA, type ImageConfig, type LayerRef } from '../image/types.ts';
 import type { StoredImage } from '../store/store.ts';
-import type { BuildInputs, BuildServices, StageLookup, StageState } from './context.ts';
+import type { BuildInputs, ImageSource, StageLookup, StageState } from './context.ts';
 import { stepKey } from './keys.ts';
 import { platformString } from '../image/platform.ts';
 import { DEFAULT_PATH } from '../exec/defaults.ts';
 import { refuseTransport, type ContextUse } from './named-contexts.ts';
+import { pullForBuild } from './pull-base.ts';
 
 /** The state a stage starts from: a named context, scratch, an earlier stage, or an image in the store. */
 export async function baseState(s: StageLookup & BuildInputs, stage: Stage, image: string): Promise<StageState> {
@@ -52,19 +53,11 @@ function imageState(s: Pick<BuildInputs, 'platform'>, stored: StoredImage): Stag
  * stages too). A host transport written in the Dockerfile (oci-layout://…) is E_NAMED_CONTEXT:
  * only the command line names host paths.
  */
-export async function resolveImage(
-  s: Pick<BuildServices, 'store'>,
-  image: string,
-  use: ContextUse,
-): Promise<StoredImage> {
+export async function resolveImage(s: ImageSource, image: string, use: ContextUse): Promise<StoredImage> {
   refuseTransport(image, use);
-  const stored = await s.store.resolve(image);
-  if (!stored) {
-    throw new VlabError(
-      'E_IMAGE_NOT_FOUND',
-      `image "${image}" is not in the local store (${s.store.root}); import one with "vbuild import rootfs.tar ${image}" or load it with "vbuild load"`,
-    );
-  }
+  const notFound = `image "${image}" is not in the local store (${s.store.root}); import one with "vbuild import rootfs.tar ${image}" or load it with "vbuild load"`;
+  // not in the store (or --pull): from its registry (pull-base.ts)
+  const stored = (!s.pull && (await s.store.resolve(image))) || (await pullForBuild(s, image, notFound));
   // held for the whole build: a concurrent rmi + prune cannot take its layers from under us
   if (!(await s.store.holdImage(stored)))
     throw new VlabError(

@@ -67,6 +67,10 @@ export interface BuildSources {
   context: BuildContext;
   /** --build-context: names that stand for images or directories the command line gave. */
   namedContexts: NamedContexts;
+  /** --pull: FROM and COPY --from images are checked against their registry even when stored. */
+  pull: boolean;
+  /** TLS and credentials for the registries images are pulled from (and pushed to). */
+  registry: import('../registry/client.ts').RegistryOptions;
   /** Final state of each stage, by index, once requested (stages run at most once). */
   stageResult: (index: number) => Promise<StageState>;
 }
@@ -97,6 +101,10 @@ export type BuildSession = BuildInputs &
   BuildReport;
 
 /** What looking up another stage or an image needs (FROM, COPY --from, RUN --mount from=). */
-export type StageLookup = Pick<BuildInputs, 'df'> &
-  Pick<BuildSources, 'namedContexts' | 'stageResult'> &
-  Pick<BuildServices, 'store'>;
+export type StageLookup = Pick<BuildInputs, 'df'> & Pick<BuildSources, 'namedContexts' | 'stageResult'> & ImageSource;
+
+/** What resolving an image by name needs: the store, and the registry it is pulled from when missing. */
+export type ImageSource = Pick<BuildServices, 'store'> &
+  Pick<BuildSources, 'pull' | 'registry'> &
+  Pick<BuildInputs, 'platform'> &
+  BuildReport;

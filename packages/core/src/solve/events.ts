@@ -1,4 +1,5 @@
 import type { SourceLocation } from '@vlab/errors';
+import type { LayerProgress } from '../registry/events.ts';
 
 /** Typed build events (DESIGN.md: events, not prints). The CLI renders them; embedders subscribe. */
 export interface StepRef {
@@ -27,6 +28,8 @@ export type BuildEvent =
       contextFilesHashed: number;
       contextHashHits: number;
     }
-  | { type: 'warning'; message: string; location?: SourceLocation; time: number };
+  | { type: 'warning'; message: string; location?: SourceLocation; time: number }
+  /** A layer pulled (FROM an image not in the store) or pushed (--push). */
+  | LayerProgress;
 
 export type EventSink = (e: BuildEvent) => void;

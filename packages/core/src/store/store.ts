@@ -113,13 +113,16 @@ export class LayoutStore implements StoreContract {
     );
   }
 
-  /** Writes config and manifest blobs; layers must already be stored. */
-  async putImage(config: ImageConfig, layers: Descriptor[]): Promise<StoredImage> {
+  /**
+   * Writes config and manifest blobs; layers must already be stored. `configBytes`: the config as
+   * another writer serialised it (a pulled image keeps its config digest, its image id).
+   */
+  async putImage(config: ImageConfig, layers: Descriptor[], configBytes?: Buffer): Promise<StoredImage> {
     for (const l of layers) {
       if (!(await this.blobs.has(l.digest)))
         throw new VlabError('E_BLOB_MISSING', `layer ${l.digest} is not in the store`);
     }
-    const cfg = await this.blobs.putJson(config);
+    const cfg = configBytes ? await this.blobs.putBytes(configBytes) : await this.blobs.putJson(config);
     const manifest: Manifest = {
       schemaVersion: 2,
       mediaType: MEDIA.manifest,

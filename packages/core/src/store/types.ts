@@ -91,8 +91,10 @@ export interface Store {
   /**
    * Write the config and manifest blobs of an image whose layers are stored (E_BLOB_MISSING
    * otherwise). Idempotent: the same config and layers give the same digests. Names nothing.
+   * `configBytes`: the config as another writer serialised it, stored as it is (a pulled image
+   * keeps its config digest, its image id).
    */
-  putImage(config: ImageConfig, layers: Descriptor[]): Promise<StoredImage>;
+  putImage(config: ImageConfig, layers: Descriptor[], configBytes?: Buffer): Promise<StoredImage>;
   /**
    * Point `ref` (name[:tag], normalized) at a stored manifest, replacing what it named; idempotent.
    * Rejects with E_BAD_REF for an invalid reference, E_BLOB_MISSING when the manifest is not stored.

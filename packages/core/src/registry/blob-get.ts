@@ -1,0 +1,182 @@
+/**
+ * Blobs from a registry. Bytes are hashed as they arrive and nothing is named before the digest
+ * (and, for a layer, the diff_id of the decompressed tar) checks out: a layer streams into a temp
+ * blob of the store, which is committed only then (BlobStore.create). A broken connection resumes
+ * with a Range request where the registry allows it; a retry starts the blob over.
+ */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PassThrough, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import { VlabError } from '@vlab/errors';
+import { MEDIA, type Descriptor } from '../image/types.ts';
+import { MAX_JSON_BYTES } from '../image/validate.ts';
+import type { Blobs } from '../store/types.ts';
+import { discard, isRetryable, readBody, withRetry, type HttpResponse } from './http.ts';
+import { registryError, type RegistryClient } from './client.ts';
+
+const MAX_REDIRECTS = 5;
+
+/** GET a blob from `offset` on, following redirects (a blob store elsewhere gets no registry credentials). */
+async function blobResponse(
+  client: RegistryClient,
+  repo: string,
+  digest: string,
+  offset: number,
+  scope: string[],
+): Promise<HttpResponse> {
+  const headers: Record<string, string> = offset ? { range: `bytes=${offset}-` } : {};
+  let res = await client.fetch({ method: 'GET', url: `/v2/${repo}/blobs/${digest}`, headers, scope });
+  for (let i = 0; res.status >= 300 && res.status < 400 && res.headers.location; i++) {
+    if (i >= MAX_REDIRECTS) throw new VlabError('E_REGISTRY', `blob ${digest}: more than ${MAX_REDIRECTS} redirects`);
+    const next = new URL(res.headers.location, res.url);
+    discard(res);
+    if (next.protocol !== 'https:' && next.protocol !== 'http:')
+      throw new VlabError('E_REGISTRY', `blob ${digest}: redirect to ${next.protocol} refused`);
+    res = await client.fetch({ method: 'GET', url: next.href, headers, scope });
+  }
+  if (res.status !== 200 && res.status !== 206) throw await registryError(res, `blob ${digest} of ${repo}`);
+  return res;
+}
+
+/** The blob's bytes, resuming after a broken connection (Range) up to `retries` times. */
+async function* blobBytes(
+  client: RegistryClient,
+  repo: string,
+  desc: Descriptor,
+  scope: string[],
+  onBytes: (n: number) => void,
+): AsyncGenerator<Buffer> {
+  let offset = 0;
+  let resumes = 0;
+  const retries = client.opts.retries ?? 3;
+  for (;;) {
+    const res = await blobResponse(client, repo, desc.digest, offset, scope);
+    if (offset > 0 && res.status !== 206) {
+      discard(res);
+      throw new VlabError('E_REGISTRY', `blob ${desc.digest}: the registry cannot resume (no Range support)`, {
+        details: { retryable: true },
+      });
+    }
+    let broke: unknown;
+    try {
+      for await (const c of res.body as AsyncIterable<Buffer>) {
+        offset += c.length;
+        if (offset > desc.size)
+          throw new VlabError(
+            'E_DIGEST_MISMATCH',
+            `blob ${desc.digest}: the registry sent more than its ${desc.size} bytes: refused`,
+          );
+        onBytes(offset);
+        yield c;
+      }
+    } catch (e) {
+      if (!isRetryable(e)) throw e;
+      broke = e;
+    }
+    if (!broke && offset === desc.size) return;
+    if (resumes++ >= retries)
+      throw new VlabError(
+        'E_REGISTRY',
+        `blob ${desc.digest}: the transfer ${broke ? `broke (${(broke as Error).message})` : 'ended early'} at byte ${offset} of ${desc.size}, ${retries + 1} times: is the registry or the network failing?`,
+        { cause: broke },
+      );
+    client.opts.signal?.throwIfAborted();
+    await sleep(100 * 2 ** (resumes - 1), undefined, { signal: client.opts.signal });
+  }
+}
+
+/** A small blob (a config) in memory, digest-checked. */
+export async function fetchSmallBlob(
+  client: RegistryClient,
+  repo: string,
+  desc: Descriptor,
+  scope: string[],
+): Promise<Buffer> {
+  if (desc.size > MAX_JSON_BYTES)
+    throw new VlabError('E_BAD_MANIFEST', `config ${desc.digest} is ${desc.size} bytes, over the 4 MiB limit`);
+  const bytes = await withRetry(
+    async () =>
+      readBody(await blobResponse(client, repo, desc.digest, 0, scope), MAX_JSON_BYTES, `blob ${desc.digest}`),
+    { retries: client.opts.retries, signal: client.opts.signal },
+  );
+  checkDigest(createHash('sha256').update(bytes).digest('hex'), bytes.length, desc);
+  return bytes;
+}
+
+function checkDigest(hex: string, size: number, desc: Descriptor): void {
+  if (`sha256:${hex}` !== desc.digest || size !== desc.size)
+    throw new VlabError(
+      'E_DIGEST_MISMATCH',
+      `blob ${desc.digest}: the registry sent ${size} bytes with digest sha256:${hex}: refused (corrupt or tampered with)`,
+    );
+}
+
+type ZstdZlib = { createZstdDecompress?: () => Transform };
+
+function decompressor(mediaType: string): Transform {
+  if (mediaType === MEDIA.layer || mediaType === MEDIA.dockerLayer) return new PassThrough();
+  if (mediaType === MEDIA.layerGzip || mediaType === MEDIA.dockerLayerGzip) return zlib.createGunzip();
+  if (mediaType === MEDIA.layerZstd) {
+    const z = (zlib as unknown as ZstdZlib).createZstdDecompress;
+    if (z) return z();
+    throw new VlabError(
+      'E_UNSUPPORTED',
+      `zstd layers need node:zlib zstd (Node ≥ 22.15); this is Node ${process.versions.node}`,
+    );
+  }
+  throw new VlabError('E_UNSUPPORTED', `layer media type "${mediaType}" is not a tar, tar+gzip or tar+zstd layer`);
+}
+
+/**
+ * Fetch one layer into the store uncompressed: the compressed bytes must hash to `desc.digest`,
+ * the tar to `diffId`; the blob is named (as `diffId`) only then. Retried from the start on
+ * transport failures. Returns the stored (uncompressed) size.
+ */
+export async function pullLayer(
+  blobs: Blobs,
+  client: RegistryClient,
+  repo: string,
+  desc: Descriptor,
+  diffId: string,
+  scope: string[],
+  onBytes: (n: number) => void,
+): Promise<number> {
+  decompressor(desc.mediaType).destroy(); // an unknown type fails before any transfer
+  return withRetry(
+    async () => {
+      const blob = await blobs.create();
+      const dec = decompressor(desc.mediaType);
+      let failed: unknown;
+      const written = pipeline(dec, blob.stream).catch((e: unknown) => void (failed ??= e));
+      const hash = createHash('sha256');
+      let n = 0;
+      try {
+        for await (const c of blobBytes(client, repo, desc, scope, onBytes)) {
+          hash.update(c);
+          n += c.length;
+          // after a decompression error the bytes are still hashed: a wrong digest is the better report
+          if (failed) continue;
+          if (!dec.write(c)) await Promise.race([once(dec, 'drain').catch(() => undefined), written]);
+        }
+        if (!failed) dec.end();
+        await written;
+        checkDigest(hash.digest('hex'), n, desc);
+        if (failed)
+          throw new VlabError(
+            'E_LAYER_INVALID',
+            `layer ${desc.digest} does not decompress as ${desc.mediaType} (${(failed as Error).message})`,
+            { cause: failed },
+          );
+      } catch (e) {
+        dec.destroy();
+        await blob.abort();
+        throw e;
+      }
+      return (await blob.commit(diffId)).size;
+    },
+    { retries: client.opts.retries, signal: client.opts.signal },
+  );
+}

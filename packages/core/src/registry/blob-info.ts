@@ -1,0 +1,61 @@
+/**
+ * What the store remembers of a layer's compressed forms (docker's v2metadata-by-diffid): for a
+ * diff_id, the compressed blobs known to hold it (digest, media type, size) and the repositories
+ * they were seen in. A push finds a blob the registry already has (HEAD, or a cross-repo mount)
+ * without compressing again; a pull records what it fetched. Files under
+ * `<root>/distribution/by-diffid/<hex>.json`, rewritten atomically under a lock. This names no
+ * local blob, so gc ignores it; a stale entry only costs a HEAD that says "not there".
+ */
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { withFileLock } from '@vlab/overlay';
+import { writeAtomic } from '../store/store.ts';
+import { assertDigest } from '../store/blobs.ts';
+
+export interface CompressedBlob {
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** `domain/path` of repositories that hold it (most recent last). */
+  repos: string[];
+}
+
+const MAX_ENTRIES = 8;
+const MAX_REPOS = 16;
+
+export class BlobInfo {
+  private readonly dir: string;
+  constructor(storeRoot: string) {
+    this.dir = path.join(storeRoot, 'distribution', 'by-diffid');
+  }
+
+  private file(diffId: string): string {
+    assertDigest(diffId);
+    return path.join(this.dir, `${diffId.slice(7)}.json`);
+  }
+
+  async get(diffId: string): Promise<CompressedBlob[]> {
+    try {
+      const v = JSON.parse(await fsp.readFile(this.file(diffId), 'utf8')) as unknown;
+      return Array.isArray(v) ? (v as CompressedBlob[]).filter((b) => b && typeof b.digest === 'string') : [];
+    } catch {
+      return []; // absent or damaged: as if never seen
+    }
+  }
+
+  /** Remember that `repo` holds `blob` for `diffId`. */
+  async add(diffId: string, blob: Omit<CompressedBlob, 'repos'>, repo: string): Promise<void> {
+    await fsp.mkdir(this.dir, { recursive: true });
+    const file = this.file(diffId);
+    await withFileLock(`${file}.lock`, async () => {
+      const list = await this.get(diffId);
+      let entry = list.find((b) => b.digest === blob.digest);
+      if (!entry) {
+        entry = { ...blob, repos: [] };
+        list.push(entry);
+      }
+      entry.repos = [...entry.repos.filter((r) => r !== repo), repo].slice(-MAX_REPOS);
+      await writeAtomic(file, JSON.stringify(list.slice(-MAX_ENTRIES)));
+    });
+  }
+}

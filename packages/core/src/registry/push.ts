@@ -1,0 +1,236 @@
+/**
+ * `vbuild push`: an image of the store to a registry. Layers are stored uncompressed; each is
+ * compressed once (gzip by default, or zstd) while it is uploaded, and the
+ * compressed digest is remembered per diff_id (blob-info.ts). So a second push finds every layer
+ * by HEAD (or mounts it from another repository of the same registry) and compresses nothing.
+ */
+import { pipeline } from 'node:stream/promises';
+import { VlabError } from '@vlab/errors';
+import { writeLayer } from '@vlab/overlay';
+import { MEDIA, type Descriptor, type Manifest } from '../image/types.ts';
+import type { Store, StoredImage } from '../store/store.ts';
+import { MAX_JSON_BYTES } from '../image/validate.ts';
+import { sha256 } from '../store/blobs.ts';
+import { BlobInfo, type CompressedBlob } from './blob-info.ts';
+import {
+  ChunkedUpload,
+  DEFAULT_CHUNK,
+  finishUpload,
+  hasBlob,
+  startUpload,
+  uploadBytes,
+  type Upload,
+} from './blob-put.ts';
+import { RegistryClient, pullScope, pushScope, registryError, type RegistryOptions } from './client.ts';
+import { throttled, type LayerProgress, type TransferSink } from './events.ts';
+import { discard, withRetry } from './http.ts';
+import { DEFAULT_PARALLEL, eachLimited } from './parallel.ts';
+import { formatReference, parseReference, repoName, type Reference } from './reference.ts';
+
+export type PushCompression = 'gzip' | 'zstd';
+
+export interface PushOptions extends RegistryOptions {
+  compression?: PushCompression;
+  parallel?: number;
+  /** Bytes per PATCH of a chunked upload (default 16 MiB; the registry's minimum wins). */
+  chunkSize?: number;
+  onProgress?: TransferSink;
+}
+
+export interface PushResult {
+  ref: string;
+  /** Digest of the manifest as the registry stores it. */
+  digest: string;
+  size: number;
+  layers: { digest: string; status: 'done' | 'exists' | 'mounted' }[];
+}
+
+const COMPRESSED: Record<PushCompression, string> = { gzip: MEDIA.layerGzip, zstd: MEDIA.layerZstd };
+const PLAIN = new Set<string>([MEDIA.layer, MEDIA.dockerLayer]);
+
+/** The compression a push uses (gzip unless told; zstd through overlay's writeLayer, on any Node). */
+export function pushCompression(c: string | undefined): PushCompression {
+  if (c === undefined || c === 'gzip') return 'gzip';
+  if (c === 'zstd') return 'zstd';
+  throw new VlabError('E_BAD_ARG', `--compression "${c}": expected gzip or zstd`);
+}
+
+export async function pushImage(
+  store: Store,
+  img: StoredImage,
+  dest: string,
+  opts: PushOptions = {},
+): Promise<PushResult> {
+  const compression = pushCompression(opts.compression);
+  const ref = parseReference(dest);
+  const full = formatReference(ref);
+  const info = new BlobInfo(store.root);
+  // what we already know of each layer: candidate sources for a HEAD or a mount
+  const known = await Promise.all(
+    img.manifest.layers.map((l, i) =>
+      PLAIN.has(l.mediaType) ? info.get(img.config.rootfs.diff_ids[i] ?? l.digest) : Promise.resolve([]),
+    ),
+  );
+  const mountFrom = new Set<string>();
+  for (const list of known)
+    for (const b of list)
+      for (const r of b.repos) if (r.startsWith(`${ref.domain}/`) && r !== repoName(ref)) mountFrom.add(r);
+  const scope = [pushScope(ref.path), ...[...mountFrom].map((r) => pullScope(r.slice(ref.domain.length + 1)))];
+  const client = await RegistryClient.open(ref.domain, opts);
+  const sink = throttled(opts.onProgress);
+  try {
+    const layers = await eachLimited(img.manifest.layers, opts.parallel ?? DEFAULT_PARALLEL, (l, i) =>
+      pushLayer(
+        store,
+        client,
+        ref,
+        l,
+        img.config.rootfs.diff_ids[i] ?? l.digest,
+        known[i]!,
+        compression,
+        scope,
+        opts,
+        (e) => sink({ ...e, type: 'layer-progress', ref: full, action: 'push', time: Date.now() }),
+      ),
+    );
+    const configBytes = await readSmall(store, img.configDigest);
+    if (!(await hasBlob(client, ref.path, img.configDigest, scope)))
+      await uploadBytes(client, ref.path, img.configDigest, configBytes, scope);
+    const manifest: Manifest = {
+      schemaVersion: 2,
+      mediaType: MEDIA.manifest,
+      config: {
+        mediaType: img.manifest.config.mediaType || MEDIA.config,
+        digest: img.configDigest,
+        size: configBytes.length,
+      },
+      layers: layers.map((l) => l.desc),
+      ...(img.manifest.annotations ? { annotations: img.manifest.annotations } : {}),
+    };
+    const bytes = Buffer.from(JSON.stringify(manifest));
+    const digest = sha256(bytes);
+    await withRetry(
+      async () => {
+        const res = await client.fetch({
+          method: 'PUT',
+          url: `/v2/${ref.path}/manifests/${ref.digest ?? ref.tag}`,
+          headers: { 'content-type': MEDIA.manifest },
+          body: bytes,
+          scope,
+        });
+        discard(res);
+        if (res.status !== 201) throw await registryError(res, `manifest ${full}`);
+        const said = res.headers['docker-content-digest'];
+        if (said && said !== digest)
+          throw new VlabError(
+            'E_REGISTRY',
+            `manifest ${full}: the registry stored digest ${String(said)}, not ${digest}`,
+          );
+      },
+      { retries: opts.retries, signal: opts.signal },
+    );
+    if (ref.digest && ref.digest !== digest)
+      throw new VlabError('E_BAD_REF', `${full}: the image's manifest digest is ${digest}, not the one named`);
+    return {
+      ref: full,
+      digest,
+      size: bytes.length,
+      layers: layers.map((l) => ({ digest: l.desc.digest, status: l.status })),
+    };
+  } finally {
+    client.close();
+  }
+}
+
+type Status = 'done' | 'exists' | 'mounted';
+type Report = (e: Pick<LayerProgress, 'digest' | 'status' | 'bytes' | 'total'>) => void;
+
+async function pushLayer(
+  store: Store,
+  client: RegistryClient,
+  ref: Reference,
+  local: Descriptor,
+  diffId: string,
+  known: CompressedBlob[],
+  compression: PushCompression,
+  scope: string[],
+  opts: PushOptions,
+  report: Report,
+): Promise<{ desc: Descriptor; status: Status }> {
+  const info = new BlobInfo(store.root);
+  const repo = repoName(ref);
+  const remember = (desc: Descriptor) =>
+    info.add(diffId, { digest: desc.digest, mediaType: desc.mediaType, size: desc.size }, repo);
+  // a layer kept compressed in the store (a loaded archive) goes as it is
+  if (!PLAIN.has(local.mediaType)) {
+    const desc = { mediaType: local.mediaType, digest: local.digest, size: local.size };
+    if (await hasBlob(client, ref.path, desc.digest, scope)) return done(desc, 'exists', report);
+    await withRetry(
+      async () => {
+        const sender = new ChunkedUpload(
+          client,
+          (await startUpload(client, ref.path, scope)) as Upload,
+          scope,
+          opts.chunkSize ?? DEFAULT_CHUNK,
+          (n) => report({ digest: desc.digest, status: 'uploading', bytes: n, total: desc.size }),
+        );
+        await pipeline(store.blobs.open(desc.digest), sender);
+        await finishUpload(client, sender.upload, desc.digest, scope);
+      },
+      { retries: opts.retries, signal: opts.signal },
+    );
+    return done(desc, 'done', report);
+  }
+  let upload: Upload | undefined;
+  for (const b of known.filter((k) => k.mediaType === COMPRESSED[compression])) {
+    const desc = { mediaType: b.mediaType, digest: b.digest, size: b.size };
+    if (await hasBlob(client, ref.path, b.digest, scope)) {
+      await remember(desc);
+      return done(desc, 'exists', report);
+    }
+    const from = [...b.repos].reverse().find((r) => r.startsWith(`${ref.domain}/`) && r !== repo);
+    if (!from) continue;
+    const r = await startUpload(client, ref.path, scope, { digest: b.digest, from: from.slice(ref.domain.length + 1) });
+    if (r === 'mounted') {
+      await remember(desc);
+      return done(desc, 'mounted', report);
+    }
+    upload = r; // the registry could not mount: it opened an upload instead, used below
+  }
+  const desc = await withRetry(
+    async (attempt) => {
+      const up = attempt || !upload ? ((await startUpload(client, ref.path, scope)) as Upload) : upload;
+      const sender = new ChunkedUpload(client, up, scope, opts.chunkSize ?? DEFAULT_CHUNK, (n) =>
+        report({ digest: local.digest, status: 'uploading', bytes: n, total: local.size }),
+      );
+      const w = await writeLayer(store.blobs.open(local.digest), sender, { compression });
+      if (w.diffId !== diffId)
+        throw new VlabError(
+          'E_DIGEST_MISMATCH',
+          `layer ${local.digest} in the store has content ${w.diffId}: run vbuild fsck`,
+        );
+      await finishUpload(client, sender.upload, w.digest, scope);
+      return { mediaType: COMPRESSED[compression], digest: w.digest, size: w.compressedSize };
+    },
+    { retries: opts.retries, signal: opts.signal },
+  );
+  await remember(desc);
+  return done(desc, 'done', report);
+}
+
+function done(desc: Descriptor, status: Status, report: Report): { desc: Descriptor; status: Status } {
+  report({ digest: desc.digest, status, bytes: desc.size, total: desc.size });
+  return { desc, status };
+}
+
+/** A config from the store, in memory (bounded as any JSON document). */
+async function readSmall(store: Store, digest: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of store.blobs.open(digest) as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > MAX_JSON_BYTES) throw new VlabError('E_BAD_MANIFEST', `config ${digest} is over the 4 MiB limit`);
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
+}
