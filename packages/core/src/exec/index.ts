@@ -3,10 +3,11 @@
  * implementation; both pass the same isolation suite (testing/suite.ts).
  */
 import { VlabError } from '@vlab/errors';
-import type { Executor, ExecutorOptions } from './types.ts';
+import fsp from 'node:fs/promises';
+import type { DetachedLaunch, Executor, ExecutorOptions } from './types.ts';
 import { BuiltinExecutor, initHelper } from './builtin.ts';
 import { OciRuntimeExecutor, findRuntime, type RuntimeName } from './oci-runtime.ts';
-import { CGROUP_PARENT, detectCgroupLayout, sweepOrphanCgroups } from './cgroups.ts';
+import { Cgroup, CGROUP_PARENT, detectCgroupLayout, sweepOrphanCgroups } from './cgroups.ts';
 
 export * from './types.ts';
 export { detectCgroups, orphanCgroups, sweepOrphanCgroups, CGROUP_PARENT } from './cgroups.ts';
@@ -67,4 +68,11 @@ async function pickRuntime(forced?: RuntimeName): Promise<{ name: RuntimeName; p
     if (p) return { name, path: p };
   }
   return undefined;
+}
+
+/** After a detached container ended (its launcher exited): kill stragglers, drop its cgroup and dir. Idempotent. */
+export async function cleanupDetached(launch: Pick<DetachedLaunch, 'dir' | 'cgroup'>): Promise<void> {
+  const layout = await detectCgroupLayout();
+  await Cgroup.at(layout, launch.cgroup).destroy();
+  await fsp.rm(launch.dir, { recursive: true, force: true });
 }

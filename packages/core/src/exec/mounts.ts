@@ -36,6 +36,8 @@ export interface MountListInput {
    * namespace is not ours), so the host's /sys is bound read-only.
    */
   rootless?: { mapsGid5: boolean };
+  /** The root filesystem read-only (docker run --read-only). */
+  readonlyRootfs?: boolean;
 }
 
 /** A container's device nodes (Docker's): name, major, minor; bound in from the host's /dev. */
@@ -65,7 +67,7 @@ export function containerMounts(p: MountListInput): ContainerMount[] {
     options,
   });
   const out: ContainerMount[] = [
-    m('/', 'bind', p.rootfs, ['bind', ...nodev]),
+    m('/', 'bind', p.rootfs, ['bind', ...nodev, ...(p.readonlyRootfs ? ['ro'] : [])]),
     m('/proc', 'proc', 'proc', PROC_FLAGS),
     m('/dev', 'tmpfs', 'tmpfs', ['nosuid', 'nodev', 'strictatime', 'mode=755', 'size=65536k']),
     ...DEV_NODES.map(([d]) => m(`/dev/${d}`, 'bind', `/dev/${d}`, ['bind'])),

@@ -43,6 +43,7 @@ export interface PreparedRun {
   network: 'none' | 'host';
   /** RLIMIT_NOFILE of the process (soft = hard); the executors default to NOFILE_LIMIT. */
   nofile?: number;
+  readonlyRootfs?: boolean;
   /** /etc/hosts, /etc/resolv.conf, /etc/hostname binds, then the spec's mounts, in mount order. */
   mounts: PreparedMount[];
   /** The mountpoints made in the rootfs for this run (vlab-init removes them itself when done). */
@@ -110,6 +111,7 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
       hostname,
       network,
       nofile: spec.limits?.nofile,
+      readonlyRootfs: spec.readonlyRootfs,
       mounts,
       mountpoints: created,
       cleanup,
