@@ -33,3 +33,20 @@ export { exportImage, parseOutput, type OutputSpec } from './export/export.ts';
 export { DEFAULT_DOWNLOAD_LIMITS, type DownloadLimits } from './solve/ops/download.ts';
 export type { ImageConfig, Manifest, Descriptor } from './image/types.ts';
 export { VlabError, isVlabError } from '@vlab/errors';
+export {
+  run,
+  containers,
+  volumes,
+  containerService,
+  ContainerService,
+  type ContainerRunOptions,
+  type Container,
+  type ContainerConfig,
+  type ContainerState,
+  type ContainerStatus,
+  type ContainerMount,
+  type CreateOptions,
+  type StartOptions,
+  type LogEntry,
+  type Volume,
+} from './containers/index.ts';

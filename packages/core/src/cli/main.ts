@@ -3,6 +3,7 @@ import { VlabError } from '@vlab/errors';
 import pkg from '../../package.json' with { type: 'json' };
 import { BUILD, CHECK, cmdBuild, cmdCheck } from './build.ts';
 import { IMAGE_COMMANDS, runCommand } from './images.ts';
+import { containerCommands, inspectCommand } from './containers.ts';
 import { helpText, type CommandSpec } from './flags.ts';
 import { formatError } from './snippet.ts';
 
@@ -13,9 +14,10 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[]) => Pro
   ...Object.fromEntries(
     Object.entries(IMAGE_COMMANDS).map(([name, c]) => [
       name,
-      { spec: c.spec, run: (argv: string[]) => runCommand(c, argv) },
+      { spec: c.spec, run: (argv: string[]) => runCommand(name === 'inspect' ? inspectCommand(c) : c, argv) },
     ]),
   ),
+  ...containerCommands(),
 };
 
 function usage(): string {

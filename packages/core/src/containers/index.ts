@@ -9,3 +9,5 @@ export { VolumeStore, type Volume } from './volumes.ts';
 export { readLogs, followLogs } from './logs.ts';
 export { shortId } from './names.ts';
 export { signalName } from './signals.ts';
+export { statusText, humanDuration, commandText, inspectJson } from './format.ts';
+export { run, containers, volumes, containerService, type RunOptions as ContainerRunOptions, type At } from './api.ts';

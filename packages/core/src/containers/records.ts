@@ -192,3 +192,21 @@ export async function exists(p: string): Promise<boolean> {
     () => false,
   );
 }
+
+/** Ids of the containers made from image (manifest digest) `digest` (rmi, gc). */
+export async function imageUsers(storeRoot: string, digest: string): Promise<string[]> {
+  return (await containerImages(storeRoot)).filter((u) => u.imageDigest === digest).map((u) => u.id);
+}
+
+/** Every container's id, image manifest digest and snapshot key: what gc and fsck keep or check. */
+export async function containerImages(
+  storeRoot: string,
+): Promise<{ id: string; imageDigest: string; snapshotKey: string }[]> {
+  const r = new ContainerRecords(storeRoot);
+  const out = [];
+  for (const id of await r.ids()) {
+    const c = await r.read(id).catch(() => undefined);
+    if (c) out.push({ id, imageDigest: c.config.imageDigest, snapshotKey: c.config.snapshotKey });
+  }
+  return out;
+}

@@ -219,13 +219,26 @@ export class ContainerService {
     return out;
   }
 
-  /** Containers made from image (manifest digest) `digest`. */
-  async imageUsers(digest: string): Promise<Container[]> {
-    const out: Container[] = [];
-    for (const id of await this.records.ids()) {
-      const c = await this.records.read(id).catch(() => undefined);
-      if (c?.config.imageDigest === digest) out.push(c);
-    }
-    return out;
+  /** docker volume rm: E_VOLUME_IN_USE while a container (running or not) has it. */
+  async removeVolume(name: string): Promise<void> {
+    await this.volumes.get(name);
+    const users = await this.volumeUsers(name);
+    if (users.length)
+      throw new VlabError(
+        'E_VOLUME_IN_USE',
+        `remove ${name}: volume is in use - [${users.map((u) => u.slice(0, 12)).join(', ')}]: remove those containers first`,
+      );
+    await this.volumes.remove(name);
+  }
+
+  /** docker volume prune (20.10): every volume no container uses. */
+  async pruneVolumes(): Promise<string[]> {
+    const gone: string[] = [];
+    for (const v of await this.volumes.list())
+      if (!(await this.volumeUsers(v.name)).length) {
+        await this.volumes.remove(v.name);
+        gone.push(v.name);
+      }
+    return gone;
   }
 }
