@@ -18,6 +18,8 @@ for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux buildah zs
   esac
 done
 [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
+# docker.io: only its daemon, started by test/containers-docker.test.ts in a temp dir as the oracle.
+[ -x /usr/sbin/dockerd ] || need_apt+=(docker.io)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 # vlab-init loads Docker's seccomp profile through libseccomp.
 [ -f /usr/include/seccomp.h ] || need_apt+=(libseccomp-dev)
@@ -33,7 +35,8 @@ fi
 
 command -v pnpm >/dev/null || npm install -g pnpm@9.15.9 >/dev/null 2>&1
 pnpm install --frozen-lockfile --reporter=silent
-# The C helpers (vlab-sys, vlab-init): one syscall batch instead of a util-linux process chain.
+# The C helpers (vlab-sys, vlab-init, vlab-mon): one syscall batch instead of a util-linux process
+# chain; vlab-mon is a container's monitor.
 bash scripts/build-native.sh
 # One-file CLI bundle for fast starts (bin/vbuild.js falls back to the sources when it is stale).
 pnpm --filter @vlab/image bundle

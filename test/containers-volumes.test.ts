@@ -132,6 +132,13 @@ describe('container volumes', () => {
     expect(ls.stdout).toMatch(/^local\s+clivol$/m);
   });
 
+  it('logs -f follows a running container to its end', async () => {
+    const d = await run({ ...at(), image: 'busybox', detach: true, cmd: ['sh', '-c', 'echo a; sleep 1; echo b'] });
+    const f = await cli(root, ['logs', '-f', d.id]);
+    expect(f.stdout).toBe('a\nb\n');
+    expect((await containers.inspect(d.id, at())).state.status).toBe('exited');
+  });
+
   it('the log is capped: past max-size it rotates, and logs reads both parts', async () => {
     const r = await sh('i=0; while [ $i -lt 300 ]; do echo line$i; i=$((i+1)); done', { logMaxSize: 4096 });
     expect(r.exitCode).toBe(0);

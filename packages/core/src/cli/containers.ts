@@ -1,4 +1,6 @@
 /** The container verbs: ps, logs, wait, stop, kill, start, restart, rename, rm, inspect, container …. */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { ContainerService } from '../containers/service.ts';
 import { commandText, humanDuration, inspectJson, statusText } from '../containers/format.ts';
@@ -298,7 +300,12 @@ const CONTAINER_SUB: Record<string, Command> = {
     },
     async run(v, pos) {
       need(this.spec, pos);
-      await (await open(v)).cleanup(pos[0]!);
+      // run by a monitor after the end: the container (or its whole store) may be gone by then,
+      // and opening a store would make it again
+      if (!existsSync(path.join(str(v.root) ?? defaultStoreRoot(), 'containers', pos[0]!, 'config.json'))) return 0;
+      await (await open(v)).cleanup(pos[0]!).catch((e: unknown) => {
+        if (!(e instanceof VlabError && e.code === 'E_CONTAINER_NOT_FOUND')) throw e;
+      });
       return 0;
     },
   },

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { ContainerService } from './service.ts';
-import { readLogs } from './logs.ts';
+import { followLogs, readLogs } from './logs.ts';
 import type { Container, CreateOptions, LogEntry } from './types.ts';
 import type { Volume } from './volumes.ts';
 
@@ -59,6 +59,16 @@ export const containers = {
   prune: (o: At = {}): Promise<string[]> => on(o, (s) => s.prune()),
   logs: (ref: string, o: { tail?: number } & At = {}): Promise<LogEntry[]> =>
     on(o, async (s) => readLogs(s.records.path((await s.get(ref)).config.id), o)),
+  /** logs -f: each entry to `onEntry` until the container has ended and all is read (or `signal`). */
+  followLogs: (
+    ref: string,
+    o: { tail?: number; onEntry: (e: LogEntry) => void; signal?: AbortSignal } & At,
+  ): Promise<void> =>
+    on(o, async (s) => {
+      const id = (await s.get(ref)).config.id;
+      const isRunning = async () => (await s.refresh(id)).state.status === 'running';
+      await followLogs(s.records.path(id), { ...o, isRunning });
+    }),
 };
 
 export const volumes = {
