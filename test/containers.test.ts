@@ -152,7 +152,7 @@ describe('containers', () => {
     expect(await containers.wait(d.id, at())).toBe(137);
     expect(await code(containers.stop(d.id, at()))).toBe('E_CONTAINER_NOT_RUNNING');
     await containers.restart(d.id, at());
-    expect((await containers.inspect(d.id, at())).state).toMatchObject({ status: 'running', restartCount: 1 });
+    expect((await containers.inspect(d.id, at())).state).toMatchObject({ status: 'running', restartCount: 0 });
     await containers.remove(d.id, { ...at(), force: true });
     expect(await code(containers.inspect(d.id, at()))).toBe('E_CONTAINER_NOT_FOUND');
     const pruned = await containers.prune(at());

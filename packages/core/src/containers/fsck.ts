@@ -9,7 +9,7 @@ import { createSnapshotter, isMounted } from '@vlab/overlay';
 import { Cgroup, detectCgroupLayout } from '../exec/cgroups.ts';
 import { cgroupParentOf } from '../store/paths.ts';
 import { ContainerRecords } from './records.ts';
-import { observedState } from './liveness.ts';
+import { observedState, sameProcess } from './liveness.ts';
 import type { Container } from './types.ts';
 
 export type ContainerFsckKind =
@@ -31,6 +31,7 @@ export async function checkContainers(root: string): Promise<ContainerProblem[]>
   const records = new ContainerRecords(root);
   const out: ContainerProblem[] = [];
   const live = new Map<string, Container>();
+  const settledIds = new Set<string>();
   for (const id of await records.ids()) {
     const c = await records.read(id).catch((e: Error) => {
       out.push({ kind: 'container-invalid', target: records.path(id), message: e.message });
@@ -40,7 +41,10 @@ export async function checkContainers(root: string): Promise<ContainerProblem[]>
     const state = (await observedState(c.state, records.path(id, 'exit.json'))) ?? c.state;
     live.set(id, { config: c.config, state });
     const rootfs = records.path(id, 'rootfs');
-    if (state.status !== 'running' && (!state.cleaned || isMounted(rootfs)) && state.startedAt) {
+    // ended, and its monitor (which runs the cleanup as its exit command) is gone too
+    const settled = state.status !== 'running' && !sameProcess(state.monitorPid, state.monitorStart);
+    if (settled) settledIds.add(id);
+    if (settled && (!state.cleaned || isMounted(rootfs)) && state.startedAt) {
       out.push({
         kind: 'container-not-cleaned',
         target: id,
@@ -74,7 +78,7 @@ export async function checkContainers(root: string): Promise<ContainerProblem[]>
           message: `container ${c.config.name} has lost its writable snapshot ${c.config.snapshotKey} (not repairable: rm it)`,
         });
   }
-  out.push(...(await orphanContainerCgroups(root, live)));
+  out.push(...(await orphanContainerCgroups(root, (id) => !live.has(id) || settledIds.has(id))));
   for (const f of await records.orphanNames())
     out.push({
       kind: 'container-name-orphan',
@@ -85,7 +89,7 @@ export async function checkContainers(root: string): Promise<ContainerProblem[]>
   return out;
 }
 
-async function orphanContainerCgroups(root: string, live: Map<string, Container>): Promise<ContainerProblem[]> {
+async function orphanContainerCgroups(root: string, orphan: (id: string) => boolean): Promise<ContainerProblem[]> {
   const layout = await detectCgroupLayout().catch(() => undefined);
   if (!layout) return [];
   const parent = cgroupParentOf(root);
@@ -94,7 +98,7 @@ async function orphanContainerCgroups(root: string, live: Map<string, Container>
   for (const h of new Set(hier))
     for (const n of await fsp.readdir(path.join(h, parent)).catch(() => [] as string[])) {
       const m = /^ctr-([0-9a-f]{64})$/.exec(n);
-      if (m && live.get(m[1]!)?.state.status !== 'running') found.add(`${parent}/${n}`);
+      if (m && orphan(m[1]!)) found.add(`${parent}/${n}`);
     }
   return [...found].map((rel) => ({
     kind: 'container-cgroup-orphan' as const,

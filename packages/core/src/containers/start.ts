@@ -114,7 +114,7 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
       error: undefined,
       startedAt: new Date().toISOString(),
       finishedAt: undefined,
-      restartCount: c.state.startedAt ? c.state.restartCount + 1 : c.state.restartCount,
+      restartCount: c.state.restartCount, // docker counts restart-policy restarts only (none here)
     };
     await svc.records.writeState(config.id, state);
     return mon;
