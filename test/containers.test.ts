@@ -98,6 +98,12 @@ describe('containers', () => {
     expect((await run({ ...at(), image: 'busybox', cmd: ['/etc/passwd'] })).exitCode).toBe(126);
     const cliRun = await cli(root, ['run', '--rm', 'busybox', 'sh', '-c', 'exit 9']);
     expect(cliRun.code).toBe(9);
+    // sig-proxy: a SIGINT to the foreground CLI reaches the container, whose exit code it returns
+    const script = 'trap "exit 7" INT; echo ready; while :; do sleep 0.1; done';
+    const proxied = await cli(root, ['run', '--rm', 'busybox', 'sh', '-c', script], (child) =>
+      child.stdout!.on('data', (c: Buffer) => c.toString().includes('ready') && child.kill('SIGINT')),
+    );
+    expect(proxied.code).toBe(7);
     const bad = await cli(root, ['run', 'no-such-image:1']);
     expect(bad.code).toBe(125);
     expect(bad.stderr).toContain('E_IMAGE_NOT_FOUND');

@@ -150,6 +150,11 @@ export function cmdRun(argv: string[]): Promise<number> {
       attach: {
         onOutput: (s, c) => (s === 'stdout' ? process.stdout : process.stderr).write(c),
         stdinFd: v.interactive ? 0 : undefined,
+        // docker's sig-proxy: SIGINT/SIGTERM/SIGHUP to the CLI go to the container's pid 1
+        onStarted: (id) => {
+          for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+            process.on(sig, () => void svc.kill(id, sig).catch(() => undefined));
+        },
       },
     });
     return r.exitCode ?? 0;

@@ -40,6 +40,7 @@ export async function startContainer(
     mon.detach();
     return {};
   }
+  opts.attach.onStarted?.(id);
   const end = await mon.exited;
   await svc.records.locked(id, async () => cleanupLocked(svc, await svc.refresh(id)));
   mon.done();

@@ -139,6 +139,8 @@ export interface StartOptions {
     onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
     /** The container's stdin: this fd (the CLI's 0 for `-i`). Default /dev/null. */
     stdinFd?: number;
+    /** Called once it runs (docker run's sig-proxy forwards the CLI's signals from here on). */
+    onStarted?: (id: string) => void;
   };
 }
 
