@@ -2,12 +2,19 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { ContainerService } from '../containers/service.ts';
-import { commandText, humanDuration, inspectJson, statusText } from '../containers/format.ts';
-import { followLogs, readLogs } from '../containers/logs.ts';
-import { shortId } from '../containers/names.ts';
-import type { Container, LogEntry } from '../containers/types.ts';
-import { defaultStoreRoot } from '../store/paths.ts';
+import {
+  ContainerService,
+  commandText,
+  defaultStoreRoot,
+  followLogs,
+  humanDuration,
+  inspectJson,
+  readLogs,
+  shortId,
+  statusText,
+  type Container,
+  type LogEntry,
+} from '../index.ts';
 import { intFlag, str, type CommandSpec, type Values } from './flags.ts';
 import { runCommand, type Command } from './images.ts';
 import { cmdCreate, cmdRun, CREATE, RUN } from './run.ts';

@@ -4,12 +4,9 @@
  * image, name in use…); 126/127 come from the launcher (not executable / not found).
  */
 import { VlabError } from '@vlab/errors';
-import { ContainerService } from '../containers/service.ts';
-import { readEnvFile } from '../containers/create.ts';
-import type { CreateOptions } from '../containers/types.ts';
+import { ContainerService, defaultStoreRoot, readEnvFile, type CreateOptions } from '../index.ts';
 import { intFlag, keyValues, list, parseCommand, str, type CommandSpec, type Values } from './flags.ts';
 import { formatError } from './snippet.ts';
-import { defaultStoreRoot } from '../store/paths.ts';
 
 const CREATE_FLAGS: CommandSpec['flags'] = {
   name: { type: 'string', arg: 'NAME', help: 'assign a name to the container' },

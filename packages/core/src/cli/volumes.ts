@@ -1,8 +1,6 @@
 /** `vbuild volume create|ls|inspect|rm|prune` (docker's output). */
 import { VlabError } from '@vlab/errors';
-import { ContainerService } from '../containers/service.ts';
-import type { Volume } from '../containers/volumes.ts';
-import { defaultStoreRoot } from '../store/paths.ts';
+import { ContainerService, defaultStoreRoot, type Volume } from '../index.ts';
 import { keyValues, list, str, type Values } from './flags.ts';
 import type { Command } from './images.ts';
 

@@ -11,3 +11,4 @@ export { shortId } from './names.ts';
 export { signalName } from './signals.ts';
 export { statusText, humanDuration, commandText, inspectJson } from './format.ts';
 export { run, containers, volumes, containerService, type RunOptions as ContainerRunOptions, type At } from './api.ts';
+export { readEnvFile } from './create.ts';
