@@ -116,6 +116,7 @@ int arity(const char *k) {
       {"hostname", 1}, {"lo", 0},   {"nofile", 1}, {"root", 1},  {"cwd", 1},     {"uid", 1},
       {"gid", 1},    {"groups", 1}, {"caps", 1},   {"env", 1},   {"arg", 1},     {"rmdir", 1},
       {"rmfile", 1}, {"mtime", 3},   {"seccomp", 1}, {"scarch", 1}, {"scrule", 3}, {"sccache", 1},
+      {"target", 1}, {"tty", 2},
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
     if (strcmp(table[i].k, k) == 0) return table[i].n;
@@ -176,7 +177,7 @@ static int in_list(unsigned long v, const char *csv) {
 }
 
 /* Docker's model: root keeps the capability set `caps`; any other uid ends with none. */
-static void drop_privileges(long uid, long gid, const char *groups, const char *caps) {
+void drop_privileges(long uid, long gid, const char *groups, const char *caps) {
   for (unsigned long c = 0; c < 64; c++) {
     if (in_list(c, caps)) continue;
     if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) die("drop capability", NULL);
@@ -408,8 +409,9 @@ void launch(const char *spec) {
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "serve") == 0) return serve();
   if (argc == 3 && strcmp(argv[1], "exec") == 0) exec_tail(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "enter") == 0) enter(argv[2]);
   if (argc != 2) {
-    fprintf(stderr, "usage: vlab-init SPEC | vlab-init serve | vlab-init exec SPEC\n");
+    fprintf(stderr, "usage: vlab-init SPEC | vlab-init serve | vlab-init exec SPEC | vlab-init enter SPEC\n");
     return 2;
   }
   launch(argv[1]);

@@ -179,7 +179,8 @@ export function execTailSpec(prep: PreparedRun): Buffer {
   return encode(commandTokens(prep));
 }
 
-function encode(t: string[][]): Buffer {
+/** Tokens → the NUL-separated spec file (a token with a NUL is refused). */
+export function encode(t: string[][]): Buffer {
   for (const tok of t.flat()) {
     if (tok.includes('\0')) throw new Error(`a NUL byte in ${JSON.stringify(tok)}`);
   }
