@@ -19,6 +19,7 @@ export {
   overlayMountArgs,
 } from './mount.ts';
 export { nativeHelper, holdEventLoop } from './native.ts';
+export { InRootDirs, atFd } from './in-root.ts';
 export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
 export { writeLayer, hashingStream, type Compression, type LayerWritten } from './layer/digest.ts';
 export { diffSource, type DiffOptions } from './layer/diff.ts';

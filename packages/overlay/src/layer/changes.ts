@@ -38,5 +38,7 @@ export async function changes(src: DiffSourceInfo, opts: ChangesOptions = {}): P
     if (base.startsWith('.wh.')) out.set(p, 'D');
     else out.set(p, (await below.exists(p)) ? 'C' : 'A');
   }
-  return [...out].map(([path, kind]) => ({ kind, path })).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return [...out]
+    .map(([path, kind]) => ({ kind, path }))
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
