@@ -191,3 +191,20 @@ export function encode(t: string[][]): Buffer {
       .join(''),
   );
 }
+
+/**
+ * The mountpoints a launch spec made in its rootfs (its `rmdir`/`rmfile` tokens), as container
+ * paths: while the container runs they are in its writable layer, and vlab-init removes them
+ * when it ends; `diff` and `commit` of a running container leave them out (docker's init layer).
+ */
+export function specMountpoints(spec: Buffer, rootfs: string): string[] {
+  const toks = spec.toString('utf8').split('\0');
+  const out: string[] = [];
+  const root = path.resolve(rootfs);
+  for (let i = 0; i < toks.length - 1; i++) {
+    if (toks[i] !== 'rmdir' && toks[i] !== 'rmfile') continue;
+    const p = toks[++i]!;
+    if (p.startsWith(root + '/')) out.push(p.slice(root.length));
+  }
+  return out;
+}

@@ -16,16 +16,15 @@ export interface Change {
 }
 
 export interface ChangesOptions {
-  /** Container paths left out, with what is below them (the runtime's own mountpoints). */
+  /** Container paths left out, with what is below them (the runtime's own mountpoints; DiffOptions.exclude). */
   ignore?: string[];
 }
 
 export async function changes(src: DiffSourceInfo, opts: ChangesOptions = {}): Promise<Change[]> {
   const lowers = src.kind === 'upper' ? [...(src.lowers ?? [])].reverse() : src.base ? [src.base] : [];
   const below = new UnionView(lowers);
-  const ignored = (p: string) => (opts.ignore ?? []).some((i) => p === i || p.startsWith(i.replace(/\/$/, '') + '/'));
   const out = new Map<string, Change['kind']>();
-  const r = new ByteReader(diffSource(src) as AsyncIterable<Buffer>, () => {});
+  const r = new ByteReader(diffSource(src, { exclude: opts.ignore }) as AsyncIterable<Buffer>, () => {});
   for await (const e of readTar(r)) {
     for await (const _ of e.body()) void _; // contents are not needed
     const name = e.header.name.replace(/\/$/, '');
@@ -34,7 +33,6 @@ export async function changes(src: DiffSourceInfo, opts: ChangesOptions = {}): P
     const dir = slash < 0 ? '' : name.slice(0, slash);
     if (base === '.wh..wh..opq') continue; // the dir itself is listed
     const p = '/' + (base.startsWith('.wh.') ? (dir ? `${dir}/` : '') + base.slice(4) : name);
-    if (ignored(p)) continue;
     if (base.startsWith('.wh.')) out.set(p, 'D');
     else out.set(p, (await below.exists(p)) ? 'C' : 'A');
   }
