@@ -18,6 +18,8 @@
  *     cgroup FILE          write our pid to FILE (cgroup.procs) before anything forks
  *     net                  give the container its own network namespace
  *     cgroupns             and its own cgroup namespace, rooted at the cgroups joined above
+ *     tty ROWS COLS        pid 1 gets a pty of its devpts as terminal and stdio; this process
+ *                          relays it to its own stdin/stdout (vlab-init-tty.c)
  *     stdin FILE           the container's stdin (Node's stdio pipes are sockets, which
  *                          /dev/stdin = /proc/self/fd/0 cannot open: a heredoc's #! script
  *                          is read that way)
@@ -237,6 +239,48 @@ void exec_command(char **argv, char **envp) {
   _exit(code);
 }
 
+/* The socket pid 1 hands its pty master to the launch process on (`tty`), else -1. */
+static int tty_sock = -1;
+static unsigned tty_rows, tty_cols;
+
+/* tty: a pty of the container's own devpts becomes pid 1's terminal and stdio; the master goes
+ * to the launch process (SCM_RIGHTS), which relays it (vlab-init-tty.c). */
+static void give_pty(int sock) {
+  char slave[128];
+  int m = open_pty_master("/dev/ptmx", slave, sizeof slave, tty_rows, tty_cols);
+  attach_slave(slave);
+  char c = 0;
+  struct iovec iov = {&c, 1};
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &m, sizeof m);
+  if (sendmsg(sock, &msg, 0) != 1) die("send pty", NULL);
+  close(m);
+  close(sock);
+}
+
+/* The launch process: the master pid 1 sent, or -1 when it ended before. */
+static int take_pty(int sock) {
+  char c;
+  struct iovec iov = {&c, 1};
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t n;
+  while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  }
+  close(sock);
+  struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&msg) : NULL;
+  if (!cm || cm->cmsg_type != SCM_RIGHTS) return -1;
+  int m;
+  memcpy(&m, CMSG_DATA(cm), sizeof m);
+  return m;
+}
+
 /* pid 1 of the container: mounts, identity, then the command. Never returns. */
 static void container(void) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die("pdeathsig", NULL);
@@ -299,6 +343,7 @@ static void container(void) {
     }
   }
   if (nargs == 0) bad_spec("no arg");
+  if (tty_sock >= 0) give_pty(tty_sock);
   if (chdir(cwd) != 0) die("chdir", cwd);
   drop_privileges(uid, gid, groups, caps);
   load_seccomp();
@@ -370,9 +415,14 @@ void launch(const char *spec) {
   check_spec();
   prepare_seccomp(tok, ntok); /* on the host's filesystem (its cache file), inherited by the clone */
   int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
+  int sv[2] = {-1, -1};
   for (int i = 0; i < ntok; i += arity(tok[i]) + 1) {
     if (strcmp(tok[i], "net") == 0) flags |= CLONE_NEWNET;
     if (strcmp(tok[i], "cgroupns") == 0) flags |= CLONE_NEWCGROUP; /* rooted where this loop joins */
+    if (strcmp(tok[i], "tty") == 0 && sv[0] < 0) {
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair", NULL);
+      tty_rows = num(tok[i + 1], 10), tty_cols = num(tok[i + 2], 10);
+    }
     if (strcmp(tok[i], "stdin") == 0) {
       int fd = open(tok[i + 1], O_RDONLY);
       if (fd < 0) die("open", tok[i + 1]);
@@ -392,7 +442,16 @@ void launch(const char *spec) {
   /* fork(2) into new namespaces: raw clone with no stack behaves like fork. */
   pid_t child = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
   if (child < 0) die("clone", NULL);
-  if (child == 0) container();
+  if (child == 0) {
+    if (sv[0] >= 0) close(sv[0]), tty_sock = sv[1];
+    container();
+  }
+  if (sv[0] >= 0) {
+    close(sv[1]);
+    int m = take_pty(sv[0]);
+    signal(SIGINT, SIG_IGN); /* ^C is a byte for the container's terminal */
+    if (m >= 0) relay_pty(m);
+  }
   int status;
   while (waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) die("waitpid", NULL);

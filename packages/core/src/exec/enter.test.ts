@@ -79,3 +79,23 @@ describe('enterContainer (vlab-init enter)', () => {
     expect((err as VlabError).code).toBe('E_CONTAINER_NOT_RUNNING');
   });
 });
+
+describe('run with a tty (vlab-init launch)', () => {
+  const fx = useExecutor('tty', (o) => BuiltinExecutor.create(o));
+  it("pid 1's stdio is a pty of the container's devpts, relayed by the launcher", async () => {
+    const root = await makeBusyboxRootfs(fx.base);
+    let out = '';
+    const r = await fx.ex.run(
+      {
+        rootfs: root,
+        argv: ['/bin/sh', '-c', 'tty; stty size; [ -t 0 ] && echo in-tty; exit 3'],
+        env: [],
+        cwd: '/',
+        tty: { rows: 40, cols: 132 },
+      },
+      { onOutput: (_s, b) => (out += b) },
+    );
+    expect(r.exitCode).toBe(3);
+    expect(out.replace(/\r/g, '')).toBe('/dev/pts/0\n40 132\nin-tty\n');
+  });
+});

@@ -113,6 +113,7 @@ export function nativeSpec({ prep, mounts, cgroupProcs, stdinFile }: NativeSpecI
   const t: string[][] = [];
   for (const f of cgroupProcs) t.push(['cgroup', f]);
   if (stdinFile) t.push(['stdin', stdinFile]);
+  if (prep.tty) t.push(['tty', String(prep.tty.rows ?? 24), String(prep.tty.cols ?? 80)]);
   if (prep.network !== 'host') t.push(['net']);
   // after the cgroup tokens: the namespace's root is the run's cgroup
   if (cgroupNamespace(mounts.cgroup?.version)) t.push(['cgroupns']);

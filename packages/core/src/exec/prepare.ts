@@ -40,6 +40,7 @@ export interface PreparedRun {
   cwd: string;
   user: ResolvedUser;
   hostname: string;
+  tty?: { rows?: number; cols?: number };
   network: 'none' | 'host';
   /** RLIMIT_NOFILE of the process (soft = hard); the executors default to NOFILE_LIMIT. */
   nofile?: number;
@@ -109,6 +110,7 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
       cwd,
       user,
       hostname,
+      tty: spec.tty,
       network,
       nofile: spec.limits?.nofile,
       readonlyRootfs: spec.readonlyRootfs,

@@ -30,6 +30,8 @@ export interface RunSpec {
   /** name, uid, name:group or uid:gid; resolved through rootfs /etc/passwd and /etc/group. */
   user?: string;
   hostname?: string;
+  /** A pty of the container's devpts for pid 1 (run -t); the launcher relays it to its stdin/stdout. vlab-init only. */
+  tty?: { rows?: number; cols?: number };
   mounts?: ExtraMount[];
   network?: 'none' | 'host';
   limits?: Limits;
