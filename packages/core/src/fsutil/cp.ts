@@ -26,6 +26,11 @@ function partsOf(root: string, p: string): string[] {
   return rel ? rel.split(path.sep) : [];
 }
 
+/** lstat, but the root itself is followed: it may be given as /proc/PID/root (a magic link). */
+function lstatIn(root: string, p: string): fs.Stats | undefined {
+  return (p === root ? fs.statSync : fs.lstatSync)(p, { throwIfNoEntry: false });
+}
+
 /** `src` ends with `/.`: its contents are copied, not the directory itself (docker cp). */
 const contentsOnly = (p: string) => /\/\.$/.test(p) || p === '.';
 
@@ -37,9 +42,9 @@ export async function copyFromContainer(root: string, src: string, dest: string)
   root = path.resolve(root);
   const parentHost = await resolveInRoot(root, path.posix.dirname(path.posix.resolve('/', src)));
   const name = path.posix.basename(path.posix.resolve('/', src));
-  const dirs = new InRootDirs(root);
+  const dirs = new InRootDirs(root + '/.'); // '/.': a root given as /proc/PID/root is entered, not refused as a link
   try {
-    if (!fs.lstatSync(parentHost, { throwIfNoEntry: false })?.isDirectory())
+    if (!lstatIn(root, parentHost)?.isDirectory())
       throw cpError('E_CP_NOT_FOUND', `no such file or directory in the container: ${src}`, src);
     const parts = partsOf(root, parentHost);
     const pfd = dirs.dir(parts);
@@ -110,9 +115,9 @@ export async function copyToContainer(root: string, src: string, dest: string): 
   if (!st) throw cpError('E_CP_NOT_FOUND', `no such file or directory: ${src}`, src);
   const destAbs = path.posix.resolve('/', dest);
   const resolved = await resolveInRoot(root, destAbs);
-  const dirs = new InRootDirs(root);
+  const dirs = new InRootDirs(root + '/.');
   try {
-    const destSt = fs.lstatSync(resolved, { throwIfNoEntry: false });
+    const destSt = lstatIn(root, resolved);
     let parentParts: string[];
     let name: string;
     if (destSt?.isDirectory() && !(st.isDirectory() && contentsOnly(src))) {
@@ -126,7 +131,7 @@ export async function copyToContainer(root: string, src: string, dest: string): 
       if (/\/$/.test(dest)) throw cpError('E_CP_DEST', `destination directory ${dest} does not exist`, dest);
       parentParts = partsOf(root, path.dirname(resolved));
       name = path.basename(resolved);
-      const pst = fs.lstatSync(path.dirname(resolved), { throwIfNoEntry: false });
+      const pst = lstatIn(root, path.dirname(resolved));
       if (!pst?.isDirectory())
         throw cpError('E_CP_DEST', `the parent of ${dest} is not a directory in the container`, dest);
       if (destSt && st.isDirectory()) throw cpError('E_CP_DEST', `cannot copy a directory to a file: ${dest}`, dest);
