@@ -168,3 +168,18 @@ describe('containers: diff, commit, cp', () => {
     expect((await diffContainer(svc, 'ops')).map((c) => `${c.kind} ${c.path}`)).toContain('A /back');
   });
 });
+
+describe('containers: a paused container', () => {
+  it('stop and rm -f end it (thawed after the signal, as docker does)', async () => {
+    const { container } = await svc.run({ image: 'busybox', name: 'paused', cmd: ['sleep', '1000'] });
+    await pauseContainer(svc, 'paused');
+    const t0 = Date.now();
+    await svc.stop('paused', { timeout: 1 });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect((await svc.get('paused')).state.status).toBe('exited');
+    await svc.start('paused');
+    await pauseContainer(svc, 'paused');
+    await svc.remove('paused', { force: true });
+    expect(await code(svc.get(container.config.id))).not.toBe('ok');
+  });
+});

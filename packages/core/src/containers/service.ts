@@ -17,6 +17,7 @@ import { observedState, sameProcess } from './liveness.ts';
 import { checkOptions, makeConfig } from './create.ts';
 import { cleanupLocked, EXIT_FILE, startContainer } from './start.ts';
 import { signalName } from './signals.ts';
+import { thawIfPaused } from './process-ops.ts';
 
 export class ContainerService {
   readonly records: ContainerRecords;
@@ -118,6 +119,7 @@ export class ContainerService {
     const c = await this.running(ref);
     if (!sameProcess(c.state.pid, c.state.pidStart)) return; // ended just now
     process.kill(c.state.pid, sig);
+    await thawIfPaused(c); // a paused one gets it once thawed, as docker kill does
   }
 
   /** docker stop: the stop signal, then after `timeout` s SIGKILL to everything in its cgroup. */
@@ -125,6 +127,7 @@ export class ContainerService {
     const c = await this.running(ref);
     const timeout = opts.timeout ?? c.config.stopTimeout;
     if (sameProcess(c.state.pid, c.state.pidStart)) process.kill(c.state.pid, c.config.stopSignal as NodeJS.Signals);
+    await thawIfPaused(c);
     if (await this.waitEnd(c.config.id, timeout * 1000)) return;
     if (c.state.cgroup) await Cgroup.at(await detectCgroupLayout(), c.state.cgroup).killAll();
     if (!(await this.waitEnd(c.config.id, 10_000)))
@@ -178,6 +181,8 @@ export class ContainerService {
           'E_CONTAINER_RUNNING',
           `you cannot remove a running container ${c.config.id.slice(0, 12)}: stop it first, or use rm -f`,
         );
+      if (c.state.cgroup) await Cgroup.at(await detectCgroupLayout(), c.state.cgroup).killAll(0);
+      await thawIfPaused(c); // SIGKILL reaches a frozen v1 task once it is thawed
       if (c.state.cgroup) await Cgroup.at(await detectCgroupLayout(), c.state.cgroup).killAll();
       await this.waitEnd(id, 10_000);
     }
