@@ -9,11 +9,13 @@ command -v busybox >/dev/null || [ -x /bin/busybox ] || need_apt+=(busybox-stati
 # tmux: the CLI tests read the tty progress view through a real pty.
 # buildah: the differential suite (test/differential.test.ts) builds every case with it too.
 # zstd: the zstd export tests decompress our layers with Debian's CLI.
-for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux buildah zstd; do
+# pasta (passt): `run --network private` (outbound NAT, -p); slirp4netns: its named alternative.
+for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux buildah zstd pasta slirp4netns; do
   command -v "$tool" >/dev/null || case "$tool" in
     mksquashfs) need_apt+=(squashfs-tools) ;;
     getfattr) need_apt+=(attr) ;;
     newuidmap) need_apt+=(uidmap) ;;
+    pasta) need_apt+=(passt) ;;
     *) need_apt+=("$tool") ;;
   esac
 done

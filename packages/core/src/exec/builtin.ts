@@ -38,6 +38,7 @@ import { ensureDevTemplate } from './dev.ts';
 import { q, setupScript, type ShellMountStep } from './builtin-shell.ts';
 
 export { initHelper };
+import { refuseNativeOnly } from './network.ts';
 
 const NO_SECCOMP_HELP =
   'bash scripts/build-native.sh (needs cc and libseccomp-dev), or install runc or crun; VLAB_EXECUTOR=builtin-shell runs them without seccomp';
@@ -158,6 +159,7 @@ export class BuiltinExecutor implements Executor {
 
   async run(spec: RunSpec, opts: RunOptions = {}): Promise<RunResult> {
     if (opts.signal?.aborted) throw abortedError(opts.signal.reason);
+    if (!this.init) refuseNativeOnly(spec, 'the shell launcher');
     const startedAt = Date.now();
     const layout = await detectCgroupLayout();
     const ns = this.userNs;

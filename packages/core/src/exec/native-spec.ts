@@ -13,6 +13,7 @@ import { DEV_NODES, cgroupNamespace } from './mounts.ts';
 import { DEV_DIRS, DEV_LINKS } from './dev.ts';
 import { DEFAULT_CAPS, NOFILE_LIMIT } from './defaults.ts';
 import { seccompTokens } from './seccomp.ts';
+import { pastaArgv } from './network.ts';
 
 /** mount(2) flags for the mount(8) option words we use; every other word is filesystem data. */
 const FLAG_WORDS: Record<string, number> = {
@@ -117,6 +118,7 @@ export function nativeSpec({ prep, mounts, cgroupProcs, stdinFile }: NativeSpecI
   if (prep.network !== 'host') t.push(['net']);
   // after the cgroup tokens: the namespace's root is the run's cgroup
   if (cgroupNamespace(mounts.cgroup?.version)) t.push(['cgroupns']);
+  if (prep.network === 'private') for (const a of pastaArgv(prep.ports ?? [])) t.push(['netcmd', a]);
   const { early, late } = builtinMounts(prep, mounts);
   for (const line of early) t.push(...mountCalls(line));
   const dev = path.join(prep.rootfs, 'dev');

@@ -33,12 +33,25 @@ export interface RunSpec {
   /** A pty of the container's devpts for pid 1 (run -t); the launcher relays it to its stdin/stdout. vlab-init only. */
   tty?: { rows?: number; cols?: number };
   mounts?: ExtraMount[];
-  network?: 'none' | 'host';
+  /** none: own netns with lo only; host: the host's; private: own netns with outbound NAT (pasta). */
+  network?: NetworkMode;
+  /** Published ports (docker -p), network 'private' only. */
+  ports?: PortMapping[];
   limits?: Limits;
   /** Lines added to the container's /etc/hosts (docker build --add-host). */
   extraHosts?: ExtraHost[];
   /** The root filesystem is mounted read-only in the container (docker run --read-only). */
   readonlyRootfs?: boolean;
+}
+
+export type NetworkMode = 'none' | 'host' | 'private';
+
+export interface PortMapping {
+  /** Host address to bind (default all). */
+  hostIp?: string;
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp';
 }
 
 export interface ExtraHost {
