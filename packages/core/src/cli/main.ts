@@ -4,6 +4,7 @@ import pkg from '../../package.json' with { type: 'json' };
 import { BUILD, CHECK, cmdBuild, cmdCheck } from './build.ts';
 import { IMAGE_COMMANDS, runCommand } from './images.ts';
 import { containerCommands, inspectCommand } from './containers.ts';
+import { containerOpsCommands } from './container-ops.ts';
 import { helpText, type CommandSpec } from './flags.ts';
 import { formatError } from './snippet.ts';
 
@@ -18,6 +19,7 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[]) => Pro
     ]),
   ),
   ...containerCommands(),
+  ...containerOpsCommands(),
 };
 
 function usage(): string {

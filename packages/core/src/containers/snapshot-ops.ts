@@ -24,17 +24,36 @@ import { withPaused } from './process-ops.ts';
 const running = (c: Container) => c.state.status === 'running' && sameProcess(c.state.pid, c.state.pidStart);
 
 /** The runtime's mountpoints in a running container's layer (none once it ended: vlab-init removed them). */
-async function runtimeMountpoints(svc: ContainerService, c: Container): Promise<string[]> {
-  if (!running(c) || !c.state.runDir) return [];
+async function runtimeMountpoints(
+  svc: ContainerService,
+  c: Container,
+): Promise<{ created: string[]; parents: string[] }> {
+  const none = { created: [], parents: [] };
+  if (!running(c) || !c.state.runDir) return none;
   const spec = await fsp.readFile(path.join(c.state.runDir, 'spec')).catch(() => undefined);
-  return spec ? specMountpoints(spec, svc.records.path(c.config.id, ROOTFS)) : [];
+  return spec ? specMountpoints(spec, svc.records.path(c.config.id, ROOTFS)) : none;
+}
+
+/**
+ * The container, cleaned up if it ended and nobody did yet (its monitor's exit command may still
+ * be on it): what the launcher left in its layer is gone before the layer is read.
+ */
+async function settled(svc: ContainerService, ref: string): Promise<Container> {
+  const c = await svc.get(ref);
+  if (running(c) || c.state.cleaned || c.state.status === 'created') return c;
+  await svc.cleanup(c.config.id);
+  return svc.get(c.config.id);
 }
 
 /** docker diff: the changes of the container's writable layer, sorted by path. */
 export async function diffContainer(svc: ContainerService, ref: string): Promise<Change[]> {
-  const c = await svc.get(ref);
+  const c = await settled(svc, ref);
   const snaps = await svc.engine.snapshots();
-  return changes(await snaps.diffSource(c.config.snapshotKey), { ignore: await runtimeMountpoints(svc, c) });
+  const mp = await runtimeMountpoints(svc, c);
+  const all = await changes(await snaps.diffSource(c.config.snapshotKey), { ignore: mp.created });
+  // a dir that only shows as changed for the mountpoints made in it (its mtime comes back at the end)
+  const only = new Set(mp.parents.filter((d) => !all.some((x) => x.path.startsWith(d + '/'))));
+  return all.filter((x) => !(x.kind === 'C' && only.has(x.path)));
 }
 
 export interface CommitContainerOptions {
@@ -55,7 +74,7 @@ export async function commitContainer(
   imageRef?: string,
   opts: CommitContainerOptions = {},
 ): Promise<StoredImage> {
-  const id = await svc.records.resolve(ref);
+  const id = (await settled(svc, ref)).config.id;
   return svc.records.locked(id, async () => {
     const c = await svc.refresh(id);
     const base = await svc.engine.store.loadManifest(c.config.imageDigest).catch((e: unknown) => {
@@ -78,7 +97,7 @@ export async function commitContainer(
           User: cfg.user,
           Labels: { ...(base.config.config.Labels ?? {}), ...cfg.labels },
         },
-        exclude: await runtimeMountpoints(svc, c),
+        exclude: (await runtimeMountpoints(svc, c)).created,
         message: opts.message,
         author: opts.author,
         changes: opts.changes,
@@ -93,7 +112,7 @@ export async function commitContainer(
  * mounted aside (under the container's lock, so no start or rm comes between).
  */
 async function withRoot<T>(svc: ContainerService, ref: string, fn: (root: string) => Promise<T>): Promise<T> {
-  const c = await svc.get(ref);
+  const c = await settled(svc, ref);
   if (running(c)) return fn(`/proc/${c.state.pid}/root`);
   const id = c.config.id;
   return svc.records.locked(id, async () => {

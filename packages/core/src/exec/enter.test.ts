@@ -99,3 +99,25 @@ describe('run with a tty (vlab-init launch)', () => {
     expect(out.replace(/\r/g, '')).toBe('/dev/pts/0\n40 132\nin-tty\n');
   });
 });
+
+describe('spec readers', () => {
+  it('decode what nativeSpec wrote, by arity (an argv word that is a keyword is not one)', async () => {
+    const { encode, decodeSpec, specCleanup, specMountpoints } = await import('./native-spec.ts');
+    const spec = encode([
+      ['root', '/r'],
+      ['arg', 'root'],
+      ['arg', 'rmdir'],
+      ['rmdir', '/r/proc'],
+      ['rmfile', '/r/etc/hosts'],
+      ['mtime', '/r/etc', '12', '5'],
+    ]);
+    expect(decodeSpec(spec)).toHaveLength(6);
+    expect(specMountpoints(spec, '/r')).toEqual({ created: ['/proc', '/etc/hosts'], parents: ['/etc'] });
+    const c = specCleanup(spec);
+    expect([c.root, c.created.map((x) => x.path), [...c.parents]]).toEqual([
+      '/r',
+      ['/r/etc/hosts', '/r/proc'],
+      [['/r/etc', ['', '12.000000005']]],
+    ]);
+  });
+});

@@ -35,8 +35,10 @@ export interface EnterSpec {
 }
 
 export interface EnterOptions extends RunOptions {
-  /** 'inherit': the command uses this process's stdio (the CLI's terminal); else output via onOutput. */
+  /** 'inherit': the command uses this process's stdout/stderr (the CLI's terminal); else output via onOutput. */
   stdio?: 'inherit' | 'pipe';
+  /** With stdio 'inherit': stdin too (exec -i); else the command's stdin is /dev/null. */
+  interactive?: boolean;
 }
 
 export interface EnterResult {
@@ -81,7 +83,9 @@ export async function enterContainer(spec: EnterSpec, opts: EnterOptions = {}): 
     const file = path.join(dir, 'spec');
     await fs.writeFile(file, encode(t), { mode: 0o600 });
     const child =
-      opts.stdio === 'inherit' ? spawnInherit(helper, ['enter', file]) : spawnStreaming(helper, ['enter', file], opts);
+      opts.stdio === 'inherit'
+        ? spawnInherit(helper, ['enter', file], !!opts.interactive)
+        : spawnStreaming(helper, ['enter', file], opts);
     const exit = await waitOrAbort(child.exited, opts.signal, () => child.kill('SIGKILL'));
     return { exitCode: exitCodeOf(exit), ...(exit.signal ? { signal: exit.signal } : {}) };
   } finally {
@@ -89,8 +93,11 @@ export async function enterContainer(spec: EnterSpec, opts: EnterOptions = {}): 
   }
 }
 
-function spawnInherit(file: string, args: string[]) {
-  const child = spawn(file, args, { stdio: 'inherit', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+function spawnInherit(file: string, args: string[], stdin: boolean) {
+  const child = spawn(file, args, {
+    stdio: [stdin ? 'inherit' : 'ignore', 'inherit', 'inherit'],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+  });
   const exited = new Promise<Exit>((resolve, reject) => {
     child.once('error', (e) => reject(new VlabError('E_EXEC_SETUP', `cannot start ${file}: ${e.message}`)));
     child.once('close', (code, signal) => resolve({ code, signal }));
