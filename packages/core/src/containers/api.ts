@@ -6,6 +6,7 @@ import path from 'node:path';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { ContainerService } from './service.ts';
 import { followLogs, readLogs } from './logs.ts';
+import { containerOps } from './ops-api.ts';
 import type { Container, CreateOptions, LogEntry } from './types.ts';
 import type { Volume } from './volumes.ts';
 
@@ -69,6 +70,7 @@ export const containers = {
       const isRunning = async () => (await s.refresh(id)).state.status === 'running';
       await followLogs(s.records.path(id), { ...o, isRunning });
     }),
+  ...containerOps(on),
 };
 
 export const volumes = {
