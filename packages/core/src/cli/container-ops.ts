@@ -69,6 +69,27 @@ function cpSide(arg: string): { ref?: string; path: string } {
 }
 
 export const CONTAINER_OPS: Record<string, Command> = {
+  port: {
+    spec: {
+      name: 'port',
+      usage: 'CONTAINER [PRIVATE_PORT[/PROTO]]',
+      summary: 'List port mappings of a container (-p, network private)',
+      flags: {},
+    },
+    async run(v, pos) {
+      need(this.spec, pos, 1, 2);
+      const c = await (await open(v)).get(pos[0]!);
+      const want = pos[1] ? (pos[1].includes('/') ? pos[1] : `${pos[1]}/tcp`) : undefined;
+      const maps = (c.config.ports ?? []).filter((p) => !want || `${p.containerPort}/${p.protocol}` === want);
+      if (want && !maps.length)
+        throw new VlabError('E_PORT_NOT_PUBLISHED', `no public port '${want}' published for ${c.config.name}`);
+      for (const p of maps)
+        process.stdout.write(
+          `${want ? '' : `${p.containerPort}/${p.protocol} -> `}${p.hostIp ?? '0.0.0.0'}:${p.hostPort}\n`,
+        );
+      return 0;
+    },
+  },
   pause: {
     spec: {
       name: 'pause',

@@ -25,7 +25,13 @@ const CREATE_FLAGS: CommandSpec['flags'] = {
   volume: { type: 'string', short: 'v', multiple: true, arg: 'SRC:DST[:ro]', help: 'bind mount or volume' },
   mount: { type: 'string', multiple: true, arg: 'type=…,target=…', help: 'bind, volume or tmpfs mount' },
   tmpfs: { type: 'string', multiple: true, arg: 'DST[:OPTS]', help: 'mount a tmpfs' },
-  network: { type: 'string', arg: 'none|host', help: 'network (default none)' },
+  network: {
+    type: 'string',
+    arg: 'none|host|private',
+    help: 'network (default none; private: own, with outbound NAT)',
+  },
+  publish: { type: 'string', short: 'p', multiple: true, arg: 'HOST:CTR', help: 'publish a port (network private)' },
+  tty: { type: 'boolean', short: 't', help: 'allocate a pseudo-TTY' },
   label: { type: 'string', short: 'l', multiple: true, arg: 'K=V', help: 'set metadata on the container' },
   'log-opt': { type: 'string', multiple: true, arg: 'max-size=SIZE', help: 'log option (max-size only)' },
   rm: { type: 'boolean', help: 'remove the container when it exits' },
@@ -83,8 +89,8 @@ export async function createOptions(v: Values, rest: string[]): Promise<CreateOp
   for (const f of list(v['env-file'])) env.push(...(await readEnvFile(f)));
   env.push(...list(v.env));
   const network = str(v.network);
-  if (network !== undefined && network !== 'none' && network !== 'host')
-    throw new VlabError('E_BAD_ARG', `--network must be none or host, got "${network}"`);
+  if (network !== undefined && network !== 'none' && network !== 'host' && network !== 'private')
+    throw new VlabError('E_BAD_ARG', `--network must be none, host or private, got "${network}"`);
   let logMaxSize: string | undefined;
   for (const o of list(v['log-opt'])) {
     const m = /^max-size=(.+)$/.exec(o);
@@ -112,6 +118,8 @@ export async function createOptions(v: Values, rest: string[]): Promise<CreateOp
     mounts: list(v.mount),
     tmpfs: list(v.tmpfs),
     network: network as CreateOptions['network'],
+    publish: list(v.publish),
+    tty: v.tty ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined,
     labels: keyValues(list(v.label)),
     logMaxSize,
   };

@@ -16,6 +16,7 @@ import type { StoredImage } from '../store/store.ts';
 import type { ContainerConfig, ContainerMount, CreateOptions } from './types.ts';
 import { newId, shortId } from './names.ts';
 import { signalName } from './signals.ts';
+import { parsePort } from '../exec/network.ts';
 import { containerPath, parseMountFlag, parseTmpfsFlag, parseVolumeFlag } from './mount-specs.ts';
 
 /** docker's default json-file cap is none; ours keeps a runaway container from filling the store. */
@@ -41,6 +42,9 @@ export async function checkOptions(img: StoredImage, o: CreateOptions): Promise<
   const argv = [...entrypoint, ...cmd];
   if (!argv.length)
     throw new VlabError('E_NO_COMMAND', `no command specified: image ${o.image} has no Entrypoint or Cmd, give one`);
+  if (o.publish?.length && o.network !== 'private')
+    throw new VlabError('E_BAD_ARG', `publishing ports (-p) needs --network private, not ${o.network ?? 'none'}`);
+  for (const p of o.publish ?? []) parsePort(p);
   const workingDir = o.workingDir || ic.WorkingDir || '/';
   if (!workingDir.startsWith('/'))
     throw new VlabError(
@@ -100,6 +104,8 @@ export function makeConfig(id: string, name: string, img: StoredImage, o: Create
     limits: c.limits,
     mounts: c.mounts.map((m) => ({ ...m })),
     network: o.network ?? 'none',
+    ...(o.publish?.length ? { ports: o.publish.map(parsePort) } : {}),
+    ...(o.tty ? { tty: o.tty === true ? {} : o.tty } : {}),
     stopSignal: c.stopSignal,
     stopTimeout: o.stopTimeout ?? 10,
     autoRemove: o.autoRemove ?? false,

@@ -79,6 +79,8 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
       hostname: config.hostname,
       mounts,
       network: config.network,
+      ports: config.ports,
+      tty: config.tty,
       limits: config.limits,
       readonlyRootfs: config.readonlyRootfs,
     };

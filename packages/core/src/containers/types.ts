@@ -12,7 +12,7 @@
  * The writable snapshot is `snapshotKey` (`ctr-<id>`), an active snapshot on the image's layer
  * chain in the store's snapshotter: it lives as long as the container (start reuses it).
  */
-import type { Limits } from '../exec/types.ts';
+import type { Limits, NetworkMode, PortMapping } from '../exec/types.ts';
 
 export type ContainerStatus = 'created' | 'running' | 'exited' | 'removing';
 
@@ -52,7 +52,11 @@ export interface ContainerConfig {
   readonlyRootfs: boolean;
   limits: Limits;
   mounts: ContainerMount[];
-  network: 'none' | 'host';
+  network: NetworkMode;
+  /** Published ports (`-p`, network private). */
+  ports?: PortMapping[];
+  /** `-t`: pid 1 gets a pty (the size it starts with, when no terminal tells). */
+  tty?: { rows?: number; cols?: number };
   stopSignal: string;
   /** Seconds `stop` waits before SIGKILL (docker's default 10). */
   stopTimeout: number;
@@ -125,7 +129,11 @@ export interface CreateOptions {
   mounts?: string[];
   /** `--tmpfs` specs: `/path[:options]`. */
   tmpfs?: string[];
-  network?: 'none' | 'host';
+  network?: NetworkMode;
+  /** docker `-p [IP:]HOST:CONTAINER[/tcp|udp]`: needs network private. */
+  publish?: string[];
+  /** `-t`: a pty for pid 1 (true, or its initial size). */
+  tty?: boolean | { rows?: number; cols?: number };
   labels?: Record<string, string>;
   logMaxSize?: number | string;
 }
