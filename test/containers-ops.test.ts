@@ -3,7 +3,9 @@
  * (the store's busybox image, made by examples/hello/make-base.sh).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ContainerService } from '../packages/core/src/containers/service.ts';
@@ -16,6 +18,7 @@ import {
 } from '../packages/core/src/containers/process-ops.ts';
 import { commitContainer, copyFrom, copyTo, diffContainer } from '../packages/core/src/containers/snapshot-ops.ts';
 import { freshStore, removeStore } from './helpers.ts';
+import { cli } from './containers-helpers.ts';
 
 let root: string;
 let svc: ContainerService;
@@ -186,4 +189,42 @@ describe('containers: a paused container', () => {
     await svc.remove('paused', { force: true });
     expect(await code(svc.get(container.config.id))).not.toBe('ok');
   });
+});
+
+describe('containers: --network private, -p, port', () => {
+  it.skipIf(!fs.existsSync('/usr/bin/pasta'))(
+    'publishes a server in the container on 127.0.0.1; port lists it; -p on none is refused',
+    async () => {
+      const hostPort = await new Promise<number>((resolve) => {
+        const s = net.createServer().listen(0, '127.0.0.1', () => {
+          const p = (s.address() as net.AddressInfo).port;
+          s.close(() => resolve(p));
+        });
+      });
+      await svc.run({
+        image: 'busybox',
+        name: 'web',
+        network: 'private',
+        publish: [`127.0.0.1:${hostPort}:80`],
+        cmd: ['sh', '-c', 'while :; do nc -l -p 80 -e echo hello; done'],
+      });
+      let got = '';
+      for (let i = 0; i < 100 && !got; i++) {
+        got = await new Promise<string>((resolve) => {
+          let d = '';
+          const c = net.connect(hostPort, '127.0.0.1');
+          c.on('data', (b) => (d += b));
+          c.on('close', () => resolve(d));
+          c.on('error', () => resolve(''));
+        });
+        if (!got) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(got).toBe('hello\n');
+      const p = await cli(root, ['port', 'web']);
+      expect(p.stdout).toBe(`80/tcp -> 127.0.0.1:${hostPort}\n`);
+      expect((await cli(root, ['port', 'web', '81'])).code).toBe(1);
+      await svc.remove('web', { force: true });
+      expect(await code(svc.run({ image: 'busybox', publish: ['1:2'], cmd: ['true'] }))).toBe('E_BAD_ARG');
+    },
+  );
 });
