@@ -24,6 +24,7 @@ export function containerOps(on: On) {
     copyFrom: (ref: string, src: string, dest: string, o: { root?: string } = {}) =>
       on(o, (s) => copyFrom(s, ref, src, dest)),
     /** docker cp SRC CONTAINER:DEST */
-    copyTo: (ref: string, src: string, dest: string, o: { root?: string } = {}) => on(o, (s) => copyTo(s, ref, src, dest)),
+    copyTo: (ref: string, src: string, dest: string, o: { root?: string } = {}) =>
+      on(o, (s) => copyTo(s, ref, src, dest)),
   };
 }
