@@ -2,7 +2,7 @@
  * vlab-init enter SPEC: one more process in a running container (`vbuild exec`). Built into the
  * same binary as vlab-init.c.
  *
- *   target PID        a process of the container (its pid 1): its ipc, uts, net, pid and mount
+ *   target PID        a process of the container (its pid 1): its ipc, uts, net, cgroup, pid and mount
  *                     namespaces are joined with setns(2), and its root (/proc/PID/root)
  *   cgroup FILE       cgroup.procs files the command joins (opened before the setns)
  *   tty ROWS COLS     give the command a pty of the container's devpts (vlab-init-tty.c)
@@ -33,7 +33,7 @@
 static const struct {
   const char *name;
   int type;
-} NS[] = {{"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET}, {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS}};
+} NS[] = {{"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET}, {"cgroup", CLONE_NEWCGROUP}, {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS}};
 #define NNS (sizeof NS / sizeof NS[0])
 
 void enter(const char *spec) {

@@ -11,7 +11,7 @@
  * (CAP_MKNOD) or an image brings cannot be opened. Not nosuid: setuid binaries work as in Docker.
  */
 import type { CgroupVersion } from './cgroups.ts';
-import type { ExtraMount } from './types.ts';
+import type { ExtraMount, NetworkMode } from './types.ts';
 
 export interface ContainerMount {
   /** Path inside the container. */
@@ -24,7 +24,7 @@ export interface ContainerMount {
 
 export interface MountListInput {
   rootfs: string;
-  network: 'none' | 'host';
+  network: NetworkMode;
   /** /etc/hosts, resolv.conf, hostname binds, then the spec's mounts, in mount order. */
   mounts: ExtraMount[];
   /** The host's cgroup layout; undefined: no /sys/fs/cgroup (rootless, which has no cgroup). */
