@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the two small C helpers (see the comment at the top of each for why they exist):
+# Builds the small C helpers (see the comment at the top of each for why they exist):
 #   packages/overlay/native/bin/vlab-sys     mount(2), umount2(2), xattr reads for the overlay package
 #   packages/core/native/bin/vlab-init       the built-in executor's container launcher (links
 #                                            libseccomp: without it vlab-init is not built)
+#   packages/core/native/bin/vlab-mon        a container's monitor (conmon's role): outlives the CLI
 # Without a C compiler nothing is built and both packages fall back to util-linux (slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ fi
 # The libraries a helper links; one that is missing means the helper is not built.
 libs_for() { case "$1" in vlab-init) echo seccomp ;; esac; }
 have_lib() { printf '#include <%s.h>\nint main(void) { return 0; }\n' "$1" | "$CC" -x c -o /dev/null - "-l$1" 2>/dev/null; }
-for pair in overlay:vlab-sys core:vlab-init; do
+for pair in overlay:vlab-sys core:vlab-init core:vlab-mon; do
   pkg="${pair%%:*}" name="${pair##*:}"
   # NAME.c and its companions NAME-*.c make one binary.
   [ -f "packages/$pkg/native/$name.c" ] || continue

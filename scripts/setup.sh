@@ -9,17 +9,21 @@ command -v busybox >/dev/null || [ -x /bin/busybox ] || need_apt+=(busybox-stati
 # tmux: the CLI tests read the tty progress view through a real pty.
 # buildah: the differential suite (test/differential.test.ts) builds every case with it too.
 # zstd: the zstd export tests decompress our layers with Debian's CLI.
-for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux buildah zstd; do
+# pasta (passt): `run --network private` (outbound NAT, -p); slirp4netns: its named alternative.
+for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux buildah zstd pasta slirp4netns; do
   command -v "$tool" >/dev/null || case "$tool" in
     mksquashfs) need_apt+=(squashfs-tools) ;;
     getfattr) need_apt+=(attr) ;;
     newuidmap) need_apt+=(uidmap) ;;
+    pasta) need_apt+=(passt) ;;
     *) need_apt+=("$tool") ;;
   esac
 done
 [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
 # htpasswd: the registry tests' basic-auth registry (test/registry-fixture.ts).
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+# docker.io: only its daemon, started by test/containers-docker.test.ts in a temp dir as the oracle.
+[ -x /usr/sbin/dockerd ] || need_apt+=(docker.io)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 # vlab-init loads Docker's seccomp profile through libseccomp.
 [ -f /usr/include/seccomp.h ] || need_apt+=(libseccomp-dev)
@@ -35,7 +39,8 @@ fi
 
 command -v pnpm >/dev/null || npm install -g pnpm@9.15.9 >/dev/null 2>&1
 pnpm install --frozen-lockfile --reporter=silent
-# The C helpers (vlab-sys, vlab-init): one syscall batch instead of a util-linux process chain.
+# The C helpers (vlab-sys, vlab-init, vlab-mon): one syscall batch instead of a util-linux process
+# chain; vlab-mon is a container's monitor.
 bash scripts/build-native.sh
 # One-file CLI bundle for fast starts (bin/vbuild.js falls back to the sources when it is stale).
 pnpm --filter @vlab/image bundle

@@ -104,9 +104,9 @@ afterAll(async () => {
 
 describe('verbs', () => {
   it('an unknown verb is an error listing the verbs; a word that is a path still builds', async () => {
-    const r = await run(['ps']);
+    const r = await run(['ps2']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("'ps' is not a vbuild command");
+    expect(r.stderr).toContain("'ps2' is not a vbuild command");
     expect(r.stderr).toMatch(/Commands: build, check, .*images/);
     await fsp.mkdir(path.join(scratch, 'ctxdir'));
     await fsp.writeFile(path.join(scratch, 'ctxdir/Dockerfile'), 'FROM busybox\nLABEL a=b\n');

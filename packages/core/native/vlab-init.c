@@ -18,6 +18,11 @@
  *     cgroup FILE          write our pid to FILE (cgroup.procs) before anything forks
  *     net                  give the container its own network namespace
  *     cgroupns             and its own cgroup namespace, rooted at the cgroups joined above
+ *     netcmd ARG           (repeated) a command run once the container's network namespace exists,
+ *                          before pid 1 goes on ({netns} = /proc/self/fd/N of that namespace): pasta,
+ *                          which configures it and stays in the background; its failure is ours (125)
+ *     tty ROWS COLS        pid 1 gets a pty of its devpts as terminal and stdio; this process
+ *                          relays it to its own stdin/stdout (vlab-init-tty.c)
  *     stdin FILE           the container's stdin (Node's stdio pipes are sockets, which
  *                          /dev/stdin = /proc/self/fd/0 cannot open: a heredoc's #! script
  *                          is read that way)
@@ -116,6 +121,7 @@ int arity(const char *k) {
       {"hostname", 1}, {"lo", 0},   {"nofile", 1}, {"root", 1},  {"cwd", 1},     {"uid", 1},
       {"gid", 1},    {"groups", 1}, {"caps", 1},   {"env", 1},   {"arg", 1},     {"rmdir", 1},
       {"rmfile", 1}, {"mtime", 3},   {"seccomp", 1}, {"scarch", 1}, {"scrule", 3}, {"sccache", 1},
+      {"target", 1}, {"tty", 2}, {"netcmd", 1},
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
     if (strcmp(table[i].k, k) == 0) return table[i].n;
@@ -176,7 +182,7 @@ static int in_list(unsigned long v, const char *csv) {
 }
 
 /* Docker's model: root keeps the capability set `caps`; any other uid ends with none. */
-static void drop_privileges(long uid, long gid, const char *groups, const char *caps) {
+void drop_privileges(long uid, long gid, const char *groups, const char *caps) {
   for (unsigned long c = 0; c < 64; c++) {
     if (in_list(c, caps)) continue;
     if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) die("drop capability", NULL);
@@ -236,9 +242,93 @@ void exec_command(char **argv, char **envp) {
   _exit(code);
 }
 
+/* The socket pid 1 hands its pty master to the launch process on (`tty`), else -1. */
+static int tty_sock = -1;
+static unsigned tty_rows, tty_cols;
+
+/* tty: a pty of the container's own devpts becomes pid 1's terminal and stdio; the master goes
+ * to the launch process (SCM_RIGHTS), which relays it (vlab-init-tty.c). */
+static void give_pty(int sock) {
+  char slave[128];
+  int m = open_pty_master("/dev/ptmx", slave, sizeof slave, tty_rows, tty_cols);
+  attach_slave(slave);
+  char c = 0;
+  struct iovec iov = {&c, 1};
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &m, sizeof m);
+  if (sendmsg(sock, &msg, 0) != 1) die("send pty", NULL);
+  close(m);
+  close(sock);
+}
+
+/* The launch process: the master pid 1 sent, or -1 when it ended before. */
+static int take_pty(int sock) {
+  char c;
+  struct iovec iov = {&c, 1};
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t n;
+  while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  }
+  close(sock);
+  struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&msg) : NULL;
+  if (!cm || cm->cmsg_type != SCM_RIGHTS) return -1;
+  int m;
+  memcpy(&m, CMSG_DATA(cm), sizeof m);
+  return m;
+}
+
+/* Read end of the pipe pid 1 waits on until its network is configured (netcmd), else -1. */
+static int net_wait = -1;
+
+/* The outer process: runs the netcmd tokens' command for the namespace of `child`, waits for it. */
+static int run_netcmd(pid_t child) {
+  int n = 0;
+  for (int i = 0; i < ntok; i += arity(tok[i]) + 1) n += strcmp(tok[i], "netcmd") == 0;
+  if (!n) return 0;
+  char p[64], fdpath[64];
+  snprintf(p, sizeof p, "/proc/%d/ns/net", (int)child);
+  int ns = open(p, O_RDONLY); /* inherited by the command: it may not open another's namespace itself */
+  if (ns < 0) return -1;
+  snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", ns);
+  char **argv = calloc(n + 1, sizeof *argv);
+  if (!argv) return -1;
+  n = 0;
+  for (int i = 0; i < ntok; i += arity(tok[i]) + 1)
+    if (strcmp(tok[i], "netcmd") == 0) argv[n++] = strcmp(tok[i + 1], "{netns}") == 0 ? fdpath : tok[i + 1];
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) dup2(devnull, 0), dup2(devnull, 1);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  close(ns);
+  free(argv);
+  int status;
+  if (pid < 0) return -1;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
 /* pid 1 of the container: mounts, identity, then the command. Never returns. */
 static void container(void) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die("pdeathsig", NULL);
+  if (net_wait >= 0) {
+    char c;
+    ssize_t r;
+    while ((r = read(net_wait, &c, 1)) < 0 && errno == EINTR) {
+    }
+    if (r != 1) _exit(125); /* the network could not be set up: the outer process said why */
+    close(net_wait);
+  }
   /* A new session without a controlling terminal: vbuild's terminal (TIOCSTI) is out of reach. */
   if (setsid() < 0) die("setsid", NULL);
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die("make / private", NULL);
@@ -298,6 +388,7 @@ static void container(void) {
     }
   }
   if (nargs == 0) bad_spec("no arg");
+  if (tty_sock >= 0) give_pty(tty_sock);
   if (chdir(cwd) != 0) die("chdir", cwd);
   drop_privileges(uid, gid, groups, caps);
   load_seccomp();
@@ -369,9 +460,15 @@ void launch(const char *spec) {
   check_spec();
   prepare_seccomp(tok, ntok); /* on the host's filesystem (its cache file), inherited by the clone */
   int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
+  int sv[2] = {-1, -1}, go[2] = {-1, -1};
   for (int i = 0; i < ntok; i += arity(tok[i]) + 1) {
     if (strcmp(tok[i], "net") == 0) flags |= CLONE_NEWNET;
     if (strcmp(tok[i], "cgroupns") == 0) flags |= CLONE_NEWCGROUP; /* rooted where this loop joins */
+    if (strcmp(tok[i], "netcmd") == 0 && go[0] < 0 && pipe2(go, O_CLOEXEC) != 0) die("pipe", NULL);
+    if (strcmp(tok[i], "tty") == 0 && sv[0] < 0) {
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair", NULL);
+      tty_rows = num(tok[i + 1], 10), tty_cols = num(tok[i + 2], 10);
+    }
     if (strcmp(tok[i], "stdin") == 0) {
       int fd = open(tok[i + 1], O_RDONLY);
       if (fd < 0) die("open", tok[i + 1]);
@@ -391,7 +488,28 @@ void launch(const char *spec) {
   /* fork(2) into new namespaces: raw clone with no stack behaves like fork. */
   pid_t child = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
   if (child < 0) die("clone", NULL);
-  if (child == 0) container();
+  if (child == 0) {
+    if (sv[0] >= 0) close(sv[0]), tty_sock = sv[1];
+    if (go[0] >= 0) close(go[1]), net_wait = go[0];
+    container();
+  }
+  if (go[0] >= 0) {
+    close(go[0]);
+    if (run_netcmd(child) != 0) {
+      fprintf(stderr, "vlab-init: the container's network could not be set up (its netcmd failed)\n");
+      kill(child, SIGKILL);
+      waitpid(child, NULL, 0);
+      _exit(125);
+    }
+    if (write(go[1], "g", 1) != 1) die("start container", NULL);
+    close(go[1]);
+  }
+  if (sv[0] >= 0) {
+    close(sv[1]);
+    int m = take_pty(sv[0]);
+    signal(SIGINT, SIG_IGN); /* ^C is a byte for the container's terminal */
+    if (m >= 0) relay_pty(m);
+  }
   int status;
   while (waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) die("waitpid", NULL);
@@ -408,8 +526,9 @@ void launch(const char *spec) {
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "serve") == 0) return serve();
   if (argc == 3 && strcmp(argv[1], "exec") == 0) exec_tail(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "enter") == 0) enter(argv[2]);
   if (argc != 2) {
-    fprintf(stderr, "usage: vlab-init SPEC | vlab-init serve | vlab-init exec SPEC\n");
+    fprintf(stderr, "usage: vlab-init SPEC | vlab-init serve | vlab-init exec SPEC | vlab-init enter SPEC\n");
     return 2;
   }
   launch(argv[1]);

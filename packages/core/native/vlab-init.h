@@ -24,6 +24,15 @@ void prepare_seccomp(char **tok, int ntok);
 void load_seccomp(void);
 /* Starts the container SPEC describes and exits with its status (see vlab-init.c). */
 void launch(const char *spec) __attribute__((noreturn));
+/* Bounding set, ambient cleared, groups, ids, capabilities (root only), no_new_privs. vlab-init.c */
+void drop_privileges(long uid, long gid, const char *groups, const char *caps);
+/* vlab-init enter SPEC: a process in a running container (vlab-init-enter.c). */
+void enter(const char *spec) __attribute__((noreturn));
+/* The pty (vlab-init-tty.c): a master of PTMX (window size from our terminal, else ROWS x COLS),
+ * the slave made the caller's controlling terminal and stdio, bytes relayed until the slave is closed. */
+int open_pty_master(const char *ptmx, char *slave, size_t len, unsigned rows, unsigned cols);
+void attach_slave(const char *slave);
+void relay_pty(int master);
 /* The server loop (see vlab-init-serve.c); returns when Node closes stdin. */
 int serve(void);
 

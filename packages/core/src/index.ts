@@ -45,3 +45,28 @@ export {
   type LayerProgress,
 } from './registry/index.ts';
 export { VlabError, isVlabError } from '@vlab/errors';
+export {
+  run,
+  containers,
+  volumes,
+  containerService,
+  ContainerService,
+  readEnvFile,
+  readLogs,
+  followLogs,
+  shortId,
+  statusText,
+  humanDuration,
+  commandText,
+  inspectJson,
+  type ContainerRunOptions,
+  type Container,
+  type ContainerConfig,
+  type ContainerState,
+  type ContainerStatus,
+  type ContainerMount,
+  type CreateOptions,
+  type StartOptions,
+  type LogEntry,
+  type Volume,
+} from './containers/index.ts';

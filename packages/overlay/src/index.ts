@@ -19,9 +19,11 @@ export {
   overlayMountArgs,
 } from './mount.ts';
 export { nativeHelper, holdEventLoop } from './native.ts';
+export { InRootDirs, atFd } from './in-root.ts';
 export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
 export { writeLayer, hashingStream, type Compression, type LayerWritten } from './layer/digest.ts';
 export { diffSource, type DiffOptions } from './layer/diff.ts';
+export { changes, type Change, type ChangesOptions } from './layer/changes.ts';
 // The layer tar header codec, for writers of layers outside this package (COPY's fast path).
 export { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';
 export { UnionView } from './union-view.ts';

@@ -12,6 +12,7 @@ import { exportImage } from '../export/export.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { Store, type StoredImage } from '../store/store.ts';
 import { openEngine, type Engine } from './engine.ts';
+import { imageUsers } from '../containers/records.ts';
 
 export interface StoreOptions {
   /** Store root (default: $VLAB_ROOT, /var/lib/vlab as root, else $XDG_DATA_HOME/vlab). */
@@ -104,9 +105,24 @@ export async function tag(source: string, target: string, opts: StoreOptions = {
  * `docker rmi NAME`: remove the name (E_IMAGE_NOT_FOUND when the store has no such name). The
  * blobs stay until `prune`, which frees what no name and no cache record reaches.
  */
-export async function rmi(ref: string, opts: StoreOptions = {}): Promise<void> {
-  const found = await withStore(opts, (store) => store.untag(ref));
+export async function rmi(ref: string, opts: StoreOptions & { force?: boolean } = {}): Promise<void> {
+  const found = await withStore(opts, async (store) => {
+    if (!opts.force) await refuseImageInUse(store, ref);
+    return store.untag(ref);
+  });
   if (!found) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${ref}`);
+}
+
+/** docker's rule: an image a container was made from keeps its name unless forced (rmi -f). */
+async function refuseImageInUse(store: Store, ref: string): Promise<void> {
+  const img = await store.resolve(ref);
+  if (!img) return;
+  const users = await imageUsers(store.root, img.manifestDigest);
+  if (users.length)
+    throw new VlabError(
+      'E_IMAGE_IN_USE',
+      `conflict: unable to remove repository reference "${ref}" (must force) - container ${users[0]!.slice(0, 12)} is using its referenced image ${img.configDigest.slice(7, 19)}: remove the container first, or use rmi -f`,
+    );
 }
 
 /** `docker images`: every name in the store, with its image id and the summed size of its layer blobs. */

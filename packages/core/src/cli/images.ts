@@ -66,11 +66,16 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
     },
   },
   rmi: {
-    spec: { name: 'rmi', usage: 'NAME...', summary: 'Remove names from images', flags: {} },
+    spec: {
+      name: 'rmi',
+      usage: '[-f] NAME...',
+      summary: 'Remove names from images',
+      flags: { force: { type: 'boolean', short: 'f', help: 'even when a container uses the image' } },
+    },
     async run(v, pos) {
       if (!pos.length) usage(this.spec);
       for (const ref of pos) {
-        await rmi(ref, storeOf(v));
+        await rmi(ref, { ...storeOf(v), force: Boolean(v.force) });
         process.stdout.write(`Untagged: ${ref}\n`);
       }
       return 0;

@@ -4,6 +4,8 @@ import pkg from '../../package.json' with { type: 'json' };
 import { BUILD, CHECK, cmdBuild, cmdCheck } from './build.ts';
 import { IMAGE_COMMANDS, runCommand } from './images.ts';
 import { REGISTRY_COMMANDS } from './registry.ts';
+import { containerCommands, inspectCommand } from './containers.ts';
+import { containerOpsCommands } from './container-ops.ts';
 import { helpText, type CommandSpec } from './flags.ts';
 import { formatError } from './snippet.ts';
 
@@ -14,9 +16,11 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[]) => Pro
   ...Object.fromEntries(
     Object.entries({ ...IMAGE_COMMANDS, ...REGISTRY_COMMANDS }).map(([name, c]) => [
       name,
-      { spec: c.spec, run: (argv: string[]) => runCommand(c, argv) },
+      { spec: c.spec, run: (argv: string[]) => runCommand(name === 'inspect' ? inspectCommand(c) : c, argv) },
     ]),
   ),
+  ...containerCommands(),
+  ...containerOpsCommands(),
 };
 
 function usage(): string {

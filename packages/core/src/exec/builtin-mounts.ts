@@ -36,6 +36,7 @@ export function builtinMounts(p: PreparedRun, c: BuiltinMountContext): { early: 
     mounts: p.mounts,
     cgroup: c.ns ? undefined : c.cgroup?.version,
     rootless: c.ns ? { mapsGid5: mapsId(c.ns, 5, 'gids') } : undefined,
+    readonlyRootfs: p.readonlyRootfs,
   });
   const lines: FstabLine[] = [];
   let early = 0;

@@ -24,7 +24,7 @@
 import { promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
+import type { DetachedLaunch, Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
 import { prepareRun, type PreparedRun } from './prepare.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
 import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult, type Spawned } from './process.ts';
@@ -38,6 +38,7 @@ import { ensureDevTemplate } from './dev.ts';
 import { q, setupScript, type ShellMountStep } from './builtin-shell.ts';
 
 export { initHelper };
+import { refuseNativeOnly } from './network.ts';
 
 const NO_SECCOMP_HELP =
   'bash scripts/build-native.sh (needs cc and libseccomp-dev), or install runc or crun; VLAB_EXECUTOR=builtin-shell runs them without seccomp';
@@ -158,6 +159,7 @@ export class BuiltinExecutor implements Executor {
 
   async run(spec: RunSpec, opts: RunOptions = {}): Promise<RunResult> {
     if (opts.signal?.aborted) throw abortedError(opts.signal.reason);
+    if (!this.init) refuseNativeOnly(spec, 'the shell launcher');
     const startedAt = Date.now();
     const layout = await detectCgroupLayout();
     const ns = this.userNs;
@@ -222,6 +224,29 @@ export class BuiltinExecutor implements Executor {
     } finally {
       await cg?.destroy().catch(() => {});
       await prep.cleanup();
+    }
+  }
+
+  /** See Executor.prepareDetached: the spec file of a standalone `vlab-init SPEC`. */
+  async prepareDetached(spec: RunSpec, where: { dir: string; cgroup: string }): Promise<DetachedLaunch> {
+    if (!this.init || this.userNs)
+      throw new VlabError(
+        'E_EXEC_UNAVAILABLE',
+        `containers need the vlab-init launcher as root (this executor uses the ${this.userNs ? 'rootless ' : ''}shell launcher): ${NO_SECCOMP_HELP}`,
+      );
+    const layout = await detectCgroupLayout();
+    const prep = await prepareRun(spec, where.dir);
+    let cg: Cgroup | undefined;
+    try {
+      cg = await Cgroup.create(layout, where.cgroup, spec.limits, { devices: this.opts.deviceCgroup });
+      const specFile = path.join(prep.dir, 'spec');
+      const mounts: BuiltinMountContext = { hostHas: (p) => this.hostKind(p), cgroup: { version: layout.version, cg } };
+      await fs.writeFile(specFile, nativeSpec({ prep, mounts, cgroupProcs: cg.procsFiles() }));
+      return { argv: [this.init, specFile], dir: prep.dir, cgroup: where.cgroup };
+    } catch (e) {
+      await cg?.destroy().catch(() => {});
+      await prep.cleanup();
+      throw e;
     }
   }
 

@@ -3,10 +3,14 @@
  * implementation; both pass the same isolation suite (testing/suite.ts).
  */
 import { VlabError } from '@vlab/errors';
-import type { Executor, ExecutorOptions } from './types.ts';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { removeMountpoints } from './mountpoints.ts';
+import { specCleanup } from './native-spec.ts';
+import type { DetachedLaunch, Executor, ExecutorOptions } from './types.ts';
 import { BuiltinExecutor, initHelper } from './builtin.ts';
 import { OciRuntimeExecutor, findRuntime, type RuntimeName } from './oci-runtime.ts';
-import { CGROUP_PARENT, detectCgroupLayout, sweepOrphanCgroups } from './cgroups.ts';
+import { Cgroup, CGROUP_PARENT, detectCgroupLayout, sweepOrphanCgroups } from './cgroups.ts';
 
 export * from './types.ts';
 export { detectCgroups, orphanCgroups, sweepOrphanCgroups, CGROUP_PARENT } from './cgroups.ts';
@@ -67,4 +71,15 @@ async function pickRuntime(forced?: RuntimeName): Promise<{ name: RuntimeName; p
     if (p) return { name, path: p };
   }
   return undefined;
+}
+
+/** After a detached container ended (its launcher exited): kill stragglers, drop its cgroup and dir. Idempotent. */
+export async function cleanupDetached(launch: Pick<DetachedLaunch, 'dir' | 'cgroup'>): Promise<void> {
+  const layout = await detectCgroupLayout();
+  await Cgroup.at(layout, launch.cgroup).destroy();
+  // A launcher killed with its container (stop's SIGKILL to the cgroup) did not remove the
+  // mountpoints it made: done here from its spec, by the same rules, before the dir goes.
+  const spec = await fsp.readFile(path.join(launch.dir, 'spec')).catch(() => undefined);
+  if (spec) await removeMountpoints(specCleanup(spec)).catch(() => undefined);
+  await fsp.rm(launch.dir, { recursive: true, force: true });
 }

@@ -11,7 +11,7 @@
  * (CAP_MKNOD) or an image brings cannot be opened. Not nosuid: setuid binaries work as in Docker.
  */
 import type { CgroupVersion } from './cgroups.ts';
-import type { ExtraMount } from './types.ts';
+import type { ExtraMount, NetworkMode } from './types.ts';
 
 export interface ContainerMount {
   /** Path inside the container. */
@@ -24,7 +24,7 @@ export interface ContainerMount {
 
 export interface MountListInput {
   rootfs: string;
-  network: 'none' | 'host';
+  network: NetworkMode;
   /** /etc/hosts, resolv.conf, hostname binds, then the spec's mounts, in mount order. */
   mounts: ExtraMount[];
   /** The host's cgroup layout; undefined: no /sys/fs/cgroup (rootless, which has no cgroup). */
@@ -36,6 +36,8 @@ export interface MountListInput {
    * namespace is not ours), so the host's /sys is bound read-only.
    */
   rootless?: { mapsGid5: boolean };
+  /** The root filesystem read-only (docker run --read-only). */
+  readonlyRootfs?: boolean;
 }
 
 /** A container's device nodes (Docker's): name, major, minor; bound in from the host's /dev. */
@@ -65,7 +67,7 @@ export function containerMounts(p: MountListInput): ContainerMount[] {
     options,
   });
   const out: ContainerMount[] = [
-    m('/', 'bind', p.rootfs, ['bind', ...nodev]),
+    m('/', 'bind', p.rootfs, ['bind', ...nodev, ...(p.readonlyRootfs ? ['ro'] : [])]),
     m('/proc', 'proc', 'proc', PROC_FLAGS),
     m('/dev', 'tmpfs', 'tmpfs', ['nosuid', 'nodev', 'strictatime', 'mode=755', 'size=65536k']),
     ...DEV_NODES.map(([d]) => m(`/dev/${d}`, 'bind', `/dev/${d}`, ['bind'])),

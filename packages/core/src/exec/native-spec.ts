@@ -4,15 +4,18 @@
  * mounts, devices, identity, capabilities, the seccomp rules; the helper only makes the system calls, in order.
  */
 import { createHash } from 'node:crypto';
+import { VlabError } from '@vlab/errors';
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { PreparedRun } from './prepare.ts';
 import { initHelper } from './init-helper.ts';
+import type { CreatedMountpoints } from './mountpoints.ts';
 import { builtinMounts, type BuiltinMountContext, type FstabLine } from './builtin-mounts.ts';
 import { DEV_NODES, cgroupNamespace } from './mounts.ts';
 import { DEV_DIRS, DEV_LINKS } from './dev.ts';
 import { DEFAULT_CAPS, NOFILE_LIMIT } from './defaults.ts';
 import { seccompTokens } from './seccomp.ts';
+import { pastaArgv } from './network.ts';
 
 /** mount(2) flags for the mount(8) option words we use; every other word is filesystem data. */
 const FLAG_WORDS: Record<string, number> = {
@@ -113,9 +116,11 @@ export function nativeSpec({ prep, mounts, cgroupProcs, stdinFile }: NativeSpecI
   const t: string[][] = [];
   for (const f of cgroupProcs) t.push(['cgroup', f]);
   if (stdinFile) t.push(['stdin', stdinFile]);
+  if (prep.tty) t.push(['tty', String(prep.tty.rows ?? 24), String(prep.tty.cols ?? 80)]);
   if (prep.network !== 'host') t.push(['net']);
   // after the cgroup tokens: the namespace's root is the run's cgroup
   if (cgroupNamespace(mounts.cgroup?.version)) t.push(['cgroupns']);
+  if (prep.network === 'private') for (const a of pastaArgv(prep.ports ?? [])) t.push(['netcmd', a]);
   const { early, late } = builtinMounts(prep, mounts);
   for (const line of early) t.push(...mountCalls(line));
   const dev = path.join(prep.rootfs, 'dev');
@@ -179,7 +184,8 @@ export function execTailSpec(prep: PreparedRun): Buffer {
   return encode(commandTokens(prep));
 }
 
-function encode(t: string[][]): Buffer {
+/** Tokens → the NUL-separated spec file (a token with a NUL is refused). */
+export function encode(t: string[][]): Buffer {
   for (const tok of t.flat()) {
     if (tok.includes('\0')) throw new Error(`a NUL byte in ${JSON.stringify(tok)}`);
   }
@@ -189,4 +195,81 @@ function encode(t: string[][]): Buffer {
       .map((s) => s + '\0')
       .join(''),
   );
+}
+
+/**
+ * The mountpoints a launch spec made in its rootfs (its `rmdir`/`rmfile` tokens), as container
+ * paths: while the container runs they are in its writable layer, and vlab-init removes them
+ * when it ends; `diff` and `commit` of a running container leave them out (docker's init layer).
+ * `parents`: the dirs they were made in, whose mtime vlab-init puts back at the end.
+ */
+export function specMountpoints(spec: Buffer, rootfs: string): { created: string[]; parents: string[] } {
+  const created: string[] = [];
+  const parents: string[] = [];
+  const root = path.resolve(rootfs);
+  for (const [k, p] of decodeSpec(spec)) {
+    if ((k === 'rmdir' || k === 'rmfile' || k === 'mtime') && p!.startsWith(root + '/'))
+      (k === 'mtime' ? parents : created).push(p!.slice(root.length));
+  }
+  return { created, parents };
+}
+
+/** The cleanup a launch spec asks of vlab-init after the container (its root, rmdir/rmfile, mtime), as data. */
+export function specCleanup(spec: Buffer): CreatedMountpoints {
+  const c: CreatedMountpoints = { root: '', created: [], parents: new Map(), resolved: [] };
+  for (const [k, a, b, n] of decodeSpec(spec)) {
+    if (k === 'root') c.root = a!;
+    // the spec lists them deepest first; removeMountpoints takes creation order
+    else if (k === 'rmdir' || k === 'rmfile') c.created.unshift({ path: a!, kind: k === 'rmdir' ? 'dir' : 'file' });
+    else if (k === 'mtime') c.parents.set(a!, ['', `${b}.${n!.padStart(9, '0')}`]);
+  }
+  if (!c.root) c.created.length = 0;
+  return c;
+}
+
+/** Arguments of each keyword (vlab-init.c's arity table). */
+const ARITY: Record<string, number> = {
+  cgroup: 1,
+  net: 0,
+  stdin: 1,
+  mount: 5,
+  mknod: 4,
+  symlink: 2,
+  mkdir: 2,
+  hostname: 1,
+  lo: 0,
+  nofile: 1,
+  root: 1,
+  cwd: 1,
+  uid: 1,
+  gid: 1,
+  groups: 1,
+  caps: 1,
+  env: 1,
+  arg: 1,
+  rmdir: 1,
+  rmfile: 1,
+  mtime: 3,
+  seccomp: 1,
+  scarch: 1,
+  scrule: 3,
+  sccache: 1,
+  target: 1,
+  tty: 2,
+  netcmd: 1,
+};
+
+/** A spec file back into its [keyword, ...args] entries (E_EXEC_SETUP for one we did not write). */
+export function decodeSpec(spec: Buffer): string[][] {
+  const toks = spec.toString('utf8').split('\0');
+  if (toks[toks.length - 1] === '') toks.pop();
+  const out: string[][] = [];
+  for (let i = 0; i < toks.length;) {
+    const n = ARITY[toks[i]!];
+    if (n === undefined || i + n >= toks.length)
+      throw new VlabError('E_EXEC_SETUP', `not a vlab-init spec: ${toks[i]}`);
+    out.push(toks.slice(i, i + n + 1));
+    i += n + 1;
+  }
+  return out;
 }

@@ -9,6 +9,7 @@
  * hierarchical. (On v1 the oom_kill counter is not hierarchical: crun on v1 reports oomKilled
  * only as "SIGKILL with a memory limit set" — see README.)
  */
+import { refuseNativeOnly } from './network.ts';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
@@ -84,6 +85,7 @@ export class OciRuntimeExecutor implements Executor {
 
   async run(spec: RunSpec, opts: RunOptions = {}): Promise<RunResult> {
     if (opts.signal?.aborted) throw abortedError(opts.signal.reason);
+    refuseNativeOnly(spec, this.name);
     const startedAt = Date.now();
     const prep = await prepareRun(spec, this.opts.tmpDir);
     const layout = await detectCgroupLayout();

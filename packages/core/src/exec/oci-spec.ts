@@ -55,7 +55,13 @@ export function buildOciConfig(
     hostname: p.hostname,
     // the list's `/` (the rootfs bound onto itself, nodev) is a mount too: runc mounts it on the
     // root before pivot_root, which then takes the topmost mount
-    mounts: containerMounts({ rootfs: p.rootfs, network: p.network, mounts: p.mounts, cgroup }).map(ociMount),
+    mounts: containerMounts({
+      rootfs: p.rootfs,
+      network: p.network,
+      mounts: p.mounts,
+      cgroup,
+      readonlyRootfs: p.readonlyRootfs,
+    }).map(ociMount),
     linux: {
       namespaces,
       cgroupsPath,

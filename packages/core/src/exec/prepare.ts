@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
-import type { ExtraHost, ExtraMount, RunSpec } from './types.ts';
+import type { ExtraHost, ExtraMount, NetworkMode, PortMapping, RunSpec } from './types.ts';
 import { resolveUser, type ResolvedUser } from './user.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
 import { DEFAULT_PATH } from './defaults.ts';
@@ -40,9 +40,12 @@ export interface PreparedRun {
   cwd: string;
   user: ResolvedUser;
   hostname: string;
-  network: 'none' | 'host';
+  tty?: { rows?: number; cols?: number };
+  network: NetworkMode;
+  ports?: PortMapping[];
   /** RLIMIT_NOFILE of the process (soft = hard); the executors default to NOFILE_LIMIT. */
   nofile?: number;
+  readonlyRootfs?: boolean;
   /** /etc/hosts, /etc/resolv.conf, /etc/hostname binds, then the spec's mounts, in mount order. */
   mounts: PreparedMount[];
   /** The mountpoints made in the rootfs for this run (vlab-init removes them itself when done). */
@@ -63,6 +66,8 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
   const user = await resolveUser(rootfs, spec.user ?? '');
   const hostname = spec.hostname || DEFAULT_HOSTNAME;
   const network = spec.network ?? 'none';
+  if (spec.ports?.length && network !== 'private')
+    throw new VlabError('E_BAD_ARG', `publishing ports (-p) needs --network private, not ${network}`);
 
   // the owner pid in the id names the run's cgroup: a dead build's ones are found (orphanCgroups)
   const id = `${process.pid}-${randomBytes(6).toString('hex')}`;
@@ -108,8 +113,11 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
       cwd,
       user,
       hostname,
+      tty: spec.tty,
       network,
+      ports: spec.ports ?? [],
       nofile: spec.limits?.nofile,
+      readonlyRootfs: spec.readonlyRootfs,
       mounts,
       mountpoints: created,
       cleanup,
@@ -133,7 +141,7 @@ export function completeEnv(env: string[], user: ResolvedUser): string[] {
 async function writeEtcFiles(
   dir: string,
   hostname: string,
-  network: 'none' | 'host',
+  network: NetworkMode,
   extra: ExtraHost[],
 ): Promise<[string, string][]> {
   const hosts = [
@@ -158,7 +166,7 @@ async function writeEtcFiles(
 }
 
 /** The host's resolv.conf; without host networking, loopback resolvers are useless and dropped. */
-async function hostResolvConf(network: 'none' | 'host'): Promise<string> {
+async function hostResolvConf(network: NetworkMode): Promise<string> {
   const text = await fs.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
   if (network === 'host') return text;
   const lines = text.split('\n').filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l));

@@ -30,11 +30,28 @@ export interface RunSpec {
   /** name, uid, name:group or uid:gid; resolved through rootfs /etc/passwd and /etc/group. */
   user?: string;
   hostname?: string;
+  /** A pty of the container's devpts for pid 1 (run -t); the launcher relays it to its stdin/stdout. vlab-init only. */
+  tty?: { rows?: number; cols?: number };
   mounts?: ExtraMount[];
-  network?: 'none' | 'host';
+  /** none: own netns with lo only; host: the host's; private: own netns with outbound NAT (pasta). */
+  network?: NetworkMode;
+  /** Published ports (docker -p), network 'private' only. */
+  ports?: PortMapping[];
   limits?: Limits;
   /** Lines added to the container's /etc/hosts (docker build --add-host). */
   extraHosts?: ExtraHost[];
+  /** The root filesystem is mounted read-only in the container (docker run --read-only). */
+  readonlyRootfs?: boolean;
+}
+
+export type NetworkMode = 'none' | 'host' | 'private';
+
+export interface PortMapping {
+  /** Host address to bind (default all). */
+  hostIp?: string;
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp';
 }
 
 export interface ExtraHost {
@@ -56,6 +73,19 @@ export interface RunResult {
   usage: { cpuUserMicros?: number; cpuSystemMicros?: number; maxMemoryBytes?: number; wallMs: number };
 }
 
+/**
+ * A container started by someone else's process (a container's monitor, containers/): the
+ * command that starts it and what is left to clean up once it has ended (cleanupDetached).
+ */
+export interface DetachedLaunch {
+  /** argv of the launcher: it runs the container and exits with its status (vlab-init SPEC). */
+  argv: string[];
+  /** The run's private dir (spec, /etc files): removed by cleanupDetached. */
+  dir: string;
+  /** The container's cgroup, relative to each hierarchy's root: removed by cleanupDetached. */
+  cgroup: string;
+}
+
 export interface Executor {
   readonly name: string; // 'builtin' | 'runc' | 'crun'
   /** Said once to the user when the executor is weaker than the default (e.g. no seccomp filter). */
@@ -67,6 +97,13 @@ export interface Executor {
    * cgroups, mounts and temp dirs, whether it resolves or rejects.
    */
   run(spec: RunSpec, opts?: RunOptions): Promise<RunResult>;
+  /**
+   * Prepares spec to be run by another process (a container's monitor), which execs `argv`: the
+   * cgroup `cgroup` (relative; made here, with the limits) and a private dir under `dir` are
+   * made, nothing is started. Only the vlab-init launcher can do it; others lack the method.
+   * Throws as `run` does for a spec that cannot run; on failure nothing is left behind.
+   */
+  prepareDetached?(spec: RunSpec, where: { dir: string; cgroup: string }): Promise<DetachedLaunch>;
 }
 
 /** Where an executor keeps its per-run state (tests point these at private places). */

@@ -2,7 +2,7 @@
  * `vbuild fsck`: check a store end to end. Every blob's content against its digest (streamed);
  * every reference from index.json through manifests to configs and layers; the snapshot store
  * (metadata against dirs, parent chains: @vlab/overlay's checkSnapshots); cache records against
- * the blobs they name; and what dead processes left (leftovers.ts). Reads only, unless `repair`:
+ * the blobs they name; containers (containers/fsck.ts); and what dead processes left (leftovers.ts). Reads only, unless `repair`:
  * then whatever is safe to remove is removed (corrupt blobs, records pointing at nothing, a dead
  * build's temp files, snapshots, mounts, cgroups and leases) and the store checked again.
  * A missing blob that an image needs cannot be repaired here: it stays a problem.
@@ -18,6 +18,7 @@ import type { ImageConfig, ImageIndex, Manifest } from '../image/types.ts';
 import { findLeftovers } from '../store/leftovers.ts';
 import { Store } from '../store/store.ts';
 import { dropStaleSnapshot, staleSnapshots } from './manager.ts';
+import { checkContainers, type ContainerFsckKind } from '../containers/fsck.ts';
 
 /** Stable kind codes, one line each in the CLI's output. */
 export type FsckKind =
@@ -37,7 +38,8 @@ export type FsckKind =
   | 'lease-stale'
   | 'lock-stale'
   | 'mount-orphan'
-  | 'cgroup-orphan';
+  | 'cgroup-orphan'
+  | ContainerFsckKind;
 
 export interface FsckProblem {
   kind: FsckKind;
@@ -87,6 +89,7 @@ async function check(root: string): Promise<Found[]> {
     await checkBlobs(store),
     await checkReferences(store),
     await checkCache(store),
+    (await checkContainers(root)).map((p) => ({ ...p, repairable: !!p.fix })),
   ];
   return lists.flat();
 }

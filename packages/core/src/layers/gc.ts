@@ -5,6 +5,7 @@ import { chainIds } from '../image/chain.ts';
 import { isVlabError } from '@vlab/errors';
 import type { Store } from '../store/store.ts';
 import { liveLeases, withGcLock } from '../store/lease.ts';
+import { containerImages } from '../containers/records.ts';
 
 export interface PruneResult {
   blobsRemoved: number;
@@ -14,7 +15,7 @@ export interface PruneResult {
 }
 
 /**
- * Garbage collection: keep what a tag or (unless `all`) a build-cache record reaches — manifests,
+ * Garbage collection: keep what a tag, a container or (unless `all`) a build-cache record reaches — manifests,
  * configs, layers and the snapshots of their layer chains — and delete the rest. With `all` the
  * build cache is dropped first, so `rmi` + `prune --all` frees an image's intermediate layers.
  * Whatever a live build's lease holds is kept too (lease.ts): a running build loses nothing it made
@@ -50,7 +51,11 @@ async function collect(
       for (const l of layers) keepBlobs.add(l.digest);
       for (const c of chainIds(layers.map((l) => l.diffId))) keepChains.add(c);
     };
-    for (const d of idx.manifests) {
+    // an image a container was made from stays whole even when untagged (rmi -f): commit needs it
+    const manifests = [...idx.manifests.map((d) => d.digest)];
+    for (const c of await containerImages(store.root)) manifests.push(c.imageDigest);
+    for (const digest of manifests) {
+      const d = { digest };
       keepBlobs.add(d.digest);
       const m = await store.blobs.readJson<Manifest>(d.digest).catch(() => undefined);
       if (!m) continue;

@@ -77,6 +77,11 @@ async function fileLeftovers(root: string): Promise<Leftover[]> {
   }
   for (const n of await names(path.join(root, 'tmp')))
     await temp(out, path.join(root, 'tmp', n), 'temp dir of a build step');
+  // a container or volume record half made (.tmp-) or half removed (.rm-) by a process that died
+  for (const dir of ['containers', 'volumes'])
+    for (const n of await names(path.join(root, dir)))
+      if (n.startsWith('.tmp-') || n.startsWith('.rm-'))
+        await temp(out, path.join(root, dir, n), `${dir} record being written or removed`);
   for (const n of await names(path.join(root, 'snapshots'))) {
     if (n.startsWith('probe-')) await temp(out, path.join(root, 'snapshots', n), 'overlay probe dir');
   }
@@ -115,6 +120,7 @@ async function orphanMounts(root: string): Promise<Leftover[]> {
   const seen = new Set<string>();
   for (const mp of mountPoints()) {
     if (!mp.startsWith(`${root}/`) || seen.has(mp)) continue;
+    if (mp.startsWith(`${root}/containers/`)) continue; // a container's rootfs: containers/fsck.ts
     seen.add(mp);
     const owners = path
       .relative(root, mp)

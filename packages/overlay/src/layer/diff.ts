@@ -31,6 +31,11 @@ export type DiffSource = DiffSourceInfo;
 
 export interface DiffOptions {
   sourceDateEpoch?: number;
+  /**
+   * Paths (relative, e.g. `etc/hosts`) left out with everything below them: a running
+   * container's mountpoints, which its runtime removes when it ends (docker's init layer).
+   */
+  exclude?: string[];
 }
 
 const SMALL = 256 * 1024;
@@ -61,10 +66,22 @@ const isWhiteout = (st: Stats) => st.isCharacterDevice() && st.rdev === 0;
 
 class Emitter {
   private links = new Map<string, string>();
+  private readonly exclude: Set<string>;
   constructor(
     private xattrs: XattrMap,
     private epoch?: number,
-  ) {}
+    exclude: string[] = [],
+  ) {
+    this.exclude = new Set(exclude.map((x) => x.replace(/^\/+|\/+$/g, '')));
+  }
+
+  /** `rel` or one of its parents is excluded. */
+  excluded(rel: string): boolean {
+    if (!this.exclude.size) return false;
+    for (let r = rel; r; r = r.includes('/') ? r.slice(0, r.lastIndexOf('/')) : '')
+      if (this.exclude.has(r)) return true;
+    return false;
+  }
 
   mtime(st: Stats): number {
     const t = Math.floor(st.mtimeMs / 1000);
@@ -209,6 +226,7 @@ async function* walkUpper(
     if (++i % BATCH === 0) await breathe();
     const abs = path.join(dir, name);
     const r = join(rel, name);
+    if (e.excluded(r)) continue;
     const st = lstatSync(abs);
     const xa = xattrs.get(abs);
     if (xa)
@@ -313,12 +331,13 @@ async function* generate(src: DiffSource, opts: DiffOptions): AsyncGenerator<Buf
   if (src.kind === 'upper') {
     const xattrs = await readXattrsTree(src.upper);
     const lower = src.lowers?.length ? new UnionView([...src.lowers].reverse()) : undefined;
-    yield* walkUpper(new Emitter(xattrs, opts.sourceDateEpoch), xattrs, src.upper, '', lower);
+    yield* walkUpper(new Emitter(xattrs, opts.sourceDateEpoch, opts.exclude), xattrs, src.upper, '', lower);
   } else {
     const xd = await readXattrsTree(src.dir);
     const xb = src.base ? await readXattrsTree(src.base) : new Map();
-    const e = new Emitter(xd, opts.sourceDateEpoch);
+    const e = new Emitter(xd, opts.sourceDateEpoch, opts.exclude);
     for (const c of await compare(src.dir, src.base, xd, xb, '')) {
+      if (e.excluded(c.kind === 'whiteout' ? c.rel.replace(/(^|\/)\.wh\.([^/]*)$/, '$1$2') : c.rel)) continue;
       if (c.kind === 'whiteout') {
         yield e.whiteout(c.rel);
         continue;

@@ -1,0 +1,86 @@
+/**
+ * Is a container's process tree still there? state.json says `running` from the start on; what
+ * ended it is found here, from facts that outlive every process:
+ * - exit.json (written by the monitor when the tree ended): exited with that code;
+ * - the monitor gone (SIGKILLed, its pid reused: the start time differs) without an exit.json:
+ *   the container died with it (its launcher has PDEATHSIG), exit code unknown (-1);
+ * - another boot id: the machine rebooted since, nothing of it runs; exit code unknown.
+ * A pid is "alive" only when /proc/PID/stat shows the same start time and no zombie.
+ */
+import fsp from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import type { ContainerState } from './types.ts';
+
+let boot: string | undefined;
+
+export function bootId(): string {
+  return (boot ??= readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+}
+
+/** Start time of `pid` (clock ticks after boot), undefined if it is gone or a zombie. */
+export function procStart(pid: number): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2) may hold spaces and parens: fields start after the last ')'
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (f[0] === 'Z' || f[0] === 'X') return undefined;
+    return Number(f[19]);
+  } catch {
+    return undefined;
+  }
+}
+
+export function sameProcess(pid: number | undefined, start: number | undefined): boolean {
+  return !!pid && start !== undefined && procStart(pid) === start;
+}
+
+export interface ExitRecord {
+  exitCode: number;
+  signal: number | null;
+  finishedAt: string;
+}
+
+export async function readExit(file: string): Promise<ExitRecord | undefined> {
+  const text = await fsp.readFile(file, 'utf8').catch(() => undefined);
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as ExitRecord;
+  } catch {
+    return undefined; // never half-written (renamed into place); unreadable counts as absent
+  }
+}
+
+/**
+ * The state as it really is: `running` turned into `exited` when the tree has ended. Returns
+ * undefined when nothing changed.
+ */
+export async function observedState(state: ContainerState, exitFile: string): Promise<ContainerState | undefined> {
+  if (state.status !== 'running') return undefined;
+  const exit = await readExit(exitFile);
+  if (exit) {
+    return {
+      ...state,
+      status: 'exited',
+      pid: 0,
+      exitCode: exit.exitCode,
+      finishedAt: exit.finishedAt,
+      error: undefined,
+    };
+  }
+  const rebooted = state.bootId !== bootId();
+  if (!rebooted && sameProcess(state.monitorPid, state.monitorStart)) return undefined;
+  // the monitor may have written exit.json between our read and its death
+  const late = await readExit(exitFile);
+  if (late) return observedState(state, exitFile);
+  return {
+    ...state,
+    status: 'exited',
+    pid: 0,
+    exitCode: -1,
+    finishedAt: new Date().toISOString(),
+    error: rebooted
+      ? 'the machine was rebooted while it ran: exit code unknown'
+      : 'its monitor died (killed?) and the container with it: exit code unknown',
+  };
+}

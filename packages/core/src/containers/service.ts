@@ -1,0 +1,249 @@
+/**
+ * The container verbs on one store: create, start, stop, kill, wait, restart, rename, remove,
+ * prune, list, inspect. The CLI (cli/containers.ts) only parses flags and prints these results.
+ */
+import path from 'node:path';
+import { VlabError } from '@vlab/errors';
+import { openEngine, type Engine } from '../api.ts';
+import { createExecutor, EXECUTOR_KINDS, type ExecutorKind } from '../exec/index.ts';
+import { Cgroup, detectCgroupLayout, sleep } from '../exec/cgroups.ts';
+import type { Executor } from '../exec/types.ts';
+import { layersOf } from '../solve/base.ts';
+import { cgroupParentOf, defaultStoreRoot } from '../store/paths.ts';
+import type { Container, CreateOptions, StartOptions } from './types.ts';
+import { ContainerRecords } from './records.ts';
+import { VolumeStore } from './volumes.ts';
+import { observedState, sameProcess } from './liveness.ts';
+import { checkOptions, makeConfig } from './create.ts';
+import { cleanupLocked, EXIT_FILE, startContainer } from './start.ts';
+import { signalName } from './signals.ts';
+import { thawIfPaused } from './process-ops.ts';
+
+export class ContainerService {
+  readonly records: ContainerRecords;
+  readonly volumes: VolumeStore;
+  readonly cgroupParent: string;
+  private ex?: Promise<Executor>;
+
+  private constructor(
+    readonly root: string,
+    readonly engine: Engine,
+  ) {
+    this.records = new ContainerRecords(root);
+    this.volumes = new VolumeStore(root);
+    this.cgroupParent = cgroupParentOf(root);
+  }
+
+  static async open(root = defaultStoreRoot()): Promise<ContainerService> {
+    const r = path.resolve(root);
+    return new ContainerService(r, await openEngine(r));
+  }
+
+  executor(): Promise<Executor> {
+    const kind = (process.env.VLAB_EXECUTOR || 'auto') as ExecutorKind;
+    if (!EXECUTOR_KINDS.includes(kind))
+      throw new VlabError('E_BAD_ARG', `VLAB_EXECUTOR must be ${EXECUTOR_KINDS.join(', ')}, got "${kind}"`);
+    return (this.ex ??= createExecutor({ kind, cgroupParent: this.cgroupParent }));
+  }
+
+  /** A new container (not started): its record and its writable snapshot on the image. */
+  async create(o: CreateOptions): Promise<Container> {
+    const img = await this.engine.store.resolve(o.image);
+    if (!img)
+      throw new VlabError(
+        'E_IMAGE_NOT_FOUND',
+        `unable to find image '${o.image}' in the store: build, load or import it first`,
+      );
+    const checked = await checkOptions(img, o);
+    const parent = await this.engine.layers.ensureSnapshot(layersOf(img));
+    const snaps = await this.engine.snapshots();
+    const c = await this.records.create(o.name, (id, name) => makeConfig(id, name, img, o, checked));
+    try {
+      await snaps.prepare(c.config.snapshotKey, parent);
+    } catch (e) {
+      await this.records.remove(c.config.id).catch(() => undefined);
+      throw e;
+    }
+    return c;
+  }
+
+  /** The record as it is now (an ended tree is seen and recorded). */
+  async refresh(id: string): Promise<Container> {
+    const c = await this.records.read(id);
+    const seen = await observedState(c.state, this.records.path(id, EXIT_FILE));
+    if (!seen) return c;
+    await this.records.writeState(id, seen);
+    return { config: c.config, state: seen };
+  }
+
+  async get(ref: string): Promise<Container> {
+    return this.refresh(await this.records.resolve(ref));
+  }
+
+  /** Running ones, or all (`ps -a`), newest first. */
+  async list(opts: { all?: boolean } = {}): Promise<Container[]> {
+    const out: Container[] = [];
+    for (const id of await this.records.ids()) {
+      const c = await this.refresh(id).catch(() => undefined);
+      if (c && (opts.all || c.state.status === 'running')) out.push(c);
+    }
+    return out.sort((a, b) => b.config.created.localeCompare(a.config.created));
+  }
+
+  start(ref: string, opts: StartOptions = {}): Promise<{ exitCode?: number }> {
+    return this.records.resolve(ref).then((id) => startContainer(this, id, opts));
+  }
+
+  /** `run`: create, then start (attached: resolves with the exit code when it has ended). */
+  async run(o: CreateOptions, opts: StartOptions = {}): Promise<{ container: Container; exitCode?: number }> {
+    const c = await this.create(o);
+    try {
+      const r = await startContainer(this, c.config.id, opts);
+      return { container: c, exitCode: r.exitCode };
+    } catch (e) {
+      if (o.autoRemove) await this.remove(c.config.id, { force: true, volumes: true }).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async running(ref: string): Promise<Container> {
+    const c = await this.get(ref);
+    if (c.state.status !== 'running')
+      throw new VlabError('E_CONTAINER_NOT_RUNNING', `container ${c.config.name} is not running`);
+    return c;
+  }
+
+  /** Sends a signal to the container's pid 1 (never to a pid reused by another process). */
+  async kill(ref: string, signal: string | number = 'SIGKILL'): Promise<void> {
+    const sig = signalName(signal);
+    const c = await this.running(ref);
+    if (!sameProcess(c.state.pid, c.state.pidStart)) return; // ended just now
+    process.kill(c.state.pid, sig);
+    await thawIfPaused(c); // a paused one gets it once thawed, as docker kill does
+  }
+
+  /** docker stop: the stop signal, then after `timeout` s SIGKILL to everything in its cgroup. */
+  async stop(ref: string, opts: { timeout?: number } = {}): Promise<void> {
+    const c = await this.running(ref);
+    const timeout = opts.timeout ?? c.config.stopTimeout;
+    if (sameProcess(c.state.pid, c.state.pidStart)) process.kill(c.state.pid, c.config.stopSignal as NodeJS.Signals);
+    await thawIfPaused(c);
+    if (await this.waitEnd(c.config.id, timeout * 1000)) return;
+    if (c.state.cgroup) await Cgroup.at(await detectCgroupLayout(), c.state.cgroup).killAll();
+    if (!(await this.waitEnd(c.config.id, 10_000)))
+      throw new VlabError('E_CONTAINER_STATE', `container ${c.config.name} did not stop after SIGKILL`);
+  }
+
+  private async waitEnd(id: string, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+      if ((await this.refresh(id)).state.status !== 'running') return true;
+      if (Date.now() >= deadline) return false;
+      await sleep(delay);
+    }
+  }
+
+  /** docker wait: blocks until it is not running; its exit code. */
+  async wait(ref: string, opts: { signal?: AbortSignal } = {}): Promise<number> {
+    const id = await this.records.resolve(ref);
+    for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
+      const c = await this.refresh(id);
+      if (c.state.status !== 'running') return c.state.exitCode;
+      if (opts.signal?.aborted) throw new VlabError('E_ABORTED', 'wait aborted');
+      await sleep(delay);
+    }
+  }
+
+  async restart(ref: string, opts: { timeout?: number } = {}): Promise<void> {
+    const c = await this.get(ref);
+    if (c.state.status === 'running') await this.stop(c.config.id, opts);
+    await this.start(c.config.id);
+  }
+
+  rename(ref: string, name: string): Promise<void> {
+    return this.records.resolve(ref).then((id) => this.records.rename(id, name));
+  }
+
+  /** Cleanup after the end (the monitor's exit command; idempotent), and --rm's removal. */
+  async cleanup(ref: string): Promise<void> {
+    const id = await this.records.resolve(ref);
+    const c = await this.records.locked(id, async () => cleanupLocked(this, await this.refresh(id)));
+    if (c.config.autoRemove && c.state.status !== 'running') await this.remove(id, { volumes: true });
+  }
+
+  /** docker rm: a running one needs `force` (then SIGKILL); `volumes` also drops its anonymous volumes. */
+  async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<Container> {
+    const id = await this.records.resolve(ref);
+    let c = await this.refresh(id);
+    if (c.state.status === 'running') {
+      if (!opts.force)
+        throw new VlabError(
+          'E_CONTAINER_RUNNING',
+          `you cannot remove a running container ${c.config.id.slice(0, 12)}: stop it first, or use rm -f`,
+        );
+      if (c.state.cgroup) await Cgroup.at(await detectCgroupLayout(), c.state.cgroup).killAll(0);
+      await thawIfPaused(c); // SIGKILL reaches a frozen v1 task once it is thawed
+      if (c.state.cgroup) await Cgroup.at(await detectCgroupLayout(), c.state.cgroup).killAll();
+      await this.waitEnd(id, 10_000);
+    }
+    c = await this.records.locked(id, async () => {
+      const now = await cleanupLocked(this, await this.refresh(id));
+      if (now.state.status === 'running')
+        throw new VlabError('E_CONTAINER_RUNNING', `container ${now.config.name} is still running`);
+      await this.records.writeState(id, { ...now.state, status: 'removing' });
+      const snaps = await this.engine.snapshots();
+      if (await snaps.stat(now.config.snapshotKey)) await snaps.remove(now.config.snapshotKey);
+      await this.records.remove(id);
+      return now;
+    });
+    if (opts.volumes)
+      for (const m of c.config.mounts)
+        if (m.type === 'volume' && m.anonymous && m.source && !(await this.volumeUsers(m.source)).length)
+          await this.volumes.remove(m.source).catch(() => undefined);
+    return c;
+  }
+
+  /** docker container prune: every container that is not running. */
+  async prune(): Promise<string[]> {
+    const gone: string[] = [];
+    for (const c of await this.list({ all: true }))
+      if (c.state.status !== 'running') {
+        await this.remove(c.config.id);
+        gone.push(c.config.id);
+      }
+    return gone;
+  }
+
+  /** Containers whose mounts name volume `name`. */
+  async volumeUsers(name: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const id of await this.records.ids()) {
+      const c = await this.records.read(id).catch(() => undefined);
+      if (c?.config.mounts.some((m) => m.type === 'volume' && m.source === name)) out.push(id);
+    }
+    return out;
+  }
+
+  /** docker volume rm: E_VOLUME_IN_USE while a container (running or not) has it. */
+  async removeVolume(name: string): Promise<void> {
+    await this.volumes.get(name);
+    const users = await this.volumeUsers(name);
+    if (users.length)
+      throw new VlabError(
+        'E_VOLUME_IN_USE',
+        `remove ${name}: volume is in use - [${users.map((u) => u.slice(0, 12)).join(', ')}]: remove those containers first`,
+      );
+    await this.volumes.remove(name);
+  }
+
+  /** docker volume prune (20.10): every volume no container uses. */
+  async pruneVolumes(): Promise<string[]> {
+    const gone: string[] = [];
+    for (const v of await this.volumes.list())
+      if (!(await this.volumeUsers(v.name)).length) {
+        await this.volumes.remove(v.name);
+        gone.push(v.name);
+      }
+    return gone;
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Starting a container and cleaning up after it. start: mount the writable snapshot, fill new
+ * volumes from the image, let the executor prepare the launch (cgroup with the limits, spec),
+ * hand the launcher to a monitor and record what runs (pids with their start times, boot id).
+ * cleanup (after the end; by the foreground CLI, else by the monitor's exit command, else by the
+ * next command that finds it ended): OOM read, cgroup and run dir removed, rootfs unmounted.
+ * Both under the container's lock; cleanup is idempotent.
+ */
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { mountAll, unmountAll } from '@vlab/overlay';
+import { VlabError } from '@vlab/errors';
+import { cleanupDetached } from '../exec/index.ts';
+import { Cgroup, detectCgroupLayout } from '../exec/cgroups.ts';
+import type { ExtraMount, RunSpec } from '../exec/types.ts';
+import type { Container, ContainerState, StartOptions } from './types.ts';
+import type { ContainerService } from './service.ts';
+import { bootId, procStart } from './liveness.ts';
+import { startMonitor, vbuildBin } from './monitor.ts';
+
+export const ROOTFS = 'rootfs';
+export const EXIT_FILE = 'exit.json';
+
+/** Resolves once it runs (detached) or, attached, when it has ended and been cleaned up. */
+export async function startContainer(
+  svc: ContainerService,
+  id: string,
+  opts: StartOptions = {},
+): Promise<{ exitCode?: number }> {
+  const mon = await svc.records.locked(id, async () => {
+    const c = await svc.refresh(id);
+    if (c.state.status === 'running') return undefined; // docker: starting a running one is a no-op
+    if (c.state.status === 'removing')
+      throw new VlabError('E_CONTAINER_STATE', `container ${c.config.name} is being removed`);
+    await cleanupLocked(svc, c);
+    return launch(svc, c, opts);
+  });
+  if (!mon) return {};
+  if (!opts.attach) {
+    mon.detach();
+    return {};
+  }
+  opts.attach.onStarted?.(id);
+  const end = await mon.exited;
+  await svc.records.locked(id, async () => cleanupLocked(svc, await svc.refresh(id)));
+  mon.done();
+  const after = await svc.records.read(id).catch(() => undefined);
+  if (after?.config.autoRemove) await svc.remove(id, { force: true, volumes: true }).catch(() => undefined);
+  return { exitCode: end.exitCode };
+}
+
+async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
+  const { config } = c;
+  const dir = svc.records.path(config.id);
+  const rootfs = path.join(dir, ROOTFS);
+  const snaps = await svc.engine.snapshots();
+  await fsp.mkdir(rootfs, { recursive: true });
+  await mountAll(await snaps.mounts(config.snapshotKey), rootfs);
+  let launched: { dir: string; cgroup: string } | undefined;
+  try {
+    const mounts: ExtraMount[] = [];
+    for (const m of config.mounts) {
+      if (m.type === 'tmpfs')
+        mounts.push({ type: 'tmpfs', target: m.target, options: m.options, readonly: m.readonly });
+      else if (m.type === 'bind')
+        mounts.push({ type: 'bind', source: m.source, target: m.target, readonly: m.readonly });
+      else {
+        const v = await svc.volumes.create(m.source!, { anonymous: m.anonymous });
+        if (!(m as { nocopy?: boolean }).nocopy) await svc.volumes.populate(v.name, rootfs, m.target);
+        mounts.push({ type: 'bind', source: v.mountpoint, target: m.target, readonly: m.readonly });
+      }
+    }
+    const spec: RunSpec = {
+      rootfs,
+      argv: [config.path, ...config.args],
+      env: config.env,
+      cwd: config.workingDir,
+      user: config.user,
+      hostname: config.hostname,
+      mounts,
+      network: config.network,
+      ports: config.ports,
+      tty: config.tty,
+      limits: config.limits,
+      readonlyRootfs: config.readonlyRootfs,
+    };
+    const ex = await svc.executor();
+    if (!ex.prepareDetached)
+      throw new VlabError(
+        'E_EXEC_UNAVAILABLE',
+        `containers need the built-in executor with vlab-init (this one is ${ex.name}): run bash scripts/build-native.sh`,
+      );
+    const l = await ex.prepareDetached(spec, { dir, cgroup: `${svc.cgroupParent}/ctr-${config.id}` });
+    launched = l;
+    await fsp.rm(path.join(dir, EXIT_FILE), { force: true });
+    const mon = startMonitor({
+      dir,
+      logMaxSize: config.logMaxSize,
+      argv: l.argv,
+      exitCommand: [process.execPath, vbuildBin(), 'container', 'cleanup', '--root', svc.root, config.id],
+      attach: opts.attach,
+    });
+    const { pid } = await mon.started;
+    const state: ContainerState = {
+      ...c.state,
+      status: 'running',
+      pid,
+      pidStart: procStart(pid),
+      monitorPid: mon.pid,
+      monitorStart: procStart(mon.pid),
+      bootId: bootId(),
+      runDir: l.dir,
+      cgroup: l.cgroup,
+      cleaned: false,
+      exitCode: 0,
+      oomKilled: false,
+      error: undefined,
+      startedAt: new Date().toISOString(),
+      finishedAt: undefined,
+      restartCount: c.state.restartCount, // docker counts restart-policy restarts only (none here)
+    };
+    await svc.records.writeState(config.id, state);
+    return mon;
+  } catch (e) {
+    if (launched) await cleanupDetached(launched).catch(() => undefined);
+    await unmountAll(rootfs).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** After the end: OOM from the cgroup, cgroup and run dir gone, rootfs unmounted. Caller holds the lock. */
+export async function cleanupLocked(svc: ContainerService, c: Container): Promise<Container> {
+  if (c.state.status === 'running' || c.state.cleaned) return c;
+  let oomKilled = c.state.oomKilled;
+  if (c.state.cgroup) {
+    const layout = await detectCgroupLayout();
+    const stats = await Cgroup.at(layout, c.state.cgroup)
+      .stats()
+      .catch(() => undefined);
+    if (stats?.oomKills) oomKilled = true;
+    await cleanupDetached({
+      dir: c.state.runDir ?? path.join(svc.records.path(c.config.id), 'run-none'),
+      cgroup: c.state.cgroup,
+    });
+  }
+  await unmountAll(path.join(svc.records.path(c.config.id), ROOTFS));
+  const state = { ...c.state, cleaned: true, oomKilled };
+  await svc.records.writeState(c.config.id, state);
+  return { config: c.config, state };
+}
