@@ -18,6 +18,12 @@ for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux buildah zs
   esac
 done
 [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
+# The export suites (test/export-*.test.ts) check each format with its own system's tool:
+# Charliecloud's ch-image/ch-run, LXC's lxc-execute, Docker 20.10's dockerd.
+[ -x /usr/bin/ch-image ] || need_apt+=(charliecloud-builders)
+command -v ch-run >/dev/null || need_apt+=(charliecloud-runtime)
+command -v lxc-execute >/dev/null || need_apt+=(lxc)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 # vlab-init loads Docker's seccomp profile through libseccomp.
 [ -f /usr/include/seccomp.h ] || need_apt+=(libseccomp-dev)
