@@ -32,14 +32,19 @@ export async function saveImage(opts: SaveOptions): Promise<void> {
       `--format ${opts.format} is not supported (use one of: ${OUTPUT_TYPES.join(', ')})`,
     );
   const engine = await openEngine(opts.root ?? defaultStoreRoot());
-  const img = await engine.store.resolve(opts.image);
-  if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${opts.image}`);
-  await exportImage(
-    engine.store,
-    img,
-    { type: opts.format, dest: opts.dest, ...(opts.compression ? { compression: opts.compression } : {}) },
-    opts.image,
-    (i, work) => engine.layers.withView(layersOf(i), work),
-    { sourceDateEpoch: opts.sourceDateEpoch ?? envEpoch(), signal: opts.signal },
-  );
+  try {
+    const img = await engine.store.resolve(opts.image);
+    if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image: ${opts.image}`);
+    await exportImage(
+      engine.store,
+      img,
+      { type: opts.format, dest: opts.dest, ...(opts.compression ? { compression: opts.compression } : {}) },
+      opts.image,
+      (i, work) => engine.layers.withView(layersOf(i), work),
+      { sourceDateEpoch: opts.sourceDateEpoch ?? envEpoch(), signal: opts.signal },
+    );
+  } finally {
+    // what the export held against gc is released once it is written (as build() does)
+    await engine.store.lease.release().catch(() => undefined);
+  }
 }
