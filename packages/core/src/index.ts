@@ -31,7 +31,15 @@ export { fsck, type FsckKind, type FsckProblem, type FsckReport } from './layers
 export { defaultStoreRoot } from './store/paths.ts';
 export { exportImage, parseOutput, OUTPUT_TYPES, type OutputSpec, type OutputType } from './export/export.ts';
 export { saveImage, type SaveOptions } from './save.ts';
-export { history, imageDiff, type HistoryRow, type Change, type ToolOptions } from './image-tools.ts';
+export {
+  history,
+  imageDiff,
+  rebase,
+  type HistoryRow,
+  type Change,
+  type ToolOptions,
+  type RebaseOptions,
+} from './image-tools.ts';
 export { flattenInto, withFlattened } from './export/flatten.ts';
 export { DEFAULT_DOWNLOAD_LIMITS, type DownloadLimits } from './solve/ops/download.ts';
 export type { ImageConfig, Manifest, Descriptor } from './image/types.ts';

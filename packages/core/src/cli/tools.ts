@@ -1,6 +1,6 @@
-/** The image tools: `vbuild history IMAGE`, `vbuild diff IMAGE1 IMAGE2` (tables, or json with --format json). */
+/** The image tools: `vbuild history IMAGE`, `vbuild diff IMAGE1 IMAGE2` (tables, or json with --format json), `vbuild rebase`. */
 import { VlabError } from '@vlab/errors';
-import { defaultStoreRoot, history, imageDiff } from '../index.ts';
+import { defaultStoreRoot, history, imageDiff, rebase } from '../index.ts';
 import { str, type Values } from './flags.ts';
 import type { Command } from './images.ts';
 
@@ -117,6 +117,28 @@ export const TOOL_COMMANDS: Record<string, Command> = {
         process.stdout.write(
           `${c.kind} ${c.type}${c.mode.toString(8).padStart(4, '0')} ${String(c.size).padStart(10)} ${c.path}\n`,
         );
+      return 0;
+    },
+  },
+  rebase: {
+    spec: {
+      name: 'rebase',
+      usage: '--from OLD_BASE --to NEW_BASE [-t NAME] IMAGE',
+      summary: "Put an image's own layers on a new base (the lowest layers must be OLD_BASE's); nothing is rebuilt",
+      flags: {
+        from: { type: 'string', arg: 'OLD_BASE', help: 'the base the image was built on' },
+        to: { type: 'string', arg: 'NEW_BASE', help: 'the base to put under its own layers' },
+        tag: { type: 'string', short: 't', arg: 'NAME', help: 'name of the result (default: IMAGE)' },
+      },
+    },
+    async run(v, pos) {
+      const from = str(v.from);
+      const to = str(v.to);
+      if (pos.length !== 1 || !from || !to) throw new VlabError('E_BAD_ARG', `usage: vbuild rebase ${this.spec.usage}`);
+      const tag = str(v.tag);
+      const r = await rebase(pos[0]!, { ...rootOf(v), from, to, ...(tag ? { tag } : {}) });
+      process.stderr.write(`rebased: ${r.replaced} base layers replaced, ${r.kept} own layers kept\n`);
+      process.stdout.write(`${r.imageId}\n`);
       return 0;
     },
   },
