@@ -30,7 +30,6 @@ export { prune, type PruneResult } from './layers/gc.ts';
 export { fsck, type FsckKind, type FsckProblem, type FsckReport } from './layers/fsck.ts';
 export { defaultStoreRoot } from './store/paths.ts';
 export { exportImage, parseOutput, OUTPUT_TYPES, type OutputSpec, type OutputType } from './export/export.ts';
-export { saveImage, type SaveOptions } from './save.ts';
 export {
   history,
   imageDiff,
@@ -39,7 +38,7 @@ export {
   type Change,
   type ToolOptions,
   type RebaseOptions,
-} from './image-tools.ts';
+} from './api/tools.ts';
 export { flattenInto, withFlattened } from './export/flatten.ts';
 export { DEFAULT_DOWNLOAD_LIMITS, type DownloadLimits } from './solve/ops/download.ts';
 export type { ImageConfig, Manifest, Descriptor } from './image/types.ts';

@@ -10,7 +10,7 @@ import {
   openEngine,
   prune,
   rmi,
-  saveImage,
+  save,
   OUTPUT_TYPES,
   type OutputType,
   tag,
@@ -117,7 +117,7 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
           'E_BAD_ARG',
           `--format must be one of ${OUTPUT_TYPES.filter((t) => t !== 'local').join(', ')}, got "${format}"`,
         );
-      await saveImage({ ...storeOf(v), image: pos[0]!, format: format as OutputType, dest: output });
+      await save(pos[0]!, output, { ...storeOf(v), format: format as OutputType });
       return 0;
     },
   },

@@ -1,11 +1,11 @@
 /** The image tools of the API (`vbuild history`, `vbuild diff`, `vbuild rebase`): each opens the store, does one thing, returns data. */
 import { VlabError } from '@vlab/errors';
-import { Store, type StoredImage } from './store/store.ts';
-import { defaultStoreRoot } from './store/paths.ts';
-import { imageHistory, type HistoryRow } from './tools/history.ts';
-import { diffImages, type Change } from './tools/diff.ts';
-import { rebaseImage } from './tools/rebase.ts';
-import { parseRef } from './store/refs.ts';
+import { Store, type StoredImage } from '../store/store.ts';
+import { defaultStoreRoot } from '../store/paths.ts';
+import { imageHistory, type HistoryRow } from '../tools/history.ts';
+import { diffImages, type Change } from '../tools/diff.ts';
+import { rebaseImage } from '../tools/rebase.ts';
+import { parseRef } from '../store/refs.ts';
 
 export type { HistoryRow, Change };
 
