@@ -22,8 +22,14 @@ done
 [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
 # htpasswd: the registry tests' basic-auth registry (test/registry-fixture.ts).
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
-# docker.io: only its daemon, started by test/containers-docker.test.ts in a temp dir as the oracle.
+# docker.io: only its daemon, started by test/containers-docker.test.ts and the export suites in a
+# temp dir as the oracle.
 [ -x /usr/sbin/dockerd ] || need_apt+=(docker.io)
+# The export suites (test/export-*.test.ts) check each format with its own system's tool:
+# Charliecloud's ch-image/ch-run, LXC's lxc-execute, Docker 20.10's dockerd.
+[ -x /usr/bin/ch-image ] || need_apt+=(charliecloud-builders)
+command -v ch-run >/dev/null || need_apt+=(charliecloud-runtime)
+command -v lxc-execute >/dev/null || need_apt+=(lxc)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 # vlab-init loads Docker's seccomp profile through libseccomp.
 [ -f /usr/include/seccomp.h ] || need_apt+=(libseccomp-dev)

@@ -110,7 +110,7 @@ describe('issue 11: results as Docker/BuildKit give them', () => {
     expect([after.mode, after.uid, after.gid]).toEqual([before.mode, before.uid, before.gid]);
   });
 
-  it('8. RUN true gives an empty layer (only the tar end, as BuildKit), and two of them are one file in a docker-archive', async () => {
+  it('8. RUN true gives an empty layer (only the tar end, as BuildKit), and two of them are two layer dirs of a docker-archive, no member twice', async () => {
     const tag = await built('FROM busybox\nRUN true\nRUN true\n', {}, { noCache: true });
     const { layers } = await manifestOf(tag);
     const last = layers[layers.length - 1]!;

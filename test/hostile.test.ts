@@ -601,7 +601,7 @@ describe('destinations through an image symlink pointing at a host dir', () => {
   // The base image's layer holds etc2 -> <markerDir> (an absolute path that exists on the host).
   const base = () => `FROM busybox\nRUN ln -s ${markerDir} /etc2 && ln -s ${markerDir}/keep.txt /etc3\n`;
   // Where the file must land, in `tar -tv` of the result (m: the marker dir, without its leading /).
-  const at = (rel: string) => (m: string) => new RegExp(`\\./${m}/${rel}\n`);
+  const at = (rel: string) => (m: string) => new RegExp(` ${m}/${rel}\n`);
   it.each([
     ['COPY f /etc2/', 'COPY f /etc2/\n', at('f')],
     ['COPY f /etc2/g', 'COPY f /etc2/g\n', at('g')],
@@ -609,7 +609,7 @@ describe('destinations through an image symlink pointing at a host dir', () => {
     [
       'COPY f /etc3 (a file symlink)',
       'COPY f /etc3\n',
-      (m: string) => new RegExp(`\\./${m}/keep.txt\n|^-rw-r--r-- .* \\./etc3\n`, 'm'),
+      (m: string) => new RegExp(` ${m}/keep.txt\n|^-rw-r--r-- .* etc3\n`, 'm'),
     ],
     ['ADD f /etc2/', 'ADD f /etc2/\n', at('f')],
     ['ADD t.tar /etc2/ (extracted)', 'ADD t.tar /etc2/\n', at('f')],

@@ -299,8 +299,13 @@ async function buildFrom(
   for (const t of opts.tags ?? []) await engine.store.tag(t, stored.manifestDigest);
   await pushOutputs(engine.store, stored, opts, emit);
   for (const out of (opts.output ?? []).filter((o) => o.type !== 'registry'))
-    await exportImage(engine.store, stored, out, opts.tags?.[0], (_img, work) =>
-      engine.layers.withView(state.layers, work),
+    await exportImage(
+      engine.store,
+      stored,
+      out,
+      opts.tags?.[0],
+      (_img, work) => engine.layers.withView(state.layers, work),
+      { sourceDateEpoch: sde, signal: opts.signal },
     );
   emit({
     type: 'build-done',
@@ -344,7 +349,8 @@ function executorFromEnv(): ExecutorKind {
   return v as ExecutorKind;
 }
 
-function envEpoch(): number | undefined {
+/** SOURCE_DATE_EPOCH from the environment (the build's and the exports' default). */
+export function envEpoch(): number | undefined {
   const v = process.env.SOURCE_DATE_EPOCH;
   if (v === undefined || v === '') return undefined;
   const n = Number(v);

@@ -29,7 +29,17 @@ export { Store } from './store/store.ts';
 export { prune, type PruneResult } from './layers/gc.ts';
 export { fsck, type FsckKind, type FsckProblem, type FsckReport } from './layers/fsck.ts';
 export { defaultStoreRoot } from './store/paths.ts';
-export { exportImage, parseOutput, type OutputSpec } from './export/export.ts';
+export { exportImage, parseOutput, OUTPUT_TYPES, type OutputSpec, type OutputType } from './export/export.ts';
+export {
+  history,
+  imageDiff,
+  rebase,
+  type HistoryRow,
+  type Change,
+  type ToolOptions,
+  type RebaseOptions,
+} from './api/tools.ts';
+export { flattenInto, withFlattened } from './export/flatten.ts';
 export { DEFAULT_DOWNLOAD_LIMITS, type DownloadLimits } from './solve/ops/download.ts';
 export type { ImageConfig, Manifest, Descriptor } from './image/types.ts';
 export {

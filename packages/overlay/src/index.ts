@@ -26,7 +26,8 @@ export { diffSource, type DiffOptions } from './layer/diff.ts';
 export { changes, type Change, type ChangesOptions } from './layer/changes.ts';
 // The layer tar header codec, for writers of layers outside this package (COPY's fast path).
 export { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';
-export { UnionView } from './union-view.ts';
+export { UnionView, type UnionStat } from './union-view.ts';
+export { layerHeaders } from './layer/list.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';
 export { isRealRoot, sysHelper } from './sys.ts';
 export { withFileLock, pidAlive } from './lock.ts';

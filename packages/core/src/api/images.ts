@@ -8,7 +8,9 @@ import { importRootfs as importInto } from '../image/import.ts';
 import { loadArchive } from '../image/load.ts';
 import type { ImageConfig } from '../image/types.ts';
 import { layersOf } from '../solve/base.ts';
-import { exportImage } from '../export/export.ts';
+import { exportImage, OUTPUT_TYPES, type OutputType } from '../export/export.ts';
+import type { LayerCompression } from '../export/compress.ts';
+import { envEpoch } from '../api.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { Store, type StoredImage } from '../store/store.ts';
 import { openEngine, type Engine } from './engine.ts';
@@ -82,17 +84,37 @@ export async function load(archive: string, opts: StoreOptions & { tag?: string 
   });
 }
 
-/** `docker save -o FILE`: a docker-archive (default) or an OCI archive of the image `ref` names. */
+/**
+ * `docker save -o DEST`: the image `ref` names as a docker-archive (default), an OCI archive, or
+ * a rootfs for another container system (rootfs-tar, rootfs-dir, squashfs, lxc, openvz: see
+ * export/export.ts). Times in rootfs tars and squashfs are clamped to `sourceDateEpoch`
+ * (default $SOURCE_DATE_EPOCH).
+ */
 export async function save(
   ref: string,
-  file: string,
-  opts: StoreOptions & { format?: 'docker' | 'oci' } = {},
+  dest: string,
+  opts: StoreOptions & {
+    format?: OutputType;
+    compression?: LayerCompression;
+    sourceDateEpoch?: number;
+    signal?: AbortSignal;
+  } = {},
 ): Promise<void> {
   const format = opts.format ?? 'docker';
-  if (format !== 'oci' && format !== 'docker')
-    throw new VlabError('E_BAD_ARG', `--format must be oci or docker, got "${String(format)}"`);
-  await withStore(opts, async (store) =>
-    exportImage(store, await mustResolve(store, ref), { type: format, dest: file }, ref),
+  if (!(OUTPUT_TYPES as readonly string[]).includes(format))
+    throw new VlabError(
+      'E_BAD_ARG',
+      `--format must be one of ${OUTPUT_TYPES.filter((t) => t !== 'local').join(', ')}, got "${String(format)}"`,
+    );
+  await withEngine(opts, async (engine) =>
+    exportImage(
+      engine.store,
+      await mustResolve(engine.store, ref),
+      { type: format, dest, ...(opts.compression ? { compression: opts.compression } : {}) },
+      ref,
+      (img, work) => engine.layers.withView(layersOf(img), work),
+      { sourceDateEpoch: opts.sourceDateEpoch ?? envEpoch(), signal: opts.signal },
+    ),
   );
 }
 

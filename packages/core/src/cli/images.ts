@@ -11,6 +11,8 @@ import {
   prune,
   rmi,
   save,
+  OUTPUT_TYPES,
+  type OutputType,
   tag,
 } from '../index.ts';
 import { parseCommand, str, type CommandSpec, type Values } from './flags.ts';
@@ -100,18 +102,27 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
   save: {
     spec: {
       name: 'save',
-      usage: '-o FILE [--format oci|docker] NAME',
-      summary: 'Write an image to a docker-archive (default) or an OCI archive',
+      usage: `-o DEST [--format ${OUTPUT_TYPES.join('|')}] NAME`,
+      summary: 'Write an image to a docker-archive (default), an OCI archive or a rootfs for another container system',
       flags: {
-        output: { type: 'string', short: 'o', arg: 'FILE', help: 'the archive to write' },
-        format: { type: 'string', arg: 'oci|docker', help: 'archive format (default docker)' },
+        output: { type: 'string', short: 'o', arg: 'DEST', help: 'the archive, file or directory to write' },
+        format: {
+          type: 'string',
+          arg: 'FORMAT',
+          help: 'docker (default), oci, rootfs-tar, rootfs-dir, squashfs, lxc or openvz',
+        },
       },
     },
     async run(v, pos) {
       const output = str(v.output);
       if (!output || pos.length !== 1) usage(this.spec);
-      const format = (str(v.format) ?? 'docker') as 'docker' | 'oci';
-      await save(pos[0]!, output, { ...storeOf(v), format });
+      const format = str(v.format) ?? 'docker';
+      if (!(OUTPUT_TYPES as readonly string[]).includes(format) || format === 'local')
+        throw new VlabError(
+          'E_BAD_ARG',
+          `--format must be one of ${OUTPUT_TYPES.filter((t) => t !== 'local').join(', ')}, got "${format}"`,
+        );
+      await save(pos[0]!, output, { ...storeOf(v), format: format as OutputType });
       return 0;
     },
   },

@@ -6,22 +6,26 @@ import { VlabError } from '@vlab/errors';
 import type { Store, StoredImage } from '../store/store.ts';
 import { IMAGE_NAME, MEDIA, REF_NAME } from '../image/types.ts';
 import { writeArchive, type ArchiveEntry } from '../archive/tar.ts';
-import { familiarRef, parseRef, qualifiedRef } from '../store/refs.ts';
+import { parseRef, qualifiedRef } from '../store/refs.ts';
 import { compressImage, type LayerCompression } from './compress.ts';
 import { exportLocal } from './local.ts';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-
-const execFileP = promisify(execFile);
+import { dockerArchiveEntries } from './docker-archive.ts';
+import { writeRootfsDir, writeRootfsTar, writeOpenvzTemplate } from './rootfs.ts';
+import { writeSquashfs } from './squashfs.ts';
+import { writeLxc } from './lxc.ts';
 
 /**
- * `--output type=…,dest=…`: `oci` = OCI layout dir (or an OCI archive when dest ends in .tar),
- * `docker` = docker-archive (`docker load`), `tar` = the image's filesystem as one tarball,
- * `local` = the filesystem copied into a directory (as BuildKit's local exporter: local.ts).
+ * `--output type=…,dest=…` (and `vbuild save --format`): `oci` = OCI layout dir (or an OCI
+ * archive when dest ends in .tar), `docker` = docker-archive (`docker load`, uDocker),
+ * `local` = the filesystem copied into a directory as the client's own files (BuildKit's local
+ * exporter: local.ts). The flattened rootfs for other container systems (flatten.ts):
+ * `tar`/`rootfs-tar` (Charliecloud, docker import), `rootfs-dir` (Charliecloud), `squashfs`
+ * (Singularity, Shifter), `lxc` (rootfs + config), `openvz` (template cache DIST-VERSION-ARCH.tar.gz).
  */
+export type OutputType = (typeof OUTPUT_TYPES)[number];
 export interface OutputSpec {
   /** `registry`: pushed to `dest`, the image name (`type=registry,name=R`; export/registry.ts). */
-  type: 'oci' | 'docker' | 'tar' | 'local' | 'registry';
+  type: OutputType;
   dest: string;
   /** Layer compression of an image output (oci, docker); uncompressed when absent. */
   compression?: LayerCompression;
@@ -29,15 +33,27 @@ export interface OutputSpec {
   compressionLevel?: number;
 }
 
-const OUTPUT_TYPES = ['oci', 'docker', 'tar', 'local', 'registry'];
+export const OUTPUT_TYPES = [
+  'registry',
+  'oci',
+  'docker',
+  'tar',
+  'local',
+  'rootfs-tar',
+  'rootfs-dir',
+  'squashfs',
+  'lxc',
+  'openvz',
+] as const;
+const ROOTFS_TYPES: readonly string[] = ['tar', 'rootfs-tar', 'rootfs-dir', 'squashfs', 'lxc', 'openvz'];
 /** The options each output type takes; anything else is refused, not ignored. */
 const IMAGE_KEYS = ['type', 'dest', 'compression', 'compression-level'];
 const KEYS: Record<string, string[]> = {
   oci: IMAGE_KEYS,
   docker: IMAGE_KEYS,
-  tar: ['type', 'dest'],
   local: ['type', 'dest'],
   registry: ['type', 'name', 'compression'],
+  ...Object.fromEntries(ROOTFS_TYPES.map((t) => [t, ['type', 'dest']])),
 };
 const COMPRESSIONS = ['uncompressed', 'gzip', 'zstd'];
 
@@ -49,7 +65,7 @@ export function parseOutput(spec: string): OutputSpec {
     kv[part.slice(0, eq)] = part.slice(eq + 1);
   }
   const type = kv.type;
-  if (!type || !OUTPUT_TYPES.includes(type)) {
+  if (!type || !(OUTPUT_TYPES as readonly string[]).includes(type)) {
     throw new VlabError(
       'E_BAD_ARG',
       `--output type=${type ?? ''} is not supported (use one of: ${OUTPUT_TYPES.join(', ')})`,
@@ -94,25 +110,39 @@ export function parseOutput(spec: string): OutputSpec {
 /** Mounts the image's filesystem read-only for a callback (tar/local outputs need a tree). */
 export type WithRootfs = <T>(img: StoredImage, work: (rootfs: string) => Promise<T>) => Promise<T>;
 
+export interface ExportOptions {
+  /** Clamp of every time written (rootfs tars, squashfs); from SOURCE_DATE_EPOCH. */
+  sourceDateEpoch?: number;
+  signal?: AbortSignal;
+}
+
+/** Write `img` as `out` says; `ref` names it inside archives (RepoTags, LXC name). */
 export async function exportImage(
   store: Store,
   img: StoredImage,
   out: OutputSpec,
   ref?: string,
   withRootfs?: WithRootfs,
+  opts: ExportOptions = {},
 ): Promise<void> {
-  if (out.type === 'tar' || out.type === 'local') {
+  if (out.type === 'local') {
     if (!withRootfs) throw new VlabError('E_UNSUPPORTED', `--output type=${out.type} needs the snapshotter`);
-    await withRootfs(img, async (rootfs) => {
-      if (out.type === 'local') {
-        await exportLocal(rootfs, out.dest);
-      } else {
-        const tmp = `${out.dest}.tmp-${process.pid}`;
-        await execFileP('tar', ['--numeric-owner', '--xattrs', '--sort=name', '-C', rootfs, '-cf', tmp, '.']);
-        await fsp.rename(tmp, out.dest);
-      }
-    });
+    await withRootfs(img, (rootfs) => exportLocal(rootfs, out.dest));
     return;
+  }
+  switch (out.type) {
+    case 'tar':
+    case 'rootfs-tar':
+      return writeRootfsTar(store, img, out.dest, opts);
+    case 'rootfs-dir':
+      return writeRootfsDir(store, img, out.dest, opts);
+    case 'squashfs':
+      return writeSquashfs(store, img, out.dest, opts);
+    case 'lxc':
+      return writeLxc(store, img, out.dest, ref, opts);
+    case 'openvz':
+      await writeOpenvzTemplate(store, img, out.dest, opts);
+      return;
   }
   if (out.compression) img = await compressImage(store, img, out.compression, out.compressionLevel);
   if (out.type === 'oci') {
@@ -181,37 +211,5 @@ async function ociLayoutEntries(store: Store, img: StoredImage, ref?: string): P
   ];
   for (const d of new Set(blobDigests(img)))
     entries.push({ name: `blobs/sha256/${d.slice(7)}`, file: store.blobs.path(d), size: await store.blobs.size(d) });
-  return entries;
-}
-
-/** docker-archive (what `docker save` writes and `docker load` reads): manifest.json + config + layer tars. */
-/**
- * docker-archive (what `docker save` writes and `docker load` reads): manifest.json, the legacy
- * `repositories` (name → tag → top layer's dir), config, layer tars. RepoTags are docker's short
- * names. Equal layers (two RUNs that changed nothing) are one file listed twice, as docker does.
- * docker load and skopeo detect compressed layer files, so compression= applies here too.
- */
-async function dockerArchiveEntries(store: Store, img: StoredImage, ref?: string): Promise<ArchiveEntry[]> {
-  const cfgName = `${img.configDigest.slice(7)}.json`;
-  const layerDirs = img.manifest.layers.map((l) => l.digest.slice(7));
-  const tagged = ref && !(parseRef(ref).digest && !parseRef(ref).tag) ? familiarRef(ref) : undefined;
-  const manifest = [
-    { Config: cfgName, RepoTags: tagged ? [tagged] : [], Layers: layerDirs.map((d) => `${d}/layer.tar`) },
-  ];
-  const entries: ArchiveEntry[] = [
-    { name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)) },
-    { name: cfgName, file: store.blobs.path(img.configDigest), size: await store.blobs.size(img.configDigest) },
-  ];
-  if (tagged && layerDirs.length) {
-    const colon = tagged.lastIndexOf(':');
-    const repositories = { [tagged.slice(0, colon)]: { [tagged.slice(colon + 1)]: layerDirs.at(-1) } };
-    entries.splice(1, 0, { name: 'repositories', data: Buffer.from(JSON.stringify(repositories)) });
-  }
-  const seen = new Set<string>();
-  for (const l of img.manifest.layers) {
-    if (seen.has(l.digest)) continue;
-    seen.add(l.digest);
-    entries.push({ name: `${l.digest.slice(7)}/layer.tar`, file: store.blobs.path(l.digest), size: l.size });
-  }
   return entries;
 }

@@ -18,3 +18,12 @@ export async function listLayer(tar: Readable | NodeJS.ReadableStream): Promise<
 export async function extractNames(tar: Readable | NodeJS.ReadableStream): Promise<string[]> {
   return (await listLayer(tar)).map((e) => e.name);
 }
+
+/** The headers of a layer tar, streamed (file contents read past, never held): for tools that count and size entries. */
+export async function* layerHeaders(tar: Readable | NodeJS.ReadableStream): AsyncGenerator<TarEntry> {
+  const r = new ByteReader(tar as AsyncIterable<Buffer>, () => {});
+  for await (const e of readTar(r)) {
+    for await (const chunk of e.body()) void chunk;
+    yield e.header;
+  }
+}
