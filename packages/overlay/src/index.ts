@@ -22,9 +22,11 @@ export { nativeHelper, holdEventLoop } from './native.ts';
 export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
 export { writeLayer, hashingStream, type Compression, type LayerWritten } from './layer/digest.ts';
 export { diffSource, type DiffOptions } from './layer/diff.ts';
-// The layer tar header codec, for writers of layers outside this package (COPY's fast path).
+// The layer tar codec, for writers of layers outside this package (COPY's pack output): the same
+// headers, bodies, whiteouts, mtime rule and stream the snapshot diff writes.
 export { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';
-export { UnionView } from './union-view.ts';
+export { tarEntryBytes, whiteoutHeader, layerMtime, layerTar } from './layer/tar-write.ts';
+export { UnionView, type UnionStat } from './union-view.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';
 export { isRealRoot, sysHelper } from './sys.ts';
 export { withFileLock, pidAlive } from './lock.ts';
