@@ -37,6 +37,8 @@ const files: Record<string, string> = {
   'tree/data/old.txt': 'replaced',
   'links/x': 'linked',
   'sym/target': 't',
+  'over/keep/inner': 'a dir where the image has a file',
+  'swap/data': 'a file where the image has a dir',
   '.dockerignore': '**/*.log\n',
 };
 
@@ -65,7 +67,8 @@ async function prepare(ctx: string): Promise<void> {
   await stamp(ctx);
 }
 
-const cases: [string, string][] = [
+/** name, steps after `FROM base`, and what the layer must show (tar -tv) beyond parity. */
+const cases: [string, string, RegExp?][] = [
   ['from scratch: a tree with users, nested dirs and a symlink (the base layer itself)', ''],
   ['a single file', 'COPY a.txt /a.txt'],
   ['a file into a new nested dir (dest with slash)', 'COPY a.txt /new/dir/'],
@@ -75,12 +78,17 @@ const cases: [string, string][] = [
   ['a directory into nested existing dirs', 'COPY tree/ /srv/'],
   ['globs', 'COPY *.txt /g/'],
   ['--chown by name', 'COPY --chown=app:app a.txt dir /o/'],
-  ['--chown uid:gid over 262143', 'COPY --chown=300000:2097152 a.txt dir /big/'],
+  ['--chown uid:gid over 262143', 'COPY --chown=300000:2097152 a.txt dir /big/', / 300000\/2097152 .* big\/a\.txt$/m],
   ['--chmod', 'COPY --chmod=640 a.txt dir /m/'],
-  ['hard links', 'COPY links/ /l/\nCOPY a.txt same.txt /one/'],
+  ['hard links', 'COPY links/ /l/\nCOPY a.txt same.txt /one/', /^h.* one\/same\.txt link to one\/a\.txt$/m],
   ['symlinks', 'COPY sym/ /s/'],
   ['.dockerignore and --exclude', 'COPY --exclude=*.tmp . /ctx/'],
   ['--parents', 'COPY --parents dir/sub/two a.txt /p/'],
+  [
+    'a dir over a file of the image (opaque), a file over a dir',
+    'COPY over/ /opt/\nCOPY swap/ /srv/',
+    /^-.* opt\/keep\/\.wh\.\.wh\.\.opq$/m,
+  ],
   ['empty dirs', 'COPY empty /e/\nCOPY dir/hollow /h'],
   ['a symlink on the destination path', 'COPY a.txt /app/'],
   ['a workdir-relative dest', 'WORKDIR /srv/data\nCOPY a.txt rel/'],
@@ -121,12 +129,13 @@ async function listing(tar: Buffer): Promise<string> {
 }
 
 describe.skipIf(!isRoot)('COPY: the pack output and the mounted output give the same layer bytes', () => {
-  it.each(cases)('%s', async (_name, step) => {
+  it.each(cases)('%s', async (_name, step, shows) => {
     const df = `${BASE}FROM base\n${step}\n`;
     // the base layer is its own row: the others compare only what their step adds
     const packed = (await layers(df, '0')).slice(step ? 1 : 0);
     const mounted = (await layers(df, '1')).slice(step ? 1 : 0);
     expect(packed.length).toBe(mounted.length);
+    if (shows) expect((await Promise.all(packed.map(listing))).join('')).toMatch(shows);
     for (const [i, p] of packed.entries()) {
       if (p.equals(mounted[i]!)) continue;
       expect({ layer: i, packed: await listing(p) }).toEqual({ layer: i, packed: await listing(mounted[i]!) });

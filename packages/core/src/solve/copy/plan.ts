@@ -212,7 +212,10 @@ class PlanBuilder {
   }
 
   async finish(): Promise<PlanEntry[]> {
-    const sorted = [...this.drafts.values()].sort((a, b) => Buffer.compare(layerKey(a.path), layerKey(b.path)));
+    const sorted = [...this.drafts.values()]
+      .map((d) => ({ d, key: layerKey(d.path) }))
+      .sort((a, b) => Buffer.compare(a.key, b.key))
+      .map(({ d }) => d);
     // What the image has under each planned dir (only asked where the image has its parent dir).
     const below = new Map<string, UnionStat | undefined>();
     const imageOf = async (d: Draft) => {
