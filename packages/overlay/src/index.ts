@@ -24,7 +24,7 @@ export { writeLayer, hashingStream, type Compression, type LayerWritten } from '
 export { diffSource, type DiffOptions } from './layer/diff.ts';
 // The layer tar codec, for writers of layers outside this package (COPY's pack output): the same
 // headers, bodies, whiteouts, mtime rule and stream the snapshot diff writes.
-export { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';
+export { bareEntry, encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';
 export { tarEntryBytes, whiteoutHeader, layerMtime, layerTar } from './layer/tar-write.ts';
 export { UnionView, type UnionStat } from './union-view.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';

@@ -4,43 +4,41 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { VlabError } from '@vlab/errors';
+import { bareEntry, encodeHeader, layerTar, padding, tarEntryBytes } from '@vlab/overlay';
 
 /** A file in an image archive: inline bytes or a file streamed from disk. */
 export type ArchiveEntry = { name: string; data: Buffer } | { name: string; file: string; size: number };
 
-/** Write entries to a tar file, streaming file contents (no blob is held in memory). */
+/**
+ * Write entries to a tar file through overlay's tar codec (the one every layer is written with),
+ * streaming file contents (no blob is held in memory). Parent dirs are added 0755; mtimes are 0.
+ */
 export async function writeArchive(dest: string, entries: ArchiveEntry[]): Promise<void> {
-  const pack = tar.pack();
   const tmp = `${dest}.tmp-${process.pid}`;
-  const done = pipeline(pack, fs.createWriteStream(tmp));
+  await pipeline(layerTar(archiveBytes(entries)), fs.createWriteStream(tmp));
+  await fsp.rename(tmp, dest);
+}
+
+async function* archiveBytes(entries: ArchiveEntry[]): AsyncGenerator<Buffer> {
   const dirs = new Set<string>();
   for (const e of entries) {
     const parts = e.name.split('/').slice(0, -1);
     for (let i = 1; i <= parts.length; i++) {
       const d = parts.slice(0, i).join('/');
-      if (!dirs.has(d)) {
-        dirs.add(d);
-        await new Promise<void>((res, rej) =>
-          pack.entry({ name: `${d}/`, type: 'directory', mode: 0o755, mtime: new Date(0) }, (err) =>
-            err ? rej(err) : res(),
-          ),
-        );
-      }
+      if (dirs.has(d)) continue;
+      dirs.add(d);
+      yield encodeHeader(bareEntry(`${d}/`, 'dir', 0o755));
     }
-    if ('data' in e) {
-      await new Promise<void>((res, rej) =>
-        pack.entry({ name: e.name, size: e.data.length, mode: 0o644, mtime: new Date(0) }, e.data, (err) =>
-          err ? rej(err) : res(),
-        ),
-      );
-    } else {
-      const sink = pack.entry({ name: e.name, size: e.size, mode: 0o644, mtime: new Date(0) });
-      await pipeline(fs.createReadStream(e.file), sink);
+    const size = 'data' in e ? e.data.length : e.size;
+    const h = { ...bareEntry(e.name, 'file', 0o644), size };
+    if ('file' in e) {
+      yield* tarEntryBytes(h, e.file);
+      continue;
     }
+    yield encodeHeader(h);
+    yield e.data;
+    if (padding(size)) yield Buffer.alloc(padding(size));
   }
-  pack.finalize();
-  await done;
-  await fsp.rename(tmp, dest);
 }
 
 /**
