@@ -97,6 +97,9 @@ export async function heredocFiles(
   for (const [i, d] of heredocs.entries()) {
     const src = path.join(dir, String(i));
     await fsp.writeFile(src, d.content, { mode: 0o644, flag: 'wx' });
+    // Its mtime is the build's clock, the one COPY gives the dirs it makes (not the write's own second).
+    const now = new Date();
+    await fsp.utimes(src, now, now);
     items.push({ src, rel: d.name, stats: await fsp.lstat(src) });
   }
   return { dir, items };
