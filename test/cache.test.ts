@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { FileHashCache } from '../packages/core/src/context/hash-cache.ts';
+import { BlobStore } from '../packages/core/src/store/blobs.ts';
 import { build, type BuildEvent } from '@vlab/image';
 import { buildWithEvents, cachedSteps, freshStore, makeContext, missedSteps, removeStore } from './helpers.ts';
 
@@ -36,29 +36,35 @@ describe('build cache', () => {
     await fsp.rm(ctx, { recursive: true });
   });
 
-  it('a cold COPY reads each file once: hashed in the same read that packs the layer', async () => {
+  it('COPY hashes its sources for the key before any packing: a cache hit packs no layer', async () => {
     const files: Record<string, string> = { Dockerfile: 'FROM busybox\nCOPY data/ /data/\n' };
     for (let i = 0; i < 40; i++) files[`data/f${i}.txt`] = `cold ${i}`;
     files['data/big.bin'] = 'x'.repeat(600 * 1024); // streamed, not read whole
     const ctx = await makeContext(files);
-    const separateReads = vi.spyOn(FileHashCache.prototype, 'hash');
+    // Every blob written goes through BlobStore.create: a layer, a new config or manifest.
+    const blobs = vi.spyOn(BlobStore.prototype, 'create');
     try {
       const first = await buildWithEvents({ context: ctx, root });
       expect(done(first.events).contextFilesHashed).toBe(41);
-      expect(separateReads).not.toHaveBeenCalled();
-      // The learned hashes are the real ones: the same build again is a hit, nothing re-read.
+      blobs.mockClear();
+      // The hashes are remembered: the same build again is a hit, nothing re-read, nothing packed.
+      blobs.mockClear();
       const again = await buildWithEvents({ context: ctx, root });
       expect(cachedSteps(again.events)).toHaveLength(1);
       expect(done(again.events).contextFilesHashed).toBe(0);
       expect(again.result.digest).toBe(first.result.digest);
-      // Every file touched (new mtimes, same bytes): packed and hashed again, and still a hit.
+      expect(blobs).not.toHaveBeenCalled();
+      // Every file touched (new mtimes, same bytes): hashed again, still a hit, and still nothing
+      // packed (the old fast path packed the layer while hashing, before the lookup).
       for (const f of Object.keys(files).filter((f) => f.startsWith('data/')))
         await fsp.utimes(path.join(ctx, f), new Date(), new Date(Date.now() + 9000));
       const touched = await buildWithEvents({ context: ctx, root });
+      expect(done(touched.events).contextFilesHashed).toBe(41);
       expect(cachedSteps(touched.events)).toHaveLength(1);
       expect(touched.result.digest).toBe(first.result.digest);
+      expect(blobs).not.toHaveBeenCalled();
     } finally {
-      separateReads.mockRestore();
+      blobs.mockRestore();
       await fsp.rm(ctx, { recursive: true });
     }
   });

@@ -24,8 +24,10 @@ export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
 export { writeLayer, hashingStream, type Compression, type LayerWritten } from './layer/digest.ts';
 export { diffSource, type DiffOptions } from './layer/diff.ts';
 export { changes, type Change, type ChangesOptions } from './layer/changes.ts';
-// The layer tar header codec, for writers of layers outside this package (COPY's fast path).
-export { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';
+// The layer tar codec, for writers of layers outside this package (COPY's pack output): the same
+// headers, bodies, whiteouts, mtime rule and stream the snapshot diff writes.
+export { bareEntry, encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';
+export { tarEntryBytes, whiteoutHeader, layerMtime, layerTar } from './layer/tar-write.ts';
 export { UnionView, type UnionStat } from './union-view.ts';
 export { layerHeaders } from './layer/list.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';

@@ -5,7 +5,7 @@
 import { promises as fs, createReadStream, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { readXattrsTree } from './sys.ts';
-import { ByteReader, readTar, type TarEntry } from './layer/tar-format.ts';
+import { bareEntry, ByteReader, readTar, type TarEntry } from './layer/tar-format.ts';
 import { cleanPath } from './layer/apply.ts';
 
 /** What UnionView.stat returns: the fields of fs.Stats it can know for both kinds of layer. */
@@ -106,21 +106,7 @@ export class TarLayer implements Layer {
       const children = new Map<string, Set<string>>([['', new Set()]]);
       const addDir = (rel: string) => {
         if (!children.has(rel)) children.set(rel, new Set());
-        if (!entries.has(rel) && rel)
-          entries.set(rel, {
-            name: rel,
-            type: 'dir',
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            mtime: 0,
-            linkname: '',
-            devmajor: 0,
-            devminor: 0,
-            xattrs: new Map(),
-            offset: 0,
-          });
+        if (!entries.has(rel) && rel) entries.set(rel, { ...bareEntry(rel, 'dir', 0o755), offset: 0 });
       };
       const r = new ByteReader(createReadStream(this.file), () => {});
       for await (const e of readTar(r)) {
@@ -150,20 +136,7 @@ export class TarLayer implements Layer {
   }
 
   async lstat(rel: string): Promise<UnionStat | undefined> {
-    if (!rel)
-      return statOf({
-        name: '',
-        type: 'dir',
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        size: 0,
-        mtime: 0,
-        linkname: '',
-        devmajor: 0,
-        devminor: 0,
-        xattrs: new Map(),
-      });
+    if (!rel) return statOf(bareEntry('', 'dir', 0o755));
     const e = await this.entry(rel);
     return e ? statOf(e) : undefined;
   }

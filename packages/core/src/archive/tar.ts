@@ -1,48 +1,44 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { VlabError } from '@vlab/errors';
-import { encodeHeader, padding, END_OF_ARCHIVE } from '@vlab/overlay';
+import { bareEntry, encodeHeader, layerTar, padding, tarEntryBytes } from '@vlab/overlay';
 
 /** A file in an image archive: inline bytes or a file streamed from disk. */
 export type ArchiveEntry = { name: string; data: Buffer } | { name: string; file: string; size: number };
 
-/** Write entries to a tar file, streaming file contents (no blob is held in memory). */
+/**
+ * Write entries to a tar file through overlay's tar codec (the one every layer is written with),
+ * streaming file contents (no blob is held in memory). Parent dirs are added 0755; mtimes are 0.
+ */
 export async function writeArchive(dest: string, entries: ArchiveEntry[]): Promise<void> {
-  const pack = tar.pack();
   const tmp = `${dest}.tmp-${process.pid}`;
-  const done = pipeline(pack, fs.createWriteStream(tmp));
+  await pipeline(layerTar(archiveBytes(entries)), fs.createWriteStream(tmp));
+  await fsp.rename(tmp, dest);
+}
+
+async function* archiveBytes(entries: ArchiveEntry[]): AsyncGenerator<Buffer> {
   const dirs = new Set<string>();
   for (const e of entries) {
     const parts = e.name.split('/').slice(0, -1);
     for (let i = 1; i <= parts.length; i++) {
       const d = parts.slice(0, i).join('/');
-      if (!dirs.has(d)) {
-        dirs.add(d);
-        await new Promise<void>((res, rej) =>
-          pack.entry({ name: `${d}/`, type: 'directory', mode: 0o755, mtime: new Date(0) }, (err) =>
-            err ? rej(err) : res(),
-          ),
-        );
-      }
+      if (dirs.has(d)) continue;
+      dirs.add(d);
+      yield encodeHeader(bareEntry(`${d}/`, 'dir', 0o755));
     }
-    if ('data' in e) {
-      await new Promise<void>((res, rej) =>
-        pack.entry({ name: e.name, size: e.data.length, mode: 0o644, mtime: new Date(0) }, e.data, (err) =>
-          err ? rej(err) : res(),
-        ),
-      );
-    } else {
-      const sink = pack.entry({ name: e.name, size: e.size, mode: 0o644, mtime: new Date(0) });
-      await pipeline(fs.createReadStream(e.file), sink);
+    const size = 'data' in e ? e.data.length : e.size;
+    const h = { ...bareEntry(e.name, 'file', 0o644), size };
+    if ('file' in e) {
+      yield* tarEntryBytes(h, e.file);
+      continue;
     }
+    yield encodeHeader(h);
+    yield e.data;
+    if (padding(size)) yield Buffer.alloc(padding(size));
   }
-  pack.finalize();
-  await done;
-  await fsp.rename(tmp, dest);
 }
 
 /**
@@ -138,100 +134,4 @@ export async function readArchive(
     throw new VlabError('E_BAD_ARCHIVE', `${file} is not a readable tar archive: ${tarError.message}`, {
       cause: tarError,
     });
-}
-
-/** One entry of a layer written straight from files (COPY's fast path). */
-export interface PackEntry {
-  /** Path inside the image, without a leading '/'. */
-  name: string;
-  type: 'file' | 'directory' | 'symlink' | 'link';
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: Date;
-  size?: number;
-  /** Target of a symlink; for a hard link, the name of the entry it links to (packed before it). */
-  linkname?: string;
-  /** Host file whose bytes are the entry's content (type 'file'). */
-  source?: string;
-  /** Called with the sha256 (hex) of the bytes packed for `source`: hashing in the same read. */
-  onContentHash?: (sha256hex: string) => void;
-}
-
-/** Files up to this size are read in one synchronous call; larger ones are streamed. */
-const SMALL_FILE = 256 * 1024;
-const OUT_CHUNK = 1 << 20;
-const TAR_TYPE = { file: 'file', directory: 'dir', symlink: 'symlink', link: 'link' } as const;
-
-/**
- * Write entries as an uncompressed layer tar to `out`, through overlay's header codec (the one
- * the snapshot diff writes: same names, PAX for ids and sizes ustar cannot hold), streaming big
- * files (back-pressure kept). Small files are read whole with one call each and the output is
- * written in 1 MiB chunks: for 20,000 small files, 512-byte writes cost more than the data.
- */
-export async function packEntries(entries: Iterable<PackEntry>, out: import('node:stream').Writable): Promise<void> {
-  await pipeline(Readable.from(packed(entries), { objectMode: false }), chunker(OUT_CHUNK), out);
-}
-
-async function* packed(entries: Iterable<PackEntry>): AsyncGenerator<Buffer> {
-  for (const e of entries) {
-    const size = e.type === 'file' ? (e.size ?? 0) : 0;
-    yield encodeHeader({
-      name: e.type === 'directory' ? `${e.name}/` : e.name,
-      type: TAR_TYPE[e.type],
-      mode: e.mode,
-      uid: e.uid,
-      gid: e.gid,
-      size,
-      mtime: Math.floor(e.mtime.getTime() / 1000),
-      linkname: e.linkname ?? '',
-      devmajor: 0,
-      devminor: 0,
-      xattrs: new Map(),
-    });
-    if (e.type !== 'file' || !e.source) continue;
-    const changed = () => new Error(`${e.source} changed while it was being copied`);
-    const hash = e.onContentHash ? createHash('sha256') : undefined;
-    if (size > SMALL_FILE) {
-      let n = 0;
-      for await (const c of fs.createReadStream(e.source, { highWaterMark: 1 << 20 })) {
-        const b = c as Buffer;
-        n += b.length;
-        if (n > size) throw changed();
-        hash?.update(b);
-        yield b;
-      }
-      if (n !== size) throw changed();
-    } else {
-      const body = fs.readFileSync(e.source);
-      if (body.length !== size) throw changed();
-      hash?.update(body);
-      yield body;
-    }
-    if (hash) e.onContentHash!(hash.digest('hex'));
-    if (padding(size)) yield Buffer.alloc(padding(size));
-  }
-  yield END_OF_ARCHIVE;
-}
-/** Re-chunk a stream into buffers of at least `size` bytes (fewer, larger writes). */
-function chunker(size: number): import('node:stream').Transform {
-  let parts: Buffer[] = [];
-  let len = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      // Big chunks (a large file's data) pass through as they are: no copy.
-      if (len === 0 && chunk.length >= size) return cb(null, chunk);
-      parts.push(chunk);
-      len += chunk.length;
-      if (len >= size) {
-        const buf = Buffer.concat(parts, len);
-        parts = [];
-        len = 0;
-        cb(null, buf);
-      } else cb();
-    },
-    flush(cb) {
-      cb(null, len ? Buffer.concat(parts, len) : undefined);
-    },
-  });
 }

@@ -153,31 +153,6 @@ export class BuildContext {
   }
 
   /**
-   * Bytes of the files a selection would copy, and how many of them have no remembered hash (to
-   * decide whether hashing them in the same read as the layer is worth it: a cold COPY).
-   */
-  async unhashed(selections: SourceSelection[], exclude: string[] = []): Promise<{ total: number; unhashed: number }> {
-    const excluded = excluder(exclude);
-    let total = 0;
-    let unhashed = 0;
-    for (const sel of selections) {
-      for (const root of sel.roots) {
-        for (const e of root.type === 'dir' ? await this.subtree(root) : [root]) {
-          if (e.type !== 'file' || (e !== root && excluded(relativeTo(root.rel, e.rel)))) continue;
-          total += e.stats.size;
-          if (this.hashes.known(e.abs, e.stats) === undefined) unhashed += e.stats.size;
-        }
-      }
-    }
-    return { total, unhashed };
-  }
-
-  /** The hash cache, for steps that hash files while reading them anyway (fast COPY). */
-  get hashCache(): FileHashCache {
-    return this.hashes;
-  }
-
-  /**
    * Checksum of what a selection would copy: paths, types, modes, owners, link targets and file
    * content. Content hashes come from the (path,size,mtime,inode) cache, so a hit reads nothing.
    */
@@ -190,14 +165,20 @@ export class BuildContext {
     for (const sel of selections) {
       for (const root of sel.roots) {
         const list = root.type === 'dir' ? [root, ...(await this.subtree(root))] : [root];
-        // Files whose hash is remembered cost no I/O: done here, synchronously. The rest (misses,
-        // symlinks) read in bounded parallel: enough to overlap reads, far from EMFILE.
+        // Files whose hash is remembered cost no I/O: done here, synchronously. The rest (big
+        // files, symlinks) read in bounded parallel: enough to overlap reads, far from EMFILE.
+        // Small files not yet hashed are read synchronously too, yielding to the event loop now and then.
         const rest: ContextEntry[] = [];
+        let slice = Date.now();
         for (const e of list) {
           if (e !== root && excluded(relativeTo(root.rel, e.rel))) continue;
-          const known = e.type === 'file' ? this.hashes.peek(e.abs, e.stats) : e.type === 'dir' ? '' : undefined;
+          const known = e.type === 'file' ? this.hashes.hashSync(e.abs, e.stats) : e.type === 'dir' ? '' : undefined;
           if (known === undefined) rest.push(e);
           else files[e.rel || '.'] = `${e.type}:${e.stats.mode & 0o7777}:${known}`;
+          if (Date.now() - slice > WALK_SLICE_MS) {
+            await new Promise((r) => setImmediate(r));
+            slice = Date.now();
+          }
         }
         for (let i = 0; i < rest.length; i += HASH_BATCH) {
           await Promise.all(

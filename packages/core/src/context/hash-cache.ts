@@ -7,6 +7,8 @@ import { Writable } from 'node:stream';
 
 /** Files up to this size are read in one call; larger ones are streamed (never whole in memory). */
 const SMALL_FILE = 1 << 20;
+/** Files up to this size are hashed with one synchronous read (hashSync). */
+const SYNC_FILE = 256 * 1024;
 
 async function hashStream(file: string): Promise<string> {
   const h = createHash('sha256');
@@ -70,14 +72,14 @@ export class FileHashCache {
     return known;
   }
 
-  /** Like `peek`, without counting a hit (for planning). */
+  /** Like `peek`, without counting a hit. */
   known(absPath: string, st: fs.Stats): string | undefined {
     const prev = this.entries.get(absPath);
     return prev && prev.size === st.size && prev.mtimeMs === st.mtimeMs && prev.ino === st.ino ? prev.hash : undefined;
   }
 
-  /** A hash computed elsewhere from the bytes of `absPath` as `st` describes it (counts as hashed). */
-  record(absPath: string, st: fs.Stats, hash: string): void {
+  /** Remember the hash of `absPath` as `st` describes it (counts as hashed). */
+  private record(absPath: string, st: fs.Stats, hash: string): void {
     this.misses++;
     this.entries.set(absPath, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, hash });
     this.dirty = true;
@@ -86,15 +88,25 @@ export class FileHashCache {
   async hash(absPath: string, st: fs.Stats): Promise<string> {
     const known = this.peek(absPath, st);
     if (known !== undefined) return known;
-    this.misses++;
     const hash =
       st.size <= SMALL_FILE
         ? createHash('sha256')
             .update(await fsp.readFile(absPath))
             .digest('hex')
         : await hashStream(absPath);
-    this.entries.set(absPath, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, hash });
-    this.dirty = true;
+    this.record(absPath, st, hash);
+    return hash;
+  }
+
+  /**
+   * The hash of a small file (up to SYNC_FILE bytes) read with one synchronous call, else
+   * undefined: for thousands of small files, a thread-pool round trip each costs more than the read.
+   */
+  hashSync(absPath: string, st: fs.Stats): string | undefined {
+    const known = this.peek(absPath, st);
+    if (known !== undefined || st.size > SYNC_FILE) return known;
+    const hash = createHash('sha256').update(fs.readFileSync(absPath)).digest('hex');
+    this.record(absPath, st, hash);
     return hash;
   }
 

@@ -8,15 +8,20 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 
+/** What path resolution reads of a tree: an lstat (undefined when absent) and a readlink. */
+export interface TreeLinks {
+  lstat(p: string): Promise<{ isSymbolicLink(): boolean } | undefined>;
+  readlink(p: string): Promise<string>;
+}
+
 /**
- * Resolve `p` (an absolute path inside a container rootfs) to a host path under `root`, following
- * symlinks as the container would see them: absolute targets are relative to `root`, `..` never
- * climbs above it. Written by hand because no maintained npm package does chroot-style resolution
- * (Go has securejoin); without it an image symlink like `/app -> /etc` would make COPY write to
- * the host. The last component is not followed when `followLast` is false.
+ * Resolve `p` (an absolute path inside a container rootfs) to the path it names inside that root
+ * ('/'-rooted, no symlink left on the way), following symlinks as the container would see them:
+ * absolute targets are relative to the root, `..` never climbs above it. The last component is
+ * not followed when `followLast` is false. `tree` reads the root's entries by in-root path (a
+ * host directory, or an image's layers read without mounting).
  */
-export async function resolveInRoot(root: string, p: string, followLast = true): Promise<string> {
-  root = path.resolve(root);
+export async function resolveIn(tree: TreeLinks, p: string, followLast = true): Promise<string> {
   const parts = path.posix.normalize(`/${p}`).split('/').filter(Boolean);
   const done: string[] = [];
   let hops = 0;
@@ -27,19 +32,34 @@ export async function resolveInRoot(root: string, p: string, followLast = true):
       done.pop();
       continue;
     }
-    const host = path.join(root, ...done, name);
+    const inRoot = `/${[...done, name].join('/')}`;
     const isLast = parts.length === 0;
-    const st = await fsp.lstat(host).catch(() => undefined);
+    const st = await tree.lstat(inRoot);
     if (st?.isSymbolicLink() && (followLast || !isLast)) {
       if (++hops > 40) throw new VlabError('E_SYMLINK_LOOP', `too many levels of symbolic links resolving ${p}`);
-      const target = await fsp.readlink(host);
+      const target = await tree.readlink(inRoot);
       if (target.startsWith('/')) done.length = 0;
       parts.unshift(...target.split('/').filter(Boolean));
       continue;
     }
     done.push(name);
   }
-  return path.join(root, ...done);
+  return `/${done.join('/')}`;
+}
+
+/**
+ * `resolveIn` on a host directory, giving the host path under `root`. Written by hand because no
+ * maintained npm package does chroot-style resolution (Go has securejoin); without it an image
+ * symlink like `/app -> /etc` would make COPY write to the host.
+ */
+export async function resolveInRoot(root: string, p: string, followLast = true): Promise<string> {
+  root = path.resolve(root);
+  const host = (q: string) => path.join(root, q);
+  const tree: TreeLinks = {
+    lstat: (q) => fsp.lstat(host(q)).catch(() => undefined),
+    readlink: (q) => fsp.readlink(host(q)),
+  };
+  return path.join(root, await resolveIn(tree, p, followLast));
 }
 
 /**

@@ -11,7 +11,7 @@ import type { BuildServices, BuildSources, StageLookup } from './context.ts';
 
 /** What resolving a RUN's bind sources reads. */
 type Parts = StageLookup & Pick<BuildSources, 'context'> & Pick<BuildServices, 'layers'>;
-import { fromSource } from './copy-step.ts';
+import { fromSource } from './copy/index.ts';
 
 type Source = { from: string; dir: string } | { from: string; layers: LayerRef[] };
 

@@ -9,20 +9,12 @@
  * Files copied up but unchanged still appear (as Docker does); dirs that are only copied up do not.
  */
 import { isLayerXattr } from './xattr-rule.ts';
-import {
-  createReadStream,
-  lstatSync,
-  readdirSync,
-  readlinkSync,
-  openSync,
-  readSync,
-  closeSync,
-  type Stats,
-} from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { VlabError } from '@vlab/errors';
-import { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './tar-format.ts';
+import { encodeHeader, type TarEntry, type EntryType } from './tar-format.ts';
+import { layerMtime, layerTar, tarEntryBytes, whiteoutHeader } from './tar-write.ts';
 import { readXattrsTree, type XattrMap } from '../sys.ts';
 import type { DiffSourceInfo } from '../types.ts';
 import { UnionView, type UnionStat } from '../union-view.ts';
@@ -38,7 +30,6 @@ export interface DiffOptions {
   exclude?: string[];
 }
 
-const SMALL = 256 * 1024;
 const BATCH = 64;
 /** Let the event loop run between batches of synchronous metadata calls. */
 const breathe = () => new Promise<void>((r) => setImmediate(r));
@@ -84,8 +75,7 @@ class Emitter {
   }
 
   mtime(st: Stats): number {
-    const t = Math.floor(st.mtimeMs / 1000);
-    return this.epoch !== undefined && t > this.epoch ? this.epoch : t;
+    return layerMtime(st.mtimeMs / 1000, this.epoch);
   }
 
   async *entry(abs: string, rel: string, st: Stats): AsyncGenerator<Buffer> {
@@ -115,57 +105,7 @@ class Emitter {
       }
       this.links.set(id, rel);
     }
-    yield encodeHeader(h);
-    if (type !== 'file' || h.size === 0) return;
-    let n = 0;
-    if (h.size <= SMALL) {
-      // small files: one synchronous read into an exact buffer. Per-file async calls cost a
-      // thread-pool round trip each (4 per file); walkers yield to the event loop every BATCH.
-      const fd = openSync(abs, 'r');
-      try {
-        const b = Buffer.allocUnsafe(h.size + padding(h.size));
-        while (n < h.size) {
-          const got = readSync(fd, b, n, h.size - n, n);
-          if (!got) break;
-          n += got;
-        }
-        b.fill(0, h.size);
-        if (n === h.size) {
-          yield b;
-          return;
-        }
-      } finally {
-        closeSync(fd);
-      }
-    } else {
-      for await (const c of createReadStream(abs, { highWaterMark: 1 << 20 })) {
-        const b = c as Buffer;
-        const take = Math.min(b.length, h.size - n);
-        if (take > 0) yield take === b.length ? b : b.subarray(0, take);
-        n += take;
-      }
-    }
-    if (n !== h.size)
-      throw new VlabError('E_DIFF_CHANGED', `${rel} changed size while being archived`, { details: { path: rel } });
-    const pad = padding(h.size);
-    if (pad) yield Buffer.alloc(pad);
-  }
-
-  /** Whiteout markers carry no metadata of their own: mode 0, owner 0, mtime 0 (byte-stable). */
-  whiteout(rel: string): Buffer {
-    return encodeHeader({
-      name: rel,
-      type: 'file',
-      mode: 0,
-      uid: 0,
-      gid: 0,
-      size: 0,
-      mtime: 0,
-      linkname: '',
-      devmajor: 0,
-      devminor: 0,
-      xattrs: new Map(),
-    });
+    yield* tarEntryBytes(h, abs);
   }
 }
 
@@ -238,7 +178,7 @@ async function* walkUpper(
           );
       }
     if (isWhiteout(st)) {
-      yield e.whiteout(wh(rel, name));
+      yield whiteoutHeader(wh(rel, name));
       continue;
     }
     // Below an opaque dir, or one the lowers lack, nothing of the lowers shows: stop asking them.
@@ -246,7 +186,7 @@ async function* walkUpper(
     if (below && (await unchangedCopyUp(lower!, xattrs, abs, r, st, below))) continue;
     yield* e.entry(abs, r, st);
     if (st.isDirectory()) {
-      if (isOpaque(xa)) yield e.whiteout(join(r, '.wh..wh..opq'));
+      if (isOpaque(xa)) yield whiteoutHeader(join(r, '.wh..wh..opq'));
       yield* walkUpper(e, xattrs, root, r, below ? lower : undefined);
     }
   }
@@ -339,37 +279,16 @@ async function* generate(src: DiffSource, opts: DiffOptions): AsyncGenerator<Buf
     for (const c of await compare(src.dir, src.base, xd, xb, '')) {
       if (e.excluded(c.kind === 'whiteout' ? c.rel.replace(/(^|\/)\.wh\.([^/]*)$/, '$1$2') : c.rel)) continue;
       if (c.kind === 'whiteout') {
-        yield e.whiteout(c.rel);
+        yield whiteoutHeader(c.rel);
         continue;
       }
       yield* e.entry(path.join(src.dir, c.rel), c.rel, c.st);
       if (c.kind === 'tree' && c.st.isDirectory()) yield* walkAll(e, src.dir, c.rel);
     }
   }
-  yield END_OF_ARCHIVE;
-}
-
-/** Join small chunks (headers, small files) so the stream moves ~256 KiB at a time. */
-async function* coalesce(src: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
-  let len = 0;
-  for await (const b of src) {
-    if (b.length >= 1 << 16 && !len) {
-      yield b;
-      continue;
-    }
-    parts.push(b);
-    len += b.length;
-    if (len >= 1 << 18) {
-      yield Buffer.concat(parts, len);
-      parts = [];
-      len = 0;
-    }
-  }
-  if (len) yield Buffer.concat(parts, len);
 }
 
 /** Layer tar of `src` as a stream (back-pressure respected; files are streamed, never buffered whole). */
 export function diffSource(src: DiffSource, opts: DiffOptions = {}): Readable {
-  return Readable.from(coalesce(generate(src, opts)), { objectMode: false, highWaterMark: 1 << 20 });
+  return layerTar(generate(src, opts));
 }

@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { encodeHeader, END_OF_ARCHIVE, type TarEntry } from './tar-format.ts';
+import { bareEntry, encodeHeader, END_OF_ARCHIVE, type TarEntry } from './tar-format.ts';
 import { InRootDirs } from '../in-root.ts';
 import { makeNodesInRoot, run, writeXattrs, type NodeItem } from '../sys.ts';
 
@@ -179,17 +179,7 @@ function nodeItem(h: TarEntry, path: string): NodeItem {
  */
 async function withTools(root: string, owners: boolean, items: NodeItem[]): Promise<void> {
   const blocks: Buffer[] = [];
-  const base = {
-    mode: 0,
-    uid: 0,
-    gid: 0,
-    size: 0,
-    mtime: 0,
-    linkname: '',
-    devmajor: 0,
-    devminor: 0,
-    xattrs: new Map<string, Buffer>(),
-  };
+  const base = bareEntry('', 'file');
   for (const it of items) {
     if (it.kind === 'node') blocks.push(encodeHeader({ ...base, ...it, name: it.path }));
     else if (it.kind === 'link')

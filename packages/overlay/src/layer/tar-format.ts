@@ -26,6 +26,23 @@ export interface TarEntry {
 
 export const BLOCK = 512;
 
+/** An entry with no metadata of its own (mode 0, owner 0, mtime 0, no size): whiteouts, implied dirs. */
+export function bareEntry(name: string, type: EntryType, mode = 0): TarEntry {
+  return {
+    name,
+    type,
+    mode,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 0,
+    linkname: '',
+    devmajor: 0,
+    devminor: 0,
+    xattrs: new Map(),
+  };
+}
+
 function octal(buf: Buffer, off: number, len: number, value: number): boolean {
   const s = Math.max(0, Math.floor(value)).toString(8);
   if (s.length > len - 1) return false;

@@ -11,7 +11,7 @@ export const URL_RE = /^https?:\/\//i;
 
 export { download, type Download } from './download.ts';
 
-type ArchiveKind = 'tar' | 'gzip' | 'bzip2' | 'xz' | undefined;
+export type ArchiveKind = 'tar' | 'gzip' | 'bzip2' | 'xz' | undefined;
 
 /** Docker auto-extracts local tar archives (plain, gzip, bzip2, xz) that ADD copies; it sniffs the bytes. */
 export async function archiveKind(file: string): Promise<ArchiveKind> {

@@ -3,7 +3,6 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { pathComponentProblem, type CopyInstruction } from '@vlab/dockerfile';
-import { mkdirInRoot, resolveInRoot } from '../../fsutil/in-root.ts';
 
 /** One thing to copy: a host path and where it lands, relative to the destination directory. */
 export interface CopyItem {
@@ -13,42 +12,16 @@ export interface CopyItem {
   stats: fs.Stats;
 }
 
-export interface CopyPlan {
-  /** Absolute path in the image. */
-  dest: string;
-  /** Whether dest names a directory that items go into. */
-  destIsDir: boolean;
-  items: CopyItem[];
-  /**
-   * Without --chown, items keep their own uid/gid (COPY --from a stage or image, as BuildKit);
-   * otherwise they become 0:0 (context files, downloads, heredocs).
-   */
-  keepOwners?: boolean;
-}
-
 export interface Owner {
   uid: number;
   gid: number;
 }
 
 /**
- * Docker's destination rule: a trailing '/', several sources, a wildcard or an existing directory
- * make the destination a directory; a single file otherwise. A directory source copies its contents.
+ * Docker's destination rule: a trailing '/', an existing directory (`existsAsDir`), several
+ * sources or a wildcard make the destination a directory (the latter two require one of the
+ * former); a single file otherwise. A directory source copies its contents.
  */
-export async function destIsDirectory(
-  rootfs: string,
-  dest: string,
-  sourceCount: number,
-  wildcard: boolean,
-  inst: CopyInstruction,
-): Promise<boolean> {
-  const existing = dest.endsWith('/')
-    ? undefined
-    : await fsp.stat(await resolveInRoot(rootfs, dest)).catch(() => undefined);
-  return destRule(inst, dest, existing?.isDirectory() === true, sourceCount, wildcard);
-}
-
-/** The rule itself, for callers that know whether dest is an existing directory (the fast path). */
 export function destRule(
   inst: CopyInstruction,
   dest: string,
@@ -67,124 +40,6 @@ export function destRule(
     );
   }
   return false;
-}
-
-const ROOT_OWNER: Owner = { uid: 0, gid: 0 };
-
-function specialKind(st: fs.Stats): string {
-  return st.isFIFO()
-    ? 'a fifo'
-    : st.isSocket()
-      ? 'a socket'
-      : st.isCharacterDevice()
-        ? 'a character device'
-        : st.isBlockDevice()
-          ? 'a block device'
-          : 'a special file';
-}
-
-/** Files above this size are copied by the kernel asynchronously (copy_file_range/reflink). */
-const BIG_FILE = 1 << 20;
-const BATCH = 128;
-const breathe = () => new Promise<void>((r) => setImmediate(r));
-
-/**
- * Copy the plan's items into the mounted rootfs, with --chown/--chmod applied; mtimes kept.
- * Small files and metadata use synchronous calls in batches: for thousands of small files the
- * thread-pool round trip of each async call costs more than the call itself. Parent directories
- * are resolved in-root once and remembered, so a deep tree is not re-resolved per file.
- */
-export async function copyInto(
-  rootfs: string,
-  plan: CopyPlan,
-  opts: { owner?: Owner; chmod?: number; links?: HardLinks },
-): Promise<void> {
-  const links = opts.links ?? new Map<string, string>();
-  const ownerOf = (st: fs.Stats): Owner => opts.owner ?? (plan.keepOwners ? { uid: st.uid, gid: st.gid } : ROOT_OWNER);
-  const destDir = plan.destIsDir ? plan.dest : path.posix.dirname(plan.dest);
-  await mkdirInRoot(rootfs, destDir, opts.owner);
-  const hostDirs = new Map<string, string>();
-  const hostOf = async (target: string): Promise<string> => {
-    const parent = path.posix.dirname(target);
-    let hostParent = hostDirs.get(parent);
-    if (hostParent === undefined) {
-      hostParent = await resolveInRoot(rootfs, parent);
-      hostDirs.set(parent, hostParent);
-    }
-    return path.join(hostParent, path.posix.basename(target));
-  };
-  const dirs: { host: string; st: fs.Stats }[] = [];
-  let n = 0;
-  for (const item of plan.items) {
-    const target = plan.destIsDir ? path.posix.join(plan.dest, item.rel) : plan.dest;
-    const host = await hostOf(target);
-    const st = item.stats;
-    const existing = lstatOrUndefined(host);
-    if (st.isDirectory()) {
-      if (existing && !existing.isDirectory()) fs.rmSync(host, { recursive: true, force: true });
-      if (!existing?.isDirectory()) fs.mkdirSync(host);
-      hostDirs.set(target, host);
-      const owner = ownerOf(st);
-      fs.chownSync(host, owner.uid, owner.gid);
-      fs.chmodSync(host, opts.chmod ?? st.mode & 0o7777);
-      dirs.push({ host, st });
-    } else {
-      if (existing) fs.rmSync(host, { recursive: true, force: true });
-      if (st.isSymbolicLink()) {
-        fs.symlinkSync(fs.readlinkSync(item.src), host);
-        const owner = ownerOf(st);
-        fs.lchownSync(host, owner.uid, owner.gid);
-      } else if (st.nlink > 1 && linkTo(links, `${st.dev}:${st.ino}`, host)) {
-        // a hard link to a file this COPY already wrote: same inode, metadata already set
-      } else {
-        // Opening a FIFO blocks (the event loop with it) and a device reads as endless or empty
-        // data: only regular files are copied; special files from an image are refused, typed.
-        if (!st.isFile())
-          throw new VlabError(
-            'E_COPY_SOURCE',
-            `${specialKind(st)} ${item.rel || path.posix.basename(target)}: COPY of fifos, sockets and device nodes is not supported`,
-          );
-        if (st.size > BIG_FILE) await fsp.copyFile(item.src, host);
-        else fs.copyFileSync(item.src, host);
-        const owner = ownerOf(st);
-        fs.chownSync(host, owner.uid, owner.gid);
-        fs.chmodSync(host, opts.chmod ?? st.mode & 0o7777);
-        fs.utimesSync(host, st.atime, st.mtime);
-      }
-    }
-    if (++n % BATCH === 0) await breathe();
-  }
-  // Directory mtimes last: writing their children changed them.
-  for (const { host, st } of dirs.reverse()) fs.utimesSync(host, st.atime, st.mtime);
-}
-
-/**
- * Source inode ("dev:ino") → host path of its first copy. One map per COPY instruction: BuildKit
- * keeps hard links between the files of one COPY (not with files outside it).
- */
-export type HardLinks = Map<string, string>;
-
-/** Link `host` to the earlier copy of the same source inode; false (and remembered) when first. */
-function linkTo(links: HardLinks, id: string, host: string): boolean {
-  const first = links.get(id);
-  if (first !== undefined) {
-    try {
-      fs.linkSync(first, host);
-      return true;
-    } catch {
-      /* the first copy was replaced meanwhile: copy this one */
-    }
-  }
-  links.set(id, host);
-  return false;
-}
-
-function lstatOrUndefined(p: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(p);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Items under a host directory (for COPY --from a stage), sorted, root first. */
@@ -242,6 +97,9 @@ export async function heredocFiles(
   for (const [i, d] of heredocs.entries()) {
     const src = path.join(dir, String(i));
     await fsp.writeFile(src, d.content, { mode: 0o644, flag: 'wx' });
+    // Its mtime is the build's clock, the one COPY gives the dirs it makes (not the write's own second).
+    const now = new Date();
+    await fsp.utimes(src, now, now);
     items.push({ src, rel: d.name, stats: await fsp.lstat(src) });
   }
   return { dir, items };

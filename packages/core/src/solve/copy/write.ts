@@ -1,0 +1,78 @@
+/**
+ * COPY's mounted output: a plan written into a mounted rootfs, whose snapshot diff is the layer.
+ * Every entry gets exactly the plan's metadata (directory mtimes last, after their children were
+ * written), so the diff holds the bytes the pack output writes.
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { mkdirInRoot, resolveInRoot } from '../../fsutil/in-root.ts';
+import { extractArchive } from '../ops/add.ts';
+import type { CopyPlan } from './plan.ts';
+
+/** Files above this size are copied by the kernel asynchronously (copy_file_range/reflink). */
+const BIG_FILE = 1 << 20;
+const BATCH = 128;
+const breathe = () => new Promise<void>((r) => setImmediate(r));
+
+function lstatOrUndefined(p: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Write `plan` into `rootfs`. Entries come parents first and every parent is an entry, so each
+ * path is built from host dirs this writer made or checked to be real dirs: no symlink of the
+ * image is followed (the plan resolved the destination's own links already). Small files and
+ * metadata use synchronous calls in batches: for thousands of small files the thread-pool round
+ * trip of each async call costs more than the call itself. Archives are unpacked last.
+ */
+export async function writeCopyInto(rootfs: string, plan: CopyPlan): Promise<void> {
+  const hostDirs = new Map<string, string>([['', rootfs]]);
+  const hostOf = async (p: string): Promise<string> => {
+    const parent = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '';
+    const dir = hostDirs.get(parent) ?? (await resolveInRoot(rootfs, parent));
+    return path.join(dir, path.posix.basename(p));
+  };
+  const dirs: { host: string; mtime: number }[] = [];
+  let n = 0;
+  for (const e of plan.entries) {
+    if (++n % BATCH === 0) await breathe();
+    if (e.unchanged) {
+      hostDirs.set(e.path, await hostOf(e.path));
+      continue;
+    }
+    const host = await hostOf(e.path);
+    const existing = lstatOrUndefined(host);
+    if (e.type === 'dir') {
+      if (existing && !existing.isDirectory()) fs.rmSync(host, { recursive: true, force: true });
+      if (!existing?.isDirectory()) fs.mkdirSync(host);
+      hostDirs.set(e.path, host);
+      fs.chownSync(host, e.uid, e.gid);
+      fs.chmodSync(host, e.mode);
+      dirs.push({ host, mtime: e.mtime });
+      continue;
+    }
+    if (existing) fs.rmSync(host, { recursive: true, force: true });
+    if (e.type === 'symlink') {
+      fs.symlinkSync(e.linkname, host);
+      fs.lchownSync(host, e.uid, e.gid);
+      fs.lutimesSync(host, e.mtime, e.mtime);
+    } else if (e.type === 'link') {
+      fs.linkSync(await hostOf(e.linkname), host);
+    } else {
+      if (e.size > BIG_FILE) await fsp.copyFile(e.source!, host);
+      else fs.copyFileSync(e.source!, host);
+      // chown before chmod: chown clears setuid/setgid bits
+      fs.chownSync(host, e.uid, e.gid);
+      fs.chmodSync(host, e.mode);
+      fs.utimesSync(host, e.mtime, e.mtime);
+    }
+  }
+  for (const x of plan.extracts) await extractArchive(x.archive, x.format, await mkdirInRoot(rootfs, x.dest));
+  // Directory mtimes last, deepest first: writing their children changed them.
+  for (const { host, mtime } of dirs.reverse()) fs.utimesSync(host, mtime, mtime);
+}
