@@ -15,7 +15,8 @@ import { exec, repo } from './helpers.ts';
 const PACKAGES = ['errors', 'dockerfile', 'overlay', 'core'];
 // Children run as a user's shell would: without the workspace's `source` condition (NODE_OPTIONS).
 // Image timestamps from SOURCE_DATE_EPOCH, so builds in different stores give one digest.
-const { NODE_OPTIONS: _drop, ...userEnv } = { ...process.env, SOURCE_DATE_EPOCH: '1700000000' };
+const userEnv: NodeJS.ProcessEnv = { ...process.env, SOURCE_DATE_EPOCH: '1700000000' };
+delete userEnv.NODE_OPTIONS;
 const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
   exec(cmd, args, { cwd, env: { ...userEnv, ...env }, maxBuffer: 16 << 20 });
 
