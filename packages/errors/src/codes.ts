@@ -65,6 +65,7 @@ export const ERROR_CODES = {
   E_SNAPSHOT_KIND: 'the operation does not apply to that kind of snapshot',
   E_SNAPSHOT_METADATA: 'snapshot metadata is missing or corrupt',
   E_SNAPSHOT_NOT_FOUND: 'no snapshot with that key',
+  E_STAGE_CYCLE: 'the stages depend on each other in a cycle (FROM / COPY --from)',
   E_STEP: 'a build step failed for a reason without a code of its own',
   E_STORE: 'the image store is missing, corrupt or not writable',
   E_SYMLINK_LOOP: 'too many symlinks while resolving a path in a root',
