@@ -1,19 +1,15 @@
 import { defineConfig } from 'vitest/config';
-import { fileURLToPath } from 'node:url';
 
-const src = (p: string) => fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url));
+// Tests run on the TypeScript sources, no build step: every package's `exports` has a `source`
+// condition (src/index.ts) before its dist/ entries. Vite resolves with it here; the Node children
+// tests start (`node --import tsx …`) get it through NODE_OPTIONS, which they inherit.
+const conditions = ['source', 'module', 'node', 'development|production'];
 
-// Tests run on the TypeScript sources: no build step.
 export default defineConfig({
-  resolve: {
-    alias: {
-      '@vlab/errors': src('errors'),
-      '@vlab/dockerfile': src('dockerfile'),
-      '@vlab/overlay': src('overlay'),
-      '@vlab/image': src('core'),
-    },
-  },
+  resolve: { conditions },
+  ssr: { resolve: { conditions, externalConditions: ['source'] } },
   test: {
+    env: { NODE_OPTIONS: `--conditions=source ${process.env.NODE_OPTIONS ?? ''}`.trim() },
     include: ['packages/*/src/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,

@@ -5,8 +5,17 @@
 #                                            libseccomp: without it vlab-init is not built)
 #   packages/core/native/bin/vlab-mon        a container's monitor (conmon's role): outlives the CLI
 # Without a C compiler nothing is built and both packages fall back to util-linux (slower).
+#
+# `build-native.sh PKGDIR` builds only the helpers whose sources are in PKGDIR/native: an installed
+# package's postinstall runs it so (`pnpm pack` ships a copy as native/build-native.sh), and a
+# helper that fails to build there is left out, never an install failure.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+if [ $# -gt 0 ]; then
+  only="$(cd "$1" && pwd)"
+else
+  only=""
+  cd "$(dirname "$0")/.."
+fi
 CC="${CC:-cc}"
 if ! command -v "$CC" >/dev/null; then
   echo "build-native: no C compiler ($CC): using the util-linux fallbacks" >&2
@@ -17,12 +26,13 @@ libs_for() { case "$1" in vlab-init) echo seccomp ;; esac; }
 have_lib() { printf '#include <%s.h>\nint main(void) { return 0; }\n' "$1" | "$CC" -x c -o /dev/null - "-l$1" 2>/dev/null; }
 for pair in overlay:vlab-sys core:vlab-init core:vlab-mon; do
   pkg="${pair%%:*}" name="${pair##*:}"
+  dir="${only:-packages/$pkg}/native"
   # NAME.c and its companions NAME-*.c make one binary.
-  [ -f "packages/$pkg/native/$name.c" ] || continue
-  srcs=("packages/$pkg/native/$name.c")
-  for extra in "packages/$pkg/native/$name"-*.c; do if [ -f "$extra" ]; then srcs+=("$extra"); fi; done
-  mkdir -p "packages/$pkg/native/bin"
-  out="packages/$pkg/native/bin/$name"
+  [ -f "$dir/$name.c" ] || continue
+  srcs=("$dir/$name.c")
+  for extra in "$dir/$name"-*.c; do if [ -f "$extra" ]; then srcs+=("$extra"); fi; done
+  mkdir -p "$dir/bin"
+  out="$dir/bin/$name"
   libs=()
   for lib in $(libs_for "$name"); do
     if have_lib "$lib"; then libs+=("-l$lib"); continue; fi

@@ -1,6 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUILD_EVENT_VERSION } from '@vlab/image';
 import { exec, freshStore, makeContext, removeStore, repo, skopeoInspect, umociUnpack } from './helpers.ts';
 
 const vbuild = path.join(repo, 'packages/core/bin/vbuild.js');
@@ -36,7 +37,8 @@ describe('vbuild CLI', () => {
     const events = first.stderr
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as { type: string });
+      .map((l) => JSON.parse(l) as { type: string; version: number });
+    expect(events.every((e) => e.version === BUILD_EVENT_VERSION)).toBe(true);
     expect(events[0]!.type).toBe('build-start');
     expect(events.at(-1)!.type).toBe('build-done');
     expect(events.some((e) => e.type === 'step-miss')).toBe(true);

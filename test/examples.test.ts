@@ -42,13 +42,7 @@ describe('examples/embed', () => {
   it('builds through the API with events on the host tool logger', async () => {
     const { stdout } = await exec(
       'node',
-      [
-        '--import',
-        'tsx',
-        path.join(repo, 'examples/embed/embed.ts'),
-        path.join(repo, 'examples/embed'),
-        'embedded:latest',
-      ],
+      [path.join(repo, 'examples/embed/embed.mjs'), path.join(repo, 'examples/embed'), 'embedded:latest'],
       {
         env: { ...process.env, VLAB_ROOT: root },
         cwd: repo,
@@ -61,7 +55,7 @@ describe('examples/embed', () => {
   it('Ctrl-C (SIGINT) aborts the build cleanly', async () => {
     const ctx = await fsp.mkdtemp(path.join(root, 'ctx-'));
     await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN sleep 60\n');
-    const child = spawn('node', ['--import', 'tsx', path.join(repo, 'examples/embed/embed.ts'), ctx], {
+    const child = spawn('node', [path.join(repo, 'examples/embed/embed.mjs'), ctx], {
       env: { ...process.env, VLAB_ROOT: root },
       cwd: repo,
     });

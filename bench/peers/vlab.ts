@@ -44,6 +44,8 @@ export class VlabApi extends VlabBase {
     this.warmup.root = path.join(env.dataDir, 'stores', 'vlab-warmup');
     this.warmup.context = path.join(env.dataDir, 'vlab-warmup-ctx');
     await fs.rm(this.warmup.root, { recursive: true, force: true });
+    // stores/ does not exist yet on a fresh checkout (super.setup() makes it, after this).
+    await fs.mkdir(path.dirname(this.warmup.root), { recursive: true });
     await sh(['cp', '-a', env.bases.templateStore, this.warmup.root]);
     await fs.mkdir(this.warmup.context, { recursive: true });
     await fs.writeFile(path.join(this.warmup.context, 'Dockerfile'), 'FROM busybox:latest\nRUN true\nCOPY f /f\n');

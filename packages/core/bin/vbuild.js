@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// Runs the bundled CLI (dist/vbuild.mjs, made by `pnpm --filter @vlab/image bundle`) when it is
-// newer than every source file; otherwise the TypeScript sources directly through tsx, so a fresh
-// clone or an edited tree never runs stale code.
-import { statSync, readdirSync } from 'node:fs';
+// Installed from npm (no src/ beside dist/): runs the one-file bundle dist/vbuild.mjs. In the
+// checkout: the bundle (made by `pnpm --filter @vlab/image bundle`) when it is newer than every
+// source file; otherwise the TypeScript sources directly through tsx, so a fresh clone or an
+// edited tree never runs stale code.
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const pkgRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -21,18 +22,27 @@ function newestSource(dirs) {
   return newest;
 }
 
-let useBundle = false;
-try {
-  const built = statSync(bundle).mtimeMs;
-  const srcDirs = ['core', 'dockerfile', 'overlay', 'errors'].map((p) => `${pkgRoot}../${p}/src`);
-  useBundle = process.env.VLAB_NO_BUNDLE !== '1' && built >= newestSource(srcDirs);
-} catch {
-  useBundle = false;
+function bundleIsCurrent() {
+  if (!existsSync(`${pkgRoot}src`)) return true; // an installed package ships only the bundle
+  try {
+    const built = statSync(bundle).mtimeMs;
+    const srcDirs = ['core', 'dockerfile', 'overlay', 'errors'].map((p) => `${pkgRoot}../${p}/src`);
+    return process.env.VLAB_NO_BUNDLE !== '1' && built >= newestSource(srcDirs);
+  } catch {
+    return false;
+  }
 }
-if (useBundle) {
+
+if (bundleIsCurrent()) {
   await import(bundle);
 } else {
   const { register } = await import('tsx/esm/api');
   register();
+  // The workspace packages' `source` export condition (their src/index.ts), added to every import
+  // resolved after this point; registered after tsx, so it runs before tsx's resolver.
+  const { register: registerHook } = await import('node:module');
+  registerHook(
+    'data:text/javascript,export function resolve(s, c, next) { return next(s, { ...c, conditions: [...c.conditions, "source"] }); }',
+  );
   await import('../src/cli/main.ts');
 }

@@ -1,4 +1,12 @@
-/** @vlab/image: build OCI images from Dockerfiles. */
+/**
+ * @vlab/image: build OCI images from Dockerfiles, from Node, with no daemon. {@link build} runs a
+ * build and reports {@link BuildEvent}s; the image functions ({@link load}, {@link save},
+ * {@link importRootfs}, {@link tag}, {@link rmi}, {@link inspect}, {@link listImages},
+ * {@link prune}, {@link fsck}) work on the same local store (`$VLAB_ROOT`, or `StoreOptions.root`).
+ * Every failure is a {@link VlabError} whose `code` is an {@link ErrorCode}.
+ *
+ * @module @vlab/image
+ */
 export {
   build,
   checkDockerfile,
@@ -23,7 +31,7 @@ export {
   type StoreOptions,
 } from './api/images.ts';
 export { DEFAULT_STREAM_CONTEXT_MAX, MAX_DOCKERFILE, type StreamContext } from './context/stream.ts';
-export type { BuildEvent, StepRef } from './solve/events.ts';
+export { BUILD_EVENT_VERSION, type BuildEvent, type EventSink, type StepRef } from './solve/events.ts';
 export type { Entitlement } from './solve/entitlements.ts';
 export { Store } from './store/store.ts';
 export { prune, type PruneResult } from './layers/gc.ts';
@@ -54,7 +62,7 @@ export {
   type RegistryOptions,
   type LayerProgress,
 } from './registry/index.ts';
-export { VlabError, isVlabError } from '@vlab/errors';
+export { ERROR_CODES, VlabError, isVlabError, type ErrorCode, type SourceLocation } from '@vlab/errors';
 export {
   run,
   containers,

@@ -2,6 +2,8 @@
  * @vlab/dockerfile — Dockerfile parsing with BuildKit's rules, pure (no fs, no processes):
  * syntax (directives, continuations, heredocs, JSON vs shell) → typed instructions → ARG/ENV
  * expansion in a StageScope. Lint with check(), BuildKit fixture dumps with dump().
+ *
+ * @module @vlab/dockerfile
  */
 export type {
   Position,

@@ -1,4 +1,13 @@
 /**
+ * @vlab/errors: the one error type, {@link VlabError}, with its stable codes ({@link ERROR_CODES}).
+ *
+ * @module @vlab/errors
+ */
+import type { ErrorCode } from './codes.ts';
+
+export { ERROR_CODES, type ErrorCode } from './codes.ts';
+
+/**
  * The one error type of @vlab: a stable `code` callers can switch on, a message a user
  * understands, the source location when there is one, and the cause chained.
  */
@@ -9,12 +18,13 @@ export interface SourceLocation {
 }
 
 export class VlabError extends Error {
-  readonly code: string;
+  /** Stable: switch on it ({@link ERROR_CODES} says what each means). */
+  readonly code: ErrorCode;
   readonly location?: SourceLocation;
   readonly details?: Record<string, unknown>;
 
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     opts: { location?: SourceLocation; cause?: unknown; details?: Record<string, unknown> } = {},
   ) {
@@ -33,6 +43,7 @@ export class VlabError extends Error {
   }
 }
 
-export function isVlabError(e: unknown, code?: string): e is VlabError {
+/** `e` is a VlabError (of that code, when one is given). */
+export function isVlabError(e: unknown, code?: ErrorCode): e is VlabError {
   return e instanceof VlabError && (code === undefined || e.code === code);
 }

@@ -1,6 +1,8 @@
 /**
  * @vlab/overlay — snapshots (containerd's Snapshotter shape) on overlayfs or plain copies, and
  * OCI layers out of them (`diff`) and into them (`apply`).
+ *
+ * @module @vlab/overlay
  */
 import { PassThrough, type Readable } from 'node:stream';
 import type { Snapshotter } from './types.ts';

@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { VlabError } from '@vlab/errors';
+import { VlabError, type ErrorCode } from '@vlab/errors';
 import { bareEntry, encodeHeader, layerTar, padding, tarEntryBytes } from '@vlab/overlay';
 
 /** A file in an image archive: inline bytes or a file streamed from disk. */
@@ -48,7 +48,7 @@ async function* archiveBytes(entries: ArchiveEntry[]): AsyncGenerator<Buffer> {
  */
 export async function openArchiveFile(
   file: string,
-  missingCode = 'E_IMAGE_NOT_FOUND',
+  missingCode: ErrorCode = 'E_IMAGE_NOT_FOUND',
 ): Promise<{ stream: Readable; size: number }> {
   const fh = await fsp
     .open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY)

@@ -1,4 +1,4 @@
-import type { BuildEvent } from '../index.ts';
+import { BUILD_EVENT_VERSION, type BuildEvent } from '../index.ts';
 import { layerLine, ttyRenderer } from './tty-progress.ts';
 
 export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
@@ -7,7 +7,8 @@ export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
 export function createRenderer(mode: ProgressMode, out: NodeJS.WriteStream = process.stderr): (e: BuildEvent) => void {
   const m = mode === 'auto' ? (out.isTTY ? 'tty' : 'plain') : mode;
   if (m === 'quiet') return () => undefined;
-  if (m === 'json') return (e) => out.write(`${JSON.stringify(e)}\n`);
+  // Each line carries the event union's version, so a consumer can tell which shape it reads.
+  if (m === 'json') return (e) => out.write(`${JSON.stringify({ version: BUILD_EVENT_VERSION, ...e })}\n`);
   if (m === 'tty') return ttyRenderer(out);
   return plainRenderer(out);
 }

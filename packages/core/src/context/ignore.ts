@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { VlabError } from '@vlab/errors';
+import { VlabError, type ErrorCode } from '@vlab/errors';
 import path from 'node:path';
 import { compileIgnorePatterns } from './patterns.ts';
 
@@ -54,7 +54,11 @@ async function readBounded(file: string): Promise<string | undefined> {
 }
 
 /** `source` names the file (or flag) in errors; `code` is the error code of a bad line. */
-export function compileIgnore(text: string, source = '.dockerignore', code = 'E_DOCKERIGNORE'): IgnoreMatcher {
+export function compileIgnore(
+  text: string,
+  source = '.dockerignore',
+  code: ErrorCode = 'E_DOCKERIGNORE',
+): IgnoreMatcher {
   const { patterns, matches } = compileIgnorePatterns(text.split(/\r?\n/), source, code, MAX_IGNORE_PATTERNS);
   return { patterns, ignores: (p: string) => patterns.length > 0 && matches(p) };
 }

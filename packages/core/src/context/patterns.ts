@@ -7,12 +7,12 @@
  * The only import site of re2js in this package.
  */
 import { RE2JS } from 're2js';
-import { VlabError } from '@vlab/errors';
+import { VlabError, type ErrorCode } from '@vlab/errors';
 
 export type PathMatcher = (relPath: string) => boolean;
 
 /** Compile RE2 source; a syntax error becomes `code` with `what` in the message. */
-function compile(source: string, code: string, what: string): RE2JS {
+function compile(source: string, code: ErrorCode, what: string): RE2JS {
   try {
     return RE2JS.compile(source, RE2JS.DOTALL);
   } catch (e) {
@@ -34,7 +34,7 @@ function classEnd(pattern: string, open: number): number {
 }
 
 /** Go filepath.Match's rule: a `[` must close, with at least one character in the class. */
-function checkBrackets(pattern: string, code: string, what: string): void {
+function checkBrackets(pattern: string, code: ErrorCode, what: string): void {
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i];
     if (c === '\\') i++;
@@ -122,7 +122,7 @@ function clean(p: string): string {
 export function compileIgnorePatterns(
   lines: string[],
   source: string,
-  code: string,
+  code: ErrorCode,
   maxPatterns = Infinity,
 ): { patterns: string[]; matches: PathMatcher } {
   const compiled: IgnorePattern[] = [];

@@ -10,13 +10,13 @@
 import * as fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { VlabError } from '@vlab/errors';
+import { VlabError, type ErrorCode } from '@vlab/errors';
 import { InRootDirs, atFd } from '@vlab/overlay';
 import { resolveInRoot } from './in-root.ts';
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
 
-function cpError(code: string, message: string, p: string): VlabError {
+function cpError(code: ErrorCode, message: string, p: string): VlabError {
   return new VlabError(code, message, { details: { path: p } });
 }
 

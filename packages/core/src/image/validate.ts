@@ -6,7 +6,7 @@
  * The one import site of ajv (JSON-schema draft-04, as the OCI schemas are written).
  */
 import type AjvModule from 'ajv-draft-04';
-import { VlabError } from '@vlab/errors';
+import { VlabError, type ErrorCode } from '@vlab/errors';
 import configSchema from './schemas/config-schema.json' with { type: 'json' };
 import contentDescriptor from './schemas/content-descriptor.json' with { type: 'json' };
 import defsDescriptor from './schemas/defs-descriptor.json' with { type: 'json' };
@@ -90,7 +90,7 @@ function withoutIds(v: unknown): unknown {
   );
 }
 
-function bad(code: string, where: string, pointer: string, message: string): VlabError {
+function bad(code: ErrorCode, where: string, pointer: string, message: string): VlabError {
   return new VlabError(code, `${where}: field ${pointer || '/'} ${message}`, { details: { pointer } });
 }
 
@@ -103,7 +103,7 @@ export async function parseDocument<K extends DocumentKind>(
   kind: K,
   bytes: Buffer | string,
   where: string,
-  code = 'E_BAD_ARCHIVE',
+  code: ErrorCode = 'E_BAD_ARCHIVE',
 ): Promise<Documents[K]> {
   const size = Buffer.byteLength(bytes);
   if (size > MAX_JSON_BYTES)
@@ -148,7 +148,7 @@ const DIGEST_FORM: Record<string, RegExp> = {
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** What the OCI reference validator checks beyond its schemas: digest forms, base64 data, Env entries. */
-function beyondSchema(kind: DocumentKind, doc: unknown, where: string, code: string): void {
+function beyondSchema(kind: DocumentKind, doc: unknown, where: string, code: ErrorCode): void {
   const d = doc as Record<string, unknown>;
   const descriptors: [string, Record<string, unknown>][] = [];
   const add = (p: string, v: unknown) =>
@@ -177,7 +177,7 @@ function beyondSchema(kind: DocumentKind, doc: unknown, where: string, code: str
   }
 }
 
-function checkDigest(digest: string, where: string, pointer: string, code: string): void {
+function checkDigest(digest: string, where: string, pointer: string, code: ErrorCode): void {
   const [alg, enc] = [digest.slice(0, digest.indexOf(':')), digest.slice(digest.indexOf(':') + 1)];
   const form = DIGEST_FORM[alg];
   if (form && !form.test(enc)) throw bad(code, where, pointer, `is not a valid ${alg} digest`);

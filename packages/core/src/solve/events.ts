@@ -1,7 +1,15 @@
-import type { SourceLocation } from '@vlab/errors';
+import type { ErrorCode, SourceLocation } from '@vlab/errors';
 import type { LayerProgress } from '../registry/events.ts';
 
-/** Typed build events (DESIGN.md: events, not prints). The CLI renders them; embedders subscribe. */
+/**
+ * The version of the {@link BuildEvent} union. It goes up by one when an event changes in a way
+ * a consumer can notice (a field removed, renamed or retyped, a type's meaning changed); new event
+ * types and new optional fields do not change it, so consumers ignore what they do not know.
+ * `vbuild build --progress=json` writes it in every line as `"version"`.
+ */
+export const BUILD_EVENT_VERSION = 1;
+
+/** Where a step is in the build: every step event carries it. */
 export interface StepRef {
   /** Stable within a build: `<stageIndex>:<stepIndex>`. */
   id: string;
@@ -11,6 +19,13 @@ export interface StepRef {
   location?: SourceLocation;
 }
 
+/**
+ * What a build reports, in order: `build-start`; per step `step-start`, then `step-cached` or
+ * `step-miss` (why the cache missed), `step-log` lines while it runs, and `step-done` or
+ * `step-error`; `warning`s at any time; `build-done` last when the build succeeds. `time` is
+ * `Date.now()` at emission. Events, not prints (DESIGN.md): the CLI renders them; embedders
+ * subscribe through `BuildOptions.onEvent`. Versioned by {@link BUILD_EVENT_VERSION}.
+ */
 export type BuildEvent =
   | { type: 'build-start'; stages: number; steps: number; time: number }
   | ({ type: 'step-start'; time: number } & StepRef)
@@ -18,7 +33,7 @@ export type BuildEvent =
   | ({ type: 'step-miss'; reason: string; time: number } & StepRef)
   | ({ type: 'step-log'; stream: 'stdout' | 'stderr'; data: string; time: number } & StepRef)
   | ({ type: 'step-done'; cached: boolean; durationMs: number; time: number } & StepRef)
-  | ({ type: 'step-error'; code: string; message: string; time: number } & StepRef)
+  | ({ type: 'step-error'; code: ErrorCode; message: string; time: number } & StepRef)
   | {
       type: 'build-done';
       imageId: string;
@@ -32,4 +47,5 @@ export type BuildEvent =
   /** A layer pulled (FROM an image not in the store) or pushed (--push). */
   | LayerProgress;
 
+/** A receiver of build events. */
 export type EventSink = (e: BuildEvent) => void;

@@ -1,5 +1,5 @@
 /** What every instruction builder receives, and its error helpers. */
-import { VlabError } from '@vlab/errors';
+import { VlabError, type ErrorCode } from '@vlab/errors';
 import type { SyntaxNode } from '../syntax/parse.ts';
 import type { FlagValue, Keyword, Range } from '../types.ts';
 
@@ -17,7 +17,13 @@ export interface BaseFields {
   flags: Record<string, FlagValue>;
 }
 
-export function fail(ctx: BuildContext, message: string, code = 'E_PARSE', column?: number, line?: number): never {
+export function fail(
+  ctx: BuildContext,
+  message: string,
+  code: ErrorCode = 'E_PARSE',
+  column?: number,
+  line?: number,
+): never {
   const r = ctx.node.range.start;
   throw new VlabError(code, message, {
     location: { file: ctx.file, line: line ?? r.line, column: column ?? r.column },

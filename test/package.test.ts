@@ -1,0 +1,164 @@
+/**
+ * The packages as npm users get them: `pnpm pack` of each workspace package, the tarballs
+ * installed with npm into a fresh project outside the workspace (dependencies from the npm cache;
+ * the registry only when the cache lacks one), then plain Node 20 (no tsx, no source condition):
+ * `import { build } from '@vlab/image'`, the installed `vbuild` bin, examples/embed, and `tsc`
+ * of a TypeScript consumer against the shipped .d.ts.
+ */
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { build, type BuildEvent } from '@vlab/image';
+import { exec, repo } from './helpers.ts';
+
+const PACKAGES = ['errors', 'dockerfile', 'overlay', 'core'];
+// Children run as a user's shell would: without the workspace's `source` condition (NODE_OPTIONS).
+// Image timestamps from SOURCE_DATE_EPOCH, so builds in different stores give one digest.
+const userEnv: NodeJS.ProcessEnv = { ...process.env, SOURCE_DATE_EPOCH: '1700000000' };
+delete userEnv.NODE_OPTIONS;
+const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
+  exec(cmd, args, { cwd, env: { ...userEnv, ...env }, maxBuffer: 16 << 20 });
+
+let tmp: string;
+let app: string;
+let ctx: string;
+let expected: { digest: string; events: string[] };
+
+/** Event types, with runs of step-log collapsed (how many lines a step logs is not the contract). */
+const shape = (events: { type: string }[]) =>
+  events.map((e) => e.type).filter((t, i, a) => t !== 'step-log' || a[i - 1] !== t);
+
+beforeAll(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pack-'));
+  ctx = path.join(tmp, 'ctx');
+  await fsp.mkdir(ctx);
+  await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY hello.txt /hello.txt\nENV GREETING=hi\n');
+  await fsp.writeFile(path.join(ctx, 'hello.txt'), 'hello from a packed install\n');
+  // The same build from the workspace sources: the installed package must give the same image.
+  process.env.SOURCE_DATE_EPOCH = userEnv.SOURCE_DATE_EPOCH;
+  const events: BuildEvent[] = [];
+  const ws = await build({
+    context: ctx,
+    tags: ['pack:ws'],
+    root: path.join(tmp, 'ws-store'),
+    onEvent: (e) => events.push(e),
+  });
+  expected = { digest: ws.digest, events: shape(events) };
+
+  await run('pnpm', ['-r', '--sort', 'run', 'build'], repo);
+  const tarballs = path.join(tmp, 'tarballs');
+  const tgz: Record<string, string> = {};
+  for (const p of PACKAGES) {
+    const { stdout } = await run('pnpm', ['pack', '--pack-destination', tarballs], path.join(repo, 'packages', p));
+    const name = JSON.parse(await fsp.readFile(path.join(repo, 'packages', p, 'package.json'), 'utf8')).name;
+    tgz[name] = path.join(tarballs, path.basename(stdout.trim().split('\n').pop()!));
+  }
+  app = path.join(tmp, 'app');
+  await fsp.mkdir(app);
+  const deps = Object.fromEntries(Object.entries(tgz).map(([n, f]) => [n, `file:${f}`]));
+  await fsp.writeFile(
+    path.join(app, 'package.json'),
+    JSON.stringify({ name: 'app', type: 'module', dependencies: deps }),
+  );
+  const npmFlags = ['install', '--no-audit', '--no-fund', '--loglevel=error'];
+  // Offline from the npm cache when it has every dependency; else npm may reach the registry.
+  await run('npm', [...npmFlags, '--offline'], app).catch(() => run('npm', [...npmFlags, '--prefer-offline'], app));
+}, 300_000);
+
+afterAll(async () => {
+  if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+describe('packed @vlab packages installed with npm', () => {
+  it('ship dist/ and real versions, not sources or workspace: ranges', async () => {
+    const pkg = JSON.parse(await fsp.readFile(path.join(app, 'node_modules/@vlab/image/package.json'), 'utf8'));
+    expect(pkg.dependencies['@vlab/errors']).toBe(pkg.version);
+    expect(pkg.dependencies.tsx).toBeUndefined();
+    const installed = await fsp.readdir(path.join(app, 'node_modules/@vlab/image'));
+    expect(installed).not.toContain('src');
+    expect(installed).toContain('dist');
+  });
+
+  it('plain node imports @vlab/image and builds the same image as the workspace, with the same events', async () => {
+    await fsp.writeFile(
+      path.join(app, 'app.mjs'),
+      `import { build, BUILD_EVENT_VERSION, ERROR_CODES, isVlabError } from '@vlab/image';
+const events = [];
+const r = await build({ context: process.argv[2], tags: ['pack:app'], root: process.argv[3], onEvent: (e) => events.push(e.type) });
+let code;
+try { await build({ context: process.argv[2] + '/none', root: process.argv[3] }); } catch (e) { code = isVlabError(e) && e.code; }
+console.log(JSON.stringify({ digest: r.digest, events, version: BUILD_EVENT_VERSION, code, known: code in ERROR_CODES }));
+`,
+    );
+    const { stdout } = await run('node', ['app.mjs', ctx, path.join(tmp, 'app-store')], app);
+    const out = JSON.parse(stdout);
+    expect(out.digest).toBe(expected.digest);
+    expect(shape(out.events.map((type: string) => ({ type })))).toEqual(expected.events);
+    expect(out.events[0]).toBe('build-start');
+    expect(out.events.at(-1)).toBe('build-done');
+    expect(out).toMatchObject({ version: 1, code: 'E_DOCKERFILE_NOT_FOUND', known: true });
+  });
+
+  it('the installed vbuild bin runs from the bundle and builds', async () => {
+    const vbuild = path.join(app, 'node_modules/.bin/vbuild');
+    expect((await run(vbuild, ['--version'], app)).stdout).toMatch(/^vbuild version \d+\.\d+\.\d+/);
+    const r = await run(vbuild, ['build', '--progress=json', '-t', 'pack:cli', ctx], app, {
+      VLAB_ROOT: path.join(tmp, 'cli-store'),
+    });
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.at(-1)).toMatchObject({ version: 1, type: 'build-done', digest: expected.digest });
+  });
+
+  it('examples/embed runs from the install with plain node', async () => {
+    await fsp.copyFile(path.join(repo, 'examples/embed/embed.mjs'), path.join(app, 'embed.mjs'));
+    const { stdout } = await run('node', ['embed.mjs', ctx, 'pack:embed'], app, {
+      VLAB_ROOT: path.join(tmp, 'embed-store'),
+    });
+    expect(stdout).toContain(`[mytool] built pack:embed ${expected.digest}`);
+  });
+
+  it('a TypeScript consumer type-checks against the shipped .d.ts', { timeout: 180_000 }, async () => {
+    await fsp.writeFile(
+      path.join(app, 'consumer.ts'),
+      `import { build, isVlabError, type BuildEvent, type ErrorCode } from '@vlab/image';
+const log = (e: BuildEvent): void => { if (e.type === 'step-error') { const c: ErrorCode = e.code; console.log(c); } };
+const ac = new AbortController();
+build({ context: '.', onEvent: log, signal: ac.signal }).then((r) => console.log(r.digest.length), (e: unknown) => {
+  if (isVlabError(e, 'E_PARSE')) console.log(e.location?.line);
+});
+`,
+    );
+    await fsp.writeFile(
+      path.join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          target: 'ES2022',
+          strict: true,
+          noEmit: true,
+          types: ['node'],
+          typeRoots: [path.join(repo, 'node_modules/@types')],
+        },
+        files: ['consumer.ts', 'bad.ts'],
+      }),
+    );
+    // One tsc run: consumer.ts must check clean, bad.ts must fail on its code that is no ErrorCode.
+    await fsp.writeFile(
+      path.join(app, 'bad.ts'),
+      `import type { ErrorCode } from '@vlab/image';\nexport const c: ErrorCode = 'E_NOPE';\n`,
+    );
+    const tsc = path.join(repo, 'node_modules/typescript/bin/tsc');
+    const r = await run('node', [tsc, '-p', 'tsconfig.json'], app).then(
+      () => ({ stdout: 'no error' }),
+      (e: { stdout: string }) => e,
+    );
+    const errors = r.stdout.split('\n').filter((l) => /error TS/.test(l));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/^bad\.ts.*E_NOPE/);
+  });
+});
