@@ -11,6 +11,9 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
+  // The workspace packages' TypeScript sources (their `source` export), not their dist: a fresh
+  // clone has no dist, and the bundle is the one build output the CLI needs.
+  conditions: ['source'],
   // CommonJS dependencies (dockerfile-ast, fast-glob) call require(); give the ESM bundle one.
   banner: {
     js: "import { createRequire as __vlabRequire } from 'node:module'; const require = __vlabRequire(import.meta.url);",
