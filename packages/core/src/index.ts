@@ -32,4 +32,5 @@ export { defaultStoreRoot } from './store/paths.ts';
 export { exportImage, parseOutput, type OutputSpec } from './export/export.ts';
 export { DEFAULT_DOWNLOAD_LIMITS, type DownloadLimits } from './solve/ops/download.ts';
 export type { ImageConfig, Manifest, Descriptor } from './image/types.ts';
+export * from './tools/index.ts';
 export { VlabError, isVlabError } from '@vlab/errors';

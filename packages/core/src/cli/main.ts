@@ -3,6 +3,7 @@ import { VlabError } from '@vlab/errors';
 import pkg from '../../package.json' with { type: 'json' };
 import { BUILD, CHECK, cmdBuild, cmdCheck } from './build.ts';
 import { IMAGE_COMMANDS, runCommand } from './images.ts';
+import { TOOL_COMMANDS } from './tools.ts';
 import { helpText, type CommandSpec } from './flags.ts';
 import { formatError } from './snippet.ts';
 
@@ -11,7 +12,7 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[]) => Pro
   build: { spec: BUILD, run: cmdBuild },
   check: { spec: CHECK, run: cmdCheck },
   ...Object.fromEntries(
-    Object.entries(IMAGE_COMMANDS).map(([name, c]) => [
+    Object.entries({ ...IMAGE_COMMANDS, ...TOOL_COMMANDS }).map(([name, c]) => [
       name,
       { spec: c.spec, run: (argv: string[]) => runCommand(c, argv) },
     ]),

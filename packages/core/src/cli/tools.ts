@@ -1,0 +1,49 @@
+/** The image tool verbs (rebase, …): parse flags, call the API in tools/, print a table or json. */
+import { VlabError } from '@vlab/errors';
+import { rebase } from '../index.ts';
+import { str, type Values } from './flags.ts';
+import type { Command } from './images.ts';
+
+const storeOf = (v: Values) => ({ root: str(v.root) });
+const FORMAT = { type: 'string', arg: 'table|json', help: 'output format (default table)' } as const;
+
+function usage(name: string, u: string): never {
+  throw new VlabError('E_BAD_ARG', `usage: vbuild ${name} ${u}\nSee 'vbuild ${name} --help'.`);
+}
+
+/** `--format json` prints the API's result; else `table(result)` is written. */
+function emit<T>(v: Values, result: T, table: (r: T) => string): number {
+  const f = str(v.format) ?? 'table';
+  if (f !== 'json' && f !== 'table') throw new VlabError('E_BAD_ARG', `--format must be table or json, got "${f}"`);
+  process.stdout.write(f === 'json' ? `${JSON.stringify(result, null, 2)}\n` : table(result));
+  return 0;
+}
+
+export const TOOL_COMMANDS: Record<string, Command> = {
+  rebase: {
+    spec: {
+      name: 'rebase',
+      usage: 'IMAGE --from OLD_BASE --to NEW_BASE [-t NAME]',
+      summary: "Swap an image's base layers for a new base's, keeping its own layers (crane rebase)",
+      flags: {
+        from: { type: 'string', arg: 'OLD_BASE', help: 'the base the image was built on' },
+        to: { type: 'string', arg: 'NEW_BASE', help: 'the base to put under it' },
+        tag: { type: 'string', short: 't', arg: 'NAME', help: "name of the result (default: the image's own name)" },
+        format: FORMAT,
+      },
+    },
+    async run(v, pos) {
+      const from = str(v.from);
+      const to = str(v.to);
+      if (pos.length !== 1 || !from || !to) usage(this.spec.name, this.spec.usage);
+      const r = await rebase(pos[0]!, { ...storeOf(v), from, to, tag: str(v.tag) });
+      return emit(
+        v,
+        r,
+        (x) =>
+          `Rebased ${pos[0]} onto ${to}: ${x.removedLayers} base layers replaced by ${x.addedLayers}, ${x.keptLayers} kept\n` +
+          `${x.tag ? `${x.tag} ` : ''}${x.imageId}\n`,
+      );
+    },
+  },
+};
