@@ -1,6 +1,6 @@
 /** The image tool verbs (rebase, …): parse flags, call the API in tools/, print a table or json. */
 import { VlabError } from '@vlab/errors';
-import { rebase } from '../index.ts';
+import { rebase, squash } from '../index.ts';
 import { str, type Values } from './flags.ts';
 import type { Command } from './images.ts';
 
@@ -42,6 +42,29 @@ export const TOOL_COMMANDS: Record<string, Command> = {
         r,
         (x) =>
           `Rebased ${pos[0]} onto ${to}: ${x.removedLayers} base layers replaced by ${x.addedLayers}, ${x.keptLayers} kept\n` +
+          `${x.tag ? `${x.tag} ` : ''}${x.imageId}\n`,
+      );
+    },
+  },
+  squash: {
+    spec: {
+      name: 'squash',
+      usage: 'IMAGE [-t NAME] [--all]',
+      summary: 'Make the layers above the base (or all layers) one layer',
+      flags: {
+        tag: { type: 'string', short: 't', arg: 'NAME', help: 'name of the result' },
+        all: { type: 'boolean', help: "squash the base's layers too (one layer in all)" },
+        format: FORMAT,
+      },
+    },
+    async run(v, pos) {
+      if (pos.length !== 1) usage(this.spec.name, this.spec.usage);
+      const r = await squash(pos[0]!, { ...storeOf(v), tag: str(v.tag), all: Boolean(v.all) });
+      return emit(
+        v,
+        r,
+        (x) =>
+          `Squashed ${x.squashedLayers} layers into one (${x.layer.size} bytes) above ${x.baseLayers} base layers${x.base ? ` (${x.base})` : ''}\n` +
           `${x.tag ? `${x.tag} ` : ''}${x.imageId}\n`,
       );
     },
