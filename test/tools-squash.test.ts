@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { squash, Store } from '@vlab/image';
+import { layers, squash, Store } from '@vlab/image';
 import { buildWithEvents, cachedSteps, freshStore, makeContext, removeStore, repo } from './helpers.ts';
 import { imageTree } from './tools-helpers.ts';
 
@@ -89,6 +89,13 @@ describe('vbuild squash and build --squash', () => {
     const plainAgain = await buildWithEvents({ ...opts, tags: ['app:plain2'] });
     expect(cachedSteps(plainAgain.events)).toHaveLength(3);
     expect(plainAgain.result.digest).toBe(plain.manifestDigest);
+
+    // vbuild layers sees the delete of the base's /etc/group with the bytes it removed
+    const baseFiles = await tarEntries(store.blobs.path(base.manifest.layers[0]!.digest));
+    const report = await layers('app:plain', { root });
+    const rm = report.layers.flatMap((l) => l.changes).find((c) => c.kind === 'D' && c.path === 'etc/group');
+    expect(rm?.size).toBe(baseFiles.get('etc/group'));
+    expect(report.layers[1]!.wastedBytes).toBe(BIG.length);
 
     const all = await squash('app:plain', { root, all: true });
     expect(all).toMatchObject({ baseLayers: 0, squashedLayers: plain.manifest.layers.length });

@@ -25,6 +25,7 @@ export { diffSource, type DiffOptions } from './layer/diff.ts';
 // The layer tar header codec, for writers of layers outside this package (COPY's fast path).
 export { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';
 export { UnionView } from './union-view.ts';
+export { layerHeaders } from './layer/list.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';
 export { isRealRoot, sysHelper } from './sys.ts';
 export { withFileLock, pidAlive } from './lock.ts';

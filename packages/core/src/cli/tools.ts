@@ -1,6 +1,6 @@
 /** The image tool verbs (rebase, …): parse flags, call the API in tools/, print a table or json. */
 import { VlabError } from '@vlab/errors';
-import { rebase, squash } from '../index.ts';
+import { layers, rebase, squash, type LayersReport } from '../index.ts';
 import { str, type Values } from './flags.ts';
 import type { Command } from './images.ts';
 
@@ -69,4 +69,39 @@ export const TOOL_COMMANDS: Record<string, Command> = {
       );
     },
   },
+  layers: {
+    spec: {
+      name: 'layers',
+      usage: 'IMAGE [--tree] [--format table|json]',
+      summary: 'Explore the layers: files added, modified, removed; wasted bytes; efficiency; sharing',
+      flags: {
+        tree: { type: 'boolean', help: "show each layer's changes as a tree (default a list)" },
+        format: FORMAT,
+      },
+    },
+    async run(v, pos) {
+      if (pos.length !== 1) usage(this.spec.name, this.spec.usage);
+      return emit(v, await layers(pos[0]!, storeOf(v)), (r) => layersTable(r, Boolean(v.tree)));
+    },
+  },
 };
+
+function layersTable(r: LayersReport, tree: boolean): string {
+  const out: string[] = [];
+  for (const l of r.layers) {
+    out.push(
+      `LAYER ${l.index}  ${l.digest.slice(7, 19)}  ${l.size} bytes  +${l.added} ~${l.modified} -${l.removed}  wasted ${l.wastedBytes}` +
+        (l.sharedWith.length ? `  shared with ${l.sharedWith.join(', ')}` : '') +
+        (l.createdBy ? `\n  ${l.createdBy}` : ''),
+    );
+    for (const c of l.changes) {
+      const depth = tree ? c.path.split('/').length - 1 : 0;
+      const name = tree ? c.path.slice(c.path.lastIndexOf('/') + 1) : c.path;
+      out.push(`  ${c.kind} ${String(c.size).padStart(10)}  ${'  '.repeat(depth)}${name}`);
+    }
+  }
+  out.push(
+    `Total file bytes: ${r.totalFileBytes}  Wasted: ${r.wastedBytes}  Efficiency: ${(r.efficiency * 100).toFixed(2)} %`,
+  );
+  return `${out.join('\n')}\n`;
+}

@@ -3,3 +3,4 @@ export { rebase, rebasedConfig, type RebaseOptions, type RebaseResult } from './
 export type { ToolOptions } from './common.ts';
 export { squash, squashImage, type SquashOptions, type SquashResult } from './squash.ts';
 export { findBase, type BaseMatch } from './base.ts';
+export { layers, type LayersReport, type LayerReport, type LayerChange, type ChangeKind } from './layers.ts';

@@ -18,3 +18,12 @@ export async function listLayer(tar: Readable | NodeJS.ReadableStream): Promise<
 export async function extractNames(tar: Readable | NodeJS.ReadableStream): Promise<string[]> {
   return (await listLayer(tar)).map((e) => e.name);
 }
+
+/** A layer tar's entry headers, one at a time (file bodies are read past, never held): for tools. */
+export async function* layerHeaders(tar: Readable | NodeJS.ReadableStream): AsyncGenerator<TarEntry> {
+  const r = new ByteReader(tar as AsyncIterable<Buffer>, () => {});
+  for await (const e of readTar(r)) {
+    for await (const chunk of e.body()) void chunk;
+    yield e.header;
+  }
+}
