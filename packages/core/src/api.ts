@@ -28,6 +28,7 @@ import { unpackStreamContext, type StreamContext } from './context/stream.ts';
 import { readInRoot } from './fsutil/in-root.ts';
 import { openEngine, type Engine, type SnapshotterDriver } from './api/engine.ts';
 import { loadDockerfile, type DockerfileSpec } from './api/check.ts';
+import { squashImage } from './tools/squash.ts';
 
 export { openEngine, type Engine, type SnapshotterDriver } from './api/engine.ts';
 export { checkDockerfile, type CheckOptions, type CheckWarning, type DockerfileSpec } from './api/check.ts';
@@ -46,6 +47,8 @@ export interface BuildOptions {
   buildArgs?: Record<string, string>;
   target?: string;
   noCache?: boolean;
+  /** docker build --squash: the layers above the base become one (an export-time transform: the cache keeps each step's). */
+  squash?: boolean;
   /** Stage names (or indexes) whose steps are never taken from the cache. */
   noCacheFilter?: string[];
   output?: OutputSpec[];
@@ -292,10 +295,13 @@ async function buildFrom(
     os: platform.os,
     rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffId) },
   };
-  const stored = await engine.store.putImage(
+  const built = await engine.store.putImage(
     config,
     state.layers.map((l) => ({ mediaType: l.mediaType || MEDIA.layer, digest: l.digest, size: l.size })),
   );
+  const stored = opts.squash
+    ? await engine.store.loadManifest((await squashImage(engine, built, { sourceDateEpoch: sde })).digest)
+    : built;
   for (const t of opts.tags ?? []) await engine.store.tag(t, stored.manifestDigest);
   await pushOutputs(engine.store, stored, opts, emit);
   for (const out of (opts.output ?? []).filter((o) => o.type !== 'registry'))
@@ -316,7 +322,12 @@ async function buildFrom(
     contextFilesHashed: hashes.misses - counted.misses,
     contextHashHits: hashes.hits - counted.hits,
   });
-  return { imageId: stored.configDigest, digest: stored.manifestDigest, manifest: stored.manifest, config };
+  return {
+    imageId: stored.configDigest,
+    digest: stored.manifestDigest,
+    manifest: stored.manifest,
+    config: stored.config,
+  };
 }
 
 /**

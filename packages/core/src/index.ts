@@ -88,3 +88,16 @@ export {
   type LogEntry,
   type Volume,
 } from './containers/index.ts';
+export {
+  squash,
+  squashImage,
+  layers,
+  findBase,
+  type SquashOptions,
+  type SquashResult,
+  type LayersReport,
+  type LayerReport,
+  type LayerChange,
+  type ChangeKind,
+  type BaseMatch,
+} from './tools/index.ts';

@@ -2,6 +2,7 @@
 import { VlabError } from '@vlab/errors';
 import { ContainerService } from '../containers/service.ts';
 import { execContainer, pauseContainer, topContainer, unpauseContainer } from '../containers/process-ops.ts';
+import { TOOL_COMMANDS } from './tools.ts';
 import { commitContainer, copyFrom, copyTo, diffContainer } from '../containers/snapshot-ops.ts';
 import { defaultStoreRoot } from '../store/paths.ts';
 import { list, parseCommand, str, type CommandSpec, type Values } from './flags.ts';
@@ -133,14 +134,16 @@ export const CONTAINER_OPS: Record<string, Command> = {
       return 0;
     },
   },
+  // One verb, as the operands say: docker's `diff CONTAINER`, or the image tool's `diff IMAGE1 IMAGE2`.
   diff: {
     spec: {
       name: 'diff',
-      usage: 'CONTAINER',
-      summary: "Inspect changes to files on a container's filesystem",
-      flags: {},
+      usage: 'CONTAINER | [--format table|json] IMAGE1 IMAGE2',
+      summary: "Inspect changes to files on a container's filesystem, or between two images",
+      flags: TOOL_COMMANDS.diff!.spec.flags,
     },
     async run(v, pos) {
+      if (pos.length === 2) return TOOL_COMMANDS.diff!.run.call(TOOL_COMMANDS.diff!, v, pos);
       need(this.spec, pos, 1, 1);
       for (const c of await diffContainer(await open(v), pos[0]!)) process.stdout.write(`${c.kind} ${c.path}\n`);
       return 0;

@@ -7,6 +7,7 @@ import { REGISTRY_COMMANDS } from './registry.ts';
 import { containerCommands, inspectCommand } from './containers.ts';
 import { containerOpsCommands } from './container-ops.ts';
 import { TOOL_COMMANDS } from './tools.ts';
+import { SQUASH_COMMANDS } from './tools-squash.ts';
 import { helpText, type CommandSpec } from './flags.ts';
 import { formatError } from './snippet.ts';
 
@@ -15,10 +16,12 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[]) => Pro
   build: { spec: BUILD, run: cmdBuild },
   check: { spec: CHECK, run: cmdCheck },
   ...Object.fromEntries(
-    Object.entries({ ...IMAGE_COMMANDS, ...REGISTRY_COMMANDS, ...TOOL_COMMANDS }).map(([name, c]) => [
-      name,
-      { spec: c.spec, run: (argv: string[]) => runCommand(name === 'inspect' ? inspectCommand(c) : c, argv) },
-    ]),
+    Object.entries({ ...IMAGE_COMMANDS, ...REGISTRY_COMMANDS, ...TOOL_COMMANDS, ...SQUASH_COMMANDS }).map(
+      ([name, c]) => [
+        name,
+        { spec: c.spec, run: (argv: string[]) => runCommand(name === 'inspect' ? inspectCommand(c) : c, argv) },
+      ],
+    ),
   ),
   ...containerCommands(),
   ...containerOpsCommands(),
