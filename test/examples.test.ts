@@ -38,11 +38,20 @@ describe('examples/multistage', () => {
   });
 });
 
+// In the workspace @vlab/image resolves to its TypeScript sources (the `source` condition in
+// NODE_OPTIONS), so the example runs through tsx here; test/package.test.ts runs it with plain node
+// from a packed install.
 describe('examples/embed', () => {
   it('builds through the API with events on the host tool logger', async () => {
     const { stdout } = await exec(
       'node',
-      [path.join(repo, 'examples/embed/embed.mjs'), path.join(repo, 'examples/embed'), 'embedded:latest'],
+      [
+        '--import',
+        'tsx',
+        path.join(repo, 'examples/embed/embed.mjs'),
+        path.join(repo, 'examples/embed'),
+        'embedded:latest',
+      ],
       {
         env: { ...process.env, VLAB_ROOT: root },
         cwd: repo,
@@ -55,7 +64,7 @@ describe('examples/embed', () => {
   it('Ctrl-C (SIGINT) aborts the build cleanly', async () => {
     const ctx = await fsp.mkdtemp(path.join(root, 'ctx-'));
     await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN sleep 60\n');
-    const child = spawn('node', [path.join(repo, 'examples/embed/embed.mjs'), ctx], {
+    const child = spawn('node', ['--import', 'tsx', path.join(repo, 'examples/embed/embed.mjs'), ctx], {
       env: { ...process.env, VLAB_ROOT: root },
       cwd: repo,
     });

@@ -109,7 +109,12 @@ describe('image tools', () => {
         return { kind: fs.existsSync(path.join(before, e.name)) ? 'C' : 'A', path: `/${e.name}` };
       });
       const sort = (a: { path: string }, b: { path: string }) => (a.path < b.path ? -1 : 1);
-      expect(got.map(({ kind, path: p }) => ({ kind, path: p })).sort(sort)).toEqual(want.sort(sort));
+      // A directory the older tree has is in the top layer whenever a file under it changed (copy-up);
+      // it differs only if its own metadata did, which the layer listing alone cannot say: leave those out.
+      const oldDir = (c: { path: string }) =>
+        fs.statSync(path.join(before, c.path), { throwIfNoEntry: false })?.isDirectory() ?? false;
+      const files = (l: { kind: string; path: string }[]) => l.filter((c) => !oldDir(c)).sort(sort);
+      expect(files(got.map(({ kind, path: p }) => ({ kind, path: p })))).toEqual(files(want));
       expect(got.find((c) => c.path === '/app/b')).toMatchObject({ kind: 'C', mode: '0600', size: 4 });
       expect(got.find((c) => c.path === '/app/a')).toMatchObject({ kind: 'C', size: 19 });
       expect(got.find((c) => c.path === '/gone')).toMatchObject({ kind: 'D' });

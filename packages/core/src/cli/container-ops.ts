@@ -1,10 +1,18 @@
 /** exec, pause, unpause, top, diff, commit, cp, port: docker's flags and output over the API. */
 import { VlabError } from '@vlab/errors';
-import { ContainerService } from '../containers/service.ts';
-import { execContainer, pauseContainer, topContainer, unpauseContainer } from '../containers/process-ops.ts';
+import {
+  ContainerService,
+  execContainer,
+  pauseContainer,
+  topContainer,
+  unpauseContainer,
+  commitContainer,
+  copyFrom,
+  copyTo,
+  diffContainer,
+  defaultStoreRoot,
+} from '../index.ts';
 import { TOOL_COMMANDS } from './tools.ts';
-import { commitContainer, copyFrom, copyTo, diffContainer } from '../containers/snapshot-ops.ts';
-import { defaultStoreRoot } from '../store/paths.ts';
 import { list, parseCommand, str, type CommandSpec, type Values } from './flags.ts';
 import { runCommand, type Command } from './images.ts';
 import { splitAtImage } from './run.ts';

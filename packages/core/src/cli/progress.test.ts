@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createRenderer } from './progress.ts';
-import type { BuildEvent } from '../solve/events.ts';
+import { BUILD_EVENT_VERSION, type BuildEvent } from '../solve/events.ts';
 
 function sink(isTTY: boolean) {
   let text = '';
@@ -99,6 +99,6 @@ describe('layer transfer progress', () => {
   it('json: the events as they are', () => {
     const s = sink(false);
     createRenderer('json', s.out)(transfer[1]!);
-    expect(JSON.parse(s.text())).toEqual(transfer[1]);
+    expect(JSON.parse(s.text())).toEqual({ version: BUILD_EVENT_VERSION, ...transfer[1] });
   });
 });

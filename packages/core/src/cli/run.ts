@@ -151,14 +151,21 @@ export function cmdRun(argv: string[]): Promise<number> {
       process.stdout.write(`${container.config.id}\n`);
       return 0;
     }
+    // docker's sig-proxy: SIGINT/SIGTERM/SIGHUP to the CLI go to the container's pid 1. The handlers
+    // are in place before the container starts (its first output can come before onStarted), and a
+    // signal that arrives before then is delivered once it runs.
+    let started: string | undefined;
+    const pending: NodeJS.Signals[] = [];
+    const forward = (id: string, sig: NodeJS.Signals) => void svc.kill(id, sig).catch(() => undefined);
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+      process.on(sig, () => (started ? forward(started, sig) : pending.push(sig)));
     const r = await svc.run(opts, {
       attach: {
         onOutput: (s, c) => (s === 'stdout' ? process.stdout : process.stderr).write(c),
         stdinFd: v.interactive ? 0 : undefined,
-        // docker's sig-proxy: SIGINT/SIGTERM/SIGHUP to the CLI go to the container's pid 1
         onStarted: (id) => {
-          for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
-            process.on(sig, () => void svc.kill(id, sig).catch(() => undefined));
+          started = id;
+          for (const sig of pending.splice(0)) forward(id, sig);
         },
       },
     });

@@ -12,3 +12,5 @@ export { signalName } from './signals.ts';
 export { statusText, humanDuration, commandText, inspectJson } from './format.ts';
 export { run, containers, volumes, containerService, type RunOptions as ContainerRunOptions, type At } from './api.ts';
 export { readEnvFile } from './create.ts';
+export { execContainer, pauseContainer, topContainer, unpauseContainer } from './process-ops.ts';
+export { commitContainer, copyFrom, copyTo, diffContainer } from './snapshot-ops.ts';
