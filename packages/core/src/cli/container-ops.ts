@@ -1,7 +1,6 @@
 /** exec, pause, unpause, top, diff, commit, cp, port: docker's flags and output over the API. */
 import { VlabError } from '@vlab/errors';
 import {
-  ContainerService,
   execContainer,
   pauseContainer,
   topContainer,
@@ -10,25 +9,18 @@ import {
   copyFrom,
   copyTo,
   diffContainer,
-  defaultStoreRoot,
 } from '../index.ts';
 import { TOOL_COMMANDS } from './tools.ts';
-import { list, parseCommand, str, type CommandSpec, type Values } from './flags.ts';
+import { list, parseCommand, str, type CommandSpec } from './flags.ts';
 import { runCommand, type Command } from './images.ts';
 import { splitAtImage } from './run.ts';
 import { formatError } from './snippet.ts';
-
-const open = (v: Values) => ContainerService.open(str(v.root) ?? defaultStoreRoot());
+import { table } from './output.ts';
+import { openService as open } from './service.ts';
 
 function need(spec: CommandSpec, pos: string[], min: number, max = Infinity): void {
   if (pos.length < min || pos.length > max)
     throw new VlabError('E_BAD_ARG', `"vbuild ${spec.name}" takes ${spec.usage}\nSee 'vbuild ${spec.name} --help'.`);
-}
-
-/** docker's tabwriter for top: columns at least 20 wide, 3 spaces of padding. */
-function tabwriter(rows: string[][]): string {
-  const w = rows[0]!.map((_, i) => Math.max(20, ...rows.map((r) => [...(r[i] ?? '')].length + 3)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('')).join('\n') + '\n';
 }
 
 export const EXEC: CommandSpec = {
@@ -138,7 +130,7 @@ export const CONTAINER_OPS: Record<string, Command> = {
     async run(v, pos) {
       need(this.spec, pos, 1, 1);
       const t = await topContainer(await open(v), pos[0]!);
-      process.stdout.write(tabwriter([t.titles, ...t.processes]));
+      process.stdout.write(table([t.titles, ...t.processes], 20));
       return 0;
     },
   },
