@@ -69,6 +69,26 @@ function cpSide(arg: string): { ref?: string; path: string } {
   return i > 0 ? { ref: arg.slice(0, i), path: arg.slice(i + 1) || '/' } : { path: arg };
 }
 
+/** A verb applied to each named container in turn (the first error ends it), printing each name. */
+function eachContainer(
+  name: string,
+  summary: string,
+  fn: (svc: Awaited<ReturnType<typeof open>>, ref: string) => Promise<unknown>,
+): Command {
+  return {
+    spec: { name, usage: 'CONTAINER [CONTAINER...]', summary, flags: {} },
+    async run(v, pos) {
+      need(this.spec, pos, 1);
+      const svc = await open(v);
+      for (const ref of pos) {
+        await fn(svc, ref);
+        process.stdout.write(`${ref}\n`);
+      }
+      return 0;
+    },
+  };
+}
+
 export const CONTAINER_OPS: Record<string, Command> = {
   port: {
     spec: {
@@ -91,40 +111,8 @@ export const CONTAINER_OPS: Record<string, Command> = {
       return 0;
     },
   },
-  pause: {
-    spec: {
-      name: 'pause',
-      usage: 'CONTAINER [CONTAINER...]',
-      summary: 'Pause all processes within containers',
-      flags: {},
-    },
-    async run(v, pos) {
-      need(this.spec, pos, 1);
-      const svc = await open(v);
-      for (const ref of pos) {
-        await pauseContainer(svc, ref);
-        process.stdout.write(`${ref}\n`);
-      }
-      return 0;
-    },
-  },
-  unpause: {
-    spec: {
-      name: 'unpause',
-      usage: 'CONTAINER [CONTAINER...]',
-      summary: 'Unpause all processes within containers',
-      flags: {},
-    },
-    async run(v, pos) {
-      need(this.spec, pos, 1);
-      const svc = await open(v);
-      for (const ref of pos) {
-        await unpauseContainer(svc, ref);
-        process.stdout.write(`${ref}\n`);
-      }
-      return 0;
-    },
-  },
+  pause: eachContainer('pause', 'Pause all processes within containers', pauseContainer),
+  unpause: eachContainer('unpause', 'Unpause all processes within containers', unpauseContainer),
   top: {
     spec: { name: 'top', usage: 'CONTAINER', summary: 'Display the running processes of a container', flags: {} },
     async run(v, pos) {
