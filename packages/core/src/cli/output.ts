@@ -2,6 +2,9 @@
 import { VlabError } from '@vlab/errors';
 import { str, type Values } from './flags.ts';
 
+/** The `--format` flag of the verbs that print a table or json. */
+export const FORMAT = { type: 'string', arg: 'table|json', help: 'output format (default table)' } as const;
+
 /** `--format`: table (the default) or json; anything else is E_BAD_ARG. */
 export function outputFormat(v: Values): 'table' | 'json' {
   const f = str(v.format) ?? 'table';

@@ -3,7 +3,7 @@ import { VlabError } from '@vlab/errors';
 import { defaultStoreRoot, history, imageDiff, rebase } from '../index.ts';
 import { str, type Values } from './flags.ts';
 import type { Command } from './images.ts';
-import { outputFormat, printJson, table } from './output.ts';
+import { FORMAT, outputFormat, printJson, table } from './output.ts';
 
 const rootOf = (v: Values) => ({ root: str(v.root) ?? defaultStoreRoot() });
 
@@ -43,8 +43,6 @@ export function ago(iso: string | undefined, now = Date.now()): string {
   const y = Math.floor(s / (86400 * 365));
   return `${y} year${y === 1 ? '' : 's'} ago`;
 }
-
-const FORMAT = { type: 'string', arg: 'table|json', help: 'output format (default table)' } as const;
 
 export const TOOL_COMMANDS: Record<string, Command> = {
   history: {
