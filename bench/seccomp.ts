@@ -11,7 +11,7 @@ import { promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { prepareRun } from '../packages/core/src/exec/prepare.ts';
-import { nativeSpec } from '../packages/core/src/exec/native-spec.ts';
+import { decodeSpec, encode, nativeSpec } from '../packages/core/src/exec/native-spec.ts';
 import { initHelper } from '../packages/core/src/exec/builtin.ts';
 import { findRuntime } from '../packages/core/src/exec/oci-runtime.ts';
 import { ociSeccomp } from '../packages/core/src/exec/seccomp.ts';
@@ -29,39 +29,9 @@ const hostHas = (p: string) => {
   }
 };
 
-/** The spec's tokens without the keywords in `drop` (with their arguments). */
+/** The spec's entries without the keywords in `drop` (native-spec.ts's parser, one arity table). */
 function strip(spec: Buffer, drop: Record<string, number>): Buffer {
-  const toks = spec.toString().split('\0').slice(0, -1);
-  const arity: Record<string, number> = {
-    cgroup: 1,
-    stdin: 1,
-    mount: 5,
-    mknod: 4,
-    symlink: 2,
-    mkdir: 2,
-    hostname: 1,
-    nofile: 1,
-    root: 1,
-    cwd: 1,
-    uid: 1,
-    gid: 1,
-    groups: 1,
-    caps: 1,
-    env: 1,
-    arg: 1,
-    rmdir: 1,
-    rmfile: 1,
-    mtime: 3,
-    seccomp: 1,
-    scarch: 1,
-    scrule: 3,
-    sccache: 1,
-  };
-  const out: string[] = [];
-  for (let i = 0; i < toks.length; i += (arity[toks[i]!] ?? 0) + 1) {
-    if (!(toks[i]! in drop)) out.push(...toks.slice(i, i + (arity[toks[i]!] ?? 0) + 1));
-  }
-  return Buffer.from(out.map((s) => s + '\0').join(''));
+  return encode(decodeSpec(spec).filter(([kw]) => !(kw! in drop)));
 }
 
 const root = await makeBusyboxRootfs();

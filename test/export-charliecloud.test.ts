@@ -6,9 +6,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exec, freshStore, makeContext, removeStore } from './helpers.ts';
-import { missingTool, runCli, skipReason, tempDir } from './export-helpers.ts';
+import { describe, expect, it } from 'vitest';
+import { exec, makeContext } from './helpers.ts';
+import { exportSuite, missingTool, runCli, skipReason } from './export-helpers.ts';
 
 const PY = '/usr/bin/python3';
 const CH_IMAGE = '/usr/bin/ch-image';
@@ -18,42 +18,31 @@ const why =
     : `${CH_IMAGE} is not installed (apt-get install charliecloud-builders charliecloud-runtime)`;
 const skip = skipReason(why, 'Charliecloud export');
 
-let root: string;
-let out: string;
+const suite = exportSuite(skip, 'vlab-ch-');
 
 const DOCKERFILE = 'FROM busybox\nRUN echo "written by the Dockerfile" > /file\nCMD ["cat", "/file"]\n';
 
-beforeAll(async () => {
-  if (skip) return;
-  root = await freshStore();
-  out = await tempDir('vlab-ch-');
-}, 60_000);
-afterAll(async () => {
-  if (skip) return;
-  await removeStore(root);
-  await exec('rm', ['-rf', out]);
-});
-
 // Charliecloud wants $USER (unset under some test runners).
 const env = { ...process.env, USER: process.env.USER ?? 'root' };
-const chImage = (args: string[]) => exec(PY, [CH_IMAGE, '-s', path.join(out, 'storage'), ...args], { cwd: out, env });
+const chImage = (args: string[]) =>
+  exec(PY, [CH_IMAGE, '-s', path.join(suite.out, 'storage'), ...args], { cwd: suite.out, env });
 const chRun = (img: string) => exec('ch-run', [img, '--', 'cat', '/file'], { env });
 
 describe.skipIf(skip)('Charliecloud', () => {
   it('ch-image import of the rootfs tar and of the rootfs dir; ch-run prints the file', async () => {
     const ctx = await makeContext({ Dockerfile: DOCKERFILE });
-    const tar = path.join(out, 'img.tar');
-    const b = await runCli(root, ['build', '-q', '-t', 'ch:1', '--output', `type=rootfs-tar,dest=${tar}`, ctx]);
+    const tar = path.join(suite.out, 'img.tar');
+    const b = await runCli(suite.root, ['build', '-q', '-t', 'ch:1', '--output', `type=rootfs-tar,dest=${tar}`, ctx]);
     expect(b.code, b.stderr).toBe(0);
-    const dir = path.join(out, 'img-dir');
-    const s = await runCli(root, ['save', '--format', 'rootfs-dir', '-o', dir, 'ch:1']);
+    const dir = path.join(suite.out, 'img-dir');
+    const s = await runCli(suite.root, ['save', '--format', 'rootfs-dir', '-o', dir, 'ch:1']);
     expect(s.code, s.stderr).toBe(0);
     for (const [src, name] of [
       [tar, 'fromtar'],
       [dir, 'fromdir'],
     ] as const) {
       await chImage(['import', src, name]);
-      expect((await chRun(path.join(out, 'storage', 'img', name))).stdout).toBe('written by the Dockerfile\n');
+      expect((await chRun(path.join(suite.out, 'storage', 'img', name))).stdout).toBe('written by the Dockerfile\n');
     }
     // ch-run takes the exported dir as it is, too
     expect((await chRun(dir)).stdout).toBe('written by the Dockerfile\n');

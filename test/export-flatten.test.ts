@@ -7,42 +7,29 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exec, freshStore, removeStore, umociUnpack } from './helpers.ts';
-import { featureContext, missingTool, runCli, skipReason, tempDir, treeListing } from './export-helpers.ts';
+import { describe, expect, it } from 'vitest';
+import { exec, umociUnpack } from './helpers.ts';
+import { exportSuite, featureContext, missingTool, runCli, skipReason, treeListing } from './export-helpers.ts';
 
 const noTools = missingTool('umoci', 'getfattr', 'setfattr');
 const skip = skipReason(noTools, 'flatten vs umoci');
 
-let root: string;
-let ctx: string;
-let out: string;
-
-beforeAll(async () => {
-  if (skip) return;
-  root = await freshStore();
-  ctx = await featureContext();
-  out = await tempDir('vlab-flat-');
-  const b = await runCli(root, ['build', '--progress=plain', '-t', 'flat:1', ctx], { SOURCE_DATE_EPOCH: '1000' });
-  if (b.code !== 0) throw new Error(`build failed: ${b.stderr}`);
-}, 120_000);
-
-afterAll(async () => {
-  if (skip) return;
-  await removeStore(root);
-  await fsp.rm(ctx, { recursive: true, force: true });
-  await exec('rm', ['-rf', out]);
-});
+const suite = exportSuite(
+  skip,
+  'vlab-flat-',
+  { tag: 'flat:1', context: () => featureContext(), build: ['--progress=plain'], env: { SOURCE_DATE_EPOCH: '1000' } },
+  120_000,
+);
 
 const sha = (f: string) => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
 
 describe.skipIf(skip)('flattening', () => {
   it('rootfs-dir equals what umoci unpacks from the same image', async () => {
-    const dir = path.join(out, 'rootfs');
-    const r = await runCli(root, ['save', '--format', 'rootfs-dir', '-o', dir, 'flat:1']);
+    const dir = path.join(suite.out, 'rootfs');
+    const r = await runCli(suite.root, ['save', '--format', 'rootfs-dir', '-o', dir, 'flat:1']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const umoci = await umociUnpack(root, 'flat:1');
+    const umoci = await umociUnpack(suite.root, 'flat:1');
     try {
       const mine = treeListing(dir);
       expect(mine).toEqual(treeListing(umoci));
@@ -65,21 +52,21 @@ describe.skipIf(skip)('flattening', () => {
   });
 
   it('rootfs-tar holds the same tree, and the same image gives the same bytes', async () => {
-    const a = path.join(out, 'a.tar');
-    const b = path.join(out, 'b.tar');
+    const a = path.join(suite.out, 'a.tar');
+    const b = path.join(suite.out, 'b.tar');
     for (const f of [a, b]) {
-      const r = await runCli(root, ['save', '--format', 'rootfs-tar', '-o', f, 'flat:1'], {
+      const r = await runCli(suite.root, ['save', '--format', 'rootfs-tar', '-o', f, 'flat:1'], {
         SOURCE_DATE_EPOCH: '1000',
       });
       expect(r.code, r.stderr).toBe(0);
     }
     expect(sha(a)).toBe(sha(b));
-    const x = path.join(out, 'x');
+    const x = path.join(suite.out, 'x');
     await fsp.mkdir(x);
     await exec('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xpf', a, '-C', x]);
-    expect(treeListing(x)).toEqual(treeListing(path.join(out, 'rootfs')));
+    expect(treeListing(x)).toEqual(treeListing(path.join(suite.out, 'rootfs')));
     // a second export onto an existing file is refused, not merged or overwritten
-    const again = await runCli(root, ['save', '--format', 'rootfs-tar', '-o', a, 'flat:1']);
+    const again = await runCli(suite.root, ['save', '--format', 'rootfs-tar', '-o', a, 'flat:1']);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/exists.*E_OUTPUT|E_OUTPUT/);
   });

@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { exec, makeContext, repo } from './helpers.ts';
+import { afterAll, beforeAll } from 'vitest';
+import { exec, freshStore, makeContext, removeStore, repo } from './helpers.ts';
 
 export const vbuild = path.join(repo, 'packages/core/bin/vbuild.js');
 
@@ -153,4 +154,40 @@ export function treeListing(dir: string): string[] {
 
 export async function tempDir(prefix: string): Promise<string> {
   return fsp.mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+/** Where an export suite works: its store, its output dir and (when it builds one) the image's context. */
+export interface ExportSuite {
+  root: string;
+  out: string;
+  ctx: string;
+}
+
+/**
+ * The setup every export suite shares, as beforeAll/afterAll (none when `skip`): a fresh store, a
+ * temp output dir, and, given `image`, its context built as `image.tag` (the build's stderr on
+ * failure). All removed after the suite. The fields are set when the suite's tests run.
+ */
+export function exportSuite(
+  skip: boolean,
+  prefix: string,
+  image?: { tag: string; context: () => Promise<string>; build?: string[]; env?: Record<string, string> },
+  timeout = 60_000,
+): ExportSuite {
+  const s: ExportSuite = { root: '', out: '', ctx: '' };
+  beforeAll(async () => {
+    if (skip) return;
+    s.root = await freshStore();
+    s.out = await tempDir(prefix);
+    if (!image) return;
+    s.ctx = await image.context();
+    const b = await runCli(s.root, ['build', ...(image.build ?? ['-q']), '-t', image.tag, s.ctx], image.env);
+    if (b.code !== 0) throw new Error(`build failed: ${b.stderr}`);
+  }, timeout);
+  afterAll(async () => {
+    if (skip) return;
+    await removeStore(s.root);
+    await exec('rm', ['-rf', s.out, ...(s.ctx ? [s.ctx] : [])]);
+  });
+  return s;
 }

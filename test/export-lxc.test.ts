@@ -5,50 +5,38 @@
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exec, freshStore, makeContext, removeStore } from './helpers.ts';
-import { missingTool, runCli, skipReason, tempDir } from './export-helpers.ts';
+import { describe, expect, it } from 'vitest';
+import { exec, makeContext } from './helpers.ts';
+import { exportSuite, missingTool, runCli, skipReason } from './export-helpers.ts';
 
 const skip = skipReason(
   process.getuid?.() !== 0 ? 'lxc-execute of a privileged container needs root' : missingTool('lxc-execute'),
   'LXC export',
 );
 
-let root: string;
-let out: string;
-
-beforeAll(async () => {
-  if (skip) return;
-  root = await freshStore();
-  out = await tempDir('vlab-lxc-');
-  const ctx = await makeContext({
-    Dockerfile: [
-      'FROM busybox',
-      'RUN echo "written by the Dockerfile" > /file && mkdir /work',
-      'ENV GREETING="hello lxc"',
-      'WORKDIR /work',
-      'CMD ["sh", "-c", "echo \\"$GREETING from $(pwd)\\""]',
-      '',
-    ].join('\n'),
-  });
-  const b = await runCli(root, ['build', '-q', '-t', 'lxcimg:1', ctx]);
-  await exec('rm', ['-rf', ctx]);
-  if (b.code !== 0) throw new Error(b.stderr);
-}, 60_000);
-afterAll(async () => {
-  if (skip) return;
-  await removeStore(root);
-  await exec('rm', ['-rf', out]);
+const suite = exportSuite(skip, 'vlab-lxc-', {
+  tag: 'lxcimg:1',
+  context: () =>
+    makeContext({
+      Dockerfile: [
+        'FROM busybox',
+        'RUN echo "written by the Dockerfile" > /file && mkdir /work',
+        'ENV GREETING="hello lxc"',
+        'WORKDIR /work',
+        'CMD ["sh", "-c", "echo \\"$GREETING from $(pwd)\\""]',
+        '',
+      ].join('\n'),
+    }),
 });
 
 describe.skipIf(skip)('LXC', () => {
   it('lxc-execute runs the exported rootfs with the written config, without network', async () => {
-    const dest = path.join(out, 'lxcimg');
-    const s = await runCli(root, ['save', '--format', 'lxc', '-o', dest, 'lxcimg:1']);
+    const dest = path.join(suite.out, 'lxcimg');
+    const s = await runCli(suite.root, ['save', '--format', 'lxc', '-o', dest, 'lxcimg:1']);
     expect(s.code, s.stderr).toBe(0);
     const config = path.join(dest, 'config');
     expect(await fsp.readFile(config, 'utf8')).toMatch(/^lxc\.rootfs\.path = dir:.*\/lxcimg\/rootfs$/m);
-    const lxcpath = path.join(out, 'lxcpath'); // LXC's state dir for the run, not the host's /var/lib/lxc
+    const lxcpath = path.join(suite.out, 'lxcpath'); // LXC's state dir for the run, not the host's /var/lib/lxc
     await fsp.mkdir(lxcpath);
     const lxc = (args: string[]) => exec('lxc-execute', ['-n', 'vlabtest', '-P', lxcpath, '-f', config, ...args]);
     expect((await lxc(['--', '/bin/cat', '/file'])).stdout).toBe('written by the Dockerfile\n');

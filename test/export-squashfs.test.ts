@@ -8,9 +8,9 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exec, freshStore, makeContext, removeStore } from './helpers.ts';
-import { missingTool, runCli, skipReason, tempDir } from './export-helpers.ts';
+import { describe, expect, it } from 'vitest';
+import { exec, makeContext } from './helpers.ts';
+import { exportSuite, missingTool, runCli, skipReason } from './export-helpers.ts';
 
 const skip = skipReason(missingTool('mksquashfs', 'unsquashfs'), 'squashfs export');
 
@@ -26,29 +26,17 @@ function cannotMount(): string | undefined {
 }
 const skipMount = skip || skipReason(cannotMount(), 'squashfs mount and run');
 
-let root: string;
-let out: string;
-let ctx: string;
-
-beforeAll(async () => {
-  if (skip) return;
-  root = await freshStore();
-  out = await tempDir('vlab-sqfs-');
-  ctx = await makeContext({
-    Dockerfile: [
-      'FROM busybox',
-      'RUN echo "written by the Dockerfile" > /file && touch /suid && chown 12:34 /suid && chmod 4750 /suid',
-      'CMD ["cat", "/file"]',
-      '',
-    ].join('\n'),
-  });
-  const b = await runCli(root, ['build', '-q', '-t', 'sq:1', ctx]);
-  if (b.code !== 0) throw new Error(b.stderr);
-}, 60_000);
-afterAll(async () => {
-  if (skip) return;
-  await removeStore(root);
-  await exec('rm', ['-rf', out, ctx]);
+const suite = exportSuite(skip, 'vlab-sqfs-', {
+  tag: 'sq:1',
+  context: () =>
+    makeContext({
+      Dockerfile: [
+        'FROM busybox',
+        'RUN echo "written by the Dockerfile" > /file && touch /suid && chown 12:34 /suid && chmod 4750 /suid',
+        'CMD ["cat", "/file"]',
+        '',
+      ].join('\n'),
+    }),
 });
 
 const sha = (f: string) => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
@@ -56,10 +44,10 @@ const EPOCH = { SOURCE_DATE_EPOCH: '1700000000' };
 
 describe.skipIf(skip)('squashfs', () => {
   it('deterministic: saved twice, same sha256; unsquashfs lists the files with their owners and modes', async () => {
-    const a = path.join(out, 'a.sqfs');
-    const b = path.join(out, 'b.sqfs');
-    expect((await runCli(root, ['save', '--format', 'squashfs', '-o', a, 'sq:1'], EPOCH)).code).toBe(0);
-    const viaBuild = await runCli(root, ['build', '-q', '--output', `type=squashfs,dest=${b}`, ctx], EPOCH);
+    const a = path.join(suite.out, 'a.sqfs');
+    const b = path.join(suite.out, 'b.sqfs');
+    expect((await runCli(suite.root, ['save', '--format', 'squashfs', '-o', a, 'sq:1'], EPOCH)).code).toBe(0);
+    const viaBuild = await runCli(suite.root, ['build', '-q', '--output', `type=squashfs,dest=${b}`, suite.ctx], EPOCH);
     expect(viaBuild.code, viaBuild.stderr).toBe(0);
     expect(sha(a)).toBe(sha(b));
     const list = (await exec('unsquashfs', ['-lln', a])).stdout;
@@ -72,9 +60,9 @@ describe.skipIf(skip)('squashfs', () => {
   });
 
   it.skipIf(skipMount)('mounted read-only, ch-run runs a command in it', async () => {
-    const img = path.join(out, 'run.sqfs');
-    expect((await runCli(root, ['save', '--format', 'squashfs', '-o', img, 'sq:1'])).code).toBe(0);
-    const mnt = path.join(out, 'mnt');
+    const img = path.join(suite.out, 'run.sqfs');
+    expect((await runCli(suite.root, ['save', '--format', 'squashfs', '-o', img, 'sq:1'])).code).toBe(0);
+    const mnt = path.join(suite.out, 'mnt');
     await fsp.mkdir(mnt);
     await exec('mount', ['-t', 'squashfs', '-o', 'loop,ro', img, mnt]);
     try {

@@ -50,8 +50,8 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function makeCa(dir: string): Promise<{ ca: string; cert: string; key: string }> {
-  const f = (n: string) => path.join(dir, n);
+/** A self-signed P-256 certificate valid for 2 days (the test CA, the token issuer). */
+async function selfSigned(cn: string, key: string, crt: string): Promise<void> {
   await run('openssl', [
     'req',
     '-x509',
@@ -63,12 +63,17 @@ async function makeCa(dir: string): Promise<{ ca: string; cert: string; key: str
     '-days',
     '2',
     '-subj',
-    '/CN=vlab test CA',
+    `/CN=${cn}`,
     '-keyout',
-    f('ca.key'),
+    key,
     '-out',
-    f('ca.crt'),
+    crt,
   ]);
+}
+
+async function makeCa(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+  const f = (n: string) => path.join(dir, n);
+  await selfSigned('vlab test CA', f('ca.key'), f('ca.crt'));
   await run('openssl', [
     'req',
     '-newkey',
@@ -266,23 +271,7 @@ export async function tarOf(files: Record<string, string>): Promise<Buffer> {
  */
 export async function startTokenServer(dir: string, user: { username: string; password: string }) {
   const f = (n: string) => path.join(dir, n);
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=vlab token issuer',
-    '-keyout',
-    f('token.key'),
-    '-out',
-    f('token.crt'),
-  ]);
+  await selfSigned('vlab token issuer', f('token.key'), f('token.crt'));
   const key = crypto.createPrivateKey(await fsp.readFile(f('token.key')));
   const der = new crypto.X509Certificate(await fsp.readFile(f('token.crt'))).raw.toString('base64');
   const b64 = (v: object | Buffer) => (Buffer.isBuffer(v) ? v : Buffer.from(JSON.stringify(v))).toString('base64url');

@@ -1,7 +1,6 @@
 /** exec, pause, unpause, top, diff, commit, cp, port: docker's flags and output over the API. */
 import { VlabError } from '@vlab/errors';
 import {
-  ContainerService,
   execContainer,
   pauseContainer,
   topContainer,
@@ -10,25 +9,18 @@ import {
   copyFrom,
   copyTo,
   diffContainer,
-  defaultStoreRoot,
 } from '../index.ts';
 import { TOOL_COMMANDS } from './tools.ts';
-import { list, parseCommand, str, type CommandSpec, type Values } from './flags.ts';
+import { list, parseCommand, str, type CommandSpec } from './flags.ts';
 import { runCommand, type Command } from './images.ts';
 import { splitAtImage } from './run.ts';
 import { formatError } from './snippet.ts';
-
-const open = (v: Values) => ContainerService.open(str(v.root) ?? defaultStoreRoot());
+import { table } from './output.ts';
+import { openService as open } from './service.ts';
 
 function need(spec: CommandSpec, pos: string[], min: number, max = Infinity): void {
   if (pos.length < min || pos.length > max)
     throw new VlabError('E_BAD_ARG', `"vbuild ${spec.name}" takes ${spec.usage}\nSee 'vbuild ${spec.name} --help'.`);
-}
-
-/** docker's tabwriter for top: columns at least 20 wide, 3 spaces of padding. */
-function tabwriter(rows: string[][]): string {
-  const w = rows[0]!.map((_, i) => Math.max(20, ...rows.map((r) => [...(r[i] ?? '')].length + 3)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('')).join('\n') + '\n';
 }
 
 export const EXEC: CommandSpec = {
@@ -77,6 +69,26 @@ function cpSide(arg: string): { ref?: string; path: string } {
   return i > 0 ? { ref: arg.slice(0, i), path: arg.slice(i + 1) || '/' } : { path: arg };
 }
 
+/** A verb applied to each named container in turn (the first error ends it), printing each name. */
+function eachContainer(
+  name: string,
+  summary: string,
+  fn: (svc: Awaited<ReturnType<typeof open>>, ref: string) => Promise<unknown>,
+): Command {
+  return {
+    spec: { name, usage: 'CONTAINER [CONTAINER...]', summary, flags: {} },
+    async run(v, pos) {
+      need(this.spec, pos, 1);
+      const svc = await open(v);
+      for (const ref of pos) {
+        await fn(svc, ref);
+        process.stdout.write(`${ref}\n`);
+      }
+      return 0;
+    },
+  };
+}
+
 export const CONTAINER_OPS: Record<string, Command> = {
   port: {
     spec: {
@@ -99,46 +111,14 @@ export const CONTAINER_OPS: Record<string, Command> = {
       return 0;
     },
   },
-  pause: {
-    spec: {
-      name: 'pause',
-      usage: 'CONTAINER [CONTAINER...]',
-      summary: 'Pause all processes within containers',
-      flags: {},
-    },
-    async run(v, pos) {
-      need(this.spec, pos, 1);
-      const svc = await open(v);
-      for (const ref of pos) {
-        await pauseContainer(svc, ref);
-        process.stdout.write(`${ref}\n`);
-      }
-      return 0;
-    },
-  },
-  unpause: {
-    spec: {
-      name: 'unpause',
-      usage: 'CONTAINER [CONTAINER...]',
-      summary: 'Unpause all processes within containers',
-      flags: {},
-    },
-    async run(v, pos) {
-      need(this.spec, pos, 1);
-      const svc = await open(v);
-      for (const ref of pos) {
-        await unpauseContainer(svc, ref);
-        process.stdout.write(`${ref}\n`);
-      }
-      return 0;
-    },
-  },
+  pause: eachContainer('pause', 'Pause all processes within containers', pauseContainer),
+  unpause: eachContainer('unpause', 'Unpause all processes within containers', unpauseContainer),
   top: {
     spec: { name: 'top', usage: 'CONTAINER', summary: 'Display the running processes of a container', flags: {} },
     async run(v, pos) {
       need(this.spec, pos, 1, 1);
       const t = await topContainer(await open(v), pos[0]!);
-      process.stdout.write(tabwriter([t.titles, ...t.processes]));
+      process.stdout.write(table([t.titles, ...t.processes], 20));
       return 0;
     },
   },

@@ -19,8 +19,8 @@ import { intFlag, str, type CommandSpec, type Values } from './flags.ts';
 import { runCommand, type Command } from './images.ts';
 import { cmdCreate, cmdRun, CREATE, RUN } from './run.ts';
 import { VOLUME_COMMANDS } from './volumes.ts';
-
-const open = (v: Values) => ContainerService.open(str(v.root) ?? defaultStoreRoot());
+import { outputFormat, printJson, table } from './output.ts';
+import { openService as open } from './service.ts';
 
 function need(spec: CommandSpec, pos: string[], min = 1): void {
   if (pos.length < min)
@@ -43,13 +43,6 @@ async function each(pos: string[], fn: (ref: string) => Promise<void>): Promise<
     }
   }
   return failed ? 1 : 0;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => [...r[i]!].length)));
-  return (
-    rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('')).join('\n') + '\n'
-  );
 }
 
 function psJson(c: Container, now: number): string {
@@ -87,9 +80,7 @@ const PS: Command = {
     const svc = await open(v);
     const list = await svc.list({ all: Boolean(v.all) });
     const now = Date.now();
-    const format = str(v.format) ?? 'table';
-    if (format !== 'table' && format !== 'json')
-      throw new VlabError('E_BAD_ARG', `--format must be table or json, got "${format}"`);
+    const format = outputFormat(v);
     const id = (c: Container) => (v['no-trunc'] ? c.config.id : shortId(c.config.id));
     if (v.quiet) process.stdout.write(list.map((c) => `${id(c)}\n`).join(''));
     else if (format === 'json') process.stdout.write(list.map((c) => `${psJson(c, now)}\n`).join(''));
@@ -258,7 +249,7 @@ export function inspectCommand(imageInspect: Command): Command {
         throw e;
       });
       if (!c) return imageInspect.run(v, pos);
-      process.stdout.write(`${JSON.stringify([inspectJson(c, svc.records.path(c.config.id, 'rootfs'))], null, 2)}\n`);
+      printJson([inspectJson(c, svc.records.path(c.config.id, 'rootfs'))]);
       return 0;
     },
   };
@@ -294,7 +285,7 @@ const CONTAINER_SUB: Record<string, Command> = {
         const c = await svc.get(ref);
         out.push(inspectJson(c, svc.records.path(c.config.id, 'rootfs')));
       }
-      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      printJson(out);
       return 0;
     },
   },

@@ -16,6 +16,7 @@ import {
   tag,
 } from '../index.ts';
 import { parseCommand, str, type CommandSpec, type Values } from './flags.ts';
+import { printJson } from './output.ts';
 
 const storeOf = (v: Values) => ({ root: str(v.root) });
 
@@ -130,7 +131,7 @@ export const IMAGE_COMMANDS: Record<string, Command> = {
     spec: { name: 'inspect', usage: 'NAME', summary: 'Print the image config', flags: {} },
     async run(v, pos) {
       if (pos.length !== 1) usage(this.spec);
-      process.stdout.write(`${JSON.stringify(await inspect(pos[0]!, storeOf(v)), null, 2)}\n`);
+      printJson(await inspect(pos[0]!, storeOf(v)));
       return 0;
     },
   },

@@ -4,9 +4,10 @@
  * image, name in use…); 126/127 come from the launcher (not executable / not found).
  */
 import { VlabError } from '@vlab/errors';
-import { ContainerService, defaultStoreRoot, readEnvFile, type CreateOptions } from '../index.ts';
+import { readEnvFile, type CreateOptions } from '../index.ts';
 import { intFlag, keyValues, list, parseCommand, str, type CommandSpec, type Values } from './flags.ts';
 import { formatError } from './snippet.ts';
+import { openService } from './service.ts';
 
 const CREATE_FLAGS: CommandSpec['flags'] = {
   name: { type: 'string', arg: 'NAME', help: 'assign a name to the container' },
@@ -144,7 +145,7 @@ export function cmdRun(argv: string[]): Promise<number> {
     if (p.positionals.length) rest.unshift(...p.positionals);
     const v = p.values;
     const opts = await createOptions(v, rest);
-    const svc = await ContainerService.open(str(v.root) ?? defaultStoreRoot());
+    const svc = await openService(v);
     if (v.detach) {
       if (v.rm && v.interactive) throw new VlabError('E_BAD_ARG', 'conflicting options: -i needs the foreground');
       const { container } = await svc.run(opts);
@@ -178,7 +179,7 @@ export function cmdCreate(argv: string[]): Promise<number> {
     const { flags, rest } = splitAtImage(CREATE, argv);
     const p = parseCommand(CREATE, flags);
     if (!p) return 0;
-    const svc = await ContainerService.open(str(p.values.root) ?? defaultStoreRoot());
+    const svc = await openService(p.values);
     const c = await svc.create(await createOptions(p.values, [...p.positionals, ...rest]));
     process.stdout.write(`${c.config.id}\n`);
     return 0;

@@ -3,9 +3,9 @@ import { VlabError } from '@vlab/errors';
 import { layers, squash, type LayersReport } from '../index.ts';
 import { str, type Values } from './flags.ts';
 import type { Command } from './images.ts';
+import { FORMAT, outputFormat, printJson } from './output.ts';
 
 const storeOf = (v: Values) => ({ root: str(v.root) });
-const FORMAT = { type: 'string', arg: 'table|json', help: 'output format (default table)' } as const;
 
 function usage(name: string, u: string): never {
   throw new VlabError('E_BAD_ARG', `usage: vbuild ${name} ${u}\nSee 'vbuild ${name} --help'.`);
@@ -13,9 +13,8 @@ function usage(name: string, u: string): never {
 
 /** `--format json` prints the API's result; else `table(result)` is written. */
 function emit<T>(v: Values, result: T, table: (r: T) => string): number {
-  const f = str(v.format) ?? 'table';
-  if (f !== 'json' && f !== 'table') throw new VlabError('E_BAD_ARG', `--format must be table or json, got "${f}"`);
-  process.stdout.write(f === 'json' ? `${JSON.stringify(result, null, 2)}\n` : table(result));
+  if (outputFormat(v) === 'json') printJson(result);
+  else process.stdout.write(table(result));
   return 0;
 }
 

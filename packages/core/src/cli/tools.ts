@@ -3,6 +3,7 @@ import { VlabError } from '@vlab/errors';
 import { defaultStoreRoot, history, imageDiff, rebase } from '../index.ts';
 import { str, type Values } from './flags.ts';
 import type { Command } from './images.ts';
+import { FORMAT, outputFormat, printJson, table } from './output.ts';
 
 const rootOf = (v: Values) => ({ root: str(v.root) ?? defaultStoreRoot() });
 
@@ -43,26 +44,6 @@ export function ago(iso: string | undefined, now = Date.now()): string {
   return `${y} year${y === 1 ? '' : 's'} ago`;
 }
 
-function format(v: Values): 'table' | 'json' {
-  const f = str(v.format) ?? 'table';
-  if (f !== 'table' && f !== 'json') throw new VlabError('E_BAD_ARG', `--format must be table or json, got "${f}"`);
-  return f;
-}
-
-function table(rows: string[][]): string {
-  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows
-    .map((r) =>
-      r
-        .map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]! + 3)))
-        .join('')
-        .trimEnd(),
-    )
-    .join('\n');
-}
-
-const FORMAT = { type: 'string', arg: 'table|json', help: 'output format (default table)' } as const;
-
 export const TOOL_COMMANDS: Record<string, Command> = {
   history: {
     spec: {
@@ -74,8 +55,8 @@ export const TOOL_COMMANDS: Record<string, Command> = {
     async run(v, pos) {
       if (pos.length !== 1) throw new VlabError('E_BAD_ARG', `usage: vbuild history ${this.spec.usage}`);
       const rows = await history(pos[0]!, rootOf(v));
-      if (format(v) === 'json') {
-        process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+      if (outputFormat(v) === 'json') {
+        printJson(rows);
         return 0;
       }
       const full = Boolean(v['no-trunc']);
@@ -89,7 +70,7 @@ export const TOOL_COMMANDS: Record<string, Command> = {
           humanSize(r.size),
           trunc(r.comment, 45),
         ]);
-      process.stdout.write(`${table(lines)}\n`);
+      process.stdout.write(table(lines));
       return 0;
     },
   },
@@ -103,14 +84,8 @@ export const TOOL_COMMANDS: Record<string, Command> = {
     async run(v, pos) {
       if (pos.length !== 2) throw new VlabError('E_BAD_ARG', `usage: vbuild diff ${this.spec.usage}`);
       const changes = await imageDiff(pos[0]!, pos[1]!, rootOf(v));
-      if (format(v) === 'json') {
-        process.stdout.write(
-          `${JSON.stringify(
-            changes.map((c) => ({ ...c, mode: c.mode.toString(8).padStart(4, '0') })),
-            null,
-            2,
-          )}\n`,
-        );
+      if (outputFormat(v) === 'json') {
+        printJson(changes.map((c) => ({ ...c, mode: c.mode.toString(8).padStart(4, '0') })));
         return 0;
       }
       for (const c of changes)

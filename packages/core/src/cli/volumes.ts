@@ -1,10 +1,10 @@
 /** `vbuild volume create|ls|inspect|rm|prune` (docker's output). */
 import { VlabError } from '@vlab/errors';
-import { ContainerService, defaultStoreRoot, type Volume } from '../index.ts';
-import { keyValues, list, str, type Values } from './flags.ts';
+import type { Volume } from '../index.ts';
+import { keyValues, list } from './flags.ts';
 import type { Command } from './images.ts';
-
-const open = (v: Values) => ContainerService.open(str(v.root) ?? defaultStoreRoot());
+import { printJson } from './output.ts';
+import { openService as open } from './service.ts';
 
 const json = (v: Volume) => ({
   CreatedAt: v.createdAt,
@@ -53,7 +53,7 @@ export const VOLUME_COMMANDS: Record<string, Command> = {
       const svc = await open(v);
       const out = [];
       for (const n of pos) out.push(json(await svc.volumes.get(n)));
-      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      printJson(out);
       return 0;
     },
   },

@@ -25,6 +25,7 @@ import { VlabError } from '@vlab/errors';
 import type { Limits } from './types.ts';
 import type { ResolvedUser } from './user.ts';
 import type { CgroupLayout } from './cgroups.ts';
+import { DEV_DIRS, DEV_LINKS } from './dev.ts';
 
 export interface IdRange {
   start: number;
@@ -140,15 +141,7 @@ export async function makeRootlessDevTemplate(dir: string): Promise<string> {
   const t = path.join(dir, 'dev');
   await fs.mkdir(t, { mode: 0o755 });
   for (const n of ROOTLESS_DEVICES) await fs.writeFile(path.join(t, n), '', { mode: 0o666 });
-  const links: [string, string][] = [
-    ['fd', '/proc/self/fd'],
-    ['stdin', '/proc/self/fd/0'],
-    ['stdout', '/proc/self/fd/1'],
-    ['stderr', '/proc/self/fd/2'],
-    ['ptmx', 'pts/ptmx'],
-    ['core', '/proc/kcore'],
-  ];
-  for (const [n, target] of links) await fs.symlink(target, path.join(t, n));
-  for (const d of ['pts', 'shm', 'mqueue']) await fs.mkdir(path.join(t, d));
+  for (const [n, target] of DEV_LINKS) await fs.symlink(target, path.join(t, n));
+  for (const d of DEV_DIRS) await fs.mkdir(path.join(t, d));
   return t;
 }

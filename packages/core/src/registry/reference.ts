@@ -13,6 +13,7 @@
  * Anything else is E_BAD_REF, with docker's reason.
  */
 import { VlabError } from '@vlab/errors';
+import { isRegistryHost, splitReference } from '../image/reference.ts';
 
 export interface Reference {
   /** Registry host as written (`docker.io`, `127.0.0.1:5000`, `[::1]:5000`). */
@@ -53,29 +54,22 @@ function validDomain(d: string): boolean {
 export function parseReference(ref: string, opts: { defaultTag?: boolean } = {}): Reference {
   if (!ref) throw bad(ref, 'it is empty');
   if (/^[a-f0-9]{64}$/.test(ref)) throw bad(ref, 'a 64-digit hexadecimal string is an image id, not a repository name');
-  let rest = ref;
-  let digest: string | undefined;
-  const at = rest.indexOf('@');
-  if (at >= 0) {
-    digest = rest.slice(at + 1);
-    rest = rest.slice(0, at);
+  const parts = splitReference(ref);
+  const { name: rest, digest } = parts;
+  if (digest !== undefined) {
     if (!DIGEST.test(digest)) throw bad(ref, 'the digest is not algorithm:hex');
     if (digest.startsWith('sha256:') && !/^sha256:[a-f0-9]{64}$/.test(digest))
       throw bad(ref, 'a sha256 digest has 64 lowercase hex digits');
   }
-  let tag: string | undefined;
-  const colon = rest.lastIndexOf(':');
-  if (colon > rest.lastIndexOf('/')) {
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-    if (!TAG.test(tag)) throw bad(ref, `tag "${tag}" must be up to 128 letters, digits, '_', '.' or '-'`);
-  }
+  let { tag } = parts;
+  if (tag !== undefined && !TAG.test(tag))
+    throw bad(ref, `tag "${tag}" must be up to 128 letters, digits, '_', '.' or '-'`);
   if (!rest) throw bad(ref, 'the repository name is empty');
   let domain = DEFAULT_DOMAIN;
   let path = rest;
   const slash = rest.indexOf('/');
   const first = slash < 0 ? '' : rest.slice(0, slash);
-  if (slash >= 0 && (/[.:]/.test(first) || first === 'localhost' || first !== first.toLowerCase())) {
+  if (slash >= 0 && isRegistryHost(first)) {
     domain = first;
     path = rest.slice(slash + 1);
     if (!validDomain(domain)) throw bad(ref, `"${domain}" is not a valid registry host[:port]`);

@@ -1,4 +1,5 @@
 import { VlabError } from '@vlab/errors';
+import { isRegistryHost, splitReference } from '../image/reference.ts';
 
 /**
  * Image references as users type them: `name[:tag]` or `name@sha256:…`. Local names are stored in
@@ -14,19 +15,7 @@ const NAME_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 
 export function parseRef(ref: string): ParsedRef {
-  let rest = ref;
-  let digest: string | undefined;
-  const at = rest.indexOf('@');
-  if (at >= 0) {
-    digest = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-  }
-  let tag: string | undefined;
-  const lastColon = rest.lastIndexOf(':');
-  if (lastColon > rest.lastIndexOf('/')) {
-    tag = rest.slice(lastColon + 1);
-    rest = rest.slice(0, lastColon);
-  }
+  const { name: rest, tag, digest } = splitReference(ref);
   if (!NAME_RE.test(rest))
     throw new VlabError(
       'E_BAD_REF',
@@ -65,7 +54,7 @@ export function qualifiedRef(ref: string): string {
   const slash = n.indexOf('/');
   if (slash < 0) return `docker.io/library/${n}`;
   const first = n.slice(0, slash);
-  return /[.:]/.test(first) || first === 'localhost' ? n : `docker.io/${n}`;
+  return isRegistryHost(first) ? n : `docker.io/${n}`;
 }
 
 /** Docker's short ("familiar") form, as `docker save` writes RepoTags: `docker.io/library/` dropped. */
