@@ -11,7 +11,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { build } from '@vlab/image';
-import { encodeHeader, END_OF_ARCHIVE, type TarEntry } from '../packages/overlay/src/layer/tar-format.ts';
+import {
+  bareEntry,
+  encodeHeader,
+  END_OF_ARCHIVE,
+  padding,
+  type TarEntry,
+} from '../packages/overlay/src/layer/tar-format.ts';
 import { freshStore, makeContext, removeStore, fsckProblems } from './helpers.ts';
 
 let root: string;
@@ -44,21 +50,9 @@ async function scratchState(): Promise<string[]> {
 
 const entry = (h: Partial<TarEntry> & { name: string }, body: Buffer = Buffer.alloc(0)): Buffer =>
   Buffer.concat([
-    encodeHeader({
-      type: 'file',
-      mode: 0o644,
-      uid: 0,
-      gid: 0,
-      size: body.length,
-      mtime: 0,
-      linkname: '',
-      devmajor: 0,
-      devminor: 0,
-      xattrs: new Map(),
-      ...h,
-    }),
+    encodeHeader({ ...bareEntry(h.name, 'file', 0o644), size: body.length, ...h }),
     body,
-    Buffer.alloc((512 - (body.length % 512)) % 512),
+    Buffer.alloc(padding(body.length)),
   ]);
 
 /** The hostile layer: metadata, a fifo over the marker, an xattr and a whiteout under p/, then p -> scratch. */

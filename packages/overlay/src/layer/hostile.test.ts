@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import { isVlabError } from '@vlab/errors';
 import { apply } from './apply.ts';
-import { encodeHeader, END_OF_ARCHIVE, type TarEntry } from './tar-format.ts';
+import { bareEntry, encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from './tar-format.ts';
 import { readXattrsTree } from '../sys.ts';
 
 type E = {
@@ -56,22 +56,9 @@ async function pack(entries: E[]): Promise<Buffer> {
 
 const raw = (h: Partial<TarEntry>, body = Buffer.alloc(0)) =>
   Buffer.concat([
-    encodeHeader({
-      name: 'f',
-      type: 'file',
-      mode: 0o644,
-      uid: 0,
-      gid: 0,
-      size: body.length,
-      mtime: 0,
-      linkname: '',
-      devmajor: 0,
-      devminor: 0,
-      xattrs: new Map(),
-      ...h,
-    }),
+    encodeHeader({ ...bareEntry('f', 'file', 0o644), size: body.length, ...h }),
     body,
-    Buffer.alloc((512 - (body.length % 512)) % 512),
+    Buffer.alloc(padding(body.length)),
   ]);
 
 /** Change a header block's typeflag and fix its checksum. */
