@@ -15,7 +15,8 @@
  * out, in this order:
  *
  *   outer process (in the host's namespaces)
- *     cgroup FILE          write our pid to FILE (cgroup.procs) before anything forks
+ *     cgroup FILE          the container joins FILE (cgroup.procs) before it runs the command, so
+ *                          before anything of the user's forks (see launch)
  *     net                  give the container its own network namespace
  *     cgroupns             and its own cgroup namespace, rooted at the cgroups joined above
  *     netcmd ARG           (repeated) a command run once the container's network namespace exists,
@@ -286,6 +287,38 @@ static int take_pty(int sock) {
 
 /* Read end of the pipe pid 1 waits on until its network is configured (netcmd), else -1. */
 static int net_wait = -1;
+/* Read end of the pipe pid 1 waits on until the outer process has moved it into its cgroups. */
+static int cgroup_wait = -1;
+
+/* pid 1: wait for the outer process's go byte on `fd` (none: -1); EOF = it failed and said why. */
+static void wait_byte(int fd) {
+  if (fd < 0) return;
+  char c;
+  ssize_t r;
+  while ((r = read(fd, &c, 1)) < 0 && errno == EINTR) {
+  }
+  if (r != 1) _exit(125);
+  close(fd);
+}
+
+static int has_token(const char *k) {
+  for (int i = 0; i < ntok; i += arity(tok[i]) + 1)
+    if (strcmp(tok[i], k) == 0) return 1;
+  return 0;
+}
+
+/* Write `pid` into every `cgroup FILE` of the spec (cgroup.procs: its whole thread group moves). */
+static void join_cgroups(pid_t pid) {
+  char line[32];
+  int len = snprintf(line, sizeof line, "%d\n", (int)pid);
+  for (int i = 0; i < ntok; i += arity(tok[i]) + 1) {
+    if (strcmp(tok[i], "cgroup") != 0) continue;
+    int fd = open(tok[i + 1], O_WRONLY | O_CLOEXEC);
+    if (fd < 0) die("open", tok[i + 1]);
+    if (write(fd, line, len) != len) die("join cgroup", tok[i + 1]);
+    close(fd);
+  }
+}
 
 /* The outer process: runs the netcmd tokens' command for the namespace of `child`, waits for it. */
 static int run_netcmd(pid_t child) {
@@ -321,14 +354,7 @@ static int run_netcmd(pid_t child) {
 /* pid 1 of the container: mounts, identity, then the command. Never returns. */
 static void container(void) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die("pdeathsig", NULL);
-  if (net_wait >= 0) {
-    char c;
-    ssize_t r;
-    while ((r = read(net_wait, &c, 1)) < 0 && errno == EINTR) {
-    }
-    if (r != 1) _exit(125); /* the network could not be set up: the outer process said why */
-    close(net_wait);
-  }
+  wait_byte(net_wait);
   /* A new session without a controlling terminal: vbuild's terminal (TIOCSTI) is out of reach. */
   if (setsid() < 0) die("setsid", NULL);
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die("make / private", NULL);
@@ -388,6 +414,7 @@ static void container(void) {
     }
   }
   if (nargs == 0) bad_spec("no arg");
+  wait_byte(cgroup_wait); /* in our cgroups from here on (see launch) */
   if (tty_sock >= 0) give_pty(tty_sock);
   if (chdir(cwd) != 0) die("chdir", cwd);
   drop_privileges(uid, gid, groups, caps);
@@ -475,23 +502,31 @@ void launch(const char *spec) {
       if (dup2(fd, 0) < 0) die("dup2", tok[i + 1]);
       close(fd);
     }
-    if (strcmp(tok[i], "cgroup") == 0) {
-      /* Join before forking, so everything the container ever forks is born inside the limits. */
-      int fd = open(tok[i + 1], O_WRONLY | O_CLOEXEC);
-      if (fd < 0) die("open", tok[i + 1]);
-      char pid[32];
-      int len = snprintf(pid, sizeof pid, "%d\n", getpid());
-      if (write(fd, pid, len) != len) die("join cgroup", tok[i + 1]);
-      close(fd);
-    }
   }
+  /*
+   * Everything the container ever forks must be born inside its cgroups. With a cgroup namespace
+   * (rooted where we stand at clone) this process joins first. Otherwise pid 1 is moved in while
+   * it mounts, and waits for that before it runs anything of the user's: a v1 migration waits for
+   * an RCU grace period (4-13 ms here), which then overlaps the mounts instead of preceding them.
+   */
+  int cg[2] = {-1, -1};
+  if (flags & CLONE_NEWCGROUP) join_cgroups(getpid());
+  else if (has_token("cgroup") && pipe2(cg, O_CLOEXEC) != 0) die("pipe", NULL);
   /* fork(2) into new namespaces: raw clone with no stack behaves like fork. */
   pid_t child = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
   if (child < 0) die("clone", NULL);
   if (child == 0) {
     if (sv[0] >= 0) close(sv[0]), tty_sock = sv[1];
     if (go[0] >= 0) close(go[1]), net_wait = go[0];
+    if (cg[0] >= 0) close(cg[1]), cgroup_wait = cg[0];
     container();
+  }
+  if (cg[0] >= 0) {
+    close(cg[0]);
+    join_cgroups(child);
+    if (write(cg[1], "c", 1) != 1) die("start container", NULL);
+    close(cg[1]);
+    join_cgroups(getpid()); /* as before: the launcher is counted and swept with its container */
   }
   if (go[0] >= 0) {
     close(go[0]);

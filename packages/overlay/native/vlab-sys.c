@@ -15,6 +15,7 @@
  *   vlab-sys xattrs DIR MATCH   every xattr under DIR (recursive, symlinks not followed) whose
  *                               name matches the extended regex MATCH ("-": all), printed like
  *                               `getfattr -R -P -h -d -e base64 --absolute-names`
+ *   vlab-sys xattrs1 PATH MATCH the same for PATH alone (not recursive)
  *   vlab-sys nodes ROOT OWNERS SPEC   what layer apply makes at the end (layer/pending.ts), each
  *                    under a parent opened from ROOT one component at a time with O_NOFOLLOW
  *                    (a symlink anywhere on the way fails with ELOOP/ENOTDIR). SPEC: one line per
@@ -123,7 +124,7 @@ static int visit(const char *path, const struct stat *sb, int flag, struct FTW *
 
 static int fail(const char *what, const char *target);
 
-static int xattrs(const char *dir, const char *match) {
+static int xattrs(const char *dir, const char *match, int one) {
   match_all = strcmp(match, "-") == 0;
   if (!match_all) {
     int rc = regcomp(&match_re, match, REG_EXTENDED | REG_NOSUB);
@@ -132,7 +133,8 @@ static int xattrs(const char *dir, const char *match) {
       return 2;
     }
   }
-  int rc = nftw(dir, visit, 64, FTW_PHYS) == 0 ? 0 : fail("xattrs", dir);
+  /* one: only PATH itself (a union lookup asks one dir, not the whole layer) */
+  int rc = one ? visit(dir, NULL, 0, NULL) : nftw(dir, visit, 64, FTW_PHYS) == 0 ? 0 : fail("xattrs", dir);
   if (!match_all) regfree(&match_re);
   return rc;
 }
@@ -269,9 +271,10 @@ static int op(int argc, char **argv) {
     if (umount2(argv[1], flags) != 0) return fail("umount", argv[1]);
     return 0;
   }
-  if (argc >= 3 && strcmp(argv[0], "xattrs") == 0) return xattrs(argv[1], argv[2]);
+  if (argc >= 3 && strcmp(argv[0], "xattrs") == 0) return xattrs(argv[1], argv[2], 0);
+  if (argc >= 3 && strcmp(argv[0], "xattrs1") == 0) return xattrs(argv[1], argv[2], 1);
   if (argc >= 4 && strcmp(argv[0], "nodes") == 0) return nodes(argv[1], argv[2], argv[3]);
-  snprintf(err, sizeof err, "usage: vlab-sys mount FSTYPE SOURCE TARGET DATA | bind SOURCE TARGET [rec] [ro] | umount TARGET [lazy] | xattrs DIR MATCH | nodes ROOT OWNERS SPEC | serve");
+  snprintf(err, sizeof err, "usage: vlab-sys mount FSTYPE SOURCE TARGET DATA | bind SOURCE TARGET [rec] [ro] | umount TARGET [lazy] | xattrs DIR MATCH | xattrs1 PATH MATCH | nodes ROOT OWNERS SPEC | serve");
   return 2;
 }
 

@@ -104,11 +104,31 @@ export type XattrMap = Map<string, Map<string, Buffer>>; // absolute path -> nam
  * All xattrs under `dir` (recursive, symlinks not followed), in one `getfattr` process.
  * `match` is getfattr's name regex (default: every namespace we may read).
  */
-export async function readXattrsTree(dir: string, match = '-'): Promise<XattrMap> {
+export function readXattrsTree(dir: string, match = '-'): Promise<XattrMap> {
+  return readXattrsOf(dir, match, true);
+}
+
+/** The xattrs of `file` alone (not recursive, a symlink not followed), as readXattrsTree gives them. */
+export function readXattrs(file: string, match = '-'): Promise<Map<string, Buffer>> {
+  return readXattrsOf(file, match, false).then((m) => m.get(file) ?? new Map<string, Buffer>());
+}
+
+async function readXattrsOf(dir: string, match: string, recursive: boolean): Promise<XattrMap> {
   const helper = sysHelper();
   const r = helper
-    ? await sysOp(helper, ['xattrs', dir, match])
-    : await run('getfattr', ['-R', '-P', '-h', '-d', '-m', match, '-e', 'base64', '--absolute-names', dir]);
+    ? await sysOp(helper, [recursive ? 'xattrs' : 'xattrs1', dir, match])
+    : await run('getfattr', [
+        ...(recursive ? ['-R'] : []),
+        '-P',
+        '-h',
+        '-d',
+        '-m',
+        match,
+        '-e',
+        'base64',
+        '--absolute-names',
+        dir,
+      ]);
   const out: XattrMap = new Map();
   if (r.code !== 0 && !r.stdout.length && r.stderr.trim()) {
     throw new VlabError('E_TOOL', `getfattr failed: ${r.stderr.trim()}`);

@@ -2,9 +2,9 @@
  * The layers a UnionView reads: a directory (overlay or OCI whiteouts), or an uncompressed layer
  * tar indexed once in memory (headers and data offsets only; content read from the file on demand).
  */
-import { promises as fs, createReadStream, type Stats } from 'node:fs';
+import { promises as fs, createReadStream, lstatSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { readXattrsTree } from './sys.ts';
+import { readXattrs, readXattrsTree } from './sys.ts';
 import { bareEntry, ByteReader, readTar, type TarEntry } from './layer/tar-format.ts';
 import { cleanPath } from './layer/apply.ts';
 
@@ -32,18 +32,34 @@ export interface Layer {
   opaque(rel: string): Promise<boolean>;
 }
 
+/**
+ * Opaque answers for immutable layers (committed snapshots), kept for the process: a diff asks
+ * every lower layer about the dirs the step copied up, so without this each step's cost would
+ * grow with the depth of the stack. Keyed by the layer dir's inode and ctime as well as its
+ * path, so a store removed and made again at the same path is not answered from the old one.
+ */
+const opaqueCache = new Map<string, Promise<boolean>>();
+const OPAQUE_CACHE_MAX = 1 << 16;
+const OPAQUE_MATCH = '^(trusted|user)\\.overlay\\.opaque$';
+
 export class DirLayer implements Layer {
   private opq?: Set<string>;
-  constructor(readonly root: string) {}
+  private id?: string;
+  /** `immutable`: the dir never changes while we read it (a committed snapshot's). */
+  constructor(
+    readonly root: string,
+    private readonly immutable = false,
+  ) {}
   private abs(rel: string) {
     return rel ? path.join(this.root, rel) : this.root;
   }
+  // Synchronous: one metadata call is cheaper than a thread-pool round trip, and a union lookup
+  // makes a few per layer.
   async lstat(rel: string): Promise<Stats | undefined> {
     try {
-      return await fs.lstat(this.abs(rel));
+      return lstatSync(this.abs(rel), { throwIfNoEntry: false });
     } catch (e) {
-      const c = (e as NodeJS.ErrnoException).code;
-      if (c === 'ENOENT' || c === 'ENOTDIR') return undefined;
+      if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
       throw e;
     }
   }
@@ -56,11 +72,29 @@ export class DirLayer implements Layer {
   readFile(rel: string) {
     return fs.readFile(this.abs(rel));
   }
-  /** Overlay's opaque xattr (trusted. or user.), read for the whole layer in one getfattr. */
+  /**
+   * Overlay's opaque xattr (trusted. or user.). Immutable layer: that one dir's xattrs, cached;
+   * otherwise read for the whole layer in one go, once per instance.
+   */
   async opaque(rel: string): Promise<boolean> {
+    if (this.immutable) {
+      if (this.id === undefined) {
+        const st = lstatSync(this.root);
+        this.id = `${st.ino}:${st.ctimeMs}:${this.root}\0`;
+      }
+      const key = this.id + rel;
+      let hit = opaqueCache.get(key);
+      if (!hit) {
+        if (opaqueCache.size >= OPAQUE_CACHE_MAX) opaqueCache.clear();
+        hit = readXattrs(this.abs(rel), OPAQUE_MATCH).then((m) => [...m.values()].some((v) => v.toString() === 'y'));
+        hit.catch(() => opaqueCache.delete(key));
+        opaqueCache.set(key, hit);
+      }
+      return hit;
+    }
     if (!this.opq) {
       this.opq = new Set();
-      const x = await readXattrsTree(this.root, '^(trusted|user)\\.overlay\\.opaque$');
+      const x = await readXattrsTree(this.root, OPAQUE_MATCH);
       for (const [p, m] of x)
         for (const v of m.values()) if (v.toString() === 'y') this.opq.add(path.relative(this.root, p));
     }
@@ -168,6 +202,6 @@ export class TarLayer implements Layer {
 }
 
 /** A layer path: a directory, or a file taken as an uncompressed layer tar. */
-export async function openLayer(p: string): Promise<Layer> {
-  return (await fs.stat(p)).isDirectory() ? new DirLayer(p) : new TarLayer(p);
+export async function openLayer(p: string, immutable = false): Promise<Layer> {
+  return (await fs.stat(p)).isDirectory() ? new DirLayer(p, immutable) : new TarLayer(p);
 }

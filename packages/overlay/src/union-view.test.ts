@@ -102,12 +102,16 @@ describe('UnionView matches a real overlay mount', () => {
           const real = await viaFs(t);
           await unmountAll(t);
           const view = await viaUnion(new UnionView(dirs));
+          // committed dirs: the per-dir opaque answers kept for the process give the same tree
+          const immutable = await viaUnion(new UnionView(dirs, { immutable: true }));
           const fromTars = await viaUnion(new UnionView(tars));
           // the root's own metadata is the mount's, not the layers'
           real['.'] = { ...real['.'], mode: 0, uid: 0 };
           view['.'] = { ...view['.'], mode: 0, uid: 0 };
+          immutable['.'] = { ...immutable['.'], mode: 0, uid: 0 };
           fromTars['.'] = { ...fromTars['.'], mode: 0, uid: 0 };
           expect(view).toEqual(real);
+          expect(immutable).toEqual(real);
           expect(fromTars).toEqual(real);
         },
       ),
@@ -117,5 +121,33 @@ describe('UnionView matches a real overlay mount', () => {
         examples: [[[[{ op: 'symlink', p: 'a', target: 'y'.repeat(150) }], [{ op: 'link', p: 'a', q: 'c' }]]]],
       },
     );
+  });
+
+  it('an immutable view hides what is below an opaque dir (per-dir xattr answers)', async () => {
+    const layer = async (key: string, parent: string | undefined, work: (t: string) => Promise<void>) => {
+      await s.prepare(`p-${key}`, parent);
+      const t = path.join(tmp, `w-${key}`);
+      mounted.push(t);
+      await mountAll(await s.mounts(`p-${key}`), t);
+      await work(t);
+      await unmountAll(t);
+      const dir = (await s.writableDir(`p-${key}`)).dir;
+      await s.commit(key, `p-${key}`);
+      return dir;
+    };
+    const d1 = await layer('opq1', undefined, async (t) => {
+      await fs.mkdir(path.join(t, 'd'));
+      await fs.writeFile(path.join(t, 'd', 'old'), 'x');
+    });
+    const d2 = await layer('opq2', 'opq1', async (t) => {
+      await fs.rm(path.join(t, 'd'), { recursive: true });
+      await fs.mkdir(path.join(t, 'd'));
+      await fs.writeFile(path.join(t, 'd', 'new'), 'y');
+    });
+    for (const immutable of [false, true]) {
+      const u = new UnionView([d1, d2], { immutable });
+      expect(await u.readdir('d')).toEqual(['new']);
+      await expect(u.stat('d/old')).rejects.toThrow();
+    }
   });
 });

@@ -34,12 +34,16 @@ interface Resolved {
 export class UnionView {
   private readonly paths: string[]; // topmost first
   private opened?: Promise<Layer[]>;
-  constructor(layers: string[] /* lowest first */) {
+  /** `immutable`: the layer dirs do not change while this view lives (committed snapshots). */
+  constructor(
+    layers: string[] /* lowest first */,
+    private readonly opts: { immutable?: boolean } = {},
+  ) {
     this.paths = [...layers].reverse().map((l) => path.resolve(l));
   }
 
   private layers(): Promise<Layer[]> {
-    this.opened ??= Promise.all(this.paths.map(openLayer));
+    this.opened ??= Promise.all(this.paths.map((p) => openLayer(p, this.opts.immutable)));
     return this.opened;
   }
 

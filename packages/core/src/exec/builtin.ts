@@ -39,6 +39,7 @@ import { q, setupScript, type ShellMountStep } from './builtin-shell.ts';
 
 export { initHelper };
 import { refuseNativeOnly } from './network.ts';
+import { phases } from '../debug/phases.ts';
 
 const NO_SECCOMP_HELP =
   'bash scripts/build-native.sh (needs cc and libseccomp-dev), or install runc or crun; VLAB_EXECUTOR=builtin-shell runs them without seccomp';
@@ -161,10 +162,12 @@ export class BuiltinExecutor implements Executor {
     if (opts.signal?.aborted) throw abortedError(opts.signal.reason);
     if (!this.init) refuseNativeOnly(spec, 'the shell launcher');
     const startedAt = Date.now();
+    const lap = phases('exec');
     const layout = await detectCgroupLayout();
     const ns = this.userNs;
     if (ns) checkLimits(layout, spec.limits);
     const prep = await prepareRun(spec, this.opts.tmpDir);
+    lap('prepare');
     let cg: Cgroup | undefined;
     try {
       if (ns) checkUser(ns, prep.user, spec.user ?? '');
@@ -172,12 +175,13 @@ export class BuiltinExecutor implements Executor {
         cg = await Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`, spec.limits, {
           devices: this.opts.deviceCgroup,
         });
+      lap('cgroup');
       const mounts: BuiltinMountContext = {
         hostHas: (p) => this.hostKind(p),
         cgroup: ns ? undefined : { version: layout.version, cg },
         ns,
       };
-      if (this.init) return await this.runNative(prep, mounts, cg, startedAt, opts);
+      if (this.init) return await this.runNative(prep, mounts, cg, startedAt, opts, lap);
       const t = this.tools;
       const unshareArgs = [
         ...(ns ? userNsArgs(ns) : []),
@@ -224,6 +228,7 @@ export class BuiltinExecutor implements Executor {
     } finally {
       await cg?.destroy().catch(() => {});
       await prep.cleanup();
+      lap('cleanup');
     }
   }
 
@@ -260,11 +265,13 @@ export class BuiltinExecutor implements Executor {
     cg: Cgroup | undefined,
     startedAt: number,
     opts: RunOptions,
+    lap: (name: string) => void,
   ): Promise<RunResult> {
     const specFile = path.join(prep.dir, 'spec');
     const stdinFile = await writeStdin(prep, opts);
     await fs.writeFile(specFile, nativeSpec({ prep, mounts, cgroupProcs: cg?.procsFiles() ?? [], stdinFile }));
-    return finish(launchServer(this.init!).launch(specFile, opts.onOutput), cg, startedAt, opts.signal);
+    lap('spec');
+    return finish(launchServer(this.init!).launch(specFile, opts.onOutput), cg, startedAt, opts.signal, lap);
   }
 }
 
@@ -282,6 +289,7 @@ async function finish(
   cg: Cgroup | undefined,
   startedAt: number,
   signal?: AbortSignal,
+  lap: (name: string) => void = () => {},
 ): Promise<RunResult> {
   const exit = await waitOrAbort(child.exited, signal, () => {
     // SIGKILL to the launcher kills pid 1 (unshare --kill-child; vlab-init's parent-death
@@ -291,7 +299,9 @@ async function finish(
       await cg?.killAll(0);
     });
   });
+  lap('command');
   await cg?.killAll();
   const stats: CgroupStats = cg ? await cg.stats() : { oomKills: 0 };
+  lap('stats');
   return wallResult(exit, startedAt, stats);
 }

@@ -21,6 +21,7 @@ import { chainIds } from '../image/chain.ts';
 import { layerStream } from '../image/load.ts';
 import { pidAlive } from '../store/owner.ts';
 import { isNoSpace, nearlyFull, noSpaceError } from '../store/space.ts';
+import { phases } from '../debug/phases.ts';
 
 /** Key of a temporary snapshot: kind, owner pid (for crash recovery), random part. */
 function tempKey(kind: 'step' | 'extract' | 'view'): string {
@@ -120,12 +121,7 @@ export class LayerManager {
     opts: { sourceDateEpoch?: number } = {},
   ): Promise<LayerRef> {
     const snaps = await this.snapshots();
-    let t = performance.now();
-    const phase = (name: string) => {
-      const now = performance.now();
-      log('%s %dms', name, Math.round(now - t));
-      t = now;
-    };
+    const phase = phases('layer');
     const parent = await this.ensureSnapshot(layers);
     const active = tempKey('step');
     const mounts = await snaps.prepare(active, parent);

@@ -13,6 +13,7 @@ import { platformString } from '../image/platform.ts';
 import { epochOr } from './base.ts';
 import type { ImageConfig, LayerRef } from '../image/types.ts';
 import { moduleFor, type StepCall } from './instructions/index.ts';
+import { phases } from '../debug/phases.ts';
 
 /** One instruction of a stage, before its args are expanded. */
 export interface StepAt {
@@ -46,11 +47,13 @@ export async function runStep(s: BuildSession, at: StepAt): Promise<StageState> 
 
 async function keyedStep(s: BuildSession, call: StepCall, started: number): Promise<StageState> {
   const { inst, parent, stage, ref } = call;
+  const lap = phases('step');
   const mod = moduleFor(inst.kind);
   const platform = platformString(s.platform);
   const config = mod.config(call);
   const input = await mod.cacheKey(s, call, config);
   const key = stepKey({ parent: parent.key, instruction: inst, args: input.args, content: input.content, platform });
+  lap('key');
   const withHistory = (created: string, layer: LayerRef | undefined): ImageConfig => ({
     ...config,
     history:
@@ -78,6 +81,7 @@ async function keyedStep(s: BuildSession, call: StepCall, started: number): Prom
   const found = bypass ? undefined : await s.cache.get(key);
   // held for this build, and complete: a record whose layer a gc took before the hold is a miss
   const hit = found && (await s.store.holdLayers(found.layers)) ? found : undefined;
+  lap('lookup');
   if (hit) {
     s.emit({ type: 'step-cached', ...ref, time: Date.now() });
     done(true);
@@ -90,11 +94,14 @@ async function keyedStep(s: BuildSession, call: StepCall, started: number): Prom
     reason: bypass ? 'cache disabled (--no-cache)' : missReason(await s.cache.lastInputs(slot), inputs),
     time: Date.now(),
   });
+  lap('miss-reason');
   const layer = await mod.run(s, call, config, input.found);
+  lap('run');
   const created = epochOr(s, new Date());
   const layers = layer ? [...parent.layers, layer] : parent.layers;
   await s.cache.put({ key, layers, config, created });
   await s.cache.saveInputs(slot, inputs);
+  lap('cache-record');
   done(false);
   return { key, layers, created, config: withHistory(created, layer) };
 }

@@ -270,7 +270,8 @@ async function* walkAll(e: Emitter, root: string, rel: string): AsyncGenerator<B
 async function* generate(src: DiffSource, opts: DiffOptions): AsyncGenerator<Buffer> {
   if (src.kind === 'upper') {
     const xattrs = await readXattrsTree(src.upper);
-    const lower = src.lowers?.length ? new UnionView([...src.lowers].reverse()) : undefined;
+    // the lowers are committed snapshots: immutable
+    const lower = src.lowers?.length ? new UnionView([...src.lowers].reverse(), { immutable: true }) : undefined;
     yield* walkUpper(new Emitter(xattrs, opts.sourceDateEpoch, opts.exclude), xattrs, src.upper, '', lower);
   } else {
     const xd = await readXattrsTree(src.dir);

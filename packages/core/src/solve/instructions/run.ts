@@ -6,6 +6,7 @@ import { runStep, withRunMounts } from '../ops/run.ts';
 import { runFromMounts, type RunFromMounts } from '../run-from.ts';
 import { inSnapshot } from './snapshot.ts';
 import type { StepModule } from './types.ts';
+import { phases } from '../../debug/phases.ts';
 
 /** The parts a RUN reads: all but the cache policy (the runner's) and ADD's downloads. */
 type Parts = RunSettings & BuildServices & BuildSources & BuildInputs & BuildReport;
@@ -30,6 +31,7 @@ export const run: StepModule<RunInstruction, RunFromMounts, Parts> = {
     const env = { ...call.scope.runEnv() };
     return inSnapshot(b, call.parent, (rootfs) =>
       from.with(async (stageRoot) => {
+        const lap = phases('run');
         const sources = {
           cacheRoot: b.store.path('cache-mounts'),
           contextDir: b.context.root,
@@ -38,9 +40,11 @@ export const run: StepModule<RunInstruction, RunFromMounts, Parts> = {
           secrets: b.secrets,
           stageRoot,
         };
-        await withRunMounts(inst, sources, async (mounts) =>
-          runStep({
-            executor: await b.executor(),
+        await withRunMounts(inst, sources, async (mounts) => {
+          const executor = await b.executor();
+          lap('executor');
+          await runStep({
+            executor,
             rootfs,
             inst: b.network === 'host' && !inst.network ? { ...inst, network: 'host' } : inst,
             config: config.config,
@@ -50,8 +54,9 @@ export const run: StepModule<RunInstruction, RunFromMounts, Parts> = {
             limits: b.limits,
             signal: b.signal,
             onOutput: (stream, data) => b.emit({ type: 'step-log', ...ref, stream, data, time: Date.now() }),
-          }),
-        );
+          });
+          lap('exec');
+        });
       }),
     );
   },
