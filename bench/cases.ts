@@ -6,8 +6,9 @@
 import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
+import { genParallel } from './lib/parallel.ts';
 
-export type Phase = 'cold' | 'cached' | 'edit';
+export type Phase = 'cold' | 'cached' | 'edit' | 'serial' | 'parallel';
 export type BaseName = 'busybox' | 'bigbase';
 
 export interface Sizes {
@@ -39,7 +40,12 @@ export interface Case {
   edit?: (dir: string, n: number) => Promise<void>;
   /** Which floors bound this case (names from floor.ts), with a multiplier. */
   floor: { name: string; times: number }[];
+  /** parallel4: this many builds in p1…pN of the context, serial then parallel (lib/parallel.ts). */
+  parallel?: number;
 }
+
+const stepsN = (n: number) =>
+  Array.from({ length: n }, (_, i) => `RUN echo step${i} > /step${String(i).padStart(3, '0')}.txt`).join('\n');
 
 const steps20 = Array.from({ length: 20 }, (_, i) => `RUN echo step${i} > /step${String(i).padStart(2, '0')}.txt`).join(
   '\n',
@@ -111,6 +117,24 @@ export const CASES: Case[] = [
       'FROM busybox:latest AS build\nRUN mkdir -p /out && for i in $(seq 1 200); do echo "artifact $i" > /out/f$i; done\n' +
       'FROM busybox:latest\nCOPY --from=build /out /out\n',
     floor: [{ name: 'unshare-chroot', times: 1 }],
+  },
+  {
+    name: 'steps100',
+    what: '100 RUN steps: the time of a step at depth 91-100 vs 1-10 (a deep stack mounts and diffs as fast)',
+    base: 'busybox',
+    phases: ['cold', 'cached'],
+    dockerfile: `FROM busybox:latest\n${stepsN(100)}\n`,
+    floor: [{ name: 'unshare-chroot', times: 100 }],
+  },
+  {
+    name: 'parallel4',
+    what: '4 different builds (COPY + 8 RUNs each) on one store: one after another, then at once',
+    base: 'busybox',
+    phases: ['serial', 'parallel'],
+    dockerfile: 'FROM busybox:latest\n',
+    gen: (dir) => genParallel(dir, 4, 8),
+    parallel: 4,
+    floor: [{ name: 'unshare-chroot', times: 32 }],
   },
   {
     name: 'edit',

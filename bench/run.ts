@@ -15,6 +15,8 @@ import { bytes, ratio, render, secs, stat } from './lib/table.ts';
 import { evaluate, type Cell, type Results } from './lib/targets.ts';
 import { scaleRows } from './lib/scale.ts';
 import { makePeers } from './peers/index.ts';
+import { parallelBuilds, serialBuilds } from './lib/parallel.ts';
+import { depthRows } from './lib/depth.ts';
 import type { BenchEnv, Peer } from './peers/types.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -80,7 +82,10 @@ for (const peer of peers) {
 async function runCase(peer: Peer, c: Case, cells: Map<string, Cell>): Promise<void> {
   const dir = ctx.get(c.name)!;
   const tag = `bench-${c.name}:latest`;
-  const acc = new Map<string, { wall: number[]; rss: number[]; store: number[]; ran?: number; cached?: number }>();
+  const acc = new Map<
+    string,
+    { wall: number[]; rss: number[]; store: number[]; ran?: number; cached?: number; steps?: number[] }
+  >();
   const record = async (phase: string, fn: () => ReturnType<Peer['build']>) => {
     const before = duBytes(...peer.storeDirs());
     const r = await fn();
@@ -91,11 +96,19 @@ async function runCase(peer: Peer, c: Case, cells: Map<string, Cell>): Promise<v
     a.store.push(duBytes(...peer.storeDirs()) - before);
     a.ran = r.ran;
     a.cached = r.cached;
+    a.steps = r.steps;
     acc.set(phase, a);
     log(`${peer.name} ${c.name}/${phase}: ${secs(r.wall)}s ran ${r.ran ?? '?'} cached ${r.cached ?? '?'}`);
   };
   try {
-    if (c.phases.includes('edit')) {
+    if (c.parallel) {
+      for (let i = 0; i < runs; i++) {
+        await peer.reset();
+        await record('serial', () => serialBuilds(peer, dir, c.parallel!, tag));
+        await peer.reset();
+        await record('parallel', () => parallelBuilds(peer, dir, c.parallel!, tag));
+      }
+    } else if (c.phases.includes('edit')) {
       await peer.reset();
       await c.edit!(dir, editN++);
       const first = await peer.build(dir, tag); // untimed: fills the cache
@@ -120,6 +133,7 @@ async function runCase(peer: Peer, c: Case, cells: Map<string, Cell>): Promise<v
         storeBytes: median(a.store),
         ran: a.ran,
         cached: a.cached,
+        steps: a.steps,
       });
     }
   }
@@ -192,6 +206,7 @@ const out = [
   render(['builder', 'status'], peerStatus),
   ...(errors.length ? ['', '### Errors', ...errors] : []),
   ...(scale ? ['', '### copy-big peak RSS vs file size (vlab, cold)', scale] : []),
+  ...depthRows(results, names),
   '',
   `total bench time ${((Date.now() - started) / 60000).toFixed(1)} min`,
 ].join('\n');

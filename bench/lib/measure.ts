@@ -32,6 +32,8 @@ export interface RunOpts {
   /** Feed this to stdin. */
   input?: string;
   timeoutMs?: number;
+  /** When given, every output line (stdout and stderr) is pushed with its arrival time (seconds, performance.now). */
+  lines?: { t: number; line: string }[];
 }
 
 let seq = 0;
@@ -66,8 +68,16 @@ export function spawnCollect(
     let stdout = '';
     let stderr = '';
     const cap = (s: string, d: Buffer) => (s.length > 200_000 ? s : s + d.toString());
-    child.stdout!.on('data', (d: Buffer) => (stdout = cap(stdout, d)));
-    child.stderr!.on('data', (d: Buffer) => (stderr = cap(stderr, d)));
+    const partial = { out: '', err: '' };
+    const stamp = (k: 'out' | 'err', d: Buffer) => {
+      if (!opts.lines) return;
+      const t = performance.now() / 1000;
+      const parts = (partial[k] + d.toString()).split('\n');
+      partial[k] = parts.pop()!;
+      for (const line of parts) opts.lines.push({ t, line });
+    };
+    child.stdout!.on('data', (d: Buffer) => ((stdout = cap(stdout, d)), stamp('out', d)));
+    child.stderr!.on('data', (d: Buffer) => ((stderr = cap(stderr, d)), stamp('err', d)));
     const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : undefined;
     child.on('error', reject);
     child.on('close', (code, sig) => {

@@ -3,6 +3,7 @@
  * marked met / not met, or "n/a" with the reason when an input is missing (peer failed, case not run).
  */
 import type { Floors, Stat } from './floor.ts';
+import { runTargets } from './targets-run.ts';
 
 export interface Cell {
   stat?: Stat;
@@ -10,6 +11,8 @@ export interface Cell {
   storeBytes?: number;
   ran?: number;
   cached?: number;
+  /** Seconds per RUN step that ran (last run), for the depth rows. */
+  steps?: number[];
   error?: string;
 }
 /** results.get(builder).get(`case/phase`) */
@@ -96,5 +99,6 @@ export function evaluate(r: Results, floors: Floors, peerNames: string[]): Targe
         }
       : { target: 'hello/cold on big base ≤ 1.25× on busybox (commit ∝ change)', value: 'missing', verdict: 'n/a' },
   );
+  rows.push(...runTargets(r));
   return rows;
 }

@@ -18,6 +18,7 @@ process.on('message', async (m: Req) => {
   await fs.writeFile('/proc/self/clear_refs', '5').catch(() => undefined);
   let ran = 0;
   let cached = 0;
+  const steps: number[] = [];
   const t0 = performance.now();
   try {
     await build({
@@ -30,11 +31,12 @@ process.on('message', async (m: Req) => {
         if (e.type === 'step-done') {
           if (e.cached) cached++;
           else ran++;
+          if (!e.cached && /\] RUN /.test(e.name)) steps.push(e.durationMs / 1000);
         }
       },
     });
     const wall = (performance.now() - t0) / 1000;
-    process.send!({ id: m.id, ok: true, wall, rss: await hwm(), ran, cached });
+    process.send!({ id: m.id, ok: true, wall, rss: await hwm(), ran, cached, steps });
   } catch (e) {
     const wall = (performance.now() - t0) / 1000;
     process.send!({ id: m.id, ok: false, wall, error: String((e as Error).message ?? e).slice(0, 300) });

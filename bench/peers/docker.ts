@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { exists, readHwm, resetHwm, sh, spawnCollect, tail } from '../lib/measure.ts';
+import { runStepTimes, type Stamped } from '../lib/steps.ts';
 import type { BenchEnv, BuildOutcome, Peer } from './types.ts';
 
 const CLIENT = '/usr/bin/docker';
@@ -78,8 +79,8 @@ class Daemon {
 }
 const daemon = new Daemon();
 
-function docker(args: string[], env: NodeJS.ProcessEnv) {
-  return spawnCollect([CLIENT, '-H', `unix://${SOCK}`, ...args], { env: { ...process.env, ...env } });
+function docker(args: string[], env: NodeJS.ProcessEnv, lines?: Stamped[]) {
+  return spawnCollect([CLIENT, '-H', `unix://${SOCK}`, ...args], { env: { ...process.env, ...env }, lines });
 }
 
 export class DockerPeer implements Peer {
@@ -111,9 +112,11 @@ export class DockerPeer implements Peer {
     const pid = daemon.proc!.pid!;
     await resetHwm([pid]);
     const t0 = performance.now();
+    const lines: Stamped[] = [];
     const r = await docker(
       ['build', '--network=none', '--progress=plain', '-t', full, '-f', path.join(context, 'Dockerfile'), context],
       { DOCKER_BUILDKIT: this.buildkit ? '1' : '0' },
+      lines,
     );
     const wall = (performance.now() - t0) / 1000;
     const out = r.stdout + r.stderr;
@@ -128,6 +131,7 @@ export class DockerPeer implements Peer {
       rss: await readHwm([pid]),
       cached,
       ran: Math.max(0, steps - cached),
+      steps: this.buildkit ? runStepTimes(lines) : undefined,
       error: r.code ? tail(out) : undefined,
     };
   }

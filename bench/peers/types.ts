@@ -21,6 +21,8 @@ export interface BuildOutcome {
   /** Steps executed vs taken from the cache, when the builder tells. */
   ran?: number;
   cached?: number;
+  /** Seconds each RUN step that ran took, in build order (lib/steps.ts), when known. */
+  steps?: number[];
   error?: string;
 }
 

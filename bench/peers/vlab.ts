@@ -7,6 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { sh, timed, tail } from '../lib/measure.ts';
+import { runStepTimes, type Stamped } from '../lib/steps.ts';
 import { VBUILD } from '../lib/bases.ts';
 import type { BenchEnv, BuildOutcome, Peer } from './types.ts';
 
@@ -141,7 +142,8 @@ export class VlabCli extends VlabBase {
       this.root,
       context,
     ];
-    const r = await timed(argv, { cwd: this.env.repo });
+    const lines: Stamped[] = [];
+    const r = await timed(argv, { cwd: this.env.repo, lines });
     const out = r.stdout + r.stderr;
     const cached = (out.match(/^#\d+ CACHED$/gm) ?? []).length;
     const done = (out.match(/^#\d+ DONE/gm) ?? []).length;
@@ -151,6 +153,7 @@ export class VlabCli extends VlabBase {
       rss: r.maxRss,
       cached,
       ran: done - cached,
+      steps: runStepTimes(lines),
       error: r.code ? tail(out) : undefined,
     };
   }

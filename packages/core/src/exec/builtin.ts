@@ -25,7 +25,7 @@ import { promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { DetachedLaunch, Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
-import { prepareRun, type PreparedRun } from './prepare.ts';
+import { newRunId, prepareRun, type PreparedRun } from './prepare.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
 import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult, type Spawned } from './process.ts';
 import { checkLimits, checkUser, detectUserNs, makeRootlessDevTemplate, userNsArgs, type UserNs } from './rootless.ts';
@@ -166,16 +166,26 @@ export class BuiltinExecutor implements Executor {
     const layout = await detectCgroupLayout();
     const ns = this.userNs;
     if (ns) checkLimits(layout, spec.limits);
-    const prep = await prepareRun(spec, this.opts.tmpDir);
-    lap('prepare');
-    let cg: Cgroup | undefined;
+    // The run's files and its cgroup are made at once: neither needs the other.
+    const id = newRunId();
+    const [prepared, made] = await Promise.allSettled([
+      prepareRun(spec, this.opts.tmpDir, id),
+      ns
+        ? undefined
+        : Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${id}`, spec.limits, {
+            devices: this.opts.deviceCgroup,
+          }),
+    ]);
+    const cg = made.status === 'fulfilled' ? made.value : undefined;
+    if (prepared.status === 'rejected' || made.status === 'rejected') {
+      await cg?.destroy().catch(() => {});
+      if (prepared.status === 'fulfilled') await prepared.value.cleanup();
+      throw prepared.status === 'rejected' ? prepared.reason : (made as PromiseRejectedResult).reason;
+    }
+    const prep = prepared.value;
+    lap('prepare+cgroup');
     try {
       if (ns) checkUser(ns, prep.user, spec.user ?? '');
-      else
-        cg = await Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`, spec.limits, {
-          devices: this.opts.deviceCgroup,
-        });
-      lap('cgroup');
       const mounts: BuiltinMountContext = {
         hostHas: (p) => this.hostKind(p),
         cgroup: ns ? undefined : { version: layout.version, cg },
@@ -226,8 +236,7 @@ export class BuiltinExecutor implements Executor {
       });
       return await finish(child, cg, startedAt, opts.signal);
     } finally {
-      await cg?.destroy().catch(() => {});
-      await prep.cleanup();
+      await Promise.all([cg?.destroy().catch(() => {}), prep.cleanup()]);
       lap('cleanup');
     }
   }
@@ -300,8 +309,8 @@ async function finish(
     });
   });
   lap('command');
-  await cg?.killAll();
-  const stats: CgroupStats = cg ? await cg.stats() : { oomKills: 0 };
+  // pid 1 is gone, and its pid namespace with it: sweeping stragglers and reading usage can overlap
+  const [, stats]: [unknown, CgroupStats] = await Promise.all([cg?.killAll(), cg ? cg.stats() : { oomKills: 0 }]);
   lap('stats');
   return wallResult(exit, startedAt, stats);
 }

@@ -15,7 +15,7 @@
  *   is still a real directory: the container may have replaced one we made with a symlink to a
  *   host path (vlab-init does the same walk with O_NOFOLLOW).
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -54,17 +54,14 @@ export async function createMountpoints(rootfs: string, reqs: MountpointRequest[
       for (let i = 0; i < parts.length; i++) {
         const next = path.join(cur, parts[i]);
         const last = i === parts.length - 1;
-        const exists = await fs.lstat(next).then(
-          () => true,
-          () => false,
-        );
-        if (!exists) {
+        // synchronous: a handful of µs-long metadata calls on the path of every RUN
+        if (!lstatOrUndef(next)) {
           if (!out.parents.has(cur) && !out.created.some((c) => c.path === cur)) {
-            out.parents.set(cur, await times(cur));
+            out.parents.set(cur, times(cur));
           }
           try {
-            if (last && req.kind === 'file') await fs.writeFile(next, '', { flag: 'wx', mode: 0o644 });
-            else await fs.mkdir(next, { mode: 0o755 });
+            if (last && req.kind === 'file') writeFileSync(next, '', { flag: 'wx', mode: 0o644 });
+            else mkdirSync(next, { mode: 0o755 });
             out.created.push({ path: next, kind: last ? req.kind : 'dir' });
           } catch (e) {
             // Someone else made it meanwhile: not ours to remove.
@@ -85,8 +82,8 @@ export async function createMountpoints(rootfs: string, reqs: MountpointRequest[
 export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
   for (const entry of [...c.created].reverse()) {
     try {
-      if (!(await plainDirsDown(c.root, path.dirname(entry.path)))) continue;
-      const st = await fs.lstat(entry.path);
+      if (!plainDirsDown(c.root, path.dirname(entry.path))) continue;
+      const st = lstatSync(entry.path);
       if (entry.kind === 'dir' && st.isDirectory()) await fs.rmdir(entry.path);
       else if (entry.kind === 'file' && st.isFile() && st.size === 0) await fs.unlink(entry.path);
     } catch {
@@ -99,8 +96,8 @@ export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
   // them itself). atime is not part of a layer.
   const byTime = new Map<string, string[]>();
   for (const [dir, [, mtime]] of c.parents) {
-    if (!(await plainDirsDown(c.root, dir))) continue;
-    if ((await times(dir).catch(() => undefined))?.[1] === mtime) continue;
+    if (!plainDirsDown(c.root, dir)) continue;
+    if (lstatOrUndef(dir) && times(dir)[1] === mtime) continue;
     byTime.set(mtime, [...(byTime.get(mtime) ?? []), dir]);
   }
   await Promise.all(
@@ -110,20 +107,27 @@ export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
 }
 
 /** Whether `dir` and every directory between `root` and it are directories, not symlinks. */
-async function plainDirsDown(root: string, dir: string): Promise<boolean> {
+function plainDirsDown(root: string, dir: string): boolean {
   const rel = path.relative(root, dir);
   if (rel.startsWith('..') || path.isAbsolute(rel)) return false;
   let cur = root;
   for (const part of rel ? rel.split(path.sep) : []) {
     cur = path.join(cur, part);
-    const st = await fs.lstat(cur).catch(() => undefined);
-    if (!st?.isDirectory()) return false;
+    if (!lstatOrUndef(cur)?.isDirectory()) return false;
   }
   return true;
 }
 
-async function times(p: string): Promise<[string, string]> {
-  const st = await fs.lstat(p, { bigint: true });
+function lstatOrUndef(p: string) {
+  try {
+    return lstatSync(p, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+}
+
+function times(p: string): [string, string] {
+  const st = lstatSync(p, { bigint: true });
   const fmt = (ns: bigint) => `${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
   return [fmt(st.atimeNs), fmt(st.mtimeNs)];
 }

@@ -56,7 +56,12 @@ export interface PreparedRun {
 /** Filesystems the runtime mounts itself at these container paths (dirs made in the rootfs). */
 const SYSTEM_DIRS = ['/proc', '/dev', '/sys'];
 
-export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<PreparedRun> {
+/** A run's id: the owner pid in it names the run's cgroup, so a dead build's ones are found (orphanCgroups). */
+export function newRunId(): string {
+  return `${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir(), id = newRunId()): Promise<PreparedRun> {
   if (!spec.argv?.length) throw new VlabError('E_EXEC_SETUP', 'nothing to run: argv is empty');
   const rootfs = path.resolve(spec.rootfs);
   const st = await fs.stat(rootfs).catch(() => undefined);
@@ -69,8 +74,6 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
   if (spec.ports?.length && network !== 'private')
     throw new VlabError('E_BAD_ARG', `publishing ports (-p) needs --network private, not ${network}`);
 
-  // the owner pid in the id names the run's cgroup: a dead build's ones are found (orphanCgroups)
-  const id = `${process.pid}-${randomBytes(6).toString('hex')}`;
   const dir = await fs.mkdtemp(path.join(tmpDir, TMP_PREFIX));
   let created: Awaited<ReturnType<typeof createMountpoints>> | undefined;
   const cleanup = async () => {
@@ -99,11 +102,13 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir()): Promise<P
       (r, i) => i < SYSTEM_DIRS.length || !SYSTEM_DIRS.some((s) => r.target.startsWith(s + '/')),
     );
     created = await createMountpoints(rootfs, inRoot);
-    const mounts: PreparedMount[] = [];
-    for (const m of extra) mounts.push({ ...m, hostTarget: await resolveInRoot(rootfs, m.target) });
     // The working directory is created like BuildKit does, and kept (it is part of the step).
-    const hostCwd = await resolveInRoot(rootfs, cwd);
-    await fs.mkdir(hostCwd, { recursive: true, mode: 0o755 });
+    const [mounts] = await Promise.all([
+      Promise.all(
+        extra.map(async (m): Promise<PreparedMount> => ({ ...m, hostTarget: await resolveInRoot(rootfs, m.target) })),
+      ),
+      resolveInRoot(rootfs, cwd).then((hostCwd) => fs.mkdir(hostCwd, { recursive: true, mode: 0o755 })),
+    ]);
     return {
       id,
       dir,
