@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 /** `createSnapshotter`: open a store root with the overlay or native driver (auto: probe). */
 import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { debuglog } from 'node:util';
 import { VlabError } from '@vlab/errors';
@@ -75,6 +76,33 @@ async function removeDeadProbes(root: string): Promise<void> {
 /** One probe per root per process: the answer does not change while we run. */
 const probes = new Map<string, ReturnType<typeof probeOverlay>>();
 
+/**
+ * A success is also remembered in the root (`probe.json`) for the next process (every CLI build
+ * is one): valid for the same kernel, the same filesystem under the root and the same kind of
+ * user, which is what the answer depends on. A failure is never remembered: it is probed again.
+ */
+async function probeOnce(root: string): Promise<Awaited<ReturnType<typeof probeOverlay>>> {
+  const file = path.join(root, 'probe.json');
+  const st = await fs.stat(root);
+  const stamp = { kernel: os.release(), dev: st.dev, realRoot: isRealRoot() };
+  const cached = await fs
+    .readFile(file, 'utf8')
+    .then((t) => JSON.parse(t) as typeof stamp & { userxattr: boolean })
+    .catch(() => undefined);
+  if (cached && cached.kernel === stamp.kernel && cached.dev === stamp.dev && cached.realRoot === stamp.realRoot)
+    return { ok: true, userxattr: cached.userxattr };
+  const p = await probeOverlay(root);
+  if (p.ok) {
+    // named like a probe dir: removeDeadProbes sweeps it if we die before the rename
+    const tmp = path.join(root, `probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+    await fs
+      .writeFile(tmp, JSON.stringify({ ...stamp, userxattr: p.userxattr }))
+      .then(() => fs.rename(tmp, file))
+      .catch(() => fs.rm(tmp, { force: true }).catch(() => undefined));
+  }
+  return p;
+}
+
 export async function createSnapshotter(root: string, opts: SnapshotterOptions = {}): Promise<Snapshotter> {
   await fs.mkdir(root, { recursive: true, mode: 0o700 });
   const store = new MetaStore(await fs.realpath(root));
@@ -83,7 +111,7 @@ export async function createSnapshotter(root: string, opts: SnapshotterOptions =
   const want = opts.driver ?? 'auto';
   if (want === 'native') return new NativeSnapshotter(store);
   let probe = probes.get(store.root);
-  if (!probe) probes.set(store.root, (probe = probeOverlay(store.root)));
+  if (!probe) probes.set(store.root, (probe = probeOnce(store.root)));
   const p = await probe;
   log('overlay probe: %o', p);
   if (p.ok) return new OverlaySnapshotter(store, { userxattr: p.userxattr });
