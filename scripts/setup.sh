@@ -8,9 +8,10 @@ need_apt=()
 command -v busybox >/dev/null || [ -x /bin/busybox ] || need_apt+=(busybox-static)
 # tmux: the CLI tests read the tty progress view through a real pty.
 # buildah: the differential suite (test/differential.test.ts) builds every case with it too.
+# podman: test/registry-podman.test.ts pulls and runs what vbuild pushed.
 # zstd: the zstd export tests decompress our layers with Debian's CLI.
 # pasta (passt): `run --network private` (outbound NAT, -p); slirp4netns: its named alternative.
-for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux buildah zstd pasta slirp4netns; do
+for tool in crun runc umoci skopeo mksquashfs getfattr newuidmap tmux buildah podman zstd pasta slirp4netns; do
   command -v "$tool" >/dev/null || case "$tool" in
     mksquashfs) need_apt+=(squashfs-tools) ;;
     getfattr) need_apt+=(attr) ;;

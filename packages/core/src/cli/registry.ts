@@ -91,6 +91,11 @@ export const REGISTRY_COMMANDS: Record<string, Command> = {
       flags: {
         ...TRANSFER_FLAGS,
         compression: { type: 'string', arg: 'gzip|zstd', help: 'layer compression (default gzip)' },
+        'compression-level': {
+          type: 'string',
+          arg: 'N',
+          help: 'gzip 0-9 (default 1, the fastest), zstd 1-22 (default 3)',
+        },
         digestfile: { type: 'string', arg: 'FILE', help: 'write the pushed manifest digest to FILE' },
       },
     },
@@ -100,6 +105,7 @@ export const REGISTRY_COMMANDS: Record<string, Command> = {
         ...registryOptions(v),
         root: str(v.root) ?? defaultStoreRoot(),
         compression: str(v.compression) as 'gzip' | 'zstd' | undefined,
+        compressionLevel: intFlag(v['compression-level'], 'compression-level'),
         parallel: intFlag(v.parallel, 'parallel'),
         onProgress: renderer(v),
       });

@@ -114,11 +114,17 @@ function checkDigest(hex: string, size: number, desc: Descriptor): void {
     );
 }
 
+/**
+ * gunzip in 1 MiB outputs (zlib's 16 KiB default makes a callback, a hash update and a file write
+ * per 16 KiB), taking up to 4 MiB of input while it works, so the socket keeps being read.
+ */
+const BIG_BUFFERS = { chunkSize: 1 << 20, writableHighWaterMark: 4 << 20, readableHighWaterMark: 1 << 20 };
+
 type ZstdZlib = { createZstdDecompress?: () => Transform };
 
 function decompressor(mediaType: string): Transform {
   if (mediaType === MEDIA.layer || mediaType === MEDIA.dockerLayer) return new PassThrough();
-  if (mediaType === MEDIA.layerGzip || mediaType === MEDIA.dockerLayerGzip) return zlib.createGunzip();
+  if (mediaType === MEDIA.layerGzip || mediaType === MEDIA.dockerLayerGzip) return zlib.createGunzip(BIG_BUFFERS);
   if (mediaType === MEDIA.layerZstd) {
     const z = (zlib as unknown as ZstdZlib).createZstdDecompress;
     if (z) return z();

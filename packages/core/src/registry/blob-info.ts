@@ -45,6 +45,9 @@ export class BlobInfo {
 
   /** Remember that `repo` holds `blob` for `diffId`. */
   async add(diffId: string, blob: Omit<CompressedBlob, 'repos'>, repo: string): Promise<void> {
+    // already known, and this repo is its latest (a push that only verifies): nothing to write
+    const known = (await this.get(diffId)).find((b) => b.digest === blob.digest);
+    if (known?.repos[known.repos.length - 1] === repo) return;
     await fsp.mkdir(this.dir, { recursive: true });
     const file = this.file(diffId);
     await withFileLock(`${file}.lock`, async () => {

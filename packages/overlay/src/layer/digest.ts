@@ -5,7 +5,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as zlib from 'node:zlib';
+import { gzipStream } from './pgzip.ts';
 import { zstdCompressStream } from './zstd.ts';
 
 export interface Digested {
@@ -44,8 +44,8 @@ export interface LayerWritten {
 /**
  * Stream a layer tar to `out` while computing the diffID and size in the same pass.
  * With `compression`, `out` receives the compressed blob and `digest` is that blob's digest.
- * gzip and zstd output are deterministic (no name/mtime in the gzip header; zstd.ts feeds
- * fixed blocks). `level`: gzip 0-9, zstd 1-22 (default 6 and 3).
+ * gzip and zstd output are deterministic (pgzip.ts: fixed segments, no name/mtime in the header;
+ * zstd.ts feeds fixed blocks). `level`: gzip 0-9, zstd 1-22 (default 6 and 3).
  */
 export async function writeLayer(
   tar: Readable | NodeJS.ReadableStream,
@@ -59,7 +59,7 @@ export async function writeLayer(
     const r = raw.result();
     return { diffId: r.digest, size: r.size, digest: r.digest, compressedSize: r.size };
   }
-  const z: Transform = comp === 'gzip' ? zlib.createGzip({ level: opts.level ?? 6 }) : zstdCompressStream(opts.level);
+  const z: Transform = comp === 'gzip' ? gzipStream(opts.level) : zstdCompressStream(opts.level);
   const packed = hashingStream();
   await pipeline(tar, raw.stream, z, packed.stream, out);
   const r = raw.result();
