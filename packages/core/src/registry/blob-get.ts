@@ -16,6 +16,7 @@ import { MAX_JSON_BYTES } from '../image/validate.ts';
 import type { Blobs } from '../store/types.ts';
 import { discard, isRetryable, readBody, withRetry, type HttpResponse } from './http.ts';
 import { registryError, type RegistryClient } from './client.ts';
+import { zstdDecompressStream } from './zstd-decode.ts';
 
 const MAX_REDIRECTS = 5;
 
@@ -121,19 +122,10 @@ function checkDigest(hex: string, size: number, desc: Descriptor): void {
  */
 const BIG_BUFFERS = { chunkSize: 256 << 10, writableHighWaterMark: 4 << 20, readableHighWaterMark: 1 << 20 };
 
-type ZstdZlib = { createZstdDecompress?: () => Transform };
-
 function decompressor(mediaType: string): Transform {
   if (mediaType === MEDIA.layer || mediaType === MEDIA.dockerLayer) return new PassThrough();
   if (mediaType === MEDIA.layerGzip || mediaType === MEDIA.dockerLayerGzip) return zlib.createGunzip(BIG_BUFFERS);
-  if (mediaType === MEDIA.layerZstd) {
-    const z = (zlib as unknown as ZstdZlib).createZstdDecompress;
-    if (z) return z();
-    throw new VlabError(
-      'E_UNSUPPORTED',
-      `zstd layers need node:zlib zstd (Node ≥ 22.15); this is Node ${process.versions.node}`,
-    );
-  }
+  if (mediaType === MEDIA.layerZstd) return zstdDecompressStream();
   throw new VlabError('E_UNSUPPORTED', `layer media type "${mediaType}" is not a tar, tar+gzip or tar+zstd layer`);
 }
 
