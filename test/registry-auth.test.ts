@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { login, pull, push } from '@vlab/image';
 import { exec, freshStore, removeStore, repo } from './helpers.ts';
 import { registryMissing, startRegistry, type TestRegistry } from './registry-fixture.ts';
+import { startProxy } from './registry-proxy.ts';
 
 const missing = registryMissing();
 if (missing) console.warn(`registry auth/TLS tests skipped: ${missing}`);
@@ -119,5 +120,57 @@ describe.skipIf(missing)('registry auth and TLS', () => {
     const pulled = await pull(ref, { root: other, authFile: path.join(tmp, 'none.json') });
     expect(pulled.remoteDigest).toBe(pushed.digest);
     expect(bearer.tokens!.requests.some((r) => !r.user && r.scope.includes('repository:tok/bb:pull'))).toBe(true);
+  });
+
+  it('a 401 is answered once: with credentials read afresh and a fresh token; a second 401 is E_REGISTRY_AUTH', async () => {
+    const b64 = (u: { username: string; password: string }) =>
+      Buffer.from(`${u.username}:${u.password}`).toString('base64');
+    const basicProxy = await startProxy(basic.host);
+    const bearerProxy = await startProxy(bearer.host);
+    try {
+      // basic: a request's credentials are refused (the proxy strips them: as if the password
+      // changed); meanwhile another login is saved; the one retry carries it, read afresh
+      await push('busybox:latest', `${basic.host}/retry/bb:1`, { root, credentials: basic.user });
+      const authFile = path.join(tmp, 'retry.json');
+      const save = (u: { username: string; password: string }) =>
+        fsp.writeFile(authFile, JSON.stringify({ auths: { [basicProxy.host]: { auth: b64(u) } } }));
+      await save(basic.user!);
+      const first = await fsp.mkdtemp(path.join(tmp, 'retry-'));
+      basicProxy.onUnauthorized = () => (basicProxy.stripped ? save(basic.user2!) : undefined);
+      // the manifest goes through (after the first challenge), the config's request is refused
+      [basicProxy.passAuthorized, basicProxy.rejectAuthorized] = [1, 1];
+      await pull(`${basicProxy.host}/retry/bb:1`, { root: first, authFile });
+      expect(basicProxy.stripped).toBe(1);
+      const users = basicProxy.authorizations.map((a) => Buffer.from(a.slice(6), 'base64').toString().split(':')[0]);
+      expect(users[0]).toBe(basic.user!.username);
+      expect(users.at(-1)).toBe(basic.user2!.username);
+
+      // bearer: the token the client holds is refused once: it asks the token server again
+      const creds = bearer.user!;
+      const bearerFile = path.join(tmp, 'retry-bearer.json');
+      await fsp.writeFile(bearerFile, JSON.stringify({ auths: { [bearerProxy.host]: { auth: b64(creds) } } }));
+      await push('busybox:latest', `${bearer.host}/retry/bb:1`, { root, credentials: creds });
+      const asked = bearer.tokens!.requests.length;
+      [bearerProxy.passAuthorized, bearerProxy.rejectAuthorized] = [1, 1];
+      const second = await fsp.mkdtemp(path.join(tmp, 'retry-'));
+      await pull(`${bearerProxy.host}/retry/bb:1`, { root: second, authFile: bearerFile });
+      expect(bearerProxy.stripped).toBe(1);
+      // one token for the first challenge, one fresh after the refused request
+      expect(bearer.tokens!.requests.length - asked).toBe(2);
+
+      // refused every time: one retry, then a clear error (no loop)
+      [bearerProxy.passAuthorized, bearerProxy.rejectAuthorized] = [1, 100];
+      const third = await fsp.mkdtemp(path.join(tmp, 'retry-'));
+      await expect(pull(`${bearerProxy.host}/retry/bb:1`, { root: third, authFile: bearerFile })).rejects.toMatchObject(
+        {
+          code: 'E_REGISTRY_AUTH',
+          message: expect.stringContaining('credentials were refused'),
+        },
+      );
+      expect(bearerProxy.stripped).toBe(3);
+    } finally {
+      await basicProxy.stop();
+      await bearerProxy.stop();
+    }
   });
 });

@@ -34,6 +34,8 @@ export interface TestRegistry {
   /** PEM of the CA that signed the registry's certificate (with tls). */
   caFile?: string;
   user?: { username: string; password: string };
+  /** A second htpasswd user (with auth: true). */
+  user2?: { username: string; password: string };
   /** The token server (with token: true), and the scopes it was asked for. */
   tokens?: Awaited<ReturnType<typeof startTokenServer>>;
   stop(): Promise<void>;
@@ -136,9 +138,12 @@ export async function startRegistry(
     lines.push('  tls:', `    certificate: ${pki.cert}`, `    key: ${pki.key}`);
   }
   let user: TestRegistry['user'];
+  let user2: TestRegistry['user2'];
   if (opts.auth) {
     user = { username: 'tester', password: 'pw-' + Math.random().toString(36).slice(2) };
+    user2 = { username: 'tester2', password: 'pw-' + Math.random().toString(36).slice(2) };
     await run('htpasswd', ['-Bbc', path.join(dir, 'htpasswd'), user.username, user.password]);
+    await run('htpasswd', ['-Bb', path.join(dir, 'htpasswd'), user2.username, user2.password]);
     lines.push('auth:', '  htpasswd:', '    realm: vlab-test', `    path: ${dir}/htpasswd`);
   }
   let tokens: TestRegistry['tokens'];
@@ -185,7 +190,7 @@ export async function startRegistry(
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { host, dir, caFile, user, tokens, stop };
+  return { host, dir, caFile, user, user2, tokens, stop };
 }
 
 const hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');

@@ -2,6 +2,9 @@
  * A tiny fault-injecting proxy on 127.0.0.1 in front of a test registry: it forwards every
  * request, and for layer blobs (GET, over 4 kB) flips a byte, resets the connection halfway
  * (always, or only on the first try), or ends the body early; chosen paths get a canned answer.
+ * For auth: `rejectAuthorized` requests that carry credentials are forwarded without them (the
+ * registry's own 401 and challenge come back, as for a revoked token), and `onUnauthorized` runs
+ * before any 401 is passed on.
  */
 import http from 'node:http';
 import type net from 'node:net';
@@ -14,6 +17,14 @@ export interface FaultProxy {
   /** Blob GETs that carried a Range header. */
   rangeRequests: number;
   canned: Map<string, { status: number; headers: Record<string, string>; body: Buffer }>;
+  /** How many more requests with an Authorization header to strip (see above), after `passAuthorized` more went through. */
+  rejectAuthorized: number;
+  passAuthorized: number;
+  /** 401s passed on, authorized requests stripped, and the Authorization of every request. */
+  unauthorized: number;
+  stripped: number;
+  authorizations: string[];
+  onUnauthorized?: () => Promise<void> | void;
   stop(): Promise<void>;
 }
 
@@ -21,16 +32,39 @@ export async function startProxy(upstream: string): Promise<FaultProxy> {
   const [uhost, uport] = upstream.split(':') as [string, string];
   const cut = new Set<string>();
   const sockets = new Set<net.Socket>();
-  const p: FaultProxy = { host: '', fault: 'none', rangeRequests: 0, canned: new Map(), stop: async () => undefined };
+  const p: FaultProxy = {
+    host: '',
+    fault: 'none',
+    rangeRequests: 0,
+    canned: new Map(),
+    rejectAuthorized: 0,
+    passAuthorized: 0,
+    unauthorized: 0,
+    stripped: 0,
+    authorizations: [],
+    stop: async () => undefined,
+  };
   const server = http.createServer((req, res) => {
     const canned = p.canned.get(req.url ?? '');
     if (canned) {
       res.writeHead(canned.status, { ...canned.headers, 'content-length': canned.body.length });
       return res.end(canned.body);
     }
+    const headers = { ...req.headers };
+    if (headers.authorization) p.authorizations.push(headers.authorization);
+    if (headers.authorization && p.passAuthorized > 0) p.passAuthorized--;
+    else if (headers.authorization && p.rejectAuthorized > 0) {
+      p.rejectAuthorized--;
+      p.stripped++;
+      delete headers.authorization;
+    }
     const up = http.request(
-      { host: uhost, port: Number(uport), path: req.url, method: req.method, headers: req.headers },
-      (ur) => {
+      { host: uhost, port: Number(uport), path: req.url, method: req.method, headers },
+      async (ur) => {
+        if (ur.statusCode === 401) {
+          p.unauthorized++;
+          await p.onUnauthorized?.();
+        }
         const size = Number(ur.headers['content-length'] ?? 0);
         const blob = req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '') && size > 4096;
         if (blob && req.headers.range) p.rangeRequests++;
