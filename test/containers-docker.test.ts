@@ -117,7 +117,7 @@ describe('containers against docker', () => {
       ['-c', 'USER 1:2', '-c', 'ENTRYPOINT ["x"]', '-c', 'CMD echo hi', '-c', 'ENV B=3 C=4', '-c', 'LABEL l=v'],
     ],
   ];
-  it.each(cases)('commit: %s, as docker commit', async (_, runArgs, commitArgs, ctx) => {
+  it.for(cases)('commit: %s, as docker commit', async ([, runArgs, commitArgs], ctx) => {
     if (skip) return ctx.skip();
     const name = `cm${cases.findIndex((c) => c[1] === runArgs)}`;
     const commitWith = async (tool: Tool, save: string[]) => {
@@ -159,5 +159,57 @@ describe('containers against docker', () => {
     expect(ours.files).toEqual(theirs.files);
     expect(ours.history).toEqual(theirs.history);
     expect(ours.paused).toBe(false); // thawed after the commit
+  });
+});
+
+describe('a paused container against docker', () => {
+  /** ps's row and inspect's State of a paused `sleep`, then rm (refused), kill -s USR1, stop, rm -f. */
+  const pausedLife = async (tool: Tool, psJson: string[]) => {
+    // set up through the API on our side: the CLI is what is compared, and each of its starts costs
+    const start = async (name: string) => {
+      if (tool === docker) {
+        expect((await tool('run', '-d', '--name', name, '--network', 'none', 'busybox', 'sleep', '100')).code).toBe(0);
+        expect((await tool('pause', name)).code).toBe(0);
+      } else {
+        await run({ root, image: 'busybox', name, detach: true, cmd: ['sleep', '100'] });
+        await containers.pause(name, { root });
+      }
+    };
+    await start('pz1');
+    const row = (await tool('ps', ...psJson)).stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { Names: string; State: string; Status: string })
+      .find((r) => r.Names === 'pz1');
+    const inspect = async (name: string) =>
+      (JSON.parse((await tool('inspect', name)).stdout) as { State: Record<string, unknown> }[])[0]!.State;
+    const { Status, Running, Paused } = await inspect('pz1');
+    const rm = await tool('rm', 'pz1');
+    const usr1 = await tool('kill', '-s', 'USR1', 'pz1'); // ignored by sleep as pid 1; docker thaws it
+    const afterKill = await inspect('pz1');
+    expect((await tool('pause', 'pz1')).code).toBe(0);
+    const stop = await tool('stop', '-t', '1', 'pz1'); // TERM is ignored by pid 1: SIGKILL after 1 s
+    const stopped = await inspect('pz1');
+    await start('pz2');
+    const rmf = await tool('rm', '-f', 'pz2');
+    const gone = await tool('inspect', 'pz2');
+    await tool('rm', 'pz1');
+    return {
+      ps: { State: row?.State, Status: /^Up .* \(Paused\)$/.test(row?.Status ?? '') },
+      inspect: { Status, Running, Paused },
+      rm: { code: rm.code, paused: /paused/i.test(rm.stderr) },
+      kill: { code: usr1.code, Status: afterKill.Status, Paused: afterKill.Paused },
+      stop: { code: stop.code, Status: stopped.Status, ExitCode: stopped.ExitCode, Paused: stopped.Paused },
+      rmf: rmf.code,
+      goneAfterRmf: gone.code !== 0,
+    };
+  };
+
+  it('ps, inspect, rm, kill, stop and rm -f of a paused container are docker’s', async (ctx) => {
+    if (skip) return ctx.skip();
+    const theirs = await pausedLife(docker, ['--format', '{{json .}}']);
+    const ours = await pausedLife(vbuild, ['--format', 'json']);
+    expect(theirs.inspect).toEqual({ Status: 'paused', Running: true, Paused: true });
+    expect(ours).toEqual(theirs);
   });
 });

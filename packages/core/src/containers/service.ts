@@ -17,7 +17,7 @@ import { observedState, sameProcess } from './liveness.ts';
 import { checkOptions, makeConfig } from './create.ts';
 import { cleanupLocked, EXIT_FILE, startContainer } from './start.ts';
 import { signalName } from './signals.ts';
-import { thawIfPaused } from './process-ops.ts';
+import { isPaused, thawIfPaused } from './process-ops.ts';
 
 export class ContainerService {
   readonly records: ContainerRecords;
@@ -76,8 +76,13 @@ export class ContainerService {
     return { config: c.config, state: seen };
   }
 
+  /** The record as it is now, with whether it is paused. */
   async get(ref: string): Promise<Container> {
-    return this.refresh(await this.records.resolve(ref));
+    return this.withPausedFlag(await this.refresh(await this.records.resolve(ref)));
+  }
+
+  private async withPausedFlag(c: Container): Promise<Container> {
+    return c.state.status === 'running' ? { ...c, paused: await isPaused(c) } : c;
   }
 
   /** Running ones, or all (`ps -a`), newest first. */
@@ -85,7 +90,7 @@ export class ContainerService {
     const out: Container[] = [];
     for (const id of await this.records.ids()) {
       const c = await this.refresh(id).catch(() => undefined);
-      if (c && (opts.all || c.state.status === 'running')) out.push(c);
+      if (c && (opts.all || c.state.status === 'running')) out.push(await this.withPausedFlag(c));
     }
     return out.sort((a, b) => b.config.created.localeCompare(a.config.created));
   }
@@ -174,8 +179,13 @@ export class ContainerService {
   /** docker rm: a running one needs `force` (then SIGKILL); `volumes` also drops its anonymous volumes. */
   async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<Container> {
     const id = await this.records.resolve(ref);
-    let c = await this.refresh(id);
+    let c = await this.get(id);
     if (c.state.status === 'running') {
+      if (c.paused && !opts.force)
+        throw new VlabError(
+          'E_CONTAINER_PAUSED',
+          `you cannot remove a paused container ${c.config.id.slice(0, 12)}: unpause and then stop it, or use rm -f`,
+        );
       if (!opts.force)
         throw new VlabError(
           'E_CONTAINER_RUNNING',

@@ -99,6 +99,8 @@ export interface ContainerState {
 export interface Container {
   config: ContainerConfig;
   state: ContainerState;
+  /** Running with its cgroup frozen (pause): asked of the freezer by list/get, never on disk. */
+  paused?: boolean;
 }
 
 /** Options of `run`/`create`, as the API takes them (the CLI parses docker's flags into these). */
