@@ -8,7 +8,7 @@
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { mountAll, unmountAll } from '@vlab/overlay';
+import { mountAll, mountScratch, unmountAll } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
 import { cleanupDetached } from '../exec/index.ts';
 import { Cgroup, detectCgroupLayout } from '../exec/cgroups.ts';
@@ -55,7 +55,8 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
   const rootfs = path.join(dir, ROOTFS);
   const snaps = await svc.engine.snapshots();
   await fsp.mkdir(rootfs, { recursive: true });
-  await mountAll(await snaps.mounts(config.snapshotKey), rootfs);
+  // --rm: the upper dir goes with the container, so no sync of the store's filesystem at unmount
+  await (config.autoRemove ? mountScratch : mountAll)(await snaps.mounts(config.snapshotKey), rootfs);
   let launched: { dir: string; cgroup: string } | undefined;
   try {
     const mounts: ExtraMount[] = [];
