@@ -12,6 +12,7 @@ import os from 'node:os';
 import { VlabError } from '@vlab/errors';
 import { parseSize, runLimits } from '../exec/limits.ts';
 import type { Limits } from '../exec/types.ts';
+import { EXECUTOR_KINDS, type ExecutorKind } from '../exec/index.ts';
 import type { StoredImage } from '../store/store.ts';
 import type { ContainerConfig, ContainerMount, CreateOptions } from './types.ts';
 import { newId, shortId } from './names.ts';
@@ -85,6 +86,14 @@ export async function checkOptions(img: StoredImage, o: CreateOptions): Promise<
   };
 }
 
+/** VLAB_EXECUTOR (auto, builtin, builtin-shell, oci), as for builds. */
+export function executorKind(v = process.env.VLAB_EXECUTOR): ExecutorKind {
+  const kind = (v || 'auto') as ExecutorKind;
+  if (!EXECUTOR_KINDS.includes(kind))
+    throw new VlabError('E_BAD_ARG', `VLAB_EXECUTOR must be ${EXECUTOR_KINDS.join(', ')}, got "${kind}"`);
+  return kind;
+}
+
 export function makeConfig(id: string, name: string, img: StoredImage, o: CreateOptions, c: Checked): ContainerConfig {
   return {
     id,
@@ -107,6 +116,7 @@ export function makeConfig(id: string, name: string, img: StoredImage, o: Create
     ...(o.publish?.length ? { ports: o.publish.map(parsePort) } : {}),
     ...(o.tty ? { tty: o.tty === true ? {} : o.tty } : {}),
     stopSignal: c.stopSignal,
+    executor: executorKind(o.executor),
     stopTimeout: o.stopTimeout ?? 10,
     autoRemove: o.autoRemove ?? false,
     logMaxSize: c.logMaxSize,

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { openEngine, type Engine } from '../api.ts';
-import { createExecutor, EXECUTOR_KINDS, type ExecutorKind } from '../exec/index.ts';
+import { createExecutor, type ExecutorKind } from '../exec/index.ts';
 import { Cgroup, detectCgroupLayout, sleep } from '../exec/cgroups.ts';
 import type { Executor } from '../exec/types.ts';
 import { layersOf } from '../solve/base.ts';
@@ -14,7 +14,7 @@ import type { Container, CreateOptions, StartOptions } from './types.ts';
 import { ContainerRecords } from './records.ts';
 import { VolumeStore } from './volumes.ts';
 import { observedState, sameProcess } from './liveness.ts';
-import { checkOptions, makeConfig } from './create.ts';
+import { checkOptions, executorKind, makeConfig } from './create.ts';
 import { cleanupLocked, EXIT_FILE, startContainer } from './start.ts';
 import { signalName } from './signals.ts';
 import { isPaused, thawIfPaused } from './process-ops.ts';
@@ -23,7 +23,7 @@ export class ContainerService {
   readonly records: ContainerRecords;
   readonly volumes: VolumeStore;
   readonly cgroupParent: string;
-  private ex?: Promise<Executor>;
+  private readonly ex = new Map<ExecutorKind, Promise<Executor>>();
 
   private constructor(
     readonly root: string,
@@ -39,11 +39,15 @@ export class ContainerService {
     return new ContainerService(r, await openEngine(r));
   }
 
-  executor(): Promise<Executor> {
-    const kind = (process.env.VLAB_EXECUTOR || 'auto') as ExecutorKind;
-    if (!EXECUTOR_KINDS.includes(kind))
-      throw new VlabError('E_BAD_ARG', `VLAB_EXECUTOR must be ${EXECUTOR_KINDS.join(', ')}, got "${kind}"`);
-    return (this.ex ??= createExecutor({ kind, cgroupParent: this.cgroupParent }));
+  /** The executor of `kind` (a container's own, else VLAB_EXECUTOR, else auto), made once. */
+  executor(kind: ExecutorKind = executorKind()): Promise<Executor> {
+    let ex = this.ex.get(kind);
+    if (!ex) {
+      ex = createExecutor({ kind, cgroupParent: this.cgroupParent });
+      this.ex.set(kind, ex);
+      ex.catch(() => this.ex.delete(kind));
+    }
+    return ex;
   }
 
   /** A new container (not started): its record and its writable snapshot on the image. */
@@ -72,6 +76,12 @@ export class ContainerService {
     const c = await this.records.read(id);
     const seen = await observedState(c.state, this.records.path(id, EXIT_FILE));
     if (!seen) return c;
+    // Its monitor died: an OCI runtime's container is not the launcher's child (no PDEATHSIG
+    // reaches it) and may outlive it; killed here, so that nothing runs that is shown as exited.
+    if (seen.exitCode === -1 && c.state.cgroup)
+      await Cgroup.at(await detectCgroupLayout(), c.state.cgroup)
+        .killAll()
+        .catch(() => undefined);
     await this.records.writeState(id, seen);
     return { config: c.config, state: seen };
   }
