@@ -1,7 +1,8 @@
 /**
  * Container verbs against docker, in one run on this machine: `run --rm busybox true`, `ps -a`,
  * `exec`, `commit`, `start` and `stop` through the vbuild CLI (a new Node process each, the
- * one-file bundle), the API (`run()`, `containers.*` in this warm process) and docker 20.10 on a
+ * one-file bundle; `run` also with VLAB_EXECUTOR=oci, runc), the API (`run()`, `containers.*` in
+ * this warm process) and docker 20.10 on a
  * dockerd this script starts (own data root, --iptables=false --bridge=none, busybox loaded
  * into it). Medians of BENCH_RUNS, the tools interleaved per run; the floor rows say what of the
  * CLI's figure is Node start-up. Not part of `pnpm test`.
@@ -32,8 +33,8 @@ interface Row {
   /** Per tool: an untimed setup before each timed step, and the step. */
   tools: Partial<Record<Tool, { before?: Step; step: Step }>>;
 }
-type Tool = 'vlab-cli' | 'vlab-api' | 'docker' | 'floor';
-const TOOLS: Tool[] = ['vlab-cli', 'vlab-api', 'docker', 'floor'];
+type Tool = 'vlab-cli' | 'vlab-api' | 'vlab-runc' | 'docker' | 'floor';
+const TOOLS: Tool[] = ['vlab-cli', 'vlab-api', 'vlab-runc', 'docker', 'floor'];
 
 async function ok(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const r = await spawnCollect(argv, { env });
@@ -52,6 +53,9 @@ function rows(d: BenchDockerd): Row[] {
       tools: {
         'vlab-cli': { step: () => vb('run', '--rm', 'busybox', 'true') },
         'vlab-api': { step: () => run({ root, image: 'busybox', cmd: ['true'], autoRemove: true }) },
+        'vlab-runc': {
+          step: () => ok(['node', vbuildJs, 'run', '--rm', 'busybox', 'true'], { ...cliEnv, VLAB_EXECUTOR: 'oci' }),
+        },
         docker: { step: () => dk('run', '--rm', '--network', 'none', 'busybox', 'true') },
         floor: { step: () => ok(['node', '-e', '0']) },
       },
@@ -166,11 +170,17 @@ function print(results: Map<string, Partial<Record<Tool, number[]>>>, loadAfter:
     vs(t['vlab-cli'], t.docker),
     cell(t['vlab-api']),
     vs(t['vlab-api'], t.docker),
+    cell(t['vlab-runc']),
     cell(t.docker),
     t.floor ? `${cell(t.floor)} (${floorName(name)})` : '',
   ]);
   console.log('\n### Wall time, seconds: median (min–max); ratios to docker in the same run');
-  console.log(render(['verb', 'vlab-cli', 'cli/docker', 'vlab-api', 'api/docker', 'docker 20.10', 'floor'], body));
+  console.log(
+    render(
+      ['verb', 'vlab-cli', 'cli/docker', 'vlab-api', 'api/docker', 'vlab-cli on runc', 'docker 20.10', 'floor'],
+      body,
+    ),
+  );
   const r = results.get('run --rm busybox true');
   if (r?.docker) {
     console.log('\n### Target: run --rm busybox true ≤ 0.5× docker run --rm');
