@@ -1,89 +1,69 @@
 /**
- * Docker as the oracle: Debian's dockerd, started here with its own data root and socket in a
- * temp dir (no iptables, no bridge), runs the same busybox image (`vbuild save` → `docker load`);
- * exit codes and volume behaviour are compared. Skipped, with the reason, where dockerd cannot run.
+ * Docker as the oracle: Debian's dockerd (test/docker-daemon.ts: its own data root and socket,
+ * no iptables, no bridge) runs the same images (`vbuild save` → `docker load`); exit codes,
+ * volumes, what a commit records (config, history, the layer's files) and how a paused container
+ * shows and stops are compared with the vbuild CLI's. Skipped, with the reason, where dockerd
+ * cannot run.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { containers, run } from '@vlab/image';
-import { exec, freshStore, removeStore } from './helpers.ts';
-import { cli } from './containers-helpers.ts';
+import { build, containers, run } from '@vlab/image';
+import { freshStore, removeStore } from './helpers.ts';
+import { cli, type CliResult } from './containers-helpers.ts';
+import { dockerdMissing, startDockerd, type Dockerd } from './docker-daemon.ts';
+import { committedImage } from './containers-commit-helpers.ts';
 
 let root: string;
-let dir: string;
-let daemon: ChildProcess | undefined;
-let skip = '';
+let tmp: string;
+let daemon: Dockerd | undefined;
+let skip = dockerdMissing() ?? '';
 
-const docker = async (...args: string[]): Promise<{ code: number; stdout: string }> => {
+/** The docker client with the daemon's exit code (never rejects), as `cli` gives ours. */
+const docker = async (...args: string[]): Promise<CliResult> => {
   try {
-    const r = await exec('docker', ['-H', `unix://${dir}/d.sock`, ...args], { timeout: 30_000 });
-    return { code: 0, stdout: r.stdout };
+    return { code: 0, ...(await daemon!.docker(args)) };
   } catch (e) {
-    const x = e as { code: number; stdout: string };
-    return { code: typeof x.code === 'number' ? x.code : -1, stdout: x.stdout ?? '' };
+    const x = e as { code: unknown; stdout?: string; stderr?: string };
+    return { code: typeof x.code === 'number' ? x.code : -1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
   }
 };
-
-async function startDockerd(): Promise<string> {
-  if (process.getuid?.() !== 0) return 'not root';
-  for (const bin of ['/usr/sbin/dockerd', '/usr/bin/containerd'])
-    if (!existsSync(bin)) return `${bin} is not installed (apt-get install docker.io)`;
-  if (!(await exec('which', ['docker']).catch(() => undefined))) return 'no docker client';
-  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vd-'));
-  // prettier-ignore
-  daemon = spawn('/usr/sbin/dockerd', [
-    '--data-root', `${dir}/data`, '--exec-root', `${dir}/exec`, '-H', `unix://${dir}/d.sock`,
-    '--pidfile', `${dir}/pid`, '--iptables=false', '--ip6tables=false', '--bridge=none', '--ip-masq=false',
-  ], { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    if (daemon.exitCode !== null) return `dockerd exited with ${daemon.exitCode}`;
-    if ((await docker('version')).code === 0) return '';
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return 'dockerd did not answer within 20 s';
-}
-
-async function stopDockerd(): Promise<void> {
-  if (!daemon?.pid) return;
-  const containerd = Number(await fsp.readFile(`${dir}/exec/containerd/containerd.pid`, 'utf8').catch(() => '0'));
-  const ended = new Promise((r) => daemon!.once('exit', r));
-  if (daemon.exitCode === null) daemon.kill('SIGTERM');
-  await Promise.race([ended, new Promise((r) => setTimeout(r, 15_000))]);
-  if (daemon.exitCode === null) daemon.kill('SIGKILL');
-  // its managed containerd stops with it; make sure, by pid
-  for (let i = 0; containerd && i < 50; i++) {
-    try {
-      process.kill(containerd, 0);
-    } catch {
-      break;
-    }
-    if (i === 49) process.kill(containerd, 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const vbuild = (...args: string[]) => cli(root, args);
+type Tool = typeof docker;
 
 beforeAll(async () => {
   root = await freshStore();
-  skip = await startDockerd().catch((e: Error) => e.message);
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'vd-'));
+  if (!skip) daemon = await startDockerd().catch((e: Error) => ((skip = e.message), undefined));
   if (skip) {
     console.warn(`containers-docker: skipped, docker is not the oracle here: ${skip}`);
     return;
   }
-  const saved = await cli(root, ['save', '-o', `${dir}/bb.tar`, 'busybox']);
-  expect(saved.code, saved.stderr).toBe(0);
-  expect((await docker('load', '-i', `${dir}/bb.tar`)).code).toBe(0);
+  await build({
+    root,
+    context: tmp,
+    dockerfile: {
+      text: [
+        'FROM busybox',
+        'ENV A=1 B=two',
+        'WORKDIR /work',
+        'USER nobody',
+        'ENTRYPOINT ["sh", "-c"]',
+        'CMD ["echo hi"]',
+      ].join('\n'),
+    },
+    tags: ['cfg:latest'],
+  });
+  for (const img of ['busybox', 'cfg']) {
+    const saved = await vbuild('save', '-o', `${tmp}/${img}.tar`, img);
+    expect(saved.code, saved.stderr).toBe(0);
+    expect((await docker('load', '-i', `${tmp}/${img}.tar`)).code).toBe(0);
+  }
 }, 120_000);
 afterAll(async () => {
-  await stopDockerd();
-  if (dir) {
-    // dockerd unmounts its own on shutdown; anything left stays visible to the umount below
-    await exec('sh', ['-c', `grep -o ' ${dir}[^ ]*' /proc/self/mountinfo | xargs -r -n1 umount -l`]).catch(() => 0);
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
+  await daemon?.stop();
+  if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
   for (const c of await containers.list({ all: true, root }).catch(() => []))
     await containers.remove(c.config.id, { force: true, volumes: true, root }).catch(() => undefined);
   await removeStore(root);
@@ -115,5 +95,121 @@ describe('containers against docker', () => {
     });
     expect(ours).toBe(theirs);
     expect(ours).toBe('kept\n');
+  });
+
+  // Each case: `run` flags and command, then `commit` flags; docker's and ours are saved as docker
+  // archives and compared: the config, the last history entry, the layer count, the new layer's files.
+  const cases: [string, string[], string[]][] = [
+    [
+      'touch, rm, rm -rf and mkdir again (whiteouts, an opaque dir), -m and -c CMD/ENV/WORKDIR',
+      [
+        'busybox',
+        'sh',
+        '-c',
+        'touch /new; rm /bin/ls; mkdir -p /d/e; echo x > /d/e/f; rm -rf /home; echo y > /etc/passwd; rm -rf /root; mkdir /root; touch /root/x',
+      ],
+      ['-m', 'a message', '-c', 'CMD ["sh"]', '-c', 'ENV X=1', '-c', 'WORKDIR w'],
+    ],
+    ['nothing changed: the image config inherited, an empty_layer entry', ['cfg'], []],
+    [
+      'run flags (-e, -w, -u, --entrypoint) then -c USER/ENTRYPOINT/CMD (shell form)/ENV',
+      ['-e', 'Z=3', '-e', 'A=9', '-w', '/tmp', '-u', 'root', '--entrypoint', '/bin/echo', 'cfg', 'a', 'b'],
+      ['-c', 'USER 1:2', '-c', 'ENTRYPOINT ["x"]', '-c', 'CMD echo hi', '-c', 'ENV B=3 C=4', '-c', 'LABEL l=v'],
+    ],
+  ];
+  it.for(cases)('commit: %s, as docker commit', async ([, runArgs, commitArgs], ctx) => {
+    if (skip) return ctx.skip();
+    const name = `cm${cases.findIndex((c) => c[1] === runArgs)}`;
+    const commitWith = async (tool: Tool, save: string[]) => {
+      const r = await tool('run', '--name', name, '--network', 'none', ...runArgs);
+      expect(r.code, r.stderr).toBe(0);
+      const c = await tool('commit', ...commitArgs, name, `${name}:out`);
+      expect(c.code, c.stderr).toBe(0);
+      const archive = path.join(tmp, `${name}-${tool === docker ? 'docker' : 'vbuild'}.tar`);
+      expect((await tool('save', ...save, '-o', archive, `${name}:out`)).code).toBe(0);
+      await tool('rm', name);
+      return committedImage(archive);
+    };
+    const theirs = await commitWith(docker, []);
+    const ours = await commitWith(vbuild, ['--format', 'docker']);
+    expect(ours.config).toEqual(theirs.config);
+    expect(ours.history).toEqual(theirs.history);
+    expect(ours.layers).toBe(theirs.layers);
+    expect(ours.files).toEqual(theirs.files);
+  });
+
+  it('commit of a running container: paused while read, the runtime’s mountpoints left out, as docker', async (ctx) => {
+    if (skip) return ctx.skip();
+    const commitRunning = async (tool: Tool, save: string[]) => {
+      const script = 'mkdir /run1 && touch /run1/f && echo ok && exec sleep 100';
+      expect((await tool('run', '-d', '--name', 'cmr', '--network', 'none', 'busybox', 'sh', '-c', script)).code).toBe(
+        0,
+      );
+      for (let i = 0; i < 100 && !(await tool('logs', 'cmr')).stdout.includes('ok'); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      expect((await tool('commit', 'cmr', 'cmr:out')).code).toBe(0);
+      const state = (JSON.parse((await tool('inspect', 'cmr')).stdout) as { State: { Paused: boolean } }[])[0]!.State;
+      const archive = path.join(tmp, `cmr-${tool === docker ? 'docker' : 'vbuild'}.tar`);
+      expect((await tool('save', ...save, '-o', archive, 'cmr:out')).code).toBe(0);
+      await tool('rm', '-f', 'cmr');
+      return { ...(await committedImage(archive)), paused: state.Paused };
+    };
+    const theirs = await commitRunning(docker, []);
+    const ours = await commitRunning(vbuild, ['--format', 'docker']);
+    expect(ours.files).toEqual(theirs.files);
+    expect(ours.history).toEqual(theirs.history);
+    expect(ours.paused).toBe(false); // thawed after the commit
+  });
+});
+
+describe('a paused container against docker', () => {
+  /** ps's row and inspect's State of a paused `sleep`, then rm (refused), kill -s USR1, stop, rm -f. */
+  const pausedLife = async (tool: Tool, psJson: string[]) => {
+    // set up through the API on our side: the CLI is what is compared, and each of its starts costs
+    const start = async (name: string) => {
+      if (tool === docker) {
+        expect((await tool('run', '-d', '--name', name, '--network', 'none', 'busybox', 'sleep', '100')).code).toBe(0);
+        expect((await tool('pause', name)).code).toBe(0);
+      } else {
+        await run({ root, image: 'busybox', name, detach: true, cmd: ['sleep', '100'] });
+        await containers.pause(name, { root });
+      }
+    };
+    await start('pz1');
+    const row = (await tool('ps', ...psJson)).stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { Names: string; State: string; Status: string })
+      .find((r) => r.Names === 'pz1');
+    const inspect = async (name: string) =>
+      (JSON.parse((await tool('inspect', name)).stdout) as { State: Record<string, unknown> }[])[0]!.State;
+    const { Status, Running, Paused } = await inspect('pz1');
+    const rm = await tool('rm', 'pz1');
+    const usr1 = await tool('kill', '-s', 'USR1', 'pz1'); // ignored by sleep as pid 1; docker thaws it
+    const afterKill = await inspect('pz1');
+    expect((await tool('pause', 'pz1')).code).toBe(0);
+    const stop = await tool('stop', '-t', '1', 'pz1'); // TERM is ignored by pid 1: SIGKILL after 1 s
+    const stopped = await inspect('pz1');
+    await start('pz2');
+    const rmf = await tool('rm', '-f', 'pz2');
+    const gone = await tool('inspect', 'pz2');
+    await tool('rm', 'pz1');
+    return {
+      ps: { State: row?.State, Status: /^Up .* \(Paused\)$/.test(row?.Status ?? '') },
+      inspect: { Status, Running, Paused },
+      rm: { code: rm.code, paused: /paused/i.test(rm.stderr) },
+      kill: { code: usr1.code, Status: afterKill.Status, Paused: afterKill.Paused },
+      stop: { code: stop.code, Status: stopped.Status, ExitCode: stopped.ExitCode, Paused: stopped.Paused },
+      rmf: rmf.code,
+      goneAfterRmf: gone.code !== 0,
+    };
+  };
+
+  it('ps, inspect, rm, kill, stop and rm -f of a paused container are docker’s', async (ctx) => {
+    if (skip) return ctx.skip();
+    const theirs = await pausedLife(docker, ['--format', '{{json .}}']);
+    const ours = await pausedLife(vbuild, ['--format', 'json']);
+    expect(theirs.inspect).toEqual({ Status: 'paused', Running: true, Paused: true });
+    expect(ours).toEqual(theirs);
   });
 });

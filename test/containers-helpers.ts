@@ -13,15 +13,16 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the CLI on store `root`; never rejects. `onSpawn` gets the child (to kill it). */
+/** Runs the CLI on store `root`; never rejects. `onSpawn` gets the child (to kill it); `env` is added to ours. */
 export function cli(
   root: string,
   args: string[],
   onSpawn?: (child: ReturnType<typeof spawn>) => void,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<CliResult> {
   return new Promise((resolve) => {
     const child = spawn('node', [vbuild, ...args], {
-      env: { ...process.env, VLAB_ROOT: root },
+      env: { ...process.env, ...env, VLAB_ROOT: root },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

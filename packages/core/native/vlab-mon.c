@@ -27,6 +27,7 @@
  * answers nothing, and the exit command runs.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -175,17 +176,34 @@ static void pump(struct stream *s, int attach) {
   flush_lines(s, 0);
 }
 
-/* pid 1 of the container: the launcher's only child, there a moment after the launcher starts. */
-static pid_t container_pid(pid_t launcher) {
+/* The first child of any thread of `launcher` (a Go runtime such as runc forks from any thread:
+ * /proc/PID/task/PID/children lists only the main thread's), 0 if none. */
+static pid_t first_child(pid_t launcher) {
   char p[64];
-  snprintf(p, sizeof p, "/proc/%d/task/%d/children", launcher, launcher);
-  for (int i = 0; i < 5000; i++) {
-    FILE *f = fopen(p, "re");
-    if (!f) return 0;
-    long pid = 0;
-    int got = fscanf(f, "%ld", &pid);
+  snprintf(p, sizeof p, "/proc/%d/task", launcher);
+  DIR *d = opendir(p);
+  if (!d) return 0;
+  long pid = 0;
+  struct dirent *e;
+  while (!pid && (e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char c[320];
+    snprintf(c, sizeof c, "/proc/%d/task/%s/children", launcher, e->d_name);
+    FILE *f = fopen(c, "re");
+    if (!f) continue;
+    if (fscanf(f, "%ld", &pid) != 1) pid = 0;
     fclose(f);
-    if (got == 1 && pid > 0) return (pid_t)pid;
+  }
+  closedir(d);
+  return (pid_t)pid;
+}
+
+/* pid 1 of the container: the launcher's child, there a moment after the launcher starts (for a
+ * runtime whose first children are its own stages, the caller reads the runtime's pid file). */
+static pid_t container_pid(pid_t launcher) {
+  for (int i = 0; i < 5000; i++) {
+    pid_t pid = first_child(launcher);
+    if (pid > 0) return pid;
     siginfo_t info = {0};
     if (waitid(P_PID, (id_t)launcher, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == launcher)
       return 0; /* it ended first */

@@ -74,6 +74,7 @@ export {
   followLogs,
   shortId,
   statusText,
+  stateWord,
   humanDuration,
   commandText,
   inspectJson,

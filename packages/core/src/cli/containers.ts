@@ -12,6 +12,7 @@ import {
   readLogs,
   shortId,
   statusText,
+  stateWord,
   type Container,
   type LogEntry,
 } from '../index.ts';
@@ -58,7 +59,7 @@ function psJson(c: Container, now: number): string {
     Names: c.config.name,
     Ports: '',
     RunningFor: `${humanDuration(now - Date.parse(c.config.created))} ago`,
-    State: c.state.status,
+    State: stateWord(c),
     Status: statusText(c, now),
     ExitCode: c.state.exitCode,
   });

@@ -1,8 +1,8 @@
 /**
  * A container's config from its image and the run options, as docker combines them:
  * - `--entrypoint` replaces the image's Entrypoint and drops its Cmd; CMD… replaces Cmd;
- * - Env: the image's, then `--env-file` lines, then `-e` (a key set again replaces it in place;
- *   `-e K` takes K from our environment, or drops it when unset there);
+ * - Env: `--env-file` lines and `-e` first (`-e K` takes K from our environment, or drops it
+ *   when unset there), then the image's that they did not name;
  * - WorkingDir (`-w`, else the image's, else /), User (`-u`, else the image's), StopSignal;
  * - the hostname defaults to the short id; each image VOLUME not covered by a mount gets an
  *   anonymous volume.
@@ -12,6 +12,7 @@ import os from 'node:os';
 import { VlabError } from '@vlab/errors';
 import { parseSize, runLimits } from '../exec/limits.ts';
 import type { Limits } from '../exec/types.ts';
+import { EXECUTOR_KINDS, type ExecutorKind } from '../exec/index.ts';
 import type { StoredImage } from '../store/store.ts';
 import type { ContainerConfig, ContainerMount, CreateOptions } from './types.ts';
 import { newId, shortId } from './names.ts';
@@ -85,6 +86,14 @@ export async function checkOptions(img: StoredImage, o: CreateOptions): Promise<
   };
 }
 
+/** VLAB_EXECUTOR (auto, builtin, builtin-shell, oci), as for builds. */
+export function executorKind(v = process.env.VLAB_EXECUTOR): ExecutorKind {
+  const kind = (v || 'auto') as ExecutorKind;
+  if (!EXECUTOR_KINDS.includes(kind))
+    throw new VlabError('E_BAD_ARG', `VLAB_EXECUTOR must be ${EXECUTOR_KINDS.join(', ')}, got "${kind}"`);
+  return kind;
+}
+
 export function makeConfig(id: string, name: string, img: StoredImage, o: CreateOptions, c: Checked): ContainerConfig {
   return {
     id,
@@ -107,6 +116,7 @@ export function makeConfig(id: string, name: string, img: StoredImage, o: Create
     ...(o.publish?.length ? { ports: o.publish.map(parsePort) } : {}),
     ...(o.tty ? { tty: o.tty === true ? {} : o.tty } : {}),
     stopSignal: c.stopSignal,
+    executor: executorKind(o.executor),
     stopTimeout: o.stopTimeout ?? 10,
     autoRemove: o.autoRemove ?? false,
     logMaxSize: c.logMaxSize,
@@ -116,13 +126,19 @@ export function makeConfig(id: string, name: string, img: StoredImage, o: Create
   };
 }
 
-/** Image Env, then overrides: a key set again replaces it where it stands (docker's merge). */
+/**
+ * docker's merge (daemon/create.go `merge`): the run's variables first (`-e K=V` again replaces
+ * K where it stands; `-e K` takes K from `env`, or drops it when unset there), then the image's
+ * whose key the run did not name.
+ */
 export function mergeEnv(base: string[], overrides: string[], env: NodeJS.ProcessEnv = process.env): string[] {
-  const out = [...base];
+  const out: string[] = [];
+  const named = new Set<string>();
   const key = (e: string) => (e.includes('=') ? e.slice(0, e.indexOf('=')) : e);
   for (const o of overrides) {
     const k = key(o);
     if (!k) throw new VlabError('E_BAD_ARG', `invalid environment variable: ${o}`);
+    named.add(k);
     const value = o.includes('=') ? o : env[k] !== undefined ? `${k}=${env[k]}` : undefined;
     const at = out.findIndex((e) => key(e) === k);
     if (value === undefined) {
@@ -130,7 +146,7 @@ export function mergeEnv(base: string[], overrides: string[], env: NodeJS.Proces
     } else if (at >= 0) out[at] = value;
     else out.push(value);
   }
-  return out;
+  return [...out, ...base.filter((e) => !named.has(key(e)))];
 }
 
 /** `--env-file`: K=V lines, `#` comments and blank lines skipped, `K` alone from our environment. */

@@ -21,10 +21,16 @@ export function humanDuration(ms: number): string {
 
 export function statusText(c: Container, now = Date.now()): string {
   const s = c.state;
-  if (s.status === 'running') return `Up ${humanDuration(now - Date.parse(s.startedAt ?? c.config.created))}`;
+  if (s.status === 'running')
+    return `Up ${humanDuration(now - Date.parse(s.startedAt ?? c.config.created))}${c.paused ? ' (Paused)' : ''}`;
   if (s.status === 'removing') return 'Removal In Progress';
   if (s.status === 'created' || !s.finishedAt) return 'Created';
   return `Exited (${s.exitCode}) ${humanDuration(now - Date.parse(s.finishedAt))} ago`;
+}
+
+/** docker's State word: created, running, paused, exited, removing. */
+export function stateWord(c: Container): string {
+  return c.paused ? 'paused' : c.state.status;
 }
 
 /** The COMMAND column: the command line, cut to 20 characters with …, quoted (docker ps). */
@@ -43,9 +49,9 @@ export function inspectJson(c: Container, rootfs: string): Record<string, unknow
     Path: k.path,
     Args: k.args,
     State: {
-      Status: s.status === 'removing' ? 'removing' : s.status,
+      Status: stateWord(c),
       Running: s.status === 'running',
-      Paused: false,
+      Paused: Boolean(c.paused),
       Restarting: false,
       OOMKilled: s.oomKilled,
       Dead: false,

@@ -9,7 +9,7 @@ export { VolumeStore, type Volume } from './volumes.ts';
 export { readLogs, followLogs } from './logs.ts';
 export { shortId } from './names.ts';
 export { signalName } from './signals.ts';
-export { statusText, humanDuration, commandText, inspectJson } from './format.ts';
+export { statusText, stateWord, humanDuration, commandText, inspectJson } from './format.ts';
 export { run, containers, volumes, containerService, type RunOptions as ContainerRunOptions, type At } from './api.ts';
 export { readEnvFile } from './create.ts';
 export { execContainer, pauseContainer, topContainer, unpauseContainer } from './process-ops.ts';

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { openEngine, type Engine } from '../api.ts';
-import { createExecutor, EXECUTOR_KINDS, type ExecutorKind } from '../exec/index.ts';
+import { createExecutor, type ExecutorKind } from '../exec/index.ts';
 import { Cgroup, detectCgroupLayout, sleep } from '../exec/cgroups.ts';
 import type { Executor } from '../exec/types.ts';
 import { layersOf } from '../solve/base.ts';
@@ -14,16 +14,16 @@ import type { Container, CreateOptions, StartOptions } from './types.ts';
 import { ContainerRecords } from './records.ts';
 import { VolumeStore } from './volumes.ts';
 import { observedState, sameProcess } from './liveness.ts';
-import { checkOptions, makeConfig } from './create.ts';
+import { checkOptions, executorKind, makeConfig } from './create.ts';
 import { cleanupLocked, EXIT_FILE, startContainer } from './start.ts';
 import { signalName } from './signals.ts';
-import { thawIfPaused } from './process-ops.ts';
+import { isPaused, thawIfPaused } from './process-ops.ts';
 
 export class ContainerService {
   readonly records: ContainerRecords;
   readonly volumes: VolumeStore;
   readonly cgroupParent: string;
-  private ex?: Promise<Executor>;
+  private readonly ex = new Map<ExecutorKind, Promise<Executor>>();
 
   private constructor(
     readonly root: string,
@@ -39,11 +39,15 @@ export class ContainerService {
     return new ContainerService(r, await openEngine(r));
   }
 
-  executor(): Promise<Executor> {
-    const kind = (process.env.VLAB_EXECUTOR || 'auto') as ExecutorKind;
-    if (!EXECUTOR_KINDS.includes(kind))
-      throw new VlabError('E_BAD_ARG', `VLAB_EXECUTOR must be ${EXECUTOR_KINDS.join(', ')}, got "${kind}"`);
-    return (this.ex ??= createExecutor({ kind, cgroupParent: this.cgroupParent }));
+  /** The executor of `kind` (a container's own, else VLAB_EXECUTOR, else auto), made once. */
+  executor(kind: ExecutorKind = executorKind()): Promise<Executor> {
+    let ex = this.ex.get(kind);
+    if (!ex) {
+      ex = createExecutor({ kind, cgroupParent: this.cgroupParent });
+      this.ex.set(kind, ex);
+      ex.catch(() => this.ex.delete(kind));
+    }
+    return ex;
   }
 
   /** A new container (not started): its record and its writable snapshot on the image. */
@@ -72,12 +76,23 @@ export class ContainerService {
     const c = await this.records.read(id);
     const seen = await observedState(c.state, this.records.path(id, EXIT_FILE));
     if (!seen) return c;
+    // Its monitor died: an OCI runtime's container is not the launcher's child (no PDEATHSIG
+    // reaches it) and may outlive it; killed here, so that nothing runs that is shown as exited.
+    if (seen.exitCode === -1 && c.state.cgroup)
+      await Cgroup.at(await detectCgroupLayout(), c.state.cgroup)
+        .killAll()
+        .catch(() => undefined);
     await this.records.writeState(id, seen);
     return { config: c.config, state: seen };
   }
 
+  /** The record as it is now, with whether it is paused. */
   async get(ref: string): Promise<Container> {
-    return this.refresh(await this.records.resolve(ref));
+    return this.withPausedFlag(await this.refresh(await this.records.resolve(ref)));
+  }
+
+  private async withPausedFlag(c: Container): Promise<Container> {
+    return c.state.status === 'running' ? { ...c, paused: await isPaused(c) } : c;
   }
 
   /** Running ones, or all (`ps -a`), newest first. */
@@ -85,7 +100,7 @@ export class ContainerService {
     const out: Container[] = [];
     for (const id of await this.records.ids()) {
       const c = await this.refresh(id).catch(() => undefined);
-      if (c && (opts.all || c.state.status === 'running')) out.push(c);
+      if (c && (opts.all || c.state.status === 'running')) out.push(await this.withPausedFlag(c));
     }
     return out.sort((a, b) => b.config.created.localeCompare(a.config.created));
   }
@@ -174,8 +189,13 @@ export class ContainerService {
   /** docker rm: a running one needs `force` (then SIGKILL); `volumes` also drops its anonymous volumes. */
   async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<Container> {
     const id = await this.records.resolve(ref);
-    let c = await this.refresh(id);
+    let c = await this.get(id);
     if (c.state.status === 'running') {
+      if (c.paused && !opts.force)
+        throw new VlabError(
+          'E_CONTAINER_PAUSED',
+          `you cannot remove a paused container ${c.config.id.slice(0, 12)}: unpause and then stop it, or use rm -f`,
+        );
       if (!opts.force)
         throw new VlabError(
           'E_CONTAINER_RUNNING',

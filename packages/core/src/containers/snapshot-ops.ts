@@ -45,15 +45,23 @@ async function settled(svc: ContainerService, ref: string): Promise<Container> {
   return svc.get(c.config.id);
 }
 
-/** docker diff: the changes of the container's writable layer, sorted by path. */
-export async function diffContainer(svc: ContainerService, ref: string): Promise<Change[]> {
-  const c = await settled(svc, ref);
+/**
+ * The changes of the container's writable layer that are its own, and the paths that are the
+ * runtime's: the mountpoints made for it and a dir changed only by them (its mtime comes back at
+ * the end). docker keeps both in the init layer under the container's, so neither diff nor commit
+ * shows them.
+ */
+async function ownChanges(svc: ContainerService, c: Container): Promise<{ changes: Change[]; runtime: string[] }> {
   const snaps = await svc.engine.snapshots();
   const mp = await runtimeMountpoints(svc, c);
   const all = await changes(await snaps.diffSource(c.config.snapshotKey), { ignore: mp.created });
-  // a dir that only shows as changed for the mountpoints made in it (its mtime comes back at the end)
   const only = new Set(mp.parents.filter((d) => !all.some((x) => x.path.startsWith(d + '/'))));
-  return all.filter((x) => !(x.kind === 'C' && only.has(x.path)));
+  return { changes: all.filter((x) => !(x.kind === 'C' && only.has(x.path))), runtime: [...mp.created, ...only] };
+}
+
+/** docker diff: the changes of the container's writable layer, sorted by path. */
+export async function diffContainer(svc: ContainerService, ref: string): Promise<Change[]> {
+  return (await ownChanges(svc, await settled(svc, ref))).changes;
 }
 
 export interface CommitContainerOptions {
@@ -97,7 +105,7 @@ export async function commitContainer(
           User: cfg.user,
           Labels: { ...(base.config.config.Labels ?? {}), ...cfg.labels },
         },
-        exclude: (await runtimeMountpoints(svc, c)).created,
+        exclude: running(c) ? (await ownChanges(svc, c)).runtime : [],
         message: opts.message,
         author: opts.author,
         changes: opts.changes,

@@ -36,8 +36,13 @@ describe('run flag parsing', () => {
     expect(codeOf(() => parseTmpfsFlag('/t:evil=1'))).toBe('E_BAD_ARG');
   });
 
-  it('env: replaced in place, K alone from our env or dropped', () => {
-    expect(mergeEnv(['A=1', 'B=2', 'C=3'], ['B=x', 'D=4', 'C', 'E'], { E: 'e' })).toEqual(['A=1', 'B=x', 'D=4', 'E=e']);
+  it("env: the run's first, then the image's it did not name (docker's order); K alone from our env or dropped", () => {
+    expect(mergeEnv(['A=1', 'B=2', 'C=3'], ['B=x', 'D=4', 'C', 'E', 'B=y'], { E: 'e' })).toEqual([
+      'B=y',
+      'D=4',
+      'E=e',
+      'A=1',
+    ]);
   });
 
   it('durations and signals as docker words them', () => {

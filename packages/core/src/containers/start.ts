@@ -8,10 +8,10 @@
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { mountAll, unmountAll } from '@vlab/overlay';
+import { mountAll, mountScratch, unmountAll } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
 import { cleanupDetached } from '../exec/index.ts';
-import { Cgroup, detectCgroupLayout } from '../exec/cgroups.ts';
+import { Cgroup, detectCgroupLayout, sleep } from '../exec/cgroups.ts';
 import type { ExtraMount, RunSpec } from '../exec/types.ts';
 import type { Container, ContainerState, StartOptions } from './types.ts';
 import type { ContainerService } from './service.ts';
@@ -55,7 +55,8 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
   const rootfs = path.join(dir, ROOTFS);
   const snaps = await svc.engine.snapshots();
   await fsp.mkdir(rootfs, { recursive: true });
-  await mountAll(await snaps.mounts(config.snapshotKey), rootfs);
+  // --rm: the upper dir goes with the container, so no sync of the store's filesystem at unmount
+  await (config.autoRemove ? mountScratch : mountAll)(await snaps.mounts(config.snapshotKey), rootfs);
   let launched: { dir: string; cgroup: string } | undefined;
   try {
     const mounts: ExtraMount[] = [];
@@ -84,11 +85,11 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
       limits: config.limits,
       readonlyRootfs: config.readonlyRootfs,
     };
-    const ex = await svc.executor();
+    const ex = await svc.executor(config.executor);
     if (!ex.prepareDetached)
       throw new VlabError(
         'E_EXEC_UNAVAILABLE',
-        `containers need the built-in executor with vlab-init (this one is ${ex.name}): run bash scripts/build-native.sh`,
+        `containers need vlab-init or an OCI runtime (this executor is ${ex.name}): run bash scripts/build-native.sh, or VLAB_EXECUTOR=oci`,
       );
     const l = await ex.prepareDetached(spec, { dir, cgroup: `${svc.cgroupParent}/ctr-${config.id}` });
     launched = l;
@@ -100,7 +101,8 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
       exitCommand: [process.execPath, vbuildBin(), 'container', 'cleanup', '--root', svc.root, config.id],
       attach: opts.attach,
     });
-    const { pid } = await mon.started;
+    const started = await mon.started;
+    const pid = l.pidFile ? await pidFromFile(l.pidFile, mon.exited) : started.pid;
     const state: ContainerState = {
       ...c.state,
       status: 'running',
@@ -125,6 +127,27 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
     if (launched) await cleanupDetached(launched).catch(() => undefined);
     await unmountAll(rootfs).catch(() => undefined);
     throw e;
+  }
+}
+
+/**
+ * The container's pid 1 from the launcher's pid file (runc writes it once the container runs);
+ * 0 when the launcher ended without one (the container never ran, or ran and ended first).
+ */
+async function pidFromFile(file: string, ended: Promise<unknown>): Promise<number> {
+  let done = false;
+  void ended.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  const deadline = Date.now() + 60_000;
+  for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
+    const pid = Number(await fsp.readFile(file, 'utf8').catch(() => ''));
+    if (Number.isInteger(pid) && pid > 0) return pid;
+    if (done) return 0;
+    if (Date.now() > deadline)
+      throw new VlabError('E_EXEC_SETUP', `the container runtime did not start the container within 60 s (${file})`);
+    await sleep(delay);
   }
 }
 

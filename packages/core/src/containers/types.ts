@@ -13,6 +13,7 @@
  * chain in the store's snapshotter: it lives as long as the container (start reuses it).
  */
 import type { Limits, NetworkMode, PortMapping } from '../exec/types.ts';
+import type { ExecutorKind } from '../exec/index.ts';
 
 export type ContainerStatus = 'created' | 'running' | 'exited' | 'removing';
 
@@ -58,6 +59,8 @@ export interface ContainerConfig {
   /** `-t`: pid 1 gets a pty (the size it starts with, when no terminal tells). */
   tty?: { rows?: number; cols?: number };
   stopSignal: string;
+  /** Which executor starts it (VLAB_EXECUTOR or the API's `executor` at create; default auto). */
+  executor?: ExecutorKind;
   /** Seconds `stop` waits before SIGKILL (docker's default 10). */
   stopTimeout: number;
   autoRemove: boolean;
@@ -99,6 +102,8 @@ export interface ContainerState {
 export interface Container {
   config: ContainerConfig;
   state: ContainerState;
+  /** Running with its cgroup frozen (pause): asked of the freezer by list/get, never on disk. */
+  paused?: boolean;
 }
 
 /** Options of `run`/`create`, as the API takes them (the CLI parses docker's flags into these). */
@@ -136,6 +141,8 @@ export interface CreateOptions {
   tty?: boolean | { rows?: number; cols?: number };
   labels?: Record<string, string>;
   logMaxSize?: number | string;
+  /** auto (default: vlab-init as root), builtin, or oci (runc/crun); default VLAB_EXECUTOR. */
+  executor?: ExecutorKind;
 }
 
 export interface StartOptions {

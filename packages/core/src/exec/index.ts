@@ -5,7 +5,10 @@
 import { VlabError } from '@vlab/errors';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { removeMountpoints } from './mountpoints.ts';
+import { DELETE_FILE } from './oci-detached.ts';
 import { specCleanup } from './native-spec.ts';
 import type { DetachedLaunch, Executor, ExecutorOptions } from './types.ts';
 import { BuiltinExecutor, initHelper } from './builtin.ts';
@@ -17,6 +20,8 @@ export { detectCgroups, orphanCgroups, sweepOrphanCgroups, CGROUP_PARENT } from 
 export { resolveUser, resolveUserFrom, resolveUserInView } from './user.ts';
 export { BuiltinExecutor } from './builtin.ts';
 export { OciRuntimeExecutor } from './oci-runtime.ts';
+
+const execFileP = promisify(execFile);
 
 export const EXECUTOR_KINDS = ['auto', 'builtin', 'builtin-shell', 'oci'] as const;
 export type ExecutorKind = (typeof EXECUTOR_KINDS)[number];
@@ -77,6 +82,11 @@ async function pickRuntime(forced?: RuntimeName): Promise<{ name: RuntimeName; p
 export async function cleanupDetached(launch: Pick<DetachedLaunch, 'dir' | 'cgroup'>): Promise<void> {
   const layout = await detectCgroupLayout();
   await Cgroup.at(layout, launch.cgroup).destroy();
+  const del = await fsp.readFile(path.join(launch.dir, DELETE_FILE), 'utf8').catch(() => undefined);
+  if (del) {
+    const [bin, ...args] = JSON.parse(del) as string[];
+    await execFileP(bin!, args, { timeout: 10_000 }).catch(() => undefined);
+  }
   // A launcher killed with its container (stop's SIGKILL to the cgroup) did not remove the
   // mountpoints it made: done here from its spec, by the same rules, before the dir goes.
   const spec = await fsp.readFile(path.join(launch.dir, 'spec')).catch(() => undefined);

@@ -137,14 +137,27 @@ export function nativeSpec({ prep, mounts, cgroupProcs, stdinFile }: NativeSpecI
   t.push(['gid', String(u.gid)], ['groups', u.additionalGids.join(',')], ['caps', capNumbers(DEFAULT_CAPS).join(',')]);
   // a loop, not a spread: an image's Env can hold 10^5 entries, past the engine's argument limit
   for (const tok of commandTokens(prep)) t.push(tok);
-  // After the container: its mountpoints go (deepest first, if still empty), parents' mtimes back.
-  const mp = prep.mountpoints;
+  t.push(...cleanupTokens(prep.mountpoints));
+  return encode(t);
+}
+
+/** After the container: its mountpoints go (deepest first, if still empty), parents' mtimes back. */
+function cleanupTokens(mp: CreatedMountpoints): string[][] {
+  const t: string[][] = [];
   for (const c of [...mp.created].reverse()) t.push([c.kind === 'dir' ? 'rmdir' : 'rmfile', c.path]);
   for (const [dir, [, mtime]] of mp.parents) {
     const [sec, nsec] = mtime.split('.');
     t.push(['mtime', dir, sec!, String(Number(nsec))]);
   }
-  return encode(t);
+  return t;
+}
+
+/**
+ * A launch by another runtime (runc): only the cleanup part of a spec, in the same format, so
+ * cleanupDetached and the diff's mountpoint rule read every detached launch alike.
+ */
+export function cleanupSpec(prep: PreparedRun): Buffer {
+  return encode([['root', prep.rootfs], ...cleanupTokens(prep.mountpoints)]);
 }
 
 /** cwd, uid, the seccomp filter (Docker's profile for DEFAULT_CAPS, loaded right before execve), env, argv. */

@@ -15,7 +15,8 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { VlabError } from '@vlab/errors';
-import type { Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
+import type { DetachedLaunch, Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
+import { prepareOciDetached } from './oci-detached.ts';
 import { prepareRun, TMP_PREFIX } from './prepare.ts';
 import { buildOciConfig } from './oci-spec.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
@@ -139,6 +140,11 @@ export class OciRuntimeExecutor implements Executor {
       await parent.destroy().catch(() => {});
       await prep.cleanup();
     }
+  }
+
+  /** See Executor.prepareDetached: a bundle whose `run` the container's monitor owns (oci-detached.ts). */
+  prepareDetached(spec: RunSpec, where: { dir: string; cgroup: string }): Promise<DetachedLaunch> {
+    return prepareOciDetached({ name: this.name, bin: this.bin, stateRoot: this.stateRoot }, spec, where);
   }
 
   private async runtime(args: string[]): Promise<void> {

@@ -84,6 +84,11 @@ export interface DetachedLaunch {
   dir: string;
   /** The container's cgroup, relative to each hierarchy's root: removed by cleanupDetached. */
   cgroup: string;
+  /**
+   * Where the launcher writes the container's pid 1 once it runs (runc --pid-file), when that is
+   * not the launcher's first child.
+   */
+  pidFile?: string;
 }
 
 export interface Executor {
@@ -100,7 +105,7 @@ export interface Executor {
   /**
    * Prepares spec to be run by another process (a container's monitor), which execs `argv`: the
    * cgroup `cgroup` (relative; made here, with the limits) and a private dir under `dir` are
-   * made, nothing is started. Only the vlab-init launcher can do it; others lack the method.
+   * made, nothing is started. vlab-init and the OCI runtimes can; the shell launcher lacks it.
    * Throws as `run` does for a spec that cannot run; on failure nothing is left behind.
    */
   prepareDetached?(spec: RunSpec, where: { dir: string; cgroup: string }): Promise<DetachedLaunch>;
