@@ -29,7 +29,8 @@ export interface StepRef {
 export type BuildEvent =
   | { type: 'build-start'; stages: number; steps: number; time: number }
   | ({ type: 'step-start'; time: number } & StepRef)
-  | ({ type: 'step-cached'; time: number } & StepRef)
+  /** `from`: the registry cache (--cache-from) the step came from; absent for the local cache. */
+  | ({ type: 'step-cached'; from?: string; time: number } & StepRef)
   | ({ type: 'step-miss'; reason: string; time: number } & StepRef)
   | ({ type: 'step-log'; stream: 'stdout' | 'stderr'; data: string; time: number } & StepRef)
   | ({ type: 'step-done'; cached: boolean; durationMs: number; time: number } & StepRef)
@@ -44,6 +45,30 @@ export type BuildEvent =
       contextHashHits: number;
     }
   | { type: 'warning'; message: string; location?: SourceLocation; time: number }
+  /**
+   * A registry cache (--cache-from) read: once when read (hits, layers and bytes 0), once before
+   * `build-done` with what the build used of it and the compressed bytes it pulled from it.
+   */
+  | {
+      type: 'cache-import';
+      ref: string;
+      entries: number;
+      hits: number;
+      layersPulled: number;
+      bytesPulled: number;
+      time: number;
+    }
+  /** A registry cache written (--cache-to): its entries and layers after the merge, and what was uploaded. */
+  | {
+      type: 'cache-export';
+      ref: string;
+      mode: 'min' | 'max';
+      entries: number;
+      layers: number;
+      layersPushed: number;
+      bytesPushed: number;
+      time: number;
+    }
   /** A layer pulled (FROM an image not in the store) or pushed (--push). */
   | LayerProgress;
 
