@@ -145,6 +145,8 @@ describe.skipIf(missing)('registry build cache: two machines, one registry', () 
       `type=registry,ref=${cacheRef}`,
       '--cache-to',
       `type=registry,ref=${cacheRef},mode=max`,
+      '--cache-from',
+      `${reg.host}/cache/none:x`, // buildx's short form; not there: a warning, as BuildKit's
       ctx,
     ]);
     const out = run.stderr;
@@ -152,6 +154,7 @@ describe.skipIf(missing)('registry build cache: two machines, one registry', () 
     expect(out.match(/CACHED \(registry cache /g)).toHaveLength(1);
     expect(out.match(/CACHED$/gm)).toHaveLength(1);
     expect(out).toMatch(/cache miss: file changed: app\.txt/);
+    expect(out).toMatch(/WARN: importing cache \S+\/cache\/none:x failed: not found: building without it/);
     expect(out).toMatch(/cache miss: previous step changed/);
     expect(out).toMatch(/importing cache \S+: 1 of 4 entries used, 0 layers pulled \(0 bytes\)/);
     expect(out).toMatch(/exporting cache \S+ \(mode=max\): 6 entries, \d+ layers, \d+ pushed/);
@@ -231,12 +234,10 @@ describe.skipIf(missing)('registry build cache: two machines, one registry', () 
   });
 
   it('bad --cache-to / --cache-from: a clear error, nothing built', async () => {
+    // the parser's cases are in cache/spec.test.ts; here, what the CLI makes of them
     for (const [flag, spec, message] of [
       ['--cache-to', 'type=local,dest=/tmp/x', /--cache-to type=local is not supported: use type=registry/],
-      ['--cache-to', 'type=registry', /ref=REGISTRY\/REPO:TAG is required/],
-      ['--cache-to', `type=registry,ref=${cacheRef},mode=all`, /mode=all: expected min or max/],
       ['--cache-from', `type=registry,ref=${cacheRef},mode=max`, /unknown option "mode" \(type=registry takes ref\)/],
-      ['--cache-from', 'type=registry,ref=UPPER/Case', /--cache-from ref=UPPER\/Case:/],
     ] as const) {
       const err = await cli(b, ['build', flag, spec, ctx]).then(
         () => undefined,

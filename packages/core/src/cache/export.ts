@@ -86,7 +86,8 @@ export async function exportCache(
           pushed++;
           bytesPushed += r.desc.size;
         }
-        return void blobs.set(diffId, { blob: r.desc, diffId, size: l.size });
+        // a layer kept compressed (a loaded archive's) has no uncompressed size at hand
+        return void blobs.set(diffId, { blob: r.desc, diffId, ...(l.digest === diffId ? { size: l.size } : {}) });
       }
       blobs.set(diffId, await remoteBlob(caches, client, ref, diffId, scope));
     });

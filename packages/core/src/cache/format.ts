@@ -21,7 +21,7 @@ const LAYER_TYPES: string[] = [MEDIA.layerGzip, MEDIA.layerZstd, MEDIA.layer, ME
 /** The config blob (vlab-build-cache-schema.json). */
 export interface CacheConfig {
   schemaVersion: 1;
-  layers: { diffId: string; size: number }[];
+  layers: { diffId: string; size?: number }[];
   entries: { key: string; layers: number[]; created: string; history?: Pick<History, 'created_by' | 'empty_layer'> }[];
 }
 
@@ -30,8 +30,8 @@ export interface CacheLayer {
   /** The compressed blob, as the manifest names it. */
   blob: Descriptor;
   diffId: string;
-  /** Bytes of the uncompressed tar. */
-  size: number;
+  /** Bytes of the uncompressed tar, when known (informational: the store counts its own). */
+  size?: number;
 }
 
 /** One step's result in a cache: the image's layer chain after it. */
@@ -44,7 +44,7 @@ export interface CacheEntry {
 
 /** The layer as the local store names it (uncompressed: its digest is its diff_id). */
 export function localRef(l: CacheLayer): LayerRef {
-  return { digest: l.diffId, diffId: l.diffId, size: l.size, mediaType: MEDIA.layer };
+  return { digest: l.diffId, diffId: l.diffId, size: l.size ?? 0, mediaType: MEDIA.layer };
 }
 
 /** The entries of a fetched cache manifest and its config blob. E_BAD_MANIFEST when either is malformed. */
@@ -94,7 +94,7 @@ export function writeCache(entries: CacheEntry[]): { config: Buffer; layers: Des
   }));
   const doc: CacheConfig = {
     schemaVersion: 1,
-    layers: layers.map((l) => ({ diffId: l.diffId, size: l.size })),
+    layers: layers.map((l) => ({ diffId: l.diffId, ...(l.size !== undefined ? { size: l.size } : {}) })),
     entries: out,
   };
   return { config: Buffer.from(JSON.stringify(doc)), layers: layers.map((l) => l.blob) };
