@@ -56,7 +56,9 @@ describe.skipIf(missing)('registry build cache: two machines, one registry', () 
   let reg: TestRegistry;
   let proxy: FaultProxy;
   let a: string, b: string, c: string, d: string;
+  /** The same context on each machine: another path, other mtimes and inodes. */
   let ctx: string;
+  let ctxB: string;
   let cacheRef: string;
   let viaProxy: string;
   let tmp: string;
@@ -68,12 +70,13 @@ describe.skipIf(missing)('registry build cache: two machines, one registry', () 
     });
 
   beforeAll(async () => {
-    [reg, a, b, c, d, ctx, tmp] = await Promise.all([
+    [reg, a, b, c, d, ctx, ctxB, tmp] = await Promise.all([
       startRegistry(),
       freshStore(),
       freshStore(),
       freshStore(),
       freshStore(),
+      makeContext({ Dockerfile: DOCKERFILE, 'app.txt': 'app v1\n' }),
       makeContext({ Dockerfile: DOCKERFILE, 'app.txt': 'app v1\n' }),
       fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-regcache-')),
     ]);
@@ -85,7 +88,7 @@ describe.skipIf(missing)('registry build cache: two machines, one registry', () 
     await proxy?.stop();
     await reg?.stop();
     for (const r of [a, b, c, d]) if (r) await removeStore(r);
-    for (const t of [ctx, tmp]) if (t) await fsp.rm(t, { recursive: true, force: true });
+    for (const t of [ctx, ctxB, tmp]) if (t) await fsp.rm(t, { recursive: true, force: true });
   });
 
   it('a second, empty store takes every step from the cache and pulls only the final image’s layers', async () => {
@@ -102,8 +105,9 @@ describe.skipIf(missing)('registry build cache: two machines, one registry', () 
     expect(config.entries).toHaveLength(4);
 
     proxy.requests.length = 0;
+    await fsp.utimes(path.join(ctxB, 'app.txt'), new Date(), new Date(Date.now() + 60_000));
     const second = await buildWithEvents({
-      context: ctx,
+      context: ctxB,
       root: b,
       sourceDateEpoch: 0,
       cacheFrom: [parseCacheFrom(`type=registry,ref=${viaProxy}`)],
@@ -137,7 +141,7 @@ describe.skipIf(missing)('registry build cache: two machines, one registry', () 
   });
 
   it('a changed step rebuilds from there on, and --cache-to adds its entries to what the ref held', async () => {
-    await fsp.writeFile(path.join(ctx, 'app.txt'), 'app v2\n');
+    for (const dir of [ctx, ctxB]) await fsp.writeFile(path.join(dir, 'app.txt'), 'app v2\n');
     const run = await cli(b, [
       'build',
       '--progress=plain',
@@ -147,7 +151,7 @@ describe.skipIf(missing)('registry build cache: two machines, one registry', () 
       `type=registry,ref=${cacheRef},mode=max`,
       '--cache-from',
       `${reg.host}/cache/none:x`, // buildx's short form; not there: a warning, as BuildKit's
-      ctx,
+      ctxB,
     ]);
     const out = run.stderr;
     // the tools RUN from the registry (its layer was never pulled here), COPY --from locally

@@ -87,8 +87,9 @@ export class RegistryCaches {
     for (const spec of specs) {
       const ref = parseReference(spec.ref);
       const name = formatReference(ref);
-      const client = await RegistryClient.open(ref.domain, registry);
+      let client: RegistryClient | undefined;
       try {
+        client = await RegistryClient.open(ref.domain, registry);
         const entries = await readRemote(client, ref, name);
         caches.push({
           ref,
@@ -109,7 +110,7 @@ export class RegistryCaches {
           time: Date.now(),
         });
       } catch (e) {
-        client.close();
+        client?.close();
         if (registry.signal?.aborted) throw e;
         const why = (e as VlabError).code === 'E_IMAGE_NOT_FOUND' ? 'not found' : (e as Error).message;
         emit({
