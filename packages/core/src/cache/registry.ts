@@ -63,7 +63,8 @@ export class RegistryCaches {
   /** Hits to remember in the local cache once their layers are in the store. */
   private readonly local = new Map<string, CacheRecord>();
 
-  private constructor(
+  /** Caches already read (`open` reads them from their registries). */
+  constructor(
     readonly caches: ImportedCache[],
     private readonly store: Store,
     private readonly emit: EventSink,
