@@ -18,7 +18,7 @@ import { DEFAULT_PARALLEL, eachLimited } from '../registry/parallel.ts';
 import { pushLayer } from '../registry/push.ts';
 import { formatReference, parseReference, repoName, type Reference } from '../registry/reference.ts';
 import { sha256 } from '../store/blobs.ts';
-import type { EventSink } from '../solve/events.ts';
+import type { CacheEventSink } from './events.ts';
 import {
   CACHE_ARTIFACT_TYPE,
   CACHE_CONFIG_TYPE,
@@ -40,7 +40,7 @@ export async function exportCache(
   caches: RegistryCaches,
   spec: CacheExportSpec,
   final: LayerRef[],
-  opts: { registry: RegistryOptions; emit: EventSink },
+  opts: { registry: RegistryOptions; emit: CacheEventSink },
 ): Promise<void> {
   const steps = [...caches.recorded.values()].filter(
     (s) => s.layers.length && (spec.mode === 'max' || onChain(s.layers, final)),

@@ -19,7 +19,7 @@ import { fetchSmallBlob, pullLayer } from '../registry/blob-get.ts';
 import { RegistryClient, pullScope, type RegistryOptions } from '../registry/client.ts';
 import { fetchManifest } from '../registry/manifest.ts';
 import { formatReference, parseReference, repoName, type Reference } from '../registry/reference.ts';
-import type { EventSink } from '../solve/events.ts';
+import type { CacheEventSink } from './events.ts';
 import { localRef, readCache, type CacheEntry, type CacheLayer } from './format.ts';
 import type { CacheImportSpec } from './spec.ts';
 import type { BuildCache, CacheRecord } from './types.ts';
@@ -67,7 +67,7 @@ export class RegistryCaches {
   constructor(
     readonly caches: ImportedCache[],
     private readonly store: Store,
-    private readonly emit: EventSink,
+    private readonly emit: CacheEventSink,
   ) {
     for (const c of caches)
       for (const e of c.entries.values())
@@ -82,7 +82,7 @@ export class RegistryCaches {
     specs: CacheImportSpec[],
     store: Store,
     registry: RegistryOptions,
-    emit: EventSink,
+    emit: CacheEventSink,
   ): Promise<RegistryCaches> {
     const caches: ImportedCache[] = [];
     for (const spec of specs) {

@@ -1,5 +1,6 @@
 import type { ErrorCode, SourceLocation } from '@vlab/errors';
 import type { LayerProgress } from '../registry/events.ts';
+import type { CacheExportEvent, CacheImportEvent } from '../cache/events.ts';
 
 /**
  * The version of the {@link BuildEvent} union. It goes up by one when an event changes in a way
@@ -45,30 +46,9 @@ export type BuildEvent =
       contextHashHits: number;
     }
   | { type: 'warning'; message: string; location?: SourceLocation; time: number }
-  /**
-   * A registry cache (--cache-from) read: once when read (hits, layers and bytes 0), once before
-   * `build-done` with what the build used of it and the compressed bytes it pulled from it.
-   */
-  | {
-      type: 'cache-import';
-      ref: string;
-      entries: number;
-      hits: number;
-      layersPulled: number;
-      bytesPulled: number;
-      time: number;
-    }
-  /** A registry cache written (--cache-to): its entries and layers after the merge, and what was uploaded. */
-  | {
-      type: 'cache-export';
-      ref: string;
-      mode: 'min' | 'max';
-      entries: number;
-      layers: number;
-      layersPushed: number;
-      bytesPushed: number;
-      time: number;
-    }
+  /** Registry caches read and written (--cache-from / --cache-to). */
+  | CacheImportEvent
+  | CacheExportEvent
   /** A layer pulled (FROM an image not in the store) or pushed (--push). */
   | LayerProgress;
 
