@@ -180,6 +180,32 @@ describe.skipIf(missing)('registry build cache: two machines, one registry', () 
     finalV2 = again.result.config.rootfs.diff_ids;
   });
 
+  it('an intermediate stage’s layer is pulled when a step that misses reads it, and only then', async () => {
+    const { manifest, config } = await readCacheDoc(reg.host, 'cache/app', 'main');
+    const stored = await Promise.all(config.layers.map((l) => Store.at(b).blobs.has(l.diffId)));
+    expect(stored.filter((s) => !s)).toHaveLength(1); // the tools stage's RUN: never needed so far
+    const tools = manifest.layers[stored.indexOf(false)]!;
+    proxy.requests.length = 0;
+    const built = await buildWithEvents({
+      context: ctxB,
+      root: b,
+      tags: ['app:bin'],
+      // COPY --from=tools /tool.bin /tool.txt: a new step that reads the tools stage's tree
+      dockerfile: { text: DOCKERFILE.replace('COPY --from=tools /tool.txt', 'COPY --from=tools /tool.bin') },
+      cacheFrom: [parseCacheFrom(`type=registry,ref=${viaProxy}`)],
+    });
+    expect(ofType(built.events, 'step-cached')[0]).toMatchObject({
+      name: expect.stringMatching(/RUN head/),
+      from: viaProxy,
+    });
+    expect(missedSteps(built.events)[0]?.name).toMatch(/COPY --from=tools \/tool\.bin/);
+    expect(proxy.requests.filter((r) => r.includes(tools.digest))).toEqual([`GET /v2/cache/app/blobs/${tools.digest}`]);
+    expect(ofType(built.events, 'cache-import').at(-1)).toMatchObject({ layersPulled: 1, bytesPulled: tools.size });
+    const rootfs = await umociUnpack(b, 'app:bin');
+    expect((await fsp.stat(path.join(rootfs, 'tool.txt'))).size).toBe(20000);
+    await fsp.rm(path.dirname(rootfs), { recursive: true, force: true });
+  });
+
   it('a cache manifest that maps a key to the wrong blob gives a correct image and a warning', async () => {
     // the final RUN's layer (v2) now names the tools stage's blob: its bytes are not that diff_id
     const { manifest, config } = await readCacheDoc(reg.host, 'cache/app', 'main');
