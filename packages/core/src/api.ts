@@ -34,7 +34,7 @@ export { openEngine, type Engine, type SnapshotterDriver } from './api/engine.ts
 export { checkDockerfile, type CheckOptions, type CheckWarning, type DockerfileSpec } from './api/check.ts';
 import type { RegistryOptions } from './registry/client.ts';
 import { pushOutputs } from './export/registry.ts';
-import { exportCaches, openCaches, solveWithCaches } from './api/build-cache.ts';
+import { closeCaches, exportCaches, openCaches } from './api/build-cache.ts';
 import type { CacheExportSpec, CacheImportSpec } from './cache/spec.ts';
 
 export interface BuildOptions {
@@ -131,7 +131,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     throw new VlabError('E_INTERNAL', `build failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
   } finally {
     // the image is tagged (or the build failed): what the build held is gc's again
-    for (const e of opened) await e.store.lease.release().catch(() => undefined);
+    for (const e of opened) {
+      closeCaches(e);
+      await e.store.lease.release().catch(() => undefined);
+    }
   }
 }
 
@@ -248,101 +251,95 @@ async function buildFrom(
   const sde = opts.sourceDateEpoch ?? envEpoch();
   const session = { downloads: new Map<string, Promise<Download>>() };
   const caches = await openCaches(opts, engine, emit);
-  try {
-    const state = await solveWithCaches(caches, engine, emit, () =>
-      solve(
-        {
-          df,
-          dockerfilePath,
-          store: engine.store,
-          cache: engine.cache,
-          layers: engine.layers,
-          context,
-          executor: () =>
-            (executor ??= createExecutor({
-              kind: opts.executor ?? executorFromEnv(),
-              cgroupParent: cgroupParentOf(engine.store.root),
-            }).then((ex) => {
-              if (ex.warning) emit({ type: 'warning', message: ex.warning, time: Date.now() });
-              return ex;
-            })),
-          emit,
-          signal: opts.signal,
-          buildArgs,
-          globalArgs,
-          predefinedArgs: predefined,
-          platform,
-          noCache: opts.noCache ?? false,
-          noCacheFilter: new Set(opts.noCacheFilter ?? []),
-          sourceDateEpoch: sde,
-          secrets: opts.secrets ?? {},
-          network: opts.network,
-          allow,
-          limits,
-          run,
-          namedContexts,
-          downloads: session.downloads,
-          downloadLimits: opts.addLimits,
-          pull: opts.pull ?? false,
-          registry: { ...opts.registry, signal: opts.signal },
-          registryCache: caches,
-        },
-        plan,
-      ),
-    ).finally(async () => {
-      await hashes.save().catch(() => undefined);
-      await cleanupDownloads(session.downloads);
-    });
+  const state = await solve(
+    {
+      df,
+      dockerfilePath,
+      store: engine.store,
+      cache: engine.cache,
+      layers: engine.layers,
+      context,
+      executor: () =>
+        (executor ??= createExecutor({
+          kind: opts.executor ?? executorFromEnv(),
+          cgroupParent: cgroupParentOf(engine.store.root),
+        }).then((ex) => {
+          if (ex.warning) emit({ type: 'warning', message: ex.warning, time: Date.now() });
+          return ex;
+        })),
+      emit,
+      signal: opts.signal,
+      buildArgs,
+      globalArgs,
+      predefinedArgs: predefined,
+      platform,
+      noCache: opts.noCache ?? false,
+      noCacheFilter: new Set(opts.noCacheFilter ?? []),
+      sourceDateEpoch: sde,
+      secrets: opts.secrets ?? {},
+      network: opts.network,
+      allow,
+      limits,
+      run,
+      namedContexts,
+      downloads: session.downloads,
+      downloadLimits: opts.addLimits,
+      pull: opts.pull ?? false,
+      registry: { ...opts.registry, signal: opts.signal },
+      registryCache: caches,
+    },
+    plan,
+  ).finally(async () => {
+    await hashes.save().catch(() => undefined);
+    await cleanupDownloads(session.downloads);
+  });
 
-    const labels =
-      opts.labels && Object.keys(opts.labels).length
-        ? { config: { ...state.config.config, Labels: { ...state.config.config.Labels, ...opts.labels } } }
-        : {};
-    const config: ImageConfig = {
-      ...state.config,
-      ...labels,
-      created: state.created,
-      architecture: platform.architecture,
-      os: platform.os,
-      rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffId) },
-    };
-    const built = await engine.store.putImage(
-      config,
-      state.layers.map((l) => ({ mediaType: l.mediaType || MEDIA.layer, digest: l.digest, size: l.size })),
+  const labels =
+    opts.labels && Object.keys(opts.labels).length
+      ? { config: { ...state.config.config, Labels: { ...state.config.config.Labels, ...opts.labels } } }
+      : {};
+  const config: ImageConfig = {
+    ...state.config,
+    ...labels,
+    created: state.created,
+    architecture: platform.architecture,
+    os: platform.os,
+    rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffId) },
+  };
+  const built = await engine.store.putImage(
+    config,
+    state.layers.map((l) => ({ mediaType: l.mediaType || MEDIA.layer, digest: l.digest, size: l.size })),
+  );
+  const stored = opts.squash
+    ? await engine.store.loadManifest((await squashImage(engine, built, { sourceDateEpoch: sde })).digest)
+    : built;
+  for (const t of opts.tags ?? []) await engine.store.tag(t, stored.manifestDigest);
+  await pushOutputs(engine.store, stored, opts, emit);
+  for (const out of (opts.output ?? []).filter((o) => o.type !== 'registry'))
+    await exportImage(
+      engine.store,
+      stored,
+      out,
+      opts.tags?.[0],
+      (_img, work) => engine.layers.withView(state.layers, work),
+      { sourceDateEpoch: sde, signal: opts.signal },
     );
-    const stored = opts.squash
-      ? await engine.store.loadManifest((await squashImage(engine, built, { sourceDateEpoch: sde })).digest)
-      : built;
-    for (const t of opts.tags ?? []) await engine.store.tag(t, stored.manifestDigest);
-    await pushOutputs(engine.store, stored, opts, emit);
-    for (const out of (opts.output ?? []).filter((o) => o.type !== 'registry'))
-      await exportImage(
-        engine.store,
-        stored,
-        out,
-        opts.tags?.[0],
-        (_img, work) => engine.layers.withView(state.layers, work),
-        { sourceDateEpoch: sde, signal: opts.signal },
-      );
-    await exportCaches(caches, opts, engine, state.layers, emit);
-    emit({
-      type: 'build-done',
-      imageId: stored.configDigest,
-      digest: stored.manifestDigest,
-      durationMs: Date.now() - started,
-      time: Date.now(),
-      contextFilesHashed: hashes.misses - counted.misses,
-      contextHashHits: hashes.hits - counted.hits,
-    });
-    return {
-      imageId: stored.configDigest,
-      digest: stored.manifestDigest,
-      manifest: stored.manifest,
-      config: stored.config,
-    };
-  } finally {
-    caches?.close(); // its registry connections
-  }
+  await exportCaches(caches, opts, engine, state.layers, emit);
+  emit({
+    type: 'build-done',
+    imageId: stored.configDigest,
+    digest: stored.manifestDigest,
+    durationMs: Date.now() - started,
+    time: Date.now(),
+    contextFilesHashed: hashes.misses - counted.misses,
+    contextHashHits: hashes.hits - counted.hits,
+  });
+  return {
+    imageId: stored.configDigest,
+    digest: stored.manifestDigest,
+    manifest: stored.manifest,
+    config: stored.config,
+  };
 }
 
 /**

@@ -1,20 +1,18 @@
 /**
  * The registry caches of one build (--cache-from / --cache-to) around the solver: opened before
- * it, the solve retried when a registry cache layer fails its checks (each retry has one more bad
- * layer, so the steps that named it are built; bounded), exported after the image is made.
+ * it (the solver retries when a cache layer fails its checks), exported after the image is made,
+ * closed with the build's engine.
  */
-import { VlabError } from '@vlab/errors';
 import type { LayerRef } from '../image/types.ts';
 import type { RegistryOptions } from '../registry/client.ts';
 import type { EventSink } from '../solve/events.ts';
-import type { StageState } from '../solve/context.ts';
 import { exportCache } from '../cache/export.ts';
 import { RegistryCaches } from '../cache/registry.ts';
 import type { CacheExportSpec, CacheImportSpec } from '../cache/spec.ts';
 import type { Engine } from './engine.ts';
 
-/** Solves again after a bad cache layer at most this many times (then the error stands). */
-const MAX_RESOLVES = 3;
+/** Each build's open caches, by its engine: closed with it (closeCaches), however the build ends. */
+const opened = new WeakMap<Engine, RegistryCaches>();
 
 export interface CacheOptions {
   cacheFrom?: CacheImportSpec[];
@@ -37,36 +35,14 @@ export async function openCaches(
     emit,
   );
   engine.layers.fetchMissing = (layers) => caches.fetchMissing(layers);
+  opened.set(engine, caches);
   return caches;
 }
 
-/**
- * `solve()`, then the final image's layers in the store (fetched from a registry cache where
- * they came from one), with their true sizes. A cache layer that fails (E_CACHE_LAYER) is a
- * warning, and the build is solved again: its entries are misses now.
- */
-export async function solveWithCaches(
-  caches: RegistryCaches | undefined,
-  engine: Engine,
-  emit: EventSink,
-  solve: () => Promise<StageState>,
-): Promise<StageState> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const state = await solve();
-      await engine.layers.ensureBlobs(state.layers);
-      await caches?.saveLocal(engine.cache);
-      const layers: LayerRef[] = await Promise.all(
-        state.layers.map(async (l) => ({ ...l, size: await engine.store.blobs.size(l.digest) })),
-      );
-      return { ...state, layers };
-    } catch (e) {
-      const failed = caches?.takeFailures() ?? [];
-      if (!(e instanceof VlabError) || e.code !== 'E_CACHE_LAYER' || !failed.length || attempt >= MAX_RESOLVES) throw e;
-      for (const f of failed)
-        emit({ type: 'warning', message: `${f}: the steps it was for are built instead`, time: Date.now() });
-    }
-  }
+/** Close the registry connections of the engine's build caches (idempotent). */
+export function closeCaches(engine: Engine): void {
+  opened.get(engine)?.close();
+  opened.delete(engine);
 }
 
 /** Each --cache-to, once the image is made; a failure fails the build unless ignore-error=true. */

@@ -8,7 +8,7 @@
  * by at most one layer; a fetched blob is named in the store only after its digest and diff_id
  * check out (registry/blob-get.ts), and the image counts sizes from the store, not the cache. A
  * layer that fails is remembered as bad, the fetch rejects with E_CACHE_LAYER, and the build is
- * solved again with every entry that names it a miss (api/build-cache.ts), so a broken cache
+ * solved again with every entry that names it a miss (solve/solver.ts), so a broken cache
  * costs a rebuild and a warning, never a wrong image.
  */
 import { VlabError } from '@vlab/errors';
