@@ -2,7 +2,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BlobStore } from '../packages/core/src/store/blobs.ts';
-import { build, type BuildEvent } from '@vlab/image';
+import { build, load, save, Store, type BuildEvent } from '@vlab/image';
 import { buildWithEvents, cachedSteps, freshStore, makeContext, missedSteps, removeStore } from './helpers.ts';
 
 let root: string;
@@ -111,12 +111,32 @@ describe('build cache', () => {
     await fsp.rm(ctx, { recursive: true });
   });
 
+  it('the key of FROM is the image id: the same image stored in another form (gzip layers) keeps the cache', async () => {
+    // A pulled or loaded copy of a base has the same config (image id) but its own manifest digest:
+    // keys that name the manifest are store-local, and a second machine would miss every step.
+    const tmp = await makeContext({});
+    const archive = path.join(tmp, 'bb.tar');
+    await save('busybox:latest', archive, { root, format: 'oci', compression: 'gzip' });
+    const gz = await load(archive, { root, tag: 'bb-gzip:1' });
+    const plain = (await Store.at(root).resolve('busybox:latest'))!;
+    expect(gz.imageId).toBe(plain.configDigest);
+    expect(gz.digest).not.toBe(plain.manifestDigest);
+    const step = 'RUN echo portable > /p.txt\n';
+    await build({ context: tmp, root, dockerfile: { text: `FROM busybox\n${step}` } });
+    const other = await buildWithEvents({ context: tmp, root, dockerfile: { text: `FROM bb-gzip:1\n${step}` } });
+    expect(missedSteps(other.events)).toEqual([]);
+    expect(cachedSteps(other.events)).toHaveLength(1);
+    await fsp.rm(tmp, { recursive: true });
+  });
+
   it('two builds on one store at once both succeed and share layers', async () => {
     const a = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo same > /same\nRUN echo a > /a\n' });
     const b = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo same > /same\nRUN echo b > /b\n' });
+    // SOURCE_DATE_EPOCH: the two RUNs of `echo same` give the same layer even when they end in
+    // different seconds (layer mtimes are whole seconds; a loaded machine split them)
     const [ra, rb] = await Promise.all([
-      build({ context: a, root, tags: ['par-a'] }),
-      build({ context: b, root, tags: ['par-b'] }),
+      build({ context: a, root, tags: ['par-a'], sourceDateEpoch: 0 }),
+      build({ context: b, root, tags: ['par-b'], sourceDateEpoch: 0 }),
     ]);
     expect(ra.manifest.layers[1]!.digest).toBe(rb.manifest.layers[1]!.digest);
     expect(ra.manifest.layers[2]!.digest).not.toBe(rb.manifest.layers[2]!.digest);

@@ -16,6 +16,8 @@ export interface FaultProxy {
   fault: Fault;
   /** Blob GETs that carried a Range header. */
   rangeRequests: number;
+  /** Every request forwarded, as `METHOD /path` (a counting proxy: what a client fetched). */
+  requests: string[];
   canned: Map<string, { status: number; headers: Record<string, string>; body: Buffer }>;
   /** How many more requests with an Authorization header to strip (see above), after `passAuthorized` more went through. */
   rejectAuthorized: number;
@@ -36,6 +38,7 @@ export async function startProxy(upstream: string): Promise<FaultProxy> {
     host: '',
     fault: 'none',
     rangeRequests: 0,
+    requests: [],
     canned: new Map(),
     rejectAuthorized: 0,
     passAuthorized: 0,
@@ -58,6 +61,7 @@ export async function startProxy(upstream: string): Promise<FaultProxy> {
       p.stripped++;
       delete headers.authorization;
     }
+    p.requests.push(`${req.method} ${req.url}`);
     const up = http.request(
       { host: uhost, port: Number(uport), path: req.url, method: req.method, headers },
       async (ur) => {

@@ -34,6 +34,8 @@ export { openEngine, type Engine, type SnapshotterDriver } from './api/engine.ts
 export { checkDockerfile, type CheckOptions, type CheckWarning, type DockerfileSpec } from './api/check.ts';
 import type { RegistryOptions } from './registry/client.ts';
 import { pushOutputs } from './export/registry.ts';
+import { closeCaches, exportCaches, openCaches } from './api/build-cache.ts';
+import type { CacheExportSpec, CacheImportSpec } from './cache/spec.ts';
 
 export interface BuildOptions {
   /**
@@ -100,6 +102,10 @@ export interface BuildOptions {
   push?: boolean;
   /** TLS, credentials and retries for pulls and pushes (see RegistryOptions). */
   registry?: RegistryOptions;
+  /** --cache-to: registry caches to write this build's steps to (parseCacheTo), merged with what each held. */
+  cacheTo?: CacheExportSpec[];
+  /** --cache-from: registry caches whose steps a build may take (parseCacheFrom), after the local cache. */
+  cacheFrom?: CacheImportSpec[];
   /** Caps on each ADD <url> download: size, total and idle time, redirects (defaults in DEFAULT_DOWNLOAD_LIMITS). */
   addLimits?: Partial<DownloadLimits>;
 }
@@ -125,7 +131,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     throw new VlabError('E_INTERNAL', `build failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
   } finally {
     // the image is tagged (or the build failed): what the build held is gc's again
-    for (const e of opened) await e.store.lease.release().catch(() => undefined);
+    for (const e of opened) {
+      closeCaches(e);
+      await e.store.lease.release().catch(() => undefined);
+    }
   }
 }
 
@@ -241,6 +250,7 @@ async function buildFrom(
 
   const sde = opts.sourceDateEpoch ?? envEpoch();
   const session = { downloads: new Map<string, Promise<Download>>() };
+  const caches = await openCaches(opts, engine, emit);
   const state = await solve(
     {
       df,
@@ -276,6 +286,7 @@ async function buildFrom(
       downloadLimits: opts.addLimits,
       pull: opts.pull ?? false,
       registry: { ...opts.registry, signal: opts.signal },
+      registryCache: caches,
     },
     plan,
   ).finally(async () => {
@@ -313,6 +324,7 @@ async function buildFrom(
       (_img, work) => engine.layers.withView(state.layers, work),
       { sourceDateEpoch: sde, signal: opts.signal },
     );
+  await exportCaches(caches, opts, engine, state.layers, emit);
   emit({
     type: 'build-done',
     imageId: stored.configDigest,

@@ -33,6 +33,13 @@ export {
 export { DEFAULT_STREAM_CONTEXT_MAX, MAX_DOCKERFILE, type StreamContext } from './context/stream.ts';
 export { BUILD_EVENT_VERSION, type BuildEvent, type EventSink, type StepRef } from './solve/events.ts';
 export type { Entitlement } from './solve/entitlements.ts';
+export {
+  parseCacheFrom,
+  parseCacheTo,
+  type CacheExportSpec,
+  type CacheImportSpec,
+  type CacheMode,
+} from './cache/spec.ts';
 export { Store } from './store/store.ts';
 export { prune, type PruneResult } from './layers/gc.ts';
 export { fsck, type FsckKind, type FsckProblem, type FsckReport } from './layers/fsck.ts';

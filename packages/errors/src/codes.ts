@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   E_BAD_REF: 'an image reference (name:tag or digest) is malformed',
   E_BAD_SIGNAL: 'a signal name or number is unknown',
   E_BLOB_MISSING: 'a blob the store needs is not in it',
+  E_CACHE_LAYER: 'a layer of a registry build cache (--cache-from) is missing or wrong: its steps are built instead',
   E_CHECKSUM_MISMATCH: 'ADD --checksum does not match the downloaded content',
   E_CONTAINER_NOT_FOUND: 'no container has that name or id',
   E_CONTAINER_NOT_PAUSED: 'unpause of a container that is not paused',

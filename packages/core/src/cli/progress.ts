@@ -30,7 +30,7 @@ function plainRenderer(out: NodeJS.WriteStream): (e: BuildEvent) => void {
         out.write(`${id(e.id)} ${e.name}\n`);
         break;
       case 'step-cached':
-        out.write(`${id(e.id)} CACHED\n`);
+        out.write(`${id(e.id)} CACHED${e.from ? ` (registry cache ${e.from})` : ''}\n`);
         break;
       case 'step-miss':
         out.write(`${id(e.id)} cache miss: ${e.reason}\n`);
@@ -49,6 +49,18 @@ function plainRenderer(out: NodeJS.WriteStream): (e: BuildEvent) => void {
         break;
       case 'layer-progress':
         if (e.status !== 'downloading' && e.status !== 'uploading') out.write(`${layerLine(e, 0)}\n`);
+        break;
+      case 'cache-import':
+        out.write(
+          e.hits || e.layersPulled
+            ? `importing cache ${e.ref}: ${e.hits} of ${e.entries} entries used, ${e.layersPulled} layers pulled (${e.bytesPulled} bytes)\n`
+            : `importing cache ${e.ref}: ${e.entries} entries\n`,
+        );
+        break;
+      case 'cache-export':
+        out.write(
+          `exporting cache ${e.ref} (mode=${e.mode}): ${e.entries} entries, ${e.layers} layers, ${e.layersPushed} pushed (${e.bytesPushed} bytes)\n`,
+        );
         break;
       case 'build-done':
         out.write(`writing image ${e.imageId} done (manifest ${e.digest}) in ${secs(e.durationMs)}\n`);

@@ -15,6 +15,8 @@ import indexSchema from './schemas/image-index-schema.json' with { type: 'json' 
 import layoutSchema from './schemas/image-layout-schema.json' with { type: 'json' };
 import manifestSchema from './schemas/image-manifest-schema.json' with { type: 'json' };
 import dockerManifestSchema from './schemas/docker-archive-manifest-schema.json' with { type: 'json' };
+import buildCacheSchema from './schemas/vlab-build-cache-schema.json' with { type: 'json' };
+import type { CacheConfig } from '../cache/format.ts';
 import { withConfigDefaults, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from './types.ts';
 
 /** The largest JSON document read from an archive, layout or registry (index, manifest, config). */
@@ -35,6 +37,7 @@ export interface Documents {
   layout: { imageLayoutVersion: string };
   descriptor: Descriptor;
   'docker-manifest': DockerArchiveImage[];
+  'cache-config': CacheConfig;
 }
 export type DocumentKind = keyof Documents;
 
@@ -46,6 +49,7 @@ const SCHEMA_FILE: Record<DocumentKind, string> = {
   layout: 'image-layout-schema.json',
   descriptor: 'content-descriptor.json',
   'docker-manifest': 'docker-archive-manifest-schema.json',
+  'cache-config': 'vlab-build-cache-schema.json',
 };
 const BASE = 'https://opencontainers.org/schema/image/';
 
@@ -72,6 +76,7 @@ async function validator(kind: DocumentKind) {
       'image-layout-schema.json': layoutSchema,
       'image-manifest-schema.json': manifestSchema,
       'docker-archive-manifest-schema.json': dockerManifestSchema,
+      'vlab-build-cache-schema.json': buildCacheSchema,
     };
     // The schemas' nested `id`s move the base URL around, but image-spec's own validator resolves
     // every $ref by file name: drop the ids and register each file under one base to do the same.

@@ -52,6 +52,11 @@ export async function dropStaleSnapshot(store: Store, s: Snapshotter, key: strin
  */
 export class LayerManager {
   private opened?: Promise<Snapshotter>;
+  /**
+   * Brings in the blobs of `layers` the store lacks, where it knows them (a build's registry
+   * caches, fetched lazily); layers it does not know are left to the usual missing-blob errors.
+   */
+  fetchMissing?: (layers: LayerRef[]) => Promise<void>;
 
   /** The snapshotter is opened on first use: a fully cached build never probes or mounts. */
   constructor(
@@ -86,6 +91,7 @@ export class LayerManager {
     await this.store.lease.holdLayers(layers);
     let first = chain.length;
     while (first > 0 && !(await snaps.stat(chain[first - 1]!))) first--;
+    await this.ensureBlobs(layers.slice(first));
     for (let i = first; i < chain.length; i++) {
       const active = tempKey('extract');
       await snaps.prepare(active, i > 0 ? chain[i - 1] : undefined);
@@ -107,6 +113,11 @@ export class LayerManager {
       }
     }
     return chain[chain.length - 1];
+  }
+
+  /** Make sure the blobs of `layers` are in the store where they can be fetched (see fetchMissing). */
+  async ensureBlobs(layers: LayerRef[]): Promise<void> {
+    if (this.fetchMissing && layers.length) await this.fetchMissing(layers);
   }
 
   /**

@@ -160,7 +160,7 @@ export async function pushImage(
 type Status = 'done' | 'exists' | 'mounted';
 type Report = (e: Pick<LayerProgress, 'digest' | 'status' | 'bytes' | 'total'>) => void;
 
-async function pushLayer(
+export async function pushLayer(
   store: Store,
   client: RegistryClient,
   ref: Reference,

@@ -38,7 +38,7 @@ function imageState(s: Pick<BuildInputs, 'platform'>, stored: StoredImage): Stag
   return {
     key: stepKey({
       parent: '',
-      instruction: `FROM ${stored.manifestDigest}`,
+      instruction: `FROM ${imageKey(stored)}`,
       args: {},
       platform: platformString(s.platform),
     }),
@@ -76,6 +76,16 @@ async function located<T>(at: SourceLocation, f: () => Promise<T> | T): Promise<
       throw new VlabError(e.code, e.message, { location: at, cause: e, details: e.details });
     throw e;
   }
+}
+
+/**
+ * What a step keys an image by (FROM, COPY --from, RUN --mount from=): its config digest (the image
+ * id), which names the content (diff_ids) and config. Not the manifest digest: a pulled, loaded
+ * or pushed copy of one image has its own manifest (compressed or not), and keys must be the same
+ * on every machine that has the image, so a registry cache can be shared.
+ */
+export function imageKey(img: StoredImage): string {
+  return img.configDigest;
 }
 
 export function layersOf(img: StoredImage): LayerRef[] {

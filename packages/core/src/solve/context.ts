@@ -1,5 +1,6 @@
 import type { Dockerfile } from '@vlab/dockerfile';
 import type { BuildCache } from '../cache/cache.ts';
+import type { RegistryCaches } from '../cache/registry.ts';
 import type { BuildContext } from '../context/context.ts';
 import type { Executor, ExtraHost, ExtraMount, Limits } from '../exec/types.ts';
 import type { Entitlement } from './entitlements.ts';
@@ -45,6 +46,8 @@ export interface BuildServices {
   layers: LayerManager;
   /** Created on first use: a build without RUN never starts one. */
   executor: () => Promise<Executor>;
+  /** The registry caches of --cache-from / --cache-to: lookups after the local cache, and the record of each step. */
+  registryCache?: RegistryCaches;
 }
 
 /** What the command line gives every RUN container. */

@@ -1,5 +1,6 @@
 import type { ErrorCode, SourceLocation } from '@vlab/errors';
 import type { LayerProgress } from '../registry/events.ts';
+import type { CacheExportEvent, CacheImportEvent } from '../cache/events.ts';
 
 /**
  * The version of the {@link BuildEvent} union. It goes up by one when an event changes in a way
@@ -29,7 +30,8 @@ export interface StepRef {
 export type BuildEvent =
   | { type: 'build-start'; stages: number; steps: number; time: number }
   | ({ type: 'step-start'; time: number } & StepRef)
-  | ({ type: 'step-cached'; time: number } & StepRef)
+  /** `from`: the registry cache (--cache-from) the step came from; absent for the local cache. */
+  | ({ type: 'step-cached'; from?: string; time: number } & StepRef)
   | ({ type: 'step-miss'; reason: string; time: number } & StepRef)
   | ({ type: 'step-log'; stream: 'stdout' | 'stderr'; data: string; time: number } & StepRef)
   | ({ type: 'step-done'; cached: boolean; durationMs: number; time: number } & StepRef)
@@ -44,6 +46,9 @@ export type BuildEvent =
       contextHashHits: number;
     }
   | { type: 'warning'; message: string; location?: SourceLocation; time: number }
+  /** Registry caches read and written (--cache-from / --cache-to). */
+  | CacheImportEvent
+  | CacheExportEvent
   /** A layer pulled (FROM an image not in the store) or pushed (--push). */
   | LayerProgress;
 

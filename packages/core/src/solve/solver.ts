@@ -1,17 +1,51 @@
 import pLimit from 'p-limit';
+import { VlabError } from '@vlab/errors';
 import { stageCycle, type BuildPlan } from '../plan/plan.ts';
 import type { BuildSession, StageState } from './context.ts';
 import { buildStage } from './stage.ts';
+
+/** Solves again after a bad registry cache layer at most this many times (then the error stands). */
+const MAX_RESOLVES = 3;
+
+/**
+ * The plan's target state, its layers in the store (fetched where a registry cache hit named
+ * them) with their sizes as stored. A registry cache layer that fails its checks (E_CACHE_LAYER)
+ * is a warning and the build is solved again: the entries that named it are misses now, so
+ * their steps are built (bounded: each retry has one more bad layer).
+ */
+export async function solve(
+  s: Omit<BuildSession, 'stageResult'>,
+  plan: BuildPlan,
+  parallelism = 4,
+): Promise<StageState> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const state = await solveOnce(s, plan, parallelism);
+      if (!s.registryCache) return state;
+      await s.layers.ensureBlobs(state.layers);
+      await s.registryCache.saveLocal(s.cache);
+      const layers = await Promise.all(
+        state.layers.map(async (l) => ({ ...l, size: await s.store.blobs.size(l.digest) })),
+      );
+      return { ...state, layers };
+    } catch (e) {
+      const failed = s.registryCache?.takeFailures() ?? [];
+      if (!(e instanceof VlabError) || e.code !== 'E_CACHE_LAYER' || !failed.length || attempt >= MAX_RESOLVES) throw e;
+      for (const f of failed)
+        s.emit({ type: 'warning', message: `${f}: the steps it was for are built instead`, time: Date.now() });
+    }
+  }
+}
 
 /**
  * Run the plan's vertices, independent ones in parallel (p-limit). The plan puts each stage after
  * the stages it reads, so a running stage only ever waits for stages started before it: no stage
  * holds a slot that the one it waits for needs.
  */
-export async function solve(
+async function solveOnce(
   s: Omit<BuildSession, 'stageResult'>,
   plan: BuildPlan,
-  parallelism = 4,
+  parallelism: number,
 ): Promise<StageState> {
   const limit = pLimit(parallelism);
   const results = new Map<number, Promise<StageState>>();

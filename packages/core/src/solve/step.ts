@@ -78,20 +78,46 @@ async function keyedStep(s: BuildSession, call: StepCall, started: number): Prom
   // Where this step stands in this Dockerfile: the last inputs seen there explain a miss.
   const slot = stepKey({ parent: s.dockerfilePath, instruction: `${stage.index}:${ref.id}`, args: {}, platform });
   const bypass = cacheBypassed(s, stage);
+  const remote = s.registryCache;
   const found = bypass ? undefined : await s.cache.get(key);
-  // held for this build, and complete: a record whose layer a gc took before the hold is a miss
-  const hit = found && (await s.store.holdLayers(found.layers)) ? found : undefined;
+  // held for this build, and complete: a record whose layer a gc took before the hold is a miss;
+  // so is one naming a layer a registry cache gave that failed its checks in this build
+  const hit =
+    found && (await s.store.holdLayers(found.layers)) && (remote?.trusts(found.layers) ?? true) ? found : undefined;
+  // what a --cache-to exports of this step
+  const record = (layers: LayerRef[], created: string, layer: LayerRef | undefined) =>
+    remote?.recorded.set(key, { key, layers, created, history: historyEntry(inst, config, created, layer) });
+  const topLayer = (layers: LayerRef[]) =>
+    layers.length > parent.layers.length ? layers[layers.length - 1] : undefined;
   lap('lookup');
   if (hit) {
     s.emit({ type: 'step-cached', ...ref, time: Date.now() });
     done(true);
-    const layer = hit.layers.length > parent.layers.length ? hit.layers[hit.layers.length - 1] : undefined;
+    const layer = topLayer(hit.layers);
+    record(hit.layers, hit.created, layer);
     return { key, layers: hit.layers, created: hit.created, config: withHistory(hit.created, layer) };
+  }
+  // then the registry caches (--cache-from): the layer is fetched only when something reads it
+  const far = bypass ? undefined : remote?.lookup(key, parent.layers);
+  if (far && 'hit' in far) {
+    const { layers, created, from } = far.hit;
+    await s.store.lease.holdLayers(layers);
+    remote!.keepLocally({ key, layers, config, created }); // recorded here once its layers are
+    await s.cache.saveInputs(slot, inputs);
+    s.emit({ type: 'step-cached', ...ref, from, time: Date.now() });
+    done(true);
+    const layer = topLayer(layers);
+    record(layers, created, layer);
+    return { key, layers, created, config: withHistory(created, layer) };
   }
   s.emit({
     type: 'step-miss',
     ...ref,
-    reason: bypass ? 'cache disabled (--no-cache)' : missReason(await s.cache.lastInputs(slot), inputs),
+    reason: bypass
+      ? 'cache disabled (--no-cache)'
+      : far && 'unusable' in far
+        ? far.unusable
+        : missReason(await s.cache.lastInputs(slot), inputs),
     time: Date.now(),
   });
   lap('miss-reason');
@@ -103,6 +129,7 @@ async function keyedStep(s: BuildSession, call: StepCall, started: number): Prom
   await s.cache.saveInputs(slot, inputs);
   lap('cache-record');
   done(false);
+  record(layers, created, layer);
   return { key, layers, created, config: withHistory(created, layer) };
 }
 

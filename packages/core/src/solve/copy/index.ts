@@ -86,6 +86,7 @@ async function imageView(s: BuildSession, layers: LayerRef[]): Promise<UnionView
   const chain = chainIds(layers.map((l) => l.diffId));
   // held before they are looked at: a gc cannot take a snapshot dir while the view reads it
   await s.store.lease.holdLayers(layers);
+  await s.layers.ensureBlobs(layers); // a registry cache hit below is fetched now
   const paths: string[] = [];
   for (const [i, l] of layers.entries()) {
     const snap = snaps.driver === 'overlay' ? await snaps.stat(chain[i]!) : undefined;

@@ -10,7 +10,7 @@ import type { BuildSession, StageLookup } from '../context.ts';
 import type { SourceSelection } from '../../context/context.ts';
 import { download, URL_RE, type Download } from '../ops/add.ts';
 import { verifyChecksum } from '../ops/download.ts';
-import { resolveImage, layersOf } from '../base.ts';
+import { imageKey, resolveImage, layersOf } from '../base.ts';
 import type { ContextUse } from '../named-contexts.ts';
 
 type FromSource = { key: string; layers: LayerRef[] };
@@ -23,7 +23,7 @@ export async function fromSource(
   use: ContextUse = 'COPY --from',
 ): Promise<FromSource> {
   const named = await s.namedContexts.image(from, use);
-  if (named) return { key: named.manifestDigest, layers: layersOf(named) };
+  if (named) return { key: imageKey(named), layers: layersOf(named) };
   const ref = findStage(s.df, from);
   if (ref) {
     if (ref.index === stage.index) throw new VlabError('E_COPY_FROM', `${use}=${from} refers to its own stage`);
@@ -31,7 +31,7 @@ export async function fromSource(
     return { key: st.key, layers: st.layers };
   }
   const img = await resolveImage(s, from, use);
-  return { key: img.manifestDigest, layers: layersOf(img) };
+  return { key: imageKey(img), layers: layersOf(img) };
 }
 
 /**
