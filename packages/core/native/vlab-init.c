@@ -308,6 +308,8 @@ static int has_token(const char *k) {
 }
 
 /* Write `pid` into every `cgroup FILE` of the spec (cgroup.procs: its whole thread group moves). */
+/* A pid that is already gone (ESRCH: pid 1 was killed before it was moved) is not an error: waitpid
+ * then reports how it died. */
 static void join_cgroups(pid_t pid) {
   char line[32];
   int len = snprintf(line, sizeof line, "%d\n", (int)pid);
@@ -315,7 +317,7 @@ static void join_cgroups(pid_t pid) {
     if (strcmp(tok[i], "cgroup") != 0) continue;
     int fd = open(tok[i + 1], O_WRONLY | O_CLOEXEC);
     if (fd < 0) die("open", tok[i + 1]);
-    if (write(fd, line, len) != len) die("join cgroup", tok[i + 1]);
+    if (write(fd, line, len) != len && errno != ESRCH) die("join cgroup", tok[i + 1]);
     close(fd);
   }
 }
@@ -511,7 +513,9 @@ void launch(const char *spec) {
    */
   int cg[2] = {-1, -1};
   if (flags & CLONE_NEWCGROUP) join_cgroups(getpid());
-  else if (has_token("cgroup") && pipe2(cg, O_CLOEXEC) != 0) die("pipe", NULL);
+  /* A socket pair, not a pipe: send(MSG_NOSIGNAL) to a pid 1 that died meanwhile is EPIPE, not a
+   * SIGPIPE that would kill this process and hide the container's own exit status. */
+  else if (has_token("cgroup") && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cg) != 0) die("socketpair", NULL);
   /* fork(2) into new namespaces: raw clone with no stack behaves like fork. */
   pid_t child = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
   if (child < 0) die("clone", NULL);
@@ -524,7 +528,7 @@ void launch(const char *spec) {
   if (cg[0] >= 0) {
     close(cg[0]);
     join_cgroups(child);
-    if (write(cg[1], "c", 1) != 1) die("start container", NULL);
+    if (send(cg[1], "c", 1, MSG_NOSIGNAL) != 1 && errno != EPIPE) die("start container", NULL);
     close(cg[1]);
     join_cgroups(getpid()); /* as before: the launcher is counted and swept with its container */
   }

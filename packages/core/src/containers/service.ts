@@ -144,7 +144,7 @@ export class ContainerService {
     if (sameProcess(c.state.pid, c.state.pidStart)) process.kill(c.state.pid, c.config.stopSignal as NodeJS.Signals);
     await thawIfPaused(c);
     if (await this.waitEnd(c.config.id, timeout * 1000)) return;
-    if (c.state.cgroup) await Cgroup.at(await detectCgroupLayout(), c.state.cgroup).killAll();
+    await killContainer(c);
     if (!(await this.waitEnd(c.config.id, 10_000)))
       throw new VlabError('E_CONTAINER_STATE', `container ${c.config.name} did not stop after SIGKILL`);
   }
@@ -201,9 +201,9 @@ export class ContainerService {
           'E_CONTAINER_RUNNING',
           `you cannot remove a running container ${c.config.id.slice(0, 12)}: stop it first, or use rm -f`,
         );
-      if (c.state.cgroup) await Cgroup.at(await detectCgroupLayout(), c.state.cgroup).killAll(0);
+      await killContainer(c, 0);
       await thawIfPaused(c); // SIGKILL reaches a frozen v1 task once it is thawed
-      if (c.state.cgroup) await Cgroup.at(await detectCgroupLayout(), c.state.cgroup).killAll();
+      await killContainer(c);
       await this.waitEnd(id, 10_000);
     }
     c = await this.records.locked(id, async () => {
@@ -266,4 +266,20 @@ export class ContainerService {
       }
     return gone;
   }
+}
+
+/**
+ * SIGKILL to pid 1 (its pid namespace dies with it) and to everything in its cgroup. Pid 1 is
+ * killed by pid too: vlab-init moves it into the cgroup while it mounts, so right after `run -d`
+ * the cgroup can still be empty while pid 1 exists (it runs nothing of the user's before it is in).
+ */
+async function killContainer(c: Container, timeoutMs?: number): Promise<void> {
+  if (c.state.pid && sameProcess(c.state.pid, c.state.pidStart)) {
+    try {
+      process.kill(c.state.pid, 'SIGKILL');
+    } catch {
+      /* ended just now */
+    }
+  }
+  if (c.state.cgroup) await Cgroup.at(await detectCgroupLayout(), c.state.cgroup).killAll(timeoutMs);
 }
