@@ -23,8 +23,8 @@ export function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 export const runAsUser = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
   exec(cmd, args, { cwd, env: userEnv(env), maxBuffer: 16 << 20 });
 
-/** Build and pack every package into `tmp/tarballs`, install them into `tmp/app`; the app dir. */
-export async function packAndInstall(tmp: string): Promise<string> {
+/** Build and `pnpm pack` every package into `tmp/tarballs`: package name → tarball. */
+export async function packAll(tmp: string): Promise<Record<string, string>> {
   await runAsUser('pnpm', ['-r', '--sort', 'run', 'build'], repo);
   const tarballs = path.join(tmp, 'tarballs');
   const tgz: Record<string, string> = {};
@@ -37,17 +37,36 @@ export async function packAndInstall(tmp: string): Promise<string> {
     const name = JSON.parse(await fsp.readFile(path.join(repo, 'packages', p, 'package.json'), 'utf8')).name;
     tgz[name] = path.join(tarballs, path.basename(stdout.trim().split('\n').pop()!));
   }
-  const app = path.join(tmp, 'app');
+  return tgz;
+}
+
+/**
+ * A fresh npm project at `app` with the tarballs installed. `ignoreScripts`: no postinstall (as
+ * pnpm 10 installs a dependency whose build it was not told to allow): no native helpers.
+ */
+export async function installInto(app: string, tgz: Record<string, string>, opts: { ignoreScripts?: boolean } = {}) {
   await fsp.mkdir(app, { recursive: true });
   const deps = Object.fromEntries(Object.entries(tgz).map(([n, f]) => [n, `file:${f}`]));
   await fsp.writeFile(
     path.join(app, 'package.json'),
     JSON.stringify({ name: 'app', type: 'module', dependencies: deps }),
   );
-  const npmFlags = ['install', '--no-audit', '--no-fund', '--loglevel=error'];
+  const npmFlags = [
+    'install',
+    '--no-audit',
+    '--no-fund',
+    '--loglevel=error',
+    ...(opts.ignoreScripts ? ['--ignore-scripts'] : []),
+  ];
   // Offline from the npm cache when it has every dependency; else npm may reach the registry.
   await runAsUser('npm', [...npmFlags, '--offline'], app).catch(() =>
     runAsUser('npm', [...npmFlags, '--prefer-offline'], app),
   );
+}
+
+/** packAll, then installInto `tmp/app`; the app dir. */
+export async function packAndInstall(tmp: string): Promise<string> {
+  const app = path.join(tmp, 'app');
+  await installInto(app, await packAll(tmp));
   return app;
 }

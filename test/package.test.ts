@@ -10,8 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build, type BuildEvent } from '@vlab/image';
-import { repo } from './helpers.ts';
-import { packAndInstall, runAsUser } from './pack-install.ts';
+import { freshStore, removeStore, repo } from './helpers.ts';
+import { installInto, packAll, runAsUser } from './pack-install.ts';
 
 // Image timestamps from SOURCE_DATE_EPOCH, so builds in different stores give one digest.
 const SDE = '1700000000';
@@ -20,6 +20,7 @@ const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = 
 
 let tmp: string;
 let app: string;
+let tgz: Record<string, string>;
 let ctx: string;
 let expected: { digest: string; events: string[] };
 
@@ -44,7 +45,9 @@ beforeAll(async () => {
   });
   expected = { digest: ws.digest, events: shape(events) };
 
-  app = await packAndInstall(tmp);
+  tgz = await packAll(tmp);
+  app = path.join(tmp, 'app');
+  await installInto(app, tgz);
 }, 300_000);
 
 afterAll(async () => {
@@ -141,5 +144,24 @@ build({ context: '.', onEvent: log, signal: ac.signal }).then((r) => console.log
     const errors = r.stdout.split('\n').filter((l) => /error TS/.test(l));
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/^bad\.ts.*E_NOPE/);
+  });
+
+  it('installed without install scripts (pnpm 10 by default): no native helpers, and a RUN still builds', async () => {
+    const bare = path.join(tmp, 'bare');
+    await installInto(bare, tgz, { ignoreScripts: true });
+    for (const d of ['image', 'overlay'])
+      expect(await fsp.readdir(path.join(bare, 'node_modules/@vlab', d, 'native'))).not.toContain('bin');
+    const store = await freshStore();
+    try {
+      const rctx = path.join(tmp, 'run-ctx');
+      await fsp.mkdir(rctx);
+      await fsp.writeFile(path.join(rctx, 'Dockerfile'), 'FROM busybox\nRUN echo fallback > /f && cat /f\n');
+      const r = await run(path.join(bare, 'node_modules/.bin/vbuild'), ['build', '--progress=plain', rctx], bare, {
+        VLAB_ROOT: store,
+      });
+      expect(r.stderr).toMatch(/^#\d+ fallback$/m);
+    } finally {
+      await removeStore(store);
+    }
   });
 });
