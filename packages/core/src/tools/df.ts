@@ -95,8 +95,10 @@ export async function systemDf(opts: ToolOptions = {}): Promise<DfReport> {
   const { store, cache } = svc.engine;
   const snaps = await svc.engine.snapshots();
   const blobSize = new Map<string, number>();
-  for (const b of await store.blobs.list())
-    blobSize.set(b, diskBytes(await fsp.stat(store.blobs.path(b)).catch(() => ({ blocks: 0 }) as never)));
+  for (const b of await store.blobs.list()) {
+    const st = await fsp.stat(store.blobs.path(b)).catch(() => undefined); // removed meanwhile: 0
+    blobSize.set(b, st ? diskBytes(st) : 0);
+  }
   const snapSize = new Map<string, number>(); // committed snapshots, by ChainID
   const all = await snaps.walk();
   for (const s of all) if (s.kind === 'committed') snapSize.set(s.key, (await snaps.usage(s.key)).size);
