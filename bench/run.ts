@@ -14,6 +14,7 @@ import { dropCaches, duBytes, median } from './lib/measure.ts';
 import { bytes, ratio, render, secs, stat } from './lib/table.ts';
 import { evaluate, type Cell, type Results } from './lib/targets.ts';
 import { scaleRows } from './lib/scale.ts';
+import { benchNotes } from './lib/notes.ts';
 import { makePeers } from './peers/index.ts';
 import { parallelBuilds, serialBuilds } from './lib/parallel.ts';
 import { depthRows } from './lib/depth.ts';
@@ -185,6 +186,7 @@ const errors = [...results].flatMap(([n, m]) =>
 );
 const floorRows = [...floors].map(([n, st]) => [n, 'median' in st ? stat(st) : `error: ${st.error}`]);
 const targetRows = evaluate(results, floors, names).map((t) => [t.target, t.value, t.verdict]);
+const notes = benchNotes(repo);
 
 const out = [
   `## @vlab/image bench — ${new Date().toISOString()} — ${quick ? 'quick' : 'full'} — ${runs} run(s)`,
@@ -205,6 +207,7 @@ const out = [
   '### Builders',
   render(['builder', 'status'], peerStatus),
   ...(errors.length ? ['', '### Errors', ...errors] : []),
+  ...(notes.length ? ['', '### Notes', ...notes] : []),
   ...(scale ? ['', '### copy-big peak RSS vs file size (vlab, cold)', scale] : []),
   ...depthRows(results, names),
   '',

@@ -45,9 +45,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 command -v pnpm >/dev/null || npm install -g pnpm@9.15.9 >/dev/null 2>&1
+# Its postinstall (the root package.json's) builds the C helpers (vlab-sys, vlab-init, vlab-mon:
+# one syscall batch instead of a util-linux process chain; vlab-mon is a container's monitor).
 pnpm install --frozen-lockfile --reporter=silent
-# The C helpers (vlab-sys, vlab-init, vlab-mon): one syscall batch instead of a util-linux process
-# chain; vlab-mon is a container's monitor.
-bash scripts/build-native.sh
 # One-file CLI bundle for fast starts (bin/vbuild.js falls back to the sources when it is stale).
 pnpm --filter @vlab/image bundle

@@ -4,7 +4,9 @@
  * the top layer with umoci's unpack of the older image saying what existed before.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { load, save } from '@vlab/image';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exec, freshStore, makeContext, removeStore, umociUnpack } from './helpers.ts';
 import { runCli } from './export-helpers.ts';
@@ -125,5 +127,36 @@ describe('image tools', () => {
     const plain = await runCli(root, ['diff', 't:1', 't:2']);
     expect(plain.stdout).toMatch(/^D f0644 +2 \/gone$/m);
     expect((await runCli(root, ['diff', 't:1', 't:1'])).stdout).toBe('');
+  });
+
+  it('diff and layers read gzip-stored layers: images loaded from gzip-layer archives give the same answers', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vlab-gzdiff-'));
+    const other = path.join(tmp, 'store');
+    try {
+      for (const t of ['1', '2']) {
+        const file = path.join(tmp, `t${t}.tar`);
+        await save(`t:${t}`, file, { root, format: 'oci', compression: 'gzip' });
+        await load(file, { root: other, tag: `g:${t}` });
+      }
+      const inspect = JSON.parse((await runCli(other, ['inspect', 'g:2'])).stdout) as { Digest: string };
+      const m = JSON.parse(fs.readFileSync(path.join(other, 'blobs/sha256', inspect.Digest.slice(7)), 'utf8')) as {
+        layers: { mediaType: string }[];
+      };
+      expect(m.layers.map((x) => x.mediaType)).toEqual(
+        m.layers.map(() => 'application/vnd.oci.image.layer.v1.tar+gzip'),
+      );
+      const gz = await runCli(other, ['diff', '--format', 'json', 'g:1', 'g:2']);
+      expect(gz.code, gz.stderr).toBe(0);
+      expect(JSON.parse(gz.stdout)).toEqual(
+        JSON.parse((await runCli(root, ['diff', '--format', 'json', 't:1', 't:2'])).stdout),
+      );
+      const changes = (r: { stdout: string }) =>
+        (JSON.parse(r.stdout) as { layers: { changes: unknown[] }[] }).layers.map((x) => x.changes);
+      const lg = await runCli(other, ['layers', '--format', 'json', 'g:2']);
+      expect(lg.code, lg.stderr).toBe(0);
+      expect(changes(lg)).toEqual(changes(await runCli(root, ['layers', '--format', 'json', 't:2'])));
+    } finally {
+      await exec('rm', ['-rf', tmp]);
+    }
   });
 });

@@ -10,18 +10,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build, type BuildEvent } from '@vlab/image';
-import { exec, repo } from './helpers.ts';
+import { freshStore, removeStore, repo } from './helpers.ts';
+import { installInto, packAll, runAsUser } from './pack-install.ts';
 
-const PACKAGES = ['errors', 'dockerfile', 'overlay', 'core'];
-// Children run as a user's shell would: without the workspace's `source` condition (NODE_OPTIONS).
 // Image timestamps from SOURCE_DATE_EPOCH, so builds in different stores give one digest.
-const userEnv: NodeJS.ProcessEnv = { ...process.env, SOURCE_DATE_EPOCH: '1700000000' };
-delete userEnv.NODE_OPTIONS;
+const SDE = '1700000000';
 const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) =>
-  exec(cmd, args, { cwd, env: { ...userEnv, ...env }, maxBuffer: 16 << 20 });
+  runAsUser(cmd, args, cwd, { SOURCE_DATE_EPOCH: SDE, ...env });
 
 let tmp: string;
 let app: string;
+let tgz: Record<string, string>;
 let ctx: string;
 let expected: { digest: string; events: string[] };
 
@@ -36,7 +35,7 @@ beforeAll(async () => {
   await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY hello.txt /hello.txt\nENV GREETING=hi\n');
   await fsp.writeFile(path.join(ctx, 'hello.txt'), 'hello from a packed install\n');
   // The same build from the workspace sources: the installed package must give the same image.
-  process.env.SOURCE_DATE_EPOCH = userEnv.SOURCE_DATE_EPOCH;
+  process.env.SOURCE_DATE_EPOCH = SDE;
   const events: BuildEvent[] = [];
   const ws = await build({
     context: ctx,
@@ -46,24 +45,9 @@ beforeAll(async () => {
   });
   expected = { digest: ws.digest, events: shape(events) };
 
-  await run('pnpm', ['-r', '--sort', 'run', 'build'], repo);
-  const tarballs = path.join(tmp, 'tarballs');
-  const tgz: Record<string, string> = {};
-  for (const p of PACKAGES) {
-    const { stdout } = await run('pnpm', ['pack', '--pack-destination', tarballs], path.join(repo, 'packages', p));
-    const name = JSON.parse(await fsp.readFile(path.join(repo, 'packages', p, 'package.json'), 'utf8')).name;
-    tgz[name] = path.join(tarballs, path.basename(stdout.trim().split('\n').pop()!));
-  }
+  tgz = await packAll(tmp);
   app = path.join(tmp, 'app');
-  await fsp.mkdir(app);
-  const deps = Object.fromEntries(Object.entries(tgz).map(([n, f]) => [n, `file:${f}`]));
-  await fsp.writeFile(
-    path.join(app, 'package.json'),
-    JSON.stringify({ name: 'app', type: 'module', dependencies: deps }),
-  );
-  const npmFlags = ['install', '--no-audit', '--no-fund', '--loglevel=error'];
-  // Offline from the npm cache when it has every dependency; else npm may reach the registry.
-  await run('npm', [...npmFlags, '--offline'], app).catch(() => run('npm', [...npmFlags, '--prefer-offline'], app));
+  await installInto(app, tgz);
 }, 300_000);
 
 afterAll(async () => {
@@ -160,5 +144,24 @@ build({ context: '.', onEvent: log, signal: ac.signal }).then((r) => console.log
     const errors = r.stdout.split('\n').filter((l) => /error TS/.test(l));
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/^bad\.ts.*E_NOPE/);
+  });
+
+  it('installed without install scripts (pnpm 10 by default): no native helpers, and a RUN still builds', async () => {
+    const bare = path.join(tmp, 'bare');
+    await installInto(bare, tgz, { ignoreScripts: true });
+    for (const d of ['image', 'overlay'])
+      expect(await fsp.readdir(path.join(bare, 'node_modules/@vlab', d, 'native'))).not.toContain('bin');
+    const store = await freshStore();
+    try {
+      const rctx = path.join(tmp, 'run-ctx');
+      await fsp.mkdir(rctx);
+      await fsp.writeFile(path.join(rctx, 'Dockerfile'), 'FROM busybox\nRUN echo fallback > /f && cat /f\n');
+      const r = await run(path.join(bare, 'node_modules/.bin/vbuild'), ['build', '--progress=plain', rctx], bare, {
+        VLAB_ROOT: store,
+      });
+      expect(r.stderr).toMatch(/^#\d+ fallback$/m);
+    } finally {
+      await removeStore(store);
+    }
   });
 });

@@ -1,7 +1,7 @@
 /**
  * @vlab/image itself, two ways: `vlab` = build() in a long-lived worker process (the API, warm like
  * a daemon); `vlab-cli` = `node packages/core/bin/vbuild.js build` per build (what a user types:
- * includes node + tsx start-up). Cold = a fresh copy of the template store (bases only).
+ * includes node start-up and loading the one-file bundle, made fresh at setup). Cold = a fresh copy of the template store (bases only).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -126,6 +126,15 @@ export class VlabApi extends VlabBase {
 
 export class VlabCli extends VlabBase {
   name = 'vlab-cli';
+  /**
+   * The one-file bundle first: bin/vbuild.js runs the sources through tsx when the bundle is
+   * missing (a fresh clone) or older than them, which would time tsx instead of what an installed
+   * vbuild starts.
+   */
+  override async setup(env: BenchEnv): Promise<void> {
+    await sh(['node', path.join(env.repo, 'packages/core/scripts/bundle.mjs')], { cwd: env.repo });
+    await super.setup(env);
+  }
   async build(context: string, tag: string): Promise<BuildOutcome> {
     const argv = [
       ...VBUILD(this.env.repo),

@@ -116,4 +116,12 @@ export {
   type LayerChange,
   type ChangeKind,
   type BaseMatch,
+  systemDf,
+  type DfReport,
+  type DfRow,
+  type DfType,
+  type DfImage,
+  type DfContainer,
+  type DfVolume,
+  type DfCacheEntry,
 } from './tools/index.ts';

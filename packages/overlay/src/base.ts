@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { Mount, Snapshotter, SnapshotInfo, SnapshotKind, Usage, WhiteoutMode, DiffSourceInfo } from './types.ts';
 import { MetaStore, type Record_ } from './store.ts';
+import { dirUsage } from './usage.ts';
 
 export abstract class BaseSnapshotter implements Snapshotter {
   abstract readonly driver: 'overlay' | 'native';
@@ -134,24 +135,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
   /** Bytes (allocated blocks) and inodes of the snapshot's own content (not its parents'). */
   async usage(key: string): Promise<Usage> {
     await this.store.refresh();
-    const r = this.need(key);
-    const u: Usage = { size: 0, inodes: 0 };
-    const seen = new Set<number>();
-    const walk = async (d: string): Promise<void> => {
-      for (const e of await fs.readdir(d, { withFileTypes: true })) {
-        const p = path.join(d, e.name);
-        const st = await fs.lstat(p);
-        if (seen.has(st.ino)) continue;
-        seen.add(st.ino);
-        u.inodes++;
-        u.size += st.blocks * 512;
-        if (e.isDirectory()) await walk(p);
-      }
-    };
-    await walk(this.fsDir(r.id)).catch((e) => {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    });
-    return u;
+    return dirUsage(this.fsDir(this.need(key).id));
   }
 
   async stat(key: string): Promise<SnapshotInfo | undefined> {

@@ -30,7 +30,8 @@ export { changes, type Change, type ChangesOptions } from './layer/changes.ts';
 // headers, bodies, whiteouts, mtime rule and stream the snapshot diff writes.
 export { bareEntry, encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';
 export { tarEntryBytes, whiteoutHeader, layerMtime, layerTar } from './layer/tar-write.ts';
-export { UnionView, type UnionStat } from './union-view.ts';
+export { UnionView, type UnionStat, type TarSource, type TarLayerLimits } from './union-view.ts';
+export { dirUsage, diskBytes } from './usage.ts';
 export { layerHeaders } from './layer/list.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';
 export { isRealRoot, sysHelper } from './sys.ts';

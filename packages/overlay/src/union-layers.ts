@@ -1,9 +1,11 @@
 /**
- * The layers a UnionView reads: a directory (overlay or OCI whiteouts), or an uncompressed layer
- * tar indexed once in memory (headers and data offsets only; content read from the file on demand).
+ * The layers a UnionView reads: a directory (overlay or OCI whiteouts), or a layer tar indexed once
+ * in memory (headers and data offsets only; content read on demand): an uncompressed tar file, or
+ * a stream source (a compressed blob, decompressed by the caller) read again from its start.
  */
 import { promises as fs, createReadStream, lstatSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
+import { VlabError } from '@vlab/errors';
 import { readXattrs, readXattrsTree } from './sys.ts';
 import { bareEntry, ByteReader, readTar, type TarEntry } from './layer/tar-format.ts';
 import { cleanPath } from './layer/apply.ts';
@@ -104,6 +106,25 @@ export class DirLayer implements Layer {
 
 type Indexed = TarEntry & { offset: number };
 
+/**
+ * A layer tar with no file to seek in (a gzip blob): `open()` gives a fresh stream of the
+ * uncompressed tar each time; a read streams through it to the entry's offset, nothing is kept.
+ */
+export interface TarSource {
+  open(): NodeJS.ReadableStream;
+}
+
+export interface TarLayerLimits {
+  /** Most entries one layer tar may have (its index is in memory). Default 2 Mi. */
+  maxEntries?: number;
+}
+
+const DEFAULT_MAX_ENTRIES = 2 ** 21;
+
+function close(s: NodeJS.ReadableStream): void {
+  (s as { destroy?: () => void }).destroy?.();
+}
+
 function statOf(h: TarEntry): UnionStat {
   const fmt = {
     file: 0o100000,
@@ -132,7 +153,14 @@ function statOf(h: TarEntry): UnionStat {
 
 export class TarLayer implements Layer {
   private index?: Promise<{ entries: Map<string, Indexed>; children: Map<string, Set<string>> }>;
-  constructor(readonly file: string) {}
+  constructor(
+    readonly file: string | TarSource,
+    private readonly limits: TarLayerLimits = {},
+  ) {}
+
+  private open(): NodeJS.ReadableStream {
+    return typeof this.file === 'string' ? createReadStream(this.file) : this.file.open();
+  }
 
   private load() {
     this.index ??= (async () => {
@@ -142,19 +170,29 @@ export class TarLayer implements Layer {
         if (!children.has(rel)) children.set(rel, new Set());
         if (!entries.has(rel) && rel) entries.set(rel, { ...bareEntry(rel, 'dir', 0o755), offset: 0 });
       };
-      const r = new ByteReader(createReadStream(this.file), () => {});
-      for await (const e of readTar(r)) {
-        const parts = cleanPath(e.header.name);
-        if (!parts.length) continue;
-        for (let i = 1; i < parts.length; i++) {
-          const d = parts.slice(0, i).join('/');
-          addDir(d);
-          children.get(parts.slice(0, i - 1).join('/'))!.add(parts[i - 1]);
+      const max = this.limits.maxEntries ?? DEFAULT_MAX_ENTRIES;
+      const src = this.open();
+      const r = new ByteReader(src as AsyncIterable<Buffer>, () => {});
+      try {
+        for await (const e of readTar(r)) {
+          if (entries.size >= max)
+            throw new VlabError('E_LAYER_UNSAFE', `a layer tar has more than ${max} entries: it is not read`, {
+              details: { limit: max },
+            });
+          const parts = cleanPath(e.header.name);
+          if (!parts.length) continue;
+          for (let i = 1; i < parts.length; i++) {
+            const d = parts.slice(0, i).join('/');
+            addDir(d);
+            children.get(parts.slice(0, i - 1).join('/'))!.add(parts[i - 1]);
+          }
+          const rel = parts.join('/');
+          children.get(parts.slice(0, -1).join('/'))!.add(parts[parts.length - 1]);
+          entries.set(rel, { ...e.header, offset: r.position });
+          if (e.header.type === 'dir') addDir(rel);
         }
-        const rel = parts.join('/');
-        children.get(parts.slice(0, -1).join('/'))!.add(parts[parts.length - 1]);
-        entries.set(rel, { ...e.header, offset: r.position });
-        if (e.header.type === 'dir') addDir(rel);
+      } finally {
+        close(src);
       }
       return { entries, children };
     })();
@@ -182,6 +220,18 @@ export class TarLayer implements Layer {
   }
   async readFile(rel: string): Promise<Buffer> {
     const e = (await this.entry(rel))!;
+    if (typeof this.file !== 'string') {
+      const src = this.file.open();
+      try {
+        const r = new ByteReader(src as AsyncIterable<Buffer>, () => {});
+        await r.skip(e.offset);
+        const parts: Buffer[] = [];
+        for await (const c of r.stream(e.size)) parts.push(c);
+        return Buffer.concat(parts);
+      } finally {
+        close(src);
+      }
+    }
     const fh = await fs.open(this.file, 'r');
     try {
       const b = Buffer.alloc(e.size);
@@ -201,7 +251,14 @@ export class TarLayer implements Layer {
   }
 }
 
-/** A layer path: a directory, or a file taken as an uncompressed layer tar. */
-export async function openLayer(p: string, immutable = false): Promise<Layer> {
-  return (await fs.stat(p)).isDirectory() ? new DirLayer(p, immutable) : new TarLayer(p);
+/**
+ * A layer path (a directory, or a file taken as an uncompressed layer tar) or a tar stream source.
+ * `immutable`: a directory does not change while it is read (committed snapshots).
+ */
+export async function openLayer(
+  p: string | TarSource,
+  opts: TarLayerLimits & { immutable?: boolean } = {},
+): Promise<Layer> {
+  if (typeof p !== 'string') return new TarLayer(p, opts);
+  return (await fs.stat(p)).isDirectory() ? new DirLayer(p, opts.immutable ?? false) : new TarLayer(p, opts);
 }

@@ -5,10 +5,12 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fc from 'fast-check';
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { createGunzip, gzipSync } from 'node:zlib';
 import { createSnapshotter, mountAll, unmountAll, UnionView, diff, writeLayer, type Snapshotter } from './index.ts';
 import { opArb, perform } from './testing/ops.ts';
 
@@ -105,14 +107,20 @@ describe('UnionView matches a real overlay mount', () => {
           // committed dirs: the per-dir opaque answers kept for the process give the same tree
           const immutable = await viaUnion(new UnionView(dirs, { immutable: true }));
           const fromTars = await viaUnion(new UnionView(tars));
+          // the same tars gzipped, read as streams (what a gzip-stored image layer is)
+          for (const f of tars) writeFileSync(`${f}.gz`, gzipSync(readFileSync(f)));
+          const gz = tars.map((f) => ({ open: () => createReadStream(`${f}.gz`).pipe(createGunzip()) }));
+          const fromGzip = await viaUnion(new UnionView(gz));
           // the root's own metadata is the mount's, not the layers'
           real['.'] = { ...real['.'], mode: 0, uid: 0 };
           view['.'] = { ...view['.'], mode: 0, uid: 0 };
           immutable['.'] = { ...immutable['.'], mode: 0, uid: 0 };
           fromTars['.'] = { ...fromTars['.'], mode: 0, uid: 0 };
+          fromGzip['.'] = { ...fromGzip['.'], mode: 0, uid: 0 };
           expect(view).toEqual(real);
           expect(immutable).toEqual(real);
           expect(fromTars).toEqual(real);
+          expect(fromGzip).toEqual(real);
         },
       ),
       {
@@ -148,6 +156,23 @@ describe('UnionView matches a real overlay mount', () => {
       const u = new UnionView([d1, d2], { immutable });
       expect(await u.readdir('d')).toEqual(['new']);
       await expect(u.stat('d/old')).rejects.toThrow();
+    }
+  });
+});
+
+describe('UnionView over a layer tar', () => {
+  it('refuses a tar with more entries than maxEntries (its index is in memory): E_LAYER_UNSAFE', async () => {
+    const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-union-max-'));
+    try {
+      const tar = path.join(tmp, 'l.tar');
+      for (const n of ['a', 'b', 'c']) await fs.writeFile(path.join(tmp, n), n);
+      execFileSync('tar', ['-cf', tar, '-C', tmp, 'a', 'b', 'c']);
+      await expect(new UnionView([tar], { maxEntries: 2 }).readdir('')).rejects.toMatchObject({
+        code: 'E_LAYER_UNSAFE',
+      });
+      expect(await new UnionView([tar], { maxEntries: 3 }).readdir('')).toEqual(['a', 'b', 'c']);
+    } finally {
+      await fs.rm(tmp, { recursive: true, force: true });
     }
   });
 });

@@ -7,9 +7,9 @@
  */
 import * as path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { openLayer, type Layer, type UnionStat } from './union-layers.ts';
+import { openLayer, type Layer, type TarLayerLimits, type TarSource, type UnionStat } from './union-layers.ts';
 
-export type { UnionStat } from './union-layers.ts';
+export type { UnionStat, TarSource, TarLayerLimits } from './union-layers.ts';
 
 const WH = '.wh.';
 const OPQ = '.wh..wh..opq';
@@ -32,18 +32,21 @@ interface Resolved {
 }
 
 export class UnionView {
-  private readonly paths: string[]; // topmost first
+  private readonly paths: (string | TarSource)[]; // topmost first
   private opened?: Promise<Layer[]>;
-  /** `immutable`: the layer dirs do not change while this view lives (committed snapshots). */
+  /**
+   * `layers`, lowest first: directories, uncompressed tar files, or tar stream sources (compressed
+   * blobs). `immutable`: the layer dirs do not change while this view lives (committed snapshots).
+   */
   constructor(
-    layers: string[] /* lowest first */,
-    private readonly opts: { immutable?: boolean } = {},
+    layers: (string | TarSource)[],
+    private readonly opts: TarLayerLimits & { immutable?: boolean } = {},
   ) {
-    this.paths = [...layers].reverse().map((l) => path.resolve(l));
+    this.paths = [...layers].reverse().map((l) => (typeof l === 'string' ? path.resolve(l) : l));
   }
 
   private layers(): Promise<Layer[]> {
-    this.opened ??= Promise.all(this.paths.map((p) => openLayer(p, this.opts.immutable)));
+    this.opened ??= Promise.all(this.paths.map((p) => openLayer(p, this.opts)));
     return this.opened;
   }
 

@@ -17,7 +17,7 @@ import {
   type LogEntry,
 } from '../index.ts';
 import { intFlag, str, type CommandSpec, type Values } from './flags.ts';
-import { runCommand, type Command } from './images.ts';
+import { group, runCommand, type Command } from './images.ts';
 import { cmdCreate, cmdRun, CREATE, RUN } from './run.ts';
 import { VOLUME_COMMANDS } from './volumes.ts';
 import { outputFormat, printJson, table } from './output.ts';
@@ -310,29 +310,6 @@ const CONTAINER_SUB: Record<string, Command> = {
   },
 };
 
-function group(
-  name: string,
-  subs: Record<string, Command>,
-  extra: Record<string, (argv: string[]) => Promise<number>> = {},
-) {
-  const summary = name === 'container' ? 'Manage containers' : 'Manage volumes';
-  return {
-    spec: { name, usage: 'COMMAND', summary, flags: {} } as CommandSpec,
-    run: (argv: string[]): Promise<number> => {
-      const sub = argv[0];
-      if (sub && extra[sub]) return extra[sub](argv.slice(1));
-      const c = sub ? subs[sub] : undefined;
-      if (!c) {
-        process.stdout.write(
-          `Usage:  vbuild ${name} COMMAND\n\nCommands: ${[...Object.keys(extra), ...Object.keys(subs)].sort().join(', ')}\n`,
-        );
-        return Promise.resolve(sub ? 1 : 0);
-      }
-      return runCommand(c, argv.slice(1));
-    },
-  };
-}
-
 /** Commands for main.ts: name → spec and argv runner. */
 export function containerCommands(): Record<string, { spec: CommandSpec; run: (argv: string[]) => Promise<number> }> {
   const verbs = Object.fromEntries(
@@ -342,7 +319,7 @@ export function containerCommands(): Record<string, { spec: CommandSpec; run: (a
     run: { spec: RUN, run: cmdRun },
     create: { spec: CREATE, run: cmdCreate },
     ...verbs,
-    container: group('container', CONTAINER_SUB, { run: cmdRun, create: cmdCreate }),
-    volume: group('volume', VOLUME_COMMANDS),
+    container: group('container', 'Manage containers', CONTAINER_SUB, { run: cmdRun, create: cmdCreate }),
+    volume: group('volume', 'Manage volumes', VOLUME_COMMANDS),
   };
 }

@@ -35,6 +35,30 @@ export function runCommand(c: Command, argv: string[]): Promise<number> {
   return p ? c.run(p.values, p.positionals) : Promise.resolve(0);
 }
 
+/** A verb with sub-verbs (`vbuild container ls`, `vbuild system df`): `extra` ones parse their own argv. */
+export function group(
+  name: string,
+  summary: string,
+  subs: Record<string, Command>,
+  extra: Record<string, (argv: string[]) => Promise<number>> = {},
+) {
+  return {
+    spec: { name, usage: 'COMMAND', summary, flags: {} } as CommandSpec,
+    run: (argv: string[]): Promise<number> => {
+      const sub = argv[0];
+      if (sub && extra[sub]) return extra[sub](argv.slice(1));
+      const c = sub ? subs[sub] : undefined;
+      if (!c) {
+        process.stdout.write(
+          `Usage:  vbuild ${name} COMMAND\n\nCommands: ${[...Object.keys(extra), ...Object.keys(subs)].sort().join(', ')}\n`,
+        );
+        return Promise.resolve(sub ? 1 : 0);
+      }
+      return runCommand(c, argv.slice(1));
+    },
+  };
+}
+
 export const IMAGE_COMMANDS: Record<string, Command> = {
   import: {
     spec: {

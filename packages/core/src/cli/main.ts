@@ -8,6 +8,7 @@ import { containerCommands, inspectCommand } from './containers.ts';
 import { containerOpsCommands } from './container-ops.ts';
 import { TOOL_COMMANDS } from './tools.ts';
 import { SQUASH_COMMANDS } from './tools-squash.ts';
+import { SYSTEM } from './system.ts';
 import { helpText, type CommandSpec } from './flags.ts';
 import { formatError } from './snippet.ts';
 
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, { spec: CommandSpec; run: (argv: string[]) => Pro
   ),
   ...containerCommands(),
   ...containerOpsCommands(),
+  system: SYSTEM,
 };
 
 function usage(): string {

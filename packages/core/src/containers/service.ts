@@ -12,7 +12,7 @@ import { layersOf } from '../solve/base.ts';
 import { cgroupParentOf, defaultStoreRoot } from '../store/paths.ts';
 import type { Container, CreateOptions, StartOptions } from './types.ts';
 import { ContainerRecords } from './records.ts';
-import { VolumeStore } from './volumes.ts';
+import { VolumeStore, type Volume } from './volumes.ts';
 import { observedState, sameProcess } from './liveness.ts';
 import { checkOptions, executorKind, makeConfig } from './create.ts';
 import { cleanupLocked, EXIT_FILE, startContainer } from './start.ts';
@@ -223,14 +223,18 @@ export class ContainerService {
     return c;
   }
 
+  /** What docker container prune removes: every container that is not running (also what `system df` sizes). */
+  async prunableContainers(): Promise<Container[]> {
+    return (await this.list({ all: true })).filter((c) => c.state.status !== 'running');
+  }
+
   /** docker container prune: every container that is not running. */
   async prune(): Promise<string[]> {
     const gone: string[] = [];
-    for (const c of await this.list({ all: true }))
-      if (c.state.status !== 'running') {
-        await this.remove(c.config.id);
-        gone.push(c.config.id);
-      }
+    for (const c of await this.prunableContainers()) {
+      await this.remove(c.config.id);
+      gone.push(c.config.id);
+    }
     return gone;
   }
 
@@ -256,14 +260,20 @@ export class ContainerService {
     await this.volumes.remove(name);
   }
 
+  /** What docker volume prune (20.10) removes: every volume no container uses (also what `system df` sizes). */
+  async prunableVolumes(): Promise<Volume[]> {
+    const out: Volume[] = [];
+    for (const v of await this.volumes.list()) if (!(await this.volumeUsers(v.name)).length) out.push(v);
+    return out;
+  }
+
   /** docker volume prune (20.10): every volume no container uses. */
   async pruneVolumes(): Promise<string[]> {
     const gone: string[] = [];
-    for (const v of await this.volumes.list())
-      if (!(await this.volumeUsers(v.name)).length) {
-        await this.volumes.remove(v.name);
-        gone.push(v.name);
-      }
+    for (const v of await this.prunableVolumes()) {
+      await this.volumes.remove(v.name);
+      gone.push(v.name);
+    }
     return gone;
   }
 }

@@ -1,6 +1,6 @@
-import type { Snapshotter } from '@vlab/overlay';
+import type { SnapshotInfo, Snapshotter } from '@vlab/overlay';
 import type { BuildCache } from '../cache/cache.ts';
-import type { LayerRef, Manifest } from '../image/types.ts';
+import type { ImageIndex, LayerRef, Manifest } from '../image/types.ts';
 import { chainIds } from '../image/chain.ts';
 import { isVlabError } from '@vlab/errors';
 import type { Store } from '../store/store.ts';
@@ -12,6 +12,98 @@ export interface PruneResult {
   bytesFreed: number;
   snapshotsRemoved: number;
   cacheRecordsRemoved: number;
+}
+
+/** What an image or a cache record keeps from gc: blob digests and the ChainIDs of its snapshots. */
+export interface Reach {
+  blobs: Set<string>;
+  chains: Set<string>;
+}
+
+const emptyReach = (): Reach => ({ blobs: new Set(), chains: new Set() });
+
+/** Add what `layers` reach (their blobs and their chain's snapshots) to `r`. */
+export function reachLayers(r: Reach, layers: { digest: string; diffId: string }[]): Reach {
+  for (const l of layers) r.blobs.add(l.digest);
+  for (const c of chainIds(layers.map((l) => l.diffId))) r.chains.add(c);
+  return r;
+}
+
+/** Add what the image with manifest `digest` reaches (manifest, config, layers, snapshots) to `r`. */
+export async function reachImage(store: Store, digest: string, r: Reach = emptyReach()): Promise<Reach> {
+  r.blobs.add(digest);
+  const m = await store.blobs.readJson<Manifest>(digest).catch(() => undefined);
+  if (!m) return r;
+  r.blobs.add(m.config.digest);
+  const cfg = await store.blobs.readJson<{ rootfs: { diff_ids: string[] } }>(m.config.digest).catch(() => undefined);
+  return reachLayers(
+    r,
+    m.layers.map((l, i) => ({ digest: l.digest, diffId: cfg?.rootfs.diff_ids[i] ?? l.digest })),
+  );
+}
+
+/** The images gc keeps: every tagged one, and the image each container was made from (even untagged: commit needs it). */
+export async function keptImages(store: Store, idx: ImageIndex): Promise<string[]> {
+  const out = idx.manifests.map((d) => d.digest);
+  for (const c of await containerImages(store.root)) out.push(c.imageDigest);
+  return [...new Set(out)];
+}
+
+/**
+ * What a gc would delete now: blobs, committed snapshots (leaves first: a parent goes only after
+ * its children), and with `all` every cache record. The one selection rule, used by `prune` (which
+ * then deletes it) and by `systemDf` (which sizes it).
+ */
+export interface PruneSelection {
+  blobs: string[];
+  snapshots: string[];
+  cacheRecords: string[];
+}
+
+/**
+ * The committed snapshots of `all` that are neither kept nor a parent of another snapshot: what one
+ * round of removal may take. Repeated on what is left, it reaches the parents.
+ */
+export function removableLeaves(all: SnapshotInfo[], keepChains: Set<string>): SnapshotInfo[] {
+  const parents = new Set(all.map((s) => s.parent).filter(Boolean));
+  return all.filter((s) => s.kind === 'committed' && !keepChains.has(s.key) && !parents.has(s.key));
+}
+
+/** What tags, containers, (unless `all`) cache records and live leases keep. */
+async function kept(store: Store, cache: BuildCache, idx: ImageIndex, all: boolean): Promise<Reach> {
+  const keep = emptyReach();
+  for (const digest of await keptImages(store, idx)) await reachImage(store, digest, keep);
+  if (!all)
+    for (const k of await cache.keys()) {
+      const rec = await cache.get(k);
+      if (rec) reachLayers(keep, rec.layers as LayerRef[]);
+    }
+  const leased = await liveLeases(store.root);
+  for (const b of leased.blobs) keep.blobs.add(b);
+  for (const c of leased.snapshots) keep.chains.add(c);
+  return keep;
+}
+
+/** The selection of a gc over `idx` (read, nothing deleted). */
+export async function pruneSelection(
+  store: Store,
+  cache: BuildCache,
+  snapshots: () => Promise<Snapshotter>,
+  opts: { all?: boolean; index?: ImageIndex } = {},
+): Promise<PruneSelection> {
+  const keep = await kept(store, cache, opts.index ?? (await store.readIndex()), Boolean(opts.all));
+  const sel: PruneSelection = {
+    blobs: (await store.blobs.list()).filter((b) => !keep.blobs.has(b)),
+    snapshots: [],
+    cacheRecords: opts.all ? await cache.keys() : [],
+  };
+  let left = await (await snapshots()).walk();
+  for (let round = removableLeaves(left, keep.chains); round.length; round = removableLeaves(left, keep.chains)) {
+    const gone = new Set(round.map((s) => s.key));
+    sel.snapshots.push(...gone);
+    left = left.filter((s) => !gone.has(s.key));
+  }
+  return sel;
 }
 
 /**
@@ -45,48 +137,23 @@ async function collect(
     }
   }
   await store.updateIndex(async (idx) => {
-    const keepBlobs = new Set<string>();
+    const sel = await pruneSelection(store, cache, snapshots, { index: idx });
     const keepChains = new Set<string>();
-    const keepLayers = (layers: { digest: string; diffId: string }[]) => {
-      for (const l of layers) keepBlobs.add(l.digest);
-      for (const c of chainIds(layers.map((l) => l.diffId))) keepChains.add(c);
-    };
-    // an image a container was made from stays whole even when untagged (rmi -f): commit needs it
-    const manifests = [...idx.manifests.map((d) => d.digest)];
-    for (const c of await containerImages(store.root)) manifests.push(c.imageDigest);
-    for (const digest of manifests) {
-      const d = { digest };
-      keepBlobs.add(d.digest);
-      const m = await store.blobs.readJson<Manifest>(d.digest).catch(() => undefined);
-      if (!m) continue;
-      keepBlobs.add(m.config.digest);
-      const cfg = await store.blobs
-        .readJson<{ rootfs: { diff_ids: string[] } }>(m.config.digest)
-        .catch(() => undefined);
-      keepLayers(m.layers.map((l, i) => ({ digest: l.digest, diffId: cfg?.rootfs.diff_ids[i] ?? l.digest })));
-    }
-    for (const k of await cache.keys()) {
-      const rec = await cache.get(k);
-      if (rec) keepLayers(rec.layers as LayerRef[]);
-    }
-    const leased = await liveLeases(store.root);
-    for (const b of leased.blobs) keepBlobs.add(b);
-    for (const c of leased.snapshots) keepChains.add(c);
-    for (const b of await store.blobs.list()) {
-      if (keepBlobs.has(b)) continue;
+    for (const b of sel.blobs) {
       res.bytesFreed += await store.blobs.size(b).catch(() => 0);
       await store.blobs.remove(b);
       res.blobsRemoved++;
     }
-    // Committed snapshots no kept chain names; leaves first (a parent is refused while a child lives).
+    // Removed leaves first, each round on a fresh walk (a parent is refused while a child lives,
+    // and a build may have stacked a step on one since the selection).
+    const selected = new Set(sel.snapshots);
     let progress = true;
     while (progress) {
       progress = false;
       const snaps = await snapshots();
       const all = await snaps.walk();
-      const parents = new Set(all.map((s) => s.parent).filter(Boolean));
-      for (const s of all) {
-        if (s.kind !== 'committed' || keepChains.has(s.key) || parents.has(s.key)) continue;
+      for (const s of all) if (!selected.has(s.key)) keepChains.add(s.key);
+      for (const s of removableLeaves(all, keepChains)) {
         try {
           await snaps.remove(s.key);
         } catch (e) {

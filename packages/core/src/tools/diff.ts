@@ -2,13 +2,13 @@
  * `vbuild diff IMAGE1 IMAGE2`: the paths whose entries differ between the two images' trees, as
  * `docker diff` marks them: A (only in IMAGE2), D (only in IMAGE1), C (in both, with another type,
  * mode, owner, size, mtime, link target or device: a directory whose content changed has a new
- * mtime, so it is C, as in docker diff). Read from the layer tars through overlay's
- * UnionView (its whiteout rules), without mounting or unpacking; a directory added or removed is
+ * mtime, so it is C, as in docker diff). Read from the layer tars (gzip ones stream-decompressed)
+ * through overlay's UnionView (its whiteout rules), without mounting or unpacking; a directory added or removed is
  * listed with everything under it.
  */
 import { UnionView, type UnionStat } from '@vlab/overlay';
-import { VlabError } from '@vlab/errors';
 import type { Store, StoredImage } from '../store/store.ts';
+import { layerSource } from './common.ts';
 
 export type ChangeKind = 'A' | 'C' | 'D';
 
@@ -24,14 +24,9 @@ export interface Change {
   size: number;
 }
 
+/** Gzip layers are stream-decompressed (once to index them; diff reads no file content). */
 function unionOf(store: Store, img: StoredImage): UnionView {
-  for (const l of img.manifest.layers)
-    if (/gzip|zstd/.test(l.mediaType))
-      throw new VlabError(
-        'E_UNSUPPORTED',
-        `layer ${l.digest} of ${img.manifestDigest} is stored compressed: diff reads uncompressed layers (rebuild or re-load the image)`,
-      );
-  return new UnionView(img.manifest.layers.map((l) => store.blobs.path(l.digest)));
+  return new UnionView(img.manifest.layers.map((l) => layerSource(store, img, l)));
 }
 
 const typeOf = (s: UnionStat) =>

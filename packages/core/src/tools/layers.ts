@@ -5,6 +5,7 @@
  * images of the store share each layer.
  */
 import { layerHeaders } from '@vlab/overlay';
+import { layerStream } from '../image/load.ts';
 import { diffIdsOf, imageOf, withToolStore, type ToolOptions } from './common.ts';
 
 export type ChangeKind = 'A' | 'M' | 'D';
@@ -85,7 +86,7 @@ export async function layers(image: string, opts: ToolOptions = {}): Promise<Lay
         sharedWith: others.get(diffIds[i]!) ?? [],
       };
       reports.push(rep);
-      for await (const h of layerHeaders(store.blobs.open(desc.digest))) {
+      for await (const h of layerHeaders(layerStream(store.blobs.open(desc.digest), desc.mediaType))) {
         const p = clean(h.name);
         const base = p.slice(p.lastIndexOf('/') + 1);
         if (base === OPQ || base.startsWith(WH)) {

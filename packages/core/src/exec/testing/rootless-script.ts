@@ -81,14 +81,18 @@ const seccomp = await run(
 );
 
 const ac = new AbortController();
-const t0 = Date.now();
+let abortedAt = 0;
 const aborted = run(`sleep ${nap} & sleep ${nap} & sleep ${nap}`, {}, { signal: ac.signal });
 let sleepersBefore: string[] = [];
-setTimeout(async () => {
-  sleepersBefore = await sleepers(); // proves the check below can see the container's processes
+void (async () => {
+  // the three sleeps seen first (proves the check below can see the container's processes); on a
+  // loaded machine they start late, so wait for them (up to 10 s) rather than a fixed 500 ms
+  for (let i = 0; i < 100 && (sleepersBefore = await sleepers()).length < 3; i++)
+    await new Promise((r) => setTimeout(r, 100));
+  abortedAt = Date.now();
   ac.abort(new Error('user abort'));
-}, 500);
-const abort = { ...(await aborted), ms: Date.now() - t0, sleepersBefore, sleepersAfter: await sleepers() };
+})();
+const abort = { ...(await aborted), ms: Date.now() - abortedAt, sleepersBefore, sleepersAfter: await sleepers() };
 
 console.log(
   JSON.stringify({
