@@ -186,7 +186,7 @@ describe('COPY sources', () => {
 describe('FileHashCache in a long-lived process', () => {
   it('reuses the loaded cache while its file is the one it wrote; reloads when someone else rewrote it', async () => {
     await write(['a.txt']);
-    const file = path.join(dir, 'cache', 'filehash.json');
+    const file = path.join(dir, 'cache', 'filehash.bin');
     const first = await FileHashCache.load(file);
     const st = await fsp.lstat(path.join(dir, 'a.txt'));
     const h = await first.hash(path.join(dir, 'a.txt'), st);

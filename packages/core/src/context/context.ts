@@ -1,13 +1,12 @@
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import fg from 'fast-glob';
 import { VlabError } from '@vlab/errors';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
 import type { FileHashCache } from './hash-cache.ts';
+import { walkTree, type StatLike } from './walk.ts';
 
 const HASH_BATCH = 32;
 /** Longest the context walk keeps the event loop to itself. */
@@ -18,7 +17,7 @@ export interface ContextEntry {
   rel: string;
   abs: string;
   type: 'file' | 'dir' | 'symlink';
-  stats: fs.Stats;
+  stats: StatLike;
 }
 
 export interface SourceSelection {
@@ -29,7 +28,7 @@ export interface SourceSelection {
 }
 
 /**
- * The build context: a directory walked once with fast-glob, filtered by .dockerignore. COPY
+ * The build context: a directory walked once (walk.ts), filtered by .dockerignore. COPY
  * sources are resolved against it; anything outside the root is refused (E_CONTEXT_ESCAPE).
  */
 export class BuildContext {
@@ -63,18 +62,12 @@ export class BuildContext {
   }
 
   private async walkOnce(): Promise<Map<string, ContextEntry>> {
-    // fast-glob lstat()s every entry itself (stats: true): one syscall per entry, no second pass.
-    const found = await fg('**', {
-      cwd: this.root,
-      dot: true,
-      onlyFiles: false,
-      followSymbolicLinks: false,
-      markDirectories: false,
-      stats: true,
-    });
+    const found = await walkTree(this.root, this.signal);
+    found.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
     const entries = new Map<string, ContextEntry>();
+    const base = this.root === '/' ? '' : this.root;
     let slice = Date.now();
-    for (const f of found) {
+    for (const { rel, stats } of found) {
       // Matching is patterns x entries x depth: a big .dockerignore takes a while. Let the event
       // loop (Ctrl-C, timers) run every few ms, and stop when the build is aborted.
       if (Date.now() - slice > WALK_SLICE_MS) {
@@ -82,10 +75,10 @@ export class BuildContext {
         slice = Date.now();
       }
       if (this.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
-      const rel = f.path;
-      if (this.ignore.ignores(rel)) this.ignored.push(rel);
-      if (this.ignore.ignores(rel) || !f.stats) continue;
-      const stats = f.stats;
+      if (this.ignore.ignores(rel)) {
+        this.ignored.push(rel);
+        continue;
+      }
       const type = stats.isDirectory()
         ? 'dir'
         : stats.isSymbolicLink()
@@ -93,10 +86,9 @@ export class BuildContext {
           : stats.isFile()
             ? 'file'
             : undefined;
-      if (type) entries.set(rel, { rel, abs: path.join(this.root, rel), type, stats });
+      if (type) entries.set(rel, { rel, abs: `${base}/${rel}`, type, stats });
     }
-    this.ignored.sort();
-    return new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    return entries;
   }
 
   /**

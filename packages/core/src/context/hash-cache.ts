@@ -1,14 +1,23 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShot } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
+import type { StatLike } from './walk.ts';
 
 /** Files up to this size are read in one call; larger ones are streamed (never whole in memory). */
 const SMALL_FILE = 1 << 20;
-/** Files up to this size are hashed with one synchronous read (hashSync). */
+/** Files up to this size are hashed with synchronous reads (hashSync). */
 const SYNC_FILE = 256 * 1024;
+/** One read buffer for every synchronous hash: no allocation per file. */
+const readBuf = Buffer.allocUnsafe(SYNC_FILE);
+
+/** File format: MAGIC, then per file: u32 path length, path (UTF-8), RECORD bytes. */
+const MAGIC = Buffer.from('vlabfh2\n');
+/** size, mtimeMs, ctimeMs, ino (float64 LE each), sha256 (32 bytes). */
+const RECORD = 64;
+const HASH_AT = 32;
 
 async function hashStream(file: string): Promise<string> {
   const h = createHash('sha256');
@@ -24,19 +33,17 @@ async function hashStream(file: string): Promise<string> {
   return h.digest('hex');
 }
 
-interface Entry {
-  size: number;
-  mtimeMs: number;
-  ino: number;
-  hash: string;
-}
-
 /**
- * Content hashes of context files, remembered by (path, size, mtime, inode) so an unchanged
- * context is never read again. Persisted as one JSON file per store; rewritten atomically.
+ * Content hashes of context files, remembered by (path, size, mtime, ctime, inode) so an
+ * unchanged context is never read again (ctime too: a write that restores size and mtime still
+ * moves it). Persisted as one binary file per store (read in one call, rewritten atomically); in
+ * memory a path → slot map over one buffer of fixed 64-byte records, hashes kept as bytes.
  */
 export class FileHashCache {
-  private entries = new Map<string, Entry>();
+  /** Path → record index in `data`. */
+  private slots = new Map<string, number>();
+  private data = Buffer.alloc(0);
+  private used = 0;
   private dirty = false;
   hits = 0;
   misses = 0;
@@ -46,46 +53,82 @@ export class FileHashCache {
   /**
    * The cache of `file`. A long-lived process (an embedding tool, the bench's worker) keeps the
    * last one it loaded or saved: while the file on disk is the one it wrote or read (same inode,
-   * size, mtime), the next build reuses it instead of parsing it again (~100 ms for 20,000 files).
+   * size, mtime), the next build reuses it instead of reading it again.
    */
   static async load(file: string): Promise<FileHashCache> {
     const st = await fsp.stat(file).catch(() => undefined);
     const kept = loaded.get(file);
     if (kept && st && kept.stamp === stampOf(st)) return kept.cache;
     const c = new FileHashCache(file);
-    const text = await fsp.readFile(file, 'utf8').catch(() => undefined);
-    if (text) {
-      try {
-        c.entries = new Map(Object.entries(JSON.parse(text) as Record<string, Entry>));
-      } catch {
-        // A corrupt cache only costs re-hashing.
-      }
-    }
+    const bytes = await fsp.readFile(file).catch(() => undefined);
+    if (bytes) c.parse(bytes); // a corrupt or foreign file only costs re-hashing
     if (st) loaded.set(file, { stamp: stampOf(st), cache: c });
     return c;
   }
 
+  private parse(b: Buffer): void {
+    if (b.length < MAGIC.length || !b.subarray(0, MAGIC.length).equals(MAGIC)) return;
+    const slots = new Map<string, number>();
+    const data = Buffer.allocUnsafe(b.length);
+    let used = 0;
+    for (let off = MAGIC.length; off + 4 <= b.length;) {
+      const len = b.readUInt32LE(off);
+      const end = off + 4 + len + RECORD;
+      if (end > b.length) return; // torn: keep nothing rather than guess
+      slots.set(b.toString('utf8', off + 4, off + 4 + len), used);
+      b.copy(data, used * RECORD, off + 4 + len, end);
+      used++;
+      off = end;
+    }
+    this.slots = slots;
+    this.data = data;
+    this.used = used;
+  }
+
   /** The remembered hash when `st` still matches it (no I/O), else undefined. */
-  peek(absPath: string, st: fs.Stats): string | undefined {
+  peek(absPath: string, st: StatLike): string | undefined {
     const known = this.known(absPath, st);
     if (known !== undefined) this.hits++;
     return known;
   }
 
   /** Like `peek`, without counting a hit. */
-  known(absPath: string, st: fs.Stats): string | undefined {
-    const prev = this.entries.get(absPath);
-    return prev && prev.size === st.size && prev.mtimeMs === st.mtimeMs && prev.ino === st.ino ? prev.hash : undefined;
+  known(absPath: string, st: StatLike): string | undefined {
+    const slot = this.slots.get(absPath);
+    if (slot === undefined) return undefined;
+    const d = this.data;
+    const at = slot * RECORD;
+    return d.readDoubleLE(at) === st.size &&
+      d.readDoubleLE(at + 8) === st.mtimeMs &&
+      d.readDoubleLE(at + 16) === st.ctimeMs &&
+      d.readDoubleLE(at + 24) === st.ino
+      ? d.toString('hex', at + HASH_AT, at + RECORD)
+      : undefined;
   }
 
   /** Remember the hash of `absPath` as `st` describes it (counts as hashed). */
-  private record(absPath: string, st: fs.Stats, hash: string): void {
+  private record(absPath: string, st: StatLike, hex: string): void {
     this.misses++;
-    this.entries.set(absPath, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, hash });
+    let slot = this.slots.get(absPath);
+    if (slot === undefined) {
+      if ((this.used + 1) * RECORD > this.data.length) {
+        const grown = Buffer.allocUnsafe(Math.max(64, this.used * 2) * RECORD);
+        this.data.copy(grown, 0, 0, this.used * RECORD);
+        this.data = grown;
+      }
+      slot = this.used++;
+      this.slots.set(absPath, slot);
+    }
+    const at = slot * RECORD;
+    this.data.writeDoubleLE(st.size, at);
+    this.data.writeDoubleLE(st.mtimeMs, at + 8);
+    this.data.writeDoubleLE(st.ctimeMs, at + 16);
+    this.data.writeDoubleLE(st.ino, at + 24);
+    this.data.write(hex, at + HASH_AT, 32, 'hex');
     this.dirty = true;
   }
 
-  async hash(absPath: string, st: fs.Stats): Promise<string> {
+  async hash(absPath: string, st: StatLike): Promise<string> {
     const known = this.peek(absPath, st);
     if (known !== undefined) return known;
     const hash =
@@ -99,13 +142,28 @@ export class FileHashCache {
   }
 
   /**
-   * The hash of a small file (up to SYNC_FILE bytes) read with one synchronous call, else
-   * undefined: for thousands of small files, a thread-pool round trip each costs more than the read.
+   * The hash of a small file (up to SYNC_FILE bytes) read with synchronous calls into one shared
+   * buffer, else undefined: for thousands of small files, a thread-pool round trip each costs
+   * more than the read, and a buffer each is garbage the heap has to grow for.
    */
-  hashSync(absPath: string, st: fs.Stats): string | undefined {
+  hashSync(absPath: string, st: StatLike): string | undefined {
     const known = this.peek(absPath, st);
     if (known !== undefined || st.size > SYNC_FILE) return known;
-    const hash = createHash('sha256').update(fs.readFileSync(absPath)).digest('hex');
+    const fd = fs.openSync(absPath, 'r');
+    let hash: string;
+    try {
+      // One read for a file that fits (a one-shot hash: no Hash object per file); one grown
+      // since its lstat is read to its end, as readFile would.
+      let n = fs.readSync(fd, readBuf, 0, readBuf.length, null);
+      if (n < readBuf.length) hash = oneShot('sha256', readBuf.subarray(0, n), 'hex');
+      else {
+        const h = createHash('sha256').update(readBuf);
+        while ((n = fs.readSync(fd, readBuf, 0, readBuf.length, null)) > 0) h.update(readBuf.subarray(0, n));
+        hash = h.digest('hex');
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
     this.record(absPath, st, hash);
     return hash;
   }
@@ -113,8 +171,18 @@ export class FileHashCache {
   async save(): Promise<void> {
     if (!this.dirty || !this.file) return;
     await fsp.mkdir(path.dirname(this.file), { recursive: true });
+    let total = MAGIC.length;
+    for (const p of this.slots.keys()) total += 4 + Buffer.byteLength(p) + RECORD;
+    const out = Buffer.allocUnsafe(total);
+    let off = MAGIC.copy(out, 0);
+    for (const [p, slot] of this.slots) {
+      const len = out.write(p, off + 4);
+      out.writeUInt32LE(len, off);
+      off += 4 + len;
+      off += this.data.copy(out, off, slot * RECORD, (slot + 1) * RECORD);
+    }
     const tmp = `${this.file}.tmp-${process.pid}`;
-    await fsp.writeFile(tmp, JSON.stringify(Object.fromEntries(this.entries)));
+    await fsp.writeFile(tmp, out);
     await fsp.rename(tmp, this.file);
     this.dirty = false;
     const st = await fsp.stat(this.file).catch(() => undefined);
@@ -124,6 +192,6 @@ export class FileHashCache {
 
 const loaded = new Map<string, { stamp: string; cache: FileHashCache }>();
 
-function stampOf(st: fs.Stats): string {
+function stampOf(st: StatLike): string {
   return `${st.ino}:${st.size}:${st.mtimeMs}`;
 }
