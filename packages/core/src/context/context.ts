@@ -16,6 +16,8 @@ export interface ContextEntry {
   /** Path relative to the context root, '/'-separated, no leading './'. */
   rel: string;
   abs: string;
+  /** `abs` relative to the context root: `rel` itself, or what a top-level symlink points to. */
+  content: string;
   type: 'file' | 'dir' | 'symlink';
   stats: StatLike;
 }
@@ -86,7 +88,7 @@ export class BuildContext {
           : stats.isFile()
             ? 'file'
             : undefined;
-      if (type) entries.set(rel, { rel, abs: `${base}/${rel}`, type, stats });
+      if (type) entries.set(rel, { rel, abs: `${base}/${rel}`, content: rel, type, stats });
     }
     return entries;
   }
@@ -117,7 +119,7 @@ export class BuildContext {
     const roots: ContextEntry[] = [];
     if (clean === '' || clean === '.') {
       const st = await fsp.lstat(this.root);
-      roots.push({ rel: '', abs: this.root, type: 'dir', stats: st });
+      roots.push({ rel: '', abs: this.root, content: '', type: 'dir', stats: st });
     } else if (/[*?[]/.test(clean)) {
       const matches = compileGlob(clean);
       for (const e of entries.values()) if (matches(e.rel)) roots.push(e);
@@ -164,7 +166,8 @@ export class BuildContext {
         let slice = Date.now();
         for (const e of list) {
           if (e !== root && excluded(relativeTo(root.rel, e.rel))) continue;
-          const known = e.type === 'file' ? this.hashes.hashSync(e.abs, e.stats) : e.type === 'dir' ? '' : undefined;
+          const known =
+            e.type === 'file' ? this.hashes.hashSync(this.root, e.content, e.stats) : e.type === 'dir' ? '' : undefined;
           if (known === undefined) rest.push(e);
           else files[e.rel || '.'] = `${e.type}:${e.stats.mode & 0o7777}:${known}`;
           if (Date.now() - slice > WALK_SLICE_MS) {
@@ -175,7 +178,8 @@ export class BuildContext {
         for (let i = 0; i < rest.length; i += HASH_BATCH) {
           await Promise.all(
             rest.slice(i, i + HASH_BATCH).map(async (e) => {
-              const content = e.type === 'file' ? await this.hashes.hash(e.abs, e.stats) : await fsp.readlink(e.abs);
+              const content =
+                e.type === 'file' ? await this.hashes.hash(this.root, e.content, e.stats) : await fsp.readlink(e.abs);
               files[e.rel || '.'] = `${e.type}:${e.stats.mode & 0o7777}:${content}`;
             }),
           );

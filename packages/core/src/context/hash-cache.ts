@@ -13,8 +13,11 @@ const SYNC_FILE = 256 * 1024;
 /** One read buffer for every synchronous hash: no allocation per file. */
 const readBuf = Buffer.allocUnsafe(SYNC_FILE);
 
-/** File format: MAGIC, then per file: u32 path length, path (UTF-8), RECORD bytes. */
-const MAGIC = Buffer.from('vlabfh2\n');
+/**
+ * File format: MAGIC, then per directory walked (a context root): u32 length and its absolute
+ * path (UTF-8), u32 file count, and per file: u32 length, its path under the root, RECORD bytes.
+ */
+const MAGIC = Buffer.from('vlabfh3\n');
 /** size, mtimeMs, ctimeMs, ino (float64 LE each), sha256 (32 bytes). */
 const RECORD = 64;
 const HASH_AT = 32;
@@ -37,11 +40,12 @@ async function hashStream(file: string): Promise<string> {
  * Content hashes of context files, remembered by (path, size, mtime, ctime, inode) so an
  * unchanged context is never read again (ctime too: a write that restores size and mtime still
  * moves it). Persisted as one binary file per store (read in one call, rewritten atomically); in
- * memory a path → slot map over one buffer of fixed 64-byte records, hashes kept as bytes.
+ * memory, per context root, a path → slot map over one buffer of fixed 64-byte records, hashes
+ * kept as bytes. Paths are keyed under their root: the walk's own path strings look them up.
  */
 export class FileHashCache {
-  /** Path → record index in `data`. */
-  private slots = new Map<string, number>();
+  /** Root → path under it → record index in `data`. */
+  private roots = new Map<string, Map<string, number>>();
   private data = Buffer.alloc(0);
   private used = 0;
   private dirty = false;
@@ -68,33 +72,45 @@ export class FileHashCache {
 
   private parse(b: Buffer): void {
     if (b.length < MAGIC.length || !b.subarray(0, MAGIC.length).equals(MAGIC)) return;
-    const slots = new Map<string, number>();
+    const roots = new Map<string, Map<string, number>>();
     const data = Buffer.allocUnsafe(b.length);
     let used = 0;
-    for (let off = MAGIC.length; off + 4 <= b.length;) {
-      const len = b.readUInt32LE(off);
-      const end = off + 4 + len + RECORD;
-      if (end > b.length) return; // torn: keep nothing rather than guess
-      slots.set(b.toString('utf8', off + 4, off + 4 + len), used);
-      b.copy(data, used * RECORD, off + 4 + len, end);
-      used++;
-      off = end;
+    const str = (off: number): [string, number] | undefined => {
+      if (off + 4 > b.length) return undefined;
+      const end = off + 4 + b.readUInt32LE(off);
+      return end > b.length ? undefined : [b.toString('utf8', off + 4, end), end];
+    };
+    for (let off = MAGIC.length; off < b.length;) {
+      const root = str(off);
+      if (!root || root[1] + 4 > b.length) return; // torn: keep nothing rather than guess
+      const count = b.readUInt32LE(root[1]);
+      const slots = new Map<string, number>();
+      off = root[1] + 4;
+      for (let i = 0; i < count; i++) {
+        const rel = str(off);
+        if (!rel || rel[1] + RECORD > b.length) return;
+        slots.set(rel[0], used);
+        b.copy(data, used * RECORD, rel[1], rel[1] + RECORD);
+        used++;
+        off = rel[1] + RECORD;
+      }
+      roots.set(root[0], slots);
     }
-    this.slots = slots;
+    this.roots = roots;
     this.data = data;
     this.used = used;
   }
 
-  /** The remembered hash when `st` still matches it (no I/O), else undefined. */
-  peek(absPath: string, st: StatLike): string | undefined {
-    const known = this.known(absPath, st);
+  /** The remembered hash of `root`/`rel` when `st` still matches it (no I/O), else undefined. */
+  peek(root: string, rel: string, st: StatLike): string | undefined {
+    const known = this.known(root, rel, st);
     if (known !== undefined) this.hits++;
     return known;
   }
 
   /** Like `peek`, without counting a hit. */
-  known(absPath: string, st: StatLike): string | undefined {
-    const slot = this.slots.get(absPath);
+  known(root: string, rel: string, st: StatLike): string | undefined {
+    const slot = this.roots.get(root)?.get(rel);
     if (slot === undefined) return undefined;
     const d = this.data;
     const at = slot * RECORD;
@@ -106,10 +122,12 @@ export class FileHashCache {
       : undefined;
   }
 
-  /** Remember the hash of `absPath` as `st` describes it (counts as hashed). */
-  private record(absPath: string, st: StatLike, hex: string): void {
+  /** Remember the hash of `root`/`rel` as `st` describes it (counts as hashed). */
+  private record(root: string, rel: string, st: StatLike, hex: string): void {
     this.misses++;
-    let slot = this.slots.get(absPath);
+    let slots = this.roots.get(root);
+    if (!slots) this.roots.set(root, (slots = new Map()));
+    let slot = slots.get(rel);
     if (slot === undefined) {
       if ((this.used + 1) * RECORD > this.data.length) {
         const grown = Buffer.allocUnsafe(Math.max(64, this.used * 2) * RECORD);
@@ -117,7 +135,7 @@ export class FileHashCache {
         this.data = grown;
       }
       slot = this.used++;
-      this.slots.set(absPath, slot);
+      slots.set(rel, slot);
     }
     const at = slot * RECORD;
     this.data.writeDoubleLE(st.size, at);
@@ -128,16 +146,18 @@ export class FileHashCache {
     this.dirty = true;
   }
 
-  async hash(absPath: string, st: StatLike): Promise<string> {
-    const known = this.peek(absPath, st);
+  /** The hash of the file at `root`/`rel` (a path inside the root, never through a link) as `st` describes it. */
+  async hash(root: string, rel: string, st: StatLike): Promise<string> {
+    const known = this.peek(root, rel, st);
     if (known !== undefined) return known;
+    const absPath = `${root === '/' ? '' : root}/${rel}`;
     const hash =
       st.size <= SMALL_FILE
         ? createHash('sha256')
             .update(await fsp.readFile(absPath))
             .digest('hex')
         : await hashStream(absPath);
-    this.record(absPath, st, hash);
+    this.record(root, rel, st, hash);
     return hash;
   }
 
@@ -146,10 +166,10 @@ export class FileHashCache {
    * buffer, else undefined: for thousands of small files, a thread-pool round trip each costs
    * more than the read, and a buffer each is garbage the heap has to grow for.
    */
-  hashSync(absPath: string, st: StatLike): string | undefined {
-    const known = this.peek(absPath, st);
+  hashSync(root: string, rel: string, st: StatLike): string | undefined {
+    const known = this.peek(root, rel, st);
     if (known !== undefined || st.size > SYNC_FILE) return known;
-    const fd = fs.openSync(absPath, 'r');
+    const fd = fs.openSync(`${root === '/' ? '' : root}/${rel}`, 'r');
     let hash: string;
     try {
       // One read for a file that fits (a one-shot hash: no Hash object per file); one grown
@@ -164,7 +184,7 @@ export class FileHashCache {
     } finally {
       fs.closeSync(fd);
     }
-    this.record(absPath, st, hash);
+    this.record(root, rel, st, hash);
     return hash;
   }
 
@@ -172,14 +192,24 @@ export class FileHashCache {
     if (!this.dirty || !this.file) return;
     await fsp.mkdir(path.dirname(this.file), { recursive: true });
     let total = MAGIC.length;
-    for (const p of this.slots.keys()) total += 4 + Buffer.byteLength(p) + RECORD;
+    for (const [root, slots] of this.roots) {
+      total += 8 + Buffer.byteLength(root);
+      for (const rel of slots.keys()) total += 4 + Buffer.byteLength(rel) + RECORD;
+    }
     const out = Buffer.allocUnsafe(total);
     let off = MAGIC.copy(out, 0);
-    for (const [p, slot] of this.slots) {
-      const len = out.write(p, off + 4);
+    const str = (v: string) => {
+      const len = out.write(v, off + 4);
       out.writeUInt32LE(len, off);
       off += 4 + len;
-      off += this.data.copy(out, off, slot * RECORD, (slot + 1) * RECORD);
+    };
+    for (const [root, slots] of this.roots) {
+      str(root);
+      off = out.writeUInt32LE(slots.size, off);
+      for (const [rel, slot] of slots) {
+        str(rel);
+        off += this.data.copy(out, off, slot * RECORD, (slot + 1) * RECORD);
+      }
     }
     const tmp = `${this.file}.tmp-${process.pid}`;
     await fsp.writeFile(tmp, out);
