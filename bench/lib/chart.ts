@@ -61,7 +61,11 @@ export function chartSvg(c: ChartInput): string {
     out.push(`<rect x="${lx}" y="46" width="10" height="10" fill="${COLORS[i % COLORS.length]}"/>`);
     out.push(`<text x="${lx + 14}" y="55">${esc(b)}</text>`);
   });
-  // grid and axis
+  // row bands, then grid and axis over them
+  c.rows.forEach((_, gi) => {
+    if (gi % 2)
+      out.push(`<rect x="0" y="${TOP + gi * groupH - GAP / 2}" width="${WIDTH}" height="${groupH}" fill="#f4f4f4"/>`);
+  });
   const axisY = TOP + c.rows.length * groupH;
   for (let e = lo; e <= hi; e++) {
     const gx = x(2 ** e).toFixed(1);
@@ -70,10 +74,13 @@ export function chartSvg(c: ChartInput): string {
   }
   c.rows.forEach((row, gi) => {
     const gy = TOP + gi * groupH;
-    if (gi % 2) out.push(`<rect x="0" y="${gy - GAP / 2}" width="${WIDTH}" height="${groupH}" fill="#f7f7f7"/>`);
     out.push(
       `<text x="${LEFT - 8}" y="${gy + (c.builders.length * BAR) / 2 + 4}" text-anchor="end">${esc(row)}</text>`,
     );
+    if (!c.results.get(base)?.get(row)?.stat)
+      out.push(
+        `<text x="${LEFT + 4}" y="${gy + BAR}" fill="#c00" font-size="11">no BuildKit time in this run: no ratio to draw</text>`,
+      );
     c.builders.forEach((b, bi) => {
       const v = ratios[gi]![bi];
       const y = gy + bi * BAR;
