@@ -13,6 +13,8 @@ export type BaseName = 'busybox' | 'bigbase';
 
 export interface Sizes {
   smallFiles: number;
+  /** Files of copy-huge (10× copy-small). */
+  hugeFiles: number;
   /** Bytes of the single copy-big file. */
   bigBytes: number;
   /** Files in /usr/share/big of the synthetic big base. */
@@ -23,6 +25,7 @@ export function sizes(quick: boolean): Sizes {
   const gib = Number(process.env.BENCH_BIG_GIB ?? (quick ? 0.125 : 1));
   return {
     smallFiles: Number(process.env.BENCH_SMALL_FILES ?? (quick ? 2000 : 20000)),
+    hugeFiles: Number(process.env.BENCH_HUGE_FILES ?? (quick ? 20000 : 200000)),
     bigBytes: Math.round(gib * 2 ** 30),
     baseFiles: Number(process.env.BENCH_BASE_FILES ?? (quick ? 3000 : 20000)),
   };
@@ -87,6 +90,15 @@ export const CASES: Case[] = [
       { name: 'tar|sha256sum small', times: 1 },
       { name: 'cp -a small', times: 1 },
     ],
+  },
+  {
+    name: 'copy-huge',
+    what: 'COPY of 10× copy-small (200,000 files): time and memory per file must not grow',
+    base: 'busybox',
+    phases: ['cold', 'cached'],
+    dockerfile: 'FROM busybox:latest\nCOPY data/ /data/\n',
+    gen: (dir, s) => genSmall(path.join(dir, 'data'), s.hugeFiles),
+    floor: [{ name: 'tar|sha256sum small', times: 10 }],
   },
   {
     name: 'copy-big',

@@ -12,7 +12,8 @@ import { makeBases } from './lib/bases.ts';
 import { measureFloors } from './lib/floor.ts';
 import { dropCaches, duBytes, median } from './lib/measure.ts';
 import { bytes, ratio, render, secs, stat } from './lib/table.ts';
-import { evaluate, type Cell, type Results } from './lib/targets.ts';
+import { evaluate, evaluate16, type Cell, type Results } from './lib/targets.ts';
+import { chartSvg } from './lib/chart.ts';
 import { scaleRows } from './lib/scale.ts';
 import { benchNotes } from './lib/notes.ts';
 import { makePeers } from './peers/index.ts';
@@ -187,6 +188,8 @@ const errors = [...results].flatMap(([n, m]) =>
 const floorRows = [...floors].map(([n, st]) => [n, 'median' in st ? stat(st) : `error: ${st.error}`]);
 const targetRows = evaluate(results, floors, names).map((t) => [t.target, t.value, t.verdict]);
 const notes = benchNotes(repo);
+const facts = { smallFiles: s.smallFiles, hugeFiles: s.hugeFiles, scale: scale?.points };
+const target16Rows = evaluate16(results, facts).map((t) => [t.target, t.value, t.verdict]);
 
 const out = [
   `## @vlab/image bench — ${new Date().toISOString()} — ${quick ? 'quick' : 'full'} — ${runs} run(s)`,
@@ -201,17 +204,23 @@ const out = [
   '### Floor (same run)',
   render(['floor', 'seconds: median (min–max)'], floorRows),
   '',
-  '### Targets (ours = vlab, the API in a warm worker)',
+  '### Targets of issue 16 (ours = vlab-cli, the CLI as users run it)',
+  render(['target', 'value', 'verdict'], target16Rows),
+  '',
+  '### Earlier targets (ours = vlab, the API in a warm worker)',
   render(['target', 'value', 'verdict'], targetRows),
   '',
   '### Builders',
   render(['builder', 'status'], peerStatus),
   ...(errors.length ? ['', '### Errors', ...errors] : []),
   ...(notes.length ? ['', '### Notes', ...notes] : []),
-  ...(scale ? ['', '### copy-big peak RSS vs file size (vlab, cold)', scale] : []),
+  ...(scale ? ['', `### copy-big peak RSS vs file size (${scale.peer}, cold)`, scale.table] : []),
   ...depthRows(results, names),
   '',
   `total bench time ${((Date.now() - started) / 60000).toFixed(1)} min`,
 ].join('\n');
 process.stdout.write(`${out}\n`);
 await fs.writeFile(path.join(dataDir, 'latest.md'), `${out}\n`);
+const title = `@vlab/image bench, ${new Date().toISOString().slice(0, 16)}Z, ${quick ? 'quick' : 'full'}, ${runs} run(s)`;
+await fs.writeFile(path.join(dataDir, 'latest.svg'), chartSvg({ title, builders: names, rows: rowKeys, results }));
+log(`wrote ${path.join(dataDir, 'latest.md')} and latest.svg`);

@@ -4,6 +4,7 @@
 #   packages/core/native/bin/vlab-init       the built-in executor's container launcher (links
 #                                            libseccomp: without it vlab-init is not built)
 #   packages/core/native/bin/vlab-mon        a container's monitor (conmon's role): outlives the CLI
+#   packages/core/native/bin/vlab-walk       the build context walk: one fstatat per entry, binary records
 # Without a C compiler nothing is built and both packages fall back to util-linux (slower).
 #
 # `build-native.sh PKGDIR` builds only the helpers whose sources are in PKGDIR/native: an installed
@@ -24,7 +25,7 @@ fi
 # The libraries a helper links; one that is missing means the helper is not built.
 libs_for() { case "$1" in vlab-init) echo seccomp ;; esac; }
 have_lib() { printf '#include <%s.h>\nint main(void) { return 0; }\n' "$1" | "$CC" -x c -o /dev/null - "-l$1" 2>/dev/null; }
-for pair in overlay:vlab-sys core:vlab-init core:vlab-mon; do
+for pair in overlay:vlab-sys core:vlab-init core:vlab-mon core:vlab-walk; do
   pkg="${pair%%:*}" name="${pair##*:}"
   dir="${only:-packages/$pkg}/native"
   # NAME.c and its companions NAME-*.c make one binary.

@@ -1,19 +1,27 @@
 /**
  * Peak RSS of our builder on copy-big as the file grows (BENCH_SCALE_GIB=1,2,4): cold builds in a
- * fresh store each, the file generated under bench/.data/ctx/scale and removed afterwards.
+ * fresh store each, the file generated under bench/.data/ctx/scale and removed afterwards. The
+ * builder is the CLI (BENCH_SCALE_PEER=vlab for the API worker).
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { genBig } from '../cases.ts';
 import { median } from './measure.ts';
 import { bytes, render, secs } from './table.ts';
-import { VlabApi } from '../peers/vlab.ts';
+import { VlabApi, VlabCli } from '../peers/vlab.ts';
 import type { BenchEnv } from '../peers/types.ts';
 
-export async function scaleRows(env: BenchEnv, list: string, runs: number): Promise<string> {
+export interface ScaleResult {
+  peer: string;
+  table: string;
+  points: { gib: number; rss: number }[];
+}
+
+export async function scaleRows(env: BenchEnv, list: string, runs: number): Promise<ScaleResult> {
   const rows: string[][] = [];
+  const points: ScaleResult['points'] = [];
   const dir = path.join(env.dataDir, 'ctx', 'scale');
-  const peer = new VlabApi();
+  const peer = process.env.BENCH_SCALE_PEER === 'vlab' ? new VlabApi() : new VlabCli();
   await peer.setup(env);
   try {
     for (const gib of list.split(',').map(Number)) {
@@ -31,6 +39,7 @@ export async function scaleRows(env: BenchEnv, list: string, runs: number): Prom
         walls.push(r.wall);
         rss.push(r.rss ?? 0);
       }
+      points.push({ gib, rss: Math.max(...rss) });
       rows.push([
         `${gib} GiB`,
         secs(median(walls)),
@@ -42,5 +51,5 @@ export async function scaleRows(env: BenchEnv, list: string, runs: number): Prom
     await peer.teardown();
     await fs.rm(dir, { recursive: true, force: true });
   }
-  return render(['file', 'cold s', 'peak RSS', 'throughput'], rows);
+  return { peer: peer.name, table: render(['file', 'cold s', 'peak RSS', 'throughput'], rows), points };
 }

@@ -5,6 +5,9 @@
 import type { Floors, Stat } from './floor.ts';
 import { runTargets } from './targets-run.ts';
 
+/** Issue 16's targets (the CLI, vlab-cli): targets16.ts. */
+export { evaluate16, TARGETS16, type RunFacts } from './targets16.ts';
+
 export interface Cell {
   stat?: Stat;
   rss?: number;
@@ -21,7 +24,7 @@ export type Results = Map<string, Map<string, Cell>>;
 export interface TargetRow {
   target: string;
   value: string;
-  verdict: 'met' | 'NOT MET' | 'n/a';
+  verdict: 'met' | 'NOT MET' | 'n/a' | 'not measured';
 }
 
 const OURS = 'vlab';

@@ -210,7 +210,7 @@ async function buildFrom(
   const target = selectTarget(df, opts.target);
   const engine = await openEngine(opts.root, opts.snapshotter);
   opened.push(engine);
-  const hashes = await FileHashCache.load(engine.store.path('cache', 'filehash.json'));
+  const hashes = await FileHashCache.load(engine.store.path('cache', 'filehash.bin'));
   const allow = grantedEntitlements(opts.allow, opts.network);
   const namedContexts = await NamedContexts.open(opts.buildContexts, engine.store, hashes);
   const limits = {

@@ -30,6 +30,7 @@ export { changes, type Change, type ChangesOptions } from './layer/changes.ts';
 // headers, bodies, whiteouts, mtime rule and stream the snapshot diff writes.
 export { bareEntry, encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type EntryType } from './layer/tar-format.ts';
 export { tarEntryBytes, whiteoutHeader, layerMtime, layerTar } from './layer/tar-write.ts';
+export { TarSink } from './layer/tar-sink.ts';
 export { UnionView, type UnionStat, type TarSource, type TarLayerLimits } from './union-view.ts';
 export { dirUsage, diskBytes } from './usage.ts';
 export { layerHeaders } from './layer/list.ts';

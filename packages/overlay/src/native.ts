@@ -13,7 +13,10 @@ import path from 'node:path';
 
 const found = new Map<string, string | undefined>();
 
-export function nativeHelper(name: 'vlab-sys' | 'vlab-init' | 'vlab-mon', candidates: URL[]): string | undefined {
+export function nativeHelper(
+  name: 'vlab-sys' | 'vlab-init' | 'vlab-mon' | 'vlab-walk',
+  candidates: URL[],
+): string | undefined {
   if (process.env.VLAB_NO_NATIVE === '1') return undefined;
   const key = `${name}\0${process.env.VLAB_NATIVE_DIR ?? ''}`;
   if (found.has(key)) return found.get(key);

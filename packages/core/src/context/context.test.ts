@@ -186,19 +186,19 @@ describe('COPY sources', () => {
 describe('FileHashCache in a long-lived process', () => {
   it('reuses the loaded cache while its file is the one it wrote; reloads when someone else rewrote it', async () => {
     await write(['a.txt']);
-    const file = path.join(dir, 'cache', 'filehash.json');
+    const file = path.join(dir, 'cache', 'filehash.bin');
     const first = await FileHashCache.load(file);
     const st = await fsp.lstat(path.join(dir, 'a.txt'));
-    const h = await first.hash(path.join(dir, 'a.txt'), st);
+    const h = await first.hash(dir, 'a.txt', st);
     await first.save();
     const second = await FileHashCache.load(file);
     expect(second).toBe(first); // no re-parse
-    expect(second.peek(path.join(dir, 'a.txt'), st)).toBe(h);
+    expect(second.peek(dir, 'a.txt', st)).toBe(h);
     // Another process replaces the file (new inode): loaded afresh, with its content.
     await fsp.writeFile(`${file}.other`, JSON.stringify({ '/elsewhere': { size: 1, mtimeMs: 1, ino: 1, hash: 'x' } }));
     await fsp.rename(`${file}.other`, file);
     const third = await FileHashCache.load(file);
     expect(third).not.toBe(first);
-    expect(third.peek(path.join(dir, 'a.txt'), st)).toBeUndefined();
+    expect(third.peek(dir, 'a.txt', st)).toBeUndefined();
   });
 });

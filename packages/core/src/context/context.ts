@@ -1,13 +1,12 @@
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import fg from 'fast-glob';
 import { VlabError } from '@vlab/errors';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
 import type { FileHashCache } from './hash-cache.ts';
+import { walkTree, type StatLike } from './walk.ts';
 
 const HASH_BATCH = 32;
 /** Longest the context walk keeps the event loop to itself. */
@@ -17,8 +16,10 @@ export interface ContextEntry {
   /** Path relative to the context root, '/'-separated, no leading './'. */
   rel: string;
   abs: string;
+  /** `abs` relative to the context root: `rel` itself, or what a top-level symlink points to. */
+  content: string;
   type: 'file' | 'dir' | 'symlink';
-  stats: fs.Stats;
+  stats: StatLike;
 }
 
 export interface SourceSelection {
@@ -29,7 +30,7 @@ export interface SourceSelection {
 }
 
 /**
- * The build context: a directory walked once with fast-glob, filtered by .dockerignore. COPY
+ * The build context: a directory walked once (walk.ts), filtered by .dockerignore. COPY
  * sources are resolved against it; anything outside the root is refused (E_CONTEXT_ESCAPE).
  */
 export class BuildContext {
@@ -63,18 +64,12 @@ export class BuildContext {
   }
 
   private async walkOnce(): Promise<Map<string, ContextEntry>> {
-    // fast-glob lstat()s every entry itself (stats: true): one syscall per entry, no second pass.
-    const found = await fg('**', {
-      cwd: this.root,
-      dot: true,
-      onlyFiles: false,
-      followSymbolicLinks: false,
-      markDirectories: false,
-      stats: true,
-    });
+    const found = await walkTree(this.root, this.signal);
+    found.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
     const entries = new Map<string, ContextEntry>();
+    const base = this.root === '/' ? '' : this.root;
     let slice = Date.now();
-    for (const f of found) {
+    for (const { rel, stats } of found) {
       // Matching is patterns x entries x depth: a big .dockerignore takes a while. Let the event
       // loop (Ctrl-C, timers) run every few ms, and stop when the build is aborted.
       if (Date.now() - slice > WALK_SLICE_MS) {
@@ -82,10 +77,10 @@ export class BuildContext {
         slice = Date.now();
       }
       if (this.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
-      const rel = f.path;
-      if (this.ignore.ignores(rel)) this.ignored.push(rel);
-      if (this.ignore.ignores(rel) || !f.stats) continue;
-      const stats = f.stats;
+      if (this.ignore.ignores(rel)) {
+        this.ignored.push(rel);
+        continue;
+      }
       const type = stats.isDirectory()
         ? 'dir'
         : stats.isSymbolicLink()
@@ -93,10 +88,9 @@ export class BuildContext {
           : stats.isFile()
             ? 'file'
             : undefined;
-      if (type) entries.set(rel, { rel, abs: path.join(this.root, rel), type, stats });
+      if (type) entries.set(rel, { rel, abs: `${base}/${rel}`, content: rel, type, stats });
     }
-    this.ignored.sort();
-    return new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    return entries;
   }
 
   /**
@@ -125,7 +119,7 @@ export class BuildContext {
     const roots: ContextEntry[] = [];
     if (clean === '' || clean === '.') {
       const st = await fsp.lstat(this.root);
-      roots.push({ rel: '', abs: this.root, type: 'dir', stats: st });
+      roots.push({ rel: '', abs: this.root, content: '', type: 'dir', stats: st });
     } else if (/[*?[]/.test(clean)) {
       const matches = compileGlob(clean);
       for (const e of entries.values()) if (matches(e.rel)) roots.push(e);
@@ -172,7 +166,8 @@ export class BuildContext {
         let slice = Date.now();
         for (const e of list) {
           if (e !== root && excluded(relativeTo(root.rel, e.rel))) continue;
-          const known = e.type === 'file' ? this.hashes.hashSync(e.abs, e.stats) : e.type === 'dir' ? '' : undefined;
+          const known =
+            e.type === 'file' ? this.hashes.hashSync(this.root, e.content, e.stats) : e.type === 'dir' ? '' : undefined;
           if (known === undefined) rest.push(e);
           else files[e.rel || '.'] = `${e.type}:${e.stats.mode & 0o7777}:${known}`;
           if (Date.now() - slice > WALK_SLICE_MS) {
@@ -183,7 +178,8 @@ export class BuildContext {
         for (let i = 0; i < rest.length; i += HASH_BATCH) {
           await Promise.all(
             rest.slice(i, i + HASH_BATCH).map(async (e) => {
-              const content = e.type === 'file' ? await this.hashes.hash(e.abs, e.stats) : await fsp.readlink(e.abs);
+              const content =
+                e.type === 'file' ? await this.hashes.hash(this.root, e.content, e.stats) : await fsp.readlink(e.abs);
               files[e.rel || '.'] = `${e.type}:${e.stats.mode & 0o7777}:${content}`;
             }),
           );

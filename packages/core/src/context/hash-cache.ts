@@ -1,14 +1,26 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShot } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
+import type { StatLike } from './walk.ts';
 
 /** Files up to this size are read in one call; larger ones are streamed (never whole in memory). */
 const SMALL_FILE = 1 << 20;
-/** Files up to this size are hashed with one synchronous read (hashSync). */
+/** Files up to this size are hashed with synchronous reads (hashSync). */
 const SYNC_FILE = 256 * 1024;
+/** One read buffer for every synchronous hash: no allocation per file. */
+const readBuf = Buffer.allocUnsafe(SYNC_FILE);
+
+/**
+ * File format: MAGIC, then per directory walked (a context root): u32 length and its absolute
+ * path (UTF-8), u32 file count, and per file: u32 length, its path under the root, RECORD bytes.
+ */
+const MAGIC = Buffer.from('vlabfh3\n');
+/** size, mtimeMs, ctimeMs, ino (float64 LE each), sha256 (32 bytes). */
+const RECORD = 64;
+const HASH_AT = 32;
 
 async function hashStream(file: string): Promise<string> {
   const h = createHash('sha256');
@@ -24,19 +36,18 @@ async function hashStream(file: string): Promise<string> {
   return h.digest('hex');
 }
 
-interface Entry {
-  size: number;
-  mtimeMs: number;
-  ino: number;
-  hash: string;
-}
-
 /**
- * Content hashes of context files, remembered by (path, size, mtime, inode) so an unchanged
- * context is never read again. Persisted as one JSON file per store; rewritten atomically.
+ * Content hashes of context files, remembered by (path, size, mtime, ctime, inode) so an
+ * unchanged context is never read again (ctime too: a write that restores size and mtime still
+ * moves it). Persisted as one binary file per store (read in one call, rewritten atomically); in
+ * memory, per context root, a path → slot map over one buffer of fixed 64-byte records, hashes
+ * kept as bytes. Paths are keyed under their root: the walk's own path strings look them up.
  */
 export class FileHashCache {
-  private entries = new Map<string, Entry>();
+  /** Root → path under it → record index in `data`. */
+  private roots = new Map<string, Map<string, number>>();
+  private data = Buffer.alloc(0);
+  private used = 0;
   private dirty = false;
   hits = 0;
   misses = 0;
@@ -46,75 +57,162 @@ export class FileHashCache {
   /**
    * The cache of `file`. A long-lived process (an embedding tool, the bench's worker) keeps the
    * last one it loaded or saved: while the file on disk is the one it wrote or read (same inode,
-   * size, mtime), the next build reuses it instead of parsing it again (~100 ms for 20,000 files).
+   * size, mtime), the next build reuses it instead of reading it again.
    */
   static async load(file: string): Promise<FileHashCache> {
     const st = await fsp.stat(file).catch(() => undefined);
     const kept = loaded.get(file);
     if (kept && st && kept.stamp === stampOf(st)) return kept.cache;
     const c = new FileHashCache(file);
-    const text = await fsp.readFile(file, 'utf8').catch(() => undefined);
-    if (text) {
-      try {
-        c.entries = new Map(Object.entries(JSON.parse(text) as Record<string, Entry>));
-      } catch {
-        // A corrupt cache only costs re-hashing.
-      }
-    }
+    const bytes = await fsp.readFile(file).catch(() => undefined);
+    if (bytes) c.parse(bytes); // a corrupt or foreign file only costs re-hashing
     if (st) loaded.set(file, { stamp: stampOf(st), cache: c });
     return c;
   }
 
-  /** The remembered hash when `st` still matches it (no I/O), else undefined. */
-  peek(absPath: string, st: fs.Stats): string | undefined {
-    const known = this.known(absPath, st);
+  private parse(b: Buffer): void {
+    if (b.length < MAGIC.length || !b.subarray(0, MAGIC.length).equals(MAGIC)) return;
+    const roots = new Map<string, Map<string, number>>();
+    const data = Buffer.allocUnsafe(b.length);
+    let used = 0;
+    const str = (off: number): [string, number] | undefined => {
+      if (off + 4 > b.length) return undefined;
+      const end = off + 4 + b.readUInt32LE(off);
+      return end > b.length ? undefined : [b.toString('utf8', off + 4, end), end];
+    };
+    for (let off = MAGIC.length; off < b.length;) {
+      const root = str(off);
+      if (!root || root[1] + 4 > b.length) return; // torn: keep nothing rather than guess
+      const count = b.readUInt32LE(root[1]);
+      const slots = new Map<string, number>();
+      off = root[1] + 4;
+      for (let i = 0; i < count; i++) {
+        const rel = str(off);
+        if (!rel || rel[1] + RECORD > b.length) return;
+        slots.set(rel[0], used);
+        b.copy(data, used * RECORD, rel[1], rel[1] + RECORD);
+        used++;
+        off = rel[1] + RECORD;
+      }
+      roots.set(root[0], slots);
+    }
+    this.roots = roots;
+    this.data = data;
+    this.used = used;
+  }
+
+  /** The remembered hash of `root`/`rel` when `st` still matches it (no I/O), else undefined. */
+  peek(root: string, rel: string, st: StatLike): string | undefined {
+    const known = this.known(root, rel, st);
     if (known !== undefined) this.hits++;
     return known;
   }
 
   /** Like `peek`, without counting a hit. */
-  known(absPath: string, st: fs.Stats): string | undefined {
-    const prev = this.entries.get(absPath);
-    return prev && prev.size === st.size && prev.mtimeMs === st.mtimeMs && prev.ino === st.ino ? prev.hash : undefined;
+  known(root: string, rel: string, st: StatLike): string | undefined {
+    const slot = this.roots.get(root)?.get(rel);
+    if (slot === undefined) return undefined;
+    const d = this.data;
+    const at = slot * RECORD;
+    return d.readDoubleLE(at) === st.size &&
+      d.readDoubleLE(at + 8) === st.mtimeMs &&
+      d.readDoubleLE(at + 16) === st.ctimeMs &&
+      d.readDoubleLE(at + 24) === st.ino
+      ? d.toString('hex', at + HASH_AT, at + RECORD)
+      : undefined;
   }
 
-  /** Remember the hash of `absPath` as `st` describes it (counts as hashed). */
-  private record(absPath: string, st: fs.Stats, hash: string): void {
+  /** Remember the hash of `root`/`rel` as `st` describes it (counts as hashed). */
+  private record(root: string, rel: string, st: StatLike, hex: string): void {
     this.misses++;
-    this.entries.set(absPath, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, hash });
+    let slots = this.roots.get(root);
+    if (!slots) this.roots.set(root, (slots = new Map()));
+    let slot = slots.get(rel);
+    if (slot === undefined) {
+      if ((this.used + 1) * RECORD > this.data.length) {
+        const grown = Buffer.allocUnsafe(Math.max(64, this.used * 2) * RECORD);
+        this.data.copy(grown, 0, 0, this.used * RECORD);
+        this.data = grown;
+      }
+      slot = this.used++;
+      slots.set(rel, slot);
+    }
+    const at = slot * RECORD;
+    this.data.writeDoubleLE(st.size, at);
+    this.data.writeDoubleLE(st.mtimeMs, at + 8);
+    this.data.writeDoubleLE(st.ctimeMs, at + 16);
+    this.data.writeDoubleLE(st.ino, at + 24);
+    this.data.write(hex, at + HASH_AT, 32, 'hex');
     this.dirty = true;
   }
 
-  async hash(absPath: string, st: fs.Stats): Promise<string> {
-    const known = this.peek(absPath, st);
+  /** The hash of the file at `root`/`rel` (a path inside the root, never through a link) as `st` describes it. */
+  async hash(root: string, rel: string, st: StatLike): Promise<string> {
+    const known = this.peek(root, rel, st);
     if (known !== undefined) return known;
+    const absPath = `${root === '/' ? '' : root}/${rel}`;
     const hash =
       st.size <= SMALL_FILE
         ? createHash('sha256')
             .update(await fsp.readFile(absPath))
             .digest('hex')
         : await hashStream(absPath);
-    this.record(absPath, st, hash);
+    this.record(root, rel, st, hash);
     return hash;
   }
 
   /**
-   * The hash of a small file (up to SYNC_FILE bytes) read with one synchronous call, else
-   * undefined: for thousands of small files, a thread-pool round trip each costs more than the read.
+   * The hash of a small file (up to SYNC_FILE bytes) read with synchronous calls into one shared
+   * buffer, else undefined: for thousands of small files, a thread-pool round trip each costs
+   * more than the read, and a buffer each is garbage the heap has to grow for.
    */
-  hashSync(absPath: string, st: fs.Stats): string | undefined {
-    const known = this.peek(absPath, st);
+  hashSync(root: string, rel: string, st: StatLike): string | undefined {
+    const known = this.peek(root, rel, st);
     if (known !== undefined || st.size > SYNC_FILE) return known;
-    const hash = createHash('sha256').update(fs.readFileSync(absPath)).digest('hex');
-    this.record(absPath, st, hash);
+    const fd = fs.openSync(`${root === '/' ? '' : root}/${rel}`, 'r');
+    let hash: string;
+    try {
+      // One read for a file that fits (a one-shot hash: no Hash object per file); one grown
+      // since its lstat is read to its end, as readFile would.
+      let n = fs.readSync(fd, readBuf, 0, readBuf.length, null);
+      if (n < readBuf.length) hash = oneShot('sha256', readBuf.subarray(0, n), 'hex');
+      else {
+        const h = createHash('sha256').update(readBuf);
+        while ((n = fs.readSync(fd, readBuf, 0, readBuf.length, null)) > 0) h.update(readBuf.subarray(0, n));
+        hash = h.digest('hex');
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.record(root, rel, st, hash);
     return hash;
   }
 
   async save(): Promise<void> {
     if (!this.dirty || !this.file) return;
     await fsp.mkdir(path.dirname(this.file), { recursive: true });
+    let total = MAGIC.length;
+    for (const [root, slots] of this.roots) {
+      total += 8 + Buffer.byteLength(root);
+      for (const rel of slots.keys()) total += 4 + Buffer.byteLength(rel) + RECORD;
+    }
+    const out = Buffer.allocUnsafe(total);
+    let off = MAGIC.copy(out, 0);
+    const str = (v: string) => {
+      const len = out.write(v, off + 4);
+      out.writeUInt32LE(len, off);
+      off += 4 + len;
+    };
+    for (const [root, slots] of this.roots) {
+      str(root);
+      off = out.writeUInt32LE(slots.size, off);
+      for (const [rel, slot] of slots) {
+        str(rel);
+        off += this.data.copy(out, off, slot * RECORD, (slot + 1) * RECORD);
+      }
+    }
     const tmp = `${this.file}.tmp-${process.pid}`;
-    await fsp.writeFile(tmp, JSON.stringify(Object.fromEntries(this.entries)));
+    await fsp.writeFile(tmp, out);
     await fsp.rename(tmp, this.file);
     this.dirty = false;
     const st = await fsp.stat(this.file).catch(() => undefined);
@@ -124,6 +222,6 @@ export class FileHashCache {
 
 const loaded = new Map<string, { stamp: string; cache: FileHashCache }>();
 
-function stampOf(st: fs.Stats): string {
+function stampOf(st: StatLike): string {
   return `${st.ino}:${st.size}:${st.mtimeMs}`;
 }

@@ -75,8 +75,15 @@ export function compileGlob(pattern: string): PathMatcher {
 
 interface IgnorePattern {
   exclusion: boolean;
-  re: RE2JS;
+  /** Whole-path test: the RE2 program, or string equality for a pattern without metacharacters. */
+  test: (path: string) => boolean;
 }
+
+/** Most .dockerignore lines (`node_modules`, `.git`) are plain paths: no regex run for them (`^` is left to RE2, where it is an anchor). */
+const PLAIN = /^[^*?[\\^]*$/;
+
+/** Memoized results per directory (hit vectors over the patterns); cleared past this many dirs. */
+const MAX_MEMO_DIRS = 100_000;
 
 /** moby/patternmatcher escapes these: they mean something to regexp but nothing to filepath.Match. */
 const LITERAL = new Set(['.', '+', '(', ')', '|', '{', '}', '$']);
@@ -145,17 +152,33 @@ export function compileIgnorePatterns(
         `${source}: more than the limit of ${maxPatterns} patterns; merge them, e.g. with ** patterns`,
       );
     patterns.push(exclusion ? `!${p}` : p);
-    compiled.push({ exclusion, re: compile(ignoreRegex(p), code, where) });
+    const re = compile(ignoreRegex(p), code, where);
+    const plain = PLAIN.test(p) ? p : undefined;
+    compiled.push({ exclusion, test: plain !== undefined ? (f) => f === plain : (f) => re.testExact(f) });
   });
+  // Whether pattern i matches `dir` or one of its parents: the same for every file of the dir,
+  // so asked once per dir (a context has far fewer dirs than files).
+  const memo = new Map<string, Uint8Array>();
+  const dirHits = (dir: string): Uint8Array => {
+    let hits = memo.get(dir);
+    if (hits) return hits;
+    const cut = dir.lastIndexOf('/');
+    const up = cut < 0 ? undefined : dirHits(dir.slice(0, cut));
+    hits = new Uint8Array(compiled.length);
+    for (let i = 0; i < compiled.length; i++) hits[i] = up?.[i] || compiled[i]!.test(dir) ? 1 : 0;
+    if (memo.size >= MAX_MEMO_DIRS) memo.clear();
+    memo.set(dir, hits);
+    return hits;
+  };
   const matches = (file: string): boolean => {
-    const parents = file.split('/').slice(0, -1);
+    const cut = file.lastIndexOf('/');
+    const parents = cut < 0 ? undefined : dirHits(file.slice(0, cut));
     let matched = false;
-    for (const pat of compiled) {
+    for (let i = 0; i < compiled.length; i++) {
+      const pat = compiled[i]!;
       // An include that already matched, or an exception before any match, changes nothing.
       if (pat.exclusion !== matched) continue;
-      let hit = pat.re.testExact(file);
-      for (let i = 1; !hit && i <= parents.length; i++) hit = pat.re.testExact(parents.slice(0, i).join('/'));
-      if (hit) matched = !pat.exclusion;
+      if (parents?.[i] || pat.test(file)) matched = !pat.exclusion;
     }
     return matched;
   };

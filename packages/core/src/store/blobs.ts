@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import type { Lease } from './lease.ts';
 import { asNoSpace } from './space.ts';
-import type { BlobWriter, Blobs, Digest } from './types.ts';
+import type { BlobWriter, Blobs, Digest, SyncBlobWriter } from './types.ts';
 
 export type { Digest };
 
@@ -143,6 +143,58 @@ export class BlobStore implements Blobs {
         // The file may still be opening: remove it only once its stream has closed, or the open
         // could land after the rm and leave a temp file behind.
         await closed;
+        await fsp.rm(tmp, { force: true });
+      },
+    };
+  }
+
+  /** `create`'s contract with synchronous writes (types.ts: SyncBlobWriter); flushed as it grows as well. */
+  async createSync(): Promise<SyncBlobWriter> {
+    const tmp = await this.tempPath();
+    const fd = fs.openSync(tmp, 'wx');
+    const hash = createHash('sha256');
+    let size = 0;
+    let synced = 0;
+    let syncing: Promise<void> = Promise.resolve();
+    let open = true;
+    const close = async () => {
+      if (!open) return;
+      open = false;
+      await syncing; // no fdatasync may still run on the fd
+      fs.closeSync(fd);
+    };
+    return {
+      write: (bytes) => {
+        try {
+          for (let off = 0; off < bytes.length;) off += fs.writeSync(fd, bytes, off, bytes.length - off);
+        } catch (e) {
+          throw asNoSpace(this.root, e);
+        }
+        hash.update(bytes);
+        size += bytes.length;
+        if (size - synced >= WRITEBACK_BYTES) {
+          synced = size;
+          syncing = syncing.then(() => new Promise<void>((res) => fs.fdatasync(fd, () => res())));
+        }
+      },
+      commit: async (expected?: string) => {
+        try {
+          await close();
+          const digest: Digest = `sha256:${hash.digest('hex')}`;
+          if (expected && expected !== digest) {
+            throw new VlabError('E_DIGEST_MISMATCH', `content digest ${digest} does not match expected ${expected}`);
+          }
+          await this.lease?.hold({ blobs: [digest] });
+          await this.commitTemp(tmp, digest).catch((e: unknown) => {
+            throw asNoSpace(this.root, e);
+          });
+          return { digest, size };
+        } finally {
+          await fsp.rm(tmp, { force: true });
+        }
+      },
+      abort: async () => {
+        await close();
         await fsp.rm(tmp, { force: true });
       },
     };

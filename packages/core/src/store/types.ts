@@ -33,6 +33,18 @@ export interface BlobWriter {
 }
 
 /**
+ * A blob written with synchronous calls: `write` returns once the bytes are in the temp file, so
+ * the caller may refill its buffer at once (no chunk waits in a stream or for the garbage
+ * collector). commit() and abort() as BlobWriter's.
+ */
+export interface SyncBlobWriter {
+  /** Append `bytes` (hashed as written). Throws E_NO_SPACE when the disk is full. */
+  write(bytes: Buffer): void;
+  commit(expected?: string): Promise<{ digest: Digest; size: number }>;
+  abort(): Promise<void>;
+}
+
+/**
  * Content-addressed blobs (`blobs/sha256/<hex>`). Every digest argument must be `sha256:<64 hex>`,
  * else the call rejects with E_BAD_DIGEST (so no digest can name a path outside the store).
  * - Atomic: a blob exists whole or not at all. A writer killed at any point leaves at most a
@@ -61,6 +73,8 @@ export interface Blobs {
   putJson(value: unknown): Promise<{ digest: Digest; size: number; bytes: Buffer }>;
   /** A writer for content produced piece by piece (a layer diff). */
   create(): Promise<BlobWriter>;
+  /** A writer for content produced into a reused buffer (a COPY layer packed in one pass). */
+  createSync(): Promise<SyncBlobWriter>;
   /** Delete the blob; idempotent (a missing blob is no error). Only gc and fsck call it. */
   remove(digest: string): Promise<void>;
   /** Every stored blob's digest (temp files excluded), in no particular order. */

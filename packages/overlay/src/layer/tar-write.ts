@@ -8,8 +8,26 @@ import { Readable } from 'node:stream';
 import { VlabError } from '@vlab/errors';
 import { bareEntry, encodeHeader, padding, END_OF_ARCHIVE, type TarEntry } from './tar-format.ts';
 
-/** Files up to this size are read with one synchronous call into an exact buffer. */
+/** Files up to this size are read with one synchronous call, into a slice of a shared slab. */
 const SMALL = 256 * 1024;
+/**
+ * Small files are read into slices of 1 MiB slabs, not a buffer each: 20,000 small mallocs
+ * fragment the C heap (RSS that never comes back); a slab is one mapping, unmapped when its
+ * slices are gone (the layer stream copies them into its own chunks).
+ */
+const SLAB = 1 << 20;
+let slab = Buffer.allocUnsafe(SLAB);
+let slabUsed = 0;
+
+function slabSlice(n: number): Buffer {
+  if (n > SLAB - slabUsed) {
+    slab = Buffer.allocUnsafe(SLAB);
+    slabUsed = 0;
+  }
+  const b = slab.subarray(slabUsed, slabUsed + n);
+  slabUsed += n;
+  return b;
+}
 
 /**
  * One entry's bytes: its header, then for a file the `size` bytes of `file` (host path) and the
@@ -23,7 +41,7 @@ export async function* tarEntryBytes(h: TarEntry, file?: string): AsyncGenerator
   if (h.size <= SMALL) {
     const fd = openSync(file, 'r');
     try {
-      const b = Buffer.allocUnsafe(h.size + padding(h.size));
+      const b = slabSlice(h.size + padding(h.size));
       while (n < h.size) {
         const got = readSync(fd, b, n, h.size - n, n);
         if (!got) break;

@@ -1,45 +1,56 @@
 /**
  * COPY's pack output: a plan straight into a layer tar (no snapshot, no mount, no copy, no diff),
  * through overlay's tar codec, entry by entry as the snapshot diff would write the same tree.
+ * Written synchronously through one reused buffer (TarSink): the memory a COPY uses does not grow
+ * with the bytes it copies.
  */
-import { layerMtime, layerTar, tarEntryBytes, whiteoutHeader, writeLayer, type TarEntry } from '@vlab/overlay';
+import { VlabError } from '@vlab/errors';
+import { layerMtime, TarSink, type TarEntry } from '@vlab/overlay';
 import { MEDIA, type LayerRef } from '../../image/types.ts';
 import type { BuildSession } from '../context.ts';
-import type { CopyPlan } from './plan.ts';
+import type { CopyPlan, PlanEntry } from './plan.ts';
 
 const TYPE = { file: 'file', dir: 'dir', symlink: 'symlink', link: 'link' } as const;
+/** Longest the packing keeps the event loop to itself. */
+const SLICE_MS = 20;
 
-async function* planBytes(plan: CopyPlan, sourceDateEpoch?: number): AsyncGenerator<Buffer> {
-  for (const e of plan.entries) {
-    if (e.unchanged) continue;
-    const h: TarEntry = {
-      name: e.type === 'dir' ? `${e.path}/` : e.path,
-      type: TYPE[e.type],
-      mode: e.mode,
-      uid: e.uid,
-      gid: e.gid,
-      size: e.type === 'file' ? e.size : 0,
-      mtime: layerMtime(e.mtime, sourceDateEpoch),
-      linkname: e.linkname,
-      devmajor: 0,
-      devminor: 0,
-      xattrs: new Map(),
-    };
-    yield* tarEntryBytes(h, e.source);
-    if (e.opaque) yield whiteoutHeader(`${e.path}/.wh..wh..opq`);
-  }
+function header(e: PlanEntry, sourceDateEpoch?: number): TarEntry {
+  return {
+    name: e.type === 'dir' ? `${e.path}/` : e.path,
+    type: TYPE[e.type],
+    mode: e.mode,
+    uid: e.uid,
+    gid: e.gid,
+    size: e.type === 'file' ? e.size : 0,
+    mtime: layerMtime(e.mtime, sourceDateEpoch),
+    linkname: e.linkname,
+    devmajor: 0,
+    devminor: 0,
+    xattrs: new Map(),
+  };
 }
 
 /** The layer of `plan` as a blob in the store (uncompressed: its digest is its diffID). */
 export async function packCopyLayer(s: BuildSession, plan: CopyPlan): Promise<LayerRef> {
-  const blob = await s.store.blobs.create();
-  let written;
+  const blob = await s.store.blobs.createSync();
   try {
-    written = await writeLayer(layerTar(planBytes(plan, s.sourceDateEpoch)), blob.stream);
+    const tar = new TarSink((chunk) => blob.write(chunk));
+    let slice = Date.now();
+    for (const e of plan.entries) {
+      if (e.unchanged) continue;
+      await tar.entry(header(e, s.sourceDateEpoch), e.source);
+      if (e.opaque) tar.whiteout(`${e.path}/.wh..wh..opq`);
+      if (Date.now() - slice > SLICE_MS) {
+        await new Promise((r) => setImmediate(r));
+        slice = Date.now();
+        if (s.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
+      }
+    }
+    tar.end();
   } catch (e) {
     await blob.abort();
     throw e;
   }
-  const stored = await blob.commit(written.diffId);
-  return { digest: stored.digest, diffId: written.diffId, size: stored.size, mediaType: MEDIA.layer };
+  const stored = await blob.commit();
+  return { digest: stored.digest, diffId: stored.digest, size: stored.size, mediaType: MEDIA.layer };
 }

@@ -13,6 +13,7 @@ import { resolveIn, type TreeLinks } from '../../fsutil/in-root.ts';
 import { destRule, type CopyItem, type Owner } from '../ops/copy.ts';
 import type { ArchiveKind } from '../ops/add.ts';
 import type { Gathered } from './sources.ts';
+import type { StatLike } from '../../context/walk.ts';
 
 export interface PlanEntry {
   /** Path in the image, without a leading '/'. */
@@ -50,9 +51,28 @@ interface Draft extends PlanEntry {
 const ROOT: Owner = { uid: 0, gid: 0 };
 const seconds = (st: { mtimeMs: number }) => Math.floor(st.mtimeMs / 1000);
 const parentOf = (p: string) => (p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '');
-const layerKey = (p: string) => Buffer.from(p.replaceAll('/', '\0'));
 
-function specialKind(st: fs.Stats): string {
+/**
+ * Layer order without a key buffer per entry: the bytes of UTF-8 `p` with '/' as the lowest byte
+ * (depth first, names by bytes). UTF-16 code units sort as UTF-8 bytes except a surrogate (a
+ * character above U+FFFF) against U+E000–U+FFFF, where the surrogate is the larger.
+ */
+export function layerOrder(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x === 47) return -1;
+    if (y === 47) return 1;
+    const sx = x >= 0xd800 && x <= 0xdfff;
+    const sy = y >= 0xd800 && y <= 0xdfff;
+    return sx === sy ? x - y : sx ? 1 : -1;
+  }
+  return a.length - b.length;
+}
+
+function specialKind(st: StatLike): string {
   if (st.isFIFO()) return 'a fifo';
   if (st.isSocket()) return 'a socket';
   if (st.isCharacterDevice()) return 'a character device';
@@ -71,26 +91,38 @@ export function entryOfItem(
   o: { owner?: Owner; chmod?: number; keepOwners?: boolean } = {},
 ): Draft {
   const st = item.stats;
-  const owner = o.owner ?? (o.keepOwners ? { uid: st.uid, gid: st.gid } : ROOT);
-  const base = { path: target.slice(1), ...owner, mtime: seconds(st), size: 0, linkname: '', item: true };
-  const flags = { opaque: false, unchanged: false };
-  if (st.isDirectory()) return { ...base, ...flags, type: 'dir', mode: o.chmod ?? st.mode & 0o7777 };
-  if (st.isSymbolicLink())
-    return { ...base, ...flags, type: 'symlink', mode: 0o777, linkname: fs.readlinkSync(item.src) };
-  if (!st.isFile())
+  const owner = o.owner ?? (o.keepOwners ? st : ROOT);
+  // One object per entry, all of one shape (a COPY of 200,000 files makes 200,000 of them).
+  const d: Draft = {
+    path: target.slice(1),
+    type: 'file',
+    mode: o.chmod ?? st.mode & 0o7777,
+    uid: owner.uid,
+    gid: owner.gid,
+    mtime: seconds(st),
+    size: 0,
+    source: undefined,
+    linkname: '',
+    opaque: false,
+    unchanged: false,
+    item: true,
+    inode: undefined,
+  };
+  if (st.isDirectory()) d.type = 'dir';
+  else if (st.isSymbolicLink()) {
+    d.type = 'symlink';
+    d.mode = 0o777;
+    d.linkname = fs.readlinkSync(item.src);
+  } else if (st.isFile()) {
+    d.size = st.size;
+    d.source = item.src;
+    if (st.nlink > 1) d.inode = `${st.dev}:${st.ino}`;
+  } else
     throw new VlabError(
       'E_COPY_SOURCE',
       `${specialKind(st)} ${item.rel || path.posix.basename(target)}: COPY of fifos, sockets and device nodes is not supported`,
     );
-  return {
-    ...base,
-    ...flags,
-    type: 'file',
-    mode: o.chmod ?? st.mode & 0o7777,
-    size: st.size,
-    source: item.src,
-    inode: st.nlink > 1 ? `${st.dev}:${st.ino}` : undefined,
-  };
+  return d;
 }
 
 /**
@@ -212,10 +244,7 @@ class PlanBuilder {
   }
 
   async finish(): Promise<PlanEntry[]> {
-    const sorted = [...this.drafts.values()]
-      .map((d) => ({ d, key: layerKey(d.path) }))
-      .sort((a, b) => Buffer.compare(a.key, b.key))
-      .map(({ d }) => d);
+    const sorted = [...this.drafts.values()].sort((a, b) => layerOrder(a.path, b.path));
     // What the image has under each planned dir (only asked where the image has its parent dir).
     const below = new Map<string, UnionStat | undefined>();
     const imageOf = async (d: Draft) => {
@@ -254,14 +283,12 @@ class PlanBuilder {
     // Files of this COPY that are hard links to each other stay linked (BuildKit keeps them):
     // the first in layer order holds the bytes, the others link to it.
     const first = new Map<string, string>();
-    return sorted.map(({ item: _item, inode, ...e }) => {
-      if (inode === undefined) return e;
-      const target = first.get(inode);
-      if (target === undefined) {
-        first.set(inode, e.path);
-        return e;
-      }
-      return { ...e, type: 'link', linkname: target, size: 0, source: undefined };
-    });
+    for (const e of sorted) {
+      if (e.inode === undefined) continue;
+      const target = first.get(e.inode);
+      if (target === undefined) first.set(e.inode, e.path);
+      else Object.assign(e, { type: 'link', linkname: target, size: 0, source: undefined });
+    }
+    return sorted;
   }
 }

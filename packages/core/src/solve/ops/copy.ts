@@ -1,4 +1,4 @@
-import fs from 'node:fs';
+import type { StatLike } from '../../context/walk.ts';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
@@ -9,7 +9,7 @@ export interface CopyItem {
   src: string;
   /** Path relative to the copy target ('' = the target itself). */
   rel: string;
-  stats: fs.Stats;
+  stats: StatLike;
 }
 
 export interface Owner {

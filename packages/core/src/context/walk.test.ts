@@ -1,0 +1,102 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { nativeHelper } from '@vlab/overlay';
+import { walkTree, walkTreeJs, type WalkedEntry } from './walk.ts';
+import { FileHashCache } from './hash-cache.ts';
+import { layerOrder } from '../solve/copy/plan.ts';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-walk-'));
+});
+afterEach(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+// atime left out: the first walk's readdir moves a directory's atime before the second looks.
+const FIELDS = ['dev', 'ino', 'mode', 'nlink', 'uid', 'gid', 'rdev', 'size', 'mtimeMs', 'ctimeMs'] as const;
+const table = (list: WalkedEntry[]) =>
+  list.map((e) => [e.rel, ...FIELDS.map((f) => e.stats[f])]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
+
+async function tree(): Promise<void> {
+  await fsp.mkdir(path.join(dir, 'a/b/c'), { recursive: true });
+  await fsp.writeFile(path.join(dir, 'a/b/c/deep.txt'), 'deep');
+  await fsp.writeFile(path.join(dir, 'a-b'), 'sibling sorting before a/');
+  await fsp.writeFile(path.join(dir, 'ünï cödé 🎉.txt'), 'names as UTF-8');
+  await fsp.symlink('/etc/passwd', path.join(dir, 'link')); // not followed
+  await fsp.symlink('a', path.join(dir, 'dirlink'));
+  await fsp.link(path.join(dir, 'a-b'), path.join(dir, 'hard'));
+  await fsp.mkdir(path.join(dir, 'empty'));
+  fs.utimesSync(path.join(dir, 'a-b'), 1234567890.123456, 1234567890.987654);
+}
+
+describe('context walk', () => {
+  const helper = nativeHelper('vlab-walk', [new URL('../../native/bin/vlab-walk', import.meta.url)]);
+
+  it.skipIf(!helper)(
+    'vlab-walk gives the entries and lstat numbers fs.lstat gives (the hash cache keys on them)',
+    async () => {
+      await tree();
+      const native = await walkTree(dir);
+      const js = await walkTreeJs(dir);
+      expect(table(native)).toEqual(table(js));
+      expect(native.map((e) => e.rel)).toContain('ünï cödé 🎉.txt');
+      const ab = native.find((e) => e.rel === 'a-b')!.stats;
+      expect([ab.mtimeMs, ab.ctimeMs]).toEqual([
+        fs.lstatSync(path.join(dir, 'a-b')).mtimeMs,
+        fs.lstatSync(path.join(dir, 'a-b')).ctimeMs,
+      ]);
+      expect(native.find((e) => e.rel === 'link')!.stats.isSymbolicLink()).toBe(true);
+      expect(native.some((e) => e.rel.startsWith('dirlink/'))).toBe(false);
+    },
+  );
+  if (!helper) console.warn('vlab-walk is not built (scripts/build-native.sh): only the JS walk is tested');
+
+  it('an unreadable context is E_CONTEXT, by either walk', async () => {
+    await expect(walkTree(path.join(dir, 'missing'))).rejects.toMatchObject({ code: 'E_CONTEXT' });
+    await expect(walkTreeJs(path.join(dir, 'missing'))).rejects.toMatchObject({ code: 'E_CONTEXT' });
+  });
+
+  it('layer order without key buffers sorts as the UTF-8 bytes with / lowest', () => {
+    const names = ['a', 'a-b', 'a/b', 'a/b/c', 'ab', 'a.b', 'Z', 'é', '\uffff', '🎉', 'a/🎉', 'a/\ue000', 'a\u0001'];
+    const key = (p: string) => Buffer.from(p.replaceAll('/', '\0'));
+    const byBytes = [...names].sort((x, y) => Buffer.compare(key(x), key(y)));
+    expect([...names].sort(layerOrder)).toEqual(byBytes);
+  });
+});
+
+describe('FileHashCache (binary, keyed by path, size, mtime, ctime, inode)', () => {
+  it('round-trips through its file and misses when only ctime moved (content rewritten, mtime put back)', async () => {
+    const f = path.join(dir, 'f.txt');
+    await fsp.writeFile(f, 'one');
+    fs.utimesSync(f, 1e9, 1e9);
+    const file = path.join(dir, 'cache', 'filehash.bin');
+    const c = new FileHashCache(file);
+    const st = fs.lstatSync(f);
+    const h = c.hashSync(dir, 'f.txt', st)!;
+    await c.save();
+    const again = await FileHashCache.load(`${file}`);
+    expect(again.known(dir, 'f.txt', st)).toBe(h);
+    const fresh = new FileHashCache(file);
+    expect(fresh.known(dir, 'f.txt', st)).toBeUndefined(); // a new object has not read the file
+    // Same size, mtime restored: only ctime tells the content changed.
+    await new Promise((r) => setTimeout(r, 20));
+    await fsp.writeFile(f, 'two');
+    fs.utimesSync(f, 1e9, 1e9);
+    const st2 = fs.lstatSync(f);
+    expect([st2.size, st2.mtimeMs, st2.ino]).toEqual([st.size, st.mtimeMs, st.ino]);
+    expect(again.known(dir, 'f.txt', st2)).toBeUndefined();
+    expect(again.hashSync(dir, 'f.txt', st2)).not.toBe(h);
+  });
+
+  it('a torn or foreign file reads as empty (costs re-hashing only)', async () => {
+    const file = path.join(dir, 'filehash.bin');
+    await fsp.writeFile(file, Buffer.concat([Buffer.from('vlabfh3\n'), Buffer.from([200, 0, 0, 0, 1, 2])]));
+    const c = await FileHashCache.load(file);
+    await fsp.writeFile(path.join(dir, 'x'), 'x');
+    expect(c.known(dir, 'x', fs.lstatSync(path.join(dir, 'x')))).toBeUndefined();
+  });
+});
