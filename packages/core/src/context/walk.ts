@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import fg, { type Entry } from 'fast-glob';
 import { VlabError } from '@vlab/errors';
 import { nativeHelper } from '@vlab/overlay';
 
@@ -92,9 +93,6 @@ export interface WalkedEntry {
   stats: EntryStat;
 }
 
-/** Longest the walk keeps the event loop to itself. */
-const SLICE_MS = 20;
-
 /** native/vlab-walk.c, from the sources (src/context/) or from the CLI bundle (dist/). */
 function walkHelper(): string | undefined {
   return nativeHelper('vlab-walk', [
@@ -177,38 +175,42 @@ function walkNative(helper: string, root: string, signal?: AbortSignal): Promise
   });
 }
 
-/** walkTree without the helper: synchronous readdir/lstat calls, in slices. */
+/**
+ * walkTree without the helper: fast-glob's stream (lstat per entry, symlinks not followed; an entry
+ * removed while walked is left out, as fast-glob drops ENOENT), each entry turned into an EntryStat
+ * at once so that none of fast-glob's per-entry objects is kept.
+ */
 export async function walkTreeJs(root: string, signal?: AbortSignal): Promise<WalkedEntry[]> {
   const out: WalkedEntry[] = [];
-  const dirs: string[] = [''];
-  const base = root === '/' ? '' : root;
-  let slice = Date.now();
-  while (dirs.length) {
-    const rel = dirs.pop()!;
-    const abs = rel ? `${base}/${rel}` : root;
-    let names: string[];
-    try {
-      names = fs.readdirSync(abs);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (rel && (code === 'ENOENT' || code === 'ENOTDIR')) continue;
-      throw new VlabError('E_CONTEXT', `cannot read ${abs} in the build context (${code ?? (e as Error).message})`, {
-        cause: e,
-      });
-    }
-    for (const name of names) {
-      const r = rel ? `${rel}/${name}` : name;
-      const st = fs.lstatSync(rel ? `${abs}/${name}` : `${base}/${name}`, { throwIfNoEntry: false });
-      if (!st) continue;
-      const stats = EntryStat.from(st);
-      out.push({ rel: r, stats });
-      if (stats.isDirectory()) dirs.push(r);
-    }
-    if (Date.now() - slice > SLICE_MS) {
-      await new Promise((res) => setImmediate(res));
-      slice = Date.now();
+  try {
+    // fast-glob drops ENOENT, also the root's: a missing context must still be an error
+    if (!fs.statSync(root).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new VlabError('E_CONTEXT', `cannot read ${root} as the build context (${code ?? (e as Error).message})`, {
+      cause: e,
+    });
+  }
+  const entries = fg.stream('**', {
+    cwd: root,
+    dot: true,
+    onlyFiles: false,
+    followSymbolicLinks: false,
+    stats: true,
+    objectMode: true,
+    unique: false,
+  }) as AsyncIterable<Entry>;
+  try {
+    for await (const e of entries) {
       if (signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
+      out.push({ rel: e.path, stats: EntryStat.from(e.stats!) });
     }
+  } catch (e) {
+    if (e instanceof VlabError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new VlabError('E_CONTEXT', `cannot read ${root} in the build context (${code ?? (e as Error).message})`, {
+      cause: e,
+    });
   }
   return out;
 }
