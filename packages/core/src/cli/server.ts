@@ -72,16 +72,26 @@ export async function serve(base: string, lockFd: number): Promise<void> {
 
   const server = net.createServer({ pauseOnConnect: true }, (sock) => {
     const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
-    if (fd < 0 || fdp.peerUid(fd) !== process.getuid!()) return void sock.destroy();
-    if (busy) return void sock.end('B\n');
+    const uid = fd < 0 ? -1 : fdp.peerUid(fd);
+    if (uid !== process.getuid!()) {
+      say(`refused a client of uid ${uid}`);
+      return void sock.destroy();
+    }
+    // Replies before the command runs go straight to the fd: a socket paused on connect (so that
+    // Node reads none of the request) does not flush an end().
+    const reply = (m: string) => {
+      fdp.writeAll(fd, Buffer.from(m));
+      sock.destroy();
+    };
+    if (busy) return reply('B\n');
     const got = fdp.recvRequest(fd, 2000);
     if (typeof got === 'number') return void sock.destroy();
     const [payload, ...fds] = got;
     const req = parseRequest(payload);
     if (!req || req.key !== key) {
       fds.forEach((f) => fdp.close(f));
-      sock.end('R\n', () => stop());
-      return;
+      reply('R\n');
+      return stop();
     }
     busy = true;
     clearTimeout(timer);
@@ -107,10 +117,9 @@ export async function serve(base: string, lockFd: number): Promise<void> {
   // file go, if they are still ours.
   process.on('exit', () => {
     try {
-      if (fs.statSync(sockPath, { bigint: true }).ino === ino) {
-        fs.rmSync(sockPath);
-        fs.rmSync(`${base}.pid`, { force: true });
-      }
+      if (fs.readFileSync(`${base}.pid`, 'utf8') === `${process.pid}\n`) fs.rmSync(`${base}.pid`);
+      // server.close() unlinks it; not after a forwarded signal's exit
+      if (fs.statSync(sockPath, { bigint: true }).ino === ino) fs.rmSync(sockPath);
     } catch {
       /* gone already */
     }
