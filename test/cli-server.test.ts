@@ -19,6 +19,8 @@ const built = ['native/bin/vbuild-client', 'native/bin/vlab-fdpass.node'].every(
   fs.existsSync(path.join(core, f)),
 );
 if (!built) console.warn('cli-server: the native client is not built (scripts/build-native.sh): skipped');
+const hasScript = fs.existsSync('/usr/bin/script');
+if (!hasScript) console.warn('cli-server: no script(1) (util-linux): the terminal case is skipped');
 
 interface Out {
   code: number | null;
@@ -34,6 +36,8 @@ interface Opts {
   /** Sends SIGINT once stderr matches. */
   interruptOn?: RegExp;
   dir?: string;
+  /** Runs this with args instead of vbuild (which it then starts itself). */
+  program?: string;
   onStderr?: (all: string) => void;
 }
 
@@ -45,7 +49,7 @@ delete base.NODE_OPTIONS; // the client runs direct when NODE_OPTIONS is set (it
 
 function vb(args: string[], o: Opts): Promise<Out> {
   const env = { ...base, VLAB_SERVER_DIR: o.dir ?? srvDir, VLAB_NO_SERVER: o.fast ? '' : '1', ...o.env };
-  const child = spawn(BIN, args, { env, cwd: o.cwd ?? repo });
+  const child = spawn(o.program ?? BIN, args, { env, cwd: o.cwd ?? repo });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -174,6 +178,17 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
     expect([fast.code, fast.signal]).toEqual([direct.code, direct.signal]);
     expect(timings(fast.stderr)).toBe(timings(direct.stderr));
     expect(fast.stderr).toContain('[E_RUN_ABORTED]');
+  });
+
+  it.skipIf(!hasScript)('on a terminal: --progress auto draws the tty progress both ways', async () => {
+    // script(1) gives the command a pty for stdin/stdout/stderr; the client passes that very tty.
+    const cmd = `${BIN} build --progress auto --root ${store} ${ctx}`;
+    const { direct, fast } = await both(['-qec', cmd, '/dev/null'], { program: 'script' });
+    for (const o of [direct, fast]) {
+      expect(o.code).toBe(0);
+      expect(o.stdout).toContain('\x1b['); // cursor movement: the tty renderer, not plain lines
+      expect(o.stdout).not.toMatch(/^#1 CACHED/m);
+    }
   });
 
   it('images and inspect; environment and cwd are each command own', async () => {

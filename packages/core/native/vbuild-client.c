@@ -18,9 +18,9 @@
  * no server, direct run). The server checks the peer's uid too.
  *
  * Direct run (same result, Node's start-up cost) when: VLAB_NO_SERVER=1; NODE_OPTIONS or
- * NODE_DEBUG is set (they act on Node itself); the verb runs a container in the foreground
- * (run, exec, start, attach) or prompts (login); the bundle is missing or older than a source
- * file (bin/vbuild.js then runs the sources through tsx); no server is running (one is started in
+ * NODE_DEBUG is set (they act on Node itself); the verb runs a container in the foreground (run,
+ * exec, start, attach, container ...), waits on one (logs, wait) or prompts (login); the bundle
+ * is missing or older than a source file (bin/vbuild.js then runs the sources through tsx); no server is running (one is started in
  * the background for the next command); the server is busy with another command, or was built
  * from another bundle (it exits; the next command starts a fresh one).
  */
@@ -233,7 +233,7 @@ int main(int argc, char **argv) {
 
   const char *no = getenv("VLAB_NO_SERVER"), *opts = getenv("NODE_OPTIONS"), *dbg = getenv("NODE_DEBUG");
   if ((no && !strcmp(no, "1")) || (opts && *opts) || (dbg && *dbg)) direct();
-  static const char *foreground[] = {"run", "exec", "start", "attach", "login", "container", NULL};
+  static const char *foreground[] = {"run", "exec", "start", "attach", "login", "container", "logs", "wait", NULL};
   for (int i = 0; nargs > 0 && foreground[i]; i++)
     if (!strcmp(args[0], foreground[i])) direct();
   char key[256], dir[PATH_MAX - 64], base[PATH_MAX];
