@@ -14,7 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshStore, makeContext, removeStore, repo } from './helpers.ts';
 
 const core = path.join(repo, 'packages/core');
-const BIN = path.join(core, 'bin/vbuild');
+/** A private install (installed-package layout: bin/, dist/, native/bin/), see beforeAll. */
+let pkg: string;
+let BIN: string;
 const built = ['native/bin/vbuild-client', 'native/bin/vlab-fdpass.node'].every((f) =>
   fs.existsSync(path.join(core, f)),
 );
@@ -114,9 +116,17 @@ const timings = (s: string) => s.replace(/\b\d+\.\d+s\b/g, 'T');
 
 describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => {
   beforeAll(async () => {
-    execFileSync('node', [path.join(core, 'scripts/bundle.mjs')]); // the server runs the bundle
-    store = await freshStore();
+    // The server runs the bundle. A private copy, laid out as the npm package installs it: other
+    // tests rebuild packages/core/dist meanwhile (package.test.ts), which would restart a server
+    // on the shared one in the middle of a comparison.
+    execFileSync('node', [path.join(core, 'scripts/bundle.mjs')]);
     srvDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-srv-'));
+    pkg = path.join(srvDir, 'pkg');
+    for (const f of ['bin/vbuild', 'bin/vbuild.js', 'dist/vbuild.mjs', 'native/bin'])
+      fs.cpSync(path.join(core, f), path.join(pkg, f), { recursive: true });
+    fs.cpSync(path.join(repo, 'packages/overlay/native/bin/vlab-sys'), path.join(pkg, 'native/bin/vlab-sys'));
+    BIN = path.join(pkg, 'bin/vbuild');
+    store = await freshStore();
     ctx = await makeContext({ Dockerfile: 'FROM busybox:latest\nCOPY f /f\nRUN cat /f > /g\n', f: 'data\n' });
     await warm();
   });
@@ -249,7 +259,7 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
 
   it('a new bundle restarts the server; an idle server exits', async () => {
     const old = serverPid()!;
-    const bundle = path.join(core, 'dist/vbuild.mjs');
+    const bundle = path.join(pkg, 'dist/vbuild.mjs');
     const t = new Date(Date.now() + 1000);
     fs.utimesSync(bundle, t, t); // the server's key is the bundle's identity
     const r = await vb(['--version'], { fast: true });
