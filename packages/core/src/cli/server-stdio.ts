@@ -79,7 +79,12 @@ export class RequestStdio {
     const s = this.slots?.[i];
     if (!s)
       return (this.idle[i] ??= (i === 0 ? Readable.from([]) : new Writable({ write: (_c, _e, cb) => cb() })) as Std);
-    return (s.stream ??= this.open(s, i));
+    if (!s.stream) {
+      s.stream = this.open(s, i);
+      // A write after the command ended (a timer it left) must not take the server down.
+      s.stream.on('error', () => {});
+    }
+    return s.stream;
   }
 
   private open(s: Slot, i: number): Std {
