@@ -5,6 +5,9 @@
 #                                            libseccomp: without it vlab-init is not built)
 #   packages/core/native/bin/vlab-mon        a container's monitor (conmon's role): outlives the CLI
 #   packages/core/native/bin/vlab-walk       the build context walk: one fstatat per entry, binary records
+#   packages/core/native/bin/vbuild-client   `vbuild` without Node's start-up: hands the command to a
+#                                            warm server (src/cli/server.ts), else runs bin/vbuild.js
+#   packages/core/native/bin/vlab-fdpass.node  that server's Node-API addon (SCM_RIGHTS, dup2)
 # Without a C compiler nothing is built and both packages fall back to util-linux (slower).
 #
 # `build-native.sh PKGDIR` builds only the helpers whose sources are in PKGDIR/native: an installed
@@ -25,7 +28,7 @@ fi
 # The libraries a helper links; one that is missing means the helper is not built.
 libs_for() { case "$1" in vlab-init) echo seccomp ;; esac; }
 have_lib() { printf '#include <%s.h>\nint main(void) { return 0; }\n' "$1" | "$CC" -x c -o /dev/null - "-l$1" 2>/dev/null; }
-for pair in overlay:vlab-sys core:vlab-init core:vlab-mon core:vlab-walk; do
+for pair in overlay:vlab-sys core:vlab-init core:vlab-mon core:vlab-walk core:vbuild-client core:vlab-fdpass; do
   pkg="${pair%%:*}" name="${pair##*:}"
   dir="${only:-packages/$pkg}/native"
   # NAME.c and its companions NAME-*.c make one binary.
@@ -34,6 +37,9 @@ for pair in overlay:vlab-sys core:vlab-init core:vlab-mon core:vlab-walk; do
   for extra in "$dir/$name"-*.c; do if [ -f "$extra" ]; then srcs+=("$extra"); fi; done
   mkdir -p "$dir/bin"
   out="$dir/bin/$name"
+  # A Node-API addon (a shared object Node loads): needs no Node headers (see the file).
+  flags=(-O2 -Wall -Wextra -Werror)
+  case "$name" in vlab-fdpass) out="$out.node" flags+=(-shared -fPIC) ;; esac
   libs=()
   for lib in $(libs_for "$name"); do
     if have_lib "$lib"; then libs+=("-l$lib"); continue; fi
@@ -44,6 +50,6 @@ for pair in overlay:vlab-sys core:vlab-init core:vlab-mon core:vlab-walk; do
     continue 2
   done
   # Built aside and renamed: a running build never execs a half-written binary.
-  "$CC" -O2 -Wall -Wextra -Werror -o "$out.tmp.$$" "${srcs[@]}" ${libs[@]+"${libs[@]}"}
+  "$CC" "${flags[@]}" -o "$out.tmp.$$" "${srcs[@]}" ${libs[@]+"${libs[@]}"}
   mv -f "$out.tmp.$$" "$out"
 done

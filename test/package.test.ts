@@ -51,6 +51,16 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
+  // The installed bin's warm server (started by the bin test): stopped by its pid.
+  const srv = tmp ? await fsp.readdir(path.join(tmp, 'srv')).catch(() => []) : [];
+  for (const f of srv.filter((n) => n.endsWith('.pid'))) {
+    const pid = Number(await fsp.readFile(path.join(tmp, 'srv', f), 'utf8'));
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+  }
   if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
 });
 
@@ -84,17 +94,26 @@ console.log(JSON.stringify({ digest: r.digest, events, version: BUILD_EVENT_VERS
     expect(out).toMatchObject({ version: 1, code: 'E_DOCKERFILE_NOT_FOUND', known: true });
   });
 
-  it('the installed vbuild bin runs from the bundle and builds', async () => {
+  it('the installed vbuild bin runs from the bundle and builds, direct and through its warm server', async () => {
     const vbuild = path.join(app, 'node_modules/.bin/vbuild');
-    expect((await run(vbuild, ['--version'], app)).stdout).toMatch(/^vbuild version \d+\.\d+\.\d+/);
-    const r = await run(vbuild, ['build', '--progress=json', '-t', 'pack:cli', ctx], app, {
-      VLAB_ROOT: path.join(tmp, 'cli-store'),
-    });
-    const lines = r.stderr
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
-    expect(lines.at(-1)).toMatchObject({ version: 1, type: 'build-done', digest: expected.digest });
+    const srv = path.join(tmp, 'srv');
+    await fsp.mkdir(srv, { mode: 0o700 });
+    // The postinstall built the native client: the first command starts the server.
+    expect(await fsp.readdir(path.join(app, 'node_modules/@vlab/image/native/bin'))).toContain('vbuild-client');
+    const env = { VLAB_ROOT: path.join(tmp, 'cli-store'), VLAB_SERVER_DIR: srv };
+    expect((await run(vbuild, ['--version'], app, env)).stdout).toMatch(/^vbuild version \d+\.\d+\.\d+/);
+    for (let i = 0; i < 50 && !(await fsp.readdir(srv)).some((f) => f.endsWith('.pid')); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    for (const tag of ['pack:cli', 'pack:cli2']) {
+      const r = await run(vbuild, ['build', '--progress=json', '-t', tag, ctx], app, env);
+      const lines = r.stderr
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      expect(lines.at(-1)).toMatchObject({ version: 1, type: 'build-done', digest: expected.digest });
+    }
+    const log = (await fsp.readdir(srv)).find((f) => f.endsWith('.log'))!;
+    expect(await fsp.readFile(path.join(srv, log), 'utf8')).toMatch(/build: exit 0/);
   });
 
   it('examples/embed runs from the install with plain node', async () => {

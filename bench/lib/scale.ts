@@ -8,7 +8,8 @@ import path from 'node:path';
 import { genBig } from '../cases.ts';
 import { median } from './measure.ts';
 import { bytes, render, secs } from './table.ts';
-import { VlabApi, VlabCli } from '../peers/vlab.ts';
+import { VlabApi } from '../peers/vlab.ts';
+import { VlabCli } from '../peers/vlab-cli.ts';
 import type { BenchEnv } from '../peers/types.ts';
 
 export interface ScaleResult {
@@ -21,7 +22,7 @@ export async function scaleRows(env: BenchEnv, list: string, runs: number): Prom
   const rows: string[][] = [];
   const points: ScaleResult['points'] = [];
   const dir = path.join(env.dataDir, 'ctx', 'scale');
-  const peer = process.env.BENCH_SCALE_PEER === 'vlab' ? new VlabApi() : new VlabCli();
+  const peer = process.env.BENCH_SCALE_PEER === 'vlab' ? new VlabApi() : new VlabCli(true);
   await peer.setup(env);
   try {
     for (const gib of list.split(',').map(Number)) {

@@ -1,5 +1,5 @@
 /**
- * Issue 16's RUN-step targets: for the CLI (`vlab-cli`, one node process per build) and the API
+ * Issue 16's RUN-step targets: for the CLI (`vlab-cli`: bin/vbuild per build, via its warm server) and the API
  * (`vlab`, a warm worker), cold steps20 ≤ 0.5× BuildKit and hello / delete / multistage cold ≤ 1.0×;
  * steps100's per-step time flat with depth (last 10 steps ≤ 1.25× the first 10); parallel4's
  * four builds at once ≤ 0.6× the same four one after another.

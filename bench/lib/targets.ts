@@ -49,7 +49,7 @@ function vsPeer(r: Results, key: string, peers: string[], max: number, label: st
 }
 
 export function evaluate(r: Results, floors: Floors, peerNames: string[]): TargetRow[] {
-  const others = peerNames.filter((p) => p !== OURS && p !== 'vlab-cli');
+  const others = peerNames.filter((p) => p !== OURS && !p.startsWith('vlab-cli'));
   const rows: TargetRow[] = [
     vsPeer(r, 'steps20/cached', ['buildkit'], 1.0, 'BuildKit'),
     vsPeer(r, 'steps20/cached', ['buildah-chroot', 'buildah-oci'], 0.25, 'buildah (faster isolation)'),

@@ -3,12 +3,14 @@ import { ChImagePeer } from './chimage.ts';
 import { ContainersPeer } from './containers.ts';
 import { DockerPeer } from './docker.ts';
 import type { Peer } from './types.ts';
-import { VlabApi, VlabCli } from './vlab.ts';
+import { VlabApi } from './vlab.ts';
+import { VlabCli } from './vlab-cli.ts';
 
 export function makePeers(list?: string): Peer[] {
   const all: Peer[] = [
     new VlabApi(),
-    new VlabCli(),
+    new VlabCli(true),
+    new VlabCli(false),
     new DockerPeer('buildkit', true),
     new DockerPeer('docker-classic', false),
     new ContainersPeer('buildah-chroot', 'buildah', 'chroot'),

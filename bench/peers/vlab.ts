@@ -1,17 +1,14 @@
 /**
- * @vlab/image itself, two ways: `vlab` = build() in a long-lived worker process (the API, warm like
- * a daemon); `vlab-cli` = `node packages/core/bin/vbuild.js build` per build (what a user types:
- * includes node start-up and loading the one-file bundle, made fresh at setup). Cold = a fresh copy of the template store (bases only).
+ * @vlab/image itself: `vlab` = build() in a long-lived worker process (the API, warm like a
+ * daemon); the CLI rows are in vlab-cli.ts. Cold = a fresh copy of the template store (bases only).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { sh, timed, tail } from '../lib/measure.ts';
-import { runStepTimes, type Stamped } from '../lib/steps.ts';
-import { VBUILD } from '../lib/bases.ts';
+import { sh } from '../lib/measure.ts';
 import type { BenchEnv, BuildOutcome, Peer } from './types.ts';
 
-abstract class VlabBase implements Peer {
+export abstract class VlabBase implements Peer {
   abstract name: string;
   protected env!: BenchEnv;
   protected root = '';
@@ -121,49 +118,5 @@ export class VlabApi extends VlabBase {
     await this.stopWorker();
     await fs.rm(this.warmup.root, { recursive: true, force: true });
     await super.teardown();
-  }
-}
-
-export class VlabCli extends VlabBase {
-  name = 'vlab-cli';
-  /**
-   * The one-file bundle first: bin/vbuild.js runs the sources through tsx when the bundle is
-   * missing (a fresh clone) or older than them, which would time tsx instead of what an installed
-   * vbuild starts.
-   */
-  override async setup(env: BenchEnv): Promise<void> {
-    await sh(['node', path.join(env.repo, 'packages/core/scripts/bundle.mjs')], { cwd: env.repo });
-    await super.setup(env);
-  }
-  async build(context: string, tag: string): Promise<BuildOutcome> {
-    const argv = [
-      ...VBUILD(this.env.repo),
-      'build',
-      '-f',
-      path.join(context, 'Dockerfile'),
-      '-t',
-      tag,
-      '--progress',
-      'plain',
-      '--network',
-      'none',
-      '--root',
-      this.root,
-      context,
-    ];
-    const lines: Stamped[] = [];
-    const r = await timed(argv, { cwd: this.env.repo, lines });
-    const out = r.stdout + r.stderr;
-    const cached = (out.match(/^#\d+ CACHED$/gm) ?? []).length;
-    const done = (out.match(/^#\d+ DONE/gm) ?? []).length;
-    return {
-      ok: r.code === 0,
-      wall: r.wall,
-      rss: r.maxRss,
-      cached,
-      ran: done - cached,
-      steps: runStepTimes(lines),
-      error: r.code ? tail(out) : undefined,
-    };
   }
 }

@@ -1,12 +1,17 @@
 // Bundles the vbuild CLI into one ESM file (dist/vbuild.mjs): a cold start then loads one file
 // instead of transpiling ~80 TypeScript modules through tsx (about 1.2 s → 0.4 s here).
 import { build } from 'esbuild';
+import { renameSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
+const out = here('../dist/vbuild.mjs');
+// Written aside and renamed: a vbuild starting meanwhile reads the old bundle or the new, never half
+// of one (and the warm server, keyed on the file's identity, sees a new file).
+const tmp = `${out}.tmp.${process.pid}`;
 await build({
   entryPoints: [here('../src/cli/main.ts')],
-  outfile: here('../dist/vbuild.mjs'),
+  outfile: tmp,
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -28,3 +33,4 @@ await build({
   external: ['ajv-draft-04', 'ajv-formats', '@hpcc-js/wasm-zstd'],
   logLevel: 'warning',
 });
+renameSync(tmp, out);

@@ -14,6 +14,11 @@ const RULER = '--------------------';
 /** Dockerfiles this command read: the name to show for each (as given with -f), and the text when not on disk. */
 const sources = new Map<string, { name: string; text?: string }>();
 
+/** A new command starts (the warm server runs many in one process). */
+export function forgetDockerfiles(): void {
+  sources.clear();
+}
+
 export function registerDockerfile(file: string, name: string, text?: string): void {
   sources.set(file, { name, text });
 }

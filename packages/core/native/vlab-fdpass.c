@@ -1,0 +1,230 @@
+/*
+ * vlab-fdpass.node: the few system calls the warm CLI server (src/cli/server.ts) needs and Node
+ * lacks: receiving the client's stdin/stdout/stderr with SCM_RIGHTS (so the command writes to the
+ * very same open files, ttys and pipes as a direct run), the peer's uid (SO_PEERCRED), dup2 onto
+ * 0/1/2 (so child processes inherit them as they would), file status flags (restored after each
+ * request), and a blocking-safe write.
+ *
+ * A Node-API addon without node_api.h: the handful of functions it calls are declared below (the
+ * Node-API ABI is stable across Node versions), so building it needs only a C compiler. Every
+ * function returns a number >= 0 or -errno; nothing throws.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <endian.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct napi_env__ *napi_env;
+typedef struct napi_value__ *napi_value;
+typedef struct napi_callback_info__ *napi_callback_info;
+typedef int napi_status;
+typedef napi_value (*napi_callback)(napi_env, napi_callback_info);
+napi_status napi_get_cb_info(napi_env, napi_callback_info, size_t *, napi_value *, napi_value *, void **);
+napi_status napi_get_value_int32(napi_env, napi_value, int32_t *);
+napi_status napi_create_int32(napi_env, int32_t, napi_value *);
+napi_status napi_create_array_with_length(napi_env, size_t, napi_value *);
+napi_status napi_set_element(napi_env, napi_value, uint32_t, napi_value);
+napi_status napi_create_buffer_copy(napi_env, size_t, const void *, void **, napi_value *);
+napi_status napi_get_buffer_info(napi_env, napi_value, void **, size_t *);
+napi_status napi_create_function(napi_env, const char *, size_t, napi_callback, void *, napi_value *);
+napi_status napi_set_named_property(napi_env, napi_value, const char *, napi_value);
+
+#define MAX_REQUEST (8 << 20) /* argv + environment: above ARG_MAX, so any real command fits */
+#define MAX_FDS 3
+
+static int32_t arg_int(napi_env env, napi_callback_info info, int i) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t v = -1;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if ((size_t)i < argc) napi_get_value_int32(env, argv[i], &v);
+  return v;
+}
+
+static napi_value num(napi_env env, int32_t v) {
+  napi_value r;
+  napi_create_int32(env, v, &r);
+  return r;
+}
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for fd to be ready for events, at most until deadline (ms, CLOCK_MONOTONIC). */
+static int wait_fd(int fd, short events, long long deadline) {
+  for (;;) {
+    long long left = deadline - now_ms();
+    if (left <= 0) return -ETIMEDOUT;
+    struct pollfd p = {.fd = fd, .events = events};
+    int n = poll(&p, 1, (int)left);
+    if (n > 0) return 0;
+    if (n < 0 && errno != EINTR) return -errno;
+  }
+}
+
+/*
+ * recvRequest(fd, timeoutMs) -> [payload Buffer, fd0, fd1, fd2] | -errno. The client sends a
+ * little-endian u32 length, then the payload; the 3 descriptors ride on its first sendmsg. They
+ * arrive close-on-exec (only the dup2 onto 0/1/2 is inherited by children).
+ */
+static napi_value recv_request(napi_env env, napi_callback_info info) {
+  int fd = arg_int(env, info, 0);
+  long long deadline = now_ms() + arg_int(env, info, 1);
+  int fds[MAX_FDS] = {-1, -1, -1}, nfds = 0;
+  uint32_t want = 0;
+  size_t have = 0;
+  char *buf = NULL;
+  int err = 0;
+  for (;;) {
+    if ((err = wait_fd(fd, POLLIN, deadline))) goto fail;
+    char head[4];
+    struct iovec iov;
+    if (!buf) {
+      iov.iov_base = head + have;
+      iov.iov_len = 4 - have;
+    } else {
+      iov.iov_base = buf + have - 4;
+      iov.iov_len = want - (have - 4);
+    }
+    union {
+      struct cmsghdr h;
+      char space[CMSG_SPACE(sizeof(int) * 8)];
+    } ctl;
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof ctl};
+    ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      err = -errno;
+      goto fail;
+    }
+    if (n == 0) {
+      err = -ECONNRESET;
+      goto fail;
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+      int *got = (int *)CMSG_DATA(c);
+      for (int i = 0; i < k; i++) {
+        if (nfds < MAX_FDS) fds[nfds++] = got[i];
+        else close(got[i]);
+      }
+    }
+    have += (size_t)n;
+    if (!buf && have == 4) {
+      memcpy(&want, head, 4);
+      want = le32toh(want);
+      if (want == 0 || want > MAX_REQUEST || !(buf = malloc(want))) {
+        err = -EMSGSIZE;
+        goto fail;
+      }
+    }
+    if (buf && have - 4 == want) break;
+  }
+  if (nfds != MAX_FDS) {
+    err = -EBADMSG;
+    goto fail;
+  }
+  napi_value arr, b;
+  napi_create_array_with_length(env, 1 + MAX_FDS, &arr);
+  napi_create_buffer_copy(env, want, buf, NULL, &b);
+  napi_set_element(env, arr, 0, b);
+  for (int i = 0; i < MAX_FDS; i++) napi_set_element(env, arr, (uint32_t)i + 1, num(env, fds[i]));
+  free(buf);
+  return arr;
+fail:
+  free(buf);
+  for (int i = 0; i < nfds; i++) close(fds[i]);
+  return num(env, err);
+}
+
+/* peerUid(fd) -> the uid of the process at the other end of a unix socket | -errno. */
+static napi_value peer_uid(napi_env env, napi_callback_info info) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(arg_int(env, info, 0), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return num(env, -errno);
+  return num(env, (int32_t)cred.uid);
+}
+
+static napi_value do_dup2(napi_env env, napi_callback_info info) {
+  return num(env, dup2(arg_int(env, info, 0), arg_int(env, info, 1)) < 0 ? -errno : 0);
+}
+
+/* dup(fd) -> a close-on-exec copy above 2 | -errno. */
+static napi_value do_dup(napi_env env, napi_callback_info info) {
+  int r = fcntl(arg_int(env, info, 0), F_DUPFD_CLOEXEC, 3);
+  return num(env, r < 0 ? -errno : r);
+}
+
+static napi_value do_close(napi_env env, napi_callback_info info) {
+  return num(env, close(arg_int(env, info, 0)) < 0 ? -errno : 0);
+}
+
+static napi_value get_fl(napi_env env, napi_callback_info info) {
+  int r = fcntl(arg_int(env, info, 0), F_GETFL);
+  return num(env, r < 0 ? -errno : r);
+}
+
+static napi_value set_fl(napi_env env, napi_callback_info info) {
+  return num(env, fcntl(arg_int(env, info, 0), F_SETFL, arg_int(env, info, 1)) < 0 ? -errno : 0);
+}
+
+static napi_value set_cloexec(napi_env env, napi_callback_info info) {
+  return num(env, fcntl(arg_int(env, info, 0), F_SETFD, FD_CLOEXEC) < 0 ? -errno : 0);
+}
+
+/* writeAll(fd, buffer) -> 0 | -errno: all of it, waiting while a non-blocking pipe is full. */
+static napi_value write_all(napi_env env, napi_callback_info info) {
+  size_t argc = 2, len = 0;
+  napi_value argv[2];
+  char *p = NULL;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  napi_get_value_int32(env, argv[0], &fd);
+  if (napi_get_buffer_info(env, argv[1], (void **)&p, &len) != 0) return num(env, -EINVAL);
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        struct pollfd q = {.fd = fd, .events = POLLOUT};
+        poll(&q, 1, -1);
+        continue;
+      }
+      return num(env, -errno);
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return num(env, 0);
+}
+
+napi_value napi_register_module_v1(napi_env env, napi_value exports) {
+  static const struct {
+    const char *name;
+    napi_callback cb;
+  } fns[] = {
+      {"recvRequest", recv_request}, {"peerUid", peer_uid}, {"dup2", do_dup2},   {"dup", do_dup},
+      {"close", do_close},           {"getFl", get_fl},     {"setFl", set_fl},   {"cloexec", set_cloexec},
+      {"writeAll", write_all},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, strlen(fns[i].name), fns[i].cb, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+  return exports;
+}
+
+int32_t node_api_module_get_api_version_v1(void) { return 8; }

@@ -1,0 +1,33 @@
+/** The warm server's addon (native/vlab-fdpass.c): every call returns a number >= 0 or -errno. */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export interface FdPass {
+  /** The request payload and the client's fds 0, 1, 2 (close-on-exec), or -errno. */
+  recvRequest(fd: number, timeoutMs: number): [Buffer, number, number, number] | number;
+  peerUid(fd: number): number;
+  dup2(from: number, to: number): number;
+  /** A close-on-exec copy numbered above 2. */
+  dup(fd: number): number;
+  close(fd: number): number;
+  getFl(fd: number): number;
+  setFl(fd: number, flags: number): number;
+  cloexec(fd: number): number;
+  /** All of `buf`, waiting while a non-blocking pipe is full. */
+  writeAll(fd: number, buf: Uint8Array): number;
+}
+
+/** From the sources (src/cli/) or from the CLI bundle (dist/); undefined when not built. */
+export function loadFdPass(): FdPass | undefined {
+  for (const u of [
+    new URL('../../native/bin/vlab-fdpass.node', import.meta.url),
+    new URL('../native/bin/vlab-fdpass.node', import.meta.url),
+  ]) {
+    const p = fileURLToPath(u);
+    if (!existsSync(p)) continue;
+    const m = { exports: {} as FdPass };
+    process.dlopen(m, p);
+    return m.exports;
+  }
+  return undefined;
+}

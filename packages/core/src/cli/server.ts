@@ -1,0 +1,196 @@
+/**
+ * The warm vbuild server (the Bazel/Gradle pattern): native/vbuild-client.c starts it on demand
+ * and hands it commands, so a command skips Node's start-up and the bundle's load (and finds the
+ * file-hash caches warm). One command at a time, in this process, each with its own argv, cwd,
+ * umask, environment (process.env is replaced, then restored) and stdio (the client's own fds:
+ * server-stdio.ts). A second client while one runs is told "busy" and runs the command itself.
+ *
+ * It listens on BASE.sock (BASE = DIR/HASH: DIR is the client's 0700 directory, HASH names the
+ * install; the socket is 0600) and serves only its own uid (SO_PEERCRED); BASE.pid, BASE.log. It exits after VLAB_SERVER_IDLE seconds (default 600)
+ * without a command, and when a client comes from another bundle (the key is the bundle file's
+ * identity: rebuilt or upgraded, a fresh server loads the new code). BASE.lock, held by
+ * the client that started it, is inherited and held until this process exits.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { runMain } from './commands.ts';
+import { loadFdPass } from './server-native.ts';
+import { RequestStdio } from './server-stdio.ts';
+
+interface Request {
+  key: string;
+  cwd: string;
+  umask: number;
+  argv: string[];
+  env: Record<string, string>;
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+type Sig = (typeof SIGNALS)[number];
+const SIGNUM: Record<Sig, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+/** The bundle's identity, as the client computes it (dev:ino:size:mtime). */
+export function bundleKey(file: string): string {
+  const st = fs.statSync(file, { bigint: true });
+  const ns = st.mtimeNs % 1_000_000_000n;
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs / 1_000_000_000n}.${String(ns).padStart(9, '0')}`;
+}
+
+function parseRequest(buf: Buffer): Request | undefined {
+  const w = buf.toString('utf8').split('\0');
+  if (w[w.length - 1] === '') w.pop();
+  const argc = Number(w[4]);
+  if (w[0] !== 'vlab1' || !Number.isInteger(argc) || argc < 0 || w.length < 5 + argc) return undefined;
+  const env: Record<string, string> = {};
+  for (const kv of w.slice(5 + argc)) {
+    const eq = kv.indexOf('=');
+    if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return { key: w[1]!, cwd: w[2]!, umask: parseInt(w[3]!, 8), argv: w.slice(5, 5 + argc), env };
+}
+
+function setEnv(env: Record<string, string>): void {
+  for (const k of Object.keys(process.env)) if (!(k in env)) delete process.env[k];
+  Object.assign(process.env, env);
+}
+
+export async function serve(base: string, lockFd: number): Promise<void> {
+  const fdp = loadFdPass();
+  if (!fdp) throw new Error('vlab-fdpass.node is not built (scripts/build-native.sh)');
+  if (lockFd >= 0) fdp.cloexec(lockFd); // held by us, not by the helpers we spawn
+  const bundle = fileURLToPath(import.meta.url);
+  const key = bundleKey(bundle);
+  // Our stderr is BASE.log; fd 2 becomes each client's stderr while its command runs.
+  const log = fdp.dup(2);
+  const say = (m: string) => fs.writeSync(log, `${new Date().toISOString()} ${m}\n`);
+  const stdio = new RequestStdio(fdp);
+  const idleMs = Number(process.env.VLAB_SERVER_IDLE ?? 600) * 1000;
+  const sockPath = `${base}.sock`;
+  let busy = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  const server = net.createServer({ pauseOnConnect: true }, (sock) => {
+    const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+    const uid = fd < 0 ? -1 : fdp.peerUid(fd);
+    if (uid !== process.getuid!()) {
+      say(`refused a client of uid ${uid}`);
+      return void sock.destroy();
+    }
+    // Replies before the command runs go straight to the fd: a socket paused on connect (so that
+    // Node reads none of the request) does not flush an end().
+    const reply = (m: string) => {
+      fdp.writeAll(fd, Buffer.from(m));
+      sock.destroy();
+    };
+    if (busy) return reply('B\n');
+    const got = fdp.recvRequest(fd, 2000);
+    if (typeof got === 'number') return void sock.destroy();
+    const [payload, ...fds] = got;
+    const req = parseRequest(payload);
+    if (!req || req.key !== key) {
+      fds.forEach((f) => fdp.close(f));
+      reply('R\n');
+      return stop();
+    }
+    busy = true;
+    clearTimeout(timer);
+    sock.write('A\n');
+    const t0 = performance.now();
+    void runRequest(stdio, req, fds, sock).then((code) => {
+      say(`${req.argv[0] ?? ''}: exit ${code} in ${(performance.now() - t0).toFixed(1)} ms`);
+      busy = false;
+      armIdle();
+    });
+  });
+
+  function armIdle(): void {
+    timer = setTimeout(stop, idleMs);
+  }
+  let ino = 0n;
+  function stop(): void {
+    server.close();
+    say('exiting');
+    process.exit(0);
+  }
+  // However we exit (idle, new bundle, a forwarded signal that kills): the socket and the pid
+  // file go, if they are still ours.
+  process.on('exit', () => {
+    try {
+      if (fs.readFileSync(`${base}.pid`, 'utf8') === `${process.pid}\n`) fs.rmSync(`${base}.pid`);
+      // server.close() unlinks it; not after a forwarded signal's exit
+      if (fs.statSync(sockPath, { bigint: true }).ino === ino) fs.rmSync(sockPath);
+    } catch {
+      /* gone already */
+    }
+  });
+
+  fs.rmSync(sockPath, { force: true }); // a crashed server's: the lock says none runs
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(sockPath, () => resolve());
+  });
+  fs.chmodSync(sockPath, 0o600);
+  ino = fs.statSync(sockPath, { bigint: true }).ino;
+  fs.writeFileSync(`${base}.pid`, `${process.pid}\n`);
+  say(`listening on ${sockPath} (pid ${process.pid}, idle exit after ${idleMs / 1000} s)`);
+  process.on('SIGTERM', stop);
+  armIdle();
+}
+
+/** One command, as the client would have run it; the reply is "X code" or "K signal". */
+async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock: net.Socket): Promise<number> {
+  const saved = {
+    env: { ...process.env } as Record<string, string>,
+    argv: process.argv,
+    umask: process.umask(),
+    listeners: Object.fromEntries(SIGNALS.map((s) => [s, process.rawListeners(s)])),
+  };
+  const added = (s: Sig) => process.rawListeners(s).filter((l) => !saved.listeners[s]!.includes(l));
+  // The command's own handlers only (not this server's SIGTERM: stop).
+  const deliver = (s: Sig) => added(s).forEach((l) => (l as (s: Sig) => void).call(process, s));
+  let running = true;
+  // A forwarded signal goes to the command's own handlers (a build aborts); with none, the
+  // direct process would die of it: so does this one (the command cannot be stopped otherwise).
+  const onSignal = (sig: Sig) => {
+    if (!running) return;
+    if (added(sig).length) return deliver(sig);
+    sock.end(`K ${SIGNUM[sig]}\n`, () => process.exit(128 + SIGNUM[sig]));
+  };
+  let pending = '';
+  sock.on('data', (d: Buffer) => {
+    pending += d.toString('latin1');
+    let nl;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const m = /^S (\d+)$/.exec(pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+      const sig = SIGNALS.find((s) => SIGNUM[s] === Number(m?.[1]));
+      if (sig) onSignal(sig);
+    }
+  });
+  // The client is gone (killed): stop the command as its SIGHUP would have.
+  sock.on('close', () => running && deliver('SIGTERM'));
+  sock.on('error', () => {});
+  sock.resume();
+  let code = 70;
+  try {
+    stdio.begin(fds);
+    setEnv(req.env);
+    process.chdir(req.cwd);
+    process.umask(req.umask);
+    process.argv = [saved.argv[0]!, saved.argv[1]!, ...req.argv];
+    code = await runMain(req.argv);
+  } catch (e) {
+    process.stderr.write(`ERROR: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+  } finally {
+    running = false;
+    stdio.end();
+    setEnv(saved.env);
+    process.argv = saved.argv;
+    process.umask(saved.umask);
+    process.chdir('/');
+    for (const s of SIGNALS) for (const l of added(s)) process.removeListener(s, l as () => void);
+  }
+  sock.end(`X ${code}\n`);
+  return code;
+}
