@@ -12,8 +12,8 @@ import { MEDIA, type Descriptor, type LayerRef, type Manifest } from '../image/t
 import type { Store } from '../store/store.ts';
 import { BlobInfo } from '../registry/blob-info.ts';
 import { hasBlob, startUpload, uploadBytes } from '../registry/blob-put.ts';
-import { RegistryClient, pullScope, pushScope, registryError, type RegistryOptions } from '../registry/client.ts';
-import { discard, withRetry } from '../registry/http.ts';
+import { RegistryClient, pullScope, pushScope, type RegistryOptions } from '../registry/client.ts';
+import { putManifest } from '../registry/manifest.ts';
 import { DEFAULT_PARALLEL, eachLimited } from '../registry/parallel.ts';
 import { pushLayer } from '../registry/push.ts';
 import { formatReference, parseReference, repoName, type Reference } from '../registry/reference.ts';
@@ -105,7 +105,7 @@ export async function exportCache(
     const configDigest = sha256(doc.config);
     if (!(await hasBlob(client, ref.path, configDigest, scope)))
       await uploadBytes(client, ref.path, configDigest, doc.config, scope);
-    await putManifest(
+    await putCacheManifest(
       client,
       ref,
       name,
@@ -180,7 +180,7 @@ async function remoteBlob(
   return r === 'mounted' ? src.layer : undefined;
 }
 
-async function putManifest(
+async function putCacheManifest(
   client: RegistryClient,
   ref: Reference,
   name: string,
@@ -197,18 +197,5 @@ async function putManifest(
     layers,
   };
   const bytes = Buffer.from(JSON.stringify(manifest));
-  await withRetry(
-    async () => {
-      const res = await client.fetch({
-        method: 'PUT',
-        url: `/v2/${ref.path}/manifests/${ref.digest ?? ref.tag}`,
-        headers: { 'content-type': MEDIA.manifest },
-        body: bytes,
-        scope,
-      });
-      discard(res);
-      if (res.status !== 201) throw await registryError(res, `cache manifest ${name}`);
-    },
-    { retries: opts.retries, signal: opts.signal },
-  );
+  await putManifest(client, ref, bytes, scope, `cache manifest ${name}`, opts);
 }

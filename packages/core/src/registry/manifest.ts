@@ -7,8 +7,9 @@ import { VlabError } from '@vlab/errors';
 import { MEDIA, type ImageIndex, type Manifest } from '../image/types.ts';
 import { MAX_JSON_BYTES, parseDocument } from '../image/validate.ts';
 import { sha256 } from '../store/blobs.ts';
-import { readBody, withRetry } from './http.ts';
-import { registryError, type RegistryClient } from './client.ts';
+import { discard, readBody, withRetry } from './http.ts';
+import { registryError, type RegistryClient, type RegistryOptions } from './client.ts';
+import type { Reference } from './reference.ts';
 
 export const MANIFEST_TYPES: string[] = [MEDIA.manifest, MEDIA.dockerManifest];
 export const INDEX_TYPES: string[] = [MEDIA.index, MEDIA.dockerManifestList];
@@ -69,5 +70,37 @@ export async function fetchManifest(
   throw new VlabError(
     'E_UNSUPPORTED',
     `manifest ${where} has media type "${mediaType || '(none)'}": only OCI and Docker v2 schema 2 images and indexes are supported`,
+  );
+}
+
+/**
+ * PUT a manifest (image or artifact) under the reference's tag or digest, retried on 5xx and
+ * resets; the registry must answer 201 and, when it says a digest, the digest of these bytes.
+ */
+export async function putManifest(
+  client: RegistryClient,
+  ref: Reference,
+  bytes: Buffer,
+  scope: string[],
+  what: string,
+  opts: Pick<RegistryOptions, 'retries' | 'signal'>,
+): Promise<void> {
+  const digest = sha256(bytes);
+  await withRetry(
+    async () => {
+      const res = await client.fetch({
+        method: 'PUT',
+        url: `/v2/${ref.path}/manifests/${ref.digest ?? ref.tag}`,
+        headers: { 'content-type': MEDIA.manifest },
+        body: bytes,
+        scope,
+      });
+      discard(res);
+      if (res.status !== 201) throw await registryError(res, what);
+      const said = res.headers['docker-content-digest'];
+      if (said && said !== digest)
+        throw new VlabError('E_REGISTRY', `${what}: the registry stored digest ${String(said)}, not ${digest}`);
+    },
+    { retries: opts.retries, signal: opts.signal },
   );
 }

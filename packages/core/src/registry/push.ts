@@ -21,9 +21,10 @@ import {
   uploadBytes,
   type Upload,
 } from './blob-put.ts';
-import { RegistryClient, pullScope, pushScope, registryError, type RegistryOptions } from './client.ts';
+import { RegistryClient, pullScope, pushScope, type RegistryOptions } from './client.ts';
 import { throttled, type LayerProgress, type TransferSink } from './events.ts';
-import { discard, withRetry } from './http.ts';
+import { withRetry } from './http.ts';
+import { putManifest } from './manifest.ts';
 import { DEFAULT_PARALLEL, eachLimited } from './parallel.ts';
 import { formatReference, parseReference, repoName, type Reference } from './reference.ts';
 
@@ -124,26 +125,7 @@ export async function pushImage(
     };
     const bytes = Buffer.from(JSON.stringify(manifest));
     const digest = sha256(bytes);
-    await withRetry(
-      async () => {
-        const res = await client.fetch({
-          method: 'PUT',
-          url: `/v2/${ref.path}/manifests/${ref.digest ?? ref.tag}`,
-          headers: { 'content-type': MEDIA.manifest },
-          body: bytes,
-          scope,
-        });
-        discard(res);
-        if (res.status !== 201) throw await registryError(res, `manifest ${full}`);
-        const said = res.headers['docker-content-digest'];
-        if (said && said !== digest)
-          throw new VlabError(
-            'E_REGISTRY',
-            `manifest ${full}: the registry stored digest ${String(said)}, not ${digest}`,
-          );
-      },
-      { retries: opts.retries, signal: opts.signal },
-    );
+    await putManifest(client, ref, bytes, scope, `manifest ${full}`, opts);
     if (ref.digest && ref.digest !== digest)
       throw new VlabError('E_BAD_REF', `${full}: the image's manifest digest is ${digest}, not the one named`);
     return {

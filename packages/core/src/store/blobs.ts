@@ -125,14 +125,7 @@ export class BlobStore implements Blobs {
             throw asNoSpace(this.root, e);
           });
           const { digest, size } = result();
-          if (expected && expected !== digest) {
-            throw new VlabError('E_DIGEST_MISMATCH', `content digest ${digest} does not match expected ${expected}`);
-          }
-          // held before it has a name: gc never sees it unheld
-          await this.lease?.hold({ blobs: [digest] });
-          await this.commitTemp(tmp, digest).catch((e: unknown) => {
-            throw asNoSpace(this.root, e);
-          });
+          await this.seal(tmp, digest, expected);
           return { digest, size };
         } finally {
           await fsp.rm(tmp, { force: true });
@@ -181,13 +174,7 @@ export class BlobStore implements Blobs {
         try {
           await close();
           const digest: Digest = `sha256:${hash.digest('hex')}`;
-          if (expected && expected !== digest) {
-            throw new VlabError('E_DIGEST_MISMATCH', `content digest ${digest} does not match expected ${expected}`);
-          }
-          await this.lease?.hold({ blobs: [digest] });
-          await this.commitTemp(tmp, digest).catch((e: unknown) => {
-            throw asNoSpace(this.root, e);
-          });
+          await this.seal(tmp, digest, expected);
           return { digest, size };
         } finally {
           await fsp.rm(tmp, { force: true });
@@ -207,6 +194,17 @@ export class BlobStore implements Blobs {
   async list(): Promise<Digest[]> {
     const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
     return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}` as Digest);
+  }
+
+  /** A written temp blob gets its name: the digest checked, held (gc never sees it unheld), renamed. */
+  private async seal(tmp: string, digest: Digest, expected?: string): Promise<void> {
+    if (expected && expected !== digest) {
+      throw new VlabError('E_DIGEST_MISMATCH', `content digest ${digest} does not match expected ${expected}`);
+    }
+    await this.lease?.hold({ blobs: [digest] });
+    await this.commitTemp(tmp, digest).catch((e: unknown) => {
+      throw asNoSpace(this.root, e);
+    });
   }
 
   private async tempPath(): Promise<string> {
