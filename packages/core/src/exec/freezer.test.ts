@@ -25,7 +25,8 @@ describe('freezer', () => {
   it("freezes every process of the container's cgroup and thaws them (the layout's freezer)", async () => {
     const layout = await detectCgroupLayout();
     expect(freezerOf(c.cgroup).kind).toBe(layout.version === 'v2' ? 'v2' : 'v1');
-    await sleep(100);
+    // it has started counting (polled up to 5 s: on a loaded machine the shell starts late)
+    for (let i = 0; i < 50 && (await count()) === 0; i++) await sleep(100);
     expect(await count()).toBeGreaterThan(0);
     await freeze(c.cgroup);
     expect(await isFrozen(c.cgroup)).toBe(true);

@@ -95,8 +95,20 @@ export async function pushImage(
   const client = await RegistryClient.open(ref.domain, opts);
   const sink = throttled(opts.onProgress);
   try {
-    const layers = await eachLimited(img.manifest.layers, opts.parallel ?? DEFAULT_PARALLEL, (l, i) =>
-      pushLayer(
+    const reportFor = (e: Omit<LayerProgress, 'type' | 'ref' | 'action' | 'time'>) =>
+      sink({ ...e, type: 'layer-progress', ref: full, action: 'push', time: Date.now() });
+    // A push that only verifies is one HEAD per layer: those go many at once, before any upload
+    // (200 layers 3 at a time took 0.5 s of round trips).
+    const present = await eachLimited(img.manifest.layers, HEAD_PARALLEL, (l, i) =>
+      presentLayer(client, ref, l, known[i]!, compression, scope),
+    );
+    const layers = await eachLimited(img.manifest.layers, opts.parallel ?? DEFAULT_PARALLEL, async (l, i) => {
+      const there = present[i];
+      if (there) {
+        if (PLAIN.has(l.mediaType)) await info.add(img.config.rootfs.diff_ids[i] ?? l.digest, there, repoName(ref));
+        return done(there, 'exists', reportFor);
+      }
+      return pushLayer(
         store,
         client,
         ref,
@@ -106,9 +118,9 @@ export async function pushImage(
         compression,
         scope,
         opts,
-        (e) => sink({ ...e, type: 'layer-progress', ref: full, action: 'push', time: Date.now() }),
-      ),
-    );
+        reportFor,
+      );
+    });
     const configBytes = await readSmall(store, img.configDigest);
     if (!(await hasBlob(client, ref.path, img.configDigest, scope)))
       await uploadBytes(client, ref.path, img.configDigest, configBytes, scope);
@@ -214,6 +226,24 @@ export async function pushLayer(
   );
   await remember(desc);
   return done(desc, 'done', report);
+}
+
+/** How many HEADs a push sends at once to find the layers the registry already has. */
+const HEAD_PARALLEL = 16; // the HostConnection agents keep at most 16 sockets
+
+/** The descriptor this layer would be pushed as, when it is known and the registry has it. */
+async function presentLayer(
+  client: RegistryClient,
+  ref: Reference,
+  local: Descriptor,
+  known: CompressedBlob[],
+  compression: PushCompression,
+  scope: string[],
+): Promise<Descriptor | undefined> {
+  const candidate = PLAIN.has(local.mediaType) ? known.find((k) => k.mediaType === COMPRESSED[compression]) : local;
+  if (!candidate) return undefined;
+  const desc = { mediaType: candidate.mediaType, digest: candidate.digest, size: candidate.size };
+  return (await hasBlob(client, ref.path, desc.digest, scope)) ? desc : undefined;
 }
 
 function done(desc: Descriptor, status: Status, report: Report): { desc: Descriptor; status: Status } {
