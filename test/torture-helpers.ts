@@ -1,36 +1,23 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fsp from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { repo } from './helpers.ts';
 
 export const vbuild = path.join(repo, 'packages/core/bin/vbuild.js');
 
 /**
- * The CLI bundled (as packages/core/scripts/bundle.mjs does) into a private file beside where the
+ * The CLI bundled by packages/core/scripts/bundle.mjs into a private file beside where the
  * real bundle goes: a test that starts the CLI 50 times then pays ~0.4 s a start, not tsx's ~1.2 s.
- * Returns its path and a cleanup. Falls back to vbuild.js when esbuild is not there.
+ * Returns its path and a cleanup. Falls back to vbuild.js when the bundle cannot be made.
  */
+const execFileAsync = promisify(execFile);
 export async function bundledCli(): Promise<{ cli: string; remove: () => Promise<void> }> {
   const core = path.join(repo, 'packages/core');
   const outfile = path.join(core, 'dist', `torture-${process.pid}.mjs`);
   try {
-    // esbuild is @vlab/image's dev dependency: resolved from there (pnpm does not hoist it here)
-    const { build } = createRequire(path.join(core, 'package.json'))('esbuild') as {
-      build: (o: Record<string, unknown>) => Promise<unknown>;
-    };
-    await build({
-      entryPoints: [path.join(core, 'src/cli/main.ts')],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      banner: {
-        js: "import { createRequire as __vlabRequire } from 'node:module'; const require = __vlabRequire(import.meta.url);",
-      },
-      logLevel: 'warning',
-    });
+    // the one bundle recipe (scripts/bundle.mjs), into a private file
+    await execFileAsync('node', [path.join(core, 'scripts/bundle.mjs'), outfile]);
   } catch {
     return { cli: vbuild, remove: async () => undefined };
   }

@@ -5,7 +5,9 @@ import { renameSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
-const out = here('../dist/vbuild.mjs');
+// `node scripts/bundle.mjs [OUT]`: OUT (a file in this package's dist/, so that the externals below
+// resolve) for a test's private bundle; dist/vbuild.mjs by default.
+const out = process.argv[2] ?? here('../dist/vbuild.mjs');
 // Written aside and renamed: a vbuild starting meanwhile reads the old bundle or the new, never half
 // of one (and the warm server, keyed on the file's identity, sees a new file).
 const tmp = `${out}.tmp.${process.pid}`;
