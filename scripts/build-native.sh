@@ -8,6 +8,8 @@
 #   packages/core/native/bin/vbuild-client   `vbuild` without Node's start-up: hands the command to a
 #                                            warm server (src/cli/server.ts), else runs bin/vbuild.js
 #   packages/core/native/bin/vlab-fdpass.node  that server's Node-API addon (SCM_RIGHTS, dup2)
+#   packages/overlay/native/bin/vlab-deflate.node  igzip (ISA-L) for layer gzip: ~10x zlib's speed
+#                                            (links libisal: without it, gzip stays on zlib)
 # Without a C compiler nothing is built and both packages fall back to util-linux (slower).
 #
 # `build-native.sh PKGDIR` builds only the helpers whose sources are in PKGDIR/native: an installed
@@ -26,9 +28,10 @@ if ! command -v "$CC" >/dev/null; then
   exit 0
 fi
 # The libraries a helper links; one that is missing means the helper is not built.
-libs_for() { case "$1" in vlab-init) echo seccomp ;; esac; }
-have_lib() { printf '#include <%s.h>\nint main(void) { return 0; }\n' "$1" | "$CC" -x c -o /dev/null - "-l$1" 2>/dev/null; }
-for pair in overlay:vlab-sys core:vlab-init core:vlab-mon core:vlab-walk core:vbuild-client core:vlab-fdpass; do
+libs_for() { case "$1" in vlab-init) echo seccomp ;; vlab-deflate) echo isal ;; esac; }
+header_of() { case "$1" in isal) echo isa-l/igzip_lib.h ;; *) echo "$1.h" ;; esac; }
+have_lib() { printf '#include <%s>\nint main(void) { return 0; }\n' "$(header_of "$1")" | "$CC" -x c -o /dev/null - "-l$1" 2>/dev/null; }
+for pair in overlay:vlab-sys overlay:vlab-deflate core:vlab-init core:vlab-mon core:vlab-walk core:vbuild-client core:vlab-fdpass; do
   pkg="${pair%%:*}" name="${pair##*:}"
   dir="${only:-packages/$pkg}/native"
   # NAME.c and its companions NAME-*.c make one binary.
@@ -39,13 +42,16 @@ for pair in overlay:vlab-sys core:vlab-init core:vlab-mon core:vlab-walk core:vb
   out="$dir/bin/$name"
   # A Node-API addon (a shared object Node loads): needs no Node headers (see the file).
   flags=(-O2 -Wall -Wextra -Werror)
-  case "$name" in vlab-fdpass) out="$out.node" flags+=(-shared -fPIC) ;; esac
+  case "$name" in vlab-fdpass | vlab-deflate) out="$out.node" flags+=(-shared -fPIC) ;; esac
   libs=()
   for lib in $(libs_for "$name"); do
     if have_lib "$lib"; then libs+=("-l$lib"); continue; fi
     # vlab-init must never run a step without Docker's seccomp filter: no stale binary either.
-    echo "build-native: lib$lib missing (Debian: apt-get install lib$lib-dev): $name not built;" \
-      "the executor falls back to runc/crun, or VLAB_EXECUTOR=builtin-shell (no seccomp)" >&2
+    case "$name" in
+      vlab-init) why="the executor falls back to runc/crun, or VLAB_EXECUTOR=builtin-shell (no seccomp)" ;;
+      *) why="layer gzip uses zlib (slower)" ;;
+    esac
+    echo "build-native: lib$lib missing (Debian: apt-get install lib$lib-dev): $name not built; $why" >&2
     rm -f "$out"
     continue 2
   done

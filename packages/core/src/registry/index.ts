@@ -12,6 +12,7 @@ import { discard } from './http.ts';
 import { pullImage, type PullOptions, type PullResult } from './pull.ts';
 import { pushImage, type PushOptions, type PushResult } from './push.ts';
 import { DEFAULT_DOMAIN } from './reference.ts';
+import { phases } from '../debug/phases.ts';
 
 export type { PullOptions, PullResult, PushOptions, PushResult, RegistryOptions, Credentials };
 export type { LayerProgress } from './events.ts';
@@ -32,10 +33,13 @@ export function pull(reference: string, opts: PullOptions & { root?: string } = 
 
 /** `vbuild push NAME [DEST]`: the local image NAME to DEST (default NAME). */
 export function push(name: string, dest?: string, opts: PushOptions & { root?: string } = {}): Promise<PushResult> {
+  const lap = phases('push');
   return withStore(opts.root, async (store) => {
+    lap('open');
     const img = await store.resolve(name);
     if (!img) throw new VlabError('E_IMAGE_NOT_FOUND', `no such image in the store: ${name}`);
     if (!(await store.holdImage(img))) throw new VlabError('E_IMAGE_NOT_FOUND', `image ${name} was removed meanwhile`);
+    lap('resolve');
     return pushImage(store, img, dest ?? name, opts);
   });
 }

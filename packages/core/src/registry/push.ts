@@ -4,6 +4,7 @@
  * compressed digest is remembered per diff_id (blob-info.ts). So a second push finds every layer
  * by HEAD (or mounts it from another repository of the same registry) and compresses nothing.
  */
+import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import { writeLayer } from '@vlab/overlay';
@@ -27,6 +28,7 @@ import { withRetry } from './http.ts';
 import { putManifest } from './manifest.ts';
 import { DEFAULT_PARALLEL, eachLimited } from './parallel.ts';
 import { formatReference, parseReference, repoName, type Reference } from './reference.ts';
+import { phases } from '../debug/phases.ts';
 
 export type PushCompression = 'gzip' | 'zstd';
 
@@ -76,6 +78,7 @@ export async function pushImage(
   dest: string,
   opts: PushOptions = {},
 ): Promise<PushResult> {
+  const lap = phases('push');
   const compression = pushCompression(opts.compression);
   checkLevel(compression, opts.compressionLevel);
   const ref = parseReference(dest);
@@ -92,6 +95,7 @@ export async function pushImage(
     for (const b of list)
       for (const r of b.repos) if (r.startsWith(`${ref.domain}/`) && r !== repoName(ref)) mountFrom.add(r);
   const scope = [pushScope(ref.path), ...[...mountFrom].map((r) => pullScope(r.slice(ref.domain.length + 1)))];
+  lap('known');
   const client = await RegistryClient.open(ref.domain, opts);
   const sink = throttled(opts.onProgress);
   try {
@@ -102,6 +106,7 @@ export async function pushImage(
     const present = await eachLimited(img.manifest.layers, HEAD_PARALLEL, (l, i) =>
       presentLayer(client, ref, l, known[i]!, compression, scope),
     );
+    lap('heads');
     const layers = await eachLimited(img.manifest.layers, opts.parallel ?? DEFAULT_PARALLEL, async (l, i) => {
       const there = present[i];
       if (there) {
@@ -121,9 +126,11 @@ export async function pushImage(
         reportFor,
       );
     });
+    lap('layers');
     const configBytes = await readSmall(store, img.configDigest);
     if (!(await hasBlob(client, ref.path, img.configDigest, scope)))
       await uploadBytes(client, ref.path, img.configDigest, configBytes, scope);
+    lap('config');
     const manifest: Manifest = {
       schemaVersion: 2,
       mediaType: MEDIA.manifest,
@@ -138,6 +145,7 @@ export async function pushImage(
     const bytes = Buffer.from(JSON.stringify(manifest));
     const digest = sha256(bytes);
     await putManifest(client, ref, bytes, scope, `manifest ${full}`, opts);
+    lap('manifest');
     if (ref.digest && ref.digest !== digest)
       throw new VlabError('E_BAD_REF', `${full}: the image's manifest digest is ${digest}, not the one named`);
     return {
@@ -213,7 +221,7 @@ export async function pushLayer(
         report({ digest: local.digest, status: 'uploading', bytes: n, total: local.size }),
       );
       const level = opts.compressionLevel ?? (compression === 'gzip' ? GZIP_LEVEL : undefined);
-      const w = await writeLayer(store.blobs.open(local.digest), sender, { compression, level });
+      const w = await writeLayer(readLayer(store, local.digest), sender, { compression, level });
       if (w.diffId !== diffId)
         throw new VlabError(
           'E_DIGEST_MISMATCH',
@@ -250,6 +258,10 @@ function done(desc: Descriptor, status: Status, report: Report): { desc: Descrip
   report({ digest: desc.digest, status, bytes: desc.size, total: desc.size });
   return { desc, status };
 }
+
+/** Reads in 1 MiB: pgzip's segment, 16× fewer reads and buffers than the 64 KiB default. */
+const readLayer = (store: Store, digest: string) =>
+  fs.createReadStream(store.blobs.path(digest), { highWaterMark: 1 << 20 });
 
 /** A config from the store, in memory (bounded as any JSON document). */
 async function readSmall(store: Store, digest: string): Promise<Buffer> {

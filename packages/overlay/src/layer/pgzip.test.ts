@@ -4,7 +4,9 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { gzipStream, looksRandom } from './pgzip.ts';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { gzipEngine, gzipStream, looksRandom } from './pgzip.ts';
 
 async function gz(chunks: Buffer[], level?: number): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -54,5 +56,27 @@ describe('gzipStream (parallel segments, one member)', () => {
     expect(out.length - r.length).toBeGreaterThan(0);
     expect(out.length - r.length).toBeLessThan(r.length / 1000); // stored blocks: a 5-byte header each
     expect(gunzipSync(await gz([])).length).toBe(0);
+  });
+});
+
+const addon = fileURLToPath(new URL('../../native/bin/vlab-deflate.node', import.meta.url));
+const noAddon = !existsSync(addon) || process.env.VLAB_NO_NATIVE === '1';
+if (noAddon) console.warn(`pgzip igzip tests skipped: ${addon} is not built (libisal-dev; scripts/build-native.sh)`);
+
+describe.skipIf(noAddon)('gzipStream on igzip (levels 1-3, vlab-deflate.node)', () => {
+  const data = Buffer.concat([text(1_300_000), random(1_100_000, 5), text(2_700_000)]);
+
+  it('is what levels 1-3 run on, one member gunzip and the gzip CLI read back, the same bytes every time', async () => {
+    expect(gzipEngine()).toBe('igzip');
+    for (const level of [1, 3]) {
+      const out = await gz([data], level);
+      expect(gunzipSync(out).equals(data)).toBe(true);
+      expect(execFileSync('gzip', ['-dc'], { input: out, maxBuffer: 64 << 20 }).equals(data)).toBe(true);
+      expect(execFileSync('gzip', ['-lv'], { input: out }).toString()).not.toMatch(/multiple|trailing/i);
+      expect(out.length).toBeLessThan(gzipSync(data, { level: 1 }).length * 1.05);
+      const pieces: Buffer[] = [];
+      for (let o = 0; o < data.length; o += 65_521) pieces.push(data.subarray(o, o + 65_521));
+      expect(sha(await gz(pieces, level))).toBe(sha(out));
+    }
   });
 });
