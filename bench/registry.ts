@@ -11,7 +11,9 @@
  * `oci:STORE:NAME` (uncompressed layers: it gzips them as vbuild does). Each pull goes from a
  * registry holding vbuild's push into an empty store (vbuild: gunzip, both digests checked,
  * stored uncompressed) or an empty OCI layout (skopeo: stores the gzip blobs as they come).
- * Peers in a rotating order per run; medians.
+ * Peers in a rotating order per run; medians. `vlab-cli` is the npm bin packages/core/bin/vbuild
+ * (native client + warm server, started once untimed); with BENCH_VLAB_PROF, `node --cpu-prof
+ * bin/vbuild.js` per command instead.
  */
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
@@ -22,6 +24,7 @@ import { startRegistry, type TestRegistry } from '../test/registry-fixture.ts';
 import { median, sh, spawnCollect, tail } from './lib/measure.ts';
 import { makeRegistryImages, type RegImage } from './lib/registry-data.ts';
 import { bytes, ratio, render, secs } from './lib/table.ts';
+import { warmCli, type WarmCli } from './lib/warm-cli.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
@@ -35,16 +38,12 @@ const prof = process.env.BENCH_VLAB_PROF;
 const dataDir = path.join(repo, 'bench', '.data');
 const log = (m: string) => process.stderr.write(`[registry bench] ${m}\n`);
 
-const cli = (args: string[]) => [
-  'node',
-  ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []),
-  path.join(repo, 'packages/core/bin/vbuild.js'),
-  ...args,
-];
+let cliRun: WarmCli | undefined; // the bin users run (bench/lib/warm-cli.ts), started in main
+const cli = (args: string[]) => cliRun!.argv(args);
 
 async function run(argv: string[], env: Record<string, string> = {}): Promise<void> {
   const nocreds = path.join(os.tmpdir(), 'vlab-bench-nocreds');
-  const r = await spawnCollect(argv, { env: { ...process.env, DOCKER_CONFIG: nocreds, ...env } });
+  const r = await spawnCollect(argv, { env: { ...process.env, DOCKER_CONFIG: nocreds, ...cliRun?.env, ...env } });
   if (r.code !== 0) throw new Error(`${argv.slice(0, 4).join(' ')} … exited ${r.code}: ${tail(r.stderr || r.stdout)}`);
 }
 
@@ -151,9 +150,14 @@ async function main(): Promise<void> {
   const load0 = (await sh(['uptime'])).trim();
   if (PEERS.includes('vlab-cli')) await sh(['pnpm', '--filter', '@vlab/image', 'bundle'], { cwd: repo });
   const images = await makeRegistryImages(dataDir, quick, log);
-  for (const c of CASES) {
-    log(`${c}: ${runs} run(s) of ${PEERS.join(', ')}`);
-    await benchCase(images[c]);
+  if (PEERS.includes('vlab-cli')) cliRun = await warmCli(repo, dataDir, prof);
+  try {
+    for (const c of CASES) {
+      log(`${c}: ${runs} run(s) of ${PEERS.join(', ')}`);
+      await benchCase(images[c]);
+    }
+  } finally {
+    await cliRun?.stop();
   }
   const load1 = (await sh(['uptime'])).trim();
   const out: string[] = [];

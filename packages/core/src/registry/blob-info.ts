@@ -43,10 +43,13 @@ export class BlobInfo {
     }
   }
 
-  /** Remember that `repo` holds `blob` for `diffId`. */
-  async add(diffId: string, blob: Omit<CompressedBlob, 'repos'>, repo: string): Promise<void> {
+  /**
+   * Remember that `repo` holds `blob` for `diffId`. `seen`: what `get(diffId)` gave moments ago
+   * (a push read them all at its start), to skip reading the file again.
+   */
+  async add(diffId: string, blob: Omit<CompressedBlob, 'repos'>, repo: string, seen?: CompressedBlob[]): Promise<void> {
     // already known, and this repo is its latest (a push that only verifies): nothing to write
-    const known = (await this.get(diffId)).find((b) => b.digest === blob.digest);
+    const known = (seen ?? (await this.get(diffId))).find((b) => b.digest === blob.digest);
     if (known?.repos[known.repos.length - 1] === repo) return;
     await fsp.mkdir(this.dir, { recursive: true });
     const file = this.file(diffId);

@@ -38,6 +38,7 @@ export function isRetryable(e: unknown): boolean {
 
 export class HostConnection {
   private scheme: 'https' | 'http' | undefined;
+  private probing: Promise<HttpResponse> | undefined;
   private readonly httpsAgent: https.Agent;
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
@@ -62,7 +63,19 @@ export class HostConnection {
 
   async request(req: HttpRequest): Promise<HttpResponse> {
     if (/^https?:\/\//.test(req.url)) return this.send(new URL(req.url), req);
+    // requests sent at once wait for the first to find the scheme (not 16 TLS attempts at a plain port)
+    if (!this.scheme && this.probing) await this.probing.catch(() => undefined);
     if (this.scheme) return this.send(new URL(this.base(this.scheme) + req.url), req);
+    const probe = this.probe(req);
+    this.probing ??= probe;
+    try {
+      return await probe;
+    } finally {
+      if (this.probing === probe) this.probing = undefined;
+    }
+  }
+
+  private async probe(req: HttpRequest): Promise<HttpResponse> {
     try {
       const res = await this.send(new URL(this.base('https') + req.url), req);
       this.scheme = 'https';

@@ -24,8 +24,8 @@ import {
 } from './blob-put.ts';
 import { RegistryClient, pullScope, pushScope, type RegistryOptions } from './client.ts';
 import { throttled, type LayerProgress, type TransferSink } from './events.ts';
-import { withRetry } from './http.ts';
-import { putManifest } from './manifest.ts';
+import { discard, withRetry } from './http.ts';
+import { INDEX_TYPES, MANIFEST_TYPES, putManifest } from './manifest.ts';
 import { DEFAULT_PARALLEL, eachLimited } from './parallel.ts';
 import { formatReference, parseReference, repoName, type Reference } from './reference.ts';
 import { phases } from '../debug/phases.ts';
@@ -101,16 +101,21 @@ export async function pushImage(
   try {
     const reportFor = (e: Omit<LayerProgress, 'type' | 'ref' | 'action' | 'time'>) =>
       sink({ ...e, type: 'layer-progress', ref: full, action: 'push', time: Date.now() });
-    // A push that only verifies is one HEAD per layer: those go many at once, before any upload
-    // (200 layers 3 at a time took 0.5 s of round trips).
-    const present = await eachLimited(img.manifest.layers, HEAD_PARALLEL, (l, i) =>
-      presentLayer(client, ref, l, known[i]!, compression, scope),
-    );
+    // A push that only verifies is one HEAD per layer and one for the config and the tag: those go
+    // many at once, before any upload (200 layers 3 at a time took 0.5 s of round trips).
+    const [present, configThere, tagDigest] = await Promise.all([
+      eachLimited(img.manifest.layers, HEAD_PARALLEL, (l, i) =>
+        presentLayer(client, ref, l, known[i]!, compression, scope),
+      ),
+      hasBlob(client, ref.path, img.configDigest, scope),
+      ref.digest ? undefined : manifestDigestAt(client, ref, scope),
+    ]);
     lap('heads');
     const layers = await eachLimited(img.manifest.layers, opts.parallel ?? DEFAULT_PARALLEL, async (l, i) => {
       const there = present[i];
       if (there) {
-        if (PLAIN.has(l.mediaType)) await info.add(img.config.rootfs.diff_ids[i] ?? l.digest, there, repoName(ref));
+        if (PLAIN.has(l.mediaType))
+          await info.add(img.config.rootfs.diff_ids[i] ?? l.digest, there, repoName(ref), known[i]);
         return done(there, 'exists', reportFor);
       }
       return pushLayer(
@@ -128,8 +133,7 @@ export async function pushImage(
     });
     lap('layers');
     const configBytes = await readSmall(store, img.configDigest);
-    if (!(await hasBlob(client, ref.path, img.configDigest, scope)))
-      await uploadBytes(client, ref.path, img.configDigest, configBytes, scope);
+    if (!configThere) await uploadBytes(client, ref.path, img.configDigest, configBytes, scope);
     lap('config');
     const manifest: Manifest = {
       schemaVersion: 2,
@@ -144,7 +148,8 @@ export async function pushImage(
     };
     const bytes = Buffer.from(JSON.stringify(manifest));
     const digest = sha256(bytes);
-    await putManifest(client, ref, bytes, scope, `manifest ${full}`, opts);
+    // the tag names this very manifest already (the registry checked its blobs when it took it)
+    if (tagDigest !== digest) await putManifest(client, ref, bytes, scope, `manifest ${full}`, opts);
     lap('manifest');
     if (ref.digest && ref.digest !== digest)
       throw new VlabError('E_BAD_REF', `${full}: the image's manifest digest is ${digest}, not the one named`);
@@ -199,7 +204,7 @@ export async function pushLayer(
     return done(desc, 'done', report);
   }
   let upload: Upload | undefined;
-  for (const b of known.filter((k) => k.mediaType === COMPRESSED[compression])) {
+  for (const b of newestFirst(known, compression)) {
     const desc = { mediaType: b.mediaType, digest: b.digest, size: b.size };
     if (await hasBlob(client, ref.path, b.digest, scope)) {
       await remember(desc);
@@ -248,10 +253,34 @@ async function presentLayer(
   compression: PushCompression,
   scope: string[],
 ): Promise<Descriptor | undefined> {
-  const candidate = PLAIN.has(local.mediaType) ? known.find((k) => k.mediaType === COMPRESSED[compression]) : local;
-  if (!candidate) return undefined;
-  const desc = { mediaType: candidate.mediaType, digest: candidate.digest, size: candidate.size };
-  return (await hasBlob(client, ref.path, desc.digest, scope)) ? desc : undefined;
+  for (const c of PLAIN.has(local.mediaType) ? newestFirst(known, compression) : [local]) {
+    const desc = { mediaType: c.mediaType, digest: c.digest, size: c.size };
+    if (await hasBlob(client, ref.path, desc.digest, scope)) return desc;
+  }
+  return undefined;
+}
+
+/**
+ * The known compressed forms of a layer in `compression`, the latest remembered first: what this
+ * install makes now (an older one, another engine's bytes, is tried after it).
+ */
+const newestFirst = (known: CompressedBlob[], compression: PushCompression) =>
+  known.filter((k) => k.mediaType === COMPRESSED[compression]).reverse();
+
+/** The digest of the manifest `ref`'s tag names in the registry; undefined when none (or unknown). */
+async function manifestDigestAt(client: RegistryClient, ref: Reference, scope: string[]): Promise<string | undefined> {
+  const res = await client
+    .fetch({
+      method: 'HEAD',
+      url: `/v2/${ref.path}/manifests/${ref.tag}`,
+      headers: { accept: [...MANIFEST_TYPES, ...INDEX_TYPES].join(', ') },
+      scope,
+    })
+    .catch(() => undefined); // only spares a PUT: the PUT tells what is wrong
+  if (!res) return undefined;
+  discard(res);
+  const said = res.headers['docker-content-digest'];
+  return res.status === 200 && typeof said === 'string' ? said : undefined;
 }
 
 function done(desc: Descriptor, status: Status, report: Report): { desc: Descriptor; status: Status } {

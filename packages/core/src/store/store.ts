@@ -90,13 +90,10 @@ export class LayoutStore implements StoreContract {
   async holdLayers(layers: { digest: string; diffId: string }[]): Promise<boolean> {
     // what the lease held already was there when it was first held (or made by us): it stays
     const fresh = await this.lease.holdLayers(layers);
-    for (const d of fresh.blobs) {
-      if (!(await this.blobs.has(d))) {
-        this.lease.forget({ blobs: fresh.blobs });
-        return false;
-      }
-    }
-    return true;
+    // checked at once: an image of 200 layers was 200 access() calls one after the other
+    if ((await Promise.all(fresh.blobs.map((d) => this.blobs.has(d)))).every(Boolean)) return true;
+    this.lease.forget({ blobs: fresh.blobs });
+    return false;
   }
 
   /** Hold an image's manifest, config and layers; false when part of it is gone. */
