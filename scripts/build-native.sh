@@ -10,6 +10,8 @@
 #   packages/core/native/bin/vlab-fdpass.node  that server's Node-API addon (SCM_RIGHTS, dup2)
 #   packages/overlay/native/bin/vlab-deflate.node  igzip (ISA-L) for layer gzip: ~10x zlib's speed
 #                                            (links libisal: without it, gzip stays on zlib)
+#   packages/core/native/bin/vlab-igzip.node   ISA-L's gunzip for pulled layers, VLAB_GUNZIP=isal
+#                                              (links libisal: without it a pull gunzips with zlib)
 # Without a C compiler nothing is built and both packages fall back to util-linux (slower).
 #
 # `build-native.sh PKGDIR` builds only the helpers whose sources are in PKGDIR/native: an installed
@@ -28,10 +30,10 @@ if ! command -v "$CC" >/dev/null; then
   exit 0
 fi
 # The libraries a helper links; one that is missing means the helper is not built.
-libs_for() { case "$1" in vlab-init) echo seccomp ;; vlab-deflate) echo isal ;; esac; }
+libs_for() { case "$1" in vlab-init) echo seccomp ;; vlab-deflate | vlab-igzip) echo isal ;; esac; }
 header_of() { case "$1" in isal) echo isa-l/igzip_lib.h ;; *) echo "$1.h" ;; esac; }
 have_lib() { printf '#include <%s>\nint main(void) { return 0; }\n' "$(header_of "$1")" | "$CC" -x c -o /dev/null - "-l$1" 2>/dev/null; }
-for pair in overlay:vlab-sys overlay:vlab-deflate core:vlab-init core:vlab-mon core:vlab-walk core:vbuild-client core:vlab-fdpass; do
+for pair in overlay:vlab-sys overlay:vlab-deflate core:vlab-init core:vlab-mon core:vlab-walk core:vbuild-client core:vlab-fdpass core:vlab-igzip; do
   pkg="${pair%%:*}" name="${pair##*:}"
   dir="${only:-packages/$pkg}/native"
   # NAME.c and its companions NAME-*.c make one binary.
@@ -42,13 +44,14 @@ for pair in overlay:vlab-sys overlay:vlab-deflate core:vlab-init core:vlab-mon c
   out="$dir/bin/$name"
   # A Node-API addon (a shared object Node loads): needs no Node headers (see the file).
   flags=(-O2 -Wall -Wextra -Werror)
-  case "$name" in vlab-fdpass | vlab-deflate) out="$out.node" flags+=(-shared -fPIC) ;; esac
+  case "$name" in vlab-fdpass | vlab-deflate | vlab-igzip) out="$out.node" flags+=(-shared -fPIC) ;; esac
   libs=()
   for lib in $(libs_for "$name"); do
     if have_lib "$lib"; then libs+=("-l$lib"); continue; fi
     # vlab-init must never run a step without Docker's seccomp filter: no stale binary either.
     case "$name" in
       vlab-init) why="the executor falls back to runc/crun, or VLAB_EXECUTOR=builtin-shell (no seccomp)" ;;
+      vlab-igzip) why="pulls gunzip with zlib" ;;
       *) why="layer gzip uses zlib (slower)" ;;
     esac
     echo "build-native: lib$lib missing (Debian: apt-get install lib$lib-dev): $name not built; $why" >&2

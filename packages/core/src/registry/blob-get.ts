@@ -16,6 +16,7 @@ import { MAX_JSON_BYTES } from '../image/validate.ts';
 import type { Blobs } from '../store/types.ts';
 import { discard, isRetryable, readBody, withRetry, type HttpResponse } from './http.ts';
 import { registryError, type RegistryClient } from './client.ts';
+import type { InflatePool } from './inflate-pool.ts';
 import { zstdDecompressStream } from './zstd-decode.ts';
 
 const MAX_REDIRECTS = 5;
@@ -129,10 +130,21 @@ function decompressor(mediaType: string): Transform {
   throw new VlabError('E_UNSUPPORTED', `layer media type "${mediaType}" is not a tar, tar+gzip or tar+zstd layer`);
 }
 
+const isGzip = (mediaType: string) => mediaType === MEDIA.layerGzip || mediaType === MEDIA.dockerLayerGzip;
+/** gzip layers from this size on go to a worker (inflate-pool.ts); below it a worker's start costs more than it saves. */
+const OFF_THREAD_BYTES = 1 << 20;
+
+function invalidLayer(desc: Descriptor, why: string, cause?: unknown): VlabError {
+  return new VlabError('E_LAYER_INVALID', `layer ${desc.digest} does not decompress as ${desc.mediaType} (${why})`, {
+    cause,
+  });
+}
+
 /**
  * Fetch one layer into the store uncompressed: the compressed bytes must hash to `desc.digest`,
  * the tar to `diffId`; the blob is named (as `diffId`) only then. Retried from the start on
- * transport failures. Returns the stored (uncompressed) size.
+ * transport failures. Returns the stored (uncompressed) size. With `pool`, a big gzip layer is
+ * gunzipped, hashed and written by a worker thread.
  */
 export async function pullLayer(
   blobs: Blobs,
@@ -142,10 +154,13 @@ export async function pullLayer(
   diffId: string,
   scope: string[],
   onBytes: (n: number) => void,
+  pool?: InflatePool,
 ): Promise<number> {
   decompressor(desc.mediaType).destroy(); // an unknown type fails before any transfer
   return withRetry(
     async () => {
+      if (pool && isGzip(desc.mediaType) && desc.size >= OFF_THREAD_BYTES)
+        return pullOffThread(blobs, pool, client, repo, desc, diffId, scope, onBytes);
       const blob = await blobs.create();
       const dec = decompressor(desc.mediaType);
       let failed: unknown;
@@ -163,12 +178,7 @@ export async function pullLayer(
         if (!failed) dec.end();
         await written;
         checkDigest(hash.digest('hex'), n, desc);
-        if (failed)
-          throw new VlabError(
-            'E_LAYER_INVALID',
-            `layer ${desc.digest} does not decompress as ${desc.mediaType} (${(failed as Error).message})`,
-            { cause: failed },
-          );
+        if (failed) throw invalidLayer(desc, (failed as Error).message, failed);
       } catch (e) {
         dec.destroy();
         await blob.abort();
@@ -178,4 +188,31 @@ export async function pullLayer(
     },
     { retries: client.opts.retries, signal: client.opts.signal },
   );
+}
+
+/** pullLayer's work for one gzip layer, done by a worker of `pool`: the same checks, in the same order. */
+async function pullOffThread(
+  blobs: Blobs,
+  pool: InflatePool,
+  client: RegistryClient,
+  repo: string,
+  desc: Descriptor,
+  diffId: string,
+  scope: string[],
+  onBytes: (n: number) => void,
+): Promise<number> {
+  const blob = await blobs.createFile();
+  const job = pool.start(blob.path);
+  let tar: string;
+  try {
+    for await (const c of blobBytes(client, repo, desc, scope, onBytes)) await job.write(c);
+    const r = await job.end();
+    checkDigest(r.digest, r.n, desc);
+    if (r.bad) throw invalidLayer(desc, r.bad);
+    tar = `sha256:${r.tar}`;
+  } catch (e) {
+    await job.abort();
+    throw await blob.abort(e);
+  }
+  return (await blob.commit(tar, diffId)).size;
 }

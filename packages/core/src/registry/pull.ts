@@ -13,6 +13,7 @@ import { BlobInfo } from './blob-info.ts';
 import { fetchSmallBlob, pullLayer } from './blob-get.ts';
 import { RegistryClient, pullScope, type RegistryOptions } from './client.ts';
 import { throttled, type TransferSink } from './events.ts';
+import { InflatePool } from './inflate-pool.ts';
 import { fetchManifest } from './manifest.ts';
 import { DEFAULT_PARALLEL, eachLimited } from './parallel.ts';
 import { parsePlatform, pickPlatform } from './platform.ts';
@@ -46,6 +47,7 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
   const client = await RegistryClient.open(ref.domain, opts);
   const scope = [pullScope(ref.path)];
   const sink = throttled(opts.onProgress);
+  const pool = new InflatePool();
   try {
     let top = await fetchManifest(client, ref.path, ref.digest ?? ref.tag!, scope);
     const resolvedDigest = top.digest;
@@ -96,7 +98,7 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
         size = await store.blobs.size(diffId);
         event('exists', l.size);
       } else {
-        size = await pullLayer(store.blobs, client, ref.path, l, diffId, scope, (n) => event('downloading', n));
+        size = await pullLayer(store.blobs, client, ref.path, l, diffId, scope, (n) => event('downloading', n), pool);
         bytesFetched += l.size;
         event('done', l.size);
       }
@@ -109,5 +111,6 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
     return { ...stored, ref: name, remoteDigest: top.digest, resolvedDigest, bytesFetched };
   } finally {
     client.close();
+    await pool.close();
   }
 }

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import type { Lease } from './lease.ts';
 import { asNoSpace } from './space.ts';
-import type { BlobWriter, Blobs, Digest, SyncBlobWriter } from './types.ts';
+import type { BlobWriter, Blobs, Digest, FileBlobWriter, SyncBlobWriter } from './types.ts';
 
 export type { Digest };
 
@@ -183,6 +183,33 @@ export class BlobStore implements Blobs {
       abort: async () => {
         await close();
         await fsp.rm(tmp, { force: true });
+      },
+    };
+  }
+
+  /** A temp file for a writer on another thread (types.ts: FileBlobWriter); named as the digest it reports. */
+  async createFile(): Promise<FileBlobWriter> {
+    const tmp = await this.tempPath();
+    return {
+      path: tmp,
+      commit: async (digest: string, expected?: string) => {
+        try {
+          assertDigest(digest);
+          const size = await fsp.stat(tmp).then(
+            (st) => st.size,
+            (e: unknown) => {
+              throw new VlabError('E_BLOB_MISSING', `temp blob ${tmp} was not written`, { cause: e });
+            },
+          );
+          await this.seal(tmp, digest, expected);
+          return { digest, size };
+        } finally {
+          await fsp.rm(tmp, { force: true });
+        }
+      },
+      abort: async (cause?: unknown) => {
+        await fsp.rm(tmp, { force: true });
+        return cause === undefined ? undefined : asNoSpace(this.root, cause);
       },
     };
   }

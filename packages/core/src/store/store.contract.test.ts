@@ -51,6 +51,21 @@ describe('Store contract: blobs', () => {
     expect(await code(store.loadManifest(d))).toBe('E_BLOB_MISSING');
   });
 
+  it('createFile: named as the digest its writer reports; a wrong expected digest or abort leaves nothing', async () => {
+    const ok = await store.blobs.createFile();
+    await fsp.writeFile(ok.path, 'by a worker', { flag: 'wx' });
+    const d = sha256('by a worker');
+    expect(await ok.commit(d, d)).toEqual({ digest: d, size: 11 });
+    const bad = await store.blobs.createFile();
+    await fsp.writeFile(bad.path, 'other', { flag: 'wx' });
+    expect(await code(bad.commit(sha256('other'), sha256('else')))).toBe('E_DIGEST_MISMATCH');
+    const dropped = await store.blobs.createFile();
+    await fsp.writeFile(dropped.path, 'dropped', { flag: 'wx' });
+    await dropped.abort();
+    expect(await code((await store.blobs.createFile()).commit(d))).toBe('E_BLOB_MISSING'); // nothing written
+    expect(await fsp.readdir(blobDir())).toEqual([d.slice(7)]);
+  });
+
   it('a blob that is not JSON is E_BLOB_MISSING for readJson', async () => {
     const { digest } = await store.blobs.putBytes('not json{');
     expect(await code(store.blobs.readJson(digest))).toBe('E_BLOB_MISSING');

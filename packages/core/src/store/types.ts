@@ -45,6 +45,19 @@ export interface SyncBlobWriter {
 }
 
 /**
+ * A temp blob file that another thread creates (exclusively), writes and hashes: a worker that
+ * gunzips a pulled layer. The caller vouches for the digest it passes to commit().
+ */
+export interface FileBlobWriter {
+  /** The file to create with O_EXCL and write; nothing is there yet. */
+  readonly path: string;
+  /** As BlobWriter's, with `digest` the writer's hash of what it wrote; rejects with E_BLOB_MISSING if nothing was written. */
+  commit(digest: string, expected?: string): Promise<{ digest: Digest; size: number }>;
+  /** Remove the file (once its writer has closed it); returns `cause` as the store reports it (E_NO_SPACE for a full disk). */
+  abort(cause?: unknown): Promise<unknown>;
+}
+
+/**
  * Content-addressed blobs (`blobs/sha256/<hex>`). Every digest argument must be `sha256:<64 hex>`,
  * else the call rejects with E_BAD_DIGEST (so no digest can name a path outside the store).
  * - Atomic: a blob exists whole or not at all. A writer killed at any point leaves at most a
@@ -75,6 +88,8 @@ export interface Blobs {
   create(): Promise<BlobWriter>;
   /** A writer for content produced into a reused buffer (a COPY layer packed in one pass). */
   createSync(): Promise<SyncBlobWriter>;
+  /** A temp blob file for a writer on another thread (FileBlobWriter). */
+  createFile(): Promise<FileBlobWriter>;
   /** Delete the blob; idempotent (a missing blob is no error). Only gc and fsck call it. */
   remove(digest: string): Promise<void>;
   /** Every stored blob's digest (temp files excluded), in no particular order. */

@@ -1,0 +1,130 @@
+/**
+ * Pulled gzip layers, through each way a pull gunzips them: a worker with ISA-L
+ * (native/vlab-igzip.c), a worker with zlib (no libisal, or VLAB_GUNZIP=zlib), and the main
+ * thread (layers under 1 MiB). Each must store the same tar, and refuse, with nothing stored, a
+ * config whose diff_id is not the tar's, a blob that is not gzip, and a gzip stream cut short.
+ * The images are written straight into docker-registry, so their blobs can be anything.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { pull } from '@vlab/image';
+import { repo } from './helpers.ts';
+import { registryMissing, startRegistry, type TestRegistry } from './registry-fixture.ts';
+
+const missing = registryMissing();
+if (missing) console.warn(`registry pull-layer tests skipped: ${missing}`);
+const isal = existsSync(path.join(repo, 'packages/core/native/bin/vlab-igzip.node'));
+if (!isal) console.warn('ISA-L gunzip not tested: vlab-igzip.node is not built (Debian libisal-dev)');
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
+
+async function putBlob(reg: TestRegistry, name: string, body: Buffer): Promise<string> {
+  const digest = sha(body);
+  const start = await fetch(`http://${reg.host}/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  const loc = new URL(start.headers.get('location')!, `http://${reg.host}`);
+  loc.searchParams.set('digest', digest);
+  const put = await fetch(loc, {
+    method: 'PUT',
+    body: new Uint8Array(body),
+    headers: { 'content-type': 'application/octet-stream' },
+  });
+  if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
+  return digest;
+}
+
+/** An image of one layer: `blob` as its compressed bytes, `diffId` in the config. */
+async function putImage(reg: TestRegistry, tag: string, blob: Buffer, diffId: string): Promise<void> {
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffId] }, config: {} }),
+  );
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: await putBlob(reg, 'l', config),
+      size: config.length,
+    },
+    layers: [{ mediaType: GZIP, digest: await putBlob(reg, 'l', blob), size: blob.length }],
+  };
+  const res = await fetch(`http://${reg.host}/v2/l/manifests/${tag}`, {
+    method: 'PUT',
+    body: JSON.stringify(manifest),
+    headers: { 'content-type': manifest.mediaType },
+  });
+  if (res.status !== 201) throw new Error(`manifest put: ${res.status} ${await res.text()}`);
+}
+
+/** Files under the store's blobs directory (named blobs and temp files alike). */
+const blobFiles = async (root: string) =>
+  (await fsp.readdir(path.join(root, 'blobs', 'sha256')).catch(() => [])).sort();
+
+describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () => {
+  let reg: TestRegistry;
+  let root: string;
+  // Big: half random, half text (a worker); small: text only, under 1 MiB (the main thread).
+  const bigTar = Buffer.concat([randomBytes(1 << 20), Buffer.from('layer text '.repeat(100_000))]);
+  const smallTar = Buffer.from('small layer '.repeat(20_000));
+  const bigGz = zlib.gzipSync(bigTar, { level: 1 });
+
+  beforeAll(async () => {
+    reg = await startRegistry();
+    const other = zlib.gzipSync(Buffer.from('not the layer'));
+    await putImage(reg, 'big', bigGz, sha(bigTar));
+    await putImage(reg, 'small', zlib.gzipSync(smallTar), sha(smallTar));
+    // two gzip members in one blob (pigz, cat a.gz b.gz): one tar
+    const half = bigTar.length >> 1;
+    const twoMembers = Buffer.concat([zlib.gzipSync(bigTar.subarray(0, half)), zlib.gzipSync(bigTar.subarray(half))]);
+    await putImage(reg, 'members', twoMembers, sha(bigTar));
+    await putImage(reg, 'wrong-diffid', bigGz, sha(Buffer.concat([bigTar, other])));
+    await putImage(reg, 'not-gzip', randomBytes(1536 << 10), sha(bigTar));
+    await putImage(reg, 'cut', bigGz.subarray(0, bigGz.length - 4096), sha(bigTar));
+  });
+  afterEach(async () => {
+    delete process.env.VLAB_GUNZIP;
+    if (root) await fsp.rm(root, { recursive: true, force: true });
+  });
+  afterAll(async () => {
+    await reg?.stop();
+  });
+
+  const engines = [...(isal ? ['isal'] : []), 'zlib'];
+  const pullIt = async (engine: string, tag: string) => {
+    if (engine === 'zlib') process.env.VLAB_GUNZIP = 'zlib';
+    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-layers-'));
+    return pull(`${reg.host}/l:${tag}`, { root, tlsVerify: false, retries: 0 });
+  };
+
+  it.each(engines)('%s: big, two-member and small layers are stored as their tars', async (engine) => {
+    for (const [tag, tar] of [
+      ['big', bigTar],
+      ['members', bigTar],
+      ['small', smallTar],
+    ] as const) {
+      const r = await pullIt(engine, tag);
+      expect(r.manifest.layers[0]!.digest).toBe(sha(tar));
+      // the stored file's own bytes (toEqual on 2 MiB Buffers takes seconds)
+      expect(sha(await fsp.readFile(path.join(root, 'blobs', 'sha256', sha(tar).slice(7))))).toBe(sha(tar));
+      await fsp.rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it.each(engines)('%s: a wrong diff_id, a blob that is not gzip, a cut gzip: refused, no blob', async (engine) => {
+    for (const [tag, code, msg] of [
+      ['wrong-diffid', 'E_DIGEST_MISMATCH', /does not match expected/],
+      ['not-gzip', 'E_LAYER_INVALID', /does not decompress as .*tar\+gzip/],
+      ['cut', 'E_LAYER_INVALID', /does not decompress/],
+    ] as const) {
+      await expect(pullIt(engine, tag)).rejects.toMatchObject({ code, message: expect.stringMatching(msg) });
+      // the config and manifest are not written before the layers: only the blobs dir may exist, empty
+      expect(await blobFiles(root)).toEqual([]);
+      await fsp.rm(root, { recursive: true, force: true });
+    }
+  });
+});
