@@ -12,8 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { pull } from '@vlab/image';
+import { fsck, pull } from '@vlab/image';
 import { repo } from './helpers.ts';
+import { sleep, startCli, vbuild } from './torture-helpers.ts';
 import { registryMissing, startRegistry, type TestRegistry } from './registry-fixture.ts';
 
 const missing = registryMissing();
@@ -72,6 +73,9 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
   const bigTar = Buffer.concat([randomBytes(1 << 20), Buffer.from('layer text '.repeat(100_000))]);
   const smallTar = Buffer.from('small layer '.repeat(20_000));
   const bigGz = zlib.gzipSync(bigTar, { level: 1 });
+  // long enough to be killed in the middle of (stored: level 0)
+  const hugeTar = randomBytes(64 << 20);
+  const hugeGz = zlib.gzipSync(hugeTar, { level: 0 });
 
   beforeAll(async () => {
     reg = await startRegistry();
@@ -85,6 +89,7 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
     await putImage(reg, 'wrong-diffid', bigGz, sha(Buffer.concat([bigTar, other])));
     await putImage(reg, 'not-gzip', randomBytes(1536 << 10), sha(bigTar));
     await putImage(reg, 'cut', bigGz.subarray(0, bigGz.length - 4096), sha(bigTar));
+    await putImage(reg, 'huge', hugeGz, sha(hugeTar));
   });
   afterEach(async () => {
     delete process.env.VLAB_GUNZIP;
@@ -126,5 +131,29 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
       expect(await blobFiles(root)).toEqual([]);
       await fsp.rm(root, { recursive: true, force: true });
     }
+  });
+
+  it('a pull killed (SIGKILL) while a worker writes a layer leaves no blob; fsck finds only its leftovers; the next pull works', async () => {
+    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-layers-'));
+    const run = startCli(root, ['pull', '-q', '--tls-verify=false', `${reg.host}/l:huge`], {}, vbuild);
+    // until the worker has written part of the tar
+    const dir = path.join(root, 'blobs', 'sha256');
+    const started = Date.now();
+    let partial = false;
+    while (!partial && Date.now() - started < 60_000) {
+      for (const n of await fsp.readdir(dir).catch(() => [] as string[]))
+        if (n.startsWith('.tmp-') && (await fsp.stat(path.join(dir, n)).catch(() => ({ size: 0 }))).size > 0)
+          partial = true;
+      if (!partial) await sleep(5);
+    }
+    run.child.kill('SIGKILL');
+    await run.done;
+    expect(partial).toBe(true);
+    expect((await blobFiles(root)).filter((n) => !n.startsWith('.tmp-'))).toEqual([]);
+    const left = await fsck(root);
+    expect(left.problems.map((p) => p.kind).filter((k) => k !== 'temp-orphan' && k !== 'lease-stale')).toEqual([]);
+    const r = await pull(`${reg.host}/l:huge`, { root, tlsVerify: false });
+    expect(r.manifest.layers[0]!.digest).toBe(sha(hugeTar));
+    expect((await fsck(root)).problems).toEqual([]);
   });
 });
