@@ -161,6 +161,8 @@ interface Pending {
 class Slot {
   readonly worker: Worker;
   readonly jobs = new Map<number, Pending>();
+  /** Exited or failed: it takes no more jobs. */
+  dead = false;
   constructor(addon: string | undefined) {
     this.worker = new Worker(WORKER, { eval: true, workerData: { addon } });
     this.worker.unref();
@@ -186,6 +188,7 @@ class Slot {
     }
   }
   private fail(e: Error): void {
+    this.dead = true;
     for (const p of this.jobs.values()) {
       p.failed ??= e;
       p.wake?.();
@@ -264,6 +267,7 @@ export class InflatePool {
 
   /** A job gunzipping into `file` (created exclusively by the worker) on the least busy worker. */
   start(file: string): InflateJob {
+    for (let i = this.slots.length - 1; i >= 0; i--) if (this.slots[i]!.dead) this.slots.splice(i, 1);
     let slot = this.slots.find((s) => s.jobs.size === 0);
     if (!slot && this.slots.length < this.max) this.slots.push((slot = new Slot(this.addon)));
     slot ??= this.slots.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
