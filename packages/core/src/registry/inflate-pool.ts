@@ -2,25 +2,30 @@
  * gzip layers are gunzipped, hashed twice and written off the main thread. On the main thread a
  * 1 GiB pull spent ~5 s of CPU in 256 KiB zlib callbacks, two sha256 updates per chunk, file
  * writes and the garbage they left, while the second core idled (bench/README.md "Registry"). Here
- * a worker thread per core takes the compressed bytes in 1 MiB messages (transferred, not copied),
- * hashes them, gunzips them on libuv's thread pool, hashes the tar and writes it with synchronous
- * writes into a temp blob; the main thread only reads sockets. The worker reports both digests;
- * the caller checks them and names the blob (blob-get.ts), so nothing changes in what is verified.
+ * the main thread reads the socket and hashes the compressed bytes; a worker thread per core takes
+ * them in 1 MiB messages (transferred, not copied), gunzips them (ISA-L on the worker, else zlib on
+ * libuv's thread pool), hashes the tar and writes it into a temp blob (ISA-L's output: 4 buffers
+ * written on the thread pool while the next is filled). The caller checks both digests and names
+ * the blob (blob-get.ts), so nothing changes in what is verified.
  *
  * The worker's code is plain CommonJS of Node's built-ins, evaluated from a string: the CLI is one
  * bundled file, and a worker script beside it would be a second file to find.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
 /**
  * native/vlab-igzip.c (ISA-L's inflate), from the sources (src/registry/) or the CLI bundle
- * (dist/); undefined when it is not built (no libisal) or VLAB_GUNZIP=zlib: zlib then.
+ * (dist/), with VLAB_GUNZIP=isal; zlib otherwise. ISA-L takes 3.5x less CPU (a 512 MiB layer:
+ * 0.37 s against 1.32 s), but on this loaded 2-core machine (load 10-20) the zlib path pulled
+ * the 1 GiB image faster (5.4-9 s against 8.7-17 s): zlib inflates on the thread pool while
+ * the worker hashes and writes, so a layer's work is spread over more threads. Opt-in until it
+ * is measured on a quiet machine (bench/README.md "Registry").
  */
 function isalAddon(): string | undefined {
-  if (process.env.VLAB_GUNZIP === 'zlib') return undefined;
+  if (process.env.VLAB_GUNZIP !== 'isal') return undefined;
   for (const u of ['../../native/bin/vlab-igzip.node', '../native/bin/vlab-igzip.node']) {
     const p = fileURLToPath(new URL(u, import.meta.url));
     if (existsSync(p)) return p;
@@ -35,6 +40,8 @@ const crypto = require('node:crypto');
 const zlib = require('node:zlib');
 const WRITEBACK = ${64 << 20};
 const OUT = ${1 << 20};
+/** ISA-L's output buffers per job: one is filled while the others are written on the thread pool. */
+const RING = 4;
 let isal;
 if (workerData.addon) { const m = { exports: {} }; process.dlopen(m, workerData.addon); isal = m.exports; }
 const jobs = new Map();
@@ -44,20 +51,46 @@ function put(j, c) {
   j.size += c.length;
   if (j.io) return;
   try { for (let off = 0; off < c.length; ) off += fs.writeSync(j.fd, c, off, c.length - off); } catch (e) { j.io = e; return; }
-  if (j.size - j.synced >= WRITEBACK) {
-    j.synced = j.size; // flushed as it grows, off this thread: the disk writes while we inflate
-    j.syncing = j.syncing.then(() => new Promise((res) => fs.fdatasync(j.fd, () => res())));
-  }
+  writeback(j);
 }
+function writeback(j) {
+  if (j.size - j.synced < WRITEBACK) return;
+  j.synced = j.size; // flushed as it grows, off this thread: the disk writes while we inflate
+  j.syncing = j.syncing.then(() => new Promise((res) => fs.fdatasync(j.fd, () => res())));
+}
+function wake(j) { const w = j.waiter; j.waiter = undefined; if (w) w(); }
+/** Hash out[0, made) now and write it at its offset on the thread pool; out is free again after. */
+function putAsync(j, out, made) {
+  j.hashT.update(out.subarray(0, made));
+  const pos = j.size;
+  j.size += made;
+  if (j.io) return void j.free.push(out);
+  j.writing++;
+  const done = (e) => { j.writing--; if (e) j.io ??= e; j.free.push(out); wake(j); };
+  const from = (off) => fs.write(j.fd, out, off, made - off, pos + off, (e, n) => (e ? done(e) : off + n < made ? from(off + n) : done()));
+  from(0);
+  writeback(j);
+}
+async function outBuf(j) {
+  while (!j.free.length) {
+    if (j.allocated < RING) { j.allocated++; return Buffer.allocUnsafe(OUT); }
+    await new Promise((r) => (j.waiter = r));
+  }
+  return j.free.pop();
+}
+async function drain(j) { while (j.writing) await new Promise((r) => (j.waiter = r)); }
 function open(m) {
-  const j = { id: m.id, fd: -1, hashC: crypto.createHash('sha256'), hashT: crypto.createHash('sha256'), n: 0, size: 0,
+  const j = { id: m.id, fd: -1, hashT: crypto.createHash('sha256'), size: 0,
     synced: 0, syncing: Promise.resolve(), bad: undefined, io: undefined };
   jobs.set(m.id, j);
   try { j.fd = fs.openSync(m.file, 'wx'); } catch (e) { j.io = e; }
   if (isal) {
     j.state = Buffer.alloc(isal.stateSize());
     isal.init(j.state);
-    j.out = Buffer.allocUnsafe(OUT);
+    j.free = [];
+    j.allocated = 0;
+    j.writing = 0;
+    j.chain = Promise.resolve();
     j.fin = false;
     return;
   }
@@ -65,24 +98,31 @@ function open(m) {
   j.gz.on('data', (c) => put(j, c));
   j.ended = new Promise((res) => { j.gz.once('end', res); j.gz.once('error', (e) => { j.bad ??= e; res(); }); });
 }
-/** ISA-L: decode all of buf now (the output buffer is reused: put() hashes and writes it at once). */
-function inflateSync(j, buf) {
+/** ISA-L: one inflate call into a free output buffer; false when the data is bad. */
+async function step(j, input) {
+  const out = await outBuf(j);
+  const [rc, used, made, fin] = isal.inflate(j.state, input, out);
+  if (made) putAsync(j, out, made);
+  else j.free.push(out);
+  if (rc < 0) { j.bad = new Error('invalid gzip data (ISA-L error ' + rc + ')'); return; }
+  return { used, made, fin: fin === 1 };
+}
+/** ISA-L: decode all of buf (then the output the end of the input may leave inside the decoder). */
+async function inflateIsal(j, buf) {
+  if (j.bad) return;
   while (buf.length) {
     if (j.fin) { isal.init(j.state); j.fin = false; } // another gzip member follows
-    const [rc, used, made, fin] = isal.inflate(j.state, buf, j.out);
-    if (rc < 0) { j.bad = new Error('invalid gzip data (ISA-L error ' + rc + ')'); return; }
-    if (made) put(j, j.out.subarray(0, made));
-    buf = buf.subarray(used);
-    j.fin = fin === 1;
-    if (!used && !made && !j.fin) { j.bad = new Error('gunzip made no progress'); return; }
+    const r = await step(j, buf);
+    if (!r) return;
+    buf = buf.subarray(r.used);
+    j.fin = r.fin;
+    if (!r.used && !r.made && !j.fin) { j.bad = new Error('gunzip made no progress'); return; }
   }
-  // the end of the input may leave output inside the decoder
   for (;;) {
-    const [rc, , made, fin] = isal.inflate(j.state, Buffer.alloc(0), j.out);
-    if (rc < 0) { j.bad = new Error('invalid gzip data (ISA-L error ' + rc + ')'); return; }
-    if (made) put(j, j.out.subarray(0, made));
-    j.fin = j.fin || fin === 1;
-    if (made < j.out.length) return;
+    const r = await step(j, Buffer.alloc(0));
+    if (!r) return;
+    j.fin = j.fin || r.fin;
+    if (r.made < OUT) return;
   }
 }
 function data(m) {
@@ -91,16 +131,14 @@ function data(m) {
   let acked = false;
   const ack = () => { if (!acked) post({ op: 'ack', id: m.id, n: buf.length }); acked = true; };
   if (!j) return ack();
-  j.hashC.update(buf);
-  j.n += buf.length;
-  // after bad gzip the bytes are still hashed: a wrong digest is the better report
   if (j.bad || j.io) return ack();
-  if (isal) { inflateSync(j, buf); return ack(); }
+  if (isal) return void (j.chain = j.chain.then(() => inflateIsal(j, buf)).then(ack, ack));
   j.gz.write(buf, ack);
   if (j.bad) ack();
 }
 async function close(j) {
   jobs.delete(j.id);
+  if (isal) { await j.chain; await drain(j); }
   await j.syncing;
   if (j.fd >= 0) fs.closeSync(j.fd);
   j.fd = -1;
@@ -109,6 +147,7 @@ async function end(m) {
   const j = jobs.get(m.id);
   if (!j) return;
   if (isal) {
+    await j.chain;
     if (!j.bad && !j.fin) j.bad = new Error('unexpected end of file');
   } else if (!j.bad && !j.io) {
     j.gz.end();
@@ -116,8 +155,7 @@ async function end(m) {
   } else j.gz.destroy();
   await close(j);
   if (j.io) return post({ op: 'error', id: j.id, message: j.io.message, code: j.io.code });
-  post({ op: 'done', id: j.id, digest: j.hashC.digest('hex'), n: j.n, tar: j.hashT.digest('hex'), size: j.size,
-    bad: j.bad ? j.bad.message : undefined });
+  post({ op: 'done', id: j.id, tar: j.hashT.digest('hex'), size: j.size, bad: j.bad ? j.bad.message : undefined });
 }
 async function abort(m) {
   const j = jobs.get(m.id);
@@ -132,7 +170,7 @@ parentPort.on('message', (m) => {
 });
 `;
 
-/** What a worker found: the compressed bytes' digest and count, the tar's digest and size, and why gunzip failed. */
+/** What a job found: the compressed bytes' digest and count (hashed here: this thread mostly waits on sockets), the tar's digest and size (by the worker), and why gunzip failed. */
 export interface InflateResult {
   digest: string;
   n: number;
@@ -140,10 +178,11 @@ export interface InflateResult {
   size: number;
   bad?: string;
 }
+type WorkerResult = Omit<InflateResult, 'digest' | 'n'>;
 
 type Reply =
   | { op: 'ack'; id: number; n: number }
-  | ({ op: 'done'; id: number } & InflateResult)
+  | ({ op: 'done'; id: number } & WorkerResult)
   | { op: 'error'; id: number; message: string; code?: string }
   | { op: 'aborted'; id: number };
 
@@ -154,7 +193,7 @@ const IN_FLIGHT = 8 << 20;
 interface Pending {
   inFlight: number;
   wake?: () => void;
-  settle?: { resolve: (r: InflateResult) => void; reject: (e: Error) => void };
+  settle?: { resolve: (r: WorkerResult) => void; reject: (e: Error) => void };
   failed?: Error;
 }
 
@@ -184,7 +223,7 @@ class Slot {
       p.settle?.reject(Object.assign(new Error(m.message), { code: m.code }));
     } else {
       this.jobs.delete(m.id);
-      p.settle?.resolve({ digest: '', n: 0, tar: '', size: 0 });
+      p.settle?.resolve({ tar: '', size: 0 });
     }
   }
   private fail(e: Error): void {
@@ -202,6 +241,8 @@ class Slot {
 export class InflateJob {
   private buf = Buffer.allocUnsafeSlow(MESSAGE);
   private used = 0;
+  private readonly hash = createHash('sha256');
+  private n = 0;
   /** The worker has answered `end`: it closed the file and forgot the job. */
   private over = false;
   constructor(
@@ -212,6 +253,8 @@ export class InflateJob {
 
   /** Take `chunk`; resolves once the worker has room for more (backpressure on the socket). */
   async write(chunk: Buffer): Promise<void> {
+    this.hash.update(chunk);
+    this.n += chunk.length;
     for (let off = 0; off < chunk.length;) {
       const n = chunk.copy(this.buf, this.used, off);
       this.used += n;
@@ -236,7 +279,7 @@ export class InflateJob {
   async end(): Promise<InflateResult> {
     if (this.used) await this.flush();
     try {
-      return await this.finish('end');
+      return { ...(await this.finish('end')), digest: this.hash.digest('hex'), n: this.n };
     } finally {
       this.over = true;
     }
@@ -249,7 +292,7 @@ export class InflateJob {
     await this.finish('abort').catch(() => undefined);
   }
 
-  private finish(op: 'end' | 'abort'): Promise<InflateResult> {
+  private finish(op: 'end' | 'abort'): Promise<WorkerResult> {
     if (this.p.failed) return Promise.reject(this.p.failed);
     return new Promise((resolve, reject) => {
       this.p.settle = { resolve, reject };
@@ -262,7 +305,8 @@ export class InflateJob {
 export class InflatePool {
   private readonly slots: Slot[] = [];
   private next = 0;
-  private readonly max = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
+  /** One worker per layer in flight (pull's default is 3): more did not help, fewer (one per core) was slower at load. */
+  private readonly max = 4;
   private readonly addon = isalAddon();
 
   /** A job gunzipping into `file` (created exclusively by the worker) on the least busy worker. */
