@@ -1,7 +1,9 @@
 /**
  * Container verbs against docker, in one run on this machine: `run --rm busybox true`, `ps -a`,
- * `exec`, `commit`, `start` and `stop` through the vbuild CLI (a new Node process each, the
- * one-file bundle; `run` also with VLAB_EXECUTOR=oci, runc), the API (`run()`, `containers.*` in
+ * `exec`, `commit`, `start` and `stop` through the vbuild CLI as users run it (`vlab-cli`:
+ * packages/core/bin/vbuild, the native client and its warm server, started once before timing),
+ * the CLI direct (`vlab-cli-direct`: a new Node process each, the one-file bundle; `run` also
+ * with VLAB_EXECUTOR=oci, runc), the API (`run()`, `containers.*` in
  * this warm process) and docker 20.10 on a
  * dockerd this script starts (own data root, --iptables=false --bridge=none, busybox loaded
  * into it). Medians of BENCH_RUNS, the tools interleaved per run; the floor rows say what of the
@@ -18,6 +20,7 @@ import { containers, run } from '@vlab/image';
 import { median, spawnCollect, tail } from './lib/measure.ts';
 import { render, secs, ratio } from './lib/table.ts';
 import { startBenchDockerd, type BenchDockerd } from './lib/dockerd.ts';
+import { VbuildServer } from './lib/vbuild-server.ts';
 
 const repo = path.resolve(import.meta.dirname, '..');
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 5));
@@ -26,6 +29,8 @@ const data = path.join(repo, 'bench/.data/containers');
 const root = path.join(data, 'store');
 const vbuildJs = path.join(repo, 'packages/core/bin/vbuild.js');
 const cliEnv = { ...process.env, VLAB_ROOT: root };
+const server = new VbuildServer(repo, path.join(data, 'server'));
+const srvEnv = server.env(true, { VLAB_ROOT: root });
 
 type Step = () => Promise<unknown>;
 interface Row {
@@ -33,8 +38,8 @@ interface Row {
   /** Per tool: an untimed setup before each timed step, and the step. */
   tools: Partial<Record<Tool, { before?: Step; step: Step }>>;
 }
-type Tool = 'vlab-cli' | 'vlab-api' | 'vlab-runc' | 'docker' | 'floor';
-const TOOLS: Tool[] = ['vlab-cli', 'vlab-api', 'vlab-runc', 'docker', 'floor'];
+type Tool = 'vlab-cli' | 'vlab-cli-direct' | 'vlab-api' | 'vlab-runc' | 'docker' | 'floor';
+const TOOLS: Tool[] = ['vlab-cli', 'vlab-cli-direct', 'vlab-api', 'vlab-runc', 'docker', 'floor'];
 
 async function ok(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const r = await spawnCollect(argv, { env });
@@ -42,6 +47,8 @@ async function ok(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise
   return r.stdout;
 }
 const vb = (...args: string[]) => ok(['node', vbuildJs, ...args], cliEnv);
+/** What users run: bin/vbuild through the warm server. */
+const vsrv = (...args: string[]) => ok([server.bin, ...args], srvEnv);
 
 function rows(d: BenchDockerd): Row[] {
   const dk = (...args: string[]) => ok(d.argv(args));
@@ -51,7 +58,8 @@ function rows(d: BenchDockerd): Row[] {
     {
       name: 'run --rm busybox true',
       tools: {
-        'vlab-cli': { step: () => vb('run', '--rm', 'busybox', 'true') },
+        'vlab-cli': { step: () => vsrv('run', '--rm', 'busybox', 'true') },
+        'vlab-cli-direct': { step: () => vb('run', '--rm', 'busybox', 'true') },
         'vlab-api': { step: () => run({ root, image: 'busybox', cmd: ['true'], autoRemove: true }) },
         'vlab-runc': {
           step: () => ok(['node', vbuildJs, 'run', '--rm', 'busybox', 'true'], { ...cliEnv, VLAB_EXECUTOR: 'oci' }),
@@ -63,7 +71,8 @@ function rows(d: BenchDockerd): Row[] {
     {
       name: 'ps -a',
       tools: {
-        'vlab-cli': { step: () => vb('ps', '-a') },
+        'vlab-cli': { step: () => vsrv('ps', '-a') },
+        'vlab-cli-direct': { step: () => vb('ps', '-a') },
         'vlab-api': { step: () => containers.list({ all: true, root }) },
         docker: { step: () => dk('ps', '-a') },
         floor: { step: () => vb('--version') },
@@ -72,7 +81,8 @@ function rows(d: BenchDockerd): Row[] {
     {
       name: 'exec CTR true',
       tools: {
-        'vlab-cli': { step: () => vb('exec', 'bx', 'true') },
+        'vlab-cli': { step: () => vsrv('exec', 'bx', 'true') },
+        'vlab-cli-direct': { step: () => vb('exec', 'bx', 'true') },
         'vlab-api': { step: () => containers.exec('bx', ['true'], at) },
         docker: { step: () => dk('exec', 'bx', 'true') },
       },
@@ -80,7 +90,8 @@ function rows(d: BenchDockerd): Row[] {
     {
       name: 'commit CTR (one new file)',
       tools: {
-        'vlab-cli': { step: () => vb('commit', 'bc', `bc:${n++}`) },
+        'vlab-cli': { step: () => vsrv('commit', 'bc', `bc:${n++}`) },
+        'vlab-cli-direct': { step: () => vb('commit', 'bc', `bc:${n++}`) },
         'vlab-api': { step: () => containers.commit('bc', `bc:${n++}`, at) },
         docker: { step: () => dk('commit', 'bc', `bc:${n++}`) },
       },
@@ -88,16 +99,18 @@ function rows(d: BenchDockerd): Row[] {
     {
       name: 'start CTR (detached)',
       tools: {
-        'vlab-cli': { before: () => vb('stop', '-t', '0', 'bs'), step: () => vb('start', 'bs') },
-        'vlab-api': { before: () => vb('stop', '-t', '0', 'bs'), step: () => containers.start('bs', at) },
+        'vlab-cli': { before: () => vsrv('stop', '-t', '0', 'bs'), step: () => vsrv('start', 'bs') },
+        'vlab-cli-direct': { before: () => vsrv('stop', '-t', '0', 'bs'), step: () => vb('start', 'bs') },
+        'vlab-api': { before: () => vsrv('stop', '-t', '0', 'bs'), step: () => containers.start('bs', at) },
         docker: { before: () => dk('stop', '-t', '0', 'bs'), step: () => dk('start', 'bs') },
       },
     },
     {
       name: 'stop -t 0 CTR',
       tools: {
-        'vlab-cli': { before: () => vb('start', 'bs'), step: () => vb('stop', '-t', '0', 'bs') },
-        'vlab-api': { before: () => vb('start', 'bs'), step: () => containers.stop('bs', { timeout: 0, root }) },
+        'vlab-cli': { before: () => vsrv('start', 'bs'), step: () => vsrv('stop', '-t', '0', 'bs') },
+        'vlab-cli-direct': { before: () => vsrv('start', 'bs'), step: () => vb('stop', '-t', '0', 'bs') },
+        'vlab-api': { before: () => vsrv('start', 'bs'), step: () => containers.stop('bs', { timeout: 0, root }) },
         docker: { before: () => dk('start', 'bs'), step: () => dk('stop', '-t', '0', 'bs') },
       },
     },
@@ -128,12 +141,15 @@ async function main(): Promise<void> {
   await fs.mkdir(data, { recursive: true });
   execFileSync('bash', [path.join(repo, 'examples/hello/make-base.sh')], { env: cliEnv, stdio: 'pipe' });
   const d = await startBenchDockerd(path.join(data, 'docker'));
+  await server.warm({ VLAB_ROOT: root });
   const results = new Map<string, Partial<Record<Tool, number[]>>>();
   try {
     await vb('save', '-o', path.join(data, 'busybox.tar'), 'busybox');
     await ok(d.argv(['load', '-i', path.join(data, 'busybox.tar')]));
     await fixtures(d);
-    console.log(`dockerd ${d.version} up; vbuild CLI: node ${process.version}, ${vbuildJs} (bundle)`);
+    console.log(
+      `dockerd ${d.version} up; vbuild CLI: ${server.bin} (warm server, pid ${await server.pid()}); direct: node ${process.version}, ${vbuildJs} (bundle)`,
+    );
     for (const row of rows(d).filter((r) => !ROWS || ROWS.some((w) => r.name.startsWith(w)))) {
       const times: Partial<Record<Tool, number[]>> = {};
       results.set(row.name, times);
@@ -154,6 +170,7 @@ async function main(): Promise<void> {
       await d.run(['rm', '-f', c]);
     }
     await d.stop();
+    await server.stop();
   }
   print(results, load());
 }
@@ -168,6 +185,7 @@ function print(results: Map<string, Partial<Record<Tool, number[]>>>, loadAfter:
     name,
     cell(t['vlab-cli']),
     vs(t['vlab-cli'], t.docker),
+    cell(t['vlab-cli-direct']),
     cell(t['vlab-api']),
     vs(t['vlab-api'], t.docker),
     cell(t['vlab-runc']),
@@ -177,23 +195,33 @@ function print(results: Map<string, Partial<Record<Tool, number[]>>>, loadAfter:
   console.log('\n### Wall time, seconds: median (min–max); ratios to docker in the same run');
   console.log(
     render(
-      ['verb', 'vlab-cli', 'cli/docker', 'vlab-api', 'api/docker', 'vlab-cli on runc', 'docker 20.10', 'floor'],
+      [
+        'verb',
+        'vlab-cli',
+        'cli/docker',
+        'vlab-cli-direct',
+        'vlab-api',
+        'api/docker',
+        'vlab-cli on runc',
+        'docker 20.10',
+        'floor',
+      ],
       body,
     ),
   );
   const r = results.get('run --rm busybox true');
   if (r?.docker) {
     console.log('\n### Target: run --rm busybox true ≤ 0.5× docker run --rm');
-    for (const t of ['vlab-cli', 'vlab-api'] as const) {
+    for (const t of ['vlab-cli', 'vlab-cli-direct', 'vlab-api'] as const) {
       if (!r[t]) continue;
       const x = median(r[t]) / median(r.docker);
       console.log(
         `- ${t}: ${ratio(x)} (${secs(median(r[t]))}s vs ${secs(median(r.docker))}s) ${x <= 0.5 ? 'met' : 'NOT MET'}`,
       );
     }
-    if (r.floor && r['vlab-cli'])
+    if (r.floor && r['vlab-cli-direct'])
       console.log(
-        `- of the CLI's ${secs(median(r['vlab-cli']))}s, Node start-up (node -e 0) is ${secs(median(r.floor))}s`,
+        `- of the direct CLI's ${secs(median(r['vlab-cli-direct']))}s, Node start-up (node -e 0) is ${secs(median(r.floor))}s`,
       );
   }
   console.log(`\nload after: ${loadAfter}`);

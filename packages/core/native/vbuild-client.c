@@ -18,8 +18,8 @@
  * no server, direct run). The server checks the peer's uid too.
  *
  * Direct run (same result, Node's start-up cost) when: VLAB_NO_SERVER=1; NODE_OPTIONS or
- * NODE_DEBUG is set (they act on Node itself); the verb runs a container in the foreground (run,
- * exec, start, attach, container ...), waits on one (logs, wait) or prompts (login); the bundle
+ * NODE_DEBUG is set (they act on Node itself); the verb gives a container our terminal (`run -t`,
+ * `exec -t`: wants_tty below); the bundle
  * is missing or older than a source file (bin/vbuild.js then runs the sources through tsx); no server is running (one is started in
  * the background for the next command); the server is busy with another command, or was built
  * from another bundle (it exits; the next command starts a fresh one).
@@ -147,6 +147,26 @@ static void start_server(const char *base) {
   close(lock);
 }
 
+/*
+ * `run -t` / `exec -t` (also `create`, and as `container run|exec|create`): the container gets a
+ * pty bridged to our terminal (raw mode, window size), which must be this process's own. Any
+ * short-flag group with a t, or --tty, before `--` counts: a false hit (`ls -t` as the command)
+ * only costs a direct run. Everything else runs in the server, containers in the foreground too:
+ * their output goes to our fds, `-i` hands them our very stdin, signals are forwarded to the
+ * command's sig-proxy, and if we die the server lets go of the container as our death would.
+ */
+static int wants_tty(void) {
+  int v = nargs > 1 && !strcmp(args[0], "container") ? 1 : 0;
+  if (v >= nargs || (strcmp(args[v], "run") && strcmp(args[v], "exec") && strcmp(args[v], "create"))) return 0;
+  for (int i = v + 1; i < nargs; i++) {
+    const char *a = args[i];
+    if (!strcmp(a, "--")) break;
+    if (a[0] != '-') continue;
+    if (a[1] == '-' ? !strncmp(a, "--tty", 5) : strchr(a + 1, 't') != NULL) return 1;
+  }
+  return 0;
+}
+
 static int sigpipe_w = -1;
 static void on_signal(int sig) {
   int saved = errno;
@@ -233,9 +253,7 @@ int main(int argc, char **argv) {
 
   const char *no = getenv("VLAB_NO_SERVER"), *opts = getenv("NODE_OPTIONS"), *dbg = getenv("NODE_DEBUG");
   if ((no && !strcmp(no, "1")) || (opts && *opts) || (dbg && *dbg)) direct();
-  static const char *foreground[] = {"run", "exec", "start", "attach", "login", "container", "logs", "wait", NULL};
-  for (int i = 0; nargs > 0 && foreground[i]; i++)
-    if (!strcmp(args[0], foreground[i])) direct();
+  if (wants_tty()) direct();
   char key[256], dir[PATH_MAX - 64], base[PATH_MAX];
   if (!bundle_key(key, sizeof key) || !server_dir(dir, sizeof dir)) direct();
   /* One server per install (FNV-1a of its path): two checkouts never restart each other's. */

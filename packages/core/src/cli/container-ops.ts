@@ -14,6 +14,8 @@ import { TOOL_COMMANDS } from './tools.ts';
 import { list, parseCommand, str, type CommandSpec } from './flags.ts';
 import { runCommand, type Command } from './images.ts';
 import { splitAtImage } from './run.ts';
+import { untilAborted } from '../containers/start.ts';
+import { callerGone } from './client.ts';
 import { formatError } from './snippet.ts';
 import { table } from './output.ts';
 import { openService as open } from './service.ts';
@@ -46,7 +48,7 @@ export async function cmdExec(argv: string[]): Promise<number> {
     if (!ref || !cmd.length) need(EXEC, [], 2);
     const v = p.values;
     const svc = await open(v);
-    const r = await execContainer(svc, ref!, cmd, {
+    const r = execContainer(svc, ref!, cmd, {
       env: list(v.env),
       workdir: str(v.workdir),
       user: str(v.user),
@@ -54,7 +56,12 @@ export async function cmdExec(argv: string[]): Promise<number> {
       stdio: 'inherit',
       interactive: Boolean(v.interactive),
     });
-    return r.exitCode;
+    // A killed CLI leaves its exec'd helper running (it is reparented, the command ends on its
+    // own): under the server, the client's death stops only the waiting.
+    const gone = callerGone();
+    const end = await (gone ? Promise.race([r, untilAborted(gone)]) : r);
+    if (!end) r.catch(() => undefined);
+    return end?.exitCode ?? 137;
   } catch (e) {
     if (!(e instanceof VlabError)) throw e;
     process.stderr.write(formatError(e));

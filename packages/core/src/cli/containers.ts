@@ -16,6 +16,7 @@ import {
   type Container,
   type LogEntry,
 } from '../index.ts';
+import { callerGone } from './client.ts';
 import { intFlag, str, type CommandSpec, type Values } from './flags.ts';
 import { group, runCommand, type Command } from './images.ts';
 import { cmdCreate, cmdRun, CREATE, RUN } from './run.ts';
@@ -134,6 +135,7 @@ const LOGS: Command = {
       tail,
       onEntry: (e) => printEntry(e, ts),
       isRunning: async () => (await svc.refresh(c.config.id)).state.status === 'running',
+      signal: callerGone(),
     });
     return 0;
   },
@@ -162,7 +164,7 @@ export const CONTAINER_VERBS: Record<string, Command> = {
   ps: PS,
   logs: LOGS,
   wait: simple('wait', 'Block until containers stop, then print their exit codes', 'CONTAINER...', {}, async (s, r) => {
-    say(String(await s.wait(r)));
+    say(String(await s.wait(r, { signal: callerGone() })));
   }),
   stop: simple(
     'stop',
@@ -222,7 +224,10 @@ export const CONTAINER_VERBS: Record<string, Command> = {
       if (v.attach) {
         if (pos.length > 1) throw new VlabError('E_BAD_ARG', 'you cannot start and attach multiple containers at once');
         const r = await svc.start(pos[0]!, {
-          attach: { onOutput: (s, c) => (s === 'stdout' ? process.stdout : process.stderr).write(c) },
+          attach: {
+            onOutput: (s, c) => (s === 'stdout' ? process.stdout : process.stderr).write(c),
+            detachOn: callerGone(),
+          },
         });
         return r.exitCode ?? 0;
       }

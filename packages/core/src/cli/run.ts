@@ -6,6 +6,7 @@
 import { VlabError } from '@vlab/errors';
 import { readEnvFile, type CreateOptions } from '../index.ts';
 import { intFlag, keyValues, list, parseCommand, str, type CommandSpec, type Values } from './flags.ts';
+import { callerGone } from './client.ts';
 import { formatError } from './snippet.ts';
 import { openService } from './service.ts';
 
@@ -164,6 +165,7 @@ export function cmdRun(argv: string[]): Promise<number> {
       attach: {
         onOutput: (s, c) => (s === 'stdout' ? process.stdout : process.stderr).write(c),
         stdinFd: v.interactive ? 0 : undefined,
+        detachOn: callerGone(),
         onStarted: (id) => {
           started = id;
           for (const sig of pending.splice(0)) forward(id, sig);

@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { beginCaller } from './client.ts';
 import { runMain } from './commands.ts';
 import { loadFdPass } from './server-native.ts';
 import { RequestStdio } from './server-stdio.ts';
@@ -83,9 +84,15 @@ export async function serve(base: string, lockFd: number): Promise<void> {
       fdp.writeAll(fd, Buffer.from(m));
       sock.destroy();
     };
-    if (busy) return reply('B\n');
+    if (busy) {
+      say('busy: a client runs direct');
+      return reply('B\n');
+    }
     const got = fdp.recvRequest(fd, 2000);
-    if (typeof got === 'number') return void sock.destroy();
+    if (typeof got === 'number') {
+      say(`no request from a client (${got})`);
+      return void sock.destroy();
+    }
     const [payload, ...fds] = got;
     const req = parseRequest(payload);
     if (!req || req.key !== key) {
@@ -98,8 +105,10 @@ export async function serve(base: string, lockFd: number): Promise<void> {
     sock.write('A\n');
     const t0 = performance.now();
     void runRequest(stdio, req, fds, sock).then((code) => {
+      // logged before the reply: whoever sees the client's end finds the line (the tests count them)
       say(`${req.argv[0] ?? ''}: exit ${code} in ${(performance.now() - t0).toFixed(1)} ms`);
       busy = false;
+      sock.end(`X ${code}\n`);
       armIdle();
     });
   });
@@ -138,7 +147,7 @@ export async function serve(base: string, lockFd: number): Promise<void> {
   armIdle();
 }
 
-/** One command, as the client would have run it; the reply is "X code" or "K signal". */
+/** One command, as the client would have run it; its exit code (replied "X code"), or it replied "K signal". */
 async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock: net.Socket): Promise<number> {
   const saved = {
     env: { ...process.env } as Record<string, string>,
@@ -168,8 +177,11 @@ async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock
       if (sig) onSignal(sig);
     }
   });
-  // The client is gone (killed): stop the command as its SIGHUP would have.
-  sock.on('close', () => running && deliver('SIGTERM'));
+  // The client is gone (killed): a command that knows what its own death would have done does
+  // that (client.ts: a foreground container is let go to its monitor); any other is stopped as
+  // by its SIGTERM.
+  const caller = beginCaller();
+  sock.on('close', () => running && !caller.gone() && deliver('SIGTERM'));
   sock.on('error', () => {});
   sock.resume();
   let code = 70;
@@ -184,6 +196,7 @@ async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock
     process.stderr.write(`ERROR: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
   } finally {
     running = false;
+    caller.end();
     stdio.end();
     setEnv(saved.env);
     process.argv = saved.argv;
@@ -191,6 +204,5 @@ async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock
     process.chdir('/');
     for (const s of SIGNALS) for (const l of added(s)) process.removeListener(s, l as () => void);
   }
-  sock.end(`X ${code}\n`);
   return code;
 }

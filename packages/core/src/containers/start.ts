@@ -41,12 +41,24 @@ export async function startContainer(
     return {};
   }
   opts.attach.onStarted?.(id);
-  const end = await mon.exited;
+  const gone = opts.attach.detachOn;
+  const end = await (gone ? Promise.race([mon.exited, untilAborted(gone)]) : mon.exited);
+  if (!end) {
+    mon.detach();
+    return {};
+  }
   await svc.records.locked(id, async () => cleanupLocked(svc, await svc.refresh(id)));
   mon.done();
   const after = await svc.records.read(id).catch(() => undefined);
   if (after?.config.autoRemove) await svc.remove(id, { force: true, volumes: true }).catch(() => undefined);
   return { exitCode: end.exitCode };
+}
+
+/** Resolves (with nothing) when `signal` fires. */
+export function untilAborted(signal: AbortSignal): Promise<undefined> {
+  return new Promise((resolve) =>
+    signal.aborted ? resolve(undefined) : signal.addEventListener('abort', () => resolve(undefined), { once: true }),
+  );
 }
 
 async function launch(svc: ContainerService, c: Container, opts: StartOptions) {

@@ -156,6 +156,12 @@ export interface StartOptions {
     stdinFd?: number;
     /** Called once it runs (docker run's sig-proxy forwards the CLI's signals from here on). */
     onStarted?: (id: string) => void;
+    /**
+     * The caller went away (the CLI's client was killed): from then on the container is left to
+     * its monitor, as when a foreground CLI dies (no more output copied, the monitor's exit
+     * command cleans up at the end), and start resolves without an exit code.
+     */
+    detachOn?: AbortSignal;
   };
 }
 

@@ -1,0 +1,52 @@
+/**
+ * The `vbuild` a user runs, `packages/core/bin/vbuild` (the native client and its warm server,
+ * native/vbuild-client.c and src/cli/server.ts), for the benches: a server directory of its own,
+ * the env that lets the client use the server (or not), the server started once before timing and
+ * stopped by its pid at the end.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { timed } from './measure.ts';
+
+export class VbuildServer {
+  constructor(
+    readonly repo: string,
+    /** The server's 0700 directory (its socket, pid, log). */
+    readonly dir: string,
+  ) {}
+
+  get bin(): string {
+    return path.join(this.repo, 'packages/core/bin/vbuild');
+  }
+
+  /** The client's env: through the server (`fast`), or direct with VLAB_NO_SERVER=1. */
+  env(fast: boolean, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...extra,
+      VLAB_SERVER_DIR: this.dir,
+      VLAB_NO_SERVER: fast ? '' : '1',
+    };
+    delete env.NODE_OPTIONS; // acts on node: the client would run direct
+    return env;
+  }
+
+  async pid(): Promise<number | undefined> {
+    const f = (await fs.readdir(this.dir).catch(() => [])).find((n) => n.endsWith('.pid'));
+    return f ? Number(await fs.readFile(path.join(this.dir, f), 'utf8').catch(() => '')) || undefined : undefined;
+  }
+
+  /** The first command starts the server (and runs direct); waits until it listens. */
+  async warm(extra: NodeJS.ProcessEnv = {}): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await fs.chmod(this.dir, 0o700);
+    await timed([this.bin, '--version'], { env: this.env(true, extra) });
+    for (let i = 0; i < 100 && !(await this.pid()); i++) await new Promise((r) => setTimeout(r, 100));
+    if (!(await this.pid())) throw new Error(`the vbuild server did not start (see ${this.dir}/*.log)`);
+  }
+
+  async stop(): Promise<void> {
+    const pid = await this.pid();
+    if (pid) process.kill(pid, 'SIGTERM');
+  }
+}
