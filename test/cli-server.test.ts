@@ -247,6 +247,14 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
     expect(same(await both(['logs', ...at, b]))).toMatchObject({ code: 0, stdout: 'out\n', stderr: 'err\n' });
     const ex = same(await both(['exec', '-e', 'X=x1', ...at, b, 'sh', '-c', 'echo $X; exit 4']));
     expect(ex).toMatchObject({ code: 4, stdout: 'x1\n' });
+    // SIGINT kills the client of an exec (no sig-proxy, as docker exec); the server lives on
+    const pid = serverPid();
+    const int = await both(['exec', ...at, b, 'sh', '-c', 'echo ready; sleep 3'], {
+      signalOn: { stdout: /ready/, signal: 'SIGINT' },
+    });
+    expect(same(int)).toMatchObject({ code: null, signal: 'SIGINT', stdout: 'ready\n' });
+    expect(serverPid()).toBe(pid);
+    expect(alive(pid)).toBe(true);
     // the same verb on the direct run's container and on the fast one's: the same output but the name
     const pair = async (verb: string[], want: Partial<Out>) => {
       const direct = await vb([...verb, ...at, a], { fast: false });

@@ -3,8 +3,9 @@
  * killed, so is the command, and the kernel does the rest (a foreground container's monitor sees
  * EOF and carries on alone; an exec'd helper is reparented and runs on). Under the warm server
  * (server.ts) the caller is the native client, which can be killed while the command runs in the
- * server: a command that must then do what its own death would have done takes `callerGone()`,
- * an AbortSignal that fires when the client is gone (undefined in a direct run: it never fires).
+ * server, or die of a signal the command has no handler for: a command that must then do what
+ * its own death would have done takes `callerGone()`, an AbortSignal that fires when the client
+ * is gone (undefined in a direct run: it never fires). The server then lives on.
  */
 let current: { ctl: AbortController; taken: boolean } | undefined;
 
@@ -15,15 +16,13 @@ export function callerGone(): AbortSignal | undefined {
   return current.ctl.signal;
 }
 
-/** server.ts, per request: `gone()` fires the signal, and says whether the command took it. */
-export function beginCaller(): { gone(): boolean; end(): void } {
+/** server.ts, per request: whether the command took the signal, `gone()` fires it. */
+export function beginCaller(): { taken(): boolean; gone(): void; end(): void } {
   const me = { ctl: new AbortController(), taken: false };
   current = me;
   return {
-    gone() {
-      me.ctl.abort();
-      return me.taken;
-    },
+    taken: () => me.taken,
+    gone: () => me.ctl.abort(),
     end() {
       if (current === me) current = undefined;
     },

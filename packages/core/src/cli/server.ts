@@ -108,7 +108,7 @@ export async function serve(base: string, lockFd: number): Promise<void> {
       // logged before the reply: whoever sees the client's end finds the line (the tests count them)
       say(`${req.argv[0] ?? ''}: exit ${code} in ${(performance.now() - t0).toFixed(1)} ms`);
       busy = false;
-      sock.end(`X ${code}\n`);
+      if (!sock.writableEnded) sock.end(`X ${code}\n`); // else it was told "K signal"
       armIdle();
     });
   });
@@ -159,11 +159,20 @@ async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock
   // The command's own handlers only (not this server's SIGTERM: stop).
   const deliver = (s: Sig) => added(s).forEach((l) => (l as (s: Sig) => void).call(process, s));
   let running = true;
-  // A forwarded signal goes to the command's own handlers (a build aborts); with none, the
-  // direct process would die of it: so does this one (the command cannot be stopped otherwise).
+  // The client is gone (killed): a command that knows what its own death would have done does
+  // that (client.ts: a foreground container is let go to its monitor); any other is stopped as
+  // by its SIGTERM.
+  const caller = beginCaller();
+  // A forwarded signal goes to the command's own handlers (a build aborts, run's sig-proxy). With
+  // none, the direct process would die of it: the client does ("K"), and the command does what
+  // that death would have done (as above); one that cannot, dies with this process.
   const onSignal = (sig: Sig) => {
     if (!running) return;
     if (added(sig).length) return deliver(sig);
+    if (caller.taken()) {
+      sock.end(`K ${SIGNUM[sig]}\n`);
+      return caller.gone();
+    }
     sock.end(`K ${SIGNUM[sig]}\n`, () => process.exit(128 + SIGNUM[sig]));
   };
   let pending = '';
@@ -177,11 +186,11 @@ async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock
       if (sig) onSignal(sig);
     }
   });
-  // The client is gone (killed): a command that knows what its own death would have done does
-  // that (client.ts: a foreground container is let go to its monitor); any other is stopped as
-  // by its SIGTERM.
-  const caller = beginCaller();
-  sock.on('close', () => running && !caller.gone() && deliver('SIGTERM'));
+  sock.on('close', () => {
+    if (!running) return;
+    if (caller.taken()) caller.gone();
+    else deliver('SIGTERM');
+  });
   sock.on('error', () => {});
   sock.resume();
   let code = 70;
