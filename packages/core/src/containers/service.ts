@@ -17,6 +17,7 @@ import { observedState, sameProcess } from './liveness.ts';
 import { checkOptions, executorKind, makeConfig } from './create.ts';
 import { cleanupLocked, EXIT_FILE, startContainer } from './start.ts';
 import { signalName } from './signals.ts';
+import { phases } from '../debug/phases.ts';
 import { isPaused, thawIfPaused } from './process-ops.ts';
 
 export class ContainerService {
@@ -111,7 +112,9 @@ export class ContainerService {
 
   /** `run`: create, then start (attached: resolves with the exit code when it has ended). */
   async run(o: CreateOptions, opts: StartOptions = {}): Promise<{ container: Container; exitCode?: number }> {
+    const lap = phases('container');
     const c = await this.create(o);
+    lap('create');
     try {
       const r = await startContainer(this, c.config.id, opts);
       return { container: c, exitCode: r.exitCode };

@@ -17,6 +17,7 @@ import type { Container, ContainerState, StartOptions } from './types.ts';
 import type { ContainerService } from './service.ts';
 import { bootId, procStart } from './liveness.ts';
 import { startMonitor, vbuildBin } from './monitor.ts';
+import { phases } from '../debug/phases.ts';
 
 export const ROOTFS = 'rootfs';
 export const EXIT_FILE = 'exit.json';
@@ -27,13 +28,15 @@ export async function startContainer(
   id: string,
   opts: StartOptions = {},
 ): Promise<{ exitCode?: number }> {
+  const lap = phases('container');
   const mon = await svc.records.locked(id, async () => {
     const c = await svc.refresh(id);
     if (c.state.status === 'running') return undefined; // docker: starting a running one is a no-op
     if (c.state.status === 'removing')
       throw new VlabError('E_CONTAINER_STATE', `container ${c.config.name} is being removed`);
     await cleanupLocked(svc, c);
-    return launch(svc, c, opts);
+    lap('lock');
+    return launch(svc, c, opts, lap);
   });
   if (!mon) return {};
   if (!opts.attach) {
@@ -43,14 +46,17 @@ export async function startContainer(
   opts.attach.onStarted?.(id);
   const gone = opts.attach.detachOn;
   const end = await (gone ? Promise.race([mon.exited, untilAborted(gone)]) : mon.exited);
+  lap('ran');
   if (!end) {
     mon.detach();
     return {};
   }
   await svc.records.locked(id, async () => cleanupLocked(svc, await svc.refresh(id)));
   mon.done();
+  lap('cleanup');
   const after = await svc.records.read(id).catch(() => undefined);
   if (after?.config.autoRemove) await svc.remove(id, { force: true, volumes: true }).catch(() => undefined);
+  lap('remove');
   return { exitCode: end.exitCode };
 }
 
@@ -61,7 +67,7 @@ export function untilAborted(signal: AbortSignal): Promise<undefined> {
   );
 }
 
-async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
+async function launch(svc: ContainerService, c: Container, opts: StartOptions, lap: (name: string) => void) {
   const { config } = c;
   const dir = svc.records.path(config.id);
   const rootfs = path.join(dir, ROOTFS);
@@ -69,6 +75,7 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
   await fsp.mkdir(rootfs, { recursive: true });
   // --rm: the upper dir goes with the container, so no sync of the store's filesystem at unmount
   await (config.autoRemove ? mountScratch : mountAll)(await snaps.mounts(config.snapshotKey), rootfs);
+  lap('mount');
   let launched: { dir: string; cgroup: string } | undefined;
   try {
     const mounts: ExtraMount[] = [];
@@ -97,7 +104,9 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
       limits: config.limits,
       readonlyRootfs: config.readonlyRootfs,
     };
+    lap('volumes');
     const ex = await svc.executor(config.executor);
+    lap('executor');
     if (!ex.prepareDetached)
       throw new VlabError(
         'E_EXEC_UNAVAILABLE',
@@ -105,6 +114,7 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
       );
     const l = await ex.prepareDetached(spec, { dir, cgroup: `${svc.cgroupParent}/ctr-${config.id}` });
     launched = l;
+    lap('prepare');
     await fsp.rm(path.join(dir, EXIT_FILE), { force: true });
     const mon = startMonitor({
       dir,
@@ -114,6 +124,7 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
       attach: opts.attach,
     });
     const started = await mon.started;
+    lap('monitor');
     const pid = l.pidFile ? await pidFromFile(l.pidFile, mon.exited) : started.pid;
     const state: ContainerState = {
       ...c.state,
@@ -134,6 +145,7 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions) {
       restartCount: c.state.restartCount, // docker counts restart-policy restarts only (none here)
     };
     await svc.records.writeState(config.id, state);
+    lap('state');
     return mon;
   } catch (e) {
     if (launched) await cleanupDetached(launched).catch(() => undefined);
