@@ -32,8 +32,8 @@ export interface Opts {
   cwd?: string;
   /** Sends SIGINT once stderr matches. */
   interruptOn?: RegExp;
-  /** Sends this signal to the client once its stdout matches. */
-  signalOn?: { stdout: RegExp; signal: NodeJS.Signals };
+  /** Sends this signal to the client once its stdout matches (or after `ms`). */
+  signalOn?: { stdout?: RegExp; ms?: number; signal: NodeJS.Signals };
   dir?: string;
   /** Runs this with args instead of vbuild (which it then starts itself). */
   program?: string;
@@ -77,9 +77,11 @@ export function vb(args: string[], o: Opts): Promise<Out> {
   const child = spawn(o.program ?? BIN, args, { env, cwd: o.cwd ?? repo });
   let stdout = '';
   let stderr = '';
+  const on = o.signalOn;
+  if (on?.ms !== undefined) setTimeout(() => child.kill(on.signal), on.ms);
   child.stdout.on('data', (d) => {
     stdout += d;
-    if (o.signalOn?.stdout.test(stdout)) {
+    if (o.signalOn?.stdout?.test(stdout)) {
       child.kill(o.signalOn.signal);
       o = { ...o, signalOn: undefined };
     }

@@ -1,4 +1,5 @@
 /** exec, pause, unpause, top, diff, commit, cp, port: docker's flags and output over the API. */
+import { once } from 'node:events';
 import { VlabError } from '@vlab/errors';
 import {
   execContainer,
@@ -14,7 +15,6 @@ import { TOOL_COMMANDS } from './tools.ts';
 import { list, parseCommand, str, type CommandSpec } from './flags.ts';
 import { runCommand, type Command } from './images.ts';
 import { splitAtImage } from './run.ts';
-import { untilAborted } from '../containers/start.ts';
 import { callerGone } from './client.ts';
 import { formatError } from './snippet.ts';
 import { table } from './output.ts';
@@ -59,7 +59,9 @@ export async function cmdExec(argv: string[]): Promise<number> {
     // A killed CLI leaves its exec'd helper running (it is reparented, the command ends on its
     // own): under the server, the client's death stops only the waiting.
     const gone = callerGone();
-    const end = await (gone ? Promise.race([r, untilAborted(gone)]) : r);
+    const end = gone?.aborted
+      ? undefined
+      : await (gone ? Promise.race([r, once(gone, 'abort').then(() => undefined)]) : r);
     if (!end) r.catch(() => undefined);
     return end?.exitCode ?? 137;
   } catch (e) {

@@ -164,7 +164,11 @@ export const CONTAINER_VERBS: Record<string, Command> = {
   ps: PS,
   logs: LOGS,
   wait: simple('wait', 'Block until containers stop, then print their exit codes', 'CONTAINER...', {}, async (s, r) => {
-    say(String(await s.wait(r, { signal: callerGone() })));
+    const gone = callerGone();
+    const code = await s.wait(r, { signal: gone }).catch((e: unknown) => {
+      if (!gone?.aborted) throw e;
+    });
+    if (code !== undefined) say(String(code));
   }),
   stop: simple(
     'stop',

@@ -27,7 +27,7 @@ const NAMES = ['stdin', 'stdout', 'stderr'] as const;
 /** Writes straight to an fd, as Node's stdout on a file (synchronous). */
 class FdWriter extends Writable {
   readonly isTTY = false;
-  private broken = false;
+  broken = false;
   constructor(
     private readonly fdp: FdPass,
     readonly fd: number,
@@ -43,6 +43,7 @@ class FdWriter extends Writable {
 
 export class RequestStdio {
   private slots: Slot[] | undefined;
+  private muted = false;
   private idle: Std[] = [];
   private readonly devNull: number;
 
@@ -60,10 +61,20 @@ export class RequestStdio {
     });
   }
 
+  /**
+   * The client is gone (killed): what the command still prints is dropped, as a dead process
+   * prints nothing (its terminal may still be there). Children keep the fds they inherited.
+   */
+  mute(): void {
+    this.muted = true;
+    for (const s of this.slots ?? []) if (s.stream instanceof FdWriter) s.stream.broken = true;
+  }
+
   /** After the command: its streams closed, its fds' flags restored, 0-2 back to /dev/null. */
   end(): void {
     const slots = this.slots ?? [];
     this.slots = undefined;
+    this.muted = false;
     slots.forEach((s, i) => {
       if (s.stream) {
         s.stream.destroy();
@@ -76,7 +87,7 @@ export class RequestStdio {
   }
 
   private get(i: number): Std {
-    const s = this.slots?.[i];
+    const s = this.muted && i > 0 ? undefined : this.slots?.[i];
     if (!s)
       return (this.idle[i] ??= (i === 0 ? Readable.from([]) : new Writable({ write: (_c, _e, cb) => cb() })) as Std);
     if (!s.stream) {

@@ -171,6 +171,7 @@ async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock
     if (added(sig).length) return deliver(sig);
     if (caller.taken()) {
       sock.end(`K ${SIGNUM[sig]}\n`);
+      stdio.mute();
       return caller.gone();
     }
     sock.end(`K ${SIGNUM[sig]}\n`, () => process.exit(128 + SIGNUM[sig]));
@@ -188,6 +189,7 @@ async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock
   });
   sock.on('close', () => {
     if (!running) return;
+    stdio.mute();
     if (caller.taken()) caller.gone();
     else deliver('SIGTERM');
   });

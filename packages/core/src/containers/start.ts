@@ -6,6 +6,7 @@
  * next command that finds it ended): OOM read, cgroup and run dir removed, rootfs unmounted.
  * Both under the container's lock; cleanup is idempotent.
  */
+import { once } from 'node:events';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { mountAll, mountScratch, unmountAll } from '@vlab/overlay';
@@ -45,7 +46,9 @@ export async function startContainer(
   }
   opts.attach.onStarted?.(id);
   const gone = opts.attach.detachOn;
-  const end = await (gone ? Promise.race([mon.exited, untilAborted(gone)]) : mon.exited);
+  const end = gone?.aborted
+    ? undefined
+    : await (gone ? Promise.race([mon.exited, once(gone, 'abort').then(() => undefined)]) : mon.exited);
   lap('ran');
   if (!end) {
     mon.detach();
@@ -58,13 +61,6 @@ export async function startContainer(
   if (after?.config.autoRemove) await svc.remove(id, { force: true, volumes: true }).catch(() => undefined);
   lap('remove');
   return { exitCode: end.exitCode };
-}
-
-/** Resolves (with nothing) when `signal` fires. */
-export function untilAborted(signal: AbortSignal): Promise<undefined> {
-  return new Promise((resolve) =>
-    signal.aborted ? resolve(undefined) : signal.addEventListener('abort', () => resolve(undefined), { once: true }),
-  );
 }
 
 async function launch(svc: ContainerService, c: Container, opts: StartOptions, lap: (name: string) => void) {
