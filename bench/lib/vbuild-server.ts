@@ -2,7 +2,7 @@
  * The `vbuild` a user runs, `packages/core/bin/vbuild` (the native client and its warm server,
  * native/vbuild-client.c and src/cli/server.ts), for the benches: a server directory of its own,
  * the env that lets the client use the server (or not), the server started once before timing and
- * stopped by its pid at the end.
+ * stopped by its pid at the end. Used by the build, container and registry benches.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -47,6 +47,10 @@ export class VbuildServer {
 
   async stop(): Promise<void> {
     const pid = await this.pid();
-    if (pid) process.kill(pid, 'SIGTERM');
+    try {
+      if (pid) process.kill(pid, 'SIGTERM');
+    } catch {
+      /* gone already (idle exit) */
+    }
   }
 }
