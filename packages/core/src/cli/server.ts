@@ -101,6 +101,9 @@ export async function serve(base: string, lockFd: number): Promise<void> {
       say(`${req.argv[0] ?? ''}: exit ${code} in ${(performance.now() - t0).toFixed(1)} ms`);
       busy = false;
       armIdle();
+      // The command's garbage goes now, between commands (the client has its answer), instead of
+      // being carried into the next one's peak: the client starts us with --expose-gc.
+      setImmediate(() => globalThis.gc?.());
     });
   });
 
