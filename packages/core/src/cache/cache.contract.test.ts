@@ -50,6 +50,18 @@ describe('BuildCache contract', () => {
     expect(await cache.keys()).toEqual([]);
   });
 
+  it('inputs naming many files come back as saved (written in pieces; odd names, no files)', async () => {
+    const k = key('many');
+    const files: Record<string, string> = { '7': 'file:420:a', 'q"\\\u2028é/😀': 'dir:493:', '.': 'dir:493:' };
+    for (let i = 0; i < 5000; i++) files[`data/d${i % 50}/f${i}.txt`] = `file:420:${'ab'.repeat(32)}`;
+    const many: StepInputs = { ...inputs, args: { A: '1' }, files };
+    await cache.saveInputs(k, many);
+    expect(await cache.lastInputs(k)).toEqual(many);
+    expect(JSON.parse(await fsp.readFile(path.join(dir, 'cache', 'inputs', k.slice(7)), 'utf8'))).toEqual(many);
+    await cache.saveInputs(k, inputs);
+    expect(await cache.lastInputs(k)).toEqual(inputs);
+  });
+
   it('a corrupt record or inputs file reads as absent, not as an error (the step just runs again)', async () => {
     const k = key('c');
     await cache.put(record(k));

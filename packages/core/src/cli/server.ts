@@ -110,6 +110,9 @@ export async function serve(base: string, lockFd: number): Promise<void> {
       busy = false;
       if (!sock.writableEnded) sock.end(`X ${code}\n`); // else it was told "K signal"
       armIdle();
+      // The command's garbage goes now, between commands (the client has its answer), instead of
+      // being carried into the next one's peak: the client starts us with --expose-gc.
+      setImmediate(() => globalThis.gc?.());
     });
   });
 

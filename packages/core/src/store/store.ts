@@ -209,7 +209,7 @@ export const Store = {
   at: (root: string): Store => LayoutStore.at(root),
 };
 
-export async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
+export async function writeAtomic(file: string, data: string | Buffer | Iterable<string>): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   try {
     await fsp.writeFile(tmp, data);
