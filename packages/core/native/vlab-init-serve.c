@@ -30,7 +30,8 @@
  *                             C ID ZID SPEC  start a container in zygote ZID (then known as ID);
  *                                         a zygote that is gone: as R
  *                             K ID        SIGKILL that child (its container dies with it)
- *   answers (stdout):         S ID PID\n                 started
+ *   answers (stdout):         V zygote\n                 first: Z and C are understood
+ *                             S ID PID\n                 started
  *                             O ID FD LEN\n + LEN bytes  output (FD 1 or 2)
  *                             E ID CODE SIG\n            ended: exit code, or "-" and the signal
  *   A zygote says nothing until a C claims it (its output waits in its pipes); one that ends
@@ -233,6 +234,7 @@ int serve(void) {
   sigprocmask(SIG_BLOCK, &chld, NULL);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) die("signalfd", NULL);
+  answer("V zygote\n"); /* what this server can do, before anything else */
   char req[8192];
   size_t req_len = 0;
   static char buf[65536];

@@ -97,8 +97,10 @@ export async function serve(base: string, lockFd: number): Promise<void> {
     clearTimeout(timer);
     sock.write('A\n');
     const t0 = performance.now();
-    void runRequest(stdio, req, fds, sock).then((code) => {
+    // logged before the reply goes: a client that has its exit code finds the command in the log
+    const logged = (code: number) =>
       say(`${req.argv[0] ?? ''}: exit ${code} in ${(performance.now() - t0).toFixed(1)} ms`);
+    void runRequest(stdio, req, fds, sock, logged).then(() => {
       busy = false;
       armIdle();
     });
@@ -139,7 +141,13 @@ export async function serve(base: string, lockFd: number): Promise<void> {
 }
 
 /** One command, as the client would have run it; the reply is "X code" or "K signal". */
-async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock: net.Socket): Promise<number> {
+async function runRequest(
+  stdio: RequestStdio,
+  req: Request,
+  fds: number[],
+  sock: net.Socket,
+  logged: (code: number) => void,
+): Promise<number> {
   const saved = {
     env: { ...process.env } as Record<string, string>,
     argv: process.argv,
@@ -191,6 +199,7 @@ async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock
     process.chdir('/');
     for (const s of SIGNALS) for (const l of added(s)) process.removeListener(s, l as () => void);
   }
+  logged(code);
   sock.end(`X ${code}\n`);
   return code;
 }

@@ -33,6 +33,8 @@ export class LaunchServer {
   private nextId = 1;
   private readonly active = new Map<number, Active>();
   private buffered: Buffer = Buffer.alloc(0);
+  /** Whether the running server said it takes zygotes (its first line). */
+  private zygotes = false;
 
   constructor(private readonly bin: string) {}
 
@@ -64,8 +66,10 @@ export class LaunchServer {
    * now, and the container it launches later (`launch(…, zygote)`) is born inside them. Until
    * claimed it says nothing; killed (`drop`, or with its cgroup) it is forgotten.
    */
-  prepare(procsFiles: string[]): Zygote {
+  prepare(procsFiles: string[]): Zygote | undefined {
     const child = (this.child ??= this.start());
+    // a vlab-init built before zygotes says nothing first, and would leave a claim unanswered
+    if (!this.zygotes) return undefined;
     const id = this.nextId++;
     const enc = (f: string) => f.replace(/[% \n\r]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
     child.stdin!.write(`Z ${id} ${procsFiles.map(enc).join(' ')}\n`);
@@ -89,6 +93,7 @@ export class LaunchServer {
     const gone = (why: string) => {
       if (this.child !== child) return;
       this.child = undefined;
+      this.zygotes = false;
       this.buffered = Buffer.alloc(0);
       for (const a of this.active.values())
         a.reject(new VlabError('E_EXEC_SETUP', `the vlab-init server ${why}${stderr ? `: ${stderr.trim()}` : ''}`));
@@ -118,6 +123,7 @@ export class LaunchServer {
         continue;
       }
       this.buffered = this.buffered.subarray(nl + 1);
+      if (head[0] === 'V') this.zygotes = head.includes('zygote');
       if (head[0] === 'E' && run) {
         this.active.delete(id);
         const sig = head[3] === '-' ? null : (SIGNAL_NAMES.get(Number(head[3])) ?? 'SIGKILL');
