@@ -96,7 +96,7 @@ function phaseOf(lines: Line[]): string {
   let layerSteps = 0;
   for (const l of lines) {
     if (l.event?.type === 'step-start') phase = /\] (COPY|RUN)/.exec(l.event.name ?? '')?.[1]?.toLowerCase() ?? 'meta';
-    if (l.debug === 'work') phase = 'layer-commit';
+    if (l.debug === 'layer.work') phase = 'layer-commit';
     if (l.event?.type === 'step-done' && l.event.cached === false && ++layerSteps === 5) phase = 'image-write';
   }
   return phase;
@@ -134,7 +134,7 @@ describe('torture: SIGKILL a build at random moments', () => {
         const e = l.event;
         if (target === 'copy') return e?.type === 'step-start' && /\] COPY many/.test(e.name ?? '');
         if (target === 'run') return e?.type === 'step-start' && /\] RUN/.test(e.name ?? '');
-        if (target === 'commit') return l.debug === 'work';
+        if (target === 'commit') return l.debug === 'layer.work';
         if (target === 'index')
           return (
             e?.type === 'step-done' &&

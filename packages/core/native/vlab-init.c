@@ -322,6 +322,29 @@ static void join_cgroups(pid_t pid) {
   }
 }
 
+/* The cgroup.procs files this process joined before it read its spec (a zygote, vlab-init-serve.c). */
+static char **joined;
+static int njoined = -1;
+
+void set_joined_cgroups(char **files, int n) {
+  joined = files;
+  njoined = n;
+}
+
+/* Whether this process is already in exactly the spec's cgroups (then nothing is moved). */
+static int in_spec_cgroups(void) {
+  if (njoined < 0) return 0;
+  int n = 0;
+  for (int i = 0; i < ntok; i += arity(tok[i]) + 1) {
+    if (strcmp(tok[i], "cgroup") != 0) continue;
+    int found = 0;
+    for (int j = 0; j < njoined && !found; j++) found = strcmp(joined[j], tok[i + 1]) == 0;
+    if (!found) return 0;
+    n++;
+  }
+  return n == njoined;
+}
+
 /* The outer process: runs the netcmd tokens' command for the namespace of `child`, waits for it. */
 static int run_netcmd(pid_t child) {
   int n = 0;
@@ -506,13 +529,16 @@ void launch(const char *spec) {
     }
   }
   /*
-   * Everything the container ever forks must be born inside its cgroups. With a cgroup namespace
-   * (rooted where we stand at clone) this process joins first. Otherwise pid 1 is moved in while
-   * it mounts, and waits for that before it runs anything of the user's: a v1 migration waits for
-   * an RCU grace period (4-13 ms here), which then overlaps the mounts instead of preceding them.
+   * Everything the container ever forks must be born inside its cgroups. A zygote is in them
+   * already: pid 1 is born there. Else, with a cgroup namespace (rooted where we stand at clone),
+   * this process joins first. Otherwise pid 1 is moved in while it mounts, and waits for that
+   * before it runs anything of the user's: a v1 migration waits for an RCU grace period (4-13 ms
+   * here), which then overlaps the mounts instead of preceding them.
    */
   int cg[2] = {-1, -1};
-  if (flags & CLONE_NEWCGROUP) join_cgroups(getpid());
+  if (in_spec_cgroups()) {
+    /* born inside, and the launcher is counted and swept with its container, as below */
+  } else if (flags & CLONE_NEWCGROUP) join_cgroups(getpid());
   /* A socket pair, not a pipe: send(MSG_NOSIGNAL) to a pid 1 that died meanwhile is EPIPE, not a
    * SIGPIPE that would kill this process and hide the container's own exit status. */
   else if (has_token("cgroup") && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cg) != 0) die("socketpair", NULL);

@@ -33,6 +33,9 @@ void enter(const char *spec) __attribute__((noreturn));
 int open_pty_master(const char *ptmx, char *slave, size_t len, unsigned rows, unsigned cols);
 void attach_slave(const char *slave);
 void relay_pty(int master);
+/* A zygote (vlab-init-serve.c) joined these cgroup.procs files before its spec came: launch()
+ * moves nothing when the spec names exactly these. */
+void set_joined_cgroups(char **files, int n);
 /* The server loop (see vlab-init-serve.c); returns when Node closes stdin. */
 int serve(void);
 

@@ -7,7 +7,7 @@ import { cgroupParentOf, defaultStoreRoot } from './store/paths.ts';
 import { isNoSpace, noSpaceError } from './store/space.ts';
 import { FileHashCache } from './context/hash-cache.ts';
 import { BuildContext } from './context/context.ts';
-import { createExecutor, EXECUTOR_KINDS, type ExecutorKind } from './exec/index.ts';
+import { createExecutor, EXECUTOR_KINDS, sweepOrphanCgroups, type ExecutorKind } from './exec/index.ts';
 import type { Executor } from './exec/types.ts';
 import { solve } from './solve/solver.ts';
 import { planBuild } from './plan/plan.ts';
@@ -210,6 +210,9 @@ async function buildFrom(
   const target = selectTarget(df, opts.target);
   const engine = await openEngine(opts.root, opts.snapshotter);
   opened.push(engine);
+  // A build killed between RUN steps leaves the cgroup made ahead for its next run (exec/
+  // cgroup-pool.ts): removed by the next build, also one that runs no RUN (and so no executor).
+  if (process.getuid?.() === 0) await sweepOrphanCgroups(cgroupParentOf(engine.store.root));
   const hashes = await FileHashCache.load(engine.store.path('cache', 'filehash.bin'));
   const allow = grantedEntitlements(opts.allow, opts.network);
   const namedContexts = await NamedContexts.open(opts.buildContexts, engine.store, hashes);
@@ -263,6 +266,7 @@ async function buildFrom(
         (executor ??= createExecutor({
           kind: opts.executor ?? executorFromEnv(),
           cgroupParent: cgroupParentOf(engine.store.root),
+          pool: true,
         }).then((ex) => {
           if (ex.warning) emit({ type: 'warning', message: ex.warning, time: Date.now() });
           return ex;
@@ -290,7 +294,11 @@ async function buildFrom(
     },
     plan,
   ).finally(async () => {
-    await hashes.save().catch(() => undefined);
+    await Promise.all([
+      hashes.save().catch(() => undefined),
+      // the executor's background work (cgroup removals) ends before the build does
+      executor?.then((ex) => ex.close?.()).catch(() => undefined),
+    ]);
     await cleanupDownloads(session.downloads);
   });
 

@@ -3,7 +3,7 @@
  * and, once committed, a lowerdir for its children; `snapshots/<id>/work` is overlay's work dir.
  * Mount data is returned with absolute paths; mount.ts shortens deep stacks to fit one page.
  */
-import { promises as fs, existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Mount, SnapshotKind, WhiteoutMode, DiffSourceInfo } from './types.ts';
 import { BaseSnapshotter } from './base.ts';
@@ -33,8 +33,8 @@ export class OverlaySnapshotter extends BaseSnapshotter {
 
   protected async createDirs(id: string, kind: SnapshotKind): Promise<void> {
     const d = this.store.dirOf(id);
-    await fs.mkdir(path.join(d, 'fs'), { mode: 0o755 });
-    if (kind === 'active') await fs.mkdir(path.join(d, 'work'), { mode: 0o700 });
+    mkdirSync(path.join(d, 'fs'), { mode: 0o755 });
+    if (kind === 'active') mkdirSync(path.join(d, 'work'), { mode: 0o700 });
   }
 
   protected mountsOf(id: string, kind: SnapshotKind, parentIds: string[]): Mount[] {

@@ -8,12 +8,25 @@
  * Several processes may share a root (two builds on one store): every mutation runs under a
  * lock file and starts by re-reading the document, and reads reload it when it changed on disk.
  */
-import { promises as fs } from 'node:fs';
+import {
+  promises as fs,
+  closeSync,
+  fsync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { promisify } from 'node:util';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
 import type { SnapshotInfo, SnapshotKind } from './types.ts';
 import { withFileLock } from './lock.ts';
+
+const fsyncAsync = promisify(fsync);
 
 export interface Record_ {
   id: string;
@@ -68,9 +81,11 @@ export class MetaStore {
 
   /** Re-read the document if another process replaced it. */
   async refresh(): Promise<void> {
+    // Synchronous stat and read: µs each on the critical path of every step (a stat per snapshot
+    // looked up), where a thread-pool trip under load is not.
     let st;
     try {
-      st = await fs.stat(this.file);
+      st = statSync(this.file);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       return;
@@ -78,7 +93,7 @@ export class MetaStore {
     const stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
     if (stamp === this.stamp) return;
     try {
-      this.doc = JSON.parse(await fs.readFile(this.file, 'utf8')) as Doc;
+      this.doc = JSON.parse(readFileSync(this.file, 'utf8')) as Doc;
     } catch (e) {
       throw new VlabError('E_SNAPSHOT_METADATA', `cannot read snapshot metadata ${this.file}`, { cause: e });
     }
@@ -148,29 +163,30 @@ export class MetaStore {
     await this.persist();
   }
 
+  /** Only the two fsyncs go to the thread pool (they wait for the disk); the rest is µs, synchronous. */
   private async persist(): Promise<void> {
     const tmp = `${this.file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-    const fh = await fs.open(tmp, 'w', 0o600);
+    const fd = openSync(tmp, 'w', 0o600);
     try {
       try {
-        await fh.writeFile(JSON.stringify(this.doc, null, 1));
-        await fh.sync();
+        writeFileSync(fd, JSON.stringify(this.doc, null, 1));
+        await fsyncAsync(fd);
       } finally {
-        await fh.close();
+        closeSync(fd);
       }
-      await fs.rename(tmp, this.file);
+      renameSync(tmp, this.file);
     } catch (e) {
       // e.g. ENOSPC: no half-written temp file stays behind
-      await fs.rm(tmp, { force: true });
+      rmSync(tmp, { force: true });
       throw e;
     }
-    const st = await fs.stat(this.file);
+    const st = statSync(this.file);
     this.stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
-    const dh = await fs.open(this.root, 'r');
+    const dir = openSync(this.root, 'r');
     try {
-      await dh.sync();
+      await fsyncAsync(dir);
     } finally {
-      await dh.close();
+      closeSync(dir);
     }
   }
 }

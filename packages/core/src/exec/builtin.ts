@@ -21,16 +21,17 @@
  * are refused), host device nodes bind-mounted instead of copied; pid 1 is killed with unshare
  * (--kill-child) and takes the pid namespace with it, so abort needs no cgroup sweep.
  */
-import { promises as fs, statSync } from 'node:fs';
+import { promises as fs, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { DetachedLaunch, Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
 import { newRunId, prepareRun, type PreparedRun } from './prepare.ts';
-import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
+import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupLayout, type CgroupStats } from './cgroups.ts';
+import { CgroupPool, type RunCgroup } from './cgroup-pool.ts';
 import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult, type Spawned } from './process.ts';
 import { checkLimits, checkUser, detectUserNs, makeRootlessDevTemplate, userNsArgs, type UserNs } from './rootless.ts';
 import { execTailSpec, nativeSpec } from './native-spec.ts';
-import { launchServer } from './launch-server.ts';
+import { launchServer, type Zygote } from './launch-server.ts';
 import { initHelper } from './init-helper.ts';
 import { mountPlan, type BuiltinMountContext, type MountStep } from './builtin-mounts.ts';
 import { cgroupNamespace } from './mounts.ts';
@@ -85,6 +86,7 @@ async function lookUpTools(): Promise<Tools> {
 export class BuiltinExecutor implements Executor {
   readonly name = 'builtin';
   private readonly hostKinds = new Map<string, 'dir' | 'file' | undefined>();
+  private cgroups?: CgroupPool;
   /**
    * How a container starts: `native` = one vlab-init process (as root, when it is built);
    * `shell` = the util-linux chain (no C compiler, or rootless).
@@ -168,16 +170,21 @@ export class BuiltinExecutor implements Executor {
     if (ns) checkLimits(layout, spec.limits);
     // The run's files and its cgroup are made at once: neither needs the other.
     const id = newRunId();
+    const pool = ns ? undefined : this.pool(layout);
     const [prepared, made] = await Promise.allSettled([
       prepareRun(spec, this.opts.tmpDir, id),
       ns
         ? undefined
-        : Cgroup.create(layout, `${this.opts.cgroupParent ?? CGROUP_PARENT}/${id}`, spec.limits, {
-            devices: this.opts.deviceCgroup,
-          }),
+        : pool
+          ? pool.take(spec.limits)
+          : Cgroup.create(layout, `${this.cgroupParent}/${id}`, spec.limits, {
+              devices: this.opts.deviceCgroup,
+            }).then((c): RunCgroup => ({ cg: c })),
     ]);
-    const cg = made.status === 'fulfilled' ? made.value : undefined;
+    const cg = made.status === 'fulfilled' ? made.value?.cg : undefined;
+    const zygote = made.status === 'fulfilled' ? made.value?.zygote : undefined;
     if (prepared.status === 'rejected' || made.status === 'rejected') {
+      if (zygote) zygote.server.drop(zygote);
       await cg?.destroy().catch(() => {});
       if (prepared.status === 'fulfilled') await prepared.value.cleanup();
       throw prepared.status === 'rejected' ? prepared.reason : (made as PromiseRejectedResult).reason;
@@ -191,7 +198,7 @@ export class BuiltinExecutor implements Executor {
         cgroup: ns ? undefined : { version: layout.version, cg },
         ns,
       };
-      if (this.init) return await this.runNative(prep, mounts, cg, startedAt, opts, lap);
+      if (this.init) return await this.runNative(prep, mounts, cg, zygote, startedAt, opts, lap);
       const t = this.tools;
       const unshareArgs = [
         ...(ns ? userNsArgs(ns) : []),
@@ -236,9 +243,33 @@ export class BuiltinExecutor implements Executor {
       });
       return await finish(child, cg, startedAt, opts.signal);
     } finally {
-      await Promise.all([cg?.destroy().catch(() => {}), prep.cleanup()]);
+      // finish() swept the cgroup (pid 1 gone, its pid namespace with it): pooled, its removal
+      // goes on in the background, and close() waits for it
+      if (cg && pool) pool.release(cg);
+      await Promise.all([pool ? undefined : cg?.destroy().catch(() => {}), prep.cleanup()]);
       lap('cleanup');
     }
+  }
+
+  private get cgroupParent(): string {
+    return this.opts.cgroupParent ?? CGROUP_PARENT;
+  }
+
+  /** The cgroup pool of a `pool` executor (see ExecutorOptions.pool), made on first use. */
+  private pool(layout: CgroupLayout): CgroupPool | undefined {
+    if (!this.opts.pool) return undefined;
+    const init = this.init;
+    return (this.cgroups ??= new CgroupPool(
+      layout,
+      this.cgroupParent,
+      { devices: this.opts.deviceCgroup },
+      init ? () => launchServer(init) : undefined,
+    ));
+  }
+
+  /** Waits for the cgroups of finished runs to be removed, and drops the one made ahead. */
+  async close(): Promise<void> {
+    await this.cgroups?.close();
   }
 
   /** See Executor.prepareDetached: the spec file of a standalone `vlab-init SPEC`. */
@@ -272,15 +303,18 @@ export class BuiltinExecutor implements Executor {
     prep: PreparedRun,
     mounts: BuiltinMountContext,
     cg: Cgroup | undefined,
+    zygote: Zygote | undefined,
     startedAt: number,
     opts: RunOptions,
     lap: (name: string) => void,
   ): Promise<RunResult> {
     const specFile = path.join(prep.dir, 'spec');
     const stdinFile = await writeStdin(prep, opts);
-    await fs.writeFile(specFile, nativeSpec({ prep, mounts, cgroupProcs: cg?.procsFiles() ?? [], stdinFile }));
+    // synchronous: a small file on the critical path (µs, where a thread-pool trip is not)
+    writeFileSync(specFile, nativeSpec({ prep, mounts, cgroupProcs: cg?.procsFiles() ?? [], stdinFile }));
     lap('spec');
-    return finish(launchServer(this.init!).launch(specFile, opts.onOutput), cg, startedAt, opts.signal, lap);
+    const launched = launchServer(this.init!).launch(specFile, opts.onOutput, zygote);
+    return finish(launched, cg, startedAt, opts.signal, lap);
   }
 }
 

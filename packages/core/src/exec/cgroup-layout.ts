@@ -1,7 +1,7 @@
 /**
  * Which cgroup hierarchies the host has (v1, v2 or hybrid), read once from /proc/self/mountinfo.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 
@@ -73,6 +73,15 @@ function unescapeMount(s: string): string {
 export async function readText(file: string): Promise<string | undefined> {
   try {
     return await fs.readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** readText, synchronously: for kernel-made files (cgroupfs), read in µs. */
+export function readTextSync(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
   } catch {
     return undefined;
   }

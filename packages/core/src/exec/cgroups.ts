@@ -5,12 +5,12 @@
  * (e.g. `vlab/3f2a…`). The built-in executor creates it, writes the limits and puts its trampoline
  * in it; the OCI executor only uses it to read usage and to clean up behind the runtime.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { Limits } from './types.ts';
 import { pidAlive } from '../store/owner.ts';
-import { detectCgroupLayout, readText, type CgroupLayout } from './cgroup-layout.ts';
+import { detectCgroupLayout, readText, readTextSync, type CgroupLayout } from './cgroup-layout.ts';
 
 export { detectCgroupLayout, detectCgroups, type CgroupLayout, type CgroupVersion } from './cgroup-layout.ts';
 
@@ -166,9 +166,10 @@ export class Cgroup {
 
   /** Live pids in the cgroup (all hierarchies). */
   async pids(): Promise<number[]> {
-    // Every file at once: a run pays this after each container (one syscall round, not five).
+    // Read synchronously: kernel-made files, µs each, where a thread-pool trip is not (a run pays
+    // this after each container).
     const out = new Set<number>();
-    for (const t of await Promise.all(this.procsFiles().map(readText))) {
+    for (const t of this.procsFiles().map(readTextSync)) {
       for (const p of (t ?? '').split('\n')) if (p) out.add(Number(p));
     }
     return [...out];
@@ -178,8 +179,8 @@ export class Cgroup {
   async stats(): Promise<CgroupStats> {
     const d = this.dirs;
     if (this.layout.version === 'v2') {
-      const [ev, cpuStat, peak] = await Promise.all(
-        ['memory.events', 'cpu.stat', 'memory.peak'].map((f) => readText(path.join(d.unified, f))),
+      const [ev, cpuStat, peak] = ['memory.events', 'cpu.stat', 'memory.peak'].map((f) =>
+        readTextSync(path.join(d.unified, f)),
       );
       const events = kv(ev);
       const cpu = kv(cpuStat);
@@ -191,14 +192,13 @@ export class Cgroup {
       };
     }
     const acct = d.cpuacct;
-    const read = (dir: string | undefined, f: string) =>
-      dir ? readText(path.join(dir, f)) : Promise.resolve(undefined);
-    const [oomText, userText, sysText, maxText] = await Promise.all([
+    const read = (dir: string | undefined, f: string) => (dir ? readTextSync(path.join(dir, f)) : undefined);
+    const [oomText, userText, sysText, maxText] = [
       read(d.memory, 'memory.oom_control'),
       read(acct, 'cpuacct.usage_user'),
       read(acct, 'cpuacct.usage_sys'),
       read(d.memory, 'memory.max_usage_in_bytes'),
-    ]);
+    ];
     const oom = kv(oomText);
     const user = acct ? num(userText) : undefined;
     const sys = acct ? num(sysText) : undefined;
@@ -213,7 +213,8 @@ export class Cgroup {
   /** SIGKILLs every process in the cgroup until none is left (or `timeoutMs` passes). */
   async killAll(timeoutMs = 5000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
+    // killed processes leave in well under a millisecond, so look again soon, then less often
+    for (let wait = 1; ; wait = Math.min(wait * 2, 10)) {
       const pids = await this.pids();
       if (pids.length === 0) return true;
       for (const p of pids) {
@@ -224,7 +225,7 @@ export class Cgroup {
         }
       }
       if (Date.now() > deadline) return false;
-      await sleep(10);
+      await sleep(wait);
     }
   }
 
@@ -251,8 +252,16 @@ export async function orphanCgroups(parent: string): Promise<string[]> {
   if (!layout) return [];
   const roots = layout.version === 'v2' ? [layout.unified!] : v1Joined(layout).map(([, d]) => d);
   const names = new Set<string>();
+  // synchronous: cgroupfs dirs list in µs, and every build start looks (api.ts)
+  const list = (dir: string) => {
+    try {
+      return readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return [];
+    }
+  };
   for (const r of new Set(roots)) {
-    for (const e of await fs.readdir(path.join(r, parent), { withFileTypes: true }).catch(() => [])) {
+    for (const e of list(path.join(r, parent))) {
       const m = /^(\d+)-[0-9a-f]+$/.exec(e.name);
       if (e.isDirectory() && m && !pidAlive(Number(m[1]))) names.add(`${parent}/${e.name}`);
     }
@@ -288,7 +297,7 @@ async function rmdirTree(dir: string): Promise<void> {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return;
       if (code !== 'EBUSY' || i >= 200) throw e;
-      await sleep(10);
+      await sleep(Math.min(1 << i, 10));
     }
   }
 }

@@ -11,6 +11,13 @@ import { holdEventLoop } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
 import type { Exit, Spawned } from './process.ts';
 
+/** A launch process made ahead of its run (LaunchServer.prepare). */
+export interface Zygote {
+  readonly server: LaunchServer;
+  readonly child: ChildProcess;
+  readonly id: number;
+}
+
 interface Active {
   onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
   resolve: (e: Exit) => void;
@@ -26,18 +33,24 @@ export class LaunchServer {
   private nextId = 1;
   private readonly active = new Map<number, Active>();
   private buffered: Buffer = Buffer.alloc(0);
+  /** Whether the running server said it takes zygotes (its first line). */
+  private zygotes = false;
 
   constructor(private readonly bin: string) {}
 
-  /** Starts the container described by `specFile`; the same shape as a spawned process. */
-  launch(specFile: string, onOutput?: Active['onOutput']): Spawned {
+  /**
+   * Starts the container described by `specFile`; the same shape as a spawned process. In
+   * `zygote` (see prepare) when given: a zygote that is gone is replaced by a fresh launch.
+   */
+  launch(specFile: string, onOutput?: Active['onOutput'], zygote?: Zygote): Spawned {
     if (/[\n\r]/.test(specFile))
       throw new VlabError('E_EXEC_SETUP', `spec path has a line break: ${JSON.stringify(specFile)}`);
     const child = (this.child ??= this.start());
     const id = this.nextId++;
     const exited = new Promise<Exit>((resolve, reject) => this.active.set(id, { onOutput, resolve, reject }));
     holdEventLoop(child, true);
-    child.stdin!.write(`R ${id} ${specFile}\n`);
+    const fromZygote = zygote?.server === this && zygote.child === child;
+    child.stdin!.write(fromZygote ? `C ${id} ${zygote.id} ${specFile}\n` : `R ${id} ${specFile}\n`);
     return {
       pid: undefined,
       exited,
@@ -45,6 +58,27 @@ export class LaunchServer {
         if (this.active.has(id) && this.child === child) child.stdin!.write(`K ${id}\n`);
       },
     };
+  }
+
+  /**
+   * Forks a launch process ahead of its run (a zygote, native/vlab-init-serve.c): it joins the
+   * cgroups whose `cgroup.procs` files are given, so the wait a move into a cgroup costs is paid
+   * now, and the container it launches later (`launch(…, zygote)`) is born inside them. Until
+   * claimed it says nothing; killed (`drop`, or with its cgroup) it is forgotten.
+   */
+  prepare(procsFiles: string[]): Zygote | undefined {
+    const child = (this.child ??= this.start());
+    // a vlab-init built before zygotes says nothing first, and would leave a claim unanswered
+    if (!this.zygotes) return undefined;
+    const id = this.nextId++;
+    const enc = (f: string) => f.replace(/[% \n\r]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+    child.stdin!.write(`Z ${id} ${procsFiles.map(enc).join(' ')}\n`);
+    return { server: this, child, id };
+  }
+
+  /** Kills a zygote nobody claimed (its cgroup's removal would too). */
+  drop(z: Zygote): void {
+    if (z.server === this && this.child === z.child) z.child.stdin!.write(`K ${z.id}\n`);
   }
 
   private start(): ChildProcess {
@@ -59,6 +93,7 @@ export class LaunchServer {
     const gone = (why: string) => {
       if (this.child !== child) return;
       this.child = undefined;
+      this.zygotes = false;
       this.buffered = Buffer.alloc(0);
       for (const a of this.active.values())
         a.reject(new VlabError('E_EXEC_SETUP', `the vlab-init server ${why}${stderr ? `: ${stderr.trim()}` : ''}`));
@@ -71,7 +106,7 @@ export class LaunchServer {
     return child;
   }
 
-  /** Parses every complete frame in the buffer (see the protocol in vlab-init.c). */
+  /** Parses every complete frame in the buffer (see the protocol in vlab-init-serve.c). */
   private drain(): void {
     for (;;) {
       const nl = this.buffered.indexOf(10);
@@ -88,6 +123,7 @@ export class LaunchServer {
         continue;
       }
       this.buffered = this.buffered.subarray(nl + 1);
+      if (head[0] === 'V') this.zygotes = head.includes('zygote');
       if (head[0] === 'E' && run) {
         this.active.delete(id);
         const sig = head[3] === '-' ? null : (SIGNAL_NAMES.get(Number(head[3])) ?? 'SIGKILL');

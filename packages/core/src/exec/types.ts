@@ -109,6 +109,12 @@ export interface Executor {
    * Throws as `run` does for a spec that cannot run; on failure nothing is left behind.
    */
   prepareDetached?(spec: RunSpec, where: { dir: string; cgroup: string }): Promise<DetachedLaunch>;
+  /**
+   * Ends the work a `pool` executor (ExecutorOptions.pool) does in the background: resolves once
+   * the cgroups of its finished runs, and the one it made ahead, are removed. Called when no run
+   * is going; runs may follow (and need another close).
+   */
+  close?(): Promise<void>;
 }
 
 /** Where an executor keeps its per-run state (tests point these at private places). */
@@ -122,4 +128,10 @@ export interface ExecutorOptions {
    * cgroup v2 where there is none, to show that device access is closed without it.
    */
   deviceCgroup?: boolean;
+  /**
+   * A build's executor: each run's cgroup is made ahead, during the run before it, with its
+   * launcher already inside, and removed in the background (built-in executor as root, see
+   * exec/cgroup-pool.ts). The caller must `close()` it before it reports success.
+   */
+  pool?: boolean;
 }
