@@ -271,10 +271,18 @@ static int op(int argc, char **argv) {
     if (umount2(argv[1], flags) != 0) return fail("umount", argv[1]);
     return 0;
   }
+  if (argc >= 2 && strcmp(argv[0], "syncfs") == 0) {
+    int fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail("open", argv[1]);
+    int rc = syncfs(fd);
+    close(fd);
+    if (rc != 0) return fail("syncfs", argv[1]);
+    return 0;
+  }
   if (argc >= 3 && strcmp(argv[0], "xattrs") == 0) return xattrs(argv[1], argv[2], 0);
   if (argc >= 3 && strcmp(argv[0], "xattrs1") == 0) return xattrs(argv[1], argv[2], 1);
   if (argc >= 4 && strcmp(argv[0], "nodes") == 0) return nodes(argv[1], argv[2], argv[3]);
-  snprintf(err, sizeof err, "usage: vlab-sys mount FSTYPE SOURCE TARGET DATA | bind SOURCE TARGET [rec] [ro] | umount TARGET [lazy] | xattrs DIR MATCH | xattrs1 PATH MATCH | nodes ROOT OWNERS SPEC | serve");
+  snprintf(err, sizeof err, "usage: vlab-sys mount FSTYPE SOURCE TARGET DATA | bind SOURCE TARGET [rec] [ro] | umount TARGET [lazy] | syncfs PATH | xattrs DIR MATCH | xattrs1 PATH MATCH | nodes ROOT OWNERS SPEC | serve");
   return 2;
 }
 

@@ -82,7 +82,8 @@ export async function mountAll(mounts: Mount[], target: string): Promise<void> {
  * Mounts for a throwaway upper dir (a build step's, the driver probe's): overlays get `volatile`
  * (Linux 5.10+), so unmounting does not sync the whole upper filesystem — overlayfs otherwise
  * flushes everything anyone left dirty on it (after a big copy: ~0.3 s per unmount here). Such an
- * upper must not be mounted again (the kernel refuses it), nor needs durability. Where `volatile`
+ * upper must not be mounted again (the kernel refuses it); a commit that keeps it syncs it itself
+ * (the snapshotter's commit, once, where the name appears). Where `volatile`
  * is refused, a plain mount (and no second try in this process).
  */
 export async function mountScratch(mounts: Mount[], target: string): Promise<void> {

@@ -140,7 +140,8 @@ export class LayerManager {
     const target = this.store.path('tmp', `mnt-${active}`);
     try {
       await fsp.mkdir(target, { recursive: true });
-      // The step's upper is diffed once and dropped: no need for overlay's sync on unmount.
+      // No sync at each unmount (overlay's, for the whole filesystem): the commit below writes the
+      // upper back once, before the snapshot is named, and a failed step's upper is dropped.
       await mountScratch(mounts, target);
       phase('mount');
       try {
