@@ -212,6 +212,9 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
     const opts = { cwd: dir, env: { FROM_ENV: 'env-value' }, input: 'unread\n' };
     const r = same(await both(sh(script, '-e', 'FROM_ENV', '--env-file', './env.list'), opts));
     expect(r).toMatchObject({ code: 3, stdout: 'env-value file-value\n', stderr: 'err\n' });
+    // the container holds the client's stdio and nothing of the server's (its log, /dev/null)
+    const fds = same(await both(['run', '--rm', '--root', store, 'busybox', 'ls', '/proc/self/fd']));
+    expect(fds.stdout).toBe('0\n1\n2\n3\n');
     // a relative bind source is refused both ways (docker 20.10's rule), not resolved elsewhere
     const rel = same(await both(sh('true', '-v', './d:/d'), { cwd: dir }));
     expect(rel).toMatchObject({ code: 125, stderr: expect.stringContaining('[E_VOLUME_PATH]') });

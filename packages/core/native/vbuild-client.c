@@ -134,6 +134,9 @@ static void start_server(const char *base) {
     dup2(null, 0);
     dup2(null, 1);
     dup2(log >= 0 ? log : null, 2);
+    /* only 0-2 stay: the server's children (monitors, containers) must not inherit its log */
+    if (log > 2) close(log);
+    if (null > 2) close(null);
     if (chdir("/") < 0) _exit(1);
     /* The lock is held for the server's life (it marks it close-on-exec for its children). */
     int fl = fcntl(lock, F_GETFD);

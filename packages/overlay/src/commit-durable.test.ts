@@ -32,20 +32,23 @@ afterAll(() => fs.rm(tmp, { recursive: true, force: true }));
 const extents = (file: string) => execFileSync('filefrag', ['-v', file], { encoding: 'utf8' });
 
 describe('snapshot commit', () => {
-  it.each(['native', 'overlay'] as const)(
-    '%s: the content is written back before the commit names it',
-    async (driver) => {
-      if (reason) return;
-      const s = await createSnapshotter(path.join(tmp, driver), { driver });
-      await s.prepare('active', undefined);
-      const { dir } = await s.writableDir('active');
-      const file = path.join(dir, 'data.bin');
-      await fs.writeFile(file, Buffer.alloc(256 * 1024, 7));
-      // the control: freshly written data is not on disk yet (else this test proves nothing)
-      expect(extents(file)).toMatch(/delalloc/);
-      await s.commit('named', 'active');
-      // a commit keeps the snapshot's id, so its dir (and the file) stay where they were
-      expect(extents(file)).not.toMatch(/delalloc/);
-    },
-  );
+  // 1 file: fsynced one by one; 100: past write-back.ts's bound, one syncfs
+  it.each([
+    ['native', 1],
+    ['overlay', 1],
+    ['overlay', 100],
+  ] as const)('%s, %d file(s): the content is written back before the commit names it', async (driver, n) => {
+    if (reason) return;
+    const s = await createSnapshotter(path.join(tmp, `${driver}-${n}`), { driver });
+    await s.prepare('active', undefined);
+    const { dir } = await s.writableDir('active');
+    await fs.mkdir(path.join(dir, 'sub'));
+    const files = Array.from({ length: n }, (_, i) => path.join(dir, 'sub', `data${i}.bin`));
+    for (const f of files) await fs.writeFile(f, Buffer.alloc(64 * 1024, 7));
+    // the control: freshly written data is not on disk yet (else this test proves nothing)
+    expect(extents(files[n - 1]!)).toMatch(/delalloc/);
+    await s.commit('named', 'active');
+    // a commit keeps the snapshot's id, so its dir (and the files) stay where they were
+    for (const f of [files[0]!, files[n - 1]!]) expect(extents(f)).not.toMatch(/delalloc/);
+  });
 });

@@ -14,7 +14,7 @@ import path from 'node:path';
 const found = new Map<string, string | undefined>();
 
 export function nativeHelper(
-  name: 'vlab-sys' | 'vlab-init' | 'vlab-mon' | 'vlab-walk' | 'vlab-deflate.node',
+  name: 'vlab-sys' | 'vlab-init' | 'vlab-mon' | 'vlab-walk' | 'vlab-deflate.node' | 'vlab-igzip.node',
   candidates: URL[],
 ): string | undefined {
   if (process.env.VLAB_NO_NATIVE === '1') return undefined;

@@ -60,7 +60,9 @@ export async function sysOp(helper: string, args: string[], cwd?: string): Promi
  */
 export async function syncFilesystem(file: string): Promise<void> {
   const helper = sysHelper();
-  const r = helper ? await sysOp(helper, ['syncfs', file]) : await run('sync', ['-f', file]);
+  // a vlab-sys built before it knew `syncfs` answers with its usage: then coreutils
+  let r = helper ? await sysOp(helper, ['syncfs', file]) : undefined;
+  if (!r || r.code !== 0) r = await run('sync', ['-f', file]);
   if (r.code !== 0) throw new VlabError('E_TOOL', `syncfs ${file} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
 }
 

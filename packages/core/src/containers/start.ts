@@ -37,6 +37,10 @@ export async function startContainer(
       throw new VlabError('E_CONTAINER_STATE', `container ${c.config.name} is being removed`);
     await cleanupLocked(svc, c);
     lap('lock');
+    // the caller died before the start (the warm server's client was killed): a killed direct CLI
+    // never gets this far, so nothing is started for nobody
+    if (opts.attach?.detachOn?.aborted)
+      throw new VlabError('E_ABORTED', `container ${c.config.name} was not started: its caller is gone`);
     return launch(svc, c, opts, lap);
   });
   if (!mon) return {};

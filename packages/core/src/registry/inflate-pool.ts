@@ -12,8 +12,7 @@
  * bundled file, and a worker script beside it would be a second file to find.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { nativeHelper } from '@vlab/overlay';
 import { Worker } from 'node:worker_threads';
 
 /**
@@ -26,11 +25,10 @@ import { Worker } from 'node:worker_threads';
  */
 function isalAddon(): string | undefined {
   if (process.env.VLAB_GUNZIP !== 'isal') return undefined;
-  for (const u of ['../../native/bin/vlab-igzip.node', '../native/bin/vlab-igzip.node']) {
-    const p = fileURLToPath(new URL(u, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  return undefined;
+  return nativeHelper('vlab-igzip.node', [
+    new URL('../../native/bin/vlab-igzip.node', import.meta.url),
+    new URL('../native/bin/vlab-igzip.node', import.meta.url),
+  ]);
 }
 
 const WORKER = String.raw`
