@@ -8,7 +8,7 @@ import { VlabError } from '@vlab/errors';
 import type { Mount, Snapshotter, SnapshotInfo, SnapshotKind, Usage, WhiteoutMode, DiffSourceInfo } from './types.ts';
 import { MetaStore, type Record_ } from './store.ts';
 import { dirUsage } from './usage.ts';
-import { writeBack } from './write-back.ts';
+import { syncFilesystem } from './sys.ts';
 
 export abstract class BaseSnapshotter implements Snapshotter {
   abstract readonly driver: 'overlay' | 'native';
@@ -92,8 +92,11 @@ export abstract class BaseSnapshotter implements Snapshotter {
   }
 
   async commit(name: string, key: string, labels?: Record<string, string>): Promise<void> {
-    // the content is durable before a name points at it (write-back.ts)
-    await writeBack(this.store.dirOf(this.need(key).id));
+    // The content is durable before a name points at it: a step's upper is mounted `volatile` and
+    // an unpack writes without fsyncs, and a named snapshot is a lower of every later step. One
+    // syncfs, as overlay's own sync on unmount would do: fsyncs of each file and dir a step wrote
+    // cost more (steps20 cold 0.83-0.93 s against 0.55 s here: a journal commit each).
+    await syncFilesystem(this.store.dirOf(this.need(key).id));
     await this.store.update(async (snaps) => {
       const r = this.need(key);
       if (r.kind !== 'active')

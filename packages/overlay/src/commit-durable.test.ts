@@ -32,7 +32,6 @@ afterAll(() => fs.rm(tmp, { recursive: true, force: true }));
 const extents = (file: string) => execFileSync('filefrag', ['-v', file], { encoding: 'utf8' });
 
 describe('snapshot commit', () => {
-  // 1 file: fsynced one by one; 100: past write-back.ts's bound, one syncfs
   it.each([
     ['native', 1],
     ['overlay', 1],
