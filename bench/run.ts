@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { CASES, prepareContext, selectCases, sizes, type Case } from './cases.ts';
 import { makeBases } from './lib/bases.ts';
 import { measureFloors } from './lib/floor.ts';
-import { dropCaches, duBytes, median } from './lib/measure.ts';
+import { settleBeforeCold, duBytes, median } from './lib/measure.ts';
 import { bytes, ratio, render, secs, stat } from './lib/table.ts';
 import { evaluate, evaluate16, type Cell, type Results } from './lib/targets.ts';
 import { chartSvg } from './lib/chart.ts';
@@ -122,7 +122,7 @@ async function runCase(peer: Peer, c: Case, cells: Map<string, Cell>): Promise<v
     } else {
       for (let i = 0; i < runs; i++) {
         await peer.reset();
-        await dropCaches();
+        await settleBeforeCold();
         await record('cold', () => peer.build(dir, tag));
         await record('cached', () => peer.build(dir, tag));
       }
