@@ -3,7 +3,7 @@
  * 1 GiB pull spent ~5 s of CPU in 256 KiB zlib callbacks, two sha256 updates per chunk, file
  * writes and the garbage they left, while the second core idled (bench/README.md "Registry"). Here
  * the main thread reads the socket and hashes the compressed bytes; a worker thread per core takes
- * them in 1 MiB messages (transferred, not copied), gunzips them (ISA-L on the worker, else zlib on
+ * them in 1 MiB messages (full ones transferred, not copied), gunzips them (ISA-L on the worker, else zlib on
  * libuv's thread pool), hashes the tar and writes it into a temp blob (ISA-L's output: 4 buffers
  * written on the thread pool while the next is filled). The caller checks both digests and names
  * the blob (blob-get.ts), so nothing changes in what is verified.
@@ -263,7 +263,9 @@ export class InflateJob {
 
   private async flush(): Promise<void> {
     if (this.p.failed) throw this.p.failed;
-    const out = this.buf.buffer.slice(0, this.used) as ArrayBuffer;
+    // a full block goes as it is (its own ArrayBuffer: allocUnsafeSlow); only the last, partial one is copied
+    const whole = this.used === this.buf.buffer.byteLength && this.buf.byteOffset === 0;
+    const out = (whole ? this.buf.buffer : this.buf.buffer.slice(0, this.used)) as ArrayBuffer;
     this.p.inFlight += this.used;
     this.slot.worker.postMessage({ op: 'data', id: this.id, buf: out }, [out]);
     this.buf = Buffer.allocUnsafeSlow(MESSAGE);
