@@ -8,10 +8,9 @@
 #   packages/core/native/bin/vbuild-client   `vbuild` without Node's start-up: hands the command to a
 #                                            warm server (src/cli/server.ts), else runs bin/vbuild.js
 #   packages/core/native/bin/vlab-fdpass.node  that server's Node-API addon (SCM_RIGHTS, dup2)
-#   packages/overlay/native/bin/vlab-deflate.node  igzip (ISA-L) for layer gzip: ~10x zlib's speed
-#                                            (links libisal: without it, gzip stays on zlib)
-#   packages/core/native/bin/vlab-igzip.node   ISA-L's gunzip for pulled layers, VLAB_GUNZIP=isal
-#                                              (links libisal: without it a pull gunzips with zlib)
+#   packages/overlay/native/bin/vlab-isal.node  ISA-L's igzip: layer gzip on push (~10x zlib's
+#                                            speed) and gunzip on pull (3-4x); links libisal:
+#                                            without it both stay on zlib
 # Without a C compiler nothing is built and both packages fall back to util-linux (slower).
 #
 # `build-native.sh PKGDIR` builds only the helpers whose sources are in PKGDIR/native: an installed
@@ -30,10 +29,10 @@ if ! command -v "$CC" >/dev/null; then
   exit 0
 fi
 # The libraries a helper links; one that is missing means the helper is not built.
-libs_for() { case "$1" in vlab-init) echo seccomp ;; vlab-deflate | vlab-igzip) echo isal ;; esac; }
+libs_for() { case "$1" in vlab-init) echo seccomp ;; vlab-isal) echo isal ;; esac; }
 header_of() { case "$1" in isal) echo isa-l/igzip_lib.h ;; *) echo "$1.h" ;; esac; }
 have_lib() { printf '#include <%s>\nint main(void) { return 0; }\n' "$(header_of "$1")" | "$CC" -x c -o /dev/null - "-l$1" 2>/dev/null; }
-for pair in overlay:vlab-sys overlay:vlab-deflate core:vlab-init core:vlab-mon core:vlab-walk core:vbuild-client core:vlab-fdpass core:vlab-igzip; do
+for pair in overlay:vlab-sys overlay:vlab-isal core:vlab-init core:vlab-mon core:vlab-walk core:vbuild-client core:vlab-fdpass; do
   pkg="${pair%%:*}" name="${pair##*:}"
   dir="${only:-packages/$pkg}/native"
   # NAME.c and its companions NAME-*.c make one binary.
@@ -44,15 +43,14 @@ for pair in overlay:vlab-sys overlay:vlab-deflate core:vlab-init core:vlab-mon c
   out="$dir/bin/$name"
   # A Node-API addon (a shared object Node loads): needs no Node headers (see the file).
   flags=(-O2 -Wall -Wextra -Werror)
-  case "$name" in vlab-fdpass | vlab-deflate | vlab-igzip) out="$out.node" flags+=(-shared -fPIC) ;; esac
+  case "$name" in vlab-fdpass | vlab-isal) out="$out.node" flags+=(-shared -fPIC) ;; esac
   libs=()
   for lib in $(libs_for "$name"); do
     if have_lib "$lib"; then libs+=("-l$lib"); continue; fi
     # vlab-init must never run a step without Docker's seccomp filter: no stale binary either.
     case "$name" in
       vlab-init) why="the executor falls back to runc/crun, or VLAB_EXECUTOR=builtin-shell (no seccomp)" ;;
-      vlab-igzip) why="pulls gunzip with zlib" ;;
-      *) why="layer gzip uses zlib (slower)" ;;
+      *) why="layer gzip and gunzip use zlib (slower)" ;;
     esac
     echo "build-native: lib$lib missing (Debian: apt-get install lib$lib-dev): $name not built; $why" >&2
     rm -f "$out"

@@ -34,7 +34,7 @@ command -v lxc-execute >/dev/null || need_apt+=(lxc)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 # vlab-init loads Docker's seccomp profile through libseccomp.
 [ -f /usr/include/seccomp.h ] || need_apt+=(libseccomp-dev)
-# vlab-deflate (layer gzip on push) deflates with ISA-L's igzip; vlab-igzip (pull, VLAB_GUNZIP=isal) inflates with it.
+# vlab-isal.node: ISA-L's igzip deflates layers on push and inflates them on pull.
 [ -f /usr/include/isa-l/igzip_lib.h ] || need_apt+=(libisal-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -1,70 +1,23 @@
 /**
- * Pulled gzip layers, through each way a pull gunzips them: a worker with zlib (the default), a
- * worker with ISA-L (native/vlab-igzip.c, VLAB_GUNZIP=isal), and the main thread (layers under
- * 1 MiB). Each must store the same tar, and refuse, with nothing stored, a
+ * Pulled gzip layers, through each way a pull gunzips them: a worker with ISA-L (the default
+ * when packages/overlay/native/vlab-isal.c is built), a worker with zlib (VLAB_GUNZIP=zlib), and
+ * the main thread (layers under 1 MiB). Each must store the same tar, and refuse, with nothing stored, a
  * config whose diff_id is not the tar's, a blob that is not gzip, and a gzip stream cut short.
  * The images are written straight into docker-registry, so their blobs can be anything.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fsck, pull } from '@vlab/image';
-import { repo } from './helpers.ts';
 import { sleep, startCli, vbuild } from './torture-helpers.ts';
 import { registryMissing, startRegistry, type TestRegistry } from './registry-fixture.ts';
+import { blobFiles, gunzipEngines, putImage, sha, useEngine } from './registry-images.ts';
 
 const missing = registryMissing();
 if (missing) console.warn(`registry pull-layer tests skipped: ${missing}`);
-const isal = existsSync(path.join(repo, 'packages/core/native/bin/vlab-igzip.node'));
-if (!isal) console.warn('ISA-L gunzip not tested: vlab-igzip.node is not built (Debian libisal-dev)');
-
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
-
-async function putBlob(reg: TestRegistry, name: string, body: Buffer): Promise<string> {
-  const digest = sha(body);
-  const start = await fetch(`http://${reg.host}/v2/${name}/blobs/uploads/`, { method: 'POST' });
-  const loc = new URL(start.headers.get('location')!, `http://${reg.host}`);
-  loc.searchParams.set('digest', digest);
-  const put = await fetch(loc, {
-    method: 'PUT',
-    body: new Uint8Array(body),
-    headers: { 'content-type': 'application/octet-stream' },
-  });
-  if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
-  return digest;
-}
-
-/** An image of one layer: `blob` as its compressed bytes, `diffId` in the config. */
-async function putImage(reg: TestRegistry, tag: string, blob: Buffer, diffId: string): Promise<void> {
-  const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffId] }, config: {} }),
-  );
-  const manifest = {
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: {
-      mediaType: 'application/vnd.oci.image.config.v1+json',
-      digest: await putBlob(reg, 'l', config),
-      size: config.length,
-    },
-    layers: [{ mediaType: GZIP, digest: await putBlob(reg, 'l', blob), size: blob.length }],
-  };
-  const res = await fetch(`http://${reg.host}/v2/l/manifests/${tag}`, {
-    method: 'PUT',
-    body: JSON.stringify(manifest),
-    headers: { 'content-type': manifest.mediaType },
-  });
-  if (res.status !== 201) throw new Error(`manifest put: ${res.status} ${await res.text()}`);
-}
-
-/** Files under the store's blobs directory (named blobs and temp files alike). */
-const blobFiles = async (root: string) =>
-  (await fsp.readdir(path.join(root, 'blobs', 'sha256')).catch(() => [])).sort();
 
 describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () => {
   let reg: TestRegistry;
@@ -99,9 +52,9 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
     await reg?.stop();
   });
 
-  const engines = [...(isal ? ['isal'] : []), 'zlib'];
+  const engines = gunzipEngines();
   const pullIt = async (engine: string, tag: string) => {
-    if (engine === 'isal') process.env.VLAB_GUNZIP = 'isal';
+    useEngine(engine);
     root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-layers-'));
     return pull(`${reg.host}/l:${tag}`, { root, tlsVerify: false, retries: 0 });
   };

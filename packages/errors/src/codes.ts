@@ -55,6 +55,8 @@ export const ERROR_CODES = {
   E_LAYER_APPLY: 'a layer could not be unpacked onto its snapshot',
   E_LAYER_DIGEST: 'a layer does not match its digest or diff_id',
   E_LAYER_INVALID: 'a layer tar is malformed',
+  E_LAYER_TOO_LARGE:
+    'a pulled layer decompresses to more than the store may take (its free space, or VLAB_PULL_MAX_BYTES)',
   E_LAYER_UNSAFE: 'a layer entry would write outside its root (.., absolute link, device)',
   E_LAYER_UNSUPPORTED: 'a layer uses a media type or feature not supported',
   E_LOCK_TIMEOUT: 'the store stayed locked by another process for too long',

@@ -20,7 +20,7 @@ export {
   isMounted,
   overlayMountArgs,
 } from './mount.ts';
-export { nativeHelper, holdEventLoop } from './native.ts';
+export { nativeHelper, holdEventLoop, isalAddon } from './native.ts';
 export { InRootDirs, atFd } from './in-root.ts';
 export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
 export { writeLayer, hashingStream, type Compression, type LayerWritten } from './layer/digest.ts';

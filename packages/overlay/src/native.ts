@@ -14,7 +14,7 @@ import path from 'node:path';
 const found = new Map<string, string | undefined>();
 
 export function nativeHelper(
-  name: 'vlab-sys' | 'vlab-init' | 'vlab-mon' | 'vlab-walk' | 'vlab-deflate.node' | 'vlab-igzip.node',
+  name: 'vlab-sys' | 'vlab-init' | 'vlab-mon' | 'vlab-walk' | 'vlab-isal.node',
   candidates: URL[],
 ): string | undefined {
   if (process.env.VLAB_NO_NATIVE === '1') return undefined;
@@ -36,6 +36,19 @@ export function nativeHelper(
   }
   found.set(key, hit);
   return hit;
+}
+
+/**
+ * native/vlab-isal.c (ISA-L's deflate and inflate, one addon for push and pull), from this
+ * package's sources or dist/ (`../native/bin`), or from @vlab/image's one-file CLI bundle in its
+ * dist/, beside which this package sits (`../../overlay/native/bin`: packages/ in the workspace,
+ * node_modules/@vlab/ once installed). Undefined when libisal was missing at build time.
+ */
+export function isalAddon(): string | undefined {
+  return nativeHelper('vlab-isal.node', [
+    new URL('../native/bin/vlab-isal.node', import.meta.url),
+    new URL('../../overlay/native/bin/vlab-isal.node', import.meta.url),
+  ]);
 }
 
 /**

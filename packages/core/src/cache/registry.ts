@@ -15,7 +15,7 @@ import { VlabError } from '@vlab/errors';
 import type { LayerRef } from '../image/types.ts';
 import type { Store } from '../store/store.ts';
 import { BlobInfo } from '../registry/blob-info.ts';
-import { fetchSmallBlob, pullLayer } from '../registry/blob-get.ts';
+import { fetchSmallBlob, layerLimit, pullLayer } from '../registry/blob-get.ts';
 import { RegistryClient, pullScope, type RegistryOptions } from '../registry/client.ts';
 import { fetchManifest } from '../registry/manifest.ts';
 import { formatReference, parseReference, repoName, type Reference } from '../registry/reference.ts';
@@ -181,9 +181,17 @@ export class RegistryCaches {
         total: l.blob.size,
         time: Date.now(),
       });
+    const limit = await layerLimit(this.store.root);
     try {
-      await pullLayer(this.store.blobs, c.client, c.ref.path, l.blob, l.diffId, [pullScope(c.ref.path)], (n) =>
-        progress('downloading', n),
+      await pullLayer(
+        this.store.blobs,
+        c.client,
+        c.ref.path,
+        l.blob,
+        l.diffId,
+        [pullScope(c.ref.path)],
+        (n) => progress('downloading', n),
+        limit,
       );
     } catch (e) {
       if (c.client.opts.signal?.aborted) throw e;

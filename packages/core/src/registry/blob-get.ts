@@ -7,16 +7,17 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PassThrough, type Transform } from 'node:stream';
+import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { VlabError } from '@vlab/errors';
 import { MEDIA, type Descriptor } from '../image/types.ts';
 import { MAX_JSON_BYTES } from '../image/validate.ts';
+import { writableBytes } from '../store/space.ts';
 import type { Blobs } from '../store/types.ts';
 import { discard, isRetryable, readBody, withRetry, type HttpResponse } from './http.ts';
 import { registryError, type RegistryClient } from './client.ts';
-import type { InflatePool } from './inflate-pool.ts';
+import type { InflateFailure, InflatePool } from './inflate-pool.ts';
 import { zstdDecompressStream } from './zstd-decode.ts';
 
 const MAX_REDIRECTS = 5;
@@ -140,11 +141,49 @@ function invalidLayer(desc: Descriptor, why: string, cause?: unknown): VlabError
   });
 }
 
+function tooLarge(desc: Descriptor, limit: number): VlabError {
+  return new VlabError(
+    'E_LAYER_TOO_LARGE',
+    `layer ${desc.digest} decompresses to more than ${limit} bytes, more than the store may take (its free space, or VLAB_PULL_MAX_BYTES): refused (a gzip bomb?); free space on the store's filesystem or raise VLAB_PULL_MAX_BYTES`,
+  );
+}
+
+/**
+ * The most one layer may decompress to: the store's writable space (space.ts), and at most
+ * VLAB_PULL_MAX_BYTES when set. A gzip bomb (a few MB that inflate to terabytes) is refused with
+ * E_LAYER_TOO_LARGE there, before it fills the disk; the store keeps only what it had.
+ */
+export async function layerLimit(root: string): Promise<number> {
+  const env = process.env.VLAB_PULL_MAX_BYTES;
+  const max = env === undefined || env === '' ? Infinity : Number(env);
+  if (!(max > 0))
+    throw new VlabError(
+      'E_BAD_ARG',
+      `VLAB_PULL_MAX_BYTES=${env}: not a positive number of bytes (unset it for no limit)`,
+    );
+  return Math.min(max, await writableBytes(root));
+}
+
+const failure = (desc: Descriptor, limit: number, f: InflateFailure) =>
+  f.kind === 'big' ? tooLarge(desc, limit) : invalidLayer(desc, f.message);
+
+/** Passes the tar through, failing with E_LAYER_TOO_LARGE past `limit` bytes. */
+function bounded(desc: Descriptor, limit: number): Transform {
+  let n = 0;
+  return new Transform({
+    transform(c: Buffer, _enc, cb) {
+      n += c.length;
+      cb(n > limit ? tooLarge(desc, limit) : null, c);
+    },
+  });
+}
+
 /**
  * Fetch one layer into the store uncompressed: the compressed bytes must hash to `desc.digest`,
- * the tar to `diffId`; the blob is named (as `diffId`) only then. Retried from the start on
- * transport failures. Returns the stored (uncompressed) size. With `pool`, a big gzip layer is
- * gunzipped, hashed and written by a worker thread.
+ * the tar to `diffId`, and the tar may be at most `limit` bytes (pull.ts: layerLimit); the blob is
+ * named (as `diffId`) only then. Retried from the start on transport failures. Returns the stored
+ * (uncompressed) size. With `pool`, a big gzip layer is gunzipped, hashed and written by a worker
+ * thread.
  */
 export async function pullLayer(
   blobs: Blobs,
@@ -154,17 +193,18 @@ export async function pullLayer(
   diffId: string,
   scope: string[],
   onBytes: (n: number) => void,
+  limit: number,
   pool?: InflatePool,
 ): Promise<number> {
   decompressor(desc.mediaType).destroy(); // an unknown type fails before any transfer
   return withRetry(
     async () => {
       if (pool && isGzip(desc.mediaType) && desc.size >= OFF_THREAD_BYTES)
-        return pullOffThread(blobs, pool, client, repo, desc, diffId, scope, onBytes);
+        return pullOffThread(blobs, pool, client, repo, desc, diffId, scope, onBytes, limit);
       const blob = await blobs.create();
       const dec = decompressor(desc.mediaType);
       let failed: unknown;
-      const written = pipeline(dec, blob.stream).catch((e: unknown) => void (failed ??= e));
+      const written = pipeline(dec, bounded(desc, limit), blob.stream).catch((e: unknown) => void (failed ??= e));
       const hash = createHash('sha256');
       let n = 0;
       try {
@@ -178,6 +218,7 @@ export async function pullLayer(
         if (!failed) dec.end();
         await written;
         checkDigest(hash.digest('hex'), n, desc);
+        if (failed instanceof VlabError) throw failed; // E_LAYER_TOO_LARGE, E_NO_SPACE
         if (failed) throw invalidLayer(desc, (failed as Error).message, failed);
       } catch (e) {
         dec.destroy();
@@ -200,15 +241,16 @@ async function pullOffThread(
   diffId: string,
   scope: string[],
   onBytes: (n: number) => void,
+  limit: number,
 ): Promise<number> {
   const blob = await blobs.createFile();
-  const job = pool.start(blob.path);
+  const job = pool.start(blob.path, limit);
   let tar: string;
   try {
     for await (const c of blobBytes(client, repo, desc, scope, onBytes)) await job.write(c);
     const r = await job.end();
     checkDigest(r.digest, r.n, desc);
-    if (r.bad) throw invalidLayer(desc, r.bad);
+    if (r.bad) throw failure(desc, limit, r.bad);
     tar = `sha256:${r.tar}`;
   } catch (e) {
     await job.abort();

@@ -2,171 +2,32 @@
  * gzip layers are gunzipped, hashed twice and written off the main thread. On the main thread a
  * 1 GiB pull spent ~5 s of CPU in 256 KiB zlib callbacks, two sha256 updates per chunk, file
  * writes and the garbage they left, while the second core idled (bench/README.md "Registry"). Here
- * the main thread reads the socket and hashes the compressed bytes; a worker thread per core takes
- * them in 1 MiB messages (full ones transferred, not copied), gunzips them (ISA-L on the worker, else zlib on
- * libuv's thread pool), hashes the tar and writes it into a temp blob (ISA-L's output: 4 buffers
- * written on the thread pool while the next is filled). The caller checks both digests and names
- * the blob (blob-get.ts), so nothing changes in what is verified.
- *
- * The worker's code is plain CommonJS of Node's built-ins, evaluated from a string: the CLI is one
- * bundled file, and a worker script beside it would be a second file to find.
+ * the main thread reads the socket and hashes the compressed bytes; a worker thread per layer in
+ * flight takes them in 1 MiB messages (full ones transferred, not copied) and gunzips, hashes and
+ * writes the tar (inflate-worker.ts: ISA-L's inflate on libuv's thread pool when vlab-isal.node is
+ * built, else zlib's). The caller checks both digests and names the blob (blob-get.ts), so nothing
+ * changes in what is verified.
  */
 import { createHash } from 'node:crypto';
-import { nativeHelper } from '@vlab/overlay';
 import { Worker } from 'node:worker_threads';
+import { VlabError } from '@vlab/errors';
+import { isalAddon } from '@vlab/overlay';
+import { WORKER_SOURCE } from './inflate-worker.ts';
 
 /**
- * native/vlab-igzip.c (ISA-L's inflate), from the sources (src/registry/) or the CLI bundle
- * (dist/), with VLAB_GUNZIP=isal; zlib otherwise. ISA-L takes 3.5x less CPU (a 512 MiB layer:
- * 0.37 s against 1.32 s), but on this loaded 2-core machine (load 10-20) the zlib path pulled
- * the 1 GiB image faster (5.4-9 s against 8.7-17 s): zlib inflates on the thread pool while
- * the worker hashes and writes, so a layer's work is spread over more threads. Opt-in until it
- * is measured on a quiet machine (bench/README.md "Registry").
+ * ISA-L's inflate (packages/overlay/native/vlab-isal.c) when built, unless VLAB_GUNZIP=zlib: 3.5x
+ * less CPU than zlib for the same bytes (a 512 MiB layer: 0.37 s against 1.32 s), and, run on the
+ * thread pool, no longer one thread's serial work (bench/README.md "Pull speed, session 21").
  */
-function isalAddon(): string | undefined {
-  if (process.env.VLAB_GUNZIP !== 'isal') return undefined;
-  return nativeHelper('vlab-igzip.node', [
-    new URL('../../native/bin/vlab-igzip.node', import.meta.url),
-    new URL('../native/bin/vlab-igzip.node', import.meta.url),
-  ]);
+function gunzipAddon(): string | undefined {
+  return process.env.VLAB_GUNZIP === 'zlib' ? undefined : isalAddon();
 }
 
-const WORKER = String.raw`
-const { parentPort, workerData } = require('node:worker_threads');
-const fs = require('node:fs');
-const crypto = require('node:crypto');
-const zlib = require('node:zlib');
-const WRITEBACK = ${64 << 20};
-const OUT = ${1 << 20};
-/** ISA-L's output buffers per job: one is filled while the others are written on the thread pool. */
-const RING = 4;
-let isal;
-if (workerData.addon) { const m = { exports: {} }; process.dlopen(m, workerData.addon); isal = m.exports; }
-const jobs = new Map();
-const post = (m) => parentPort.postMessage(m);
-function put(j, c) {
-  j.hashT.update(c);
-  j.size += c.length;
-  if (j.io) return;
-  try { for (let off = 0; off < c.length; ) off += fs.writeSync(j.fd, c, off, c.length - off); } catch (e) { j.io = e; return; }
-  writeback(j);
+/** Why a job's tar is not to be kept: not gzip ('bad'), or over its byte limit ('big'). */
+export interface InflateFailure {
+  kind: 'bad' | 'big';
+  message: string;
 }
-function writeback(j) {
-  if (j.size - j.synced < WRITEBACK) return;
-  j.synced = j.size; // flushed as it grows, off this thread: the disk writes while we inflate
-  j.syncing = j.syncing.then(() => new Promise((res) => fs.fdatasync(j.fd, () => res())));
-}
-function wake(j) { const w = j.waiter; j.waiter = undefined; if (w) w(); }
-/** Hash out[0, made) now and write it at its offset on the thread pool; out is free again after. */
-function putAsync(j, out, made) {
-  j.hashT.update(out.subarray(0, made));
-  const pos = j.size;
-  j.size += made;
-  if (j.io) return void j.free.push(out);
-  j.writing++;
-  const done = (e) => { j.writing--; if (e) j.io ??= e; j.free.push(out); wake(j); };
-  const from = (off) => fs.write(j.fd, out, off, made - off, pos + off, (e, n) => (e ? done(e) : off + n < made ? from(off + n) : done()));
-  from(0);
-  writeback(j);
-}
-async function outBuf(j) {
-  while (!j.free.length) {
-    if (j.allocated < RING) { j.allocated++; return Buffer.allocUnsafe(OUT); }
-    await new Promise((r) => (j.waiter = r));
-  }
-  return j.free.pop();
-}
-async function drain(j) { while (j.writing) await new Promise((r) => (j.waiter = r)); }
-function open(m) {
-  const j = { id: m.id, fd: -1, hashT: crypto.createHash('sha256'), size: 0,
-    synced: 0, syncing: Promise.resolve(), bad: undefined, io: undefined };
-  jobs.set(m.id, j);
-  try { j.fd = fs.openSync(m.file, 'wx'); } catch (e) { j.io = e; }
-  if (isal) {
-    j.state = Buffer.alloc(isal.stateSize());
-    isal.init(j.state);
-    j.free = [];
-    j.allocated = 0;
-    j.writing = 0;
-    j.chain = Promise.resolve();
-    j.fin = false;
-    return;
-  }
-  j.gz = zlib.createGunzip({ chunkSize: ${256 << 10} });
-  j.gz.on('data', (c) => put(j, c));
-  j.ended = new Promise((res) => { j.gz.once('end', res); j.gz.once('error', (e) => { j.bad ??= e; res(); }); });
-}
-/** ISA-L: one inflate call into a free output buffer; false when the data is bad. */
-async function step(j, input) {
-  const out = await outBuf(j);
-  const [rc, used, made, fin] = isal.inflate(j.state, input, out);
-  if (made) putAsync(j, out, made);
-  else j.free.push(out);
-  if (rc < 0) { j.bad = new Error('invalid gzip data (ISA-L error ' + rc + ')'); return; }
-  return { used, made, fin: fin === 1 };
-}
-/** ISA-L: decode all of buf (then the output the end of the input may leave inside the decoder). */
-async function inflateIsal(j, buf) {
-  if (j.bad) return;
-  while (buf.length) {
-    if (j.fin) { isal.init(j.state); j.fin = false; } // another gzip member follows
-    const r = await step(j, buf);
-    if (!r) return;
-    buf = buf.subarray(r.used);
-    j.fin = r.fin;
-    if (!r.used && !r.made && !j.fin) { j.bad = new Error('gunzip made no progress'); return; }
-  }
-  for (;;) {
-    const r = await step(j, Buffer.alloc(0));
-    if (!r) return;
-    j.fin = j.fin || r.fin;
-    if (r.made < OUT) return;
-  }
-}
-function data(m) {
-  const j = jobs.get(m.id);
-  const buf = Buffer.from(m.buf);
-  let acked = false;
-  const ack = () => { if (!acked) post({ op: 'ack', id: m.id, n: buf.length }); acked = true; };
-  if (!j) return ack();
-  if (j.bad || j.io) return ack();
-  if (isal) return void (j.chain = j.chain.then(() => inflateIsal(j, buf)).then(ack, ack));
-  j.gz.write(buf, ack);
-  if (j.bad) ack();
-}
-async function close(j) {
-  jobs.delete(j.id);
-  if (isal) { await j.chain; await drain(j); }
-  await j.syncing;
-  if (j.fd >= 0) fs.closeSync(j.fd);
-  j.fd = -1;
-}
-async function end(m) {
-  const j = jobs.get(m.id);
-  if (!j) return;
-  if (isal) {
-    await j.chain;
-    if (!j.bad && !j.fin) j.bad = new Error('unexpected end of file');
-  } else if (!j.bad && !j.io) {
-    j.gz.end();
-    await j.ended;
-  } else j.gz.destroy();
-  await close(j);
-  if (j.io) return post({ op: 'error', id: j.id, message: j.io.message, code: j.io.code });
-  post({ op: 'done', id: j.id, tar: j.hashT.digest('hex'), size: j.size, bad: j.bad ? j.bad.message : undefined });
-}
-async function abort(m) {
-  const j = jobs.get(m.id);
-  if (j) { j.gz?.destroy(); await close(j); }
-  post({ op: 'aborted', id: m.id });
-}
-parentPort.on('message', (m) => {
-  if (m.op === 'open') open(m);
-  else if (m.op === 'data') data(m);
-  else if (m.op === 'end') end(m).catch((e) => post({ op: 'error', id: m.id, message: e.message, code: e.code }));
-  else if (m.op === 'abort') abort(m);
-});
-`;
 
 /** What a job found: the compressed bytes' digest and count (hashed here: this thread mostly waits on sockets), the tar's digest and size (by the worker), and why gunzip failed. */
 export interface InflateResult {
@@ -174,14 +35,14 @@ export interface InflateResult {
   n: number;
   tar: string;
   size: number;
-  bad?: string;
+  bad?: InflateFailure;
 }
 type WorkerResult = Omit<InflateResult, 'digest' | 'n'>;
 
 type Reply =
   | { op: 'ack'; id: number; n: number }
   | ({ op: 'done'; id: number } & WorkerResult)
-  | { op: 'error'; id: number; message: string; code?: string }
+  | { op: 'error'; id: number; kind: 'io'; message: string; code?: string }
   | { op: 'aborted'; id: number };
 
 /** Compressed bytes sent per message, and at most this many in flight per layer. */
@@ -201,11 +62,13 @@ class Slot {
   /** Exited or failed: it takes no more jobs. */
   dead = false;
   constructor(addon: string | undefined) {
-    this.worker = new Worker(WORKER, { eval: true, workerData: { addon } });
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { addon } });
     this.worker.unref();
     this.worker.on('message', (m: Reply) => this.reply(m));
-    this.worker.on('error', (e) => this.fail(e));
-    this.worker.on('exit', (code) => this.fail(new Error(`the gunzip worker exited (${code})`)));
+    this.worker.on('error', (e) =>
+      this.fail(new VlabError('E_INTERNAL', `the gunzip worker failed: ${e.message}`, { cause: e })),
+    );
+    this.worker.on('exit', (code) => this.fail(new VlabError('E_INTERNAL', `the gunzip worker exited (${code})`)));
   }
   private reply(m: Reply): void {
     const p = this.jobs.get(m.id);
@@ -218,7 +81,9 @@ class Slot {
       p.settle?.resolve(m);
     } else if (m.op === 'error') {
       this.jobs.delete(m.id);
-      p.settle?.reject(Object.assign(new Error(m.message), { code: m.code }));
+      // the temp file's errno (ENOSPC becomes E_NO_SPACE where the blob is aborted: blob-get.ts)
+      const cause = Object.assign(new Error(m.message), { code: m.code });
+      p.settle?.reject(new VlabError('E_STORE', `writing a pulled layer's temp blob: ${m.message}`, { cause }));
     } else {
       this.jobs.delete(m.id);
       p.settle?.resolve({ tar: '', size: 0 });
@@ -307,10 +172,15 @@ export class InflatePool {
   private next = 0;
   /** One worker per layer in flight (pull's default is 3): more did not help, fewer (one per core) was slower at load. */
   private readonly max = 4;
-  private readonly addon = isalAddon();
+  private readonly addon = gunzipAddon();
 
-  /** A job gunzipping into `file` (created exclusively by the worker) on the least busy worker. */
-  start(file: string): InflateJob {
+  /** Which gunzip the workers run. */
+  get engine(): 'isal' | 'zlib' {
+    return this.addon ? 'isal' : 'zlib';
+  }
+
+  /** A job gunzipping into `file` (created exclusively by the worker) on the least busy worker, stopping past `limit` tar bytes. */
+  start(file: string, limit: number): InflateJob {
     for (let i = this.slots.length - 1; i >= 0; i--) if (this.slots[i]!.dead) this.slots.splice(i, 1);
     let slot = this.slots.find((s) => s.jobs.size === 0);
     if (!slot && this.slots.length < this.max) this.slots.push((slot = new Slot(this.addon)));
@@ -318,7 +188,7 @@ export class InflatePool {
     const id = this.next++;
     const p: Pending = { inFlight: 0 };
     slot.jobs.set(id, p);
-    slot.worker.postMessage({ op: 'open', id, file });
+    slot.worker.postMessage({ op: 'open', id, file, limit });
     return new InflateJob(slot, id, p);
   }
 

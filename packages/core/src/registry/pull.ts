@@ -10,7 +10,7 @@ import { MEDIA, type Descriptor, type ImageConfig } from '../image/types.ts';
 import { parseDocument, requireSha256 } from '../image/validate.ts';
 import type { Store, StoredImage } from '../store/store.ts';
 import { BlobInfo } from './blob-info.ts';
-import { fetchSmallBlob, pullLayer } from './blob-get.ts';
+import { fetchSmallBlob, layerLimit, pullLayer } from './blob-get.ts';
 import { RegistryClient, pullScope, type RegistryOptions } from './client.ts';
 import { throttled, type TransferSink } from './events.ts';
 import { InflatePool } from './inflate-pool.ts';
@@ -77,6 +77,7 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
         `${full}: the manifest has ${manifest.layers.length} layers but the config's rootfs.diff_ids has ${diffIds.length}`,
       );
     const info = new BlobInfo(store.root);
+    const limit = await layerLimit(store.root);
     const repo = repoName(ref);
     let bytesFetched = 0;
     const layers = await eachLimited(manifest.layers, opts.parallel ?? DEFAULT_PARALLEL, async (l, i) => {
@@ -98,7 +99,8 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
         size = await store.blobs.size(diffId);
         event('exists', l.size);
       } else {
-        size = await pullLayer(store.blobs, client, ref.path, l, diffId, scope, (n) => event('downloading', n), pool);
+        const progress = (n: number) => event('downloading', n);
+        size = await pullLayer(store.blobs, client, ref.path, l, diffId, scope, progress, limit, pool);
         bytesFetched += l.size;
         event('done', l.size);
       }

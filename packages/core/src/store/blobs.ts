@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import type { Lease } from './lease.ts';
 import { asNoSpace } from './space.ts';
+import { WRITEBACK_BYTES, Writeback } from './writeback.ts';
 import type { BlobWriter, Blobs, Digest, FileBlobWriter, SyncBlobWriter } from './types.ts';
 
 export type { Digest };
@@ -27,8 +28,6 @@ export function assertDigest(d: string): asserts d is Digest {
  * a blob, and a killed writer leaves only a `.tmp-<pid>-*` file that the next store open removes
  * (leftovers.ts).
  */
-/** Blobs are flushed to disk every this many bytes while being written (see hashingWriter). */
-const WRITEBACK_BYTES = 64 << 20;
 
 export class BlobStore implements Blobs {
   readonly dir: string;
@@ -147,13 +146,12 @@ export class BlobStore implements Blobs {
     const fd = fs.openSync(tmp, 'wx');
     const hash = createHash('sha256');
     let size = 0;
-    let synced = 0;
-    let syncing: Promise<void> = Promise.resolve();
+    const wb = new Writeback(fs.fdatasync, WRITEBACK_BYTES);
     let open = true;
     const close = async () => {
       if (!open) return;
       open = false;
-      await syncing; // no fdatasync may still run on the fd
+      await wb.settled(); // no fdatasync may still run on the fd
       fs.closeSync(fd);
     };
     return {
@@ -165,10 +163,7 @@ export class BlobStore implements Blobs {
         }
         hash.update(bytes);
         size += bytes.length;
-        if (size - synced >= WRITEBACK_BYTES) {
-          synced = size;
-          syncing = syncing.then(() => new Promise<void>((res) => fs.fdatasync(fd, () => res())));
-        }
+        wb.grew(fd, size);
       },
       commit: async (expected?: string) => {
         try {
@@ -247,16 +242,11 @@ export class BlobStore implements Blobs {
     const hash = createHash('sha256');
     let size = 0;
     const file = fs.createWriteStream(tmp, { flags: 'wx' });
-    // A big blob is flushed to disk as it grows (fdatasync every WRITEBACK_BYTES, off the main
-    // thread): otherwise the dirty pages wait for commit's fsync, and the disk starts writing
-    // only after all the hashing is done (1 GiB: ~2 s of writing at the end, serial).
-    let synced = 0;
-    let syncing: Promise<void> = Promise.resolve();
+    // a big blob is flushed to disk as it grows (writeback.ts)
+    const wb = new Writeback(fs.fdatasync, WRITEBACK_BYTES);
     const writeback = () => {
       const fd = (file as unknown as { fd: number | null }).fd; // set once the file is open
-      if (size - synced < WRITEBACK_BYTES || typeof fd !== 'number') return;
-      synced = size;
-      syncing = syncing.then(() => new Promise<void>((res) => fs.fdatasync(fd, () => res())));
+      if (typeof fd === 'number') wb.grew(fd, size);
     };
     const tap = new Transform({
       transform(chunk: Buffer, _enc, cb) {
@@ -277,7 +267,7 @@ export class BlobStore implements Blobs {
         file.once('close', () => cb());
         file.once('error', cb);
         // No early fdatasync may still be running on the fd when the stream closes it.
-        void syncing.then(() => tap.end());
+        void wb.settled().then(() => tap.end());
       },
       destroy(err, cb) {
         tap.destroy();

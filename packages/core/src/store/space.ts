@@ -47,7 +47,15 @@ export function asNoSpace(root: string, e: unknown): unknown {
 export async function nearlyFull(dir: string): Promise<boolean> {
   const st = await fsp.statfs(dir).catch(() => undefined);
   if (!st) return false;
-  // root writes into the blocks reserved for it: it is out only when those are gone too
-  const free = process.getuid?.() === 0 ? st.bfree : st.bavail;
-  return free * st.bsize < NEARLY_FULL || (st.files > 0 && st.ffree === 0);
+  return freeOf(st) < NEARLY_FULL || (st.files > 0 && st.ffree === 0);
+}
+
+// root writes into the blocks reserved for it: it is out only when those are gone too
+const freeOf = (st: { bfree: number; bavail: number; bsize: number }) =>
+  (process.getuid?.() === 0 ? st.bfree : st.bavail) * st.bsize;
+
+/** Bytes that may still be written on the filesystem holding `dir` before it counts as nearly full (Infinity when unknown). */
+export async function writableBytes(dir: string): Promise<number> {
+  const st = await fsp.statfs(dir).catch(() => undefined);
+  return st ? Math.max(0, freeOf(st) - NEARLY_FULL) : Infinity;
 }

@@ -59,11 +59,11 @@ describe('gzipStream (parallel segments, one member)', () => {
   });
 });
 
-const addon = fileURLToPath(new URL('../../native/bin/vlab-deflate.node', import.meta.url));
+const addon = fileURLToPath(new URL('../../native/bin/vlab-isal.node', import.meta.url));
 const noAddon = !existsSync(addon) || process.env.VLAB_NO_NATIVE === '1';
 if (noAddon) console.warn(`pgzip igzip tests skipped: ${addon} is not built (libisal-dev; scripts/build-native.sh)`);
 
-describe.skipIf(noAddon)('gzipStream on igzip (levels 1-3, vlab-deflate.node)', () => {
+describe.skipIf(noAddon)('gzipStream on igzip (levels 1-3, vlab-isal.node)', () => {
   const data = Buffer.concat([text(1_300_000), random(1_100_000, 5), text(2_700_000)]);
 
   it('is what levels 1-3 run on, one member gunzip and the gzip CLI read back, the same bytes every time', async () => {

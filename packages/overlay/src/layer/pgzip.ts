@@ -8,13 +8,13 @@
  *
  * A segment whose sampled bytes look random (an already compressed file) is stored (level 0):
  * zlib spends as long failing to compress random bytes as compressing text, and gains nothing.
- * Levels 1-3 deflate with ISA-L's igzip (native/vlab-deflate.c, when built: ~10× zlib's level 1
+ * Levels 1-3 deflate with ISA-L's igzip (native/vlab-isal.c, when built: ~10× zlib's level 1
  * for about its size), else with zlib. Which one ran changes the bytes (not their content): the
  * digest is the same on every push from one install, and the store remembers it per diff_id.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
-import { nativeHelper } from '../native.ts';
+import { isalAddon } from '../native.ts';
 
 const SEGMENT = 1 << 20;
 const WINDOW = 32 << 10;
@@ -69,10 +69,7 @@ interface Igzip {
 let igzip: Igzip | null | undefined;
 function loadIgzip(): Igzip | null {
   if (igzip !== undefined) return igzip;
-  const file = nativeHelper('vlab-deflate.node', [
-    new URL('../../native/bin/vlab-deflate.node', import.meta.url),
-    new URL('../../overlay/native/bin/vlab-deflate.node', import.meta.url),
-  ]);
+  const file = isalAddon();
   igzip = null;
   if (file) {
     const m = { exports: {} as Igzip };
@@ -82,7 +79,7 @@ function loadIgzip(): Igzip | null {
   return igzip;
 }
 
-/** Which deflate levels 1-3 run on: igzip when vlab-deflate.node is built, else zlib. */
+/** Which deflate levels 1-3 run on: igzip when vlab-isal.node is built, else zlib. */
 export const gzipEngine = (): 'igzip' | 'zlib' => (loadIgzip() ? 'igzip' : 'zlib');
 
 /** igzip's levels are 0-3 (its 0 compresses); gzip levels 1-3 map to them. */

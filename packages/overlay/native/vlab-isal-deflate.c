@@ -1,47 +1,17 @@
 /*
- * vlab-deflate.node: raw deflate of one segment with ISA-L (igzip), for the parallel gzip of
- * src/layer/pgzip.ts. igzip's levels 1-3 are ~10x faster than zlib's level 1 for about the same
- * size, and, unlike whole-buffer libraries, it takes a preset dictionary and ends a segment with
- * a sync flush, so the segments still join into ONE gzip member (pigz's scheme).
+ * vlab-isal.node's deflate (see vlab-isal.c): raw deflate of one segment with ISA-L, for the
+ * parallel gzip of src/layer/pgzip.ts. igzip's levels 1-3 are ~10x faster than zlib's level 1 for
+ * about the same size, and, unlike whole-buffer libraries, it takes a preset dictionary and ends a
+ * segment with a sync flush, so the segments still join into ONE gzip member (pigz's scheme).
  *
- * deflate(input, dictionary | null, output, level) -> Promise<number>: runs on libuv's thread
- * pool (Node-API async work) and resolves with the bytes written to `output`, or -1 when it did
- * not fit / igzip failed (the caller then uses zlib). The buffers are referenced until then.
- *
- * A Node-API addon without node_api.h (as native/vlab-fdpass.c in @vlab/image): the functions it
- * calls are declared below (the Node-API ABI is stable across Node versions).
+ * deflate(input, dictionary | null, output, level) -> Promise<number>: resolves with the bytes
+ * written to `output`, or -1 when it did not fit / igzip failed (the caller then uses zlib). The
+ * buffers are referenced until then.
  */
 #include <isa-l/igzip_lib.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
-typedef struct napi_env__ *napi_env;
-typedef struct napi_value__ *napi_value;
-typedef struct napi_callback_info__ *napi_callback_info;
-typedef struct napi_async_work__ *napi_async_work;
-typedef struct napi_deferred__ *napi_deferred;
-typedef struct napi_ref__ *napi_ref;
-typedef int napi_status;
-typedef napi_value (*napi_callback)(napi_env, napi_callback_info);
-typedef void (*napi_async_execute_callback)(napi_env, void *);
-typedef void (*napi_async_complete_callback)(napi_env, napi_status, void *);
-napi_status napi_get_cb_info(napi_env, napi_callback_info, size_t *, napi_value *, napi_value *, void **);
-napi_status napi_get_value_int32(napi_env, napi_value, int32_t *);
-napi_status napi_create_int32(napi_env, int32_t, napi_value *);
-napi_status napi_get_buffer_info(napi_env, napi_value, void **, size_t *);
-napi_status napi_create_function(napi_env, const char *, size_t, napi_callback, void *, napi_value *);
-napi_status napi_set_named_property(napi_env, napi_value, const char *, napi_value);
-napi_status napi_create_string_utf8(napi_env, const char *, size_t, napi_value *);
-napi_status napi_create_promise(napi_env, napi_deferred *, napi_value *);
-napi_status napi_resolve_deferred(napi_env, napi_deferred, napi_value);
-napi_status napi_create_reference(napi_env, napi_value, uint32_t, napi_ref *);
-napi_status napi_delete_reference(napi_env, napi_ref);
-napi_status napi_create_async_work(napi_env, napi_value, napi_value, napi_async_execute_callback,
-                                   napi_async_complete_callback, void *, napi_async_work *);
-napi_status napi_queue_async_work(napi_env, napi_async_work);
-napi_status napi_delete_async_work(napi_env, napi_async_work);
-
+#include "vlab-isal.h"
 #define MAX_DICT (32 << 10)
 
 struct job {
@@ -94,7 +64,7 @@ static void done(napi_env env, napi_status status, void *data) {
   free(j);
 }
 
-static napi_value deflate_segment(napi_env env, napi_callback_info info) {
+napi_value vlab_deflate(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   napi_value promise;
@@ -128,11 +98,3 @@ static napi_value deflate_segment(napi_env env, napi_callback_info info) {
   return promise;
 }
 
-napi_value napi_register_module_v1(napi_env env, napi_value exports) {
-  napi_value f;
-  napi_create_function(env, "deflate", 7, deflate_segment, NULL, &f);
-  napi_set_named_property(env, exports, "deflate", f);
-  return exports;
-}
-
-int32_t node_api_module_get_api_version_v1(void) { return 8; }
