@@ -35,7 +35,7 @@ export { UnionView, type UnionStat, type TarSource, type TarLayerLimits } from '
 export { dirUsage, diskBytes } from './usage.ts';
 export { layerHeaders } from './layer/list.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';
-export { isRealRoot, sysHelper } from './sys.ts';
+export { isRealRoot, syncFilesystem, sysHelper } from './sys.ts';
 export { withFileLock, pidAlive } from './lock.ts';
 export { checkSnapshots, type SnapshotProblem, type SnapshotProblemKind } from './check.ts';
 

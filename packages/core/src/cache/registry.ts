@@ -191,7 +191,7 @@ export class RegistryCaches {
         l.diffId,
         [pullScope(c.ref.path)],
         (n) => progress('downloading', n),
-        limit,
+        { limit },
       );
     } catch (e) {
       if (c.client.opts.signal?.aborted) throw e;

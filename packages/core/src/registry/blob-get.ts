@@ -14,6 +14,7 @@ import { VlabError } from '@vlab/errors';
 import { MEDIA, type Descriptor } from '../image/types.ts';
 import { MAX_JSON_BYTES } from '../image/validate.ts';
 import { writableBytes } from '../store/space.ts';
+import type { CommitBatch } from '../store/batch.ts';
 import type { Blobs } from '../store/types.ts';
 import { discard, isRetryable, readBody, withRetry, type HttpResponse } from './http.ts';
 import { registryError, type RegistryClient } from './client.ts';
@@ -178,12 +179,20 @@ function bounded(desc: Descriptor, limit: number): Transform {
   });
 }
 
+export interface LayerOptions {
+  /** The most bytes the tar may have (layerLimit). */
+  limit: number;
+  /** Big gzip layers are gunzipped, hashed and written by its workers. */
+  pool?: InflatePool;
+  /** The blob is named at the batch's flush (one syncfs for many layers), not at once. */
+  batch?: CommitBatch;
+}
+
 /**
  * Fetch one layer into the store uncompressed: the compressed bytes must hash to `desc.digest`,
  * the tar to `diffId`, and the tar may be at most `limit` bytes (pull.ts: layerLimit); the blob is
- * named (as `diffId`) only then. Retried from the start on transport failures. Returns the stored
- * (uncompressed) size. With `pool`, a big gzip layer is gunzipped, hashed and written by a worker
- * thread.
+ * named (as `diffId`) only then, or at `batch.flush()`. Retried from the start on transport
+ * failures. Returns the stored (uncompressed) size.
  */
 export async function pullLayer(
   blobs: Blobs,
@@ -193,14 +202,13 @@ export async function pullLayer(
   diffId: string,
   scope: string[],
   onBytes: (n: number) => void,
-  limit: number,
-  pool?: InflatePool,
+  { limit, pool, batch }: LayerOptions,
 ): Promise<number> {
   decompressor(desc.mediaType).destroy(); // an unknown type fails before any transfer
   return withRetry(
     async () => {
       if (pool && isGzip(desc.mediaType) && desc.size >= OFF_THREAD_BYTES)
-        return pullOffThread(blobs, pool, client, repo, desc, diffId, scope, onBytes, limit);
+        return pullOffThread(blobs, pool, client, repo, desc, diffId, scope, onBytes, limit, batch);
       const blob = await blobs.create();
       const dec = decompressor(desc.mediaType);
       let failed: unknown;
@@ -225,7 +233,7 @@ export async function pullLayer(
         await blob.abort();
         throw e;
       }
-      return (await blob.commit(diffId)).size;
+      return (await blob.commit(diffId, batch)).size;
     },
     { retries: client.opts.retries, signal: client.opts.signal },
   );
@@ -242,6 +250,7 @@ async function pullOffThread(
   scope: string[],
   onBytes: (n: number) => void,
   limit: number,
+  batch?: CommitBatch,
 ): Promise<number> {
   const blob = await blobs.createFile();
   const job = pool.start(blob.path, limit);
@@ -256,5 +265,5 @@ async function pullOffThread(
     await job.abort();
     throw await blob.abort(e);
   }
-  return (await blob.commit(tar, diffId)).size;
+  return (await blob.commit(tar, diffId, batch)).size;
 }

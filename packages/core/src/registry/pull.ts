@@ -9,7 +9,8 @@ import { VlabError } from '@vlab/errors';
 import { MEDIA, type Descriptor, type ImageConfig } from '../image/types.ts';
 import { parseDocument, requireSha256 } from '../image/validate.ts';
 import type { Store, StoredImage } from '../store/store.ts';
-import { BlobInfo } from './blob-info.ts';
+import { CommitBatch } from '../store/batch.ts';
+import { BlobInfo, type CompressedBlob } from './blob-info.ts';
 import { fetchSmallBlob, layerLimit, pullLayer } from './blob-get.ts';
 import { RegistryClient, pullScope, type RegistryOptions } from './client.ts';
 import { throttled, type TransferSink } from './events.ts';
@@ -39,6 +40,11 @@ export interface PullResult extends StoredImage {
 }
 
 const CONFIG_TYPES: string[] = [MEDIA.config, MEDIA.dockerConfig];
+/** From this many layers on, they are named together after one syncfs (store/batch.ts), not fsynced one by one. */
+const BATCH_FROM = 8;
+/** An image whose layers are all under this size fetches this many at once: each is mostly a round trip. */
+const SMALL_LAYER = 1 << 20;
+const SMALL_PARALLEL = 8;
 
 export async function pullImage(store: Store, reference: string, opts: PullOptions = {}): Promise<PullResult> {
   const ref = parseReference(reference);
@@ -78,9 +84,13 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
       );
     const info = new BlobInfo(store.root);
     const limit = await layerLimit(store.root);
+    const batch = manifest.layers.length >= BATCH_FROM ? new CommitBatch() : undefined;
     const repo = repoName(ref);
     let bytesFetched = 0;
-    const layers = await eachLimited(manifest.layers, opts.parallel ?? DEFAULT_PARALLEL, async (l, i) => {
+    const known: { diffId: string; blob: Omit<CompressedBlob, 'repos'> }[] = [];
+    const small = manifest.layers.every((l) => l.size < SMALL_LAYER);
+    const parallel = opts.parallel ?? (small ? SMALL_PARALLEL : DEFAULT_PARALLEL);
+    const layers = await eachLimited(manifest.layers, parallel, async (l, i) => {
       const digest = requireSha256(l.digest, `${full}: layers[${i}]`);
       const diffId = requireSha256(diffIds[i]!, `${full}: rootfs.diff_ids[${i}]`);
       const event = (status: 'downloading' | 'done' | 'exists', bytes: number) =>
@@ -100,13 +110,19 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
         event('exists', l.size);
       } else {
         const progress = (n: number) => event('downloading', n);
-        size = await pullLayer(store.blobs, client, ref.path, l, diffId, scope, progress, limit, pool);
+        size = await pullLayer(store.blobs, client, ref.path, l, diffId, scope, progress, { limit, pool, batch });
         bytesFetched += l.size;
         event('done', l.size);
       }
-      await info.add(diffId, { digest, mediaType: l.mediaType, size: l.size }, repo);
+      known.push({ diffId, blob: { digest, mediaType: l.mediaType, size: l.size } });
       return { mediaType: MEDIA.layer, digest: diffId, size } satisfies Descriptor;
+    }).catch(async (e: unknown) => {
+      await batch?.discard();
+      throw e;
     });
+    await batch?.flush();
+    // what each diff_id came as, once the layers are named (a push back finds them: blob-info.ts)
+    await eachLimited(known, SMALL_PARALLEL, (k) => info.add(k.diffId, k.blob, repo));
     const stored = await store.putImage(config, layers, configBytes);
     const name = familiarName(ref);
     await store.tag(name, stored.manifestDigest);

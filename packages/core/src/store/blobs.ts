@@ -6,6 +6,7 @@ import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import type { Lease } from './lease.ts';
+import type { CommitBatch } from './batch.ts';
 import { asNoSpace } from './space.ts';
 import { WRITEBACK_BYTES, Writeback } from './writeback.ts';
 import type { BlobWriter, Blobs, Digest, FileBlobWriter, SyncBlobWriter } from './types.ts';
@@ -118,16 +119,17 @@ export class BlobStore implements Blobs {
     finished.catch(() => undefined); // awaited by commit(); after abort() nobody does (e.g. ENOSPC)
     return {
       stream: write,
-      commit: async (expected?: string) => {
+      commit: async (expected?: string, batch?: CommitBatch) => {
+        let kept = false;
         try {
           await finished.catch((e: unknown) => {
             throw asNoSpace(this.root, e);
           });
           const { digest, size } = result();
-          await this.seal(tmp, digest, expected);
+          kept = await this.seal(tmp, digest, expected, batch);
           return { digest, size };
         } finally {
-          await fsp.rm(tmp, { force: true });
+          if (!kept) await fsp.rm(tmp, { force: true });
         }
       },
       abort: async () => {
@@ -187,7 +189,8 @@ export class BlobStore implements Blobs {
     const tmp = await this.tempPath();
     return {
       path: tmp,
-      commit: async (digest: string, expected?: string) => {
+      commit: async (digest: string, expected?: string, batch?: CommitBatch) => {
+        let kept = false;
         try {
           assertDigest(digest);
           const size = await fsp.stat(tmp).then(
@@ -196,10 +199,10 @@ export class BlobStore implements Blobs {
               throw new VlabError('E_BLOB_MISSING', `temp blob ${tmp} was not written`, { cause: e });
             },
           );
-          await this.seal(tmp, digest, expected);
+          kept = await this.seal(tmp, digest, expected, batch);
           return { digest, size };
         } finally {
-          await fsp.rm(tmp, { force: true });
+          if (!kept) await fsp.rm(tmp, { force: true });
         }
       },
       abort: async (cause?: unknown) => {
@@ -218,15 +221,23 @@ export class BlobStore implements Blobs {
     return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}` as Digest);
   }
 
-  /** A written temp blob gets its name: the digest checked, held (gc never sees it unheld), renamed. */
-  private async seal(tmp: string, digest: Digest, expected?: string): Promise<void> {
+  /**
+   * A written temp blob gets its name: the digest checked, held (gc never sees it unheld), fsynced
+   * and renamed; or, with `batch`, left for its flush (true: the temp file is the batch's now).
+   */
+  private async seal(tmp: string, digest: Digest, expected?: string, batch?: CommitBatch): Promise<boolean> {
     if (expected && expected !== digest) {
       throw new VlabError('E_DIGEST_MISMATCH', `content digest ${digest} does not match expected ${expected}`);
     }
     await this.lease?.hold({ blobs: [digest] });
+    if (batch) {
+      await batch.add(tmp, this.path(digest));
+      return true;
+    }
     await this.commitTemp(tmp, digest).catch((e: unknown) => {
       throw asNoSpace(this.root, e);
     });
+    return false;
   }
 
   private async tempPath(): Promise<string> {

@@ -6,6 +6,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import type { Descriptor, ImageConfig, ImageIndex, Manifest } from '../image/types.ts';
+import type { CommitBatch } from './batch.ts';
 import type { Lease } from './lease.ts';
 
 export type Digest = `sha256:${string}`;
@@ -25,9 +26,10 @@ export interface BlobWriter {
    * Verify and publish: the content is flushed (fsync) and renamed to its digest in one step, so
    * no reader ever sees part of it. Rejects with E_DIGEST_MISMATCH (nothing published) when
    * `expected` is given and differs, E_NO_SPACE when the disk is full. The temp file is gone
-   * afterwards either way.
+   * afterwards either way. With `batch`, verified and held but named only at `batch.flush()`
+   * (one syncfs for many blobs: batch.ts); the temp file stays until then.
    */
-  commit(expected?: string): Promise<{ digest: Digest; size: number }>;
+  commit(expected?: string, batch?: CommitBatch): Promise<{ digest: Digest; size: number }>;
   /** Drop what was written; publishes nothing. Never rejects for a writer that already failed. */
   abort(): Promise<void>;
 }
@@ -51,8 +53,8 @@ export interface SyncBlobWriter {
 export interface FileBlobWriter {
   /** The file to create with O_EXCL and write; nothing is there yet. */
   readonly path: string;
-  /** As BlobWriter's, with `digest` the writer's hash of what it wrote; rejects with E_BLOB_MISSING if nothing was written. */
-  commit(digest: string, expected?: string): Promise<{ digest: Digest; size: number }>;
+  /** As BlobWriter's (`batch` too), with `digest` the writer's hash of what it wrote; rejects with E_BLOB_MISSING if nothing was written. */
+  commit(digest: string, expected?: string, batch?: CommitBatch): Promise<{ digest: Digest; size: number }>;
   /** Remove the file (once its writer has closed it); returns `cause` as the store reports it (E_NO_SPACE for a full disk). */
   abort(cause?: unknown): Promise<unknown>;
 }
