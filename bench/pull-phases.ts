@@ -91,7 +91,7 @@ async function main(): Promise<void> {
       await fs.rm(f);
     }
     for (const c of cases)
-      for (const engine of isalAddon() ? ['isal', 'zlib'] : ['zlib']) {
+      for (const engine of (process.env.BENCH_ENGINES ?? (isalAddon() ? 'isal,zlib' : 'zlib')).split(',')) {
         const walls: number[] = [];
         for (let r = 0; r < runs; r++) {
           if (engine === 'zlib') process.env.VLAB_GUNZIP = 'zlib';

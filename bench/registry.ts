@@ -32,7 +32,9 @@ const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 const pick = <T extends string>(env: string | undefined, all: readonly T[]): T[] =>
   env ? all.filter((x) => env.split(',').includes(x)) : [...all];
 const CASES = pick(process.env.BENCH_CASES, ['big', 'small200'] as const);
-const PEERS = pick(process.env.BENCH_PEERS, ['vlab', 'vlab-cli', 'skopeo'] as const);
+// vlab-zlib: the API pulling with VLAB_GUNZIP=zlib (pull rows only); BENCH_PHASES=pull skips the pushes
+const PEERS = pick(process.env.BENCH_PEERS, ['vlab', 'vlab-zlib', 'vlab-cli', 'skopeo'] as const);
+const PHASES = pick(process.env.BENCH_PHASES, ['push', 'pull'] as const);
 type Peer = (typeof PEERS)[number];
 const prof = process.env.BENCH_VLAB_PROF;
 const dataDir = path.join(repo, 'bench', '.data');
@@ -79,6 +81,10 @@ async function pushWith(peer: Peer, img: RegImage, reg: TestRegistry, dest: stri
 
 async function pullWith(peer: Peer, from: string, into: string): Promise<number> {
   if (peer === 'vlab') return timed(() => pull(from, { root: into, tlsVerify: false }));
+  if (peer === 'vlab-zlib') {
+    process.env.VLAB_GUNZIP = 'zlib';
+    return timed(() => pull(from, { root: into, tlsVerify: false })).finally(() => delete process.env.VLAB_GUNZIP);
+  }
   if (peer === 'vlab-cli')
     return timed(() => run(cli(['pull', '-q', '--tls-verify=false', from]), { VLAB_ROOT: into }));
   return timed(() => run(['skopeo', 'copy', '-q', '--src-tls-verify=false', `docker://${from}`, `oci:${into}:x`]));
@@ -107,7 +113,7 @@ async function benchCase(img: RegImage): Promise<void> {
   try {
     for (let r = 0; r < runs; r++) {
       const order = PEERS.map((_, i) => PEERS[(i + r) % PEERS.length]!);
-      for (const p of order) {
+      for (const p of PHASES.includes('push') ? order.filter((p) => p !== 'vlab-zlib') : []) {
         const reg = await startRegistry();
         try {
           await forget(img);

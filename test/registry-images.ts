@@ -44,8 +44,18 @@ export async function putBlob(reg: TestRegistry, name: string, body: Buffer): Pr
 
 /** An image of one layer: `blob` as its compressed bytes, `diffId` in the config. */
 export async function putImage(reg: TestRegistry, tag: string, blob: Buffer, diffId: string): Promise<void> {
+  await putLayers(reg, tag, [{ blob, diffId }]);
+}
+
+/** An image of these layers (compressed bytes and the diff_id the config gives each). */
+export async function putLayers(reg: TestRegistry, tag: string, layers: { blob: Buffer; diffId: string }[]) {
   const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffId] }, config: {} }),
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
+      config: {},
+    }),
   );
   const manifest = {
     schemaVersion: 2,
@@ -55,7 +65,9 @@ export async function putImage(reg: TestRegistry, tag: string, blob: Buffer, dif
       digest: await putBlob(reg, 'l', config),
       size: config.length,
     },
-    layers: [{ mediaType: GZIP, digest: await putBlob(reg, 'l', blob), size: blob.length }],
+    layers: await Promise.all(
+      layers.map(async (l) => ({ mediaType: GZIP, digest: await putBlob(reg, 'l', l.blob), size: l.blob.length })),
+    ),
   };
   const res = await fetch(`http://${reg.host}/v2/l/manifests/${tag}`, {
     method: 'PUT',

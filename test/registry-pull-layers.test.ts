@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fsck, pull } from '@vlab/image';
 import { sleep, startCli, vbuild } from './torture-helpers.ts';
 import { registryMissing, startRegistry, type TestRegistry } from './registry-fixture.ts';
-import { blobFiles, gunzipEngines, putImage, sha, useEngine } from './registry-images.ts';
+import { blobFiles, gunzipEngines, putImage, putLayers, sha, useEngine } from './registry-images.ts';
 
 const missing = registryMissing();
 if (missing) console.warn(`registry pull-layer tests skipped: ${missing}`);
@@ -29,6 +29,7 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
   // long enough to be killed in the middle of (stored: level 0)
   const hugeTar = randomBytes(64 << 20);
   const hugeGz = zlib.gzipSync(hugeTar, { level: 0 });
+  const manyTars = Array.from({ length: 10 }, (_, i) => Buffer.from(`layer ${i} `.repeat(500 + i)));
 
   beforeAll(async () => {
     reg = await startRegistry();
@@ -43,6 +44,10 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
     await putImage(reg, 'not-gzip', randomBytes(1536 << 10), sha(bigTar));
     await putImage(reg, 'cut', bigGz.subarray(0, bigGz.length - 4096), sha(bigTar));
     await putImage(reg, 'huge', hugeGz, sha(hugeTar));
+    // enough layers to be named together after one syncfs (pull.ts: BATCH_FROM), one of them bad
+    const many = manyTars.map((t) => ({ blob: zlib.gzipSync(t), diffId: sha(t) }));
+    await putLayers(reg, 'many', many);
+    await putLayers(reg, 'many-bad', [...many.slice(1), { blob: many[0]!.blob, diffId: sha(smallTar) }]);
   });
   afterEach(async () => {
     delete process.env.VLAB_GUNZIP;
@@ -84,6 +89,17 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
       expect(await blobFiles(root)).toEqual([]);
       await fsp.rm(root, { recursive: true, force: true });
     }
+  });
+
+  it('ten small layers are named together after one syncfs; with one bad, none is named and no temp file stays', async () => {
+    const r = await pullIt('isal', 'many');
+    expect(r.manifest.layers.map((l) => l.digest)).toEqual(manyTars.map(sha));
+    for (const t of manyTars)
+      expect(sha(await fsp.readFile(path.join(root, 'blobs', 'sha256', sha(t).slice(7))))).toBe(sha(t));
+    expect((await fsck(root)).problems).toEqual([]);
+    await fsp.rm(root, { recursive: true, force: true });
+    await expect(pullIt('isal', 'many-bad')).rejects.toMatchObject({ code: 'E_DIGEST_MISMATCH' });
+    expect(await blobFiles(root)).toEqual([]);
   });
 
   it('a pull killed (SIGKILL) while a worker writes a layer leaves no blob; fsck finds only its leftovers; the next pull works', async () => {
