@@ -4,6 +4,7 @@
  * path (a worker with ISA-L or zlib, the main thread for layers under 1 MiB); and a layer of
  * 1 MiB or more with a flipped byte (a worker's layer: the code must cross the worker boundary).
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
@@ -65,6 +66,25 @@ describe.skipIf(missing)('registry pull: bounded inflate, codes from the worker'
       process.env.VLAB_PULL_MAX_BYTES = String(32 << 20);
       const r = await pull(`${reg.host}/l:bomb-small`, { root, tlsVerify: false });
       expect(r.manifest.layers[0]!.digest).toBe(sha(smallBomb));
+    },
+  );
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'by default the bound is the store filesystem’s free space (a 16 MiB tmpfs): E_LAYER_TOO_LARGE, not a full disk',
+    async () => {
+      root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-bounds-'));
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', root]);
+      try {
+        const store = path.join(root, 'store');
+        await expect(
+          pull(`${reg.host}/l:bomb-small`, { root: store, tlsVerify: false, retries: 0 }),
+        ).rejects.toMatchObject({
+          code: 'E_LAYER_TOO_LARGE',
+        });
+        expect(await blobFiles(store)).toEqual([]);
+      } finally {
+        execFileSync('umount', [root]);
+      }
     },
   );
 

@@ -18,7 +18,7 @@ const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
 const crypto = require('node:crypto');
 const zlib = require('node:zlib');
-// the source of a class compiled with esbuild's keepNames calls __name (tsx, the CLI bundle)
+// a class's source compiled with esbuild's keepNames (tsx) calls __name
 const __name = (f) => f;
 const Writeback = ${String(Writeback)};
 const WRITEBACK = ${WRITEBACK_BYTES};
