@@ -40,7 +40,7 @@ export interface InflateResult {
 type WorkerResult = Omit<InflateResult, 'digest' | 'n'>;
 
 type Reply =
-  | { op: 'ack'; id: number; n: number }
+  | { op: 'ack'; id: number; n: number; buf?: ArrayBuffer }
   | ({ op: 'done'; id: number } & WorkerResult)
   | { op: 'error'; id: number; kind: 'io'; message: string; code?: string }
   | { op: 'aborted'; id: number };
@@ -48,6 +48,7 @@ type Reply =
 /** Compressed bytes sent per message, and at most this many in flight per layer. */
 const MESSAGE = 1 << 20;
 const IN_FLIGHT = 8 << 20;
+const SPARE = IN_FLIGHT / MESSAGE + 2;
 
 interface Pending {
   inFlight: number;
@@ -59,6 +60,8 @@ interface Pending {
 class Slot {
   readonly worker: Worker;
   readonly jobs = new Map<number, Pending>();
+  /** Blocks the worker gave back, to be filled again (the main thread allocated 1 MiB per message). */
+  readonly spare: ArrayBuffer[] = [];
   /** Exited or failed: it takes no more jobs. */
   dead = false;
   constructor(addon: string | undefined) {
@@ -74,6 +77,7 @@ class Slot {
     const p = this.jobs.get(m.id);
     if (!p) return;
     if (m.op === 'ack') {
+      if (m.buf && this.spare.length < SPARE) this.spare.push(m.buf);
       p.inFlight -= m.n;
       p.wake?.();
     } else if (m.op === 'done') {
@@ -102,7 +106,7 @@ class Slot {
 
 /** One gzip layer being gunzipped into `file` by a worker: `write` the compressed bytes, then `end` or `abort`. */
 export class InflateJob {
-  private buf = Buffer.allocUnsafeSlow(MESSAGE);
+  private buf: Buffer;
   private used = 0;
   private readonly hash = createHash('sha256');
   private n = 0;
@@ -112,7 +116,14 @@ export class InflateJob {
     private readonly slot: Slot,
     private readonly id: number,
     private readonly p: Pending,
-  ) {}
+  ) {
+    this.buf = this.block();
+  }
+
+  private block(): Buffer {
+    const ab = this.slot.spare.pop();
+    return ab ? Buffer.from(ab) : Buffer.allocUnsafeSlow(MESSAGE);
+  }
 
   /** Take `chunk`; resolves once the worker has room for more (backpressure on the socket). */
   async write(chunk: Buffer): Promise<void> {
@@ -133,7 +144,7 @@ export class InflateJob {
     const out = (whole ? this.buf.buffer : this.buf.buffer.slice(0, this.used)) as ArrayBuffer;
     this.p.inFlight += this.used;
     this.slot.worker.postMessage({ op: 'data', id: this.id, buf: out }, [out]);
-    this.buf = Buffer.allocUnsafeSlow(MESSAGE);
+    this.buf = this.block();
     this.used = 0;
     while (this.p.inFlight > IN_FLIGHT && !this.p.failed) await new Promise<void>((r) => (this.p.wake = r));
     this.p.wake = undefined;

@@ -118,11 +118,18 @@ function data(m) {
   const j = jobs.get(m.id);
   const buf = Buffer.from(m.buf);
   let acked = false;
-  const ack = () => { if (!acked) post({ op: 'ack', id: m.id, n: buf.length }); acked = true; };
-  if (!j || stopped(j)) return ack();
-  if (isal) return void (j.chain = j.chain.then(() => inflateIsal(j, buf)).then(ack, ack));
-  j.gz.write(buf, ack);
-  if (stopped(j)) ack();
+  // the block goes back to be filled again (no 1 MiB allocation per message), once nothing reads it
+  const ack = (done) => {
+    if (acked) return;
+    acked = true;
+    if (done === true && m.buf.byteLength === ${1 << 20}) parentPort.postMessage({ op: 'ack', id: m.id, n: buf.length, buf: m.buf }, [m.buf]);
+    else post({ op: 'ack', id: m.id, n: buf.length });
+  };
+  const done = () => ack(true);
+  if (!j || stopped(j)) return done();
+  if (isal) return void (j.chain = j.chain.then(() => inflateIsal(j, buf)).then(done, done));
+  j.gz.write(buf, done);
+  if (stopped(j)) ack(false); // zlib may still hold it
 }
 async function close(j) {
   jobs.delete(j.id);
