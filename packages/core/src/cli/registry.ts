@@ -97,6 +97,10 @@ export const REGISTRY_COMMANDS: Record<string, Command> = {
           help: 'gzip 0-9 (default 1, the fastest), zstd 1-22 (default 3)',
         },
         digestfile: { type: 'string', arg: 'FILE', help: 'write the pushed manifest digest to FILE' },
+        'force-recursive': {
+          type: 'boolean',
+          help: 'check every blob even when the registry has this manifest already (repairs deleted blobs)',
+        },
       },
     },
     async run(v, pos) {
@@ -107,6 +111,7 @@ export const REGISTRY_COMMANDS: Record<string, Command> = {
         compression: str(v.compression) as 'gzip' | 'zstd' | undefined,
         compressionLevel: intFlag(v['compression-level'], 'compression-level'),
         parallel: intFlag(v.parallel, 'parallel'),
+        forceRecursive: v['force-recursive'] === true,
         onProgress: renderer(v),
       });
       if (str(v.digestfile)) {
