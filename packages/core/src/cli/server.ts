@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { readTextSync } from '../exec/cgroup-layout.ts';
 import { beginCaller } from './client.ts';
 import { runMain } from './commands.ts';
 import { loadFdPass } from './server-native.ts';
@@ -102,9 +103,12 @@ export async function serve(base: string, lockFd: number): Promise<void> {
     }
     busy = true;
     clearTimeout(timer);
+    // the client's cgroups, while it waits for us (a container monitor joins them: client.ts)
+    const pid = fdp.peerPid(fd);
+    const cgroups = pid > 0 ? readTextSync(`/proc/${pid}/cgroup`) : undefined;
     sock.write('A\n');
     const t0 = performance.now();
-    void runRequest(stdio, req, fds, sock).then((code) => {
+    void runRequest(stdio, req, fds, sock, cgroups).then((code) => {
       // logged before the reply: whoever sees the client's end finds the line (the tests count them)
       say(`${req.argv[0] ?? ''}: exit ${code} in ${(performance.now() - t0).toFixed(1)} ms`);
       busy = false;
@@ -151,7 +155,13 @@ export async function serve(base: string, lockFd: number): Promise<void> {
 }
 
 /** One command, as the client would have run it; its exit code (replied "X code"), or it replied "K signal". */
-async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock: net.Socket): Promise<number> {
+async function runRequest(
+  stdio: RequestStdio,
+  req: Request,
+  fds: number[],
+  sock: net.Socket,
+  cgroups: string | undefined,
+): Promise<number> {
   const saved = {
     env: { ...process.env } as Record<string, string>,
     argv: process.argv,
@@ -165,7 +175,7 @@ async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock
   // The client is gone (killed): a command that knows what its own death would have done does
   // that (client.ts: a foreground container is let go to its monitor); any other is stopped as
   // by its SIGTERM.
-  const caller = beginCaller();
+  const caller = beginCaller(cgroups);
   // A forwarded signal goes to the command's own handlers (a build aborts, run's sig-proxy). With
   // none, the direct process would die of it: the client does ("K"), and the command does what
   // that death would have done (as above); one that cannot, dies with this process.

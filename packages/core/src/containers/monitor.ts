@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import { VlabError } from '@vlab/errors';
 import { nativeHelper } from '@vlab/overlay';
+import { callerCgroups } from '../cli/client.ts';
+import { cgroupProcsFiles, detectCgroupLayout } from '../exec/cgroup-layout.ts';
 
 export function monitorHelper(): string {
   const bin = nativeHelper('vlab-mon', [
@@ -41,6 +43,8 @@ export interface MonitorArgs {
   /** Run after the end unless we answered "done" (cleanup, --rm). */
   exitCommand: string[];
   attach?: { onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void; stdinFd?: number };
+  /** cgroup.procs files the monitor joins before it starts anything (its caller's: callerCgroupFiles). */
+  cgroups?: string[];
 }
 
 export interface Monitor {
@@ -55,6 +59,16 @@ export interface Monitor {
   detach(): void;
 }
 
+/**
+ * Where a monitor goes: a direct CLI's child inherits its caller's cgroups by itself; under the
+ * warm server it would inherit the server's (whoever started it, maybe another session's unit),
+ * so it joins the client's (cli/client.ts) first. Undefined: stay where spawn puts it.
+ */
+export async function callerCgroupFiles(): Promise<string[] | undefined> {
+  const text = callerCgroups();
+  return text === undefined ? undefined : cgroupProcsFiles(text, await detectCgroupLayout());
+}
+
 export function startMonitor(a: MonitorArgs): Monitor {
   const attach = a.attach;
   const child = spawn(
@@ -62,6 +76,7 @@ export function startMonitor(a: MonitorArgs): Monitor {
     [a.dir, String(a.logMaxSize), attach ? '1' : '0', ...a.exitCommand, '--', ...a.argv],
     {
       detached: true, // its own session: the CLI's terminal and process group signals do not reach it
+      env: a.cgroups?.length ? { ...process.env, VLAB_MON_CGROUPS: a.cgroups.join('\n') } : process.env,
       stdio: [attach?.stdinFd ?? 'ignore', attach ? 'pipe' : 'ignore', attach ? 'pipe' : 'ignore', 'pipe'],
     },
   );
@@ -98,7 +113,8 @@ export function startMonitor(a: MonitorArgs): Monitor {
       } else if (line[0] === 'exited') {
         const end = { exitCode: Number(line[1]), signal: Number(line[2]) };
         void Promise.all(ended).then(() => exitedResolve(end));
-      } else if (line[0] === 'error')
+      } else if (line[0] === 'warn') process.stderr.write(`WARNING: ${line.slice(1).join(' ')}\n`);
+      else if (line[0] === 'error')
         fail(new VlabError('E_EXEC_SETUP', `the container monitor failed: ${line.slice(1).join(' ')}`));
     }
   });
