@@ -1,6 +1,7 @@
 /** `vbuild pull|push|login|logout`: flags to options, events to the progress renderer; the work is in registry/. */
 import { VlabError } from '@vlab/errors';
 import { defaultStoreRoot, login, logout, pull, push, type RegistryOptions } from '../index.ts';
+import { callerGone } from './client.ts';
 import type { Command } from './images.ts';
 import { type Flag, type Values, intFlag, str } from './flags.ts';
 import { createRenderer, type ProgressMode } from './progress.ts';
@@ -113,6 +114,8 @@ export const REGISTRY_COMMANDS: Record<string, Command> = {
         parallel: intFlag(v.parallel, 'parallel'),
         forceRecursive: v['force-recursive'] === true,
         onProgress: renderer(v),
+        // through the warm server: a push for a client that is gone stops (a direct CLI dies)
+        signal: callerGone(),
       });
       if (str(v.digestfile)) {
         const { writeFile } = await import('node:fs/promises');
