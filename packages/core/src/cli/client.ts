@@ -7,7 +7,7 @@
  * its own death would have done takes `callerGone()`, an AbortSignal that fires when the client
  * is gone (undefined in a direct run: it never fires). The server then lives on.
  */
-let current: { ctl: AbortController; taken: boolean; cgroups?: string } | undefined;
+let current: { ctl: AbortController; taken: boolean } | undefined;
 
 /** The signal for the running command (marks the command as handling its caller's death). */
 export function callerGone(): AbortSignal | undefined {
@@ -16,18 +16,9 @@ export function callerGone(): AbortSignal | undefined {
   return current.ctl.signal;
 }
 
-/**
- * Under the server: the client's /proc/PID/cgroup, read when its request came. What a process the
- * command starts to outlive it (a container's monitor) joins, to be where a direct run puts it:
- * in the caller's cgroups, not the server's (which are those of whoever started the server).
- */
-export function callerCgroups(): string | undefined {
-  return current?.cgroups;
-}
-
-/** server.ts, per request (`cgroups`: the client's, above): whether the command took the signal, `gone()` fires it. */
-export function beginCaller(cgroups?: string): { taken(): boolean; gone(): void; end(): void } {
-  const me = { ctl: new AbortController(), taken: false, cgroups };
+/** server.ts, per request: whether the command took the signal, `gone()` fires it. */
+export function beginCaller(): { taken(): boolean; gone(): void; end(): void } {
+  const me = { ctl: new AbortController(), taken: false };
   current = me;
   return {
     taken: () => me.taken,

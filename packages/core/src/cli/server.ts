@@ -14,7 +14,6 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { readTextSync } from '../exec/cgroup-layout.ts';
 import { beginCaller } from './client.ts';
 import { runMain } from './commands.ts';
 import { loadFdPass } from './server-native.ts';
@@ -50,6 +49,17 @@ function parseRequest(buf: Buffer): Request | undefined {
     if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
   return { key: w[1]!, cwd: w[2]!, umask: parseInt(w[3]!, 8), argv: w.slice(5, 5 + argc), env };
+}
+
+/** The request env's name for the client's /proc/PID/cgroup (read by containers/monitor.ts). */
+const CALLER_CGROUPS = 'VLAB_CALLER_CGROUPS';
+
+function readProc(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined; // the client is gone already: its command is stopped anyway
+  }
 }
 
 function setEnv(env: Record<string, string>): void {
@@ -103,12 +113,15 @@ export async function serve(base: string, lockFd: number): Promise<void> {
     }
     busy = true;
     clearTimeout(timer);
-    // the client's cgroups, while it waits for us (a container monitor joins them: client.ts)
+    // The client's cgroups, read while it waits for us: a container monitor the command starts
+    // joins them (containers/monitor.ts), as a direct CLI's is born in them, not in ours.
     const pid = fdp.peerPid(fd);
-    const cgroups = pid > 0 ? readTextSync(`/proc/${pid}/cgroup`) : undefined;
+    delete req.env[CALLER_CGROUPS];
+    const cgroups = pid > 0 ? readProc(`/proc/${pid}/cgroup`) : undefined;
+    if (cgroups) req.env[CALLER_CGROUPS] = cgroups;
     sock.write('A\n');
     const t0 = performance.now();
-    void runRequest(stdio, req, fds, sock, cgroups).then((code) => {
+    void runRequest(stdio, req, fds, sock).then((code) => {
       // logged before the reply: whoever sees the client's end finds the line (the tests count them)
       say(`${req.argv[0] ?? ''}: exit ${code} in ${(performance.now() - t0).toFixed(1)} ms`);
       busy = false;
@@ -155,13 +168,7 @@ export async function serve(base: string, lockFd: number): Promise<void> {
 }
 
 /** One command, as the client would have run it; its exit code (replied "X code"), or it replied "K signal". */
-async function runRequest(
-  stdio: RequestStdio,
-  req: Request,
-  fds: number[],
-  sock: net.Socket,
-  cgroups: string | undefined,
-): Promise<number> {
+async function runRequest(stdio: RequestStdio, req: Request, fds: number[], sock: net.Socket): Promise<number> {
   const saved = {
     env: { ...process.env } as Record<string, string>,
     argv: process.argv,
@@ -175,7 +182,7 @@ async function runRequest(
   // The client is gone (killed): a command that knows what its own death would have done does
   // that (client.ts: a foreground container is let go to its monitor); any other is stopped as
   // by its SIGTERM.
-  const caller = beginCaller(cgroups);
+  const caller = beginCaller();
   // A forwarded signal goes to the command's own handlers (a build aborts, run's sig-proxy). With
   // none, the direct process would die of it: the client does ("K"), and the command does what
   // that death would have done (as above); one that cannot, dies with this process.

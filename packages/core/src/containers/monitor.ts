@@ -9,7 +9,6 @@ import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import { VlabError } from '@vlab/errors';
 import { nativeHelper } from '@vlab/overlay';
-import { callerCgroups } from '../cli/client.ts';
 import { cgroupProcsFiles, detectCgroupLayout } from '../exec/cgroup-layout.ts';
 
 export function monitorHelper(): string {
@@ -61,12 +60,19 @@ export interface Monitor {
 
 /**
  * Where a monitor goes: a direct CLI's child inherits its caller's cgroups by itself; under the
- * warm server it would inherit the server's (whoever started it, maybe another session's unit),
- * so it joins the client's (cli/client.ts) first. Undefined: stay where spawn puts it.
+ * warm server it would inherit the server's (whoever started it: maybe another login's or CI
+ * job's unit), so it joins its client's first. The server puts the client's /proc/PID/cgroup in
+ * the command's environment as VLAB_CALLER_CGROUPS (cli/server.ts). Undefined: stay put.
  */
 export async function callerCgroupFiles(): Promise<string[] | undefined> {
-  const text = callerCgroups();
-  return text === undefined ? undefined : cgroupProcsFiles(text, await detectCgroupLayout());
+  const text = process.env.VLAB_CALLER_CGROUPS;
+  return text ? cgroupProcsFiles(text, await detectCgroupLayout()) : undefined;
+}
+
+/** Ours, without the caller's cgroups (said to vlab-mon as the files to join, when any). */
+function monitorEnv(cgroups: string[] | undefined): NodeJS.ProcessEnv {
+  const { VLAB_CALLER_CGROUPS: _, VLAB_MON_CGROUPS: __, ...env } = process.env;
+  return cgroups?.length ? { ...env, VLAB_MON_CGROUPS: cgroups.join('\n') } : env;
 }
 
 export function startMonitor(a: MonitorArgs): Monitor {
@@ -76,7 +82,7 @@ export function startMonitor(a: MonitorArgs): Monitor {
     [a.dir, String(a.logMaxSize), attach ? '1' : '0', ...a.exitCommand, '--', ...a.argv],
     {
       detached: true, // its own session: the CLI's terminal and process group signals do not reach it
-      env: a.cgroups?.length ? { ...process.env, VLAB_MON_CGROUPS: a.cgroups.join('\n') } : process.env,
+      env: monitorEnv(a.cgroups),
       stdio: [attach?.stdinFd ?? 'ignore', attach ? 'pipe' : 'ignore', attach ? 'pipe' : 'ignore', 'pipe'],
     },
   );
