@@ -7,10 +7,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { detectCgroupLayout } from '../packages/core/src/exec/cgroups.ts';
 import { freshStore, makeContext, removeStore } from './helpers.ts';
 import {
   alive,
@@ -303,5 +305,78 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
       expect((await vb(['logs', ...at, `kill-${way}`], { fast: true })).stdout).toBe('start\nend\n');
     }
     await vb(['rm', ...at, 'kill-direct', 'kill-fast'], { fast: true });
+  });
+  it("a detached container's monitor: in its client's cgroup and a session of its own, as direct", async () => {
+    // the clients start in a cgroup of their own (below ours: one hierarchy is enough), which the
+    // server is not in: a monitor that inherited the server's would show the test's cgroup
+    const layout = await detectCgroupLayout();
+    const ctrl = layout.version === 'v2' ? undefined : layout.v1.pids ? 'pids' : Object.keys(layout.v1)[0]!;
+    const mount = ctrl ? layout.v1[ctrl]! : layout.unified!;
+    /** This hierarchy's line of a /proc/PID/cgroup: ID:CONTROLLERS:PATH. */
+    const lineOf = (text: string) =>
+      text.split('\n').find((l) => (ctrl ? l.split(':')[1]!.split(',').includes(ctrl) : l.startsWith('0::')));
+    const mine = fs.readFileSync('/proc/self/cgroup', 'utf8');
+    const own = lineOf(mine)!.split(':')[2]!;
+    const rel = path.posix.join(own, `vlab-cli-test-${process.pid}`);
+    const dir = path.join(mount, rel);
+    fs.mkdirSync(dir);
+    const at = ['--root', store];
+    const ids: string[] = [];
+    try {
+      const args = ['run', '-d', ...at, 'busybox', 'sleep', '30'];
+      const inCg = ['-c', 'echo $$ > "$1"; shift; exec "$@"', 'sh', path.join(dir, 'cgroup.procs'), BIN, ...args];
+      const direct = await vb(inCg, { fast: false, program: '/bin/sh' });
+      const fast = await inServer(inCg, { program: '/bin/sh' });
+      const where = [direct, fast].map((o) => {
+        expect(o).toMatchObject({ code: 0, stderr: '' });
+        const id = o.stdout.trim();
+        ids.push(id);
+        const state = JSON.parse(fs.readFileSync(path.join(store, 'containers', id, 'state.json'), 'utf8'));
+        const pid = state.monitorPid as number;
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const sid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]);
+        const cg = lineOf(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'))!.split(':')[2];
+        return { cgroup: cg, ownSession: sid === pid };
+      });
+      expect(where).toEqual([
+        { cgroup: rel, ownSession: true },
+        { cgroup: rel, ownSession: true },
+      ]);
+    } finally {
+      if (ids.length) await vb(['rm', '-f', ...at, ...ids], { fast: true });
+      await until(
+        'the monitors to leave the cgroup',
+        () => !fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').trim(),
+      );
+      fs.rmdirSync(dir);
+    }
+  });
+  it('a client killed mid-push: the push stops at once (no upload for nobody), the server lives on', async () => {
+    // a "registry" that takes connections and never answers: the push waits on it
+    const held = new Set<net.Socket>();
+    const silent = net.createServer((c) => {
+      held.add(c);
+      c.resume(); // reads (so it sees the client's close), never answers
+      c.on('close', () => held.delete(c));
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      const pid = serverPid();
+      const n = served();
+      const args = ['push', '--root', store, '--tls-verify=false', 'busybox', `127.0.0.1:${port}/x/bb:1`];
+      const killed = await vb(args, { fast: true, signalOn: { ms: 1500, signal: 'SIGKILL' } });
+      expect(killed).toMatchObject({ signal: 'SIGKILL' });
+      // without its caller the push is aborted: its end is logged well before any 30 s timeout
+      await until('the push to end in the server', () => served() === n + 1, 5000);
+      expect(fs.readFileSync(serverFile(srvDir, '.log')!, 'utf8')).toMatch(/ push: exit \d+ in [\d.]+ ms\n$/);
+      await until("the push's connections to close", () => held.size === 0, 5000);
+      expect(serverPid()).toBe(pid);
+      expect(alive(pid)).toBe(true);
+      expect((await inServer(['--version'])).code).toBe(0);
+    } finally {
+      for (const c of held) c.destroy();
+      silent.close();
+    }
   });
 });

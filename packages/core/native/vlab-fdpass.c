@@ -1,7 +1,7 @@
 /*
  * vlab-fdpass.node: the few system calls the warm CLI server (src/cli/server.ts) needs and Node
  * lacks: receiving the client's stdin/stdout/stderr with SCM_RIGHTS (so the command writes to the
- * very same open files, ttys and pipes as a direct run), the peer's uid (SO_PEERCRED), dup2 onto
+ * very same open files, ttys and pipes as a direct run), the peer's uid and pid (SO_PEERCRED), dup2 onto
  * 0/1/2 (so child processes inherit them as they would), file status flags (restored after each
  * request), and a blocking-safe write.
  *
@@ -157,6 +157,14 @@ static napi_value peer_uid(napi_env env, napi_callback_info info) {
   return num(env, (int32_t)cred.uid);
 }
 
+/* peerPid(fd) -> the pid of the process at the other end (as it was at connect()) | -errno. */
+static napi_value peer_pid(napi_env env, napi_callback_info info) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(arg_int(env, info, 0), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return num(env, -errno);
+  return num(env, (int32_t)cred.pid);
+}
+
 static napi_value do_dup2(napi_env env, napi_callback_info info) {
   return num(env, dup2(arg_int(env, info, 0), arg_int(env, info, 1)) < 0 ? -errno : 0);
 }
@@ -215,9 +223,9 @@ napi_value napi_register_module_v1(napi_env env, napi_value exports) {
     const char *name;
     napi_callback cb;
   } fns[] = {
-      {"recvRequest", recv_request}, {"peerUid", peer_uid}, {"dup2", do_dup2},   {"dup", do_dup},
-      {"close", do_close},           {"getFl", get_fl},     {"setFl", set_fl},   {"cloexec", set_cloexec},
-      {"writeAll", write_all},
+      {"recvRequest", recv_request}, {"peerUid", peer_uid}, {"peerPid", peer_pid}, {"dup2", do_dup2},
+      {"dup", do_dup},               {"close", do_close},   {"getFl", get_fl},     {"setFl", set_fl},
+      {"cloexec", set_cloexec},      {"writeAll", write_all},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

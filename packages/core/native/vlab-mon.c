@@ -234,6 +234,30 @@ static void say(const char *fmt, long a, long b) {
   if (write_all(SYNC_FD, msg, (size_t)n) != 0) sync_open = 0;
 }
 
+/*
+ * VLAB_MON_CGROUPS: cgroup.procs files, one a line, joined before anything is forked (the warm
+ * server's monitors join their client's cgroups, where a direct CLI's monitor is born). A cgroup
+ * that will not take us is said on fd 3 ("warn …") and skipped: we stay where we were started.
+ */
+static void join_cgroups(void) {
+  const char *list = getenv("VLAB_MON_CGROUPS");
+  if (!list) return;
+  char *copy = strdup(list);
+  for (char *save = NULL, *f = copy ? strtok_r(copy, "\n", &save) : NULL; f; f = strtok_r(NULL, "\n", &save)) {
+    int fd = open(f, O_WRONLY | O_CLOEXEC);
+    int ok = fd >= 0 && dprintf(fd, "%ld\n", (long)getpid()) > 0;
+    int e = errno;
+    if (fd >= 0) close(fd);
+    if (!ok && sync_open) {
+      char msg[600];
+      int n = snprintf(msg, sizeof msg, "warn the container monitor stays out of %.400s: %s\n", f, strerror(e));
+      if (write_all(SYNC_FD, msg, (size_t)(n < (int)sizeof msg ? n : (int)sizeof msg - 1)) != 0) sync_open = 0;
+    }
+  }
+  free(copy);
+  unsetenv("VLAB_MON_CGROUPS");
+}
+
 int main(int argc, char **argv) {
   if (argc < 6) {
     fprintf(stderr, "usage: vlab-mon DIR LOG_MAX ATTACH [EXIT_CMD...] -- CMD...\n");
@@ -255,6 +279,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (fcntl(SYNC_FD, F_SETFD, FD_CLOEXEC) != 0) return 125;
   if (chdir("/") != 0) fail("chdir /");
+  join_cgroups();
   open_log();
 
   int out[2], err[2];

@@ -1,6 +1,7 @@
 /** `vbuild pull|push|login|logout`: flags to options, events to the progress renderer; the work is in registry/. */
 import { VlabError } from '@vlab/errors';
 import { defaultStoreRoot, login, logout, pull, push, type RegistryOptions } from '../index.ts';
+import { callerGone } from './client.ts';
 import type { Command } from './images.ts';
 import { type Flag, type Values, intFlag, str } from './flags.ts';
 import { createRenderer, type ProgressMode } from './progress.ts';
@@ -97,6 +98,10 @@ export const REGISTRY_COMMANDS: Record<string, Command> = {
           help: 'gzip 0-9 (default 1, the fastest), zstd 1-22 (default 3)',
         },
         digestfile: { type: 'string', arg: 'FILE', help: 'write the pushed manifest digest to FILE' },
+        'force-recursive': {
+          type: 'boolean',
+          help: 'check every blob even when the registry has this manifest already (repairs deleted blobs)',
+        },
       },
     },
     async run(v, pos) {
@@ -107,7 +112,10 @@ export const REGISTRY_COMMANDS: Record<string, Command> = {
         compression: str(v.compression) as 'gzip' | 'zstd' | undefined,
         compressionLevel: intFlag(v['compression-level'], 'compression-level'),
         parallel: intFlag(v.parallel, 'parallel'),
+        forceRecursive: v['force-recursive'] === true,
         onProgress: renderer(v),
+        // through the warm server: a push for a client that is gone stops (a direct CLI dies)
+        signal: callerGone(),
       });
       if (str(v.digestfile)) {
         const { writeFile } = await import('node:fs/promises');

@@ -6,6 +6,7 @@ export interface FdPass {
   /** The request payload and the client's fds 0, 1, 2 (close-on-exec), or -errno. */
   recvRequest(fd: number, timeoutMs: number): [Buffer, number, number, number] | number;
   peerUid(fd: number): number;
+  peerPid(fd: number): number;
   dup2(from: number, to: number): number;
   /** A close-on-exec copy numbered above 2. */
   dup(fd: number): number;

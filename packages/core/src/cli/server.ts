@@ -51,6 +51,17 @@ function parseRequest(buf: Buffer): Request | undefined {
   return { key: w[1]!, cwd: w[2]!, umask: parseInt(w[3]!, 8), argv: w.slice(5, 5 + argc), env };
 }
 
+/** The request env's name for the client's /proc/PID/cgroup (read by containers/monitor.ts). */
+const CALLER_CGROUPS = 'VLAB_CALLER_CGROUPS';
+
+function readProc(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined; // the client is gone already: its command is stopped anyway
+  }
+}
+
 function setEnv(env: Record<string, string>): void {
   for (const k of Object.keys(process.env)) if (!(k in env)) delete process.env[k];
   Object.assign(process.env, env);
@@ -102,6 +113,12 @@ export async function serve(base: string, lockFd: number): Promise<void> {
     }
     busy = true;
     clearTimeout(timer);
+    // The client's cgroups, read while it waits for us: a container monitor the command starts
+    // joins them (containers/monitor.ts), as a direct CLI's is born in them, not in ours.
+    const pid = fdp.peerPid(fd);
+    delete req.env[CALLER_CGROUPS];
+    const cgroups = pid > 0 ? readProc(`/proc/${pid}/cgroup`) : undefined;
+    if (cgroups) req.env[CALLER_CGROUPS] = cgroups;
     sock.write('A\n');
     const t0 = performance.now();
     void runRequest(stdio, req, fds, sock).then((code) => {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import { VlabError } from '@vlab/errors';
 import { nativeHelper } from '@vlab/overlay';
+import { cgroupProcsFiles, detectCgroupLayout } from '../exec/cgroup-layout.ts';
 
 export function monitorHelper(): string {
   const bin = nativeHelper('vlab-mon', [
@@ -41,6 +42,8 @@ export interface MonitorArgs {
   /** Run after the end unless we answered "done" (cleanup, --rm). */
   exitCommand: string[];
   attach?: { onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void; stdinFd?: number };
+  /** cgroup.procs files the monitor joins before it starts anything (its caller's: callerCgroupFiles). */
+  cgroups?: string[];
 }
 
 export interface Monitor {
@@ -55,6 +58,23 @@ export interface Monitor {
   detach(): void;
 }
 
+/**
+ * Where a monitor goes: a direct CLI's child inherits its caller's cgroups by itself; under the
+ * warm server it would inherit the server's (whoever started it: maybe another login's or CI
+ * job's unit), so it joins its client's first. The server puts the client's /proc/PID/cgroup in
+ * the command's environment as VLAB_CALLER_CGROUPS (cli/server.ts). Undefined: stay put.
+ */
+export async function callerCgroupFiles(): Promise<string[] | undefined> {
+  const text = process.env.VLAB_CALLER_CGROUPS;
+  return text ? cgroupProcsFiles(text, await detectCgroupLayout()) : undefined;
+}
+
+/** Ours, without the caller's cgroups (said to vlab-mon as the files to join, when any). */
+function monitorEnv(cgroups: string[] | undefined): NodeJS.ProcessEnv {
+  const { VLAB_CALLER_CGROUPS: _, VLAB_MON_CGROUPS: __, ...env } = process.env;
+  return cgroups?.length ? { ...env, VLAB_MON_CGROUPS: cgroups.join('\n') } : env;
+}
+
 export function startMonitor(a: MonitorArgs): Monitor {
   const attach = a.attach;
   const child = spawn(
@@ -62,6 +82,7 @@ export function startMonitor(a: MonitorArgs): Monitor {
     [a.dir, String(a.logMaxSize), attach ? '1' : '0', ...a.exitCommand, '--', ...a.argv],
     {
       detached: true, // its own session: the CLI's terminal and process group signals do not reach it
+      env: monitorEnv(a.cgroups),
       stdio: [attach?.stdinFd ?? 'ignore', attach ? 'pipe' : 'ignore', attach ? 'pipe' : 'ignore', 'pipe'],
     },
   );
@@ -98,7 +119,8 @@ export function startMonitor(a: MonitorArgs): Monitor {
       } else if (line[0] === 'exited') {
         const end = { exitCode: Number(line[1]), signal: Number(line[2]) };
         void Promise.all(ended).then(() => exitedResolve(end));
-      } else if (line[0] === 'error')
+      } else if (line[0] === 'warn') process.stderr.write(`WARNING: ${line.slice(1).join(' ')}\n`);
+      else if (line[0] === 'error')
         fail(new VlabError('E_EXEC_SETUP', `the container monitor failed: ${line.slice(1).join(' ')}`));
     }
   });

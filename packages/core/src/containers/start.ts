@@ -17,7 +17,7 @@ import type { ExtraMount, RunSpec } from '../exec/types.ts';
 import type { Container, ContainerState, StartOptions } from './types.ts';
 import type { ContainerService } from './service.ts';
 import { bootId, procStart } from './liveness.ts';
-import { startMonitor, vbuildBin } from './monitor.ts';
+import { callerCgroupFiles, startMonitor, vbuildBin } from './monitor.ts';
 import { phases } from '../debug/phases.ts';
 
 export const ROOTFS = 'rootfs';
@@ -117,6 +117,7 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions, l
     lap('prepare');
     await fsp.rm(path.join(dir, EXIT_FILE), { force: true });
     const mon = startMonitor({
+      cgroups: await callerCgroupFiles(),
       dir,
       logMaxSize: config.logMaxSize,
       argv: l.argv,

@@ -20,6 +20,8 @@ export interface CgroupLayout {
    * as runc does: its /sys/fs/cgroup shows its own cgroup in each (builtin-mounts.ts).
    */
   hierarchies: string[];
+  /** Named v1 hierarchies (`name=systemd` → its mount point). */
+  named?: Record<string, string>;
 }
 
 let cached: Promise<CgroupLayout> | undefined;
@@ -38,6 +40,7 @@ export async function detectCgroups(): Promise<{ version: CgroupVersion; control
 async function readLayout(): Promise<CgroupLayout> {
   const text = await fs.readFile('/proc/self/mountinfo', 'utf8');
   const v1: Record<string, string> = {};
+  const named: Record<string, string> = {};
   const hierarchies = new Set<string>();
   let unified: string | undefined;
   for (const line of text.split('\n')) {
@@ -50,6 +53,7 @@ async function readLayout(): Promise<CgroupLayout> {
     hierarchies.add(mountPoint);
     for (const opt of superOpts.split(',')) {
       if (KNOWN_V1.has(opt)) v1[opt] ??= mountPoint;
+      if (opt.startsWith('name=')) named[opt] ??= mountPoint;
     }
   }
   const hasV1 = Object.keys(v1).length > 0;
@@ -58,10 +62,27 @@ async function readLayout(): Promise<CgroupLayout> {
   }
   if (!hasV1) {
     const ctrls = (await readText(path.join(unified!, 'cgroup.controllers'))) ?? '';
-    return { version: 'v2', controllers: ctrls.split(/\s+/).filter(Boolean), v1, unified, hierarchies: [] };
+    return { version: 'v2', controllers: ctrls.split(/\s+/).filter(Boolean), v1, unified, hierarchies: [], named };
   }
   const version = unified ? 'hybrid' : 'v1';
-  return { version, controllers: Object.keys(v1).sort(), v1, unified, hierarchies: [...hierarchies] };
+  return { version, controllers: Object.keys(v1).sort(), v1, unified, hierarchies: [...hierarchies], named };
+}
+
+/**
+ * The cgroup.procs file of each cgroup in `procCgroup` (a process's /proc/PID/cgroup) that is
+ * mounted here: what a process writes its pid to, to join that process's cgroups.
+ */
+export function cgroupProcsFiles(procCgroup: string, layout: CgroupLayout): string[] {
+  const out: string[] = [];
+  for (const line of procCgroup.split('\n')) {
+    const m = /^(\d+):([^:]*):(\/.*)$/.exec(line);
+    if (!m) continue;
+    const first = m[2]!.split(',')[0]!;
+    const mount = m[1] === '0' && !m[2] ? layout.unified : (layout.v1[first] ?? layout.named?.[first]);
+    if (mount && !m[3]!.includes('/..') && !m[3]!.endsWith(' (deleted)'))
+      out.push(path.join(mount, m[3]!, 'cgroup.procs'));
+  }
+  return out;
 }
 
 const KNOWN_V1 = new Set(['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'freezer', 'blkio', 'devices']);

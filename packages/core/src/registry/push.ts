@@ -3,6 +3,7 @@
  * compressed once (gzip by default, or zstd) while it is uploaded, and the
  * compressed digest is remembered per diff_id (blob-info.ts). So a second push finds every layer
  * by HEAD (or mounts it from another repository of the same registry) and compresses nothing.
+ * A push whose manifest the registry already holds sends one HEAD (alreadyThere below).
  */
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
@@ -40,6 +41,11 @@ export interface PushOptions extends RegistryOptions {
   /** Bytes per PATCH of a chunked upload (default 16 MiB; the registry's minimum wins). */
   chunkSize?: number;
   onProgress?: TransferSink;
+  /**
+   * HEAD every blob even when the registry already holds this very manifest (regctl's
+   * `--force-recursive`): repairs a repository whose blobs were deleted under its manifests.
+   */
+  forceRecursive?: boolean;
 }
 
 export interface PushResult {
@@ -101,23 +107,40 @@ export async function pushImage(
   try {
     const reportFor = (e: Omit<LayerProgress, 'type' | 'ref' | 'action' | 'time'>) =>
       sink({ ...e, type: 'layer-progress', ref: full, action: 'push', time: Date.now() });
+    const exists = async (l: Descriptor, i: number, there: Descriptor) => {
+      if (PLAIN.has(l.mediaType))
+        await info.add(img.config.rootfs.diff_ids[i] ?? l.digest, there, repoName(ref), known[i]);
+      return done(there, 'exists', reportFor);
+    };
+    const configBytes = await readSmall(store, img.configDigest);
+    const expected = opts.forceRecursive ? undefined : expectedLayers(img, known, compression);
+    let tagDigest: string | undefined;
+    if (expected) {
+      const bytes = manifestBytes(img, configBytes, expected);
+      const at = await alreadyThere(client, ref, bytes, scope, opts);
+      lap('manifest-head');
+      if (at.there) {
+        const layers = await Promise.all(img.manifest.layers.map((l, i) => exists(l, i, expected[i]!)));
+        lap('layers');
+        const statuses = layers.map((l) => ({ digest: l.desc.digest, status: l.status }));
+        return { ref: full, digest: sha256(bytes), size: bytes.length, layers: statuses };
+      }
+      tagDigest = at.tagDigest;
+    }
     // A push that only verifies is one HEAD per layer and one for the config and the tag: those go
     // many at once, before any upload (200 layers 3 at a time took 0.5 s of round trips).
-    const [present, configThere, tagDigest] = await Promise.all([
+    const [present, configThere, tagNow] = await Promise.all([
       eachLimited(img.manifest.layers, HEAD_PARALLEL, (l, i) =>
         presentLayer(client, ref, l, known[i]!, compression, scope),
       ),
       hasBlob(client, ref.path, img.configDigest, scope),
-      ref.digest ? undefined : manifestDigestAt(client, ref, scope),
+      ref.digest || expected ? tagDigest : manifestDigestAt(client, ref, ref.tag ?? 'latest', scope),
     ]);
+    tagDigest = tagNow;
     lap('heads');
     const layers = await eachLimited(img.manifest.layers, opts.parallel ?? DEFAULT_PARALLEL, async (l, i) => {
       const there = present[i];
-      if (there) {
-        if (PLAIN.has(l.mediaType))
-          await info.add(img.config.rootfs.diff_ids[i] ?? l.digest, there, repoName(ref), known[i]);
-        return done(there, 'exists', reportFor);
-      }
+      if (there) return exists(l, i, there);
       return pushLayer(
         store,
         client,
@@ -132,21 +155,13 @@ export async function pushImage(
       );
     });
     lap('layers');
-    const configBytes = await readSmall(store, img.configDigest);
     if (!configThere) await uploadBytes(client, ref.path, img.configDigest, configBytes, scope);
     lap('config');
-    const manifest: Manifest = {
-      schemaVersion: 2,
-      mediaType: MEDIA.manifest,
-      config: {
-        mediaType: img.manifest.config.mediaType || MEDIA.config,
-        digest: img.configDigest,
-        size: configBytes.length,
-      },
-      layers: layers.map((l) => l.desc),
-      ...(img.manifest.annotations ? { annotations: img.manifest.annotations } : {}),
-    };
-    const bytes = Buffer.from(JSON.stringify(manifest));
+    const bytes = manifestBytes(
+      img,
+      configBytes,
+      layers.map((l) => l.desc),
+    );
     const digest = sha256(bytes);
     // the tag names this very manifest already (the registry checked its blobs when it took it)
     if (tagDigest !== digest) await putManifest(client, ref, bytes, scope, `manifest ${full}`, opts);
@@ -267,12 +282,81 @@ async function presentLayer(
 const newestFirst = (known: CompressedBlob[], compression: PushCompression) =>
   known.filter((k) => k.mediaType === COMPRESSED[compression]).reverse();
 
-/** The digest of the manifest `ref`'s tag names in the registry; undefined when none (or unknown). */
-async function manifestDigestAt(client: RegistryClient, ref: Reference, scope: string[]): Promise<string | undefined> {
+/**
+ * The layers of the manifest this push would PUT, when each one's compressed form is known (the
+ * newest remembered one, as pushLayer tries first); undefined when a layer was never compressed.
+ */
+function expectedLayers(
+  img: StoredImage,
+  known: CompressedBlob[][],
+  compression: PushCompression,
+): Descriptor[] | undefined {
+  const out: Descriptor[] = [];
+  for (const [i, l] of img.manifest.layers.entries()) {
+    const b = PLAIN.has(l.mediaType) ? newestFirst(known[i]!, compression)[0] : l;
+    if (!b) return undefined;
+    out.push({ mediaType: b.mediaType, digest: b.digest, size: b.size });
+  }
+  return out;
+}
+
+/** The manifest a push PUTs: the image's config and these layer descriptors. */
+function manifestBytes(img: StoredImage, config: Buffer, layers: Descriptor[]): Buffer {
+  const manifest: Manifest = {
+    schemaVersion: 2,
+    mediaType: MEDIA.manifest,
+    config: { mediaType: img.manifest.config.mediaType || MEDIA.config, digest: img.configDigest, size: config.length },
+    layers,
+    ...(img.manifest.annotations ? { annotations: img.manifest.annotations } : {}),
+  };
+  return Buffer.from(JSON.stringify(manifest));
+}
+
+/**
+ * Whether the repository already holds this very manifest under `ref` (one HEAD), or holds it by
+ * digest under another tag or none (a second HEAD, then the tag is PUT). Then its blobs are not
+ * HEADed one by one: a registry that took a manifest had its blobs (docker-registry Stats every
+ * one in the repository at the PUT, and does again for the new tag), and a blob cannot change
+ * under its digest. This is go-containerregistry's `manifestExists` (crane, ko: always) and
+ * c/image's OptimizeDestinationImageAlreadyExists (skopeo sync). What it trusts: the spec lets a
+ * registry accept a manifest whose blobs it lacks (MAY reject), and a blob deleted under a
+ * manifest leaves the image unresolvable; neither is a push's to detect on every run, so
+ * `forceRecursive` (regctl's `--force-recursive`) HEADs each blob and uploads what is missing.
+ * Anything else (another digest, 404, an error) goes the full way; `tagDigest` saves its HEAD.
+ */
+async function alreadyThere(
+  client: RegistryClient,
+  ref: Reference,
+  bytes: Buffer,
+  scope: string[],
+  opts: PushOptions,
+): Promise<{ there: boolean; tagDigest?: string }> {
+  const digest = sha256(bytes);
+  const tagDigest = await manifestDigestAt(client, ref, ref.digest ?? ref.tag ?? 'latest', scope);
+  if (tagDigest === digest) return { there: true };
+  if (ref.digest || (await manifestDigestAt(client, ref, digest, scope)) !== digest) return { there: false, tagDigest };
+  try {
+    await putManifest(client, ref, bytes, scope, `manifest ${formatReference(ref)}`, opts);
+    return { there: true };
+  } catch (e) {
+    // the registry now finds a blob missing (MANIFEST_BLOB_UNKNOWN, a 400): upload it the full way
+    const status = (e as VlabError).details?.status;
+    if (e instanceof VlabError && (status === 400 || status === 404)) return { there: false, tagDigest };
+    throw e;
+  }
+}
+
+/** The digest of the manifest `reference` (a tag or digest) names in `ref`'s repository; undefined when none (or unknown). */
+async function manifestDigestAt(
+  client: RegistryClient,
+  ref: Reference,
+  reference: string,
+  scope: string[],
+): Promise<string | undefined> {
   const res = await client
     .fetch({
       method: 'HEAD',
-      url: `/v2/${ref.path}/manifests/${ref.tag}`,
+      url: `/v2/${ref.path}/manifests/${reference}`,
       headers: { accept: [...MANIFEST_TYPES, ...INDEX_TYPES].join(', ') },
       scope,
     })
