@@ -351,32 +351,44 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
       fs.rmdirSync(dir);
     }
   });
-  it('a client killed mid-push: the push stops at once (no upload for nobody), the server lives on', async () => {
-    // a "registry" that takes connections and never answers: the push waits on it
-    const held = new Set<net.Socket>();
-    const silent = net.createServer((c) => {
-      held.add(c);
-      c.resume(); // reads (so it sees the client's close), never answers
-      c.on('close', () => held.delete(c));
-    });
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
-    const port = (silent.address() as net.AddressInfo).port;
-    try {
-      const pid = serverPid();
-      const n = served();
-      const args = ['push', '--root', store, '--tls-verify=false', 'busybox', `127.0.0.1:${port}/x/bb:1`];
-      const killed = await vb(args, { fast: true, signalOn: { ms: 1500, signal: 'SIGKILL' } });
-      expect(killed).toMatchObject({ signal: 'SIGKILL' });
-      // without its caller the push is aborted: its end is logged well before any 30 s timeout
-      await until('the push to end in the server', () => served() === n + 1, 5000);
-      expect(fs.readFileSync(serverFile(srvDir, '.log')!, 'utf8')).toMatch(/ push: exit \d+ in [\d.]+ ms\n$/);
-      await until("the push's connections to close", () => held.size === 0, 5000);
-      expect(serverPid()).toBe(pid);
-      expect(alive(pid)).toBe(true);
-      expect((await inServer(['--version'])).code).toBe(0);
-    } finally {
-      for (const c of held) c.destroy();
-      silent.close();
-    }
-  });
+  it.each(['push', 'pull'])(
+    'a client killed mid-%s: it stops at once (no transfer for nobody), the server lives on',
+    async (verb) => {
+      // a "registry" that takes connections and never answers: the push waits on it
+      const held = new Set<net.Socket>();
+      const silent = net.createServer((c) => {
+        held.add(c);
+        c.resume(); // reads (so it sees the client's close), never answers
+        c.on('close', () => held.delete(c));
+      });
+      await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+      const port = (silent.address() as net.AddressInfo).port;
+      try {
+        const pid = serverPid();
+        const n = served();
+        const remote = `127.0.0.1:${port}/x/bb:1`;
+        const args = [
+          verb,
+          '--root',
+          store,
+          '--tls-verify=false',
+          ...(verb === 'push' ? ['busybox', remote] : [remote]),
+        ];
+        const killed = await vb(args, { fast: true, signalOn: { ms: 1500, signal: 'SIGKILL' } });
+        expect(killed).toMatchObject({ signal: 'SIGKILL' });
+        // without its caller the transfer is aborted: its end is logged well before any 30 s timeout
+        await until(`the ${verb} to end in the server`, () => served() === n + 1, 5000);
+        expect(fs.readFileSync(serverFile(srvDir, '.log')!, 'utf8')).toMatch(
+          new RegExp(` ${verb}: exit \\d+ in [\\d.]+ ms\\n$`),
+        );
+        await until(`the ${verb}'s connections to close`, () => held.size === 0, 5000);
+        expect(serverPid()).toBe(pid);
+        expect(alive(pid)).toBe(true);
+        expect((await inServer(['--version'])).code).toBe(0);
+      } finally {
+        for (const c of held) c.destroy();
+        silent.close();
+      }
+    },
+  );
 });

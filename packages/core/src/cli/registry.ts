@@ -78,6 +78,7 @@ export const REGISTRY_COMMANDS: Record<string, Command> = {
         platform: str(v.platform),
         parallel: intFlag(v.parallel, 'parallel'),
         onProgress: renderer(v),
+        signal: callerGone(), // as push: a pull for a client that is gone stops
       });
       if (!v.quiet) process.stdout.write(`Digest: ${r.resolvedDigest}\n`);
       process.stdout.write(`${r.ref}\n`);
