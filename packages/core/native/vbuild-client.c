@@ -145,7 +145,7 @@ static void start_server(const char *base) {
     snprintf(lockfd, sizeof lockfd, "%d", lock);
     /* Memory of a long-lived server (bench/README.md, "Peak RSS of the warm server"): a 1 MB
      * semi-space (V8's default young generation grows to 16 MB each, held for good), a full GC
-     * after each command (--expose-gc: server.ts), and malloc giving large blocks back on free
+     * once idle after a command (--expose-gc: server.ts), and malloc giving large blocks back on free
      * (one arena; a fixed mmap threshold, not one raised by every big Buffer freed). The
      * server's children get each command's own environment, not these. */
     setenv("MALLOC_ARENA_MAX", "1", 1);
