@@ -69,6 +69,8 @@ function setEnv(env: Record<string, string>): void {
 
 /** Idle time after a command before the server collects its garbage. */
 const GC_IDLE_MS = 400;
+/** A heap past this after a command is collected right away (copy-small leaves ~50 MB). */
+const GC_NOW_HEAP = 128 << 20;
 
 export async function serve(base: string, lockFd: number): Promise<void> {
   const fdp = loadFdPass();
@@ -140,9 +142,12 @@ export async function serve(base: string, lockFd: number): Promise<void> {
   // being carried into the next command's peak. Not right after each command: the command after a
   // full GC is slower (a cached 20,000-file COPY: 60-80 ms more CPU than its ~110 ms; bench/README),
   // so the commands of a burst (a script; the bench's cold then cached build) go without one.
+  // A command that left a big heap (a 200,000-file COPY: ~300 MB) is collected at once: the next
+  // command's peak would start from it, and a GC costs it little beside its own work.
   function armGc(): void {
     clearTimeout(gcTimer);
-    gcTimer = setTimeout(() => globalThis.gc?.(), GC_IDLE_MS);
+    if (process.memoryUsage().heapTotal > GC_NOW_HEAP) setImmediate(() => globalThis.gc?.());
+    else gcTimer = setTimeout(() => globalThis.gc?.(), GC_IDLE_MS);
   }
 
   function armIdle(): void {
