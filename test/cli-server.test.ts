@@ -1,7 +1,7 @@
 /**
  * The warm vbuild server (native/vbuild-client.c + src/cli/server.ts) against the direct path
  * (`VLAB_NO_SERVER=1`: bin/vbuild.js in a fresh node): the same commands through both give the
- * same stdout, stderr, exit codes and images. Plus the socket's guards, the busy fallback, the
+ * same stdout, stderr, exit codes and images. Plus the socket's guards, the spare slots, the
  * idle exit and the restart on a new bundle. Each fast-path command is checked to have run in
  * the server (its log gains a line), so a silent fallback cannot make the comparison vacuous.
  */
@@ -153,8 +153,8 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
     );
   });
 
-  it('a second command while one runs is told busy and runs direct', async () => {
-    const slow = await makeContext({ Dockerfile: 'FROM busybox:latest\nRUN sleep 1.5\n' });
+  it('a second command while one runs goes to a spare slot (started by the first that finds none)', async () => {
+    const slow = await makeContext({ Dockerfile: 'FROM busybox:latest\nRUN sleep 4\n' });
     const n = served();
     let running = false;
     const first = vb(['build', '--no-cache', '--progress', 'plain', '--root', store, slow], {
@@ -162,11 +162,23 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
       onStderr: (e) => (running ||= e.includes('cache miss')),
     });
     await until('the first command to run', () => running);
-    const second = await vb(['images', '--root', store], { fast: true });
-    expect(second.code).toBe(0);
-    expect(second.stdout).toContain('same:1');
+    const images = async (env: NodeJS.ProcessEnv = {}) => {
+      const r = await vb(['images', '--root', store], { fast: true, env });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('same:1');
+    };
+    // no spare yet: direct, and slot 1's server is started for the next one
+    await images();
+    await until('the spare server', () => alive(serverPid(srvDir, 1)));
+    expect(served(srvDir, 1)).toBe(0);
+    await images();
+    expect(served(srvDir, 1)).toBe(1);
+    expect(fs.readFileSync(serverFile(srvDir, '.log', 1)!, 'utf8')).toContain('idle exit after 180 s');
+    // one slot only: busy means direct
+    await images({ VLAB_SERVER_SLOTS: '1' });
+    expect(served(srvDir, 1)).toBe(1);
     expect((await first).code).toBe(0);
-    expect(served()).toBe(n + 1); // the build only: `images` ran direct
+    expect(served()).toBe(n + 1); // the build only
     await fsp.rm(slow, { recursive: true });
   });
 
