@@ -32,6 +32,8 @@ export interface Opts {
   cwd?: string;
   /** Sends SIGINT once stderr matches. */
   interruptOn?: RegExp;
+  /** Sends SIGINT once this settles. */
+  interruptWhen?: Promise<unknown>;
   /** Sends this signal to the client once its stdout matches (or after `ms`). */
   signalOn?: { stdout?: RegExp; ms?: number; signal: NodeJS.Signals };
   dir?: string;
@@ -79,6 +81,7 @@ export function vb(args: string[], o: Opts): Promise<Out> {
   let stderr = '';
   const on = o.signalOn;
   if (on?.ms !== undefined) setTimeout(() => child.kill(on.signal), on.ms);
+  void o.interruptWhen?.finally(() => child.kill('SIGINT'));
   child.stdout.on('data', (d) => {
     stdout += d;
     if (o.signalOn?.stdout?.test(stdout)) {
