@@ -32,6 +32,8 @@ export interface Opts {
   cwd?: string;
   /** Sends SIGINT once stderr matches. */
   interruptOn?: RegExp;
+  /** Sends SIGINT once this settles. */
+  interruptWhen?: Promise<unknown>;
   /** Sends this signal to the client once its stdout matches (or after `ms`). */
   signalOn?: { stdout?: RegExp; ms?: number; signal: NodeJS.Signals };
   dir?: string;
@@ -66,9 +68,9 @@ export async function install(): Promise<void> {
 /** Stops the server, removes the install. */
 export async function uninstall(): Promise<void> {
   if (!srvDir) return;
-  const pid = serverPid(srvDir);
-  if (alive(pid)) process.kill(pid!, 'SIGTERM');
-  await until('the server to exit', () => !alive(pid), 5000).catch(() => undefined);
+  const pids = [0, 1, 2, 3].map((k) => serverPid(srvDir, k)).filter(alive);
+  for (const pid of pids) process.kill(pid!, 'SIGTERM');
+  await until('the servers to exit', () => !pids.some(alive), 5000).catch(() => undefined);
   await fsp.rm(srvDir, { recursive: true, force: true });
 }
 
@@ -79,6 +81,7 @@ export function vb(args: string[], o: Opts): Promise<Out> {
   let stderr = '';
   const on = o.signalOn;
   if (on?.ms !== undefined) setTimeout(() => child.kill(on.signal), on.ms);
+  void o.interruptWhen?.finally(() => child.kill('SIGINT'));
   child.stdout.on('data', (d) => {
     stdout += d;
     if (o.signalOn?.stdout?.test(stdout)) {
@@ -99,18 +102,18 @@ export function vb(args: string[], o: Opts): Promise<Out> {
   return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
-/** The server's log and pid: which commands it ran. */
-export const serverFile = (dir: string, ext: string) =>
+/** The first slot's server's log, pid or socket (HASH.ext; a spare slot's is HASH-K.ext). */
+export const serverFile = (dir: string, ext: string, slot = 0) =>
   fs
     .readdirSync(dir)
-    .filter((f) => f.endsWith(ext))
+    .filter((f) => f === `${f.slice(0, 8)}${slot ? `-${slot}` : ''}${ext}` && /^[0-9a-f]{8}$/.test(f.slice(0, 8)))
     .map((f) => path.join(dir, f))[0];
-export const served = (dir = srvDir) => {
-  const log = serverFile(dir, '.log');
+export const served = (dir = srvDir, slot = 0) => {
+  const log = serverFile(dir, '.log', slot);
   return log ? (fs.readFileSync(log, 'utf8').match(/: exit \d+ in /g) ?? []).length : 0;
 };
-export const serverPid = (dir = srvDir) => {
-  const f = serverFile(dir, '.pid');
+export const serverPid = (dir = srvDir, slot = 0) => {
+  const f = serverFile(dir, '.pid', slot);
   return f && fs.existsSync(f) ? Number(fs.readFileSync(f, 'utf8')) : undefined;
 };
 export const alive = (pid: number | undefined) => {

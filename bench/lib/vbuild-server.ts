@@ -31,9 +31,16 @@ export class VbuildServer {
     return env;
   }
 
+  /** The first slot's server (HASH.pid; the spares are HASH-K.pid). */
   async pid(): Promise<number | undefined> {
-    const f = (await fs.readdir(this.dir).catch(() => [])).find((n) => n.endsWith('.pid'));
-    return f ? Number(await fs.readFile(path.join(this.dir, f), 'utf8').catch(() => '')) || undefined : undefined;
+    return (await this.pids(/^[0-9a-f]{8}\.pid$/))[0];
+  }
+
+  /** Every running slot's server. */
+  async pids(name = /\.pid$/): Promise<number[]> {
+    const files = (await fs.readdir(this.dir).catch(() => [])).filter((n) => name.test(n));
+    const read = (f: string) => fs.readFile(path.join(this.dir, f), 'utf8').catch(() => '');
+    return (await Promise.all(files.map(read))).map(Number).filter((n) => n > 0);
   }
 
   /** The first command starts the server (and runs direct); waits until it listens. */
@@ -46,11 +53,11 @@ export class VbuildServer {
   }
 
   async stop(): Promise<void> {
-    const pid = await this.pid();
-    try {
-      if (pid) process.kill(pid, 'SIGTERM');
-    } catch {
-      /* gone already (idle exit) */
-    }
+    for (const pid of await this.pids())
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        /* gone already (idle exit) */
+      }
   }
 }

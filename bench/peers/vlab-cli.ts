@@ -29,8 +29,9 @@ export class VlabCli extends VlabBase {
   private get runEnv(): NodeJS.ProcessEnv {
     return this.srv.env(this.fast);
   }
-  private serverPid(): Promise<number | undefined> {
-    return this.srv.pid();
+  /** Every slot's server: a concurrent build runs in a spare (parallel4). */
+  private serverPids(): Promise<number[]> {
+    return this.srv.pids();
   }
 
   override async setup(env: BenchEnv): Promise<void> {
@@ -45,8 +46,8 @@ export class VlabCli extends VlabBase {
   async build(context: string, tag: string): Promise<BuildOutcome> {
     const argv = [this.bin, 'build', '-f', path.join(context, 'Dockerfile'), '-t', tag];
     argv.push('--progress', 'plain', '--network', 'none', '--root', this.root, context);
-    const pid = this.fast ? await this.serverPid() : undefined;
-    if (pid) await resetHwm([pid]);
+    const pids = this.fast ? await this.serverPids() : [];
+    if (pids.length) await resetHwm(pids);
     const lines: Stamped[] = [];
     const r = await timed(argv, { cwd: this.env.repo, env: this.runEnv, lines });
     const out = r.stdout + r.stderr;
@@ -55,7 +56,7 @@ export class VlabCli extends VlabBase {
     return {
       ok: r.code === 0,
       wall: r.wall,
-      rss: Math.max(r.maxRss, pid ? await readHwm([pid]) : 0),
+      rss: Math.max(r.maxRss, pids.length ? await readHwm(pids) : 0),
       cached,
       ran: done - cached,
       steps: runStepTimes(lines),

@@ -21,8 +21,10 @@
  * NODE_DEBUG is set (they act on Node itself); the verb gives a container our terminal (`run -t`,
  * `exec -t`: wants_tty below); the bundle
  * is missing or older than a source file (bin/vbuild.js then runs the sources through tsx); no server is running (one is started in
- * the background for the next command); the server is busy with another command, or was built
- * from another bundle (it exits; the next command starts a fresh one).
+ * the background for the next command); every server slot is busy with another command (a busy
+ * slot sends us to the next one: BASE, BASE-1, … BASE-(VLAB_SERVER_SLOTS-1); a slot with no
+ * server gets one started for the next concurrent command), or the server was built from another
+ * bundle (it exits; the next command starts a fresh one).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -113,15 +115,27 @@ static int server_dir(char *dir, size_t n) {
   return lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == getuid() && (st.st_mode & 07777) == 0700;
 }
 
-/* Starts a server in the background (unless one holds the lock: running or starting). */
-static void start_server(const char *base) {
+/*
+ * How many servers may run commands at once (VLAB_SERVER_SLOTS, default 4, 1-16): each is one
+ * Node process running one command at a time, so concurrent builds each get a warm one instead
+ * of a Node start-up each. Slots past the first are started only when the first is busy, and
+ * leave sooner when idle (server.ts).
+ */
+static int server_slots(void) {
+  const char *v = getenv("VLAB_SERVER_SLOTS");
+  int n = v && *v ? atoi(v) : 4;
+  return n < 1 ? 1 : n > 16 ? 16 : n;
+}
+
+/* Starts slot k's server in the background; 0 when another holds its lock (running or starting). */
+static int start_server(const char *base, int k) {
   char p[PATH_MAX + 32], bundle[PATH_MAX + 32];
   snprintf(p, sizeof p, "%s.lock", base);
   int lock = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (lock < 0) return;
+  if (lock < 0) return 1;
   if (flock(lock, LOCK_EX | LOCK_NB) < 0) {
     close(lock);
-    return;
+    return 0;
   }
   snprintf(bundle, sizeof bundle, "%s/dist/vbuild.mjs", pkg);
   pid_t pid = fork();
@@ -150,12 +164,15 @@ static void start_server(const char *base) {
      * server's children get each command's own environment, not these. */
     setenv("MALLOC_ARENA_MAX", "1", 1);
     setenv("MALLOC_MMAP_THRESHOLD_", "65536", 1);
+    if (k > 0) setenv("VLAB_SERVER_SPARE", "1", 1);
+    else unsetenv("VLAB_SERVER_SPARE");
     execlp("node", "node", "--max-semi-space-size=1", "--expose-gc", bundle, "--vlab-serve", base, lockfd,
            (char *)NULL);
     _exit(127);
   }
   if (pid > 0) waitpid(pid, NULL, 0);
   close(lock);
+  return 1;
 }
 
 /*
@@ -178,7 +195,7 @@ static int wants_tty(void) {
   return 0;
 }
 
-static int sigpipe_w = -1;
+static int sigpipe_w = -1, sigpipe_r = -1;
 static void on_signal(int sig) {
   int saved = errno;
   unsigned char b = (unsigned char)sig;
@@ -248,6 +265,77 @@ static int send_request(int s, const char *key) {
   return 1;
 }
 
+/*
+ * Hands the command to the server of one slot: returns only when that server is busy, or is
+ * being started by another client (the caller tries the next slot); else it ends this process
+ * (the command's exit, or a direct run: no server there, we start one for the next command;
+ * another bundle; a failed hand-over).
+ */
+static void run_in(const char *base, const char *key, int k) {
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (s < 0 || snprintf(a.sun_path, sizeof a.sun_path, "%s.sock", base) >= (int)sizeof a.sun_path) direct();
+  if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
+    close(s);
+    if (!start_server(base, k)) return;
+    direct();
+  }
+  if (!send_request(s, key)) direct();
+
+  /* Replies: "A" (accepted: from here on the command runs there), then "X code" or "K signal";
+   * before "A": "B" (busy: the next slot) or "R" (other bundle, restarting: run it ourselves). */
+  char line[64];
+  size_t got = 0;
+  int accepted = 0;
+  for (;;) {
+    struct pollfd p[2] = {{.fd = s, .events = POLLIN}, {.fd = accepted ? sigpipe_r : -1, .events = POLLIN}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p[1].revents & POLLIN) { /* before "A" a signal waits in the pipe: it is the command's */
+      unsigned char sig;
+      while (read(sigpipe_r, &sig, 1) == 1) {
+        char msg[16];
+        int l = snprintf(msg, sizeof msg, "S %d\n", sig);
+        if (send(s, msg, (size_t)l, MSG_NOSIGNAL) < 0) break;
+      }
+    }
+    if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    ssize_t r = read(s, line + got, sizeof line - 1 - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+    line[got] = 0;
+    char *nl;
+    while ((nl = strchr(line, '\n'))) {
+      *nl = 0;
+      if (!strcmp(line, "A")) accepted = 1;
+      else if (!accepted && !strcmp(line, "B")) {
+        close(s);
+        return;
+      } else if (!accepted && !strcmp(line, "R")) { /* let the old server go before starting the new one */
+        struct pollfd q = {.fd = s, .events = POLLIN};
+        poll(&q, 1, 2000);
+        start_server(base, k);
+        direct();
+      } else if (line[0] == 'X' && line[1] == ' ') exit(atoi(line + 2));
+      else if (line[0] == 'K' && line[1] == ' ') {
+        int sig = atoi(line + 2);
+        signal(sig, SIG_DFL);
+        raise(sig);
+        exit(128 + sig);
+      }
+      memmove(line, nl + 1, strlen(nl + 1) + 1);
+      got = strlen(line);
+    }
+    if (got >= sizeof line - 1) break;
+  }
+  if (!accepted) direct(); /* the server went away before starting the command */
+  fprintf(stderr, "vbuild: the vbuild server stopped during the command (its log: %s.log) [E_INTERNAL]\n", base);
+  exit(70);
+}
+
 int main(int argc, char **argv) {
   args = argv + 1;
   nargs = argc - 1;
@@ -272,71 +360,21 @@ int main(int argc, char **argv) {
   for (const char *c = pkg; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
   snprintf(base, sizeof base, "%s/%08x", dir, h);
 
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_un a = {.sun_family = AF_UNIX};
-  if (s < 0 || snprintf(a.sun_path, sizeof a.sun_path, "%s.sock", base) >= (int)sizeof a.sun_path) direct();
-  if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
-    start_server(base);
-    direct();
-  }
   int sp[2];
   if (pipe2(sp, O_CLOEXEC | O_NONBLOCK) < 0) direct();
   sigpipe_w = sp[1];
+  sigpipe_r = sp[0];
   struct sigaction sa = {.sa_handler = on_signal};
   sigemptyset(&sa.sa_mask);
   const int fwd[] = {SIGINT, SIGTERM, SIGHUP};
   for (int i = 0; i < 3; i++) sigaction(fwd[i], &sa, NULL);
-  if (!send_request(s, key)) direct();
-
-  /* Replies: "A" (accepted: from here on the command runs there), then "X code" or "K signal";
-   * before "A": "B" (busy) or "R" (other bundle, restarting): run it ourselves. */
-  char line[64];
-  size_t got = 0;
-  int accepted = 0;
-  for (;;) {
-    struct pollfd p[2] = {{.fd = s, .events = POLLIN}, {.fd = sp[0], .events = POLLIN}};
-    if (poll(p, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    if (p[1].revents & POLLIN) {
-      unsigned char sig;
-      while (read(sp[0], &sig, 1) == 1) {
-        char msg[16];
-        int l = snprintf(msg, sizeof msg, "S %d\n", sig);
-        if (send(s, msg, (size_t)l, MSG_NOSIGNAL) < 0) break;
-      }
-    }
-    if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-    ssize_t r = read(s, line + got, sizeof line - 1 - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-    line[got] = 0;
-    char *nl;
-    while ((nl = strchr(line, '\n'))) {
-      *nl = 0;
-      if (!strcmp(line, "A")) accepted = 1;
-      else if (!accepted && (!strcmp(line, "B") || !strcmp(line, "R"))) {
-        if (line[0] == 'R') { /* let the old server go before starting the new one */
-          struct pollfd q = {.fd = s, .events = POLLIN};
-          poll(&q, 1, 2000);
-          start_server(base);
-        }
-        direct();
-      } else if (line[0] == 'X' && line[1] == ' ') return atoi(line + 2);
-      else if (line[0] == 'K' && line[1] == ' ') {
-        int sig = atoi(line + 2);
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return 128 + sig;
-      }
-      memmove(line, nl + 1, strlen(nl + 1) + 1);
-      got = strlen(line);
-    }
-    if (got >= sizeof line - 1) break;
+  /* Slot 0 is BASE, slot k is BASE-k: a busy slot sends us to the next one. */
+  int slots = server_slots();
+  char slot[PATH_MAX];
+  for (int k = 0; k < slots; k++) {
+    if (k == 0) snprintf(slot, sizeof slot, "%s", base);
+    else if (snprintf(slot, sizeof slot, "%s-%d", base, k) >= (int)sizeof slot) break;
+    run_in(slot, key, k);
   }
-  if (!accepted) direct(); /* the server went away before starting the command */
-  fprintf(stderr, "vbuild: the vbuild server stopped during the command (its log: %s.log) [E_INTERNAL]\n", base);
-  return 70;
+  direct(); /* every slot busy */
 }

@@ -3,7 +3,10 @@
  * and hands it commands, so a command skips Node's start-up and the bundle's load (and finds the
  * file-hash caches warm). One command at a time, in this process, each with its own argv, cwd,
  * umask, environment (process.env is replaced, then restored) and stdio (the client's own fds:
- * server-stdio.ts). A second client while one runs is told "busy" and runs the command itself.
+ * server-stdio.ts). A second client while one runs is told "busy" and tries the next slot's server
+ * (BASE-1, BASE-2, …: the client starts the one that is missing), so concurrent commands each get a
+ * warm process; past the last slot it runs the command itself. A slot's process is started with
+ * VLAB_SERVER_SPARE=1 and exits sooner when idle (SPARE_IDLE_S): it only serves bursts.
  *
  * It listens on BASE.sock (BASE = DIR/HASH: DIR is the client's 0700 directory, HASH names the
  * install; the socket is 0600) and serves only its own uid (SO_PEERCRED); BASE.pid, BASE.log. It exits after VLAB_SERVER_IDLE seconds (default 600)
@@ -26,6 +29,9 @@ interface Request {
   argv: string[];
   env: Record<string, string>;
 }
+
+/** A spare slot's idle exit (seconds): its memory is not held for the 10 minutes of the first. */
+const SPARE_IDLE_S = 180;
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 type Sig = (typeof SIGNALS)[number];
@@ -82,7 +88,8 @@ export async function serve(base: string, lockFd: number): Promise<void> {
   const log = fdp.dup(2);
   const say = (m: string) => fs.writeSync(log, `${new Date().toISOString()} ${m}\n`);
   const stdio = new RequestStdio(fdp);
-  const idleMs = Number(process.env.VLAB_SERVER_IDLE ?? 600) * 1000;
+  const idleS = Number(process.env.VLAB_SERVER_IDLE ?? 600);
+  const idleMs = (process.env.VLAB_SERVER_SPARE === '1' ? Math.min(idleS, SPARE_IDLE_S) : idleS) * 1000;
   const sockPath = `${base}.sock`;
   let busy = false;
   let timer: NodeJS.Timeout | undefined;

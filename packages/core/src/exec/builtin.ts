@@ -40,6 +40,7 @@ import { q, setupScript, type ShellMountStep } from './builtin-shell.ts';
 
 export { initHelper };
 import { refuseNativeOnly } from './network.ts';
+import { cgroupLimits } from './limits.ts';
 import { phases } from '../debug/phases.ts';
 
 const NO_SECCOMP_HELP =
@@ -171,13 +172,14 @@ export class BuiltinExecutor implements Executor {
     // The run's files and its cgroup are made at once: neither needs the other.
     const id = newRunId();
     const pool = ns ? undefined : this.pool(layout);
+    const limits = cgroupLimits(spec.limits, spec.network);
     const [prepared, made] = await Promise.allSettled([
       prepareRun(spec, this.opts.tmpDir, id),
       ns
         ? undefined
         : pool
-          ? pool.take(spec.limits)
-          : Cgroup.create(layout, `${this.cgroupParent}/${id}`, spec.limits, {
+          ? pool.take(limits)
+          : Cgroup.create(layout, `${this.cgroupParent}/${id}`, limits, {
               devices: this.opts.deviceCgroup,
             }).then((c): RunCgroup => ({ cg: c })),
     ]);
@@ -283,7 +285,9 @@ export class BuiltinExecutor implements Executor {
     const prep = await prepareRun(spec, where.dir);
     let cg: Cgroup | undefined;
     try {
-      cg = await Cgroup.create(layout, where.cgroup, spec.limits, { devices: this.opts.deviceCgroup });
+      cg = await Cgroup.create(layout, where.cgroup, cgroupLimits(spec.limits, spec.network), {
+        devices: this.opts.deviceCgroup,
+      });
       const specFile = path.join(prep.dir, 'spec');
       const mounts: BuiltinMountContext = { hostHas: (p) => this.hostKind(p), cgroup: { version: layout.version, cg } };
       await fs.writeFile(specFile, nativeSpec({ prep, mounts, cgroupProcs: cg.procsFiles() }));

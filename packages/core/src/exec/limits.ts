@@ -95,3 +95,16 @@ export function runLimits(
   }
   return out;
 }
+
+/**
+ * The limits as written to a built-in executor's run cgroup. docker's pids limit counts the
+ * container's own processes only (runc's init execs into pid 1; runc and docker's network
+ * proxies live outside the cgroup). Ours holds its launcher beside them (vlab-init's outer
+ * process, or the shell launcher's `unshare --fork`), and for `--network private` pasta: so
+ * pids.max gets those on top, and the user's N processes fit as under docker.
+ */
+export function cgroupLimits(limits: Limits | undefined, network: string | undefined): Limits | undefined {
+  if (limits?.pids === undefined) return limits;
+  const ours = 1 + (network === 'private' ? 1 : 0);
+  return { ...limits, pids: Math.min(limits.pids + ours, MAX_PIDS) };
+}

@@ -40,7 +40,9 @@ export async function solve(
 /**
  * Run the plan's vertices, independent ones in parallel (p-limit). The plan puts each stage after
  * the stages it reads, so a running stage only ever waits for stages started before it: no stage
- * holds a slot that the one it waits for needs.
+ * holds a slot that the one it waits for needs. The first stage to fail stops the others (as
+ * BuildKit cancels its other vertices), and the build ends only once every started stage has:
+ * none runs on after the build reported, e.g. taking a cgroup from the executor the build closed.
  */
 async function solveOnce(
   s: Omit<BuildSession, 'stageResult'>,
@@ -50,10 +52,22 @@ async function solveOnce(
   const limit = pLimit(parallelism);
   const results = new Map<number, Promise<StageState>>();
   const waits = new Map<number, Set<number>>();
+  const stop = new AbortController();
+  const signal = s.signal ? AbortSignal.any([s.signal, stop.signal]) : stop.signal;
+  let first: { error: unknown } | undefined;
+  const track = (p: Promise<StageState>) => {
+    // observed below through the target or a dependant; the first failure stops the rest
+    p.catch((error: unknown) => {
+      first ??= { error };
+      stop.abort();
+    });
+    return p;
+  };
   // Each stage gets its own session: stageResult knows who waits, so a wait that closes a circle
   // (a reference known only at run time, e.g. --from=$ARG; the plan refuses the others) is an error.
   const sessionOf = (stage: number): BuildSession => ({
     ...s,
+    signal,
     stageResult: (index: number) => {
       const circle = pathOf(waits, index, stage);
       if (circle) return Promise.reject(stageCycle(s.df, [stage, ...circle]));
@@ -61,18 +75,26 @@ async function solveOnce(
       let p = results.get(index);
       if (!p) {
         // A dependency not found statically: build it outside the limit.
-        p = buildStage(sessionOf(index), s.df.stages[index]!);
+        p = track(buildStage(sessionOf(index), s.df.stages[index]!));
         results.set(index, p);
       }
       return p;
     },
   });
-  for (const v of plan.vertices) {
-    const p = limit(() => buildStage(sessionOf(v.stage.index), v.stage));
-    p.catch(() => undefined); // observed below through the target or a dependant
-    results.set(v.stage.index, p);
+  for (const v of plan.vertices)
+    results.set(v.stage.index, track(limit(() => buildStage(sessionOf(v.stage.index), v.stage))));
+  try {
+    return await results.get(plan.target)!;
+  } catch (e) {
+    stop.abort();
+    // every started stage, also one started while we wait (a dependency found at run time)
+    for (let n = -1; n !== results.size;) {
+      n = results.size;
+      await Promise.allSettled([...results.values()]);
+    }
+    // the failure that stopped the build, not a stage it stopped (E_ABORTED)
+    throw first?.error ?? e;
   }
-  return results.get(plan.target)!;
 }
 
 /** The stages from `from` to `to` along recorded waits (both ends included), if `from` waits on `to`. */
