@@ -76,8 +76,18 @@ export function urlSources(inst: CopyInstruction): string[] {
 export async function fetchOnce(s: BuildSession, url: string, inst: CopyInstruction): Promise<Download> {
   let p = s.downloads.get(url);
   if (!p) {
-    p = download(url, undefined, { tmpParent: s.store.path('tmp'), signal: s.signal, limits: s.downloadLimits });
-    s.downloads.set(url, p);
+    const made = download(url, undefined, {
+      tmpParent: s.store.path('tmp'),
+      signal: s.signal,
+      limits: s.downloadLimits,
+    });
+    s.downloads.set(url, made);
+    // A failed one is not the build's download: a retry of the build (after E_CACHE_LAYER, whose
+    // first try a failing sibling stage may have aborted) downloads again.
+    made.catch(() => {
+      if (s.downloads.get(url) === made) s.downloads.delete(url);
+    });
+    p = made;
   }
   const d = await p;
   if (inst.checksum) verifyChecksum(url, inst.checksum, d.digest);
