@@ -13,7 +13,7 @@ import zlib from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pull } from '@vlab/image';
 import { registryMissing, startRegistry, type TestRegistry } from './registry-fixture.ts';
-import { blobFiles, gunzipEngines, putImage, sha, useEngine } from './registry-images.ts';
+import { blobFiles, gunzipEngines, putImage, putLayers, sha, useEngine } from './registry-images.ts';
 import { startProxy, type FaultProxy } from './registry-proxy.ts';
 
 const missing = registryMissing();
@@ -36,6 +36,13 @@ describe.skipIf(missing)('registry pull: bounded inflate, codes from the worker'
     await putImage(reg, 'bomb-big', zlib.gzipSync(bigBomb, { level: 1 }), sha(bigBomb));
     await putImage(reg, 'bomb-small', zlib.gzipSync(smallBomb), sha(smallBomb));
     await putImage(reg, 'big', zlib.gzipSync(bigTar, { level: 1 }), sha(bigTar));
+    // three small-blob layers of 7 MiB each: each under a 16 MiB store's bound, together over it
+    const sevens = [1, 2, 3].map((i) => Buffer.alloc(7 << 20, i));
+    await putLayers(
+      reg,
+      'three-sevens',
+      sevens.map((t) => ({ blob: zlib.gzipSync(t), diffId: sha(t) })),
+    );
   });
   afterEach(async () => {
     delete process.env.VLAB_GUNZIP;
@@ -88,6 +95,21 @@ describe.skipIf(missing)('registry pull: bounded inflate, codes from the worker'
     },
   );
 
+  it.skipIf(process.getuid?.() !== 0)(
+    'layers that fill the disk together (each under the bound, on the main thread) fail E_NO_SPACE, not as an invalid layer',
+    async () => {
+      root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-bounds-'));
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', root]);
+      try {
+        const store = path.join(root, 'store');
+        await expect(
+          pull(`${reg.host}/l:three-sevens`, { root: store, tlsVerify: false, retries: 0 }),
+        ).rejects.toMatchObject({ code: 'E_NO_SPACE' });
+      } finally {
+        execFileSync('umount', [root]);
+      }
+    },
+  );
   it('VLAB_PULL_MAX_BYTES that is not a number is E_BAD_ARG', async () => {
     root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-bounds-'));
     process.env.VLAB_PULL_MAX_BYTES = '10MB';
