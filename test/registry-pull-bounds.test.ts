@@ -76,39 +76,34 @@ describe.skipIf(missing)('registry pull: bounded inflate, codes from the worker'
     },
   );
 
+  /** `fn` on a store in a 16 MiB tmpfs of its own (root only: a mount). */
+  async function onSmallDisk(fn: (store: string) => Promise<void>): Promise<void> {
+    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-bounds-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', root]);
+    try {
+      await fn(path.join(root, 'store'));
+    } finally {
+      execFileSync('umount', [root]);
+    }
+  }
   it.skipIf(process.getuid?.() !== 0)(
     'by default the bound is the store filesystem’s free space (a 16 MiB tmpfs): E_LAYER_TOO_LARGE, not a full disk',
-    async () => {
-      root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-bounds-'));
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', root]);
-      try {
-        const store = path.join(root, 'store');
+    () =>
+      onSmallDisk(async (store) => {
         await expect(
           pull(`${reg.host}/l:bomb-small`, { root: store, tlsVerify: false, retries: 0 }),
-        ).rejects.toMatchObject({
-          code: 'E_LAYER_TOO_LARGE',
-        });
+        ).rejects.toMatchObject({ code: 'E_LAYER_TOO_LARGE' });
         expect(await blobFiles(store)).toEqual([]);
-      } finally {
-        execFileSync('umount', [root]);
-      }
-    },
+      }),
   );
-
   it.skipIf(process.getuid?.() !== 0)(
     'layers that fill the disk together (each under the bound, on the main thread) fail E_NO_SPACE, not as an invalid layer',
-    async () => {
-      root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-bounds-'));
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', root]);
-      try {
-        const store = path.join(root, 'store');
+    () =>
+      onSmallDisk(async (store) => {
         await expect(
           pull(`${reg.host}/l:three-sevens`, { root: store, tlsVerify: false, retries: 0 }),
         ).rejects.toMatchObject({ code: 'E_NO_SPACE' });
-      } finally {
-        execFileSync('umount', [root]);
-      }
-    },
+      }),
   );
   it('VLAB_PULL_MAX_BYTES that is not a number is E_BAD_ARG', async () => {
     root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-bounds-'));
