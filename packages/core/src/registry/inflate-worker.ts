@@ -42,8 +42,10 @@ function within(j, n) {
 function put(j, c) {
   if (stopped(j) || !within(j, c.length)) return void j.gz.destroy();
   j.hashT.update(c);
-  try { for (let off = 0; off < c.length; ) off += fs.writeSync(j.fd, c, off, c.length - off); } catch (e) { j.io = e; return; }
-  j.wb.grew(j.fd, j.size);
+  try {
+    for (let off = 0; off < c.length; ) off += fs.writeSync(j.fd, c, off, c.length - off);
+    j.wb.grew(j.fd, j.size); // throws an earlier flush's error
+  } catch (e) { j.io = e; }
 }
 function wake(j) { const w = j.waiter; j.waiter = undefined; if (w) w(); }
 /** ISA-L's output: out[0, made) hashed now, written at its offset on the thread pool; out is free again after. */
@@ -55,7 +57,7 @@ function putAsync(j, out, made) {
   const done = (e) => { j.writing--; if (e) j.io ??= e; j.free.push(out); wake(j); };
   const from = (off) => fs.write(j.fd, out, off, made - off, pos + off, (e, n) => (e ? done(e) : off + n < made ? from(off + n) : done()));
   from(0);
-  j.wb.grew(j.fd, j.size);
+  try { j.wb.grew(j.fd, j.size); } catch (e) { j.io ??= e; }
 }
 async function outBuf(j) {
   while (!j.free.length) {
@@ -134,7 +136,8 @@ function data(m) {
 async function close(j) {
   jobs.delete(j.id);
   if (isal) { await j.chain; await drain(j); }
-  await j.wb.settled();
+  const flushed = await j.wb.settled(); // a failed flush fails the job: its pages are not on disk
+  if (flushed) j.io ??= flushed;
   if (j.fd >= 0) fs.closeSync(j.fd);
   j.fd = -1;
 }

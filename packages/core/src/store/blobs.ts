@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
 import type { Lease } from './lease.ts';
 import type { CommitBatch } from './batch.ts';
-import { asNoSpace } from './space.ts';
+import { asNoSpace, storeWriteError } from './space.ts';
 import { WRITEBACK_BYTES, Writeback } from './writeback.ts';
 import type { BlobWriter, Blobs, Digest, FileBlobWriter, SyncBlobWriter } from './types.ts';
 
@@ -111,7 +111,7 @@ export class BlobStore implements Blobs {
   /** A writable temp blob: write to `stream`, then `commit()` (verifies, renames) or `abort()`. */
   async create(): Promise<BlobWriter> {
     const tmp = await this.tempPath();
-    const { write, result, closed } = this.hashingWriter(tmp);
+    const { write, result, closed } = this.hashingWriter(tmp, this.root);
     const finished = new Promise<void>((resolve, reject) => {
       write.on('finish', () => resolve());
       write.on('error', reject);
@@ -129,7 +129,10 @@ export class BlobStore implements Blobs {
           kept = await this.seal(tmp, digest, expected, batch);
           return { digest, size };
         } finally {
-          if (!kept) await fsp.rm(tmp, { force: true });
+          if (!kept) {
+            if (!write.writableFinished) await closed; // a failed write: its fd goes first
+            await fsp.rm(tmp, { force: true });
+          }
         }
       },
       abort: async () => {
@@ -150,26 +153,29 @@ export class BlobStore implements Blobs {
     let size = 0;
     const wb = new Writeback(fs.fdatasync, WRITEBACK_BYTES);
     let open = true;
+    /** Closes the fd once no fdatasync still runs on it; a flush's error. */
     const close = async () => {
-      if (!open) return;
+      if (!open) return undefined;
       open = false;
-      await wb.settled(); // no fdatasync may still run on the fd
+      const flushed = await wb.settled();
       fs.closeSync(fd);
+      return flushed;
     };
     return {
       write: (bytes) => {
         try {
           for (let off = 0; off < bytes.length;) off += fs.writeSync(fd, bytes, off, bytes.length - off);
+          hash.update(bytes);
+          size += bytes.length;
+          wb.grew(fd, size); // throws an earlier flush's error
         } catch (e) {
-          throw asNoSpace(this.root, e);
+          throw storeWriteError(this.root, e);
         }
-        hash.update(bytes);
-        size += bytes.length;
-        wb.grew(fd, size);
       },
       commit: async (expected?: string) => {
         try {
-          await close();
+          const flushed = await close();
+          if (flushed) throw storeWriteError(this.root, flushed);
           const digest: Digest = `sha256:${hash.digest('hex')}`;
           await this.seal(tmp, digest, expected);
           return { digest, size };
@@ -245,7 +251,10 @@ export class BlobStore implements Blobs {
     return path.join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
-  private hashingWriter(tmp: string): {
+  private hashingWriter(
+    tmp: string,
+    root: string,
+  ): {
     write: Writable;
     closed: Promise<void>;
     result: () => { digest: Digest; size: number };
@@ -263,11 +272,16 @@ export class BlobStore implements Blobs {
       transform(chunk: Buffer, _enc, cb) {
         hash.update(chunk);
         size += chunk.length;
-        writeback();
+        try {
+          writeback(); // throws an earlier flush's error
+        } catch (e) {
+          return cb(storeWriteError(root, e));
+        }
         cb(null, chunk);
       },
     });
     tap.pipe(file);
+    tap.on('error', (e) => write.destroy(e));
     // The writer finishes when the file is flushed, not when the tap is.
     const write = new Writable({
       write(chunk, enc, cb) {
@@ -275,10 +289,14 @@ export class BlobStore implements Blobs {
         else cb();
       },
       final(cb) {
-        file.once('close', () => cb());
-        file.once('error', cb);
-        // No early fdatasync may still be running on the fd when the stream closes it.
-        void wb.settled().then(() => tap.end());
+        // No early fdatasync may still be running on the fd when the stream closes it; a failed
+        // one fails the blob.
+        void wb.settled().then((flushed) => {
+          if (flushed) return cb(storeWriteError(root, flushed));
+          file.once('close', () => cb());
+          file.once('error', cb);
+          tap.end();
+        });
       },
       destroy(err, cb) {
         tap.destroy();
@@ -301,8 +319,11 @@ export class BlobStore implements Blobs {
 
   private async commitTemp(tmp: string, digest: Digest): Promise<void> {
     const fh = await fsp.open(tmp, 'r');
-    await fh.sync();
-    await fh.close();
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close(); // also when the fsync fails: an fd left to the GC holds the filesystem busy
+    }
     await fsp.rename(tmp, this.path(digest));
   }
 }

@@ -43,6 +43,22 @@ export function asNoSpace(root: string, e: unknown): unknown {
   return isNoSpace(e) ? noSpaceError(root, e) : e;
 }
 
+/**
+ * A failed write or flush of store data: E_NO_SPACE when the filesystem is full (ENOSPC: also a
+ * thin volume out of blocks at writeback), else E_STORE (EIO: the disk failed under it).
+ */
+export function storeWriteError(root: string, e: unknown): VlabError {
+  if (isNoSpace(e)) return noSpaceError(root, e);
+  // a failed syncfs comes from a helper (E_TOOL): the store's data is what failed
+  if (isVlabError(e) && e.code !== 'E_TOOL') return e;
+  const what = e instanceof Error ? e.message : String(e);
+  return new VlabError(
+    'E_STORE',
+    `writing to the store (${root}) failed: ${what}: check the disk it is on (dmesg) and build again`,
+    { cause: e },
+  );
+}
+
 /** Whether the filesystem holding `dir` is (nearly) out of blocks or inodes. */
 export async function nearlyFull(dir: string): Promise<boolean> {
   const st = await fsp.statfs(dir).catch(() => undefined);
