@@ -60,9 +60,10 @@ export async function sysOp(helper: string, args: string[], cwd?: string): Promi
  */
 export async function syncFilesystem(file: string): Promise<void> {
   const helper = sysHelper();
-  // a vlab-sys built before it knew `syncfs` answers with its usage: then coreutils
+  // A vlab-sys built before it knew `syncfs` answers with its usage (2): then coreutils. Not
+  // after a failed syncfs: the kernel reports a writeback error once, so a second syncfs passes.
   let r = helper ? await sysOp(helper, ['syncfs', file]) : undefined;
-  if (!r || r.code !== 0) r = await run('sync', ['-f', file]);
+  if (!r || r.code === 2) r = await run('sync', ['-f', file]);
   if (r.code !== 0) throw new VlabError('E_TOOL', `syncfs ${file} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
 }
 

@@ -84,7 +84,7 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
       );
     const info = new BlobInfo(store.root);
     const limit = await layerLimit(store.root);
-    const batch = manifest.layers.length >= BATCH_FROM ? new CommitBatch() : undefined;
+    const batch = manifest.layers.length >= BATCH_FROM ? new CommitBatch(store.root) : undefined;
     const repo = repoName(ref);
     let bytesFetched = 0;
     const known: { diffId: string; blob: Omit<CompressedBlob, 'repos'> }[] = [];
@@ -120,7 +120,7 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
       await batch?.discard();
       throw e;
     });
-    await batch?.flush();
+    await batch?.flush(opts.signal);
     // what each diff_id came as, once the layers are named (a push back finds them: blob-info.ts)
     await eachLimited(known, SMALL_PARALLEL, (k) => info.add(k.diffId, k.blob, repo));
     const stored = await store.putImage(config, layers, configBytes);
