@@ -3,7 +3,8 @@
  * lacks: receiving the client's stdin/stdout/stderr with SCM_RIGHTS (so the command writes to the
  * very same open files, ttys and pipes as a direct run), the peer's uid and pid (SO_PEERCRED), dup2 onto
  * 0/1/2 (so child processes inherit them as they would), file status flags (restored after each
- * request), and a blocking-safe write.
+ * request), a blocking-safe write, and pidfds of the peer (SO_PEERPIDFD, pidfd_open): a pid read
+ * from the peer is only used while its pidfd says the process is still alive.
  *
  * A Node-API addon without node_api.h: the handful of functions it calls are declared below (the
  * Node-API ABI is stable across Node versions), so building it needs only a C compiler. Every
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +38,16 @@ napi_status napi_create_buffer_copy(napi_env, size_t, const void *, void **, nap
 napi_status napi_get_buffer_info(napi_env, napi_value, void **, size_t *);
 napi_status napi_create_function(napi_env, const char *, size_t, napi_callback, void *, napi_value *);
 napi_status napi_set_named_property(napi_env, napi_value, const char *, napi_value);
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5 */
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
 
 #define MAX_REQUEST (8 << 20) /* argv + environment: above ARG_MAX, so any real command fits */
 #define MAX_FDS 3
@@ -165,6 +177,37 @@ static napi_value peer_pid(napi_env env, napi_callback_info info) {
   return num(env, (int32_t)cred.pid);
 }
 
+/* peerPidfd(fd) -> a pidfd of the peer process as it was at connect() | -errno (ENOPROTOOPT: before 6.5). */
+static napi_value peer_pidfd(napi_env env, napi_callback_info info) {
+  int pidfd = -1;
+  socklen_t len = sizeof pidfd;
+  if (getsockopt(arg_int(env, info, 0), SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) return num(env, -errno);
+  fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  return num(env, pidfd);
+}
+
+/* pidfdOpen(pid) -> a close-on-exec pidfd of the process pid names now | -errno. */
+static napi_value pidfd_open_(napi_env env, napi_callback_info info) {
+  long r = syscall(SYS_pidfd_open, (pid_t)arg_int(env, info, 0), 0);
+  if (r < 0) return num(env, -errno);
+  fcntl((int)r, F_SETFD, FD_CLOEXEC);
+  return num(env, (int32_t)r);
+}
+
+/* pidfdAlive(pidfd) -> 1 while its process has not been reaped (its pid is still its own) | -errno (ESRCH: gone). */
+static napi_value pidfd_alive(napi_env env, napi_callback_info info) {
+  if (syscall(SYS_pidfd_send_signal, arg_int(env, info, 0), 0, NULL, 0) < 0) return num(env, -errno);
+  return num(env, 1);
+}
+
+/* peerOpen(fd) -> 1 while the peer has not closed (or shut down) its end, 0 once it has | -errno. */
+static napi_value peer_open(napi_env env, napi_callback_info info) {
+  struct pollfd p = {.fd = arg_int(env, info, 0), .events = POLLRDHUP};
+  int n = poll(&p, 1, 0);
+  if (n < 0) return num(env, -errno);
+  return num(env, (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) ? 0 : 1);
+}
+
 static napi_value do_dup2(napi_env env, napi_callback_info info) {
   return num(env, dup2(arg_int(env, info, 0), arg_int(env, info, 1)) < 0 ? -errno : 0);
 }
@@ -225,7 +268,8 @@ napi_value napi_register_module_v1(napi_env env, napi_value exports) {
   } fns[] = {
       {"recvRequest", recv_request}, {"peerUid", peer_uid}, {"peerPid", peer_pid}, {"dup2", do_dup2},
       {"dup", do_dup},               {"close", do_close},   {"getFl", get_fl},     {"setFl", set_fl},
-      {"cloexec", set_cloexec},      {"writeAll", write_all},
+      {"cloexec", set_cloexec},      {"writeAll", write_all}, {"peerPidfd", peer_pidfd},
+      {"pidfdOpen", pidfd_open_},    {"pidfdAlive", pidfd_alive}, {"peerOpen", peer_open},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

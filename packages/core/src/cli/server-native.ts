@@ -7,6 +7,13 @@ export interface FdPass {
   recvRequest(fd: number, timeoutMs: number): [Buffer, number, number, number] | number;
   peerUid(fd: number): number;
   peerPid(fd: number): number;
+  /** A pidfd of the peer as at connect (SO_PEERPIDFD); -ENOPROTOOPT before Linux 6.5. */
+  peerPidfd(fd: number): number;
+  pidfdOpen(pid: number): number;
+  /** 1 while the pidfd's process is not reaped (its pid cannot name another process), else -errno. */
+  pidfdAlive(pidfd: number): number;
+  /** 1 while the peer has not closed its end of the socket, 0 once it has. */
+  peerOpen(fd: number): number;
   dup2(from: number, to: number): number;
   /** A close-on-exec copy numbered above 2. */
   dup(fd: number): number;

@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { beginCaller } from './client.ts';
 import { runMain } from './commands.ts';
 import { loadFdPass } from './server-native.ts';
+import { callerCgroups } from './server-peer.ts';
 import { RequestStdio } from './server-stdio.ts';
 
 interface Request {
@@ -59,14 +60,6 @@ function parseRequest(buf: Buffer): Request | undefined {
 
 /** The request env's name for the client's /proc/PID/cgroup (read by containers/monitor.ts). */
 const CALLER_CGROUPS = 'VLAB_CALLER_CGROUPS';
-
-function readProc(file: string): string | undefined {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return undefined; // the client is gone already: its command is stopped anyway
-  }
-}
 
 function setEnv(env: Record<string, string>): void {
   for (const k of Object.keys(process.env)) if (!(k in env)) delete process.env[k];
@@ -112,6 +105,10 @@ export async function serve(base: string, lockFd: number): Promise<void> {
       say('busy: a client runs direct');
       return reply('B\n');
     }
+    // The client's cgroups, read now, while it waits for us (verified through a pidfd:
+    // server-peer.ts): a container monitor the command starts joins them
+    // (containers/monitor.ts), as a direct CLI's is born in them, not in ours.
+    const cgroups = callerCgroups(fdp, fd);
     const got = fdp.recvRequest(fd, 2000);
     if (typeof got === 'number') {
       say(`no request from a client (${got})`);
@@ -127,11 +124,7 @@ export async function serve(base: string, lockFd: number): Promise<void> {
     busy = true;
     clearTimeout(timer);
     clearTimeout(gcTimer);
-    // The client's cgroups, read while it waits for us: a container monitor the command starts
-    // joins them (containers/monitor.ts), as a direct CLI's is born in them, not in ours.
-    const pid = fdp.peerPid(fd);
     delete req.env[CALLER_CGROUPS];
-    const cgroups = pid > 0 ? readProc(`/proc/${pid}/cgroup`) : undefined;
     if (cgroups) req.env[CALLER_CGROUPS] = cgroups;
     sock.write('A\n');
     const t0 = performance.now();
