@@ -12,6 +12,7 @@ import { build } from '@vlab/image';
 import { detectCgroupLayout } from '../packages/core/src/exec/cgroups.ts';
 import { cgroupParentOf } from '../packages/core/src/store/paths.ts';
 import { freshStore, makeContext, removeStore } from './helpers.ts';
+import { runCli } from './torture-helpers.ts';
 
 const root = process.getuid?.() === 0;
 if (!root) console.warn('stage-failure-cleanup: needs root (cgroups): skipped');
@@ -79,5 +80,18 @@ describe.skipIf(!root)('a failing stage beside a running one', () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect(await leftovers()).toEqual([]);
     expect(await launchers()).toEqual([]);
+  });
+
+  it("the CLI (plain progress): the stopped stage's step says CANCELED, as BuildKit; the failure is the stage error", async () => {
+    const r = await runCli(store, ['build', '--no-cache', '--progress', 'plain', '--network', 'none', ctx]);
+    expect(r.code).toBe(1);
+    // the slow stage's RUN, stopped: "#N CANCELED" (BuildKit's plain progress)
+    const num = /^(#\d+) \[slow 1\/3\] RUN sleep 1$/m.exec(r.stderr)?.[1];
+    expect(num, r.stderr).toBeDefined();
+    expect(r.stderr.split('\n')).toContain(`${num} CANCELED`);
+    expect(r.stderr).not.toContain('the run was aborted');
+    // the build's failure: the bad stage's
+    expect(r.stderr).toMatch(/^#\d+ ERROR: .*exit code 7/m);
+    expect(r.stderr).toMatch(/\[E_RUN_FAILED\]\s*$/);
   });
 });

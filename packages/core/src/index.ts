@@ -31,7 +31,7 @@ export {
   type StoreOptions,
 } from './api/images.ts';
 export { DEFAULT_STREAM_CONTEXT_MAX, MAX_DOCKERFILE, type StreamContext } from './context/stream.ts';
-export { BUILD_EVENT_VERSION, type BuildEvent, type EventSink, type StepRef } from './solve/events.ts';
+export { BUILD_EVENT_VERSION, stepCanceled, type BuildEvent, type EventSink, type StepRef } from './solve/events.ts';
 export type { Entitlement } from './solve/entitlements.ts';
 export {
   parseCacheFrom,

@@ -42,6 +42,23 @@ describe('progress renderers', () => {
     expect(s.text()).toContain('#2 CACHED');
   });
 
+  it('plain and tty: a step the build stopped (a sibling stage failed) is CANCELED, a failed one ERROR', () => {
+    const sib = { id: '1:1', name: '[slow 1/2] RUN sleep 9', stage: 'slow' };
+    const stopped: BuildEvent[] = [
+      { type: 'step-start', ...ref, time: 0 },
+      { type: 'step-start', ...sib, time: 0 },
+      { type: 'step-error', ...sib, code: 'E_RUN_ABORTED', message: 'the build container was killed', time: 1 },
+      { type: 'step-error', ...ref, code: 'E_RUN_FAILED', message: 'exit code 7', time: 2 },
+    ];
+    const plain = sink(false);
+    stopped.forEach(createRenderer('plain', plain.out));
+    expect(plain.text().split('\n')).toEqual(expect.arrayContaining(['#2 CANCELED', '#1 ERROR: exit code 7']));
+    expect(plain.text()).not.toContain('killed');
+    const tty = sink(true);
+    stopped.slice(0, 3).forEach(createRenderer('tty', tty.out));
+    expect(tty.text().split('\x1b[J').pop()).toContain('CANCELED [slow 1/2] RUN sleep 9');
+  });
+
   it('tty: redraws step lines with CACHED and the live tail of RUN output', () => {
     const s = sink(true);
     const r = createRenderer('auto', s.out);

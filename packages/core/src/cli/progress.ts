@@ -1,4 +1,4 @@
-import { BUILD_EVENT_VERSION, type BuildEvent } from '../index.ts';
+import { BUILD_EVENT_VERSION, stepCanceled, type BuildEvent } from '../index.ts';
 import { layerLine, ttyRenderer } from './tty-progress.ts';
 
 export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
@@ -42,7 +42,7 @@ function plainRenderer(out: NodeJS.WriteStream): (e: BuildEvent) => void {
         out.write(`${id(e.id)} DONE ${secs(e.durationMs)}\n`);
         break;
       case 'step-error':
-        out.write(`${id(e.id)} ERROR: ${e.message}\n`);
+        out.write(stepCanceled(e) ? `${id(e.id)} CANCELED\n` : `${id(e.id)} ERROR: ${e.message}\n`);
         break;
       case 'warning':
         out.write(`WARN: ${e.message}${e.location ? ` (${e.location.file}:${e.location.line})` : ''}\n`);

@@ -1,11 +1,11 @@
 /**
  * The live tty view, as BuildKit's progressui reads: a `[+] Building 3.2s (4/6)` header (steps
  * finished / seen, total time; `FINISHED` at the end), one line per step with its time, ticking
- * while it runs (BuildKit's 150 ms ticker); finished steps blue, failed ones red, running ones in
- * the default colour; the last lines of a step's output under it while it runs, and for a moment
+ * while it runs (BuildKit's 150 ms ticker); finished steps blue, failed ones red, stopped ones
+ * (a sibling stage failed) yellow and `CANCELED`, running ones in the default colour; the last lines of a step's output under it while it runs, and for a moment
  * after it ends, so a short step's output can be read before it goes.
  */
-import type { BuildEvent, LayerProgress } from '../index.ts';
+import { stepCanceled, type BuildEvent, type LayerProgress } from '../index.ts';
 
 const TICK_MS = 150;
 /** How long a finished step's output stays under it. */
@@ -20,7 +20,7 @@ const RESET = '\x1b[0m';
 interface Step {
   id: string;
   name: string;
-  state: 'running' | 'done' | 'cached' | 'error';
+  state: 'running' | 'done' | 'cached' | 'error' | 'canceled';
   started: number;
   ended?: number;
   tail: string[];
@@ -65,8 +65,9 @@ export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.no
     const row = (label: string, time: string, color: string) =>
       `${color}${fit(label, width - time.length - 1).padEnd(width - time.length - 1)} ${time}${color ? RESET : ''}`;
     for (const s of steps) {
-      const color = s.state === 'error' ? RED : s.state === 'running' ? '' : BLUE;
-      lines.push(row(` => ${s.state === 'cached' ? 'CACHED ' : ''}${s.name}`, secs((s.ended ?? t) - s.started), color));
+      const color = s.state === 'error' ? RED : s.state === 'canceled' ? YELLOW : s.state === 'running' ? '' : BLUE;
+      const label = s.state === 'cached' ? 'CACHED ' : s.state === 'canceled' ? 'CANCELED ' : '';
+      lines.push(row(` => ${label}${s.name}`, secs((s.ended ?? t) - s.started), color));
       const lingering = s.state === 'done' && !final && t - (s.ended ?? t) < LINGER_MS;
       if (s.state === 'running' || s.state === 'error' || lingering) {
         for (const l of s.tail.slice(-TAIL_LINES)) lines.push(`${DIM}${fit(` => => # ${l}`, width)}${RESET}`);
@@ -120,7 +121,7 @@ export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.no
       }
       case 'step-error': {
         const s = find(e.id);
-        if (s) Object.assign(s, { state: 'error', ended: e.time });
+        if (s) Object.assign(s, { state: stepCanceled(e) ? 'canceled' : 'error', ended: e.time });
         stop(); // the build fails: the error report follows this frame
         return;
       }

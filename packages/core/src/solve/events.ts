@@ -52,5 +52,14 @@ export type BuildEvent =
   /** A layer pulled (FROM an image not in the store) or pushed (--push). */
   | LayerProgress;
 
+/**
+ * A `step-error` of a step the build stopped (a sibling stage failed, or the caller aborted), not
+ * of one that failed: progress shows it as BuildKit does, `CANCELED`; the build's failure is the
+ * error that stopped it.
+ */
+export function stepCanceled(e: { code: ErrorCode }): boolean {
+  return e.code === 'E_ABORTED' || e.code === 'E_RUN_ABORTED';
+}
+
 /** A receiver of build events. */
 export type EventSink = (e: BuildEvent) => void;
