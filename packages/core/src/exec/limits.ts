@@ -102,6 +102,16 @@ export function runLimits(
  * proxies live outside the cgroup). Ours holds its launcher beside them (vlab-init's outer
  * process, or the shell launcher's `unshare --fork`), and for `--network private` pasta: so
  * pids.max gets those on top, and the user's N processes fit as under docker.
+ *
+ * So the container reads N+1 (N+2 with pasta) in its /sys/fs/cgroup's pids.max, where docker's
+ * reads N: the file is the run cgroup's own, and the limit it shows is the one that holds the
+ * launcher too. Showing N would need the launcher out of that cgroup, and both ways cost every
+ * RUN: a nested cgroup for the container (one more mkdir/rmdir per hierarchy, and on cgroup v2 a
+ * third, a leaf for the launcher: no processes beside child cgroups), or the launcher migrating
+ * itself out before its child may fork (a cgroup migration waits for an RCU grace period, 4-13 ms
+ * on v1 here, against a RUN step of ~20 ms all in). Writing N with the launcher inside would give
+ * the container N-1. The guarantee (N processes of the container's own) is kept; the file's
+ * number is not docker's (README "Differences from docker build").
  */
 export function cgroupLimits(limits: Limits | undefined, network: string | undefined): Limits | undefined {
   if (limits?.pids === undefined) return limits;
