@@ -32,6 +32,8 @@ command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 command -v ch-run >/dev/null || need_apt+=(charliecloud-runtime)
 command -v lxc-execute >/dev/null || need_apt+=(lxc)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+# mkfs.ext4: tests make small disks of their own (a loop file; store/testing/thin-disk.ts).
+[ -x /sbin/mkfs.ext4 ] || [ -x /usr/sbin/mkfs.ext4 ] || need_apt+=(e2fsprogs)
 # vlab-init loads Docker's seccomp profile through libseccomp.
 [ -f /usr/include/seccomp.h ] || need_apt+=(libseccomp-dev)
 # vlab-isal.node: ISA-L's igzip deflates layers on push and inflates them on pull.
