@@ -241,7 +241,7 @@ export class BlobStore implements Blobs {
       return true;
     }
     await this.commitTemp(tmp, digest).catch((e: unknown) => {
-      throw asNoSpace(this.root, e);
+      throw storeWriteError(this.root, e); // the fsync or the rename: EIO is E_STORE, not an internal error
     });
     return false;
   }

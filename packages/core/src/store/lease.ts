@@ -19,6 +19,7 @@ import { VlabError } from '@vlab/errors';
 import { withFileLock } from '@vlab/overlay';
 import { chainIds } from '../image/chain.ts';
 import { deadOwner, ownerOf, pidAlive } from './owner.ts';
+import { storeWriteError } from './space.ts';
 
 export interface Held {
   blobs: Set<string>;
@@ -68,7 +69,11 @@ export class Lease {
         process.on('exit', () => liveFiles.forEach((f) => fs.rmSync(f, { force: true })));
       }
     }
-    await fsp.appendFile(this.file, `${lines.join('\n')}\n`);
+    await fsp.appendFile(this.file, `${lines.join('\n')}\n`).catch((e: unknown) => {
+      // not held after all (a later hold writes them again); a full disk is E_NO_SPACE
+      for (const l of lines) this.held.delete(l);
+      throw storeWriteError(this.root, e);
+    });
     await waitForGc(this.root);
     return fresh;
   }

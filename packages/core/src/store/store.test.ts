@@ -95,3 +95,24 @@ describe('Store', () => {
     await expect(s.tag('Bad Name', layer.digest)).rejects.toMatchObject({ code: 'E_BAD_REF' });
   });
 });
+
+describe.skipIf(process.getuid?.() !== 0)('a lease on a full disk (a tmpfs of its own)', () => {
+  it('fails E_NO_SPACE, and what it did not write is not counted as held', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { Lease, liveLeases } = await import('./lease.ts');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', root]);
+    try {
+      const lease = new Lease(root);
+      await lease.hold({ blobs: [sha256('a')] });
+      const st = await fsp.statfs(root);
+      execFileSync('fallocate', ['-l', String(st.bavail * st.bsize), path.join(root, 'filler')]);
+      const second = new Lease(root); // a file of its own: its first line needs a page
+      await expect(second.hold({ blobs: [sha256('b')] })).rejects.toMatchObject({ code: 'E_NO_SPACE' });
+      await fsp.rm(path.join(root, 'filler'));
+      await second.hold({ blobs: [sha256('b')] });
+      expect((await liveLeases(root)).blobs).toEqual(new Set([sha256('a'), sha256('b')]));
+    } finally {
+      execFileSync('umount', [root]);
+    }
+  });
+});
