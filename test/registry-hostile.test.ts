@@ -65,6 +65,29 @@ describe.skipIf(missing)('registry: hostile answers', () => {
     expect(await listing(target)).toEqual(before);
   });
 
+  it('a big layer is read into the gunzip worker by the raw reader; a redirect it leaves to the client', async () => {
+    const man = (await (
+      await fetch(`http://${reg.host}/v2/h/bb/manifests/1`, {
+        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+      })
+    ).json()) as { layers: { digest: string; size: number }[] };
+    const blob = `/v2/h/bb/blobs/${man.layers[0]!.digest}`;
+    expect(man.layers[0]!.size).toBeGreaterThan(1 << 20); // the worker's path (blob-get.ts: OFF_THREAD_BYTES)
+    const seen = proxy.requests.length;
+    await pullVia();
+    const gets = proxy.requests.map((r, i) => [r, proxy.connections[i]]).slice(seen);
+    expect(gets.filter(([r]) => r === `GET ${blob}`)).toEqual([[`GET ${blob}`, 'close']]);
+
+    await fsp.rm(target, { recursive: true, force: true });
+    proxy.canned.set(blob, { status: 307, headers: { location: `http://${reg.host}${blob}` }, body: Buffer.alloc(0) });
+    try {
+      const r = await pullVia();
+      expect(r.manifest.layers).toHaveLength(1);
+    } finally {
+      proxy.canned.delete(blob);
+    }
+  });
+
   it('a connection reset mid-blob is resumed with a Range request', async () => {
     proxy.fault = 'reset-once';
     const ranges = proxy.rangeRequests;

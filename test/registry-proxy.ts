@@ -18,6 +18,8 @@ export interface FaultProxy {
   rangeRequests: number;
   /** Every request forwarded, as `METHOD /path` (a counting proxy: what a client fetched). */
   requests: string[];
+  /** Every request's Connection header, in the same order (the raw blob reader sends `close`). */
+  connections: string[];
   canned: Map<string, { status: number; headers: Record<string, string>; body: Buffer }>;
   /** How many more requests with an Authorization header to strip (see above), after `passAuthorized` more went through. */
   rejectAuthorized: number;
@@ -39,6 +41,7 @@ export async function startProxy(upstream: string): Promise<FaultProxy> {
     fault: 'none',
     rangeRequests: 0,
     requests: [],
+    connections: [],
     canned: new Map(),
     rejectAuthorized: 0,
     passAuthorized: 0,
@@ -62,6 +65,7 @@ export async function startProxy(upstream: string): Promise<FaultProxy> {
       delete headers.authorization;
     }
     p.requests.push(`${req.method} ${req.url}`);
+    p.connections.push(req.headers.connection ?? '');
     const up = http.request(
       { host: uhost, port: Number(uport), path: req.url, method: req.method, headers },
       async (ur) => {

@@ -20,6 +20,7 @@ import type { Blobs } from '../store/types.ts';
 import { discard, isRetryable, readBody, withRetry, type HttpResponse } from './http.ts';
 import { registryError, type RegistryClient } from './client.ts';
 import type { InflateFailure, InflatePool } from './inflate-pool.ts';
+import { rawGet, type BodySink } from './raw-get.ts';
 import { zstdDecompressStream } from './zstd-decode.ts';
 
 const MAX_REDIRECTS = 5;
@@ -46,40 +47,56 @@ async function blobResponse(
   return res;
 }
 
-/** The blob's bytes, resuming after a broken connection (Range) up to `retries` times. */
+/**
+ * The blob's bytes, resuming after a broken connection (Range) up to `retries` times. With `sink`,
+ * each try first reads the body straight into it (raw-get.ts) and yields nothing; an answer that
+ * reader leaves (a redirect, 401, an error, chunked) is asked again through the client and yielded.
+ */
 async function* blobBytes(
   client: RegistryClient,
   repo: string,
   desc: Descriptor,
   scope: string[],
   onBytes: (n: number) => void,
+  sink?: BodySink,
 ): AsyncGenerator<Buffer> {
   let offset = 0;
   let resumes = 0;
   const retries = client.opts.retries ?? 3;
   for (;;) {
-    const res = await blobResponse(client, repo, desc.digest, offset, scope);
-    if (offset > 0 && res.status !== 206) {
-      discard(res);
-      throw new VlabError('E_REGISTRY', `blob ${desc.digest}: the registry cannot resume (no Range support)`, {
-        details: { retryable: true },
-      });
-    }
     let broke: unknown;
-    try {
-      for await (const c of res.body as AsyncIterable<Buffer>) {
-        offset += c.length;
-        if (offset > desc.size)
-          throw new VlabError(
-            'E_DIGEST_MISMATCH',
-            `blob ${desc.digest}: the registry sent more than its ${desc.size} bytes: refused`,
-          );
-        onBytes(offset);
-        yield c;
+    const target = sink && (await client.rawTarget(`/v2/${repo}/blobs/${desc.digest}`, scope));
+    let handled = false;
+    if (target)
+      try {
+        handled = (await rawGet(target, offset, desc.size, sink!, (n) => onBytes((offset += n)))).handled;
+      } catch (e) {
+        if (!isRetryable(e)) throw e;
+        [broke, handled] = [e, true];
       }
-    } catch (e) {
-      if (!isRetryable(e)) throw e;
-      broke = e;
+    if (!handled) {
+      const res = await blobResponse(client, repo, desc.digest, offset, scope);
+      if (offset > 0 && res.status !== 206) {
+        discard(res);
+        throw new VlabError('E_REGISTRY', `blob ${desc.digest}: the registry cannot resume (no Range support)`, {
+          details: { retryable: true },
+        });
+      }
+      try {
+        for await (const c of res.body as AsyncIterable<Buffer>) {
+          offset += c.length;
+          if (offset > desc.size)
+            throw new VlabError(
+              'E_DIGEST_MISMATCH',
+              `blob ${desc.digest}: the registry sent more than its ${desc.size} bytes: refused`,
+            );
+          onBytes(offset);
+          yield c;
+        }
+      } catch (e) {
+        if (!isRetryable(e)) throw e;
+        broke = e;
+      }
     }
     if (!broke && offset === desc.size) return;
     if (resumes++ >= retries)
@@ -259,7 +276,7 @@ async function pullOffThread(
   const job = pool.start(blob.path, limit);
   let tar: string;
   try {
-    for await (const c of blobBytes(client, repo, desc, scope, onBytes)) await job.write(c);
+    for await (const c of blobBytes(client, repo, desc, scope, onBytes, job)) await job.write(c);
     const r = await job.end();
     checkDigest(r.digest, r.n, desc);
     if (r.bad) throw failure(desc, limit, r.bad);

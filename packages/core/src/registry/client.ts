@@ -7,6 +7,7 @@
 import { VlabError } from '@vlab/errors';
 import { getCredentials, parseChallenge, type Challenge, type Credentials } from './auth.ts';
 import { HostConnection, discard, readBody, type HttpRequest, type HttpResponse } from './http.ts';
+import type { RawTarget } from './raw-get.ts';
 import { apiHost } from './reference.ts';
 import { hostTls, type TlsOptions } from './tls.ts';
 
@@ -66,6 +67,13 @@ export class RegistryClient {
       throw this.authError(creds ? 'the credentials were refused' : 'authentication required');
     }
     return res;
+  }
+
+  /** A raw GET (raw-get.ts) of `path` on this registry with its authorization for `scope`; undefined before the scheme is known. */
+  async rawTarget(path: string, scope: string[]): Promise<RawTarget | undefined> {
+    const base = this.conn.target(path);
+    if (!base) return undefined;
+    return { ...base, headers: await this.authorization(scope, false), signal: this.opts.signal };
   }
 
   private authError(why: string): VlabError {

@@ -8,6 +8,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VlabError } from '@vlab/errors';
+import type { RawTarget } from './raw-get.ts';
 import { isCertError, isNotTls, type HostTls } from './tls.ts';
 
 export interface HttpRequest {
@@ -86,6 +87,13 @@ export class HostConnection {
       this.scheme = 'http';
       return res;
     }
+  }
+
+  /** Where a raw GET of `path` (raw-get.ts) goes, once the first request found the scheme. */
+  target(path: string): Omit<RawTarget, 'headers' | 'signal'> | undefined {
+    if (!this.scheme) return undefined;
+    const url = new URL(this.base(this.scheme) + path);
+    return { url, tls: this.tls, timeoutMs: this.timeoutMs, error: (e) => this.transportError(e, url) };
   }
 
   private send(url: URL, req: HttpRequest): Promise<HttpResponse> {

@@ -13,6 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { VlabError } from '@vlab/errors';
 import { isalAddon } from '@vlab/overlay';
 import { WORKER_SOURCE } from './inflate-worker.ts';
+import type { BodySink } from './raw-get.ts';
 
 /**
  * ISA-L's inflate (packages/overlay/native/vlab-isal.c) when built, unless VLAB_GUNZIP=zlib: 3.5x
@@ -105,7 +106,7 @@ class Slot {
 }
 
 /** One gzip layer being gunzipped into `file` by a worker: `write` the compressed bytes, then `end` or `abort`. */
-export class InflateJob {
+export class InflateJob implements BodySink {
   private buf: Buffer;
   private used = 0;
   private readonly hash = createHash('sha256');
@@ -137,7 +138,28 @@ export class InflateJob {
     }
   }
 
-  private async flush(): Promise<void> {
+  /** BodySink (raw-get.ts): the socket reads into the rest of the current block, no copy. */
+  space(): Buffer {
+    return this.buf.subarray(this.used);
+  }
+
+  /** BodySink: `n` bytes were read into `space()`; false once the worker has no room for more. */
+  took(n: number): boolean {
+    this.hash.update(this.buf.subarray(this.used, this.used + n));
+    this.n += n;
+    this.used += n;
+    if (this.used === MESSAGE) this.post();
+    return this.p.inFlight <= IN_FLIGHT && !this.p.failed;
+  }
+
+  /** BodySink: resolves once the worker has room again, rejects if it failed. */
+  async room(): Promise<void> {
+    while (this.p.inFlight > IN_FLIGHT && !this.p.failed) await new Promise<void>((r) => (this.p.wake = r));
+    this.p.wake = undefined;
+    if (this.p.failed) throw this.p.failed;
+  }
+
+  private post(): void {
     if (this.p.failed) throw this.p.failed;
     // a full block goes as it is (its own ArrayBuffer: allocUnsafeSlow); only the last, partial one is copied
     const whole = this.used === this.buf.buffer.byteLength && this.buf.byteOffset === 0;
@@ -146,9 +168,11 @@ export class InflateJob {
     this.slot.worker.postMessage({ op: 'data', id: this.id, buf: out }, [out]);
     this.buf = this.block();
     this.used = 0;
-    while (this.p.inFlight > IN_FLIGHT && !this.p.failed) await new Promise<void>((r) => (this.p.wake = r));
-    this.p.wake = undefined;
-    if (this.p.failed) throw this.p.failed;
+  }
+
+  private async flush(): Promise<void> {
+    this.post();
+    await this.room();
   }
 
   /** All bytes given: the worker's digests, once the tar is written and closed. */
