@@ -201,13 +201,17 @@ export class InflateJob implements BodySink {
   }
 }
 
-/** Up to one worker per core, started on first use and ended by `close()`. */
+/** Workers end after this long without a job (a warm server keeps no idle threads' memory). */
+const IDLE_MS = 10_000;
+
+/** Up to four workers, started on first use and ended by `close()`, or after IDLE_MS once `release()`d. */
 export class InflatePool {
   private readonly slots: Slot[] = [];
   private next = 0;
   /** One worker per layer in flight (pull's default is 3): more did not help, fewer (one per core) was slower at load. */
   private readonly max = 4;
-  private readonly addon = gunzipAddon();
+  private idle: NodeJS.Timeout | undefined;
+  constructor(private readonly addon = gunzipAddon()) {}
 
   /** Which gunzip the workers run. */
   get engine(): 'isal' | 'zlib' {
@@ -216,6 +220,8 @@ export class InflatePool {
 
   /** A job gunzipping into `file` (created exclusively by the worker) on the least busy worker, stopping past `limit` tar bytes. */
   start(file: string, limit: number): InflateJob {
+    clearTimeout(this.idle);
+    this.idle = undefined;
     for (let i = this.slots.length - 1; i >= 0; i--) if (this.slots[i]!.dead) this.slots.splice(i, 1);
     let slot = this.slots.find((s) => s.jobs.size === 0);
     if (!slot && this.slots.length < this.max) this.slots.push((slot = new Slot(this.addon)));
@@ -227,8 +233,32 @@ export class InflatePool {
     return new InflateJob(slot, id, p);
   }
 
+  /** A pull is done with it: the workers stay for the next pull and end once idle for IDLE_MS. */
+  release(): void {
+    clearTimeout(this.idle);
+    this.idle = setTimeout(() => {
+      if (this.slots.some((s) => s.jobs.size)) this.release();
+      else void this.close();
+    }, IDLE_MS).unref();
+  }
+
   async close(): Promise<void> {
+    clearTimeout(this.idle);
     const all = this.slots.splice(0);
     await Promise.all(all.map((s) => s.worker.terminate()));
   }
+}
+
+const shared = new Map<string, InflatePool>();
+
+/**
+ * The process's pool for the gunzip chosen now (VLAB_GUNZIP): its workers outlive one pull, as
+ * each costs ~25 ms of CPU to start (4 of them: ~0.1 CPU-s per pull of a big image).
+ */
+export function inflatePool(): InflatePool {
+  const addon = gunzipAddon();
+  const key = addon ?? 'zlib';
+  let pool = shared.get(key);
+  if (!pool) shared.set(key, (pool = new InflatePool(addon)));
+  return pool;
 }

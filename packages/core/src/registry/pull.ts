@@ -14,7 +14,7 @@ import { BlobInfo, type CompressedBlob } from './blob-info.ts';
 import { fetchSmallBlob, layerLimit, pullLayer } from './blob-get.ts';
 import { RegistryClient, pullScope, type RegistryOptions } from './client.ts';
 import { throttled, type TransferSink } from './events.ts';
-import { InflatePool } from './inflate-pool.ts';
+import { inflatePool } from './inflate-pool.ts';
 import { fetchManifest } from './manifest.ts';
 import { DEFAULT_PARALLEL, eachLimited } from './parallel.ts';
 import { parsePlatform, pickPlatform } from './platform.ts';
@@ -53,7 +53,7 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
   const client = await RegistryClient.open(ref.domain, opts);
   const scope = [pullScope(ref.path)];
   const sink = throttled(opts.onProgress);
-  const pool = new InflatePool();
+  const pool = inflatePool();
   try {
     let top = await fetchManifest(client, ref.path, ref.digest ?? ref.tag!, scope);
     const resolvedDigest = top.digest;
@@ -129,6 +129,6 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
     return { ...stored, ref: name, remoteDigest: top.digest, resolvedDigest, bytesFetched };
   } finally {
     client.close();
-    await pool.close();
+    pool.release();
   }
 }
