@@ -48,6 +48,8 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
     const many = manyTars.map((t) => ({ blob: zlib.gzipSync(t), diffId: sha(t) }));
     await putLayers(reg, 'many', many);
     await putLayers(reg, 'many-bad', [...many.slice(1), { blob: many[0]!.blob, diffId: sha(smallTar) }]);
+    // the batched path with a layer long enough to be killed in the middle of
+    await putLayers(reg, 'many-huge', [{ blob: hugeGz, diffId: sha(hugeTar) }, ...many.slice(0, 8)]);
   });
   afterEach(async () => {
     delete process.env.VLAB_GUNZIP;
@@ -123,6 +125,35 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
     expect(left.problems.map((p) => p.kind).filter((k) => k !== 'temp-orphan' && k !== 'lease-stale')).toEqual([]);
     const r = await pull(`${reg.host}/l:huge`, { root, tlsVerify: false });
     expect(r.manifest.layers[0]!.digest).toBe(sha(hugeTar));
+    expect((await fsck(root)).problems).toEqual([]);
+  });
+
+  it('a pull of 9 layers (one syncfs for all) killed once small layers wait verified in temp blobs leaves no named blob; the next pull works', async () => {
+    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-layers-'));
+    const run = startCli(root, ['pull', '-q', '--tls-verify=false', `${reg.host}/l:many-huge`], {}, vbuild);
+    const dir = path.join(root, 'blobs', 'sha256');
+    const small = new Set(manyTars.map((t) => t.length));
+    const started = Date.now();
+    let inBatch = false;
+    // until a small layer's tar is whole in its temp blob (verified, waiting for the batch) and the huge one is partial
+    while (!inBatch && Date.now() - started < 60_000) {
+      const sizes = await Promise.all(
+        (await fsp.readdir(dir).catch(() => [] as string[]))
+          .filter((n) => n.startsWith('.tmp-'))
+          .map(async (n) => (await fsp.stat(path.join(dir, n)).catch(() => ({ size: 0 }))).size),
+      );
+      inBatch = sizes.some((n) => small.has(n)) && sizes.some((n) => n > 0 && n < hugeTar.length && !small.has(n));
+      if (!inBatch) await sleep(2);
+    }
+    run.child.kill('SIGKILL');
+    await run.done;
+    expect(inBatch).toBe(true);
+    expect((await blobFiles(root)).filter((n) => !n.startsWith('.tmp-'))).toEqual([]);
+    const left = await fsck(root);
+    expect(left.problems.map((p) => p.kind).filter((k) => k !== 'temp-orphan' && k !== 'lease-stale')).toEqual([]);
+    const r = await pull(`${reg.host}/l:many-huge`, { root, tlsVerify: false });
+    expect(r.manifest.layers.map((l) => l.digest)).toEqual([sha(hugeTar), ...manyTars.slice(0, 8).map(sha)]);
+    expect((await blobFiles(root)).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
     expect((await fsck(root)).problems).toEqual([]);
   });
 });
