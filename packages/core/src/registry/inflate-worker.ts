@@ -59,7 +59,7 @@ const ALIGN = 4096;
 function writeAt(j, fd, buf, n, pos, done) {
   const from = (off) => fs.write(fd, buf, off, n - off, pos + off, (e, k) => {
     // a filesystem that refuses this direct write (alignment): the plain fd from now on
-    if (e && e.code === 'EINVAL' && fd === j.dfd) { j.dfd = -1; return writeAt(j, j.fd, buf, n, pos, done); }
+    if (e && e.code === 'EINVAL' && fd === j.dfd) { j.direct = false; return writeAt(j, j.fd, buf, n, pos, done); }
     if (e) return done(e);
     if (off + k < n) return from(off + k);
     if (fd === j.fd) try { j.wb.grew(j.fd, pos + n); } catch (e) { return done(e); } // an earlier flush's error
@@ -70,7 +70,7 @@ function writeAt(j, fd, buf, n, pos, done) {
 /** Writes out[0, n) at pos on the thread pool; out is free again after. */
 function putAsync(j, out, n, pos) {
   j.writing++;
-  writeAt(j, j.dfd >= 0 ? j.dfd : j.fd, out, n, pos, (e) => { j.writing--; if (e) j.io ??= e; j.free.push(out); wake(j); });
+  writeAt(j, j.direct ? j.dfd : j.fd, out, n, pos, (e) => { j.writing--; if (e) j.io ??= e; j.free.push(out); wake(j); });
 }
 /** out[start, start + made) came out of ISA-L: hashed and counted now, the buffer written once full. */
 function took(j, out, start, made) {
@@ -86,7 +86,7 @@ async function tail(j) {
   const out = j.cur;
   j.cur = undefined;
   if (!out || !j.fill || stopped(j)) return;
-  const aligned = j.dfd >= 0 ? j.fill - (j.fill % ALIGN) : 0;
+  const aligned = j.direct ? j.fill - (j.fill % ALIGN) : 0;
   if (aligned) putAsync(j, out, aligned, j.base);
   j.tailed = aligned < j.fill;
   try { for (let off = aligned; off < j.fill; ) off += fs.writeSync(j.fd, out, off, j.fill - off, j.base + off); } catch (e) { j.io ??= e; }
@@ -112,6 +112,7 @@ function open(m) {
   if (isal) {
     j.dfd = -1;
     if (j.fd >= 0) try { j.dfd = fs.openSync(m.file, fs.constants.O_WRONLY | fs.constants.O_DIRECT); } catch {} // not on this filesystem
+    j.direct = j.dfd >= 0;
     j.base = 0;
     j.fill = 0;
     j.cur = undefined;
@@ -188,7 +189,7 @@ async function close(j) {
   const flushed = await j.wb.settled(); // a failed flush fails the job: its pages are not on disk
   if (flushed) j.io ??= flushed;
   // the tail went through the page cache: its writeback error is this fd's to see (writeback.ts)
-  if (j.dfd >= 0 && j.tailed && !j.io) try { fs.fdatasyncSync(j.fd); } catch (e) { j.io = e; }
+  if (j.direct && j.tailed && !j.io) try { fs.fdatasyncSync(j.fd); } catch (e) { j.io = e; }
   if (j.dfd >= 0) fs.closeSync(j.dfd);
   j.dfd = -1;
   if (j.fd >= 0) fs.closeSync(j.fd);
