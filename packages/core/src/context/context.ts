@@ -7,6 +7,7 @@ import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
 import type { FileHashCache } from './hash-cache.ts';
 import { walkTree, type StatLike } from './walk.ts';
+import { phases } from '../debug/phases.ts';
 
 const HASH_BATCH = 32;
 /** Longest the context walk keeps the event loop to itself. */
@@ -64,7 +65,9 @@ export class BuildContext {
   }
 
   private async walkOnce(): Promise<Map<string, ContextEntry>> {
+    const lap = phases('context');
     const found = await walkTree(this.root, this.signal);
+    lap('walk');
     found.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
     const entries = new Map<string, ContextEntry>();
     const base = this.root === '/' ? '' : this.root;
@@ -90,6 +93,7 @@ export class BuildContext {
             : undefined;
       if (type) entries.set(rel, { rel, abs: `${base}/${rel}`, content: rel, type, stats });
     }
+    lap('index');
     return entries;
   }
 
@@ -154,6 +158,7 @@ export class BuildContext {
     selections: SourceSelection[],
     exclude: string[] = [],
   ): Promise<{ digest: string; files: Record<string, string> }> {
+    const lap = phases('context');
     const files: Record<string, string> = {};
     const excluded = excluder(exclude);
     for (const sel of selections) {
@@ -188,6 +193,7 @@ export class BuildContext {
     }
     const h = createHash('sha256');
     for (const k of Object.keys(files).sort()) h.update(`${k}\0${files[k]}\0`);
+    lap('checksum');
     return { digest: `sha256:${h.digest('hex')}`, files };
   }
 

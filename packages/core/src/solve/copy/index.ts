@@ -16,6 +16,7 @@ import { makePlan, type CopyPlan } from './plan.ts';
 import { contextRoots, fromStageRoots, heredocRoots, type Gathered } from './sources.ts';
 import { packCopyLayer } from './pack.ts';
 import { writeCopyInto } from './write.ts';
+import { phases } from '../../debug/phases.ts';
 
 export { copyKeyInput, fromSource } from './key.ts';
 export { packCopyLayer } from './pack.ts';
@@ -51,9 +52,11 @@ export async function withCopyPlan<T>(
   layers: LayerRef[],
   use: (plan: CopyPlan) => Promise<T>,
 ): Promise<T> {
+  const lap = phases('copy');
   const view = await imageView(s, layers);
-  const plan = async (sources: Gathered) =>
-    makePlan(inst, {
+  const plan = async (sources: Gathered) => {
+    lap('sources');
+    const made = await makePlan(inst, {
       workdir: config.WorkingDir || '/',
       view,
       now: Math.floor(Date.now() / 1000),
@@ -61,6 +64,9 @@ export async function withCopyPlan<T>(
       chmod: parseChmod(inst),
       sources,
     });
+    lap('plan');
+    return made;
+  };
   if (inst.heredocs.length) {
     const { dir, items } = await heredocFiles(s.store.path('tmp'), inst.heredocs);
     try {
