@@ -2,9 +2,9 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { assertDigest } from '../store/blobs.ts';
 import { writeAtomic } from '../store/store.ts';
-import type { BuildCache, CacheRecord, StepInputs } from './types.ts';
+import type { BuildCache, CacheRecord, FileList, StepInputs } from './types.ts';
 
-export type { BuildCache, CacheRecord, StepInputs };
+export type { BuildCache, CacheRecord, FileList, StepInputs };
 
 /** The build cache (the `BuildCache` contract of types.ts) as a directory of JSON files, one per key. */
 export class DirBuildCache implements BuildCache {
@@ -65,8 +65,8 @@ export function* inputsJson(inputs: StepInputs): Generator<string> {
   const { files, ...head } = inputs;
   let out = `${JSON.stringify(head).slice(0, -1)},"files":{`;
   let sep = '';
-  for (const k of Object.keys(files)) {
-    out += `${sep}${JSON.stringify(k)}:${JSON.stringify(files[k])}`;
+  for (const [k, v] of fileList(files).entries()) {
+    out += `${sep}${JSON.stringify(k)}:${JSON.stringify(v)}`;
     sep = ',';
     if (out.length > 1 << 16) {
       yield out;
@@ -84,13 +84,20 @@ export function missReason(prev: StepInputs | undefined, now: StepInputs): strin
     if (prev.args[k] !== now.args[k]) return `build arg ${k} changed`;
   }
   const changed: string[] = [];
-  for (const k of new Set([...Object.keys(prev.files), ...Object.keys(now.files)])) {
-    if (prev.files[k] !== now.files[k]) changed.push(k);
-  }
+  const [before, after] = [fileList(prev.files), fileList(now.files)];
+  for (const [k, v] of before.entries()) if (after.get(k) !== v) changed.push(k);
+  for (const [k] of after.entries()) if (before.get(k) === undefined) changed.push(k);
   if (changed.length) {
     const shown = changed.sort().slice(0, 3).join(', ');
     return `file${changed.length > 1 ? 's' : ''} changed: ${shown}${changed.length > 3 ? ` (+${changed.length - 3} more)` : ''}`;
   }
   if (prev.parentKey !== now.parentKey) return 'previous step changed';
   return 'cache record missing (pruned or --no-cache)';
+}
+
+/** Either form of a step's files as a FileList (a record's own properties only). */
+export function fileList(files: StepInputs['files']): FileList {
+  if (typeof files.entries === 'function' && typeof files.get === 'function') return files as FileList;
+  const rec = files as Record<string, string>;
+  return { entries: () => Object.entries(rec), get: (k) => (Object.hasOwn(rec, k) ? rec[k] : undefined) };
 }

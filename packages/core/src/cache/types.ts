@@ -12,6 +12,13 @@ export interface CacheRecord {
   created: string;
 }
 
+/** Path → `type:mode:content` read as pairs (a COPY's compact list: context/file-digests.ts). */
+export interface FileList {
+  /** [path, value] pairs, each path once. */
+  entries(): Iterable<[string, string]>;
+  get(path: string): string | undefined;
+}
+
 /**
  * The inputs a step was last built from at one place of one Dockerfile, so a miss can say which
  * input changed (instruction, build arg, file, or the step before it).
@@ -20,7 +27,8 @@ export interface StepInputs {
   parentKey: string;
   instruction: string;
   args: Record<string, string>;
-  files: Record<string, string>;
+  /** What the step read, by path: a plain record (as `lastInputs` gives it back) or a FileList. */
+  files: Record<string, string> | FileList;
 }
 
 /**

@@ -1,12 +1,13 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
 import type { FileHashCache } from './hash-cache.ts';
 import { walkTree, type StatLike } from './walk.ts';
+import type { EntryTable } from './entry-table.ts';
+import { FileDigests } from './file-digests.ts';
 import { phases } from '../debug/phases.ts';
 
 const HASH_BATCH = 32;
@@ -30,12 +31,21 @@ export interface SourceSelection {
   roots: ContextEntry[];
 }
 
+const S_IFMT = 0o170000;
+/** The entry type of an lstat mode: what a context holds (fifos, sockets, devices are left out). */
+function typeOf(mode: number): ContextEntry['type'] | undefined {
+  const t = mode & S_IFMT;
+  return t === 0o040000 ? 'dir' : t === 0o120000 ? 'symlink' : t === 0o100000 ? 'file' : undefined;
+}
+
 /**
- * The build context: a directory walked once (walk.ts), filtered by .dockerignore. COPY
- * sources are resolved against it; anything outside the root is refused (E_CONTEXT_ESCAPE).
+ * The build context: a directory walked once (walk.ts) into a table (entry-table.ts), filtered by
+ * .dockerignore. COPY sources are resolved against it; anything outside the root is refused
+ * (E_CONTEXT_ESCAPE). Entries are indexes into the table; a ContextEntry object is made only for
+ * what a caller holds (a COPY's roots, the few files hashed asynchronously).
  */
 export class BuildContext {
-  private entries?: Promise<Map<string, ContextEntry>>;
+  private entries?: Promise<EntryTable>;
   /** Paths .dockerignore excludes, sorted (a directory's children listed too). */
   private ignored: string[] = [];
 
@@ -58,21 +68,26 @@ export class BuildContext {
     return new BuildContext(abs, await loadIgnore(abs, dockerfilePath), hashes, signal);
   }
 
-  /** All entries not excluded by .dockerignore (walked once, on first use). */
-  walk(): Promise<Map<string, ContextEntry>> {
+  /** All entries not excluded by .dockerignore, sorted by path (walked once, on first use). */
+  walk(): Promise<EntryTable> {
     this.entries ??= this.walkOnce();
     return this.entries;
   }
 
-  private async walkOnce(): Promise<Map<string, ContextEntry>> {
+  /** Entry `i` of the walk's table as an object. */
+  entry(t: EntryTable, i: number): ContextEntry {
+    const rel = t.rels[i]!;
+    const abs = `${this.root === '/' ? '' : this.root}/${rel}`;
+    return { rel, abs, content: rel, type: typeOf(t.mode(i))!, stats: t.stat(i) };
+  }
+
+  private async walkOnce(): Promise<EntryTable> {
     const lap = phases('context');
     const found = await walkTree(this.root, this.signal);
     lap('walk');
-    found.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
-    const entries = new Map<string, ContextEntry>();
-    const base = this.root === '/' ? '' : this.root;
+    const kept: number[] = [];
     let slice = Date.now();
-    for (const { rel, stats } of found) {
+    for (const i of found.sorted()) {
       // Matching is patterns x entries x depth: a big .dockerignore takes a while. Let the event
       // loop (Ctrl-C, timers) run every few ms, and stop when the build is aborted.
       if (Date.now() - slice > WALK_SLICE_MS) {
@@ -80,21 +95,13 @@ export class BuildContext {
         slice = Date.now();
       }
       if (this.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
-      if (this.ignore.ignores(rel)) {
-        this.ignored.push(rel);
-        continue;
-      }
-      const type = stats.isDirectory()
-        ? 'dir'
-        : stats.isSymbolicLink()
-          ? 'symlink'
-          : stats.isFile()
-            ? 'file'
-            : undefined;
-      if (type) entries.set(rel, { rel, abs: `${base}/${rel}`, content: rel, type, stats });
+      const rel = found.rel(i);
+      if (this.ignore.ignores(rel)) this.ignored.push(rel);
+      else if (typeOf(found.mode(i))) kept.push(i);
     }
+    const table = found.finish(kept);
     lap('index');
-    return entries;
+    return table;
   }
 
   /**
@@ -103,10 +110,11 @@ export class BuildContext {
    * nothing under it re-included (`!d/keep` keeps `d` as keep's parent).
    */
   async shows(rel: string): Promise<{ shown: boolean; hides: boolean }> {
-    const entries = await this.walk();
+    const t = await this.walk();
     const under = (p: string) => rel === '' || p === rel || p.startsWith(`${rel}/`);
     const hides = this.ignored.some(under);
-    const shown = !hides || entries.has(rel) || [...entries.keys()].some(under);
+    const [lo, hi] = t.under(rel);
+    const shown = !hides || t.find(rel) >= 0 || hi > lo;
     return { shown: rel === '' || shown, hides };
   }
 
@@ -119,17 +127,17 @@ export class BuildContext {
     if (path.posix.normalize(pattern).startsWith('../') || path.posix.normalize(pattern) === '..') {
       throw new VlabError('E_CONTEXT_ESCAPE', `COPY source "${pattern}" is outside the build context`);
     }
-    const entries = await this.walk();
+    const t = await this.walk();
     const roots: ContextEntry[] = [];
     if (clean === '' || clean === '.') {
       const st = await fsp.lstat(this.root);
       roots.push({ rel: '', abs: this.root, content: '', type: 'dir', stats: st });
     } else if (/[*?[]/.test(clean)) {
       const matches = compileGlob(clean);
-      for (const e of entries.values()) if (matches(e.rel)) roots.push(e);
+      for (let i = 0; i < t.length; i++) if (matches(t.rels[i]!)) roots.push(this.entry(t, i));
     } else {
-      const e = entries.get(clean);
-      if (e) roots.push(await this.followTopLevel(e));
+      const i = t.find(clean);
+      if (i >= 0) roots.push(await this.followTopLevel(this.entry(t, i)));
     }
     if (roots.length === 0) {
       throw new VlabError(
@@ -140,41 +148,44 @@ export class BuildContext {
     return { pattern, roots };
   }
 
-  /** Entries under a directory root, in sorted order (excluding the root itself). */
-  async subtree(root: ContextEntry): Promise<ContextEntry[]> {
-    const entries = await this.walk();
-    if (root.rel === '') return [...entries.values()];
-    const prefix = `${root.rel}/`;
-    const out: ContextEntry[] = [];
-    for (const e of entries.values()) if (e.rel.startsWith(prefix)) out.push(e);
-    return out;
+  /** The table and the index range of the entries under a directory root, in sorted order (the root itself not in it). */
+  async subtree(root: ContextEntry): Promise<{ table: EntryTable; lo: number; hi: number }> {
+    const table = await this.walk();
+    const [lo, hi] = table.under(root.rel);
+    return { table, lo, hi };
   }
 
   /**
    * Checksum of what a selection would copy: paths, types, modes, owners, link targets and file
    * content. Content hashes come from the (path,size,mtime,inode) cache, so a hit reads nothing.
    */
-  async checksum(
-    selections: SourceSelection[],
-    exclude: string[] = [],
-  ): Promise<{ digest: string; files: Record<string, string> }> {
+  async checksum(selections: SourceSelection[], exclude: string[] = []): Promise<{ digest: string; files: FileDigests }> {
     const lap = phases('context');
-    const files: Record<string, string> = {};
+    const files = new FileDigests();
     const excluded = excluder(exclude);
+    const t = await this.walk();
     for (const sel of selections) {
       for (const root of sel.roots) {
-        const list = root.type === 'dir' ? [root, ...(await this.subtree(root))] : [root];
+        const [lo, hi] = root.type === 'dir' ? t.under(root.rel) : [0, 0];
         // Files whose hash is remembered cost no I/O: done here, synchronously. The rest (big
         // files, symlinks) read in bounded parallel: enough to overlap reads, far from EMFILE.
         // Small files not yet hashed are read synchronously too, yielding to the event loop now and then.
         const rest: ContextEntry[] = [];
+        const known = (e: ContextEntry) => {
+          const hash = e.type === 'file' ? this.hashes.hashSync(this.root, e.content, e.stats) : e.type === 'dir' ? '' : undefined;
+          if (hash === undefined) rest.push(e);
+          else files.add(e.rel || '.', e.type, e.stats.mode, hash);
+        };
+        known(root);
         let slice = Date.now();
-        for (const e of list) {
-          if (e !== root && excluded(relativeTo(root.rel, e.rel))) continue;
-          const known =
-            e.type === 'file' ? this.hashes.hashSync(this.root, e.content, e.stats) : e.type === 'dir' ? '' : undefined;
-          if (known === undefined) rest.push(e);
-          else files[e.rel || '.'] = `${e.type}:${e.stats.mode & 0o7777}:${known}`;
+        for (let i = lo; i < hi; i++) {
+          const rel = t.rels[i]!;
+          if (exclude.length && excluded(relativeTo(root.rel, rel))) continue;
+          const mode = t.mode(i);
+          const type = typeOf(mode)!;
+          const hash = type === 'file' ? this.hashes.hashSync(this.root, rel, t.stat(i)) : type === 'dir' ? '' : undefined;
+          if (hash === undefined) rest.push(this.entry(t, i));
+          else files.add(rel, type, mode, hash);
           if (Date.now() - slice > WALK_SLICE_MS) {
             await new Promise((r) => setImmediate(r));
             slice = Date.now();
@@ -185,16 +196,15 @@ export class BuildContext {
             rest.slice(i, i + HASH_BATCH).map(async (e) => {
               const content =
                 e.type === 'file' ? await this.hashes.hash(this.root, e.content, e.stats) : await fsp.readlink(e.abs);
-              files[e.rel || '.'] = `${e.type}:${e.stats.mode & 0o7777}:${content}`;
+              files.add(e.rel || '.', e.type, e.stats.mode, content);
             }),
           );
         }
       }
     }
-    const h = createHash('sha256');
-    for (const k of Object.keys(files).sort()) h.update(`${k}\0${files[k]}\0`);
+    const digest = files.digest();
     lap('checksum');
-    return { digest: `sha256:${h.digest('hex')}`, files };
+    return { digest, files };
   }
 
   /**
@@ -206,8 +216,9 @@ export class BuildContext {
   private async followTopLevel(e: ContextEntry): Promise<ContextEntry> {
     if (e.type !== 'symlink') return e;
     const rel = path.relative(this.root, await resolveInRoot(this.root, e.rel));
-    const target = rel ? (await this.walk()).get(rel) : undefined;
-    if (target) return { ...target, rel: e.rel };
+    const t = await this.walk();
+    const i = rel ? t.find(rel) : -1;
+    if (i >= 0) return { ...this.entry(t, i), rel: e.rel };
     const real = await fsp.realpath(e.abs).catch(() => undefined);
     const rootReal = await fsp.realpath(this.root);
     if (!real || (real !== rootReal && !real.startsWith(`${rootReal}/`))) {

@@ -63,6 +63,9 @@ export class FileHashCache {
     const st = await fsp.stat(file).catch(() => undefined);
     const kept = loaded.get(file);
     if (kept && st && kept.stamp === stampOf(st)) return kept.cache;
+    // not the file kept any more: let go of its records now, not at the next save (a 200,000-file
+    // cache is 25 MB the build below would carry)
+    loaded.delete(file);
     const c = new FileHashCache(file);
     const bytes = await fsp.readFile(file).catch(() => undefined);
     if (bytes) c.parse(bytes); // a corrupt or foreign file only costs re-hashing

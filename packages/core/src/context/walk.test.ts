@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nativeHelper } from '@vlab/overlay';
-import { walkTree, walkTreeJs, type WalkedEntry } from './walk.ts';
+import { walkTree, walkTreeJs } from './walk.ts';
+import type { EntryTableBuilder } from './entry-table.ts';
 import { FileHashCache } from './hash-cache.ts';
 import { layerOrder } from '../solve/copy/plan.ts';
 
@@ -18,7 +19,12 @@ afterEach(async () => {
 
 // atime left out: the first walk's readdir moves a directory's atime before the second looks.
 const FIELDS = ['dev', 'ino', 'mode', 'nlink', 'uid', 'gid', 'rdev', 'size', 'mtimeMs', 'ctimeMs'] as const;
-const table = (list: WalkedEntry[]) =>
+/** The walk's entries as objects, sorted by path. */
+const listOf = (walked: EntryTableBuilder) => {
+  const t = walked.finish();
+  return t.rels.map((rel, i) => ({ rel, stats: t.stat(i) }));
+};
+const table = (list: ReturnType<typeof listOf>) =>
   list.map((e) => [e.rel, ...FIELDS.map((f) => e.stats[f])]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1));
 
 async function tree(): Promise<void> {
@@ -40,8 +46,8 @@ describe('context walk', () => {
     'vlab-walk gives the entries and lstat numbers fs.lstat gives (the hash cache keys on them)',
     async () => {
       await tree();
-      const native = await walkTree(dir);
-      const js = await walkTreeJs(dir);
+      const native = listOf(await walkTree(dir));
+      const js = listOf(await walkTreeJs(dir));
       expect(table(native)).toEqual(table(js));
       expect(native.map((e) => e.rel)).toContain('ünï cödé 🎉.txt');
       const ab = native.find((e) => e.rel === 'a-b')!.stats;

@@ -1,97 +1,16 @@
 /**
- * The context walk: every entry under a directory with the lstat fields a build uses, held
- * compactly. An fs.Stats costs about 1.5 KB of heap in Node 20 (four Dates, a dozen boxed
- * numbers), and fast-glob added seven bound functions per entry on top: a 20,000-file context held
- * 30 MB of them. An EntryStat keeps the numbers only, with the same names and type tests.
+ * The context walk: every entry under a directory with the lstat fields a build uses, into an
+ * EntryTable (entry-table.ts: typed arrays, no object per entry). fast-glob added seven bound
+ * functions per entry on top of an fs.Stats: a 20,000-file context held 30 MB of them.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fg, { type Entry } from 'fast-glob';
 import { VlabError } from '@vlab/errors';
 import { nativeHelper } from '@vlab/overlay';
+import { EntryTableBuilder } from './entry-table.ts';
 
-const S_IFMT = 0o170000;
-
-/** The part of fs.Stats a build reads (fs.Stats itself fits it). */
-export interface StatLike {
-  dev: number;
-  ino: number;
-  mode: number;
-  nlink: number;
-  uid: number;
-  gid: number;
-  rdev: number;
-  size: number;
-  atimeMs: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  isFile(): boolean;
-  isDirectory(): boolean;
-  isSymbolicLink(): boolean;
-  isFIFO(): boolean;
-  isSocket(): boolean;
-  isCharacterDevice(): boolean;
-  isBlockDevice(): boolean;
-}
-
-/** lstat numbers without the Dates (the type tests read `mode`, as fs.Stats does). */
-export class EntryStat implements StatLike {
-  constructor(
-    readonly dev: number,
-    readonly ino: number,
-    readonly mode: number,
-    readonly nlink: number,
-    readonly uid: number,
-    readonly gid: number,
-    readonly rdev: number,
-    readonly size: number,
-    readonly atimeMs: number,
-    readonly mtimeMs: number,
-    readonly ctimeMs: number,
-  ) {}
-  static from(st: StatLike): EntryStat {
-    return new EntryStat(
-      st.dev,
-      st.ino,
-      st.mode,
-      st.nlink,
-      st.uid,
-      st.gid,
-      st.rdev,
-      st.size,
-      st.atimeMs,
-      st.mtimeMs,
-      st.ctimeMs,
-    );
-  }
-  isFile(): boolean {
-    return (this.mode & S_IFMT) === 0o100000;
-  }
-  isDirectory(): boolean {
-    return (this.mode & S_IFMT) === 0o040000;
-  }
-  isSymbolicLink(): boolean {
-    return (this.mode & S_IFMT) === 0o120000;
-  }
-  isFIFO(): boolean {
-    return (this.mode & S_IFMT) === 0o010000;
-  }
-  isSocket(): boolean {
-    return (this.mode & S_IFMT) === 0o140000;
-  }
-  isCharacterDevice(): boolean {
-    return (this.mode & S_IFMT) === 0o020000;
-  }
-  isBlockDevice(): boolean {
-    return (this.mode & S_IFMT) === 0o060000;
-  }
-}
-
-export interface WalkedEntry {
-  /** Path relative to the walked root, '/'-separated. */
-  rel: string;
-  stats: EntryStat;
-}
+export { EntryStat, type StatLike } from './stat.ts';
 
 /** native/vlab-walk.c, from the sources (src/context/) or from the CLI bundle (dist/). */
 function walkHelper(): string | undefined {
@@ -106,7 +25,7 @@ function walkHelper(): string | undefined {
  * an entry removed while walked is left out, an unreadable directory is E_CONTEXT. By vlab-walk
  * when it is built (one fstatat per entry, no fs.Stats), else by walkTreeJs.
  */
-export async function walkTree(root: string, signal?: AbortSignal): Promise<WalkedEntry[]> {
+export async function walkTree(root: string, signal?: AbortSignal): Promise<EntryTableBuilder> {
   const helper = walkHelper();
   return helper ? walkNative(helper, root, signal) : walkTreeJs(root, signal);
 }
@@ -116,10 +35,10 @@ const FIXED = 14 * 8;
 /** Node's conversion of a timespec to milliseconds (lib/internal/fs/utils.js msFromTimeSpec). */
 const ms = (sec: number, nsec: number) => sec * 1e3 + nsec / 1e6;
 
-function walkNative(helper: string, root: string, signal?: AbortSignal): Promise<WalkedEntry[]> {
+function walkNative(helper: string, root: string, signal?: AbortSignal): Promise<EntryTableBuilder> {
   return new Promise((resolve, reject) => {
     const child = spawn(helper, [root], { stdio: ['ignore', 'pipe', 'pipe'], signal });
-    const out: WalkedEntry[] = [];
+    const out = new EntryTableBuilder();
     let rest: Buffer | undefined;
     let err = '';
     // Records are parsed as they arrive: the output is never held whole (28 MB for 200,000 files).
@@ -133,20 +52,7 @@ function walkNative(helper: string, root: string, signal?: AbortSignal): Promise
         const rel = b.toString('utf8', off + 4, off + 4 + len);
         const at = off + 4 + len;
         const f = (i: number) => b.readDoubleLE(at + i * 8);
-        const stats = new EntryStat(
-          f(0),
-          f(1),
-          f(2),
-          f(3),
-          f(4),
-          f(5),
-          f(6),
-          f(7),
-          ms(f(8), f(9)),
-          ms(f(10), f(11)),
-          ms(f(12), f(13)),
-        );
-        out.push({ rel, stats });
+        out.addNumbers(rel, f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7), ms(f(8), f(9)), ms(f(10), f(11)), ms(f(12), f(13)));
         off = end;
       }
       rest = off < b.length ? Buffer.from(b.subarray(off)) : undefined;
@@ -177,11 +83,11 @@ function walkNative(helper: string, root: string, signal?: AbortSignal): Promise
 
 /**
  * walkTree without the helper: fast-glob's stream (lstat per entry, symlinks not followed; an entry
- * removed while walked is left out, as fast-glob drops ENOENT), each entry turned into an EntryStat
- * at once so that none of fast-glob's per-entry objects is kept.
+ * removed while walked is left out, as fast-glob drops ENOENT), each entry's numbers copied into
+ * the table at once so that none of fast-glob's per-entry objects is kept.
  */
-export async function walkTreeJs(root: string, signal?: AbortSignal): Promise<WalkedEntry[]> {
-  const out: WalkedEntry[] = [];
+export async function walkTreeJs(root: string, signal?: AbortSignal): Promise<EntryTableBuilder> {
+  const out = new EntryTableBuilder();
   try {
     // fast-glob drops ENOENT, also the root's: a missing context must still be an error
     if (!fs.statSync(root).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
@@ -203,7 +109,7 @@ export async function walkTreeJs(root: string, signal?: AbortSignal): Promise<Wa
   try {
     for await (const e of entries) {
       if (signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
-      out.push({ rel: e.path, stats: EntryStat.from(e.stats!) });
+      out.add(e.path, e.stats!);
     }
   } catch (e) {
     if (e instanceof VlabError) throw e;

@@ -12,6 +12,7 @@ import { download, URL_RE, type Download } from '../ops/add.ts';
 import { verifyChecksum } from '../ops/download.ts';
 import { imageKey, resolveImage, layersOf } from '../base.ts';
 import type { ContextUse } from '../named-contexts.ts';
+import type { StepInputs } from '../../cache/types.ts';
 
 type FromSource = { key: string; layers: LayerRef[] };
 
@@ -42,7 +43,7 @@ export async function copyKeyInput(
   s: BuildSession,
   stage: Stage,
   inst: CopyInstruction,
-): Promise<{ digest: string; files: Record<string, string> }> {
+): Promise<{ digest: string; files: StepInputs['files'] }> {
   const h = createHash('sha256');
   if (inst.heredocs.length) {
     for (const d of inst.heredocs) h.update(`${d.name}\0${d.content}\0`);
@@ -58,7 +59,7 @@ export async function copyKeyInput(
   const local = await s.context.checksum(sels, inst.exclude);
   if (!urls.length) return local;
   // With --checksum a cache hit needs no network; without, the content decides (as BuildKit).
-  const files = { ...local.files };
+  const files = local.files.toRecord();
   for (const u of urls) files[u] = inst.checksum ?? (await fetchOnce(s, u, inst)).digest;
   h.update(JSON.stringify([local.digest, files]));
   return { digest: `sha256:${h.digest('hex')}`, files };

@@ -88,9 +88,12 @@ export async function contextRoots(s: BuildSession, inst: CopyInstruction): Prom
           }
         }
         const prefix = inst.parents || !root.rel ? '' : `${root.rel}/`;
-        for (const e of await s.context.subtree(root))
-          if (!excluded(relativeTo(root.rel, e.rel)))
-            items.push({ src: e.abs, rel: e.rel.slice(prefix.length), stats: e.stats });
+        const { table, lo, hi } = await s.context.subtree(root);
+        for (let i = lo; i < hi; i++) {
+          if (excluded(relativeTo(root.rel, table.rels[i]!))) continue;
+          const e = s.context.entry(table, i);
+          items.push({ src: e.abs, rel: e.rel.slice(prefix.length), stats: e.stats });
+        }
         roots.push({ kind: 'dir', items });
       } else if (!excluded(path.posix.basename(root.rel))) {
         const name = inst.parents ? root.rel : path.posix.basename(root.rel);

@@ -7,6 +7,7 @@ import type { Instruction, Stage, StageScope } from '@vlab/dockerfile';
 import type { ImageConfig, LayerRef } from '../../image/types.ts';
 import type { StageState } from '../context.ts';
 import type { StepRef } from '../events.ts';
+import type { StepInputs } from '../../cache/types.ts';
 
 /** One step as the runner hands it to its module: the evaluated instruction and where it stands. */
 export interface StepCall<I extends Instruction = Instruction> {
@@ -29,7 +30,7 @@ export interface KeyInput<T = undefined> {
   /** Digest of the content the step reads (context files, another stage, a download). */
   content?: string;
   /** The same content by name, kept to explain a later miss. */
-  files?: Record<string, string>;
+  files?: StepInputs['files'];
   /** false: the step only changes the config; the key is not looked up and run() is not called. */
   layer?: false;
   /** What computing the key found that the work reuses (a RUN's from= sources, a COPY's source). */

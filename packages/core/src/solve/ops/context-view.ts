@@ -45,7 +45,9 @@ export async function contextView(
     dirs.push([path.join(view, relIn), st]);
   };
   await mkdir('');
-  for (const e of (await ctx.walk()).values()) {
+  const t = await ctx.walk();
+  for (let i = 0; i < t.length; i++) {
+    const e = ctx.entry(t, i);
     if (!e.rel.startsWith(prefix) || e.rel === rel) continue;
     const relIn = e.rel.slice(prefix.length);
     const to = path.join(view, relIn);
