@@ -159,7 +159,10 @@ export class BuildContext {
    * Checksum of what a selection would copy: paths, types, modes, owners, link targets and file
    * content. Content hashes come from the (path,size,mtime,inode) cache, so a hit reads nothing.
    */
-  async checksum(selections: SourceSelection[], exclude: string[] = []): Promise<{ digest: string; files: FileDigests }> {
+  async checksum(
+    selections: SourceSelection[],
+    exclude: string[] = [],
+  ): Promise<{ digest: string; files: FileDigests }> {
     const lap = phases('context');
     const files = new FileDigests();
     const excluded = excluder(exclude);
@@ -172,7 +175,8 @@ export class BuildContext {
         // Small files not yet hashed are read synchronously too, yielding to the event loop now and then.
         const rest: ContextEntry[] = [];
         const known = (e: ContextEntry) => {
-          const hash = e.type === 'file' ? this.hashes.hashSync(this.root, e.content, e.stats) : e.type === 'dir' ? '' : undefined;
+          const hash =
+            e.type === 'file' ? this.hashes.hashSync(this.root, e.content, e.stats) : e.type === 'dir' ? '' : undefined;
           if (hash === undefined) rest.push(e);
           else files.add(e.rel || '.', e.type, e.stats.mode, hash);
         };
@@ -183,7 +187,8 @@ export class BuildContext {
           if (exclude.length && excluded(relativeTo(root.rel, rel))) continue;
           const mode = t.mode(i);
           const type = typeOf(mode)!;
-          const hash = type === 'file' ? this.hashes.hashSync(this.root, rel, t.stat(i)) : type === 'dir' ? '' : undefined;
+          const hash =
+            type === 'file' ? this.hashes.hashSync(this.root, rel, t.stat(i)) : type === 'dir' ? '' : undefined;
           if (hash === undefined) rest.push(this.entry(t, i));
           else files.add(rel, type, mode, hash);
           if (Date.now() - slice > WALK_SLICE_MS) {

@@ -118,13 +118,29 @@ export class EntryTable {
     return this.u32[i * U32]!;
   }
 
+  nlink(i: number): number {
+    return this.u32[i * U32 + 1]!;
+  }
+
   /** The lstat numbers of entry `i` as an object (fresh each call). */
   stat(i: number): EntryStat {
     const f = i * F64;
     const u = i * U32;
     const a = this.f64;
     const b = this.u32;
-    return new EntryStat(a[f]!, a[f + 1]!, b[u]!, b[u + 1]!, b[u + 2]!, b[u + 3]!, a[f + 2]!, a[f + 3]!, a[f + 4]!, a[f + 5]!, a[f + 6]!);
+    return new EntryStat(
+      a[f]!,
+      a[f + 1]!,
+      b[u]!,
+      b[u + 1]!,
+      b[u + 2]!,
+      b[u + 3]!,
+      a[f + 2]!,
+      a[f + 3]!,
+      a[f + 4]!,
+      a[f + 5]!,
+      a[f + 6]!,
+    );
   }
 
   /** Index of `rel`, or -1. */

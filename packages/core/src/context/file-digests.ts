@@ -95,7 +95,12 @@ export class FileDigests implements FileList {
   toRecord(): Record<string, string> {
     const r: Record<string, string> = {};
     for (let i = 0; i < this.keys.length; i++)
-      Object.defineProperty(r, this.keys[i]!, { value: this.value(i), enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(r, this.keys[i]!, {
+        value: this.value(i),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     return r;
   }
 }

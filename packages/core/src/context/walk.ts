@@ -52,7 +52,20 @@ function walkNative(helper: string, root: string, signal?: AbortSignal): Promise
         const rel = b.toString('utf8', off + 4, off + 4 + len);
         const at = off + 4 + len;
         const f = (i: number) => b.readDoubleLE(at + i * 8);
-        out.addNumbers(rel, f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7), ms(f(8), f(9)), ms(f(10), f(11)), ms(f(12), f(13)));
+        out.addNumbers(
+          rel,
+          f(0),
+          f(1),
+          f(2),
+          f(3),
+          f(4),
+          f(5),
+          f(6),
+          f(7),
+          ms(f(8), f(9)),
+          ms(f(10), f(11)),
+          ms(f(12), f(13)),
+        );
         off = end;
       }
       rest = off < b.length ? Buffer.from(b.subarray(off)) : undefined;

@@ -4,125 +4,30 @@
  * layer order. Made once from the image below (read without mounting) and fed to either output:
  * packed straight into a layer tar (pack.ts) or written into a mounted tree (write.ts).
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { pathComponentProblem, type CopyInstruction } from '@vlab/dockerfile';
 import type { UnionStat, UnionView } from '@vlab/overlay';
 import { resolveIn, type TreeLinks } from '../../fsutil/in-root.ts';
-import { destRule, type CopyItem, type Owner } from '../ops/copy.ts';
+import { destRule, type Owner } from '../ops/copy.ts';
 import type { ArchiveKind } from '../ops/add.ts';
 import type { Gathered } from './sources.ts';
-import type { StatLike } from '../../context/walk.ts';
+import { entryOfItem, layerOrder, parentOf, ROOT, seconds, type Draft, type PlanEntry } from './entry.ts';
+import { PlanFiles, type TreeSource } from './plan-files.ts';
 
-export interface PlanEntry {
-  /** Path in the image, without a leading '/'. */
-  path: string;
-  type: 'dir' | 'file' | 'symlink' | 'link';
-  mode: number;
-  uid: number;
-  gid: number;
-  /** Whole seconds, as the tree has it (a layer clamps it to SOURCE_DATE_EPOCH). */
-  mtime: number;
-  size: number;
-  /** Host file holding a file's bytes. */
-  source?: string;
-  /** A symlink's target; for a hard link, the path of the entry it links to (earlier in the plan). */
-  linkname: string;
-  /** A directory replacing a non-directory of the image: overlay marks it opaque, the layer says so. */
-  opaque: boolean;
-  /** A directory the image has with this very metadata and nothing new below: no layer entry. */
-  unchanged: boolean;
-}
+export { entryOfItem, layerOrder, type PlanEntry } from './entry.ts';
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
 
 export interface CopyPlan {
-  /** In layer order: depth first, names sorted by bytes (the order the snapshot diff writes). */
-  entries: PlanEntry[];
+  /**
+   * In layer order: depth first, names sorted by bytes (the order the snapshot diff writes). Read
+   * once per output: some entries are made as they are read (plan-files.ts).
+   */
+  entries: Iterable<PlanEntry>;
   /** ADD of local archives, unpacked into these image dirs: only the mounted output does them. */
   extracts: { archive: string; format: Exclude<ArchiveKind, undefined>; dest: string }[];
-}
-
-interface Draft extends PlanEntry {
-  /** From a source (else a parent dir the COPY needs: kept as the image has it, or created). */
-  item: boolean;
-  inode?: string;
-}
-
-const ROOT: Owner = { uid: 0, gid: 0 };
-const seconds = (st: { mtimeMs: number }) => Math.floor(st.mtimeMs / 1000);
-const parentOf = (p: string) => (p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '');
-
-/**
- * Layer order without a key buffer per entry: the bytes of UTF-8 `p` with '/' as the lowest byte
- * (depth first, names by bytes). UTF-16 code units sort as UTF-8 bytes except a surrogate (a
- * character above U+FFFF) against U+E000–U+FFFF, where the surrogate is the larger.
- */
-export function layerOrder(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
-    if (x === y) continue;
-    if (x === 47) return -1;
-    if (y === 47) return 1;
-    const sx = x >= 0xd800 && x <= 0xdfff;
-    const sy = y >= 0xd800 && y <= 0xdfff;
-    return sx === sy ? x - y : sx ? 1 : -1;
-  }
-  return a.length - b.length;
-}
-
-function specialKind(st: StatLike): string {
-  if (st.isFIFO()) return 'a fifo';
-  if (st.isSocket()) return 'a socket';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  return 'a special file';
-}
-
-/**
- * One source item as the entry it becomes at `target` ('/'-rooted): --chmod over its mode,
- * --chown (else its own owner with `keepOwners`, else 0:0), its mtime. Fifos, sockets and devices
- * are refused (opening a FIFO blocks; a device reads endless or empty): E_COPY_SOURCE.
- */
-export function entryOfItem(
-  item: CopyItem,
-  target: string,
-  o: { owner?: Owner; chmod?: number; keepOwners?: boolean } = {},
-): Draft {
-  const st = item.stats;
-  const owner = o.owner ?? (o.keepOwners ? st : ROOT);
-  // One object per entry, all of one shape (a COPY of 200,000 files makes 200,000 of them).
-  const d: Draft = {
-    path: target.slice(1),
-    type: 'file',
-    mode: o.chmod ?? st.mode & 0o7777,
-    uid: owner.uid,
-    gid: owner.gid,
-    mtime: seconds(st),
-    size: 0,
-    source: undefined,
-    linkname: '',
-    opaque: false,
-    unchanged: false,
-    item: true,
-    inode: undefined,
-  };
-  if (st.isDirectory()) d.type = 'dir';
-  else if (st.isSymbolicLink()) {
-    d.type = 'symlink';
-    d.mode = 0o777;
-    d.linkname = fs.readlinkSync(item.src);
-  } else if (st.isFile()) {
-    d.size = st.size;
-    d.source = item.src;
-    if (st.nlink > 1) d.inode = `${st.dev}:${st.ino}`;
-  } else
-    throw new VlabError(
-      'E_COPY_SOURCE',
-      `${specialKind(st)} ${item.rel || path.posix.basename(target)}: COPY of fifos, sockets and device nodes is not supported`,
-    );
-  return d;
 }
 
 /**
@@ -162,6 +67,20 @@ export async function makePlan(
       await b.ensureDir(dirTarget);
       for (const item of root.items)
         b.put(entryOfItem(item, path.posix.join(dirTarget, item.rel), { ...opts, keepOwners: root.keepOwners }));
+    } else if (root.kind === 'tree') {
+      await b.ensureDir(dirTarget);
+      for (const item of root.head) b.put(entryOfItem(item, path.posix.join(dirTarget, item.rel), opts));
+      // The only source: no later one can replace its files, so they need no entry of their own yet.
+      const files = o.sources.roots.length === 1 ? b.filesInto(root.tree, dirTarget, opts) : undefined;
+      const { context, table, cut } = root.tree;
+      for (const i of root.index) {
+        if (files && (table.mode(i) & S_IFMT) === S_IFREG) files.add(i);
+        else {
+          const e = context.entry(table, i);
+          const item = { src: e.abs, rel: e.rel.slice(cut), stats: e.stats };
+          b.put(entryOfItem(item, path.posix.join(dirTarget, item.rel), opts));
+        }
+      }
     } else {
       let target = fileDest;
       if (root.parents) {
@@ -189,6 +108,8 @@ class PlanBuilder {
   private images = new Map<string, Promise<UnionStat | undefined>>();
   /** Dirs whose entries change without a planned child saying so (an archive unpacked into them). */
   private touched = new Set<string>();
+  /** The regular files of a lone context directory source, not in `drafts`. */
+  private files?: PlanFiles;
 
   constructor(
     private readonly view: UnionView,
@@ -235,6 +156,12 @@ class PlanBuilder {
     if (touched) this.touched.add(parts.join('/'));
   }
 
+  /** Where a lone context directory's regular files go (by table index): the plan makes their entries when read. */
+  filesInto(src: TreeSource, target: string, opts: { owner?: Owner; chmod?: number }): PlanFiles {
+    this.files = new PlanFiles(src, target, opts);
+    return this.files;
+  }
+
   /** A later source at the same path wins, as a later write would; a non-dir drops what a dir there held. */
   put(d: Draft): void {
     if (!d.path) return; // the root itself: only its contents are copied
@@ -243,8 +170,10 @@ class PlanBuilder {
     this.drafts.set(d.path, d);
   }
 
-  async finish(): Promise<PlanEntry[]> {
+  async finish(): Promise<Iterable<PlanEntry>> {
     const sorted = [...this.drafts.values()].sort((a, b) => layerOrder(a.path, b.path));
+    const files = this.files;
+    const fileCount = files?.length ?? 0;
     // What the image has under each planned dir (only asked where the image has its parent dir).
     const below = new Map<string, UnionStat | undefined>();
     const imageOf = async (d: Draft) => {
@@ -259,6 +188,7 @@ class PlanBuilder {
     // A dir gets `now` when an entry is made or replaced in it (a dir the image has is kept, not made).
     const changed = new Set(this.touched);
     for (const d of sorted) if (d.type !== 'dir' || !images.get(d)?.isDirectory()) changed.add(parentOf(d.path));
+    for (let k = 0; k < fileCount; k++) changed.add(files!.parent(k));
     for (const d of sorted) {
       const st = images.get(d);
       if (d.type !== 'dir' || !st) continue;
@@ -267,6 +197,7 @@ class PlanBuilder {
     }
     // Unchanged: the image's own dir, same metadata, nothing changed below (children come first here).
     const dirty = new Set<string>();
+    for (let k = 0; k < fileCount; k++) dirty.add(files!.parent(k)); // a file is never unchanged
     for (const d of [...sorted].reverse()) {
       const st = images.get(d);
       d.unchanged =
@@ -282,13 +213,38 @@ class PlanBuilder {
     }
     // Files of this COPY that are hard links to each other stay linked (BuildKit keeps them):
     // the first in layer order holds the bytes, the others link to it.
+    const order = merged(sorted, files);
     const first = new Map<string, string>();
-    for (const e of sorted) {
-      if (e.inode === undefined) continue;
-      const target = first.get(e.inode);
-      if (target === undefined) first.set(e.inode, e.path);
-      else Object.assign(e, { type: 'link', linkname: target, size: 0, source: undefined });
+    for (const at of order) {
+      const e = at < 0 ? sorted[-at - 1]! : undefined;
+      const inode = e ? e.inode : files!.inode(at);
+      if (inode === undefined) continue;
+      const target = first.get(inode);
+      if (target === undefined) first.set(inode, e ? e.path : files!.path(at));
+      else if (e) Object.assign(e, { type: 'link', linkname: target, size: 0, source: undefined });
+      else files!.links.set(at, target);
     }
-    return sorted;
+    if (!files) return sorted;
+    return {
+      *[Symbol.iterator]() {
+        for (const at of order) yield at < 0 ? sorted[-at - 1]! : files.entry(at);
+      },
+    };
   }
+}
+
+/**
+ * Layer order of the drafts (sorted) and the files (sorted among themselves): a file as its
+ * position k ≥ 0, draft j as -(j + 1).
+ */
+function merged(sorted: Draft[], files: PlanFiles | undefined): Int32Array {
+  const n = files?.length ?? 0;
+  const out = new Int32Array(sorted.length + n);
+  let j = 0;
+  let k = 0;
+  for (let o = 0; o < out.length; o++) {
+    const takeDraft = j < sorted.length && (k >= n || layerOrder(sorted[j]!.path, files!.path(k)) < 0);
+    out[o] = takeDraft ? -++j : k++;
+  }
+  return out;
 }

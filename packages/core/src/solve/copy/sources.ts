@@ -13,12 +13,15 @@ import { resolveInRoot } from '../../fsutil/in-root.ts';
 import { walkHostTree, type CopyItem } from '../ops/copy.ts';
 import { archiveKind, type ArchiveKind } from '../ops/add.ts';
 import { fetchOnce, selectAll, urlSources } from './key.ts';
+import type { TreeSource } from './plan-files.ts';
 
 export type CopyRoot =
   /** A file or symlink placed at `name` in the destination (or at the destination itself). */
   | { kind: 'file'; item: CopyItem; name: string; keepOwners?: boolean; parents?: boolean; url?: string }
   /** Items (`rel` under the destination) of a directory copied into the destination. */
   | { kind: 'dir'; items: CopyItem[]; keepOwners?: boolean }
+  /** A context directory copied into the destination: `head` items (--parents), then walk table entries `index`. */
+  | { kind: 'tree'; head: CopyItem[]; tree: TreeSource; index: Uint32Array }
   /** ADD of a local tar archive: unpacked into the destination directory. */
   | { kind: 'archive'; archive: string; format: Exclude<ArchiveKind, undefined> };
 
@@ -79,22 +82,20 @@ export async function contextRoots(s: BuildSession, inst: CopyInstruction): Prom
         }
       }
       if (root.type === 'dir') {
-        const items: CopyItem[] = [];
+        const head: CopyItem[] = [];
         if (inst.parents && root.rel) {
           // --parents keeps the source's path: its parent dirs are recreated under dest, as the context has them.
           for (const rel of root.rel.split('/').map((_, i, a) => a.slice(0, i + 1).join('/'))) {
             const src = path.join(s.context.root, rel);
-            items.push({ src, rel, stats: await fsp.lstat(src) });
+            head.push({ src, rel, stats: await fsp.lstat(src) });
           }
         }
-        const prefix = inst.parents || !root.rel ? '' : `${root.rel}/`;
+        const cut = inst.parents || !root.rel ? 0 : root.rel.length + 1;
         const { table, lo, hi } = await s.context.subtree(root);
-        for (let i = lo; i < hi; i++) {
-          if (excluded(relativeTo(root.rel, table.rels[i]!))) continue;
-          const e = s.context.entry(table, i);
-          items.push({ src: e.abs, rel: e.rel.slice(prefix.length), stats: e.stats });
-        }
-        roots.push({ kind: 'dir', items });
+        const index: number[] = [];
+        for (let i = lo; i < hi; i++)
+          if (!inst.exclude.length || !excluded(relativeTo(root.rel, table.rels[i]!))) index.push(i);
+        roots.push({ kind: 'tree', head, tree: { context: s.context, table, cut }, index: Uint32Array.from(index) });
       } else if (!excluded(path.posix.basename(root.rel))) {
         const name = inst.parents ? root.rel : path.posix.basename(root.rel);
         roots.push({
