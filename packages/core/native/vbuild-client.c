@@ -160,14 +160,16 @@ static int start_server(const char *base, int k) {
     /* Memory of a long-lived server (bench/README.md, "Peak RSS of the warm server"): a 1 MB
      * semi-space (V8's default young generation grows to 16 MB each, held for good), a full GC
      * once idle after a command (--expose-gc: server.ts), and malloc giving large blocks back on free
-     * (one arena; a fixed mmap threshold, not one raised by every big Buffer freed). The
-     * server's children get each command's own environment, not these. */
+     * (one arena; a fixed mmap threshold, not one raised by every big Buffer freed). No
+     * allocation-site pretenuring: it put a big COPY's per-file garbage straight into the old
+     * space, where it stayed until a full GC (copy-huge: +55 MB; bench/README.md, "copy-huge:
+     * memory per file"). The server's children get each command's own environment, not these. */
     setenv("MALLOC_ARENA_MAX", "1", 1);
     setenv("MALLOC_MMAP_THRESHOLD_", "65536", 1);
     if (k > 0) setenv("VLAB_SERVER_SPARE", "1", 1);
     else unsetenv("VLAB_SERVER_SPARE");
-    execlp("node", "node", "--max-semi-space-size=1", "--expose-gc", bundle, "--vlab-serve", base, lockfd,
-           (char *)NULL);
+    execlp("node", "node", "--max-semi-space-size=1", "--no-allocation-site-pretenuring", "--expose-gc", bundle,
+           "--vlab-serve", base, lockfd, (char *)NULL);
     _exit(127);
   }
   if (pid > 0) waitpid(pid, NULL, 0);

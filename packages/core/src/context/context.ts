@@ -77,8 +77,12 @@ export class BuildContext {
   /** Entry `i` of the walk's table as an object. */
   entry(t: EntryTable, i: number): ContextEntry {
     const rel = t.rels[i]!;
-    const abs = `${this.root === '/' ? '' : this.root}/${rel}`;
-    return { rel, abs, content: rel, type: typeOf(t.mode(i))!, stats: t.stat(i) };
+    return { rel, abs: this.abs(rel), content: rel, type: typeOf(t.mode(i))!, stats: t.stat(i) };
+  }
+
+  /** The host path of a walked path. */
+  abs(rel: string): string {
+    return `${this.root === '/' ? '' : this.root}/${rel}`;
   }
 
   private async walkOnce(): Promise<EntryTable> {
@@ -180,6 +184,7 @@ export class BuildContext {
           if (hash === undefined) rest.push(e);
           else files.add(e.rel || '.', e.type, e.stats.mode, hash);
         };
+        files.reserve(1 + hi - lo);
         known(root);
         let slice = Date.now();
         for (let i = lo; i < hi; i++) {

@@ -1,9 +1,11 @@
 /**
- * Walked entries as parallel typed arrays over one array of paths: an entry is an index, not an
- * object. A 200,000-file context held an EntryStat (11 numbers, some boxed), a record object and
- * a Map entry per file (~300 B); here it is its path string and 72 bytes of numbers. Sorted by
- * path (JS string order), so a directory's subtree is one index range and a path is found by
- * binary search. Objects (EntryStat) are made only when asked for, and are garbage at once.
+ * Walked entries as typed arrays beside one array of paths: an entry is an index, not an object.
+ * A 200,000-file context held an EntryStat (11 numbers, some boxed), a record object and a Map
+ * entry per file (~300 B); here it is its path string and 72 bytes of numbers. The numbers stay
+ * where the walk wrote them, in fixed chunks (never a doubled array copied, nor a sorted copy);
+ * the table is sorted by path (JS string order) through a permutation, so a directory's subtree
+ * is one index range and a path is found by binary search. EntryStat objects are made only when
+ * asked for, and are garbage at once.
  */
 import { EntryStat, type StatLike } from './stat.ts';
 
@@ -11,14 +13,51 @@ import { EntryStat, type StatLike } from './stat.ts';
 const F64 = 7;
 /** mode, nlink, uid, gid per entry. */
 const U32 = 4;
+/** Entries per chunk. */
+const BITS = 12;
+const CHUNK = 1 << BITS;
+const MASK = CHUNK - 1;
 
 const byPath = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** The numbers of walked entries, by walk order. */
+class Numbers {
+  readonly f64: Float64Array[] = [];
+  readonly u32: Uint32Array[] = [];
+
+  mode(j: number): number {
+    return this.u32[j >>> BITS]![(j & MASK) * U32]!;
+  }
+
+  nlink(j: number): number {
+    return this.u32[j >>> BITS]![(j & MASK) * U32 + 1]!;
+  }
+
+  stat(j: number): EntryStat {
+    const a = this.f64[j >>> BITS]!;
+    const b = this.u32[j >>> BITS]!;
+    const f = (j & MASK) * F64;
+    const u = (j & MASK) * U32;
+    return new EntryStat(
+      a[f]!,
+      a[f + 1]!,
+      b[u]!,
+      b[u + 1]!,
+      b[u + 2]!,
+      b[u + 3]!,
+      a[f + 2]!,
+      a[f + 3]!,
+      a[f + 4]!,
+      a[f + 5]!,
+      a[f + 6]!,
+    );
+  }
+}
 
 /** Appends entries; `finish` sorts them into an EntryTable. */
 export class EntryTableBuilder {
   private rels: string[] = [];
-  private f64 = new Float64Array(1024 * F64);
-  private u32 = new Uint32Array(1024 * U32);
+  private readonly nums = new Numbers();
 
   get length(): number {
     return this.rels.length;
@@ -44,18 +83,14 @@ export class EntryTableBuilder {
     mtimeMs: number,
     ctimeMs: number,
   ): void {
-    const i = this.rels.length;
-    if ((i + 1) * F64 > this.f64.length) {
-      const f64 = new Float64Array(this.f64.length * 2);
-      f64.set(this.f64);
-      this.f64 = f64;
-      const u32 = new Uint32Array(this.u32.length * 2);
-      u32.set(this.u32);
-      this.u32 = u32;
+    const j = this.rels.length;
+    if ((j & MASK) === 0) {
+      this.nums.f64.push(new Float64Array(CHUNK * F64));
+      this.nums.u32.push(new Uint32Array(CHUNK * U32));
     }
     this.rels.push(rel);
-    const a = this.f64;
-    const f = i * F64;
+    const a = this.nums.f64[j >>> BITS]!;
+    const f = (j & MASK) * F64;
     a[f] = dev;
     a[f + 1] = ino;
     a[f + 2] = rdev;
@@ -63,42 +98,33 @@ export class EntryTableBuilder {
     a[f + 4] = atimeMs;
     a[f + 5] = mtimeMs;
     a[f + 6] = ctimeMs;
-    const u = i * U32;
-    this.u32[u] = mode;
-    this.u32[u + 1] = nlink;
-    this.u32[u + 2] = uid;
-    this.u32[u + 3] = gid;
+    const b = this.nums.u32[j >>> BITS]!;
+    const u = (j & MASK) * U32;
+    b[u] = mode;
+    b[u + 1] = nlink;
+    b[u + 2] = uid;
+    b[u + 3] = gid;
   }
 
-  rel(i: number): string {
-    return this.rels[i]!;
+  rel(j: number): string {
+    return this.rels[j]!;
   }
 
-  mode(i: number): number {
-    return this.u32[i * U32]!;
+  mode(j: number): number {
+    return this.nums.mode(j);
   }
 
   /** Every index, sorted by path. */
   sorted(): number[] {
-    const order = Array.from({ length: this.rels.length }, (_, i) => i);
+    const order = Array.from({ length: this.rels.length }, (_, j) => j);
     return order.sort((a, b) => byPath(this.rels[a]!, this.rels[b]!));
   }
 
   /** The table of entries `order` (indexes from `sorted`, in that order); the builder is empty after. */
   finish(order: readonly number[] = this.sorted()): EntryTable {
-    const rels = new Array<string>(order.length);
-    const f64 = new Float64Array(order.length * F64);
-    const u32 = new Uint32Array(order.length * U32);
-    for (let j = 0; j < order.length; j++) {
-      const i = order[j]!;
-      rels[j] = this.rels[i]!;
-      f64.set(this.f64.subarray(i * F64, (i + 1) * F64), j * F64);
-      u32.set(this.u32.subarray(i * U32, (i + 1) * U32), j * U32);
-    }
+    const rels = order.map((j) => this.rels[j]!);
     this.rels = [];
-    this.f64 = new Float64Array(0);
-    this.u32 = new Uint32Array(0);
-    return new EntryTable(rels, f64, u32);
+    return new EntryTable(rels, this.nums, Uint32Array.from(order));
   }
 }
 
@@ -106,8 +132,9 @@ export class EntryTable {
   constructor(
     /** Paths relative to the walked root, '/'-separated, sorted. */
     readonly rels: readonly string[],
-    private readonly f64: Float64Array,
-    private readonly u32: Uint32Array,
+    private readonly nums: Numbers,
+    /** Entry i's numbers are the walk's entry at[i]. */
+    private readonly at: Uint32Array,
   ) {}
 
   get length(): number {
@@ -115,32 +142,16 @@ export class EntryTable {
   }
 
   mode(i: number): number {
-    return this.u32[i * U32]!;
+    return this.nums.mode(this.at[i]!);
   }
 
   nlink(i: number): number {
-    return this.u32[i * U32 + 1]!;
+    return this.nums.nlink(this.at[i]!);
   }
 
   /** The lstat numbers of entry `i` as an object (fresh each call). */
   stat(i: number): EntryStat {
-    const f = i * F64;
-    const u = i * U32;
-    const a = this.f64;
-    const b = this.u32;
-    return new EntryStat(
-      a[f]!,
-      a[f + 1]!,
-      b[u]!,
-      b[u + 1]!,
-      b[u + 2]!,
-      b[u + 3]!,
-      a[f + 2]!,
-      a[f + 3]!,
-      a[f + 4]!,
-      a[f + 5]!,
-      a[f + 6]!,
-    );
+    return this.nums.stat(this.at[i]!);
   }
 
   /** Index of `rel`, or -1. */

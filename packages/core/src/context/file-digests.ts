@@ -28,16 +28,21 @@ export class FileDigests implements FileList {
     return this.order().length;
   }
 
+  /** Room for `n` more entries (a directory's count, known from the walk): no doubling on the way. */
+  reserve(n: number): void {
+    let need = this.keys.length + n;
+    if (need <= this.types.length) return;
+    need = Math.max(need, this.types.length * 2); // many small reserves still grow geometrically
+    this.types = grown(this.types, new Uint8Array(need));
+    this.modes = grown(this.modes, new Uint16Array(need));
+    const h = Buffer.alloc(need * HASH);
+    this.hashes.copy(h);
+    this.hashes = h;
+  }
+
   add(key: string, type: DigestType, mode: number, content: string): void {
     const i = this.keys.length;
-    if (i === this.types.length) {
-      const n = i * 2;
-      this.types = grown(this.types, new Uint8Array(n));
-      this.modes = grown(this.modes, new Uint16Array(n));
-      const h = Buffer.alloc(n * HASH);
-      this.hashes.copy(h);
-      this.hashes = h;
-    }
+    if (i === this.types.length) this.reserve(1);
     this.keys.push(key);
     this.types[i] = TYPES.indexOf(type);
     this.modes[i] = mode & 0o7777;

@@ -21,6 +21,9 @@ const MAGIC = Buffer.from('vlabfh3\n');
 /** size, mtimeMs, ctimeMs, ino (float64 LE each), sha256 (32 bytes). */
 const RECORD = 64;
 const HASH_AT = 32;
+/** Records per buffer (256 KiB): the records grow by a buffer, never copied into a doubled one. */
+const CHUNK_BITS = 12;
+const CHUNK = 1 << CHUNK_BITS;
 
 async function hashStream(file: string): Promise<string> {
   const h = createHash('sha256');
@@ -40,13 +43,14 @@ async function hashStream(file: string): Promise<string> {
  * Content hashes of context files, remembered by (path, size, mtime, ctime, inode) so an
  * unchanged context is never read again (ctime too: a write that restores size and mtime still
  * moves it). Persisted as one binary file per store (read in one call, rewritten atomically); in
- * memory, per context root, a path → slot map over one buffer of fixed 64-byte records, hashes
+ * memory, per context root, a path → slot map over fixed 64-byte records in 256 KiB buffers, hashes
  * kept as bytes. Paths are keyed under their root: the walk's own path strings look them up.
  */
 export class FileHashCache {
   /** Root → path under it → record index in `data`. */
   private roots = new Map<string, Map<string, number>>();
-  private data = Buffer.alloc(0);
+  /** Record `slot` is at (slot % CHUNK) * RECORD in chunks[slot / CHUNK]. */
+  private chunks: Buffer[] = [];
   private used = 0;
   private dirty = false;
   hits = 0;
@@ -76,7 +80,7 @@ export class FileHashCache {
   private parse(b: Buffer): void {
     if (b.length < MAGIC.length || !b.subarray(0, MAGIC.length).equals(MAGIC)) return;
     const roots = new Map<string, Map<string, number>>();
-    const data = Buffer.allocUnsafe(b.length);
+    const chunks: Buffer[] = [];
     let used = 0;
     const str = (off: number): [string, number] | undefined => {
       if (off + 4 > b.length) return undefined;
@@ -93,14 +97,15 @@ export class FileHashCache {
         const rel = str(off);
         if (!rel || rel[1] + RECORD > b.length) return;
         slots.set(rel[0], used);
-        b.copy(data, used * RECORD, rel[1], rel[1] + RECORD);
+        if ((used & (CHUNK - 1)) === 0) chunks.push(Buffer.allocUnsafe(CHUNK * RECORD));
+        b.copy(chunks[used >>> CHUNK_BITS]!, (used & (CHUNK - 1)) * RECORD, rel[1], rel[1] + RECORD);
         used++;
         off = rel[1] + RECORD;
       }
       roots.set(root[0], slots);
     }
     this.roots = roots;
-    this.data = data;
+    this.chunks = chunks;
     this.used = used;
   }
 
@@ -115,8 +120,8 @@ export class FileHashCache {
   known(root: string, rel: string, st: StatLike): string | undefined {
     const slot = this.roots.get(root)?.get(rel);
     if (slot === undefined) return undefined;
-    const d = this.data;
-    const at = slot * RECORD;
+    const d = this.chunks[slot >>> CHUNK_BITS]!;
+    const at = (slot & (CHUNK - 1)) * RECORD;
     return d.readDoubleLE(at) === st.size &&
       d.readDoubleLE(at + 8) === st.mtimeMs &&
       d.readDoubleLE(at + 16) === st.ctimeMs &&
@@ -132,20 +137,17 @@ export class FileHashCache {
     if (!slots) this.roots.set(root, (slots = new Map()));
     let slot = slots.get(rel);
     if (slot === undefined) {
-      if ((this.used + 1) * RECORD > this.data.length) {
-        const grown = Buffer.allocUnsafe(Math.max(64, this.used * 2) * RECORD);
-        this.data.copy(grown, 0, 0, this.used * RECORD);
-        this.data = grown;
-      }
+      if ((this.used & (CHUNK - 1)) === 0) this.chunks.push(Buffer.allocUnsafe(CHUNK * RECORD));
       slot = this.used++;
       slots.set(rel, slot);
     }
-    const at = slot * RECORD;
-    this.data.writeDoubleLE(st.size, at);
-    this.data.writeDoubleLE(st.mtimeMs, at + 8);
-    this.data.writeDoubleLE(st.ctimeMs, at + 16);
-    this.data.writeDoubleLE(st.ino, at + 24);
-    this.data.write(hex, at + HASH_AT, 32, 'hex');
+    const d = this.chunks[slot >>> CHUNK_BITS]!;
+    const at = (slot & (CHUNK - 1)) * RECORD;
+    d.writeDoubleLE(st.size, at);
+    d.writeDoubleLE(st.mtimeMs, at + 8);
+    d.writeDoubleLE(st.ctimeMs, at + 16);
+    d.writeDoubleLE(st.ino, at + 24);
+    d.write(hex, at + HASH_AT, 32, 'hex');
     this.dirty = true;
   }
 
@@ -191,29 +193,40 @@ export class FileHashCache {
     return hash;
   }
 
+  /** The file's bytes in pieces of about 1 MiB (a 200,000-file cache is 17 MB: not one Buffer). */
+  private *bytes(): Generator<Buffer> {
+    const PIECE = 1 << 20;
+    let out = Buffer.allocUnsafe(PIECE);
+    let off = MAGIC.copy(out, 0);
+    const full = (n: number) => off + n > out.length;
+    const next = (n: number) => {
+      const piece = out.subarray(0, off);
+      out = Buffer.allocUnsafe(Math.max(PIECE, n));
+      off = 0;
+      return piece;
+    };
+    for (const [root, slots] of this.roots) {
+      const rootLen = Buffer.byteLength(root);
+      if (full(8 + rootLen)) yield next(8 + rootLen);
+      off = out.writeUInt32LE(rootLen, off);
+      off += out.write(root, off);
+      off = out.writeUInt32LE(slots.size, off);
+      for (const [rel, slot] of slots) {
+        const len = Buffer.byteLength(rel);
+        if (full(4 + len + RECORD)) yield next(4 + len + RECORD);
+        off = out.writeUInt32LE(len, off);
+        off += out.write(rel, off);
+        const at = (slot & (CHUNK - 1)) * RECORD;
+        off += this.chunks[slot >>> CHUNK_BITS]!.copy(out, off, at, at + RECORD);
+      }
+    }
+    yield out.subarray(0, off);
+  }
+
   async save(): Promise<void> {
     if (!this.dirty || !this.file) return;
     await fsp.mkdir(path.dirname(this.file), { recursive: true });
-    let total = MAGIC.length;
-    for (const [root, slots] of this.roots) {
-      total += 8 + Buffer.byteLength(root);
-      for (const rel of slots.keys()) total += 4 + Buffer.byteLength(rel) + RECORD;
-    }
-    const out = Buffer.allocUnsafe(total);
-    let off = MAGIC.copy(out, 0);
-    const str = (v: string) => {
-      const len = out.write(v, off + 4);
-      out.writeUInt32LE(len, off);
-      off += 4 + len;
-    };
-    for (const [root, slots] of this.roots) {
-      str(root);
-      off = out.writeUInt32LE(slots.size, off);
-      for (const [rel, slot] of slots) {
-        str(rel);
-        off += this.data.copy(out, off, slot * RECORD, (slot + 1) * RECORD);
-      }
-    }
+    const out = this.bytes();
     const tmp = `${this.file}.tmp-${process.pid}`;
     await fsp.writeFile(tmp, out);
     await fsp.rename(tmp, this.file);

@@ -98,6 +98,23 @@ describe('FileHashCache (binary, keyed by path, size, mtime, ctime, inode)', () 
     expect(again.hashSync(dir, 'f.txt', st2)).not.toBe(h);
   });
 
+  it('a cache of more than one 1 MiB write piece round-trips', async () => {
+    const names = Array.from({ length: 4000 }, (_, i) => `${String(i).padStart(5, '0')}-${'n'.repeat(240)}`);
+    for (const n of names) await fsp.writeFile(path.join(dir, n), n.slice(0, 5));
+    const file = path.join(dir, 'cache', 'filehash.bin');
+    const c = new FileHashCache(file);
+    const hashes = names.map((n) => c.hashSync(dir, n, fs.lstatSync(path.join(dir, n))));
+    await c.save();
+    expect((await fsp.stat(file)).size).toBeGreaterThan(1 << 20);
+    fs.utimesSync(file, 1e9, 1e9); // not the file this process kept: load parses it
+    const loaded = await FileHashCache.load(file);
+    expect(loaded).not.toBe(c);
+    for (const i of [0, 1, 1999, 3999]) {
+      const n = names[i]!;
+      expect(loaded.known(dir, n, fs.lstatSync(path.join(dir, n)))).toBe(hashes[i]);
+    }
+  });
+
   it('a torn or foreign file reads as empty (costs re-hashing only)', async () => {
     const file = path.join(dir, 'filehash.bin');
     await fsp.writeFile(file, Buffer.concat([Buffer.from('vlabfh3\n'), Buffer.from([200, 0, 0, 0, 1, 2])]));

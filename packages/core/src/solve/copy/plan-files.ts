@@ -74,8 +74,10 @@ export class PlanFiles {
   /** The entry of the file at layer-order position `k`, as entryOfItem makes it (a fresh object). */
   entry(k: number): Draft {
     const { context, table, cut } = this.src;
-    const e = context.entry(table, this.order()[k]!);
-    const d = entryOfItem({ src: e.abs, rel: e.rel.slice(cut), stats: e.stats }, `/${this.path(k)}`, this.opts);
+    const i = this.order()[k]!;
+    const rel = table.rels[i]!;
+    const item = { src: context.abs(rel), rel: rel.slice(cut), stats: table.stat(i) };
+    const d = entryOfItem(item, `/${this.base}${item.rel}`, this.opts);
     const link = this.links.get(k);
     if (link !== undefined) Object.assign(d, { type: 'link', linkname: link, size: 0, source: undefined });
     return d;
