@@ -181,6 +181,17 @@ describe('COPY sources', () => {
     await fsp.writeFile(path.join(dir, 'd/b'), 'changed');
     expect(await sum()).not.toBe(s1);
   });
+
+  it('a file named __proto__ at the context root is part of the checksum (a plain record dropped it)', async () => {
+    await write(['__proto__']);
+    const sum = async () => {
+      const ctx = await BuildContext.open(dir, new FileHashCache());
+      return (await ctx.checksum([await ctx.select('.')])).digest;
+    };
+    const s0 = await sum();
+    await fsp.writeFile(path.join(dir, '__proto__'), 'changed');
+    expect(await sum()).not.toBe(s0);
+  });
 });
 
 describe('FileHashCache in a long-lived process', () => {
