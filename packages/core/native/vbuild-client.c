@@ -25,6 +25,10 @@
  * slot sends us to the next one: BASE, BASE-1, … BASE-(VLAB_SERVER_SLOTS-1); a slot with no
  * server gets one started for the next concurrent command), or the server was built from another
  * bundle (it exits; the next command starts a fresh one).
+ *
+ * A slot that does not answer within FIRST_REPLY_MS (stopped, stuck) is left for the next one; a
+ * busy slot's "B" is read even when it closed before our request was all sent (EPIPE). Ctrl-C,
+ * SIGTERM or SIGHUP before a server took the command end us as they would end a direct run.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -40,8 +44,10 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -197,6 +203,16 @@ static int wants_tty(void) {
   return 0;
 }
 
+/* How long a server may take to give its first answer ("A", "B" or "R"): a live one answers from
+ * its event loop within milliseconds, busy or not; past this it is stopped or stuck. */
+#define FIRST_REPLY_MS 3000
+
+static long long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 static int sigpipe_w = -1, sigpipe_r = -1;
 static void on_signal(int sig) {
   int saved = errno;
@@ -204,6 +220,17 @@ static void on_signal(int sig) {
   if (write(sigpipe_w, &b, 1) < 0) { /* full: the signal is already pending */
   }
   errno = saved;
+}
+
+/* A signal before the command started anywhere (Ctrl-C, SIGTERM): we die of it, as a direct run
+ * would; a server that accepts meanwhile finds us gone and does not run the command (server.ts). */
+static void die_if_signalled(int s) {
+  unsigned char sig;
+  if (read(sigpipe_r, &sig, 1) != 1) return;
+  close(s);
+  signal(sig, SIG_DFL);
+  raise(sig);
+  exit(128 + sig);
 }
 
 static int add(char **buf, size_t *len, size_t *cap, const char *s) {
@@ -220,7 +247,9 @@ static int add(char **buf, size_t *len, size_t *cap, const char *s) {
   return 1;
 }
 
-/* Sends the request: u32 length, then NUL-separated strings; fds 0, 1, 2 on the first chunk. */
+/* Sends the request: u32 length, then NUL-separated strings; fds 0, 1, 2 on the first chunk.
+ * 1: sent; 2: the server closed before it was all sent (read its answer); 3: it took none of it
+ * for FIRST_REPLY_MS (the next slot); 0: failed. */
 static int send_request(int s, const char *key) {
   char cwd[PATH_MAX], num[32];
   if (!getcwd(cwd, sizeof cwd)) return 0;
@@ -259,7 +288,14 @@ static int send_request(int s, const char *key) {
       memcpy(CMSG_DATA(c), fds, sizeof fds);
     }
     ssize_t w = sendmsg(s, &m, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EINTR) {
+      die_if_signalled(s);
+      continue;
+    }
+    /* A server that reads nothing for FIRST_REPLY_MS (SO_SNDTIMEO): stopped or stuck. */
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return free(buf), 3;
+    /* A busy server answers "B" and closes without reading: its answer is still to be read. */
+    if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) return free(buf), 2;
     if (w <= 0) return free(buf), 0;
     off += (size_t)w;
   }
@@ -282,20 +318,41 @@ static void run_in(const char *base, const char *key, int k) {
     if (!start_server(base, k)) return;
     direct();
   }
-  if (!send_request(s, key)) direct();
+  struct timeval tv = {.tv_sec = FIRST_REPLY_MS / 1000, .tv_usec = FIRST_REPLY_MS % 1000 * 1000};
+  setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  int sent = send_request(s, key);
+  if (!sent) direct();
+  if (sent == 3) {
+    close(s);
+    return;
+  }
 
   /* Replies: "A" (accepted: from here on the command runs there), then "X code" or "K signal";
-   * before "A": "B" (busy: the next slot) or "R" (other bundle, restarting: run it ourselves). */
+   * before "A": "B" (busy: the next slot) or "R" (other bundle, restarting: run it ourselves).
+   * The first answer comes within FIRST_REPLY_MS or we let that server go (stopped, or stuck):
+   * the next slot, as for "B"; it finds us gone and does not run the command (server.ts). */
   char line[64];
   size_t got = 0;
   int accepted = 0;
+  long long deadline = now_ms() + FIRST_REPLY_MS;
   for (;;) {
-    struct pollfd p[2] = {{.fd = s, .events = POLLIN}, {.fd = accepted ? sigpipe_r : -1, .events = POLLIN}};
-    if (poll(p, 2, -1) < 0) {
+    struct pollfd p[2] = {{.fd = s, .events = POLLIN}, {.fd = sigpipe_r, .events = POLLIN}};
+    int wait = -1;
+    if (!got && !accepted) {
+      long long left = deadline - now_ms();
+      if (left <= 0) {
+        close(s);
+        return;
+      }
+      wait = (int)left;
+    }
+    if (poll(p, 2, wait) < 0) {
       if (errno == EINTR) continue;
       break;
     }
-    if (p[1].revents & POLLIN) { /* before "A" a signal waits in the pipe: it is the command's */
+    /* a signal with an answer to read: the answer first ("A": the signal is the command's) */
+    if ((p[1].revents & POLLIN) && !accepted && !(p[0].revents & POLLIN)) die_if_signalled(s);
+    if ((p[1].revents & POLLIN) && accepted) {
       unsigned char sig;
       while (read(sigpipe_r, &sig, 1) == 1) {
         char msg[16];

@@ -102,7 +102,7 @@ export async function serve(base: string, lockFd: number): Promise<void> {
       sock.destroy();
     };
     if (busy) {
-      say('busy: a client runs direct');
+      say('busy: the client tries the next slot');
       return reply('B\n');
     }
     // The client's cgroups, read now, while it waits for us (verified through a pidfd:
@@ -120,6 +120,13 @@ export async function serve(base: string, lockFd: number): Promise<void> {
       fds.forEach((f) => fdp.close(f));
       reply('R\n');
       return stop();
+    }
+    // A client that waited too long for us (we were stopped, or stuck) has gone to another slot
+    // or runs the command itself: it must not run twice.
+    if (fdp.peerOpen(fd) === 0) {
+      fds.forEach((f) => fdp.close(f));
+      say('a client left before its command started');
+      return void sock.destroy();
     }
     busy = true;
     clearTimeout(timer);
