@@ -38,6 +38,8 @@ let exitHook = false;
 export class Lease {
   private readonly file: string;
   private readonly held = new Set<string>();
+  /** Lines whose append has not landed yet, to the append writing them. */
+  private readonly inFlight = new Map<string, Promise<void>>();
 
   constructor(private readonly root: string) {
     this.file = path.join(root, LEASES, `${process.pid}-${randomBytes(6).toString('hex')}`);
@@ -50,32 +52,51 @@ export class Lease {
   async hold(items: Items): Promise<{ blobs: string[]; snapshots: string[] }> {
     const fresh = { blobs: [] as string[], snapshots: [] as string[] };
     const lines: string[] = [];
+    const others = new Set<Promise<void>>();
     const add = (kind: 'blob' | 'snapshot', name: string) => {
       const line = `${kind} ${name}`;
       if (!this.held.has(line)) {
         this.held.add(line);
         lines.push(line);
         fresh[kind === 'blob' ? 'blobs' : 'snapshots'].push(name);
+      } else {
+        const pending = this.inFlight.get(line);
+        if (pending) others.add(pending);
       }
     };
     for (const b of items.blobs ?? []) add('blob', b);
     for (const s of items.snapshots ?? []) add('snapshot', s);
-    if (!lines.length) return fresh;
-    if (!liveFiles.has(this.file)) {
-      await fsp.mkdir(path.dirname(this.file), { recursive: true });
-      liveFiles.add(this.file);
-      if (!exitHook) {
-        exitHook = true;
-        process.on('exit', () => liveFiles.forEach((f) => fs.rmSync(f, { force: true })));
+    const mine = lines.length ? this.append(lines) : undefined;
+    // names another hold is still writing are held only once that write lands (and not if it fails)
+    await Promise.all([mine, ...others]);
+    if (!lines.length && !others.size) return fresh;
+    await waitForGc(this.root);
+    return fresh;
+  }
+
+  private append(lines: string[]): Promise<void> {
+    const write = (async () => {
+      if (!liveFiles.has(this.file)) {
+        await mkdirOnce(path.dirname(this.file));
+        liveFiles.add(this.file);
+        if (!exitHook) {
+          exitHook = true;
+          process.on('exit', () => liveFiles.forEach((f) => fs.rmSync(f, { force: true })));
+        }
       }
-    }
-    await fsp.appendFile(this.file, `${lines.join('\n')}\n`).catch((e: unknown) => {
+      // the leading newline ends any fragment a failed append left (a short write before ENOSPC),
+      // so this first name never runs on from it; liveLeases skips the empty lines
+      await fsp.appendFile(this.file, `\n${lines.join('\n')}\n`);
+    })().catch((e: unknown) => {
       // not held after all (a later hold writes them again); a full disk is E_NO_SPACE
       for (const l of lines) this.held.delete(l);
       throw storeWriteError(this.root, e);
     });
-    await waitForGc(this.root);
-    return fresh;
+    const done = write.finally(() => {
+      for (const l of lines) if (this.inFlight.get(l) === done) this.inFlight.delete(l);
+    });
+    for (const l of lines) this.inFlight.set(l, done);
+    return done;
   }
 
   /** Layers and the snapshots of their chain (ChainIDs). */
@@ -95,6 +116,15 @@ export class Lease {
     liveFiles.delete(this.file);
     await fsp.rm(this.file, { force: true });
   }
+}
+
+/** mkdir of one level first: a recursive mkdir reports ENOSPC as ENOENT (and so not as a full disk). */
+async function mkdirOnce(dir: string): Promise<void> {
+  await fsp.mkdir(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'EEXIST') return undefined;
+    if (e.code === 'ENOENT') return fsp.mkdir(dir, { recursive: true });
+    throw e;
+  });
 }
 
 /** Run `fn` as the store's one gc: holds made meanwhile wait for it to end. */
