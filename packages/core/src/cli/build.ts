@@ -183,6 +183,7 @@ export async function cmdBuild(argv: string[]): Promise<number> {
   if (network !== undefined && network !== 'none' && network !== 'host')
     throw new VlabError('E_BAD_ARG', '--network must be none or host');
   const ac = new AbortController();
+  const render = createRenderer(progress);
   process.once('SIGINT', () => ac.abort());
   process.once('SIGTERM', () => ac.abort());
   const tags = list(v.tag);
@@ -216,8 +217,8 @@ export async function cmdBuild(argv: string[]): Promise<number> {
     push: Boolean(v.push),
     registry: registryOptions(v),
     signal: ac.signal,
-    onEvent: createRenderer(progress),
-  });
+    onEvent: render,
+  }).finally(() => render.end()); // the final frame, also of a failed build, before its error
   const iid = str(v.iidfile);
   if (iid) await fsp.writeFile(iid, res.imageId); // docker writes it without a newline
   const meta = str(v['metadata-file']);

@@ -44,19 +44,25 @@ describe('progress renderers', () => {
 
   it('plain and tty: a step the build stopped (a sibling stage failed) is CANCELED, a failed one ERROR', () => {
     const sib = { id: '1:1', name: '[slow 1/2] RUN sleep 9', stage: 'slow' };
+    // the order a real build emits: the failing step first, then the sibling it stopped
     const stopped: BuildEvent[] = [
       { type: 'step-start', ...ref, time: 0 },
       { type: 'step-start', ...sib, time: 0 },
-      { type: 'step-error', ...sib, code: 'E_RUN_ABORTED', message: 'the build container was killed', time: 1 },
       { type: 'step-error', ...ref, code: 'E_RUN_FAILED', message: 'exit code 7', time: 2 },
+      { type: 'step-error', ...sib, code: 'E_RUN_ABORTED', message: 'the build container was killed', time: 3 },
     ];
     const plain = sink(false);
     stopped.forEach(createRenderer('plain', plain.out));
     expect(plain.text().split('\n')).toEqual(expect.arrayContaining(['#2 CANCELED', '#1 ERROR: exit code 7']));
     expect(plain.text()).not.toContain('killed');
     const tty = sink(true);
-    stopped.slice(0, 3).forEach(createRenderer('tty', tty.out));
-    expect(tty.text().split('\x1b[J').pop()).toContain('CANCELED [slow 1/2] RUN sleep 9');
+    const r = createRenderer('tty', tty.out);
+    stopped.forEach(r);
+    r.end(); // the build has failed
+    const last = tty.text().split('\x1b[J').pop()!;
+    expect(last).toContain('\x1b[33m => CANCELED [slow 1/2] RUN sleep 9');
+    expect(last).toContain('\x1b[31m => ERROR [stage-0 1/2] RUN make');
+    expect(last).toContain('(2/2) FINISHED');
   });
 
   it('tty: redraws step lines with CACHED and the live tail of RUN output', () => {

@@ -1,16 +1,25 @@
 import { BUILD_EVENT_VERSION, stepCanceled, type BuildEvent } from '../index.ts';
-import { layerLine, ttyRenderer } from './tty-progress.ts';
+import { layerLine, ttyRenderer, type Renderer } from './tty-progress.ts';
+
+export type { Renderer };
 
 export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
 
 /** Renders build events: plain lines for logs, one JSON object per line, or a live tty view. */
-export function createRenderer(mode: ProgressMode, out: NodeJS.WriteStream = process.stderr): (e: BuildEvent) => void {
+export function createRenderer(mode: ProgressMode, out: NodeJS.WriteStream = process.stderr): Renderer {
   const m = mode === 'auto' ? (out.isTTY ? 'tty' : 'plain') : mode;
-  if (m === 'quiet') return () => undefined;
-  // Each line carries the event union's version, so a consumer can tell which shape it reads.
-  if (m === 'json') return (e) => out.write(`${JSON.stringify({ version: BUILD_EVENT_VERSION, ...e })}\n`);
   if (m === 'tty') return ttyRenderer(out);
-  return plainRenderer(out);
+  const end = () => undefined; // line modes have nothing to finish
+  if (m === 'quiet') return Object.assign(() => undefined, { end });
+  // Each line carries the event union's version, so a consumer can tell which shape it reads.
+  if (m === 'json')
+    return Object.assign(
+      (e: BuildEvent) => void out.write(`${JSON.stringify({ version: BUILD_EVENT_VERSION, ...e })}\n`),
+      {
+        end,
+      },
+    );
+  return Object.assign(plainRenderer(out), { end });
 }
 
 function secs(ms: number): string {

@@ -1,8 +1,8 @@
 /**
  * The live tty view, as BuildKit's progressui reads: a `[+] Building 3.2s (4/6)` header (steps
  * finished / seen, total time; `FINISHED` at the end), one line per step with its time, ticking
- * while it runs (BuildKit's 150 ms ticker); finished steps blue, failed ones red, stopped ones
- * (a sibling stage failed) yellow and `CANCELED`, running ones in the default colour; the last lines of a step's output under it while it runs, and for a moment
+ * while it runs (BuildKit's 150 ms ticker); finished steps blue, failed ones red and `ERROR`,
+ * stopped ones (a sibling stage failed) yellow and `CANCELED`, running ones in the default colour; the last lines of a step's output under it while it runs, and for a moment
  * after it ends, so a short step's output can be read before it goes.
  */
 import { stepCanceled, type BuildEvent, type LayerProgress } from '../index.ts';
@@ -42,11 +42,22 @@ const FINAL = {
   push: { done: 'Pushed', exists: 'Layer already exists', mounted: 'Mounted from another repository' },
 } as const;
 
+const LABEL: Record<Step['state'], string> = {
+  running: '',
+  done: '',
+  cached: 'CACHED ',
+  error: 'ERROR ',
+  canceled: 'CANCELED ',
+};
+
 const secs = (ms: number) => `${(Math.max(0, ms) / 1000).toFixed(1)}s`;
 /** Cut to `w` columns: a wrapped line would break the cursor-up redraw. */
 const fit = (s: string, w: number) => (s.length > w ? `${s.slice(0, Math.max(0, w - 3))}...` : s);
 
-export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.now): (e: BuildEvent) => void {
+/** Takes a build's events; `end()` once the build is over (a failed build sends no `build-done`). */
+export type Renderer = ((e: BuildEvent) => void) & { end(): void };
+
+export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.now): Renderer {
   const steps: Step[] = [];
   const warnings: string[] = [];
   let begun: number | undefined;
@@ -66,7 +77,7 @@ export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.no
       `${color}${fit(label, width - time.length - 1).padEnd(width - time.length - 1)} ${time}${color ? RESET : ''}`;
     for (const s of steps) {
       const color = s.state === 'error' ? RED : s.state === 'canceled' ? YELLOW : s.state === 'running' ? '' : BLUE;
-      const label = s.state === 'cached' ? 'CACHED ' : s.state === 'canceled' ? 'CANCELED ' : '';
+      const label = LABEL[s.state];
       lines.push(row(` => ${label}${s.name}`, secs((s.ended ?? t) - s.started), color));
       const lingering = s.state === 'done' && !final && t - (s.ended ?? t) < LINGER_MS;
       if (s.state === 'running' || s.state === 'error' || lingering) {
@@ -94,7 +105,7 @@ export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.no
   };
   const find = (id: string) => steps.find((s) => s.id === id);
 
-  return (e) => {
+  const render = (e: BuildEvent) => {
     if (stopped) return;
     begun ??= e.time;
     switch (e.type) {
@@ -122,8 +133,7 @@ export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.no
       case 'step-error': {
         const s = find(e.id);
         if (s) Object.assign(s, { state: stepCanceled(e) ? 'canceled' : 'error', ended: e.time });
-        stop(); // the build fails: the error report follows this frame
-        return;
+        break; // the siblings this failure stops report next: the final frame waits for end()
       }
       case 'layer-progress': {
         // one line per blob, as docker pull/push show them: bytes, rate, then the final state
@@ -152,4 +162,5 @@ export function ttyRenderer(out: NodeJS.WriteStream, now: () => number = Date.no
     }
     draw();
   };
+  return Object.assign(render, { end: () => stopped || stop() });
 }
