@@ -27,7 +27,7 @@ describe.skipIf(!root)('a failing stage beside a running one', () => {
         'FROM busybox:latest AS bad',
         'RUN sleep 0.2; exit 7',
         'FROM busybox:latest AS slow',
-        'RUN sleep 1',
+        'RUN sleep 30', // stopped by the failing stage long before it ends: CANCELED cannot race
         'RUN echo a > /a',
         'RUN echo b > /b',
         'FROM busybox:latest',
@@ -86,7 +86,7 @@ describe.skipIf(!root)('a failing stage beside a running one', () => {
     const r = await runCli(store, ['build', '--no-cache', '--progress', 'plain', '--network', 'none', ctx]);
     expect(r.code).toBe(1);
     // the slow stage's RUN, stopped: "#N CANCELED" (BuildKit's plain progress)
-    const num = /^(#\d+) \[slow 1\/3\] RUN sleep 1$/m.exec(r.stderr)?.[1];
+    const num = /^(#\d+) \[slow 1\/3\] RUN sleep 30$/m.exec(r.stderr)?.[1];
     expect(num, r.stderr).toBeDefined();
     expect(r.stderr.split('\n')).toContain(`${num} CANCELED`);
     expect(r.stderr).not.toContain('the run was aborted');
