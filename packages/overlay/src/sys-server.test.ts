@@ -70,7 +70,7 @@ describe('vlab-sys', () => {
       server.call(undefined, ['bogus']),
       server.call('/nonexistent-dir', ['umount', '/x']),
     ]);
-    expect(answers.map((a) => a.code)).toEqual([32, 32, 32]);
+    expect(answers.map((a) => a.code)).toEqual([32, 2, 32]); // a failure, the usage, a failure
     expect(answers[0]!.stderr).toMatch(/umount .*not-mounted-1: No such file or directory/);
     expect(answers[1]!.stderr).toMatch(/usage/);
     expect(answers[2]!.stderr).toMatch(/chdir \/nonexistent-dir/);

@@ -41,10 +41,11 @@ export class SysServer {
     if (this.buffered.length < nl + 1 + len) return undefined;
     const body = this.buffered.subarray(nl + 1, nl + 1 + len);
     this.buffered = this.buffered.subarray(nl + 1 + len);
+    // the operation's own code, as the one-process vlab-sys exits: 2 is its usage, 32 a failure
     const code = Number(m[1]);
     return code === 0
       ? { code, stdout: Buffer.from(body), stderr: '' }
-      : { code: 32, stdout: Buffer.alloc(0), stderr: body.toString() };
+      : { code, stdout: Buffer.alloc(0), stderr: body.toString() };
   }
 
   private start(): ChildProcess {
