@@ -261,9 +261,17 @@ export class BlobStore implements Blobs {
   } {
     const hash = createHash('sha256');
     let size = 0;
-    const file = fs.createWriteStream(tmp, { flags: 'wx' });
     // a big blob is flushed to disk as it grows (writeback.ts)
     const wb = new Writeback(fs.fdatasync, WRITEBACK_BYTES);
+    // On every path (finish, a write error, destroy) the fd closes only once no fdatasync runs or
+    // waits on it: one running holds the file (its disk stays busy), a queued one would flush
+    // whatever file next gets the fd's number.
+    const closeAfterFlush = (fd: number, cb: (e: NodeJS.ErrnoException | null) => void) =>
+      void wb.settled().then(() => fs.close(fd, cb));
+    const file = fs.createWriteStream(tmp, {
+      flags: 'wx',
+      fs: { open: fs.open, write: fs.write, writev: fs.writev, close: closeAfterFlush },
+    });
     const writeback = () => {
       const fd = (file as unknown as { fd: number | null }).fd; // set once the file is open
       if (typeof fd === 'number') wb.grew(fd, size);
