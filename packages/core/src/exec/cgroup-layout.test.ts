@@ -74,6 +74,23 @@ describe("parseLayout: a cgroup mount's root (mountinfo's 4th field)", () => {
     ]);
   });
 
+  it('a mount point mounted twice (an overmount): the last line is the visible mount, its root counts', () => {
+    const v2 = parseLayout(
+      [
+        line(30, '/docker/abc', '/sys/fs/cgroup', 'cgroup2', 'rw'),
+        line(40, '/', '/sys/fs/cgroup', 'cgroup2', 'rw'),
+      ].join('\n'),
+    );
+    expect(cgroupProcsFiles('0::/docker/abc/run\n', v2)).toEqual(['/sys/fs/cgroup/docker/abc/run/cgroup.procs']);
+    const back = parseLayout(
+      [
+        line(30, '/', '/sys/fs/cgroup', 'cgroup2', 'rw'),
+        line(40, '/docker/abc', '/sys/fs/cgroup', 'cgroup2', 'rw'),
+      ].join('\n'),
+    );
+    expect(cgroupProcsFiles('0::/docker/abc/run\n', back)).toEqual(['/sys/fs/cgroup/run/cgroup.procs']);
+  });
+
   it('a root above our cgroup namespace\'s ("/../.."): under the directory found for our root; not found: nothing', () => {
     const asked: [string, number, string[]][] = [];
     const layout = parseLayout(

@@ -89,7 +89,9 @@ export function parseLayout(
       }
     }
     const root = unescapeMount(fields[3] ?? '/');
-    if (root !== '/') roots[mountPoint] ??= mountRoot(root, (up) => nsRoot(mountPoint, up, keys));
+    // a later line on the same mount point is an overmount: that one is what the path shows
+    if (root !== '/') roots[mountPoint] = mountRoot(root, (up) => nsRoot(mountPoint, up, keys));
+    else delete roots[mountPoint];
   }
   const hasV1 = Object.keys(v1).length > 0;
   if (!hasV1 && !unified) {
