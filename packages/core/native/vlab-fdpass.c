@@ -200,11 +200,14 @@ static napi_value pidfd_alive(napi_env env, napi_callback_info info) {
   return num(env, 1);
 }
 
-/* peerOpen(fd) -> 1 while the peer has not closed (or shut down) its end, 0 once it has | -errno. */
+/* peerOpen(fd) -> 1 while the peer has not closed (or shut down) its end, 0 once it has | -errno.
+ * Fails closed: poll ignores a negative fd and reports one not open as POLLNVAL, neither is a peer. */
 static napi_value peer_open(napi_env env, napi_callback_info info) {
   struct pollfd p = {.fd = arg_int(env, info, 0), .events = POLLRDHUP};
+  if (p.fd < 0) return num(env, -EBADF);
   int n = poll(&p, 1, 0);
   if (n < 0) return num(env, -errno);
+  if (p.revents & POLLNVAL) return num(env, -EBADF);
   return num(env, (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) ? 0 : 1);
 }
 

@@ -12,7 +12,7 @@ export interface FdPass {
   pidfdOpen(pid: number): number;
   /** 1 while the pidfd's process is not reaped (its pid cannot name another process), else -errno. */
   pidfdAlive(pidfd: number): number;
-  /** 1 while the peer has not closed its end of the socket, 0 once it has. */
+  /** 1 while the peer has not closed its end of the socket, 0 once it has, -EBADF for no open fd. */
   peerOpen(fd: number): number;
   dup2(from: number, to: number): number;
   /** A close-on-exec copy numbered above 2. */

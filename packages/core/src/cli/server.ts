@@ -123,7 +123,7 @@ export async function serve(base: string, lockFd: number): Promise<void> {
     }
     // A client that waited too long for us (we were stopped, or stuck) has gone to another slot
     // or runs the command itself: it must not run twice.
-    if (fdp.peerOpen(fd) === 0) {
+    if (fdp.peerOpen(fd) !== 1) {
       fds.forEach((f) => fdp.close(f));
       say('a client left before its command started');
       return void sock.destroy();
