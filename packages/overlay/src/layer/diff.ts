@@ -209,6 +209,28 @@ function sameXattrs(a?: Map<string, Buffer>, b?: Map<string, Buffer>): boolean {
 
 type Change = { rel: string; kind: 'entry' | 'whiteout' | 'tree'; st: Stats };
 
+/**
+ * What compare learns about hard links: the unchanged names of each hard-linked inode (with its
+ * link count), and names it must take as changed.
+ */
+interface Links {
+  kept: Map<string, { rels: string[]; nlink: number }>;
+  force?: Set<string>;
+}
+
+/**
+ * Unchanged names that must be in the layer: a layer that carries one name of a hard-linked
+ * inode carries all of them, or apply makes a copy where the tree had a link (containerd's
+ * changeWriter writes the unmodified names of a hard link it writes, as links). Every name is
+ * either unchanged, changed, or under a new dir, so fewer unchanged names than links means some
+ * name of the inode is in the layer.
+ */
+function linkedNames(links: Links): Set<string> {
+  const out = new Set<string>();
+  for (const { rels, nlink } of links.kept.values()) if (rels.length < nlink) for (const r of rels) out.add(r);
+  return out;
+}
+
 /** Changes of `dir` against `base`, depth-first in sorted order, parents of changes included. */
 async function compare(
   dir: string,
@@ -216,6 +238,7 @@ async function compare(
   xd: XattrMap,
   xb: XattrMap,
   rel: string,
+  links: Links,
 ): Promise<Change[]> {
   const out: Change[] = [];
   const d = rel ? path.join(dir, rel) : dir;
@@ -249,8 +272,15 @@ async function compare(
       (!sa.isDirectory() && (sa.size !== sb.size || sa.mtimeMs !== sb.mtimeMs)) ||
       (sa.isDirectory() && Math.floor(sa.mtimeMs / 1000) !== Math.floor(sb.mtimeMs / 1000)) ||
       (sa.isSymbolicLink() && readlinkSync(path.join(d, name)) !== readlinkSync(path.join(b!, name))) ||
-      !sameXattrs(xd.get(path.join(d, name)), xb.get(path.join(b!, name)));
-    const sub = sa.isDirectory() ? await compare(dir, base, xd, xb, r) : [];
+      !sameXattrs(xd.get(path.join(d, name)), xb.get(path.join(b!, name))) ||
+      !!links.force?.has(r);
+    if (!changed && !sa.isDirectory() && sa.nlink > 1) {
+      const id = `${sa.dev}:${sa.ino}`;
+      const k = links.kept.get(id);
+      if (k) k.rels.push(r);
+      else links.kept.set(id, { rels: [r], nlink: sa.nlink });
+    }
+    const sub = sa.isDirectory() ? await compare(dir, base, xd, xb, r, links) : [];
     if (changed || sub.length) out.push({ rel: r, kind: 'entry', st: sa }, ...sub);
   }
   return out;
@@ -277,7 +307,12 @@ async function* generate(src: DiffSource, opts: DiffOptions): AsyncGenerator<Buf
     const xd = await readXattrsTree(src.dir);
     const xb = src.base ? await readXattrsTree(src.base) : new Map();
     const e = new Emitter(xd, opts.sourceDateEpoch, opts.exclude);
-    for (const c of await compare(src.dir, src.base, xd, xb, '')) {
+    const links: Links = { kept: new Map() };
+    let changes = await compare(src.dir, src.base, xd, xb, '', links);
+    const force = linkedNames(links);
+    // rare (a new name for an old inode): compare again with those names taken as changed
+    if (force.size) changes = await compare(src.dir, src.base, xd, xb, '', { kept: new Map(), force });
+    for (const c of changes) {
       if (e.excluded(c.kind === 'whiteout' ? c.rel.replace(/(^|\/)\.wh\.([^/]*)$/, '$1$2') : c.rel)) continue;
       if (c.kind === 'whiteout') {
         yield whiteoutHeader(c.rel);

@@ -79,7 +79,12 @@ for (const driver of ['overlay', 'native'] as const) {
             expect(got).toEqual(want);
           },
         ),
-        { numRuns: Number(process.env.ROUNDTRIP_RUNS ?? (driver === 'overlay' ? 25 : 15)) },
+        {
+          numRuns: Number(process.env.ROUNDTRIP_RUNS ?? (driver === 'overlay' ? 25 : 15)),
+          // replay a failure: ROUNDTRIP_SEED (and ROUNDTRIP_PATH) from fast-check's report
+          ...(process.env.ROUNDTRIP_SEED ? { seed: Number(process.env.ROUNDTRIP_SEED) } : {}),
+          ...(process.env.ROUNDTRIP_PATH ? { path: process.env.ROUNDTRIP_PATH } : {}),
+        },
       );
     });
   });
