@@ -210,8 +210,12 @@ export class FileHashCache {
       if (full(8 + rootLen)) yield next(8 + rootLen);
       off = out.writeUInt32LE(rootLen, off);
       off += out.write(root, off);
-      off = out.writeUInt32LE(slots.size, off);
+      // the pieces are written with waits between them, and another build sharing this cache may
+      // record meanwhile: write exactly the count written here (later records: the next save)
+      let left = slots.size;
+      off = out.writeUInt32LE(left, off);
       for (const [rel, slot] of slots) {
+        if (left-- === 0) break;
         const len = Buffer.byteLength(rel);
         if (full(4 + len + RECORD)) yield next(4 + len + RECORD);
         off = out.writeUInt32LE(len, off);
@@ -227,7 +231,7 @@ export class FileHashCache {
     if (!this.dirty || !this.file) return;
     await fsp.mkdir(path.dirname(this.file), { recursive: true });
     const out = this.bytes();
-    const tmp = `${this.file}.tmp-${process.pid}`;
+    const tmp = `${this.file}.tmp-${process.pid}-${++saves}`; // two saves at once: two temp files
     await fsp.writeFile(tmp, out);
     await fsp.rename(tmp, this.file);
     this.dirty = false;
@@ -237,6 +241,7 @@ export class FileHashCache {
 }
 
 const loaded = new Map<string, { stamp: string; cache: FileHashCache }>();
+let saves = 0;
 
 function stampOf(st: StatLike): string {
   return `${st.ino}:${st.size}:${st.mtimeMs}`;

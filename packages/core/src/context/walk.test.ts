@@ -115,6 +115,32 @@ describe('FileHashCache (binary, keyed by path, size, mtime, ctime, inode)', () 
     }
   });
 
+  it('a save while another build records more files still loads (the count matches the records written)', async () => {
+    const names = Array.from({ length: 4000 }, (_, i) => `${String(i).padStart(5, '0')}-${'n'.repeat(240)}`);
+    for (const n of names) await fsp.writeFile(path.join(dir, n), n.slice(0, 5));
+    const late = Array.from({ length: 200 }, (_, i) => `late-${i}`);
+    for (const n of late) await fsp.writeFile(path.join(dir, n), n);
+    const file = path.join(dir, 'cache', 'filehash.bin');
+    const c = new FileHashCache(file);
+    const hashes = names.map((n) => c.hashSync(dir, n, fs.lstatSync(path.join(dir, n))));
+    // an embedding tool's second build() shares this cache: it records while the save writes
+    let saving = true;
+    let i = 0;
+    const more = () => {
+      if (!saving || i >= late.length) return;
+      const n = late[i++]!;
+      c.hashSync(dir, n, fs.lstatSync(path.join(dir, n)));
+      setImmediate(more);
+    };
+    setImmediate(more);
+    await c.save().finally(() => (saving = false));
+    expect(i).toBeGreaterThan(0);
+    fs.utimesSync(file, 1e9, 1e9);
+    const loaded = await FileHashCache.load(file);
+    for (const k of [0, 3999])
+      expect(loaded.known(dir, names[k]!, fs.lstatSync(path.join(dir, names[k]!)))).toBe(hashes[k]);
+  });
+
   it('a torn or foreign file reads as empty (costs re-hashing only)', async () => {
     const file = path.join(dir, 'filehash.bin');
     await fsp.writeFile(file, Buffer.concat([Buffer.from('vlabfh3\n'), Buffer.from([200, 0, 0, 0, 1, 2])]));
