@@ -11,7 +11,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { repo } from './helpers.ts';
+import { makeContext, repo } from './helpers.ts';
 
 const core = path.join(repo, 'packages/core');
 export const built = ['native/bin/vbuild-client', 'native/bin/vlab-fdpass.node'].every((f) =>
@@ -164,4 +164,30 @@ export async function inServer(args: string[], o: Omit<Opts, 'fast'> = {}): Prom
 export async function both(args: string[], o: Omit<Opts, 'fast'> = {}): Promise<{ direct: Out; fast: Out }> {
   const direct = await vb(args, { ...o, fast: false });
   return { direct, fast: await inServer(args, o) };
+}
+
+/**
+ * Slot 0 kept busy: a build of `RUN sleep 60` through the server until `release()`, which
+ * interrupts it and returns its output (and removes its context).
+ */
+export async function holdSlot(store: string): Promise<{ release: () => Promise<Out> }> {
+  const slow = await makeContext({ Dockerfile: 'FROM busybox:latest\nRUN sleep 60\n' });
+  let running = false;
+  let done!: () => void;
+  const first = vb(['build', '--no-cache', '--progress', 'plain', '--root', store, slow], {
+    fast: true,
+    onStderr: (e) => (running ||= e.includes('cache miss')),
+    interruptWhen: new Promise<void>((r) => (done = r)),
+  });
+  const release = async () => {
+    done();
+    const out = await first;
+    await fsp.rm(slow, { recursive: true });
+    return out;
+  };
+  await until('the first command to run', () => running).catch(async (e: unknown) => {
+    await release();
+    throw e;
+  });
+  return { release };
 }

@@ -4,10 +4,20 @@
  * (A bound on the wait for a stopped server's first answer was taken out: it could run a command
  * twice; see vbuild-client.c's head comment.)
  */
-import fsp from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshStore, makeContext, removeStore } from './helpers.ts';
-import { alive, built, install, served, serverPid, srvDir, uninstall, until, vb, warm } from './cli-server-harness.ts';
+import { freshStore, removeStore } from './helpers.ts';
+import {
+  holdSlot,
+  alive,
+  built,
+  install,
+  served,
+  serverPid,
+  srvDir,
+  uninstall,
+  vb,
+  warm,
+} from './cli-server-harness.ts';
 
 let store: string;
 const spares = [1, 2, 3];
@@ -35,16 +45,8 @@ describe.skipIf(!built)('vbuild client: a busy slot', () => {
   });
 
   it('a busy slot that closes before a large request is sent sends the client to the next slot', async () => {
-    const slow = await makeContext({ Dockerfile: 'FROM busybox:latest\nRUN sleep 60\n' });
-    let running = false;
-    let done!: () => void;
-    const first = vb(['build', '--no-cache', '--progress', 'plain', '--root', store, slow], {
-      fast: true,
-      onStderr: (e) => (running ||= e.includes('cache miss')),
-      interruptWhen: new Promise<void>((r) => (done = r)),
-    });
+    const slot0 = await holdSlot(store);
     try {
-      await until('the first command to run', () => running);
       await aSpare();
       // 400 kB of environment: more than the socket buffer, so the busy slot 0 answers "B" and
       // closes while the client is still sending (EPIPE on a later chunk)
@@ -54,9 +56,7 @@ describe.skipIf(!built)('vbuild client: a busy slot', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(spareServed(), 'served by a spare slot, not run direct').toBe(before + 1);
     } finally {
-      done();
-      await first;
-      await fsp.rm(slow, { recursive: true });
+      await slot0.release();
     }
   });
 });

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detectCgroupLayout } from '../packages/core/src/exec/cgroups.ts';
 import { freshStore, makeContext, removeStore } from './helpers.ts';
 import {
+  holdSlot,
   alive,
   BIN,
   baseEnv as base,
@@ -154,17 +155,9 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
   });
 
   it('a second command while one runs goes to a spare slot (started by the first that finds none)', async () => {
-    const slow = await makeContext({ Dockerfile: 'FROM busybox:latest\nRUN sleep 60\n' });
     const n = served();
-    let running = false;
-    let done!: () => void;
     // holds the first slot until the checks are done, then is interrupted
-    const first = vb(['build', '--no-cache', '--progress', 'plain', '--root', store, slow], {
-      fast: true,
-      onStderr: (e) => (running ||= e.includes('cache miss')),
-      interruptWhen: new Promise<void>((r) => (done = r)),
-    });
-    await until('the first command to run', () => running);
+    const slot0 = await holdSlot(store);
     const images = async (env: NodeJS.ProcessEnv = {}) => {
       const r = await vb(['images', '--root', store], { fast: true, env });
       expect(r.code).toBe(0);
@@ -190,11 +183,9 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
       await images({ VLAB_SERVER_SLOTS: '1' });
       expect(spareServed(), diag()).toBe(before + 1);
     } finally {
-      done();
-      expect((await first).stderr).toContain('[E_RUN_ABORTED]');
+      expect((await slot0.release()).stderr).toContain('[E_RUN_ABORTED]');
     }
     expect(served(), diag()).toBe(n + 1); // the build only
-    await fsp.rm(slow, { recursive: true });
   });
 
   it('a new bundle restarts the server; an idle server exits', async () => {

@@ -24,17 +24,18 @@ const server = net.createServer({ pauseOnConnect: true }, (s) => {
 });
 await new Promise<void>((res) => server.listen(sockPath, res));
 
+/** A client that connects, waits to be accepted (its input closes), then exits. */
+const connectingClient = () =>
+  spawn(
+    process.execPath,
+    ['-e', `require('net').connect(${JSON.stringify(sockPath)}).on('end', () => process.exit(0))`],
+    { stdio: 'ignore' },
+  );
+
 const result: { reused: boolean; read?: string | null; alive?: string | null } = { reused: false };
 for (let attempt = 0; attempt < 5 && !result.reused; attempt++) {
   const got = new Promise<void>((res) => (onAccept = res));
-  // the client: connects, waits to be accepted (its input closes), exits
-  const client = spawn(
-    process.execPath,
-    ['-e', `require('net').connect(${JSON.stringify(sockPath)}).on('end', () => process.exit(0))`],
-    {
-      stdio: 'ignore',
-    },
-  );
+  const client = connectingClient();
   await got;
   const sock = accepted.pop()!;
   sock.end();
@@ -52,13 +53,7 @@ for (let attempt = 0; attempt < 5 && !result.reused; attempt++) {
 // a live client: its cgroups are read
 {
   const got = new Promise<void>((res) => (onAccept = res));
-  const client = spawn(
-    process.execPath,
-    ['-e', `require('net').connect(${JSON.stringify(sockPath)}).on('end', () => process.exit(0))`],
-    {
-      stdio: 'ignore',
-    },
-  );
+  const client = connectingClient();
   await got;
   const sock = accepted.pop()!;
   const fd = (sock as unknown as { _handle: { fd: number } })._handle.fd;
