@@ -5,7 +5,7 @@
  * writeback of new data fails (ENOSPC from fdatasync, EIO or ENOSPC from syncfs), while blocks
  * already written (inode tables, directories, bitmaps) are still rewritten in place. Root only.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,6 +43,9 @@ export function thinDisk(backingMiB = 16, sizeMiB = 256): ThinDisk {
   const close = () => {
     let busy: unknown;
     for (const m of mounted.splice(0).reverse()) {
+      // the loop device lets go of its backing file (on the tmpfs) a little after the ext4's
+      // umount (autoclear runs from a workqueue): under load the tmpfs is busy for that while
+      if (m === tmpfs) waitLoopReleased(img);
       try {
         execFileSync('umount', [m], { stdio: 'pipe' });
       } catch (e) {
@@ -74,4 +77,18 @@ export function thinDisk(backingMiB = 16, sizeMiB = 256): ThinDisk {
     },
     close,
   };
+}
+
+/** Detach any loop device still backed by `file`, and wait (at most 5 s) until none is. */
+function waitLoopReleased(file: string): void {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const devs = execFileSync('losetup', ['-n', '-O', 'NAME', '-j', file], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
+    if (!devs.length || Date.now() > deadline) return;
+    for (const d of devs) spawnSync('losetup', ['-d', d], { stdio: 'ignore' });
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
 }
