@@ -159,4 +159,28 @@ describe('image tools', () => {
       await exec('rm', ['-rf', tmp]);
     }
   });
+
+  it('diff: a file rewritten with the same size and the same whole-second mtime is C; the same bytes again are not', async () => {
+    const touch = 'touch -t 201701010000 /f';
+    const ctx = await makeContext({
+      'u1.Dockerfile': `FROM busybox\nRUN echo one > /f && ${touch}\n`,
+      'u2.Dockerfile': `FROM u:1\nRUN echo ONE > /f && ${touch}\n`,
+      'u3.Dockerfile': `FROM u:1\nRUN echo one > /f && ${touch}\n`,
+    });
+    try {
+      for (const t of ['1', '2', '3']) {
+        const b = await runCli(root, ['build', '-q', '-t', `u:${t}`, '-f', path.join(ctx, `u${t}.Dockerfile`), ctx]);
+        expect(b.code, b.stderr).toBe(0);
+      }
+      const files = async (a: string, b: string) => {
+        const r = await runCli(root, ['diff', '--format', 'json', a, b]);
+        expect(r.code, r.stderr).toBe(0);
+        return (JSON.parse(r.stdout) as { kind: string; path: string; type: string }[]).filter((c) => c.type === 'f');
+      };
+      expect(await files('u:1', 'u:2')).toMatchObject([{ kind: 'C', path: '/f', type: 'f' }]);
+      expect(await files('u:1', 'u:3')).toEqual([]);
+    } finally {
+      await exec('rm', ['-rf', ctx]);
+    }
+  });
 });

@@ -32,6 +32,7 @@ export { bareEntry, encodeHeader, padding, END_OF_ARCHIVE, type TarEntry, type E
 export { tarEntryBytes, whiteoutHeader, layerMtime, layerTar } from './layer/tar-write.ts';
 export { TarSink } from './layer/tar-sink.ts';
 export { UnionView, type UnionStat, type TarSource, type TarLayerLimits } from './union-view.ts';
+export { sameContent, sameBytes, fileChunks, type SizeAndMtime } from './same-content.ts';
 export { dirUsage, diskBytes } from './usage.ts';
 export { layerHeaders } from './layer/list.ts';
 export { snapshotterSuite, type TestApi } from './testsuite.ts';

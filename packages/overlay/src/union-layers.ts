@@ -9,6 +9,7 @@ import { VlabError } from '@vlab/errors';
 import { readXattrs, readXattrsTree } from './sys.ts';
 import { bareEntry, ByteReader, readTar, type TarEntry } from './layer/tar-format.ts';
 import { cleanPath } from './layer/apply.ts';
+import { fileChunks } from './same-content.ts';
 
 /** What UnionView.stat returns: the fields of fs.Stats it can know for both kinds of layer. */
 export interface UnionStat {
@@ -31,6 +32,10 @@ export interface Layer {
   readdir(rel: string): Promise<string[]>;
   readlink(rel: string): Promise<string>;
   readFile(rel: string): Promise<Buffer>;
+  /** A regular file's content in chunks. */
+  stream(rel: string): AsyncIterable<Buffer>;
+  /** Names the bytes of the file at `rel`: equal names, equal bytes (undefined: no such name). */
+  origin(rel: string): Promise<string | undefined>;
   opaque(rel: string): Promise<boolean>;
 }
 
@@ -74,6 +79,12 @@ export class DirLayer implements Layer {
   readFile(rel: string) {
     return fs.readFile(this.abs(rel));
   }
+  stream(rel: string) {
+    return fileChunks(this.abs(rel));
+  }
+  async origin(): Promise<undefined> {
+    return undefined; // a dir's files may be rewritten in place
+  }
   /**
    * Overlay's opaque xattr (trusted. or user.). Immutable layer: that one dir's xattrs, cached;
    * otherwise read for the whole layer in one go, once per instance.
@@ -112,6 +123,8 @@ type Indexed = TarEntry & { offset: number };
  */
 export interface TarSource {
   open(): NodeJS.ReadableStream;
+  /** Names the tar (a blob digest): two sources with the same id give the same bytes. */
+  id?: string;
 }
 
 export interface TarLayerLimits {
@@ -245,6 +258,27 @@ export class TarLayer implements Layer {
     } finally {
       await fh.close();
     }
+  }
+  async *stream(rel: string): AsyncIterable<Buffer> {
+    const e = (await this.entry(rel))!;
+    if (!e.size) return;
+    if (typeof this.file === 'string') {
+      yield* createReadStream(this.file, { start: e.offset, end: e.offset + e.size - 1, highWaterMark: 1 << 16 });
+      return;
+    }
+    const src = this.file.open();
+    try {
+      const r = new ByteReader(src as AsyncIterable<Buffer>, () => {});
+      await r.skip(e.offset);
+      yield* r.stream(e.size);
+    } finally {
+      close(src);
+    }
+  }
+  async origin(rel: string) {
+    const id = typeof this.file === 'string' ? this.file : this.file.id;
+    const e = await this.entry(rel);
+    return id !== undefined && e ? `${id}\0${e.offset}` : undefined;
   }
   async opaque(rel: string) {
     return (await this.load()).entries.has(rel ? `${rel}/.wh..wh..opq` : '.wh..wh..opq');

@@ -49,7 +49,13 @@ async function viaUnion(u: UnionView): Promise<Seen> {
       const st = await u.stat(r);
       const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other';
       out[r] = { type, mode: st.mode & 0o7777, uid: st.uid };
-      if (type === 'file') Object.assign(out[r], { size: st.size, data: (await u.readFile(r)).toString('hex') });
+      if (type === 'file') {
+        const whole = await u.readFile(r);
+        const parts: Buffer[] = [];
+        for await (const c of await u.stream(r)) parts.push(c);
+        expect(Buffer.concat(parts).equals(whole)).toBe(true); // stream() reads what readFile() does
+        Object.assign(out[r], { size: st.size, data: whole.toString('hex') });
+      }
       if (type === 'symlink') out[r].link = await u.readlink(r);
       if (type === 'dir') await walk(r);
     }

@@ -146,6 +146,26 @@ export class UnionView {
     return (await this.layers())[r.layer].readFile(r.rel);
   }
 
+  /** The content of regular file `p` (a final symlink followed), in chunks: never held whole. */
+  async stream(p: string): Promise<AsyncIterable<Buffer>> {
+    const r = await this.resolve(p, true);
+    if (!r) fsError('ENOENT', p);
+    if (!r.st.isFile())
+      throw new VlabError('E_IMAGE_FILE', `${p} in the image is not a regular file: it is not read`, {
+        details: { path: p },
+      });
+    return (await this.layers())[r.layer].stream(r.rel);
+  }
+
+  /**
+   * A name for the bytes of file `p` (its layer tar's id and the entry's place in it), the same in
+   * any view over that layer; undefined when the layer cannot name it (a directory layer).
+   */
+  async origin(p: string): Promise<string | undefined> {
+    const r = await this.resolve(p, true);
+    return r?.st.isFile() ? (await this.layers())[r.layer].origin(r.rel) : undefined;
+  }
+
   async readlink(p: string): Promise<string> {
     const r = await this.resolve(p, false);
     if (!r) fsError('ENOENT', p);

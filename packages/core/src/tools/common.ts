@@ -45,5 +45,5 @@ export function layerSource(store: Store, img: StoredImage, l: Descriptor): stri
       `layer ${l.digest} of ${img.manifestDigest} is zstd-compressed: vbuild does not decompress zstd (re-load the image with gzip or uncompressed layers)`,
     );
   if (!/gzip/.test(l.mediaType)) return store.blobs.path(l.digest);
-  return { open: () => layerStream(store.blobs.open(l.digest), l.mediaType) };
+  return { open: () => layerStream(store.blobs.open(l.digest), l.mediaType), id: l.digest };
 }

@@ -1,12 +1,12 @@
 /**
  * `vbuild diff IMAGE1 IMAGE2`: the paths whose entries differ between the two images' trees, as
  * `docker diff` marks them: A (only in IMAGE2), D (only in IMAGE1), C (in both, with another type,
- * mode, owner, size, mtime, link target or device: a directory whose content changed has a new
- * mtime, so it is C, as in docker diff). Read from the layer tars (gzip ones stream-decompressed)
+ * mode, owner, size, mtime, link target, device or content: a directory whose content changed has
+ * a new mtime, so it is C, as in docker diff). Read from the layer tars (gzip ones stream-decompressed)
  * through overlay's UnionView (its whiteout rules), without mounting or unpacking; a directory added or removed is
  * listed with everything under it.
  */
-import { UnionView, type UnionStat } from '@vlab/overlay';
+import { sameContent, UnionView, type UnionStat } from '@vlab/overlay';
 import type { Store, StoredImage } from '../store/store.ts';
 import { layerSource } from './common.ts';
 
@@ -24,7 +24,7 @@ export interface Change {
   size: number;
 }
 
-/** Gzip layers are stream-decompressed (once to index them; diff reads no file content). */
+/** Gzip layers are stream-decompressed (once to index them, again for a file whose bytes must be compared). */
 function unionOf(store: Store, img: StoredImage): UnionView {
   return new UnionView(img.manifest.layers.map((l) => layerSource(store, img, l)));
 }
@@ -41,6 +41,21 @@ const typeOf = (s: UnionStat) =>
           : s.isFIFO()
             ? 'p'
             : 'f';
+
+/** Content of `rel` in `u`, opened when first read. */
+async function* chunksOf(u: UnionView, rel: string): AsyncIterable<Buffer> {
+  yield* await u.stream(rel);
+}
+
+/**
+ * Regular file `rel` holds the same bytes in both views: the same entry of the same layer does;
+ * else overlay's rule (layer tars keep whole-second mtimes, so equal-sized files are read).
+ */
+async function sameFile(ua: UnionView, ub: UnionView, rel: string, sa: UnionStat, sb: UnionStat): Promise<boolean> {
+  const [oa, ob] = await Promise.all([ua.origin(rel), ub.origin(rel)]);
+  if (oa !== undefined && oa === ob) return true;
+  return sameContent(sa, sb, () => [chunksOf(ua, rel), chunksOf(ub, rel)]);
+}
 
 async function stat(u: UnionView, rel: string): Promise<UnionStat | undefined> {
   return u.stat(rel).catch(() => undefined);
@@ -86,7 +101,8 @@ export async function diffImages(store: Store, a: StoredImage, b: StoredImage): 
         sa.rdev !== sb.rdev ||
         (ta === 'f' && sa.size !== sb.size) ||
         Math.floor(sa.mtimeMs / 1000) !== Math.floor(sb.mtimeMs / 1000) ||
-        (ta === 'l' && (await ua.readlink(r)) !== (await ub.readlink(r)));
+        (ta === 'l' && (await ua.readlink(r)) !== (await ub.readlink(r))) ||
+        (ta === 'f' && !(await sameFile(ua, ub, r, sa, sb)));
       if (changed) push('C', r, sb);
       if (ta === 'd' && tb === 'd') await walk(r);
       else if (ta === 'd') await all(ua, r, 'D');

@@ -83,3 +83,49 @@ describe('diff (native): hard links to names the change left alone', () => {
     expect(l.got).toEqual(l.want);
   });
 });
+
+describe('diff (native): a file rewritten with the same size and mtime', () => {
+  let tmp: string;
+  let s: Snapshotter;
+  let n = 0;
+  beforeAll(async () => {
+    tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-diff-same-'));
+    s = await createSnapshotter(path.join(tmp, 'root'), { driver: 'native' });
+  });
+  afterAll(async () => {
+    await fs.rm(tmp, { recursive: true, force: true });
+  });
+
+  /** `before` committed at `f`, then `after` written over it in a child; both given mtime `t` (seconds). */
+  async function entriesOf(before: Buffer, after: Buffer, t: number) {
+    const id = n++;
+    await s.prepare(`b${id}`);
+    const b = (await s.writableDir(`b${id}`)).dir;
+    await fs.writeFile(path.join(b, 'f'), before);
+    await fs.utimes(path.join(b, 'f'), t, t);
+    await s.commit(`B${id}`, `b${id}`);
+    await s.prepare(`c${id}`, `B${id}`);
+    const c = (await s.writableDir(`c${id}`)).dir;
+    await fs.writeFile(path.join(c, 'f'), after);
+    await fs.utimes(path.join(c, 'f'), t, t);
+    return (await listLayer(diff(s, `c${id}`))).map((e) => e.name);
+  }
+
+  // roundtrip.test.ts: a 'write' then a 'touch' (mtime 1_500_000_000 s, no sub-second part) in
+  // the base and again in the child, with data of the same length
+  it('whole-second mtimes (as tar extraction and touch leave them): the bytes decide', async () => {
+    expect(await entriesOf(Buffer.from([1, 2, 3]), Buffer.from([9, 9, 9]), 1_500_000_000)).toEqual(['f']);
+    expect(await entriesOf(Buffer.from([1, 2, 3]), Buffer.from([1, 2, 3]), 1_500_000_000)).toEqual([]);
+  });
+
+  it('a difference past the first chunk, or in the last byte, is found', async () => {
+    const big = Buffer.alloc(300_000, 7);
+    const last = Buffer.from(big);
+    last[last.length - 1] = 8;
+    expect(await entriesOf(big, last, 1_500_000_000)).toEqual(['f']);
+    const mid = Buffer.from(big);
+    mid[70_000] = 0;
+    expect(await entriesOf(big, mid, 1_500_000_000)).toEqual(['f']);
+    expect(await entriesOf(big, Buffer.from(big), 1_500_000_000)).toEqual([]);
+  });
+});

@@ -18,6 +18,7 @@ import { layerMtime, layerTar, tarEntryBytes, whiteoutHeader } from './tar-write
 import { readXattrsTree, type XattrMap } from '../sys.ts';
 import type { DiffSourceInfo } from '../types.ts';
 import { UnionView, type UnionStat } from '../union-view.ts';
+import { fileChunks, sameContent } from '../same-content.ts';
 
 export type DiffSource = DiffSourceInfo;
 
@@ -264,16 +265,20 @@ async function compare(
       out.push({ rel: r, kind: 'tree', st: sa });
       continue;
     }
+    const pa = path.join(d, name);
+    const pb = path.join(b!, name);
     const changed =
       sa.mode !== sb.mode ||
       sa.uid !== sb.uid ||
       sa.gid !== sb.gid ||
       sa.rdev !== sb.rdev ||
-      (!sa.isDirectory() && (sa.size !== sb.size || sa.mtimeMs !== sb.mtimeMs)) ||
+      (!sa.isDirectory() && !sa.isFile() && (sa.size !== sb.size || sa.mtimeMs !== sb.mtimeMs)) ||
       (sa.isDirectory() && Math.floor(sa.mtimeMs / 1000) !== Math.floor(sb.mtimeMs / 1000)) ||
-      (sa.isSymbolicLink() && readlinkSync(path.join(d, name)) !== readlinkSync(path.join(b!, name))) ||
-      !sameXattrs(xd.get(path.join(d, name)), xb.get(path.join(b!, name))) ||
-      !!links.force?.has(r);
+      (sa.isSymbolicLink() && readlinkSync(pa) !== readlinkSync(pb)) ||
+      !sameXattrs(xd.get(pa), xb.get(pb)) ||
+      !!links.force?.has(r) ||
+      // last: it may read both files
+      (sa.isFile() && !(await sameContent(sa, sb, () => [fileChunks(pa), fileChunks(pb)])));
     if (!changed && !sa.isDirectory() && sa.nlink > 1) {
       const id = `${sa.dev}:${sa.ino}`;
       const k = links.kept.get(id);
