@@ -6,7 +6,6 @@
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,7 +13,7 @@ import zlib from 'node:zlib';
 import { VlabError } from '@vlab/errors';
 import { MEDIA, type Descriptor } from '../image/types.ts';
 import { MAX_JSON_BYTES } from '../image/validate.ts';
-import { isNoSpace, noSpaceError, writableBytes } from '../store/space.ts';
+import { writableBytes } from '../store/space.ts';
 import type { CommitBatch } from '../store/batch.ts';
 import type { Blobs } from '../store/types.ts';
 import { discard, isRetryable, readBody, withRetry, type HttpResponse } from './http.ts';
@@ -244,9 +243,8 @@ export async function pullLayer(
         if (!failed) dec.end();
         await written;
         checkDigest(hash.digest('hex'), n, desc);
-        if (failed instanceof VlabError) throw failed; // E_LAYER_TOO_LARGE
-        // the blob's write stream fails with the errno: a full disk is not a bad layer
-        if (failed && isNoSpace(failed)) throw noSpaceError(path.dirname(blobs.path(diffId)), failed);
+        // E_LAYER_TOO_LARGE, or the blob's write stream: E_NO_SPACE / E_STORE (a full disk is not a bad layer)
+        if (failed instanceof VlabError) throw failed;
         if (failed) throw invalidLayer(desc, (failed as Error).message, failed);
       } catch (e) {
         dec.destroy();

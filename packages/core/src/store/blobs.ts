@@ -103,7 +103,7 @@ export class BlobStore implements Blobs {
       await pipeline(source, blob.stream);
     } catch (e) {
       await blob.abort();
-      throw asNoSpace(this.root, e);
+      throw e; // the file's own errors are named by hashingWriter; the source's stay as they are
     }
     return blob.commit(expected);
   }
@@ -122,9 +122,7 @@ export class BlobStore implements Blobs {
       commit: async (expected?: string, batch?: CommitBatch) => {
         let kept = false;
         try {
-          await finished.catch((e: unknown) => {
-            throw asNoSpace(this.root, e);
-          });
+          await finished;
           const { digest, size } = result();
           kept = await this.seal(tmp, digest, expected, batch);
           return { digest, size };
@@ -302,7 +300,7 @@ export class BlobStore implements Blobs {
         void wb.settled().then((flushed) => {
           if (flushed) return cb(storeWriteError(root, flushed));
           file.once('close', () => cb());
-          file.once('error', cb);
+          file.once('error', () => cb(failure));
           tap.end();
         });
       },
@@ -312,7 +310,10 @@ export class BlobStore implements Blobs {
         cb(err);
       },
     });
-    file.on('error', (e) => write.destroy(e));
+    // The one place the file's errors are named (open, write, close): ENOSPC/EDQUOT is E_NO_SPACE,
+    // anything else E_STORE. Registered first, so `failure` is set for final()'s listener too.
+    let failure: VlabError | undefined;
+    file.on('error', (e) => write.destroy((failure ??= storeWriteError(root, e))));
     const closed = new Promise<void>((res) => file.once('close', () => res()));
     let digest: Digest | undefined;
     return {
