@@ -2,7 +2,7 @@
  * Run by server-peer.test.ts as pid 1 of a pid namespace of its own (`unshare -pf --mount-proc`),
  * where it may set ns_last_pid: a client connects and exits, and its pid is given to another
  * process before the server reads the client's cgroups. Prints JSON: whether the pid was reused,
- * and what callerCgroups read.
+ * what callerCgroups read, and what SO_PEERPIDFD gave (the path it took).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -32,7 +32,9 @@ const connectingClient = () =>
     { stdio: 'ignore' },
   );
 
-const result: { reused: boolean; read?: string | null; alive?: string | null } = { reused: false };
+const result: { reused: boolean; read?: string | null; alive?: string | null; peerPidfd?: number } = {
+  reused: false,
+};
 for (let attempt = 0; attempt < 5 && !result.reused; attempt++) {
   const got = new Promise<void>((res) => (onAccept = res));
   const client = connectingClient();
@@ -58,6 +60,9 @@ for (let attempt = 0; attempt < 5 && !result.reused; attempt++) {
   const sock = accepted.pop()!;
   const fd = (sock as unknown as { _handle: { fd: number } })._handle.fd;
   result.alive = callerCgroups(fdp, fd) ?? null;
+  // which path callerCgroups took: a pidfd, or -ENOPROTOOPT (before Linux 6.5, or vlab-no-peerpidfd)
+  result.peerPidfd = fdp.peerPidfd(fd);
+  if (result.peerPidfd >= 0) fdp.close(result.peerPidfd);
   sock.end();
   await exited(client);
   sock.destroy();
