@@ -20,6 +20,7 @@ import { makePeers } from './peers/index.ts';
 import { parallelBuilds, serialBuilds } from './lib/parallel.ts';
 import { depthRows } from './lib/depth.ts';
 import type { BenchEnv, Peer } from './peers/types.ts';
+import { installInterrupt, interruptExitCode, interrupted, onHardStop } from './lib/interrupt.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dataDir = path.join(repo, 'bench', '.data');
@@ -29,6 +30,7 @@ const cases = selectCases();
 const s = sizes(quick);
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 const started = Date.now();
+installInterrupt(log);
 
 await fs.mkdir(dataDir, { recursive: true });
 const bases = await makeBases(repo, dataDir, s, log);
@@ -55,18 +57,22 @@ const peerStatus: [string, string][] = [];
 let editN = Date.now() % 100000;
 
 for (const peer of peers) {
+  if (interrupted()) break;
   const cells = new Map<string, Cell>();
   results.set(peer.name, cells);
   log(`${peer.name}: setup`);
+  const forget = onHardStop(() => peer.teardown());
   try {
     await peer.setup(env);
   } catch (e) {
     peerStatus.push([peer.name, `FAILED at setup: ${(e as Error).message.slice(0, 300)}`]);
     await peer.teardown().catch(() => undefined);
+    forget();
     continue;
   }
   let failures = 0;
   for (const c of cases) {
+    if (interrupted()) break;
     try {
       await runCase(peer, c, cells);
     } catch (e) {
@@ -79,6 +85,11 @@ for (const peer of peers) {
   peerStatus.push([peer.name, failures ? `ran; ${failures} case(s) failed (see table)` : 'ran']);
   log(`${peer.name}: teardown`);
   await peer.teardown().catch((e) => log(`${peer.name} teardown: ${(e as Error).message}`));
+  forget();
+}
+if (interrupted()) {
+  log(`${interrupted()}: stopped; no table written`);
+  process.exit(interruptExitCode());
 }
 
 async function runCase(peer: Peer, c: Case, cells: Map<string, Cell>): Promise<void> {
@@ -89,6 +100,7 @@ async function runCase(peer: Peer, c: Case, cells: Map<string, Cell>): Promise<v
     { wall: number[]; rss: number[]; store: number[]; ran?: number; cached?: number; steps?: number[] }
   >();
   const record = async (phase: string, fn: () => ReturnType<Peer['build']>) => {
+    if (interrupted()) throw new Error(`${interrupted()}: stopped`);
     const before = duBytes(...peer.storeDirs());
     const r = await fn();
     if (!r.ok) throw new Error(`${phase}: ${r.error ?? 'failed'}`);

@@ -7,6 +7,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { timed } from './measure.ts';
+import { stopLeftovers } from './leftovers.ts';
 
 export class VbuildServer {
   constructor(
@@ -43,21 +44,33 @@ export class VbuildServer {
     return (await Promise.all(files.map(read))).map(Number).filter((n) => n > 0);
   }
 
-  /** The first command starts the server (and runs direct); waits until it listens. */
+  /** What a server of this dir has on its command line (server.ts: `--vlab-serve BASE LOCKFD`). */
+  private get marker(): string {
+    return `--vlab-serve ${path.resolve(this.dir)}/`;
+  }
+
+  /**
+   * The first command starts the server (and runs direct); waits until it listens. A server a
+   * killed run left here (on the bundle of that run: setup re-bundles) is stopped first: while it
+   * exits it holds its slot's lock, so the command would run direct and start none.
+   */
   async warm(extra: NodeJS.ProcessEnv = {}): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     await fs.chmod(this.dir, 0o700);
-    await timed([this.bin, '--version'], { env: this.env(true, extra) });
-    for (let i = 0; i < 100 && !(await this.pid()); i++) await new Promise((r) => setTimeout(r, 100));
+    await this.stop();
+    // pid files of servers that could not remove theirs (killed): none of ours runs now
+    for (const f of await fs.readdir(this.dir))
+      if (f.endsWith('.pid')) await fs.rm(path.join(this.dir, f), { force: true });
+    // a second try: the first command may still meet a server on its way out ("R": it runs direct)
+    for (let attempt = 0; attempt < 2 && !(await this.pid()); attempt++) {
+      await timed([this.bin, '--version'], { env: this.env(true, extra) });
+      for (let i = 0; i < 50 && !(await this.pid()); i++) await new Promise((r) => setTimeout(r, 100));
+    }
     if (!(await this.pid())) throw new Error(`the vbuild server did not start (see ${this.dir}/*.log)`);
   }
 
+  /** Stops every slot's server of this dir, by pid, and waits until they are gone. */
   async stop(): Promise<void> {
-    for (const pid of await this.pids())
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        /* gone already (idle exit) */
-      }
+    await stopLeftovers(await this.pids(), this.marker);
   }
 }

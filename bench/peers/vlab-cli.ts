@@ -36,6 +36,7 @@ export class VlabCli extends VlabBase {
 
   override async setup(env: BenchEnv): Promise<void> {
     this.srv = new VbuildServer(env.repo, path.join(env.dataDir, `server-${this.name}`));
+    await this.srv.stop(); // one a killed run left, before its store is replaced
     // The one-file bundle first: without it (a fresh clone) or with sources newer than it, the bin
     // runs the sources through tsx, which would time tsx instead of what an installed vbuild starts.
     await sh(['node', path.join(env.repo, 'packages/core/scripts/bundle.mjs')], { cwd: env.repo });
