@@ -10,8 +10,8 @@ import path from 'node:path';
 import { exec } from './helpers.ts';
 
 export interface Dockerd {
-  /** Run the docker client against this daemon. */
-  docker(args: string[], opts?: { cwd?: string }): Promise<{ stdout: string; stderr: string }>;
+  /** Run the docker client against this daemon (`buildkit`: `docker build` is BuildKit, DOCKER_BUILDKIT=1). */
+  docker(args: string[], opts?: { cwd?: string; buildkit?: boolean }): Promise<{ stdout: string; stderr: string }>;
   stop(): Promise<void>;
 }
 
@@ -108,7 +108,12 @@ export async function startDockerd(): Promise<Dockerd> {
   }
   const docker = client;
   return {
-    docker: (args, opts = {}) => exec(docker, args, { env, cwd: opts.cwd, maxBuffer: 64 << 20 }),
+    docker: (args, opts = {}) =>
+      exec(docker, args, {
+        env: opts.buildkit ? { ...env, DOCKER_BUILDKIT: '1' } : env,
+        cwd: opts.cwd,
+        maxBuffer: 64 << 20,
+      }),
     stop,
   };
 }

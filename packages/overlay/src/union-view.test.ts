@@ -182,3 +182,14 @@ describe('UnionView over a layer tar', () => {
     }
   });
 });
+
+describe('UnionView of no layers (FROM scratch)', () => {
+  it('is an empty root: every path ENOENT, readdir of the root empty', async () => {
+    const u = new UnionView([]);
+    await expect(u.readFile('/etc/passwd')).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(u.stat('etc')).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(u.readdir('/etc')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await u.exists('/etc/group')).toBe(false);
+    expect(await u.readdir('/')).toEqual([]);
+  });
+});

@@ -54,6 +54,7 @@ export class UnionView {
     const L = await this.layers();
     const parts = rel.split('/').filter((c) => c && c !== '.');
     if (parts.includes('..')) throw new VlabError('E_PATH', `'..' not allowed in union paths: ${rel}`);
+    if (!L.length) return undefined; // no layers (FROM scratch): nothing is there, not even a root to stat
     let cur: Resolved = { rel: '', layer: 0, st: (await L[0].lstat(''))!, dirs: L.map((_, i) => i) };
     for (let k = 0; k < parts.length; k++) {
       const name = parts[k];
@@ -97,6 +98,7 @@ export class UnionView {
   /** Names in directory `p`, sorted; whiteouts and markers hidden. */
   async readdir(p: string): Promise<string[]> {
     const L = await this.layers();
+    if (!L.length && !p.split('/').some((c) => c && c !== '.')) return []; // an empty root
     const r = await this.resolve(p, true);
     if (!r) fsError('ENOENT', p);
     if (!r.st.isDirectory()) fsError('ENOTDIR', p);

@@ -46,6 +46,25 @@ describe('resolveUser', () => {
     expect(await resolveUser(root, spec, 'chown')).toMatchObject(want);
   });
 
+  it.each([
+    ['1000:1000', { uid: 1000, gid: 1000 }],
+    ['5', { uid: 5, gid: 5 }],
+    ['7:root', { uid: 7, gid: 0 }],
+    ['root', { uid: 0, gid: 0 }],
+  ])(
+    '--chown=%s on FROM scratch (no layers, no passwd): ids, and `root` as 0 (BuildKit llb parseUID)',
+    async (spec, want) => {
+      expect(await resolveUserInView(new UnionView([]), spec, 'chown')).toMatchObject(want);
+    },
+  );
+
+  it('--chown names that no passwd/group file resolves are E_USER_NOT_FOUND on FROM scratch', async () => {
+    for (const spec of ['bob', '1:staff', 'root:staff'])
+      await expect(resolveUserInView(new UnionView([]), spec, 'chown')).rejects.toMatchObject({
+        code: 'E_USER_NOT_FOUND',
+      });
+  });
+
   it('unknown names are E_USER_NOT_FOUND', async () => {
     await expect(resolveUser(root, 'nobody')).rejects.toMatchObject({ code: 'E_USER_NOT_FOUND' });
     await expect(resolveUser(root, 'builder:nogroup')).rejects.toMatchObject({ code: 'E_USER_NOT_FOUND' });

@@ -1,7 +1,7 @@
 /**
  * `USER` resolution against the image, Docker's rules: `name`, `uid`, `name:group`, `uid:gid`
  * (and mixes). Names must exist in the image's /etc/passwd or /etc/group (E_USER_NOT_FOUND);
- * numeric ids need not. A uid found in /etc/passwd gives the primary gid and home; supplementary
+ * numeric ids need not (nor `root` for --chown), so FROM scratch takes them. A uid found in /etc/passwd gives the primary gid and home; supplementary
  * groups are the /etc/group entries that list the user's name.
  */
 import { VlabError } from '@vlab/errors';
@@ -61,15 +61,25 @@ export async function resolveUserFrom(
 ): Promise<ResolvedUser> {
   const spec = (user ?? '').trim();
   if (spec === '') return { uid: 0, gid: 0, additionalGids: [], home: '/root' };
-  const [u, g] = spec.split(':', 2) as [string, string | undefined];
-  const passwd = parsePasswd((await read('/etc/passwd')) ?? '');
-  const groups = parseGroup((await read('/etc/group')) ?? '');
+  // COPY --chown: `root` is id 0 without any passwd file (BuildKit's llb parseUID), so FROM scratch takes it
+  const id0 = (s: string | undefined) => (rule === 'chown' && s === 'root' ? '0' : s);
+  const [u, g] = spec.split(':', 2).map(id0) as [string, string | undefined];
+  const passwdText = await read('/etc/passwd');
+  const groupText = await read('/etc/group');
+  const passwd = parsePasswd(passwdText ?? '');
+  const groups = parseGroup(groupText ?? '');
+  const hint = (file: string, text: string | undefined) =>
+    text === undefined ? ` (the image has no ${file}, as FROM scratch: give numeric ids, e.g. 1000:1000)` : '';
 
   const entry = isId(u) ? passwd.find((p) => p.uid === Number(u)) : passwd.find((p) => p.name === u);
   if (!entry && !isId(u)) {
-    throw new VlabError('E_USER_NOT_FOUND', `unable to find user ${u}: no matching entries in passwd file`, {
-      details: { user: spec },
-    });
+    throw new VlabError(
+      'E_USER_NOT_FOUND',
+      `unable to find user ${u}: no matching entries in passwd file${hint('/etc/passwd', passwdText)}`,
+      {
+        details: { user: spec },
+      },
+    );
   }
   const uid = entry ? entry.uid : Number(u);
   let gid = rule === 'chown' && isId(u) ? uid : entry ? entry.gid : 0;
@@ -78,9 +88,13 @@ export async function resolveUserFrom(
     else {
       const grp = groups.find((x) => x.name === g);
       if (!grp) {
-        throw new VlabError('E_USER_NOT_FOUND', `unable to find group ${g}: no matching entries in group file`, {
-          details: { user: spec },
-        });
+        throw new VlabError(
+          'E_USER_NOT_FOUND',
+          `unable to find group ${g}: no matching entries in group file${hint('/etc/group', groupText)}`,
+          {
+            details: { user: spec },
+          },
+        );
       }
       gid = grp.gid;
     }
