@@ -166,6 +166,31 @@ describe('COPY sources', () => {
     expect((await ctx.select('up')).roots[0]!.abs).toBe(path.join(dir, 'in.txt'));
   });
 
+  it('a symlink at the top, on the way or matched by a wildcard is followed, and its target is what the checksum reads', async () => {
+    await write(['d/a', 'd/s/b']);
+    await fsp.symlink('d/', path.join(dir, 'link'));
+    await fsp.symlink('/d/s', path.join(dir, 'mid'));
+    const ctx = await BuildContext.open(dir, new FileHashCache());
+    const pick = async (p: string) => (await ctx.select(p)).roots.map((r) => [r.rel, r.content, r.type]);
+    expect(await pick('link')).toEqual([['link', 'd', 'dir']]);
+    expect(await pick('link/s/b')).toEqual([['link/s/b', 'd/s/b', 'file']]);
+    expect(await pick('mid/b')).toEqual([['mid/b', 'd/s/b', 'file']]);
+    expect(await pick('li*')).toEqual([['link', 'd', 'dir']]);
+    expect(await pick('link/*')).toEqual([
+      ['link/a', 'd/a', 'file'],
+      ['link/s', 'd/s', 'dir'],
+    ]);
+    const sum = async () => {
+      const c = await BuildContext.open(dir, new FileHashCache());
+      const { digest, files } = await c.checksum([await c.select('link')]);
+      return { digest, paths: [...files.entries()].map(([p]) => p) };
+    };
+    const s0 = await sum();
+    expect(s0.paths).toEqual(['d/a', 'd/s', 'd/s/b', 'link']);
+    await fsp.writeFile(path.join(dir, 'd/s/b'), 'changed');
+    expect((await sum()).digest).not.toBe(s0.digest);
+  });
+
   it('the checksum changes with content and mode, not with mtime alone', async () => {
     await write(['d/a', 'd/b']);
     const sum = async () => {

@@ -18,7 +18,7 @@ export interface ContextEntry {
   /** Path relative to the context root, '/'-separated, no leading './'. */
   rel: string;
   abs: string;
-  /** `abs` relative to the context root: `rel` itself, or what a top-level symlink points to. */
+  /** `abs` relative to the context root: `rel` itself, or what `rel` resolves to through symlinks (in the context). */
   content: string;
   type: 'file' | 'dir' | 'symlink';
   stats: StatLike;
@@ -137,11 +137,23 @@ export class BuildContext {
       const st = await fsp.lstat(this.root);
       roots.push({ rel: '', abs: this.root, content: '', type: 'dir', stats: st });
     } else if (/[*?[]/.test(clean)) {
-      const matches = compileGlob(clean);
-      for (let i = 0; i < t.length; i++) if (matches(t.rels[i]!)) roots.push(this.entry(t, i));
+      // BuildKit (fsutil ResolveWildcards): the components before the first wildcard are resolved
+      // in the context, the rest is matched below that, and a match that is a symlink is followed.
+      const parts = clean.split('/');
+      const at = parts.findIndex((c) => /[*?[]/.test(c));
+      const prefix = parts.slice(0, at).join('/');
+      const base = prefix ? (await this.resolve(prefix))?.content : '';
+      const matches = compileGlob(parts.slice(at).join('/'));
+      const [lo, hi] = base === undefined ? [0, 0] : t.under(base);
+      for (let i = lo; i < hi; i++) {
+        const sub = base ? t.rels[i]!.slice(base.length + 1) : t.rels[i]!;
+        if (!matches(sub)) continue;
+        const rel = prefix ? `${prefix}/${sub}` : sub;
+        roots.push(typeOf(t.mode(i)) === 'symlink' ? (await this.resolve(rel))! : { ...this.entry(t, i), rel });
+      }
     } else {
-      const i = t.find(clean);
-      if (i >= 0) roots.push(await this.followTopLevel(this.entry(t, i)));
+      const e = await this.resolve(clean);
+      if (e) roots.push(e);
     }
     if (roots.length === 0) {
       throw new VlabError(
@@ -155,7 +167,7 @@ export class BuildContext {
   /** The table and the index range of the entries under a directory root, in sorted order (the root itself not in it). */
   async subtree(root: ContextEntry): Promise<{ table: EntryTable; lo: number; hi: number }> {
     const table = await this.walk();
-    const [lo, hi] = table.under(root.rel);
+    const [lo, hi] = table.under(root.content);
     return { table, lo, hi };
   }
 
@@ -173,7 +185,7 @@ export class BuildContext {
     const t = await this.walk();
     for (const sel of selections) {
       for (const root of sel.roots) {
-        const [lo, hi] = root.type === 'dir' ? t.under(root.rel) : [0, 0];
+        const [lo, hi] = root.type === 'dir' ? t.under(root.content) : [0, 0];
         // Files whose hash is remembered cost no I/O: done here, synchronously. The rest (big
         // files, symlinks) read in bounded parallel: enough to overlap reads, far from EMFILE.
         // Small files not yet hashed are read synchronously too, yielding to the event loop now and then.
@@ -189,7 +201,7 @@ export class BuildContext {
         let slice = Date.now();
         for (let i = lo; i < hi; i++) {
           const rel = t.rels[i]!;
-          if (exclude.length && excluded(relativeTo(root.rel, rel))) continue;
+          if (exclude.length && excluded(relativeTo(root.content, rel))) continue;
           const mode = t.mode(i);
           const type = typeOf(mode)!;
           const hash =
@@ -218,28 +230,31 @@ export class BuildContext {
   }
 
   /**
-   * A top-level source that is a symlink is followed inside the context: the one rule of BuildKit
-   * (its context is a root symlinks cannot leave) and of our bind mounts (bind-source.ts), so
-   * `link -> /etc/passwd` means `<context>/etc/passwd`. A link whose target is not there is
-   * E_CONTEXT_ESCAPE when it pointed out of the context, E_COPY_SOURCE otherwise.
+   * The entry a source path names (`rel` as written, `content` what it resolves to), or undefined
+   * when nothing is there. Symlinks on the way and at the end are followed inside the context: the
+   * one rule of BuildKit (fs.RootPath: its context is a root symlinks cannot leave) and of our bind
+   * mounts (bind-source.ts), so `link -> /etc/passwd` means `<context>/etc/passwd`. A link whose
+   * target is not there is E_CONTEXT_ESCAPE when it pointed out of the context, E_COPY_SOURCE otherwise.
    */
-  private async followTopLevel(e: ContextEntry): Promise<ContextEntry> {
-    if (e.type !== 'symlink') return e;
-    const rel = path.relative(this.root, await resolveInRoot(this.root, e.rel));
+  private async resolve(rel: string): Promise<ContextEntry | undefined> {
     const t = await this.walk();
-    const i = rel ? t.find(rel) : -1;
-    if (i >= 0) return { ...this.entry(t, i), rel: e.rel };
-    const real = await fsp.realpath(e.abs).catch(() => undefined);
+    const at = t.find(rel);
+    if (at >= 0 && typeOf(t.mode(at)) !== 'symlink') return this.entry(t, at);
+    const target = path.relative(this.root, await resolveInRoot(this.root, rel));
+    if (at < 0 && target === rel) return undefined; // no link on the way: simply not there
+    const i = target ? t.find(target) : -1;
+    if (i >= 0) return { ...this.entry(t, i), rel };
+    const real = await fsp.realpath(this.abs(rel)).catch(() => undefined);
     const rootReal = await fsp.realpath(this.root);
     if (!real || (real !== rootReal && !real.startsWith(`${rootReal}/`))) {
       throw new VlabError(
         'E_CONTEXT_ESCAPE',
-        `COPY source "${e.rel}" is a symlink that leaves the build context; links are resolved inside the context (as BuildKit does), where "${rel || '/'}" does not exist`,
+        `COPY source "${rel}" is a symlink that leaves the build context; links are resolved inside the context (as BuildKit does), where "${target || '/'}" does not exist`,
       );
     }
     throw new VlabError(
       'E_COPY_SOURCE',
-      `COPY source "${e.rel}" points to "${rel || '.'}", which is excluded or missing`,
+      `COPY source "${rel}" points to "${target || '.'}", which is excluded or missing`,
     );
   }
 }

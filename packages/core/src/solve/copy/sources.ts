@@ -83,6 +83,11 @@ export async function contextRoots(s: BuildSession, inst: CopyInstruction): Prom
       }
       if (root.type === 'dir') {
         const head: CopyItem[] = [];
+        if (inst.parents && root.rel !== root.content)
+          throw new VlabError(
+            'E_UNSUPPORTED',
+            `${inst.kind} --parents ${root.rel}: a directory source reached through a symlink (to ${root.content || '.'}) is not supported with --parents; name the directory itself`,
+          );
         if (inst.parents && root.rel) {
           // --parents keeps the source's path: its parent dirs are recreated under dest, as the context has them.
           for (const rel of root.rel.split('/').map((_, i, a) => a.slice(0, i + 1).join('/'))) {
@@ -90,11 +95,12 @@ export async function contextRoots(s: BuildSession, inst: CopyInstruction): Prom
             head.push({ src, rel, stats: await fsp.lstat(src) });
           }
         }
-        const cut = inst.parents || !root.rel ? 0 : root.rel.length + 1;
+        // the entries are the table's, under what the source resolved to (a symlink's target)
+        const cut = inst.parents || !root.content ? 0 : root.content.length + 1;
         const { table, lo, hi } = await s.context.subtree(root);
         const index: number[] = [];
         for (let i = lo; i < hi; i++)
-          if (!inst.exclude.length || !excluded(relativeTo(root.rel, table.rels[i]!))) index.push(i);
+          if (!inst.exclude.length || !excluded(relativeTo(root.content, table.rels[i]!))) index.push(i);
         roots.push({ kind: 'tree', head, tree: { context: s.context, table, cut }, index: Uint32Array.from(index) });
       } else if (!excluded(path.posix.basename(root.rel))) {
         const name = inst.parents ? root.rel : path.posix.basename(root.rel);
@@ -135,5 +141,13 @@ async function matchInRoot(
   const matches = compileGlob(base);
   const names = (await fsp.readdir(hostDir).catch(() => [] as string[])).filter(matches).sort();
   if (!names.length) throw new VlabError('E_COPY_SOURCE', `${inst.kind} --from=${inst.from}: no match for ${pattern}`);
-  return names.map((n) => ({ host: path.join(hostDir, n), name: n }));
+  // a match that is a symlink is followed, in the stage's root (as a path without wildcards is)
+  return Promise.all(
+    names.map(async (n) => {
+      const host = await resolveInRoot(root, path.posix.join(dir, n));
+      if (!(await fsp.lstat(host).catch(() => undefined)))
+        throw new VlabError('E_COPY_SOURCE', `${inst.kind} --from=${inst.from}: ${n} is a symlink to nothing`);
+      return { host, name: n };
+    }),
+  );
 }
