@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { VlabError } from '@vlab/errors';
+import { hostPath } from './fsname.ts';
 
 const {
   O_RDONLY,
@@ -48,7 +49,7 @@ export class InRootDirs {
     const parent = this.dir(parts.slice(0, -1));
     let fd: number;
     try {
-      fd = fs.openSync(atFd(parent, parts[parts.length - 1]), FLAGS);
+      fd = fs.openSync(hostPath(atFd(parent, parts[parts.length - 1])), FLAGS);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENOENT') {

@@ -21,6 +21,7 @@ export {
   overlayMountArgs,
 } from './mount.ts';
 export { nativeHelper, holdEventLoop, isalAddon } from './native.ts';
+export { hasEscapes, hostPath, nameBytes, nameFromBytes, readlinkName } from './fsname.ts';
 export { InRootDirs, atFd } from './in-root.ts';
 export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
 export { writeLayer, hashingStream, type Compression, type LayerWritten } from './layer/digest.ts';

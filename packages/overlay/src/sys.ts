@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { VlabError } from '@vlab/errors';
 import { nativeHelper } from './native.ts';
+import { nameBytes, nameFromBytes } from './fsname.ts';
 import { sysServer } from './sys-server.ts';
 
 export interface RunResult {
@@ -82,7 +83,7 @@ export function isRealRoot(): boolean {
 }
 
 function unescape(s: string): string {
-  // getfattr escapes names as \ooo octal and \\ — decode back to raw bytes, read as UTF-8
+  // getfattr escapes names as \ooo octal and \\ — decode back to raw bytes, a name of them (fsname.ts)
   const bytes: number[] = [];
   for (let i = 0; i < s.length; i++) {
     if (s[i] === '\\' && s[i + 1] === '\\') {
@@ -93,12 +94,12 @@ function unescape(s: string): string {
       i += 3;
     } else bytes.push(...Buffer.from(s[i], 'utf8'));
   }
-  return Buffer.from(bytes).toString('utf8');
+  return nameFromBytes(Buffer.from(bytes));
 }
 
 function escape(p: string): string {
   // setfattr --restore decodes only octal escapes: a backslash must be written as \134 too.
-  return [...Buffer.from(p)]
+  return [...nameBytes(p)]
     .map((c) =>
       c <= 32 || c >= 127 || c === 61 || c === 92 ? `\\${c.toString(8).padStart(3, '0')}` : String.fromCharCode(c),
     )
@@ -211,7 +212,7 @@ function makedev(major: number, minor: number): bigint {
 export async function makeNodesInRoot(root: string, owners: boolean, items: NodeItem[]): Promise<boolean> {
   const helper = sysHelper();
   if (!helper) return false;
-  const hex = (s: string | Buffer) => Buffer.from(s).toString('hex');
+  const hex = (s: string | Buffer) => (typeof s === 'string' ? nameBytes(s) : s).toString('hex'); // names as bytes
   const spec = items
     .map((it) => {
       if (it.kind === 'node')

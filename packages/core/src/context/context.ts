@@ -1,6 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
+import { readlinkName } from '@vlab/overlay';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
@@ -217,7 +218,7 @@ export class BuildContext {
           await Promise.all(
             rest.slice(i, i + HASH_BATCH).map(async (e) => {
               const content =
-                e.type === 'file' ? await this.hashes.hash(this.root, e.content, e.stats) : await fsp.readlink(e.abs);
+                e.type === 'file' ? await this.hashes.hash(this.root, e.content, e.stats) : readlinkName(e.abs);
               files.add(e.rel || '.', e.type, e.stats.mode, content);
             }),
           );

@@ -6,6 +6,7 @@
  * each: 30 MB at 200,000 files). Paths are the walk's own strings.
  */
 import { createHash } from 'node:crypto';
+import { hasEscapes, nameBytes } from '@vlab/overlay';
 import type { FileList } from '../cache/types.ts';
 
 const HASH = 32;
@@ -89,7 +90,10 @@ export class FileDigests implements FileList {
   /** sha256 of every `path\0value\0` in path order: the checksum's digest. */
   digest(): string {
     const h = createHash('sha256');
-    for (const [k, v] of this.entries()) h.update(`${k}\0${v}\0`);
+    for (const [k, v] of this.entries()) {
+      const line = `${k}\0${v}\0`;
+      h.update(hasEscapes(line) ? nameBytes(line) : line); // a name that is not UTF-8: its bytes
+    }
     return `sha256:${h.digest('hex')}`;
   }
 

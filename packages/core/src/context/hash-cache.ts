@@ -4,6 +4,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
+import { hasEscapes, hostPath, nameBytes, nameFromBytes } from '@vlab/overlay';
 import type { StatLike } from './walk.ts';
 
 /** Files up to this size are read in one call; larger ones are streamed (never whole in memory). */
@@ -25,7 +26,7 @@ const HASH_AT = 32;
 const CHUNK_BITS = 12;
 const CHUNK = 1 << CHUNK_BITS;
 
-async function hashStream(file: string): Promise<string> {
+async function hashStream(file: string | Buffer): Promise<string> {
   const h = createHash('sha256');
   await pipeline(
     fs.createReadStream(file, { highWaterMark: 1 << 20 }),
@@ -85,7 +86,7 @@ export class FileHashCache {
     const str = (off: number): [string, number] | undefined => {
       if (off + 4 > b.length) return undefined;
       const end = off + 4 + b.readUInt32LE(off);
-      return end > b.length ? undefined : [b.toString('utf8', off + 4, end), end];
+      return end > b.length ? undefined : [nameFromBytes(b, off + 4, end), end];
     };
     for (let off = MAGIC.length; off < b.length;) {
       const root = str(off);
@@ -155,7 +156,7 @@ export class FileHashCache {
   async hash(root: string, rel: string, st: StatLike): Promise<string> {
     const known = this.peek(root, rel, st);
     if (known !== undefined) return known;
-    const absPath = `${root === '/' ? '' : root}/${rel}`;
+    const absPath = hostPath(`${root === '/' ? '' : root}/${rel}`);
     const hash =
       st.size <= SMALL_FILE
         ? createHash('sha256')
@@ -174,7 +175,7 @@ export class FileHashCache {
   hashSync(root: string, rel: string, st: StatLike): string | undefined {
     const known = this.peek(root, rel, st);
     if (known !== undefined || st.size > SYNC_FILE) return known;
-    const fd = fs.openSync(`${root === '/' ? '' : root}/${rel}`, 'r');
+    const fd = fs.openSync(hostPath(`${root === '/' ? '' : root}/${rel}`), 'r');
     let hash: string;
     try {
       // One read for a file that fits (a one-shot hash: no Hash object per file); one grown
@@ -216,10 +217,11 @@ export class FileHashCache {
       off = out.writeUInt32LE(left, off);
       for (const [rel, slot] of slots) {
         if (left-- === 0) break;
-        const len = Buffer.byteLength(rel);
+        const raw = hasEscapes(rel) ? nameBytes(rel) : undefined; // a name that is not UTF-8: its bytes
+        const len = raw ? raw.length : Buffer.byteLength(rel);
         if (full(4 + len + RECORD)) yield next(4 + len + RECORD);
         off = out.writeUInt32LE(len, off);
-        off += out.write(rel, off);
+        off += raw ? raw.copy(out, off) : out.write(rel, off);
         const at = (slot & (CHUNK - 1)) * RECORD;
         off += this.chunks[slot >>> CHUNK_BITS]!.copy(out, off, at, at + RECORD);
       }

@@ -32,6 +32,9 @@ async function tree(): Promise<void> {
   await fsp.writeFile(path.join(dir, 'a/b/c/deep.txt'), 'deep');
   await fsp.writeFile(path.join(dir, 'a-b'), 'sibling sorting before a/');
   await fsp.writeFile(path.join(dir, 'ünï cödé 🎉.txt'), 'names as UTF-8');
+  // names that are not UTF-8: their bytes kept (a lone surrogate per such byte, fsname.ts)
+  fs.mkdirSync(Buffer.from(`${dir}/d\xfe`, 'latin1'));
+  fs.writeFileSync(Buffer.from(`${dir}/d\xfe/n\xff`, 'latin1'), 'bytes');
   await fsp.symlink('/etc/passwd', path.join(dir, 'link')); // not followed
   await fsp.symlink('a', path.join(dir, 'dirlink'));
   await fsp.link(path.join(dir, 'a-b'), path.join(dir, 'hard'));
@@ -50,6 +53,7 @@ describe('context walk', () => {
       const js = listOf(await walkTreeJs(dir));
       expect(table(native)).toEqual(table(js));
       expect(native.map((e) => e.rel)).toContain('ünï cödé 🎉.txt');
+      expect(native.map((e) => e.rel)).toContain('d\udcfe/n\udcff');
       const ab = native.find((e) => e.rel === 'a-b')!.stats;
       expect([ab.mtimeMs, ab.ctimeMs]).toEqual([
         fs.lstatSync(path.join(dir, 'a-b')).mtimeMs,

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fg, { type Entry } from 'fast-glob';
 import { VlabError } from '@vlab/errors';
-import { nativeHelper } from '@vlab/overlay';
+import { hostPath, nameFromBytes, nativeHelper } from '@vlab/overlay';
 import { EntryTableBuilder } from './entry-table.ts';
 
 export { EntryStat, type StatLike } from './stat.ts';
@@ -49,7 +49,7 @@ function walkNative(helper: string, root: string, signal?: AbortSignal): Promise
         const len = b.readUInt32LE(off);
         const end = off + 4 + len + FIXED;
         if (end > b.length) break;
-        const rel = b.toString('utf8', off + 4, off + 4 + len);
+        const rel = nameFromBytes(b, off + 4, off + 4 + len); // a name that is not UTF-8 keeps its bytes
         const at = off + 4 + len;
         const f = (i: number) => b.readDoubleLE(at + i * 8);
         out.addNumbers(
@@ -94,6 +94,33 @@ function walkNative(helper: string, root: string, signal?: AbortSignal): Promise
   });
 }
 
+type Done<T> = (e: NodeJS.ErrnoException | null, v: T) => void;
+/** Dirents' names (or plain names) of readdir with 'buffer' encoding, as names (fsname.ts). */
+const named = (list: (Buffer | fs.Dirent<Buffer>)[]) =>
+  list.map((d) => (Buffer.isBuffer(d) ? nameFromBytes(d) : Object.assign(d, { name: nameFromBytes(d.name) })));
+/**
+ * fast-glob's file system: names read as bytes and paths handed back as bytes, so a name that is
+ * not UTF-8 is walked as itself (plain fs decodes it to U+FFFD, and its lstat fails).
+ */
+const bytesFs = {
+  lstat: (p: string, cb: Done<fs.Stats>) => fs.lstat(hostPath(p), cb),
+  stat: (p: string, cb: Done<fs.Stats>) => fs.stat(hostPath(p), cb),
+  lstatSync: (p: string) => fs.lstatSync(hostPath(p)),
+  statSync: (p: string) => fs.statSync(hostPath(p)),
+  readdir: (p: string, o: { withFileTypes?: boolean } | Done<unknown>, cb?: Done<unknown>) => {
+    const done = (typeof o === 'function' ? o : cb)!;
+    if (typeof o === 'object' && o.withFileTypes)
+      fs.readdir(hostPath(p), { withFileTypes: true, encoding: 'buffer' }, (e, l) => done(e, e ? [] : named(l)));
+    else fs.readdir(hostPath(p), 'buffer', (e, l) => done(e, e ? [] : named(l)));
+  },
+  readdirSync: (p: string, o: { withFileTypes?: boolean } = {}) =>
+    named(
+      o.withFileTypes
+        ? fs.readdirSync(hostPath(p), { withFileTypes: true, encoding: 'buffer' })
+        : fs.readdirSync(hostPath(p), 'buffer'),
+    ),
+};
+
 /**
  * walkTree without the helper: fast-glob's stream (lstat per entry, symlinks not followed; an entry
  * removed while walked is left out, as fast-glob drops ENOENT), each entry's numbers copied into
@@ -118,6 +145,7 @@ export async function walkTreeJs(root: string, signal?: AbortSignal): Promise<En
     stats: true,
     objectMode: true,
     unique: false,
+    fs: bytesFs as never, // Dirents of Buffer names renamed: the shape fast-glob reads, not its declared type
   }) as AsyncIterable<Entry>;
   try {
     for await (const e of entries) {

@@ -5,9 +5,10 @@
  * no in-root resolution uses node:fs/promises directly.
  */
 import fsp from 'node:fs/promises';
-import { lstatSync, readlinkSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
+import { hostPath, readlinkName } from '@vlab/overlay';
 
 /** What path resolution reads of a tree: an lstat (undefined when absent) and a readlink. */
 export interface TreeLinks {
@@ -61,12 +62,12 @@ export async function resolveInRoot(root: string, p: string, followLast = true):
   const tree: TreeLinks = {
     lstat: async (q) => {
       try {
-        return lstatSync(host(q), { throwIfNoEntry: false });
+        return lstatSync(hostPath(host(q)), { throwIfNoEntry: false });
       } catch {
         return undefined;
       }
     },
-    readlink: async (q) => readlinkSync(host(q)),
+    readlink: async (q) => readlinkName(host(q)),
   };
   return path.join(root, await resolveIn(tree, p, followLast));
 }

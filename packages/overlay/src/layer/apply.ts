@@ -20,6 +20,7 @@ import type { WhiteoutMode } from '../types.ts';
 import { ByteReader, readTar, type TarEntry, type ReadLimits } from './tar-format.ts';
 import { Pending } from './pending.ts';
 import { isRealRoot } from '../sys.ts';
+import { hostPath, nameFromBytes } from '../fsname.ts';
 
 export interface ApplyOptions extends ReadLimits {
   whiteouts: WhiteoutMode;
@@ -54,7 +55,7 @@ export function cleanPath(name: string): string[] {
 const BATCH = 64;
 const SMALL = 256 * 1024;
 
-function lstatOrUndef(p: string) {
+function lstatOrUndef(p: string | Buffer) {
   try {
     return fsync.lstatSync(p);
   } catch (e) {
@@ -75,8 +76,9 @@ class Applier {
     this.opaque = opts.opaqueXattr ?? (this.root ? 'trusted.overlay.opaque' : 'user.overlay.opaque');
   }
 
-  private abs(parts: readonly string[]): string {
-    return path.join(this.dir, ...parts);
+  /** The host path of `parts`, as bytes when a name is not UTF-8 (fsname.ts). */
+  private abs(parts: readonly string[]): string | Buffer {
+    return hostPath(path.join(this.dir, ...parts));
   }
 
   /**
@@ -93,7 +95,7 @@ class Applier {
       if (st?.isDirectory()) continue;
       if (st?.isSymbolicLink()) {
         if (hops > 40) unsafe('too many symlinks', name);
-        const target = fsync.readlinkSync(p);
+        const target = nameFromBytes(fsync.readlinkSync(p, 'buffer'));
         const joined: string[] = target.startsWith('/') ? [] : cur.slice(0, -1);
         for (const c of target.split('/')) {
           if (c === '' || c === '.') continue;
@@ -180,7 +182,7 @@ class Applier {
       }
       case 'symlink': {
         this.clear(real, false);
-        fsync.symlinkSync(h.linkname, abs);
+        fsync.symlinkSync(hostPath(h.linkname), abs);
         if (this.root) fsync.lchownSync(abs, h.uid, h.gid);
         fsync.lutimesSync(abs, h.mtime, h.mtime);
         this.collectXattrs(real, h);
@@ -219,7 +221,7 @@ class Applier {
       if (this.opts.whiteouts === 'overlay') {
         this.pending.xattr(parent, this.opaque, Buffer.from('y'));
       } else {
-        for (const n of fsync.readdirSync(this.abs(parent))) {
+        for (const n of fsync.readdirSync(this.abs(parent), 'buffer').map((b) => nameFromBytes(b))) {
           if (!this.created.has([...parent, n].join('/'))) this.clear([...parent, n], false);
         }
       }

@@ -9,7 +9,8 @@
  * Files copied up but unchanged still appear (as Docker does); dirs that are only copied up do not.
  */
 import { isLayerXattr } from './xattr-rule.ts';
-import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { lstatSync as lstatPath, readdirSync as readdirPath, type Stats } from 'node:fs';
+import { hostPath, nameBytes, nameFromBytes, readlinkName } from '../fsname.ts';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { VlabError } from '@vlab/errors';
@@ -38,8 +39,13 @@ const OPAQUE = ['trusted.overlay.opaque', 'user.overlay.opaque'];
 const UNSUPPORTED = /^(trusted|user)\.overlay\.(redirect|metacopy)$/;
 /** xattrs never carried in a layer: overlay's own bookkeeping and host security labels. */
 
+// File names are bytes (fsname.ts): a name that is not UTF-8 is read, found and sorted by its bytes.
+const lstatSync = (p: string) => lstatPath(hostPath(p));
+const readdirSync = (p: string) => readdirPath(hostPath(p), 'buffer').map((b) => nameFromBytes(b));
+const readlinkSync = readlinkName;
+
 function sortNames(names: string[]): string[] {
-  return names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  return names.sort((a, b) => Buffer.compare(nameBytes(a), nameBytes(b)));
 }
 
 function typeOf(st: Stats): EntryType | undefined {

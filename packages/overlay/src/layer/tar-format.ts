@@ -7,6 +7,7 @@
  * tar-stream is still used by the tests to build hostile archives.
  */
 import { VlabError } from '@vlab/errors';
+import { nameBytes, nameFromBytes } from '../fsname.ts';
 
 export type EntryType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
@@ -75,7 +76,7 @@ function ustar(name: Buffer, h: TarEntry, typeflag: string, size: number): Buffe
   }
   if (!octal(b, 136, 12, h.mtime)) octal(b, 136, 12, 0);
   b.write(typeflag, 156, 'ascii');
-  const link = Buffer.from(h.linkname ?? '');
+  const link = nameBytes(h.linkname ?? '');
   link.copy(b, 157, 0, Math.min(100, link.length));
   b.write('ustar\u000000', 257, 'binary');
   if (h.type === 'char' || h.type === 'block') {
@@ -101,8 +102,8 @@ const TYPEFLAG: Record<EntryType, string> = {
 
 /** Header block(s) for one entry: a PAX extended header first when a field does not fit ustar. */
 export function encodeHeader(h: TarEntry): Buffer {
-  const name = Buffer.from(h.name);
-  const link = Buffer.from(h.linkname ?? '');
+  const name = nameBytes(h.name);
+  const link = nameBytes(h.linkname ?? '');
   const ascii = (b: Buffer) => b.every((c) => c > 0 && c < 0x80);
   const recs: Buffer[] = [];
   if (name.length > 100 || !ascii(name)) recs.push(paxRecord('path', name));
@@ -168,7 +169,7 @@ function numeric(b: Buffer, off: number, len: number, field: string): number {
 function cstr(b: Buffer, off: number, len: number): string {
   const f = b.subarray(off, off + len);
   const z = f.indexOf(0);
-  return f.subarray(0, z < 0 ? len : z).toString('utf8');
+  return nameFromBytes(f, 0, z < 0 ? len : z);
 }
 
 // The PAX keys a layer entry uses; any other record is checked for framing and dropped.
@@ -338,8 +339,12 @@ export async function* readTar(r: ByteReader, limits: ReadLimits = {}): AsyncGen
       if (!Number.isFinite(n) || n < 0 || !/^[0-9]+(\.[0-9]*)?$/.test(v)) bad(`bad PAX ${k}: ${v}`);
       return n;
     };
-    name = str('path') ?? name;
-    linkname = str('linkpath') ?? linkname;
+    const named = (k: string) => {
+      const v = all.get(k);
+      return v === undefined ? undefined : nameFromBytes(v);
+    };
+    name = named('path') ?? name;
+    linkname = named('linkpath') ?? linkname;
     size = num('size') ?? size;
     if ([...all.keys()].some((k) => k.startsWith('GNU.sparse'))) {
       throw new VlabError('E_LAYER_UNSUPPORTED', `sparse tar entry ${name} is not supported in layers`);

@@ -9,6 +9,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { VlabError } from '@vlab/errors';
 import { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry } from './tar-format.ts';
 import { whiteoutHeader } from './tar-write.ts';
+import { hostPath } from '../fsname.ts';
 
 /** Above this size a file is checked for growth after its bytes are read (as the streamed path does). */
 const SMALL = 256 * 1024;
@@ -30,7 +31,7 @@ export class TarSink {
   async entry(h: TarEntry, file?: string): Promise<void> {
     this.put(encodeHeader(h));
     if (h.type !== 'file' || h.size === 0 || file === undefined) return;
-    const fd = openSync(file, 'r');
+    const fd = openSync(hostPath(file), 'r');
     let n = 0;
     try {
       let breathed = 0;

@@ -4,6 +4,7 @@
  * encoding whichever way its layer is made.
  */
 import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
+import { hostPath } from '../fsname.ts';
 import { Readable } from 'node:stream';
 import { VlabError } from '@vlab/errors';
 import { bareEntry, encodeHeader, padding, END_OF_ARCHIVE, type TarEntry } from './tar-format.ts';
@@ -39,7 +40,7 @@ export async function* tarEntryBytes(h: TarEntry, file?: string): AsyncGenerator
   if (h.type !== 'file' || h.size === 0 || file === undefined) return;
   let n = 0;
   if (h.size <= SMALL) {
-    const fd = openSync(file, 'r');
+    const fd = openSync(hostPath(file), 'r');
     try {
       const b = slabSlice(h.size + padding(h.size));
       while (n < h.size) {
@@ -56,7 +57,7 @@ export async function* tarEntryBytes(h: TarEntry, file?: string): AsyncGenerator
       closeSync(fd);
     }
   } else {
-    for await (const c of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    for await (const c of createReadStream(hostPath(file), { highWaterMark: 1 << 20 })) {
       const b = c as Buffer;
       const take = Math.min(b.length, h.size - n);
       if (take > 0) yield take === b.length ? b : b.subarray(0, take);

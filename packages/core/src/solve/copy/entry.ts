@@ -2,9 +2,9 @@
  * One COPY plan entry: what a source item becomes in the layer (its metadata after --chown,
  * --chmod and the owner rule), and the layer order entries are sorted in.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
+import { readlinkName } from '@vlab/overlay';
 import type { CopyItem, Owner } from '../ops/copy.ts';
 import type { StatLike } from '../../context/walk.ts';
 
@@ -101,7 +101,7 @@ export function entryOfItem(
   else if (st.isSymbolicLink()) {
     d.type = 'symlink';
     d.mode = 0o777;
-    d.linkname = fs.readlinkSync(item.src);
+    d.linkname = readlinkName(item.src);
   } else if (st.isFile()) {
     d.size = st.size;
     d.source = item.src;

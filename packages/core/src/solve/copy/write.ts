@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { hostPath } from '@vlab/overlay';
 import { mkdirInRoot, resolveInRoot } from '../../fsutil/in-root.ts';
 import { extractArchive } from '../ops/add.ts';
 import type { CopyPlan } from './plan.ts';
@@ -15,7 +16,7 @@ const BIG_FILE = 1 << 20;
 const BATCH = 128;
 const breathe = () => new Promise<void>((r) => setImmediate(r));
 
-function lstatOrUndefined(p: string): fs.Stats | undefined {
+function lstatOrUndefined(p: string | Buffer): fs.Stats | undefined {
   try {
     return fs.lstatSync(p);
   } catch {
@@ -37,7 +38,7 @@ export async function writeCopyInto(rootfs: string, plan: CopyPlan): Promise<voi
     const dir = hostDirs.get(parent) ?? (await resolveInRoot(rootfs, parent));
     return path.join(dir, path.posix.basename(p));
   };
-  const dirs: { host: string; mtime: number }[] = [];
+  const dirs: { host: string | Buffer; mtime: number }[] = [];
   let n = 0;
   for (const e of plan.entries) {
     if (++n % BATCH === 0) await breathe();
@@ -46,30 +47,31 @@ export async function writeCopyInto(rootfs: string, plan: CopyPlan): Promise<voi
       continue;
     }
     const host = await hostOf(e.path);
-    const existing = lstatOrUndefined(host);
+    const at = hostPath(host); // a name that is not UTF-8: its bytes
+    const existing = lstatOrUndefined(at);
     if (e.type === 'dir') {
-      if (existing && !existing.isDirectory()) fs.rmSync(host, { recursive: true, force: true });
-      if (!existing?.isDirectory()) fs.mkdirSync(host);
+      if (existing && !existing.isDirectory()) fs.rmSync(at, { recursive: true, force: true });
+      if (!existing?.isDirectory()) fs.mkdirSync(at);
       hostDirs.set(e.path, host);
-      fs.chownSync(host, e.uid, e.gid);
-      fs.chmodSync(host, e.mode);
-      dirs.push({ host, mtime: e.mtime });
+      fs.chownSync(at, e.uid, e.gid);
+      fs.chmodSync(at, e.mode);
+      dirs.push({ host: at, mtime: e.mtime });
       continue;
     }
-    if (existing) fs.rmSync(host, { recursive: true, force: true });
+    if (existing) fs.rmSync(at, { recursive: true, force: true });
     if (e.type === 'symlink') {
-      fs.symlinkSync(e.linkname, host);
-      fs.lchownSync(host, e.uid, e.gid);
-      fs.lutimesSync(host, e.mtime, e.mtime);
+      fs.symlinkSync(hostPath(e.linkname), at);
+      fs.lchownSync(at, e.uid, e.gid);
+      fs.lutimesSync(at, e.mtime, e.mtime);
     } else if (e.type === 'link') {
-      fs.linkSync(await hostOf(e.linkname), host);
+      fs.linkSync(hostPath(await hostOf(e.linkname)), at);
     } else {
-      if (e.size > BIG_FILE) await fsp.copyFile(e.source!, host);
-      else fs.copyFileSync(e.source!, host);
+      if (e.size > BIG_FILE) await fsp.copyFile(hostPath(e.source!), at);
+      else fs.copyFileSync(hostPath(e.source!), at);
       // chown before chmod: chown clears setuid/setgid bits
-      fs.chownSync(host, e.uid, e.gid);
-      fs.chmodSync(host, e.mode);
-      fs.utimesSync(host, e.mtime, e.mtime);
+      fs.chownSync(at, e.uid, e.gid);
+      fs.chmodSync(at, e.mode);
+      fs.utimesSync(at, e.mtime, e.mtime);
     }
   }
   for (const x of plan.extracts) await extractArchive(x.archive, x.format, await mkdirInRoot(rootfs, x.dest));
