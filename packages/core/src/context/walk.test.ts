@@ -102,6 +102,23 @@ describe('FileHashCache (binary, keyed by path, size, mtime, ctime, inode)', () 
     expect(again.hashSync(dir, 'f.txt', st2)).not.toBe(h);
   });
 
+  it('names that are not UTF-8 are read, saved and loaded as their bytes: 0xfe and 0xff stay apart', async () => {
+    const name = (b: number) => `n${String.fromCharCode(0xdc00 + b)}`; // the walk's name of "n" + byte b
+    fs.writeFileSync(Buffer.from(`${dir}/n\xfe`, 'latin1'), 'fe');
+    fs.writeFileSync(Buffer.from(`${dir}/n\xff`, 'latin1'), 'ff');
+    const file = path.join(dir, 'cache', 'filehash.bin');
+    const c = new FileHashCache(file);
+    const st = (b: number) => fs.lstatSync(Buffer.from(`${dir}/n${String.fromCharCode(b)}`, 'latin1'));
+    const fe = c.hashSync(dir, name(0xfe), st(0xfe));
+    const ff = await c.hash(dir, name(0xff), st(0xff));
+    expect(fe).not.toBe(ff);
+    await c.save();
+    fs.utimesSync(file, 1e9, 1e9); // not the file this process wrote: read back from its bytes
+    const loaded = await FileHashCache.load(file);
+    expect(loaded).not.toBe(c);
+    expect([loaded.known(dir, name(0xfe), st(0xfe)), loaded.known(dir, name(0xff), st(0xff))]).toEqual([fe, ff]);
+  });
+
   it('a cache of more than one 1 MiB write piece round-trips', async () => {
     const names = Array.from({ length: 4000 }, (_, i) => `${String(i).padStart(5, '0')}-${'n'.repeat(240)}`);
     for (const n of names) await fsp.writeFile(path.join(dir, n), n.slice(0, 5));
