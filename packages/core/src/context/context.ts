@@ -4,7 +4,7 @@ import { VlabError } from '@vlab/errors';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
-import type { FileHashCache } from './hash-cache.ts';
+import type { FileHashCache, TableHashes } from './hash-cache.ts';
 import { walkTree, type StatLike } from './walk.ts';
 import type { EntryTable } from './entry-table.ts';
 import { FileDigests } from './file-digests.ts';
@@ -170,9 +170,26 @@ export class BuildContext {
   ): Promise<{ digest: string; files: FileDigests }> {
     const lap = phases('context');
     const files = new FileDigests();
-    const excluded = excluder(exclude);
     const t = await this.walk();
     const cached = this.hashes.forTable(this.root, t.rels);
+    try {
+      await this.hashInto(files, cached, t, selections, exclude);
+    } finally {
+      cached.close();
+    }
+    const digest = files.digest();
+    lap('checksum');
+    return { digest, files };
+  }
+
+  private async hashInto(
+    files: FileDigests,
+    cached: TableHashes,
+    t: EntryTable,
+    selections: SourceSelection[],
+    exclude: string[],
+  ): Promise<void> {
+    const excluded = excluder(exclude);
     const records = cached.records;
     for (const sel of selections) {
       for (const root of sel.roots) {
@@ -224,9 +241,6 @@ export class BuildContext {
         }
       }
     }
-    const digest = files.digest();
-    lap('checksum');
-    return { digest, files };
   }
 
   /**

@@ -20,6 +20,8 @@ const readBuf = Buffer.allocUnsafe(SYNC_FILE);
  * (hash-records.ts). Paths are written sorted; a file read in another order is sorted on load.
  */
 const MAGIC = Buffer.from('vlabfh3\n');
+/** Dead records (files hashed again) tolerated before compacting, at least. */
+const MIN_DEAD = 1024;
 
 async function hashStream(file: string): Promise<string> {
   const h = createHash('sha256');
@@ -44,7 +46,10 @@ async function hashStream(file: string): Promise<string> {
  */
 export class FileHashCache {
   private roots = new Map<string, RootIndex>();
-  readonly records = new HashRecords();
+  /** Replaced by a compacted copy (`compact`), never changed in place. */
+  records = new HashRecords();
+  /** TableHashes in use (checksums running): while one is, records are not compacted. */
+  private views = 0;
   private dirty = false;
   hits = 0;
   misses = 0;
@@ -147,7 +152,28 @@ export class FileHashCache {
 
   /** The records of the walked paths `rels` (sorted, as an EntryTable's) under `root`. */
   forTable(root: string, rels: readonly string[]): TableHashes {
-    return new TableHashes(this, this.index(root), root, rels);
+    if (this.views === 0) this.compact();
+    this.views++;
+    return new TableHashes(this, this.index(root), root, rels, () => this.views--);
+  }
+
+  /**
+   * A file hashed again gets a new record (records are never rewritten): in a long-lived process
+   * whose contexts change, the old ones would pile up. When most are dead, the live ones move
+   * into a new HashRecords. File lists still reading the old one keep it (it does not change);
+   * a save writing meanwhile holds it and the lists it started with.
+   */
+  private compact(): void {
+    let live = 0;
+    for (const idx of this.roots.values()) {
+      idx.fold();
+      live += idx.rels.length;
+    }
+    if (this.records.length - live < Math.max(live, MIN_DEAD)) return;
+    const from = this.records;
+    const to = new HashRecords();
+    for (const idx of this.roots.values()) idx.slots = idx.slots.map((slot) => to.addFrom(from, slot));
+    this.records = to;
   }
 
   /**
@@ -166,12 +192,15 @@ export class FileHashCache {
       off = 0;
       return piece;
     };
-    for (const [root, idx] of this.roots) {
-      // the pieces are written with waits between them, and another build sharing this cache may
-      // record meanwhile: its records wait for the next fold, and the lists folded here stay as
-      // they are (a fold makes new ones): the count written is the count of paths written
+    // The pieces are written with waits between them, and another build sharing this cache may
+    // record (or compact) meanwhile: the lists and records are taken here, at once; a fold or a
+    // compaction makes new ones, so the count written is the count of paths written.
+    const records = this.records;
+    const lists = [...this.roots].map(([root, idx]) => {
       idx.fold();
-      const { rels, slots } = idx;
+      return { root, rels: idx.rels, slots: idx.slots };
+    });
+    for (const { root, rels, slots } of lists) {
       const rootLen = Buffer.byteLength(root);
       if (full(8 + rootLen)) yield next(8 + rootLen);
       off = out.writeUInt32LE(rootLen, off);
@@ -183,7 +212,7 @@ export class FileHashCache {
         if (full(4 + len + RECORD)) yield next(4 + len + RECORD);
         off = out.writeUInt32LE(len, off);
         off += out.write(rel, off);
-        off += this.records.copy(slots[k]!, out, off);
+        off += records.copy(slots[k]!, out, off);
       }
     }
     yield out.subarray(0, off);
@@ -219,8 +248,11 @@ export class TableHashes {
     private readonly idx: RootIndex,
     private readonly root: string,
     private readonly rels: readonly string[],
+    /** Done with: the cache may compact again. */
+    readonly close: () => void,
   ) {}
 
+  /** What the record numbers given here index (the same while this is open). */
   get records(): HashRecords {
     return this.cache.records;
   }

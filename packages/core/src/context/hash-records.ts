@@ -18,7 +18,7 @@ const MASK = CHUNK - 1;
 /**
  * Records, append-only: a record is never written again once added (a file whose stat changed
  * gets a new one), so a checksum may keep reading its hash from here (file-digests.ts) while
- * other builds record.
+ * other builds record. The cache compacts into a new HashRecords, never this one.
  */
 export class HashRecords {
   private readonly chunks: Buffer[] = [];
@@ -64,6 +64,14 @@ export class HashRecords {
   hex(slot: number): string {
     const [d, at] = this.at(slot);
     return d.toString('hex', at + HASH_AT, at + RECORD);
+  }
+
+  /** A new record copied from record `slot` of `from` (compacting). */
+  addFrom(from: HashRecords, slot: number): number {
+    const to = this.next();
+    const [d, at] = this.at(to);
+    from.copy(slot, d, at);
+    return to;
   }
 
   /** Copy record `slot` (RECORD bytes) into `out` at `off`; returns RECORD. */
