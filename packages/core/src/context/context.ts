@@ -5,7 +5,7 @@ import { readlinkName } from '@vlab/overlay';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
-import type { FileHashCache } from './hash-cache.ts';
+import type { FileHashCache, TableHashes } from './hash-cache.ts';
 import { walkTree, type StatLike } from './walk.ts';
 import type { EntryTable } from './entry-table.ts';
 import { FileDigests } from './file-digests.ts';
@@ -90,9 +90,10 @@ export class BuildContext {
     const lap = phases('context');
     const found = await walkTree(this.root, this.signal);
     lap('walk');
-    const kept: number[] = [];
+    const kept = found.sorted(); // the entries kept are written over it, in order
+    let n = 0;
     let slice = Date.now();
-    for (const i of found.sorted()) {
+    for (const i of kept) {
       // Matching is patterns x entries x depth: a big .dockerignore takes a while. Let the event
       // loop (Ctrl-C, timers) run every few ms, and stop when the build is aborted.
       if (Date.now() - slice > WALK_SLICE_MS) {
@@ -102,9 +103,9 @@ export class BuildContext {
       if (this.signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
       const rel = found.rel(i);
       if (this.ignore.ignores(rel)) this.ignored.push(rel);
-      else if (typeOf(found.mode(i))) kept.push(i);
+      else if (typeOf(found.mode(i))) kept[n++] = i;
     }
-    const table = found.finish(kept);
+    const table = found.finish(kept.slice(0, n));
     lap('index');
     return table;
   }
@@ -182,52 +183,77 @@ export class BuildContext {
   ): Promise<{ digest: string; files: FileDigests }> {
     const lap = phases('context');
     const files = new FileDigests();
-    const excluded = excluder(exclude);
     const t = await this.walk();
+    const cached = this.hashes.forTable(this.root, t.rels);
+    try {
+      await this.hashInto(files, cached, t, selections, exclude);
+    } finally {
+      cached.close();
+    }
+    const digest = files.digest();
+    lap('checksum');
+    return { digest, files };
+  }
+
+  private async hashInto(
+    files: FileDigests,
+    cached: TableHashes,
+    t: EntryTable,
+    selections: SourceSelection[],
+    exclude: string[],
+  ): Promise<void> {
+    const excluded = excluder(exclude);
+    const records = cached.records;
     for (const sel of selections) {
       for (const root of sel.roots) {
         const [lo, hi] = root.type === 'dir' ? t.under(root.content) : [0, 0];
         // Files whose hash is remembered cost no I/O: done here, synchronously. The rest (big
-        // files, symlinks) read in bounded parallel: enough to overlap reads, far from EMFILE.
+        // files, symlinks; table indexes, the root as its entry) read in bounded parallel: enough
+        // to overlap reads, far from EMFILE, and added in this order (ADD digests the record).
         // Small files not yet hashed are read synchronously too, yielding to the event loop now and then.
-        const rest: ContextEntry[] = [];
-        const known = (e: ContextEntry) => {
-          const hash =
-            e.type === 'file' ? this.hashes.hashSync(this.root, e.content, e.stats) : e.type === 'dir' ? '' : undefined;
-          if (hash === undefined) rest.push(e);
-          else files.add(e.rel || '.', e.type, e.stats.mode, hash);
-        };
-        files.reserve(1 + hi - lo);
-        known(root);
+        const rest: (number | ContextEntry)[] = [];
+        const hash =
+          root.type === 'file'
+            ? this.hashes.hashSync(this.root, root.content, root.stats)
+            : root.type === 'dir'
+              ? ''
+              : undefined;
+        if (hash === undefined) rest.push(root);
+        else files.add(root.rel || '.', root.type, root.stats.mode, hash);
+        files.reserve(hi - lo);
+        if (hi > lo) cached.range(lo, hi);
         let slice = Date.now();
         for (let i = lo; i < hi; i++) {
           const rel = t.rels[i]!;
           if (exclude.length && excluded(relativeTo(root.content, rel))) continue;
           const mode = t.mode(i);
           const type = typeOf(mode)!;
-          const hash =
-            type === 'file' ? this.hashes.hashSync(this.root, rel, t.stat(i)) : type === 'dir' ? '' : undefined;
-          if (hash === undefined) rest.push(this.entry(t, i));
-          else files.add(rel, type, mode, hash);
+          const slot = type === 'file' ? cached.sync(i, t.stat(i)) : -1;
+          if (slot >= 0) files.addFile(rel, mode, records, slot);
+          else if (type === 'dir') files.add(rel, type, mode, '');
+          else rest.push(i);
           if (Date.now() - slice > WALK_SLICE_MS) {
             await new Promise((r) => setImmediate(r));
             slice = Date.now();
           }
         }
-        for (let i = 0; i < rest.length; i += HASH_BATCH) {
+        for (let k = 0; k < rest.length; k += HASH_BATCH) {
           await Promise.all(
-            rest.slice(i, i + HASH_BATCH).map(async (e) => {
+            rest.slice(k, k + HASH_BATCH).map(async (r) => {
+              if (typeof r === 'number') {
+                if (typeOf(t.mode(r)) === 'file')
+                  files.addFile(t.rels[r]!, t.mode(r), records, await cached.hash(r, t.stat(r)));
+                else files.add(t.rels[r]!, 'symlink', t.mode(r), readlinkName(this.abs(t.rels[r]!)));
+                return;
+              }
               const content =
-                e.type === 'file' ? await this.hashes.hash(this.root, e.content, e.stats) : readlinkName(e.abs);
-              files.add(e.rel || '.', e.type, e.stats.mode, content);
+                r.type === 'file' ? await this.hashes.hash(this.root, r.content, r.stats) : readlinkName(r.abs);
+              files.add(r.rel || '.', r.type, r.stats.mode, content);
             }),
           );
         }
       }
     }
-    const digest = files.digest();
-    lap('checksum');
-    return { digest, files };
   }
 
   /**

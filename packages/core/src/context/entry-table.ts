@@ -56,11 +56,13 @@ class Numbers {
 
 /** Appends entries; `finish` sorts them into an EntryTable. */
 export class EntryTableBuilder {
-  private rels: string[] = [];
+  /** Paths by walk order, in chunks of CHUNK (as the numbers: never a grown array copied). */
+  private rels: string[][] = [];
+  private count = 0;
   private readonly nums = new Numbers();
 
   get length(): number {
-    return this.rels.length;
+    return this.count;
   }
 
   add(rel: string, st: StatLike): void {
@@ -83,12 +85,13 @@ export class EntryTableBuilder {
     mtimeMs: number,
     ctimeMs: number,
   ): void {
-    const j = this.rels.length;
+    const j = this.count++;
     if ((j & MASK) === 0) {
       this.nums.f64.push(new Float64Array(CHUNK * F64));
       this.nums.u32.push(new Uint32Array(CHUNK * U32));
+      this.rels.push(new Array<string>(CHUNK));
     }
-    this.rels.push(rel);
+    this.rels[j >>> BITS]![j & MASK] = rel;
     const a = this.nums.f64[j >>> BITS]!;
     const f = (j & MASK) * F64;
     a[f] = dev;
@@ -107,7 +110,7 @@ export class EntryTableBuilder {
   }
 
   rel(j: number): string {
-    return this.rels[j]!;
+    return this.rels[j >>> BITS]![j & MASK]!;
   }
 
   mode(j: number): number {
@@ -115,16 +118,18 @@ export class EntryTableBuilder {
   }
 
   /** Every index, sorted by path. */
-  sorted(): number[] {
-    const order = Array.from({ length: this.rels.length }, (_, j) => j);
-    return order.sort((a, b) => byPath(this.rels[a]!, this.rels[b]!));
+  sorted(): Uint32Array {
+    const order = new Uint32Array(this.count);
+    for (let j = 0; j < order.length; j++) order[j] = j;
+    return order.sort((a, b) => byPath(this.rel(a), this.rel(b)));
   }
 
   /** The table of entries `order` (indexes from `sorted`, in that order); the builder is empty after. */
-  finish(order: readonly number[] = this.sorted()): EntryTable {
-    const rels = order.map((j) => this.rels[j]!);
+  finish(order: Uint32Array = this.sorted()): EntryTable {
+    const rels = new Array<string>(order.length);
+    for (let i = 0; i < order.length; i++) rels[i] = this.rel(order[i]!);
     this.rels = [];
-    return new EntryTable(rels, this.nums, Uint32Array.from(order));
+    return new EntryTable(rels, this.nums, order);
   }
 }
 

@@ -1,25 +1,29 @@
 /**
  * What a context checksum read: per path, `type:mode:content` (a file's content hash, a symlink's
  * target, '' for a directory). These are the lines of the checksum's digest and a COPY step's
- * input files (the miss reason's record). Held compactly: a file's hash as 32 bytes beside its
- * path and mode, not as a 64-character hex string inside a concatenated string per file (~150 B
- * each: 30 MB at 200,000 files). Paths are the walk's own strings.
+ * input files (the miss reason's record). Held compactly: a file's hash as the number of its
+ * record in the hash cache (hash-records.ts: records are never rewritten) beside its path and
+ * mode, not as a 64-character hex string inside a concatenated string per file (~150 B each: 30 MB
+ * at 200,000 files), nor as a copy of its 32 bytes. Paths are the walk's own strings.
  */
 import { createHash } from 'node:crypto';
 import { hasEscapes, nameBytes } from '@vlab/overlay';
 import type { FileList } from '../cache/types.ts';
+import type { HashRecords } from './hash-records.ts';
 
-const HASH = 32;
-const HEX64 = /^[0-9a-f]{64}$/;
 const TYPES = ['file', 'dir', 'symlink'] as const;
 export type DigestType = (typeof TYPES)[number];
 
 export class FileDigests implements FileList {
-  private keys: string[] = [];
+  /** Paths, `count` of them (room made by `reserve`: no array grown by doubling copies). */
+  private keys = new Array<string>(256);
+  private count = 0;
   private types = new Uint8Array(256);
   private modes = new Uint16Array(256);
-  private hashes = Buffer.alloc(256 * HASH);
-  /** Content that is not a file's 64-hex hash (a symlink's target, an odd file hash): by entry. */
+  /** A file's record in `records`. */
+  private slots = new Uint32Array(256);
+  private records?: HashRecords;
+  /** Content that is not a file's record (a symlink's target, a hash given as text): by entry. */
   private texts = new Map<number, string>();
   /** Entries by path, one per path (the last added wins); made on first read. */
   private sorted?: Uint32Array;
@@ -31,30 +35,43 @@ export class FileDigests implements FileList {
 
   /** Room for `n` more entries (a directory's count, known from the walk): no doubling on the way. */
   reserve(n: number): void {
-    let need = this.keys.length + n;
+    let need = this.count + n;
     if (need <= this.types.length) return;
     need = Math.max(need, this.types.length * 2); // many small reserves still grow geometrically
+    const keys = new Array<string>(need);
+    for (let i = 0; i < this.count; i++) keys[i] = this.keys[i]!;
+    this.keys = keys;
     this.types = grown(this.types, new Uint8Array(need));
     this.modes = grown(this.modes, new Uint16Array(need));
-    const h = Buffer.alloc(need * HASH);
-    this.hashes.copy(h);
-    this.hashes = h;
+    this.slots = grown(this.slots, new Uint32Array(need));
   }
 
   add(key: string, type: DigestType, mode: number, content: string): void {
-    const i = this.keys.length;
+    const i = this.push(key, type, mode);
+    if (type !== 'dir' || content !== '') this.texts.set(i, content);
+  }
+
+  /** A file whose content hash is record `slot` of `records` (one cache for every file of a checksum). */
+  addFile(key: string, mode: number, records: HashRecords, slot: number): void {
+    if (this.records && this.records !== records) throw new Error('FileDigests: records of two caches');
+    this.records = records;
+    this.slots[this.push(key, 'file', mode)] = slot;
+  }
+
+  private push(key: string, type: DigestType, mode: number): number {
+    const i = this.count;
     if (i === this.types.length) this.reserve(1);
-    this.keys.push(key);
+    this.keys[i] = key;
+    this.count++;
     this.types[i] = TYPES.indexOf(type);
     this.modes[i] = mode & 0o7777;
-    if (type === 'file' && HEX64.test(content)) this.hashes.write(content, i * HASH, HASH, 'hex');
-    else if (type !== 'dir' || content !== '') this.texts.set(i, content);
     this.sorted = undefined;
+    return i;
   }
 
   private value(i: number): string {
     const text = this.texts.get(i);
-    const content = text ?? (this.types[i] === 1 ? '' : this.hashes.toString('hex', i * HASH, (i + 1) * HASH));
+    const content = text ?? (this.types[i] === 1 ? '' : this.records!.hex(this.slots[i]!));
     return `${TYPES[this.types[i]!]}:${this.modes[i]}:${content}`;
   }
 
@@ -62,11 +79,17 @@ export class FileDigests implements FileList {
   private order(): Uint32Array {
     if (this.sorted) return this.sorted;
     const k = this.keys;
-    const idx = Array.from({ length: k.length }, (_, i) => i);
-    idx.sort((a, b) => (k[a]! < k[b]! ? -1 : k[a]! > k[b]! ? 1 : a - b));
-    const out: number[] = [];
-    for (let j = 0; j < idx.length; j++) if (j + 1 === idx.length || k[idx[j + 1]!] !== k[idx[j]!]) out.push(idx[j]!);
-    this.sorted = Uint32Array.from(out);
+    const idx = new Uint32Array(this.count);
+    let sorted = true;
+    for (let i = 0; i < idx.length; i++) {
+      idx[i] = i;
+      if (i > 0 && !(k[i - 1]! < k[i]!)) sorted = false;
+    }
+    // a directory's entries come in the walk's order (sorted): then no sort
+    if (!sorted) idx.sort((a, b) => (k[a]! < k[b]! ? -1 : k[a]! > k[b]! ? 1 : a - b));
+    let n = 0;
+    for (let j = 0; j < idx.length; j++) if (j + 1 === idx.length || k[idx[j + 1]!] !== k[idx[j]!]) idx[n++] = idx[j]!;
+    this.sorted = n === idx.length ? idx : idx.slice(0, n);
     return this.sorted;
   }
 
@@ -103,7 +126,7 @@ export class FileDigests implements FileList {
    */
   toRecord(): Record<string, string> {
     const r: Record<string, string> = {};
-    for (let i = 0; i < this.keys.length; i++)
+    for (let i = 0; i < this.count; i++)
       Object.defineProperty(r, this.keys[i]!, {
         value: this.value(i),
         enumerable: true,
@@ -114,7 +137,7 @@ export class FileDigests implements FileList {
   }
 }
 
-function grown<T extends Uint8Array | Uint16Array>(from: T, to: T): T {
+function grown<T extends Uint8Array | Uint16Array | Uint32Array>(from: T, to: T): T {
   to.set(from);
   return to;
 }

@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { hasEscapes, hostPath, nameBytes, nameFromBytes } from '@vlab/overlay';
 import type { StatLike } from './walk.ts';
+import { HashRecords, RECORD, RootIndex } from './hash-records.ts';
 
 /** Files up to this size are read in one call; larger ones are streamed (never whole in memory). */
 const SMALL_FILE = 1 << 20;
@@ -16,15 +17,12 @@ const readBuf = Buffer.allocUnsafe(SYNC_FILE);
 
 /**
  * File format: MAGIC, then per directory walked (a context root): u32 length and its absolute
- * path (UTF-8), u32 file count, and per file: u32 length, its path under the root, RECORD bytes.
+ * path (UTF-8), u32 file count, and per file: u32 length, its path under the root, RECORD bytes
+ * (hash-records.ts). Paths are written sorted; a file read in another order is sorted on load.
  */
 const MAGIC = Buffer.from('vlabfh3\n');
-/** size, mtimeMs, ctimeMs, ino (float64 LE each), sha256 (32 bytes). */
-const RECORD = 64;
-const HASH_AT = 32;
-/** Records per buffer (256 KiB): the records grow by a buffer, never copied into a doubled one. */
-const CHUNK_BITS = 12;
-const CHUNK = 1 << CHUNK_BITS;
+/** Dead records (files hashed again) tolerated before compacting, at least. */
+const MIN_DEAD = 1024;
 
 async function hashStream(file: string | Buffer): Promise<string> {
   const h = createHash('sha256');
@@ -44,15 +42,15 @@ async function hashStream(file: string | Buffer): Promise<string> {
  * Content hashes of context files, remembered by (path, size, mtime, ctime, inode) so an
  * unchanged context is never read again (ctime too: a write that restores size and mtime still
  * moves it). Persisted as one binary file per store (read in one call, rewritten atomically); in
- * memory, per context root, a path → slot map over fixed 64-byte records in 256 KiB buffers, hashes
- * kept as bytes. Paths are keyed under their root: the walk's own path strings look them up.
+ * memory, records (hash-records.ts) and per context root a sorted path list, which a build's
+ * walk table is merged with once (`forTable`) instead of looking each path up.
  */
 export class FileHashCache {
-  /** Root → path under it → record index in `data`. */
-  private roots = new Map<string, Map<string, number>>();
-  /** Record `slot` is at (slot % CHUNK) * RECORD in chunks[slot / CHUNK]. */
-  private chunks: Buffer[] = [];
-  private used = 0;
+  private roots = new Map<string, RootIndex>();
+  /** Replaced by a compacted copy (`compact`), never changed in place. */
+  records = new HashRecords();
+  /** TableHashes in use (checksums running): while one is, records are not compacted. */
+  private views = 0;
   private dirty = false;
   hits = 0;
   misses = 0;
@@ -80,9 +78,7 @@ export class FileHashCache {
 
   private parse(b: Buffer): void {
     if (b.length < MAGIC.length || !b.subarray(0, MAGIC.length).equals(MAGIC)) return;
-    const roots = new Map<string, Map<string, number>>();
-    const chunks: Buffer[] = [];
-    let used = 0;
+    const roots = new Map<string, RootIndex>();
     const str = (off: number): [string, number] | undefined => {
       if (off + 4 > b.length) return undefined;
       const end = off + 4 + b.readUInt32LE(off);
@@ -92,22 +88,24 @@ export class FileHashCache {
       const root = str(off);
       if (!root || root[1] + 4 > b.length) return; // torn: keep nothing rather than guess
       const count = b.readUInt32LE(root[1]);
-      const slots = new Map<string, number>();
+      const idx = new RootIndex();
       off = root[1] + 4;
       for (let i = 0; i < count; i++) {
         const rel = str(off);
         if (!rel || rel[1] + RECORD > b.length) return;
-        slots.set(rel[0], used);
-        if ((used & (CHUNK - 1)) === 0) chunks.push(Buffer.allocUnsafe(CHUNK * RECORD));
-        b.copy(chunks[used >>> CHUNK_BITS]!, (used & (CHUNK - 1)) * RECORD, rel[1], rel[1] + RECORD);
-        used++;
+        idx.add(rel[0], this.records.addBytes(b, rel[1]));
         off = rel[1] + RECORD;
       }
-      roots.set(root[0], slots);
+      idx.fold();
+      roots.set(root[0], idx);
     }
     this.roots = roots;
-    this.chunks = chunks;
-    this.used = used;
+  }
+
+  private index(root: string): RootIndex {
+    let idx = this.roots.get(root);
+    if (!idx) this.roots.set(root, (idx = new RootIndex()));
+    return idx;
   }
 
   /** The remembered hash of `root`/`rel` when `st` still matches it (no I/O), else undefined. */
@@ -119,82 +117,71 @@ export class FileHashCache {
 
   /** Like `peek`, without counting a hit. */
   known(root: string, rel: string, st: StatLike): string | undefined {
-    const slot = this.roots.get(root)?.get(rel);
-    if (slot === undefined) return undefined;
-    const d = this.chunks[slot >>> CHUNK_BITS]!;
-    const at = (slot & (CHUNK - 1)) * RECORD;
-    return d.readDoubleLE(at) === st.size &&
-      d.readDoubleLE(at + 8) === st.mtimeMs &&
-      d.readDoubleLE(at + 16) === st.ctimeMs &&
-      d.readDoubleLE(at + 24) === st.ino
-      ? d.toString('hex', at + HASH_AT, at + RECORD)
-      : undefined;
+    const slot = this.roots.get(root)?.find(rel) ?? -1;
+    return slot >= 0 && this.records.matches(slot, st) ? this.records.hex(slot) : undefined;
   }
 
-  /** Remember the hash of `root`/`rel` as `st` describes it (counts as hashed). */
-  private record(root: string, rel: string, st: StatLike, hex: string): void {
+  /** Remember the hash of `root`/`rel` as `st` describes it (counts as hashed): its record. */
+  record(idx: RootIndex, rel: string, st: StatLike, hex: string): number {
     this.misses++;
-    let slots = this.roots.get(root);
-    if (!slots) this.roots.set(root, (slots = new Map()));
-    let slot = slots.get(rel);
-    if (slot === undefined) {
-      if ((this.used & (CHUNK - 1)) === 0) this.chunks.push(Buffer.allocUnsafe(CHUNK * RECORD));
-      slot = this.used++;
-      slots.set(rel, slot);
-    }
-    const d = this.chunks[slot >>> CHUNK_BITS]!;
-    const at = (slot & (CHUNK - 1)) * RECORD;
-    d.writeDoubleLE(st.size, at);
-    d.writeDoubleLE(st.mtimeMs, at + 8);
-    d.writeDoubleLE(st.ctimeMs, at + 16);
-    d.writeDoubleLE(st.ino, at + 24);
-    d.write(hex, at + HASH_AT, 32, 'hex');
+    const slot = this.records.add(st, hex);
+    idx.add(rel, slot);
     this.dirty = true;
+    return slot;
   }
 
   /** The hash of the file at `root`/`rel` (a path inside the root, never through a link) as `st` describes it. */
   async hash(root: string, rel: string, st: StatLike): Promise<string> {
     const known = this.peek(root, rel, st);
     if (known !== undefined) return known;
-    const absPath = hostPath(`${root === '/' ? '' : root}/${rel}`);
-    const hash =
-      st.size <= SMALL_FILE
-        ? createHash('sha256')
-            .update(await fsp.readFile(absPath))
-            .digest('hex')
-        : await hashStream(absPath);
-    this.record(root, rel, st, hash);
+    const hash = await hashFile(absOf(root, rel), st);
+    this.record(this.index(root), rel, st, hash);
     return hash;
   }
 
   /**
    * The hash of a small file (up to SYNC_FILE bytes) read with synchronous calls into one shared
-   * buffer, else undefined: for thousands of small files, a thread-pool round trip each costs
-   * more than the read, and a buffer each is garbage the heap has to grow for.
+   * buffer, else undefined (hashSmall).
    */
   hashSync(root: string, rel: string, st: StatLike): string | undefined {
     const known = this.peek(root, rel, st);
     if (known !== undefined || st.size > SYNC_FILE) return known;
-    const fd = fs.openSync(hostPath(`${root === '/' ? '' : root}/${rel}`), 'r');
-    let hash: string;
-    try {
-      // One read for a file that fits (a one-shot hash: no Hash object per file); one grown
-      // since its lstat is read to its end, as readFile would.
-      let n = fs.readSync(fd, readBuf, 0, readBuf.length, null);
-      if (n < readBuf.length) hash = oneShot('sha256', readBuf.subarray(0, n), 'hex');
-      else {
-        const h = createHash('sha256').update(readBuf);
-        while ((n = fs.readSync(fd, readBuf, 0, readBuf.length, null)) > 0) h.update(readBuf.subarray(0, n));
-        hash = h.digest('hex');
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
-    this.record(root, rel, st, hash);
+    const hash = hashSmall(absOf(root, rel));
+    this.record(this.index(root), rel, st, hash);
     return hash;
   }
 
-  /** The file's bytes in pieces of about 1 MiB (a 200,000-file cache is 17 MB: not one Buffer). */
+  /** The records of the walked paths `rels` (sorted, as an EntryTable's) under `root`. */
+  forTable(root: string, rels: readonly string[]): TableHashes {
+    if (this.views === 0) this.compact();
+    this.views++;
+    return new TableHashes(this, this.index(root), root, rels, () => this.views--);
+  }
+
+  /**
+   * A file hashed again gets a new record (records are never rewritten): in a long-lived process
+   * whose contexts change, the old ones would pile up. When most are dead, the live ones move
+   * into a new HashRecords. File lists still reading the old one keep it (it does not change);
+   * a save writing meanwhile holds it and the lists it started with.
+   */
+  private compact(): void {
+    let live = 0;
+    for (const idx of this.roots.values()) {
+      idx.fold();
+      live += idx.rels.length;
+    }
+    if (this.records.length - live < Math.max(live, MIN_DEAD)) return;
+    const from = this.records;
+    const to = new HashRecords();
+    for (const idx of this.roots.values()) idx.slots = idx.slots.map((slot) => to.addFrom(from, slot));
+    this.records = to;
+  }
+
+  /**
+   * The file's bytes in pieces of about 1 MiB (a 200,000-file cache is 17 MB: not one Buffer),
+   * all in one buffer reused: the consumer (fsp.writeFile) is done with a piece when it asks for
+   * the next.
+   */
   private *bytes(): Generator<Buffer> {
     const PIECE = 1 << 20;
     let out = Buffer.allocUnsafe(PIECE);
@@ -202,28 +189,32 @@ export class FileHashCache {
     const full = (n: number) => off + n > out.length;
     const next = (n: number) => {
       const piece = out.subarray(0, off);
-      out = Buffer.allocUnsafe(Math.max(PIECE, n));
+      if (n > out.length) out = Buffer.allocUnsafe(n);
       off = 0;
       return piece;
     };
-    for (const [root, slots] of this.roots) {
+    // The pieces are written with waits between them, and another build sharing this cache may
+    // record (or compact) meanwhile: the lists and records are taken here, at once; a fold or a
+    // compaction makes new ones, so the count written is the count of paths written.
+    const records = this.records;
+    const lists = [...this.roots].map(([root, idx]) => {
+      idx.fold();
+      return { root, rels: idx.rels, slots: idx.slots };
+    });
+    for (const { root, rels, slots } of lists) {
       const rootLen = Buffer.byteLength(root);
       if (full(8 + rootLen)) yield next(8 + rootLen);
       off = out.writeUInt32LE(rootLen, off);
       off += out.write(root, off);
-      // the pieces are written with waits between them, and another build sharing this cache may
-      // record meanwhile: write exactly the count written here (later records: the next save)
-      let left = slots.size;
-      off = out.writeUInt32LE(left, off);
-      for (const [rel, slot] of slots) {
-        if (left-- === 0) break;
+      off = out.writeUInt32LE(rels.length, off);
+      for (let k = 0; k < rels.length; k++) {
+        const rel = rels[k]!;
         const raw = hasEscapes(rel) ? nameBytes(rel) : undefined; // a name that is not UTF-8: its bytes
         const len = raw ? raw.length : Buffer.byteLength(rel);
         if (full(4 + len + RECORD)) yield next(4 + len + RECORD);
         off = out.writeUInt32LE(len, off);
         off += raw ? raw.copy(out, off) : out.write(rel, off);
-        const at = (slot & (CHUNK - 1)) * RECORD;
-        off += this.chunks[slot >>> CHUNK_BITS]!.copy(out, off, at, at + RECORD);
+        off += records.copy(slots[k]!, out, off);
       }
     }
     yield out.subarray(0, off);
@@ -232,13 +223,102 @@ export class FileHashCache {
   async save(): Promise<void> {
     if (!this.dirty || !this.file) return;
     await fsp.mkdir(path.dirname(this.file), { recursive: true });
-    const out = this.bytes();
     const tmp = `${this.file}.tmp-${process.pid}-${++saves}`; // two saves at once: two temp files
-    await fsp.writeFile(tmp, out);
-    await fsp.rename(tmp, this.file);
-    this.dirty = false;
+    this.dirty = false; // a record made while this writes marks it dirty again
+    try {
+      await fsp.writeFile(tmp, this.bytes());
+      await fsp.rename(tmp, this.file);
+    } catch (e) {
+      this.dirty = true;
+      throw e;
+    }
     const st = await fsp.stat(this.file).catch(() => undefined);
     if (st) loaded.set(this.file, { stamp: stampOf(st), cache: this });
+  }
+}
+
+/**
+ * A cache's records for one walk table: the record of each table entry found by one merge, the
+ * files read now recorded in the cache as they are hashed. Entries are the table's indexes.
+ */
+export class TableHashes {
+  /** Entry i's record, -1 for none; entries of the ranges `range` was given only. */
+  private slots?: Int32Array;
+
+  constructor(
+    private readonly cache: FileHashCache,
+    private readonly idx: RootIndex,
+    private readonly root: string,
+    private readonly rels: readonly string[],
+    /** Done with: the cache may compact again. */
+    readonly close: () => void,
+  ) {}
+
+  /** What the record numbers given here index (the same while this is open). */
+  get records(): HashRecords {
+    return this.cache.records;
+  }
+
+  /** Find the records of entries [lo, hi) (one merge of the two sorted lists): before `sync` or `hash` of them. */
+  range(lo: number, hi: number): void {
+    this.slots ??= new Int32Array(this.rels.length);
+    this.idx.match(this.rels, lo, hi, this.slots);
+  }
+
+  /** The record of file `i` remembered for `st` (a hit), else -1. */
+  private known(i: number, st: StatLike): number {
+    const slot = this.slots![i]!;
+    if (slot < 0 || !this.cache.records.matches(slot, st)) return -1;
+    this.cache.hits++;
+    return slot;
+  }
+
+  /** The record of small file `i` (FileHashCache.hashSync), read now if not remembered; -1 for a bigger file not remembered. */
+  sync(i: number, st: StatLike): number {
+    const known = this.known(i, st);
+    if (known >= 0 || st.size > SYNC_FILE) return known;
+    const rel = this.rels[i]!;
+    return (this.slots![i] = this.cache.record(this.idx, rel, st, hashSmall(absOf(this.root, rel))));
+  }
+
+  /** The record of file `i`, read now if not remembered. */
+  async hash(i: number, st: StatLike): Promise<number> {
+    const known = this.known(i, st);
+    if (known >= 0) return known;
+    const rel = this.rels[i]!;
+    const hex = await hashFile(absOf(this.root, rel), st);
+    return (this.slots![i] = this.cache.record(this.idx, rel, st, hex));
+  }
+}
+
+/** The host path of `rel` under `root`, as bytes when a name is not UTF-8 (fsname.ts). */
+const absOf = (root: string, rel: string) => hostPath(`${root === '/' ? '' : root}/${rel}`);
+
+async function hashFile(abs: string | Buffer, st: StatLike): Promise<string> {
+  return st.size <= SMALL_FILE
+    ? createHash('sha256')
+        .update(await fsp.readFile(abs))
+        .digest('hex')
+    : await hashStream(abs);
+}
+
+/**
+ * The hash of a small file read with synchronous calls into one shared buffer: for thousands of
+ * small files, a thread-pool round trip each costs more than the read, and a buffer each is
+ * garbage the heap has to grow for.
+ */
+function hashSmall(abs: string | Buffer): string {
+  const fd = fs.openSync(abs, 'r');
+  try {
+    // One read for a file that fits (a one-shot hash: no Hash object per file); one grown
+    // since its lstat is read to its end, as readFile would.
+    let n = fs.readSync(fd, readBuf, 0, readBuf.length, null);
+    if (n < readBuf.length) return oneShot('sha256', readBuf.subarray(0, n), 'hex');
+    const h = createHash('sha256').update(readBuf);
+    while ((n = fs.readSync(fd, readBuf, 0, readBuf.length, null)) > 0) h.update(readBuf.subarray(0, n));
+    return h.digest('hex');
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

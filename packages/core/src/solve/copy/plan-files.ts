@@ -18,7 +18,8 @@ export interface TreeSource {
 }
 
 export class PlanFiles {
-  private added: number[] = [];
+  private added: Uint32Array;
+  private count = 0;
   private sorted?: Uint32Array;
   /** Plan path of a file ('' for the root dir) = `base` + its path after `cut`. */
   private readonly base: string;
@@ -30,25 +31,28 @@ export class PlanFiles {
     /** The '/'-rooted directory the files go into. */
     target: string,
     private readonly opts: { owner?: Owner; chmod?: number },
+    /** How many files at most will be added. */
+    capacity: number,
   ) {
+    this.added = new Uint32Array(capacity);
     this.base = path.posix.join(target, 'x').slice(1, -1);
   }
 
   add(index: number): void {
     if (this.sorted) throw new Error('PlanFiles: add after the order was read');
-    this.added.push(index);
+    if (this.count === this.added.length) throw new Error('PlanFiles: more files than its capacity');
+    this.added[this.count++] = index;
   }
 
   get length(): number {
-    return this.sorted ? this.sorted.length : this.added.length;
+    return this.count;
   }
 
   /** Table indexes in layer order. */
   private order(): Uint32Array {
     if (!this.sorted) {
       const rels = this.src.table.rels;
-      this.sorted = Uint32Array.from(this.added.sort((a, b) => layerOrder(rels[a]!, rels[b]!)));
-      this.added = [];
+      this.sorted = this.added.subarray(0, this.count).sort((a, b) => layerOrder(rels[a]!, rels[b]!));
     }
     return this.sorted;
   }

@@ -71,7 +71,8 @@ export async function makePlan(
       await b.ensureDir(dirTarget);
       for (const item of root.head) b.put(entryOfItem(item, path.posix.join(dirTarget, item.rel), opts));
       // The only source: no later one can replace its files, so they need no entry of their own yet.
-      const files = o.sources.roots.length === 1 ? b.filesInto(root.tree, dirTarget, opts) : undefined;
+      const files =
+        o.sources.roots.length === 1 ? b.filesInto(root.tree, dirTarget, opts, root.index.length) : undefined;
       const { context, table, cut } = root.tree;
       for (const i of root.index) {
         if (files && (table.mode(i) & S_IFMT) === S_IFREG) files.add(i);
@@ -157,8 +158,8 @@ class PlanBuilder {
   }
 
   /** Where a lone context directory's regular files go (by table index): the plan makes their entries when read. */
-  filesInto(src: TreeSource, target: string, opts: { owner?: Owner; chmod?: number }): PlanFiles {
-    this.files = new PlanFiles(src, target, opts);
+  filesInto(src: TreeSource, target: string, opts: { owner?: Owner; chmod?: number }, capacity: number): PlanFiles {
+    this.files = new PlanFiles(src, target, opts, capacity);
     return this.files;
   }
 

@@ -98,10 +98,12 @@ export async function contextRoots(s: BuildSession, inst: CopyInstruction): Prom
         // the entries are the table's, under what the source resolved to (a symlink's target)
         const cut = inst.parents || !root.content ? 0 : root.content.length + 1;
         const { table, lo, hi } = await s.context.subtree(root);
-        const index: number[] = [];
+        const index = new Uint32Array(hi - lo);
+        let n = 0;
         for (let i = lo; i < hi; i++)
-          if (!inst.exclude.length || !excluded(relativeTo(root.content, table.rels[i]!))) index.push(i);
-        roots.push({ kind: 'tree', head, tree: { context: s.context, table, cut }, index: Uint32Array.from(index) });
+          if (!inst.exclude.length || !excluded(relativeTo(root.content, table.rels[i]!))) index[n++] = i;
+        const tree = { context: s.context, table, cut };
+        roots.push({ kind: 'tree', head, tree, index: n === index.length ? index : index.slice(0, n) });
       } else if (!excluded(path.posix.basename(root.rel))) {
         const name = inst.parents ? root.rel : path.posix.basename(root.rel);
         roots.push({
