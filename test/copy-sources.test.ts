@@ -86,8 +86,8 @@ async function theirFailure(ctx: string): Promise<string | undefined> {
 
 async function expectBoth(ctx: string, expected: string[], mine = ours): Promise<void> {
   const bk = await theirs(ctx);
-  if (bk) expect(await listing(bk)).toEqual(expected);
-  expect(await listing(await mine(ctx))).toEqual(expected);
+  if (bk) expect(await listing(bk), 'BuildKit').toEqual(expected);
+  expect(await listing(await mine(ctx)), 'vbuild').toEqual(expected);
 }
 
 const failure = (p: Promise<unknown>) =>
@@ -275,6 +275,16 @@ describe('context file names that are not UTF-8', () => {
     await exec('tar', ['-xf', await ourLayer(ctx), '-C', x]);
     expect(fs.readFileSync(bytes(`${x}/c/na`, 0xfe, 'me'), 'utf8')).toBe('yy');
     expect(fs.readFileSync(bytes(`${x}/c/na`, 0xff, 'me'), 'utf8')).toBe('z');
+  });
+
+  it('ADD of a local archive so named (xz, through a wildcard), holding such names, unpacks them as bytes', async () => {
+    const ctx = await makeContext({ Dockerfile: 'FROM scratch\nADD ar* /x/\n' });
+    const src = path.join(scratch, 'archive-src');
+    fs.mkdirSync(bytes(`${src}/d`, 0xff), { recursive: true });
+    fs.writeFileSync(bytes(`${src}/d`, 0xff, '/f', 0xfe), 'abc');
+    await exec('sh', ['-c', `cd ${src} && tar --owner=0 --group=0 -cJf ${ctx}/ar.tmp d*`]);
+    fs.renameSync(`${ctx}/ar.tmp`, bytes(`${ctx}/ar`, 0xff));
+    await expectBoth(ctx, ['-rw-r--r-- 0/0 3 x/d\\377/f\\376', 'drwxr-xr-x 0/0 0 x/', 'drwxr-xr-x 0/0 0 x/d\\377/']);
   });
 
   it('a RUN after the COPY sees the same bytes', async () => {

@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { readlinkName } from '@vlab/overlay';
+import { hostPath, readlinkName } from '@vlab/overlay';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
@@ -271,7 +271,7 @@ export class BuildContext {
     if (at < 0 && target === rel) return undefined; // no link on the way: simply not there
     const i = target ? t.find(target) : -1;
     if (i >= 0) return { ...this.entry(t, i), rel };
-    const real = await fsp.realpath(this.abs(rel)).catch(() => undefined);
+    const real = await fsp.realpath(hostPath(this.abs(rel))).catch(() => undefined);
     const rootReal = await fsp.realpath(this.root);
     if (!real || (real !== rootReal && !real.startsWith(`${rootReal}/`))) {
       throw new VlabError(

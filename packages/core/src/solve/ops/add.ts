@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { apply } from '@vlab/overlay';
+import { apply, hostPath } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
 import { gunzipStream } from '../../image/load.ts';
 
@@ -15,7 +15,7 @@ export type ArchiveKind = 'tar' | 'gzip' | 'bzip2' | 'xz' | undefined;
 
 /** Docker auto-extracts local tar archives (plain, gzip, bzip2, xz) that ADD copies; it sniffs the bytes. */
 export async function archiveKind(file: string): Promise<ArchiveKind> {
-  const fh = await fsp.open(file, 'r');
+  const fh = await fsp.open(hostPath(file), 'r');
   try {
     const head = Buffer.alloc(512);
     const { bytesRead } = await fh.read(head, 0, 512, 0);
@@ -39,15 +39,27 @@ export async function extractArchive(
   kind: Exclude<ArchiveKind, undefined>,
   destDir: string,
 ): Promise<void> {
-  let stream: Readable = fs.createReadStream(file);
+  let stream: Readable;
   let child: ReturnType<typeof spawn> | undefined;
-  if (kind === 'gzip') stream = gunzipStream(stream, `ADD ${path.basename(file)}`);
-  else if (kind === 'bzip2' || kind === 'xz') {
-    child = spawn(kind === 'xz' ? 'xz' : 'bzip2', ['-dc', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  if (kind === 'bzip2' || kind === 'xz') {
+    // the archive on stdin: its name may not be UTF-8, which an argv string cannot carry
+    child = spawn(kind === 'xz' ? 'xz' : 'bzip2', ['-dc'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const input = fs.createReadStream(hostPath(file));
+    input.on('error', () => child?.kill()); // a read error ends the input early: the exit code says so
+    child.stdin!.on('error', () => undefined); // EPIPE when it stops reading: its exit code says why
+    input.pipe(child.stdin!);
     stream = child.stdout as Readable;
+  } else {
+    stream = fs.createReadStream(hostPath(file));
+    if (kind === 'gzip') stream = gunzipStream(stream, `ADD ${path.basename(file)}`);
   }
+  // an xz/bzip2 that fails ends its output early: an empty or cut archive, not an error by itself
+  const exited = child && new Promise<number | null>((res) => child.once('close', (code) => res(code)));
   try {
     await apply(stream, destDir, { whiteouts: 'oci' });
+    const code = await exited;
+    if (code !== undefined && code !== 0)
+      throw new VlabError('E_ADD_EXTRACT', `ADD: ${kind} could not decompress ${path.basename(file)} (exit ${code})`);
   } catch (e) {
     if (e instanceof VlabError) throw e;
     throw new VlabError('E_ADD_EXTRACT', `ADD: cannot extract ${path.basename(file)}: ${(e as Error).message}`, {
