@@ -10,6 +10,7 @@
  * such files, in chunks, and the reading stops at the first difference.
  */
 import { constants, promises as fsp } from 'node:fs';
+import { hostPath } from './fsname.ts';
 
 /** What the rule reads of a stat (fs.Stats, UnionStat). */
 export interface SizeAndMtime {
@@ -37,7 +38,7 @@ export async function sameContent(
 
 /** The content of file `p`, in chunks; a symlink put in its place is not followed. */
 export async function* fileChunks(p: string): AsyncIterable<Buffer> {
-  const fh = await fsp.open(p, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const fh = await fsp.open(hostPath(p), constants.O_RDONLY | constants.O_NOFOLLOW); // names as bytes (fsname.ts)
   try {
     for (let at = 0; ;) {
       const b = Buffer.allocUnsafe(CHUNK);
