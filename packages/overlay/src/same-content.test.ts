@@ -41,4 +41,22 @@ describe('sameContent / sameBytes', () => {
     expect(await sameContent({ size: 1, mtimeMs: 1_000 }, { size: 1, mtimeMs: 1_000 }, bytes)).toBe(false);
     expect(opened).toBe(1);
   });
+
+  it('skips the bytes only for a single-named copy whose ctime is strictly before the marker', async () => {
+    let opened = 0;
+    const bytes = (): [AsyncIterable<Buffer>, AsyncIterable<Buffer>] => {
+      opened++;
+      return [chunks([[1]]), chunks([[2]])];
+    };
+    const b = { size: 1, mtimeMs: 1_000 };
+    const a = (ctimeMs: number, nlink = 1) => ({ size: 1, mtimeMs: 1_000, ctimeMs, nlink });
+    expect(await sameContent(a(4_999), b, bytes, 5_000)).toBe(true);
+    expect(opened).toBe(0);
+    // the marker's own tick, after it, no marker, a hard link: the bytes decide
+    expect(await sameContent(a(5_000), b, bytes, 5_000)).toBe(false);
+    expect(await sameContent(a(6_000), b, bytes, 5_000)).toBe(false);
+    expect(await sameContent(a(4_999), b, bytes)).toBe(false);
+    expect(await sameContent(a(4_999, 2), b, bytes, 5_000)).toBe(false);
+    expect(opened).toBe(4);
+  });
 });

@@ -8,6 +8,16 @@
  * two different files share it easily: then the bytes decide. This is where containerd's
  * continuity `fs` (sameFile) draws the line too. The cost is bounded: the bytes are read only for
  * such files, in chunks, and the reading stops at the first difference.
+ *
+ * One shortcut skips the bytes (native driver: a child snapshot starts as a copy of its parent's
+ * tree, then a marker file is made, see native-driver.ts): a child file whose ctime is strictly
+ * before the marker's has not been touched since the copy, so it still holds its parent's bytes.
+ * Sound because user space cannot set a ctime: write, truncate, chmod, setxattr, link, rename (on
+ * Linux's filesystems) and utimes itself all move it to "now", so `write` then `touch -d` back is
+ * still after the marker. Strictly less: the fs hands out coarse ticks, a change in the marker's
+ * own tick reads as equal and goes to the bytes. Both times come from the filesystem, not
+ * Date.now(). (A float ctimeMs rounds monotonically, so a float `<` is a real `<`.) It trusts the
+ * wall clock not to be stepped back between the copy and the diff.
  */
 import { constants, promises as fsp } from 'node:fs';
 import { hostPath } from './fsname.ts';
@@ -16,24 +26,37 @@ import { hostPath } from './fsname.ts';
 export interface SizeAndMtime {
   size: number;
   mtimeMs: number;
+  /** read only with `copiedAt`, of the copy's side `a` */
+  ctimeMs?: number;
+  nlink?: number;
 }
 
 const CHUNK = 64 * 1024;
 
 /**
  * Whether `a` and `b` (regular files) hold the same bytes. `bytes` opens both contents as chunk
- * streams; it is called only when size and mtime cannot answer alone.
+ * streams; it is called only when size and mtime cannot answer alone. `copiedAt`: the ctime
+ * (ms) of the marker made once `a`'s tree was copied from `b`'s, when there is one (a single
+ * name: a hard-linked `a` keeps the bytes rule).
  */
 export async function sameContent(
   a: SizeAndMtime,
   b: SizeAndMtime,
   bytes: () => [AsyncIterable<Buffer>, AsyncIterable<Buffer>],
+  copiedAt?: number,
 ): Promise<boolean> {
   if (a.size !== b.size || a.mtimeMs !== b.mtimeMs) return false;
   // a float mtimeMs is exact for whole seconds; a few ns past one read as whole (bytes compared: safe side)
   if (a.mtimeMs % 1000 !== 0 || a.size === 0) return true;
+  if (untouchedSinceCopy(a, copiedAt)) return true;
   const [x, y] = bytes();
   return sameBytes(x, y);
+}
+
+/** `a` (of a copied tree) has not changed since the copy ended at marker ctime `copiedAt` (see above). */
+export function untouchedSinceCopy(a: SizeAndMtime, copiedAt?: number): boolean {
+  // hard links keep the bytes rule: one name's inode may be shared with a name the diff never sees
+  return copiedAt !== undefined && a.nlink === 1 && a.ctimeMs !== undefined && a.ctimeMs < copiedAt;
 }
 
 /** The content of file `p`, in chunks; a symlink put in its place is not followed. */

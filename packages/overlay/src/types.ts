@@ -33,7 +33,9 @@ export type WhiteoutMode = 'overlay' | 'oci';
 /** Where `diff()` finds what changed: an overlay upper dir alone, or a tree to compare with its parent's. */
 export type DiffSourceInfo =
   /** `lowers`: the committed dirs below, nearest first (to tell a copied-up but unchanged dir). */
-  { kind: 'upper'; upper: string; lowers?: string[] } | { kind: 'compare'; dir: string; base?: string };
+  | { kind: 'upper'; upper: string; lowers?: string[] }
+  /** `copiedAt`: ctime (ms) of the marker made after `dir` was copied from `base` (same-content.ts) */
+  | { kind: 'compare'; dir: string; base?: string; copiedAt?: number };
 
 export interface Snapshotter {
   readonly driver: 'overlay' | 'native';

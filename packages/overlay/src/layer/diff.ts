@@ -223,6 +223,8 @@ type Change = { rel: string; kind: 'entry' | 'whiteout' | 'tree'; st: Stats };
 interface Links {
   kept: Map<string, { rels: string[]; nlink: number }>;
   force?: Set<string>;
+  /** the copy marker's ctime (ms), DiffSourceInfo's `copiedAt` */
+  copiedAt?: number;
 }
 
 /**
@@ -284,7 +286,7 @@ async function compare(
       !sameXattrs(xd.get(pa), xb.get(pb)) ||
       !!links.force?.has(r) ||
       // last: it may read both files
-      (sa.isFile() && !(await sameContent(sa, sb, () => [fileChunks(pa), fileChunks(pb)])));
+      (sa.isFile() && !(await sameContent(sa, sb, () => [fileChunks(pa), fileChunks(pb)], links.copiedAt)));
     if (!changed && !sa.isDirectory() && sa.nlink > 1) {
       const id = `${sa.dev}:${sa.ino}`;
       const k = links.kept.get(id);
@@ -318,11 +320,12 @@ async function* generate(src: DiffSource, opts: DiffOptions): AsyncGenerator<Buf
     const xd = await readXattrsTree(src.dir);
     const xb = src.base ? await readXattrsTree(src.base) : new Map();
     const e = new Emitter(xd, opts.sourceDateEpoch, opts.exclude);
-    const links: Links = { kept: new Map() };
+    const copiedAt = src.base === undefined ? undefined : src.copiedAt;
+    const links: Links = { kept: new Map(), copiedAt };
     let changes = await compare(src.dir, src.base, xd, xb, '', links);
     const force = linkedNames(links);
     // rare (a new name for an old inode): compare again with those names taken as changed
-    if (force.size) changes = await compare(src.dir, src.base, xd, xb, '', { kept: new Map(), force });
+    if (force.size) changes = await compare(src.dir, src.base, xd, xb, '', { kept: new Map(), force, copiedAt });
     for (const c of changes) {
       if (e.excluded(c.kind === 'whiteout' ? c.rel.replace(/(^|\/)\.wh\.([^/]*)$/, '$1$2') : c.rel)) continue;
       if (c.kind === 'whiteout') {
