@@ -10,6 +10,7 @@ import { MEDIA, type Descriptor, type ImageConfig } from '../image/types.ts';
 import { parseDocument, requireSha256 } from '../image/validate.ts';
 import type { Store, StoredImage } from '../store/store.ts';
 import { CommitBatch } from '../store/batch.ts';
+import { phases } from '../debug/phases.ts';
 import { BlobInfo, type CompressedBlob } from './blob-info.ts';
 import { fetchSmallBlob, layerLimit, pullLayer } from './blob-get.ts';
 import { RegistryClient, pullScope, type RegistryOptions } from './client.ts';
@@ -47,6 +48,7 @@ const SMALL_LAYER = 1 << 20;
 const SMALL_PARALLEL = 8;
 
 export async function pullImage(store: Store, reference: string, opts: PullOptions = {}): Promise<PullResult> {
+  const lap = phases('pull');
   const ref = parseReference(reference);
   const want = parsePlatform(opts.platform);
   const full = formatReference(ref);
@@ -54,6 +56,7 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
   const scope = [pullScope(ref.path)];
   const sink = throttled(opts.onProgress);
   const pool = inflatePool();
+  lap('open');
   try {
     let top = await fetchManifest(client, ref.path, ref.digest ?? ref.tag!, scope);
     const resolvedDigest = top.digest;
@@ -76,6 +79,7 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
       `${full}: config ${manifest.config.digest.slice(0, 19)}`,
       'E_BAD_MANIFEST',
     );
+    lap('manifest+config');
     const diffIds = config.rootfs.diff_ids;
     if (diffIds.length !== manifest.layers.length)
       throw new VlabError(
@@ -88,6 +92,9 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
     const repo = repoName(ref);
     let bytesFetched = 0;
     const known: { diffId: string; blob: Omit<CompressedBlob, 'repos'> }[] = [];
+    // every layer's name held at once (one append to the lease, lease.ts: a name may be held
+    // before its blob exists), not once per layer as each is sealed
+    await store.lease.hold({ blobs: diffIds.map((d, i) => requireSha256(d, `${full}: rootfs.diff_ids[${i}]`)) });
     const small = manifest.layers.every((l) => l.size < SMALL_LAYER);
     const parallel = opts.parallel ?? (small ? SMALL_PARALLEL : DEFAULT_PARALLEL);
     const layers = await eachLimited(manifest.layers, parallel, async (l, i) => {
@@ -120,12 +127,17 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
       await batch?.discard();
       throw e;
     });
+    lap('layers');
     await batch?.flush(opts.signal);
+    lap('flush');
     // what each diff_id came as, once the layers are named (a push back finds them: blob-info.ts)
     await eachLimited(known, SMALL_PARALLEL, (k) => info.add(k.diffId, k.blob, repo));
+    lap('blob-info');
     const stored = await store.putImage(config, layers, configBytes);
+    lap('putImage');
     const name = familiarName(ref);
     await store.tag(name, stored.manifestDigest);
+    lap('tag');
     return { ...stored, ref: name, remoteDigest: top.digest, resolvedDigest, bytesFetched };
   } finally {
     client.close();

@@ -170,15 +170,16 @@ export class BlobStore implements Blobs {
           throw storeWriteError(this.root, e);
         }
       },
-      commit: async (expected?: string) => {
+      commit: async (expected?: string, batch?: CommitBatch) => {
+        let kept = false;
         try {
           const flushed = await close();
           if (flushed) throw storeWriteError(this.root, flushed);
           const digest: Digest = `sha256:${hash.digest('hex')}`;
-          await this.seal(tmp, digest, expected);
+          kept = await this.seal(tmp, digest, expected, batch);
           return { digest, size };
         } finally {
-          await fsp.rm(tmp, { force: true });
+          if (!kept) await fsp.rm(tmp, { force: true });
         }
       },
       abort: async () => {
