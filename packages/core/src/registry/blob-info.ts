@@ -25,6 +25,8 @@ const MAX_REPOS = 16;
 
 export class BlobInfo {
   private readonly dir: string;
+  /** The directory, made once per instance (a pull adds 200 entries). */
+  private made?: Promise<unknown>;
   constructor(storeRoot: string) {
     this.dir = path.join(storeRoot, 'distribution', 'by-diffid');
   }
@@ -51,7 +53,8 @@ export class BlobInfo {
     // already known, and this repo is its latest (a push that only verifies): nothing to write
     const known = (seen ?? (await this.get(diffId))).find((b) => b.digest === blob.digest);
     if (known?.repos[known.repos.length - 1] === repo) return;
-    await fsp.mkdir(this.dir, { recursive: true });
+    this.made ??= fsp.mkdir(this.dir, { recursive: true });
+    await this.made.catch(() => fsp.mkdir(this.dir, { recursive: true })); // a failed first try is tried again
     const file = this.file(diffId);
     await withFileLock(`${file}.lock`, async () => {
       const list = await this.get(diffId);

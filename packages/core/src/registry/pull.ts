@@ -11,7 +11,7 @@ import { parseDocument, requireSha256 } from '../image/validate.ts';
 import type { Store, StoredImage } from '../store/store.ts';
 import { CommitBatch } from '../store/batch.ts';
 import { phases } from '../debug/phases.ts';
-import { BlobInfo, type CompressedBlob } from './blob-info.ts';
+import { BlobInfo } from './blob-info.ts';
 import { fetchSmallBlob, layerLimit, pullLayer } from './blob-get.ts';
 import { RegistryClient, pullScope, type RegistryOptions } from './client.ts';
 import { throttled, type TransferSink } from './events.ts';
@@ -91,7 +91,6 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
     const batch = manifest.layers.length >= BATCH_FROM ? new CommitBatch(store.root) : undefined;
     const repo = repoName(ref);
     let bytesFetched = 0;
-    const known: { diffId: string; blob: Omit<CompressedBlob, 'repos'> }[] = [];
     // every layer's name held at once (one append to the lease, lease.ts: a name may be held
     // before its blob exists), not once per layer as each is sealed
     await store.lease.hold({ blobs: diffIds.map((d, i) => requireSha256(d, `${full}: rootfs.diff_ids[${i}]`)) });
@@ -121,7 +120,9 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
         bytesFetched += l.size;
         event('done', l.size);
       }
-      known.push({ diffId, blob: { digest, mediaType: l.mediaType, size: l.size } });
+      // what this diff_id came as (a push back finds it: blob-info.ts), while other layers are in
+      // flight: a verified fact even before the batch names the blob (an entry names no blob)
+      await info.add(diffId, { digest, mediaType: l.mediaType, size: l.size }, repo);
       return { mediaType: MEDIA.layer, digest: diffId, size } satisfies Descriptor;
     }).catch(async (e: unknown) => {
       await batch?.discard();
@@ -130,9 +131,6 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
     lap('layers');
     await batch?.flush(opts.signal);
     lap('flush');
-    // what each diff_id came as, once the layers are named (a push back finds them: blob-info.ts)
-    await eachLimited(known, SMALL_PARALLEL, (k) => info.add(k.diffId, k.blob, repo));
-    lap('blob-info');
     const stored = await store.putImage(config, layers, configBytes);
     lap('putImage');
     const name = familiarName(ref);
