@@ -142,14 +142,22 @@ function checkDigest(hex: string, size: number, desc: Descriptor): void {
  */
 const BIG_BUFFERS = { chunkSize: 256 << 10, writableHighWaterMark: 4 << 20, readableHighWaterMark: 1 << 20 };
 
-function decompressor(mediaType: string): Transform {
-  if (mediaType === MEDIA.layer || mediaType === MEDIA.dockerLayer) return new PassThrough();
-  if (mediaType === MEDIA.layerGzip || mediaType === MEDIA.dockerLayerGzip) return zlib.createGunzip(BIG_BUFFERS);
-  if (mediaType === MEDIA.layerZstd) return zstdDecompressStream();
+type Compression = 'none' | 'gzip' | 'zstd';
+
+/** A layer's compression by its media type; E_UNSUPPORTED for a type that is not a layer. */
+function compressionOf(mediaType: string): Compression {
+  if (mediaType === MEDIA.layer || mediaType === MEDIA.dockerLayer) return 'none';
+  if (mediaType === MEDIA.layerGzip || mediaType === MEDIA.dockerLayerGzip) return 'gzip';
+  if (mediaType === MEDIA.layerZstd) return 'zstd';
   throw new VlabError('E_UNSUPPORTED', `layer media type "${mediaType}" is not a tar, tar+gzip or tar+zstd layer`);
 }
 
-const isGzip = (mediaType: string) => mediaType === MEDIA.layerGzip || mediaType === MEDIA.dockerLayerGzip;
+function decompressor(mediaType: string): Transform {
+  const c = compressionOf(mediaType);
+  return c === 'none' ? new PassThrough() : c === 'gzip' ? zlib.createGunzip(BIG_BUFFERS) : zstdDecompressStream();
+}
+
+const isGzip = (mediaType: string) => compressionOf(mediaType) === 'gzip';
 /** gzip layers from this size on go to a worker (inflate-pool.ts); below it a worker's start costs more than it saves. */
 const OFF_THREAD_BYTES = 1 << 20;
 
@@ -221,12 +229,12 @@ export async function pullLayer(
   onBytes: (n: number) => void,
   { limit, pool, batch }: LayerOptions,
 ): Promise<number> {
-  decompressor(desc.mediaType).destroy(); // an unknown type fails before any transfer
+  const compression = compressionOf(desc.mediaType); // an unknown type fails before any transfer
   return withRetry(
     async () => {
       if (pool && isGzip(desc.mediaType) && desc.size >= OFF_THREAD_BYTES)
         return pullOffThread(blobs, pool, client, repo, desc, diffId, scope, onBytes, limit, batch);
-      if (desc.size < IN_MEMORY_BYTES && desc.mediaType !== MEDIA.layerZstd) {
+      if (desc.size < IN_MEMORY_BYTES && compression !== 'zstd') {
         const gz = await blobInMemory(client, repo, desc, scope, onBytes);
         const stored = await storeInMemory(blobs, gz, desc, diffId, limit, batch);
         if (stored !== undefined) return stored;
