@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { withFileLock } from '@vlab/overlay';
-import { writeAtomicSync } from '../store/store.ts';
+import { writeAtomic } from '../store/store.ts';
 import { assertDigest } from '../store/blobs.ts';
 
 export interface CompressedBlob {
@@ -47,15 +47,6 @@ export class BlobInfo {
     }
   }
 
-  /** `get` with synchronous calls, under the file's lock (a small file). */
-  private getSync(file: string): CompressedBlob[] {
-    try {
-      return present(file) ? parse(fs.readFileSync(file, 'utf8')) : [];
-    } catch {
-      return [];
-    }
-  }
-
   /**
    * Remember that `repo` holds `blob` for `diffId`. `seen`: what `get(diffId)` gave moments ago
    * (a push read them all at its start), to skip reading the file again.
@@ -64,20 +55,28 @@ export class BlobInfo {
     // already known, and this repo is its latest (a push that only verifies): nothing to write
     const known = (seen ?? (await this.get(diffId))).find((b) => b.digest === blob.digest);
     if (known?.repos[known.repos.length - 1] === repo) return;
-    this.made ??= fsp.mkdir(this.dir, { recursive: true });
-    await this.made.catch(() => fsp.mkdir(this.dir, { recursive: true })); // a failed first try is tried again
     const file = this.file(diffId);
-    // read, changed and replaced with synchronous calls (µs each, as the lock's own): 200 entries of
-    // a pull were ~1,200 thread-pool trips
+    try {
+      await this.update(file, diffId, blob, repo);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      this.made = undefined; // the directory was removed meanwhile: made again, once
+      await this.update(file, diffId, blob, repo);
+    }
+  }
+
+  private async update(file: string, diffId: string, blob: Omit<CompressedBlob, 'repos'>, repo: string) {
+    this.made ??= fsp.mkdir(this.dir, { recursive: true });
+    await this.made;
     await withFileLock(`${file}.lock`, async () => {
-      const list = this.getSync(file);
+      const list = await this.get(diffId);
       let entry = list.find((b) => b.digest === blob.digest);
       if (!entry) {
         entry = { ...blob, repos: [] };
         list.push(entry);
       }
       entry.repos = [...entry.repos.filter((r) => r !== repo), repo].slice(-MAX_REPOS);
-      writeAtomicSync(file, JSON.stringify(list.slice(-MAX_ENTRIES)));
+      await writeAtomic(file, JSON.stringify(list.slice(-MAX_ENTRIES)));
     });
   }
 }

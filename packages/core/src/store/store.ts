@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
@@ -217,18 +216,6 @@ export async function writeAtomic(file: string, data: string | Buffer | Iterable
     await fsp.rename(tmp, file);
   } catch (e) {
     await fsp.rm(tmp, { force: true }); // a full disk leaves no half-written temp file
-    throw e;
-  }
-}
-
-/** `writeAtomic` with synchronous calls, for a small file under a lock (blob-info.ts: 200 per pull). */
-export function writeAtomicSync(file: string, data: string): void {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  try {
-    fs.writeFileSync(tmp, data);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true }); // a full disk leaves no half-written temp file
     throw e;
   }
 }
