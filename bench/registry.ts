@@ -15,8 +15,9 @@
  * Every timed step starts from the same state, whoever ran before it: the previous pull's
  * directory (and the previous push's registry) is already removed, then an untimed `sync` writes
  * back what is dirty and commits the frees. This disk is ext4 with online `discard`: a removed
- * 1 GB pull (or the pushed registry blobs still dirty) was otherwise paid by the next peer's
- * fsyncs, whoever it was (skopeo's big/pull spread 1.8–5.7 s; bench/README.md, session 23).
+ * 1 GB pull (or the pushed registry blobs still dirty) was otherwise paid by the next step's
+ * fsyncs, whoever ran it (skopeo's big/pull back to back: 2.56–3.90 s, with the sync 2.35–2.90 s;
+ * bench/README.md, session 23). Each timed step's time is logged to stderr with the load.
  * Peers in a rotating order per run; medians. `vlab-cli` is the npm bin packages/core/bin/vbuild
  * (native client + warm server, started once untimed); with BENCH_VLAB_PROF, `node --cpu-prof
  * bin/vbuild.js` per command instead.
