@@ -12,6 +12,12 @@
  * `oci:STORE:NAME` (uncompressed layers: it gzips them as vbuild does). Each pull goes from a
  * registry holding vbuild's push into an empty store (vbuild: gunzip, both digests checked,
  * stored uncompressed) or an empty OCI layout (skopeo: stores the gzip blobs as they come).
+ * Every timed step starts from the same state, whoever ran before it: the previous pull's
+ * directory (and the previous push's registry) is already removed, then an untimed `sync` writes
+ * back what is dirty and commits the frees. This disk is ext4 with online `discard`: a removed
+ * 1 GB pull (or the pushed registry blobs still dirty) was otherwise paid by the next step's
+ * fsyncs, whoever ran it (skopeo's big/pull back to back: 2.56–3.90 s, with the sync 2.35–2.90 s;
+ * bench/README.md, session 23). Each timed step's time is logged to stderr with the load.
  * Peers in a rotating order per run; medians. `vlab-cli` is the npm bin packages/core/bin/vbuild
  * (native client + warm server, started once untimed); with BENCH_VLAB_PROF, `node --cpu-prof
  * bin/vbuild.js` per command instead.
@@ -104,7 +110,10 @@ const add = (k: Key, p: Peer, t: number) => {
 
 async function measure(k: Key, p: Peer, fn: () => Promise<number>): Promise<void> {
   try {
-    add(k, p, await fn());
+    await sh(['sync']); // untimed, before every peer alike (the header)
+    const t = await fn();
+    add(k, p, t);
+    log(`${k} ${p}: ${t.toFixed(3)} s (load ${os.loadavg()[0]!.toFixed(2)})`);
   } catch (e) {
     errors.push(`${p} ${k}: ${(e as Error).message.slice(0, 300)}`);
   }

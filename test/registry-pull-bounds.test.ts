@@ -28,6 +28,8 @@ describe.skipIf(missing)('registry pull: bounded inflate, codes from the worker'
   const bigBomb = Buffer.concat([randomBytes(1 << 20), Buffer.alloc(24 << 20)]);
   const smallBomb = Buffer.alloc(24 << 20); // ~24 kB of gzip: the main thread
   const bigTar = Buffer.concat([randomBytes(1536 << 10), Buffer.from('text '.repeat(50_000))]);
+  // ~64 KiB of gzip: read whole into memory (blob-get.ts), over the proxy's 4 kB so it is faulted
+  const smallTar = Buffer.concat([randomBytes(64 << 10), Buffer.from('text '.repeat(1000))]);
 
   beforeAll(async () => {
     reg = await startRegistry();
@@ -36,6 +38,7 @@ describe.skipIf(missing)('registry pull: bounded inflate, codes from the worker'
     await putImage(reg, 'bomb-big', zlib.gzipSync(bigBomb, { level: 1 }), sha(bigBomb));
     await putImage(reg, 'bomb-small', zlib.gzipSync(smallBomb), sha(smallBomb));
     await putImage(reg, 'big', zlib.gzipSync(bigTar, { level: 1 }), sha(bigTar));
+    await putImage(reg, 'small', zlib.gzipSync(smallTar), sha(smallTar));
     // three small-blob layers of 7 MiB each: each under a 16 MiB store's bound, together over it
     const sevens = [1, 2, 3].map((i) => Buffer.alloc(7 << 20, i));
     await putLayers(
@@ -123,4 +126,29 @@ describe.skipIf(missing)('registry pull: bounded inflate, codes from the worker'
       expect(await blobFiles(root)).toEqual([]);
     },
   );
+
+  it('a small layer read into memory: a reset once is asked again; a flipped byte E_DIGEST_MISMATCH, cut short every time E_REGISTRY, nothing stored', async () => {
+    const via = async () => {
+      if (root) await fsp.rm(root, { recursive: true, force: true });
+      root = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-pull-bounds-'));
+      return pull(`${proxy.host}/l:small`, { root, tlsVerify: false, retries: 1 });
+    };
+    proxy.fault = 'reset-once'; // first: the proxy cuts each blob once (truncate below counts)
+    const seen = proxy.requests.length;
+    const r = await via();
+    // asked again: from the offset it had (Range), or from 0 when the reset beat the first bytes
+    const gets = proxy.requests.slice(seen).filter((q) => q.startsWith('GET ') && q.includes('/blobs/'));
+    expect(gets.length).toBeGreaterThan(2); // the config's, the layer's, the layer's again
+    expect(r.manifest.layers[0]!.digest).toBe(sha(smallTar));
+    expect(sha(await fsp.readFile(path.join(root, 'blobs', 'sha256', sha(smallTar).slice(7))))).toBe(sha(smallTar));
+    proxy.fault = 'flip';
+    await expect(via()).rejects.toMatchObject({
+      code: 'E_DIGEST_MISMATCH',
+      message: expect.stringMatching(/tampered/),
+    });
+    expect(await blobFiles(root)).toEqual([]);
+    proxy.fault = 'truncate';
+    await expect(via()).rejects.toMatchObject({ code: 'E_REGISTRY', message: expect.stringMatching(/ended early/) });
+    expect(await blobFiles(root)).toEqual([]);
+  });
 });

@@ -43,6 +43,11 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
     await putImage(reg, 'wrong-diffid', bigGz, sha(Buffer.concat([bigTar, other])));
     await putImage(reg, 'not-gzip', randomBytes(1536 << 10), sha(bigTar));
     await putImage(reg, 'cut', bigGz.subarray(0, bigGz.length - 4096), sha(bigTar));
+    // the same under 256 KiB (read whole into memory, inflated on the main thread: blob-get.ts)
+    const smallGz = zlib.gzipSync(smallTar);
+    await putImage(reg, 'small-wrong-diffid', smallGz, sha(Buffer.concat([smallTar, other])));
+    await putImage(reg, 'small-not-gzip', randomBytes(64 << 10), sha(smallTar));
+    await putImage(reg, 'small-cut', smallGz.subarray(0, smallGz.length - 64), sha(smallTar));
     await putImage(reg, 'huge', hugeGz, sha(hugeTar));
     // enough layers to be named together after one syncfs (pull.ts: BATCH_FROM), one of them bad
     const many = manyTars.map((t) => ({ blob: zlib.gzipSync(t), diffId: sha(t) }));
@@ -85,6 +90,9 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
       ['wrong-diffid', 'E_DIGEST_MISMATCH', /does not match expected/],
       ['not-gzip', 'E_LAYER_INVALID', /does not decompress as .*tar\+gzip/],
       ['cut', 'E_LAYER_INVALID', /does not decompress/],
+      ['small-wrong-diffid', 'E_DIGEST_MISMATCH', /does not match expected/],
+      ['small-not-gzip', 'E_LAYER_INVALID', /does not decompress as .*tar\+gzip/],
+      ['small-cut', 'E_LAYER_INVALID', /does not decompress .*unexpected end of file/],
     ] as const) {
       await expect(pullIt(engine, tag)).rejects.toMatchObject({ code, message: expect.stringMatching(msg) });
       // the config and manifest are not written before the layers: only the blobs dir may exist, empty
@@ -149,6 +157,12 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
     await run.done;
     expect(inBatch).toBe(true);
     expect((await blobFiles(root)).filter((n) => !n.startsWith('.tmp-'))).toEqual([]);
+    // what the verified layers came as is written before their names: whole files, or none
+    const info = path.join(root, 'distribution', 'by-diffid');
+    for (const n of (await fsp.readdir(info).catch(() => [] as string[])).filter((n) => n.endsWith('.json')))
+      expect(JSON.parse(await fsp.readFile(path.join(info, n), 'utf8'))).toMatchObject([
+        { digest: expect.any(String) },
+      ]);
     const left = await fsck(root);
     expect(left.problems.map((p) => p.kind).filter((k) => k !== 'temp-orphan' && k !== 'lease-stale')).toEqual([]);
     const r = await pull(`${reg.host}/l:many-huge`, { root, tlsVerify: false });

@@ -6,6 +6,7 @@
  * `<root>/distribution/by-diffid/<hex>.json`, rewritten atomically under a lock. This names no
  * local blob, so gc ignores it; a stale entry only costs a HEAD that says "not there".
  */
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { withFileLock } from '@vlab/overlay';
@@ -25,6 +26,8 @@ const MAX_REPOS = 16;
 
 export class BlobInfo {
   private readonly dir: string;
+  /** The directory, made once per instance (a pull adds 200 entries). */
+  private made?: Promise<unknown>;
   constructor(storeRoot: string) {
     this.dir = path.join(storeRoot, 'distribution', 'by-diffid');
   }
@@ -35,11 +38,12 @@ export class BlobInfo {
   }
 
   async get(diffId: string): Promise<CompressedBlob[]> {
+    const file = this.file(diffId);
+    if (!present(file)) return []; // the usual case in a pull: no read, no ENOENT error made
     try {
-      const v = JSON.parse(await fsp.readFile(this.file(diffId), 'utf8')) as unknown;
-      return Array.isArray(v) ? (v as CompressedBlob[]).filter((b) => b && typeof b.digest === 'string') : [];
+      return parse(await fsp.readFile(file, 'utf8'));
     } catch {
-      return []; // absent or damaged: as if never seen
+      return []; // damaged: as if never seen
     }
   }
 
@@ -51,8 +55,19 @@ export class BlobInfo {
     // already known, and this repo is its latest (a push that only verifies): nothing to write
     const known = (seen ?? (await this.get(diffId))).find((b) => b.digest === blob.digest);
     if (known?.repos[known.repos.length - 1] === repo) return;
-    await fsp.mkdir(this.dir, { recursive: true });
     const file = this.file(diffId);
+    try {
+      await this.update(file, diffId, blob, repo);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      this.made = undefined; // the directory was removed meanwhile: made again, once
+      await this.update(file, diffId, blob, repo);
+    }
+  }
+
+  private async update(file: string, diffId: string, blob: Omit<CompressedBlob, 'repos'>, repo: string) {
+    this.made ??= fsp.mkdir(this.dir, { recursive: true });
+    await this.made;
     await withFileLock(`${file}.lock`, async () => {
       const list = await this.get(diffId);
       let entry = list.find((b) => b.digest === blob.digest);
@@ -64,4 +79,18 @@ export class BlobInfo {
       await writeAtomic(file, JSON.stringify(list.slice(-MAX_ENTRIES)));
     });
   }
+}
+
+/** Whether `file` exists (false on any error: as if never seen). */
+function present(file: string): boolean {
+  try {
+    return fs.statSync(file, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+function parse(text: string): CompressedBlob[] {
+  const v = JSON.parse(text) as unknown;
+  return Array.isArray(v) ? (v as CompressedBlob[]).filter((b) => b && typeof b.digest === 'string') : [];
 }

@@ -10,7 +10,8 @@ import { MEDIA, type Descriptor, type ImageConfig } from '../image/types.ts';
 import { parseDocument, requireSha256 } from '../image/validate.ts';
 import type { Store, StoredImage } from '../store/store.ts';
 import { CommitBatch } from '../store/batch.ts';
-import { BlobInfo, type CompressedBlob } from './blob-info.ts';
+import { phases } from '../debug/phases.ts';
+import { BlobInfo } from './blob-info.ts';
 import { fetchSmallBlob, layerLimit, pullLayer } from './blob-get.ts';
 import { RegistryClient, pullScope, type RegistryOptions } from './client.ts';
 import { throttled, type TransferSink } from './events.ts';
@@ -47,6 +48,7 @@ const SMALL_LAYER = 1 << 20;
 const SMALL_PARALLEL = 8;
 
 export async function pullImage(store: Store, reference: string, opts: PullOptions = {}): Promise<PullResult> {
+  const lap = phases('pull');
   const ref = parseReference(reference);
   const want = parsePlatform(opts.platform);
   const full = formatReference(ref);
@@ -54,6 +56,7 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
   const scope = [pullScope(ref.path)];
   const sink = throttled(opts.onProgress);
   const pool = inflatePool();
+  lap('open');
   try {
     let top = await fetchManifest(client, ref.path, ref.digest ?? ref.tag!, scope);
     const resolvedDigest = top.digest;
@@ -76,6 +79,7 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
       `${full}: config ${manifest.config.digest.slice(0, 19)}`,
       'E_BAD_MANIFEST',
     );
+    lap('manifest+config');
     const diffIds = config.rootfs.diff_ids;
     if (diffIds.length !== manifest.layers.length)
       throw new VlabError(
@@ -87,7 +91,9 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
     const batch = manifest.layers.length >= BATCH_FROM ? new CommitBatch(store.root) : undefined;
     const repo = repoName(ref);
     let bytesFetched = 0;
-    const known: { diffId: string; blob: Omit<CompressedBlob, 'repos'> }[] = [];
+    // every layer's name held at once (one append to the lease, lease.ts: a name may be held
+    // before its blob exists), not once per layer as each is sealed
+    await store.lease.hold({ blobs: diffIds.map((d, i) => requireSha256(d, `${full}: rootfs.diff_ids[${i}]`)) });
     const small = manifest.layers.every((l) => l.size < SMALL_LAYER);
     const parallel = opts.parallel ?? (small ? SMALL_PARALLEL : DEFAULT_PARALLEL);
     const layers = await eachLimited(manifest.layers, parallel, async (l, i) => {
@@ -114,18 +120,22 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
         bytesFetched += l.size;
         event('done', l.size);
       }
-      known.push({ diffId, blob: { digest, mediaType: l.mediaType, size: l.size } });
+      // what this diff_id came as (a push back finds it: blob-info.ts), while other layers are in
+      // flight: a verified fact even before the batch names the blob (an entry names no blob)
+      await info.add(diffId, { digest, mediaType: l.mediaType, size: l.size }, repo);
       return { mediaType: MEDIA.layer, digest: diffId, size } satisfies Descriptor;
     }).catch(async (e: unknown) => {
       await batch?.discard();
       throw e;
     });
+    lap('layers');
     await batch?.flush(opts.signal);
-    // what each diff_id came as, once the layers are named (a push back finds them: blob-info.ts)
-    await eachLimited(known, SMALL_PARALLEL, (k) => info.add(k.diffId, k.blob, repo));
+    lap('flush');
     const stored = await store.putImage(config, layers, configBytes);
+    lap('putImage');
     const name = familiarName(ref);
     await store.tag(name, stored.manifestDigest);
+    lap('tag');
     return { ...stored, ref: name, remoteDigest: top.digest, resolvedDigest, bytesFetched };
   } finally {
     client.close();

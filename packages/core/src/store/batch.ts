@@ -7,6 +7,7 @@
  * that fails (the syncfs, a rename) or is aborted removes every temp file it did not name at once:
  * nothing is named unless the syncfs succeeded, and no temp file waits for the next store open.
  */
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
@@ -42,11 +43,19 @@ export class CommitBatch {
     try {
       await syncFilesystem(all[0]!.tmp);
       if (signal?.aborted) throw new VlabError('E_ABORTED', 'aborted', { cause: signal.reason });
-      // every rename settles before a failure is reported: the temp files of those that failed go
-      const renamed = await Promise.allSettled(all.map((p) => fsp.rename(p.tmp, p.dest)));
-      left = all.filter((_, i) => renamed[i]!.status === 'rejected');
-      const failed = renamed.find((r) => r.status === 'rejected');
-      if (failed) throw failed.reason;
+      // every rename is tried before a failure is reported: the temp files of those that failed go.
+      // Synchronous: µs each in one directory, where 200 thread-pool trips contended for its lock
+      let failed: unknown;
+      left = all.filter((p) => {
+        try {
+          fs.renameSync(p.tmp, p.dest);
+          return false;
+        } catch (e) {
+          failed ??= e;
+          return true;
+        }
+      });
+      if (failed) throw failed;
       for (const dir of new Set(all.map((p) => path.dirname(p.dest)))) {
         const fh = await fsp.open(dir, 'r');
         await fh.sync().finally(() => fh.close());

@@ -115,10 +115,10 @@ export class LayoutStore implements StoreContract {
    * another writer serialised it (a pulled image keeps its config digest, its image id).
    */
   async putImage(config: ImageConfig, layers: Descriptor[], configBytes?: Buffer): Promise<StoredImage> {
-    for (const l of layers) {
-      if (!(await this.blobs.has(l.digest)))
-        throw new VlabError('E_BLOB_MISSING', `layer ${l.digest} is not in the store`);
-    }
+    // checked at once: 200 layers were 200 access() calls one after the other
+    const present = await Promise.all(layers.map((l) => this.blobs.has(l.digest)));
+    const gone = layers.find((_, i) => !present[i]);
+    if (gone) throw new VlabError('E_BLOB_MISSING', `layer ${gone.digest} is not in the store`);
     const cfg = configBytes ? await this.blobs.putBytes(configBytes) : await this.blobs.putJson(config);
     const manifest: Manifest = {
       schemaVersion: 2,

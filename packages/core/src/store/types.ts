@@ -42,7 +42,7 @@ export interface BlobWriter {
 export interface SyncBlobWriter {
   /** Append `bytes` (hashed as written). Throws E_NO_SPACE when the disk is full. */
   write(bytes: Buffer): void;
-  commit(expected?: string): Promise<{ digest: Digest; size: number }>;
+  commit(expected?: string, batch?: CommitBatch): Promise<{ digest: Digest; size: number }>;
   abort(): Promise<void>;
 }
 
