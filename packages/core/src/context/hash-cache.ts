@@ -242,7 +242,7 @@ export class FileHashCache {
  * files read now recorded in the cache as they are hashed. Entries are the table's indexes.
  */
 export class TableHashes {
-  /** Entry i's record, -1 for none; entries of the ranges `range` was given only. */
+  /** Entry i's record, -1 for none (found for the ranges `range` was given). */
   private slots?: Int32Array;
 
   constructor(
@@ -261,7 +261,7 @@ export class TableHashes {
 
   /** Find the records of entries [lo, hi) (one merge of the two sorted lists): before `sync` or `hash` of them. */
   range(lo: number, hi: number): void {
-    this.slots ??= new Int32Array(this.rels.length);
+    this.slots ??= new Int32Array(this.rels.length).fill(-1); // an entry of no range: none
     this.idx.match(this.rels, lo, hi, this.slots);
   }
 
