@@ -138,27 +138,23 @@ describe.skipIf(!built)('vbuild client: the go-ahead handshake with a slot that 
   }, 15_000);
 
   it('continued right at the edge of the bound, a command still runs exactly once (swept 16 times)', async () => {
-    const mine = served(srvDir, 0);
     const all = servedAll();
-    let inSlot0 = 0;
     for (let i = 0; i < 16; i++) {
       const pid = pids[0]!;
+      const before = servedAll();
       process.kill(pid, 'SIGSTOP');
       const cont = setTimeout(() => process.kill(pid, 'SIGCONT'), BOUND + (i - 8) * 6);
-      const before0 = served(srvDir, 0);
       const r = await images().finally(() => {
         clearTimeout(cont);
         process.kill(pid, 'SIGCONT');
       });
       expect(r.code, r.out).toBe(0);
       expect(listings(r.out), `round ${i}: the command's output`).toBe(1);
-      await sleep(150);
-      if (served(srvDir, 0) > before0) inSlot0++;
+      await sleep(150); // slot 0 continued: it took the command in time, or finds no go-ahead
+      expect(servedAll() - before, `round ${i}: run in two slots`).toBeLessThanOrEqual(1);
     }
     await sleep(300);
-    // each round ran in one slot (or direct): never in slot 0 and in another
     expect(servedAll() - all).toBeLessThanOrEqual(16);
-    expect(served(srvDir, 0) - mine).toBe(inSlot0);
   }, 40_000);
 
   it.each(['SIGINT', 'SIGTERM'] as const)(
