@@ -207,6 +207,30 @@ describe.skipIf(!built)('vbuild client: the go-ahead handshake with a slot that 
     expect(servedAll() - all).toBeLessThanOrEqual(8);
   }, 30_000);
 
+  it('is never asked: its socket name differs, so an upgrade does not run every command direct until it idles out', async () => {
+    // a server of the previous protocol for this install (named by FNV-1a of the install's path
+    // alone, as before "vlab2") could not parse our request and closed without an answer: the
+    // client then ran direct, every time, until that server's idle exit
+    const pkg = fs.realpathSync(path.resolve(BIN, '../..')); // bin/vbuild is a script that runs native/bin's client
+    let h = 2166136261;
+    for (const b of Buffer.from(pkg)) h = Math.imul(h ^ b, 16777619) >>> 0;
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-hs-old-'));
+    let asked = 0;
+    const old = net.createServer((c) => {
+      asked++;
+      c.destroy();
+    });
+    await new Promise<void>((r) => old.listen(path.join(dir, `${h.toString(16).padStart(8, '0')}.sock`), r));
+    try {
+      for (let i = 0; i < 2; i++) expect((await toExit(['images', '--root', store], { dir })).code).toBe(0);
+      expect(asked).toBe(0);
+    } finally {
+      await new Promise((r) => old.close(r));
+      await stopServers(dir);
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
+
   it.each([
     ['"R" (another bundle), while the client waits for the old server to let go', 'R\n'],
     ['no answer, then a close', ''],

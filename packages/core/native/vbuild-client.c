@@ -12,7 +12,7 @@
  * `| head` behave the same. SIGINT/SIGTERM/SIGHUP are forwarded (a build aborts as on Ctrl-C);
  * the exit status comes back ("X code", or "K signal": we then die of that signal ourselves).
  *
- * The socket is DIR/HASH.sock (HASH: of this install's path, so each checkout or install has its
+ * The socket is DIR/HASH.sock (HASH: of PROTOCOL and this install's path, so each checkout or install has its
  * own server; HASH.lock, .log, .pid beside it). DIR is $VLAB_SERVER_DIR, else
  * $XDG_RUNTIME_DIR/vlab, else /tmp/vlab-UID: a directory we own with mode 0700 (anything else:
  * no server, direct run). The server checks the peer's uid too.
@@ -337,8 +337,11 @@ int main(int argc, char **argv) {
   if (wants_tty()) direct();
   char key[256], dir[PATH_MAX - 64], base[PATH_MAX];
   if (!bundle_key(key, sizeof key) || !server_dir(dir, sizeof dir)) direct();
-  /* One server per install (FNV-1a of its path): two checkouts never restart each other's. */
+  /* One server per install and protocol (FNV-1a of both): two checkouts never restart each
+   * other's, and after an upgrade that changes PROTOCOL a still-running old server (which cannot
+   * parse our request, so cannot answer "R") is never asked: it idles out on its own. */
   uint32_t h = 2166136261u;
+  for (const char *c = PROTOCOL "\n"; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
   for (const char *c = pkg; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
   snprintf(base, sizeof base, "%s/%08x", dir, h);
 
