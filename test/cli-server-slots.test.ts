@@ -1,8 +1,7 @@
 /**
  * The native client's way through the server slots when a slot is busy: a busy slot that closes
  * before the client's request is all sent must send the client to the next slot, not run it direct.
- * (A bound on the wait for a stopped server's first answer was taken out: it could run a command
- * twice; see vbuild-client.c's head comment.)
+ * (A slot that does not answer at all: cli-server-handshake.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshStore, removeStore } from './helpers.ts';

@@ -12,7 +12,7 @@
  * `| head` behave the same. SIGINT/SIGTERM/SIGHUP are forwarded (a build aborts as on Ctrl-C);
  * the exit status comes back ("X code", or "K signal": we then die of that signal ourselves).
  *
- * The socket is DIR/HASH.sock (HASH: of this install's path, so each checkout or install has its
+ * The socket is DIR/HASH.sock (HASH: of PROTOCOL and this install's path, so each checkout or install has its
  * own server; HASH.lock, .log, .pid beside it). DIR is $VLAB_SERVER_DIR, else
  * $XDG_RUNTIME_DIR/vlab, else /tmp/vlab-UID: a directory we own with mode 0700 (anything else:
  * no server, direct run). The server checks the peer's uid too.
@@ -26,12 +26,15 @@
  * server gets one started for the next concurrent command), or the server was built from another
  * bundle (it exits; the next command starts a fresh one).
  *
- * A busy slot's "B" is read even when it closed before our request was all sent (EPIPE). The
- * first answer is awaited without a bound: a client that gave up on a slow server on its own
- * clock could run the command a second time on the next slot while that server, past its own
- * check that we are there, runs it too (a review reproduced it: 3 of 30 at the edge). A bound
- * needs a go-ahead byte from us after "A" as the one commit point; until then a stopped server
- * holds its client, as before. A signal before "A" waits for the answer, as before.
+ * The hand-over has one commit point, our go-ahead. We send the request (no fds); the server
+ * answers "A" (it will run it if told), "B" (busy: the next slot) or "R" (another bundle); on "A"
+ * we send "G" with our stdin/stdout/stderr, and the server runs the command only once it has
+ * read that "G". Before "G" nothing can run: we wait at most VLAB_SERVER_ANSWER_MS (default
+ * 3000; a live server answers from its event loop within ms, busy or not) for the first answer
+ * and then try the next slot, a stopped server never holds our fds (a pipe reader of ours sees
+ * end of file when we exit), and SIGINT/SIGTERM/SIGHUP end us by that signal. After "G" we wait
+ * for that server and forward the signals. A busy slot's "B" is read even when it closed before
+ * our request was all sent (EPIPE).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -47,18 +50,46 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "vbuild-client.h"
+
 extern char **environ;
 
-static char pkg[PATH_MAX]; /* packages/core (or the installed package's root) */
+/* The request's first word: a server of another protocol answers "R" (and a fresh one starts). */
+#define PROTOCOL "vlab2"
+
+char pkg[PATH_MAX]; /* packages/core (or the installed package's root) */
 static char **args;
 static int nargs;
+static int sigpipe_w = -1, sigpipe_r = -1; /* signals caught, as bytes: on_signal */
+
+/* Dies of sig, as the direct run would have (the handler is ours until here). */
+static void die_of(int sig) {
+  signal(sig, SIG_DFL);
+  sigset_t m;
+  sigemptyset(&m);
+  sigaddset(&m, sig);
+  sigprocmask(SIG_UNBLOCK, &m, NULL);
+  raise(sig);
+  _exit(128 + sig);
+}
+
+/* A signal caught before the commit point ends us by it. */
+static void pending_signal(void) {
+  unsigned char sig;
+  if (sigpipe_r >= 0 && read(sigpipe_r, &sig, 1) == 1) die_of(sig);
+}
 
 static void direct(void) {
+  /* From here on a signal does to us what it does to the direct run; one caught already ends us. */
+  const int fwd[] = {SIGINT, SIGTERM, SIGHUP};
+  for (int i = 0; i < 3; i++) signal(fwd[i], SIG_DFL);
+  pending_signal();
   char entry[PATH_MAX + 32];
   snprintf(entry, sizeof entry, "%s/bin/vbuild.js", pkg);
   char **av = calloc((size_t)nargs + 3, sizeof *av);
@@ -69,120 +100,6 @@ static void direct(void) {
   execvp("node", av);
   fprintf(stderr, "vbuild: cannot run node: %s\n", strerror(errno));
   _exit(127);
-}
-
-static int newer_source(const char *dir, const struct timespec *than) {
-  DIR *d = opendir(dir);
-  if (!d) return 0;
-  struct dirent *e;
-  int hit = 0;
-  char p[PATH_MAX];
-  while (!hit && (e = readdir(d))) {
-    if (e->d_name[0] == '.') continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    struct stat st;
-    if (lstat(p, &st) < 0) continue;
-    size_t l = strlen(e->d_name);
-    if (S_ISDIR(st.st_mode)) hit = newer_source(p, than);
-    else if (l > 3 && !strcmp(e->d_name + l - 3, ".ts"))
-      hit = st.st_mtim.tv_sec > than->tv_sec ||
-            (st.st_mtim.tv_sec == than->tv_sec && st.st_mtim.tv_nsec > than->tv_nsec);
-  }
-  closedir(d);
-  return hit;
-}
-
-/* The bundle's identity (the server compares it with the file it loaded), or 0 if it is not current. */
-static int bundle_key(char *key, size_t n) {
-  char p[PATH_MAX + 32];
-  struct stat st;
-  snprintf(p, sizeof p, "%s/dist/vbuild.mjs", pkg);
-  if (stat(p, &st) < 0) return 0;
-  snprintf(p, sizeof p, "%s/src", pkg);
-  struct stat src;
-  if (stat(p, &src) == 0) { /* a checkout: the sources win when newer, as in bin/vbuild.js */
-    static const char *pkgs[] = {"core", "dockerfile", "overlay", "errors"};
-    for (int i = 0; i < 4; i++) {
-      snprintf(p, sizeof p, "%s/../%s/src", pkg, pkgs[i]);
-      if (newer_source(p, &st.st_mtim)) return 0;
-    }
-  }
-  snprintf(key, n, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-           (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-  return 1;
-}
-
-/* The socket's directory: ours, a real directory, mode 0700; else 0. */
-static int server_dir(char *dir, size_t n) {
-  const char *d = getenv("VLAB_SERVER_DIR"), *x = getenv("XDG_RUNTIME_DIR");
-  if (d && *d) snprintf(dir, n, "%s", d);
-  else if (x && x[0] == '/') snprintf(dir, n, "%s/vlab", x);
-  else snprintf(dir, n, "/tmp/vlab-%u", (unsigned)getuid());
-  if (mkdir(dir, 0700) < 0 && errno != EEXIST) return 0;
-  struct stat st;
-  return lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == getuid() && (st.st_mode & 07777) == 0700;
-}
-
-/*
- * How many servers may run commands at once (VLAB_SERVER_SLOTS, default 4, 1-16): each is one
- * Node process running one command at a time, so concurrent builds each get a warm one instead
- * of a Node start-up each. Slots past the first are started only when the first is busy, and
- * leave sooner when idle (server.ts).
- */
-static int server_slots(void) {
-  const char *v = getenv("VLAB_SERVER_SLOTS");
-  int n = v && *v ? atoi(v) : 4;
-  return n < 1 ? 1 : n > 16 ? 16 : n;
-}
-
-/* Starts slot k's server in the background; 0 when another holds its lock (running or starting). */
-static int start_server(const char *base, int k) {
-  char p[PATH_MAX + 32], bundle[PATH_MAX + 32];
-  snprintf(p, sizeof p, "%s.lock", base);
-  int lock = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (lock < 0) return 1;
-  if (flock(lock, LOCK_EX | LOCK_NB) < 0) {
-    close(lock);
-    return 0;
-  }
-  snprintf(bundle, sizeof bundle, "%s/dist/vbuild.mjs", pkg);
-  pid_t pid = fork();
-  if (pid == 0) {
-    setsid();
-    if (fork() != 0) _exit(0); /* the server is init's child, not ours */
-    int null = open("/dev/null", O_RDWR);
-    snprintf(p, sizeof p, "%s.log", base);
-    int log = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
-    dup2(null, 0);
-    dup2(null, 1);
-    dup2(log >= 0 ? log : null, 2);
-    /* only 0-2 stay: the server's children (monitors, containers) must not inherit its log */
-    if (log > 2) close(log);
-    if (null > 2) close(null);
-    if (chdir("/") < 0) _exit(1);
-    /* The lock is held for the server's life (it marks it close-on-exec for its children). */
-    int fl = fcntl(lock, F_GETFD);
-    fcntl(lock, F_SETFD, fl & ~FD_CLOEXEC);
-    char lockfd[16];
-    snprintf(lockfd, sizeof lockfd, "%d", lock);
-    /* Memory of a long-lived server (bench/README.md, "Peak RSS of the warm server"): a 1 MB
-     * semi-space (V8's default young generation grows to 16 MB each, held for good), a full GC
-     * once idle after a command (--expose-gc: server.ts), and malloc giving large blocks back on free
-     * (one arena; a fixed mmap threshold, not one raised by every big Buffer freed). No
-     * allocation-site pretenuring: it put a big COPY's per-file garbage straight into the old
-     * space, where it stayed until a full GC (copy-huge: +55 MB; bench/README.md, "copy-huge:
-     * memory per file"). The server's children get each command's own environment, not these. */
-    setenv("MALLOC_ARENA_MAX", "1", 1);
-    setenv("MALLOC_MMAP_THRESHOLD_", "65536", 1);
-    if (k > 0) setenv("VLAB_SERVER_SPARE", "1", 1);
-    else unsetenv("VLAB_SERVER_SPARE");
-    execlp("node", "node", "--max-semi-space-size=1", "--no-allocation-site-pretenuring", "--expose-gc", bundle,
-           "--vlab-serve", base, lockfd, (char *)NULL);
-    _exit(127);
-  }
-  if (pid > 0) waitpid(pid, NULL, 0);
-  close(lock);
-  return 1;
 }
 
 /*
@@ -205,7 +122,6 @@ static int wants_tty(void) {
   return 0;
 }
 
-static int sigpipe_w = -1, sigpipe_r = -1;
 static void on_signal(int sig) {
   int saved = errno;
   unsigned char b = (unsigned char)sig;
@@ -228,8 +144,9 @@ static int add(char **buf, size_t *len, size_t *cap, const char *s) {
   return 1;
 }
 
-/* Sends the request: u32 length, then NUL-separated strings; fds 0, 1, 2 on the first chunk.
- * 1: sent; 2: the server closed before it was all sent (read its answer); 0: failed. */
+/* Sends the request: u32 length, then NUL-separated strings (no fds: they go with "G").
+ * 1: sent; 2: the server closed before it was all sent (read its answer); 3: not taken in time
+ * (a server that does not read: the next slot); 0: failed. */
 static int send_request(int s, const char *key) {
   char cwd[PATH_MAX], num[32];
   if (!getcwd(cwd, sizeof cwd)) return 0;
@@ -238,7 +155,7 @@ static int send_request(int s, const char *key) {
   size_t cap = 4096, len = 4;
   char *buf = malloc(cap);
   if (!buf) return 0;
-  int ok = add(&buf, &len, &cap, "vlab1") && add(&buf, &len, &cap, key) && add(&buf, &len, &cap, cwd);
+  int ok = add(&buf, &len, &cap, PROTOCOL) && add(&buf, &len, &cap, key) && add(&buf, &len, &cap, cwd);
   snprintf(num, sizeof num, "%o", (unsigned)um);
   ok = ok && add(&buf, &len, &cap, num);
   snprintf(num, sizeof num, "%d", nargs);
@@ -248,34 +165,58 @@ static int send_request(int s, const char *key) {
   if (!ok) return free(buf), 0;
   uint32_t n = (uint32_t)(len - 4);
   memcpy(buf, &n, 4); /* little-endian hosts only: x86-64 and arm64 */
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = send(s, buf + off, len - off, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) { /* a signal before the commit point ends us */
+      pending_signal();
+      continue;
+    }
+    /* A busy server answers "B" and closes without reading: its answer is still to be read. */
+    if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) return free(buf), 2;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return free(buf), 3; /* SO_SNDTIMEO */
+    if (w <= 0) return free(buf), 0;
+    off += (size_t)w;
+  }
+  free(buf);
+  return 1;
+}
+
+/* The go-ahead: "G" with fds 0, 1, 2. 1: sent (we are committed); 0: the server is gone (it did
+ * not and will not run it: it runs a command only once it has read this). */
+static int send_go(int s) {
   int fds[3] = {0, 1, 2};
   union {
     struct cmsghdr h;
     char space[CMSG_SPACE(sizeof fds)];
   } ctl;
   memset(&ctl, 0, sizeof ctl);
-  size_t off = 0;
-  while (off < len) {
-    struct iovec iov = {.iov_base = buf + off, .iov_len = len - off};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (off == 0) {
-      m.msg_control = &ctl;
-      m.msg_controllen = sizeof ctl;
-      struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof fds);
-      memcpy(CMSG_DATA(c), fds, sizeof fds);
-    }
+  struct iovec iov = {.iov_base = "G", .iov_len = 1};
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof ctl};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof fds);
+  memcpy(CMSG_DATA(c), fds, sizeof fds);
+  for (;;) {
     ssize_t w = sendmsg(s, &m, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    /* A busy server answers "B" and closes without reading: its answer is still to be read. */
-    if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) return free(buf), 2;
-    if (w <= 0) return free(buf), 0;
-    off += (size_t)w;
+    if (w == 1) return 1;
+    if (w < 0 && errno == EINTR) continue; /* committed or not, a signal waits in the pipe */
+    return 0;
   }
-  free(buf);
-  return 1;
+}
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The bound on a slot's first answer, ms (VLAB_SERVER_ANSWER_MS, default 3000, 1-600000). */
+static int answer_ms(void) {
+  const char *v = getenv("VLAB_SERVER_ANSWER_MS");
+  long n = v && *v ? atol(v) : 3000;
+  return n < 1 ? 1 : n > 600000 ? 600000 : (int)n;
 }
 
 /*
@@ -293,49 +234,75 @@ static void run_in(const char *base, const char *key, int k) {
     if (!start_server(base, k)) return;
     direct();
   }
+  /* Before the commit point: every wait bounded (a stopped server does not read or answer). */
+  int bound = answer_ms();
+  long long deadline = now_ms() + bound;
+  struct timeval tv = {.tv_sec = bound / 1000, .tv_usec = (bound % 1000) * 1000};
+  setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   int sent = send_request(s, key);
   if (!sent) direct();
+  if (sent == 3) {
+    close(s);
+    return;
+  }
 
-  /* Replies: "A" (accepted: from here on the command runs there), then "X code" or "K signal";
-   * before "A": "B" (busy: the next slot) or "R" (other bundle, restarting: run it ourselves).
-   * Before "A" a signal waits in the pipe: once "A" comes it is the command's (forwarded). */
+  /* Replies: "A" (it will run it once told), then after our "G": "X code" or "K signal"; instead
+   * of "A": "B" (busy: the next slot) or "R" (other bundle, restarting: run it ourselves). */
   char line[64];
   size_t got = 0;
-  int accepted = 0;
+  int committed = 0, said = 0; /* said: bytes sent after "G" (forwarded signals) */
   for (;;) {
-    struct pollfd p[2] = {{.fd = s, .events = POLLIN}, {.fd = accepted ? sigpipe_r : -1, .events = POLLIN}};
-    if (poll(p, 2, -1) < 0) {
+    int wait = -1;
+    if (!committed && (wait = (int)(deadline - now_ms())) <= 0) {
+      close(s); /* no answer in time: it never got our go-ahead, so it will not run it */
+      return;
+    }
+    struct pollfd p[2] = {{.fd = s, .events = POLLIN}, {.fd = sigpipe_r, .events = POLLIN}};
+    if (poll(p, 2, wait) < 0) {
       if (errno == EINTR) continue;
       break;
     }
-    if ((p[1].revents & POLLIN) && accepted) {
+    if (p[1].revents & POLLIN) {
+      if (!committed) pending_signal(); /* ends us: nothing runs anywhere */
       unsigned char sig;
       while (read(sigpipe_r, &sig, 1) == 1) {
         char msg[16];
         int l = snprintf(msg, sizeof msg, "S %d\n", sig);
         if (send(s, msg, (size_t)l, MSG_NOSIGNAL) < 0) break;
+        said = 1;
       }
     }
     if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
     ssize_t r = read(s, line + got, sizeof line - 1 - got);
     if (r < 0 && errno == EINTR) continue;
+    /* It closed with our "G" unread (nothing else of ours there): it did not run it. */
+    if (r < 0 && errno == ECONNRESET && committed && !said) {
+      close(s);
+      return;
+    }
     if (r <= 0) break;
     got += (size_t)r;
     line[got] = 0;
     char *nl;
     while ((nl = strchr(line, '\n'))) {
       *nl = 0;
-      if (!strcmp(line, "A")) accepted = 1;
-      else if (!accepted && !strcmp(line, "B")) {
+      if (!committed && !strcmp(line, "A")) {
+        if (!send_go(s)) { /* gone before our go-ahead: it will not run it */
+          close(s);
+          return;
+        }
+        committed = 1;
+      } else if (!committed && !strcmp(line, "B")) {
         close(s);
         return;
-      } else if (!accepted && !strcmp(line, "R")) { /* let the old server go before starting the new one */
-        struct pollfd q = {.fd = s, .events = POLLIN};
-        poll(&q, 1, 2000);
+      } else if (!committed && !strcmp(line, "R")) { /* let the old server go before starting the new one */
+        struct pollfd q[2] = {{.fd = s, .events = POLLIN}, {.fd = sigpipe_r, .events = POLLIN}};
+        poll(q, 2, 2000);
+        pending_signal();
         start_server(base, k);
         direct();
-      } else if (line[0] == 'X' && line[1] == ' ') exit(atoi(line + 2));
-      else if (line[0] == 'K' && line[1] == ' ') {
+      } else if (committed && line[0] == 'X' && line[1] == ' ') exit(atoi(line + 2));
+      else if (committed && line[0] == 'K' && line[1] == ' ') {
         int sig = atoi(line + 2);
         signal(sig, SIG_DFL);
         raise(sig);
@@ -346,7 +313,7 @@ static void run_in(const char *base, const char *key, int k) {
     }
     if (got >= sizeof line - 1) break;
   }
-  if (!accepted) direct(); /* the server went away before starting the command */
+  if (!committed) direct(); /* the server went away before answering: it will not run it */
   fprintf(stderr, "vbuild: the vbuild server stopped during the command (its log: %s.log) [E_INTERNAL]\n", base);
   exit(70);
 }
@@ -370,8 +337,11 @@ int main(int argc, char **argv) {
   if (wants_tty()) direct();
   char key[256], dir[PATH_MAX - 64], base[PATH_MAX];
   if (!bundle_key(key, sizeof key) || !server_dir(dir, sizeof dir)) direct();
-  /* One server per install (FNV-1a of its path): two checkouts never restart each other's. */
+  /* One server per install and protocol (FNV-1a of both): two checkouts never restart each
+   * other's, and after an upgrade that changes PROTOCOL a still-running old server (which cannot
+   * parse our request, so cannot answer "R") is never asked: it idles out on its own. */
   uint32_t h = 2166136261u;
+  for (const char *c = PROTOCOL "\n"; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
   for (const char *c = pkg; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
   snprintf(base, sizeof base, "%s/%08x", dir, h);
 

@@ -85,15 +85,30 @@ static int wait_fd(int fd, short events, long long deadline) {
   }
 }
 
+/* The number of SCM_RIGHTS descriptors a message carried: the first max kept in fds, the rest closed. */
+static int take_fds(struct msghdr *m, int *fds, int max) {
+  int n = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    int *got = (int *)CMSG_DATA(c);
+    for (int i = 0; i < k; i++, n++) {
+      if (n < max) fds[n] = got[i];
+      else close(got[i]);
+    }
+  }
+  return n;
+}
+
 /*
- * recvRequest(fd, timeoutMs) -> [payload Buffer, fd0, fd1, fd2] | -errno. The client sends a
- * little-endian u32 length, then the payload; the 3 descriptors ride on its first sendmsg. They
- * arrive close-on-exec (only the dup2 onto 0/1/2 is inherited by children).
+ * recvRequest(fd, timeoutMs) -> payload Buffer | -errno. The client sends a little-endian u32
+ * length, then the payload; no descriptors (they come with its go-ahead: recvGo). Any that come
+ * are closed, and the request is refused.
  */
 static napi_value recv_request(napi_env env, napi_callback_info info) {
   int fd = arg_int(env, info, 0);
   long long deadline = now_ms() + arg_int(env, info, 1);
-  int fds[MAX_FDS] = {-1, -1, -1}, nfds = 0;
+  int extra = 0;
   uint32_t want = 0;
   size_t have = 0;
   char *buf = NULL;
@@ -124,15 +139,7 @@ static napi_value recv_request(napi_env env, napi_callback_info info) {
       err = -ECONNRESET;
       goto fail;
     }
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-      int *got = (int *)CMSG_DATA(c);
-      for (int i = 0; i < k; i++) {
-        if (nfds < MAX_FDS) fds[nfds++] = got[i];
-        else close(got[i]);
-      }
-    }
+    extra += take_fds(&m, NULL, 0) + ((m.msg_flags & MSG_CTRUNC) != 0);
     have += (size_t)n;
     if (!buf && have == 4) {
       memcpy(&want, head, 4);
@@ -144,21 +151,53 @@ static napi_value recv_request(napi_env env, napi_callback_info info) {
     }
     if (buf && have - 4 == want) break;
   }
-  if (nfds != MAX_FDS) {
+  if (extra) {
     err = -EBADMSG;
     goto fail;
   }
-  napi_value arr, b;
-  napi_create_array_with_length(env, 1 + MAX_FDS, &arr);
+  napi_value b;
   napi_create_buffer_copy(env, want, buf, NULL, &b);
-  napi_set_element(env, arr, 0, b);
-  for (int i = 0; i < MAX_FDS; i++) napi_set_element(env, arr, (uint32_t)i + 1, num(env, fds[i]));
   free(buf);
-  return arr;
+  return b;
 fail:
   free(buf);
-  for (int i = 0; i < nfds; i++) close(fds[i]);
   return num(env, err);
+}
+
+/*
+ * recvGo(fd, timeoutMs) -> [fd0, fd1, fd2] | -errno: the client's go-ahead, one byte "G" with its
+ * stdin, stdout and stderr (close-on-exec: only the dup2 onto 0/1/2 is inherited). The one commit
+ * point: the server runs the command only once this returned the fds; the client, having sent it,
+ * waits for that server. -ECONNRESET: the client left (or gave up) first.
+ */
+static napi_value recv_go(napi_env env, napi_callback_info info) {
+  int fd = arg_int(env, info, 0);
+  long long deadline = now_ms() + arg_int(env, info, 1);
+  int fds[MAX_FDS] = {-1, -1, -1}, err;
+  for (;;) {
+    if ((err = wait_fd(fd, POLLIN, deadline))) return num(env, err);
+    char g = 0;
+    struct iovec iov = {.iov_base = &g, .iov_len = 1};
+    union {
+      struct cmsghdr h;
+      char space[CMSG_SPACE(sizeof(int) * 8)];
+    } ctl;
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof ctl};
+    ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n < 0) return num(env, -errno);
+    if (n == 0) return num(env, -ECONNRESET);
+    int got = take_fds(&m, fds, MAX_FDS);
+    if (g != 'G' || got != MAX_FDS || (m.msg_flags & MSG_CTRUNC)) {
+      for (int i = 0; i < got && i < MAX_FDS; i++) close(fds[i]);
+      return num(env, -EBADMSG);
+    }
+    break;
+  }
+  napi_value arr;
+  napi_create_array_with_length(env, MAX_FDS, &arr);
+  for (int i = 0; i < MAX_FDS; i++) napi_set_element(env, arr, (uint32_t)i, num(env, fds[i]));
+  return arr;
 }
 
 /* peerUid(fd) -> the uid of the process at the other end of a unix socket | -errno. */
@@ -269,7 +308,7 @@ napi_value napi_register_module_v1(napi_env env, napi_value exports) {
     const char *name;
     napi_callback cb;
   } fns[] = {
-      {"recvRequest", recv_request}, {"peerUid", peer_uid}, {"peerPid", peer_pid}, {"dup2", do_dup2},
+      {"recvRequest", recv_request}, {"recvGo", recv_go}, {"peerUid", peer_uid}, {"peerPid", peer_pid}, {"dup2", do_dup2},
       {"dup", do_dup},               {"close", do_close},   {"getFl", get_fl},     {"setFl", set_fl},
       {"cloexec", set_cloexec},      {"writeAll", write_all}, {"peerPidfd", peer_pidfd},
       {"pidfdOpen", pidfd_open_},    {"pidfdAlive", pidfd_alive}, {"peerOpen", peer_open},

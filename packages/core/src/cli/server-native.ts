@@ -3,8 +3,10 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export interface FdPass {
-  /** The request payload and the client's fds 0, 1, 2 (close-on-exec), or -errno. */
-  recvRequest(fd: number, timeoutMs: number): [Buffer, number, number, number] | number;
+  /** The request payload (no fds), or -errno. */
+  recvRequest(fd: number, timeoutMs: number): Buffer | number;
+  /** The client's go-ahead "G" and its fds 0, 1, 2 (close-on-exec), or -errno (-ECONNRESET: it left). */
+  recvGo(fd: number, timeoutMs: number): [number, number, number] | number;
   peerUid(fd: number): number;
   peerPid(fd: number): number;
   /** A pidfd of the peer as at connect (SO_PEERPIDFD); -ENOPROTOOPT before Linux 6.5. */

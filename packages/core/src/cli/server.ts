@@ -6,7 +6,9 @@
  * server-stdio.ts). A second client while one runs is told "busy" and tries the next slot's server
  * (BASE-1, BASE-2, …: the client starts the one that is missing), so concurrent commands each get a
  * warm process; past the last slot it runs the command itself. A slot's process is started with
- * VLAB_SERVER_SPARE=1 and exits sooner when idle (SPARE_IDLE_S): it only serves bursts.
+ * VLAB_SERVER_SPARE=1 and exits sooner when idle (SPARE_IDLE_S): it only serves bursts. A request
+ * is answered "A", and run only once the client's go-ahead ("G", with its stdio) has been read: the
+ * one commit point, so a client that gave up on a stopped server never has its command run twice.
  *
  * It listens on BASE.sock (BASE = DIR/HASH: DIR is the client's 0700 directory, HASH names the
  * install; the socket is 0600) and serves only its own uid (SO_PEERCRED); BASE.pid, BASE.log. It exits after VLAB_SERVER_IDLE seconds (default 600)
@@ -45,11 +47,14 @@ export function bundleKey(file: string): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs / 1_000_000_000n}.${String(ns).padStart(9, '0')}`;
 }
 
+/** The request's first word (vbuild-client.c's PROTOCOL): a client of another answers "R". */
+const PROTOCOL = 'vlab2';
+
 function parseRequest(buf: Buffer): Request | undefined {
   const w = buf.toString('utf8').split('\0');
   if (w[w.length - 1] === '') w.pop();
   const argc = Number(w[4]);
-  if (w[0] !== 'vlab1' || !Number.isInteger(argc) || argc < 0 || w.length < 5 + argc) return undefined;
+  if (w[0] !== PROTOCOL || !Number.isInteger(argc) || argc < 0 || w.length < 5 + argc) return undefined;
   const env: Record<string, string> = {};
   for (const kv of w.slice(5 + argc)) {
     const eq = kv.indexOf('=');
@@ -65,6 +70,10 @@ function setEnv(env: Record<string, string>): void {
   for (const k of Object.keys(process.env)) if (!(k in env)) delete process.env[k];
   Object.assign(process.env, env);
 }
+
+/** Bounds on a client's request, and on its go-ahead after our "A" (it sends it at once). */
+const REQUEST_MS = 2000;
+const GO_MS = 2000;
 
 /** Idle time after a command before the server collects its garbage. */
 const GC_IDLE_MS = 400;
@@ -109,23 +118,22 @@ export async function serve(base: string, lockFd: number): Promise<void> {
     // server-peer.ts): a container monitor the command starts joins them
     // (containers/monitor.ts), as a direct CLI's is born in them, not in ours.
     const cgroups = callerCgroups(fdp, fd);
-    const got = fdp.recvRequest(fd, 2000);
-    if (typeof got === 'number') {
-      say(`no request from a client (${got})`);
+    const payload = fdp.recvRequest(fd, REQUEST_MS);
+    if (typeof payload === 'number') {
+      say(`no request from a client (${payload})`);
       return void sock.destroy();
     }
-    const [payload, ...fds] = got;
     const req = parseRequest(payload);
     if (!req || req.key !== key) {
-      fds.forEach((f) => fdp.close(f));
       reply('R\n');
       return stop();
     }
-    // A client that waited too long for us (we were stopped, or stuck) has gone to another slot
-    // or runs the command itself: it must not run twice.
-    if (fdp.peerOpen(fd) !== 1) {
-      fds.forEach((f) => fdp.close(f));
-      say('a client left before its command started');
+    // The one commit point: we run it only once we have read the client's go-ahead ("G", with its
+    // stdio), and a client that sent it waits for us. A client that gave up on us before (we were
+    // stopped, or stuck) closed instead: it runs elsewhere, and never here too.
+    const fds = fdp.writeAll(fd, Buffer.from('A\n')) < 0 ? -1 : fdp.recvGo(fd, GO_MS);
+    if (typeof fds === 'number') {
+      say(`a client left before its go-ahead (${fds})`);
       return void sock.destroy();
     }
     busy = true;
@@ -133,7 +141,6 @@ export async function serve(base: string, lockFd: number): Promise<void> {
     clearTimeout(gcTimer);
     delete req.env[CALLER_CGROUPS];
     if (cgroups) req.env[CALLER_CGROUPS] = cgroups;
-    sock.write('A\n');
     const t0 = performance.now();
     void runRequest(stdio, req, fds, sock).then((code) => {
       // logged before the reply: whoever sees the client's end finds the line (the tests count them)
