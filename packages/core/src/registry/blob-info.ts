@@ -12,6 +12,7 @@ import path from 'node:path';
 import { withFileLock } from '@vlab/overlay';
 import { writeAtomic } from '../store/store.ts';
 import { assertDigest } from '../store/blobs.ts';
+import { storeWriteError } from '../store/space.ts';
 
 export interface CompressedBlob {
   digest: string;
@@ -28,7 +29,7 @@ export class BlobInfo {
   private readonly dir: string;
   /** The directory, made once per instance (a pull adds 200 entries). */
   private made?: Promise<unknown>;
-  constructor(storeRoot: string) {
+  constructor(private readonly storeRoot: string) {
     this.dir = path.join(storeRoot, 'distribution', 'by-diffid');
   }
 
@@ -57,11 +58,16 @@ export class BlobInfo {
     if (known?.repos[known.repos.length - 1] === repo) return;
     const file = this.file(diffId);
     try {
-      await this.update(file, diffId, blob, repo);
+      try {
+        await this.update(file, diffId, blob, repo);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        this.made = undefined; // the directory was removed meanwhile: made again, once
+        await this.update(file, diffId, blob, repo);
+      }
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      this.made = undefined; // the directory was removed meanwhile: made again, once
-      await this.update(file, diffId, blob, repo);
+      // a pull writes these while its layers still arrive: a full disk may surface here first
+      throw storeWriteError(this.storeRoot, e);
     }
   }
 
