@@ -277,6 +277,28 @@ describe('context file names that are not UTF-8', () => {
     expect(fs.readFileSync(bytes(`${x}/c/na`, 0xff, 'me'), 'utf8')).toBe('z');
   });
 
+  it('COPY --from a stage keeps them as their bytes (a directory, a wildcard, --parents)', async () => {
+    const df =
+      'FROM scratch AS a\nCOPY . /\nFROM scratch\nCOPY --from=a / /c/\nCOPY --from=a /na* /w/\nCOPY --parents sub* /p/\n';
+    const ctx = await makeContext({ Dockerfile: df });
+    const at = (...parts: (string | number)[]) => bytes(`${ctx}/`, ...parts);
+    fs.writeFileSync(at('na', 0xff, 'me'), 'z');
+    fs.writeFileSync(at('na', 0xfe, 'me'), 'zz');
+    fs.mkdirSync(at('sub', 0xff));
+    fs.writeFileSync(at('sub', 0xff, '/in'), 'qqq');
+    const got = await listing(await ours(ctx));
+    expect(got.filter((l) => !l.includes('Dockerfile') && !/\/$/.test(l))).toEqual(
+      [
+        '-rw-r--r-- 0/0 1 c/na\\377me',
+        '-rw-r--r-- 0/0 2 c/na\\376me',
+        '-rw-r--r-- 0/0 3 c/sub\\377/in',
+        '-rw-r--r-- 0/0 1 w/na\\377me',
+        '-rw-r--r-- 0/0 2 w/na\\376me',
+        '-rw-r--r-- 0/0 3 p/sub\\377/in',
+      ].sort(),
+    );
+  });
+
   it('ADD of a local archive so named (xz, through a wildcard), holding such names, unpacks them as bytes', async () => {
     const ctx = await makeContext({ Dockerfile: 'FROM scratch\nADD ar* /x/\n' });
     const src = path.join(scratch, 'archive-src');

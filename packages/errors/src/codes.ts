@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   E_CONTAINER_RUNNING: 'the verb needs a stopped container (rm without -f, start of a running one)',
   E_CONTAINER_STATE: 'the container is in a state the verb cannot act on',
   E_CONTEXT: 'the build context cannot be read (missing, not a directory)',
+  E_CONTEXT_CHANGED: 'a build source file was replaced, grew or shrank between its walk and its read (build again)',
   E_CONTEXT_ESCAPE: 'a context path leads outside the build context',
   E_CONTEXT_INVALID: 'a context stream or tar is malformed',
   E_CONTEXT_TOO_LARGE: 'the build context is larger than its limit',

@@ -156,6 +156,22 @@ describe('COPY sources', () => {
     expect((await ctx.select('/in.txt')).roots[0]!.rel).toBe('in.txt');
   });
 
+  it('escapes vs missing is decided in-root: a link out of the context is not followed on the host', async () => {
+    await write(['in.txt']);
+    // outside/hop leads back into the context: only a host lookup outside would see that
+    const outside = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-ctx-out-'));
+    try {
+      await fsp.symlink(path.join(dir, 'in.txt'), path.join(outside, 'hop'));
+      await fsp.symlink(path.join(outside, 'hop'), path.join(dir, 'out'));
+      await fsp.symlink('gone', path.join(dir, 'dangling'));
+      const ctx = await BuildContext.open(dir, new FileHashCache());
+      await expect(ctx.select('out')).rejects.toMatchObject({ code: 'E_CONTEXT_ESCAPE' });
+      await expect(ctx.select('dangling')).rejects.toMatchObject({ code: 'E_COPY_SOURCE' });
+    } finally {
+      await fsp.rm(outside, { recursive: true, force: true });
+    }
+  });
+
   it('a top-level symlink is resolved inside the context, as bind mounts and BuildKit do', async () => {
     await write(['etc/conf', 'in.txt']);
     await fsp.symlink('/etc/conf', path.join(dir, 'abs')); // means <context>/etc/conf

@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { hostPath, readlinkName } from '@vlab/overlay';
+import { readlinkWalked } from '@vlab/overlay';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
@@ -243,11 +243,13 @@ export class BuildContext {
               if (typeof r === 'number') {
                 if (typeOf(t.mode(r)) === 'file')
                   files.addFile(t.rels[r]!, t.mode(r), records, await cached.hash(r, t.stat(r)));
-                else files.add(t.rels[r]!, 'symlink', t.mode(r), readlinkName(this.abs(t.rels[r]!)));
+                else files.add(t.rels[r]!, 'symlink', t.mode(r), readlinkWalked(this.abs(t.rels[r]!), t.rels[r]!));
                 return;
               }
               const content =
-                r.type === 'file' ? await this.hashes.hash(this.root, r.content, r.stats) : readlinkName(r.abs);
+                r.type === 'file'
+                  ? await this.hashes.hash(this.root, r.content, r.stats)
+                  : readlinkWalked(r.abs, r.rel);
               files.add(r.rel || '.', r.type, r.stats.mode, content);
             }),
           );
@@ -267,13 +269,16 @@ export class BuildContext {
     const t = await this.walk();
     const at = t.find(rel);
     if (at >= 0 && typeOf(t.mode(at)) !== 'symlink') return this.entry(t, at);
-    const target = path.relative(this.root, await resolveInRoot(this.root, rel));
+    const hops: string[] = []; // each link's target as the host reads it (lexically)
+    const onLink = (dir: string, to: string) =>
+      hops.push(to.startsWith('/') ? path.posix.normalize(to) : path.posix.join(this.root, dir, to));
+    const target = path.relative(this.root, await resolveInRoot(this.root, rel, true, onLink));
     if (at < 0 && target === rel) return undefined; // no link on the way: simply not there
     const i = target ? t.find(target) : -1;
     if (i >= 0) return { ...this.entry(t, i), rel };
-    const real = await fsp.realpath(hostPath(this.abs(rel))).catch(() => undefined);
-    const rootReal = await fsp.realpath(this.root);
-    if (!real || (real !== rootReal && !real.startsWith(`${rootReal}/`))) {
+    // Escapes or missing, from the in-root walk alone: no host lookup outside the context.
+    const roots = [this.root, await fsp.realpath(this.root)];
+    if (hops.some((h) => !roots.some((r) => h === r || h.startsWith(`${r}/`)))) {
       throw new VlabError(
         'E_CONTEXT_ESCAPE',
         `COPY source "${rel}" is a symlink that leaves the build context; links are resolved inside the context (as BuildKit does), where "${target || '/'}" does not exist`,

@@ -4,7 +4,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { hasEscapes, hostPath, nameBytes, nameFromBytes } from '@vlab/overlay';
+import { changedError, hasEscapes, hostPath, nameBytes, nameFromBytes, openSameSync, readAllSync } from '@vlab/overlay';
 import type { StatLike } from './walk.ts';
 import { HashRecords, RECORD, RootIndex } from './hash-records.ts';
 
@@ -24,17 +24,20 @@ const MAGIC = Buffer.from('vlabfh3\n');
 /** Dead records (files hashed again) tolerated before compacting, at least. */
 const MIN_DEAD = 1024;
 
-async function hashStream(file: string | Buffer): Promise<string> {
+async function hashStream(fd: number, size: number, name: string): Promise<string> {
   const h = createHash('sha256');
+  let n = 0;
   await pipeline(
-    fs.createReadStream(file, { highWaterMark: 1 << 20 }),
+    fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 }),
     new Writable({
-      write(chunk, _e, cb) {
+      write(chunk: Buffer, _e, cb) {
+        n += chunk.length;
         h.update(chunk);
-        cb();
+        cb(n > size ? changedError(name) : null);
       },
     }),
   );
+  if (n !== size) throw changedError(name);
   return h.digest('hex');
 }
 
@@ -134,9 +137,9 @@ export class FileHashCache {
   async hash(root: string, rel: string, st: StatLike): Promise<string> {
     const known = this.peek(root, rel, st);
     if (known !== undefined) return known;
-    const hash = await hashFile(absOf(root, rel), st);
-    this.record(this.index(root), rel, st, hash);
-    return hash;
+    const { hex, now } = await hashFile(absOf(root, rel), st, rel);
+    this.record(this.index(root), rel, now, hex);
+    return hex;
   }
 
   /**
@@ -146,9 +149,9 @@ export class FileHashCache {
   hashSync(root: string, rel: string, st: StatLike): string | undefined {
     const known = this.peek(root, rel, st);
     if (known !== undefined || st.size > SYNC_FILE) return known;
-    const hash = hashSmall(absOf(root, rel));
-    this.record(this.index(root), rel, st, hash);
-    return hash;
+    const { hex, now } = hashSmall(absOf(root, rel), st, rel);
+    this.record(this.index(root), rel, now, hex);
+    return hex;
   }
 
   /** The records of the walked paths `rels` (sorted, as an EntryTable's) under `root`. */
@@ -278,7 +281,8 @@ export class TableHashes {
     const known = this.known(i, st);
     if (known >= 0 || st.size > SYNC_FILE) return known;
     const rel = this.rels[i]!;
-    return (this.slots![i] = this.cache.record(this.idx, rel, st, hashSmall(absOf(this.root, rel))));
+    const { hex, now } = hashSmall(absOf(this.root, rel), st, rel);
+    return (this.slots![i] = this.cache.record(this.idx, rel, now, hex));
   }
 
   /** The record of file `i`, read now if not remembered. */
@@ -286,37 +290,43 @@ export class TableHashes {
     const known = this.known(i, st);
     if (known >= 0) return known;
     const rel = this.rels[i]!;
-    const hex = await hashFile(absOf(this.root, rel), st);
-    return (this.slots![i] = this.cache.record(this.idx, rel, st, hex));
+    const { hex, now } = await hashFile(absOf(this.root, rel), st, rel);
+    return (this.slots![i] = this.cache.record(this.idx, rel, now, hex));
   }
 }
 
 /** The host path of `rel` under `root`, as bytes when a name is not UTF-8 (fsname.ts). */
 const absOf = (root: string, rel: string) => hostPath(`${root === '/' ? '' : root}/${rel}`);
 
-async function hashFile(abs: string | Buffer, st: StatLike): Promise<string> {
-  return st.size <= SMALL_FILE
-    ? createHash('sha256')
-        .update(await fsp.readFile(abs))
-        .digest('hex')
-    : await hashStream(abs);
+/** A hash and the fstat of the file read (open-same.ts: the file `st` walked): its record's key. */
+interface Hashed {
+  hex: string;
+  now: StatLike;
+}
+
+async function hashFile(abs: string | Buffer, st: StatLike, rel: string): Promise<Hashed> {
+  if (st.size <= SYNC_FILE) return hashSmall(abs, st, rel);
+  const { fd, st: now } = openSameSync(abs, st, rel);
+  try {
+    if (st.size > SMALL_FILE) return { hex: await hashStream(fd, st.size, rel), now };
+    const buf = Buffer.allocUnsafe(st.size);
+    readAllSync(fd, buf, 0, st.size, rel);
+    return { hex: oneShot('sha256', buf, 'hex'), now };
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**
- * The hash of a small file read with synchronous calls into one shared buffer: for thousands of
- * small files, a thread-pool round trip each costs more than the read, and a buffer each is
- * garbage the heap has to grow for.
+ * The hash of a small file (up to SYNC_FILE bytes) read with synchronous calls into one shared
+ * buffer: for thousands of small files, a thread-pool round trip each costs more than the read,
+ * and a buffer each is garbage the heap has to grow for.
  */
-function hashSmall(abs: string | Buffer): string {
-  const fd = fs.openSync(abs, 'r');
+function hashSmall(abs: string | Buffer, st: StatLike, rel: string): Hashed {
+  const { fd, st: now } = openSameSync(abs, st, rel);
   try {
-    // One read for a file that fits (a one-shot hash: no Hash object per file); one grown
-    // since its lstat is read to its end, as readFile would.
-    let n = fs.readSync(fd, readBuf, 0, readBuf.length, null);
-    if (n < readBuf.length) return oneShot('sha256', readBuf.subarray(0, n), 'hex');
-    const h = createHash('sha256').update(readBuf);
-    while ((n = fs.readSync(fd, readBuf, 0, readBuf.length, null)) > 0) h.update(readBuf.subarray(0, n));
-    return h.digest('hex');
+    readAllSync(fd, readBuf, 0, st.size, rel);
+    return { hex: oneShot('sha256', readBuf.subarray(0, st.size), 'hex'), now };
   } finally {
     fs.closeSync(fd);
   }

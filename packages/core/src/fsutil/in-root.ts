@@ -8,7 +8,7 @@ import fsp from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { hostPath, readlinkName } from '@vlab/overlay';
+import { hostPath, readlinkWalked } from '@vlab/overlay';
 
 /** What path resolution reads of a tree: an lstat (undefined when absent) and a readlink. */
 export interface TreeLinks {
@@ -20,10 +20,16 @@ export interface TreeLinks {
  * Resolve `p` (an absolute path inside a container rootfs) to the path it names inside that root
  * ('/'-rooted, no symlink left on the way), following symlinks as the container would see them:
  * absolute targets are relative to the root, `..` never climbs above it. The last component is
- * not followed when `followLast` is false. `tree` reads the root's entries by in-root path (a
+ * not followed when `followLast` is false; `onLink` sees each link followed (the in-root dir it
+ * is in, its target). `tree` reads the root's entries by in-root path (a
  * host directory, or an image's layers read without mounting).
  */
-export async function resolveIn(tree: TreeLinks, p: string, followLast = true): Promise<string> {
+export async function resolveIn(
+  tree: TreeLinks,
+  p: string,
+  followLast = true,
+  onLink?: (dir: string, target: string) => void,
+): Promise<string> {
   const parts = path.posix.normalize(`/${p}`).split('/').filter(Boolean);
   const done: string[] = [];
   let hops = 0;
@@ -40,6 +46,7 @@ export async function resolveIn(tree: TreeLinks, p: string, followLast = true): 
     if (st?.isSymbolicLink() && (followLast || !isLast)) {
       if (++hops > 40) throw new VlabError('E_SYMLINK_LOOP', `too many levels of symbolic links resolving ${p}`);
       const target = await tree.readlink(inRoot);
+      onLink?.(`/${done.join('/')}`, target);
       if (target.startsWith('/')) done.length = 0;
       parts.unshift(...target.split('/').filter(Boolean));
       continue;
@@ -54,7 +61,12 @@ export async function resolveIn(tree: TreeLinks, p: string, followLast = true): 
  * maintained npm package does chroot-style resolution (Go has securejoin); without it an image
  * symlink like `/app -> /etc` would make COPY write to the host.
  */
-export async function resolveInRoot(root: string, p: string, followLast = true): Promise<string> {
+export async function resolveInRoot(
+  root: string,
+  p: string,
+  followLast = true,
+  onLink?: (dir: string, target: string) => void,
+): Promise<string> {
   root = path.resolve(root);
   const host = (q: string) => path.join(root, q);
   // Synchronous metadata calls: a few µs each, where a thread-pool round trip costs 50-100 µs
@@ -67,9 +79,9 @@ export async function resolveInRoot(root: string, p: string, followLast = true):
         return undefined;
       }
     },
-    readlink: async (q) => readlinkName(host(q)),
+    readlink: async (q) => readlinkWalked(host(q), q), // a link replaced since its lstat: E_CONTEXT_CHANGED
   };
-  return path.join(root, await resolveIn(tree, p, followLast));
+  return path.join(root, await resolveIn(tree, p, followLast, onLink));
 }
 
 /**

@@ -10,6 +10,7 @@ import { VlabError } from '@vlab/errors';
 import { encodeHeader, padding, END_OF_ARCHIVE, type TarEntry } from './tar-format.ts';
 import { whiteoutHeader } from './tar-write.ts';
 import { hostPath } from '../fsname.ts';
+import { openSameSync, type FileIdentity } from '../open-same.ts';
 
 /** Above this size a file is checked for growth after its bytes are read (as the streamed path does). */
 const SMALL = 256 * 1024;
@@ -27,11 +28,15 @@ export class TarSink {
     this.buf = Buffer.allocUnsafe(chunkBytes);
   }
 
-  /** One entry: its header, then for a file `h.size` bytes of host path `file` and the padding. E_DIFF_CHANGED when its size changed. */
-  async entry(h: TarEntry, file?: string): Promise<void> {
+  /**
+   * One entry: its header, then for a file `h.size` bytes of host path `file` and the padding.
+   * E_DIFF_CHANGED when its size changed. With `want` (what a walk saw), the file is opened as
+   * that very file (open-same.ts), else E_CONTEXT_CHANGED.
+   */
+  async entry(h: TarEntry, file?: string, want?: FileIdentity): Promise<void> {
     this.put(encodeHeader(h));
     if (h.type !== 'file' || h.size === 0 || file === undefined) return;
-    const fd = openSync(hostPath(file), 'r');
+    const fd = want ? openSameSync(file, want, h.name).fd : openSync(hostPath(file), 'r');
     let n = 0;
     try {
       let breathed = 0;

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { readlinkName } from '@vlab/overlay';
+import { readlinkWalked } from '@vlab/overlay';
 import type { CopyItem, Owner } from '../ops/copy.ts';
 import type { StatLike } from '../../context/walk.ts';
 
@@ -20,6 +20,8 @@ export interface PlanEntry {
   size: number;
   /** Host file holding a file's bytes. */
   source?: string;
+  /** Its lstat at the walk: the read opens that very file (open-same.ts in @vlab/overlay). */
+  srcStat?: StatLike;
   /** A symlink's target; for a hard link, the path of the entry it links to (earlier in the plan). */
   linkname: string;
   /** A directory replacing a non-directory of the image: overlay marks it opaque, the layer says so. */
@@ -91,6 +93,7 @@ export function entryOfItem(
     mtime: seconds(st),
     size: 0,
     source: undefined,
+    srcStat: undefined,
     linkname: '',
     opaque: false,
     unchanged: false,
@@ -101,10 +104,11 @@ export function entryOfItem(
   else if (st.isSymbolicLink()) {
     d.type = 'symlink';
     d.mode = 0o777;
-    d.linkname = readlinkName(item.src);
+    d.linkname = readlinkWalked(item.src, item.rel || target.slice(1));
   } else if (st.isFile()) {
     d.size = st.size;
     d.source = item.src;
+    d.srcStat = st;
     if (st.nlink > 1) d.inode = inodeKey(st);
   } else
     throw new VlabError(

@@ -38,7 +38,7 @@ export async function packCopyLayer(s: BuildSession, plan: CopyPlan): Promise<La
     let slice = Date.now();
     for (const e of plan.entries) {
       if (e.unchanged) continue;
-      await tar.entry(header(e, s.sourceDateEpoch), e.source);
+      await tar.entry(header(e, s.sourceDateEpoch), e.source, e.srcStat);
       if (e.opaque) tar.whiteout(`${e.path}/.wh..wh..opq`);
       if (Date.now() - slice > SLICE_MS) {
         await new Promise((r) => setImmediate(r));

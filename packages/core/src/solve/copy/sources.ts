@@ -5,6 +5,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
+import { hostPath, nameFromBytes } from '@vlab/overlay';
 import type { CopyInstruction } from '@vlab/dockerfile';
 import type { BuildSession } from '../context.ts';
 import { excluder, relativeTo } from '../../context/context.ts';
@@ -92,7 +93,7 @@ export async function contextRoots(s: BuildSession, inst: CopyInstruction): Prom
           // --parents keeps the source's path: its parent dirs are recreated under dest, as the context has them.
           for (const rel of root.rel.split('/').map((_, i, a) => a.slice(0, i + 1).join('/'))) {
             const src = path.join(s.context.root, rel);
-            head.push({ src, rel, stats: await fsp.lstat(src) });
+            head.push({ src, rel, stats: await fsp.lstat(hostPath(src)) });
           }
         }
         // the entries are the table's, under what the source resolved to (a symlink's target)
@@ -141,13 +142,16 @@ async function matchInRoot(
     );
   const hostDir = await resolveInRoot(root, dir);
   const matches = compileGlob(base);
-  const names = (await fsp.readdir(hostDir).catch(() => [] as string[])).filter(matches).sort();
+  const names = (await fsp.readdir(hostPath(hostDir), { encoding: 'buffer' }).catch(() => [] as Buffer[]))
+    .map((n) => nameFromBytes(n)) // names as their bytes (fsname.ts)
+    .filter(matches)
+    .sort();
   if (!names.length) throw new VlabError('E_COPY_SOURCE', `${inst.kind} --from=${inst.from}: no match for ${pattern}`);
   // a match that is a symlink is followed, in the stage's root (as a path without wildcards is)
   return Promise.all(
     names.map(async (n) => {
       const host = await resolveInRoot(root, path.posix.join(dir, n));
-      if (!(await fsp.lstat(host).catch(() => undefined)))
+      if (!(await fsp.lstat(hostPath(host)).catch(() => undefined)))
         throw new VlabError('E_COPY_SOURCE', `${inst.kind} --from=${inst.from}: ${n} is a symlink to nothing`);
       return { host, name: n };
     }),

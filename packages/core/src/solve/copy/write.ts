@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { hostPath } from '@vlab/overlay';
+import { changedError, hostPath, openSameSync, readAllSync, type FileIdentity } from '@vlab/overlay';
 import { mkdirInRoot, resolveInRoot } from '../../fsutil/in-root.ts';
 import { extractArchive } from '../ops/add.ts';
 import type { CopyPlan } from './plan.ts';
@@ -15,6 +15,28 @@ import type { CopyPlan } from './plan.ts';
 const BIG_FILE = 1 << 20;
 const BATCH = 128;
 const breathe = () => new Promise<void>((r) => setImmediate(r));
+/** One read buffer for every small file copied. */
+const smallBuf = Buffer.allocUnsafe(BIG_FILE);
+
+/**
+ * Copies the file a walk saw at `src` (opened as that very file: open-same.ts, else
+ * E_CONTEXT_CHANGED) to the new host path `at`. A big one is copied by the kernel through its
+ * fd's /proc/self/fd link (the open file itself, whatever the name is now).
+ */
+async function copySame(src: string, want: FileIdentity, at: string | Buffer, name: string): Promise<void> {
+  const { fd } = openSameSync(src, want, name);
+  try {
+    if (want.size <= BIG_FILE) {
+      readAllSync(fd, smallBuf, 0, want.size, name);
+      fs.writeFileSync(at, smallBuf.subarray(0, want.size), { flag: 'wx', mode: 0o600 });
+      return;
+    }
+    await fsp.copyFile(`/proc/self/fd/${fd}`, at, fs.constants.COPYFILE_EXCL);
+    if (fs.lstatSync(at).size !== want.size) throw changedError(name); // it grew or shrank meanwhile
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 function lstatOrUndefined(p: string | Buffer): fs.Stats | undefined {
   try {
@@ -66,7 +88,8 @@ export async function writeCopyInto(rootfs: string, plan: CopyPlan): Promise<voi
     } else if (e.type === 'link') {
       fs.linkSync(hostPath(await hostOf(e.linkname)), at);
     } else {
-      if (e.size > BIG_FILE) await fsp.copyFile(hostPath(e.source!), at);
+      if (e.srcStat) await copySame(e.source!, e.srcStat, at, e.path);
+      else if (e.size > BIG_FILE) await fsp.copyFile(hostPath(e.source!), at);
       else fs.copyFileSync(hostPath(e.source!), at);
       // chown before chmod: chown clears setuid/setgid bits
       fs.chownSync(at, e.uid, e.gid);

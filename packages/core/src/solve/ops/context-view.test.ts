@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -51,5 +52,34 @@ describe.skipIf(!root)('contextView on another filesystem than the context', () 
     });
     for (const u of undo.reverse()) await u();
     expect(await fsp.readdir(scratch)).toEqual([]);
+  });
+
+  it('names that are not UTF-8 are viewed as their bytes (copied and hard-linked)', async () => {
+    const b = (s: string) => Buffer.from(s, 'latin1');
+    const at = (...p: string[]) => Buffer.concat([b(ctxDir + '/keep/'), ...p.map(b)]);
+    fs.writeFileSync(at('\xfe'), 'fe\n');
+    fs.mkdirSync(at('\xff'));
+    fs.writeFileSync(at('\xff/f\xfe'), 'ff\n');
+    fs.symlinkSync(b('\xfe'), at('ln\xfe'));
+    const ctx = await BuildContext.open(ctxDir, new FileHashCache());
+    const sameFs = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-view-same-'));
+    const undo: Undo = [];
+    try {
+      for (const where of [scratch, sameFs]) {
+        const view = await contextView(ctx, 'keep', where, undo);
+        const names = (p: string) => fs.readdirSync(Buffer.concat([b(view + '/'), b(p)]), { encoding: 'buffer' });
+        expect(
+          names('')
+            .map((n) => n.toString('latin1'))
+            .sort(),
+        ).toEqual(['a', 'l', 'ln\xfe', '\xfe', '\xff']);
+        expect(names('\xff').map((n) => n.toString('latin1'))).toEqual(['f\xfe']);
+        expect(fs.readFileSync(Buffer.concat([b(view + '/'), b('\xfe')]), 'utf8')).toBe('fe\n');
+        expect(fs.readlinkSync(Buffer.concat([b(view + '/'), b('ln\xfe')]), 'buffer')).toEqual(b('\xfe'));
+      }
+    } finally {
+      for (const u of undo.reverse()) await u();
+      await fsp.rm(sameFs, { recursive: true, force: true });
+    }
   });
 });

@@ -12,6 +12,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
+import { hostPath, openSameSync, readlinkWalked } from '@vlab/overlay';
 import type { BuildContext, ContextEntry } from '../../context/context.ts';
 import type { Undo } from './bind-source.ts';
 
@@ -30,7 +31,7 @@ export async function contextView(
   undo.push(() => fsp.rm(dir, { recursive: true, force: true }));
   const view = path.join(dir, 'view');
   const prefix = rel ? `${rel}/` : '';
-  const dirs: [string, fs.Stats][] = [];
+  const dirs: [string | Buffer, fs.Stats][] = [];
   const made = new Set<string>();
   let link = true;
   let copied = 0;
@@ -38,11 +39,11 @@ export async function contextView(
   const mkdir = async (relIn: string) => {
     if (made.has(relIn)) return;
     if (relIn) await mkdir(path.posix.dirname(relIn) === '.' ? '' : path.posix.dirname(relIn));
-    const st = await fsp.lstat(path.join(ctx.root, rel, relIn));
+    const st = await fsp.lstat(hostPath(path.join(ctx.root, rel, relIn))); // names as bytes (fsname.ts)
     if (!st.isDirectory()) throw changed(relIn);
-    await fsp.mkdir(path.join(view, relIn), { mode: 0o700 });
+    await fsp.mkdir(hostPath(path.join(view, relIn)), { mode: 0o700 });
     made.add(relIn);
-    dirs.push([path.join(view, relIn), st]);
+    dirs.push([hostPath(path.join(view, relIn)), st]);
   };
   await mkdir('');
   const t = await ctx.walk();
@@ -50,12 +51,12 @@ export async function contextView(
     const e = ctx.entry(t, i);
     if (!e.rel.startsWith(prefix) || e.rel === rel) continue;
     const relIn = e.rel.slice(prefix.length);
-    const to = path.join(view, relIn);
+    const to = hostPath(path.join(view, relIn));
     const parent = path.posix.dirname(relIn);
     await mkdir(parent === '.' ? '' : parent); // an excluded parent of a re-included entry
     if (e.type === 'dir') await mkdir(relIn);
     else if (e.type === 'symlink') {
-      await fsp.symlink(await fsp.readlink(e.abs), to);
+      await fsp.symlink(hostPath(readlinkWalked(e.abs, e.rel)), to);
       await fsp.lchown(to, e.stats.uid, e.stats.gid);
       await fsp.lutimes(to, e.stats.atimeMs / 1000, e.stats.mtimeMs / 1000);
     } else {
@@ -72,9 +73,9 @@ export async function contextView(
 }
 
 /** Links the walked file; false when the filesystem refuses (another one, or protected_hardlinks). */
-async function hardLink(e: ContextEntry, to: string): Promise<boolean> {
+async function hardLink(e: ContextEntry, to: string | Buffer): Promise<boolean> {
   try {
-    await fsp.link(e.abs, to);
+    await fsp.link(hostPath(e.abs), to);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK') return false;
@@ -89,26 +90,24 @@ async function hardLink(e: ContextEntry, to: string): Promise<boolean> {
   return true;
 }
 
-/** Copies the walked file (never through a symlink) with its metadata; returns its size. */
-async function copyFile(e: ContextEntry, to: string, budget: number, max: number): Promise<number> {
-  const src = await fsp.open(e.abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW).catch(() => {
-    throw changed(e.rel);
-  });
+/** Copies the walked file (opened as that very file: open-same.ts) with its metadata; returns its size. */
+async function copyFile(e: ContextEntry, to: string | Buffer, budget: number, max: number): Promise<number> {
+  const { fd, st } = openSameSync(e.abs, e.stats, e.rel);
   try {
-    const st = await src.stat();
-    if (st.ino !== e.stats.ino || st.dev !== e.stats.dev || !st.isFile()) throw changed(e.rel);
     if (st.size > budget)
       throw new VlabError(
         'E_RUN_MOUNT',
         `RUN --mount=type=bind: the context view (the bound source without what .dockerignore excludes) needs more than ${max} bytes copied, as the store is on another filesystem than the context; bind a smaller source, or put the store (VLAB_ROOT) on the context's filesystem, where the view is made of hard links`,
       );
-    await pipeline(src.createReadStream({ autoClose: false }), fs.createWriteStream(to, { mode: 0o600 }));
+    const out = fs.createWriteStream(to, { mode: 0o600, flags: 'wx' });
+    if (st.size === 0) out.end();
+    await pipeline(st.size ? fs.createReadStream('', { fd, start: 0, end: st.size - 1, autoClose: false }) : [], out);
     await fsp.chown(to, st.uid, st.gid);
     await fsp.chmod(to, st.mode & 0o7777);
     await fsp.utimes(to, st.atimeMs / 1000, st.mtimeMs / 1000);
     return st.size;
   } finally {
-    await src.close();
+    fs.closeSync(fd);
   }
 }
 

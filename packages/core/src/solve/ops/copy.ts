@@ -2,6 +2,7 @@ import type { StatLike } from '../../context/walk.ts';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
+import { hostPath, nameFromBytes } from '@vlab/overlay';
 import { pathComponentProblem, type CopyInstruction } from '@vlab/dockerfile';
 
 /** One thing to copy: a host path and where it lands, relative to the destination directory. */
@@ -49,7 +50,7 @@ export async function walkHostTree(dir: string, excluded: (rel: string) => boole
     // A whiteout seen through a read-only view is absent: overlayfs lists the whiteouts of a
     // directory that is not merged but cannot stat them (ENOENT), and a single-layer view shows
     // them as the 0/0 character device they are stored as.
-    const stats = await fsp.lstat(abs).catch((e: NodeJS.ErrnoException) => {
+    const stats = await fsp.lstat(hostPath(abs)).catch((e: NodeJS.ErrnoException) => {
       if (rel && e.code === 'ENOENT') return undefined;
       throw e;
     });
@@ -57,8 +58,9 @@ export async function walkHostTree(dir: string, excluded: (rel: string) => boole
     if (rel && excluded(rel)) return;
     out.push({ src: abs, rel, stats });
     if (stats.isDirectory()) {
-      for (const name of (await fsp.readdir(abs)).sort())
-        await visit(path.join(abs, name), rel ? `${rel}/${name}` : name);
+      // names as their bytes (fsname.ts): a decoded one would be lossy
+      const names = (await fsp.readdir(hostPath(abs), { encoding: 'buffer' })).map((n) => nameFromBytes(n)).sort();
+      for (const name of names) await visit(path.join(abs, name), rel ? `${rel}/${name}` : name);
     }
   };
   await visit(dir, '');
@@ -100,7 +102,7 @@ export async function heredocFiles(
     // Its mtime is the build's clock, the one COPY gives the dirs it makes (not the write's own second).
     const now = new Date();
     await fsp.utimes(src, now, now);
-    items.push({ src, rel: d.name, stats: await fsp.lstat(src) });
+    items.push({ src, rel: d.name, stats: await fsp.lstat(src) }); // src: a digit name, no escapes
   }
   return { dir, items };
 }
