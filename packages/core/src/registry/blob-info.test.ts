@@ -3,34 +3,30 @@
  * surface there first: it must be the store's E_NO_SPACE (a bare ENOSPC is printed as an
  * internal error), and leave no temp file. A real, full tmpfs.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { smallTmpfs, tmpfsMissing, type SmallTmpfs } from '../store/testing/small-tmpfs.ts';
 import { BlobInfo } from './blob-info.ts';
 
-const missing = process.getuid?.() !== 0 ? 'needs root (mounts a tmpfs)' : undefined;
+const missing = tmpfsMissing();
 if (missing) console.warn(`blob-info full-disk test skipped: ${missing}`);
 
 describe.skipIf(missing)('BlobInfo on a full filesystem', () => {
-  let dir: string | undefined;
+  let fsys: SmallTmpfs | undefined;
   afterEach(() => {
-    if (!dir) return;
-    execFileSync('umount', [dir]);
-    fs.rmSync(dir, { recursive: true, force: true });
-    dir = undefined;
+    fsys?.close();
+    fsys = undefined;
   });
 
   it('add: E_NO_SPACE with the ENOSPC as its cause, no temp file left', async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vlab-blobinfo-'));
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', dir]);
+    fsys = smallTmpfs(1, 'vlab-blobinfo-');
+    const dir = fsys.dir;
     const info = new BlobInfo(dir);
     const diffId = `sha256:${'a'.repeat(64)}`;
     await info.add(diffId, { digest: `sha256:${'b'.repeat(64)}`, size: 1, mediaType: 'x' }, 'r/one');
     const byDiffId = path.join(dir, 'distribution', 'by-diffid');
-    const st = fs.statfsSync(dir);
-    execFileSync('fallocate', ['-l', String(st.bavail * st.bsize), path.join(dir, 'filler')]);
+    fsys.fill();
     const big = { digest: `sha256:${'c'.repeat(64)}`, size: 1, mediaType: 'x'.repeat(64 << 10) };
     await expect(info.add(diffId, big, 'r/two')).rejects.toMatchObject({
       code: 'E_NO_SPACE',

@@ -6,31 +6,28 @@
  * read-only for the EROFS case.
  */
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlobStore } from './blobs.ts';
+import { smallTmpfs, tmpfsMissing, type SmallTmpfs } from './testing/small-tmpfs.ts';
 
-const missing = process.getuid?.() !== 0 ? 'needs root (mounts a tmpfs)' : undefined;
+const missing = tmpfsMissing();
 if (missing) console.warn(`blob stream error tests skipped: ${missing}`);
 
 describe.skipIf(missing)('a blob stream whose file fails', () => {
+  let fsys: SmallTmpfs | undefined;
   let dir: string | undefined;
   afterEach(() => {
-    if (!dir) return;
-    execFileSync('umount', [dir]);
-    fs.rmSync(dir, { recursive: true, force: true });
-    dir = undefined;
+    fsys?.close();
+    fsys = dir = undefined;
   });
 
   /** A store on a fresh tmpfs of `mib` MiB, one blob in it already (its dir exists). */
   async function storeOn(mib: number): Promise<BlobStore> {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vlab-blob-err-'));
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m,mode=0700`, 'tmpfs', dir]);
+    fsys = smallTmpfs(mib, 'vlab-blob-err-');
+    dir = fsys.dir;
     const blobs = new BlobStore(dir);
     await blobs.putBytes('before');
     return blobs;
