@@ -101,6 +101,29 @@ static int take_fds(struct msghdr *m, int *fds, int max) {
 }
 
 /*
+ * One recvmsg of up to `len` bytes into `base`, non-blocking, fds close-on-exec: the first `max`
+ * descriptors into `fds`, the rest closed; *nfds: how many came. -EAGAIN: nothing yet.
+ * -EBADMSG (every fd closed): the control data was cut (MSG_CTRUNC), so some were lost.
+ */
+static ssize_t recv_with_fds(int fd, void *base, size_t len, int *fds, int max, int *nfds) {
+  struct iovec iov = {.iov_base = base, .iov_len = len};
+  union {
+    struct cmsghdr h;
+    char space[CMSG_SPACE(sizeof(int) * 8)];
+  } ctl;
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof ctl};
+  ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (n < 0) return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+  *nfds = take_fds(&m, fds, max);
+  if (m.msg_flags & MSG_CTRUNC) {
+    for (int i = 0; i < *nfds && i < max; i++) close(fds[i]);
+    *nfds = 0;
+    return -EBADMSG;
+  }
+  return n;
+}
+
+/*
  * recvRequest(fd, timeoutMs) -> payload Buffer | -errno. The client sends a little-endian u32
  * length, then the payload; no descriptors (they come with its go-ahead: recvGo). Any that come
  * are closed, and the request is refused.
@@ -116,30 +139,15 @@ static napi_value recv_request(napi_env env, napi_callback_info info) {
   for (;;) {
     if ((err = wait_fd(fd, POLLIN, deadline))) goto fail;
     char head[4];
-    struct iovec iov;
-    if (!buf) {
-      iov.iov_base = head + have;
-      iov.iov_len = 4 - have;
-    } else {
-      iov.iov_base = buf + have - 4;
-      iov.iov_len = want - (have - 4);
-    }
-    union {
-      struct cmsghdr h;
-      char space[CMSG_SPACE(sizeof(int) * 8)];
-    } ctl;
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof ctl};
-    ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      err = -errno;
+    int nfds = 0;
+    ssize_t n = !buf ? recv_with_fds(fd, head + have, 4 - have, NULL, 0, &nfds)
+                     : recv_with_fds(fd, buf + have - 4, want - (have - 4), NULL, 0, &nfds);
+    if (n == -EAGAIN) continue;
+    if (n <= 0) {
+      err = n < 0 ? (int)n : -ECONNRESET;
       goto fail;
     }
-    if (n == 0) {
-      err = -ECONNRESET;
-      goto fail;
-    }
-    extra += take_fds(&m, NULL, 0) + ((m.msg_flags & MSG_CTRUNC) != 0);
+    extra += nfds;
     have += (size_t)n;
     if (!buf && have == 4) {
       memcpy(&want, head, 4);
@@ -177,18 +185,12 @@ static napi_value recv_go(napi_env env, napi_callback_info info) {
   for (;;) {
     if ((err = wait_fd(fd, POLLIN, deadline))) return num(env, err);
     char g = 0;
-    struct iovec iov = {.iov_base = &g, .iov_len = 1};
-    union {
-      struct cmsghdr h;
-      char space[CMSG_SPACE(sizeof(int) * 8)];
-    } ctl;
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof ctl};
-    ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n < 0) return num(env, -errno);
+    int got = 0;
+    ssize_t n = recv_with_fds(fd, &g, 1, fds, MAX_FDS, &got);
+    if (n == -EAGAIN) continue;
+    if (n < 0) return num(env, (int)n);
     if (n == 0) return num(env, -ECONNRESET);
-    int got = take_fds(&m, fds, MAX_FDS);
-    if (g != 'G' || got != MAX_FDS || (m.msg_flags & MSG_CTRUNC)) {
+    if (g != 'G' || got != MAX_FDS) {
       for (int i = 0; i < got && i < MAX_FDS; i++) close(fds[i]);
       return num(env, -EBADMSG);
     }
