@@ -21,10 +21,14 @@
  *           PDEATHSIG=SIGKILL: if the monitor is killed the container dies with it (vlab-init's
  *           pid 1 dies with vlab-init), so a container never runs without a monitor to record it.
  *
- * fd 3 is a socket to the caller: we write "started LAUNCHER_PID CONTAINER_PID\n" (the container
- * pid is the launcher's child: pid 1 of the container's pid namespace, 0 if it never started),
- * later "exited CODE\n"; the caller may answer "done\n". A caller that closed fd 3 (detached run)
- * answers nothing, and the exit command runs.
+ * fd 3 is a socket to the caller. Nothing of the container starts before the caller's "go\n":
+ * it says so once its record says `running` with our pid (a caller killed before that left a
+ * record that does not, and the container must not run behind it). A caller gone before its go
+ * (EOF) gets no container: exit.json says 125 with why, and the exit command cleans up. Then we
+ * write "started LAUNCHER_PID CONTAINER_PID\n" (the container pid is the launcher's child: pid 1
+ * of the container's pid namespace, 0 if it never started), later "exited CODE\n"; the caller
+ * may answer "done\n". A caller that closed fd 3 (detached run) answers nothing, and the exit
+ * command runs.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -212,14 +216,16 @@ static pid_t container_pid(pid_t launcher) {
   return 0;
 }
 
-static void write_exit(int code, int sig) {
-  char tmp[4096], final[4096], t[64], body[256];
+/* `error` (plain text, no JSON escapes needed): why it never ran; NULL when it did. */
+static void write_exit(int code, int sig, const char *error) {
+  char tmp[4096], final[4096], t[64], body[512];
   path_in(tmp, sizeof tmp, "exit.json.tmp");
   path_in(final, sizeof final, "exit.json");
   now_iso(t, sizeof t);
   char sigtext[16] = "null";
   if (sig) snprintf(sigtext, sizeof sigtext, "%d", sig);
-  int n = snprintf(body, sizeof body, "{\"exitCode\":%d,\"signal\":%s,\"finishedAt\":\"%s\"}\n", code, sigtext, t);
+  int n = snprintf(body, sizeof body, "{\"exitCode\":%d,\"signal\":%s,\"finishedAt\":\"%s\"%s%s%s}\n", code, sigtext, t,
+                   error ? ",\"error\":\"" : "", error ? error : "", error ? "\"" : "");
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) fail("write exit.json");
   if (write_all(fd, body, (size_t)n) != 0 || fsync(fd) != 0) fail("write exit.json");
@@ -258,6 +264,29 @@ static void join_cgroups(void) {
   unsetenv("VLAB_MON_CGROUPS");
 }
 
+/* The caller's go-ahead on fd 3: 1 for "go\n", 0 when it hung up (or said anything else) first. */
+static int wait_go(void) {
+  char line[4];
+  size_t len = 0;
+  while (len < sizeof line) {
+    ssize_t r = read(SYNC_FD, line + len, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    if (line[len++] == '\n') break;
+  }
+  return len == 3 && memcmp(line, "go\n", 3) == 0;
+}
+
+static void run_exit_cmd(char **exit_cmd) {
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(null, 2);
+  }
+  if (exit_cmd) execv(exit_cmd[0], exit_cmd);
+}
+
 int main(int argc, char **argv) {
   if (argc < 6) {
     fprintf(stderr, "usage: vlab-mon DIR LOG_MAX ATTACH [EXIT_CMD...] -- CMD...\n");
@@ -281,6 +310,13 @@ int main(int argc, char **argv) {
   if (chdir("/") != 0) fail("chdir /");
   join_cgroups();
   open_log();
+  if (!wait_go()) {
+    sync_open = 0;
+    write_exit(125, 0, "not started: its caller (vbuild run/start) was gone before the start");
+    close(log_fd);
+    run_exit_cmd(exit_cmd);
+    return exit_cmd ? 125 : 0;
+  }
 
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) fail("pipe");
@@ -341,7 +377,7 @@ int main(int argc, char **argv) {
     if (errno != EINTR) fail("waitpid");
   int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   int code = sig ? 128 + sig : WEXITSTATUS(status);
-  write_exit(code, sig);
+  write_exit(code, sig, NULL);
   close(log_fd);
 
   /* Our stdout/stderr end before the "exited" line: the caller has all the output when it reads it. */
@@ -359,7 +395,6 @@ int main(int argc, char **argv) {
     if (got > 0 && strncmp(ans, "done", 4) == 0) return 0;
   }
   if (!exit_cmd) return 0;
-  if (null >= 0) dup2(null, 0);
-  execv(exit_cmd[0], exit_cmd);
+  run_exit_cmd(exit_cmd);
   return 125;
 }

@@ -39,6 +39,8 @@ export interface ExitRecord {
   exitCode: number;
   signal: number | null;
   finishedAt: string;
+  /** Set when it never ran (its caller was gone before the monitor's go). */
+  error?: string;
 }
 
 export async function readExit(file: string): Promise<ExitRecord | undefined> {
@@ -53,10 +55,11 @@ export async function readExit(file: string): Promise<ExitRecord | undefined> {
 
 /**
  * The state as it really is: `running` turned into `exited` when the tree has ended. Returns
- * undefined when nothing changed.
+ * undefined when nothing changed. A `created` record with an exit.json is a start whose caller
+ * died before it wrote the record (exit.json is removed before every start): ended all the same.
  */
 export async function observedState(state: ContainerState, exitFile: string): Promise<ContainerState | undefined> {
-  if (state.status !== 'running') return undefined;
+  if (state.status !== 'running' && state.status !== 'created') return undefined;
   const exit = await readExit(exitFile);
   if (exit) {
     return {
@@ -65,9 +68,10 @@ export async function observedState(state: ContainerState, exitFile: string): Pr
       pid: 0,
       exitCode: exit.exitCode,
       finishedAt: exit.finishedAt,
-      error: undefined,
+      error: exit.error,
     };
   }
+  if (state.status === 'created') return undefined;
   const rebooted = state.bootId !== bootId();
   if (!rebooted && sameProcess(state.monitorPid, state.monitorStart)) return undefined;
   // the monitor may have written exit.json between our read and its death

@@ -1,5 +1,6 @@
 /**
  * Starting a container's monitor (native/vlab-mon.c, conmon's role) and talking to it over fd 3:
+ * it starts nothing before our "go" (said once the record says running with its pid), then says
  * "started LAUNCHER PID", later "exited CODE SIGNAL"; we answer "done" when we cleaned up
  * ourselves (foreground), or close our end (detached) so that it runs the exit command.
  */
@@ -52,6 +53,8 @@ export interface Monitor {
   started: Promise<{ launcherPid: number; pid: number }>;
   /** Attached only: the end, as the monitor saw it. */
   exited: Promise<{ exitCode: number; signal: number }>;
+  /** Lets it start the container (the record says `running` with the monitor's pid by now). */
+  go(): void;
   /** Attached: we cleaned up, the monitor may exit without its exit command. */
   done(): void;
   /** Detached: let it go (it runs the exit command at the end). */
@@ -136,6 +139,9 @@ export function startMonitor(a: MonitorArgs): Monitor {
     pid: child.pid ?? 0,
     started,
     exited,
+    go() {
+      sync.write('go\n');
+    },
     done() {
       sync.end('done\n');
       child.unref();

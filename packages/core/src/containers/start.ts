@@ -19,6 +19,7 @@ import type { ContainerService } from './service.ts';
 import { bootId, procStart } from './liveness.ts';
 import { callerCgroupFiles, startMonitor, vbuildBin } from './monitor.ts';
 import { phases } from '../debug/phases.ts';
+import { stopAt } from '../debug/stop-at.ts';
 
 export const ROOTFS = 'rootfs';
 export const EXIT_FILE = 'exit.json';
@@ -77,6 +78,8 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions, l
   await (config.autoRemove ? mountScratch : mountAll)(await snaps.mounts(config.snapshotKey), rootfs);
   lap('mount');
   let launched: { dir: string; cgroup: string } | undefined;
+  let held: number | undefined; // the monitor's pid until its go
+  let wrote = false;
   try {
     const mounts: ExtraMount[] = [];
     for (const m of config.mounts) {
@@ -112,7 +115,7 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions, l
         'E_EXEC_UNAVAILABLE',
         `containers need vlab-init or an OCI runtime (this executor is ${ex.name}): run bash scripts/build-native.sh, or VLAB_EXECUTOR=oci`,
       );
-    const l = await ex.prepareDetached(spec, { dir, cgroup: `${svc.cgroupParent}/ctr-${config.id}` });
+    const l = await ex.prepareDetached(spec, { dir, cgroup: containerCgroup(svc, config.id) });
     launched = l;
     lap('prepare');
     await fsp.rm(path.join(dir, EXIT_FILE), { force: true });
@@ -124,14 +127,13 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions, l
       exitCommand: [process.execPath, vbuildBin(), 'container', 'cleanup', '--root', svc.root, config.id],
       attach: opts.attach,
     });
-    const started = await mon.started;
-    lap('monitor');
-    const pid = l.pidFile ? await pidFromFile(l.pidFile, mon.exited) : started.pid;
-    const state: ContainerState = {
+    // Running (with its monitor, whose liveness and exit.json tell the rest) before anything of
+    // the container runs: a caller killed from here on leaves a record that says what runs.
+    const running: ContainerState = {
       ...c.state,
       status: 'running',
-      pid,
-      pidStart: procStart(pid),
+      pid: 0,
+      pidStart: undefined,
       monitorPid: mon.pid,
       monitorStart: procStart(mon.pid),
       bootId: bootId(),
@@ -145,13 +147,34 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions, l
       finishedAt: undefined,
       restartCount: c.state.restartCount, // docker counts restart-policy restarts only (none here)
     };
-    await svc.records.writeState(config.id, state);
+    held = mon.pid;
+    await svc.records.writeState(config.id, running);
+    wrote = true;
+    stopAt('start-go');
+    mon.go();
+    held = undefined;
+    const started = await mon.started;
+    lap('monitor');
+    const pid = l.pidFile ? await pidFromFile(l.pidFile, mon.exited) : started.pid;
+    stopAt('start-state');
+    await svc.records.writeState(config.id, { ...running, pid, pidStart: procStart(pid) });
     lap('state');
     return mon;
   } catch (e) {
     if (launched) await cleanupDetached(launched).catch(() => undefined);
     await unmountAll(rootfs).catch(() => undefined);
+    if (held) killQuietly(held); // it started nothing: gone without exit.json or exit command
+    // a failed start leaves the record as it was (as before the running state came first)
+    if (wrote) await svc.records.writeState(config.id, c.state).catch(() => undefined);
     throw e;
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone already */
   }
 }
 
@@ -176,19 +199,27 @@ async function pidFromFile(file: string, ended: Promise<unknown>): Promise<numbe
   }
 }
 
+/** The cgroup (path under every hierarchy) a container's start prepares. */
+function containerCgroup(svc: ContainerService, id: string): string {
+  return `${svc.cgroupParent}/ctr-${id}`;
+}
+
 /** After the end: OOM from the cgroup, cgroup and run dir gone, rootfs unmounted. Caller holds the lock. */
 export async function cleanupLocked(svc: ContainerService, c: Container): Promise<Container> {
   if (c.state.status === 'running' || c.state.cleaned) return c;
   let oomKilled = c.state.oomKilled;
-  if (c.state.cgroup) {
+  // exited without one recorded: a first start whose caller died before it wrote the record
+  // (its exit.json ended it), after its cgroup was made
+  const cgroup = c.state.cgroup ?? (c.state.status === 'exited' ? containerCgroup(svc, c.config.id) : undefined);
+  if (cgroup) {
     const layout = await detectCgroupLayout();
-    const stats = await Cgroup.at(layout, c.state.cgroup)
+    const stats = await Cgroup.at(layout, cgroup)
       .stats()
       .catch(() => undefined);
     if (stats?.oomKills) oomKilled = true;
     await cleanupDetached({
       dir: c.state.runDir ?? path.join(svc.records.path(c.config.id), 'run-none'),
-      cgroup: c.state.cgroup,
+      cgroup,
     });
   }
   await unmountAll(path.join(svc.records.path(c.config.id), ROOTFS));

@@ -1,0 +1,53 @@
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bootId, observedState, procStart } from './liveness.ts';
+import { initialState } from './records.ts';
+import type { ContainerState } from './types.ts';
+
+let dir: string;
+let exitFile: string;
+beforeAll(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-liveness-'));
+  exitFile = path.join(dir, 'exit.json');
+});
+afterAll(() => fsp.rm(dir, { recursive: true, force: true }));
+
+const running = (): ContainerState => ({
+  ...initialState(),
+  status: 'running',
+  monitorPid: process.pid, // alive: only exit.json can end it
+  monitorStart: procStart(process.pid),
+  bootId: bootId(),
+});
+const exit = (body: object) => fsp.writeFile(exitFile, JSON.stringify(body));
+
+describe('observedState', () => {
+  it('a created record: unchanged without exit.json, ended by one (its starter died before writing it)', async () => {
+    await fsp.rm(exitFile, { force: true });
+    expect(await observedState(initialState(), exitFile)).toBeUndefined();
+    await exit({ exitCode: 5, signal: null, finishedAt: '2026-12-02T00:00:00.000000000Z' });
+    expect(await observedState(initialState(), exitFile)).toMatchObject({
+      status: 'exited',
+      exitCode: 5,
+      finishedAt: '2026-12-02T00:00:00.000000000Z',
+      error: undefined,
+    });
+  });
+  it("a running record with a live monitor: ended by exit.json, with the monitor's reason when it never ran", async () => {
+    await fsp.rm(exitFile, { force: true });
+    expect(await observedState(running(), exitFile)).toBeUndefined();
+    await exit({ exitCode: 125, signal: null, finishedAt: 'x', error: 'not started: gone' });
+    expect(await observedState(running(), exitFile)).toMatchObject({
+      status: 'exited',
+      exitCode: 125,
+      error: 'not started: gone',
+    });
+  });
+  it('exited and removing records are never changed', async () => {
+    await exit({ exitCode: 1, signal: null, finishedAt: 'x' });
+    for (const status of ['exited', 'removing'] as const)
+      expect(await observedState({ ...initialState(), status }, exitFile)).toBeUndefined();
+  });
+});
