@@ -6,8 +6,9 @@
  * The client's stdio fds only cross with "G", so a pipe reader of a client that gave up on a
  * stopped slot sees end of file when the client exits. Plus a fake server on the socket for the
  * paths that end in a direct run ("R", a close before any answer): a signal there is not lost.
+ * And a go-ahead the server cannot take (its fds past its RLIMIT_NOFILE): answered "N", not run.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -39,6 +40,15 @@ let fakeDir = '';
 const servedAll = () => SLOTS.reduce((n, k) => n + served(srvDir, k), 0);
 const listings = (s: string) => (s.match(/^busybox:latest /gm) ?? []).length;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const prlimit = (() => {
+  try {
+    execFileSync('prlimit', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    console.warn('cli-server-handshake: no prlimit (util-linux): the RLIMIT_NOFILE go-ahead test is skipped');
+    return false;
+  }
+})();
 
 interface Exit {
   code: number | null;
@@ -207,6 +217,29 @@ describe.skipIf(!built)('vbuild client: the go-ahead handshake with a slot that 
     expect(servedAll() - all).toBeLessThanOrEqual(8);
   }, 30_000);
 
+  it.skipIf(!prlimit)(
+    'a go-ahead slot 0 cannot take (its fds hit RLIMIT_NOFILE): told "N", the client runs elsewhere, once, and slot 0 lives on',
+    async () => {
+      const pid = pids[0]!;
+      const mine = served(srvDir, 0);
+      const restore = squeezeFds(pid);
+      let r: Exit;
+      try {
+        r = await images();
+      } finally {
+        restore();
+      }
+      expect(r.code, r.out).toBe(0);
+      expect(listings(r.out)).toBe(1);
+      expect(served(srvDir, 0), 'slot 0 ran it').toBe(mine);
+      expect(fs.readFileSync(serverFile(srvDir, '.log')!, 'utf8')).toMatch(/go-ahead .*not run/);
+      const again = await images();
+      expect(listings(again.out), again.out).toBe(1);
+      expect(alive(pid)).toBe(true);
+    },
+    15_000,
+  );
+
   it('is never asked: its socket name differs, so an upgrade does not run every command direct until it idles out', async () => {
     // a server of the previous protocol for this install (named by FNV-1a of the install's path
     // alone, as before "vlab2") could not parse our request and closed without an answer: the
@@ -250,6 +283,21 @@ describe.skipIf(!built)('vbuild client: the go-ahead handshake with a slot that 
     15_000,
   );
 });
+
+/**
+ * Lowers `pid`'s RLIMIT_NOFILE (soft) to leave it one free descriptor: the accept of the next
+ * client's socket takes it, so the three fds of that client's go-ahead cannot be received
+ * (MSG_CTRUNC). Returns the undo.
+ */
+function squeezeFds(pid: number): () => void {
+  const line = /^Max open files\s+(\d+)\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/limits`, 'utf8'))!;
+  const [soft, hard] = [line[1]!, line[2]!];
+  const open = new Set(fs.readdirSync(`/proc/${pid}/fd`).map(Number));
+  let limit = 0;
+  for (let free = 0; free < 1; limit++) if (!open.has(limit)) free++;
+  execFileSync('prlimit', ['--pid', String(pid), `--nofile=${limit}:${hard}`]);
+  return () => execFileSync('prlimit', ['--pid', String(pid), `--nofile=${soft}:${hard}`]);
+}
 
 /** A socket at slot 0's path that answers as told (or not at all) and closes after `holdMs`. */
 async function fakeSlot(sock: string, answer: string, holdMs: number): Promise<net.Server> {

@@ -29,7 +29,9 @@
  * The hand-over has one commit point, our go-ahead. We send the request (no fds); the server
  * answers "A" (it will run it if told), "B" (busy: the next slot) or "R" (another bundle); on "A"
  * we send "G" with our stdin/stdout/stderr, and the server runs the command only once it has
- * read that "G". Before "G" nothing can run: we wait at most VLAB_SERVER_ANSWER_MS (default
+ * read that "G"; a "G" it could not take (its fds past its RLIMIT_NOFILE, a cut control message)
+ * is answered "N" (not run, and never will be): we try the next slot, as for "B" (a signal we
+ * forwarded meanwhile then ends us by it, as before the commit point). Before "G" nothing can run: we wait at most VLAB_SERVER_ANSWER_MS (default
  * 3000; a live server answers from its event loop within ms, busy or not) for the first answer
  * and then try the next slot, a stopped server never holds our fds (a pipe reader of ours sees
  * end of file when we exit), and SIGINT/SIGTERM/SIGHUP end us by that signal. After "G" we wait
@@ -61,7 +63,7 @@
 extern char **environ;
 
 /* The request's first word: a server of another protocol answers "R" (and a fresh one starts). */
-#define PROTOCOL "vlab2"
+#define PROTOCOL "vlab3"
 
 char pkg[PATH_MAX]; /* packages/core (or the installed package's root) */
 static char **args;
@@ -250,7 +252,7 @@ static void run_in(const char *base, const char *key, int k) {
    * of "A": "B" (busy: the next slot) or "R" (other bundle, restarting: run it ourselves). */
   char line[64];
   size_t got = 0;
-  int committed = 0, said = 0; /* said: bytes sent after "G" (forwarded signals) */
+  int committed = 0, said = 0; /* said: the last signal forwarded after "G" */
   for (;;) {
     int wait = -1;
     if (!committed && (wait = (int)(deadline - now_ms())) <= 0) {
@@ -269,7 +271,7 @@ static void run_in(const char *base, const char *key, int k) {
         char msg[16];
         int l = snprintf(msg, sizeof msg, "S %d\n", sig);
         if (send(s, msg, (size_t)l, MSG_NOSIGNAL) < 0) break;
-        said = 1;
+        said = sig;
       }
     }
     if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -294,6 +296,10 @@ static void run_in(const char *base, const char *key, int k) {
         committed = 1;
       } else if (!committed && !strcmp(line, "B")) {
         close(s);
+        return;
+      } else if (committed && !strcmp(line, "N")) { /* our "G" not taken: it did not and will not run it */
+        close(s);
+        if (said) die_of(said);
         return;
       } else if (!committed && !strcmp(line, "R")) { /* let the old server go before starting the new one */
         struct pollfd q[2] = {{.fd = s, .events = POLLIN}, {.fd = sigpipe_r, .events = POLLIN}};

@@ -9,6 +9,8 @@
  * VLAB_SERVER_SPARE=1 and exits sooner when idle (SPARE_IDLE_S): it only serves bursts. A request
  * is answered "A", and run only once the client's go-ahead ("G", with its stdio) has been read: the
  * one commit point, so a client that gave up on a stopped server never has its command run twice.
+ * A go-ahead we cannot take (its fds past our RLIMIT_NOFILE, a cut control message) is answered
+ * "N" (not run): the client, committed and waiting, tries the next slot or runs it itself.
  *
  * It listens on BASE.sock (BASE = DIR/HASH: DIR is the client's 0700 directory, HASH names the
  * install; the socket is 0600) and serves only its own uid (SO_PEERCRED); BASE.pid, BASE.log. It exits after VLAB_SERVER_IDLE seconds (default 600)
@@ -47,8 +49,8 @@ export function bundleKey(file: string): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs / 1_000_000_000n}.${String(ns).padStart(9, '0')}`;
 }
 
-/** The request's first word (vbuild-client.c's PROTOCOL): a client of another answers "R". */
-const PROTOCOL = 'vlab2';
+/** The request's first word (vbuild-client.c's PROTOCOL): a client of another answers "R". vlab3: "N". */
+const PROTOCOL = 'vlab3';
 
 function parseRequest(buf: Buffer): Request | undefined {
   const w = buf.toString('utf8').split('\0');
@@ -133,8 +135,10 @@ export async function serve(base: string, lockFd: number): Promise<void> {
     // stopped, or stuck) closed instead: it runs elsewhere, and never here too.
     const fds = fdp.writeAll(fd, Buffer.from('A\n')) < 0 ? -1 : fdp.recvGo(fd, GO_MS);
     if (typeof fds === 'number') {
-      say(`a client left before its go-ahead (${fds})`);
-      return void sock.destroy();
+      // Not run, and never will be: said so, since a client that did send it waits for us (one
+      // that left does not read it). Our fds gone or its message cut: -EMFILE, -EBADMSG.
+      say(`no go-ahead taken from a client (${fds}): not run, it goes elsewhere`);
+      return reply('N\n');
     }
     busy = true;
     clearTimeout(timer);
