@@ -26,14 +26,22 @@ afterAll(async () => {
   await removeStore(root);
 });
 
-/** `vbuild run --name NAME …` stopped at `point` (after `ready` holds), then SIGKILLed. */
+/** `vbuild run --name NAME …` (a container that ends, exit 5, once /go exists) stopped at `point`, SIGKILLed once `ready`. */
 async function killedAt(point: string, name: string, ready: (id: string) => boolean): Promise<string> {
   let child!: ChildProcess;
   let reached!: () => void;
   const stopped = new Promise<void>((r) => (reached = r));
   const done = cli(
     root,
-    ['run', '--name', name, 'busybox', 'sh', '-c', 'echo start; sleep 1; echo end; exit 5'],
+    [
+      'run',
+      '--name',
+      name,
+      'busybox',
+      'sh',
+      '-c',
+      'echo start; until [ -e /go ]; do sleep 0.05; done; echo end; exit 5',
+    ],
     (c) => {
       child = c;
       let err = '';
@@ -79,10 +87,17 @@ async function cleanedByItsMonitor(id: string): Promise<void> {
 }
 
 describe('a direct foreground run killed while it starts', () => {
-  it('after the container ran, before the CLI recorded its pid: running, then wait/ps -a give the real exit code, the monitor frees mount and cgroup', async () => {
+  it('after the container ran, before the CLI recorded its pid: running (pid 1 found), then wait/ps -a give the real exit code, the monitor frees mount and cgroup', async () => {
     const id = await killedAt('start-state', 'held-state', (i) => logOf(i).includes('"start\\n"'));
     // the record says running (with its monitor) while the container runs on
-    expect(await stateOf(root, id)).toMatchObject({ status: 'running' });
+    expect(await stateOf(root, id)).toMatchObject({ status: 'running', pid: 0 });
+    // its pid 1 is found all the same (the monitor's pid file): stop, kill and exec can reach it
+    const inspect = JSON.parse((await cli(root, ['inspect', 'held-state'])).stdout) as [
+      { State: { Running: boolean; Pid: number } },
+    ];
+    expect(inspect[0].State).toMatchObject({ Running: true, Pid: expect.any(Number) });
+    expect(fs.readFileSync(`/proc/${inspect[0].State.Pid}/cmdline`, 'utf8')).toMatch(/^sh\0-c\0echo start/);
+    fs.writeFileSync(path.join(root, 'containers', id, 'rootfs', 'go'), ''); // it ends now
     const wait = await cli(root, ['wait', 'held-state']);
     expect(wait, wait.stderr).toMatchObject({ code: 0, stdout: '5\n' });
     expect((await cli(root, ['logs', 'held-state'])).stdout).toBe('start\nend\n');

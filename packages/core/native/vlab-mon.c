@@ -17,6 +17,8 @@
  * ATTACH    1: the output is also copied to our stdout/stderr while fd 3 is open (foreground run).
  * EXIT_CMD  run (exec'd in place of this process) after the end unless the caller on fd 3
  *           answered "done": vbuild's cleanup of the container (unmount, cgroup, --rm).
+ * VLAB_MON_PIDFILE (env): where we write the container's pid (decimal, renamed into place) once
+ *           we found it, for a launcher that writes none itself.
  * CMD       the container's launcher (vlab-init SPEC); it inherits our stdin. It gets
  *           PDEATHSIG=SIGKILL: if the monitor is killed the container dies with it (vlab-init's
  *           pid 1 dies with vlab-init), so a container never runs without a monitor to record it.
@@ -264,6 +266,20 @@ static void join_cgroups(void) {
   unsetenv("VLAB_MON_CGROUPS");
 }
 
+/* The container's pid into `file` (temp + rename: a reader sees all of it or none); best effort. */
+static void write_pidfile(const char *file, pid_t pid) {
+  if (!file || pid <= 0) return;
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", file) >= (int)sizeof tmp) return;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) return;
+  char num[32];
+  int n = snprintf(num, sizeof num, "%ld", (long)pid);
+  int ok = write_all(fd, num, (size_t)n) == 0;
+  close(fd);
+  if (!ok || rename(tmp, file) != 0) unlink(tmp);
+}
+
 /* The caller's go-ahead on fd 3: 1 for "go\n", 0 when it hung up (or said anything else) first. */
 static int wait_go(void) {
   char line[4];
@@ -309,6 +325,8 @@ int main(int argc, char **argv) {
   if (fcntl(SYNC_FD, F_SETFD, FD_CLOEXEC) != 0) return 125;
   if (chdir("/") != 0) fail("chdir /");
   join_cgroups();
+  char *pidfile = getenv("VLAB_MON_PIDFILE") ? strdup(getenv("VLAB_MON_PIDFILE")) : NULL;
+  unsetenv("VLAB_MON_PIDFILE");
   open_log();
   if (!wait_go()) {
     sync_open = 0;
@@ -333,7 +351,9 @@ int main(int argc, char **argv) {
   }
   close(out[1]);
   close(err[1]);
-  say("started %ld %ld\n", (long)child, (long)container_pid(child));
+  pid_t init = container_pid(child);
+  write_pidfile(pidfile, init);
+  say("started %ld %ld\n", (long)child, (long)init);
 
   static struct stream streams[2];
   streams[0].name = "stdout";

@@ -2,7 +2,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bootId, observedState, procStart } from './liveness.ts';
+import { bootId, initPid, observedState, procStart } from './liveness.ts';
 import { initialState } from './records.ts';
 import type { ContainerState } from './types.ts';
 
@@ -49,5 +49,18 @@ describe('observedState', () => {
     await exit({ exitCode: 1, signal: null, finishedAt: 'x' });
     for (const status of ['exited', 'removing'] as const)
       expect(await observedState({ ...initialState(), status }, exitFile)).toBeUndefined();
+  });
+});
+
+describe('initPid', () => {
+  it("a running record without pid 1: found in its pid file once written, never a dead pid's", async () => {
+    const pidFile = path.join(dir, 'init.pid');
+    const rec = { ...running(), pidFile };
+    expect(await initPid(rec)).toBeUndefined();
+    await fsp.writeFile(pidFile, String(process.pid));
+    expect(await initPid(rec)).toEqual({ pid: process.pid, pidStart: procStart(process.pid) });
+    expect(await initPid({ ...rec, pid: 7 })).toBeUndefined(); // recorded already
+    await fsp.writeFile(pidFile, '4194304'); // past pid_max: no such process
+    expect(await initPid(rec)).toBeUndefined();
   });
 });

@@ -54,6 +54,18 @@ export async function readExit(file: string): Promise<ExitRecord | undefined> {
 }
 
 /**
+ * pid 1 of a running record that has none (its starter was killed before it recorded it), from
+ * its pid file; undefined while there is none yet. Asked only while the monitor lives (pid 1
+ * then has not been reaped: its pid names no other process).
+ */
+export async function initPid(state: ContainerState): Promise<{ pid: number; pidStart: number } | undefined> {
+  if (state.status !== 'running' || state.pid || !state.pidFile) return undefined;
+  const pid = Number(await fsp.readFile(state.pidFile, 'utf8').catch(() => ''));
+  const pidStart = Number.isInteger(pid) && pid > 0 ? procStart(pid) : undefined;
+  return pidStart === undefined ? undefined : { pid, pidStart };
+}
+
+/**
  * The state as it really is: `running` turned into `exited` when the tree has ended. Returns
  * undefined when nothing changed. A `created` record with an exit.json is a start whose caller
  * died before it wrote the record (exit.json is removed before every start): ended all the same.

@@ -45,6 +45,8 @@ export interface MonitorArgs {
   attach?: { onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void; stdinFd?: number };
   /** cgroup.procs files the monitor joins before it starts anything (its caller's: callerCgroupFiles). */
   cgroups?: string[];
+  /** Where it writes pid 1 once found (for a launcher that writes no pid file itself). */
+  pidFile?: string;
 }
 
 export interface Monitor {
@@ -72,10 +74,14 @@ export async function callerCgroupFiles(): Promise<string[] | undefined> {
   return text ? cgroupProcsFiles(text, await detectCgroupLayout()) : undefined;
 }
 
-/** Ours, without the caller's cgroups (said to vlab-mon as the files to join, when any). */
-function monitorEnv(cgroups: string[] | undefined): NodeJS.ProcessEnv {
-  const { VLAB_CALLER_CGROUPS: _, VLAB_MON_CGROUPS: __, ...env } = process.env;
-  return cgroups?.length ? { ...env, VLAB_MON_CGROUPS: cgroups.join('\n') } : env;
+/** Ours, without the caller's cgroups (said to vlab-mon as the files to join, when any), and its pid file. */
+function monitorEnv(cgroups: string[] | undefined, pidFile: string | undefined): NodeJS.ProcessEnv {
+  const { VLAB_CALLER_CGROUPS: _, VLAB_MON_CGROUPS: __, VLAB_MON_PIDFILE: ___, ...env } = process.env;
+  return {
+    ...env,
+    ...(cgroups?.length ? { VLAB_MON_CGROUPS: cgroups.join('\n') } : {}),
+    ...(pidFile ? { VLAB_MON_PIDFILE: pidFile } : {}),
+  };
 }
 
 export function startMonitor(a: MonitorArgs): Monitor {
@@ -85,7 +91,7 @@ export function startMonitor(a: MonitorArgs): Monitor {
     [a.dir, String(a.logMaxSize), attach ? '1' : '0', ...a.exitCommand, '--', ...a.argv],
     {
       detached: true, // its own session: the CLI's terminal and process group signals do not reach it
-      env: monitorEnv(a.cgroups),
+      env: monitorEnv(a.cgroups, a.pidFile),
       stdio: [attach?.stdinFd ?? 'ignore', attach ? 'pipe' : 'ignore', attach ? 'pipe' : 'ignore', 'pipe'],
     },
   );

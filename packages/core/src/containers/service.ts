@@ -13,7 +13,7 @@ import { cgroupParentOf, defaultStoreRoot } from '../store/paths.ts';
 import type { Container, CreateOptions, StartOptions } from './types.ts';
 import { ContainerRecords } from './records.ts';
 import { VolumeStore, type Volume } from './volumes.ts';
-import { observedState, sameProcess } from './liveness.ts';
+import { initPid, observedState, sameProcess } from './liveness.ts';
 import { checkOptions, executorKind, makeConfig } from './create.ts';
 import { cleanupLocked, EXIT_FILE, startContainer } from './start.ts';
 import { signalName } from './signals.ts';
@@ -76,7 +76,13 @@ export class ContainerService {
   async refresh(id: string): Promise<Container> {
     const c = await this.records.read(id);
     const seen = await observedState(c.state, this.records.path(id, EXIT_FILE));
-    if (!seen) return c;
+    if (!seen) {
+      const init = await initPid(c.state);
+      if (!init) return c;
+      const state = { ...c.state, ...init };
+      await this.records.writeState(id, state);
+      return { config: c.config, state };
+    }
     // Its monitor died: an OCI runtime's container is not the launcher's child (no PDEATHSIG
     // reaches it) and may outlive it; killed here, so that nothing runs that is shown as exited.
     if (seen.exitCode === -1 && c.state.cgroup)

@@ -23,6 +23,8 @@ import { stopAt } from '../debug/stop-at.ts';
 
 export const ROOTFS = 'rootfs';
 export const EXIT_FILE = 'exit.json';
+/** pid 1, written by the monitor (for vlab-init: runc writes its own in the run dir). */
+const INIT_PID_FILE = 'init.pid';
 
 /** Resolves once it runs (detached) or, attached, when it has ended and been cleaned up. */
 export async function startContainer(
@@ -118,8 +120,10 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions, l
     const l = await ex.prepareDetached(spec, { dir, cgroup: containerCgroup(svc, config.id) });
     launched = l;
     lap('prepare');
-    await fsp.rm(path.join(dir, EXIT_FILE), { force: true });
+    const pidFile = l.pidFile ?? path.join(dir, INIT_PID_FILE);
+    await Promise.all([EXIT_FILE, INIT_PID_FILE].map((f) => fsp.rm(path.join(dir, f), { force: true })));
     const mon = startMonitor({
+      pidFile: l.pidFile ? undefined : pidFile,
       cgroups: await callerCgroupFiles(),
       dir,
       logMaxSize: config.logMaxSize,
@@ -134,6 +138,7 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions, l
       status: 'running',
       pid: 0,
       pidStart: undefined,
+      pidFile,
       monitorPid: mon.pid,
       monitorStart: procStart(mon.pid),
       bootId: bootId(),

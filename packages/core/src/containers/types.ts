@@ -78,6 +78,9 @@ export interface ContainerState {
   pid: number;
   /** Its start time (clock ticks after boot, /proc/PID/stat field 22): tells a reused pid apart. */
   pidStart?: number;
+  /** The file that names pid 1 once it runs (runc's pid file, else the monitor's): read by a
+   * refresh while `pid` is 0 (its starter was killed before it recorded it). */
+  pidFile?: string;
   /** The monitor's pid and start time. */
   monitorPid?: number;
   monitorStart?: number;
