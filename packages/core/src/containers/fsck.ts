@@ -44,7 +44,8 @@ export async function checkContainers(root: string): Promise<ContainerProblem[]>
     // ended, and its monitor (which runs the cleanup as its exit command) is gone too
     const settled = state.status !== 'running' && !sameProcess(state.monitorPid, state.monitorStart);
     if (settled) settledIds.add(id);
-    if (settled && (!state.cleaned || isMounted(rootfs)) && state.startedAt) {
+    // finishedAt alone: a start whose record was never written, ended by its exit.json
+    if (settled && (!state.cleaned || isMounted(rootfs)) && (state.startedAt || state.finishedAt)) {
       out.push({
         kind: 'container-not-cleaned',
         target: id,
