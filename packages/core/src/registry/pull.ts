@@ -91,6 +91,7 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
     const batch = manifest.layers.length >= BATCH_FROM ? new CommitBatch(store.root) : undefined;
     const repo = repoName(ref);
     let bytesFetched = 0;
+    const came: Parameters<BlobInfo['addAll']>[0] = [];
     // every layer's name held at once (one append to the lease, lease.ts: a name may be held
     // before its blob exists), not once per layer as each is sealed
     await store.lease.hold({ blobs: diffIds.map((d, i) => requireSha256(d, `${full}: rootfs.diff_ids[${i}]`)) });
@@ -120,16 +121,22 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
         bytesFetched += l.size;
         event('done', l.size);
       }
-      // what this diff_id came as (a push back finds it: blob-info.ts), while other layers are in
-      // flight: a verified fact even before the batch names the blob (an entry names no blob)
-      await info.add(diffId, { digest, mediaType: l.mediaType, size: l.size }, repo);
+      came.push({ diffId, blob: { digest, mediaType: l.mediaType, size: l.size } });
       return { mediaType: MEDIA.layer, digest: diffId, size } satisfies Descriptor;
     }).catch(async (e: unknown) => {
       await batch?.discard();
       throw e;
     });
     lap('layers');
-    await batch?.flush(opts.signal);
+    // what each diff_id came as (a push back finds it: blob-info.ts), written while the batch's
+    // syncfs runs: verified facts, even before the names (an entry names no blob)
+    const flushed = batch?.flush(opts.signal);
+    flushed?.catch(() => undefined); // awaited below, after the entries
+    try {
+      await info.addAll(came, repo);
+    } finally {
+      await flushed;
+    }
     lap('flush');
     const stored = await store.putImage(config, layers, configBytes);
     lap('putImage');
