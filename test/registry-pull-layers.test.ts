@@ -12,6 +12,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fsck, pull } from '@vlab/image';
+import { BlobInfo } from '../packages/core/src/registry/blob-info.ts';
 import { sleep, startCli, vbuild } from './torture-helpers.ts';
 import { registryMissing, startRegistry, type TestRegistry } from './registry-fixture.ts';
 import { blobFiles, gunzipEngines, putImage, putLayers, sha, useEngine } from './registry-images.ts';
@@ -157,14 +158,17 @@ describe.skipIf(missing)('registry pull: gzip layers on every gunzip path', () =
     await run.done;
     expect(inBatch).toBe(true);
     expect((await blobFiles(root)).filter((n) => !n.startsWith('.tmp-'))).toEqual([]);
-    // what the layers came as is written once all are verified (beside the batch's syncfs): none yet
-    const info = path.join(root, 'distribution', 'by-diffid');
-    expect(await fsp.readdir(info).catch(() => [] as string[])).toEqual([]);
+    // what the verified layers came as: whole entries, or (killed mid-create) read as never seen
+    const info = new BlobInfo(root);
+    for (const t of manyTars.slice(0, 8))
+      for (const e of await info.get(sha(t))) expect(e).toMatchObject({ digest: expect.any(String) });
     const left = await fsck(root);
     expect(left.problems.map((p) => p.kind).filter((k) => k !== 'temp-orphan' && k !== 'lease-stale')).toEqual([]);
     const r = await pull(`${reg.host}/l:many-huge`, { root, tlsVerify: false });
     expect(r.manifest.layers.map((l) => l.digest)).toEqual([sha(hugeTar), ...manyTars.slice(0, 8).map(sha)]);
     expect((await blobFiles(root)).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
     expect((await fsck(root)).problems).toEqual([]);
+    for (const t of [hugeTar, ...manyTars.slice(0, 8)])
+      expect(await info.get(sha(t))).toMatchObject([{ digest: expect.stringMatching(/^sha256:/) }]);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * The compressed-blob memory: a full disk must be the store's E_NO_SPACE (a bare ENOSPC is
  * printed as an internal error) and leave no temp file or empty entry (a real, full tmpfs); a
- * pull's entries written at once (addAll) merge with what is known, and an entry a crash left
+ * pull's new entries (addNew) merge with what is known, and an entry a crash left
  * damaged counts as never seen and is written whole again.
  */
 import fs from 'node:fs';
@@ -16,7 +16,7 @@ if (missing) console.warn(`blob-info full-disk test skipped: ${missing}`);
 
 const d = (c: string) => `sha256:${c.repeat(64)}`;
 
-describe('BlobInfo.addAll', () => {
+describe('BlobInfo.addNew', () => {
   let dir: string;
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -29,14 +29,11 @@ describe('BlobInfo.addAll', () => {
     // what a process killed between its create and its write leaves
     fs.writeFileSync(path.join(byDiffId, `${'3'.repeat(64)}.json`), '');
     expect(await info.get(d('3'))).toEqual([]);
-    await info.addAll(
-      [
-        { diffId: d('1'), blob: blob('a') },
-        { diffId: d('2'), blob: blob('b') },
-        { diffId: d('3'), blob: blob('c') },
-      ],
-      'reg/new',
-    );
+    await Promise.all([
+      info.addNew(d('1'), blob('a'), 'reg/new'),
+      info.addNew(d('2'), blob('b'), 'reg/new'),
+      info.addNew(d('3'), blob('c'), 'reg/new'),
+    ]);
     expect(await info.get(d('1'))).toEqual([{ ...blob('a'), repos: ['reg/old', 'reg/new'] }]);
     expect(await info.get(d('2'))).toEqual([{ ...blob('b'), repos: ['reg/new'] }]);
     expect(await info.get(d('3'))).toEqual([{ ...blob('c'), repos: ['reg/new'] }]);
@@ -67,13 +64,13 @@ describe.skipIf(missing)('BlobInfo on a full filesystem', () => {
     expect(fs.readdirSync(byDiffId).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 
-  it('addAll: E_NO_SPACE, and the entry it could not write is not left empty', async () => {
+  it('addNew: E_NO_SPACE, and the entry it could not write is not left empty', async () => {
     fsys = smallTmpfs(1, 'vlab-blobinfo-');
     const info = new BlobInfo(fsys.dir);
     await info.add(d('a'), { digest: d('b'), size: 1, mediaType: 'x' }, 'r/one');
     fsys.fill();
     await expect(
-      info.addAll([{ diffId: d('c'), blob: { digest: d('d'), size: 1, mediaType: 'x'.repeat(64 << 10) } }], 'r/two'),
+      info.addNew(d('c'), { digest: d('d'), size: 1, mediaType: 'x'.repeat(64 << 10) }, 'r/two'),
     ).rejects.toMatchObject({ code: 'E_NO_SPACE', cause: { code: 'ENOSPC' } });
     expect(fs.readdirSync(path.join(fsys.dir, 'distribution', 'by-diffid'))).toEqual([`${'a'.repeat(64)}.json`]);
   });

@@ -72,43 +72,41 @@ export class BlobInfo {
   }
 
   /**
-   * `add` for many diff_ids of one repo (a pull's layers), in one pass on this thread. An entry
-   * not on disk yet is created whole in one exclusive create, without the lock, temp file and
-   * rename of `add` (4 of a 200-layer pull's 6 metadata operations per layer, each a journal
-   * handle): a reader that meets it half-written, or after a crash, takes it as damaged, i.e. never
-   * seen (get), and the next `add` rewrites it. One that exists goes through `add`.
+   * `add` for a diff_id a pull just fetched (its entry most likely new): an entry not on disk yet
+   * is created whole in one exclusive create, without the lock, temp file and rename of `add` (4
+   * of a 200-layer pull's 6 metadata operations per layer, each a journal handle that waits while
+   * other processes fsync). A reader that meets it half-written, or after a crash, takes it as
+   * damaged, i.e. never seen (get), and the next `add` rewrites it. One that exists goes through
+   * `add`.
    */
-  async addAll(entries: { diffId: string; blob: Omit<CompressedBlob, 'repos'> }[], repo: string): Promise<void> {
-    const later: typeof entries = [];
-    for (const e of entries) {
-      const file = this.file(e.diffId);
-      if (present(file) || !this.create(file, [{ ...e.blob, repos: [repo] }])) later.push(e);
-    }
-    for (const e of later) await this.add(e.diffId, e.blob, repo);
+  async addNew(diffId: string, blob: Omit<CompressedBlob, 'repos'>, repo: string): Promise<void> {
+    const file = this.file(diffId);
+    if (present(file) || !(await this.create(file, JSON.stringify([{ ...blob, repos: [repo] }]))))
+      await this.add(diffId, blob, repo);
   }
 
-  /** `file` made with `list` in it; false when it exists (someone made it meanwhile). */
-  private create(file: string, list: CompressedBlob[]): boolean {
-    let fd: number;
+  /** `file` made with `text` in it; false when it exists (someone made it meanwhile). */
+  private async create(file: string, text: string): Promise<boolean> {
+    let fh: fsp.FileHandle;
     try {
       try {
-        fd = fs.openSync(file, 'wx');
+        fh = await fsp.open(file, 'wx');
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        fs.mkdirSync(this.dir, { recursive: true });
-        fd = fs.openSync(file, 'wx');
+        await fsp.mkdir(this.dir, { recursive: true }); // the first entry (or the directory was removed)
+        fh = await fsp.open(file, 'wx');
       }
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw storeWriteError(this.storeRoot, e);
     }
     try {
-      fs.writeFileSync(fd, JSON.stringify(list));
+      await fh.writeFile(text);
     } catch (e) {
-      fs.rmSync(file, { force: true }); // a full disk leaves no empty entry
+      await fsp.rm(file, { force: true }); // a full disk leaves no empty entry
       throw storeWriteError(this.storeRoot, e);
     } finally {
-      fs.closeSync(fd);
+      await fh.close();
     }
     return true;
   }

@@ -17,7 +17,7 @@ import { RegistryClient, pullScope, type RegistryOptions } from './client.ts';
 import { throttled, type TransferSink } from './events.ts';
 import { inflatePool } from './inflate-pool.ts';
 import { fetchManifest } from './manifest.ts';
-import { DEFAULT_PARALLEL, eachLimited } from './parallel.ts';
+import { DEFAULT_PARALLEL, allSettled, eachLimited } from './parallel.ts';
 import { parsePlatform, pickPlatform } from './platform.ts';
 import { familiarName, formatReference, parseReference, repoName } from './reference.ts';
 
@@ -91,52 +91,55 @@ export async function pullImage(store: Store, reference: string, opts: PullOptio
     const batch = manifest.layers.length >= BATCH_FROM ? new CommitBatch(store.root) : undefined;
     const repo = repoName(ref);
     let bytesFetched = 0;
-    const came: Parameters<BlobInfo['addAll']>[0] = [];
+    const came: Promise<void>[] = [];
     // every layer's name held at once (one append to the lease, lease.ts: a name may be held
     // before its blob exists), not once per layer as each is sealed
     await store.lease.hold({ blobs: diffIds.map((d, i) => requireSha256(d, `${full}: rootfs.diff_ids[${i}]`)) });
     const small = manifest.layers.every((l) => l.size < SMALL_LAYER);
     const parallel = opts.parallel ?? (small ? SMALL_PARALLEL : DEFAULT_PARALLEL);
-    const layers = await eachLimited(manifest.layers, parallel, async (l, i) => {
-      const digest = requireSha256(l.digest, `${full}: layers[${i}]`);
-      const diffId = requireSha256(diffIds[i]!, `${full}: rootfs.diff_ids[${i}]`);
-      const event = (status: 'downloading' | 'done' | 'exists', bytes: number) =>
-        sink({
-          type: 'layer-progress',
-          ref: full,
-          digest,
-          action: 'pull',
-          status,
-          bytes,
-          total: l.size,
-          time: Date.now(),
-        });
-      let size: number;
-      if ((await store.blobs.has(diffId)) && (await store.holdLayers([{ digest: diffId, diffId }]))) {
-        size = await store.blobs.size(diffId);
-        event('exists', l.size);
-      } else {
-        const progress = (n: number) => event('downloading', n);
-        size = await pullLayer(store.blobs, client, ref.path, l, diffId, scope, progress, { limit, pool, batch });
-        bytesFetched += l.size;
-        event('done', l.size);
-      }
-      came.push({ diffId, blob: { digest, mediaType: l.mediaType, size: l.size } });
-      return { mediaType: MEDIA.layer, digest: diffId, size } satisfies Descriptor;
-    }).catch(async (e: unknown) => {
+    let layers: Descriptor[];
+    try {
+      layers = await eachLimited(manifest.layers, parallel, async (l, i) => {
+        const digest = requireSha256(l.digest, `${full}: layers[${i}]`);
+        const diffId = requireSha256(diffIds[i]!, `${full}: rootfs.diff_ids[${i}]`);
+        const event = (status: 'downloading' | 'done' | 'exists', bytes: number) =>
+          sink({
+            type: 'layer-progress',
+            ref: full,
+            digest,
+            action: 'pull',
+            status,
+            bytes,
+            total: l.size,
+            time: Date.now(),
+          });
+        let size: number;
+        if ((await store.blobs.has(diffId)) && (await store.holdLayers([{ digest: diffId, diffId }]))) {
+          size = await store.blobs.size(diffId);
+          event('exists', l.size);
+        } else {
+          const progress = (n: number) => event('downloading', n);
+          size = await pullLayer(store.blobs, client, ref.path, l, diffId, scope, progress, { limit, pool, batch });
+          bytesFetched += l.size;
+          event('done', l.size);
+        }
+        // what this diff_id came as (a push back finds it: blob-info.ts), written while other layers
+        // are in flight but outside this slot: a verified fact even before the batch names the blob
+        // (an entry names no blob)
+        const entry = info.addNew(diffId, { digest, mediaType: l.mediaType, size: l.size }, repo);
+        entry.catch(() => undefined); // awaited below
+        came.push(entry);
+        return { mediaType: MEDIA.layer, digest: diffId, size } satisfies Descriptor;
+      });
+      lap('layers');
+      await allSettled(came);
+      lap('blob-info');
+    } catch (e) {
+      await Promise.allSettled(came);
       await batch?.discard();
       throw e;
-    });
-    lap('layers');
-    // what each diff_id came as (a push back finds it: blob-info.ts), written while the batch's
-    // syncfs runs: verified facts, even before the names (an entry names no blob)
-    const flushed = batch?.flush(opts.signal);
-    flushed?.catch(() => undefined); // awaited below, after the entries
-    try {
-      await info.addAll(came, repo);
-    } finally {
-      await flushed;
     }
+    await batch?.flush(opts.signal);
     lap('flush');
     const stored = await store.putImage(config, layers, configBytes);
     lap('putImage');
