@@ -5,7 +5,16 @@
 import { promises as fs, mkdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import type { Mount, Snapshotter, SnapshotInfo, SnapshotKind, Usage, WhiteoutMode, DiffSourceInfo } from './types.ts';
+import {
+  VOLATILE_LABEL,
+  type Mount,
+  type Snapshotter,
+  type SnapshotInfo,
+  type SnapshotKind,
+  type Usage,
+  type WhiteoutMode,
+  type DiffSourceInfo,
+} from './types.ts';
 import { MetaStore, type Record_ } from './store.ts';
 import { dirUsage } from './usage.ts';
 import { syncFilesystem } from './sys.ts';
@@ -71,7 +80,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
           );
         }
       }
-      const id = this.store.allocId();
+      const id = this.store.allocId(labels[VOLATILE_LABEL] === 'true');
       const pids = this.parentIds(parent);
       // dirs first, metadata after: a crash in between leaves an unnamed dir that open() removes
       // (synchronous: µs each, on the critical path of every step)
@@ -106,7 +115,8 @@ export abstract class BaseSnapshotter implements Snapshotter {
       if (this.store.get(name))
         throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${name} already exists`, { details: { key: name } });
       delete snaps[key];
-      snaps[name] = { ...r, kind: 'committed', labels: { ...r.labels, ...labels }, created: new Date().toISOString() };
+      const { [VOLATILE_LABEL]: _volatile, ...kept } = { ...r.labels, ...labels };
+      snaps[name] = { ...r, kind: 'committed', labels: kept, created: new Date().toISOString() };
     });
     // the work dir is of no use to a committed snapshot (best effort, after the metadata; a few
     // empty dirs: synchronous)

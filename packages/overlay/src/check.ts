@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { isVlabError } from '@vlab/errors';
 import { MetaStore, type Record_ } from './store.ts';
+import { isMetadataTemp } from './meta-files.ts';
 import type { SnapshotInfo } from './types.ts';
 import { withFileLock } from './lock.ts';
 
@@ -94,7 +95,7 @@ async function findProblems(store: MetaStore): Promise<SnapshotProblem[]> {
       });
   }
   for (const f of await fs.readdir(store.root)) {
-    if (f.startsWith('metadata.json.tmp-'))
+    if (isMetadataTemp(f))
       problems.push({
         kind: 'temp-orphan',
         target: path.join(store.root, f),

@@ -1,32 +1,31 @@
 /**
- * Snapshot metadata store: one JSON document, replaced atomically (write temp, fsync, rename,
- * fsync dir), so the parent chains on disk are consistent after a crash at any point. Directory
- * work is ordered around it: created before the metadata names them, deleted after the metadata
- * forgot them; `open()` removes whatever a crash left unnamed. Keys (may be long, e.g.
- * `sha256:<hex>`) map to short numeric ids used on disk.
+ * Snapshot metadata store: one JSON document, replaced atomically and durably (meta-files.ts), so
+ * the parent chains on disk are consistent after a crash at any point. Directory work is ordered
+ * around it: created before the metadata names them, deleted after the metadata forgot them;
+ * `open()` removes whatever a crash left unnamed. Keys (may be long, e.g. `sha256:<hex>`) map to
+ * short ids used on disk.
+ *
+ * Records of active snapshots labelled VOLATILE_LABEL (a build's temporaries) live in a second
+ * document, metadata.volatile.json, written without fsyncs: a step's prepare and the removal of its
+ * temporary wait for no disk under the lock that every step of every build takes (4 builds at
+ * once queued on those fsyncs: bench/README.md, "parallel4: volatile temporaries"). That document
+ * carries the boot id; one of another boot, or unreadable (a crash during its write-back), counts
+ * as empty: its owners died with the machine. A volatile record whose key or id a durable record
+ * has (a commit killed between its two writes, the durable one first) is ignored: the durable
+ * record wins, and a stale temporary's removal never reaches the committed snapshot's directory.
  *
  * Several processes may share a root (two builds on one store): every mutation runs under a
- * lock file and starts by re-reading the document, and reads reload it when it changed on disk.
+ * lock file and starts by re-reading the documents, and reads reload them when they changed on disk.
  */
-import {
-  promises as fs,
-  closeSync,
-  fsync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { promisify } from 'node:util';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { debuglog } from 'node:util';
 import { VlabError } from '@vlab/errors';
-import type { SnapshotInfo, SnapshotKind } from './types.ts';
+import { VOLATILE_LABEL, type SnapshotInfo, type SnapshotKind } from './types.ts';
 import { withFileLock } from './lock.ts';
+import { bootId, isMetadataTemp, readIfChanged, replaceFile, syncDir } from './meta-files.ts';
 
-const fsyncAsync = promisify(fsync);
+const log = debuglog('vlab');
 
 export interface Record_ {
   id: string;
@@ -42,13 +41,28 @@ interface Doc {
   snapshots: Record<string, Record_>;
 }
 
+interface VolatileDoc extends Doc {
+  boot: string;
+}
+
+const emptyVolatile = (): VolatileDoc => ({ version: 1, boot: bootId(), nextId: 1, snapshots: {} });
+
+/** Whether record `r` belongs in the volatile document. */
+const isVolatile = (r: Record_) => r.kind !== 'committed' && r.labels[VOLATILE_LABEL] === 'true';
+
 export class MetaStore {
   private doc: Doc = { version: 1, nextId: 1, snapshots: {} };
+  private vol: VolatileDoc = emptyVolatile();
+  /** Both documents' records, durable over volatile: what every lookup and update sees. */
+  private snaps: Record<string, Record_> = {};
   private queue: Promise<unknown> = Promise.resolve();
-  private stamp = '';
+  /** Each document's stamp and text as last read or written ('' for none). */
+  private seen = { doc: '', docText: '', vol: '', volText: '' };
   readonly file: string;
+  readonly volatileFile: string;
   constructor(readonly root: string) {
     this.file = path.join(root, 'metadata.json');
+    this.volatileFile = path.join(root, 'metadata.volatile.json');
   }
 
   snapshotsDir(): string {
@@ -70,38 +84,53 @@ export class MetaStore {
     await withFileLock(this.lockFile(), async () => {
       await this.refresh();
       for (const f of await fs.readdir(this.root)) {
-        if (f.startsWith('metadata.json.tmp-')) await fs.rm(path.join(this.root, f), { force: true });
+        if (isMetadataTemp(f)) await fs.rm(path.join(this.root, f), { force: true });
       }
-      const known = new Set(Object.values(this.doc.snapshots).map((r) => r.id));
+      const known = new Set(Object.values(this.snaps).map((r) => r.id));
       for (const d of await fs.readdir(this.snapshotsDir())) {
         if (!known.has(d)) await fs.rm(this.dirOf(d), { recursive: true, force: true });
       }
     });
   }
 
-  /** Re-read the document if another process replaced it. */
+  /** Re-read the documents another process replaced. */
   async refresh(): Promise<void> {
-    // Synchronous stat and read: µs each on the critical path of every step (a stat per snapshot
-    // looked up), where a thread-pool trip under load is not.
-    let st;
-    try {
-      st = statSync(this.file);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      return;
+    let changed = false;
+    const d = readIfChanged(this.file, this.seen.doc);
+    if (d) {
+      try {
+        this.doc = JSON.parse(d.text) as Doc;
+      } catch (e) {
+        throw new VlabError('E_SNAPSHOT_METADATA', `cannot read snapshot metadata ${this.file}`, { cause: e });
+      }
+      Object.assign(this.seen, { doc: d.stamp, docText: d.text });
+      changed = true;
     }
-    const stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
-    if (stamp === this.stamp) return;
-    try {
-      this.doc = JSON.parse(readFileSync(this.file, 'utf8')) as Doc;
-    } catch (e) {
-      throw new VlabError('E_SNAPSHOT_METADATA', `cannot read snapshot metadata ${this.file}`, { cause: e });
+    const v = readIfChanged(this.volatileFile, this.seen.vol);
+    if (v) {
+      let vol: VolatileDoc | undefined;
+      try {
+        vol = JSON.parse(v.text) as VolatileDoc;
+      } catch {
+        log('snapshot metadata: %s unreadable (written back only in part before a crash): empty', this.volatileFile);
+      }
+      if (vol && vol.boot !== bootId()) vol = undefined; // from before a reboot: its owners are gone
+      this.vol = vol ?? emptyVolatile();
+      // an empty one replaces it at the next write (its text is not what we would write)
+      Object.assign(this.seen, { vol: v.stamp, volText: vol ? v.text : '' });
+      changed = true;
     }
-    this.stamp = stamp;
+    if (changed) this.merge();
+  }
+
+  private merge(): void {
+    const ids = new Set(Object.values(this.doc.snapshots).map((r) => r.id));
+    const vol = Object.entries(this.vol.snapshots).filter(([, r]) => !ids.has(r.id));
+    this.snaps = { ...Object.fromEntries(vol), ...this.doc.snapshots };
   }
 
   get(key: string): Record_ | undefined {
-    return Object.prototype.hasOwnProperty.call(this.doc.snapshots, key) ? this.doc.snapshots[key] : undefined;
+    return Object.prototype.hasOwnProperty.call(this.snaps, key) ? this.snaps[key] : undefined;
   }
 
   info(key: string): SnapshotInfo | undefined {
@@ -111,7 +140,7 @@ export class MetaStore {
   }
 
   all(): SnapshotInfo[] {
-    return Object.keys(this.doc.snapshots)
+    return Object.keys(this.snaps)
       .sort()
       .map((k) => this.info(k)!);
   }
@@ -129,29 +158,39 @@ export class MetaStore {
   }
 
   hasChildren(key: string): boolean {
-    return Object.values(this.doc.snapshots).some((r) => r.parent === key);
+    return Object.values(this.snaps).some((r) => r.parent === key);
   }
 
-  allocId(): string {
-    return (this.doc.nextId++).toString(36);
+  /** A new snapshot's id (short: committed ids are overlay lowerdirs), from its document's counter. */
+  allocId(volatile = false): string {
+    if (!volatile) return (this.doc.nextId++).toString(36);
+    // a volatile counter starts again after a reboot: skip the ids its old records kept once committed
+    const used = new Set(Object.values(this.snaps).map((r) => r.id));
+    let id;
+    do id = `v${(this.vol.nextId++).toString(36)}`;
+    while (used.has(id));
+    return id;
   }
 
-  /** Serialise mutations (in-process) and persist the document atomically after `fn`. */
+  /**
+   * Serialise mutations (in-process) and persist the documents atomically after `fn`; durably,
+   * when the durable one changed, before this returns. The directory's fsync (the rename's) runs
+   * after the lock is let go: the next writer then waits for one disk flush, not two. A writer
+   * that read our document meanwhile writes a superset of it, its data flushed before its rename,
+   * so whichever entry a crash keeps names a whole, consistent document.
+   */
   update<T>(fn: (snapshots: Record<string, Record_>) => T | Promise<T>): Promise<T> {
-    const next = this.queue.then(() =>
-      withFileLock(this.lockFile(), async () => {
+    const next = this.queue.then(async () => {
+      let renamed = false;
+      const r = await withFileLock(this.lockFile(), async () => {
         await this.refresh();
-        const before = JSON.stringify(this.doc);
-        try {
-          const r = await fn(this.doc.snapshots);
-          await this.persist();
-          return r;
-        } catch (e) {
-          this.doc = JSON.parse(before) as Doc;
-          throw e;
-        }
-      }),
-    );
+        const out = await this.mutate(fn);
+        renamed = out.durable;
+        return out.r;
+      });
+      if (renamed) await syncDir(this.root);
+      return r;
+    });
     this.queue = next.catch(() => undefined);
     return next;
   }
@@ -159,34 +198,54 @@ export class MetaStore {
   /** `update` for a caller that already holds the lock file (fsck's repair). */
   async replace(fn: (snapshots: Record<string, Record_>) => void): Promise<void> {
     await this.refresh();
-    fn(this.doc.snapshots);
-    await this.persist();
+    if ((await this.mutate(fn)).durable) await syncDir(this.root);
   }
 
-  /** Only the two fsyncs go to the thread pool (they wait for the disk); the rest is µs, synchronous. */
-  private async persist(): Promise<void> {
-    const tmp = `${this.file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-    const fd = openSync(tmp, 'w', 0o600);
+  private async mutate<T>(
+    fn: (snapshots: Record<string, Record_>) => T | Promise<T>,
+  ): Promise<{ r: T; durable: boolean }> {
+    const before = { doc: structuredClone(this.doc), vol: structuredClone(this.vol) };
     try {
-      try {
-        writeFileSync(fd, JSON.stringify(this.doc, null, 1));
-        await fsyncAsync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, this.file);
+      const r = await fn(this.snaps);
+      return { r, durable: await this.persist() };
     } catch (e) {
-      // e.g. ENOSPC: no half-written temp file stays behind
-      rmSync(tmp, { force: true });
+      this.doc = before.doc;
+      this.vol = before.vol;
+      this.merge();
       throw e;
     }
-    const st = statSync(this.file);
-    this.stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
-    const dir = openSync(this.root, 'r');
-    try {
-      await fsyncAsync(dir);
-    } finally {
-      closeSync(dir);
+  }
+
+  /**
+   * Split the records into their documents and write each that changed: the durable one first (a
+   * commit names its snapshot there before its volatile record goes), its data flushed before
+   * its rename. Whether it wrote the durable one (its directory is then to be synced).
+   */
+  private async persist(): Promise<boolean> {
+    const doc: Doc = { ...this.doc, snapshots: {} };
+    const vol: VolatileDoc = { ...this.vol, boot: bootId(), snapshots: {} };
+    for (const [k, r] of Object.entries(this.snaps)) (isVolatile(r) ? vol : doc).snapshots[k] = r;
+    const docText = JSON.stringify(doc, null, 1);
+    const volText = JSON.stringify(vol, null, 1);
+    const durable = docText !== this.seen.docText;
+    if (durable) {
+      const stamp = await replaceFile(this.file, docText, true);
+      this.doc = doc;
+      Object.assign(this.seen, { doc: stamp, docText });
     }
+    if (volText !== this.seen.volText) {
+      try {
+        const stamp = await replaceFile(this.volatileFile, volText, false);
+        this.vol = vol;
+        Object.assign(this.seen, { vol: stamp, volText });
+      } catch (e) {
+        // After a durable write the update holds: the volatile records it replaced are hidden by
+        // the durable ones (merge) and go with the next write.
+        if (!durable) throw e;
+        log('snapshot metadata: %s not written (%s): the next update writes it', this.volatileFile, e);
+      }
+    }
+    this.merge();
+    return durable;
   }
 }

@@ -37,6 +37,15 @@ export type DiffSourceInfo =
   /** `copiedAt`: ctime (ms) of the marker made after `dir` was copied from `base` (same-content.ts) */
   | { kind: 'compare'; dir: string; base?: string; copiedAt?: number };
 
+/**
+ * Label (value "true") of a snapshot whose record is not written back to disk before `prepare`,
+ * `view` or `remove` returns: it survives a killed process (the page cache holds it), not a machine
+ * crash: after a reboot the record is gone and the next open removes its directory. For a build's
+ * temporaries, so that a step's prepare waits for no disk under the store's lock; `commit` makes
+ * the committed snapshot durable as always (and drops the label).
+ */
+export const VOLATILE_LABEL = 'vlab.overlay/volatile';
+
 export interface Snapshotter {
   readonly driver: 'overlay' | 'native';
   /** Where `apply()` should unpack into for an active snapshot, and with which whiteout mode. */

@@ -11,6 +11,7 @@ import {
   mountScratch,
   unmountAll,
   writeLayer,
+  VOLATILE_LABEL,
   type SnapshotInfo,
   type Snapshotter,
 } from '@vlab/overlay';
@@ -27,6 +28,12 @@ import { phases } from '../debug/phases.ts';
 function tempKey(kind: 'step' | 'extract' | 'view'): string {
   return `${kind}-${process.pid}-${randomBytes(6).toString('hex')}`;
 }
+
+/**
+ * A temporary's record needs no fsync (it dies with its build; a crash's leftovers are removed):
+ * a step's prepare then waits for no disk under the snapshot store's lock (parallel4).
+ */
+const TEMP: Record<string, string> = { [VOLATILE_LABEL]: 'true' };
 
 /** Temporary snapshots (and views) whose owner pid is dead: what a killed build leaves. */
 export function staleSnapshots(all: SnapshotInfo[]): string[] {
@@ -94,7 +101,7 @@ export class LayerManager {
     await this.ensureBlobs(layers.slice(first));
     for (let i = first; i < chain.length; i++) {
       const active = tempKey('extract');
-      await snaps.prepare(active, i > 0 ? chain[i - 1] : undefined);
+      await snaps.prepare(active, i > 0 ? chain[i - 1] : undefined, TEMP);
       try {
         const { dir, whiteouts } = await snaps.writableDir(active);
         const res = await apply(layerStream(this.store.blobs.open(layers[i]!.digest), layers[i]!.mediaType), dir, {
@@ -135,7 +142,7 @@ export class LayerManager {
     const phase = phases('layer');
     const parent = await this.ensureSnapshot(layers);
     const active = tempKey('step');
-    const mounts = await snaps.prepare(active, parent);
+    const mounts = await snaps.prepare(active, parent, TEMP);
     phase('prepare');
     const target = this.store.path('tmp', `mnt-${active}`);
     try {
@@ -188,7 +195,7 @@ export class LayerManager {
     const snaps = await this.snapshots();
     const parent = await this.ensureSnapshot(layers);
     const key = tempKey('view');
-    const mounts = await snaps.view(key, parent);
+    const mounts = await snaps.view(key, parent, TEMP);
     const target = this.store.path('tmp', `mnt-${key}`);
     try {
       await fsp.mkdir(target, { recursive: true });
