@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { VlabError } from '@vlab/errors';
 
 /**
@@ -33,12 +33,12 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
       if (Date.now() - started > timeoutMs) {
         throw new VlabError('E_LOCK_TIMEOUT', `timed out waiting for lock ${lockPath}`);
       }
-      await new Promise((r) => setTimeout(r, delay));
-      // The store's metadata lock is held for ms at a time (two fsyncs), by every step of every
-      // build: 4 builds at once waited 0.7 s a round on it in all, 0.3 s with these short polls
-      // (bench/README.md, "parallel4 and the go-ahead handshake"). Polls stay short for a second;
-      // a lock held longer (gc) is polled as before.
-      delay = Date.now() - started < 1000 ? Math.min(delay * 2, 4) : 100;
+      await released(lockPath, delay);
+      // Woken by the release itself (an inotify watch on the file): the store's metadata lock is
+      // held for ms at a time, by every step of every build, and a poll sleeps past the release
+      // (bench/README.md, "parallel4: volatile temporaries"). The polls are only the fallback (a
+      // stale owner, a filesystem without inotify): short for a second, then as for a long holder (gc).
+      delay = Date.now() - started < 1000 ? Math.min(delay * 2, 16) : 100;
     }
   }
   try {
@@ -46,6 +46,26 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
   } finally {
     rmSync(lockPath, { force: true });
   }
+}
+
+/** Resolves once `lockPath` is removed or changed, or after `ms`: whichever is first. */
+export function released(lockPath: string, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    let w: ReturnType<typeof watch> | undefined;
+    const done = () => {
+      clearTimeout(t);
+      w?.close();
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    try {
+      w = watch(lockPath, { persistent: false }, done);
+      w.on('error', done);
+    } catch {
+      return done(); // gone already (ENOENT), or no watch here: try again now
+    }
+    if (!existsSync(lockPath)) done(); // released before the watch was set: no event will come
+  });
 }
 
 async function isStale(lockPath: string): Promise<boolean> {
