@@ -2,7 +2,16 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_EVENT_VERSION } from '@vlab/image';
-import { exec, freshStore, makeContext, removeStore, repo, skopeoInspect, umociUnpack } from './helpers.ts';
+import {
+  exec,
+  freshStore,
+  makeContext,
+  removeStore,
+  repo,
+  skopeoInspect,
+  snapshotRecords,
+  umociUnpack,
+} from './helpers.ts';
 
 const vbuild = path.join(repo, 'packages/core/bin/vbuild.js');
 let root: string;
@@ -153,7 +162,7 @@ describe('a killed build', () => {
     const ok = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo after > /after\n' });
     expect((await run(['build', '-q', ok])).code).toBe(0);
     expect(await mounted()).toBe(false); // …until the next build recovers it
-    const meta = await fsp.readFile(path.join(root, 'snapshots/metadata.json'), 'utf8');
+    const meta = JSON.stringify(await snapshotRecords(root));
     expect(meta).not.toContain(`step-${child.pid}-`);
     expect((await fsp.readdir(path.join(root, 'blobs/sha256'))).filter((n) => n.startsWith('.tmp'))).toEqual([]);
   });

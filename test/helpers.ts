@@ -77,6 +77,28 @@ export async function skopeoInspect(storeRoot: string, tag: string): Promise<Rec
 }
 
 /** `vbuild fsck` of a store after a suite of hostile cases: every problem it lists, as lines (none: clean). */
+/** The snapshot store's records: metadata.json's and the build temporaries' (metadata.volatile.json). */
+export async function snapshotRecords(
+  storeRoot: string,
+): Promise<Record<string, { id: string; kind: string; parent?: string }>> {
+  const read = (f: string) =>
+    fsp.readFile(path.join(storeRoot, 'snapshots', f), 'utf8').then(
+      (t) => (JSON.parse(t) as { snapshots: Record<string, { id: string; kind: string }> }).snapshots,
+      () => ({}),
+    );
+  return { ...(await read('metadata.volatile.json')), ...(await read('metadata.json')) };
+}
+
+/** When either snapshot metadata file was last replaced (0: none yet). */
+export async function snapshotMetaMtime(storeRoot: string): Promise<number> {
+  const t = (f: string) =>
+    fsp.stat(path.join(storeRoot, 'snapshots', f)).then(
+      (s) => s.mtimeMs,
+      () => 0,
+    );
+  return Math.max(await t('metadata.json'), await t('metadata.volatile.json'));
+}
+
 export async function fsckProblems(storeRoot: string): Promise<string[]> {
   const report = await fsck(storeRoot);
   return report.problems.map((p) => `${p.kind} ${p.target}: ${p.message}`);

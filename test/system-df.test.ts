@@ -11,7 +11,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build, containers, importRootfs, rmi, run, systemDf, volumes, type DfReport } from '@vlab/image';
-import { exec, freshStore, makeContext, removeStore } from './helpers.ts';
+import { exec, freshStore, makeContext, removeStore, snapshotRecords } from './helpers.ts';
 import { cli } from './containers-helpers.ts';
 
 let root: string;
@@ -52,9 +52,7 @@ async function disk(): Promise<Disk> {
   const names = await fsp.readdir(dir);
   const sizes = await du(names.map((n) => path.join(dir, n)));
   const blobs = new Map(names.map((n) => [`sha256:${n}`, sizes.get(path.join(dir, n))!]));
-  const meta = JSON.parse(await fsp.readFile(path.join(root, 'snapshots/metadata.json'), 'utf8')) as {
-    snapshots: Record<string, { id: string; kind: string }>;
-  };
+  const meta = { snapshots: await snapshotRecords(root) };
   const committed = new Map<string, number>();
   const active = new Map<string, number>();
   for (const [key, s] of Object.entries(meta.snapshots)) {

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { build, fsck, isVlabError, openEngine, prune } from '@vlab/image';
-import { makeContext, removeStore, repo } from './helpers.ts';
+import { makeContext, removeStore, repo, snapshotRecords } from './helpers.ts';
 import { runCli } from './torture-helpers.ts';
 
 const MB = 1 << 20;
@@ -68,10 +68,7 @@ async function expectNoSpace(p: Promise<unknown>): Promise<Error> {
 async function expectClean(): Promise<void> {
   const blobs = await fsp.readdir(path.join(root, 'blobs', 'sha256'));
   expect(blobs.filter((n) => !/^[a-f0-9]{64}$/.test(n))).toEqual([]);
-  const meta = JSON.parse(await fsp.readFile(path.join(root, 'snapshots', 'metadata.json'), 'utf8')) as {
-    snapshots: Record<string, unknown>;
-  };
-  expect(Object.keys(meta.snapshots).filter((k) => !k.startsWith('sha256:'))).toEqual([]);
+  expect(Object.keys(await snapshotRecords(root)).filter((k) => !k.startsWith('sha256:'))).toEqual([]);
   expect((await fsck(root)).problems).toEqual([]);
 }
 
