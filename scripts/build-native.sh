@@ -8,6 +8,8 @@
 #   packages/core/native/bin/vbuild-client   `vbuild` without Node's start-up: hands the command to a
 #                                            warm server (src/cli/server.ts), else runs bin/vbuild.js
 #   packages/core/native/bin/vlab-fdpass.node  that server's Node-API addon (SCM_RIGHTS, dup2)
+#   packages/core/native/bin/vlab-fadvise.node  posix_fadvise for blob writers: a big layer's flushed
+#                                            pages leave the page cache (store/writeback.ts)
 #   packages/core/native/bin/vlab-no-peerpidfd  test-only (native/testing/, not shipped): runs a
 #                                            command as before Linux 6.5 (no SO_PEERPIDFD)
 #   packages/overlay/native/bin/vlab-isal.node  ISA-L's igzip: layer gzip on push (~10x zlib's
@@ -34,7 +36,7 @@ fi
 libs_for() { case "$1" in vlab-init) echo seccomp ;; vlab-isal) echo isal ;; esac; }
 header_of() { case "$1" in isal) echo isa-l/igzip_lib.h ;; *) echo "$1.h" ;; esac; }
 have_lib() { printf '#include <%s>\nint main(void) { return 0; }\n' "$(header_of "$1")" | "$CC" -x c -o /dev/null - "-l$1" 2>/dev/null; }
-for pair in overlay:vlab-sys overlay:vlab-isal core:vlab-init core:vlab-mon core:vlab-walk core:vbuild-client core:vlab-fdpass core:testing/vlab-no-peerpidfd; do
+for pair in overlay:vlab-sys overlay:vlab-isal core:vlab-init core:vlab-mon core:vlab-walk core:vbuild-client core:vlab-fdpass core:vlab-fadvise core:testing/vlab-no-peerpidfd; do
   pkg="${pair%%:*}" name="${pair##*:}"
   dir="${only:-packages/$pkg}/native"
   # NAME.c and its companions NAME-*.c make one binary.
@@ -45,7 +47,7 @@ for pair in overlay:vlab-sys overlay:vlab-isal core:vlab-init core:vlab-mon core
   out="$dir/bin/$(basename "$name")"
   # A Node-API addon (a shared object Node loads): needs no Node headers (see the file).
   flags=(-O2 -Wall -Wextra -Werror)
-  case "$name" in vlab-fdpass | vlab-isal) out="$out.node" flags+=(-shared -fPIC) ;; esac
+  case "$name" in vlab-fdpass | vlab-fadvise | vlab-isal) out="$out.node" flags+=(-shared -fPIC) ;; esac
   libs=()
   for lib in $(libs_for "$name"); do
     if have_lib "$lib"; then libs+=("-l$lib"); continue; fi

@@ -9,6 +9,7 @@ import type { Lease } from './lease.ts';
 import type { CommitBatch } from './batch.ts';
 import { asNoSpace, storeWriteError } from './space.ts';
 import { WRITEBACK_BYTES, Writeback } from './writeback.ts';
+import { dropFlushed } from './page-cache.ts';
 import type { BlobWriter, Blobs, Digest, FileBlobWriter, SyncBlobWriter } from './types.ts';
 
 export type { Digest };
@@ -167,7 +168,7 @@ export class BlobStore implements Blobs {
     }
     const hash = createHash('sha256');
     let size = 0;
-    const wb = new Writeback(fs.fdatasync, WRITEBACK_BYTES);
+    const wb = new Writeback(fs.fdatasync, WRITEBACK_BYTES, dropFlushed);
     let open = true;
     /** Closes the fd once no fdatasync still runs on it; a flush's error. */
     const close = async () => {
@@ -283,7 +284,7 @@ export class BlobStore implements Blobs {
     const hash = createHash('sha256');
     let size = 0;
     // a big blob is flushed to disk as it grows (writeback.ts)
-    const wb = new Writeback(fs.fdatasync, WRITEBACK_BYTES);
+    const wb = new Writeback(fs.fdatasync, WRITEBACK_BYTES, dropFlushed);
     // On every path (finish, a write error, destroy) the fd closes only once no fdatasync runs or
     // waits on it: one running holds the file (its disk stays busy), a queued one would flush
     // whatever file next gets the fd's number.

@@ -21,6 +21,11 @@ export class Writeback {
   constructor(
     private readonly fdatasync: typeof fs.fdatasync,
     private readonly every: number,
+    /**
+     * Called with each range a flush made durable (page-cache.ts: its pages leave the cache), so
+     * a big blob cycles through a window of pages instead of taking as many new ones as it has.
+     */
+    private readonly flushed?: (fd: number, from: number, to: number) => void,
   ) {}
   /**
    * The file on `fd` is now `size` bytes long: flush it when it grew by `every` since the last
@@ -29,12 +34,14 @@ export class Writeback {
   grew(fd: number, size: number): void {
     if (this.failed) throw this.failed;
     if (size - this.synced < this.every) return;
+    const from = this.synced;
     this.synced = size;
     this.syncing = this.syncing.then(
       () =>
         new Promise<void>((res) =>
           this.fdatasync(fd, (e) => {
             this.failed ??= e ?? undefined;
+            if (!this.failed) this.flushed?.(fd, from, size);
             res();
           }),
         ),
