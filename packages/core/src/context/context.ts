@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { readlinkWalked } from '@vlab/overlay';
+import { readlinkInRoot, statDirInRoot } from '@vlab/overlay';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
@@ -81,6 +81,16 @@ export class BuildContext {
     return { rel, abs: this.abs(rel), content: rel, type: typeOf(t.mode(i))!, stats: t.stat(i) };
   }
 
+  /**
+   * The metadata of directory `rel` ('' = the root): the walk's, else (the root, a parent that
+   * .dockerignore excludes) its fstat through an fd opened in the context (statDirInRoot): never
+   * what a symlink swapped in since the walk leads to.
+   */
+  dirStats(t: EntryTable, rel: string): StatLike {
+    const i = rel ? t.find(rel) : -1;
+    return i >= 0 && typeOf(t.mode(i)) === 'dir' ? t.stat(i) : statDirInRoot(this.root, rel);
+  }
+
   /** The host path of a walked path. */
   abs(rel: string): string {
     return `${this.root === '/' ? '' : this.root}/${rel}`;
@@ -136,8 +146,7 @@ export class BuildContext {
     const t = await this.walk();
     const roots: ContextEntry[] = [];
     if (clean === '' || clean === '.') {
-      const st = await fsp.lstat(this.root);
-      roots.push({ rel: '', abs: this.root, content: '', type: 'dir', stats: st });
+      roots.push({ rel: '', abs: this.root, content: '', type: 'dir', stats: this.dirStats(t, '') });
     } else if (/[*?[]/.test(clean)) {
       // BuildKit (fsutil ResolveWildcards): the components before the first wildcard are resolved
       // in the context, the rest is matched below that, and a match that is a symlink is followed.
@@ -243,13 +252,13 @@ export class BuildContext {
               if (typeof r === 'number') {
                 if (typeOf(t.mode(r)) === 'file')
                   files.addFile(t.rels[r]!, t.mode(r), records, await cached.hash(r, t.stat(r)));
-                else files.add(t.rels[r]!, 'symlink', t.mode(r), readlinkWalked(this.abs(t.rels[r]!), t.rels[r]!));
+                else files.add(t.rels[r]!, 'symlink', t.mode(r), readlinkInRoot(this.root, t.rels[r]!));
                 return;
               }
               const content =
                 r.type === 'file'
                   ? await this.hashes.hash(this.root, r.content, r.stats)
-                  : readlinkWalked(r.abs, r.rel);
+                  : readlinkInRoot(this.root, r.content, r.rel);
               files.add(r.rel || '.', r.type, r.stats.mode, content);
             }),
           );

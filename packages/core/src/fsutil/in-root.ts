@@ -5,10 +5,9 @@
  * no in-root resolution uses node:fs/promises directly.
  */
 import fsp from 'node:fs/promises';
-import { lstatSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { hostPath, readlinkWalked } from '@vlab/overlay';
+import { lstatInRoot, readlinkInRoot } from '@vlab/overlay';
 
 /** What path resolution reads of a tree: an lstat (undefined when absent) and a readlink. */
 export interface TreeLinks {
@@ -68,18 +67,14 @@ export async function resolveInRoot(
   onLink?: (dir: string, target: string) => void,
 ): Promise<string> {
   root = path.resolve(root);
-  const host = (q: string) => path.join(root, q);
   // Synchronous metadata calls: a few µs each, where a thread-pool round trip costs 50-100 µs
-  // (a RUN resolves a dozen paths before it starts, a COPY one per file).
+  // (a RUN resolves a dozen paths before it starts, a COPY one per file). Each through its parent
+  // opened in the root (open-same.ts): a directory a writer swaps for a symlink meanwhile (a
+  // context, a running container's rootfs) is not followed to the host; a link replaced since its
+  // lstat is E_CONTEXT_CHANGED.
   const tree: TreeLinks = {
-    lstat: async (q) => {
-      try {
-        return lstatSync(hostPath(host(q)), { throwIfNoEntry: false });
-      } catch {
-        return undefined;
-      }
-    },
-    readlink: async (q) => readlinkWalked(host(q), q), // a link replaced since its lstat: E_CONTEXT_CHANGED
+    lstat: async (q) => lstatInRoot(root, q.slice(1)),
+    readlink: async (q) => readlinkInRoot(root, q.slice(1), q),
   };
   return path.join(root, await resolveIn(tree, p, followLast, onLink));
 }
