@@ -272,30 +272,38 @@ export class BuildContext {
    * when nothing is there. Symlinks on the way and at the end are followed inside the context: the
    * one rule of BuildKit (fs.RootPath: its context is a root symlinks cannot leave) and of our bind
    * mounts (bind-source.ts), so `link -> /etc/passwd` means `<context>/etc/passwd`. A link whose
-   * target is not there is E_CONTEXT_ESCAPE when it pointed out of the context, E_COPY_SOURCE otherwise.
+   * target is not there is E_CONTEXT_ESCAPE when a link on the way points out of the context on
+   * the host (read from the link's text alone: no host lookup) and what it means inside is not
+   * there either; E_COPY_SOURCE otherwise (a dangling link, or one through an absolute link that
+   * resolved inside). Both say what BuildKit says, `"/target": not found`.
    */
   private async resolve(rel: string): Promise<ContextEntry | undefined> {
     const t = await this.walk();
     const at = t.find(rel);
     if (at >= 0 && typeOf(t.mode(at)) !== 'symlink') return this.entry(t, at);
-    const hops: string[] = []; // each link's target as the host reads it (lexically)
-    const onLink = (dir: string, to: string) =>
-      hops.push(to.startsWith('/') ? path.posix.normalize(to) : path.posix.join(this.root, dir, to));
+    const roots = [this.root, await fsp.realpath(this.root)];
+    const onHost = (h: string) => roots.some((r) => h === r || h.startsWith(`${r}/`));
+    let out: string | undefined; // the first link whose host target is outside and whose in-context one is missing
+    const onLink = (dir: string, to: string) => {
+      const host = to.startsWith('/') ? path.posix.normalize(to) : path.posix.join(this.root, dir, to);
+      const inside = path.posix.normalize(to.startsWith('/') ? to : `/${dir}/${to}`).slice(1); // '..' stops at the root
+      if (out === undefined && !onHost(host) && (!inside || t.find(inside) < 0)) out = to;
+    };
     const target = path.relative(this.root, await resolveInRoot(this.root, rel, true, onLink));
     if (at < 0 && target === rel) return undefined; // no link on the way: simply not there
     const i = target ? t.find(target) : -1;
     if (i >= 0) return { ...this.entry(t, i), rel };
-    // Escapes or missing, from the in-root walk alone: no host lookup outside the context.
-    const roots = [this.root, await fsp.realpath(this.root)];
-    if (hops.some((h) => !roots.some((r) => h === r || h.startsWith(`${r}/`)))) {
+    const notFound = `COPY source "${rel}": "/${target}": not found`;
+    if (out !== undefined)
       throw new VlabError(
         'E_CONTEXT_ESCAPE',
-        `COPY source "${rel}" is a symlink that leaves the build context; links are resolved inside the context (as BuildKit does), where "${target || '/'}" does not exist`,
+        `${notFound} (a symlink on the way points to "${out}", outside the build context; symlinks are resolved inside the context, as BuildKit does, never on the host)`,
+        { details: { source: rel, target: `/${target}` } },
       );
-    }
     throw new VlabError(
       'E_COPY_SOURCE',
-      `COPY source "${rel}" points to "${target || '.'}", which is excluded or missing`,
+      `${notFound} in the build context, or excluded by .dockerignore ("${rel}" is a symlink, resolved inside the context as BuildKit does)`,
+      { details: { source: rel, target: `/${target}` } },
     );
   }
 }
