@@ -200,3 +200,21 @@ it('a bound context directory swapped for a link to a host directory: the RUN ne
   });
   console.log(`directory race (RUN bind): ${outcomes.length} builds: ${outcomes.join(' ')}`);
 }, 30_000);
+
+it('a Dockerfile or .dockerignore in the context that links to a host file is read in the context, never on the host', async () => {
+  const host = path.join(dir, 'host-df');
+  await fsp.writeFile(host, 'HOSTSECRET one\n[HOSTSECRET\n');
+  const ctx = path.join(dir, 'ctx-df');
+  await fsp.mkdir(ctx);
+  await fsp.symlink(host, path.join(ctx, 'Dockerfile'));
+  const e = await build({ context: ctx, root, noCache: true }).catch((x: Error) => x);
+  expect(e).toMatchObject({ code: 'E_DOCKERFILE_NOT_FOUND' });
+  expect(String((e as Error).message)).not.toContain('HOSTSECRET');
+  // A .dockerignore link: the link's in-context target is missing, so nothing is ignored (and no error shows the host file).
+  await fsp.rm(path.join(ctx, 'Dockerfile'));
+  await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY . /c/\n');
+  await fsp.symlink(host, path.join(ctx, '.dockerignore'));
+  const out = path.join(dir, 'df.tar');
+  await build({ context: ctx, root, noCache: true, output: [parseOutput(`type=tar,dest=${out}`)] });
+  expect((await exec('tar', ['-tf', out])).stdout).toContain('c/Dockerfile');
+});

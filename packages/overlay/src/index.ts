@@ -33,6 +33,7 @@ export {
   readlinkInRoot,
   statDirInRoot,
   pinInRoot,
+  openInRoot,
   changedError,
   type FileIdentity,
 } from './open-same.ts';

@@ -218,3 +218,27 @@ export function pinInRoot(
   }
   return { fd, st };
 }
+
+/**
+ * An fd (O_NOFOLLOW|O_NONBLOCK|O_NOCTTY: no link, no FIFO wait, no terminal) on `rel` under
+ * `root`, its parent reached by openDirInRoot, and its fstat; undefined when nothing is there (or
+ * a directory on the way is not one now). What it is (a regular file, its size) is the caller's
+ * check, on the fstat. The caller closes the fd.
+ */
+export function openInRoot(root: string, rel: string): { fd: number; st: fs.Stats } | undefined {
+  return atParentInRoot(
+    root,
+    rel,
+    (p) => {
+      let fd: number;
+      try {
+        fd = fs.openSync(hostPath(p), FLAGS);
+      } catch (e) {
+        if (isMissing(e) || (e as NodeJS.ErrnoException).code === 'ELOOP') return undefined; // a link is not followed
+        throw e;
+      }
+      return { fd, st: fs.fstatSync(fd) };
+    },
+    () => undefined,
+  );
+}
