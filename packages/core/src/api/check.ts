@@ -2,8 +2,12 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError, type SourceLocation } from '@vlab/errors';
 import { check, parse, type Dockerfile } from '@vlab/dockerfile';
+import { closeSync } from 'node:fs';
+import { openInRoot, readAllSync } from '@vlab/overlay';
 import { readInRoot } from '../fsutil/in-root.ts';
-import { MAX_DOCKERFILE } from '../context/stream.ts';
+
+/** Most bytes of a Dockerfile read from the context (far above real ones; hostile tests use 5 MB). */
+export const MAX_CONTEXT_DOCKERFILE = 64 << 20;
 
 /** A Dockerfile path, or its text (named `path` in locations, default "Dockerfile"). */
 export type DockerfileSpec = string | { text: string; path?: string };
@@ -54,9 +58,27 @@ export async function loadDockerfile(
     ? await fsp.readFile(file, 'utf8').catch((e) => {
         throw unreadable((e as Error).message, e);
       })
-    : await readInRoot(contextDir, 'Dockerfile', MAX_DOCKERFILE, (why) => unreadable(`it ${why}`)).then((t) => {
+    : await readInRoot(contextDir, 'Dockerfile', MAX_CONTEXT_DOCKERFILE, (why) => unreadable(`it ${why}`)).then((t) => {
         if (t === undefined) throw unreadable('not found in the build context');
         return t;
       });
   return { df: parse(text, { file }), dockerfilePath: file };
+}
+
+/**
+ * The Dockerfile read again for a snippet: the regular file there now, O_NOFOLLOW (openInRoot), at
+ * most MAX_CONTEXT_DOCKERFILE bytes. The default one sits in the untrusted context, which may have swapped
+ * it for a link to a host file (or a FIFO) since the build read it: no snippet then, never host lines.
+ */
+export function readDockerfileAgain(f: string): string | undefined {
+  const opened = openInRoot(path.dirname(f), path.basename(f));
+  if (!opened) return undefined;
+  try {
+    if (!opened.st.isFile() || opened.st.size > MAX_CONTEXT_DOCKERFILE) return undefined;
+    const buf = Buffer.alloc(opened.st.size);
+    readAllSync(opened.fd, buf, 0, buf.length, f);
+    return buf.toString('utf8');
+  } finally {
+    closeSync(opened.fd);
+  }
 }

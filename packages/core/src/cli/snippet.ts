@@ -3,11 +3,9 @@
  * then a snippet of the source with line numbers, `>>>` on the offending line and a caret under
  * its column.
  */
-import { closeSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError, type SourceLocation } from '@vlab/errors';
-import { openInRoot, readAllSync } from '@vlab/overlay';
-import { MAX_DOCKERFILE } from '../context/stream.ts';
+import { readDockerfileAgain as readDockerfile } from '../index.ts';
 
 /** Lines of context shown before and after the offending line. */
 const AROUND = 2;
@@ -33,24 +31,6 @@ function source(file: string | undefined): { name: string; text?: string } {
     return { name: known?.name ?? f, text: readDockerfile(f) };
   } catch {
     return { name: known?.name ?? f };
-  }
-}
-
-/**
- * The Dockerfile read again for a snippet: the regular file there now, O_NOFOLLOW (openInRoot), at
- * most MAX_DOCKERFILE bytes. The default one sits in the untrusted context, which may have swapped
- * it for a link to a host file (or a FIFO) since the build read it: no snippet then, never host lines.
- */
-function readDockerfile(f: string): string | undefined {
-  const opened = openInRoot(path.dirname(f), path.basename(f));
-  if (!opened) return undefined;
-  try {
-    if (!opened.st.isFile() || opened.st.size > MAX_DOCKERFILE) return undefined;
-    const buf = Buffer.alloc(opened.st.size);
-    readAllSync(opened.fd, buf, 0, buf.length, f);
-    return buf.toString('utf8');
-  } finally {
-    closeSync(opened.fd);
   }
 }
 
