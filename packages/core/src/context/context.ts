@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { readlinkInRoot, statDirInRoot } from '@vlab/overlay';
+import { changedError, readlinkInRoot, statDirInRoot } from '@vlab/overlay';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
@@ -292,6 +292,8 @@ export class BuildContext {
     const target = path.relative(this.root, await resolveInRoot(this.root, rel, true, onLink));
     if (at < 0 && target === rel) return undefined; // no link on the way: simply not there
     const i = target ? t.find(target) : -1;
+    // links were followed live: ending on what the walk saw as a link means the context changed
+    if (i >= 0 && typeOf(t.mode(i)) === 'symlink') throw changedError(rel);
     if (i >= 0) return { ...this.entry(t, i), rel };
     const notFound = `COPY source "${rel}": "/${target}": not found`;
     if (out !== undefined)
