@@ -11,7 +11,9 @@
  * atime_sec atime_nsec mtime_sec mtime_nsec ctime_sec ctime_nsec, each converted as Node converts
  * them (a plain double cast), so walk.ts computes the same *Ms values fs.lstat would.
  * Order: depth first, a directory's names as readdir gives them. An entry (or directory) removed
- * while walked is left out. Exit 0; on any other error the message on stderr and exit 2.
+ * while walked is left out. A directory that is no longer the one its parent listed (another
+ * inode: replaced, or a directory on the way swapped for a symlink to one outside ROOT, which
+ * openat follows) is not read: exit 3. Exit 0; on any other error the message on stderr and exit 2.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -53,18 +55,32 @@ static void emit(size_t len, const struct stat *st) {
   for (int i = 0; i < 14; i++) put_double(v[i]);
 }
 
-/* The directory at rel[0..len) (len 0: ROOT). Its subdirectories are visited after it is closed:
- * one directory fd open at a time, however deep the tree. */
-static void walk(size_t len) {
+struct sub {
+  char *name;
+  dev_t dev;
+  ino_t ino;
+};
+
+/* The directory at rel[0..len) (len 0: ROOT), which its parent listed as dev/ino. Its
+ * subdirectories are visited after it is closed: one directory fd open at a time, however deep
+ * the tree. O_NOFOLLOW covers the last component only: the fstat tells whether the path led to
+ * the very directory listed. */
+static void walk(size_t len, dev_t dev, ino_t ino) {
   int fd = len ? openat(rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : dup(rootfd);
   if (fd < 0) {
     if (len && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)) return;
     die("cannot open", rel);
   }
+  struct stat self;
+  if (fstat(fd, &self) < 0) die("cannot stat", rel);
+  if (len && (self.st_dev != dev || self.st_ino != ino)) {
+    fprintf(stderr, "vlab-walk: %s changed while it was walked\n", rel);
+    exit(3);
+  }
   DIR *d = fdopendir(fd);
   if (!d) die("cannot read", rel);
   size_t nsub = 0, cap = 0;
-  char **subs = NULL;
+  struct sub *subs = NULL;
   struct dirent *e;
   for (errno = 0; (e = readdir(d)); errno = 0) {
     const char *name = e->d_name;
@@ -90,20 +106,21 @@ static void walk(size_t len) {
         subs = realloc(subs, cap * sizeof *subs);
         if (!subs) die("out of memory in", rel);
       }
-      if (!(subs[nsub++] = strdup(name))) die("out of memory in", rel);
+      subs[nsub] = (struct sub){strdup(name), st.st_dev, st.st_ino};
+      if (!subs[nsub++].name) die("out of memory in", rel);
     }
   }
   if (errno) die("cannot read", rel);
   closedir(d);
   for (size_t i = 0; i < nsub; i++) {
-    size_t nl = strlen(subs[i]);
+    size_t nl = strlen(subs[i].name);
     size_t full = len ? len + 1 + nl : nl;
     if (len) rel[len] = '/';
-    memcpy(rel + (len ? len + 1 : 0), subs[i], nl);
+    memcpy(rel + (len ? len + 1 : 0), subs[i].name, nl);
     rel[full] = 0;
-    walk(full);
+    walk(full, subs[i].dev, subs[i].ino);
     rel[len] = 0;
-    free(subs[i]);
+    free(subs[i].name);
   }
   free(subs);
 }
@@ -117,7 +134,7 @@ int main(int argc, char **argv) {
   if (rootfd < 0) die("cannot open", argv[1]);
   static char buf[1 << 20];
   setvbuf(stdout, buf, _IOFBF, sizeof buf);
-  walk(0);
+  walk(0, 0, 0);
   if (fflush(stdout) != 0) die("write", "stdout");
   return 0;
 }

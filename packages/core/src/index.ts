@@ -125,3 +125,4 @@ export {
   type DfVolume,
   type DfCacheEntry,
 } from './tools/index.ts';
+export { readDockerfileAgain } from './api/check.ts';

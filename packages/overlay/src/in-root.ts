@@ -21,6 +21,14 @@ export function atFd(fd: number, name: string): string {
   return `/proc/self/fd/${fd}/${name}`;
 }
 
+/**
+ * The fd of directory `name` (one component) in the directory open as `parent`: O_NOFOLLOW,
+ * so a symlink there is ELOOP, a non-directory ENOTDIR (errors thrown as they are).
+ */
+export function openDirAt(parent: number, name: string): number {
+  return fs.openSync(hostPath(atFd(parent, name)), FLAGS);
+}
+
 /** Opens directories by their components under `root`; keeps the last few open, as a walk reuses parents. */
 export class InRootDirs {
   private readonly root: number;
@@ -49,7 +57,7 @@ export class InRootDirs {
     const parent = this.dir(parts.slice(0, -1));
     let fd: number;
     try {
-      fd = fs.openSync(hostPath(atFd(parent, parts[parts.length - 1])), FLAGS);
+      fd = openDirAt(parent, parts[parts.length - 1]);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENOENT') {

@@ -14,6 +14,7 @@ export {
   mountAll,
   mountScratch,
   mountThrowaway,
+  mountPinned,
   unmountThrowaway,
   unmountAll,
   mountSnapshot,
@@ -23,7 +24,19 @@ export {
 export { nativeHelper, holdEventLoop, isalAddon } from './native.ts';
 export { hasEscapes, hostPath, nameBytes, nameFromBytes, readlinkName } from './fsname.ts';
 export { InRootDirs, atFd } from './in-root.ts';
-export { openSameSync, readAllSync, readlinkWalked, changedError, type FileIdentity } from './open-same.ts';
+export {
+  openSameSync,
+  readAllSync,
+  readlinkWalked,
+  openDirInRoot,
+  lstatInRoot,
+  readlinkInRoot,
+  statDirInRoot,
+  pinInRoot,
+  openInRoot,
+  changedError,
+  type FileIdentity,
+} from './open-same.ts';
 export { apply, cleanPath, type ApplyOptions } from './layer/apply.ts';
 export { writeLayer, hashingStream, type Compression, type LayerWritten } from './layer/digest.ts';
 export { diffSource, type DiffOptions } from './layer/diff.ts';

@@ -56,14 +56,7 @@ export async function mountAll(mounts: Mount[], target: string): Promise<void> {
   for (const m of mounts) {
     let r;
     if (m.type === 'bind') {
-      const ro = m.options.includes('ro');
-      const rec = m.options.includes('rbind');
-      if (helper) {
-        r = await sysOp(helper, ['bind', m.source, target, ...(rec ? ['rec'] : []), ...(ro ? ['ro'] : [])]);
-      } else {
-        r = await run('mount', [rec ? '--rbind' : '--bind', m.source, target]);
-        if (r.code === 0 && ro) r = await run('mount', ['-o', 'remount,bind,ro', target]);
-      }
+      r = await bind(helper, m.source, target, m.options.includes('rbind'), m.options.includes('ro'));
     } else {
       const { options, cwd } = overlayMountArgs(m);
       r = helper
@@ -75,6 +68,33 @@ export async function mountAll(mounts: Mount[], target: string): Promise<void> {
         details: { mount: m, target },
       });
     }
+  }
+}
+
+async function bind(helper: string | undefined, source: string, target: string, rec: boolean, ro: boolean) {
+  if (helper) return sysOp(helper, ['bind', source, target, ...(rec ? ['rec'] : []), ...(ro ? ['ro'] : [])]);
+  // a /proc/PID/fd/N source (mountPinned) reaches mount(2) as it is: canonicalized, it would be a name again
+  const raw = source.startsWith('/proc/') ? ['--no-canonicalize'] : [];
+  const r = await run('mount', [...raw, rec ? '--rbind' : '--bind', source, target]);
+  return r.code === 0 && ro ? run('mount', [...raw, '-o', 'remount,bind,ro', target]) : r;
+}
+
+/**
+ * Bind-mounts, read-only, what `fd` (an fd of this process: open-same.ts pinInRoot's) names onto
+ * `target`, made here (a directory, or an empty file for a file): through the fd's /proc link, so
+ * the mount shows that very file, wherever its old path leads now. Another mount namespace (a
+ * container's) cannot bind the fd itself (EINVAL), but can bind `target`. Undo with
+ * unmountAll(target). Throws E_MOUNT (nothing left mounted).
+ */
+export async function mountPinned(fd: number, isDir: boolean, target: string): Promise<void> {
+  if (isDir) await fs.mkdir(target);
+  else await fs.writeFile(target, '', { flag: 'wx', mode: 0o600 });
+  const r = await bind(sysHelper(), `/proc/${process.pid}/fd/${fd}`, target, false, true);
+  if (r.code !== 0) {
+    await unmountAll(target).catch(() => undefined);
+    throw new VlabError('E_MOUNT', `bind-mounting a pinned source on ${target} failed: ${r.stderr.trim()}`, {
+      details: { target },
+    });
   }
 }
 

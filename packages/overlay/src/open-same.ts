@@ -8,8 +8,9 @@
 import fs from 'node:fs';
 import { VlabError, type ErrorCode } from '@vlab/errors';
 import { hostPath, readlinkName } from './fsname.ts';
+import { atFd, openDirAt } from './in-root.ts';
 
-const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
+const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY, O_DIRECTORY } = fs.constants;
 /** libuv adds O_CLOEXEC to every open. */
 const FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
 
@@ -78,4 +79,166 @@ export function readlinkWalked(p: string, name: string, code?: ErrorCode): strin
     if (c === 'EINVAL' || c === 'ENOENT' || c === 'ENOTDIR') throw changedError(name, code);
     throw e;
   }
+}
+
+/**
+ * An fd on directory `rel` ('/'-separated, '' = `root` itself) under `root`, every component
+ * opened O_NOFOLLOW|O_DIRECTORY from its parent's fd: a directory inside `root` now, whatever a
+ * writer swapped in on the way (a symlink to a host directory is ENOTDIR, as Linux gives it for
+ * O_DIRECTORY|O_NOFOLLOW; errors are thrown as they are). `root` itself is followed: the user named it. The caller closes the fd.
+ */
+export function openDirInRoot(root: string, rel: string): number {
+  let fd = fs.openSync(hostPath(root), O_RDONLY | O_DIRECTORY);
+  for (const name of rel.split('/')) {
+    if (!name || name === '.') continue;
+    try {
+      const next = openDirAt(fd, name);
+      fs.closeSync(fd);
+      fd = next;
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+  }
+  return fd;
+}
+
+const isMissing = (e: unknown) => ['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code!);
+const split = (rel: string) => {
+  const at = rel.lastIndexOf('/');
+  return [at < 0 ? '' : rel.slice(0, at), rel.slice(at + 1)] as const;
+};
+
+/**
+ * `fn` on the path of `rel`'s last component inside its parent directory, opened by
+ * openDirInRoot (so the parent is inside `root` now). A component that is missing, not a
+ * directory or a symlink now is what `missing` gives.
+ */
+function atParentInRoot<T>(root: string, rel: string, fn: (p: string) => T, missing: () => T, code?: ErrorCode): T {
+  const [dir, base] = split(rel);
+  let fd: number;
+  try {
+    fd = openDirInRoot(root, dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw changedError(rel, code);
+    if (isMissing(e)) return missing();
+    throw e;
+  }
+  try {
+    return fn(atFd(fd, base));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** lstat of `rel` (a non-empty path under `root`) as `root` holds it now (never through a symlink); undefined when absent. */
+export function lstatInRoot(root: string, rel: string, code?: ErrorCode): fs.Stats | undefined {
+  return atParentInRoot(
+    root,
+    rel,
+    (p) => {
+      try {
+        return fs.lstatSync(hostPath(p));
+      } catch (e) {
+        if (isMissing(e)) return undefined;
+        throw e;
+      }
+    },
+    () => undefined,
+    code,
+  );
+}
+
+/** readlinkWalked of `rel` under `root`, its parent reached by openDirInRoot: never a host link's target. */
+export function readlinkInRoot(root: string, rel: string, name = rel, code?: ErrorCode): string {
+  return atParentInRoot(
+    root,
+    rel,
+    (p) => readlinkWalked(p, name, code),
+    () => {
+      throw changedError(name, code);
+    },
+    code,
+  );
+}
+
+/** The fstat of directory `rel` under `root` (openDirInRoot); one that is no longer a directory there is `changedError`. */
+export function statDirInRoot(root: string, rel: string, name = rel || '.', code?: ErrorCode): fs.Stats {
+  let fd: number;
+  try {
+    fd = openDirInRoot(root, rel);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP' || isMissing(e)) throw changedError(name, code);
+    throw e;
+  }
+  try {
+    return fs.fstatSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Linux's O_PATH (Node does not name it): an fd that names a file without opening it. */
+const O_PATH = 0o10000000;
+
+/**
+ * An O_PATH fd on `rel` under `root` (its parent by openDirInRoot, itself O_NOFOLLOW: no open
+ * side effect of a device, no FIFO wait) and its fstat, when it is a directory or a regular file
+ * there now; else `changedError(name, code)`. While the fd is open, `/proc/<pid>/fd/<fd>` names
+ * that very file: a mount or a copy through it reaches no other. The caller closes the fd.
+ */
+export function pinInRoot(
+  root: string,
+  rel: string,
+  name = rel || '.',
+  code?: ErrorCode,
+): { fd: number; st: fs.Stats } {
+  const fd = rel
+    ? atParentInRoot(
+        root,
+        rel,
+        (p) => {
+          try {
+            return fs.openSync(hostPath(p), O_PATH | O_NOFOLLOW);
+          } catch (e) {
+            if (isMissing(e)) throw changedError(name, code);
+            throw e;
+          }
+        },
+        () => {
+          throw changedError(name, code);
+        },
+        code,
+      )
+    : fs.openSync(hostPath(root), O_PATH | O_DIRECTORY);
+  const st = fs.fstatSync(fd);
+  if (!st.isDirectory() && !st.isFile()) {
+    fs.closeSync(fd);
+    throw changedError(name, code);
+  }
+  return { fd, st };
+}
+
+/**
+ * An fd (O_NOFOLLOW|O_NONBLOCK|O_NOCTTY: no link, no FIFO wait, no terminal) on `rel` under
+ * `root`, its parent reached by openDirInRoot, and its fstat; undefined when nothing is there (or
+ * a directory on the way is not one now). What it is (a regular file, its size) is the caller's
+ * check, on the fstat. The caller closes the fd.
+ */
+export function openInRoot(root: string, rel: string): { fd: number; st: fs.Stats } | undefined {
+  return atParentInRoot(
+    root,
+    rel,
+    (p) => {
+      let fd: number;
+      try {
+        fd = fs.openSync(hostPath(p), FLAGS);
+      } catch (e) {
+        if (isMissing(e) || (e as NodeJS.ErrnoException).code === 'ELOOP') return undefined; // a link is not followed
+        throw e;
+      }
+      return { fd, st: fs.fstatSync(fd) };
+    },
+    () => undefined,
+  );
 }

@@ -2,6 +2,12 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError, type SourceLocation } from '@vlab/errors';
 import { check, parse, type Dockerfile } from '@vlab/dockerfile';
+import { closeSync } from 'node:fs';
+import { openInRoot, readAllSync } from '@vlab/overlay';
+import { readInRoot } from '../fsutil/in-root.ts';
+
+/** Most bytes of a Dockerfile read from the context (far above real ones; hostile tests use 5 MB). */
+export const MAX_CONTEXT_DOCKERFILE = 64 << 20;
 
 /** A Dockerfile path, or its text (named `path` in locations, default "Dockerfile"). */
 export type DockerfileSpec = string | { text: string; path?: string };
@@ -31,7 +37,12 @@ export async function checkDockerfile(
   return { dockerfilePath, warnings };
 }
 
-/** Read and parse the Dockerfile (`<contextDir>/Dockerfile` by default); E_DOCKERFILE_NOT_FOUND if unreadable. */
+/**
+ * Read and parse the Dockerfile (`<contextDir>/Dockerfile` by default); E_DOCKERFILE_NOT_FOUND if
+ * unreadable. The default one comes with the (untrusted) context: read in-root (readInRoot), so
+ * a `Dockerfile -> /etc/shadow` link or a FIFO there never shows host bytes in a parse error.
+ * One given by path (-f) is the user's: read as it is.
+ */
 export async function loadDockerfile(
   contextDir: string,
   spec: DockerfileSpec | undefined,
@@ -41,10 +52,33 @@ export async function loadDockerfile(
     return { df: parse(spec.text, { file: p }), dockerfilePath: p };
   }
   const file = spec ? path.resolve(spec) : path.join(contextDir, 'Dockerfile');
-  const text = await fsp.readFile(file, 'utf8').catch((e) => {
-    throw new VlabError('E_DOCKERFILE_NOT_FOUND', `cannot read Dockerfile ${file}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  });
+  const unreadable = (why: string, cause?: unknown) =>
+    new VlabError('E_DOCKERFILE_NOT_FOUND', `cannot read Dockerfile ${file}: ${why}`, { cause });
+  const text = spec
+    ? await fsp.readFile(file, 'utf8').catch((e) => {
+        throw unreadable((e as Error).message, e);
+      })
+    : await readInRoot(contextDir, 'Dockerfile', MAX_CONTEXT_DOCKERFILE, (why) => unreadable(`it ${why}`)).then((t) => {
+        if (t === undefined) throw unreadable('not found in the build context');
+        return t;
+      });
   return { df: parse(text, { file }), dockerfilePath: file };
+}
+
+/**
+ * The Dockerfile read again for a snippet: the regular file there now, O_NOFOLLOW (openInRoot), at
+ * most MAX_CONTEXT_DOCKERFILE bytes. The default one sits in the untrusted context, which may have swapped
+ * it for a link to a host file (or a FIFO) since the build read it: no snippet then, never host lines.
+ */
+export function readDockerfileAgain(f: string): string | undefined {
+  const opened = openInRoot(path.dirname(f), path.basename(f));
+  if (!opened) return undefined;
+  try {
+    if (!opened.st.isFile() || opened.st.size > MAX_CONTEXT_DOCKERFILE) return undefined;
+    const buf = Buffer.alloc(opened.st.size);
+    readAllSync(opened.fd, buf, 0, buf.length, f);
+    return buf.toString('utf8');
+  } finally {
+    closeSync(opened.fd);
+  }
 }

@@ -3,9 +3,9 @@
  * then a snippet of the source with line numbers, `>>>` on the offending line and a caret under
  * its column.
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError, type SourceLocation } from '@vlab/errors';
+import { readDockerfileAgain as readDockerfile } from '../index.ts';
 
 /** Lines of context shown before and after the offending line. */
 const AROUND = 2;
@@ -28,7 +28,7 @@ function source(file: string | undefined): { name: string; text?: string } {
   const known = sources.get(f);
   if (known?.text !== undefined || !path.isAbsolute(f)) return known ?? { name: f };
   try {
-    return { name: known?.name ?? f, text: readFileSync(f, 'utf8') };
+    return { name: known?.name ?? f, text: readDockerfile(f) };
   } catch {
     return { name: known?.name ?? f };
   }

@@ -172,6 +172,24 @@ describe('COPY sources', () => {
     }
   });
 
+  it('a dangling link says what BuildKit says, "/target": not found; only a link out of the context is E_CONTEXT_ESCAPE', async () => {
+    await write(['sub/in.txt']);
+    await fsp.symlink('/sub', path.join(dir, 'abs')); // absolute, inside the context (BuildKit)
+    await fsp.symlink('gone', path.join(dir, 'sub', 'dangling'));
+    await fsp.symlink('/etc/passwd', path.join(dir, 'out'));
+    const ctx = await BuildContext.open(dir, new FileHashCache());
+    // through an absolute link that resolved inside: a dangling link in the context, not an escape
+    await expect(ctx.select('abs/dangling')).rejects.toMatchObject({
+      code: 'E_COPY_SOURCE',
+      message: expect.stringContaining('COPY source "abs/dangling": "/sub/gone": not found in the build context'),
+    });
+    expect((await ctx.select('abs/in.txt')).roots[0]!.content).toBe('sub/in.txt');
+    const e = await ctx.select('out').catch((x: Error) => x);
+    expect(e).toMatchObject({ code: 'E_CONTEXT_ESCAPE', message: expect.stringContaining('"/etc/passwd": not found') });
+    expect((e as Error).message).toContain('points to "/etc/passwd", outside the build context');
+    expect((e as Error).message).not.toContain('leaves');
+  });
+
   it('a top-level symlink is resolved inside the context, as bind mounts and BuildKit do', async () => {
     await write(['etc/conf', 'in.txt']);
     await fsp.symlink('/etc/conf', path.join(dir, 'abs')); // means <context>/etc/conf

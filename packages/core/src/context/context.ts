@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { readlinkWalked } from '@vlab/overlay';
+import { changedError, readlinkInRoot, statDirInRoot } from '@vlab/overlay';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
@@ -81,6 +81,16 @@ export class BuildContext {
     return { rel, abs: this.abs(rel), content: rel, type: typeOf(t.mode(i))!, stats: t.stat(i) };
   }
 
+  /**
+   * The metadata of directory `rel` ('' = the root): the walk's, else (the root, a parent that
+   * .dockerignore excludes) its fstat through an fd opened in the context (statDirInRoot): never
+   * what a symlink swapped in since the walk leads to.
+   */
+  dirStats(t: EntryTable, rel: string): StatLike {
+    const i = rel ? t.find(rel) : -1;
+    return i >= 0 && typeOf(t.mode(i)) === 'dir' ? t.stat(i) : statDirInRoot(this.root, rel);
+  }
+
   /** The host path of a walked path. */
   abs(rel: string): string {
     return `${this.root === '/' ? '' : this.root}/${rel}`;
@@ -136,8 +146,7 @@ export class BuildContext {
     const t = await this.walk();
     const roots: ContextEntry[] = [];
     if (clean === '' || clean === '.') {
-      const st = await fsp.lstat(this.root);
-      roots.push({ rel: '', abs: this.root, content: '', type: 'dir', stats: st });
+      roots.push({ rel: '', abs: this.root, content: '', type: 'dir', stats: this.dirStats(t, '') });
     } else if (/[*?[]/.test(clean)) {
       // BuildKit (fsutil ResolveWildcards): the components before the first wildcard are resolved
       // in the context, the rest is matched below that, and a match that is a symlink is followed.
@@ -243,13 +252,13 @@ export class BuildContext {
               if (typeof r === 'number') {
                 if (typeOf(t.mode(r)) === 'file')
                   files.addFile(t.rels[r]!, t.mode(r), records, await cached.hash(r, t.stat(r)));
-                else files.add(t.rels[r]!, 'symlink', t.mode(r), readlinkWalked(this.abs(t.rels[r]!), t.rels[r]!));
+                else files.add(t.rels[r]!, 'symlink', t.mode(r), readlinkInRoot(this.root, t.rels[r]!));
                 return;
               }
               const content =
                 r.type === 'file'
                   ? await this.hashes.hash(this.root, r.content, r.stats)
-                  : readlinkWalked(r.abs, r.rel);
+                  : readlinkInRoot(this.root, r.content, r.rel);
               files.add(r.rel || '.', r.type, r.stats.mode, content);
             }),
           );
@@ -263,30 +272,40 @@ export class BuildContext {
    * when nothing is there. Symlinks on the way and at the end are followed inside the context: the
    * one rule of BuildKit (fs.RootPath: its context is a root symlinks cannot leave) and of our bind
    * mounts (bind-source.ts), so `link -> /etc/passwd` means `<context>/etc/passwd`. A link whose
-   * target is not there is E_CONTEXT_ESCAPE when it pointed out of the context, E_COPY_SOURCE otherwise.
+   * target is not there is E_CONTEXT_ESCAPE when a link on the way points out of the context on
+   * the host (read from the link's text alone: no host lookup) and what it means inside is not
+   * there either; E_COPY_SOURCE otherwise (a dangling link, or one through an absolute link that
+   * resolved inside). Both say what BuildKit says, `"/target": not found`.
    */
   private async resolve(rel: string): Promise<ContextEntry | undefined> {
     const t = await this.walk();
     const at = t.find(rel);
     if (at >= 0 && typeOf(t.mode(at)) !== 'symlink') return this.entry(t, at);
-    const hops: string[] = []; // each link's target as the host reads it (lexically)
-    const onLink = (dir: string, to: string) =>
-      hops.push(to.startsWith('/') ? path.posix.normalize(to) : path.posix.join(this.root, dir, to));
+    const roots = [this.root, await fsp.realpath(this.root)];
+    const onHost = (h: string) => roots.some((r) => h === r || h.startsWith(`${r}/`));
+    let out: string | undefined; // the first link whose host target is outside and whose in-context one is missing
+    const onLink = (dir: string, to: string) => {
+      const host = to.startsWith('/') ? path.posix.normalize(to) : path.posix.join(this.root, dir, to);
+      const inside = path.posix.normalize(to.startsWith('/') ? to : `/${dir}/${to}`).slice(1); // '..' stops at the root
+      if (out === undefined && !onHost(host) && (!inside || t.find(inside) < 0)) out = to;
+    };
     const target = path.relative(this.root, await resolveInRoot(this.root, rel, true, onLink));
     if (at < 0 && target === rel) return undefined; // no link on the way: simply not there
     const i = target ? t.find(target) : -1;
+    // links were followed live: ending on what the walk saw as a link means the context changed
+    if (i >= 0 && typeOf(t.mode(i)) === 'symlink') throw changedError(rel);
     if (i >= 0) return { ...this.entry(t, i), rel };
-    // Escapes or missing, from the in-root walk alone: no host lookup outside the context.
-    const roots = [this.root, await fsp.realpath(this.root)];
-    if (hops.some((h) => !roots.some((r) => h === r || h.startsWith(`${r}/`)))) {
+    const notFound = `COPY source "${rel}": "/${target}": not found`;
+    if (out !== undefined)
       throw new VlabError(
         'E_CONTEXT_ESCAPE',
-        `COPY source "${rel}" is a symlink that leaves the build context; links are resolved inside the context (as BuildKit does), where "${target || '/'}" does not exist`,
+        `${notFound} (a symlink on the way points to "${out}", outside the build context; symlinks are resolved inside the context, as BuildKit does, never on the host)`,
+        { details: { source: rel, target: `/${target}` } },
       );
-    }
     throw new VlabError(
       'E_COPY_SOURCE',
-      `COPY source "${rel}" points to "${target || '.'}", which is excluded or missing`,
+      `${notFound} in the build context, or excluded by .dockerignore ("${rel}" is a symlink, resolved inside the context as BuildKit does)`,
+      { details: { source: rel, target: `/${target}` } },
     );
   }
 }

@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import { VlabError, type ErrorCode } from '@vlab/errors';
 import path from 'node:path';
 import { compileIgnorePatterns } from './patterns.ts';
+import { readInRoot } from '../fsutil/in-root.ts';
 
 /**
  * `.dockerignore` with Docker's pattern rules (patterns.ts). `<Dockerfile>.dockerignore` next to
@@ -20,10 +21,23 @@ export async function loadIgnore(contextDir: string, dockerfilePath?: string): P
     path.join(contextDir, '.dockerignore'),
   ];
   for (const file of candidates) {
-    const text = await readBounded(file);
+    // One in the (untrusted) context is read in-root: a link there to a host file is not followed out.
+    const rel = path.relative(contextDir, file);
+    const text = rel.startsWith('..') ? await readBounded(file) : await readInContext(contextDir, rel, file);
     if (text !== undefined) return compileIgnore(text, file);
   }
   return compileIgnore('');
+}
+
+function readInContext(contextDir: string, rel: string, file: string): Promise<string | undefined> {
+  return readInRoot(contextDir, rel, MAX_IGNORE_BYTES, (why, tooBig) =>
+    tooBig
+      ? new VlabError(
+          'E_DOCKERIGNORE',
+          `${file} is larger than ${MAX_IGNORE_BYTES} bytes (the limit); shorten it, e.g. with ** patterns`,
+        )
+      : new VlabError('E_DOCKERIGNORE', `${file} ${why}`),
+  );
 }
 
 /**

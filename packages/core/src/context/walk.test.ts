@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
@@ -64,6 +65,44 @@ describe('context walk', () => {
     },
   );
   if (!helper) console.warn('vlab-walk is not built (scripts/build-native.sh): only the JS walk is tested');
+
+  it.skipIf(!helper)(
+    'vlab-walk never lists a host directory: a directory swapped for a link to one while walked is E_CONTEXT_CHANGED',
+    async () => {
+      const host = path.join(dir, 'host');
+      const ctx = path.join(dir, 'ctx');
+      // d's 50 subdirectories, and the host's under the same names: each walk opens "d/subN" 50 times
+      for (let i = 0; i < 50; i++) {
+        await fsp.mkdir(path.join(host, `sub${i}`), { recursive: true });
+        await fsp.writeFile(path.join(host, `sub${i}`, 'hostfile'), 'x');
+        await fsp.mkdir(path.join(ctx, 'd', `sub${i}`), { recursive: true });
+      }
+      // d <-> a link to the host dir, as fast as it goes; the walk of d/sub opens "d/sub" by path
+      const swapper = spawn(
+        process.execPath,
+        [
+          '-e',
+          `const fs = require('node:fs'); process.chdir(${JSON.stringify(ctx)});
+           for (;;) { fs.renameSync('d', 'd.away'); fs.symlinkSync(${JSON.stringify(host)}, 'd'); fs.unlinkSync('d'); fs.renameSync('d.away', 'd'); }`,
+        ],
+        { stdio: 'ignore' },
+      );
+      const seen = { walks: 0, changed: 0 };
+      try {
+        for (const until = Date.now() + 1500; Date.now() < until; seen.walks++) {
+          const t = await walkTree(ctx).catch((e: { code?: string }) => {
+            if (e.code !== 'E_CONTEXT_CHANGED') throw e;
+            seen.changed++;
+          });
+          if (t) expect(t.finish().rels.filter((r) => r.includes('hostfile'))).toEqual([]);
+        }
+      } finally {
+        swapper.kill();
+        await new Promise((r) => swapper.once('exit', r));
+      }
+      console.log(`walks with a swapper: ${seen.walks}, E_CONTEXT_CHANGED: ${seen.changed}`);
+    },
+  );
 
   it('an unreadable context is E_CONTEXT, by either walk', async () => {
     await expect(walkTree(path.join(dir, 'missing'))).rejects.toMatchObject({ code: 'E_CONTEXT' });

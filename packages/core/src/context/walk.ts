@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fg, { type Entry } from 'fast-glob';
 import { VlabError } from '@vlab/errors';
-import { hostPath, nameFromBytes, nativeHelper } from '@vlab/overlay';
+import { changedError, hostPath, nameFromBytes, nativeHelper } from '@vlab/overlay';
 import { EntryTableBuilder } from './entry-table.ts';
 
 export { EntryStat, type StatLike } from './stat.ts';
@@ -23,7 +23,9 @@ function walkHelper(): string | undefined {
 /**
  * Every entry under `root` (not `root` itself), symlinks not followed, in no particular order;
  * an entry removed while walked is left out, an unreadable directory is E_CONTEXT. By vlab-walk
- * when it is built (one fstatat per entry, no fs.Stats), else by walkTreeJs.
+ * when it is built (one fstatat per entry, no fs.Stats; a directory that is no longer the one
+ * listed, e.g. one on the way swapped for a link to a host directory, is E_CONTEXT_CHANGED), else
+ * by walkTreeJs (fast-glob reads directories by path: it has no such check).
  */
 export async function walkTree(root: string, signal?: AbortSignal): Promise<EntryTableBuilder> {
   const helper = walkHelper();
@@ -83,6 +85,10 @@ function walkNative(helper: string, root: string, signal?: AbortSignal): Promise
     child.on('close', (code) => {
       if (code === 0 && !rest) resolve(out);
       else if (signal?.aborted) reject(new VlabError('E_ABORTED', 'build aborted'));
+      else if (code === 3)
+        reject(
+          changedError(err.trim().replace(/^vlab-walk: | changed while it was walked$/g, ''), 'E_CONTEXT_CHANGED'),
+        );
       else
         reject(
           new VlabError(

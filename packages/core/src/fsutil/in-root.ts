@@ -5,10 +5,10 @@
  * no in-root resolution uses node:fs/promises directly.
  */
 import fsp from 'node:fs/promises';
-import { lstatSync } from 'node:fs';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { hostPath, readlinkWalked } from '@vlab/overlay';
+import { lstatInRoot, openInRoot, readAllSync, readlinkInRoot } from '@vlab/overlay';
+import { closeSync } from 'node:fs';
 
 /** What path resolution reads of a tree: an lstat (undefined when absent) and a readlink. */
 export interface TreeLinks {
@@ -68,18 +68,14 @@ export async function resolveInRoot(
   onLink?: (dir: string, target: string) => void,
 ): Promise<string> {
   root = path.resolve(root);
-  const host = (q: string) => path.join(root, q);
   // Synchronous metadata calls: a few µs each, where a thread-pool round trip costs 50-100 µs
-  // (a RUN resolves a dozen paths before it starts, a COPY one per file).
+  // (a RUN resolves a dozen paths before it starts, a COPY one per file). Each through its parent
+  // opened in the root (open-same.ts): a directory a writer swaps for a symlink meanwhile (a
+  // context, a running container's rootfs) is not followed to the host; a link replaced since its
+  // lstat is E_CONTEXT_CHANGED.
   const tree: TreeLinks = {
-    lstat: async (q) => {
-      try {
-        return lstatSync(hostPath(host(q)), { throwIfNoEntry: false });
-      } catch {
-        return undefined;
-      }
-    },
-    readlink: async (q) => readlinkWalked(host(q), q), // a link replaced since its lstat: E_CONTEXT_CHANGED
+    lstat: async (q) => lstatInRoot(root, q.slice(1)),
+    readlink: async (q) => readlinkInRoot(root, q.slice(1), q),
   };
   return path.join(root, await resolveIn(tree, p, followLast, onLink));
 }
@@ -123,31 +119,33 @@ export async function mkdirInRoot(
 export const MAX_IN_ROOT_READ = 4 << 20;
 
 /**
- * Read a small regular file of a container (in-root resolution); undefined when missing. The
- * image chooses what sits there: a FIFO (the read would wait forever), a device (endless, or a
- * side effect on open), a huge file. So it is lstat'ed first and only a regular file of at most
- * `maxBytes` is opened, O_NOFOLLOW|O_NONBLOCK, and checked to be the same inode; anything else is
- * E_IMAGE_FILE.
+ * Read a small regular file under `root` (in-root resolution: a container's, or a build
+ * context's); undefined when missing. Whoever made the tree chooses what sits there: a FIFO (the
+ * read would wait forever), a device (endless, or a side effect on open), a huge file, a symlink
+ * or a directory swapped meanwhile for one to the host. So it is opened through its parent opened
+ * in-root, O_NOFOLLOW|O_NONBLOCK (open-same.ts openInRoot), and only a regular file of at most
+ * `maxBytes` is read, from that fd; anything else is `refuse(why, tooBig)` (default E_IMAGE_FILE).
  */
-export async function readInRoot(root: string, p: string, maxBytes = MAX_IN_ROOT_READ): Promise<string | undefined> {
-  const host = await resolveInRoot(root, p);
-  const st = await fsp.lstat(host).catch(() => undefined);
-  if (!st) return undefined;
-  const refuse = (why: string) =>
+export async function readInRoot(
+  root: string,
+  p: string,
+  maxBytes = MAX_IN_ROOT_READ,
+  refuse: (why: string, tooBig: boolean) => VlabError = (why) =>
     new VlabError('E_IMAGE_FILE', `${p} in the image ${why}: it is not read (fix the image's ${p})`, {
       details: { path: p },
-    });
-  if (!st.isFile()) throw refuse('is not a regular file');
-  if (st.size > maxBytes) throw refuse(`is larger than ${maxBytes} bytes`);
-  const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fsp.constants;
-  const fh = await fsp.open(host, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    }),
+): Promise<string | undefined> {
+  const host = await resolveInRoot(root, p);
+  const opened = openInRoot(path.resolve(root), path.relative(path.resolve(root), host));
+  if (!opened) return undefined;
+  const { fd, st } = opened;
   try {
-    const now = await fh.stat();
-    if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev) throw refuse('changed while it was opened');
-    const buf = Buffer.alloc(Math.min(now.size, maxBytes));
-    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    return buf.subarray(0, bytesRead).toString('utf8');
+    if (!st.isFile()) throw refuse('is not a regular file', false);
+    if (st.size > maxBytes) throw refuse(`is larger than ${maxBytes} bytes`, true);
+    const buf = Buffer.alloc(st.size);
+    readAllSync(fd, buf, 0, st.size, p); // grown or shrunk since its fstat: E_CONTEXT_CHANGED
+    return buf.toString('utf8');
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { readlinkWalked } from '@vlab/overlay';
+import { readlinkInRoot, readlinkWalked } from '@vlab/overlay';
 import type { CopyItem, Owner } from '../ops/copy.ts';
 import type { StatLike } from '../../context/walk.ts';
 
@@ -104,7 +104,11 @@ export function entryOfItem(
   else if (st.isSymbolicLink()) {
     d.type = 'symlink';
     d.mode = 0o777;
-    d.linkname = readlinkWalked(item.src, item.rel || target.slice(1));
+    const name = item.rel || target.slice(1);
+    // a context's link through its parent opened in the context: never a host link swapped in on the way
+    d.linkname = item.root
+      ? readlinkInRoot(item.root, item.src.slice(item.root === '/' ? 1 : item.root.length + 1), name)
+      : readlinkWalked(item.src, name);
   } else if (st.isFile()) {
     d.size = st.size;
     d.source = item.src;

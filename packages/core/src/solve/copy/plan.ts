@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { pathComponentProblem, type CopyInstruction } from '@vlab/dockerfile';
-import type { UnionStat, UnionView } from '@vlab/overlay';
+import type { FileIdentity, UnionStat, UnionView } from '@vlab/overlay';
 import { resolveIn, type TreeLinks } from '../../fsutil/in-root.ts';
 import { destRule, type Owner } from '../ops/copy.ts';
 import type { ArchiveKind } from '../ops/add.ts';
@@ -27,7 +27,7 @@ export interface CopyPlan {
    */
   entries: Iterable<PlanEntry>;
   /** ADD of local archives, unpacked into these image dirs: only the mounted output does them. */
-  extracts: { archive: string; format: Exclude<ArchiveKind, undefined>; dest: string }[];
+  extracts: { archive: string; srcStat: FileIdentity; format: Exclude<ArchiveKind, undefined>; dest: string }[];
 }
 
 /**
@@ -61,7 +61,7 @@ export async function makePlan(
   for (const root of o.sources.roots) {
     if (root.kind === 'archive') {
       await b.ensureDir(dirTarget, true);
-      extracts.push({ archive: root.archive, format: root.format, dest: dirTarget });
+      extracts.push({ archive: root.archive, srcStat: root.srcStat, format: root.format, dest: dirTarget });
     } else if (root.kind === 'dir') {
       // A directory's contents always go into dest, which becomes a directory.
       await b.ensureDir(dirTarget);
@@ -78,7 +78,7 @@ export async function makePlan(
         if (files && (table.mode(i) & S_IFMT) === S_IFREG) files.add(i);
         else {
           const e = context.entry(table, i);
-          const item = { src: e.abs, rel: e.rel.slice(cut), stats: e.stats };
+          const item = { src: e.abs, root: context.root, rel: e.rel.slice(cut), stats: e.stats };
           b.put(entryOfItem(item, path.posix.join(dirTarget, item.rel), opts));
         }
       }

@@ -5,7 +5,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { hostPath, nameFromBytes } from '@vlab/overlay';
+import { hostPath, nameFromBytes, type FileIdentity } from '@vlab/overlay';
 import type { CopyInstruction } from '@vlab/dockerfile';
 import type { BuildSession } from '../context.ts';
 import { excluder, relativeTo } from '../../context/context.ts';
@@ -24,7 +24,7 @@ export type CopyRoot =
   /** A context directory copied into the destination: `head` items (--parents), then walk table entries `index`. */
   | { kind: 'tree'; head: CopyItem[]; tree: TreeSource; index: Uint32Array }
   /** ADD of a local tar archive: unpacked into the destination directory. */
-  | { kind: 'archive'; archive: string; format: Exclude<ArchiveKind, undefined> };
+  | { kind: 'archive'; archive: string; srcStat: FileIdentity; format: Exclude<ArchiveKind, undefined> };
 
 export interface Gathered {
   roots: CopyRoot[];
@@ -76,9 +76,9 @@ export async function contextRoots(s: BuildSession, inst: CopyInstruction): Prom
   for (const sel of sels) {
     for (const root of sel.roots) {
       if (inst.kind === 'ADD' && root.type === 'file' && inst.unpack !== false) {
-        const format = await archiveKind(root.abs);
+        const format = await archiveKind(root.abs, { want: root.stats, name: root.rel });
         if (format) {
-          roots.push({ kind: 'archive', archive: root.abs, format });
+          roots.push({ kind: 'archive', archive: root.abs, srcStat: root.stats, format });
           continue;
         }
       }
@@ -90,11 +90,10 @@ export async function contextRoots(s: BuildSession, inst: CopyInstruction): Prom
             `${inst.kind} --parents ${root.rel}: a directory source reached through a symlink (to ${root.content || '.'}) is not supported with --parents; name the directory itself`,
           );
         if (inst.parents && root.rel) {
-          // --parents keeps the source's path: its parent dirs are recreated under dest, as the context has them.
-          for (const rel of root.rel.split('/').map((_, i, a) => a.slice(0, i + 1).join('/'))) {
-            const src = path.join(s.context.root, rel);
-            head.push({ src, rel, stats: await fsp.lstat(hostPath(src)) });
-          }
+          // --parents keeps the source's path: its parent dirs are recreated under dest, as the walk saw them.
+          const t = await s.context.walk();
+          for (const rel of root.rel.split('/').map((_, i, a) => a.slice(0, i + 1).join('/')))
+            head.push({ src: s.context.abs(rel), root: s.context.root, rel, stats: s.context.dirStats(t, rel) });
         }
         // the entries are the table's, under what the source resolved to (a symlink's target)
         const cut = inst.parents || !root.content ? 0 : root.content.length + 1;
@@ -109,7 +108,7 @@ export async function contextRoots(s: BuildSession, inst: CopyInstruction): Prom
         const name = inst.parents ? root.rel : path.posix.basename(root.rel);
         roots.push({
           kind: 'file',
-          item: { src: root.abs, rel: name, stats: root.stats },
+          item: { src: root.abs, root: s.context.root, rel: name, stats: root.stats },
           name,
           parents: inst.parents,
         });

@@ -97,7 +97,11 @@ export async function writeCopyInto(rootfs: string, plan: CopyPlan): Promise<voi
       fs.utimesSync(at, e.mtime, e.mtime);
     }
   }
-  for (const x of plan.extracts) await extractArchive(x.archive, x.format, await mkdirInRoot(rootfs, x.dest));
+  for (const x of plan.extracts)
+    await extractArchive(x.archive, x.format, await mkdirInRoot(rootfs, x.dest), {
+      want: x.srcStat,
+      name: path.basename(x.archive),
+    });
   // Directory mtimes last, deepest first: writing their children changed them.
   for (const { host, mtime } of dirs.reverse()) fs.utimesSync(host, mtime, mtime);
 }

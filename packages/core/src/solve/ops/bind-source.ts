@@ -2,15 +2,18 @@
  * The host side of `RUN --mount=type=bind`, as BuildKit gives it: the source is resolved inside
  * its root (the build context, or a stage's tree), so neither a symlink nor `..` leads out of it
  * (`link -> /x` means `<root>/x`); the step gets a read-only view, and with `rw` a throwaway one
- * whose writes are gone after the step. The root on disk is never written, which is also why the
- * resolved path stays valid until it is mounted: nothing in a build can change it.
+ * whose writes are gone after the step. The root on disk is never written by the build; but a
+ * context is untrusted and may change meanwhile (a directory on the way swapped for a symlink to
+ * a host directory), so the resolved source is pinned: opened in-root (open-same.ts pinInRoot) and
+ * mounted or copied through its fd's /proc link, which names that very file, not its path.
  */
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { debuglog, promisify } from 'node:util';
-import { VlabError } from '@vlab/errors';
-import { mountThrowaway, unmountThrowaway } from '@vlab/overlay';
+import { VlabError, isVlabError } from '@vlab/errors';
+import { lstatInRoot, mountPinned, mountThrowaway, pinInRoot, unmountAll, unmountThrowaway } from '@vlab/overlay';
 import { resolveInRoot } from '../../fsutil/in-root.ts';
 import type { BuildContext } from '../../context/context.ts';
 import { contextView } from './context-view.ts';
@@ -35,9 +38,9 @@ export interface BindSourceInput {
 }
 
 /**
- * Host path to mount for `source` under `root`. Read-only: the resolved path itself, or, in the
- * build context when .dockerignore excludes something under it, a view without it
- * (context-view.ts). `rw`: a throwaway view of that in a fresh dir under `scratch`: an overlay on
+ * Host path to mount for `source` under `root`. Read-only: the resolved source pinned and bound
+ * under `scratch` (staged), or, in the build context when .dockerignore excludes something under
+ * it, a view without it (context-view.ts). `rw`: a throwaway view of that in a fresh dir under `scratch`: an overlay on
  * a directory (a copy where overlay cannot be mounted, e.g. rootless), a copy of a file. Throws
  * E_RUN_MOUNT when the source is not in the root (or excluded).
  */
@@ -50,19 +53,28 @@ export async function bindSource({
   undo,
   context,
 }: BindSourceInput): Promise<string> {
-  let src = await resolveInRoot(root, source);
-  const st = await fsp.stat(src).catch(() => undefined);
-  const shows = context && st ? await context.shows(path.relative(root, src)) : undefined;
-  if (!st || shows?.shown === false) {
+  const rel = path.relative(path.resolve(root), await resolveInRoot(root, source));
+  const shows = context ? await context.shows(rel) : undefined;
+  const pinned = shows?.shown === false ? undefined : pin(root, rel, source, where);
+  if (!pinned) {
     throw new VlabError(
       'E_RUN_MOUNT',
       `RUN --mount=type=bind,source=${source}: not found in ${where}${shows ? ' (or excluded by .dockerignore)' : ''} (symlinks are followed inside ${where}, as BuildKit does: a link to /x means /x in ${where}, never on the host)`,
       { details: { source } },
     );
   }
-  // Something excluded under it: a view without it; otherwise the source itself, nothing copied.
-  if (context && shows?.hides && st.isDirectory())
-    src = await contextView(context, path.relative(root, src), scratch, undo);
+  const { fd, st } = pinned;
+  let src: string;
+  let view = false;
+  try {
+    // Something excluded under it: a view without it (made from the walk); otherwise the source itself, nothing copied.
+    view = !!context && !!shows?.hides && st.isDirectory();
+    src = view
+      ? await contextView(context!, rel, scratch, undo)
+      : await staged(pinned, root, rel, scratch, undo, context);
+  } finally {
+    fs.closeSync(fd); // a mount holds what it shows
+  }
   if (!rw) return src;
   const dir = await fsp.mkdtemp(path.join(scratch, `rwbind-${process.pid}-`));
   const remove = () => fsp.rm(dir, { recursive: true, force: true });
@@ -83,6 +95,8 @@ export async function bindSource({
     }
   }
   undo.push(remove);
+  // cp(1) walks a tree by its paths: a live context directory's copy is made from the walk (context-view.ts)
+  if (context && st.isDirectory() && !view) src = await contextView(context, rel, scratch, undo);
   const copy = path.join(dir, 'copy');
   await promisify(execFile)('cp', ['-a', '--', src, copy]).catch((e: Error & { stderr?: string }) => {
     throw new VlabError(
@@ -92,4 +106,57 @@ export async function bindSource({
     );
   });
   return copy;
+}
+
+/**
+ * The resolved source `rel` under `root`, pinned (pinInRoot); undefined when nothing is there.
+ * Replaced since it was resolved (a link swapped in on the way): E_RUN_MOUNT, build again.
+ */
+function pin(root: string, rel: string, source: string, where: string): { fd: number; st: fs.Stats } | undefined {
+  try {
+    return pinInRoot(root, rel);
+  } catch (e) {
+    if (!isVlabError(e) || e.code !== 'E_CONTEXT_CHANGED') throw e;
+    if (!lstatInRoot(root, rel)) return undefined;
+    throw new VlabError(
+      'E_RUN_MOUNT',
+      `RUN --mount=type=bind,source=${source}: it changed in ${where} while the build ran (replaced by a link, or not a file or directory); run the build again`,
+      { details: { source }, cause: e },
+    );
+  }
+}
+
+/**
+ * The pinned source bound read-only under `scratch` (mountPinned): a path the runtime can mount,
+ * showing that very file or directory. Where this process cannot mount (rootless): a context
+ * directory's view made from the walk, a context file's copy through the fd, a stage's own path
+ * (nothing changes a stage's tree while it is used).
+ */
+async function staged(
+  { fd, st }: { fd: number; st: fs.Stats },
+  root: string,
+  rel: string,
+  scratch: string,
+  undo: Undo,
+  context?: BuildContext,
+): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(scratch, `bind-${process.pid}-`));
+  const target = path.join(dir, 'src');
+  // Unmount first: a removal through a live mount would reach into the source.
+  undo.push(async () => {
+    await unmountAll(target);
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+  try {
+    await mountPinned(fd, st.isDirectory(), target);
+    return target;
+  } catch (e) {
+    if (!isVlabError(e) || e.code !== 'E_MOUNT') throw e;
+    log('bind of %s: cannot mount it pinned (%s)', rel || '.', e.message);
+    await fsp.rm(target, { recursive: true, force: true });
+  }
+  if (!context) return path.join(root, rel);
+  if (st.isDirectory()) return contextView(context, rel, scratch, undo);
+  await fsp.copyFile(`/proc/self/fd/${fd}`, target);
+  return target;
 }

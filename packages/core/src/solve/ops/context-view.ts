@@ -12,8 +12,9 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { VlabError } from '@vlab/errors';
-import { hostPath, openSameSync, readlinkWalked } from '@vlab/overlay';
+import { hostPath, openSameSync, readlinkInRoot } from '@vlab/overlay';
 import type { BuildContext, ContextEntry } from '../../context/context.ts';
+import type { StatLike } from '../../context/walk.ts';
 import type { Undo } from './bind-source.ts';
 
 /** Bytes a view may copy when it cannot hard-link (the store on another filesystem). */
@@ -31,22 +32,21 @@ export async function contextView(
   undo.push(() => fsp.rm(dir, { recursive: true, force: true }));
   const view = path.join(dir, 'view');
   const prefix = rel ? `${rel}/` : '';
-  const dirs: [string | Buffer, fs.Stats][] = [];
+  const dirs: [string | Buffer, StatLike][] = [];
   const made = new Set<string>();
   let link = true;
   let copied = 0;
-  /** A directory of the view, with its original's metadata (set at the end, after its children). */
+  const t = await ctx.walk();
+  /** A directory of the view, with its original's metadata as walked (set at the end, after its children). */
   const mkdir = async (relIn: string) => {
     if (made.has(relIn)) return;
     if (relIn) await mkdir(path.posix.dirname(relIn) === '.' ? '' : path.posix.dirname(relIn));
-    const st = await fsp.lstat(hostPath(path.join(ctx.root, rel, relIn))); // names as bytes (fsname.ts)
-    if (!st.isDirectory()) throw changed(relIn);
-    await fsp.mkdir(hostPath(path.join(view, relIn)), { mode: 0o700 });
+    const st = ctx.dirStats(t, path.posix.join(rel, relIn).replace(/^\.$|\/$/, ''));
+    await fsp.mkdir(hostPath(path.join(view, relIn)), { mode: 0o700 }); // names as bytes (fsname.ts)
     made.add(relIn);
     dirs.push([hostPath(path.join(view, relIn)), st]);
   };
   await mkdir('');
-  const t = await ctx.walk();
   for (let i = 0; i < t.length; i++) {
     const e = ctx.entry(t, i);
     if (!e.rel.startsWith(prefix) || e.rel === rel) continue;
@@ -56,7 +56,7 @@ export async function contextView(
     await mkdir(parent === '.' ? '' : parent); // an excluded parent of a re-included entry
     if (e.type === 'dir') await mkdir(relIn);
     else if (e.type === 'symlink') {
-      await fsp.symlink(hostPath(readlinkWalked(e.abs, e.rel)), to);
+      await fsp.symlink(hostPath(readlinkInRoot(ctx.root, e.rel)), to);
       await fsp.lchown(to, e.stats.uid, e.stats.gid);
       await fsp.lutimes(to, e.stats.atimeMs / 1000, e.stats.mtimeMs / 1000);
     } else {

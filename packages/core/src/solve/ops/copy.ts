@@ -8,6 +8,8 @@ import { pathComponentProblem, type CopyInstruction } from '@vlab/dockerfile';
 /** One thing to copy: a host path and where it lands, relative to the destination directory. */
 export interface CopyItem {
   src: string;
+  /** Set when `src` is in a build context: `src` is `root`/its path there, and its links are read in-root. */
+  root?: string;
   /** Path relative to the copy target ('' = the target itself). */
   rel: string;
   stats: StatLike;
