@@ -15,6 +15,7 @@ import { cgroupParentOf } from '../packages/core/src/store/paths.ts';
 import { freshStore, removeStore } from './helpers.ts';
 import { cli, stateOf, type CliResult } from './containers-helpers.ts';
 import { until } from './cli-server-harness.ts';
+import { procStart } from '../packages/core/src/containers/liveness.ts';
 
 let root: string;
 
@@ -22,26 +23,29 @@ beforeAll(async () => {
   root = await freshStore();
 });
 afterAll(async () => {
-  for (const name of ['held-state', 'held-go']) await cli(root, ['rm', '-f', name]).catch(() => undefined);
+  for (const name of ['held-state', 'held-go', 'held-spawn', 'held-first', 'held-fail', 'held-race'])
+    await cli(root, ['rm', '-f', name]).catch(() => undefined);
   await removeStore(root);
 });
 
-/** `vbuild run --name NAME …` (a container that ends, exit 5, once /go exists) stopped at `point`, SIGKILLed once `ready`. */
-async function killedAt(point: string, name: string, ready: (id: string) => boolean): Promise<string> {
+const runArgs = (name: string) => [
+  'run',
+  '--name',
+  name,
+  'busybox',
+  'sh',
+  '-c',
+  'echo start; until [ -e /go ]; do sleep 0.05; done; echo end; exit 5',
+];
+
+/** `vbuild ARGS` stopped at `point` (the CLI stopped itself there: SIGCONT or SIGKILL it). */
+async function stoppedAt(point: string, args: string[]): Promise<{ child: ChildProcess; done: Promise<CliResult> }> {
   let child!: ChildProcess;
   let reached!: () => void;
   const stopped = new Promise<void>((r) => (reached = r));
   const done = cli(
     root,
-    [
-      'run',
-      '--name',
-      name,
-      'busybox',
-      'sh',
-      '-c',
-      'echo start; until [ -e /go ]; do sleep 0.05; done; echo end; exit 5',
-    ],
+    args,
     (c) => {
       child = c;
       let err = '';
@@ -55,10 +59,23 @@ async function killedAt(point: string, name: string, ready: (id: string) => bool
   await Promise.race([
     stopped,
     done.then((r: CliResult) => {
-      throw new Error(`the run ended (${r.code}) before it stopped at ${point}: ${r.stderr}`);
+      throw new Error(`vbuild ${args[0]} ended (${r.code}) before it stopped at ${point}: ${r.stderr}`);
     }),
   ]);
-  const id = await fsp.readFile(path.join(root, 'containers', '.names', name), 'utf8');
+  return { child, done };
+}
+
+const idOf = (name: string) => fsp.readFile(path.join(root, 'containers', '.names', name), 'utf8');
+
+/** `vbuild ARGS` (by default a run of NAME: a container that ends, exit 5, once /go exists) stopped at `point`, SIGKILLed once `ready`. */
+async function killedAt(
+  point: string,
+  name: string,
+  ready: (id: string) => boolean,
+  args = runArgs(name),
+): Promise<string> {
+  const { child, done } = await stoppedAt(point, args);
+  const id = await idOf(name);
   await until(`${name} to be ready to kill`, () => ready(id));
   child.kill('SIGKILL');
   expect((await done).code).toBe(128);
@@ -66,8 +83,14 @@ async function killedAt(point: string, name: string, ready: (id: string) => bool
 }
 
 const logOf = (id: string) => fs.readFileSync(path.join(root, 'containers', id, 'log.jsonl'), 'utf8');
-const mounted = (id: string) =>
-  fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${path.join(root, 'containers', id, 'rootfs')} `);
+/** How many mounts are stacked on its rootfs. */
+const mounts = (id: string) =>
+  fs.readFileSync('/proc/self/mountinfo', 'utf8').split(` ${path.join(root, 'containers', id, 'rootfs')} `).length - 1;
+const mounted = (id: string) => mounts(id) > 0;
+/** The executor's run dirs (vlab-exec-*) left in its state dir. */
+const runDirs = (id: string) =>
+  fs.readdirSync(path.join(root, 'containers', id)).filter((n) => n.startsWith('vlab-exec-'));
+const stateFile = (id: string) => path.join(root, 'containers', id, 'state.json');
 
 /** Every hierarchy's dir of the container's cgroup that still exists. */
 async function cgroupDirs(id: string): Promise<string[]> {
@@ -84,6 +107,7 @@ async function cleanedByItsMonitor(id: string): Promise<void> {
   });
   expect(mounted(id)).toBe(false);
   expect(await cgroupDirs(id)).toEqual([]);
+  expect(runDirs(id)).toEqual([]);
 }
 
 describe('a direct foreground run killed while it starts', () => {
@@ -116,5 +140,60 @@ describe('a direct foreground run killed while it starts', () => {
     const inspect = JSON.parse((await cli(root, ['inspect', 'held-go'])).stdout) as [{ State: { Error: string } }];
     expect(inspect[0].State.Error).toMatch(/not started: its caller .* was gone before the start/);
     expect((await cli(root, ['rm', 'held-go'])).code).toBe(0);
+  });
+
+  it('a first start killed after it spawned the monitor, before the running record: the monitor frees the run dir too', async () => {
+    const id = await killedAt('start-spawned', 'held-first', () => true);
+    await cleanedByItsMonitor(id);
+    const wait = await cli(root, ['wait', 'held-first']);
+    expect(wait, wait.stderr).toMatchObject({ code: 0, stdout: '125\n' });
+    expect((await cli(root, ['rm', 'held-first'])).code).toBe(0);
+  });
+
+  it('a stopped one started again, killed after it spawned the monitor, before the running record: 125, mount, cgroup and run dir freed, the next start mounts once, rm -f frees it', async () => {
+    const first = await cli(root, ['run', '--name', 'held-spawn', 'busybox', 'true']);
+    expect(first, first.stderr).toMatchObject({ code: 0 });
+    const id = await killedAt('start-spawned', 'held-spawn', () => true, ['start', 'held-spawn']);
+    await cleanedByItsMonitor(id);
+    const wait = await cli(root, ['wait', 'held-spawn']);
+    expect(wait, wait.stderr).toMatchObject({ code: 0, stdout: '125\n' });
+    const again = await stoppedAt('start-state', ['start', 'held-spawn']);
+    expect(mounts(id)).toBe(1); // no second overlay on the same upper dir
+    again.child.kill('SIGCONT');
+    expect((await again.done).code).toBe(0);
+    expect((await cli(root, ['rm', '-f', 'held-spawn'])).code).toBe(0);
+    expect(mounted(id)).toBe(false);
+    expect(fs.readdirSync(path.join(root, 'containers')).filter((n) => n.startsWith('.rm-'))).toEqual([]);
+  });
+
+  it('a failure after the go (its record unwritable): the monitor is killed, nothing freed under the container, the record says running until its end is seen', async () => {
+    const { child, done } = await stoppedAt('start-state', runArgs('held-fail'));
+    const id = await idOf('held-fail');
+    const saved = fs.readFileSync(stateFile(id), 'utf8');
+    const monitor = (JSON.parse(saved) as { monitorPid: number }).monitorPid;
+    fs.rmSync(stateFile(id));
+    fs.mkdirSync(path.join(stateFile(id), 'x'), { recursive: true }); // every write of the record fails
+    child.kill('SIGCONT');
+    const r = await done;
+    expect(r.code, r.stderr).not.toBe(0);
+    expect(mounted(id)).toBe(true); // not unmounted under a container that may still run
+    await until('its monitor to be gone', () => procStart(monitor) === undefined);
+    fs.rmSync(stateFile(id), { recursive: true });
+    fs.writeFileSync(stateFile(id), saved); // as a record it could not write leaves it: running
+    const wait = await cli(root, ['wait', 'held-fail']);
+    expect(wait, wait.stderr).toMatchObject({ code: 0, stdout: '-1\n' });
+    expect((await cli(root, ['rm', 'held-fail'])).code).toBe(0);
+    expect(mounted(id)).toBe(false);
+    expect(await cgroupDirs(id)).toEqual([]);
+  });
+
+  it('a refresh that read running without pid 1 writes nothing over the end recorded meanwhile', async () => {
+    const id = await killedAt('start-state', 'held-race', (i) => logOf(i).includes('"start\\n"'));
+    const inspect = await stoppedAt('refresh-write', ['inspect', 'held-race']);
+    fs.writeFileSync(path.join(root, 'containers', id, 'rootfs', 'go'), ''); // it ends now
+    await cleanedByItsMonitor(id);
+    inspect.child.kill('SIGCONT');
+    expect((await inspect.done).code).toBe(0);
+    expect(await stateOf(root, id)).toMatchObject({ status: 'exited', exitCode: 5, cleaned: true });
   });
 });

@@ -19,6 +19,7 @@ export {
   unmountAll,
   mountSnapshot,
   isMounted,
+  mountsUnder,
   overlayMountArgs,
 } from './mount.ts';
 export { nativeHelper, holdEventLoop, isalAddon } from './native.ts';

@@ -170,6 +170,15 @@ export function isMounted(target: string): boolean {
     .some((l) => unescapeMountinfo(l.split(' ')[4] ?? '') === t);
 }
 
+/** Mount points at `dir` or below it (per /proc/self/mountinfo). */
+export function mountsUnder(dir: string): string[] {
+  const d = path.resolve(dir);
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => unescapeMountinfo(l.split(' ')[4] ?? ''))
+    .filter((m) => m === d || m.startsWith(`${d}/`));
+}
+
 /** Unmount everything stacked on `target`. Idempotent: a target that is not mounted is fine. */
 export async function unmountAll(target: string): Promise<void> {
   const t = await fs.realpath(target).catch(() => path.resolve(target));

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +22,9 @@ const running = (): ContainerState => ({
   monitorStart: procStart(process.pid),
   bootId: bootId(),
 });
+async function until(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
+}
 const exit = (body: object) => fsp.writeFile(exitFile, JSON.stringify(body));
 
 describe('observedState', () => {
@@ -57,10 +61,39 @@ describe('initPid', () => {
     const pidFile = path.join(dir, 'init.pid');
     const rec = { ...running(), pidFile };
     expect(await initPid(rec)).toBeUndefined();
-    await fsp.writeFile(pidFile, String(process.pid));
-    expect(await initPid(rec)).toEqual({ pid: process.pid, pidStart: procStart(process.pid) });
-    expect(await initPid({ ...rec, pid: 7 })).toBeUndefined(); // recorded already
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' }); // below the monitor (this process)
+    try {
+      await until(() => procStart(child.pid!) !== undefined);
+      await fsp.writeFile(pidFile, String(child.pid));
+      expect(await initPid(rec)).toEqual({ pid: child.pid, pidStart: procStart(child.pid!) });
+      expect(await initPid({ ...rec, pid: 7 })).toBeUndefined(); // recorded already
+    } finally {
+      child.kill('SIGKILL');
+    }
     await fsp.writeFile(pidFile, '4194304'); // past pid_max: no such process
     expect(await initPid(rec)).toBeUndefined();
+  });
+  it("never a pid that is not the container's: started before its monitor, or neither in its cgroup nor below its monitor", async () => {
+    const pidFile = path.join(dir, 'init.pid');
+    const rec = { ...running(), pidFile, cgroup: 'vlab-none/ctr-x' };
+    await fsp.writeFile(pidFile, '1'); // the host's init: older than the monitor
+    expect(await initPid(rec)).toBeUndefined();
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await until(() => procStart(child.pid!) !== undefined);
+      await fsp.writeFile(pidFile, String(child.pid));
+      // below the monitor (this process): its pid 1
+      expect(await initPid(rec)).toMatchObject({ pid: child.pid });
+      // a monitor that is not its parent, the pid not in the cgroup: an unrelated process
+      const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+      try {
+        await until(() => procStart(other.pid!) !== undefined);
+        expect(await initPid({ ...rec, monitorPid: other.pid, monitorStart: 0 })).toBeUndefined();
+      } finally {
+        other.kill('SIGKILL');
+      }
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

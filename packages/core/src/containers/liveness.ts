@@ -59,30 +59,59 @@ export async function readExit(file: string): Promise<ExitRecord | undefined> {
  * then has not been reaped: its pid names no other process).
  */
 export async function initPid(state: ContainerState): Promise<{ pid: number; pidStart: number } | undefined> {
-  if (state.status !== 'running' || state.pid || !state.pidFile) return undefined;
+  if (state.status !== 'running' || state.pid || !state.pidFile || state.monitorStart === undefined) return undefined;
   const pid = Number(await fsp.readFile(state.pidFile, 'utf8').catch(() => ''));
   const pidStart = Number.isInteger(pid) && pid > 0 ? procStart(pid) : undefined;
-  return pidStart === undefined ? undefined : { pid, pidStart };
+  // pid 1 is reaped by its own parent (vlab-init, runc), maybe before exit.json: a pid reused
+  // since would be another process, never one started before the monitor or outside the container
+  if (pidStart === undefined || pidStart < state.monitorStart) return undefined;
+  if (!inCgroup(pid, state.cgroup) && !descendsFrom(pid, state.monitorPid)) return undefined;
+  return { pid, pidStart };
+}
+
+/** Whether `pid` is in cgroup `rel` (or below it) on some hierarchy. */
+function inCgroup(pid: number, rel: string | undefined): boolean {
+  if (!rel) return false;
+  const want = `/${rel}`;
+  try {
+    return readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+      .split('\n')
+      .some((l) => {
+        const p = l.split(':').slice(2).join(':');
+        return p === want || p.startsWith(`${want}/`);
+      });
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `ancestor` is `pid`'s parent, grandparent, … (a few levels: monitor, launcher, pid 1). */
+function descendsFrom(pid: number, ancestor: number | undefined): boolean {
+  if (!ancestor) return false;
+  for (let p = pid, i = 0; p > 1 && i < 16; i++) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      p = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      return false;
+    }
+    if (p === ancestor) return true;
+  }
+  return false;
 }
 
 /**
  * The state as it really is: `running` turned into `exited` when the tree has ended. Returns
- * undefined when nothing changed. A `created` record with an exit.json is a start whose caller
- * died before it wrote the record (exit.json is removed before every start): ended all the same.
+ * undefined when nothing changed. A `created` record with an exit.json, or an `exited` one not
+ * cleaned with a newer exit.json, is a start whose caller died before it wrote the running record
+ * (exit.json is removed before every start): ended all the same, by that exit.
  */
 export async function observedState(state: ContainerState, exitFile: string): Promise<ContainerState | undefined> {
-  if (state.status !== 'running' && state.status !== 'created') return undefined;
+  const restarted = state.status === 'exited' && state.cleaned === false;
+  if (state.status !== 'running' && state.status !== 'created' && !restarted) return undefined;
   const exit = await readExit(exitFile);
-  if (exit) {
-    return {
-      ...state,
-      status: 'exited',
-      pid: 0,
-      exitCode: exit.exitCode,
-      finishedAt: exit.finishedAt,
-      error: exit.error,
-    };
-  }
+  if (restarted) return exit && exit.finishedAt !== state.finishedAt ? ended(state, exit) : undefined;
+  if (exit) return ended(state, exit);
   if (state.status === 'created') return undefined;
   const rebooted = state.bootId !== bootId();
   if (!rebooted && sameProcess(state.monitorPid, state.monitorStart)) return undefined;
@@ -98,5 +127,16 @@ export async function observedState(state: ContainerState, exitFile: string): Pr
     error: rebooted
       ? 'the machine was rebooted while it ran: exit code unknown'
       : 'its monitor died (killed?) and the container with it: exit code unknown',
+  };
+}
+
+function ended(state: ContainerState, exit: ExitRecord): ContainerState {
+  return {
+    ...state,
+    status: 'exited',
+    pid: 0,
+    exitCode: exit.exitCode,
+    finishedAt: exit.finishedAt,
+    error: exit.error,
   };
 }

@@ -10,7 +10,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
-import { withFileLock } from '@vlab/overlay';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { mountsUnder, withFileLock } from '@vlab/overlay';
 import { writeAtomic } from '../store/store.ts';
 import type { Container, ContainerConfig, ContainerState } from './types.ts';
 import { checkName, newId, randomName } from './names.ts';
@@ -18,6 +19,8 @@ import { checkName, newId, randomName } from './names.ts';
 const NAMES = '.names';
 /** A name claim whose container never appeared (its creator died between claim and rename). */
 const STALE_CLAIM_MS = 60_000;
+/** The lock files the current async call chain holds (ContainerRecords.locked). */
+const heldLocks = new AsyncLocalStorage<Set<string>>();
 
 export function initialState(): ContainerState {
   return { status: 'created', pid: 0, exitCode: 0, oomKilled: false, restartCount: 0 };
@@ -140,7 +143,15 @@ export class ContainerRecords {
 
   /** Run `fn` holding the container's lock (one state change at a time). */
   locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    return withFileLock(this.path(id, 'lock'), fn);
+    const lock = this.path(id, 'lock');
+    const held = new Set(heldLocks.getStore());
+    held.add(lock);
+    return withFileLock(lock, () => heldLocks.run(held, fn));
+  }
+
+  /** Whether the caller runs inside `locked(id)` (the lock is not reentrant: taking it again would wait on itself). */
+  holds(id: string): boolean {
+    return !!heldLocks.getStore()?.has(this.path(id, 'lock'));
   }
 
   async writeState(id: string, state: ContainerState): Promise<void> {
@@ -166,6 +177,13 @@ export class ContainerRecords {
   /** Drops the record and its name (the caller has removed the snapshot, mounts and volumes). */
   async remove(id: string): Promise<void> {
     const { config } = await this.read(id);
+    // never a recursive delete through a mount (it would delete what is mounted there)
+    const mounts = mountsUnder(this.path(id));
+    if (mounts.length)
+      throw new VlabError(
+        'E_CONTAINER_STATE',
+        `container ${config.name} still has mounts (${mounts.join(', ')}): unmount them or run vbuild fsck --fix, then rm again`,
+      );
     // renamed away first: a concurrent reader sees it whole or not at all
     const gone = path.join(this.dir, `.rm-${process.pid}-${id}`);
     await fsp.rename(this.path(id), gone);

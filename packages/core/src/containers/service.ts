@@ -10,7 +10,7 @@ import { Cgroup, detectCgroupLayout, sleep } from '../exec/cgroups.ts';
 import type { Executor } from '../exec/types.ts';
 import { layersOf } from '../solve/base.ts';
 import { cgroupParentOf, defaultStoreRoot } from '../store/paths.ts';
-import type { Container, CreateOptions, StartOptions } from './types.ts';
+import type { Container, ContainerState, CreateOptions, StartOptions } from './types.ts';
 import { ContainerRecords } from './records.ts';
 import { VolumeStore, type Volume } from './volumes.ts';
 import { initPid, observedState, sameProcess } from './liveness.ts';
@@ -18,6 +18,7 @@ import { checkOptions, executorKind, makeConfig } from './create.ts';
 import { cleanupLocked, EXIT_FILE, startContainer } from './start.ts';
 import { signalName } from './signals.ts';
 import { phases } from '../debug/phases.ts';
+import { stopAt } from '../debug/stop-at.ts';
 import { isPaused, thawIfPaused } from './process-ops.ts';
 
 export class ContainerService {
@@ -72,25 +73,41 @@ export class ContainerService {
     return c;
   }
 
-  /** The record as it is now (an ended tree is seen and recorded). */
+  /**
+   * The record as it is now (an ended tree is seen and recorded, a missing pid 1 filled in). A
+   * change is written under the container's lock, from a record read again under it: a refresh
+   * that read a record since replaced (ended and cleaned, started anew) writes nothing stale.
+   */
   async refresh(id: string): Promise<Container> {
     const c = await this.records.read(id);
+    const next = await this.observed(id, c);
+    if (!next) return c;
+    stopAt('refresh-write');
+    if (this.records.holds(id)) return this.settle(id, c, next);
+    return this.records.locked(id, async () => {
+      const now = await this.records.read(id);
+      const again = await this.observed(id, now);
+      return again ? this.settle(id, now, again) : now;
+    });
+  }
+
+  private async observed(id: string, c: Container): Promise<ContainerState | undefined> {
     const seen = await observedState(c.state, this.records.path(id, EXIT_FILE));
-    if (!seen) {
-      const init = await initPid(c.state);
-      if (!init) return c;
-      const state = { ...c.state, ...init };
-      await this.records.writeState(id, state);
-      return { config: c.config, state };
-    }
+    if (seen) return seen;
+    const init = await initPid(c.state);
+    return init && { ...c.state, ...init };
+  }
+
+  /** Records `state`, seen from `c` (the caller holds the lock). */
+  private async settle(id: string, c: Container, state: ContainerState): Promise<Container> {
     // Its monitor died: an OCI runtime's container is not the launcher's child (no PDEATHSIG
     // reaches it) and may outlive it; killed here, so that nothing runs that is shown as exited.
-    if (seen.exitCode === -1 && c.state.cgroup)
+    if (c.state.status === 'running' && state.status === 'exited' && state.exitCode === -1 && c.state.cgroup)
       await Cgroup.at(await detectCgroupLayout(), c.state.cgroup)
         .killAll()
         .catch(() => undefined);
-    await this.records.writeState(id, seen);
-    return { config: c.config, state: seen };
+    await this.records.writeState(id, state);
+    return { config: c.config, state };
   }
 
   /** The record as it is now, with whether it is paused. */

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { mountAll, mountScratch, unmountAll } from '@vlab/overlay';
 import { VlabError } from '@vlab/errors';
 import { cleanupDetached } from '../exec/index.ts';
+import { TMP_PREFIX } from '../exec/prepare.ts';
 import { Cgroup, detectCgroupLayout, sleep } from '../exec/cgroups.ts';
 import type { ExtraMount, RunSpec } from '../exec/types.ts';
 import type { Container, ContainerState, StartOptions } from './types.ts';
@@ -75,13 +76,21 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions, l
   const dir = svc.records.path(config.id);
   const rootfs = path.join(dir, ROOTFS);
   const snaps = await svc.engine.snapshots();
+  // Not cleaned from here on, with the cgroup it makes: a caller killed before the running record
+  // leaves one that every cleanup (the monitor's exit command included) frees in full.
+  await svc.records.writeState(config.id, {
+    ...c.state,
+    cleaned: false,
+    cgroup: containerCgroup(svc, config.id),
+    runDir: undefined,
+  });
   await fsp.mkdir(rootfs, { recursive: true });
   // --rm: the upper dir goes with the container, so no sync of the store's filesystem at unmount
   await (config.autoRemove ? mountScratch : mountAll)(await snaps.mounts(config.snapshotKey), rootfs);
   lap('mount');
   let launched: { dir: string; cgroup: string } | undefined;
-  let held: number | undefined; // the monitor's pid until its go
-  let wrote = false;
+  let monitor: number | undefined;
+  let went = false;
   try {
     const mounts: ExtraMount[] = [];
     for (const m of config.mounts) {
@@ -131,6 +140,7 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions, l
       exitCommand: [process.execPath, vbuildBin(), 'container', 'cleanup', '--root', svc.root, config.id],
       attach: opts.attach,
     });
+    stopAt('start-spawned');
     // Running (with its monitor, whose liveness and exit.json tell the rest) before anything of
     // the container runs: a caller killed from here on leaves a record that says what runs.
     const running: ContainerState = {
@@ -152,12 +162,11 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions, l
       finishedAt: undefined,
       restartCount: c.state.restartCount, // docker counts restart-policy restarts only (none here)
     };
-    held = mon.pid;
+    monitor = mon.pid;
     await svc.records.writeState(config.id, running);
-    wrote = true;
     stopAt('start-go');
     mon.go();
-    held = undefined;
+    went = true;
     const started = await mon.started;
     lap('monitor');
     const pid = l.pidFile ? await pidFromFile(l.pidFile, mon.exited) : started.pid;
@@ -166,11 +175,18 @@ async function launch(svc: ContainerService, c: Container, opts: StartOptions, l
     lap('state');
     return mon;
   } catch (e) {
+    // After the go the container may run (pid 1 maybe not in its cgroup yet): nothing is freed
+    // under it. Its monitor is killed (PDEATHSIG takes the launcher) and the record stays
+    // running: the dead monitor ends it at the next refresh, whose cleanup then frees it all.
+    if (went) {
+      killQuietly(monitor!);
+      throw e;
+    }
     if (launched) await cleanupDetached(launched).catch(() => undefined);
     await unmountAll(rootfs).catch(() => undefined);
-    if (held) killQuietly(held); // it started nothing: gone without exit.json or exit command
-    // a failed start leaves the record as it was (as before the running state came first)
-    if (wrote) await svc.records.writeState(config.id, c.state).catch(() => undefined);
+    if (monitor) killQuietly(monitor); // it started nothing: gone without exit.json or exit command
+    // a start that failed before its go leaves the record as it was
+    await svc.records.writeState(config.id, c.state).catch(() => undefined);
     throw e;
   }
 }
@@ -222,13 +238,21 @@ export async function cleanupLocked(svc: ContainerService, c: Container): Promis
       .stats()
       .catch(() => undefined);
     if (stats?.oomKills) oomKilled = true;
-    await cleanupDetached({
-      dir: c.state.runDir ?? path.join(svc.records.path(c.config.id), 'run-none'),
-      cgroup,
-    });
+    for (const dir of c.state.runDir ? [c.state.runDir] : await runDirs(svc.records.path(c.config.id)))
+      await cleanupDetached({ dir, cgroup });
   }
   await unmountAll(path.join(svc.records.path(c.config.id), ROOTFS));
   const state = { ...c.state, cleaned: true, oomKilled };
   await svc.records.writeState(c.config.id, state);
   return { config: c.config, state };
+}
+
+/**
+ * The executor's run dirs in a container's dir, for a record that names none (its starter died
+ * before the running record): the run-none placeholder when there is none, so the cgroup still goes.
+ */
+async function runDirs(dir: string): Promise<string[]> {
+  const names = await fsp.readdir(dir).catch(() => [] as string[]);
+  const found = names.filter((n) => n.startsWith(TMP_PREFIX)).map((n) => path.join(dir, n));
+  return found.length ? found : [path.join(dir, 'run-none')];
 }
