@@ -58,3 +58,26 @@ describe('withFileLock', () => {
     expect(Date.now() - t1).toBeLessThan(10_000);
   });
 });
+
+describe("a dead owner's lock", () => {
+  it('found by 4 waiters at once is taken over by one of them at a time, 50 rounds', { timeout: 30_000 }, async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-lock-'));
+    const lock = path.join(dir, 'l');
+    let holders = 0;
+    let most = 0;
+    for (let round = 0; round < 50; round++) {
+      writeFileSync(lock, '999999999'); // no such pid
+      await Promise.all(
+        [1, 2, 3, 4].map(() =>
+          withFileLock(lock, async () => {
+            most = Math.max(most, ++holders);
+            await new Promise((r) => setTimeout(r, 1));
+            holders--;
+          }),
+        ),
+      );
+    }
+    expect(most, 'holders at once').toBe(1);
+    await expect(fs.stat(`${lock}.takeover`)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});

@@ -1,5 +1,14 @@
-import fs from 'node:fs/promises';
-import { closeSync, existsSync, openSync, rmSync, watch, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  watch,
+  writeFileSync,
+} from 'node:fs';
 import { VlabError } from '@vlab/errors';
 
 /**
@@ -26,10 +35,7 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      if (await isStale(lockPath)) {
-        await fs.rm(lockPath, { force: true });
-        continue;
-      }
+      if (isStale(lockPath) && takeOverStale(lockPath)) continue;
       if (Date.now() - started > timeoutMs) {
         throw new VlabError('E_LOCK_TIMEOUT', `timed out waiting for lock ${lockPath}`);
       }
@@ -61,21 +67,67 @@ export function released(lockPath: string, ms: number): Promise<void> {
     try {
       w = watch(lockPath, { persistent: false }, done);
       w.on('error', done);
-    } catch {
-      return done(); // gone already (ENOENT), or no watch here: try again now
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return done(); // gone already: try again now
+      // no watch to be had (ENOSPC/EMFILE: the inotify limits): the timer is the wake-up, never a spin
     }
     if (!existsSync(lockPath)) done(); // released before the watch was set: no event will come
   });
 }
 
-async function isStale(lockPath: string): Promise<boolean> {
-  const pid = Number(await fs.readFile(lockPath, 'utf8').catch(() => ''));
-  if (!pid) {
-    // being written right now — or its owner died between create and write
-    const st = await fs.stat(lockPath).catch(() => undefined);
-    return !!st && Date.now() - st.mtimeMs > 10_000;
+/** Whether the lock file's owner is gone (pid and age read from one fd: the same file). */
+function isStale(lockPath: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(lockPath, 'r');
+  } catch {
+    return false; // released meanwhile: the next create tells
   }
-  return !pidAlive(pid);
+  try {
+    const pid = Number(readFileSync(fd, 'utf8'));
+    // no pid: being written right now, or its owner died between create and write
+    return pid ? !pidAlive(pid) : Date.now() - fstatSync(fd).mtimeMs > STALE_EMPTY_MS;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const STALE_EMPTY_MS = 10_000;
+/** A takeover guard older than this was left by a taker killed inside its few µs. */
+const STALE_GUARD_MS = 5_000;
+
+/**
+ * Removes a dead owner's lock file. Several waiters can find the same dead owner, and one that
+ * removed "the lock" by name after another had already taken it over would remove the new
+ * holder's lock (two holders: 80 of 200 rounds with 4 waiters). So the removal is done under an
+ * O_EXCL guard file, and under it the lock is checked again to still be a dead owner's: nothing
+ * else replaces a lock file that exists (creates fail, its owner is dead, takers need the guard).
+ * All synchronous: µs, and no other waiter of this process interleaves. False: the guard is another's.
+ */
+function takeOverStale(lockPath: string): boolean {
+  const guard = `${lockPath}.takeover`;
+  let fd: number;
+  try {
+    fd = openSync(guard, 'wx');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const st = (() => {
+      try {
+        return statSync(guard);
+      } catch {
+        return undefined;
+      }
+    })();
+    if (st && Date.now() - st.mtimeMs > STALE_GUARD_MS) rmSync(guard, { force: true });
+    return false; // another waiter is taking it over: wait as for a live holder
+  }
+  try {
+    if (isStale(lockPath)) rmSync(lockPath, { force: true });
+    return true;
+  } finally {
+    closeSync(fd);
+    rmSync(guard, { force: true });
+  }
 }
 
 /** Whether `pid` names a live process (EPERM: alive, someone else's). */

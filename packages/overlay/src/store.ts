@@ -57,7 +57,7 @@ export class MetaStore {
   private snaps: Record<string, Record_> = {};
   private queue: Promise<unknown> = Promise.resolve();
   /** Each document's stamp and text as last read or written ('' for none). */
-  private seen = { doc: '', docText: '', vol: '', volText: '' };
+  private seen = { doc: '', docText: '', vol: '', volRead: '', volText: '' };
   readonly file: string;
   readonly volatileFile: string;
   constructor(readonly root: string) {
@@ -106,8 +106,11 @@ export class MetaStore {
       Object.assign(this.seen, { doc: d.stamp, docText: d.text });
       changed = true;
     }
-    const v = readIfChanged(this.volatileFile, this.seen.vol);
-    if (v) {
+    // Read each time (a few temporaries: µs), and compared by text, not by stamp: its writes are
+    // µs apart and not synced, and ext4 gives the replacement the inode the rename freed, so on a
+    // kernel with coarse mtimes two writes can leave the stamp another process saw last.
+    const v = readIfChanged(this.volatileFile, '');
+    if (v && v.text !== this.seen.volRead) {
       let vol: VolatileDoc | undefined;
       try {
         vol = JSON.parse(v.text) as VolatileDoc;
@@ -117,7 +120,7 @@ export class MetaStore {
       if (vol && vol.boot !== bootId()) vol = undefined; // from before a reboot: its owners are gone
       this.vol = vol ?? emptyVolatile();
       // an empty one replaces it at the next write (its text is not what we would write)
-      Object.assign(this.seen, { vol: v.stamp, volText: vol ? v.text : '' });
+      Object.assign(this.seen, { vol: v.stamp, volRead: v.text, volText: vol ? v.text : '' });
       changed = true;
     }
     if (changed) this.merge();
@@ -237,7 +240,7 @@ export class MetaStore {
       try {
         const stamp = await replaceFile(this.volatileFile, volText, false);
         this.vol = vol;
-        Object.assign(this.seen, { vol: stamp, volText });
+        Object.assign(this.seen, { vol: stamp, volRead: volText, volText });
       } catch (e) {
         // After a durable write the update holds: the volatile records it replaced are hidden by
         // the durable ones (merge) and go with the next write.
