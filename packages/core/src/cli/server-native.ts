@@ -1,5 +1,6 @@
 /** The warm server's addon (native/vlab-fdpass.c): every call returns a number >= 0 or -errno. */
-import { loadCoreAddon } from '../fsutil/native-addon.ts';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 export interface FdPass {
   /** The request payload (no fds), or -errno. */
@@ -26,7 +27,17 @@ export interface FdPass {
   writeAll(fd: number, buf: Uint8Array): number;
 }
 
-/** The fd-passing addon; undefined when not built. */
+/** From the sources (src/cli/) or from the CLI bundle (dist/); undefined when not built. */
 export function loadFdPass(): FdPass | undefined {
-  return loadCoreAddon<FdPass>('vlab-fdpass');
+  for (const u of [
+    new URL('../../native/bin/vlab-fdpass.node', import.meta.url),
+    new URL('../native/bin/vlab-fdpass.node', import.meta.url),
+  ]) {
+    const p = fileURLToPath(u);
+    if (!existsSync(p)) continue;
+    const m = { exports: {} as FdPass };
+    process.dlopen(m, p);
+    return m.exports;
+  }
+  return undefined;
 }
