@@ -52,6 +52,13 @@ const floors = await measureFloors(
 );
 
 const peers = makePeers(process.env.BENCH_PEERS);
+/** `builder:case` pairs not to run (e.g. `buildah-chroot:copy-huge`, minutes a run): marked skipped in the table. */
+const skips = new Set(
+  (process.env.BENCH_SKIP ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
 const results: Results = new Map();
 const peerStatus: [string, string][] = [];
 let editN = Date.now() % 100000;
@@ -73,6 +80,11 @@ for (const peer of peers) {
   let failures = 0;
   for (const c of cases) {
     if (interrupted()) break;
+    if (skips.has(`${peer.name}:${c.name}`)) {
+      for (const ph of c.phases) cells.set(`${c.name}/${ph}`, { skipped: 'BENCH_SKIP' });
+      log(`${peer.name} ${c.name}: skipped (BENCH_SKIP)`);
+      continue;
+    }
     try {
       await runCase(peer, c, cells);
     } catch (e) {
@@ -179,6 +191,7 @@ const timeRows = rowKeys.map((key) => [
   ...names.map((n) => {
     const cell = results.get(n)?.get(key);
     if (!cell) return peerStatus.find((p) => p[0] === n)?.[1].startsWith('FAILED') ? 'failed' : '–';
+    if (cell.skipped) return 'skipped';
     if (!cell.stat) return `ERR`;
     const bk = bkOf(key);
     return n === 'buildkit' || !bk ? stat(cell.stat) : `${stat(cell.stat)} ${ratio(cell.stat.median / bk)}`;
@@ -196,6 +209,9 @@ const detailRows = rowKeys.map((key) => [
 ]);
 const errors = [...results].flatMap(([n, m]) =>
   [...m].filter(([, c]) => c.error).map(([k, c]) => `- ${n} ${k}: ${c.error}`),
+);
+const skipped = [...results].flatMap(([n, m]) =>
+  [...m].filter(([, c]) => c.skipped).map(([k, c]) => `- ${n} ${k}: not run (${c.skipped})`),
 );
 const floorRows = [...floors].map(([n, st]) => [n, 'median' in st ? stat(st) : `error: ${st.error}`]);
 const targetRows = evaluate(results, floors, names).map((t) => [t.target, t.value, t.verdict]);
@@ -225,6 +241,7 @@ const out = [
   '### Builders',
   render(['builder', 'status'], peerStatus),
   ...(errors.length ? ['', '### Errors', ...errors] : []),
+  ...(skipped.length ? ['', '### Skipped on purpose', ...skipped] : []),
   ...(notes.length ? ['', '### Notes', ...notes] : []),
   ...(scale ? ['', `### copy-big peak RSS vs file size (${scale.peer}, cold)`, scale.table] : []),
   ...depthRows(results, names),

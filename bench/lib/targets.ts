@@ -17,6 +17,8 @@ export interface Cell {
   /** Seconds per RUN step that ran (last run), for the depth rows. */
   steps?: number[];
   error?: string;
+  /** Why this builder did not run this case on purpose (BENCH_SKIP): shown in the table, never a blank. */
+  skipped?: string;
 }
 /** results.get(builder).get(`case/phase`) */
 export type Results = Map<string, Map<string, Cell>>;
