@@ -26,6 +26,7 @@ import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { DetachedLaunch, Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
 import { newRunId, prepareRun, type PreparedRun } from './prepare.ts';
+import { findHostTool } from './host-tools.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupLayout, type CgroupStats } from './cgroups.ts';
 import { CgroupPool, type RunCgroup } from './cgroup-pool.ts';
 import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult, type Spawned } from './process.ts';
@@ -59,21 +60,7 @@ export function findBuiltinTools(): Promise<Tools> {
 }
 
 async function lookUpTools(): Promise<Tools> {
-  const dirs = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-  const find = async (name: string) => {
-    for (const d of dirs) {
-      const p = path.join(d, name);
-      if (
-        await fs.access(p, fs.constants.X_OK).then(
-          () => true,
-          () => false,
-        )
-      )
-        return p;
-    }
-    return undefined;
-  };
-  const found = await Promise.all([...TOOLS, 'ip', 'hostname', 'bash'].map(find));
+  const found = await Promise.all([...TOOLS, 'ip', 'hostname', 'bash'].map((t) => findHostTool(t)));
   const out: Partial<Tools> = {};
   TOOLS.forEach((t, i) => {
     if (!found[i])
