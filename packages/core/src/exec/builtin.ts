@@ -161,7 +161,7 @@ export class BuiltinExecutor implements Executor {
     const pool = ns ? undefined : this.pool(layout);
     const limits = cgroupLimits(spec.limits, spec.network);
     const [prepared, made] = await Promise.allSettled([
-      prepareRun(spec, this.opts.tmpDir, id),
+      prepareRun(spec, { tmp: this.opts.tmpDir }, id),
       ns
         ? undefined
         : pool
@@ -269,7 +269,7 @@ export class BuiltinExecutor implements Executor {
         `containers need the vlab-init launcher as root (this executor uses the ${this.userNs ? 'rootless ' : ''}shell launcher): ${NO_SECCOMP_HELP}`,
       );
     const layout = await detectCgroupLayout();
-    const prep = await prepareRun(spec, where.dir);
+    const prep = await prepareRun(spec, { dir: where.dir });
     let cg: Cgroup | undefined;
     try {
       cg = await Cgroup.create(layout, where.cgroup, cgroupLimits(spec.limits, spec.network), {

@@ -79,7 +79,7 @@ export class OciRuntimeExecutor implements Executor {
     if (opts.signal?.aborted) throw abortedError(opts.signal.reason);
     refuseNativeOnly(spec, this.name);
     const startedAt = Date.now();
-    const prep = await prepareRun(spec, this.opts.tmpDir);
+    const prep = await prepareRun(spec, { tmp: this.opts.tmpDir });
     const layout = await detectCgroupLayout();
     const id = `vlab-${prep.id}`;
     const parentRel = `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`;
