@@ -1,5 +1,6 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_EVENT_VERSION } from '@vlab/image';
 import {
@@ -154,6 +155,9 @@ describe('a killed build', () => {
         if (/#\d+ start\n/.test(out)) resolve(); // the RUN's own output: its container is running
       });
     });
+    // the RUN's temp dir (hosts, resolv.conf, spec) carries the build's pid: no finally runs on SIGKILL
+    const runDirs = async () => (await fsp.readdir(os.tmpdir())).filter((n) => n.startsWith(`vlab-exec-${child.pid}-`));
+    expect(await runDirs()).toHaveLength(1);
     child.kill('SIGKILL');
     await new Promise((r) => child.on('close', r));
     const mounted = () =>
@@ -162,6 +166,7 @@ describe('a killed build', () => {
     const ok = await makeContext({ Dockerfile: 'FROM busybox\nRUN echo after > /after\n' });
     expect((await run(['build', '-q', ok])).code).toBe(0);
     expect(await mounted()).toBe(false); // …until the next build recovers it
+    expect(await runDirs()).toEqual([]); // and removes its temp dir
     const meta = JSON.stringify(await snapshotRecords(root));
     expect(meta).not.toContain(`step-${child.pid}-`);
     expect((await fsp.readdir(path.join(root, 'blobs/sha256'))).filter((n) => n.startsWith('.tmp'))).toEqual([]);

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { afterAll } from 'vitest';
 import { build, fsck, type BuildEvent, type BuildOptions } from '@vlab/image';
 import { cgroupParentOf } from '../packages/core/src/store/paths.ts';
 import { removeCgroupParent } from '../packages/core/src/exec/testing/suite.ts';
@@ -34,9 +35,16 @@ export async function removeStore(root: string): Promise<void> {
   }
 }
 
-/** Write a context dir from a map of files. */
+/** The dirs makeContext and umociUnpack made in this test file: removed after it (they were left in /tmp). */
+const madeDirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(madeDirs.splice(0).map((d) => fsp.rm(d, { recursive: true, force: true })));
+});
+
+/** Write a context dir from a map of files (removed after the test file). */
 export async function makeContext(files: Record<string, string>): Promise<string> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-ctx-'));
+  madeDirs.push(dir);
   for (const [name, content] of Object.entries(files)) {
     await fsp.mkdir(path.dirname(path.join(dir, name)), { recursive: true });
     await fsp.writeFile(path.join(dir, name), content);
@@ -63,9 +71,10 @@ export function missedSteps(events: BuildEvent[]): { name: string; reason: strin
     .map((e) => ({ name: (e as { name: string }).name, reason: (e as { reason: string }).reason }));
 }
 
-/** `umoci unpack` of an image in the store (an OCI layout) into a bundle; returns its rootfs. */
+/** `umoci unpack` of an image in the store (an OCI layout) into a bundle (removed after the test file); returns its rootfs. */
 export async function umociUnpack(storeRoot: string, tag: string): Promise<string> {
   const bundle = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-umoci-'));
+  madeDirs.push(bundle);
   await fsp.rm(bundle, { recursive: true });
   await exec('umoci', ['unpack', '--image', `${storeRoot}:${tag}`, bundle]);
   return path.join(bundle, 'rootfs');

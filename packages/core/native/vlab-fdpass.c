@@ -6,9 +6,8 @@
  * request), a blocking-safe write, and pidfds of the peer (SO_PEERPIDFD, pidfd_open): a pid read
  * from the peer is only used while its pidfd says the process is still alive.
  *
- * A Node-API addon without node_api.h: the handful of functions it calls are declared below (the
- * Node-API ABI is stable across Node versions), so building it needs only a C compiler. Every
- * function returns a number >= 0 or -errno; nothing throws.
+ * A Node-API addon without node_api.h (vlab-napi.h declares what it calls), so building it needs
+ * only a C compiler. Every function returns a number >= 0 or -errno; nothing throws.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,21 +22,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-
-typedef struct napi_env__ *napi_env;
-typedef struct napi_value__ *napi_value;
-typedef struct napi_callback_info__ *napi_callback_info;
-typedef int napi_status;
-typedef napi_value (*napi_callback)(napi_env, napi_callback_info);
-napi_status napi_get_cb_info(napi_env, napi_callback_info, size_t *, napi_value *, napi_value *, void **);
-napi_status napi_get_value_int32(napi_env, napi_value, int32_t *);
-napi_status napi_create_int32(napi_env, int32_t, napi_value *);
-napi_status napi_create_array_with_length(napi_env, size_t, napi_value *);
-napi_status napi_set_element(napi_env, napi_value, uint32_t, napi_value);
-napi_status napi_create_buffer_copy(napi_env, size_t, const void *, void **, napi_value *);
-napi_status napi_get_buffer_info(napi_env, napi_value, void **, size_t *);
-napi_status napi_create_function(napi_env, const char *, size_t, napi_callback, void *, napi_value *);
-napi_status napi_set_named_property(napi_env, napi_value, const char *, napi_value);
+#include "vlab-napi.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77 /* Linux 6.5 */
@@ -59,12 +44,6 @@ static int32_t arg_int(napi_env env, napi_callback_info info, int i) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if ((size_t)i < argc) napi_get_value_int32(env, argv[i], &v);
   return v;
-}
-
-static napi_value num(napi_env env, int32_t v) {
-  napi_value r;
-  napi_create_int32(env, v, &r);
-  return r;
 }
 
 static long long now_ms(void) {
@@ -305,22 +284,10 @@ static napi_value write_all(napi_env env, napi_callback_info info) {
   return num(env, 0);
 }
 
-napi_value napi_register_module_v1(napi_env env, napi_value exports) {
-  static const struct {
-    const char *name;
-    napi_callback cb;
-  } fns[] = {
-      {"recvRequest", recv_request}, {"recvGo", recv_go}, {"peerUid", peer_uid}, {"peerPid", peer_pid}, {"dup2", do_dup2},
-      {"dup", do_dup},               {"close", do_close},   {"getFl", get_fl},     {"setFl", set_fl},
-      {"cloexec", set_cloexec},      {"writeAll", write_all}, {"peerPidfd", peer_pidfd},
-      {"pidfdOpen", pidfd_open_},    {"pidfdAlive", pidfd_alive}, {"peerOpen", peer_open},
-  };
-  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-    napi_value f;
-    napi_create_function(env, fns[i].name, strlen(fns[i].name), fns[i].cb, NULL, &f);
-    napi_set_named_property(env, exports, fns[i].name, f);
-  }
-  return exports;
-}
-
-int32_t node_api_module_get_api_version_v1(void) { return 8; }
+static const struct vlab_napi_fn fns[] = {
+    {"recvRequest", recv_request}, {"recvGo", recv_go}, {"peerUid", peer_uid}, {"peerPid", peer_pid}, {"dup2", do_dup2},
+    {"dup", do_dup},               {"close", do_close},   {"getFl", get_fl},     {"setFl", set_fl},
+    {"cloexec", set_cloexec},      {"writeAll", write_all}, {"peerPidfd", peer_pidfd},
+    {"pidfdOpen", pidfd_open_},    {"pidfdAlive", pidfd_alive}, {"peerOpen", peer_open},
+};
+VLAB_NAPI_MODULE(fns)

@@ -126,3 +126,5 @@ export {
   type DfCacheEntry,
 } from './tools/index.ts';
 export { readDockerfileAgain } from './api/check.ts';
+/** For the vbuild CLI's warm server (its fd-passing addon): the CLI imports core only from here. */
+export { loadCoreAddon } from './fsutil/native-addon.ts';

@@ -1,6 +1,5 @@
 /** The warm server's addon (native/vlab-fdpass.c): every call returns a number >= 0 or -errno. */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { loadCoreAddon } from '../index.ts';
 
 export interface FdPass {
   /** The request payload (no fds), or -errno. */
@@ -27,17 +26,7 @@ export interface FdPass {
   writeAll(fd: number, buf: Uint8Array): number;
 }
 
-/** From the sources (src/cli/) or from the CLI bundle (dist/); undefined when not built. */
+/** The addon, from the sources or the CLI bundle; undefined when not built. */
 export function loadFdPass(): FdPass | undefined {
-  for (const u of [
-    new URL('../../native/bin/vlab-fdpass.node', import.meta.url),
-    new URL('../native/bin/vlab-fdpass.node', import.meta.url),
-  ]) {
-    const p = fileURLToPath(u);
-    if (!existsSync(p)) continue;
-    const m = { exports: {} as FdPass };
-    process.dlopen(m, p);
-    return m.exports;
-  }
-  return undefined;
+  return loadCoreAddon<FdPass>('vlab-fdpass');
 }

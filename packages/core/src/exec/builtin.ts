@@ -26,6 +26,7 @@ import path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import type { DetachedLaunch, Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
 import { newRunId, prepareRun, type PreparedRun } from './prepare.ts';
+import { findHostTool } from './host-tools.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupLayout, type CgroupStats } from './cgroups.ts';
 import { CgroupPool, type RunCgroup } from './cgroup-pool.ts';
 import { abortedError, killUntil, spawnStreaming, waitOrAbort, wallResult, type Spawned } from './process.ts';
@@ -59,21 +60,7 @@ export function findBuiltinTools(): Promise<Tools> {
 }
 
 async function lookUpTools(): Promise<Tools> {
-  const dirs = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-  const find = async (name: string) => {
-    for (const d of dirs) {
-      const p = path.join(d, name);
-      if (
-        await fs.access(p, fs.constants.X_OK).then(
-          () => true,
-          () => false,
-        )
-      )
-        return p;
-    }
-    return undefined;
-  };
-  const found = await Promise.all([...TOOLS, 'ip', 'hostname', 'bash'].map(find));
+  const found = await Promise.all([...TOOLS, 'ip', 'hostname', 'bash'].map((t) => findHostTool(t)));
   const out: Partial<Tools> = {};
   TOOLS.forEach((t, i) => {
     if (!found[i])
@@ -174,7 +161,7 @@ export class BuiltinExecutor implements Executor {
     const pool = ns ? undefined : this.pool(layout);
     const limits = cgroupLimits(spec.limits, spec.network);
     const [prepared, made] = await Promise.allSettled([
-      prepareRun(spec, this.opts.tmpDir, id),
+      prepareRun(spec, { tmp: this.opts.tmpDir }, id),
       ns
         ? undefined
         : pool
@@ -282,7 +269,7 @@ export class BuiltinExecutor implements Executor {
         `containers need the vlab-init launcher as root (this executor uses the ${this.userNs ? 'rootless ' : ''}shell launcher): ${NO_SECCOMP_HELP}`,
       );
     const layout = await detectCgroupLayout();
-    const prep = await prepareRun(spec, where.dir);
+    const prep = await prepareRun(spec, { dir: where.dir });
     let cg: Cgroup | undefined;
     try {
       cg = await Cgroup.create(layout, where.cgroup, cgroupLimits(spec.limits, spec.network), {

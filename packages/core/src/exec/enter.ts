@@ -17,6 +17,7 @@ import { completeEnv } from './prepare.ts';
 import { resolveUser } from './user.ts';
 import { exitCodeOf, spawnStreaming, waitOrAbort, type Exit } from './process.ts';
 import type { RunOptions } from './types.ts';
+import { ownedTempDir } from '../fsutil/owned-temp.ts';
 
 export interface EnterSpec {
   /** Host pid of the container's pid 1 (its namespaces and root are joined). */
@@ -78,7 +79,7 @@ export async function enterContainer(spec: EnterSpec, opts: EnterOptions = {}): 
   t.push(['caps', capNumbers(DEFAULT_CAPS).join(',')], ...seccompSection());
   for (const e of completeEnv(spec.env, user)) t.push(['env', e]);
   for (const a of spec.argv) t.push(['arg', a]);
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-enter-'));
+  const dir = await ownedTempDir(os.tmpdir(), 'vlab-enter-');
   try {
     const file = path.join(dir, 'spec');
     await fs.writeFile(file, encode(t), { mode: 0o600 });

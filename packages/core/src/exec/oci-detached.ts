@@ -36,7 +36,7 @@ export async function prepareOciDetached(
 ): Promise<DetachedLaunch> {
   refuseNativeOnly(spec, runtime.name);
   const layout = await detectCgroupLayout();
-  const prep = await prepareRun(spec, where.dir);
+  const prep = await prepareRun(spec, { dir: where.dir });
   try {
     const config = buildOciConfig(prep, '/' + where.cgroup, spec.limits ?? {}, layout.version);
     await fs.writeFile(path.join(prep.dir, 'config.json'), JSON.stringify(config));

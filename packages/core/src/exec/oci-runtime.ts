@@ -17,6 +17,7 @@ import { promisify } from 'node:util';
 import { VlabError } from '@vlab/errors';
 import type { DetachedLaunch, Executor, ExecutorOptions, RunOptions, RunResult, RunSpec } from './types.ts';
 import { prepareOciDetached } from './oci-detached.ts';
+import { findHostTool } from './host-tools.ts';
 import { prepareRun, TMP_PREFIX } from './prepare.ts';
 import { buildOciConfig } from './oci-spec.ts';
 import { Cgroup, CGROUP_PARENT, detectCgroupLayout, type CgroupStats } from './cgroups.ts';
@@ -29,18 +30,8 @@ export type RuntimeName = 'runc' | 'crun';
 /** State dir of the runtime (`--root`): ours, so `list` only shows vlab containers. */
 export const RUNTIME_STATE_ROOT = '/run/vlab';
 
-export async function findRuntime(name: RuntimeName): Promise<string | undefined> {
-  for (const d of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
-    const p = path.join(d, name);
-    if (
-      await fs.access(p, fs.constants.X_OK).then(
-        () => true,
-        () => false,
-      )
-    )
-      return p;
-  }
-  return undefined;
+export function findRuntime(name: RuntimeName): Promise<string | undefined> {
+  return findHostTool(name);
 }
 
 export class OciRuntimeExecutor implements Executor {
@@ -88,7 +79,7 @@ export class OciRuntimeExecutor implements Executor {
     if (opts.signal?.aborted) throw abortedError(opts.signal.reason);
     refuseNativeOnly(spec, this.name);
     const startedAt = Date.now();
-    const prep = await prepareRun(spec, this.opts.tmpDir);
+    const prep = await prepareRun(spec, { tmp: this.opts.tmpDir });
     const layout = await detectCgroupLayout();
     const id = `vlab-${prep.id}`;
     const parentRel = `${this.opts.cgroupParent ?? CGROUP_PARENT}/${prep.id}`;

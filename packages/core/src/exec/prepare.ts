@@ -13,6 +13,7 @@ import type { ExtraHost, ExtraMount, NetworkMode, PortMapping, RunSpec } from '.
 import { resolveUser, type ResolvedUser } from './user.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
 import { DEFAULT_PATH } from './defaults.ts';
+import { ownedTempDir } from '../fsutil/owned-temp.ts';
 import {
   createMountpoints,
   removeMountpoints,
@@ -61,7 +62,16 @@ export function newRunId(): string {
   return `${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
-export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir(), id = newRunId()): Promise<PreparedRun> {
+/**
+ * `where`: `{ tmp }` for a run this process waits for (a temp dir under `tmp`, default os.tmpdir(),
+ * owned by this process: a dead owner's is removed by the next run, fsutil/owned-temp.ts);
+ * `{ dir }` for a detached launch, whose dir outlives this process (its container's record owns it).
+ */
+export async function prepareRun(
+  spec: RunSpec,
+  where: { tmp?: string } | { dir: string } = {},
+  id = newRunId(),
+): Promise<PreparedRun> {
   if (!spec.argv?.length) throw new VlabError('E_EXEC_SETUP', 'nothing to run: argv is empty');
   const rootfs = path.resolve(spec.rootfs);
   const st = await fs.stat(rootfs).catch(() => undefined);
@@ -74,7 +84,10 @@ export async function prepareRun(spec: RunSpec, tmpDir = os.tmpdir(), id = newRu
   if (spec.ports?.length && network !== 'private')
     throw new VlabError('E_BAD_ARG', `publishing ports (-p) needs --network private, not ${network}`);
 
-  const dir = await fs.mkdtemp(path.join(tmpDir, TMP_PREFIX));
+  const dir =
+    'dir' in where
+      ? await fs.mkdtemp(path.join(where.dir, TMP_PREFIX))
+      : await ownedTempDir(where.tmp ?? os.tmpdir(), TMP_PREFIX);
   let created: Awaited<ReturnType<typeof createMountpoints>> | undefined;
   const cleanup = async () => {
     // the dir holds a few small files: removed synchronously (µs, where thread-pool trips are not)

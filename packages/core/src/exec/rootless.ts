@@ -26,6 +26,7 @@ import type { Limits } from './types.ts';
 import type { ResolvedUser } from './user.ts';
 import type { CgroupLayout } from './cgroups.ts';
 import { DEV_DIRS, DEV_LINKS } from './dev.ts';
+import { findHostTool } from './host-tools.ts';
 
 export interface IdRange {
   start: number;
@@ -42,6 +43,7 @@ export interface UserNs {
   gids?: IdRange;
 }
 
+/** Where newuidmap/newgidmap are looked for: a user's PATH order (bin before sbin). */
 const HELPER_DIRS = ['/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin'];
 
 /** The mapping a non-root user gets (see the module comment for which one when). */
@@ -56,7 +58,7 @@ export async function detectUserNs(files = { subuid: '/etc/subuid', subgid: '/et
   }
   const uids = subidRange(await fs.readFile(files.subuid, 'utf8').catch(() => ''), name, uid);
   const gids = subidRange(await fs.readFile(files.subgid, 'utf8').catch(() => ''), name, uid);
-  const helpers = await Promise.all(['newuidmap', 'newgidmap'].map(findExecutable));
+  const helpers = await Promise.all(['newuidmap', 'newgidmap'].map((t) => findHostTool(t, HELPER_DIRS)));
   if (uids && gids && helpers.every(Boolean)) return { kind: 'subid', uid, gid, uids, gids };
   return { kind: 'single', uid, gid };
 }
@@ -67,20 +69,6 @@ export function subidRange(text: string, name: string | undefined, uid: number):
     const [who, start, count] = line.trim().split(':');
     if (!who || !/^\d+$/.test(start ?? '') || !/^\d+$/.test(count ?? '') || Number(count) === 0) continue;
     if (who === name || who === String(uid)) return { start: Number(start), count: Number(count) };
-  }
-  return undefined;
-}
-
-async function findExecutable(name: string): Promise<string | undefined> {
-  for (const d of HELPER_DIRS) {
-    const p = path.join(d, name);
-    if (
-      await fs.access(p, fs.constants.X_OK).then(
-        () => true,
-        () => false,
-      )
-    )
-      return p;
   }
   return undefined;
 }

@@ -6,8 +6,7 @@
  * ranges already durable (Writeback's flushes) are dropped; a read later comes from the disk.
  * Without the addon (no C compiler, VLAB_NO_NATIVE=1) nothing is dropped: slower, same bytes.
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { loadCoreAddon } from '../fsutil/native-addon.ts';
 
 interface Fadvise {
   /** posix_fadvise(fd, offset, length, POSIX_FADV_DONTNEED): 0 or -errno. */
@@ -16,20 +15,10 @@ interface Fadvise {
 
 let addon: Fadvise | null | undefined;
 
-/** From the sources (src/store/) or from the CLI bundle (dist/); null when not built. */
+/** Null when not built or when VLAB_NO_NATIVE=1. */
 function load(): Fadvise | null {
   if (process.env.VLAB_NO_NATIVE === '1') return null;
-  for (const u of [
-    new URL('../../native/bin/vlab-fadvise.node', import.meta.url),
-    new URL('../native/bin/vlab-fadvise.node', import.meta.url),
-  ]) {
-    const p = fileURLToPath(u);
-    if (!existsSync(p)) continue;
-    const m = { exports: {} as Fadvise };
-    process.dlopen(m, p);
-    return m.exports;
-  }
-  return null;
+  return loadCoreAddon<Fadvise>('vlab-fadvise') ?? null;
 }
 
 /**

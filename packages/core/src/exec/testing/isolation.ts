@@ -12,6 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Executor, ExecutorOptions, RunSpec } from '../types.ts';
+import { findHostTool } from '../host-tools.ts';
 import { installProbe } from './probe.ts';
 import { makeBusyboxRootfs } from './rootfs.ts';
 import { useExecutor } from './fixture.ts';
@@ -281,16 +282,4 @@ function mountFlags(mountinfo: string): (target: string) => string[] {
   };
 }
 
-async function which(cmd: string): Promise<string | undefined> {
-  for (const d of ['/usr/bin', '/bin', '/usr/sbin', '/sbin']) {
-    const p = path.join(d, cmd);
-    if (
-      await fs.access(p, fs.constants.X_OK).then(
-        () => true,
-        () => false,
-      )
-    )
-      return p;
-  }
-  return undefined;
-}
+const which = (cmd: string) => findHostTool(cmd, ['/usr/bin', '/bin', '/usr/sbin', '/sbin']);
