@@ -41,12 +41,18 @@ export async function stateOf(root: string, id: string): Promise<Record<string, 
   >;
 }
 
-/** A pid that is gone or a zombie (a killed container's pid 1 waits for the host's init to reap it). */
-export function deadOrZombie(pid: number): boolean {
+/** `pid`'s state letter in /proc/PID/stat (R, S, D, T stopped, t traced, Z zombie, …); undefined when gone. */
+export function procState(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3); // the name may hold ')'
   } catch {
-    return true;
+    return undefined;
   }
+}
+
+/** A pid that is gone or a zombie (a killed container's pid 1 waits for the host's init to reap it). */
+export function deadOrZombie(pid: number): boolean {
+  const s = procState(pid);
+  return s === undefined || s === 'Z' || s === 'X';
 }

@@ -8,12 +8,12 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cgroup, detectCgroupLayout } from '../packages/core/src/exec/cgroups.ts';
 import { cgroupParentOf } from '../packages/core/src/store/paths.ts';
-import { freshStore, removeStore } from './helpers.ts';
-import { cli, stateOf, type CliResult } from './containers-helpers.ts';
+import { freshStore, removeStore, repo } from './helpers.ts';
+import { cli, procState, stateOf, type CliResult } from './containers-helpers.ts';
 import { until } from './cli-server-harness.ts';
 import { procStart } from '../packages/core/src/containers/liveness.ts';
 
@@ -38,30 +38,39 @@ const runArgs = (name: string) => [
   'echo start; until [ -e /go ]; do sleep 0.05; done; echo end; exit 5',
 ];
 
+/**
+ * Once `child` is stopped at `point` (debug/stop-at.ts): its message seen, then the stop itself in
+ * /proc. The message comes first, so a SIGCONT sent between the two is lost and the child then
+ * stays stopped for good (CI: a test waited on such a `vbuild start` until vitest's 60 s; here 2
+ * of 10 looped runs at load 10 on 2 cores). Bounded, and a child that ends first fails it.
+ */
+async function untilStopped(
+  child: ChildProcess,
+  point: string,
+  done: Promise<{ code: number; stderr: string }>,
+): Promise<void> {
+  let err = '';
+  let said!: () => void;
+  const saidIt = new Promise<void>((r) => (said = r));
+  child.stderr!.on('data', (b: Buffer) => {
+    err += b.toString();
+    if (err.includes(`vbuild testing: stopped at ${point}\n`)) said();
+  });
+  const ended = done.then((r) => {
+    throw new Error(`it ended (${r.code}) before it stopped at ${point}: ${r.stderr}`);
+  });
+  await Promise.race([saidIt, ended]);
+  await Promise.race([
+    until(`it to stop at ${point}`, () => ['T', 't'].includes(procState(child.pid!) ?? 'gone')),
+    ended,
+  ]);
+}
+
 /** `vbuild ARGS` stopped at `point` (the CLI stopped itself there: SIGCONT or SIGKILL it). */
 async function stoppedAt(point: string, args: string[]): Promise<{ child: ChildProcess; done: Promise<CliResult> }> {
   let child!: ChildProcess;
-  let reached!: () => void;
-  const stopped = new Promise<void>((r) => (reached = r));
-  const done = cli(
-    root,
-    args,
-    (c) => {
-      child = c;
-      let err = '';
-      c.stderr!.on('data', (b: Buffer) => {
-        err += b.toString();
-        if (err.includes(`vbuild testing: stopped at ${point}\n`)) reached();
-      });
-    },
-    { VLAB_TESTING_STOP_AT: point },
-  );
-  await Promise.race([
-    stopped,
-    done.then((r: CliResult) => {
-      throw new Error(`vbuild ${args[0]} ended (${r.code}) before it stopped at ${point}: ${r.stderr}`);
-    }),
-  ]);
+  const done = cli(root, args, (c) => (child = c), { VLAB_TESTING_STOP_AT: point });
+  await untilStopped(child, point, done);
   return { child, done };
 }
 
@@ -109,6 +118,36 @@ async function cleanedByItsMonitor(id: string): Promise<void> {
   expect(await cgroupDirs(id)).toEqual([]);
   expect(runDirs(id)).toEqual([]);
 }
+
+describe('the stop-at hook', () => {
+  it('a SIGCONT sent once the stop is seen resumes it, however late the stop comes after its message', async () => {
+    // the real hook, its stop 300 ms after its message: as a CLI preempted right between the two
+    const code = `import { stopAt } from ${JSON.stringify(path.join(repo, 'packages/core/src/debug/stop-at.ts'))};
+const kill = process.kill.bind(process);
+process.kill = (pid, sig) => { for (const t = Date.now() + 300; Date.now() < t; ); return kill(pid, sig); };
+stopAt('late');
+process.stdout.write('resumed');`;
+    const child = spawn('node', ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: repo,
+      env: { ...process.env, VLAB_TESTING_STOP_AT: 'late' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const done = new Promise<{ code: number; stderr: string }>((r) =>
+      child.on('close', (c) => r({ code: c ?? 128, stderr: err })),
+    );
+    try {
+      await untilStopped(child, 'late', done);
+      child.kill('SIGCONT');
+      await until('it to resume and end', () => out === 'resumed' && child.exitCode === 0, 5_000);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
 
 describe('a direct foreground run killed while it starts', () => {
   it('after the container ran, before the CLI recorded its pid: running (pid 1 found), then wait/ps -a give the real exit code, the monitor frees mount and cgroup', async () => {
