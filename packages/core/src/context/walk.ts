@@ -1,14 +1,16 @@
 /**
  * The context walk: every entry under a directory with the lstat fields a build uses, into an
  * EntryTable (entry-table.ts: typed arrays, no object per entry). fast-glob added seven bound
- * functions per entry on top of an fs.Stats: a 20,000-file context held 30 MB of them.
+ * functions per entry on top of an fs.Stats: a 20,000-file context held 30 MB of them; and it
+ * reads directories by path, which a directory swapped for a link to a host one redirects.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import fg, { type Entry } from 'fast-glob';
 import { VlabError } from '@vlab/errors';
-import { changedError, hostPath, nameFromBytes, nativeHelper } from '@vlab/overlay';
+import { atFd, changedError, hostPath, nameFromBytes, nativeHelper, openDirAt } from '@vlab/overlay';
 import { EntryTableBuilder } from './entry-table.ts';
+
+const { O_RDONLY, O_DIRECTORY } = fs.constants;
 
 export { EntryStat, type StatLike } from './stat.ts';
 
@@ -25,7 +27,7 @@ function walkHelper(): string | undefined {
  * an entry removed while walked is left out, an unreadable directory is E_CONTEXT. By vlab-walk
  * when it is built (one fstatat per entry, no fs.Stats; a directory that is no longer the one
  * listed, e.g. one on the way swapped for a link to a host directory, is E_CONTEXT_CHANGED), else
- * by walkTreeJs (fast-glob reads directories by path: it has no such check).
+ * by walkTreeJs (the same check, through /proc/self/fd).
  */
 export async function walkTree(root: string, signal?: AbortSignal): Promise<EntryTableBuilder> {
   const helper = walkHelper();
@@ -100,63 +102,90 @@ function walkNative(helper: string, root: string, signal?: AbortSignal): Promise
   });
 }
 
-type Done<T> = (e: NodeJS.ErrnoException | null, v: T) => void;
-/** Dirents' names (or plain names) of readdir with 'buffer' encoding, as names (fsname.ts). */
-const named = (list: (Buffer | fs.Dirent<Buffer>)[]) =>
-  list.map((d) => (Buffer.isBuffer(d) ? nameFromBytes(d) : Object.assign(d, { name: nameFromBytes(d.name) })));
-/**
- * fast-glob's file system: names read as bytes and paths handed back as bytes, so a name that is
- * not UTF-8 is walked as itself (plain fs decodes it to U+FFFD, and its lstat fails).
- */
-const bytesFs = {
-  lstat: (p: string, cb: Done<fs.Stats>) => fs.lstat(hostPath(p), cb),
-  stat: (p: string, cb: Done<fs.Stats>) => fs.stat(hostPath(p), cb),
-  lstatSync: (p: string) => fs.lstatSync(hostPath(p)),
-  statSync: (p: string) => fs.statSync(hostPath(p)),
-  readdir: (p: string, o: { withFileTypes?: boolean } | Done<unknown>, cb?: Done<unknown>) => {
-    const done = (typeof o === 'function' ? o : cb)!;
-    if (typeof o === 'object' && o.withFileTypes)
-      fs.readdir(hostPath(p), { withFileTypes: true, encoding: 'buffer' }, (e, l) => done(e, e ? [] : named(l)));
-    else fs.readdir(hostPath(p), 'buffer', (e, l) => done(e, e ? [] : named(l)));
-  },
-  readdirSync: (p: string, o: { withFileTypes?: boolean } = {}) =>
-    named(
-      o.withFileTypes
-        ? fs.readdirSync(hostPath(p), { withFileTypes: true, encoding: 'buffer' })
-        : fs.readdirSync(hostPath(p), 'buffer'),
-    ),
-};
+/** A directory listed by its parent, to be opened (and checked) from the parent's fd. */
+interface Sub {
+  name: string;
+  rel: string;
+  dev: number;
+  ino: number;
+}
+
+/** A directory being walked: its fd and the subdirectories it listed, not yet visited. */
+interface Level {
+  fd: number;
+  subs: Sub[];
+}
+
+/** How long the JS walk runs before it lets the event loop (Ctrl-C, timers) run. */
+const SLICE_MS = 20;
 
 /**
- * walkTree without the helper: fast-glob's stream (lstat per entry, symlinks not followed; an entry
- * removed while walked is left out, as fast-glob drops ENOENT), each entry's numbers copied into
- * the table at once so that none of fast-glob's per-entry objects is kept.
+ * walkTree without the helper, with vlab-walk's guarantee: each directory is opened from its
+ * parent's fd (openDirAt: /proc/self/fd/N/NAME, which resolves NAME in the directory fd N holds,
+ * whatever its path names now; O_NOFOLLOW|O_DIRECTORY on NAME, the only component not reached
+ * through an fd), and listed only if its fstat is the dev/ino its parent's lstat saw; else
+ * E_CONTEXT_CHANGED. Entries are lstat'ed and listed through their directory's fd, never by path.
+ * One fd per level is open. Names are read as bytes (a name that is not UTF-8 is walked as itself).
  */
 export async function walkTreeJs(root: string, signal?: AbortSignal): Promise<EntryTableBuilder> {
   const out = new EntryTableBuilder();
+  let rootFd: number;
   try {
-    // fast-glob drops ENOENT, also the root's: a missing context must still be an error
-    if (!fs.statSync(root).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    rootFd = fs.openSync(hostPath(root), O_RDONLY | O_DIRECTORY); // the root is followed: the user named it
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new VlabError('E_CONTEXT', `cannot read ${root} as the build context (${code ?? (e as Error).message})`, {
       cause: e,
     });
   }
-  const entries = fg.stream('**', {
-    cwd: root,
-    dot: true,
-    onlyFiles: false,
-    followSymbolicLinks: false,
-    stats: true,
-    objectMode: true,
-    unique: false,
-    fs: bytesFs as never, // Dirents of Buffer names renamed: the shape fast-glob reads, not its declared type
-  }) as AsyncIterable<Entry>;
+  const stack: Level[] = [];
+  /** Lists the directory open as `fd` (at `rel`) into `out`; its subdirectories become a level. */
+  const list = (fd: number, rel: string) => {
+    const subs: Sub[] = [];
+    for (const b of fs.readdirSync(atFd(fd, ''), 'buffer')) {
+      const name = nameFromBytes(b);
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(hostPath(atFd(fd, name)));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed while walked: left out
+        throw e;
+      }
+      const sub = rel ? `${rel}/${name}` : name;
+      out.add(sub, st);
+      if (st.isDirectory()) subs.push({ name, rel: sub, dev: st.dev, ino: st.ino });
+    }
+    stack.push({ fd, subs: subs.reverse() }); // popped from the end: visited in listing order
+  };
   try {
-    for await (const e of entries) {
+    list(rootFd, '');
+    let slice = Date.now();
+    while (stack.length) {
+      const top = stack[stack.length - 1]!;
+      const sub = top.subs.pop();
+      if (!sub) {
+        fs.closeSync(stack.pop()!.fd);
+        continue;
+      }
+      if (Date.now() - slice > SLICE_MS) {
+        await new Promise((r) => setImmediate(r));
+        slice = Date.now();
+      }
       if (signal?.aborted) throw new VlabError('E_ABORTED', 'build aborted');
-      out.add(e.path, e.stats!);
+      let fd: number;
+      try {
+        fd = openDirAt(top.fd, sub.name);
+      } catch (e) {
+        // gone, or no longer a directory (a link swapped in is ELOOP): nothing of it is listed, as vlab-walk
+        if (['ENOENT', 'ENOTDIR', 'ELOOP'].includes((e as NodeJS.ErrnoException).code!)) continue;
+        throw e;
+      }
+      const st = fs.fstatSync(fd);
+      if (st.dev !== sub.dev || st.ino !== sub.ino) {
+        fs.closeSync(fd);
+        throw changedError(sub.rel, 'E_CONTEXT_CHANGED');
+      }
+      list(fd, sub.rel);
     }
   } catch (e) {
     if (e instanceof VlabError) throw e;
@@ -164,6 +193,8 @@ export async function walkTreeJs(root: string, signal?: AbortSignal): Promise<En
     throw new VlabError('E_CONTEXT', `cannot read ${root} in the build context (${code ?? (e as Error).message})`, {
       cause: e,
     });
+  } finally {
+    for (const level of stack) fs.closeSync(level.fd);
   }
   return out;
 }
