@@ -30,6 +30,7 @@ export {
   readAllSync,
   readlinkWalked,
   openDirInRoot,
+  DirsInRoot,
   lstatInRoot,
   readlinkInRoot,
   statDirInRoot,

@@ -7,7 +7,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { lstatInRoot, openDirInRoot, pinInRoot, readlinkInRoot, statDirInRoot } from './open-same.ts';
+import { DirsInRoot, lstatInRoot, openDirInRoot, pinInRoot, readlinkInRoot, statDirInRoot } from './open-same.ts';
 
 let dir: string;
 let root: string;
@@ -57,4 +57,33 @@ it('a link that is no longer one, a link pinned, are E_CONTEXT_CHANGED', () => {
   expect(() => readlinkInRoot(root, 'd/f')).toThrow(expect.objectContaining({ code: 'E_CONTEXT_CHANGED' }));
   expect(() => readlinkInRoot(root, 'd/gone')).toThrow(expect.objectContaining({ code: 'E_CONTEXT_CHANGED' }));
   expect(() => pinInRoot(root, 'd/l')).toThrow(expect.objectContaining({ code: 'E_CONTEXT_CHANGED' }));
+});
+
+it('DirsInRoot opens each directory once and keeps the one that was in the root: a swap since is not followed', async () => {
+  const r = path.join(dir, 'kept');
+  await fsp.mkdir(path.join(r, 'a', 'b'), { recursive: true });
+  await fsp.writeFile(path.join(r, 'a', 'b', 'f'), 'in-root');
+  const fds = () => fs.readdirSync('/proc/self/fd').length;
+  const before = fds();
+  const dirs = new DirsInRoot(r, 3);
+  try {
+    expect(lstatInRoot(r, 'a/b/f', undefined, dirs)?.size).toBe(7);
+    expect(fds() - before).toBe(3); // r, a, a/b
+    expect(lstatInRoot(r, './a//b/f', undefined, dirs)?.size).toBe(7);
+    expect(fds() - before).toBe(3); // the same three, under one key
+    // a/b swapped for a link to a host directory: the kept fd is still the directory of the root
+    await fsp.rename(path.join(r, 'a', 'b'), path.join(r, 'b.away'));
+    await fsp.symlink(path.join(dir, 'host'), path.join(r, 'a', 'b'));
+    expect(lstatInRoot(r, 'a/b/f', undefined, dirs)?.size).toBe(7); // not the host's f (4 bytes)
+    expect(lstatInRoot(r, 'a/b/l', undefined, dirs)).toBeUndefined(); // the host's l is not listed
+    // more directories than `keep`: the oldest are closed
+    for (const n of ['x', 'y', 'z']) await fsp.mkdir(path.join(r, n));
+    for (const n of ['x', 'y', 'z']) lstatInRoot(r, `${n}/none`, undefined, dirs);
+    expect(fds() - before).toBe(3);
+  } finally {
+    dirs.close();
+  }
+  expect(fds()).toBe(before);
+  // a fresh one reads the root as it is now: the link is not followed (ENOTDIR: as if absent)
+  expect(lstatInRoot(r, 'a/b/f')).toBeUndefined();
 });

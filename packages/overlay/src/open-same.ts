@@ -108,31 +108,105 @@ const split = (rel: string) => {
   const at = rel.lastIndexOf('/');
   return [at < 0 ? '' : rel.slice(0, at), rel.slice(at + 1)] as const;
 };
+/** `rel` without empty and '.' components (openDirInRoot skips them), so equal directories share a key. */
+const clean = (rel: string) =>
+  /(^|\/)\.?(\/|$)/.test(rel)
+    ? rel
+        .split('/')
+        .filter((n) => n && n !== '.')
+        .join('/')
+    : rel;
 
 /**
- * `fn` on the path of `rel`'s last component inside its parent directory, opened by
- * openDirInRoot (so the parent is inside `root` now). A component that is missing, not a
- * directory or a symlink now is what `missing` gives.
+ * Directory fds under `root`, each opened once from its parent's (openDirAt: O_NOFOLLOW|
+ * O_DIRECTORY, as openDirInRoot) and kept until close() (the last `keep` used): resolving a path
+ * lstats every prefix of it, and a COPY resolves many paths in the same directories, so opening
+ * the chain from the root for each lstat cost O(depth²) opens per path. A kept fd still names the
+ * directory that was inside `root` when it was opened, whatever a writer renames or swaps since.
  */
-function atParentInRoot<T>(root: string, rel: string, fn: (p: string) => T, missing: () => T, code?: ErrorCode): T {
-  const [dir, base] = split(rel);
-  let fd: number;
-  try {
-    fd = openDirInRoot(root, dir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw changedError(rel, code);
-    if (isMissing(e)) return missing();
-    throw e;
+export class DirsInRoot {
+  private readonly fds = new Map<string, number>(); // clean rel -> fd, in use order
+  constructor(
+    readonly root: string,
+    private readonly keep = 64,
+  ) {}
+
+  /**
+   * The fd of directory `rel` ('' = `root`, followed: the user named it); errno errors as
+   * openDirAt throws them. Owned by this object: valid until the next call or close().
+   */
+  dir(rel: string): number {
+    rel = clean(rel);
+    const hit = this.fds.get(rel);
+    if (hit !== undefined) {
+      this.fds.delete(rel);
+      this.fds.set(rel, hit);
+      return hit;
+    }
+    let fd: number;
+    if (!rel) fd = fs.openSync(hostPath(this.root), O_RDONLY | O_DIRECTORY);
+    else {
+      const [parent, base] = split(rel);
+      fd = openDirAt(this.dir(parent), base);
+    }
+    this.fds.set(rel, fd);
+    if (this.fds.size > this.keep) {
+      const [old, oldFd] = this.fds.entries().next().value as [string, number];
+      this.fds.delete(old);
+      fs.closeSync(oldFd);
+    }
+    return fd;
   }
-  try {
-    return fn(atFd(fd, base));
-  } finally {
-    fs.closeSync(fd);
+
+  close(): void {
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
   }
 }
 
-/** lstat of `rel` (a non-empty path under `root`) as `root` holds it now (never through a symlink); undefined when absent. */
-export function lstatInRoot(root: string, rel: string, code?: ErrorCode): fs.Stats | undefined {
+/** `fn(dirs)` with `dirs`, or with DirsInRoot of `root` made for the call and closed after it. */
+function withDirs<T>(root: string, dirs: DirsInRoot | undefined, fn: (d: DirsInRoot) => T): T {
+  if (dirs) return fn(dirs);
+  const own = new DirsInRoot(root);
+  try {
+    return fn(own);
+  } finally {
+    own.close();
+  }
+}
+
+/**
+ * `fn` on the path of `rel`'s last component inside its parent directory, opened through `dirs`
+ * (so the parent is inside `root` now). A component that is missing, not a directory or a
+ * symlink now is what `missing` gives.
+ */
+function atParentInRoot<T>(
+  root: string,
+  rel: string,
+  fn: (p: string) => T,
+  missing: () => T,
+  code?: ErrorCode,
+  dirs?: DirsInRoot,
+): T {
+  const [dir, base] = split(rel);
+  return withDirs(root, dirs, (d) => {
+    let fd: number;
+    try {
+      fd = d.dir(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw changedError(rel, code);
+      if (isMissing(e)) return missing();
+      throw e;
+    }
+    return fn(atFd(fd, base));
+  });
+}
+
+/**
+ * lstat of `rel` (a non-empty path under `root`) as `root` holds it now (never through a symlink);
+ * undefined when absent. `dirs` (of `root`) keeps the directories opened for the next call.
+ */
+export function lstatInRoot(root: string, rel: string, code?: ErrorCode, dirs?: DirsInRoot): fs.Stats | undefined {
   return atParentInRoot(
     root,
     rel,
@@ -146,11 +220,12 @@ export function lstatInRoot(root: string, rel: string, code?: ErrorCode): fs.Sta
     },
     () => undefined,
     code,
+    dirs,
   );
 }
 
-/** readlinkWalked of `rel` under `root`, its parent reached by openDirInRoot: never a host link's target. */
-export function readlinkInRoot(root: string, rel: string, name = rel, code?: ErrorCode): string {
+/** readlinkWalked of `rel` under `root`, its parent reached as lstatInRoot's: never a host link's target. */
+export function readlinkInRoot(root: string, rel: string, name = rel, code?: ErrorCode, dirs?: DirsInRoot): string {
   return atParentInRoot(
     root,
     rel,
@@ -159,6 +234,7 @@ export function readlinkInRoot(root: string, rel: string, name = rel, code?: Err
       throw changedError(name, code);
     },
     code,
+    dirs,
   );
 }
 

@@ -7,7 +7,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { lstatInRoot, openInRoot, readAllSync, readlinkInRoot } from '@vlab/overlay';
+import { DirsInRoot, lstatInRoot, openInRoot, readAllSync, readlinkInRoot } from '@vlab/overlay';
 import { closeSync } from 'node:fs';
 
 /** What path resolution reads of a tree: an lstat (undefined when absent) and a readlink. */
@@ -59,25 +59,34 @@ export async function resolveIn(
 /**
  * `resolveIn` on a host directory, giving the host path under `root`. Written by hand because no
  * maintained npm package does chroot-style resolution (Go has securejoin); without it an image
- * symlink like `/app -> /etc` would make COPY write to the host.
+ * symlink like `/app -> /etc` would make COPY write to the host. `dirs` (a DirsInRoot of `root`)
+ * keeps the directories opened for the caller's next paths (a COPY's matches); else one is made
+ * for this call.
  */
 export async function resolveInRoot(
   root: string,
   p: string,
   followLast = true,
   onLink?: (dir: string, target: string) => void,
+  dirs?: DirsInRoot,
 ): Promise<string> {
   root = path.resolve(root);
+  if (dirs && path.resolve(dirs.root) !== root) throw new Error(`resolveInRoot: dirs of ${dirs.root}, not of ${root}`);
   // Synchronous metadata calls: a few µs each, where a thread-pool round trip costs 50-100 µs
   // (a RUN resolves a dozen paths before it starts, a COPY one per file). Each through its parent
-  // opened in the root (open-same.ts): a directory a writer swaps for a symlink meanwhile (a
-  // context, a running container's rootfs) is not followed to the host; a link replaced since its
-  // lstat is E_CONTEXT_CHANGED.
+  // opened in the root (open-same.ts DirsInRoot, every directory opened once): a directory a
+  // writer swaps for a symlink meanwhile (a context, a running container's rootfs) is not
+  // followed to the host; a link replaced since its lstat is E_CONTEXT_CHANGED.
+  const d = dirs ?? new DirsInRoot(root);
   const tree: TreeLinks = {
-    lstat: async (q) => lstatInRoot(root, q.slice(1)),
-    readlink: async (q) => readlinkInRoot(root, q.slice(1), q),
+    lstat: async (q) => lstatInRoot(root, q.slice(1), undefined, d),
+    readlink: async (q) => readlinkInRoot(root, q.slice(1), q, undefined, d),
   };
-  return path.join(root, await resolveIn(tree, p, followLast, onLink));
+  try {
+    return path.join(root, await resolveIn(tree, p, followLast, onLink));
+  } finally {
+    if (!dirs) d.close();
+  }
 }
 
 /**

@@ -5,7 +5,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { hostPath, nameFromBytes, type FileIdentity } from '@vlab/overlay';
+import { DirsInRoot, hostPath, nameFromBytes, type FileIdentity } from '@vlab/overlay';
 import type { CopyInstruction } from '@vlab/dockerfile';
 import type { BuildSession } from '../context.ts';
 import { excluder, relativeTo } from '../../context/context.ts';
@@ -146,13 +146,21 @@ async function matchInRoot(
     .filter(matches)
     .sort();
   if (!names.length) throw new VlabError('E_COPY_SOURCE', `${inst.kind} --from=${inst.from}: no match for ${pattern}`);
-  // a match that is a symlink is followed, in the stage's root (as a path without wildcards is)
-  return Promise.all(
+  // a match that is a symlink is followed, in the stage's root (as a path without wildcards is);
+  // the matches share their directories' fds (the same dir for each)
+  const dirs = new DirsInRoot(path.resolve(root));
+  // all settled before the fds are closed: a resolution still running would open more
+  const found = await Promise.allSettled(
     names.map(async (n) => {
-      const host = await resolveInRoot(root, path.posix.join(dir, n));
+      const host = await resolveInRoot(root, path.posix.join(dir, n), true, undefined, dirs);
       if (!(await fsp.lstat(hostPath(host)).catch(() => undefined)))
         throw new VlabError('E_COPY_SOURCE', `${inst.kind} --from=${inst.from}: ${n} is a symlink to nothing`);
       return { host, name: n };
     }),
   );
+  dirs.close();
+  return found.map((r) => {
+    if (r.status === 'rejected') throw r.reason;
+    return r.value;
+  });
 }
