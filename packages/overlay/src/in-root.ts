@@ -29,15 +29,21 @@ export function openDirAt(parent: number, name: string): number {
   return fs.openSync(hostPath(atFd(parent, name)), FLAGS);
 }
 
-/** Opens directories by their components under `root`; keeps the last few open, as a walk reuses parents. */
+/**
+ * Opens directories by their components under `root`; keeps the last `keep` open, as a walk (or
+ * a COPY resolving many paths in the same directories) reuses parents: each directory is opened
+ * once from its parent's fd. A kept fd still names the directory that was inside `root` when it
+ * was opened, whatever a writer renames or swaps since. `root` itself is opened O_NOFOLLOW: pass
+ * `root + '/.'` to enter a root that is a link.
+ */
 export class InRootDirs {
-  private readonly root: number;
+  private readonly rootFd: number;
   private readonly open = new Map<string, number>(); // rel path -> fd, in use order
   constructor(
     root: string,
     private readonly keep = 64,
   ) {
-    this.root = fs.openSync(root, FLAGS);
+    this.rootFd = fs.openSync(hostPath(root), FLAGS);
   }
 
   /**
@@ -46,7 +52,18 @@ export class InRootDirs {
    * The fd stays owned by this object (valid until close() or until `keep` other dirs are opened).
    */
   dir(parts: readonly string[]): number {
-    if (!parts.length) return this.root;
+    return this.openParts(parts, layerUnsafe);
+  }
+
+  /** As dir(), but errno errors thrown as openDirAt throws them (ELOOP, ENOTDIR, ENOENT). */
+  dirOrErrno(parts: readonly string[]): number {
+    return this.openParts(parts, (e) => {
+      throw e;
+    });
+  }
+
+  private openParts(parts: readonly string[], fail: (e: unknown, rel: string) => never): number {
+    if (!parts.length) return this.rootFd;
     const rel = parts.join('/');
     const hit = this.open.get(rel);
     if (hit !== undefined) {
@@ -54,20 +71,12 @@ export class InRootDirs {
       this.open.set(rel, hit);
       return hit;
     }
-    const parent = this.dir(parts.slice(0, -1));
+    const parent = this.openParts(parts.slice(0, -1), fail);
     let fd: number;
     try {
       fd = openDirAt(parent, parts[parts.length - 1]);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENOENT') {
-        throw new VlabError(
-          'E_LAYER_UNSAFE',
-          `refusing to write through ${JSON.stringify(rel)}: it is no longer a directory of the layer (${code})`,
-          { details: { name: rel } },
-        );
-      }
-      throw e;
+      fail(e, rel);
     }
     this.open.set(rel, fd);
     if (this.open.size > this.keep) {
@@ -81,6 +90,18 @@ export class InRootDirs {
   close(): void {
     for (const fd of this.open.values()) fs.closeSync(fd);
     this.open.clear();
-    fs.closeSync(this.root);
+    fs.closeSync(this.rootFd);
   }
+}
+
+function layerUnsafe(e: unknown, rel: string): never {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENOENT') {
+    throw new VlabError(
+      'E_LAYER_UNSAFE',
+      `refusing to write through ${JSON.stringify(rel)}: it is no longer a directory of the layer (${code})`,
+      { details: { name: rel } },
+    );
+  }
+  throw e;
 }

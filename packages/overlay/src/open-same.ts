@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import { VlabError, type ErrorCode } from '@vlab/errors';
 import { hostPath, readlinkName } from './fsname.ts';
-import { atFd, openDirAt } from './in-root.ts';
+import { InRootDirs, atFd, openDirAt } from './in-root.ts';
 
 const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY, O_DIRECTORY } = fs.constants;
 /** libuv adds O_CLOEXEC to every open. */
@@ -108,59 +108,29 @@ const split = (rel: string) => {
   const at = rel.lastIndexOf('/');
   return [at < 0 ? '' : rel.slice(0, at), rel.slice(at + 1)] as const;
 };
-/** `rel` without empty and '.' components (openDirInRoot skips them), so equal directories share a key. */
-const clean = (rel: string) =>
-  /(^|\/)\.?(\/|$)/.test(rel)
-    ? rel
-        .split('/')
-        .filter((n) => n && n !== '.')
-        .join('/')
-    : rel;
-
 /**
- * Directory fds under `root`, each opened once from its parent's (openDirAt: O_NOFOLLOW|
- * O_DIRECTORY, as openDirInRoot) and kept until close() (the last `keep` used): resolving a path
- * lstats every prefix of it, and a COPY resolves many paths in the same directories, so opening
- * the chain from the root for each lstat cost O(depth²) opens per path. A kept fd still names the
- * directory that was inside `root` when it was opened, whatever a writer renames or swaps since.
+ * InRootDirs (one fd per directory, opened once from its parent's) of `root` with paths as
+ * strings and errno errors, for lstatInRoot / readlinkInRoot / resolveInRoot: resolving a path
+ * lstats every prefix of it, so opening the chain from the root for each lstat cost O(depth²)
+ * opens per path. `root` itself is followed: the user named it.
  */
 export class DirsInRoot {
-  private readonly fds = new Map<string, number>(); // clean rel -> fd, in use order
+  private dirs: InRootDirs | undefined; // opened at the first dir(): a missing root is then an errno error there
   constructor(
     readonly root: string,
     private readonly keep = 64,
   ) {}
 
-  /**
-   * The fd of directory `rel` ('' = `root`, followed: the user named it); errno errors as
-   * openDirAt throws them. Owned by this object: valid until the next call or close().
-   */
+  /** The fd of directory `rel` ('' = `root`); owned by this object: valid until the next call or close(). */
   dir(rel: string): number {
-    rel = clean(rel);
-    const hit = this.fds.get(rel);
-    if (hit !== undefined) {
-      this.fds.delete(rel);
-      this.fds.set(rel, hit);
-      return hit;
-    }
-    let fd: number;
-    if (!rel) fd = fs.openSync(hostPath(this.root), O_RDONLY | O_DIRECTORY);
-    else {
-      const [parent, base] = split(rel);
-      fd = openDirAt(this.dir(parent), base);
-    }
-    this.fds.set(rel, fd);
-    if (this.fds.size > this.keep) {
-      const [old, oldFd] = this.fds.entries().next().value as [string, number];
-      this.fds.delete(old);
-      fs.closeSync(oldFd);
-    }
-    return fd;
+    // `keep` fds in all, the root's among them
+    this.dirs ??= new InRootDirs(this.root + '/.', Math.max(1, this.keep - 1));
+    return this.dirs.dirOrErrno(rel.split('/').filter((n) => n && n !== '.'));
   }
 
   close(): void {
-    for (const fd of this.fds.values()) fs.closeSync(fd);
-    this.fds.clear();
+    this.dirs?.close();
+    this.dirs = undefined;
   }
 }
 
