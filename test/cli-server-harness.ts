@@ -132,7 +132,7 @@ export async function until(what: string, ok: () => boolean, ms = 10_000): Promi
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-/** A running server for dir (the first command starts it and runs direct). */
+/** A running server for dir (the first command starts it, and runs in it once it listens). */
 export async function warm(dir = srvDir, env: NodeJS.ProcessEnv = {}): Promise<number> {
   await vb(['--version'], { fast: true, dir, env });
   await until('the server', () => alive(serverPid(dir)));

@@ -172,8 +172,8 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
         .map((f) => `${f}:\n${fs.readFileSync(path.join(srvDir, f), 'utf8').slice(-800)}`)
         .join('\n');
     try {
-      // no spare yet: direct, and a spare slot's server is started for the next one (a node
-      // start-up: seconds in a loaded full run); until it listens, commands run direct
+      // no spare yet: the client starts one and runs there once it listens (a node start-up:
+      // seconds in a loaded full run; past VLAB_SERVER_START_MS it runs direct)
       const before = spareServed();
       for (let i = 0; i < 15 && spareServed() === before; i++) await images();
       expect(spareServed(), diag()).toBe(before + 1);

@@ -20,11 +20,14 @@
  * Direct run (same result, Node's start-up cost) when: VLAB_NO_SERVER=1; NODE_OPTIONS or
  * NODE_DEBUG is set (they act on Node itself); the verb gives a container our terminal (`run -t`,
  * `exec -t`: wants_tty below); the bundle
- * is missing or older than a source file (bin/vbuild.js then runs the sources through tsx); no server is running (one is started in
- * the background for the next command); every server slot is busy with another command (a busy
- * slot sends us to the next one: BASE, BASE-1, … BASE-(VLAB_SERVER_SLOTS-1); a slot with no
- * server gets one started for the next concurrent command), or the server was built from another
- * bundle (it exits; the next command starts a fresh one).
+ * is missing or older than a source file (bin/vbuild.js then runs the sources through tsx); every
+ * server slot is busy with another command (a busy slot sends us to the next one: BASE, BASE-1, …
+ * BASE-(VLAB_SERVER_SLOTS-1)), or the server was built from another bundle (it exits; the next
+ * command starts a fresh one). A slot with no server: we start one and wait until it listens (at
+ * most VLAB_SERVER_START_MS, default 5000; we run direct if it exits first or takes longer), and
+ * run there: one node start-up for the command instead of two (ours direct and the server's
+ * beside it), and a burst's spares have served a command before the next burst; a slot whose
+ * server another client is starting sends us to the next slot.
  *
  * The hand-over has one commit point, our go-ahead. We send the request (no fds); the server
  * answers "A" (it will run it if told), "B" (busy: the next slot) or "R" (another bundle); on "A"
@@ -221,6 +224,47 @@ static int answer_ms(void) {
   return n < 1 ? 1 : n > 600000 ? 600000 : (int)n;
 }
 
+/* A connected socket to the slot's server; -1: none listens there; -2: an unusable path. */
+static int connect_slot(const char *base) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (snprintf(a.sun_path, sizeof a.sun_path, "%s.sock", base) >= (int)sizeof a.sun_path) return -2;
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -2;
+  if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) return s;
+  close(s);
+  return -1;
+}
+
+/* The bound on a server's start-up that we wait for, ms (VLAB_SERVER_START_MS, default 5000, 0-600000). */
+static int start_ms(void) {
+  const char *v = getenv("VLAB_SERVER_START_MS");
+  long n = v && *v ? atol(v) : 5000;
+  return n < 0 ? 0 : n > 600000 ? 600000 : (int)n;
+}
+
+/*
+ * Waits for the server we just started at base to listen: a connected socket, or -1 when it
+ * exited first (its lock is free: it holds BASE.lock for its life) or did not listen within
+ * start_ms() (the caller then runs direct, as without a server). A signal meanwhile ends us
+ * (nothing runs anywhere yet).
+ */
+static int await_slot(const char *base) {
+  char lp[PATH_MAX + 32];
+  snprintf(lp, sizeof lp, "%s.lock", base);
+  long long deadline = now_ms() + start_ms();
+  for (int i = 0;; i++) {
+    pending_signal();
+    int s = connect_slot(base);
+    if (s >= 0) return s;
+    int lock = open(lp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int gone = lock < 0 || flock(lock, LOCK_SH | LOCK_NB) == 0;
+    if (lock >= 0) close(lock);
+    if (gone || now_ms() >= deadline) return -1;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (i < 20 ? 2 : 10) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /*
  * Hands the command to the server of one slot: returns only when that server is busy, or is
  * being started by another client (the caller tries the next slot); else it ends this process
@@ -228,13 +272,15 @@ static int answer_ms(void) {
  * another bundle; a failed hand-over).
  */
 static void run_in(const char *base, const char *key, int k) {
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_un a = {.sun_family = AF_UNIX};
-  if (s < 0 || snprintf(a.sun_path, sizeof a.sun_path, "%s.sock", base) >= (int)sizeof a.sun_path) direct();
-  if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
-    close(s);
-    if (!start_server(base, k)) return;
-    direct();
+  int s = connect_slot(base);
+  if (s == -2) direct();
+  if (s < 0) {
+    if (!start_server(base, k)) return; /* another client is starting it (or it runs): the next slot */
+    /* We started it: wait until it listens and run there, rather than run direct beside its own
+     * start-up (two node start-ups on the machine for one command; a burst's spares would then
+     * serve their first command cold in the next burst). */
+    s = await_slot(base);
+    if (s < 0) direct();
   }
   /* Before the commit point: every wait bounded (a stopped server does not read or answer). */
   int bound = answer_ms();
