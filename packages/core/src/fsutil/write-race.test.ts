@@ -4,7 +4,7 @@
  * directory. The write lands in the tree or fails (E_LAYER_UNSAFE, E_CP_DEST, ...); the host
  * directory never gets an entry, and its mode and owner never change. Real kernel, bounded in time.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
@@ -14,7 +14,7 @@ import { isVlabError } from '@vlab/errors';
 import { copyToContainer } from './cp.ts';
 import { mkdirInRoot } from './in-root.ts';
 import { writeCopyInto } from '../solve/copy/write.ts';
-import type { PlanEntry } from '../solve/copy/plan.ts';
+import type { CopyPlan, PlanEntry } from '../solve/copy/plan.ts';
 
 /** Swaps ROOT/NAME with a link to HOST (NAME.away meanwhile), ~0.2 ms each, until killed. */
 const DIR_SWAPPER = `
@@ -30,7 +30,14 @@ for (;;) {
 }`;
 
 /** Errors a write may end with while the swapper runs (the tree changed under it). */
-const RACE_CODES = ['E_LAYER_UNSAFE', 'E_CP_DEST', 'E_CP_NOT_FOUND', 'E_NOT_A_DIRECTORY', 'E_CONTEXT_CHANGED'];
+const RACE_CODES = [
+  'E_LAYER_UNSAFE',
+  'E_ADD_EXTRACT',
+  'E_CP_DEST',
+  'E_CP_NOT_FOUND',
+  'E_NOT_A_DIRECTORY',
+  'E_CONTEXT_CHANGED',
+];
 const RACE_ERRNOS = ['ENOENT', 'EEXIST', 'ENOTDIR', 'ELOOP', 'EISDIR', 'ENOTEMPTY'];
 
 let top: string;
@@ -154,6 +161,32 @@ describe('writes into a tree whose directory is swapped for a link to a host dir
     const out = await race('workdir', 'd', 1500, async (root, n) => {
       await mkdirInRoot(root, `/d/w${n}/x`, { uid: 0, gid: 0 }, 0o700);
       await mkdirInRoot(root, `/d/sub`, { uid: 0, gid: 0 }, 0o700);
+    });
+    expect(out.written).toBeGreaterThan(0);
+  });
+  it('ADD of a local archive (writeCopyInto extracts): the archive never unpacks into the host dir', async () => {
+    // an archive of a file, a dir with a file, a symlink and a hard link
+    const a = path.join(top, 'add-src');
+    await fsp.mkdir(path.join(a, 'in'), { recursive: true });
+    await fsp.writeFile(path.join(a, 'evil'), 'pwned');
+    await fsp.writeFile(path.join(a, 'in', 'f'), 'f');
+    await fsp.symlink('/etc/passwd', path.join(a, 'lnk'));
+    await fsp.link(path.join(a, 'evil'), path.join(a, 'in', 'hard'));
+    const archive = path.join(top, 'add.tar');
+    execFileSync('tar', ['-C', a, '-cf', archive, 'evil', 'in', 'lnk']);
+    const st = fs.statSync(archive);
+    const out = await race('add', 'd', 1500, async (root, n) => {
+      await writeCopyInto(root, {
+        entries: [],
+        extracts: [
+          {
+            archive,
+            srcStat: { dev: st.dev, ino: st.ino, size: st.size },
+            format: 'tar',
+            dest: n % 2 ? '/d' : '/d/sub',
+          } as CopyPlan['extracts'][number],
+        ],
+      });
     });
     expect(out.written).toBeGreaterThan(0);
   });

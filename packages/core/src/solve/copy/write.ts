@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { InRootDirs, atFd, changedError, hostPath, openSameSync, readAllSync } from '@vlab/overlay';
+import { InRootDirs, atFd, changedError, hostPath, openSameSync, readAllSync, removeAt } from '@vlab/overlay';
 import { mkdirInRoot, partsIn, resolveInRoot } from '../../fsutil/in-root.ts';
 import { extractArchive } from '../ops/add.ts';
 import type { CopyPlan, PlanEntry } from './plan.ts';
@@ -53,30 +53,6 @@ async function writeFile(e: PlanEntry, at: string | Buffer): Promise<void> {
   } finally {
     fs.closeSync(src);
   }
-}
-
-/** `/proc/self/fd/FD/NAME` as bytes: NAME from a readdir, not UTF-8 maybe. */
-const atFdBytes = (fd: number, name: Buffer) => Buffer.concat([Buffer.from(`/proc/self/fd/${fd}/`), name]);
-
-/**
- * rm -rf of `name` in the directory open as `dirFd`, every directory below opened O_NOFOLLOW
- * from its parent's fd: a directory swapped for a link to a host one meanwhile is never walked.
- */
-function removeAt(dirFd: number, name: string | Buffer): void {
-  const at = typeof name === 'string' ? hostPath(atFd(dirFd, name)) : atFdBytes(dirFd, name);
-  const st = lstatOrUndefined(at);
-  if (!st) return;
-  if (!st.isDirectory()) {
-    fs.unlinkSync(at);
-    return;
-  }
-  const fd = fs.openSync(at, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  try {
-    for (const n of fs.readdirSync(atFd(fd, '.'), { encoding: 'buffer' })) removeAt(fd, n);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.rmdirSync(at);
 }
 
 function lstatOrUndefined(p: string | Buffer): fs.Stats | undefined {
@@ -152,11 +128,19 @@ async function writeEntries(root: string, inRoot: InRootDirs, plan: CopyPlan): P
       await writeFile(e, at(parts, name));
     }
   }
-  for (const x of plan.extracts)
-    await extractArchive(x.archive, x.format, await mkdirInRoot(root, x.dest, undefined, undefined, inRoot), {
-      want: x.srcStat,
-      name: path.basename(x.archive),
-    });
+  for (const x of plan.extracts) {
+    // unpacked into the destination pinned by an fd of its own (made and opened in-root), every
+    // entry relative to its parent's fd: a dir swapped for a link meanwhile gets nothing
+    const dest = partsIn(root, await mkdirInRoot(root, x.dest, undefined, undefined, inRoot));
+    const fd = fs.openSync(atFd(inRoot.dir(dest), '.'), O_RDONLY | O_DIRECTORY);
+    try {
+      // /proc/PID: the same directory for the helper processes the deferred nodes may go through
+      const pinned = `/proc/${process.pid}/fd/${fd}`;
+      await extractArchive(x.archive, x.format, pinned, { want: x.srcStat, name: path.basename(x.archive) }, true);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
   // Directory mtimes last, deepest first: writing their children changed them.
   for (const { parts, mtime } of dirs.reverse()) fs.futimesSync(inRoot.dir(parts), mtime, mtime);
 }
