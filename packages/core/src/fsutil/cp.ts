@@ -8,6 +8,7 @@
  * The host side is the trusted user's: plain paths.
  */
 import * as fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { VlabError, type ErrorCode } from '@vlab/errors';
@@ -178,7 +179,9 @@ async function copyIn(dirs: InRootDirs, parentParts: string[], name: string, src
   // made O_EXCL|O_NOFOLLOW and set through this fd: whatever the container swaps in at the name gets nothing
   const fd = fs.openSync(at(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
   try {
-    await pipeline(fs.createReadStream(src), fs.createWriteStream('', { fd, autoClose: false }));
+    // the kernel copies into this fd's /proc link: no stream is lent the fd (one that fails
+    // closes it too, later, maybe when its number names another file)
+    await fsp.copyFile(src, `/proc/self/fd/${fd}`);
     fs.fchownSync(fd, 0, 0);
     fs.fchmodSync(fd, st.mode & 0o7777);
     fs.futimesSync(fd, st.atime, st.mtime);
