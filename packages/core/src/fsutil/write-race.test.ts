@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVlabError } from '@vlab/errors';
 import { copyToContainer } from './cp.ts';
 import { mkdirInRoot } from './in-root.ts';
+import { createMountpoints, removeMountpoints } from '../exec/mountpoints.ts';
 import { writeCopyInto } from '../solve/copy/write.ts';
 import type { CopyPlan, PlanEntry } from '../solve/copy/plan.ts';
 
@@ -187,6 +188,16 @@ describe('writes into a tree whose directory is swapped for a link to a host dir
           } as CopyPlan['extracts'][number],
         ],
       });
+    });
+    expect(out.written).toBeGreaterThan(0);
+  });
+  it('RUN mountpoints (createMountpoints): never made in the host dir', async () => {
+    const out = await race('mountpoints', 'd', 1500, async (root, n) => {
+      const c = await createMountpoints(root, [
+        { target: `/d/m${n}/x`, kind: 'dir' },
+        { target: `/d/sub/f${n}`, kind: 'file' },
+      ]);
+      await removeMountpoints(c);
     });
     expect(out.written).toBeGreaterThan(0);
   });
