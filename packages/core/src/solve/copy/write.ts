@@ -142,5 +142,15 @@ async function writeEntries(root: string, inRoot: InRootDirs, plan: CopyPlan): P
     }
   }
   // Directory mtimes last, deepest first: writing their children changed them.
-  for (const { parts, mtime } of dirs.reverse()) fs.futimesSync(inRoot.dir(parts), mtime, mtime);
+  // One an archive replaced (a link, a file, gone) is skipped: no longer the plan's directory.
+  for (const { parts, mtime } of dirs.reverse()) {
+    let fd: number;
+    try {
+      fd = inRoot.dirOrErrno(parts);
+    } catch (e) {
+      if (['ELOOP', 'ENOTDIR', 'ENOENT'].includes((e as NodeJS.ErrnoException).code!)) continue;
+      throw e;
+    }
+    fs.futimesSync(fd, mtime, mtime);
+  }
 }
