@@ -62,6 +62,7 @@ describe.skipIf(!canSwitch)('rootless RUN --mount=type=bind from a stage (as nob
     await fs.mkdir(path.join(base, 'stage', 'd'), { recursive: true });
     await fs.writeFile(path.join(base, 'stage', 'd', 'inside'), 'stage file\n');
     await fs.writeFile(path.join(base, 'stage', 'f'), 'stage file\n');
+    await fs.utimes(path.join(base, 'stage', 'f'), 1_000_000, 1_000_000); // kept by the copy the step sees
     await run('chown', ['-R', `${NOBODY}:${NOBODY}`, base]);
     // the host dir: root's, readable by nobody, not writable
     hostDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-rootless-host-'));
@@ -98,8 +99,9 @@ describe.skipIf(!canSwitch)('rootless RUN --mount=type=bind from a stage (as nob
     if (!(await readable())) ctx.skip(); // nobody cannot read the checkout
     const r = await outcomes();
     const stage = { exitCode: 0, stdout: 'stage file\n', stderr: '' };
-    expect(r.roFile).toEqual(stage);
-    expect(r.rwFile).toEqual(stage);
+    const file = { ...stage, stdout: 'stage file\n1000000\n' }; // its mtime kept
+    expect(r.roFile).toEqual(file);
+    expect(r.rwFile).toEqual(file);
     expect(r.rwDir).toEqual({ ...stage, stdout: 'inside\nstage file\n' });
     expect(await fs.readdir(hostDir)).toEqual(['host-secret']);
     expect(await fs.readdir(path.join(base, 'stage', 'd'))).toEqual(['inside']); // rw writes are thrown away

@@ -32,7 +32,7 @@ const step = async (name: 'd' | 'f', rw: boolean) => {
         argv: [
           '/bin/sh',
           '-c',
-          name === 'f' ? 'cat /mnt' : `ls /mnt; cat /mnt/*; ${rw ? 'echo x > /mnt/new; ' : ''}true`,
+          name === 'f' ? 'cat /mnt; stat -c %Y /mnt' : `ls /mnt; cat /mnt/*; ${rw ? 'echo x > /mnt/new; ' : ''}true`,
         ],
         env: [],
         cwd: '/',

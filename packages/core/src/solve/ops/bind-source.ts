@@ -178,7 +178,7 @@ async function staged(
     // the fd's /proc link, kept open; a read-only one is mounted by the runtime by its path, as a
     // link to an fd of this process is another mount namespace's, which mount(2) refuses.
     if (st.isFile()) {
-      await fsp.copyFile(`/proc/self/fd/${fd}`, target);
+      await copyPinnedFile(fd, st, target);
       return target;
     }
     return rw ? keepPinned(fd, undo) : path.join(root, rel);
@@ -186,4 +186,25 @@ async function staged(
   if (st.isDirectory()) return contextView(context, rel, scratch, undo);
   await fsp.copyFile(`/proc/self/fd/${fd}`, target);
   return target;
+}
+
+/**
+ * The stage file pinned as `fd` copied to `target` (in this process's scratch dir) with the
+ * pinned stat's mtime and, where this process may, its owner (then its mode again: chown clears
+ * setuid/setgid), so the step sees the file as the stage has it.
+ */
+async function copyPinnedFile(fd: number, st: fs.Stats, target: string): Promise<void> {
+  await fsp.copyFile(`/proc/self/fd/${fd}`, target);
+  const out = fs.openSync(target, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  try {
+    try {
+      fs.fchownSync(out, st.uid, st.gid);
+    } catch (e) {
+      if (!['EPERM', 'EINVAL'].includes((e as NodeJS.ErrnoException).code!)) throw e; // unmapped owner
+    }
+    fs.fchmodSync(out, st.mode & 0o7777);
+    fs.futimesSync(out, st.atime, st.mtime);
+  } finally {
+    fs.closeSync(out);
+  }
 }
