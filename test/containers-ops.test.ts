@@ -160,6 +160,37 @@ describe('containers: diff, commit, cp', () => {
     expect(await fsp.readFile(path.join(marker, 'secret'), 'utf8')).toBe('host secret');
   });
 
+  it('cp into a dir the running container swaps for a link to a host dir, in a loop: the host dir never gets it', async () => {
+    const hostDir = path.join(tmp, 'swap-target');
+    await fsp.mkdir(hostDir);
+    await fsp.writeFile(path.join(hostDir, 'own'), 'host');
+    await fsp.writeFile(path.join(tmp, 'racing'), 'to the container');
+    await fsp.mkdir(path.join(tmp, 'racing-dir'));
+    await fsp.writeFile(path.join(tmp, 'racing-dir', 'f'), 'f');
+    // inside the container the link's target is nothing; through /proc/PID/root the host follows it to hostDir
+    const loop = `while :; do mv /dir /dir.away && ln -s ${hostDir} /dir; rm -f /dir; mv /dir.away /dir; done`;
+    const started = await exec(['sh', '-c', `mkdir -p /dir; (${loop}) >/dev/null 2>&1 & echo $! > /swapper.pid`]);
+    expect(started.code).toBe(0);
+    const outcomes = new Map<string, number>();
+    try {
+      const until = Date.now() + 2000;
+      for (let n = 0; Date.now() < until || n < 20; n++) {
+        const src = n % 2 ? path.join(tmp, 'racing-dir') : path.join(tmp, 'racing');
+        const got = (await code(copyTo(svc, 'ops', src, '/dir/'))) ?? 'error';
+        outcomes.set(got, (outcomes.get(got) ?? 0) + 1);
+        expect(await fsp.readdir(hostDir)).toEqual(['own']);
+      }
+    } finally {
+      await exec(['sh', '-c', 'kill $(cat /swapper.pid)']);
+    }
+    // refused while /dir was a link or away (E_CP_DEST, E_LAYER_UNSAFE; E_CONTEXT_CHANGED: a link replaced as it was resolved), else copied into the container's /dir
+    expect(
+      [...outcomes.keys()].filter((k) => !['ok', 'E_LAYER_UNSAFE', 'E_CP_DEST', 'E_CONTEXT_CHANGED'].includes(k)),
+    ).toEqual([]);
+    expect(outcomes.get('ok')).toBeGreaterThan(0);
+    expect(await fsp.readFile(path.join(hostDir, 'own'), 'utf8')).toBe('host');
+  });
+
   it('a stopped container: exec, pause, top refused (E_CONTAINER_NOT_RUNNING); diff and cp still work', async () => {
     await svc.stop('ops', { timeout: 1 });
     // one at a time: a call made before the previous is awaited rejects with no handler yet

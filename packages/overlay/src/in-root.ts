@@ -105,3 +105,27 @@ function layerUnsafe(e: unknown, rel: string): never {
   }
   throw e;
 }
+
+/** `/proc/self/fd/FD/NAME` as bytes: NAME from a readdir, not UTF-8 maybe. */
+const atFdBytes = (fd: number, name: Buffer) => Buffer.concat([Buffer.from(`/proc/self/fd/${fd}/`), name]);
+
+/**
+ * rm -rf of `name` in the directory open as `dirFd`, every directory below opened O_NOFOLLOW
+ * from its parent's fd: a directory swapped for a link to a host one meanwhile is never walked.
+ */
+export function removeAt(dirFd: number, name: string | Buffer): void {
+  const at = typeof name === 'string' ? hostPath(atFd(dirFd, name)) : atFdBytes(dirFd, name);
+  const st = fs.lstatSync(at, { throwIfNoEntry: false });
+  if (!st) return;
+  if (!st.isDirectory()) {
+    fs.unlinkSync(at);
+    return;
+  }
+  const fd = fs.openSync(at, FLAGS);
+  try {
+    for (const n of fs.readdirSync(atFd(fd, '.'), { encoding: 'buffer' })) removeAt(fd, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.rmdirSync(at);
+}

@@ -24,7 +24,7 @@ export {
 } from './mount.ts';
 export { nativeHelper, holdEventLoop, isalAddon } from './native.ts';
 export { hasEscapes, hostPath, nameBytes, nameFromBytes, readlinkName } from './fsname.ts';
-export { InRootDirs, atFd, openDirAt } from './in-root.ts';
+export { InRootDirs, atFd, openDirAt, removeAt } from './in-root.ts';
 export {
   openSameSync,
   readAllSync,

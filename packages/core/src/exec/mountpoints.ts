@@ -15,11 +15,23 @@
  *   is still a real directory: the container may have replaced one we made with a symlink to a
  *   host path (vlab-init does the same walk with O_NOFOLLOW).
  */
-import { promises as fs, lstatSync, mkdirSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  promises as fs,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  type BigIntStats,
+} from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { InRootDirs, atFd, hostPath } from '@vlab/overlay';
 import { resolveInRoot } from '../fsutil/in-root.ts';
+
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 
 const run = promisify(execFile);
 
@@ -43,6 +55,7 @@ export interface CreatedMountpoints {
 export async function createMountpoints(rootfs: string, reqs: MountpointRequest[]): Promise<CreatedMountpoints> {
   const root = path.resolve(rootfs);
   const out: CreatedMountpoints = { root, created: [], parents: new Map(), resolved: [] };
+  const dirs = new InRootDirs(root + '/.');
   try {
     for (const req of reqs) {
       const host = await resolveInRoot(root, req.target);
@@ -54,14 +67,18 @@ export async function createMountpoints(rootfs: string, reqs: MountpointRequest[
       for (let i = 0; i < parts.length; i++) {
         const next = path.join(cur, parts[i]);
         const last = i === parts.length - 1;
-        // synchronous: a handful of µs-long metadata calls on the path of every RUN
-        if (!lstatOrUndef(next)) {
+        // synchronous: a handful of µs-long metadata calls on the path of every RUN. Each entry
+        // from its parent's fd (opened O_NOFOLLOW from its own parent's): a directory the tree's
+        // writer swaps for a link to a host dir meanwhile is E_LAYER_UNSAFE, nothing made there
+        const parentFd = dirs.dir(parts.slice(0, i));
+        const at = hostPath(atFd(parentFd, parts[i]));
+        if (!lstatOrUndef(at)) {
           if (!out.parents.has(cur) && !out.created.some((c) => c.path === cur)) {
-            out.parents.set(cur, times(cur));
+            out.parents.set(cur, times(parentFd));
           }
           try {
-            if (last && req.kind === 'file') writeFileSync(next, '', { flag: 'wx', mode: 0o644 });
-            else mkdirSync(next, { mode: 0o755 });
+            if (last && req.kind === 'file') closeSync(openSync(at, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644));
+            else mkdirSync(at, { mode: 0o755 });
             out.created.push({ path: next, kind: last ? req.kind : 'dir' });
           } catch (e) {
             // Someone else made it meanwhile: not ours to remove.
@@ -75,6 +92,8 @@ export async function createMountpoints(rootfs: string, reqs: MountpointRequest[
   } catch (e) {
     await removeMountpoints(out).catch(() => {});
     throw e;
+  } finally {
+    dirs.close();
   }
 }
 
@@ -118,7 +137,7 @@ function plainDirsDown(root: string, dir: string): boolean {
   return true;
 }
 
-function lstatOrUndef(p: string) {
+function lstatOrUndef(p: string | Buffer) {
   try {
     return lstatSync(p, { throwIfNoEntry: false });
   } catch {
@@ -126,8 +145,9 @@ function lstatOrUndef(p: string) {
   }
 }
 
-function times(p: string): [string, string] {
-  const st = lstatSync(p, { bigint: true });
+/** atime and mtime of `p` (a path, lstat'ed) or of the directory open as fd `p`. */
+function times(p: string | number): [string, string] {
+  const st: BigIntStats = typeof p === 'number' ? fstatSync(p, { bigint: true }) : lstatSync(p, { bigint: true });
   const fmt = (ns: bigint) => `${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
   return [fmt(st.atimeNs), fmt(st.mtimeNs)];
 }

@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { VlabError } from '@vlab/errors';
 import type { ExtraHost, ExtraMount, NetworkMode, PortMapping, RunSpec } from './types.ts';
 import { resolveUser, type ResolvedUser } from './user.ts';
-import { resolveInRoot } from '../fsutil/in-root.ts';
+import { ensureDirIn, partsIn, resolveInRoot } from '../fsutil/in-root.ts';
+import { InRootDirs } from '@vlab/overlay';
 import { DEFAULT_PATH } from './defaults.ts';
 import { ownedTempDir } from '../fsutil/owned-temp.ts';
 import {
@@ -123,7 +124,7 @@ export async function prepareRun(
       Promise.all(
         extra.map(async (m): Promise<PreparedMount> => ({ ...m, hostTarget: await resolveInRoot(rootfs, m.target) })),
       ),
-      resolveInRoot(rootfs, cwd).then((hostCwd) => fs.mkdir(hostCwd, { recursive: true, mode: 0o755 })),
+      resolveInRoot(rootfs, cwd).then((hostCwd) => makeCwd(rootfs, hostCwd, cwd)),
     ]);
     return {
       id,
@@ -147,6 +148,23 @@ export async function prepareRun(
     await cleanup();
     if (e instanceof VlabError) throw e;
     throw new VlabError('E_EXEC_SETUP', `cannot prepare the build container: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * mkdir -p of the resolved working directory `hostCwd` under `rootfs`, 0755, each directory made
+ * from its parent's fd (ensureDirIn): nothing is made through a directory swapped for a symlink.
+ * Errors as mkdir's were: plain, so the caller gives them as E_EXEC_SETUP.
+ */
+function makeCwd(rootfs: string, hostCwd: string, cwd: string): void {
+  const root = path.resolve(rootfs);
+  const dirs = new InRootDirs(root + '/.');
+  try {
+    ensureDirIn(dirs, partsIn(root, hostCwd), cwd, undefined, 0o755);
+  } catch (e) {
+    throw new Error(`working directory ${cwd}: ${(e as Error).message}`, { cause: e });
+  } finally {
+    dirs.close();
   }
 }
 

@@ -8,6 +8,7 @@
  * The host side is the trusted user's: plain paths.
  */
 import * as fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { VlabError, type ErrorCode } from '@vlab/errors';
@@ -26,9 +27,21 @@ function partsOf(root: string, p: string): string[] {
   return rel ? rel.split(path.sep) : [];
 }
 
-/** lstat, but the root itself is followed: it may be given as /proc/PID/root (a magic link). */
-function lstatIn(root: string, p: string): fs.Stats | undefined {
-  return (p === root ? fs.statSync : fs.lstatSync)(p, { throwIfNoEntry: false });
+/**
+ * lstat of the entry `parts` under the root of `dirs`, its parent opened in-root (the root itself
+ * fstat'ed: it may be given as /proc/PID/root, a magic link); undefined when it, or a directory on
+ * the way, is not there now (a directory swapped for a link meanwhile is not followed).
+ */
+function lstatIn(dirs: InRootDirs, parts: string[]): fs.Stats | undefined {
+  if (!parts.length) return fs.fstatSync(dirs.dir([]));
+  let pfd: number;
+  try {
+    pfd = dirs.dirOrErrno(parts.slice(0, -1));
+  } catch (e) {
+    if (['ENOENT', 'ENOTDIR', 'ELOOP'].includes((e as NodeJS.ErrnoException).code!)) return undefined;
+    throw e;
+  }
+  return lstatAt(pfd, parts[parts.length - 1]!);
 }
 
 /** `src` ends with `/.`: its contents are copied, not the directory itself (docker cp). */
@@ -44,7 +57,7 @@ export async function copyFromContainer(root: string, src: string, dest: string)
   const name = path.posix.basename(path.posix.resolve('/', src));
   const dirs = new InRootDirs(root + '/.'); // '/.': a root given as /proc/PID/root is entered, not refused as a link
   try {
-    if (!lstatIn(root, parentHost)?.isDirectory())
+    if (!lstatIn(dirs, partsOf(root, parentHost))?.isDirectory())
       throw cpError('E_CP_NOT_FOUND', `no such file or directory in the container: ${src}`, src);
     const parts = partsOf(root, parentHost);
     const pfd = dirs.dir(parts);
@@ -117,7 +130,7 @@ export async function copyToContainer(root: string, src: string, dest: string): 
   const resolved = await resolveInRoot(root, destAbs);
   const dirs = new InRootDirs(root + '/.');
   try {
-    const destSt = lstatIn(root, resolved);
+    const destSt = lstatIn(dirs, partsOf(root, resolved));
     let parentParts: string[];
     let name: string;
     if (destSt?.isDirectory() && !(st.isDirectory() && contentsOnly(src))) {
@@ -131,7 +144,7 @@ export async function copyToContainer(root: string, src: string, dest: string): 
       if (/\/$/.test(dest)) throw cpError('E_CP_DEST', `destination directory ${dest} does not exist`, dest);
       parentParts = partsOf(root, path.dirname(resolved));
       name = path.basename(resolved);
-      const pst = lstatIn(root, path.dirname(resolved));
+      const pst = lstatIn(dirs, parentParts);
       if (!pst?.isDirectory())
         throw cpError('E_CP_DEST', `the parent of ${dest} is not a directory in the container`, dest);
       if (destSt && st.isDirectory()) throw cpError('E_CP_DEST', `cannot copy a directory to a file: ${dest}`, dest);
@@ -163,15 +176,17 @@ async function copyIn(dirs: InRootDirs, parentParts: string[], name: string, src
     return;
   }
   if (!st.isFile()) return; // host devices, fifos, sockets are not copied
+  // made O_EXCL|O_NOFOLLOW and set through this fd: whatever the container swaps in at the name gets nothing
   const fd = fs.openSync(at(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-  await pipeline(fs.createReadStream(src), fs.createWriteStream('', { fd }));
-  const done = fs.openSync(at(), O_RDONLY | O_NOFOLLOW);
   try {
-    fs.fchownSync(done, 0, 0);
-    fs.fchmodSync(done, st.mode & 0o7777);
-    fs.futimesSync(done, st.atime, st.mtime);
+    // the kernel copies into this fd's /proc link: no stream is lent the fd (one that fails
+    // closes it too, later, maybe when its number names another file)
+    await fsp.copyFile(src, `/proc/self/fd/${fd}`);
+    fs.fchownSync(fd, 0, 0);
+    fs.fchmodSync(fd, st.mode & 0o7777);
+    fs.futimesSync(fd, st.atime, st.mtime);
   } finally {
-    fs.closeSync(done);
+    fs.closeSync(fd);
   }
 }
 

@@ -4,11 +4,19 @@
  * which fs-extra's ensureDir/copy/outputFile and Node's own helpers do not; anything that needs
  * no in-root resolution uses node:fs/promises directly.
  */
-import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { DirsInRoot, lstatInRoot, openInRoot, readAllSync, readlinkInRoot } from '@vlab/overlay';
-import { closeSync } from 'node:fs';
+import {
+  DirsInRoot,
+  InRootDirs,
+  atFd,
+  hostPath,
+  lstatInRoot,
+  openInRoot,
+  readAllSync,
+  readlinkInRoot,
+} from '@vlab/overlay';
+import { closeSync, fchmodSync, fchownSync, lstatSync, mkdirSync } from 'node:fs';
 
 /** What path resolution reads of a tree: an lstat (undefined when absent) and a readlink. */
 export interface TreeLinks {
@@ -89,39 +97,84 @@ export async function resolveInRoot(
   }
 }
 
+/** Host path `host` under `root` (both resolved: `host` made by resolveInRoot) → its components. */
+export function partsIn(root: string, host: string): string[] {
+  const rel = path.relative(root, host);
+  return rel ? rel.split(path.sep) : [];
+}
+
 /**
  * mkdir -p inside a rootfs; created dirs get `mode` and owner. Returns the host path. A symlink
  * whose target is missing gets its target created (as Docker's WORKDIR does), target parents
- * included: the resolved path is in-root, so what is made is always under `root`.
+ * included: the resolved path is in-root, so what is made is always under `root`. Every
+ * directory is made and opened from its parent's fd (ensureDirIn): one that a concurrent writer
+ * swaps for a symlink meanwhile is E_LAYER_UNSAFE, nothing is made or chmod'ed through it.
+ * `dirs` (an InRootDirs of `root`) keeps the directories opened for the caller; else one is made.
  */
 export async function mkdirInRoot(
   root: string,
   p: string,
   owner?: { uid: number; gid: number },
   mode = 0o755,
+  dirs?: InRootDirs,
 ): Promise<string> {
+  root = path.resolve(root);
   const parts = path.posix.normalize(`/${p}`).split('/').filter(Boolean);
-  let cur = '/';
-  let host = root;
-  for (const name of parts) {
-    cur = path.posix.join(cur, name);
-    host = await resolveInRoot(root, cur);
-    const st = await fsp.stat(host).catch(() => undefined);
-    if (!st) {
-      // Through a dangling link the resolved parent may be missing too: make it the same way
-      // (the resolved path has no symlinks left in its existing part, so this ends).
-      const parent = path.dirname(host);
-      if (parent !== path.resolve(root) && !(await fsp.lstat(parent).catch(() => undefined))) {
-        await mkdirInRoot(root, path.relative(path.resolve(root), parent).split(path.sep).join('/'), owner, mode);
-      }
-      await fsp.mkdir(host, { mode });
-      await fsp.chmod(host, mode);
-      if (owner) await fsp.chown(host, owner.uid, owner.gid);
-    } else if (!st.isDirectory()) {
-      throw new VlabError('E_NOT_A_DIRECTORY', `${cur} exists in the image and is not a directory`);
+  const d = dirs ?? new InRootDirs(root + '/.');
+  try {
+    let cur = '/';
+    let host = root;
+    for (const name of parts) {
+      cur = path.posix.join(cur, name);
+      host = await resolveInRoot(root, cur);
+      ensureDirIn(d, partsIn(root, host), cur, owner, mode);
     }
+    return host;
+  } finally {
+    if (!dirs) d.close();
   }
-  return host;
+}
+
+/**
+ * Directory `parts` (components, no link among them: resolved) under the root of `dirs`, missing
+ * ones made with `mode` and owner, each from its parent's fd and then set through its own fd. A
+ * non-directory on the way is E_NOT_A_DIRECTORY (`shown` names it); a symlink (swapped in after
+ * the resolution) or a parent that is no longer a directory is E_LAYER_UNSAFE. Returns its fd
+ * (owned by `dirs`).
+ */
+export function ensureDirIn(
+  dirs: InRootDirs,
+  parts: readonly string[],
+  shown: string,
+  owner?: { uid: number; gid: number },
+  mode = 0o755,
+): number {
+  let fd = dirs.dir([]);
+  for (let i = 1; i <= parts.length; i++) {
+    const sub = parts.slice(0, i);
+    try {
+      fd = dirs.dirOrErrno(sub);
+      continue;
+    } catch (e) {
+      if (!['ENOENT', 'ENOTDIR', 'ELOOP'].includes((e as NodeJS.ErrnoException).code!)) throw e;
+    }
+    const at = hostPath(atFd(dirs.dir(sub.slice(0, -1)), sub[i - 1]!));
+    const st = lstatSync(at, { throwIfNoEntry: false });
+    if (st?.isSymbolicLink() || st?.isDirectory()) {
+      fd = dirs.dir(sub); // a link: E_LAYER_UNSAFE (it was none when resolved); a dir made meanwhile
+      continue;
+    }
+    if (st) throw new VlabError('E_NOT_A_DIRECTORY', `${shown} exists in the image and is not a directory`);
+    try {
+      mkdirSync(at, { mode });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // made meanwhile: opened as any other
+    }
+    fd = dirs.dir(sub);
+    fchmodSync(fd, mode);
+    if (owner) fchownSync(fd, owner.uid, owner.gid);
+  }
+  return fd;
 }
 
 /** The most readInRoot reads: /etc/passwd and /etc/group of real images are a few kB. */

@@ -21,6 +21,7 @@ import { ByteReader, readTar, type TarEntry, type ReadLimits } from './tar-forma
 import { Pending } from './pending.ts';
 import { isRealRoot } from '../sys.ts';
 import { hostPath, nameFromBytes } from '../fsname.ts';
+import { InRootDirs, atFd, removeAt } from '../in-root.ts';
 
 export interface ApplyOptions extends ReadLimits {
   whiteouts: WhiteoutMode;
@@ -28,6 +29,14 @@ export interface ApplyOptions extends ReadLimits {
   opaqueXattr?: string;
   /** Create char/block devices (default: only as real root); refused with E_LAYER_UNSAFE otherwise. */
   allowDevices?: boolean;
+  /**
+   * `dir` is a directory pinned by the caller (`/proc/self/fd/N` of an fd it opened in-root and
+   * keeps open): it is not realpath'ed, and every entry is made relative to its parent
+   * directory's fd, each opened O_NOFOLLOW from its own parent's (InRootDirs); a replaced entry
+   * is removed by an fd walk. For a tree a concurrent writer may change (ADD into a stage tree):
+   * a directory swapped for a symlink meanwhile is E_LAYER_UNSAFE, nothing is written through it.
+   */
+  pinned?: boolean;
 }
 
 const WH = '.wh.';
@@ -69,16 +78,29 @@ class Applier {
   private pending = new Pending();
   private root = isRealRoot();
   private opaque: string;
+  /** opts.pinned: the directories of `dir`, each opened from its parent's fd. */
+  private dirs?: InRootDirs;
   constructor(
     private dir: string,
     private opts: ApplyOptions,
   ) {
     this.opaque = opts.opaqueXattr ?? (this.root ? 'trusted.overlay.opaque' : 'user.overlay.opaque');
+    if (opts.pinned) this.dirs = new InRootDirs(dir + '/.', 128);
   }
 
-  /** The host path of `parts`, as bytes when a name is not UTF-8 (fsname.ts). */
+  /**
+   * The host path of `parts`, as bytes when a name is not UTF-8 (fsname.ts). Pinned: the name in
+   * its parent's fd (use it at once: a later dirs.dir() may close that fd).
+   */
   private abs(parts: readonly string[]): string | Buffer {
-    return hostPath(path.join(this.dir, ...parts));
+    if (!this.dirs) return hostPath(path.join(this.dir, ...parts));
+    if (!parts.length) return hostPath(this.dir);
+    return hostPath(atFd(this.dirs.dir(parts.slice(0, -1)), parts[parts.length - 1]));
+  }
+
+  /** Directory `parts` itself (to read it): pinned, through its own fd. */
+  private dirPath(parts: readonly string[]): string | Buffer {
+    return this.dirs ? atFd(this.dirs.dir(parts), '.') : this.abs(parts);
   }
 
   /**
@@ -121,7 +143,8 @@ class Applier {
     const st = lstatOrUndef(this.abs(parts));
     if (st?.isDirectory() && keepDir) return;
     this.pending.drop(parts);
-    if (st) fsync.rmSync(this.abs(parts), { recursive: true, force: true });
+    if (st && this.dirs) removeAt(this.dirs.dir(parts.slice(0, -1)), parts[parts.length - 1]);
+    else if (st) fsync.rmSync(this.abs(parts), { recursive: true, force: true });
   }
 
   /** Owner, mode and times through the fd of the file just written. */
@@ -204,7 +227,9 @@ class Applier {
             details: { name: h.name },
           });
         if (st.isDirectory()) unsafe('hard link to a directory', h.name);
-        fsync.linkSync(tabs, abs); // link(2) does not follow a symlink at tabs
+        if (!this.dirs)
+          fsync.linkSync(tabs, abs); // link(2) does not follow a symlink at tabs
+        else this.linkPinned(treal, real);
         return;
       }
       default: // char, block, fifo
@@ -221,7 +246,7 @@ class Applier {
       if (this.opts.whiteouts === 'overlay') {
         this.pending.xattr(parent, this.opaque, Buffer.from('y'));
       } else {
-        for (const n of fsync.readdirSync(this.abs(parent), 'buffer').map((b) => nameFromBytes(b))) {
+        for (const n of fsync.readdirSync(this.dirPath(parent), 'buffer').map((b) => nameFromBytes(b))) {
           if (!this.created.has([...parent, n].join('/'))) this.clear([...parent, n], false);
         }
       }
@@ -237,8 +262,30 @@ class Applier {
     }
   }
 
-  finish(): Promise<void> {
-    return this.pending.finish(this.dir, this.root);
+  /**
+   * Pinned hard link: the target's parent held by an fd of its own while the link's parent is
+   * opened (which may close fds the cache holds), so each path names the directory it was made for.
+   */
+  private linkPinned(target: string[], at: string[]): void {
+    const own = fsync.openSync(this.dirPath(target.slice(0, -1)), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+    try {
+      fsync.linkSync(hostPath(atFd(own, target[target.length - 1])), this.abs(at));
+    } finally {
+      fsync.closeSync(own);
+    }
+  }
+
+  async finish(): Promise<void> {
+    try {
+      await this.pending.finish(this.dirs ? `${this.dir}/.` : this.dir, this.root);
+    } finally {
+      this.close();
+    }
+  }
+
+  close(): void {
+    this.dirs?.close();
+    this.dirs = undefined;
   }
 }
 
@@ -262,14 +309,18 @@ export async function apply(
     h.update(b);
     size += b.length;
   });
-  const root = await fs.realpath(dir);
+  const root = opts.pinned ? dir : await fs.realpath(dir);
   const a = new Applier(root, opts);
-  let n = 0;
-  for await (const e of readTar(reader, opts)) {
-    await a.entry(e.header, e.body);
-    if (++n % BATCH === 0) await new Promise<void>((res) => setImmediate(res));
+  try {
+    let n = 0;
+    for await (const e of readTar(reader, opts)) {
+      await a.entry(e.header, e.body);
+      if (++n % BATCH === 0) await new Promise<void>((res) => setImmediate(res));
+    }
+    await reader.drain();
+    await a.finish();
+  } finally {
+    a.close();
   }
-  await reader.drain();
-  await a.finish();
   return { diffId: `sha256:${h.digest('hex')}`, size };
 }

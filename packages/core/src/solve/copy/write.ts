@@ -6,10 +6,10 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { changedError, hostPath, openSameSync, readAllSync, type FileIdentity } from '@vlab/overlay';
-import { mkdirInRoot, resolveInRoot } from '../../fsutil/in-root.ts';
+import { InRootDirs, atFd, changedError, hostPath, openSameSync, readAllSync, removeAt } from '@vlab/overlay';
+import { mkdirInRoot, partsIn, resolveInRoot } from '../../fsutil/in-root.ts';
 import { extractArchive } from '../ops/add.ts';
-import type { CopyPlan } from './plan.ts';
+import type { CopyPlan, PlanEntry } from './plan.ts';
 
 /** Files above this size are copied by the kernel asynchronously (copy_file_range/reflink). */
 const BIG_FILE = 1 << 20;
@@ -18,23 +18,40 @@ const breathe = () => new Promise<void>((r) => setImmediate(r));
 /** One read buffer for every small file copied. */
 const smallBuf = Buffer.allocUnsafe(BIG_FILE);
 
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY } = fs.constants;
+
 /**
- * Copies the file a walk saw at `src` (opened as that very file: open-same.ts, else
- * E_CONTEXT_CHANGED) to the new host path `at`. A big one is copied by the kernel through its
- * fd's /proc/self/fd link (the open file itself, whatever the name is now).
+ * Writes the file of `e` as the new entry `at` (a name in a directory opened in-root: its
+ * /proc/self/fd path), created O_EXCL|O_NOFOLLOW and given its owner, mode and times through its
+ * own fd: whatever is swapped in at that name meanwhile gets nothing. A source the walk saw
+ * (`srcStat`) is opened as that very file (open-same.ts, else E_CONTEXT_CHANGED); a big one is
+ * copied by the kernel from its fd's /proc/self/fd link to the new file's.
  */
-async function copySame(src: string, want: FileIdentity, at: string | Buffer, name: string): Promise<void> {
-  const { fd } = openSameSync(src, want, name);
+async function writeFile(e: PlanEntry, at: string | Buffer): Promise<void> {
+  const src = e.srcStat ? openSameSync(e.source!, e.srcStat, e.path).fd : fs.openSync(hostPath(e.source!), O_RDONLY);
   try {
-    if (want.size <= BIG_FILE) {
-      readAllSync(fd, smallBuf, 0, want.size, name);
-      fs.writeFileSync(at, smallBuf.subarray(0, want.size), { flag: 'wx', mode: 0o600 });
-      return;
+    const size = e.srcStat ? e.srcStat.size : fs.fstatSync(src).size;
+    const out = fs.openSync(at, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    try {
+      if (e.srcStat && size <= BIG_FILE) {
+        readAllSync(src, smallBuf, 0, size, e.path);
+        for (let n = 0; n < size;) n += fs.writeSync(out, smallBuf, n, size - n, n);
+      } else {
+        const from = `/proc/self/fd/${src}`;
+        const to = `/proc/self/fd/${out}`;
+        if (size > BIG_FILE) await fsp.copyFile(from, to);
+        else fs.copyFileSync(from, to);
+        if (e.srcStat && fs.fstatSync(out).size !== size) throw changedError(e.path); // it grew or shrank meanwhile
+      }
+      // chown before chmod: chown clears setuid/setgid bits
+      fs.fchownSync(out, e.uid, e.gid);
+      fs.fchmodSync(out, e.mode);
+      fs.futimesSync(out, e.mtime, e.mtime);
+    } finally {
+      fs.closeSync(out);
     }
-    await fsp.copyFile(`/proc/self/fd/${fd}`, at, fs.constants.COPYFILE_EXCL);
-    if (fs.lstatSync(at).size !== want.size) throw changedError(name); // it grew or shrank meanwhile
   } finally {
-    fs.closeSync(fd);
+    fs.closeSync(src);
   }
 }
 
@@ -47,61 +64,93 @@ function lstatOrUndefined(p: string | Buffer): fs.Stats | undefined {
 }
 
 /**
- * Write `plan` into `rootfs`. Entries come parents first and every parent is an entry, so each
- * path is built from host dirs this writer made or checked to be real dirs: no symlink of the
- * image is followed (the plan resolved the destination's own links already). Small files and
+ * Write `plan` into `rootfs`. Entries come parents first and every parent is an entry; the plan
+ * resolved the destination's own links already. Every entry is made relative to its parent
+ * directory's fd, every directory opened O_NOFOLLOW|O_DIRECTORY from its parent's (overlay's
+ * InRootDirs), and metadata is set through the entry's own fd (a symlink's by l-calls on its
+ * name in that parent): a directory swapped for a symlink to a host directory meanwhile (a
+ * concurrent writer of the tree) is E_LAYER_UNSAFE, no write follows it. Small files and
  * metadata use synchronous calls in batches: for thousands of small files the thread-pool round
  * trip of each async call costs more than the call itself. Archives are unpacked last.
  */
 export async function writeCopyInto(rootfs: string, plan: CopyPlan): Promise<void> {
-  const hostDirs = new Map<string, string>([['', rootfs]]);
-  const hostOf = async (p: string): Promise<string> => {
+  const root = path.resolve(rootfs);
+  const inRoot = new InRootDirs(root + '/.', 128); // '/.': a root that is a link is entered
+  try {
+    await writeEntries(root, inRoot, plan);
+  } finally {
+    inRoot.close();
+  }
+}
+
+async function writeEntries(root: string, inRoot: InRootDirs, plan: CopyPlan): Promise<void> {
+  const dirParts = new Map<string, string[]>([['', []]]); // plan dir -> its components under root
+  /** The components of `p`'s parent dir under root, and `p`'s name. */
+  const place = async (p: string): Promise<[string[], string]> => {
     const parent = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '';
-    const dir = hostDirs.get(parent) ?? (await resolveInRoot(rootfs, parent));
-    return path.join(dir, path.posix.basename(p));
+    const parts = dirParts.get(parent) ?? partsIn(root, await resolveInRoot(root, parent));
+    return [parts, path.posix.basename(p)];
   };
-  const dirs: { host: string | Buffer; mtime: number }[] = [];
+  /** `name` in directory `parts`, opened now (E_LAYER_UNSAFE if it is no longer one): a name that is not UTF-8 as its bytes. */
+  const at = (parts: string[], name: string) => hostPath(atFd(inRoot.dir(parts), name));
+  const dirs: { parts: string[]; mtime: number }[] = [];
   let n = 0;
   for (const e of plan.entries) {
     if (++n % BATCH === 0) await breathe();
+    const [parts, name] = await place(e.path);
     if (e.unchanged) {
-      hostDirs.set(e.path, await hostOf(e.path));
+      dirParts.set(e.path, [...parts, name]);
       continue;
     }
-    const host = await hostOf(e.path);
-    const at = hostPath(host); // a name that is not UTF-8: its bytes
-    const existing = lstatOrUndefined(at);
+    const existing = lstatOrUndefined(at(parts, name));
     if (e.type === 'dir') {
-      if (existing && !existing.isDirectory()) fs.rmSync(at, { recursive: true, force: true });
-      if (!existing?.isDirectory()) fs.mkdirSync(at);
-      hostDirs.set(e.path, host);
-      fs.chownSync(at, e.uid, e.gid);
-      fs.chmodSync(at, e.mode);
-      dirs.push({ host: at, mtime: e.mtime });
+      if (existing && !existing.isDirectory()) removeAt(inRoot.dir(parts), name);
+      if (!existing?.isDirectory()) fs.mkdirSync(at(parts, name));
+      const own = [...parts, name];
+      dirParts.set(e.path, own);
+      const fd = inRoot.dir(own); // O_NOFOLLOW: a link swapped in is E_LAYER_UNSAFE
+      fs.fchownSync(fd, e.uid, e.gid);
+      fs.fchmodSync(fd, e.mode);
+      dirs.push({ parts: own, mtime: e.mtime });
       continue;
     }
-    if (existing) fs.rmSync(at, { recursive: true, force: true });
+    if (existing) removeAt(inRoot.dir(parts), name);
     if (e.type === 'symlink') {
-      fs.symlinkSync(hostPath(e.linkname), at);
-      fs.lchownSync(at, e.uid, e.gid);
-      fs.lutimesSync(at, e.mtime, e.mtime);
+      const p = at(parts, name);
+      fs.symlinkSync(hostPath(e.linkname), p);
+      fs.lchownSync(p, e.uid, e.gid);
+      fs.lutimesSync(p, e.mtime, e.mtime);
     } else if (e.type === 'link') {
-      fs.linkSync(hostPath(await hostOf(e.linkname)), at);
+      const [tParts, tName] = await place(e.linkname);
+      const target = at(tParts, tName);
+      fs.linkSync(target, at(parts, name)); // link(2) does not follow a symlink at `target`
     } else {
-      if (e.srcStat) await copySame(e.source!, e.srcStat, at, e.path);
-      else if (e.size > BIG_FILE) await fsp.copyFile(hostPath(e.source!), at);
-      else fs.copyFileSync(hostPath(e.source!), at);
-      // chown before chmod: chown clears setuid/setgid bits
-      fs.chownSync(at, e.uid, e.gid);
-      fs.chmodSync(at, e.mode);
-      fs.utimesSync(at, e.mtime, e.mtime);
+      await writeFile(e, at(parts, name));
     }
   }
-  for (const x of plan.extracts)
-    await extractArchive(x.archive, x.format, await mkdirInRoot(rootfs, x.dest), {
-      want: x.srcStat,
-      name: path.basename(x.archive),
-    });
+  for (const x of plan.extracts) {
+    // unpacked into the destination pinned by an fd of its own (made and opened in-root), every
+    // entry relative to its parent's fd: a dir swapped for a link meanwhile gets nothing
+    const dest = partsIn(root, await mkdirInRoot(root, x.dest, undefined, undefined, inRoot));
+    const fd = fs.openSync(atFd(inRoot.dir(dest), '.'), O_RDONLY | O_DIRECTORY);
+    try {
+      // /proc/PID: the same directory for the helper processes the deferred nodes may go through
+      const pinned = `/proc/${process.pid}/fd/${fd}`;
+      await extractArchive(x.archive, x.format, pinned, { want: x.srcStat, name: path.basename(x.archive) }, true);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
   // Directory mtimes last, deepest first: writing their children changed them.
-  for (const { host, mtime } of dirs.reverse()) fs.utimesSync(host, mtime, mtime);
+  // One an archive replaced (a link, a file, gone) is skipped: no longer the plan's directory.
+  for (const { parts, mtime } of dirs.reverse()) {
+    let fd: number;
+    try {
+      fd = inRoot.dirOrErrno(parts);
+    } catch (e) {
+      if (['ELOOP', 'ENOTDIR', 'ENOENT'].includes((e as NodeJS.ErrnoException).code!)) continue;
+      throw e;
+    }
+    fs.futimesSync(fd, mtime, mtime);
+  }
 }

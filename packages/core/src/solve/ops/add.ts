@@ -52,6 +52,7 @@ export async function extractArchive(
   kind: Exclude<ArchiveKind, undefined>,
   destDir: string,
   walked?: Walked,
+  pinned = false,
 ): Promise<void> {
   // the fd read, at most the size walked (a file that grows is not read on); closed by the stream
   const fd = openArchive(file, walked);
@@ -72,7 +73,7 @@ export async function extractArchive(
   // an xz/bzip2 that fails ends its output early: an empty or cut archive, not an error by itself
   const exited = child && new Promise<number | null>((res) => child.once('close', (code) => res(code)));
   try {
-    await apply(stream, destDir, { whiteouts: 'oci' });
+    await apply(stream, destDir, { whiteouts: 'oci', pinned });
     const code = await exited;
     if (code !== undefined && code !== 0)
       throw new VlabError('E_ADD_EXTRACT', `ADD: ${kind} could not decompress ${path.basename(file)} (exit ${code})`);

@@ -71,7 +71,7 @@ export async function bindSource({
     view = !!context && !!shows?.hides && st.isDirectory();
     src = view
       ? await contextView(context!, rel, scratch, undo)
-      : await staged(pinned, root, rel, scratch, undo, context);
+      : await staged(pinned, root, rel, scratch, undo, context, rw);
   } finally {
     fs.closeSync(fd); // a mount holds what it shows
   }
@@ -98,7 +98,9 @@ export async function bindSource({
   // cp(1) walks a tree by its paths: a live context directory's copy is made from the walk (context-view.ts)
   if (context && st.isDirectory() && !view) src = await contextView(context, rel, scratch, undo);
   const copy = path.join(dir, 'copy');
-  await promisify(execFile)('cp', ['-a', '--', src, copy]).catch((e: Error & { stderr?: string }) => {
+  // a pinned source is a /proc fd link: a directory copied through it (`/.`), a file dereferenced
+  const args = st.isDirectory() ? ['-a', '--', `${src}/.`, copy] : ['-a', '-L', '--', src, copy];
+  await promisify(execFile)('cp', args).catch((e: Error & { stderr?: string }) => {
     throw new VlabError(
       'E_RUN_MOUNT',
       `RUN --mount=type=bind,source=${source},rw: copying it failed: ${(e.stderr || e.message).trim()}`,
@@ -126,11 +128,26 @@ function pin(root: string, rel: string, source: string, where: string): { fd: nu
   }
 }
 
+/** Linux's O_PATH (Node does not name it). */
+const O_PATH = 0o10000000;
+
+/**
+ * `/proc/<this pid>/fd/N` of a second O_PATH fd on the pinned file (opened through the first's
+ * /proc/self/fd link: the same file), kept open until the step's undo: the runtime's mount (or
+ * cp) of that path reaches the very file pinned, whatever its path names now.
+ */
+function keepPinned(fd: number, undo: Undo): string {
+  const kept = fs.openSync(`/proc/self/fd/${fd}`, O_PATH);
+  undo.push(async () => fs.closeSync(kept));
+  return `/proc/${process.pid}/fd/${kept}`;
+}
+
 /**
  * The pinned source bound read-only under `scratch` (mountPinned): a path the runtime can mount,
  * showing that very file or directory. Where this process cannot mount (rootless): a context
- * directory's view made from the walk, a context file's copy through the fd, a stage's own path
- * (nothing changes a stage's tree while it is used).
+ * directory's view made from the walk, a context file's or a stage file's copy through the fd, a
+ * stage directory for `rw` by its fd's /proc link (keepPinned: bindSource copies through it), a
+ * read-only stage directory by its path (left: the runtime mounts it by name).
  */
 async function staged(
   { fd, st }: { fd: number; st: fs.Stats },
@@ -138,7 +155,8 @@ async function staged(
   rel: string,
   scratch: string,
   undo: Undo,
-  context?: BuildContext,
+  context: BuildContext | undefined,
+  rw: boolean,
 ): Promise<string> {
   const dir = await fsp.mkdtemp(path.join(scratch, `bind-${process.pid}-`));
   const target = path.join(dir, 'src');
@@ -155,8 +173,38 @@ async function staged(
     log('bind of %s: cannot mount it pinned (%s)', rel || '.', e.message);
     await fsp.rm(target, { recursive: true, force: true });
   }
-  if (!context) return path.join(root, rel);
+  if (!context) {
+    // A stage's file: copied through the fd. A directory: a rw one is copied (bindSource) through
+    // the fd's /proc link, kept open; a read-only one is mounted by the runtime by its path, as a
+    // link to an fd of this process is another mount namespace's, which mount(2) refuses.
+    if (st.isFile()) {
+      await copyPinnedFile(fd, st, target);
+      return target;
+    }
+    return rw ? keepPinned(fd, undo) : path.join(root, rel);
+  }
   if (st.isDirectory()) return contextView(context, rel, scratch, undo);
   await fsp.copyFile(`/proc/self/fd/${fd}`, target);
   return target;
+}
+
+/**
+ * The stage file pinned as `fd` copied to `target` (in this process's scratch dir) with the
+ * pinned stat's mtime and, where this process may, its owner (then its mode again: chown clears
+ * setuid/setgid), so the step sees the file as the stage has it.
+ */
+async function copyPinnedFile(fd: number, st: fs.Stats, target: string): Promise<void> {
+  await fsp.copyFile(`/proc/self/fd/${fd}`, target);
+  const out = fs.openSync(target, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  try {
+    try {
+      fs.fchownSync(out, st.uid, st.gid);
+    } catch (e) {
+      if (!['EPERM', 'EINVAL'].includes((e as NodeJS.ErrnoException).code!)) throw e; // unmapped owner
+    }
+    fs.fchmodSync(out, st.mode & 0o7777);
+    fs.futimesSync(out, st.atime, st.mtime);
+  } finally {
+    fs.closeSync(out);
+  }
 }

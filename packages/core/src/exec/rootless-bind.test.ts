@@ -1,0 +1,117 @@
+/**
+ * Rootless RUN --mount=type=bind from a stage's tree: this process cannot mount, so the source is
+ * not bound pinned here (bind-source.ts staged's fallback). The stage's `/d` is swapped for a
+ * symlink to a host directory after the source was resolved and before the step mounts it: the
+ * step must see the stage's directory, never the host's (testing/rootless-bind-script.ts, run as
+ * nobody with setpriv, as rootless.test.ts does).
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeBusyboxRootfs } from './testing/rootfs.ts';
+
+const script = fileURLToPath(new URL('./testing/rootless-bind-script.ts', import.meta.url));
+const tools = ['/usr/bin/setpriv', '/usr/bin/unshare'];
+const canSwitch = process.getuid?.() === 0 && tools.every((t) => existsSync(t));
+const NOBODY = 65534;
+
+function run(
+  cmd: string,
+  args: string[],
+  cwd?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr += d));
+    c.on('error', reject);
+    c.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+interface Step {
+  exitCode?: number;
+  error?: string;
+  message?: string;
+  stdout?: string;
+  stderr?: string;
+}
+
+describe.skipIf(!canSwitch)('rootless RUN --mount=type=bind from a stage (as nobody)', () => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+  });
+
+  /** The script's outcomes, run once as nobody. */
+  let got: Promise<Record<'roDir' | 'rwDir' | 'roFile' | 'rwFile', Step> & { tmpLeft: string[] }> | undefined;
+  let hostDir = '';
+  let base = '';
+  const outcomes = async () => (got ??= runScript());
+  const runScript = async () => {
+    base = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-rootless-bind-'));
+    dirs.push(base);
+    await fs.chmod(base, 0o755);
+    await fs.rename(await makeBusyboxRootfs(base), path.join(base, 'root'));
+    await fs.mkdir(path.join(base, 'tmp'));
+    await fs.mkdir(path.join(base, 'stage', 'd'), { recursive: true });
+    await fs.writeFile(path.join(base, 'stage', 'd', 'inside'), 'stage file\n');
+    await fs.writeFile(path.join(base, 'stage', 'f'), 'stage file\n');
+    await fs.utimes(path.join(base, 'stage', 'f'), 1_000_000, 1_000_000); // kept by the copy the step sees
+    await run('chown', ['-R', `${NOBODY}:${NOBODY}`, base]);
+    // the host dir: root's, readable by nobody, not writable
+    hostDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-rootless-host-'));
+    dirs.push(hostDir);
+    await fs.chmod(hostDir, 0o755);
+    await fs.writeFile(path.join(hostDir, 'host-secret'), 'host secret\n', { mode: 0o644 });
+    const r = await run(
+      'setpriv',
+      [
+        `--reuid=${NOBODY}`,
+        `--regid=${NOBODY}`,
+        '--clear-groups',
+        '--inh-caps=-all',
+        'env',
+        `HOME=${base}`,
+        process.execPath,
+        '--import',
+        'tsx',
+        script,
+        base,
+        hostDir,
+      ],
+      path.dirname(script),
+    );
+    const out = r.stdout.trim().split('\n').pop() ?? '';
+    if (r.code !== 0 || !out.startsWith('{')) throw new Error(`rootless bind script failed (${r.code}): ${r.stderr}`);
+    return JSON.parse(out);
+  };
+  const readable = async () =>
+    (await run('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'test', '-r', script])).code ===
+    0;
+
+  it('a stage file, and a stage dir bound rw, swapped for a link to the host after the pin: the step sees the stage', async (ctx) => {
+    if (!(await readable())) ctx.skip(); // nobody cannot read the checkout
+    const r = await outcomes();
+    const stage = { exitCode: 0, stdout: 'stage file\n', stderr: '' };
+    const file = { ...stage, stdout: 'stage file\n1000000\n' }; // its mtime kept
+    expect(r.roFile).toEqual(file);
+    expect(r.rwFile).toEqual(file);
+    expect(r.rwDir).toEqual({ ...stage, stdout: 'inside\nstage file\n' });
+    expect(await fs.readdir(hostDir)).toEqual(['host-secret']);
+    expect(await fs.readdir(path.join(base, 'stage', 'd'))).toEqual(['inside']); // rw writes are thrown away
+    expect(r.tmpLeft).toEqual([]);
+  });
+
+  // Known gap: a read-only stage dir is mounted by the runtime by its path (a /proc link to this
+  // process's fd is another mount namespace's mount, which mount(2) refuses in the user namespace).
+  it.fails('known gap: a read-only stage dir swapped the same way is seen as the host dir', async (ctx) => {
+    if (!(await readable())) ctx.skip();
+    expect((await outcomes()).roDir).toEqual({ exitCode: 0, stdout: 'inside\nstage file\n', stderr: '' });
+  });
+});
