@@ -235,14 +235,15 @@ export class BuildContext {
         files.reserve(hi - lo);
         if (hi > lo) cached.range(lo, hi);
         let slice = Date.now();
-        // Files up to READAHEAD ahead are asked for from the disk (TableHashes.prefetch): free
-        // when the context is in the page cache, its reads overlapped when it is not.
+        // Once reads come from the disk (TableHashes.cold), files up to READAHEAD ahead are asked
+        // for (TableHashes.prefetch): the reads of an uncached context overlap; a cached one pays nothing.
         let next = lo;
         let ahead = READAHEAD;
         const wanted = (j: number) =>
           typeOf(t.mode(j)) === 'file' && !(exclude.length && excluded(relativeTo(root.content, t.rels[j]!)));
         for (let i = lo; i < hi; i++) {
-          for (; ahead && next < hi && next <= i + ahead; next++)
+          if (ahead && next <= i) next = i + 1;
+          for (; ahead && cached.cold && next < hi && next <= i + ahead; next++)
             if (wanted(next) && !cached.prefetch(next, t.stat(next))) ahead = 0;
           const rel = t.rels[i]!;
           if (exclude.length && excluded(relativeTo(root.content, rel))) continue;

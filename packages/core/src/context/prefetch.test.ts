@@ -1,6 +1,6 @@
 /**
  * The checksum asks the disk for the small files it reads next (TableHashes.prefetch,
- * POSIX_FADV_WILLNEED through vlab-fadvise.node): the same digests and hash-cache records as
+ * POSIX_FADV_WILLNEED through vlab-fadvise.node) once its reads come from the disk: the same digests and hash-cache records as
  * reading each file when it comes, every fd it opened closed, excluded files never opened, and a
  * file replaced after its prefetch still hashed as the file the walk saw.
  */
@@ -82,6 +82,7 @@ describe.skipIf(!canWillNeed())('checksum read-ahead (vlab-fadvise.node willneed
     const table = cache.forTable(dir, t.rels);
     table.range(0, t.rels.length);
     const before = openFds();
+    expect(table.cold).toBe(false); // nothing read yet: a checksum would not prefetch
     expect(table.prefetch(i, t.stat(i))).toBe(true);
     expect(openFds()).toBe(before + 1);
     await fsp.writeFile(path.join(dir, 'data', 'new'), 'replaced');
