@@ -12,6 +12,8 @@ import { FileDigests } from './file-digests.ts';
 import { phases } from '../debug/phases.ts';
 
 const HASH_BATCH = 32;
+/** Small files a checksum asks the disk for ahead of reading them (TableHashes.prefetch): fds held at most. */
+const READAHEAD = 64;
 /** Longest the context walk keeps the event loop to itself. */
 const WALK_SLICE_MS = 20;
 
@@ -197,6 +199,7 @@ export class BuildContext {
     try {
       await this.hashInto(files, cached, t, selections, exclude);
     } finally {
+      cached.dropAhead();
       cached.close();
     }
     const digest = files.digest();
@@ -232,7 +235,16 @@ export class BuildContext {
         files.reserve(hi - lo);
         if (hi > lo) cached.range(lo, hi);
         let slice = Date.now();
+        // Once reads come from the disk (TableHashes.cold), files up to READAHEAD ahead are asked
+        // for (TableHashes.prefetch): the reads of an uncached context overlap; a cached one pays nothing.
+        let next = lo;
+        let ahead = READAHEAD;
+        const wanted = (j: number) =>
+          typeOf(t.mode(j)) === 'file' && !(exclude.length && excluded(relativeTo(root.content, t.rels[j]!)));
         for (let i = lo; i < hi; i++) {
+          if (ahead && next <= i) next = i + 1;
+          for (; ahead && cached.cold && next < hi && next <= i + ahead; next++)
+            if (wanted(next) && !cached.prefetch(next, t.stat(next))) ahead = 0;
           const rel = t.rels[i]!;
           if (exclude.length && excluded(relativeTo(root.content, rel))) continue;
           const mode = t.mode(i);

@@ -7,11 +7,16 @@ import { Writable } from 'node:stream';
 import { changedError, hasEscapes, hostPath, nameBytes, nameFromBytes, openSameSync, readAllSync } from '@vlab/overlay';
 import type { StatLike } from './walk.ts';
 import { HashRecords, RECORD, RootIndex } from './hash-records.ts';
+import { willNeed } from '../store/page-cache.ts';
 
 /** Files up to this size are read in one call; larger ones are streamed (never whole in memory). */
 const SMALL_FILE = 1 << 20;
 /** Files up to this size are hashed with synchronous reads (hashSync). */
 const SYNC_FILE = 256 * 1024;
+/** A small file's open, read and close taking longer than this came from the disk (a hit: ~10 µs). */
+const SLOW_READ_MS = 0.2;
+/** After this many slow reads a checksum prefetches (TableHashes.cold). */
+const SLOW_READS = 16;
 /** One read buffer for every synchronous hash: no allocation per file. */
 const readBuf = Buffer.allocUnsafe(SYNC_FILE);
 
@@ -247,6 +252,19 @@ export class FileHashCache {
 export class TableHashes {
   /** Entry i's record, -1 for none (found for the ranges `range` was given). */
   private slots?: Int32Array;
+  /** Files `prefetch` opened and asked the kernel for, by entry, until `sync` reads them. */
+  private ahead = new Map<number, { fd: number; st: fs.Stats }>();
+  /** `sync`'s reads that took longer than a page-cache hit does (SLOW_READ_MS). */
+  private slowReads = 0;
+
+  /**
+   * Whether the files read so far came from the disk (SLOW_READS of them took longer than a
+   * cached read): then the caller prefetches. A context in the page cache never does, so its
+   * checksum pays no fadvise (measured ~10 % slower with it, warm).
+   */
+  get cold(): boolean {
+    return this.slowReads >= SLOW_READS;
+  }
 
   constructor(
     private readonly cache: FileHashCache,
@@ -268,21 +286,63 @@ export class TableHashes {
     this.idx.match(this.rels, lo, hi, this.slots);
   }
 
-  /** The record of file `i` remembered for `st` (a hit), else -1. */
-  private known(i: number, st: StatLike): number {
+  /** The record of file `i` remembered for `st` (a hit, counted unless `peek`), else -1. */
+  private known(i: number, st: StatLike, peek = false): number {
     const slot = this.slots![i]!;
     if (slot < 0 || !this.cache.records.matches(slot, st)) return -1;
-    this.cache.hits++;
+    if (!peek) this.cache.hits++;
     return slot;
+  }
+
+  /**
+   * Small file `i` (walked as `st`) is read soon by `sync`: when it is not remembered, open it now
+   * (as that very file: open-same.ts) and ask the kernel to start reading it (POSIX_FADV_WILLNEED,
+   * page-cache.ts), so that the reads of a context not in the page cache overlap on the disk
+   * instead of waiting one file at a time (200,000 files: 18 s -> see bench/README.md, session
+   * 26). False when it cannot (no addon): the caller stops asking. An error (the file changed)
+   * is left for `sync`'s own open to report.
+   */
+  prefetch(i: number, st: StatLike): boolean {
+    if (st.size === 0 || st.size > SYNC_FILE || this.ahead.has(i) || this.known(i, st, true) >= 0) return true;
+    const rel = this.rels[i]!;
+    let opened: { fd: number; st: fs.Stats };
+    try {
+      opened = openSameSync(absOf(this.root, rel), st, rel);
+    } catch {
+      return true;
+    }
+    if (!willNeed(opened.fd, st.size)) {
+      fs.closeSync(opened.fd);
+      return false;
+    }
+    this.ahead.set(i, opened);
+    return true;
+  }
+
+  /** Closes what `prefetch` opened and `sync` did not read (an error on the way, an excluded file). */
+  dropAhead(): void {
+    for (const { fd } of this.ahead.values()) fs.closeSync(fd);
+    this.ahead.clear();
   }
 
   /** The record of small file `i` (FileHashCache.hashSync), read now if not remembered; -1 for a bigger file not remembered. */
   sync(i: number, st: StatLike): number {
+    const pre = this.ahead.get(i);
+    if (pre) this.ahead.delete(i);
     const known = this.known(i, st);
-    if (known >= 0 || st.size > SYNC_FILE) return known;
+    if (known >= 0 || st.size > SYNC_FILE) {
+      if (pre) fs.closeSync(pre.fd);
+      return known;
+    }
     const rel = this.rels[i]!;
-    const { hex, now } = hashSmall(absOf(this.root, rel), st, rel);
-    return (this.slots![i] = this.cache.record(this.idx, rel, now, hex));
+    let hashed: Hashed;
+    if (pre) hashed = hashOpened(pre, st, rel);
+    else {
+      const t0 = performance.now();
+      hashed = hashSmall(absOf(this.root, rel), st, rel);
+      if (performance.now() - t0 > SLOW_READ_MS) this.slowReads++;
+    }
+    return (this.slots![i] = this.cache.record(this.idx, rel, hashed.now, hashed.hex));
   }
 
   /** The record of file `i`, read now if not remembered. */
@@ -323,7 +383,11 @@ async function hashFile(abs: string | Buffer, st: StatLike, rel: string): Promis
  * and a buffer each is garbage the heap has to grow for.
  */
 function hashSmall(abs: string | Buffer, st: StatLike, rel: string): Hashed {
-  const { fd, st: now } = openSameSync(abs, st, rel);
+  return hashOpened(openSameSync(abs, st, rel), st, rel);
+}
+
+/** hashSmall of a file opened already (openSameSync's result: its fd is closed here). */
+function hashOpened({ fd, st: now }: { fd: number; st: fs.Stats }, st: StatLike, rel: string): Hashed {
   try {
     readAllSync(fd, readBuf, 0, st.size, rel);
     return { hex: oneShot('sha256', readBuf.subarray(0, st.size), 'hex'), now };

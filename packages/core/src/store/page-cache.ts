@@ -11,6 +11,8 @@ import { loadCoreAddon } from '../fsutil/native-addon.ts';
 interface Fadvise {
   /** posix_fadvise(fd, offset, length, POSIX_FADV_DONTNEED): 0 or -errno. */
   dontneed(fd: number, offset: number, length: number): number;
+  /** posix_fadvise(fd, offset, length, POSIX_FADV_WILLNEED): 0 or -errno (an older build lacks it). */
+  willneed?(fd: number, offset: number, length: number): number;
 }
 
 let addon: Fadvise | null | undefined;
@@ -28,4 +30,21 @@ function load(): Fadvise | null {
 export function dropFlushed(fd: number, from: number, to: number): void {
   addon ??= load();
   addon?.dontneed(fd, from, to - from);
+}
+
+/**
+ * Start reading bytes [0, length) of the file on `fd` into the page cache, without waiting
+ * (context/hash-cache.ts, TableHashes.prefetch). False when it cannot (no addon, or one built before `willneed`).
+ */
+export function willNeed(fd: number, length: number): boolean {
+  addon ??= load();
+  if (!addon?.willneed) return false;
+  addon.willneed(fd, 0, length);
+  return true;
+}
+
+/** Whether `willNeed` can do anything here (the addon is built and has it). */
+export function canWillNeed(): boolean {
+  addon ??= load();
+  return typeof addon?.willneed === 'function';
 }
