@@ -296,6 +296,9 @@ async function buildFrom(
   ).finally(async () => {
     await Promise.all([
       hashes.save().catch(() => undefined),
+      // the steps' snapshots, committed volatile, made durable with one syncfs (best effort: they
+      // are caches of the layers, and until then they still last as long as the boot)
+      engine.layers.settle().catch(() => undefined),
       // the executor's background work (cgroup removals) ends before the build does
       executor?.then((ex) => ex.close?.()).catch(() => undefined),
     ]);

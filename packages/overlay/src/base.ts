@@ -15,7 +15,7 @@ import {
   type WhiteoutMode,
   type DiffSourceInfo,
 } from './types.ts';
-import { MetaStore, type Record_ } from './store.ts';
+import { MetaStore, isVolatile, type Record_ } from './store.ts';
 import { dirUsage } from './usage.ts';
 import { syncFilesystem } from './sys.ts';
 
@@ -67,6 +67,9 @@ export abstract class BaseSnapshotter implements Snapshotter {
     labels: Record<string, string> = {},
   ): Promise<Mount[]> {
     if (!key) throw new VlabError('E_SNAPSHOT_KEY', 'snapshot key must not be empty');
+    const volatile = labels[VOLATILE_LABEL] === 'true';
+    // a durable record never stands on a volatile commit (it would lose its parent in a crash)
+    if (!volatile && parent && (await this.volatileChain(parent)).length) await this.settle();
     return this.store.update(async (snaps) => {
       if (this.store.get(key))
         throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${key} already exists`, { details: { key } });
@@ -80,7 +83,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
           );
         }
       }
-      const id = this.store.allocId(labels[VOLATILE_LABEL] === 'true');
+      const id = this.store.allocId(volatile);
       const pids = this.parentIds(parent);
       // dirs first, metadata after: a crash in between leaves an unnamed dir that open() removes
       // (synchronous: µs each, on the critical path of every step)
@@ -101,11 +104,14 @@ export abstract class BaseSnapshotter implements Snapshotter {
   }
 
   async commit(name: string, key: string, labels?: Record<string, string>): Promise<void> {
+    const volatile = labels?.[VOLATILE_LABEL] === 'true';
     // The content is durable before a name points at it: a step's upper is mounted `volatile` and
     // an unpack writes without fsyncs, and a named snapshot is a lower of every later step. One
     // syncfs, as overlay's own sync on unmount would do: fsyncs of each file and dir a step wrote
-    // cost more (steps20 cold 0.83-0.93 s against 0.55 s here: a journal commit each).
-    await syncFilesystem(this.store.dirOf(this.need(key).id));
+    // cost more (steps20 cold 0.83-0.93 s against 0.55 s here: a journal commit each). A volatile
+    // commit's name lasts only as long as the page cache that holds its content (this boot): no
+    // sync now, `settle()` does one for all of them.
+    if (!volatile) await syncFilesystem(this.store.dirOf(this.need(key).id));
     await this.store.update(async (snaps) => {
       const r = this.need(key);
       if (r.kind !== 'active')
@@ -116,7 +122,15 @@ export abstract class BaseSnapshotter implements Snapshotter {
         throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${name} already exists`, { details: { key: name } });
       delete snaps[key];
       const { [VOLATILE_LABEL]: _volatile, ...kept } = { ...r.labels, ...labels };
-      snaps[name] = { ...r, kind: 'committed', labels: kept, created: new Date().toISOString() };
+      snaps[name] = {
+        ...r,
+        kind: 'committed',
+        labels: volatile ? { ...kept, [VOLATILE_LABEL]: 'true' } : kept,
+        created: new Date().toISOString(),
+      };
+      // a durable commit on volatile commits: the syncfs above wrote their content too (they were
+      // committed before this snapshot was prepared on them), so their records become durable with it
+      if (!volatile) for (const k of this.volatileChainNow(r.parent)) snaps[k] = durableRecord(snaps[k]!);
     });
     // the work dir is of no use to a committed snapshot (best effort, after the metadata; a few
     // empty dirs: synchronous)
@@ -125,6 +139,30 @@ export abstract class BaseSnapshotter implements Snapshotter {
     } catch {
       /* best effort */
     }
+  }
+
+  async settle(): Promise<void> {
+    await this.store.refresh();
+    // only those committed before the syncfs: their content is on disk when it returns
+    const pending = this.store.all().filter((i) => i.kind === 'committed' && i.labels[VOLATILE_LABEL] === 'true');
+    if (!pending.length) return;
+    await syncFilesystem(this.store.snapshotsDir());
+    await this.store.update((snaps) => {
+      for (const { key } of pending) {
+        const r = this.store.get(key);
+        if (r && r.kind === 'committed' && isVolatile(r)) snaps[key] = durableRecord(r);
+      }
+    });
+  }
+
+  /** The volatile commits in the chain from `key` down (after picking up other processes' changes). */
+  private async volatileChain(key: string): Promise<string[]> {
+    await this.store.refresh();
+    return this.volatileChainNow(key);
+  }
+
+  private volatileChainNow(key: string | undefined): string[] {
+    return this.store.chain(key).filter((k) => isVolatile(this.store.get(k)!));
   }
 
   async mounts(key: string): Promise<Mount[]> {
@@ -167,4 +205,10 @@ export abstract class BaseSnapshotter implements Snapshotter {
     await this.store.refresh();
     return this.store.all();
   }
+}
+
+/** `r` without the volatile label: it goes to the durable document at the next write. */
+function durableRecord(r: Record_): Record_ {
+  const { [VOLATILE_LABEL]: _volatile, ...labels } = r.labels;
+  return { ...r, labels };
 }

@@ -179,7 +179,9 @@ export class LayerManager {
         mediaType: MEDIA.layer,
       };
       const chain = chainIds([...layers.map((l) => l.diffId), layer.diffId]);
-      await this.commitOrDrop(chain[chain.length - 1]!, active);
+      // a volatile commit: no syncfs and no durable metadata write per step; `settle()` at the
+      // build's end does one for all its steps (the layer blob itself is durable already)
+      await this.commitOrDrop(chain[chain.length - 1]!, active, TEMP);
       phase('snapshot-commit');
       return layer;
     } catch (e) {
@@ -188,6 +190,15 @@ export class LayerManager {
     } finally {
       await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
     }
+  }
+
+  /**
+   * Make the snapshots this build's steps committed durable (one syncfs for all of them): they
+   * outlive a reboot then. Before that they outlive a killed build, not a machine crash, after
+   * which the next open forgets them and a step that needs one unpacks its layer again.
+   */
+  async settle(): Promise<void> {
+    if (this.opened) await (await this.opened).settle();
   }
 
   /** Read-only access to the tree of `layers` (for COPY --from); mounted for the callback's duration. */
@@ -239,7 +250,7 @@ export class LayerManager {
   }
 
   /** Two builds may make the same chain at once: the second one's copy is dropped. */
-  private async commitOrDrop(name: string, active: string): Promise<void> {
+  private async commitOrDrop(name: string, active: string, labels?: Record<string, string>): Promise<void> {
     const snaps = await this.snapshots();
     await this.store.lease.hold({ snapshots: [name] });
     if (await snaps.stat(name)) {
@@ -247,7 +258,7 @@ export class LayerManager {
       return;
     }
     try {
-      await snaps.commit(name, active);
+      await snaps.commit(name, active, labels);
     } catch (e) {
       if (await snaps.stat(name)) await snaps.remove(active);
       else throw e;
