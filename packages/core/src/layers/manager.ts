@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmdirSync } from 'node:fs';
 import { debuglog } from 'node:util';
 
 /** `NODE_DEBUG=vlab` prints the time each phase of a step took. */
@@ -34,6 +35,15 @@ function tempKey(kind: 'step' | 'extract' | 'view'): string {
  * a step's prepare then waits for no disk under the snapshot store's lock (parallel4).
  */
 const TEMP: Record<string, string> = { [VOLATILE_LABEL]: 'true' };
+
+/** A step's mount dir, unmounted: empty, so one rmdir (µs); anything else the slow way. */
+async function removeMountDir(target: string): Promise<void> {
+  try {
+    rmdirSync(target);
+  } catch {
+    await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
 
 /** Temporary snapshots (and views) whose owner pid is dead: what a killed build leaves. */
 export function staleSnapshots(all: SnapshotInfo[]): string[] {
@@ -146,7 +156,7 @@ export class LayerManager {
     phase('prepare');
     const target = this.store.path('tmp', `mnt-${active}`);
     try {
-      await fsp.mkdir(target, { recursive: true });
+      mkdirSync(target, { recursive: true }); // µs: no thread-pool trip on every step
       // No sync at each unmount (overlay's, for the whole filesystem): the commit below writes the
       // upper back once, before the snapshot is named, and a failed step's upper is dropped.
       await mountScratch(mounts, target);
@@ -188,7 +198,7 @@ export class LayerManager {
       await this.discard(snaps, active, e);
       throw e;
     } finally {
-      await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
+      await removeMountDir(target);
     }
   }
 
