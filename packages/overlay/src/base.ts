@@ -4,6 +4,7 @@
  */
 import { promises as fs, mkdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
+import { debuglog } from 'node:util';
 import { VlabError } from '@vlab/errors';
 import {
   VOLATILE_LABEL,
@@ -18,6 +19,8 @@ import {
 import { MetaStore, isVolatile, type Record_ } from './store.ts';
 import { dirUsage } from './usage.ts';
 import { syncFilesystem } from './sys.ts';
+
+const log = debuglog('vlab');
 
 export abstract class BaseSnapshotter implements Snapshotter {
   abstract readonly driver: 'overlay' | 'native';
@@ -68,8 +71,24 @@ export abstract class BaseSnapshotter implements Snapshotter {
   ): Promise<Mount[]> {
     if (!key) throw new VlabError('E_SNAPSHOT_KEY', 'snapshot key must not be empty');
     const volatile = labels[VOLATILE_LABEL] === 'true';
-    // a durable record never stands on a volatile commit (it would lose its parent in a crash)
-    if (!volatile && parent && (await this.volatileChain(parent)).length) await this.settle();
+    // a durable record never stands on a volatile commit (it would lose its parent in a crash);
+    // checked again under the lock: another process may have committed its chain volatile since
+    for (let attempt = 0; ; attempt++) {
+      if (!volatile && parent && (await this.volatileChain(parent)).length) await this.settle();
+      const mounts = await this.createOnce(kind, key, parent, labels, volatile, attempt < 3);
+      if (mounts) return mounts;
+    }
+  }
+
+  /** `create` under the lock; undefined (nothing done) when `retry` and the parent chain became volatile. */
+  private createOnce(
+    kind: SnapshotKind,
+    key: string,
+    parent: string | undefined,
+    labels: Record<string, string>,
+    volatile: boolean,
+    retry: boolean,
+  ): Promise<Mount[] | undefined> {
     return this.store.update(async (snaps) => {
       if (this.store.get(key))
         throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${key} already exists`, { details: { key } });
@@ -81,6 +100,12 @@ export abstract class BaseSnapshotter implements Snapshotter {
             `parent ${parent} is ${p.kind}; only committed snapshots can be parents`,
             { details: { parent } },
           );
+        }
+        if (!volatile && this.volatileChainNow(parent).length) {
+          if (retry) return undefined;
+          throw new VlabError('E_SNAPSHOT_KIND', `parent ${parent} keeps being committed volatile; retry`, {
+            details: { parent },
+          });
         }
       }
       const id = this.store.allocId(volatile);
@@ -111,7 +136,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
     // cost more (steps20 cold 0.83-0.93 s against 0.55 s here: a journal commit each). A volatile
     // commit's name lasts only as long as the page cache that holds its content (this boot): no
     // sync now, `settle()` does one for all of them.
-    if (!volatile) await syncFilesystem(this.store.dirOf(this.need(key).id));
+    if (!volatile) await this.syncOrDrop(this.store.dirOf(this.need(key).id));
     await this.store.update(async (snaps) => {
       const r = this.need(key);
       if (r.kind !== 'active')
@@ -144,15 +169,64 @@ export abstract class BaseSnapshotter implements Snapshotter {
   async settle(): Promise<void> {
     await this.store.refresh();
     // only those committed before the syncfs: their content is on disk when it returns
-    const pending = this.store.all().filter((i) => i.kind === 'committed' && i.labels[VOLATILE_LABEL] === 'true');
+    const pending = this.volatileCommitsNow();
     if (!pending.length) return;
-    await syncFilesystem(this.store.snapshotsDir());
+    await this.syncOrDrop(this.store.snapshotsDir());
     await this.store.update((snaps) => {
-      for (const { key } of pending) {
+      // the same record (key and id): not one removed and committed again under its key meanwhile,
+      // whose content the syncfs may not have seen
+      for (const { key, id } of pending) {
         const r = this.store.get(key);
-        if (r && r.kind === 'committed' && isVolatile(r)) snaps[key] = durableRecord(r);
+        if (r && r.id === id && r.kind === 'committed' && isVolatile(r)) snaps[key] = durableRecord(r);
       }
     });
+  }
+
+  /** Whether the chain from `key` down holds one of `keys`. */
+  private standsOn(key: string | undefined, keys: Set<string>): boolean {
+    for (let k = key; k; k = this.store.get(k)?.parent) if (keys.has(k)) return true;
+    return false;
+  }
+
+  /** The volatile commits (not temporaries) as this process last read them, with their ids. */
+  private volatileCommitsNow(): { key: string; id: string }[] {
+    return this.store
+      .all()
+      .filter((i) => i.kind === 'committed' && isVolatile(this.store.get(i.key)!))
+      .map((i) => ({ key: i.key, id: this.store.get(i.key)!.id }));
+  }
+
+  /**
+   * One syncfs; when it fails, every volatile commit is forgotten, with the volatile snapshots on
+   * it, before the error is thrown: the kernel reports a writeback error once (sys.ts), so a later
+   * syncfs would pass and a later settle or durable commit would name lost content durable. They
+   * are caches of durable layer blobs: a later step unpacks its layer again. A running step on one
+   * of them fails its commit (its record is gone with them).
+   */
+  private async syncOrDrop(file: string): Promise<void> {
+    try {
+      await syncFilesystem(file);
+    } catch (e) {
+      const dropped = await this.store
+        .update((snaps) => {
+          const gone = new Set(this.volatileCommitsNow().map((c) => c.key));
+          const out = [...gone];
+          for (const k of Object.keys(snaps)) {
+            if (gone.has(k)) continue;
+            const r = this.store.get(k);
+            if (r && isVolatile(r) && this.standsOn(r.parent, gone)) out.push(k);
+          }
+          const ids = out.map((k) => this.store.get(k)!.id);
+          for (const k of out) delete snaps[k];
+          return { keys: out, ids };
+        })
+        .catch((e2: unknown) => ({ keys: [`(not dropped: ${(e2 as Error).message})`], ids: [] }));
+      if (dropped.keys.length)
+        log('%s: dropped %d volatile snapshots: %s', (e as Error).message, dropped.keys.length, dropped.keys.join(' '));
+      // metadata first, then the dirs (as remove does); a step with one mounted fails its commit
+      for (const id of dropped.ids) await fs.rm(this.store.dirOf(id), { recursive: true, force: true }).catch(() => {});
+      throw e;
+    }
   }
 
   /** The volatile commits in the chain from `key` down (after picking up other processes' changes). */

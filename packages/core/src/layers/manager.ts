@@ -205,10 +205,17 @@ export class LayerManager {
   /**
    * Make the snapshots this build's steps committed durable (one syncfs for all of them): they
    * outlive a reboot then. Before that they outlive a killed build, not a machine crash, after
-   * which the next open forgets them and a step that needs one unpacks its layer again.
+   * which the next open forgets them and a step that needs one unpacks its layer again. A failed
+   * syncfs forgets them at once (the snapshotter does) and is thrown. `NODE_DEBUG=vlab`: build.settle.
    */
   async settle(): Promise<void> {
-    if (this.opened) await (await this.opened).settle();
+    if (!this.opened) return;
+    const phase = phases('build');
+    try {
+      await (await this.opened).settle();
+    } finally {
+      phase('settle');
+    }
   }
 
   /** Read-only access to the tree of `layers` (for COPY --from); mounted for the callback's duration. */
