@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { debuglog } from 'node:util';
 import { VlabError } from '@vlab/errors';
 import { PROXY_ARGS, resolveGlobalArgs, selectTarget, type Dockerfile, type Stage } from '@vlab/dockerfile';
 import { cgroupParentOf, defaultStoreRoot } from './store/paths.ts';
@@ -36,6 +37,8 @@ import type { RegistryOptions } from './registry/client.ts';
 import { pushOutputs } from './export/registry.ts';
 import { closeCaches, exportCaches, openCaches } from './api/build-cache.ts';
 import type { CacheExportSpec, CacheImportSpec } from './cache/spec.ts';
+
+const settleLog = debuglog('vlab');
 
 export interface BuildOptions {
   /**
@@ -296,6 +299,12 @@ async function buildFrom(
   ).finally(async () => {
     await Promise.all([
       hashes.save().catch(() => undefined),
+      // the steps' snapshots, committed volatile, made durable with one syncfs (best effort: they
+      // are caches of the layers, and until then they still last as long as the boot; a failed
+      // syncfs has the snapshotter forget them, a later build unpacks their layers again)
+      engine.layers
+        .settle()
+        .catch((e: unknown) => settleLog('settle failed, volatile snapshots dropped: %s', (e as Error).message)),
       // the executor's background work (cgroup removals) ends before the build does
       executor?.then((ex) => ex.close?.()).catch(() => undefined),
     ]);

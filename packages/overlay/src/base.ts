@@ -4,6 +4,7 @@
  */
 import { promises as fs, mkdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
+import { debuglog } from 'node:util';
 import { VlabError } from '@vlab/errors';
 import {
   VOLATILE_LABEL,
@@ -15,9 +16,11 @@ import {
   type WhiteoutMode,
   type DiffSourceInfo,
 } from './types.ts';
-import { MetaStore, type Record_ } from './store.ts';
+import { MetaStore, isVolatile, type Record_ } from './store.ts';
 import { dirUsage } from './usage.ts';
 import { syncFilesystem } from './sys.ts';
+
+const log = debuglog('vlab');
 
 export abstract class BaseSnapshotter implements Snapshotter {
   abstract readonly driver: 'overlay' | 'native';
@@ -67,6 +70,25 @@ export abstract class BaseSnapshotter implements Snapshotter {
     labels: Record<string, string> = {},
   ): Promise<Mount[]> {
     if (!key) throw new VlabError('E_SNAPSHOT_KEY', 'snapshot key must not be empty');
+    const volatile = labels[VOLATILE_LABEL] === 'true';
+    // a durable record never stands on a volatile commit (it would lose its parent in a crash);
+    // checked again under the lock: another process may have committed its chain volatile since
+    for (let attempt = 0; ; attempt++) {
+      if (!volatile && parent && (await this.volatileChain(parent)).length) await this.settle();
+      const mounts = await this.createOnce(kind, key, parent, labels, volatile, attempt < 3);
+      if (mounts) return mounts;
+    }
+  }
+
+  /** `create` under the lock; undefined (nothing done) when `retry` and the parent chain became volatile. */
+  private createOnce(
+    kind: SnapshotKind,
+    key: string,
+    parent: string | undefined,
+    labels: Record<string, string>,
+    volatile: boolean,
+    retry: boolean,
+  ): Promise<Mount[] | undefined> {
     return this.store.update(async (snaps) => {
       if (this.store.get(key))
         throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${key} already exists`, { details: { key } });
@@ -79,8 +101,14 @@ export abstract class BaseSnapshotter implements Snapshotter {
             { details: { parent } },
           );
         }
+        if (!volatile && this.volatileChainNow(parent).length) {
+          if (retry) return undefined;
+          throw new VlabError('E_SNAPSHOT_KIND', `parent ${parent} keeps being committed volatile; retry`, {
+            details: { parent },
+          });
+        }
       }
-      const id = this.store.allocId(labels[VOLATILE_LABEL] === 'true');
+      const id = this.store.allocId(volatile);
       const pids = this.parentIds(parent);
       // dirs first, metadata after: a crash in between leaves an unnamed dir that open() removes
       // (synchronous: µs each, on the critical path of every step)
@@ -101,11 +129,14 @@ export abstract class BaseSnapshotter implements Snapshotter {
   }
 
   async commit(name: string, key: string, labels?: Record<string, string>): Promise<void> {
+    const volatile = labels?.[VOLATILE_LABEL] === 'true';
     // The content is durable before a name points at it: a step's upper is mounted `volatile` and
     // an unpack writes without fsyncs, and a named snapshot is a lower of every later step. One
     // syncfs, as overlay's own sync on unmount would do: fsyncs of each file and dir a step wrote
-    // cost more (steps20 cold 0.83-0.93 s against 0.55 s here: a journal commit each).
-    await syncFilesystem(this.store.dirOf(this.need(key).id));
+    // cost more (steps20 cold 0.83-0.93 s against 0.55 s here: a journal commit each). A volatile
+    // commit's name lasts only as long as the page cache that holds its content (this boot): no
+    // sync now, `settle()` does one for all of them.
+    if (!volatile) await this.syncOrDrop(this.store.dirOf(this.need(key).id));
     await this.store.update(async (snaps) => {
       const r = this.need(key);
       if (r.kind !== 'active')
@@ -116,7 +147,15 @@ export abstract class BaseSnapshotter implements Snapshotter {
         throw new VlabError('E_SNAPSHOT_EXISTS', `snapshot ${name} already exists`, { details: { key: name } });
       delete snaps[key];
       const { [VOLATILE_LABEL]: _volatile, ...kept } = { ...r.labels, ...labels };
-      snaps[name] = { ...r, kind: 'committed', labels: kept, created: new Date().toISOString() };
+      snaps[name] = {
+        ...r,
+        kind: 'committed',
+        labels: volatile ? { ...kept, [VOLATILE_LABEL]: 'true' } : kept,
+        created: new Date().toISOString(),
+      };
+      // a durable commit on volatile commits: the syncfs above wrote their content too (they were
+      // committed before this snapshot was prepared on them), so their records become durable with it
+      if (!volatile) for (const k of this.volatileChainNow(r.parent)) snaps[k] = durableRecord(snaps[k]!);
     });
     // the work dir is of no use to a committed snapshot (best effort, after the metadata; a few
     // empty dirs: synchronous)
@@ -125,6 +164,79 @@ export abstract class BaseSnapshotter implements Snapshotter {
     } catch {
       /* best effort */
     }
+  }
+
+  async settle(): Promise<void> {
+    await this.store.refresh();
+    // only those committed before the syncfs: their content is on disk when it returns
+    const pending = this.volatileCommitsNow();
+    if (!pending.length) return;
+    await this.syncOrDrop(this.store.snapshotsDir());
+    await this.store.update((snaps) => {
+      // the same record (key and id): not one removed and committed again under its key meanwhile,
+      // whose content the syncfs may not have seen
+      for (const { key, id } of pending) {
+        const r = this.store.get(key);
+        if (r && r.id === id && r.kind === 'committed' && isVolatile(r)) snaps[key] = durableRecord(r);
+      }
+    });
+  }
+
+  /** Whether the chain from `key` down holds one of `keys`. */
+  private standsOn(key: string | undefined, keys: Set<string>): boolean {
+    for (let k = key; k; k = this.store.get(k)?.parent) if (keys.has(k)) return true;
+    return false;
+  }
+
+  /** The volatile commits (not temporaries) as this process last read them, with their ids. */
+  private volatileCommitsNow(): { key: string; id: string }[] {
+    return this.store
+      .all()
+      .filter((i) => i.kind === 'committed' && isVolatile(this.store.get(i.key)!))
+      .map((i) => ({ key: i.key, id: this.store.get(i.key)!.id }));
+  }
+
+  /**
+   * One syncfs; when it fails, every volatile commit is forgotten, with the volatile snapshots on
+   * it, before the error is thrown: the kernel reports a writeback error once (sys.ts), so a later
+   * syncfs would pass and a later settle or durable commit would name lost content durable. They
+   * are caches of durable layer blobs: a later step unpacks its layer again. A running step on one
+   * of them fails its commit (its record is gone with them).
+   */
+  private async syncOrDrop(file: string): Promise<void> {
+    try {
+      await syncFilesystem(file);
+    } catch (e) {
+      const dropped = await this.store
+        .update((snaps) => {
+          const gone = new Set(this.volatileCommitsNow().map((c) => c.key));
+          const out = [...gone];
+          for (const k of Object.keys(snaps)) {
+            if (gone.has(k)) continue;
+            const r = this.store.get(k);
+            if (r && isVolatile(r) && this.standsOn(r.parent, gone)) out.push(k);
+          }
+          const ids = out.map((k) => this.store.get(k)!.id);
+          for (const k of out) delete snaps[k];
+          return { keys: out, ids };
+        })
+        .catch((e2: unknown) => ({ keys: [`(not dropped: ${(e2 as Error).message})`], ids: [] }));
+      if (dropped.keys.length)
+        log('%s: dropped %d volatile snapshots: %s', (e as Error).message, dropped.keys.length, dropped.keys.join(' '));
+      // metadata first, then the dirs (as remove does); a step with one mounted fails its commit
+      for (const id of dropped.ids) await fs.rm(this.store.dirOf(id), { recursive: true, force: true }).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** The volatile commits in the chain from `key` down (after picking up other processes' changes). */
+  private async volatileChain(key: string): Promise<string[]> {
+    await this.store.refresh();
+    return this.volatileChainNow(key);
+  }
+
+  private volatileChainNow(key: string | undefined): string[] {
+    return this.store.chain(key).filter((k) => isVolatile(this.store.get(k)!));
   }
 
   async mounts(key: string): Promise<Mount[]> {
@@ -167,4 +279,10 @@ export abstract class BaseSnapshotter implements Snapshotter {
     await this.store.refresh();
     return this.store.all();
   }
+}
+
+/** `r` without the volatile label: it goes to the durable document at the next write. */
+function durableRecord(r: Record_): Record_ {
+  const { [VOLATILE_LABEL]: _volatile, ...labels } = r.labels;
+  return { ...r, labels };
 }

@@ -5,7 +5,7 @@
  * `open()` removes whatever a crash left unnamed. Keys (may be long, e.g. `sha256:<hex>`) map to
  * short ids used on disk.
  *
- * Records of active snapshots labelled VOLATILE_LABEL (a build's temporaries) live in a second
+ * Records labelled VOLATILE_LABEL (a build's temporaries, and its steps' volatile commits) live in a second
  * document, metadata.volatile.json, written without fsyncs: a step's prepare and the removal of its
  * temporary wait for no disk under the lock that every step of every build takes (4 builds at
  * once queued on those fsyncs: bench/README.md, "parallel4: volatile temporaries"). That document
@@ -47,8 +47,8 @@ interface VolatileDoc extends Doc {
 
 const emptyVolatile = (): VolatileDoc => ({ version: 1, boot: bootId(), nextId: 1, snapshots: {} });
 
-/** Whether record `r` belongs in the volatile document. */
-const isVolatile = (r: Record_) => r.kind !== 'committed' && r.labels[VOLATILE_LABEL] === 'true';
+/** Whether record `r` belongs in the volatile document (a temporary, or a volatile commit). */
+export const isVolatile = (r: Record_) => r.labels[VOLATILE_LABEL] === 'true';
 
 export class MetaStore {
   private doc: Doc = { version: 1, nextId: 1, snapshots: {} };

@@ -60,6 +60,13 @@ export async function sysOp(helper: string, args: string[], cwd?: string): Promi
  * coreutils' `sync -f`.
  */
 export async function syncFilesystem(file: string): Promise<void> {
+  // Testing hook: `VLAB_TESTING_SYNCFS_FAIL=DIR` fails the next syncfs of a file under DIR, once
+  // (as the kernel reports a writeback error once: the variable is cleared). Free when unset.
+  const failUnder = process.env.VLAB_TESTING_SYNCFS_FAIL;
+  if (failUnder && (file === failUnder || file.startsWith(failUnder + '/'))) {
+    delete process.env.VLAB_TESTING_SYNCFS_FAIL;
+    throw new VlabError('E_TOOL', `syncfs ${file} failed: Input/output error (VLAB_TESTING_SYNCFS_FAIL)`);
+  }
   const helper = sysHelper();
   // A vlab-sys built before it knew `syncfs` answers with its usage (2): then coreutils. Not
   // after a failed syncfs: the kernel reports a writeback error once, so a second syncfs passes.

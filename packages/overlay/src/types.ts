@@ -42,7 +42,10 @@ export type DiffSourceInfo =
  * `view` or `remove` returns: it survives a killed process (the page cache holds it), not a machine
  * crash: after a reboot the record is gone and the next open removes its directory. For a build's
  * temporaries, so that a step's prepare waits for no disk under the store's lock; `commit` makes
- * the committed snapshot durable as always (and drops the label).
+ * the committed snapshot durable as always (and drops the label), unless its own `labels` carry
+ * the label again: a *volatile commit* (a build's step), neither synced nor written durably, which
+ * `settle()` makes durable later (one syncfs for every step of a build). A durable record never
+ * has a volatile parent: a durable commit, prepare or view on one settles the chain first.
  */
 export const VOLATILE_LABEL = 'vlab.overlay/volatile';
 
@@ -54,8 +57,14 @@ export interface Snapshotter {
   prepare(key: string, parent?: string, labels?: Record<string, string>): Promise<Mount[]>;
   /** New read-only snapshot on top of committed `parent`. */
   view(key: string, parent?: string, labels?: Record<string, string>): Promise<Mount[]>;
-  /** Turn active snapshot `key` into committed `name`; atomic (metadata renamed into place). */
+  /**
+   * Turn active snapshot `key` into committed `name`; atomic (metadata renamed into place). Its
+   * content and record are durable when this returns, except for a volatile commit (`labels` with
+   * VOLATILE_LABEL "true"): then they last as long as the boot, until `settle()`.
+   */
   commit(name: string, key: string, labels?: Record<string, string>): Promise<void>;
+  /** Make every volatile commit made so far durable: one syncfs, then one durable metadata write. */
+  settle(): Promise<void>;
   mounts(key: string): Promise<Mount[]>;
   /** Refused with E_SNAPSHOT_IN_USE while a child exists. Idempotent for a missing key. */
   remove(key: string): Promise<void>;

@@ -154,4 +154,126 @@ describe('volatile snapshot records', () => {
       expect((await fs.readdir((await s.mounts(last))[0]!.source)).length).toBe(n);
     },
   );
+
+  it('a volatile commit is named in metadata.volatile.json only, until settle() makes it durable', async () => {
+    const root = await newRoot();
+    const s = await createSnapshotter(root, { driver: 'native' });
+    await s.prepare('base', undefined);
+    await s.commit('B', 'base');
+    const dfile = path.join(root, 'metadata.json');
+    const vfile = path.join(root, 'metadata.volatile.json');
+    const before = ino(dfile);
+    let parent = 'B';
+    for (const n of ['1', '2', '3']) {
+      await s.prepare(`step-${n}`, parent, V);
+      await fs.writeFile(path.join((await s.writableDir(`step-${n}`)).dir, `f${n}`), n);
+      await s.commit(`C${n}`, `step-${n}`, { ...V, other: 'x' });
+      parent = `C${n}`;
+    }
+    expect(ino(dfile)).toBe(before); // no durable write for three steps
+    expect(Object.keys(json(vfile).snapshots).sort()).toEqual(['C1', 'C2', 'C3']);
+    // another process uses them as parents, as after a killed build (same boot)
+    const other = await createSnapshotter(root, { driver: 'native' });
+    expect((await other.stat('C3'))?.kind).toBe('committed');
+    expect((await fs.readdir((await other.mounts('C3'))[0]!.source)).sort()).toEqual(['f1', 'f2', 'f3']);
+    await s.settle();
+    expect(Object.keys(json(dfile).snapshots).sort()).toEqual(['B', 'C1', 'C2', 'C3']);
+    expect(json(vfile).snapshots).toEqual({});
+    expect((await other.stat('C2'))?.labels).toEqual({ other: 'x' });
+    await s.settle(); // nothing left: a no-op
+    // and they outlive a reboot now
+    await fs.writeFile(vfile, JSON.stringify({ ...json(vfile), boot: 'another-boot' }));
+    const again = await createSnapshotter(root, { driver: 'native' });
+    expect((await again.walk()).map((i) => i.key)).toEqual(['B', 'C1', 'C2', 'C3']);
+    expect((await checkSnapshots(root)).problems).toEqual([]);
+  });
+
+  it('volatile commits not settled are gone after a reboot, leaving a consistent store', async () => {
+    const root = await newRoot();
+    const s = await createSnapshotter(root, { driver: 'native' });
+    await s.prepare('base', undefined);
+    await s.commit('B', 'base');
+    await s.prepare('step-1', 'B', V);
+    await s.commit('C1', 'step-1', V);
+    await s.prepare('step-2', 'C1', V);
+    await s.commit('C2', 'step-2', V);
+    const vfile = path.join(root, 'metadata.volatile.json');
+    await fs.writeFile(vfile, JSON.stringify({ ...json(vfile), boot: 'another-boot' }));
+    const again = await createSnapshotter(root, { driver: 'native' });
+    expect((await again.walk()).map((i) => i.key)).toEqual(['B']);
+    expect(await fs.readdir(path.join(root, 'snapshots'))).toHaveLength(1);
+    expect((await checkSnapshots(root)).problems).toEqual([]);
+  });
+
+  it('a durable record never stands on a volatile commit: a durable prepare or commit settles the chain', async () => {
+    for (const how of ['prepare', 'commit'] as const) {
+      const root = await newRoot();
+      const s = await createSnapshotter(root, { driver: 'native' });
+      await s.prepare('step-1', undefined, V);
+      await s.commit('C1', 'step-1', V);
+      await s.prepare('step-2', 'C1', V);
+      await s.commit('C2', 'step-2', V);
+      if (how === 'prepare')
+        await s.prepare('container', 'C2'); // durable, on C2
+      else {
+        await s.prepare('step-3', 'C2', V);
+        await s.commit('C3', 'step-3'); // a durable commit
+      }
+      const dfile = path.join(root, 'metadata.json');
+      const durable = Object.keys(json(dfile).snapshots).sort();
+      expect(durable).toEqual(how === 'prepare' ? ['C1', 'C2', 'container'] : ['C1', 'C2', 'C3']);
+      const vfile = path.join(root, 'metadata.volatile.json');
+      await fs.writeFile(vfile, JSON.stringify({ ...json(vfile), boot: 'another-boot' }));
+      const again = await createSnapshotter(root, { driver: 'native' });
+      expect((await again.walk()).map((i) => i.key).sort()).toEqual(durable);
+      expect((await checkSnapshots(root)).problems).toEqual([]);
+    }
+  });
+
+  it(
+    'processes SIGKILLed among volatile commits and settles: the names they saw hold until a reboot, the settled ones after it',
+    { timeout: 60_000 },
+    async () => {
+      const root = await newRoot();
+      const committed: string[] = [];
+      const settled: string[] = [];
+      for (const [round, delay] of [40, 110, 190].entries()) {
+        const kids = ['k', 'm'].map((t) => {
+          const c = spawn(
+            process.execPath,
+            ['--import', 'tsx', script, root, `${t}${round}`, 'volatile-commit', '400'],
+            { stdio: ['ignore', 'pipe', 'inherit'] },
+          );
+          let out = '';
+          const first = new Promise<void>((resolve) => c.stdout.on('data', (d: Buffer) => ((out += d), resolve())));
+          const gone = new Promise<void>((resolve) => c.on('close', () => resolve()));
+          return { c, first, gone, lines: () => out.split('\n').slice(0, -1) };
+        });
+        await Promise.all(kids.map((k) => k.first));
+        await new Promise((r) => setTimeout(r, delay + 17 * round));
+        for (const k of kids) k.c.kill('SIGKILL');
+        for (const k of kids) {
+          await k.gone;
+          for (const l of k.lines()) (l.startsWith('settled ') ? settled : committed).push(l.replace('settled ', ''));
+        }
+      }
+      expect(committed.length).toBeGreaterThan(6);
+      expect(settled.length).toBeGreaterThan(0);
+      // same boot (the page cache holds what they wrote): every name they saw committed holds
+      const s = await createSnapshotter(root, { driver: 'native' });
+      for (const name of committed) expect((await s.stat(name))?.kind, name).toBe('committed');
+      expect((await checkSnapshots(root)).problems).toEqual([]);
+      const last = committed.filter((n) => n.startsWith('k0-')).at(-1)!;
+      // native driver: a snapshot's dir holds its whole tree, one file per round
+      expect((await fs.readdir((await s.mounts(last))[0]!.source)).length).toBe(Number(last.slice('k0-c'.length)) + 1);
+      // after a reboot: every settled name (and its chain) holds, nothing else dangles
+      const vfile = path.join(root, 'metadata.volatile.json');
+      await fs.writeFile(vfile, JSON.stringify({ ...json(vfile), boot: 'another-boot' }));
+      const again = await createSnapshotter(root, { driver: 'native' });
+      for (const name of settled) expect((await again.stat(name))?.kind, name).toBe('committed');
+      expect((await checkSnapshots(root)).problems).toEqual([]);
+      const all = await again.walk();
+      for (const i of all) if (i.parent) expect(all.some((p) => p.key === i.parent)).toBe(true);
+    },
+  );
 });

@@ -31,6 +31,7 @@ beforeEach(async () => {
   const top = await engine.layers.withWritableSnapshot(layersOf(base), (rootfs) =>
     fsp.writeFile(path.join(rootfs, 'two.txt'), 'two\n'),
   );
+  await engine.layers.settle(); // as build() does at its end: the step's snapshot in metadata.json
   layers = [...layersOf(base), top!];
   const img = await engine.store.putImage(
     { ...base.config, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } },

@@ -38,6 +38,31 @@ describe('LayerManager.withWritableSnapshot', () => {
   });
 });
 
+describe('LayerManager: a step commits volatile, the build settles once', () => {
+  it.each(['overlay', 'native'] as const)(
+    'steps write no durable snapshot metadata; settle() names them all in metadata.json (%s)',
+    async (driver) => {
+      const store = await Store.open(root);
+      const layers = new LayerManager(store, () => createSnapshotter(store.path('snapshots'), { driver }));
+      const meta = store.path('snapshots', 'metadata.json');
+      const durable = () =>
+        Object.keys((JSON.parse(readFileSync(meta, 'utf8')) as { snapshots: object }).snapshots).sort();
+      const a = await layers.withWritableSnapshot([], async (rootfs) => fsp.writeFile(path.join(rootfs, 'a'), 'a'));
+      const before = (await fsp.stat(meta)).ino;
+      const b = await layers.withWritableSnapshot([a!], async (rootfs) => fsp.writeFile(path.join(rootfs, 'b'), 'b'));
+      expect((await fsp.stat(meta)).ino).toBe(before); // the second step replaced nothing durable
+      expect(durable()).toEqual([]);
+      const chain = chainIds([a!.diffId, b!.diffId]);
+      const snaps = await layers.snapshots();
+      expect((await snaps.stat(chain[1]!))?.kind).toBe('committed');
+      await layers.settle();
+      expect(durable()).toEqual([...chain].sort());
+      const seen = await layers.withView([a!, b!], async (r) => (await fsp.readdir(r)).sort());
+      expect(seen).toEqual(['a', 'b']);
+    },
+  );
+});
+
 describe('LayerManager.ensureSnapshot (issue 10, hole 1: the layer digest is checked before anything is committed)', () => {
   it.each(['overlay', 'native'] as const)(
     'a base layer whose config diff_id is wrong is never committed, and its partial snapshot is removed (%s)',

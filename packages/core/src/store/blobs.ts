@@ -350,13 +350,14 @@ export class BlobStore implements Blobs {
     };
   }
 
+  /** Only the fsync waits for the disk (thread pool); the open, close and rename are µs: synchronous. */
   private async commitTemp(tmp: string, digest: Digest): Promise<void> {
-    const fh = await fsp.open(tmp, 'r');
+    const fd = fs.openSync(tmp, 'r');
     try {
-      await fh.sync();
+      await new Promise<void>((resolve, reject) => fs.fsync(fd, (e) => (e ? reject(e) : resolve())));
     } finally {
-      await fh.close(); // also when the fsync fails: an fd left to the GC holds the filesystem busy
+      fs.closeSync(fd); // also when the fsync fails: an fd left open holds the filesystem busy
     }
-    await fsp.rename(tmp, this.path(digest));
+    fs.renameSync(tmp, this.path(digest));
   }
 }
