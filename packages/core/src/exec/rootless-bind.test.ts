@@ -6,33 +6,19 @@
  * nobody with setpriv, as rootless.test.ts does).
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeBusyboxRootfs } from './testing/rootfs.ts';
+import { runCommand } from './testing/run-command.ts';
 
 const script = fileURLToPath(new URL('./testing/rootless-bind-script.ts', import.meta.url));
 const tools = ['/usr/bin/setpriv', '/usr/bin/unshare'];
 const canSwitch = process.getuid?.() === 0 && tools.every((t) => existsSync(t));
 const NOBODY = 65534;
 
-function run(
-  cmd: string,
-  args: string[],
-  cwd?: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d) => (stdout += d));
-    c.stderr.on('data', (d) => (stderr += d));
-    c.on('error', reject);
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = runCommand;
 
 interface Step {
   exitCode?: number;

@@ -5,13 +5,13 @@
  * namespace the script runs in, so the host's files are never touched.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkLimits, checkUser, subidRange, userNsArgs, type UserNs } from './rootless.ts';
 import { makeBusyboxRootfs } from './testing/rootfs.ts';
+import { runCommand } from './testing/run-command.ts';
 import { installProbe } from './testing/probe.ts';
 import { processesUnder } from './testing/suite.ts';
 import type { CgroupLayout } from './cgroups.ts';
@@ -99,21 +99,7 @@ interface ScriptOut {
   tmpLeft: string[];
 }
 
-function run(
-  cmd: string,
-  args: string[],
-  cwd?: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d) => (stdout += d));
-    c.stderr.on('data', (d) => (stderr += d));
-    c.on('error', reject);
-    c.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = runCommand;
 
 describe.skipIf(!canSwitch)(
   'rootless builtin executor (as nobody; skipped unless root with setpriv, unshare, newuidmap)',
