@@ -11,12 +11,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeBusyboxRootfs } from './testing/rootfs.ts';
-import { runCommand } from './testing/run-command.ts';
+import { asNobodyScript, NOBODY, runCommand } from './testing/run-command.ts';
 
 const script = fileURLToPath(new URL('./testing/rootless-bind-script.ts', import.meta.url));
 const tools = ['/usr/bin/setpriv', '/usr/bin/unshare'];
 const canSwitch = process.getuid?.() === 0 && tools.every((t) => existsSync(t));
-const NOBODY = 65534;
 
 const run = runCommand;
 
@@ -55,24 +54,8 @@ describe.skipIf(!canSwitch)('rootless RUN --mount=type=bind from a stage (as nob
     dirs.push(hostDir);
     await fs.chmod(hostDir, 0o755);
     await fs.writeFile(path.join(hostDir, 'host-secret'), 'host secret\n', { mode: 0o644 });
-    const r = await run(
-      'setpriv',
-      [
-        `--reuid=${NOBODY}`,
-        `--regid=${NOBODY}`,
-        '--clear-groups',
-        '--inh-caps=-all',
-        'env',
-        `HOME=${base}`,
-        process.execPath,
-        '--import',
-        'tsx',
-        script,
-        base,
-        hostDir,
-      ],
-      path.dirname(script),
-    );
+    const [cmd, ...args] = asNobodyScript(base, script, [base, hostDir]);
+    const r = await run(cmd, args, path.dirname(script));
     const out = r.stdout.trim().split('\n').pop() ?? '';
     if (r.code !== 0 || !out.startsWith('{')) throw new Error(`rootless bind script failed (${r.code}): ${r.stderr}`);
     return JSON.parse(out);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkLimits, checkUser, subidRange, userNsArgs, type UserNs } from './rootless.ts';
 import { makeBusyboxRootfs } from './testing/rootfs.ts';
-import { runCommand } from './testing/run-command.ts';
+import { asNobodyScript, NOBODY, runCommand } from './testing/run-command.ts';
 import { installProbe } from './testing/probe.ts';
 import { processesUnder } from './testing/suite.ts';
 import type { CgroupLayout } from './cgroups.ts';
@@ -19,7 +19,6 @@ import type { CgroupLayout } from './cgroups.ts';
 const script = fileURLToPath(new URL('./testing/rootless-script.ts', import.meta.url));
 const tools = ['/usr/bin/setpriv', '/usr/bin/unshare', '/usr/bin/newuidmap', '/usr/bin/newgidmap'];
 const canSwitch = process.getuid?.() === 0 && tools.every((t) => existsSync(t));
-const NOBODY = 65534;
 const SUBID_START = 200_000;
 
 describe('rootless helpers', () => {
@@ -128,20 +127,7 @@ describe.skipIf(!canSwitch)(
     };
 
     const asNobody = async (base: string, subid: boolean): Promise<ScriptOut> => {
-      const inner = [
-        'setpriv',
-        `--reuid=${NOBODY}`,
-        `--regid=${NOBODY}`,
-        '--clear-groups',
-        '--inh-caps=-all',
-        'env',
-        `HOME=${base}`,
-        process.execPath,
-        '--import',
-        'tsx',
-        script,
-        base,
-      ];
+      const inner = asNobodyScript(base, script, [base]);
       let r;
       if (subid) {
         const file = path.join(base, 'subid');

@@ -18,3 +18,24 @@ export function runCommand(cmd: string, args: string[], cwd?: string): Promise<C
     c.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+/** The uid and gid the rootless tests run as. */
+export const NOBODY = 65534;
+
+/** `setpriv` as nobody (no groups, no inheritable caps) running a tsx script under this node, HOME=home. */
+export function asNobodyScript(home: string, script: string, args: string[]): string[] {
+  return [
+    'setpriv',
+    `--reuid=${NOBODY}`,
+    `--regid=${NOBODY}`,
+    '--clear-groups',
+    '--inh-caps=-all',
+    'env',
+    `HOME=${home}`,
+    process.execPath,
+    '--import',
+    'tsx',
+    script,
+    ...args,
+  ];
+}
