@@ -177,6 +177,6 @@ export async function settleBeforeCold(context?: string): Promise<void> {
 
 /** Reads every file under `dir` into the page cache (tar into a pipe: with /dev/null as its output, GNU tar reads no data). */
 export async function warmContext(dir: string): Promise<void> {
-  const r = await spawnCollect(['sh', '-c', 'tar cf - -C "$1" . | cat > /dev/null', 'warm', dir]);
+  const r = await spawnCollect(['bash', '-o', 'pipefail', '-c', 'tar cf - -C "$1" . | cat > /dev/null', 'warm', dir]);
   if (r.code !== 0) throw new Error(`warming ${dir} failed: ${tail(r.stderr)}`);
 }
