@@ -128,12 +128,15 @@ async function runCase(peer: Peer, c: Case, cells: Map<string, Cell>): Promise<v
     log(`${peer.name} ${c.name}/${phase}: ${secs(r.wall)}s ran ${r.ran ?? '?'} cached ${r.cached ?? '?'}`);
   };
   try {
-    if (!c.phases.includes('cold')) await settleBeforeCold(dir); // the same page cache for the edit and parallel builds
+    // settleBeforeCold before every timed build, not once per case: with BENCH_DROP_CACHES=1 a
+    // single drop left every later serial, parallel and edit build reading a cached context.
     if (c.parallel) {
       for (let i = 0; i < runs; i++) {
         await peer.reset();
+        await settleBeforeCold(dir);
         await record('serial', () => serialBuilds(peer, dir, c.parallel!, tag));
         await peer.reset();
+        await settleBeforeCold(dir);
         await record('parallel', () => parallelBuilds(peer, dir, c.parallel!, tag));
       }
     } else if (c.phases.includes('edit')) {
@@ -143,6 +146,7 @@ async function runCase(peer: Peer, c: Case, cells: Map<string, Cell>): Promise<v
       if (!first.ok) throw new Error(`edit (initial build): ${first.error}`);
       for (let i = 0; i < runs; i++) {
         await c.edit!(dir, editN++);
+        await settleBeforeCold(dir);
         await record('edit', () => peer.build(dir, tag));
       }
     } else {

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { genBig } from '../cases.ts';
-import { median } from './measure.ts';
+import { median, settleBeforeCold } from './measure.ts';
 import { bytes, render, secs } from './table.ts';
 import { VlabApi } from '../peers/vlab.ts';
 import { VlabCli } from '../peers/vlab-cli.ts';
@@ -35,6 +35,8 @@ export async function scaleRows(env: BenchEnv, list: string, runs: number): Prom
       const rss: number[] = [];
       for (let i = 0; i < runs; i++) {
         await peer.reset();
+        // The same page-cache start as every other cold row (read the file, or drop the cache).
+        await settleBeforeCold(dir);
         const r = await peer.build(dir, 'bench-scale:latest');
         if (!r.ok) throw new Error(`scale ${gib} GiB: ${r.error}`);
         walls.push(r.wall);
