@@ -4,6 +4,7 @@
  * read-only paths made as runc makes them (so both executors show the same mount table). vlab-init
  * takes the lines as mount(2) calls (native-spec.ts), the shell launcher as fstab tables.
  */
+import { readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { PreparedRun } from './prepare.ts';
 import type { Cgroup, CgroupVersion } from './cgroups.ts';
@@ -76,8 +77,27 @@ function cgroupLines(target: string, options: string[], c: { version: CgroupVers
   return lines;
 }
 
-/** What the shell launcher mounts: a table for one `mount -a -T`, or one entry by itself. */
-export type MountStep = { fstab: string } | { line: FstabLine };
+/**
+ * What the shell launcher mounts: a table for one `mount -a -T`, or one entry by itself; `pin`:
+ * the entry's source is the path a pinned fd's link shows, and after the mount its target must be
+ * that very file, `device:inode` as stat(1) prints them (pinnedSource).
+ */
+export type MountStep = { fstab: string } | { line: FstabLine; pin?: string };
+
+/**
+ * A bind source that is this process's `/proc/<pid>/fd/N` link (bind-source.ts: a stage directory
+ * pinned by its fd where this process cannot mount, rootless): mount(2) in the container's mount
+ * namespace refuses it (the link names a mount of this one), and the container's user namespace
+ * may not even read it. So the entry mounts the path the link shows now, and the launcher checks
+ * after the mount that the target is the pinned file (its device and inode, read here through the
+ * fd): swapped for a link to a host dir meanwhile, the run fails (125) before anything runs in it.
+ * Undefined for any other source.
+ */
+export function pinnedSource(source: string): { path: string; pin: string } | undefined {
+  if (!new RegExp(`^/proc/${process.pid}/fd/\\d+$`).test(source)) return undefined;
+  const st = statSync(source, { bigint: true });
+  return { path: readlinkSync(source), pin: `${st.dev}:${st.ino}` };
+}
 
 /**
  * builtinMounts() as the shell launcher carries it out: runs of entries batched into fstab
@@ -95,10 +115,11 @@ export function mountPlan(p: PreparedRun, c: BuiltinMountContext): { early: Moun
     let table = '';
     for (const l of lines) {
       const target = l[1];
-      if (mounted.has(target)) {
+      const pinned = l[2] === 'none' ? pinnedSource(l[0]) : undefined;
+      if (mounted.has(target) || pinned) {
         if (table) steps.push({ fstab: table });
         table = '';
-        steps.push({ line: l });
+        steps.push(pinned ? { line: [pinned.path, ...l.slice(1)] as FstabLine, pin: pinned.pin } : { line: l });
       } else table += l.map(fstabEscape).join(' ') + ' 0 0\n';
       mounted.add(target);
     }

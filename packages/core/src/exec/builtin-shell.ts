@@ -10,7 +10,7 @@ import type { UserNs } from './rootless.ts';
 import { DEFAULT_CAPS, NOFILE_LIMIT } from './defaults.ts';
 
 /** A mount step of the setup script: `mount -a -T file`, or one entry mounted by itself. */
-export type ShellMountStep = { file: string } | { line: FstabLine };
+export type ShellMountStep = { file: string } | { line: FstabLine; pin?: string };
 
 /**
  * The setup run as pid 1 inside the new namespaces, still on the host's root. Process starts are
@@ -33,7 +33,15 @@ export function setupScript(
   // One entry by itself: libmount makes a bind with flags a bind, then a remount (as mountCalls).
   const one = ([src, tgt, type, opts]: FstabLine) =>
     `${mount}${type === 'none' ? '' : ` -t ${q(type)}`} -o ${q(opts)} ${q(src)} ${q(tgt)}`;
-  const mounts = (ss: ShellMountStep[]) => ss.map((s) => ('file' in s ? `${mount} -a -T ${q(s.file)}` : one(s.line)));
+  // a pinned source (builtin-mounts.ts pinnedSource): the target must now be the pinned file
+  const check = (tgt: string, pin: string) =>
+    t.stat
+      ? `[ "$(${q(t.stat)} -L -c %d:%i ${q(tgt)})" = ${q(pin)} ] || { echo ${q(`vlab: the bind source for ${tgt} changed while the build ran: run the build again`)} >&2; exit 125; }`
+      : `echo ${q(`vlab: a pinned bind source (${tgt}) needs stat(1) on the host`)} >&2; exit 125`;
+  const mounts = (ss: ShellMountStep[]) =>
+    ss.map((s) =>
+      'file' in s ? `${mount} -a -T ${q(s.file)}` : one(s.line) + (s.pin ? `\n${check(s.line[1], s.pin)}` : ''),
+    );
   L.push(...mounts(steps.early));
   if (ns) L.push(`${q(t.hostname!)} ${q(p.hostname)}`);
   else L.push(`echo ${q(p.hostname)} > ${q(path.join(R, '/proc/sys/kernel/hostname'))}`);

@@ -48,7 +48,12 @@ const NO_SECCOMP_HELP =
   'bash scripts/build-native.sh (needs cc and libseccomp-dev), or install runc or crun; VLAB_EXECUTOR=builtin-shell runs them without seccomp';
 
 const TOOLS = ['sh', 'unshare', 'setpriv', 'setsid', 'mount', 'mknod', 'env', 'cp'] as const;
-export type Tools = Record<(typeof TOOLS)[number], string> & { ip?: string; hostname?: string; bash?: string };
+export type Tools = Record<(typeof TOOLS)[number], string> & {
+  ip?: string;
+  hostname?: string;
+  bash?: string;
+  stat?: string;
+};
 
 let toolsFound: Promise<Tools> | undefined;
 
@@ -60,14 +65,14 @@ export function findBuiltinTools(): Promise<Tools> {
 }
 
 async function lookUpTools(): Promise<Tools> {
-  const found = await Promise.all([...TOOLS, 'ip', 'hostname', 'bash'].map((t) => findHostTool(t)));
+  const found = await Promise.all([...TOOLS, 'ip', 'hostname', 'bash', 'stat'].map((t) => findHostTool(t)));
   const out: Partial<Tools> = {};
   TOOLS.forEach((t, i) => {
     if (!found[i])
       throw new VlabError('E_EXEC_UNAVAILABLE', `the built-in executor needs ${t} (util-linux) on the host`);
     out[t] = found[i];
   });
-  [out.ip, out.hostname, out.bash] = found.slice(TOOLS.length);
+  [out.ip, out.hostname, out.bash, out.stat] = found.slice(TOOLS.length);
   return out as Tools;
 }
 

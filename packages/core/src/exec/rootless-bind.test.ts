@@ -3,7 +3,9 @@
  * not bound pinned here (bind-source.ts staged's fallback). The stage's `/d` is swapped for a
  * symlink to a host directory after the source was resolved and before the step mounts it: the
  * step must see the stage's directory, never the host's (testing/rootless-bind-script.ts, run as
- * nobody with setpriv, as rootless.test.ts does).
+ * nobody with setpriv, as rootless.test.ts does). A read-only directory is mounted by the shell
+ * launcher from the path its fd's link shows and checked (builtin-mounts.ts pinnedSource): a link
+ * to the host by that path fails the step before it runs.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, promises as fs } from 'node:fs';
@@ -34,7 +36,8 @@ describe.skipIf(!canSwitch)('rootless RUN --mount=type=bind from a stage (as nob
   });
 
   /** The script's outcomes, run once as nobody. */
-  let got: Promise<Record<'roDir' | 'rwDir' | 'roFile' | 'rwFile', Step> & { tmpLeft: string[] }> | undefined;
+  let got:
+    Promise<Record<'roDir' | 'rwDir' | 'roFile' | 'rwFile' | 'roGone', Step> & { tmpLeft: string[] }> | undefined;
   let hostDir = '';
   let base = '';
   const outcomes = async () => (got ??= runScript());
@@ -77,10 +80,18 @@ describe.skipIf(!canSwitch)('rootless RUN --mount=type=bind from a stage (as nob
     expect(r.tmpLeft).toEqual([]);
   });
 
-  // Known gap: a read-only stage dir is mounted by the runtime by its path (a /proc link to this
-  // process's fd is another mount namespace's mount, which mount(2) refuses in the user namespace).
-  it.fails('known gap: a read-only stage dir swapped the same way is seen as the host dir', async (ctx) => {
+  it('a read-only stage dir swapped the same way: the step sees the stage', async (ctx) => {
     if (!(await readable())) ctx.skip();
     expect((await outcomes()).roDir).toEqual({ exitCode: 0, stdout: 'inside\nstage file\n', stderr: '' });
+  });
+
+  it('a read-only stage dir gone after the pin, a link to the host by the name its fd shows: the step does not run', async (ctx) => {
+    if (!(await readable())) ctx.skip();
+    const { roGone } = await outcomes();
+    expect(roGone).toEqual({
+      exitCode: 125,
+      stdout: '',
+      stderr: `vlab: the bind source for ${path.join(base, 'root', 'mnt')} changed while the build ran: run the build again\n`,
+    });
   });
 });

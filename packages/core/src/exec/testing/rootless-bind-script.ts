@@ -3,7 +3,8 @@
  * `/f`) from a stage's tree `<base>/stage` (bind-source.ts bindSource: this process cannot mount, the rootless
  * fallback), then `<base>/stage/d` is swapped for a symlink to `<hostDir>` before the step runs
  * (createExecutor() in `<base>/root`, temp dirs in `<base>/tmp`), which lists the mount and
- * reads a file through it (`rw`: writes one too). Prints one JSON line; the test asserts.
+ * reads a file through it (`rw`: writes one too); and a read-only `/e` removed after the pin, with a
+ * link to `<hostDir>` by the name its fd's link then shows. Prints one JSON line; the test asserts.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -16,14 +17,26 @@ const tmpDir = path.join(base, 'tmp');
 const stage = path.join(base, 'stage');
 const ex = await createExecutor({ tmpDir });
 
-/** A step binding stage `/d` (a directory) or `/f` (a file; swapped for a link to hostDir/host-secret) on /mnt. */
-const step = async (name: 'd' | 'f', rw: boolean) => {
+/** The swap after the pin: `/d` (a directory) or `/f` (a file) moved away, a link to hostDir (or its host-secret) in its place. */
+const swapAway = async (name: string) => {
+  await fs.rename(path.join(stage, name), path.join(stage, `${name}.away`));
+  await fs.symlink(name === 'd' ? hostDir : path.join(hostDir, 'host-secret'), path.join(stage, name));
+};
+/**
+ * The swap for the launcher's check: the pinned (empty) dir `/e` removed, so its fd's link shows
+ * `<stage>/e (deleted)`, and a link to hostDir made by that name.
+ */
+const swapGone = async (name: string) => {
+  await fs.rmdir(path.join(stage, name));
+  await fs.symlink(hostDir, path.join(stage, `${name} (deleted)`));
+};
+
+/** A step binding stage `/<name>` on /mnt, swapped after the pin and before the mount. */
+const step = async (name: 'd' | 'f' | 'e', rw: boolean, swap = swapAway) => {
   const undo: Undo = [];
   try {
     const source = await bindSource({ root: stage, source: `/${name}`, rw, where: 'stage', scratch: tmpDir, undo });
-    // the swap, after the pin and before the mount
-    await fs.rename(path.join(stage, name), path.join(stage, `${name}.away`));
-    await fs.symlink(name === 'd' ? hostDir : path.join(hostDir, 'host-secret'), path.join(stage, name));
+    await swap(name);
     let stdout = '';
     let stderr = '';
     const r = await ex.run(
@@ -47,6 +60,7 @@ const step = async (name: 'd' | 'f', rw: boolean) => {
   } finally {
     for (const u of undo.reverse()) await u();
     await fs.unlink(path.join(stage, name)).catch(() => undefined);
+    await fs.unlink(path.join(stage, `${name} (deleted)`)).catch(() => undefined);
     await fs.rename(path.join(stage, `${name}.away`), path.join(stage, name)).catch(() => undefined);
   }
 };
@@ -55,4 +69,6 @@ const roDir = await step('d', false);
 const rwDir = await step('d', true);
 const roFile = await step('f', false);
 const rwFile = await step('f', true);
-console.log(JSON.stringify({ roDir, rwDir, roFile, rwFile, tmpLeft: await fs.readdir(tmpDir) }));
+await fs.mkdir(path.join(stage, 'e'));
+const roGone = await step('e', false, swapGone);
+console.log(JSON.stringify({ roDir, rwDir, roFile, rwFile, roGone, tmpLeft: await fs.readdir(tmpDir) }));

@@ -69,9 +69,7 @@ export async function bindSource({
   try {
     // Something excluded under it: a view without it (made from the walk); otherwise the source itself, nothing copied.
     view = !!context && !!shows?.hides && st.isDirectory();
-    src = view
-      ? await contextView(context!, rel, scratch, undo)
-      : await staged(pinned, root, rel, scratch, undo, context, rw);
+    src = view ? await contextView(context!, rel, scratch, undo) : await staged(pinned, rel, scratch, undo, context);
   } finally {
     fs.closeSync(fd); // a mount holds what it shows
   }
@@ -146,17 +144,15 @@ function keepPinned(fd: number, undo: Undo): string {
  * The pinned source bound read-only under `scratch` (mountPinned): a path the runtime can mount,
  * showing that very file or directory. Where this process cannot mount (rootless): a context
  * directory's view made from the walk, a context file's or a stage file's copy through the fd, a
- * stage directory for `rw` by its fd's /proc link (keepPinned: bindSource copies through it), a
- * read-only stage directory by its path (left: the runtime mounts it by name).
+ * stage directory by its fd's /proc link (keepPinned: bindSource copies through it for `rw`; the
+ * launcher mounts it read-only, checked, builtin-mounts.ts pinnedSource).
  */
 async function staged(
   { fd, st }: { fd: number; st: fs.Stats },
-  root: string,
   rel: string,
   scratch: string,
   undo: Undo,
   context: BuildContext | undefined,
-  rw: boolean,
 ): Promise<string> {
   const dir = await fsp.mkdtemp(path.join(scratch, `bind-${process.pid}-`));
   const target = path.join(dir, 'src');
@@ -174,14 +170,15 @@ async function staged(
     await fsp.rm(target, { recursive: true, force: true });
   }
   if (!context) {
-    // A stage's file: copied through the fd. A directory: a rw one is copied (bindSource) through
-    // the fd's /proc link, kept open; a read-only one is mounted by the runtime by its path, as a
-    // link to an fd of this process is another mount namespace's, which mount(2) refuses.
+    // A stage's file: copied through the fd. A directory: its fd's /proc link, kept open; a rw
+    // one is copied through it (bindSource), a read-only one is mounted by the launcher from the
+    // path the link shows and checked to be that very directory (builtin-mounts.ts pinnedSource:
+    // mount(2) refuses a link to an fd of another mount namespace).
     if (st.isFile()) {
       await copyPinnedFile(fd, st, target);
       return target;
     }
-    return rw ? keepPinned(fd, undo) : path.join(root, rel);
+    return keepPinned(fd, undo);
   }
   if (st.isDirectory()) return contextView(context, rel, scratch, undo);
   await fsp.copyFile(`/proc/self/fd/${fd}`, target);
