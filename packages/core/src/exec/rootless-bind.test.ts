@@ -37,7 +37,8 @@ describe.skipIf(!canSwitch)('rootless RUN --mount=type=bind from a stage (as nob
 
   /** The script's outcomes, run once as nobody. */
   let got:
-    Promise<Record<'roDir' | 'rwDir' | 'roFile' | 'rwFile' | 'roGone', Step> & { tmpLeft: string[] }> | undefined;
+    | Promise<Record<'roDir' | 'rwDir' | 'roFile' | 'rwFile' | 'roGone' | 'ctxFile', Step> & { tmpLeft: string[] }>
+    | undefined;
   let hostDir = '';
   let base = '';
   const outcomes = async () => (got ??= runScript());
@@ -51,6 +52,7 @@ describe.skipIf(!canSwitch)('rootless RUN --mount=type=bind from a stage (as nob
     await fs.writeFile(path.join(base, 'stage', 'd', 'inside'), 'stage file\n');
     await fs.writeFile(path.join(base, 'stage', 'f'), 'stage file\n');
     await fs.utimes(path.join(base, 'stage', 'f'), 1_000_000, 1_000_000); // kept by the copy the step sees
+    await fs.chmod(path.join(base, 'stage', 'f'), 0o640); // kept too
     await run('chown', ['-R', `${NOBODY}:${NOBODY}`, base]);
     // the host dir: root's, readable by nobody, not writable
     hostDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-rootless-host-'));
@@ -71,13 +73,18 @@ describe.skipIf(!canSwitch)('rootless RUN --mount=type=bind from a stage (as nob
     if (!(await readable())) ctx.skip(); // nobody cannot read the checkout
     const r = await outcomes();
     const stage = { exitCode: 0, stdout: 'stage file\n', stderr: '' };
-    const file = { ...stage, stdout: 'stage file\n1000000\n' }; // its mtime kept
+    const file = { ...stage, stdout: 'stage file\n640 1000000\n' }; // its mode and mtime kept
     expect(r.roFile).toEqual(file);
     expect(r.rwFile).toEqual(file);
     expect(r.rwDir).toEqual({ ...stage, stdout: 'inside\nstage file\n' });
     expect(await fs.readdir(hostDir)).toEqual(['host-secret']);
     expect(await fs.readdir(path.join(base, 'stage', 'd'))).toEqual(['inside']); // rw writes are thrown away
     expect(r.tmpLeft).toEqual([]);
+  });
+
+  it('a context file where this process cannot mount: the copy the step sees keeps its mode and mtime', async (ctx) => {
+    if (!(await readable())) ctx.skip();
+    expect((await outcomes()).ctxFile).toEqual({ exitCode: 0, stdout: 'stage file\n640 1000000\n', stderr: '' });
   });
 
   it('a read-only stage dir swapped the same way: the step sees the stage', async (ctx) => {

@@ -4,12 +4,15 @@
  * fallback), then `<base>/stage/d` is swapped for a symlink to `<hostDir>` before the step runs
  * (createExecutor() in `<base>/root`, temp dirs in `<base>/tmp`), which lists the mount and
  * reads a file through it (`rw`: writes one too); and a read-only `/e` removed after the pin, with a
- * link to `<hostDir>` by the name its fd's link then shows. Prints one JSON line; the test asserts.
+ * link to `<hostDir>` by the name its fd's link then shows; and `/f` of the same tree as a build
+ * context (its copy keeps mode and mtime). Prints one JSON line; the test asserts.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createExecutor } from '../index.ts';
 import { bindSource, type Undo } from '../../solve/ops/bind-source.ts';
+import { BuildContext } from '../../context/context.ts';
+import { FileHashCache } from '../../context/hash-cache.ts';
 
 const [base, hostDir] = process.argv.slice(2) as [string, string];
 const rootfs = path.join(base, 'root');
@@ -32,10 +35,11 @@ const swapGone = async (name: string) => {
 };
 
 /** A step binding stage `/<name>` on /mnt, swapped after the pin and before the mount. */
-const step = async (name: 'd' | 'f' | 'e', rw: boolean, swap = swapAway) => {
+const step = async (name: 'd' | 'f' | 'e', rw: boolean, swap = swapAway, context?: BuildContext) => {
   const undo: Undo = [];
   try {
-    const source = await bindSource({ root: stage, source: `/${name}`, rw, where: 'stage', scratch: tmpDir, undo });
+    const where = context ? 'context' : 'stage';
+    const source = await bindSource({ root: stage, source: `/${name}`, rw, where, scratch: tmpDir, undo, context });
     await swap(name);
     let stdout = '';
     let stderr = '';
@@ -45,7 +49,9 @@ const step = async (name: 'd' | 'f' | 'e', rw: boolean, swap = swapAway) => {
         argv: [
           '/bin/sh',
           '-c',
-          name === 'f' ? 'cat /mnt; stat -c %Y /mnt' : `ls /mnt; cat /mnt/*; ${rw ? 'echo x > /mnt/new; ' : ''}true`,
+          name === 'f'
+            ? 'cat /mnt; stat -c "%a %Y" /mnt'
+            : `ls /mnt; cat /mnt/*; ${rw ? 'echo x > /mnt/new; ' : ''}true`,
         ],
         env: [],
         cwd: '/',
@@ -71,4 +77,6 @@ const roFile = await step('f', false);
 const rwFile = await step('f', true);
 await fs.mkdir(path.join(stage, 'e'));
 const roGone = await step('e', false, swapGone);
-console.log(JSON.stringify({ roDir, rwDir, roFile, rwFile, roGone, tmpLeft: await fs.readdir(tmpDir) }));
+// the stage dir as a build context: a context file copied (this process cannot mount it), not swapped
+const ctxFile = await step('f', false, async () => undefined, await BuildContext.open(stage, new FileHashCache()));
+console.log(JSON.stringify({ roDir, rwDir, roFile, rwFile, roGone, ctxFile, tmpLeft: await fs.readdir(tmpDir) }));

@@ -181,12 +181,12 @@ async function staged(
     return keepPinned(fd, undo);
   }
   if (st.isDirectory()) return contextView(context, rel, scratch, undo);
-  await fsp.copyFile(`/proc/self/fd/${fd}`, target);
+  await copyPinnedFile(fd, st, target); // with its mode, mtime and owner, as the context view keeps them
   return target;
 }
 
 /**
- * The stage file pinned as `fd` copied to `target` (in this process's scratch dir) with the
+ * The stage or context file pinned as `fd` copied to `target` (in this process's scratch dir) with the
  * pinned stat's mtime and, where this process may, its owner (then its mode again: chown clears
  * setuid/setgid), so the step sees the file as the stage has it.
  */
