@@ -18,11 +18,12 @@
 import {
   closeSync,
   constants,
-  promises as fs,
   fstatSync,
   lstatSync,
   mkdirSync,
   openSync,
+  rmdirSync,
+  unlinkSync,
   type BigIntStats,
 } from 'node:fs';
 import path from 'node:path';
@@ -97,44 +98,60 @@ export async function createMountpoints(rootfs: string, reqs: MountpointRequest[
   }
 }
 
-/** Removes what `createMountpoints` made if still empty, and restores parent times. Idempotent. */
+/**
+ * Removes what `createMountpoints` made if still empty, and restores parent times. Idempotent.
+ * Every entry and parent is reached from its parent's fd, each directory opened O_NOFOLLOW from
+ * its own parent's (InRootDirs): the container may have swapped a directory on the way for a link
+ * to a host directory, and then nothing there is removed or touched.
+ */
 export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
-  for (const entry of [...c.created].reverse()) {
-    try {
-      if (!plainDirsDown(c.root, path.dirname(entry.path))) continue;
-      const st = lstatSync(entry.path);
-      if (entry.kind === 'dir' && st.isDirectory()) await fs.rmdir(entry.path);
-      else if (entry.kind === 'file' && st.isFile() && st.size === 0) await fs.unlink(entry.path);
-    } catch {
-      /* not empty (the process wrote into it), busy or already gone: keep */
+  // keep every fd opened: the parents' fds are handed to touch(1) after the walk
+  const dirs = new InRootDirs(c.root + '/.', Infinity);
+  try {
+    for (const entry of [...c.created].reverse()) {
+      try {
+        const parts = partsInRoot(c.root, entry.path);
+        if (!parts?.length) continue;
+        const at = hostPath(atFd(dirs.dirOrErrno(parts.slice(0, -1)), parts[parts.length - 1]!));
+        const st = lstatSync(at);
+        if (entry.kind === 'dir' && st.isDirectory()) rmdirSync(at);
+        else if (entry.kind === 'file' && st.isFile() && st.size === 0) unlinkSync(at);
+      } catch {
+        /* not empty (the process wrote into it), busy, already gone or no longer a directory on the way: keep */
+      }
     }
+    c.created.length = 0;
+    // mtime only, to the nanosecond (Node's utimes goes through a double: ~µs), one `touch` for
+    // all parents with the same mtime, and none where it is already right (vlab-init restores
+    // them itself). atime is not part of a layer. touch gets each parent as its fd's /proc link
+    // (followed, no -h: the link leads to that very directory, whatever its path shows now).
+    const byTime = new Map<string, string[]>();
+    for (const [dir, [, mtime]] of c.parents) {
+      const parts = partsInRoot(c.root, dir);
+      if (!parts) continue;
+      let fd: number;
+      try {
+        fd = dirs.dirOrErrno(parts);
+      } catch {
+        continue; // gone, or no longer a directory on the way
+      }
+      if (times(fd)[1] === mtime) continue;
+      byTime.set(mtime, [...(byTime.get(mtime) ?? []), `/proc/${process.pid}/fd/${fd}`]);
+    }
+    await Promise.all(
+      [...byTime].map(([mtime, fds]) => run('touch', ['-c', '-m', '-d', `@${mtime}`, ...fds]).catch(() => {})),
+    );
+    c.parents.clear();
+  } finally {
+    dirs.close();
   }
-  c.created.length = 0;
-  // mtime only, to the nanosecond (Node's utimes goes through a double: ~µs), one `touch` for
-  // all parents with the same mtime, and none where it is already right (vlab-init restores
-  // them itself). atime is not part of a layer.
-  const byTime = new Map<string, string[]>();
-  for (const [dir, [, mtime]] of c.parents) {
-    if (!plainDirsDown(c.root, dir)) continue;
-    if (lstatOrUndef(dir) && times(dir)[1] === mtime) continue;
-    byTime.set(mtime, [...(byTime.get(mtime) ?? []), dir]);
-  }
-  await Promise.all(
-    [...byTime].map(([mtime, dirs]) => run('touch', ['-c', '-h', '-m', '-d', `@${mtime}`, ...dirs]).catch(() => {})),
-  );
-  c.parents.clear();
 }
 
-/** Whether `dir` and every directory between `root` and it are directories, not symlinks. */
-function plainDirsDown(root: string, dir: string): boolean {
-  const rel = path.relative(root, dir);
-  if (rel.startsWith('..') || path.isAbsolute(rel)) return false;
-  let cur = root;
-  for (const part of rel ? rel.split(path.sep) : []) {
-    cur = path.join(cur, part);
-    if (!lstatOrUndef(cur)?.isDirectory()) return false;
-  }
-  return true;
+/** The components of `p` under `root` ([] for root itself), undefined when it is not under root. */
+function partsInRoot(root: string, p: string): string[] | undefined {
+  const rel = path.relative(root, p);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) return undefined;
+  return rel ? rel.split(path.sep) : [];
 }
 
 function lstatOrUndef(p: string | Buffer) {

@@ -202,3 +202,41 @@ describe('writes into a tree whose directory is swapped for a link to a host dir
     expect(out.written).toBeGreaterThan(0);
   });
 });
+
+describe('removal from a tree whose directory is swapped for a link to a host dir', () => {
+  it('RUN mountpoints (removeMountpoints): never removes a host entry, never touches a host dir', async () => {
+    const dir = path.join(top, 'mountpoints-remove');
+    const root = path.join(dir, 'root');
+    const host = path.join(dir, 'host');
+    await fsp.mkdir(path.join(root, 'd', 'sub'), { recursive: true });
+    // what the removal would take on the host: an empty dir and an empty file by the mountpoints' names
+    await fsp.mkdir(path.join(host, 'sub', 'm'), { recursive: true });
+    await fsp.writeFile(path.join(host, 'sub', 'f'), '');
+    await fsp.utimes(path.join(host, 'sub'), 1_000_000, 1_000_000);
+    const child = spawn(process.execPath, ['-e', DIR_SWAPPER, root, 'd', host], { stdio: 'ignore' });
+    let removed = 0;
+    try {
+      for (let n = 0, until = Date.now() + 1500; Date.now() < until || removed < 20; n++) {
+        let c;
+        try {
+          c = await createMountpoints(root, [
+            { target: '/d/sub/m', kind: 'dir' },
+            { target: '/d/sub/f', kind: 'file' },
+          ]);
+        } catch (e) {
+          const code = isVlabError(e) ? e.code : (e as NodeJS.ErrnoException).code;
+          if (!code || !(RACE_CODES.includes(code) || RACE_ERRNOS.includes(code))) throw e;
+          continue;
+        }
+        await removeMountpoints(c);
+        removed++;
+        expect(fs.readdirSync(path.join(host, 'sub')).sort()).toEqual(['f', 'm']);
+        expect(fs.statSync(path.join(host, 'sub')).mtimeMs).toBe(1_000_000_000);
+      }
+    } finally {
+      child.kill();
+      await new Promise((r) => child.once('exit', r));
+    }
+    expect(removed).toBeGreaterThanOrEqual(20);
+  });
+});
