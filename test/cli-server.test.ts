@@ -5,7 +5,7 @@
  * idle exit and the restart on a new bundle. Each fast-path command is checked to have run in
  * the server (its log gains a line), so a silent fallback cannot make the comparison vacuous.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import fsp from 'node:fs/promises';
@@ -153,6 +153,79 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
       fs.readFileSync(serverFile(srvDir, '.log')!, 'utf8').includes('refused a client of uid 65534'),
     );
   });
+
+  // A listener at the slot's socket that is not our server: as another uid (SO_PEERCRED), or ours
+  // but never accepting with its backlog full (a blocking connect() would wait for ever). It holds
+  // the slot's lock as a server does. The client must run the command direct, sending it nothing.
+  const FOREIGN = `
+import fcntl, socket, sys
+sock, lock, got, mode = sys.argv[1:]
+held = open(lock, 'w'); fcntl.flock(held, fcntl.LOCK_EX)
+s = socket.socket(socket.AF_UNIX); s.bind(sock); s.listen(0 if mode == 'full' else 8)
+fill = []
+while mode == 'full':
+    c = socket.socket(socket.AF_UNIX); c.setblocking(False)
+    try: c.connect(sock); fill.append(c)
+    except BlockingIOError: break
+print('ready', flush=True)
+if mode == 'full': sys.stdin.read()
+else:
+    c, _ = s.accept(); c.settimeout(5); data = b''
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d: break
+            data += d
+    except OSError: pass
+    open(got, 'wb').write(data)
+`;
+  for (const mode of ['other-uid', 'full'] as const) {
+    it(`a listener that is not our server (${mode === 'full' ? 'its backlog full' : 'another uid'}): the command runs direct, bounded`, async () => {
+      const name = path.basename(serverFile(srvDir, '.sock')!, '.sock');
+      const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-srv-foreign-'));
+      await fsp.chmod(dir, 0o700);
+      const got = path.join(dir, 'got');
+      const asOther = [
+        'setpriv',
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        '--inh-caps=+dac_override',
+        '--ambient-caps=+dac_override',
+      ];
+      const argv = [
+        ...(mode === 'full' ? [] : asOther),
+        'python3',
+        '-c',
+        FOREIGN,
+        path.join(dir, `${name}.sock`),
+        path.join(dir, `${name}.lock`),
+        got,
+        mode,
+      ];
+      const listener = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          listener.stdout.once('data', () => resolve());
+          listener.once('exit', (c) => reject(new Error(`the listener exited (${c})`)));
+        });
+        const env = { VLAB_ROOT: store, VLAB_SERVER_SLOTS: '1', VLAB_SERVER_ANSWER_MS: '500' };
+        const t0 = Date.now();
+        const fast = await vb(['images'], { fast: true, dir, env, signalOn: { ms: 20_000, signal: 'SIGKILL' } });
+        const took = Date.now() - t0;
+        const direct = await vb(['images'], { fast: false, dir, env });
+        expect(fast).toEqual(direct);
+        expect(took).toBeLessThan(15_000);
+        if (mode === 'other-uid') {
+          await until('the listener saw the client go', () => fs.existsSync(got));
+          expect(fs.readFileSync(got, 'utf8')).toBe(''); // no request, no environment
+        }
+      } finally {
+        listener.kill('SIGKILL');
+        await fsp.rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
 
   it('a second command while one runs goes to a spare slot (started by the first that finds none)', async () => {
     const n = served();

@@ -224,15 +224,40 @@ static int answer_ms(void) {
   return n < 1 ? 1 : n > 600000 ? 600000 : (int)n;
 }
 
-/* A connected socket to the slot's server; -1: none listens there; -2: an unusable path. */
+/*
+ * A connected socket to the slot's server; -1: none listens there (or its backlog stayed full for
+ * answer_ms(): a stopped or stuck server, whose lock then sends us to the next slot); -2: an
+ * unusable path, or a listener of another uid (SO_PEERCRED: only our own server gets our stdio
+ * and environment, as the server serves only its own uid).
+ * Non-blocking: a blocking connect() to a unix socket whose backlog is full waits for ever.
+ */
 static int connect_slot(const char *base) {
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   if (snprintf(a.sun_path, sizeof a.sun_path, "%s.sock", base) >= (int)sizeof a.sun_path) return -2;
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (s < 0) return -2;
-  if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) return s;
-  close(s);
-  return -1;
+  long long deadline = now_ms() + answer_ms();
+  while (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
+    /* EAGAIN: the backlog is full (a unix socket never answers EINPROGRESS): try again shortly */
+    if ((errno != EAGAIN && errno != EINTR) || now_ms() >= deadline) {
+      close(s);
+      return -1;
+    }
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 2 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid != getuid()) {
+    close(s);
+    return -2;
+  }
+  int fl = fcntl(s, F_GETFL);
+  if (fl < 0 || fcntl(s, F_SETFL, fl & ~O_NONBLOCK) < 0) { /* the hand-over below blocks, bounded */
+    close(s);
+    return -2;
+  }
+  return s;
 }
 
 /* The bound on a server's start-up that we wait for, ms (VLAB_SERVER_START_MS, default 5000, 0-600000). */
