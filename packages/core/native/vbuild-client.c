@@ -245,6 +245,7 @@ static int connect_slot(const char *base) {
     }
     struct timespec ts = {.tv_sec = 0, .tv_nsec = 2 * 1000000L};
     nanosleep(&ts, NULL);
+    pending_signal(); /* Ctrl-C while we wait: nothing runs anywhere yet */
   }
   struct ucred cred;
   socklen_t len = sizeof cred;

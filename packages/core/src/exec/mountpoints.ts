@@ -106,7 +106,14 @@ export async function createMountpoints(rootfs: string, reqs: MountpointRequest[
  */
 export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
   // keep every fd opened: the parents' fds are handed to touch(1) after the walk
-  const dirs = new InRootDirs(c.root + '/.', Infinity);
+  let dirs: InRootDirs;
+  try {
+    dirs = new InRootDirs(c.root + '/.', Infinity);
+  } catch {
+    c.created.length = 0; // the rootfs is gone: nothing of ours is left to remove
+    c.parents.clear();
+    return;
+  }
   try {
     for (const entry of [...c.created].reverse()) {
       try {
@@ -139,7 +146,9 @@ export async function removeMountpoints(c: CreatedMountpoints): Promise<void> {
       byTime.set(mtime, [...(byTime.get(mtime) ?? []), `/proc/${process.pid}/fd/${fd}`]);
     }
     await Promise.all(
-      [...byTime].map(([mtime, fds]) => run('touch', ['-c', '-m', '-d', `@${mtime}`, ...fds]).catch(() => {})),
+      [...byTime].map(([mtime, fds]) =>
+        run('touch', ['-c', '-m', '-d', `@${mtime}`, ...fds], { timeout: 10_000 }).catch(() => {}),
+      ),
     );
     c.parents.clear();
   } finally {

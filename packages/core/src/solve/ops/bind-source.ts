@@ -194,12 +194,15 @@ async function copyPinnedFile(fd: number, st: fs.Stats, target: string): Promise
   await fsp.copyFile(`/proc/self/fd/${fd}`, target);
   const out = fs.openSync(target, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
   try {
+    let owned = true;
     try {
       fs.fchownSync(out, st.uid, st.gid);
     } catch (e) {
       if (!['EPERM', 'EINVAL'].includes((e as NodeJS.ErrnoException).code!)) throw e; // unmapped owner
+      owned = false;
     }
-    fs.fchmodSync(out, st.mode & 0o7777);
+    // not the stage's owner (rootless): never a setuid/setgid file of ours
+    fs.fchmodSync(out, st.mode & (owned ? 0o7777 : 0o1777));
     fs.futimesSync(out, st.atime, st.mtime);
   } finally {
     fs.closeSync(out);
