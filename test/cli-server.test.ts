@@ -38,6 +38,16 @@ import {
 const hasScript = fs.existsSync('/usr/bin/script');
 if (!hasScript) console.warn('cli-server: no script(1) (util-linux): the terminal case is skipped');
 
+/** Runs the rest as uid 65534 that can still reach a 0700 dir of root's (keeps CAP_DAC_OVERRIDE). */
+const AS_OTHER_UID = [
+  'setpriv',
+  '--reuid=65534',
+  '--regid=65534',
+  '--clear-groups',
+  '--inh-caps=+dac_override',
+  '--ambient-caps=+dac_override',
+];
+
 let store: string;
 let ctx: string;
 const timings = (s: string) => s.replace(/\b\d+\.\d+s\b/g, 'T');
@@ -137,17 +147,8 @@ describe.skipIf(!built)('vbuild through the warm server = vbuild direct', () => 
     expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
     // Another uid that can still reach the socket (keeps CAP_DAC_OVERRIDE): refused by SO_PEERCRED.
     const probe = `const s=require('net').connect(process.argv[1]);let d='';s.on('data',x=>d+=x);s.on('close',()=>console.log(JSON.stringify(d)))`;
-    const out = execFileSync(
-      'setpriv',
-      [
-        '--reuid=65534',
-        '--regid=65534',
-        '--clear-groups',
-        '--inh-caps=+dac_override',
-        '--ambient-caps=+dac_override',
-      ].concat(['node', '-e', probe, sock]),
-      { env: base, encoding: 'utf8' },
-    );
+    const [cmd, ...args] = [...AS_OTHER_UID, 'node', '-e', probe, sock];
+    const out = execFileSync(cmd!, args, { env: base, encoding: 'utf8' });
     expect(out.trim()).toBe('""');
     await until('the refusal in the log', () =>
       fs.readFileSync(serverFile(srvDir, '.log')!, 'utf8').includes('refused a client of uid 65534'),
@@ -185,16 +186,8 @@ else:
       const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-srv-foreign-'));
       await fsp.chmod(dir, 0o700);
       const got = path.join(dir, 'got');
-      const asOther = [
-        'setpriv',
-        '--reuid=65534',
-        '--regid=65534',
-        '--clear-groups',
-        '--inh-caps=+dac_override',
-        '--ambient-caps=+dac_override',
-      ];
       const argv = [
-        ...(mode === 'full' ? [] : asOther),
+        ...(mode === 'full' ? [] : AS_OTHER_UID),
         'python3',
         '-c',
         FOREIGN,
