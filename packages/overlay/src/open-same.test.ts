@@ -87,3 +87,43 @@ it('DirsInRoot opens each directory once and keeps the one that was in the root:
   // a fresh one reads the root as it is now: the link is not followed (ENOTDIR: as if absent)
   expect(lstatInRoot(r, 'a/b/f')).toBeUndefined();
 });
+
+it('openSameSync: an open that fails for want of fds (EMFILE) is that error, not "changed, build again"', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { openSameSync } = await import('./open-same.ts');
+  const file = path.join(root, 'd', 'f');
+  const st = fs.statSync(file);
+  const limits = execFileSync('prlimit', ['--pid', String(process.pid), '--nofile', '--raw', '--noheadings'], {
+    encoding: 'utf8',
+  })
+    .trim()
+    .split(/\s+/);
+  const [soft, hard] = [limits[limits.length - 3]!, limits[limits.length - 2]!];
+  const held: number[] = [];
+  // this process's fd limit lowered to what it holds plus a few, then every fd taken
+  execFileSync('prlimit', [
+    '--pid',
+    String(process.pid),
+    `--nofile=${fs.readdirSync('/proc/self/fd').length + 64}:${hard}`,
+  ]);
+  try {
+    for (;;) {
+      try {
+        held.push(fs.openSync('/dev/null', 'r'));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EMFILE') break;
+        throw e;
+      }
+    }
+    let err: unknown;
+    try {
+      fs.closeSync(openSameSync(file, st, 'd/f').fd);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as NodeJS.ErrnoException | undefined)?.code).toBe('EMFILE');
+  } finally {
+    for (const fd of held) fs.closeSync(fd);
+    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${soft}:${hard}`]);
+  }
+});

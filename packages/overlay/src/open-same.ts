@@ -28,9 +28,13 @@ export function changedError(name: string, code: ErrorCode = 'E_CONTEXT_CHANGED'
   });
 }
 
+/** Open errors that mean the file is no longer the one walked (changedError); others are rethrown. */
+const CHANGED_ERRNOS = new Set(['ELOOP', 'ENOENT', 'ENOTDIR', 'ENXIO']);
+
 /**
  * An fd on `file` (a host path, escaped names as their bytes: fsname.ts) and its fstat, when it is
- * the regular file `want` describes; else `changedError(name, code)`. The caller closes the fd.
+ * the regular file `want` describes; else `changedError(name, code)` (an open error that is not
+ * CHANGED_ERRNOS, e.g. EMFILE, as it is). The caller closes the fd.
  */
 export function openSameSync(
   file: string | Buffer,
@@ -41,8 +45,11 @@ export function openSameSync(
   let fd: number;
   try {
     fd = fs.openSync(typeof file === 'string' ? hostPath(file) : file, FLAGS);
-  } catch {
-    throw changedError(name, code); // ELOOP (a link swapped in), ENOENT (removed), ENXIO (a socket)
+  } catch (e) {
+    // the file is no longer what the walk saw: ELOOP (a link swapped in), ENOENT/ENOTDIR (removed),
+    // ENXIO (a socket). Anything else (EMFILE, EACCES, EIO) is that error: building again would not help.
+    if (CHANGED_ERRNOS.has((e as NodeJS.ErrnoException).code!)) throw changedError(name, code);
+    throw e;
   }
   const st = fs.fstatSync(fd);
   if (!st.isFile() || st.ino !== want.ino || st.dev !== want.dev || st.size !== want.size) {

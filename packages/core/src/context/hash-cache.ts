@@ -299,7 +299,7 @@ export class TableHashes {
    * (as that very file: open-same.ts) and ask the kernel to start reading it (POSIX_FADV_WILLNEED,
    * page-cache.ts), so that the reads of a context not in the page cache overlap on the disk
    * instead of waiting one file at a time (200,000 files: 18 s -> see bench/README.md, session
-   * 26). False when it cannot (no addon): the caller stops asking. An error (the file changed)
+   * 26). False when it cannot (no addon, no fd left): the caller stops asking. An error (the file changed)
    * is left for `sync`'s own open to report.
    */
   prefetch(i: number, st: StatLike): boolean {
@@ -308,8 +308,10 @@ export class TableHashes {
     let opened: { fd: number; st: fs.Stats };
     try {
       opened = openSameSync(absOf(this.root, rel), st, rel);
-    } catch {
-      return true;
+    } catch (e) {
+      // out of fds: stop reading ahead (sync's own open then says what is wrong, if anything)
+      const errno = (e as NodeJS.ErrnoException).code;
+      return errno !== 'EMFILE' && errno !== 'ENFILE';
     }
     if (!willNeed(opened.fd, st.size)) {
       fs.closeSync(opened.fd);
