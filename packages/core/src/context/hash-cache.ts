@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { changedError, hasEscapes, hostPath, nameBytes, nameFromBytes, openSameSync, readAllSync } from '@vlab/overlay';
 import type { StatLike } from './walk.ts';
-import { HashRecords, RECORD, RootIndex } from './hash-records.ts';
+import { HashRecords, RECORD, RootIndex, type RecordKey } from './hash-records.ts';
 import { willNeed } from '../store/page-cache.ts';
 
 /** Files up to this size are read in one call; larger ones are streamed (never whole in memory). */
@@ -130,7 +130,7 @@ export class FileHashCache {
   }
 
   /** Remember the hash of `root`/`rel` as `st` describes it (counts as hashed): its record. */
-  record(idx: RootIndex, rel: string, st: StatLike, hex: string): number {
+  record(idx: RootIndex, rel: string, st: RecordKey, hex: string): number {
     this.misses++;
     const slot = this.records.add(st, hex);
     idx.add(rel, slot);
@@ -252,8 +252,8 @@ export class FileHashCache {
 export class TableHashes {
   /** Entry i's record, -1 for none (found for the ranges `range` was given). */
   private slots?: Int32Array;
-  /** Files `prefetch` opened and asked the kernel for, by entry, until `sync` reads them. */
-  private ahead = new Map<number, { fd: number; st: fs.Stats }>();
+  /** Files `prefetch` opened and asked the kernel for, until `sync` reads them (AheadRing). */
+  private ahead = new AheadRing();
   /** `sync`'s reads that took longer than a page-cache hit does (SLOW_READ_MS). */
   private slowReads = 0;
 
@@ -305,7 +305,7 @@ export class TableHashes {
   prefetch(i: number, st: StatLike): boolean {
     if (st.size === 0 || st.size > SYNC_FILE || this.ahead.has(i) || this.known(i, st, true) >= 0) return true;
     const rel = this.rels[i]!;
-    let opened: { fd: number; st: fs.Stats };
+    let opened: Opened;
     try {
       opened = openSameSync(absOf(this.root, rel), st, rel);
     } catch (e) {
@@ -317,20 +317,18 @@ export class TableHashes {
       fs.closeSync(opened.fd);
       return false;
     }
-    this.ahead.set(i, opened);
+    this.ahead.put(i, opened);
     return true;
   }
 
   /** Closes what `prefetch` opened and `sync` did not read (an error on the way, an excluded file). */
   dropAhead(): void {
-    for (const { fd } of this.ahead.values()) fs.closeSync(fd);
     this.ahead.clear();
   }
 
   /** The record of small file `i` (FileHashCache.hashSync), read now if not remembered; -1 for a bigger file not remembered. */
   sync(i: number, st: StatLike): number {
-    const pre = this.ahead.get(i);
-    if (pre) this.ahead.delete(i);
+    const pre = this.ahead.take(i);
     const known = this.known(i, st);
     if (known >= 0 || st.size > SYNC_FILE) {
       if (pre) fs.closeSync(pre.fd);
@@ -363,7 +361,61 @@ const absOf = (root: string, rel: string) => hostPath(`${root === '/' ? '' : roo
 /** A hash and the fstat of the file read (open-same.ts: the file `st` walked): its record's key. */
 interface Hashed {
   hex: string;
-  now: StatLike;
+  now: RecordKey;
+}
+
+/** A file opened as the file a walk saw (openSameSync), and what its record will key on. */
+interface Opened {
+  fd: number;
+  st: RecordKey;
+}
+
+/** Slots of AheadRing: above the checksum's read-ahead window (context.ts READAHEAD, 64). */
+export const AHEAD_SLOTS = 128;
+
+/**
+ * The files opened ahead (TableHashes.prefetch), entry i in slot i % AHEAD_SLOTS: the fd and the
+ * four numbers its record keys on, in typed arrays. Held as a Map of fs.Stats (about 1.5 KB each,
+ * stat.ts), the ~64 files in flight outlived young-generation GCs, so every prefetched file's
+ * Stats was promoted to the old space: copy-huge cold, 200,000 files, about 45 MB more peak RSS
+ * between full GCs (bench/README.md, session 29). An entry whose slot is taken by a later one
+ * (a window over AHEAD_SLOTS) is closed: `sync` then opens it itself.
+ */
+class AheadRing {
+  private readonly entry = new Int32Array(AHEAD_SLOTS).fill(-1);
+  private readonly fd = new Int32Array(AHEAD_SLOTS);
+  /** size, mtimeMs, ctimeMs, ino per slot. */
+  private readonly nums = new Float64Array(AHEAD_SLOTS * 4);
+
+  has(i: number): boolean {
+    return this.entry[i % AHEAD_SLOTS] === i;
+  }
+
+  put(i: number, { fd, st }: Opened): void {
+    const k = i % AHEAD_SLOTS;
+    if (this.entry[k]! >= 0) fs.closeSync(this.fd[k]!);
+    this.entry[k] = i;
+    this.fd[k] = fd;
+    this.nums.set([st.size, st.mtimeMs, st.ctimeMs, st.ino], k * 4);
+  }
+
+  /** Entry i's file, no longer held here (the caller closes it); undefined when not opened ahead. */
+  take(i: number): Opened | undefined {
+    const k = i % AHEAD_SLOTS;
+    if (this.entry[k] !== i) return undefined;
+    this.entry[k] = -1;
+    const n = this.nums;
+    return { fd: this.fd[k]!, st: { size: n[k * 4]!, mtimeMs: n[k * 4 + 1]!, ctimeMs: n[k * 4 + 2]!, ino: n[k * 4 + 3]! } };
+  }
+
+  /** Closes every file still held. */
+  clear(): void {
+    for (let k = 0; k < AHEAD_SLOTS; k++)
+      if (this.entry[k]! >= 0) {
+        fs.closeSync(this.fd[k]!);
+        this.entry[k] = -1;
+      }
+  }
 }
 
 async function hashFile(abs: string | Buffer, st: StatLike, rel: string): Promise<Hashed> {
@@ -389,7 +441,7 @@ function hashSmall(abs: string | Buffer, st: StatLike, rel: string): Hashed {
 }
 
 /** hashSmall of a file opened already (openSameSync's result: its fd is closed here). */
-function hashOpened({ fd, st: now }: { fd: number; st: fs.Stats }, st: StatLike, rel: string): Hashed {
+function hashOpened({ fd, st: now }: Opened, st: StatLike, rel: string): Hashed {
   try {
     readAllSync(fd, readBuf, 0, st.size, rel);
     return { hex: oneShot('sha256', readBuf.subarray(0, st.size), 'hex'), now };

@@ -9,6 +9,9 @@ import type { StatLike } from './walk.ts';
 
 /** size, mtimeMs, ctimeMs, ino (float64 LE each), sha256 (32 bytes). */
 export const RECORD = 64;
+
+/** What a record keys on: of the fstat of the file hashed. */
+export type RecordKey = Pick<StatLike, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino'>;
 const HASH_AT = 32;
 /** Records per buffer (256 KiB): the records grow by a buffer, never copied into a doubled one. */
 const CHUNK_BITS = 12;
@@ -30,7 +33,7 @@ export class HashRecords {
   }
 
   /** A new record of `st` and the hash `hex` (64 hex digits): its number. */
-  add(st: StatLike, hex: string): number {
+  add(st: RecordKey, hex: string): number {
     const slot = this.next();
     const [d, at] = this.at(slot);
     d.writeDoubleLE(st.size, at);

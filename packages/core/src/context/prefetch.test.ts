@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BuildContext } from './context.ts';
-import { FileHashCache } from './hash-cache.ts';
+import { AHEAD_SLOTS, FileHashCache } from './hash-cache.ts';
 import { canWillNeed } from '../store/page-cache.ts';
 
 let dir: string;
@@ -90,6 +90,33 @@ describe.skipIf(!canWillNeed())('checksum read-ahead (vlab-fadvise.node willneed
     const slot = table.sync(i, t.stat(i));
     expect(openFds()).toBe(before);
     expect(table.records.hex(slot)).toBe(sha('file 0\n'));
+    table.dropAhead();
+    table.close();
+  });
+
+  it('a file opened ahead whose slot a later one takes is closed, then read when its turn comes', async () => {
+    await writeTree();
+    const cache = new FileHashCache();
+    const ctx = await BuildContext.open(dir, cache);
+    const t = await (
+      ctx as unknown as { walk(): Promise<{ rels: string[]; mode(i: number): number; stat(i: number): fs.Stats }> }
+    ).walk();
+    // two non-empty files AHEAD_SLOTS entries apart: the same slot
+    const isFile = (i: number) => t.stat(i).isFile() && t.stat(i).size > 0;
+    const i = t.rels.findIndex((_, k) => isFile(k) && k + AHEAD_SLOTS < t.rels.length && isFile(k + AHEAD_SLOTS));
+    expect(i).toBeGreaterThanOrEqual(0);
+    const j = i + AHEAD_SLOTS;
+    const table = cache.forTable(dir, t.rels);
+    table.range(0, t.rels.length);
+    const before = openFds();
+    expect(table.prefetch(i, t.stat(i))).toBe(true);
+    expect(table.prefetch(j, t.stat(j))).toBe(true);
+    expect(openFds()).toBe(before + 1); // i's fd was closed when j took its slot
+    const content = (k: number) => fs.readFileSync(path.join(dir, t.rels[k]!));
+    expect(table.records.hex(table.sync(i, t.stat(i)))).toBe(sha(content(i)));
+    expect(openFds()).toBe(before + 1); // i read by its own open; j still held
+    expect(table.records.hex(table.sync(j, t.stat(j)))).toBe(sha(content(j)));
+    expect(openFds()).toBe(before);
     table.dropAhead();
     table.close();
   });
