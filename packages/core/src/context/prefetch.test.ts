@@ -35,6 +35,19 @@ async function writeTree(): Promise<void> {
 const openFds = () => fs.readdirSync('/proc/self/fd').length;
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
+/** The tree written, walked, and a TableHashes over all of it (nothing read yet). */
+async function openTable() {
+  await writeTree();
+  const cache = new FileHashCache();
+  const ctx = await BuildContext.open(dir, cache);
+  const t = await (
+    ctx as unknown as { walk(): Promise<{ rels: string[]; find(r: string): number; stat(i: number): fs.Stats }> }
+  ).walk();
+  const table = cache.forTable(dir, t.rels);
+  table.range(0, t.rels.length);
+  return { t, table };
+}
+
 describe.skipIf(!canWillNeed())('checksum read-ahead (vlab-fadvise.node willneed)', () => {
   it('gives the digest of a one-file-at-a-time read, records every file, and closes every fd', async () => {
     await writeTree();
@@ -71,16 +84,9 @@ describe.skipIf(!canWillNeed())('checksum read-ahead (vlab-fadvise.node willneed
   });
 
   it('a file replaced after it was opened ahead is hashed as the file the walk saw', async () => {
-    await writeTree();
-    const cache = new FileHashCache();
-    const ctx = await BuildContext.open(dir, cache);
-    const t = await (
-      ctx as unknown as { walk(): Promise<{ rels: string[]; find(r: string): number; stat(i: number): fs.Stats }> }
-    ).walk();
+    const { t, table } = await openTable();
     const rel = 'data/d0/f0.txt';
     const i = t.find(rel);
-    const table = cache.forTable(dir, t.rels);
-    table.range(0, t.rels.length);
     const before = openFds();
     expect(table.cold).toBe(false); // nothing read yet: a checksum would not prefetch
     expect(table.prefetch(i, t.stat(i))).toBe(true);
@@ -95,19 +101,12 @@ describe.skipIf(!canWillNeed())('checksum read-ahead (vlab-fadvise.node willneed
   });
 
   it('a file opened ahead whose slot a later one takes is closed, then read when its turn comes', async () => {
-    await writeTree();
-    const cache = new FileHashCache();
-    const ctx = await BuildContext.open(dir, cache);
-    const t = await (
-      ctx as unknown as { walk(): Promise<{ rels: string[]; mode(i: number): number; stat(i: number): fs.Stats }> }
-    ).walk();
+    const { t, table } = await openTable();
     // two non-empty files AHEAD_SLOTS entries apart: the same slot
     const isFile = (i: number) => t.stat(i).isFile() && t.stat(i).size > 0;
     const i = t.rels.findIndex((_, k) => isFile(k) && k + AHEAD_SLOTS < t.rels.length && isFile(k + AHEAD_SLOTS));
     expect(i).toBeGreaterThanOrEqual(0);
     const j = i + AHEAD_SLOTS;
-    const table = cache.forTable(dir, t.rels);
-    table.range(0, t.rels.length);
     const before = openFds();
     expect(table.prefetch(i, t.stat(i))).toBe(true);
     expect(table.prefetch(j, t.stat(j))).toBe(true);
