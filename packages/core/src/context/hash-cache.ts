@@ -405,7 +405,10 @@ class AheadRing {
     if (this.entry[k] !== i) return undefined;
     this.entry[k] = -1;
     const n = this.nums;
-    return { fd: this.fd[k]!, st: { size: n[k * 4]!, mtimeMs: n[k * 4 + 1]!, ctimeMs: n[k * 4 + 2]!, ino: n[k * 4 + 3]! } };
+    return {
+      fd: this.fd[k]!,
+      st: { size: n[k * 4]!, mtimeMs: n[k * 4 + 1]!, ctimeMs: n[k * 4 + 2]!, ino: n[k * 4 + 3]! },
+    };
   }
 
   /** Closes every file still held. */
