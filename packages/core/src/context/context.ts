@@ -5,15 +5,13 @@ import { changedError, readlinkInRoot, statDirInRoot } from '@vlab/overlay';
 import { compileIgnore, loadIgnore, type IgnoreMatcher } from './ignore.ts';
 import { compileGlob } from './patterns.ts';
 import { resolveInRoot } from '../fsutil/in-root.ts';
-import type { FileHashCache, TableHashes } from './hash-cache.ts';
+import { READAHEAD, type FileHashCache, type TableHashes } from './hash-cache.ts';
 import { walkTree, type StatLike } from './walk.ts';
 import type { EntryTable } from './entry-table.ts';
 import { FileDigests } from './file-digests.ts';
 import { phases } from '../debug/phases.ts';
 
 const HASH_BATCH = 32;
-/** Small files a checksum asks the disk for ahead of reading them (TableHashes.prefetch): fds held at most. */
-const READAHEAD = 64;
 /** Longest the context walk keeps the event loop to itself. */
 const WALK_SLICE_MS = 20;
 

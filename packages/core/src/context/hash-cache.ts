@@ -370,8 +370,10 @@ interface Opened {
   st: RecordKey;
 }
 
-/** Slots of AheadRing: above the checksum's read-ahead window (context.ts READAHEAD, 64). */
-export const AHEAD_SLOTS = 128;
+/** Small files a checksum asks the disk for ahead of reading them (TableHashes.prefetch): fds held at most. */
+export const READAHEAD = 64;
+/** Slots of AheadRing: the window and the entry being read fit with room to spare. */
+export const AHEAD_SLOTS = 2 * READAHEAD;
 
 /**
  * The files opened ahead (TableHashes.prefetch), entry i in slot i % AHEAD_SLOTS: the fd and the
@@ -396,7 +398,11 @@ class AheadRing {
     if (this.entry[k]! >= 0) fs.closeSync(this.fd[k]!);
     this.entry[k] = i;
     this.fd[k] = fd;
-    this.nums.set([st.size, st.mtimeMs, st.ctimeMs, st.ino], k * 4);
+    const n = this.nums;
+    n[k * 4] = st.size;
+    n[k * 4 + 1] = st.mtimeMs;
+    n[k * 4 + 2] = st.ctimeMs;
+    n[k * 4 + 3] = st.ino;
   }
 
   /** Entry i's file, no longer held here (the caller closes it); undefined when not opened ahead. */
