@@ -131,6 +131,14 @@ async function runCase(peer: Peer, c: Case, cells: Map<string, Cell>): Promise<v
     // settleBeforeCold before every timed build, not once per case: with BENCH_DROP_CACHES=1 a
     // single drop left every later serial, parallel and edit build reading a cached context.
     if (c.parallel) {
+      // One untimed round of each phase first, as on a machine that has built before: the at-once
+      // round starts the CLI's spare servers (a burst's first build in a spare is a cold Node), the
+      // serial one warms the first; the timed rounds then compare warm with warm.
+      for (const warm of [serialBuilds, parallelBuilds]) {
+        await peer.reset();
+        const w = await warm(peer, dir, c.parallel, tag);
+        if (!w.ok) throw new Error(`warm-up: ${w.error ?? 'failed'}`);
+      }
       for (let i = 0; i < runs; i++) {
         await peer.reset();
         await settleBeforeCold(dir);
