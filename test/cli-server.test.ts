@@ -5,7 +5,7 @@
  * idle exit and the restart on a new bundle. Each fast-path command is checked to have run in
  * the server (its log gains a line), so a silent fallback cannot make the comparison vacuous.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import fsp from 'node:fs/promises';
@@ -270,6 +270,32 @@ else:
     await until('the idle server to exit', () => !alive(pid), 5000);
     expect(fs.readdirSync(idleDir).filter((f) => f.endsWith('.sock') || f.endsWith('.pid'))).toEqual([]);
     await fsp.rm(idleDir, { recursive: true });
+  });
+
+  it("a server keeps none of its first caller's fds: a flock(1) around that command is free when it ends", async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vlab-srv-fds-'));
+    const lockFile = path.join(dir, 'caller.lock');
+    try {
+      // flock(1) holds its lock on an fd its command inherits; this first command starts the server
+      const r = await vb([lockFile, BIN, '--version'], { fast: true, dir, program: 'flock' });
+      expect(r.stdout).toMatch(/^vbuild version/);
+      await until('the server', () => alive(serverPid(dir)));
+      const pid = serverPid(dir)!;
+      const open = fs.readdirSync(`/proc/${pid}/fd`).map((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+        } catch {
+          return ''; // closed meanwhile
+        }
+      });
+      expect(open).not.toContain(lockFile);
+      expect(spawnSync('flock', ['-n', lockFile, 'true']).status).toBe(0);
+    } finally {
+      const pid = serverPid(dir);
+      if (alive(pid)) process.kill(pid!, 'SIGTERM');
+      await until('the server to exit', () => !alive(pid), 5000).catch(() => undefined);
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
   });
 
   // Containers: the server runs them too (not with -t). Exit codes, output, signals, stdin and

@@ -78,6 +78,26 @@ int server_slots(void) {
   return n < 1 ? 1 : n > 16 ? 16 : n;
 }
 
+/* Closes every fd but 0-2 and `keep`. The server outlives the command that started it: an fd its
+ * caller left open (the lock of a `flock(1)` around the build, a pipe's write end) would otherwise
+ * stay held, or open, for the server's life. close_range(2) where the kernel has it (5.9), else each
+ * fd /proc lists (closing while it is read is fine: the listing is of the fds open at opendir). */
+static void close_all_but(int keep) {
+  if ((keep == 3 || close_range(3, keep - 1, 0) == 0) && close_range(keep + 1, ~0U, 0) == 0) return;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) {
+    for (int fd = 3; fd < 65536; fd++)
+      if (fd != keep) close(fd);
+    return;
+  }
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    int fd = atoi(e->d_name);
+    if (fd > 2 && fd != keep && fd != dirfd(d)) close(fd);
+  }
+  closedir(d);
+}
+
 /* Starts slot k's server in the background; 0 when another holds its lock (running or starting). */
 int start_server(const char *base, int k) {
   char p[PATH_MAX + 32], bundle[PATH_MAX + 32];
@@ -93,15 +113,17 @@ int start_server(const char *base, int k) {
   if (pid == 0) {
     setsid();
     if (fork() != 0) _exit(0); /* the server is init's child, not ours */
+    /* a caller started with 0-2 closed: the lock is not to be one of the fds replaced below */
+    if (lock <= 2 && (lock = fcntl(lock, F_DUPFD_CLOEXEC, 3)) < 0) _exit(1);
     int null = open("/dev/null", O_RDWR);
     snprintf(p, sizeof p, "%s.log", base);
     int log = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
     dup2(null, 0);
     dup2(null, 1);
     dup2(log >= 0 ? log : null, 2);
-    /* only 0-2 stay: the server's children (monitors, containers) must not inherit its log */
-    if (log > 2) close(log);
-    if (null > 2) close(null);
+    /* only 0-2 and the lock stay: nothing of the caller's, and not the log (the server's children,
+     * monitors and containers, must not inherit it) */
+    close_all_but(lock);
     if (chdir("/") < 0) _exit(1);
     /* The lock is held for the server's life (it marks it close-on-exec for its children). */
     int fl = fcntl(lock, F_GETFD);
