@@ -84,4 +84,38 @@ describe('snapshot metadata updates', () => {
     expect(other.all().map((i) => i.key)).toEqual(['base', 'tmp1', 'tmp2']);
     expect(other.all()).toEqual(s.all());
   });
+
+  it('every way an update sets or deletes a key reaches the documents (Object.assign, defineProperty, delete)', async () => {
+    const s = await openStore();
+    await s.update((snaps) => {
+      snaps.base = rec(s.allocId());
+    });
+    const durable = stamp(s.file);
+    await s.update((snaps) => {
+      Object.assign(snaps, { a: rec(s.allocId(true), V, 'base') });
+      Object.defineProperty(snaps, 'b', {
+        value: rec(s.allocId(true), V, 'base'),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    });
+    await s.update((snaps) => {
+      delete snaps.a;
+      snaps.c = rec(s.allocId(true), V, 'b');
+    });
+    expect(stamp(s.file)).toBe(durable);
+    const other = new MetaStore(path.dirname(s.file));
+    await other.refresh();
+    expect(other.all().map((i) => i.key)).toEqual(['b', 'base', 'c']);
+    expect(other.all()).toEqual(s.all());
+    // and a durable record added beside them: both documents agree with the view
+    await s.update((snaps) => {
+      snaps.d = rec(s.allocId(), {}, 'base');
+    });
+    expect(stamp(s.file)).not.toBe(durable);
+    await other.refresh();
+    expect(other.all()).toEqual(s.all());
+    expect(Object.keys(JSON.parse(readFileSync(s.volatileFile, 'utf8')).snapshots).sort()).toEqual(['b', 'c']);
+  });
 });

@@ -217,9 +217,17 @@ export class MetaStore {
   private async mutate<T>(
     fn: (snapshots: Record<string, Record_>) => T | Promise<T>,
   ): Promise<{ r: T; durable: boolean }> {
+    // The keys `fn` sets or deletes: an update that touches no durable record rewrites only the
+    // volatile document, from its few records, without a pass over the whole store.
+    const touched = new Set<string>();
+    const view = new Proxy(this.snaps, {
+      set: (t, k, v) => (typeof k === 'string' && touched.add(k), Reflect.set(t, k, v)),
+      defineProperty: (t, k, d) => (typeof k === 'string' && touched.add(k), Reflect.defineProperty(t, k, d)),
+      deleteProperty: (t, k) => (typeof k === 'string' && touched.add(k), Reflect.deleteProperty(t, k)),
+    });
     try {
-      const r = await fn(this.snaps);
-      return { r, durable: await this.persist() };
+      const r = await fn(view);
+      return { r, durable: await this.persist(touched) };
     } catch (e) {
       // Back to the documents as last read or written: what memory held when `fn` began (update
       // and replace refresh first, and only fn and persist change them). Parsed again here, on the
@@ -236,18 +244,30 @@ export class MetaStore {
    * commit names its snapshot there before its volatile record goes), its data flushed before
    * its rename. Whether it wrote the durable one (its directory is then to be synced).
    */
-  private async persist(): Promise<boolean> {
-    const doc: Doc = { ...this.doc, snapshots: {} };
+  private async persist(touched: Set<string>): Promise<boolean> {
+    const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
+    const durableTouched =
+      this.doc.nextId !== this.seen.docNextId ||
+      [...touched].some((k) => has(this.doc.snapshots, k) || (has(this.snaps, k) && !isVolatile(this.snaps[k]!)));
+    const doc: Doc = durableTouched ? { ...this.doc, snapshots: {} } : this.doc;
     const vol: VolatileDoc = { ...this.vol, boot: bootId(), snapshots: {} };
-    for (const k in this.snaps) {
-      const r = this.snaps[k]!;
-      (isVolatile(r) ? vol : doc).snapshots[k] = r;
+    if (durableTouched) {
+      for (const k in this.snaps) {
+        const r = this.snaps[k]!;
+        (isVolatile(r) ? vol : doc).snapshots[k] = r;
+      }
+    } else {
+      // the volatile records the view showed (not those a durable one hides), then the touched ones
+      for (const k in this.vol.snapshots)
+        if (!touched.has(k) && this.snaps[k] === this.vol.snapshots[k]) vol.snapshots[k] = this.vol.snapshots[k]!;
+      for (const k of touched) if (has(this.snaps, k)) vol.snapshots[k] = this.snaps[k]!;
     }
     // The durable document is written again only when one of its records or its counter changed.
-    // Updates replace a record, never edit it in place, so a change is another object under a key:
-    // compared by identity, not by text (stringifying every record on every update made each step
-    // slower as the store grew: about 12 ms a step at 700 snapshots).
-    const same = doc.nextId === this.seen.docNextId && sameRecords(doc.snapshots, this.doc.snapshots);
+    // Updates replace a record, never edit it in place, so a change is a touched key or another
+    // object under a key: compared by identity, not by text (stringifying and splitting every record
+    // on every update made each step slower as the store grew: about 12 ms a step at 700 snapshots).
+    const same =
+      !durableTouched || (doc.nextId === this.seen.docNextId && sameRecords(doc.snapshots, this.doc.snapshots));
     const docText = same ? this.seen.docText : JSON.stringify(doc, null, 1);
     const volText = JSON.stringify(vol, null, 1);
     const durable = docText !== this.seen.docText;
