@@ -232,8 +232,12 @@ export class MetaStore {
       // Back to the documents as last read or written: what memory held when `fn` began (update
       // and replace refresh first, and only fn and persist change them). Parsed again here, on the
       // rare failure, instead of a copy of both taken before every update (O(store) each time).
+      // The id counters never go back: an id handed out may have a dir already.
+      const counters = { doc: this.doc.nextId, vol: this.vol.nextId };
       this.doc = this.seen.docText ? (JSON.parse(this.seen.docText) as Doc) : emptyDoc();
       this.vol = this.seen.volText ? (JSON.parse(this.seen.volText) as VolatileDoc) : emptyVolatile();
+      this.doc.nextId = Math.max(this.doc.nextId, counters.doc);
+      this.vol.nextId = Math.max(this.vol.nextId, counters.vol);
       this.merge();
       throw e;
     }
@@ -276,6 +280,7 @@ export class MetaStore {
       this.doc = doc;
       Object.assign(this.seen, { doc: stamp, docText, docNextId: doc.nextId });
     }
+    let volStale = false;
     if (volText !== this.seen.volText) {
       try {
         const stamp = await replaceFile(this.volatileFile, volText, false);
@@ -286,11 +291,14 @@ export class MetaStore {
         // the durable ones (merge) and go with the next write.
         if (!durable) throw e;
         log('snapshot metadata: %s not written (%s): the next update writes it', this.volatileFile, e);
+        volStale = true;
       }
     }
     // `snaps` is what the documents now hold, unless a volatile record shares its id with a
     // durable one (merge hides it): only then is it made again (O(store)).
-    if (!this.volatileIdsShadowed()) return durable;
+    // After a volatile write that failed, the view goes back to what the documents hold (as
+    // `this.vol` does), or the next update would write a volatile document short of its records.
+    if (!volStale && !this.volatileIdsShadowed()) return durable;
     this.merge();
     return durable;
   }
