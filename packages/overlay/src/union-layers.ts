@@ -3,7 +3,7 @@
  * in memory (headers and data offsets only; content read on demand): an uncompressed tar file, or
  * a stream source (a compressed blob, decompressed by the caller) read again from its start.
  */
-import { promises as fs, createReadStream, lstatSync, type Stats } from 'node:fs';
+import { promises as fs, constants, createReadStream, lstatSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { VlabError } from '@vlab/errors';
 import { readXattrs, readXattrsTree } from './sys.ts';
@@ -47,6 +47,38 @@ export interface Layer {
  */
 const opaqueCache = new Map<string, Promise<boolean>>();
 const OPAQUE_CACHE_MAX = 1 << 16;
+
+/**
+ * lstat answers for immutable layers, kept for the process under the same keys, for the same
+ * reason: the dirs a step's mountpoints copy up (/, /etc, /proc…) are left out of its layer, so
+ * they exist only in the base and each is looked up through every lower (a whiteout, then the
+ * name: two lstats a layer, a thousand a step at depth 100). Kept small (the fields a UnionStat
+ * has, or null for none): an fs.Stats is about 1.5 KB.
+ */
+const lstatCache = new Map<string, UnionStat | null>();
+const LSTAT_CACHE_MAX = 1 << 15;
+
+/** A UnionStat from lstat's fields (the type from the mode's S_IFMT bits). */
+class CompactStat implements UnionStat {
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly rdev: number;
+  constructor(st: Stats) {
+    ({ mode: this.mode, uid: this.uid, gid: this.gid, size: this.size, mtimeMs: this.mtimeMs, rdev: this.rdev } = st);
+  }
+  private is(type: number): boolean {
+    return (this.mode & constants.S_IFMT) === type;
+  }
+  isFile = () => this.is(constants.S_IFREG);
+  isDirectory = () => this.is(constants.S_IFDIR);
+  isSymbolicLink = () => this.is(constants.S_IFLNK);
+  isCharacterDevice = () => this.is(constants.S_IFCHR);
+  isBlockDevice = () => this.is(constants.S_IFBLK);
+  isFIFO = () => this.is(constants.S_IFIFO);
+}
 const OPAQUE_MATCH = '^(trusted|user)\\.overlay\\.opaque$';
 
 export class DirLayer implements Layer {
@@ -56,13 +88,35 @@ export class DirLayer implements Layer {
   constructor(
     readonly root: string,
     private readonly immutable = false,
-  ) {}
+    /** The root's stat when the caller has it (openLayer): the cache key without another call. */
+    rootStat?: Stats,
+  ) {
+    if (immutable && rootStat) this.id = `${rootStat.ino}:${rootStat.ctimeMs}:${root}\0`;
+  }
   private abs(rel: string) {
     return rel ? path.join(this.root, rel) : this.root;
   }
+  /** An immutable layer's key in the process-wide caches: its dir's path, inode and ctime. */
+  private cacheId(): string {
+    if (this.id === undefined) {
+      const st = lstatSync(this.root);
+      this.id = `${st.ino}:${st.ctimeMs}:${this.root}\0`;
+    }
+    return this.id;
+  }
+  async lstat(rel: string): Promise<UnionStat | undefined> {
+    if (!this.immutable) return this.lstatNow(rel);
+    const key = this.cacheId() + rel;
+    const hit = lstatCache.get(key);
+    if (hit !== undefined) return hit ?? undefined;
+    const st = this.lstatNow(rel);
+    if (lstatCache.size >= LSTAT_CACHE_MAX) lstatCache.clear();
+    lstatCache.set(key, st ? new CompactStat(st) : null);
+    return st;
+  }
   // Synchronous: one metadata call is cheaper than a thread-pool round trip, and a union lookup
   // makes a few per layer.
-  async lstat(rel: string): Promise<Stats | undefined> {
+  private lstatNow(rel: string): Stats | undefined {
     try {
       return lstatSync(this.abs(rel), { throwIfNoEntry: false });
     } catch (e) {
@@ -91,11 +145,7 @@ export class DirLayer implements Layer {
    */
   async opaque(rel: string): Promise<boolean> {
     if (this.immutable) {
-      if (this.id === undefined) {
-        const st = lstatSync(this.root);
-        this.id = `${st.ino}:${st.ctimeMs}:${this.root}\0`;
-      }
-      const key = this.id + rel;
+      const key = this.cacheId() + rel;
       let hit = opaqueCache.get(key);
       if (!hit) {
         if (opaqueCache.size >= OPAQUE_CACHE_MAX) opaqueCache.clear();
@@ -294,5 +344,7 @@ export async function openLayer(
   opts: TarLayerLimits & { immutable?: boolean } = {},
 ): Promise<Layer> {
   if (typeof p !== 'string') return new TarLayer(p, opts);
-  return (await fs.stat(p)).isDirectory() ? new DirLayer(p, opts.immutable ?? false) : new TarLayer(p, opts);
+  // immutable (a diff's lowers, every one on every step): synchronous, µs, no thread-pool trip
+  const st = opts.immutable ? statSync(p) : await fs.stat(p);
+  return st.isDirectory() ? new DirLayer(p, opts.immutable ?? false, st) : new TarLayer(p, opts);
 }

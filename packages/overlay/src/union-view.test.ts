@@ -112,6 +112,8 @@ describe('UnionView matches a real overlay mount', () => {
           const view = await viaUnion(new UnionView(dirs));
           // committed dirs: the per-dir opaque answers kept for the process give the same tree
           const immutable = await viaUnion(new UnionView(dirs, { immutable: true }));
+          // and a second view of them: every lstat answered from what the first one kept
+          const again = await viaUnion(new UnionView(dirs, { immutable: true }));
           const fromTars = await viaUnion(new UnionView(tars));
           // the same tars gzipped, read as streams (what a gzip-stored image layer is)
           for (const f of tars) writeFileSync(`${f}.gz`, gzipSync(readFileSync(f)));
@@ -121,10 +123,12 @@ describe('UnionView matches a real overlay mount', () => {
           real['.'] = { ...real['.'], mode: 0, uid: 0 };
           view['.'] = { ...view['.'], mode: 0, uid: 0 };
           immutable['.'] = { ...immutable['.'], mode: 0, uid: 0 };
+          again['.'] = { ...again['.'], mode: 0, uid: 0 };
           fromTars['.'] = { ...fromTars['.'], mode: 0, uid: 0 };
           fromGzip['.'] = { ...fromGzip['.'], mode: 0, uid: 0 };
           expect(view).toEqual(real);
           expect(immutable).toEqual(real);
+          expect(again).toEqual(real);
           expect(fromTars).toEqual(real);
           expect(fromGzip).toEqual(real);
         },
@@ -162,6 +166,29 @@ describe('UnionView matches a real overlay mount', () => {
       const u = new UnionView([d1, d2], { immutable });
       expect(await u.readdir('d')).toEqual(['new']);
       await expect(u.stat('d/old')).rejects.toThrow();
+    }
+  });
+});
+
+describe('UnionView over immutable dirs: the answers kept for the process', () => {
+  it('a layer dir removed and made again at its path is read afresh, not from the old one', async () => {
+    const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-union-again-'));
+    try {
+      const dir = path.join(tmp, 'layer');
+      await fs.mkdir(path.join(dir, 'etc'), { recursive: true });
+      await fs.writeFile(path.join(dir, 'etc', 'a'), 'a');
+      const first = new UnionView([dir], { immutable: true });
+      expect((await first.stat('etc/a')).isFile()).toBe(true);
+      await expect(first.stat('etc/b')).rejects.toThrow();
+      await fs.rm(dir, { recursive: true });
+      await new Promise((r) => setTimeout(r, 20)); // another ctime, even where the inode comes back
+      await fs.mkdir(path.join(dir, 'etc'), { recursive: true });
+      await fs.writeFile(path.join(dir, 'etc', 'b'), 'bb');
+      const second = new UnionView([dir], { immutable: true });
+      expect((await second.stat('etc/b')).size).toBe(2);
+      await expect(second.stat('etc/a')).rejects.toThrow();
+    } finally {
+      await fs.rm(tmp, { recursive: true, force: true });
     }
   });
 });
