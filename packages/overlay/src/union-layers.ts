@@ -58,6 +58,9 @@ const OPAQUE_CACHE_MAX = 1 << 16;
 const lstatCache = new Map<string, UnionStat | null>();
 const LSTAT_CACHE_MAX = 1 << 15;
 
+/** An immutable layer dir's key prefix in the process-wide caches: path, inode and ctime. */
+const cacheKeyOf = (st: Stats, root: string) => `${st.ino}:${st.ctimeMs}:${root}\0`;
+
 /** A UnionStat from lstat's fields (the type from the mode's S_IFMT bits). */
 class CompactStat implements UnionStat {
   readonly mode: number;
@@ -91,7 +94,7 @@ export class DirLayer implements Layer {
     /** The root's stat when the caller has it (openLayer): the cache key without another call. */
     rootStat?: Stats,
   ) {
-    if (immutable && rootStat) this.id = `${rootStat.ino}:${rootStat.ctimeMs}:${root}\0`;
+    if (immutable && rootStat) this.id = cacheKeyOf(rootStat, root);
   }
   private abs(rel: string) {
     return rel ? path.join(this.root, rel) : this.root;
@@ -99,8 +102,7 @@ export class DirLayer implements Layer {
   /** An immutable layer's key in the process-wide caches: its dir's path, inode and ctime. */
   private cacheId(): string {
     if (this.id === undefined) {
-      const st = lstatSync(this.root);
-      this.id = `${st.ino}:${st.ctimeMs}:${this.root}\0`;
+      this.id = cacheKeyOf(lstatSync(this.root), this.root);
     }
     return this.id;
   }
