@@ -38,6 +38,36 @@ describe('LayerManager.withWritableSnapshot', () => {
   });
 });
 
+describe('LayerManager.withWritableSnapshot: a dir only copied up', () => {
+  it('is left out of the layer and of the committed snapshot (a later step merges no empty /etc)', async () => {
+    const store = await Store.open(root);
+    const layers = new LayerManager(store, () => createSnapshotter(store.path('snapshots'), { driver: 'overlay' }));
+    const base = await layers.withWritableSnapshot([], async (rootfs) => {
+      await fsp.mkdir(path.join(rootfs, 'etc'));
+      await fsp.writeFile(path.join(rootfs, 'etc/passwd'), 'root:x:0:0::/:/bin/sh\n');
+      await fsp.utimes(path.join(rootfs, 'etc'), 1e9, 1e9);
+    });
+    // what a run's mountpoints do: a file made in /etc (overlay copies /etc up) and removed, /etc's mtime put back
+    const top = await layers.withWritableSnapshot([base!], async (rootfs) => {
+      await fsp.writeFile(path.join(rootfs, 'etc/hosts'), '');
+      await fsp.rm(path.join(rootfs, 'etc/hosts'));
+      await fsp.utimes(path.join(rootfs, 'etc'), 1e9, 1e9);
+      await fsp.writeFile(path.join(rootfs, 'step.txt'), 's');
+    });
+    const dirs = store.path('snapshots', 'snapshots');
+    const withEtc = [];
+    for (const id of await fsp.readdir(dirs))
+      if (await fsp.stat(path.join(dirs, id, 'fs', 'etc')).catch(() => undefined)) withEtc.push(id);
+    expect(withEtc).toHaveLength(1); // the base's
+    expect(top?.size).toBeLessThan(base!.size);
+    const seen = await layers.withView([base!, top!], async (r) => [
+      (await fsp.readdir(r)).sort(),
+      (await fsp.stat(path.join(r, 'etc'))).mtimeMs,
+    ]);
+    expect(seen).toEqual([['etc', 'step.txt'], 1e12]);
+  });
+});
+
 describe('LayerManager: a step commits volatile, the build settles once', () => {
   it.each(['overlay', 'native'] as const)(
     'steps write no durable snapshot metadata; settle() names them all in metadata.json (%s)',

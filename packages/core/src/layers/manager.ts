@@ -174,7 +174,8 @@ export class LayerManager {
       const blob = await this.store.blobs.create();
       let written;
       try {
-        written = await writeLayer(diff(snaps, active, opts) as never, blob.stream);
+        // unmounted for good: the copy-ups left out of the layer go from the snapshot too
+        written = await writeLayer(diff(snaps, active, { ...opts, pruneCopiedUp: true }) as never, blob.stream);
       } catch (e) {
         await blob.abort();
         throw e;

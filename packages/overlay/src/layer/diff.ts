@@ -9,7 +9,7 @@
  * Files copied up but unchanged still appear (as Docker does); dirs that are only copied up do not.
  */
 import { isLayerXattr } from './xattr-rule.ts';
-import { lstatSync as lstatPath, readdirSync as readdirPath, type Stats } from 'node:fs';
+import { lstatSync as lstatPath, readdirSync as readdirPath, rmdirSync, utimesSync, type Stats } from 'node:fs';
 import { hostPath, nameBytes, nameFromBytes, readlinkName } from '../fsname.ts';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -30,6 +30,14 @@ export interface DiffOptions {
    * container's mountpoints, which its runtime removes when it ends (docker's init layer).
    */
   exclude?: string[];
+  /**
+   * 'upper' source only, and only once the snapshot is unmounted for good (a step about to be
+   * committed): after the walk, remove from the upper the dirs left out of the layer as unchanged
+   * copy-ups (the mountpoints' /etc…), so the committed snapshot holds what its layer holds. Kept,
+   * each step's empty /etc would be one more dir for overlay and UnionView to merge under every
+   * later step: a lookup in /etc at depth 100 goes through 100 of them.
+   */
+  pruneCopiedUp?: boolean;
 }
 
 const BATCH = 64;
@@ -166,6 +174,7 @@ async function* walkUpper(
   root: string,
   rel: string,
   lower?: UnionView,
+  copiedUp?: string[],
 ): AsyncGenerator<Buffer> {
   const dir = rel ? path.join(root, rel) : root;
   let i = 0;
@@ -190,13 +199,42 @@ async function* walkUpper(
     }
     // Below an opaque dir, or one the lowers lack, nothing of the lowers shows: stop asking them.
     const below = lower && st.isDirectory() && !isOpaque(xa) ? await lowerDir(lower, r) : undefined;
-    if (below && (await unchangedCopyUp(lower!, xattrs, abs, r, st, below))) continue;
+    if (below && (await unchangedCopyUp(lower!, xattrs, abs, r, st, below))) {
+      copiedUp?.push(abs);
+      continue;
+    }
     yield* e.entry(abs, r, st);
     if (st.isDirectory()) {
       if (isOpaque(xa)) yield whiteoutHeader(join(r, '.wh..wh..opq'));
-      yield* walkUpper(e, xattrs, root, r, below ? lower : undefined);
+      yield* walkUpper(e, xattrs, root, r, below ? lower : undefined, copiedUp);
     }
   }
+}
+
+/**
+ * Removes the unchanged copy-ups `dirs` (host paths; each holds only dirs, unchangedCopyUp checked)
+ * from an unmounted upper, deepest first, and puts back the times of the dirs they were in (to
+ * about a µs: utimes takes a double, as apply.ts's dates). Best effort: a dir left behind is only
+ * the extra merge that pruning saves, never a difference from the layer.
+ */
+function pruneCopiedUp(dirs: string[]): void {
+  const parents = new Map<string, Stats>();
+  for (const d of dirs) {
+    const parent = path.dirname(d);
+    if (!parents.has(parent)) parents.set(parent, lstatSync(parent));
+  }
+  const remove = (d: string) => {
+    for (const name of readdirSync(d)) remove(path.join(d, name));
+    rmdirSync(hostPath(d));
+  };
+  for (const d of dirs) {
+    try {
+      remove(d);
+    } catch {
+      /* kept: see above */
+    }
+  }
+  for (const [parent, st] of parents) utimesSync(hostPath(parent), st.atimeMs / 1000, st.mtimeMs / 1000);
 }
 
 function lstatOrUndef(p: string): Stats | undefined {
@@ -315,7 +353,9 @@ async function* generate(src: DiffSource, opts: DiffOptions): AsyncGenerator<Buf
     const xattrs = await readXattrsTree(src.upper);
     // the lowers are committed snapshots: immutable
     const lower = src.lowers?.length ? new UnionView([...src.lowers].reverse(), { immutable: true }) : undefined;
-    yield* walkUpper(new Emitter(xattrs, opts.sourceDateEpoch, opts.exclude), xattrs, src.upper, '', lower);
+    const copiedUp: string[] | undefined = opts.pruneCopiedUp ? [] : undefined;
+    yield* walkUpper(new Emitter(xattrs, opts.sourceDateEpoch, opts.exclude), xattrs, src.upper, '', lower, copiedUp);
+    if (copiedUp) pruneCopiedUp(copiedUp);
   } else {
     const xd = await readXattrsTree(src.dir);
     const xb = src.base ? await readXattrsTree(src.base) : new Map();
