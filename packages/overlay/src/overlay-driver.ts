@@ -72,7 +72,12 @@ export class OverlaySnapshotter extends BaseSnapshotter {
 
   async diffSource(key: string): Promise<DiffSourceInfo> {
     const r = await this.activeRecord(key, 'diff');
-    return { kind: 'upper', upper: this.fsDir(r.id), lowers: this.parentIds(r.parent).map((p) => this.fsDir(p)) };
+    return {
+      kind: 'upper',
+      upper: this.fsDir(r.id),
+      lowers: this.parentIds(r.parent).map((p) => this.fsDir(p)),
+      lowersKey: this.store.dirIdentity(),
+    };
   }
 
   /** Opaque-dir xattr this driver's mounts understand. */

@@ -17,7 +17,7 @@
  * Several processes may share a root (two builds on one store): every mutation runs under a
  * lock file and starts by re-reading the documents, and reads reload them when they changed on disk.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { debuglog } from 'node:util';
 import { VlabError } from '@vlab/errors';
@@ -85,6 +85,17 @@ export class MetaStore {
 
   dirOf(id: string): string {
     return path.join(this.snapshotsDir(), id);
+  }
+
+  /**
+   * A name of this store's snapshot dir that no other dir gets in this boot (its inode and birth
+   * time): with a snapshot's id (never given twice: the counters never go back) it names that
+   * snapshot's content, also across a store removed and made again at the same path. Undefined
+   * where the filesystem keeps no birth time.
+   */
+  dirIdentity(): string | undefined {
+    const st = statSync(this.snapshotsDir(), { bigint: true });
+    return st.birthtimeNs > 0n ? `${st.ino}:${st.birthtimeNs}` : undefined;
   }
 
   /** Load (or create) the store and remove what an interrupted operation left behind. */

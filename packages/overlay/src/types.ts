@@ -32,8 +32,12 @@ export type WhiteoutMode = 'overlay' | 'oci';
 
 /** Where `diff()` finds what changed: an overlay upper dir alone, or a tree to compare with its parent's. */
 export type DiffSourceInfo =
-  /** `lowers`: the committed dirs below, nearest first (to tell a copied-up but unchanged dir). */
-  | { kind: 'upper'; upper: string; lowers?: string[] }
+  /**
+   * `lowers`: the committed dirs below, nearest first (to tell a copied-up but unchanged dir).
+   * `lowersKey`: a name under which their paths name their content for this process (the
+   * store's dirIdentity), so that their kept answers need no stat of each (union-layers.ts).
+   */
+  | { kind: 'upper'; upper: string; lowers?: string[]; lowersKey?: string }
   /** `copiedAt`: ctime (ms) of the marker made after `dir` was copied from `base` (same-content.ts) */
   | { kind: 'compare'; dir: string; base?: string; copiedAt?: number };
 

@@ -7,7 +7,7 @@
  */
 import * as path from 'node:path';
 import { VlabError } from '@vlab/errors';
-import { openLayer, type Layer, type TarLayerLimits, type TarSource, type UnionStat } from './union-layers.ts';
+import { openLayer, type Layer, type LayerOptions, type TarSource, type UnionStat } from './union-layers.ts';
 
 export type { UnionStat, TarSource, TarLayerLimits } from './union-layers.ts';
 
@@ -36,11 +36,12 @@ export class UnionView {
   private opened?: Promise<Layer[]>;
   /**
    * `layers`, lowest first: directories, uncompressed tar files, or tar stream sources (compressed
-   * blobs). `immutable`: the layer dirs do not change while this view lives (committed snapshots).
+   * blobs). `immutable`: the layer dirs do not change while this view lives (committed snapshots);
+   * `identity`: see LayerOptions.
    */
   constructor(
     layers: (string | TarSource)[],
-    private readonly opts: TarLayerLimits & { immutable?: boolean } = {},
+    private readonly opts: LayerOptions = {},
   ) {
     this.paths = [...layers].reverse().map((l) => (typeof l === 'string' ? path.resolve(l) : l));
   }

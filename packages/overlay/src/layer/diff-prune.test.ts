@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { diffSource } from './diff.ts';
 import { extractNames } from './list.ts';
+import { createSnapshotter, diff } from '../index.ts';
 
 const T = new Date('2020-02-02T02:02:02.123Z');
 
@@ -69,4 +70,39 @@ describe('diff of an upper: unchanged copy-ups', () => {
     expect(await names(true)).toEqual(['etc/', 'etc/ssl/', 'etc/ssl/cert', 'new/', 'new/step.txt', 'var/']);
     expect(await exists('etc/ssl/cert')).toBe(true);
   });
+});
+
+describe('diff of an overlay step: the lowers’ answers kept under the store’s identity', () => {
+  it.skipIf(process.getuid?.() !== 0)(
+    'a store removed and made again at its path (the same snapshot ids) is not answered from the old one',
+    async () => {
+      const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'vlab-diff-identity-'));
+      try {
+        const root = path.join(tmp, 'store');
+        // each store: a base whose etc has mode `baseMode`, and a step whose upper holds etc as 0755
+        const stepLayer = async (baseMode: number) => {
+          const s = await createSnapshotter(root, { driver: 'overlay' });
+          await s.prepare('b');
+          const b = (await s.writableDir('b')).dir;
+          await fs.mkdir(path.join(b, 'etc'));
+          await fs.chmod(path.join(b, 'etc'), baseMode);
+          await fs.utimes(path.join(b, 'etc'), T, T);
+          await s.commit('B', 'b');
+          await s.prepare('c', 'B');
+          const c = (await s.writableDir('c')).dir;
+          await fs.mkdir(path.join(c, 'etc'), { mode: 0o755 });
+          await fs.chmod(path.join(c, 'etc'), 0o755);
+          await fs.utimes(path.join(c, 'etc'), T, T);
+          await fs.writeFile(path.join(c, 'f'), 'f');
+          return extractNames(diff(s, 'c'));
+        };
+        expect(await stepLayer(0o755)).toEqual(['f']); // etc only copied up
+        await fs.rm(root, { recursive: true });
+        // the same paths (the first ids again), but etc is 0700 below: the step changed its mode
+        expect(await stepLayer(0o700)).toEqual(['etc/', 'f']);
+      } finally {
+        await fs.rm(tmp, { recursive: true, force: true });
+      }
+    },
+  );
 });

@@ -352,7 +352,9 @@ async function* generate(src: DiffSource, opts: DiffOptions): AsyncGenerator<Buf
   if (src.kind === 'upper') {
     const xattrs = await readXattrsTree(src.upper);
     // the lowers are committed snapshots: immutable
-    const lower = src.lowers?.length ? new UnionView([...src.lowers].reverse(), { immutable: true }) : undefined;
+    const lower = src.lowers?.length
+      ? new UnionView([...src.lowers].reverse(), { immutable: true, identity: src.lowersKey })
+      : undefined;
     const copiedUp: string[] | undefined = opts.pruneCopiedUp ? [] : undefined;
     yield* walkUpper(new Emitter(xattrs, opts.sourceDateEpoch, opts.exclude), xattrs, src.upper, '', lower, copiedUp);
     if (copiedUp) pruneCopiedUp(copiedUp);
