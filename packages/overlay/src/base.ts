@@ -33,9 +33,16 @@ export abstract class BaseSnapshotter implements Snapshotter {
   abstract writableDir(key: string): Promise<{ dir: string; whiteouts: WhiteoutMode }>;
   abstract diffSource(key: string): Promise<DiffSourceInfo>;
 
+  /** A pure function of the id, kept: a step asks it for every layer below (two path.joins each). */
   fsDir(id: string): string {
-    return path.join(this.store.dirOf(id), 'fs');
+    let dir = this.fsDirs.get(id);
+    if (dir === undefined) {
+      if (this.fsDirs.size >= 1 << 14) this.fsDirs.clear();
+      this.fsDirs.set(id, (dir = path.join(this.store.dirOf(id), 'fs')));
+    }
+    return dir;
   }
+  private readonly fsDirs = new Map<string, string>();
 
   /** `need` after picking up changes other processes made. */
   protected async fresh(key: string): Promise<Record_> {

@@ -15,15 +15,16 @@ import { overlayBaseOptions } from './overlay-driver.ts';
 
 const PAGE = 4096;
 
+/** The deepest dir that holds every one of `dirs` (absolute paths): a common prefix cut at a '/'. */
 function commonParent(dirs: string[]): string {
-  let parts = path.dirname(dirs[0]).split('/');
-  for (const d of dirs.slice(1)) {
-    const q = d.split('/');
+  let prefix = path.dirname(dirs[0]) + '/';
+  for (const d of dirs) {
     let i = 0;
-    while (i < parts.length && parts[i] === q[i]) i++;
-    parts = parts.slice(0, i);
+    const n = Math.min(prefix.length, d.length);
+    while (i < n && prefix.charCodeAt(i) === d.charCodeAt(i)) i++;
+    if (i < prefix.length) prefix = prefix.slice(0, prefix.lastIndexOf('/', i === d.length && prefix[i] === '/' ? i : i - 1) + 1);
   }
-  return parts.join('/') || '/';
+  return prefix.length > 1 ? prefix.slice(0, -1) : '/';
 }
 
 /** Options as passed to mount(8), and the cwd to run it in (relative lowerdirs). */
