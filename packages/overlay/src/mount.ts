@@ -22,7 +22,8 @@ function commonParent(dirs: string[]): string {
     let i = 0;
     const n = Math.min(prefix.length, d.length);
     while (i < n && prefix.charCodeAt(i) === d.charCodeAt(i)) i++;
-    if (i < prefix.length) prefix = prefix.slice(0, prefix.lastIndexOf('/', i === d.length && prefix[i] === '/' ? i : i - 1) + 1);
+    if (i < prefix.length)
+      prefix = prefix.slice(0, prefix.lastIndexOf('/', i === d.length && prefix[i] === '/' ? i : i - 1) + 1);
   }
   return prefix.length > 1 ? prefix.slice(0, -1) : '/';
 }
