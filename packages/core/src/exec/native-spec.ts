@@ -199,15 +199,15 @@ export function execTailSpec(prep: PreparedRun): Buffer {
 
 /** Tokens → the NUL-separated spec file (a token with a NUL is refused). */
 export function encode(t: string[][]): Buffer {
-  for (const tok of t.flat()) {
-    if (tok.includes('\0')) throw new Error(`a NUL byte in ${JSON.stringify(tok)}`);
-  }
-  return Buffer.from(
-    t
-      .flat()
-      .map((s) => s + '\0')
-      .join(''),
-  );
+  // one pass, one string: a launch spec has ~1500 tokens (the seccomp rules), and flat/map/join
+  // took half a millisecond of every RUN step
+  let out = '';
+  for (const tok of t)
+    for (const s of tok) {
+      if (s.includes('\0')) throw new Error(`a NUL byte in ${JSON.stringify(s)}`);
+      out += s + '\0';
+    }
+  return Buffer.from(out);
 }
 
 /**

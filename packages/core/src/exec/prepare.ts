@@ -4,7 +4,7 @@
  * the mountpoints the run needs inside the rootfs (and remove them afterwards, see
  * mountpoints.ts). Everything here is undone by `cleanup()`, which never throws.
  */
-import { promises as fs, rmSync } from 'node:fs';
+import { promises as fs, readFileSync, readdirSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -91,16 +91,23 @@ export async function prepareRun(
       : await ownedTempDir(where.tmp ?? os.tmpdir(), TMP_PREFIX);
   let created: Awaited<ReturnType<typeof createMountpoints>> | undefined;
   const cleanup = async () => {
-    // the dir holds a few small files: removed synchronously (µs, where thread-pool trips are not)
+    // the dir holds a few small files of ours: removed synchronously (µs, where thread-pool trips
+    // are not), each unlinked by name (rmSync's walk first tries an rmdir that fails, and lstats
+    // every entry); anything else there goes the long way
     try {
-      rmSync(dir, { recursive: true, force: true });
+      for (const name of readdirSync(dir)) unlinkSync(path.join(dir, name));
+      rmdirSync(dir);
     } catch {
-      /* as before: never throws */
+      try {
+        rmSync(dir, { recursive: true, force: true });
+      } catch {
+        /* as before: never throws */
+      }
     }
     if (created) await removeMountpoints(created).catch(() => {});
   };
   try {
-    const etc = await writeEtcFiles(dir, hostname, network, spec.extraHosts ?? []);
+    const etc = writeEtcFiles(dir, hostname, network, spec.extraHosts ?? []);
     const extra: ExtraMount[] = [
       ...etc.map(([target, source]) => ({ type: 'bind' as const, source, target })),
       ...(spec.mounts ?? []),
@@ -177,36 +184,36 @@ export function completeEnv(env: string[], user: ResolvedUser): string[] {
   return out;
 }
 
-async function writeEtcFiles(
-  dir: string,
-  hostname: string,
-  network: NetworkMode,
-  extra: ExtraHost[],
-): Promise<[string, string][]> {
+function writeEtcFiles(dir: string, hostname: string, network: NetworkMode, extra: ExtraHost[]): [string, string][] {
   const hosts = [
     `127.0.0.1\tlocalhost ${hostname}`,
     '::1\tlocalhost ip6-localhost ip6-loopback',
     ...extra.map((h) => `${h.ip}\t${h.host}`),
     '',
   ].join('\n');
-  const resolv = await hostResolvConf(network);
+  const resolv = hostResolvConf(network);
   const files: [string, string, string][] = [
     ['/etc/hosts', 'hosts', hosts],
     ['/etc/resolv.conf', 'resolv.conf', resolv],
     ['/etc/hostname', 'hostname', hostname + '\n'],
   ];
-  return Promise.all(
-    files.map(async ([target, name, content]): Promise<[string, string]> => {
-      const file = path.join(dir, name);
-      await fs.writeFile(file, content, { mode: 0o644 });
-      return [target, file];
-    }),
-  );
+  // synchronous: three small files on every RUN step's path (µs each, where each thread-pool
+  // open, write and close is a wake-up of its own)
+  return files.map(([target, name, content]): [string, string] => {
+    const file = path.join(dir, name);
+    writeFileSync(file, content, { mode: 0o644 });
+    return [target, file];
+  });
 }
 
 /** The host's resolv.conf; without host networking, loopback resolvers are useless and dropped. */
-async function hostResolvConf(network: NetworkMode): Promise<string> {
-  const text = await fs.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+function hostResolvConf(network: NetworkMode): string {
+  let text = '';
+  try {
+    text = readFileSync('/etc/resolv.conf', 'utf8');
+  } catch {
+    /* none: the fallback resolvers below */
+  }
   if (network === 'host') return text;
   const lines = text.split('\n').filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l));
   if (!lines.some((l) => /^\s*nameserver\s/.test(l))) lines.push('nameserver 8.8.8.8', 'nameserver 8.8.4.4');
